@@ -1,0 +1,40 @@
+# alertd — two commands on a fresh machine: `make demo`, `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench bench-geo lint services venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "alertd needs Python 3.11 or newer"'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
+	  echo "python3 -m venv failed: install it with 'sudo apt-get install python3-venv'"; exit 1; }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: venv
+	$(BIN)/alertd demo
+
+services: venv
+	@bash tests/services.sh
+
+test: venv services
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check alertd adapters geo simulations tests
+
+bench: venv services
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m simulations.bench_geo
+	$(BIN)/python -m simulations.bench $(BENCH_ARGS)
+
+bench-geo: venv
+	$(BIN)/python -m simulations.bench_geo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench

@@ -1,0 +1,20 @@
+"""Adapters: one module per receiver kind, all behind ``adapters.base.Adapter``."""
+
+from __future__ import annotations
+
+from adapters.base import Adapter
+from alertd.models import AdapterKind
+
+
+def registry() -> dict[AdapterKind, Adapter]:
+    from adapters.broadcaster import BroadcasterAdapter
+    from adapters.isp import IspAdapter
+    from adapters.radio import RadioAdapter
+    from adapters.signage import SignageAdapter
+
+    return {
+        AdapterKind.BROADCASTER: BroadcasterAdapter(),
+        AdapterKind.ISP: IspAdapter(),
+        AdapterKind.SIGNAGE: SignageAdapter(),
+        AdapterKind.RADIO: RadioAdapter(),
+    }

@@ -1,0 +1,292 @@
+"""How payloads travel: HTTP(S) POST or MQTT publish, picked by the endpoint's scheme.
+
+Both report through the adapter errors, classifying failures the way a
+retry policy needs: timeouts, refused connections, 5xx, 408 and 429 are
+worth another try; other 4xx and malformed endpoints are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from adapters.base import Payload, PermanentError, RetryableError
+from alertd import logs
+from alertd.constants import ACK_TOPIC
+
+log = logs.get("alertd.transport")
+
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+class HttpTransport:
+    def __init__(self, connections: int = 512) -> None:
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        # One pooled session for every endpoint: connection reuse is most of
+        # the speed of a 2,000-endpoint fan-out.
+        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=0, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": "alertd/0.1"})
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, endpoint: str, payload: Payload, timeout_s: float) -> None:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        headers = {"Content-Type": payload.content_type, **payload.headers}
+        try:
+            async with self._session.post(
+                endpoint,
+                data=payload.body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                allow_redirects=False,
+            ) as resp:
+                await resp.read()
+                if 200 <= resp.status < 300:
+                    return
+                message = f"HTTP {resp.status} from {endpoint}"
+                if resp.status >= 500 or resp.status in RETRYABLE_STATUS:
+                    raise RetryableError(message)
+                raise PermanentError(message)
+        except TimeoutError as exc:
+            raise RetryableError(f"no answer from {endpoint} within {timeout_s:g} s") from exc
+        except aiohttp.InvalidURL as exc:
+            raise PermanentError(f"the endpoint {endpoint!r} is not a valid URL") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RetryableError(f"{type(exc).__name__} talking to {endpoint}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    host: str
+    port: int
+    topic: str
+
+    @classmethod
+    def parse(cls, endpoint: str) -> MqttTarget:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise PermanentError(f"the endpoint {endpoint!r} is not an mqtt://host:port/topic address")
+        topic = parts.path.lstrip("/")
+        if not topic or "+" in topic or "#" in topic:
+            raise PermanentError(f"the endpoint {endpoint!r} names no publishable topic")
+        return cls(parts.hostname, parts.port or 1883, topic)
+
+
+MessageHandler = Callable[[aiomqtt.Message], Awaitable[None]]
+
+_client_ids = itertools.count()
+
+
+class MqttConnection:
+    """One long-lived, self-reconnecting client to one broker.
+
+    MQTT 5 is tried first (it carries message expiry); a broker that only
+    speaks 3.1.1 (amqtt, older bridges) gets 3.1.1 and expiry is then left to
+    the payload's own ``expires`` field.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        client_id: str | None = None,
+        subscriptions: tuple[str, ...] = (),
+        on_message: MessageHandler | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id or f"alertd-{socket.gethostname()}-{os.getpid()}-{next(_client_ids)}"
+        self.subscriptions = subscriptions
+        self.on_message = on_message
+        self.protocol: aiomqtt.ProtocolVersion | None = None
+        self._client: aiomqtt.Client | None = None
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def v5(self) -> bool:
+        return self.protocol == aiomqtt.ProtocolVersion.V5
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"mqtt:{self.host}:{self.port}")
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        self.start()
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    def _make_client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        persistent = bool(self.subscriptions)
+        kwargs: dict[str, object] = {}
+        if protocol == aiomqtt.ProtocolVersion.V5:
+            props = Properties(PacketTypes.CONNECT)
+            if persistent:
+                # Keep the session (and queued acks) for an hour across reconnects.
+                props.SessionExpiryInterval = 3600
+            kwargs["properties"] = props
+            kwargs["clean_start"] = not persistent
+        else:
+            kwargs["clean_session"] = not persistent
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=self.client_id,
+            protocol=protocol,
+            max_inflight_messages=1000,
+            max_queued_outgoing_messages=100_000,
+            timeout=10,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while not self._closing:
+            protocols = (
+                [self.protocol]
+                if self.protocol
+                else [aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311]
+            )
+            for protocol in protocols:
+                try:
+                    async with self._make_client(protocol) as client:
+                        self.protocol = protocol
+                        self._client = client
+                        for topic in self.subscriptions:
+                            await client.subscribe(topic, qos=1)
+                        self._ready.set()
+                        backoff = 0.2
+                        log.info("mqtt.connected", broker=f"{self.host}:{self.port}", protocol=int(protocol))
+                        async for message in client.messages:
+                            if self.on_message is not None:
+                                try:
+                                    await self.on_message(message)
+                                except Exception:
+                                    log.exception("mqtt.handler_failed", topic=str(message.topic))
+                except aiomqtt.MqttCodeError as exc:
+                    # A 3.1.1-only broker refuses the v5 CONNECT; fall through to 3.1.1.
+                    if self.protocol is None and protocol == aiomqtt.ProtocolVersion.V5:
+                        continue
+                    log.warning("mqtt.disconnected", broker=f"{self.host}:{self.port}", error=str(exc))
+                except aiomqtt.MqttError as exc:
+                    if self.protocol is None and protocol == aiomqtt.ProtocolVersion.V5:
+                        continue
+                    log.warning("mqtt.disconnected", broker=f"{self.host}:{self.port}", error=str(exc))
+                finally:
+                    self._ready.clear()
+                    self._client = None
+                break
+            if self._closing:
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def publish(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        retain: bool = False,
+        expiry_s: int | None = None,
+        timeout_s: float = 5.0,
+        content_type: str | None = None,
+    ) -> None:
+        """QoS 1 publish that returns once the broker's PUBACK arrives."""
+        try:
+            await asyncio.wait_for(self.wait_ready(timeout_s), timeout_s)
+        except TimeoutError as exc:
+            raise RetryableError(f"MQTT broker {self.host}:{self.port} is not reachable") from exc
+        client = self._client
+        if client is None:
+            raise RetryableError(f"MQTT broker {self.host}:{self.port} connection was lost")
+        props = None
+        if self.v5:
+            props = Properties(PacketTypes.PUBLISH)
+            if expiry_s is not None:
+                props.MessageExpiryInterval = max(1, int(expiry_s))
+            if content_type:
+                props.ContentType = content_type
+        try:
+            await client.publish(topic, body, qos=1, retain=retain, properties=props, timeout=timeout_s)
+        except aiomqtt.MqttError as exc:
+            raise RetryableError(f"MQTT publish to {topic} failed: {exc}") from exc
+        except TimeoutError as exc:
+            raise RetryableError(f"no PUBACK for {topic} within {timeout_s:g} s") from exc
+
+
+def mqtt_envelope(payload: Payload) -> bytes:
+    """MQTT 3.1.1 has no headers, so the ids a receiver needs to dedup and ack travel in a JSON envelope."""
+    h = payload.headers
+    subscriber = h.get("X-Alertd-Subscriber-Id", "")
+    return json.dumps(
+        {
+            "alert_id": h.get("X-Alertd-Alert-Id"),
+            "subscriber_id": subscriber,
+            "idempotency_key": h.get("Idempotency-Key"),
+            "ack_topic": ACK_TOPIC.format(subscriber=subscriber),
+            "content_type": payload.content_type,
+            "body": payload.body.decode("utf-8"),
+        },
+        ensure_ascii=False,
+    ).encode("utf-8")
+
+
+class MqttTransport:
+    """Publishes subscriber deliveries, one pooled connection per broker."""
+
+    def __init__(self) -> None:
+        self._connections: dict[tuple[str, int], MqttConnection] = {}
+
+    def connection(self, host: str, port: int) -> MqttConnection:
+        key = (host, port)
+        conn = self._connections.get(key)
+        if conn is None:
+            conn = MqttConnection(host, port)
+            conn.start()
+            self._connections[key] = conn
+        return conn
+
+    async def send(self, endpoint: str, payload: Payload, timeout_s: float, expiry_s: int | None) -> None:
+        target = MqttTarget.parse(endpoint)
+        conn = self.connection(target.host, target.port)
+        await conn.publish(
+            target.topic,
+            mqtt_envelope(payload),
+            expiry_s=expiry_s,
+            timeout_s=timeout_s,
+            content_type="application/json",
+        )
+
+    async def close(self) -> None:
+        for conn in self._connections.values():
+            await conn.close()
+        self._connections.clear()

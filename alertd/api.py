@@ -1,0 +1,420 @@
+"""The HTTP API (aiohttp): desk and admin endpoints, the deliveries view, metrics.
+
+Every error leaves as RFC 9457 ``application/problem+json`` with a ``detail``
+sentence meant for the person at the desk. Writes happen only through
+``Intake.accept`` — after every check — so a refused request leaves nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from alertd import logs
+from alertd.engine import Engine, issuer_from, subscriber_from
+from alertd.errors import (
+    AlertdError,
+    InvalidInput,
+    MalformedInput,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from alertd.json_alert import parse_json_alert
+from alertd.metrics import DELIVERIES, REGISTRY, REJECTED
+from alertd.models import Alert, Issuer
+from alertd.validation import validate_issuer, validate_subscriber
+
+log = logs.get("alertd.api")
+
+ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+PROBLEM = "application/problem+json"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem_response(err: AlertdError) -> web.Response:
+    REJECTED.labels(status=str(err.status)).inc()
+    return web.Response(
+        status=err.status,
+        body=json.dumps(err.problem(), ensure_ascii=False).encode("utf-8"),
+        content_type=PROBLEM,
+        charset="utf-8",
+    )
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AlertdError as err:
+        log.info("request.refused", path=request.path, status=err.status, detail=err.detail)
+        return problem_response(err)
+    except web.HTTPRequestEntityTooLarge:
+        return problem_response(TooLarge(_too_large_detail(request)))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        detail = {404: "There is nothing at this address.", 405: "This address does not take that method."}
+        err = AlertdError(detail.get(exc.status, exc.reason))
+        err.status, err.title = exc.status, exc.reason
+        return problem_response(err)
+
+
+def _too_large_detail(request: web.Request) -> str:
+    limit = request.app[ENGINE].settings.max_body_bytes
+    return f"The message is larger than {limit // 1000} kB, the most alertd accepts. Nothing was sent."
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(data, ensure_ascii=False).encode("utf-8"),
+        content_type="application/json",
+    )
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer ") or not header[7:].strip():
+        raise Unauthorized("Sign in: send 'Authorization: Bearer <your token>'.")
+    return header[7:].strip()
+
+
+def require_admin(request: web.Request) -> None:
+    engine = request.app[ENGINE]
+    token = _bearer(request)
+    expected = engine.settings.admin_token
+    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Unauthorized("That admin token is not valid.")
+
+
+async def require_issuer(request: web.Request) -> Issuer:
+    token = _bearer(request)
+    issuer = await request.app[ENGINE].store.issuer_by_token(token)
+    if issuer is None:
+        raise Unauthorized("That token does not belong to any registered issuer. Nothing was sent.")
+    return issuer
+
+
+async def read_body(request: web.Request) -> bytes:
+    limit = request.app[ENGINE].settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(_too_large_detail(request))
+    body = await request.read()
+    if len(body) > limit:
+        raise TooLarge(_too_large_detail(request))
+    return body
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    body = await read_body(request)
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedInput(f"The body is not valid JSON ({exc}).") from exc
+    if not isinstance(data, dict):
+        raise MalformedInput("The body must be a JSON object.")
+    return data
+
+
+def _identifier(request: web.Request, body: dict[str, Any]) -> str:
+    given = body.get("identifier") or request.headers.get("Idempotency-Key")
+    if given is not None and (not isinstance(given, str) or not 0 < len(given) <= 200 or "," in given):
+        raise InvalidInput(
+            "'identifier' must be text of up to 200 characters without commas.", field="identifier"
+        )
+    return given or uuid.uuid4().hex
+
+
+# --- admin -------------------------------------------------------------------
+async def post_issuer(request: web.Request) -> web.Response:
+    require_admin(request)
+    engine = request.app[ENGINE]
+    item = await read_json(request)
+    validate_issuer(item, engine.registry)
+    issuer = issuer_from(item)
+    await engine.store.put_issuer(issuer)
+    log.info("issuer.saved", issuer_id=issuer.id)
+    return json_response(issuer.public(), status=201)
+
+
+async def list_issuers(request: web.Request) -> web.Response:
+    require_admin(request)
+    return json_response([i.public() for i in await request.app[ENGINE].store.list_issuers()])
+
+
+async def get_issuer(request: web.Request) -> web.Response:
+    require_admin(request)
+    issuer = await request.app[ENGINE].store.get_issuer(request.match_info["id"])
+    if issuer is None:
+        raise NotFound(f"There is no issuer {request.match_info['id']!r}.")
+    return json_response(issuer.public())
+
+
+async def delete_issuer(request: web.Request) -> web.Response:
+    require_admin(request)
+    if not await request.app[ENGINE].store.delete_issuer(request.match_info["id"]):
+        raise NotFound(f"There is no issuer {request.match_info['id']!r}.")
+    return web.Response(status=204)
+
+
+async def post_subscriber(request: web.Request) -> web.Response:
+    require_admin(request)
+    engine = request.app[ENGINE]
+    item = await read_json(request)
+    validate_subscriber(item, engine.registry)
+    sub = subscriber_from(item)
+    await engine.store.put_subscriber(sub)
+    log.info("subscriber.saved", subscriber_id=sub.id, adapter=sub.adapter.value)
+    return json_response(sub.public(), status=201)
+
+
+async def list_subscribers(request: web.Request) -> web.Response:
+    require_admin(request)
+    return json_response([s.public() for s in await request.app[ENGINE].store.list_subscribers()])
+
+
+async def get_subscriber(request: web.Request) -> web.Response:
+    require_admin(request)
+    sub = await request.app[ENGINE].store.get_subscriber(request.match_info["id"])
+    if sub is None:
+        raise NotFound(f"There is no subscriber {request.match_info['id']!r}.")
+    return json_response(sub.public())
+
+
+async def delete_subscriber(request: web.Request) -> web.Response:
+    require_admin(request)
+    if not await request.app[ENGINE].store.delete_subscriber(request.match_info["id"]):
+        raise NotFound(f"There is no subscriber {request.match_info['id']!r}.")
+    return web.Response(status=204)
+
+
+# --- desk --------------------------------------------------------------------
+async def _accepted(engine: Engine, alert: Alert, issuer: Issuer, ends: dict[str, str]) -> web.Response:
+    answer, _created = await engine.intake.accept(alert, issuer, ends=ends)
+    return json_response(answer, status=202)
+
+
+async def post_evacuation_order(request: web.Request) -> web.Response:
+    issuer = await require_issuer(request)
+    engine = request.app[ENGINE]
+    body = await read_json(request)
+    identifier = _identifier(request, body)
+    previous = await engine.store.answer_for(f"{issuer.id}@alertd", identifier)
+    if previous is not None:
+        return json_response(previous, status=202)
+    alert, ends = await engine.orders.evacuation(body, issuer)
+    alert.identifier = identifier
+    return await _accepted(engine, alert, issuer, ends)
+
+
+async def post_shelters(request: web.Request) -> web.Response:
+    issuer = await require_issuer(request)
+    engine = request.app[ENGINE]
+    body = await read_json(request)
+    identifier = _identifier(request, body)
+    previous = await engine.store.answer_for(f"{issuer.id}@alertd", identifier)
+    if previous is not None:
+        return json_response(previous, status=202)
+    alert, ends = await engine.orders.shelters(body, issuer)
+    alert.identifier = identifier
+    return await _accepted(engine, alert, issuer, ends)
+
+
+async def preview_order(request: web.Request) -> web.Response:
+    """What an order would do, before it is sent: the mis-send guard's preview."""
+    issuer = await require_issuer(request)
+    engine = request.app[ENGINE]
+    body = await read_json(request)
+    body.setdefault("identifier", "preview")
+    alert, ends = await engine.orders.evacuation(body, issuer)
+    engine.intake.authorize(issuer, alert.districts)
+    await engine.router.refresh()
+    subs = engine.router.matches(alert)
+    names = [engine.registry.get(d).full_name for d in alert.districts]
+    return json_response(
+        {
+            "districts": alert.districts,
+            "district_names": names,
+            "headline": {i.language: i.headline for i in alert.infos},
+            "deliveries": len(subs),
+            "lifts": list(ends),
+            "geojson": _geojson(engine, alert.districts),
+        }
+    )
+
+
+def _geojson(engine: Engine, codes: list[str]) -> dict[str, Any] | None:
+    try:
+        return engine.geocoder.geojson(codes)
+    except AlertdError:
+        return None
+
+
+async def post_alert(request: web.Request) -> web.Response:
+    issuer = await require_issuer(request)
+    engine = request.app[ENGINE]
+    ctype = request.content_type
+    if ctype in ("application/cap+xml", "application/xml", "text/xml"):
+        from alertd.cap import parse_cap
+
+        alert = parse_cap(await read_body(request))
+        alert.origin = "cap"
+        alert.issuer_id = issuer.id
+    elif ctype == "application/json":
+        body = await read_json(request)
+        alert = parse_json_alert(body, f"{issuer.id}@alertd")
+        alert.identifier = _identifier(request, body)
+        alert.issuer_id = issuer.id
+    else:
+        raise UnsupportedMediaType(
+            f"Send CAP 1.2 as application/cap+xml (or application/xml), or JSON as application/json, not {ctype!r}."
+        )
+    return await _accepted(engine, alert, issuer, {})
+
+
+# --- reading -----------------------------------------------------------------
+def alert_view(alert: Alert, meta: dict[str, str]) -> dict[str, Any]:
+    data = alert.to_dict()
+    data["state"] = meta.get("state")
+    data["superseded_by"] = meta.get("superseded_by")
+    data["planned_deliveries"] = int(meta.get("planned", 0))
+    return data
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    active = request.query.get("active", "").lower() in ("1", "true", "yes")
+    district = request.query.get("district")
+    limit = min(int(request.query.get("limit", "100")), 1000)
+    rows = await engine.store.list_alerts(active=active, limit=10_000 if district else limit)
+    if district:
+        if engine.registry.find(district) is None:
+            raise InvalidInput(f"alertd does not know the district code {district!r}.", field="district")
+        rows = [
+            (a, m)
+            for a, m in rows
+            if any(
+                engine.registry.covers([district], d) or engine.registry.covers([d], district)
+                for d in a.districts
+            )
+        ][:limit]
+    return json_response([alert_view(a, m) for a, m in rows])
+
+
+async def _alert_or_404(request: web.Request) -> Alert:
+    alert_id = request.match_info["id"]
+    alert = await request.app[ENGINE].store.get_alert(alert_id)
+    if alert is None:
+        raise NotFound(f"There is no alert {alert_id!r}.")
+    return alert
+
+
+async def get_alert(request: web.Request) -> web.StreamResponse:
+    alert = await _alert_or_404(request)
+    meta = await request.app[ENGINE].store.alert_meta(alert.id)
+    return json_response(alert_view(alert, meta))
+
+
+async def get_alert_cap(request: web.Request) -> web.Response:
+    from alertd.cap import to_cap
+
+    alert = await _alert_or_404(request)
+    return web.Response(body=to_cap(alert), content_type="application/cap+xml", charset="utf-8")
+
+
+async def get_deliveries(request: web.Request) -> web.Response:
+    alert = await _alert_or_404(request)
+    rows = await request.app[ENGINE].store.deliveries(alert.id)
+    for row in rows:
+        if row["confirmed_at"]:
+            row["confirmed_at"] = _iso(float(row["confirmed_at"]))
+        if row["delivered_at"]:
+            row["delivered_at"] = _iso(float(row["delivered_at"]))
+    return json_response({"alert_id": alert.id, "deliveries": rows})
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+async def post_ack(request: web.Request) -> web.Response:
+    """A receiver's confirmation; the idempotency key it was sent is its proof of receipt."""
+    engine = request.app[ENGINE]
+    alert = await _alert_or_404(request)
+    body = await read_json(request)
+    sub_id, key = body.get("subscriber"), body.get("idempotency_key")
+    if not isinstance(sub_id, str) or not isinstance(key, str):
+        raise InvalidInput('Send {"subscriber": "<your id>", "idempotency_key": "<the key you received>"}.')
+    if not await engine.store.confirm(alert.id, sub_id, key, f"{time.time():.3f}"):
+        raise Unauthorized("That subscriber and key do not match a delivery of this alert.")
+    sub = await engine.store.get_subscriber(sub_id)
+    DELIVERIES.labels(adapter=sub.adapter.value if sub else "unknown", outcome="confirmed").inc()
+    log.info("delivery.confirmed", alert_id=alert.id, subscriber_id=sub_id, via="http")
+    return json_response({"alert_id": alert.id, "subscriber": sub_id, "state": "confirmed"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    resp = web.Response(body=generate_latest(REGISTRY))
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+async def healthz(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    try:
+        await engine.store.redis.ping()
+        depths = await engine.store.queue_depths()
+    except Exception as exc:
+        return json_response({"status": "unhealthy", "redis": str(exc)}, status=503)
+    return json_response({"status": "ok", "queue_depth": depths})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from alertd.openapi import spec
+
+    return json_response(spec())
+
+
+def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.Application:
+    """``desk`` routes (admin, issuing) and ``public`` routes (reading, feeds, acks)
+    can be served on different listeners, so a deployment can keep the desk on
+    LGWAN and the public outputs on the internet segment."""
+    app = web.Application(middlewares=[problems], client_max_size=engine.settings.max_body_bytes)
+    app[ENGINE] = engine
+    r = app.router
+    if desk:
+        r.add_post("/api/v1/issuers", post_issuer)
+        r.add_get("/api/v1/issuers", list_issuers)
+        r.add_get("/api/v1/issuers/{id}", get_issuer)
+        r.add_delete("/api/v1/issuers/{id}", delete_issuer)
+        r.add_post("/api/v1/subscribers", post_subscriber)
+        r.add_get("/api/v1/subscribers", list_subscribers)
+        r.add_get("/api/v1/subscribers/{id}", get_subscriber)
+        r.add_delete("/api/v1/subscribers/{id}", delete_subscriber)
+        r.add_post("/api/v1/evacuation-orders", post_evacuation_order)
+        r.add_post("/api/v1/evacuation-orders/preview", preview_order)
+        r.add_post("/api/v1/shelters", post_shelters)
+        r.add_post("/api/v1/alerts", post_alert)
+    if public:
+        r.add_get("/api/v1/alerts", list_alerts)
+        r.add_get("/api/v1/alerts/{id}.cap", get_alert_cap)
+        r.add_get("/api/v1/alerts/{id}", get_alert)
+        r.add_get("/api/v1/alerts/{id}/deliveries", get_deliveries)
+        r.add_post("/api/v1/alerts/{id}/ack", post_ack)
+        from alertd.atom import add_routes as add_feed_routes
+
+        add_feed_routes(app)
+    r.add_get("/metrics", metrics)
+    r.add_get("/healthz", healthz)
+    r.add_get("/api/openapi.json", openapi)
+    return app

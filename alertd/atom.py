@@ -1,0 +1,72 @@
+"""The pull feed for conveyors: an Atom index of alerts in force, each linking its CAP document.
+
+This is how IPAWS and national weather services publish CAP: conveyors poll
+one small index with ETag / If-None-Match (a 304 costs nearly nothing) and
+fetch only the CAP documents they have not seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from alertd.models import format_cap_time, utcnow
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+
+
+async def alerts_feed(request: web.Request) -> web.Response:
+    from alertd.api import ENGINE
+
+    engine = request.app[ENGINE]
+    prefecture = request.query.get("prefecture")
+    municipality = request.query.get("municipality")
+    rows = await engine.store.list_alerts(active=True, limit=1000)
+    entries = []
+    for alert, _meta in rows:
+        if municipality and not any(
+            engine.registry.covers([municipality], d) or engine.registry.covers([d], municipality)
+            for d in alert.districts
+        ):
+            continue
+        if prefecture and not any(d[:2] == prefecture[:2] for d in alert.districts if d[:2].isdigit()):
+            continue
+        entries.append(alert)
+    base = f"{request.scheme}://{request.host}"
+    updated = max((a.accepted_at or a.sent for a in entries), default=None)
+    parts = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        f'<feed xmlns="{ATOM_NS}">',
+        "<title>alertd: alerts in force</title>",
+        f"<id>urn:alertd:feed:{escape(prefecture or '')}:{escape(municipality or '')}</id>",
+        f"<updated>{format_cap_time(updated or utcnow())}</updated>",
+        f'<link rel="self" href="{escape(str(request.url))}"/>',
+    ]
+    for alert in entries:
+        headline = next((i.headline for i in alert.infos if i.headline), alert.event)
+        parts += [
+            "<entry>",
+            f"<id>urn:alertd:alert:{escape(alert.id)}</id>",
+            f"<title>{escape(headline or alert.event)}</title>",
+            f"<updated>{format_cap_time(alert.accepted_at or alert.sent)}</updated>",
+            f"<author><name>{escape(alert.source or alert.sender)}</name></author>",
+            f'<link rel="alternate" type="application/cap+xml" href="{base}/api/v1/alerts/{escape(alert.id)}.cap"/>',
+            f"<summary>{escape(alert.status.value)} {escape(alert.msg_type.value)} "
+            f"{escape(' '.join(alert.districts))}</summary>",
+            "</entry>",
+        ]
+    parts.append("</feed>")
+    body = "\n".join(parts).encode("utf-8")
+    # The ETag must not change when nothing did: hash the entries, not the clock.
+    etag = '"' + hashlib.sha256(b"".join(a.id.encode() for a in entries)).hexdigest()[:32] + '"'
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.Response(
+        body=body, content_type="application/atom+xml", charset="utf-8", headers={"ETag": etag}
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/feeds/alerts.atom", alerts_feed)

@@ -1,0 +1,60 @@
+"""Per-subscriber circuit breaker: a dead endpoint stops costing timeouts.
+
+After ``threshold`` consecutive failures the circuit opens: deliveries to that
+subscriber are parked (not failed) until ``cooldown_s`` passes, then a
+single probe is let through. Success closes the circuit; failure re-opens it.
+State is per process — each alertd process learns about a dead endpoint by
+itself within ``threshold`` attempts, which keeps the processes stateless.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from alertd.metrics import CIRCUIT_OPEN
+
+
+@dataclass
+class _Circuit:
+    failures: int = 0
+    opened_at: float | None = None
+    probing: bool = False
+
+
+class CircuitBreaker:
+    def __init__(self, threshold: int = 5, cooldown_s: float = 10.0) -> None:
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self._circuits: dict[str, _Circuit] = {}
+
+    def wait_time(self, key: str, now: float | None = None) -> float:
+        """0 if a delivery may go now, else seconds until it may."""
+        c = self._circuits.get(key)
+        if c is None or c.opened_at is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        remaining = c.opened_at + self.cooldown_s - now
+        if remaining > 0:
+            return remaining
+        if c.probing:
+            return min(self.cooldown_s, 1.0)
+        c.probing = True  # half-open: this caller is the probe
+        return 0.0
+
+    def success(self, key: str) -> None:
+        c = self._circuits.pop(key, None)
+        if c is not None and c.opened_at is not None:
+            CIRCUIT_OPEN.labels(subscriber=key).set(0)
+
+    def failure(self, key: str) -> None:
+        c = self._circuits.setdefault(key, _Circuit())
+        c.failures += 1
+        c.probing = False
+        if c.failures >= self.threshold:
+            c.opened_at = time.monotonic()
+            CIRCUIT_OPEN.labels(subscriber=key).set(1)
+
+    def is_open(self, key: str) -> bool:
+        c = self._circuits.get(key)
+        return c is not None and c.opened_at is not None

@@ -1,0 +1,216 @@
+"""The ``alertd`` command: serve | demo | issue | status | geo | jma | drill | test-broadcast."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from alertd import logs
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from alertd.api import make_app
+    from alertd.config import Settings
+    from alertd.engine import Engine
+
+    settings = Settings.from_env()
+    if args.config:
+        settings.seed_file = args.config
+    engine = Engine(settings, workers=not args.no_workers)
+    await engine.start()
+    runners = []
+    split = args.public_port is not None
+    desk_app = make_app(engine, desk=True, public=not split)
+    runner = web.AppRunner(desk_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, args.host, args.port).start()
+    runners.append(runner)
+    if split:
+        public_runner = web.AppRunner(make_app(engine, desk=False, public=True), access_log=None)
+        await public_runner.setup()
+        await web.TCPSite(public_runner, args.public_host, args.public_port).start()
+        runners.append(public_runner)
+    log = logs.get("alertd.serve")
+    log.info(
+        "serve.listening", desk=f"http://{args.host}:{args.port}",
+        public=f"http://{args.public_host}:{args.public_port}" if split else None,
+        redis=settings.redis_url, mqtt=settings.mqtt_url,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("serve.stopping")
+    for r in runners:
+        await r.cleanup()
+    await engine.stop()
+    return 0
+
+
+def _http(method: str, url: str, token: str | None, body: Any = None) -> tuple[int, Any]:
+    """A tiny blocking client for the operator commands (no event loop needed)."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        try:
+            return err.code, json.loads(raw)
+        except ValueError:
+            return err.code, {"detail": raw.decode(errors="replace")}
+
+
+def _issue(args: argparse.Namespace) -> int:
+    body = {
+        "municipality": args.municipality,
+        "level": args.level,
+        "action": "lift" if args.lift else "issue",
+        "districts": args.districts or ["all"],
+        "reason": args.reason,
+        "status": args.status,
+    }
+    path = "/api/v1/evacuation-orders/preview" if args.preview else "/api/v1/evacuation-orders"
+    status, data = _http("POST", args.url.rstrip("/") + path, args.token, body)
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+    if status >= 400:
+        print(f"refused ({status}): {data.get('detail')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from alertd.report import deliveries_table
+
+    base = args.url.rstrip("/")
+    if args.alert:
+        status, data = _http("GET", f"{base}/api/v1/alerts/{args.alert}/deliveries", None)
+        if status >= 400:
+            print(data.get("detail"), file=sys.stderr)
+            return 1
+        print(
+            json.dumps(data, ensure_ascii=False, indent=2)
+            if args.json
+            else deliveries_table(data["deliveries"])
+        )
+        return 0
+    _, health = _http("GET", f"{base}/healthz", None)
+    _, alerts = _http("GET", f"{base}/api/v1/alerts?active=true", None)
+    if args.json:
+        print(json.dumps({"health": health, "active": alerts}, ensure_ascii=False, indent=2))
+        return 0
+    print(f"engine: {health.get('status')}  queue: {health.get('queue_depth')}")
+    for a in alerts or []:
+        print(
+            f"{a['id']}  {a['status']:<8} {a['msg_type']:<6} level={a.get('level')} {a['event']}  {a['districts']}"
+        )
+    return 0
+
+
+def _geo(args: argparse.Namespace) -> int:
+    from geo import importer
+
+    report = importer.import_boundaries(args.path, args.cache)
+    print(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alertd", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("ALERTD_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the engine and the HTTP API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--public-host", default="127.0.0.1", help="listener for feeds, reads and acks")
+    p.add_argument("--public-port", type=int, default=None, help="serve public routes on their own port")
+    p.add_argument("--config", help="YAML file seeding issuers and subscribers")
+    p.add_argument("--no-workers", action="store_true", help="API only; deliveries left to other processes")
+
+    p = sub.add_parser("demo", help="a Joso flood drill on embedded Redis and MQTT, with a delivery report")
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument("--speed", type=float, default=1.0)
+
+    p = sub.add_parser("issue", help="send an evacuation order to a running engine")
+    p.add_argument("--url", default=os.environ.get("ALERTD_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--token", default=os.environ.get("ALERTD_ISSUER_TOKEN"))
+    p.add_argument("--municipality", required=True)
+    p.add_argument("--level", type=int, required=True, choices=[3, 4, 5])
+    p.add_argument("--districts", nargs="*")
+    p.add_argument("--reason", default="洪水")
+    p.add_argument("--status", required=True, choices=["Actual", "Exercise", "Test"])
+    p.add_argument("--lift", action="store_true")
+    p.add_argument("--preview", action="store_true", help="show districts and recipients; send nothing")
+
+    p = sub.add_parser("status", help="engine health and alerts in force, or one alert's deliveries")
+    p.add_argument("--url", default=os.environ.get("ALERTD_URL", "http://127.0.0.1:8080"))
+    p.add_argument("alert", nargs="?")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("geo", help="district registry tools")
+    gsub = p.add_subparsers(dest="geo_command", required=True)
+    g = gsub.add_parser("import", help="build the geometry cache from N03 GeoJSON/Shapefile")
+    g.add_argument("path")
+    g.add_argument("--cache", default=None)
+
+    sub.add_parser("jma", help="JMA XML tools (jma parse FILE…)", add_help=False)
+    sub.add_parser("drill", help="drill scenarios (drill run SCENARIO)", add_help=False)
+    sub.add_parser("test-broadcast", help="the transmission test", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Sub-tools with their own parsers get the rest of the line untouched.
+    if argv and argv[0] == "jma":
+        from alertd.jma.cli import main as jma_main
+
+        return jma_main(argv[1:])
+    if argv and argv[0] == "drill":
+        from simulations.drill import main as drill_main
+
+        logs.setup(os.environ.get("ALERTD_LOG_LEVEL", "WARNING"))
+        return drill_main(argv[1:])
+    if argv and argv[0] == "test-broadcast":
+        from alertd.testbroadcast import main as tb_main
+
+        logs.setup(os.environ.get("ALERTD_LOG_LEVEL", "WARNING"))
+        return tb_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from alertd.demo import main as demo_main
+
+        logs.setup(os.environ.get("ALERTD_LOG_LEVEL", "WARNING"))
+        return demo_main(args)
+    logs.setup(args.log_level)
+    if args.command == "serve":
+        return asyncio.run(_serve(args))
+    if args.command == "issue":
+        return _issue(args)
+    if args.command == "status":
+        return _status(args)
+    if args.command == "geo":
+        return _geo(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

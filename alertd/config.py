@@ -1,0 +1,75 @@
+"""Settings, read from the environment (12-factor) with defaults that work on a laptop.
+
+Unset ``ALERTD_REDIS_URL`` / ``ALERTD_MQTT_URL`` mean "start embedded ones"
+(see ``alertd.embedded``), which is what makes ``make demo`` need nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass
+class Settings:
+    redis_url: str | None = None
+    mqtt_url: str | None = None
+    admin_token: str | None = None
+    key_prefix: str = "alertd"
+    consumer_name: str | None = None  # defaults to host:pid
+    max_body_bytes: int = 1_000_000
+    # Work held by a consumer that went quiet for this long is taken over by
+    # another; it must comfortably exceed the longest delivery attempt.
+    claim_idle_s: float = 30.0
+    default_timeout_s: float = 5.0
+    flash_concurrency: int = 512
+    routine_concurrency: int = 256
+    http_connections: int = 512
+    retry_base_s: float = 0.5
+    retry_max_s: float = 60.0
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 10.0
+    default_expiry_h: float = 24.0
+    call_signs: dict[str, str] = field(default_factory=dict)
+    seed_file: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            redis_url=os.environ.get("ALERTD_REDIS_URL") or None,
+            mqtt_url=os.environ.get("ALERTD_MQTT_URL") or None,
+            admin_token=os.environ.get("ALERTD_ADMIN_TOKEN") or None,
+            key_prefix=os.environ.get("ALERTD_KEY_PREFIX", "alertd"),
+            consumer_name=os.environ.get("ALERTD_CONSUMER") or None,
+            max_body_bytes=_env_int("ALERTD_MAX_BODY_BYTES", 1_000_000),
+            claim_idle_s=_env_float("ALERTD_CLAIM_IDLE_S", 30.0),
+            default_timeout_s=_env_float("ALERTD_TIMEOUT_S", 5.0),
+            retry_base_s=_env_float("ALERTD_RETRY_BASE_S", 0.5),
+            retry_max_s=_env_float("ALERTD_RETRY_MAX_S", 60.0),
+            breaker_threshold=_env_int("ALERTD_BREAKER_THRESHOLD", 5),
+            breaker_cooldown_s=_env_float("ALERTD_BREAKER_COOLDOWN_S", 10.0),
+            seed_file=os.environ.get("ALERTD_CONFIG") or None,
+        )
+
+
+def load_seed(path: str | Path) -> dict[str, Any]:
+    """A YAML file with ``issuers:`` and ``subscribers:`` lists, as the API takes them."""
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping with 'issuers' and 'subscribers'")
+    return data

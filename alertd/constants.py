@@ -1,0 +1,61 @@
+"""Every Redis key alertd uses, defined once (as arq does), so the layout can be read in one place.
+
+All keys share the prefix so several deployments (or test runs) can share one
+Redis without touching each other's data.
+"""
+
+from __future__ import annotations
+
+from alertd.models import Priority
+
+DEFAULT_PREFIX = "alertd"
+
+
+class Keys:
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+        p = prefix
+        self.secret = f"{p}:secret"  # HMAC key for idempotency keys, made once per deployment
+        self.log = f"{p}:log"  # stream: the durable log of every accepted alert
+        self.alerts = f"{p}:alerts"  # zset: alert id -> accepted time (ms)
+        self.active = f"{p}:alerts:active"  # set of alert ids still in force
+        self.issuers = f"{p}:issuers"  # set of issuer ids
+        self.subscribers = f"{p}:subscribers"  # set of subscriber ids
+        self.subscribers_version = f"{p}:subscribers:version"  # bumped on every change; routers reload
+        self.retry = f"{p}:retry"  # zset: "lane|alert|subscriber|attempt" -> due time (ms)
+        self.group = f"{p}:workers"  # consumer group on both lanes
+        self.testruns = f"{p}:testruns"
+
+    def lane(self, priority: Priority | str) -> str:
+        return f"{self.prefix}:lane:{Priority(priority).value}"
+
+    def alert(self, alert_id: str) -> str:
+        return f"{self.prefix}:alert:{alert_id}"  # hash: doc, state, superseded_by, answer
+
+    def deliveries(self, alert_id: str) -> str:
+        return f"{self.prefix}:dlv:{alert_id}"  # hash: "<subscriber>|<field>" -> value
+
+    def dedup(self, sender: str, identifier: str) -> str:
+        return f"{self.prefix}:dedup:{sender}:{identifier}"
+
+    def issuer(self, issuer_id: str) -> str:
+        return f"{self.prefix}:issuer:{issuer_id}"
+
+    def issuer_token(self, token_hash: str) -> str:
+        return f"{self.prefix}:issuer-token:{token_hash}"
+
+    def subscriber(self, subscriber_id: str) -> str:
+        return f"{self.prefix}:subscriber:{subscriber_id}"
+
+    def jma(self, name: str) -> str:
+        return f"{self.prefix}:jma:{name}"
+
+
+LANES = (Priority.FLASH, Priority.ROUTINE)
+
+# MQTT topic layout (documented in README): alerts by prefecture and municipality,
+# so a prefecture-wide station subscribes alerts/v1/08/+ and one town alerts/v1/08/08211.
+FEED_TOPIC = "alerts/v1/{pref}/{muni}"
+STATE_TOPIC = "alerts/v1/{pref}/{muni}/state"
+ACK_TOPIC = "alerts/v1/ack/{subscriber}"
+ACK_TOPIC_FILTER = "alerts/v1/ack/+"

@@ -1,0 +1,188 @@
+"""Intake: the stages between "a message arrived" and "its fan-out is queued".
+
+validate + authorize → resolve references → geocode → route → persist.
+Every ingest path (desk orders, CAP, JSON, the JMA feed, drills) goes
+through ``Intake.accept``; nothing is written until every check has passed,
+and then everything is written at once (``Store.commit_alert``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from alertd import logs
+from alertd.errors import Conflict, InvalidInput, OutsideJurisdiction, UnknownArea
+from alertd.metrics import ALERTS_RECEIVED
+from alertd.models import Alert, Issuer, MsgType, Priority, utcnow
+from alertd.routing import Router
+from alertd.store import AlertState, Store
+
+if TYPE_CHECKING:
+    from geo.geocoder import Geocoder
+
+    from geo.registry import Registry
+
+log = logs.get("alertd.intake")
+
+# National warnings with no time to spare, and the desk's highest level.
+FLASH_KINDS = frozenset({"eew", "tsunami", "missile", "special_warning", "national"})
+
+
+def new_alert_id() -> str:
+    """Sortable by acceptance time, unguessable beyond it."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(5)}"
+
+
+def priority_for(alert: Alert) -> Priority:
+    if alert.kind in FLASH_KINDS or (alert.level is not None and alert.level >= 5):
+        return Priority.FLASH
+    return Priority.ROUTINE
+
+
+class Intake:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        geocoder: Geocoder,
+        router: Router,
+        *,
+        default_expiry: timedelta = timedelta(hours=24),
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.geocoder = geocoder
+        self.router = router
+        self.default_expiry = default_expiry
+
+    async def accept(
+        self, alert: Alert, issuer: Issuer | None, *, ends: dict[str, str] | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Accept an alert into the durable log; returns (answer, newly created).
+
+        ``issuer`` None means a trusted internal source (the JMA poller).
+        """
+        previous = await self.store.answer_for(alert.sender, alert.identifier)
+        if previous is not None:
+            return previous, False
+
+        ends = dict(ends or {})
+        referenced = await self._resolve_references(alert)
+        if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL):
+            state = AlertState.CANCELLED if alert.msg_type is MsgType.CANCEL else AlertState.UPDATED
+            for ref in referenced:
+                ends.setdefault(ref.id, state)
+        alert.referenced_ids = list(dict.fromkeys([*alert.referenced_ids, *(r.id for r in referenced)]))
+
+        alert.districts = self._normalize(alert.districts) if alert.districts else self._geocode(alert)
+        if not alert.districts and referenced:
+            # A Cancel usually names no area: it goes where the alerts it cancels went.
+            alert.districts = list(dict.fromkeys(d for r in referenced for d in r.districts))
+        if alert.level is None and referenced and alert.msg_type is MsgType.CANCEL:
+            alert.level = max((r.level for r in referenced if r.level is not None), default=None)
+        if not alert.districts:
+            raise InvalidInput(
+                "The message names no area alertd can resolve: give municipality codes, "
+                "JMA area codes, district names, a polygon or a circle."
+            )
+        self._check_districts(alert.districts)
+        if issuer is not None:
+            self.authorize(issuer, alert.districts)
+
+        alert.id = new_alert_id()
+        alert.accepted_at = utcnow()
+        alert.priority = priority_for(alert) if alert.priority is Priority.ROUTINE else alert.priority
+        for info in alert.infos:
+            if info.expires is None:
+                info.expires = alert.sent + self.default_expiry
+        plan = await self.router.plan(alert)
+        answer = {
+            "id": alert.id,
+            "districts": alert.districts,
+            "deliveries": sum(1 for p in plan if p.adapter != "feed"),
+            "priority": alert.priority.value,
+            "status": alert.status.value,
+            "msg_type": alert.msg_type.value,
+        }
+        answer, created = await self.store.commit_alert(alert, plan, answer, ends)
+        if created:
+            ALERTS_RECEIVED.labels(source=alert.origin, status=alert.status.value).inc()
+            log.info(
+                "alert.accepted", alert_id=alert.id, sender=alert.sender, identifier=alert.identifier,
+                issuer_id=issuer.id if issuer else None, msg_type=alert.msg_type.value,
+                status=alert.status.value, priority=alert.priority.value, districts=len(alert.districts),
+                deliveries=len(plan), references=alert.referenced_ids,
+            )  # fmt: skip
+        return answer, created
+
+    async def _resolve_references(self, alert: Alert) -> list[Alert]:
+        found: list[Alert] = []
+        missing: list[str] = []
+        for ref in alert.referenced_ids:
+            target = await self.store.get_alert(ref)
+            (found.append(target) if target else missing.append(ref))
+        for ref in alert.references:
+            parts = ref.split(",")
+            if len(parts) < 2:
+                missing.append(ref)
+                continue
+            answer = await self.store.answer_for(parts[0].strip(), parts[1].strip())
+            target = await self.store.get_alert(answer["id"]) if answer else None
+            (found.append(target) if target else missing.append(ref))
+        if missing:
+            raise Conflict(
+                "This message updates or cancels an alert alertd has no record of: "
+                + "; ".join(missing)
+                + ". Check the reference (sender,identifier,sent) or the alert id.",
+                unknown_references=missing,
+            )
+        if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not found and alert.action != "lift":
+            raise InvalidInput(
+                f"A {alert.msg_type.value} must reference the alert it changes; this one references none."
+            )
+        return found
+
+    def _normalize(self, codes: list[str]) -> list[str]:
+        """Accept the forms peers send: 6-digit codes with check digit, JMA 7-digit area codes."""
+        out: dict[str, None] = {}
+        for code in codes:
+            if code.isdigit() and len(code) == 7:
+                out.update(dict.fromkeys(self.registry.jma_area(code)))
+            elif code.isdigit() and len(code) == 6:
+                out[self.registry.normalize_code(code)] = None
+            else:
+                out[code] = None
+        return list(out)
+
+    def _geocode(self, alert: Alert) -> list[str]:
+        codes: dict[str, None] = {}
+        for info in alert.infos:
+            for area in info.areas:
+                for match in self.geocoder.area(area):
+                    codes[match.code] = None
+        return list(codes)
+
+    def _check_districts(self, districts: list[str]) -> None:
+        unknown = [d for d in districts if self.registry.find(d) is None]
+        if unknown:
+            raise UnknownArea(
+                f"alertd does not know these area codes: {', '.join(unknown)}.", unknown_districts=unknown
+            )
+
+    def authorize(self, issuer: Issuer, districts: list[str]) -> None:
+        if issuer.national:
+            return
+        outside = [d for d in districts if not self.registry.covers(issuer.jurisdiction, d)]
+        if outside:
+            names = []
+            for code in outside:
+                district = self.registry.find(code)
+                names.append(f"{district.full_name} ({code})" if district else code)
+            raise OutsideJurisdiction(
+                f"{issuer.name} may not send alerts for {', '.join(names)}: "
+                "these districts are outside your jurisdiction. Nothing was sent.",
+                districts=outside,
+            )

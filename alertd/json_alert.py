@@ -1,0 +1,94 @@
+"""The project's JSON alert: a compact form for systems that do not speak CAP.
+
+{"identifier": "...", "status": "Actual|Exercise|Test", "msg_type": "Alert|Update|Cancel",
+ "references": ["<alertd id>", ...], "kind": "warning", "event": "大雨警報", "level": 4,
+ "districts": ["08211", "0820100", ...] | "areas": [{"desc", "polygon", "circle", "geocodes"}],
+ "headline": {"ja": "...", "en": "..."}, "description": {...}, "instruction": {...},
+ "expires": "2026-11-24T12:00:00+09:00"}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alertd.errors import InvalidInput
+from alertd.models import Alert, Area, Info, MsgType, Status, parse_time, utcnow
+
+LANG_TAGS = {"ja": "ja-JP", "en": "en-US", "zh": "zh-CN", "ko": "ko-KR"}
+
+
+def _texts(body: dict[str, Any], name: str) -> dict[str, str]:
+    value = body.get(name)
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return {"ja": value}
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return value
+    raise InvalidInput(f"'{name}' must be text or an object of texts by language.", field=name)
+
+
+def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
+    try:
+        status = Status(body.get("status", ""))
+        msg_type = MsgType(body.get("msg_type", "Alert"))
+    except ValueError as exc:
+        raise InvalidInput(f"{exc}. status is Actual/Exercise/Test; msg_type Alert/Update/Cancel.") from exc
+    event = body.get("event")
+    if not isinstance(event, str) or not event:
+        raise InvalidInput("'event' is missing: say what the alert is about, e.g. 大雨警報.", field="event")
+    level = body.get("level")
+    if level is not None and (not isinstance(level, int) or not 1 <= level <= 5):
+        raise InvalidInput("'level' must be a whole number from 1 to 5.", field="level")
+    refs = body.get("references") or []
+    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+        raise InvalidInput("'references' must be a list of alert ids.", field="references")
+    districts = body.get("districts") or []
+    areas_raw = body.get("areas") or []
+    if not isinstance(districts, list) or not isinstance(areas_raw, list):
+        raise InvalidInput("'districts' and 'areas' must be lists.")
+    areas = []
+    for a in areas_raw:
+        if not isinstance(a, dict):
+            raise InvalidInput("Each entry of 'areas' must be an object.", field="areas")
+        areas.append(
+            Area(
+                desc=str(a.get("desc", "")),
+                polygons=[a["polygon"]] if a.get("polygon") else list(a.get("polygons", [])),
+                circles=[a["circle"]] if a.get("circle") else list(a.get("circles", [])),
+                geocodes=[tuple(g) for g in a.get("geocodes", [])],
+            )
+        )
+    expires = parse_time(body["expires"]) if body.get("expires") else None
+    headlines, descriptions, instructions = (
+        _texts(body, n) for n in ("headline", "description", "instruction")
+    )
+    langs = list(dict.fromkeys(["ja", *headlines, *descriptions])) or ["ja"]
+    infos = [
+        Info(
+            language=LANG_TAGS.get(lang, lang),
+            event=event,
+            urgency=str(body.get("urgency", "Immediate")),
+            severity=str(body.get("severity", "Severe")),
+            certainty=str(body.get("certainty", "Likely")),
+            expires=expires,
+            headline=headlines.get(lang),
+            description=descriptions.get(lang),
+            instruction=instructions.get(lang),
+            areas=areas if i == 0 else [],
+        )
+        for i, lang in enumerate(langs)
+    ]
+    return Alert(
+        identifier=str(body.get("identifier") or ""),
+        sender=sender,
+        sent=parse_time(body["sent"]) if body.get("sent") else utcnow(),
+        status=status,
+        msg_type=msg_type,
+        referenced_ids=list(refs),
+        origin="json",
+        kind=str(body.get("kind") or "warning"),
+        level=level,
+        districts=[str(d) for d in districts],
+        infos=infos,
+    )

@@ -1,0 +1,319 @@
+"""The alert model every stage speaks.
+
+It follows CAP 1.2 (OASIS) closely — alert → info blocks → areas — because
+CAP is what alertd takes in from peers and gives out to them, and a model
+that can hold a whole CAP document is what makes the round trip lossless.
+The fields after the CAP ones are alertd's own: what the engine resolved
+(districts, priority lane) and what the desk order said (level, action).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    ACTUAL = "Actual"
+    EXERCISE = "Exercise"
+    SYSTEM = "System"
+    TEST = "Test"
+    DRAFT = "Draft"
+
+
+class MsgType(enum.StrEnum):
+    ALERT = "Alert"
+    UPDATE = "Update"
+    CANCEL = "Cancel"
+    ACK = "Ack"
+    ERROR = "Error"
+
+
+class Priority(enum.StrEnum):
+    """Which delivery lane an alert travels in.
+
+    ``flash`` is for national warnings with no time to spare (EEW, missile,
+    tsunami, special warnings); it has its own stream and its own workers so
+    a backlog of ``routine`` work can never delay it.
+    """
+
+    FLASH = "flash"
+    ROUTINE = "routine"
+
+
+class DeliveryState(enum.StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"  # transport acknowledged (HTTP 2xx, MQTT PUBACK)
+    CONFIRMED = "confirmed"  # the receiver itself said it has the alert
+    FAILED = "failed"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {
+        DeliveryState.DELIVERED,
+        DeliveryState.CONFIRMED,
+        DeliveryState.FAILED,
+        DeliveryState.EXPIRED,
+        DeliveryState.SUPERSEDED,
+    }
+)
+
+
+class AdapterKind(enum.StrEnum):
+    BROADCASTER = "broadcaster"
+    ISP = "isp"
+    SIGNAGE = "signage"
+    RADIO = "radio"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Area:
+    """One CAP <area>: a description plus any mix of geometry and codes."""
+
+    desc: str
+    polygons: list[str] = field(default_factory=list)  # CAP "lat,lon lat,lon ..." strings
+    circles: list[str] = field(default_factory=list)  # CAP "lat,lon radius_km"
+    geocodes: list[tuple[str, str]] = field(default_factory=list)  # (valueName, value)
+    altitude: float | None = None
+    ceiling: float | None = None
+
+
+@dataclass
+class Resource:
+    desc: str
+    mime_type: str
+    size: int | None = None
+    uri: str | None = None
+    digest: str | None = None
+
+
+@dataclass
+class Info:
+    """One CAP <info> block; an alert usually has one per language."""
+
+    event: str
+    urgency: str = "Unknown"  # Immediate | Expected | Future | Past | Unknown
+    severity: str = "Unknown"  # Extreme | Severe | Moderate | Minor | Unknown
+    certainty: str = "Unknown"  # Observed | Likely | Possible | Unlikely | Unknown
+    language: str = "ja-JP"
+    categories: list[str] = field(default_factory=lambda: ["Safety"])
+    response_types: list[str] = field(default_factory=list)
+    audience: str | None = None
+    event_codes: list[tuple[str, str]] = field(default_factory=list)
+    effective: datetime | None = None
+    onset: datetime | None = None
+    expires: datetime | None = None
+    sender_name: str | None = None
+    headline: str | None = None
+    description: str | None = None
+    instruction: str | None = None
+    web: str | None = None
+    contact: str | None = None
+    parameters: list[tuple[str, str]] = field(default_factory=list)
+    resources: list[Resource] = field(default_factory=list)
+    areas: list[Area] = field(default_factory=list)
+
+    def parameter(self, name: str) -> str | None:
+        for key, value in self.parameters:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass
+class Shelter:
+    """A shelter (避難所) named in an evacuation order."""
+
+    name: str
+    status: str = "open"  # open | closed | full
+    address: str | None = None
+    capacity: int | None = None
+    occupancy: int | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+@dataclass
+class Alert:
+    # --- CAP <alert> fields -------------------------------------------------
+    identifier: str
+    sender: str
+    sent: datetime
+    status: Status
+    msg_type: MsgType
+    scope: str = "Public"
+    source: str | None = None  # CAP <source>: the operator or system that made it
+    restriction: str | None = None
+    addresses: str | None = None
+    codes: list[str] = field(default_factory=list)
+    note: str | None = None
+    references: list[str] = field(default_factory=list)  # CAP "sender,identifier,sent" triples
+    incidents: str | None = None
+    infos: list[Info] = field(default_factory=list)
+
+    # --- alertd's own -------------------------------------------------------
+    id: str = ""  # alertd's id, assigned when accepted
+    origin: str = "json"  # desk | cap | jma | json | drill — which ingest path made it
+    priority: Priority = Priority.ROUTINE
+    districts: list[str] = field(default_factory=list)  # resolved registry codes
+    municipality: str | None = None  # 5-digit code for desk orders
+    on_behalf_of: str | None = None  # 代行: the municipality a prefecture issued for
+    issuer_id: str | None = None
+    level: int | None = None  # 警戒レベル 1..5, or the JMA warning grade mapped onto it
+    action: str | None = None  # issue | lift (desk orders)
+    reason: str | None = None  # 洪水, 土砂災害, 津波 …
+    kind: str | None = None  # evacuation | shelter | eew | tsunami | special_warning | warning | missile …
+    shelters: list[Shelter] = field(default_factory=list)
+    referenced_ids: list[str] = field(default_factory=list)  # alertd ids this alert updates/cancels
+    # Which adapter kinds may carry it (None: all). "feed" alone means the MQTT
+    # feed only, no pushed deliveries — the JMA policy uses this for advisories.
+    adapters: list[str] | None = None
+    accepted_at: datetime | None = None
+
+    @property
+    def expires(self) -> datetime | None:
+        """The latest expiry of any info block: when retrying stops making sense."""
+        times = [i.expires for i in self.infos if i.expires is not None]
+        return max(times) if times else None
+
+    @property
+    def event(self) -> str:
+        return self.infos[0].event if self.infos else ""
+
+    def info_for(self, language: str) -> Info | None:
+        """The info block for a language ('en' matches 'en-US'), else None."""
+        lang = language.lower()
+        for info in self.infos:
+            if info.language.lower() == lang:
+                return info
+        prefix = lang.split("-")[0]
+        for info in self.infos:
+            if info.language.lower().split("-")[0] == prefix:
+                return info
+        return None
+
+    def reference_key(self) -> str:
+        """This alert as other CAP messages refer to it: 'sender,identifier,sent'."""
+        return f"{self.sender},{self.identifier},{format_cap_time(self.sent)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
+        d = dict(data)
+        d["sent"] = parse_time(d["sent"])
+        d["status"] = Status(d["status"])
+        d["msg_type"] = MsgType(d["msg_type"])
+        d["priority"] = Priority(d.get("priority", "routine"))
+        if d.get("accepted_at"):
+            d["accepted_at"] = parse_time(d["accepted_at"])
+        d["shelters"] = [Shelter(**s) for s in d.get("shelters") or []]
+        d["infos"] = [_info_from_dict(i) for i in d.get("infos") or []]
+        return cls(**d)
+
+
+def _info_from_dict(data: dict[str, Any]) -> Info:
+    d = dict(data)
+    for key in ("effective", "onset", "expires"):
+        if d.get(key):
+            d[key] = parse_time(d[key])
+    d["event_codes"] = [tuple(x) for x in d.get("event_codes") or []]
+    d["parameters"] = [tuple(x) for x in d.get("parameters") or []]
+    d["resources"] = [Resource(**r) for r in d.get("resources") or []]
+    d["areas"] = [
+        Area(**{**a, "geocodes": [tuple(g) for g in a.get("geocodes") or []]}) for a in d.get("areas") or []
+    ]
+    return Info(**d)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_cap_time(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def format_cap_time(value: datetime) -> str:
+    """CAP dateTime: second precision, explicit offset, never 'Z' (CAP 1.2 §3.3.2)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    text = value.replace(microsecond=0).isoformat()
+    # CAP forbids "Z" and spells UTC as "-00:00".
+    return text[:-6] + "-00:00" if text.endswith("+00:00") else text
+
+
+def parse_time(value: str | datetime) -> datetime:
+    """Parse an ISO-8601/CAP time; naive times are taken as UTC."""
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt
+
+
+@dataclass
+class Issuer:
+    """Who may send: a municipal desk, a prefecture, or a national source.
+
+    ``jurisdiction`` holds registry codes; a prefecture code (2 digits)
+    covers every municipality in it, which is what lets a prefecture issue
+    on behalf (代行) of a municipality that cannot act.
+    """
+
+    id: str
+    name: str
+    token_hash: str
+    jurisdiction: list[str]
+    national: bool = False  # may issue anywhere (JMA, the national government)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "jurisdiction": self.jurisdiction,
+            "national": self.national,
+        }
+
+
+@dataclass
+class Subscriber:
+    id: str
+    adapter: AdapterKind
+    endpoint: str  # http(s)://… or mqtt://host:port/topic
+    districts: list[str]
+    secret: str | None = None
+    min_level: int | None = None
+    languages: list[str] = field(default_factory=lambda: ["ja", "en"])
+    timeout_s: float = 5.0
+    max_in_flight: int = 4
+    name: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["adapter"] = self.adapter.value
+        d["secret"] = "***" if self.secret else None
+        return d

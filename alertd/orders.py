@@ -1,0 +1,261 @@
+"""Desk input: evacuation orders (避難情報) and shelter notices, as JSON, into alerts.
+
+The checks here are the mis-send (誤発信) guards a desk needs: the level must
+be one that exists since 2021 (3, 4, 5 — 避難勧告 is gone), every district
+name must resolve inside the municipality, the status must be said out loud
+(Actual, Exercise or Test — no default that could turn a drill real), and a
+lift must lift something that is in force.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from alertd.errors import Conflict, InvalidInput, UnknownArea
+from alertd.models import Alert, Area, Info, Issuer, MsgType, Shelter, Status, parse_time, utcnow
+from alertd.store import AlertState, Store
+
+if TYPE_CHECKING:
+    from geo.registry import Registry
+
+LEVELS = {3: "高齢者等避難", 4: "避難指示", 5: "緊急安全確保"}
+LEVELS_EN = {3: "Evacuate elderly and others", 4: "Evacuation order", 5: "Secure safety immediately"}
+SEVERITY = {3: "Moderate", 4: "Severe", 5: "Extreme"}
+URGENCY = {3: "Expected", 4: "Immediate", 5: "Immediate"}
+ALL_NAMES = frozenset({"all", "全域", "市内全域", "町内全域", "村内全域", "区内全域"})
+DESK_STATUSES = (Status.ACTUAL, Status.EXERCISE, Status.TEST)
+
+
+def _require(body: dict[str, Any], name: str, what: str) -> Any:
+    if name not in body or body[name] in (None, "", []):
+        raise InvalidInput(f"'{name}' is missing: {what}.", field=name)
+    return body[name]
+
+
+def _status(body: dict[str, Any]) -> Status:
+    raw = _require(body, "status", "say whether this is Actual, Exercise (a drill) or Test")
+    try:
+        status = Status(raw)
+    except ValueError:
+        status = None  # type: ignore[assignment]
+    if status not in DESK_STATUSES:
+        raise InvalidInput(f"'status' must be Actual, Exercise or Test, not {raw!r}.", field="status")
+    return status
+
+
+def _shelters(raw: Any) -> list[Shelter]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InvalidInput("'shelters' must be a list of shelters.", field="shelters")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not item.get("name"):
+            raise InvalidInput(f"Shelter {i + 1} has no name.", field="shelters")
+        status = item.get("status", "open")
+        if status not in ("open", "closed", "full"):
+            raise InvalidInput(
+                f"Shelter {item['name']!r}: status must be open, closed or full.", field="shelters"
+            )
+        known = {k: item.get(k) for k in ("address", "capacity", "occupancy", "lat", "lon")}
+        for k in ("capacity", "occupancy"):
+            if known[k] is not None and (not isinstance(known[k], int) or known[k] < 0):
+                raise InvalidInput(f"Shelter {item['name']!r}: {k} must be a whole number.", field="shelters")
+        out.append(Shelter(name=str(item["name"]), status=status, **known))
+    return out
+
+
+def _expires(body: dict[str, Any], default: timedelta) -> Any:
+    if body.get("expires"):
+        try:
+            return parse_time(str(body["expires"]))
+        except ValueError as exc:
+            raise InvalidInput(
+                f"'expires' is not a date and time: {body['expires']!r}.", field="expires"
+            ) from exc
+    return utcnow() + default
+
+
+class OrderBuilder:
+    def __init__(self, registry: Registry, store: Store, default_expiry: timedelta) -> None:
+        self.registry = registry
+        self.store = store
+        self.default_expiry = default_expiry
+
+    def _municipality(self, body: dict[str, Any]) -> str:
+        raw = str(_require(body, "municipality", "give the 5-digit municipality code, e.g. 08211"))
+        code = self.registry.normalize_code(raw)
+        district = self.registry.get(code)
+        if district.level not in ("municipality", "ward"):
+            raise InvalidInput(
+                f"{raw} is {district.full_name}, not a municipality: orders are issued per municipality.",
+                field="municipality",
+            )
+        return code
+
+    def _districts(self, municipality: str, names: Any) -> list[str]:
+        if (
+            not isinstance(names, list)
+            or not names
+            or not all(isinstance(n, str) and n.strip() for n in names)
+        ):
+            raise InvalidInput(
+                '\'districts\' must list district names (e.g. ["三坂町"]) or be ["all"] for the whole municipality.',
+                field="districts",
+            )
+        codes: list[str] = []
+        unknown: list[str] = []
+        for name in names:
+            if name.strip().lower() in ALL_NAMES:
+                codes.append(municipality)
+                continue
+            try:
+                codes.append(self.registry.resolve_name(municipality, name).code)
+            except UnknownArea as exc:
+                unknown.append(exc.detail)
+        if unknown:
+            raise UnknownArea(" ".join(unknown), field="districts")
+        if municipality in codes:
+            return [municipality]  # the whole municipality covers any named district
+        return list(dict.fromkeys(codes))
+
+    def _base(self, body: dict[str, Any], issuer: Issuer, municipality: str) -> dict[str, Any]:
+        muni = self.registry.get(municipality)
+        direct = municipality in issuer.jurisdiction or any(
+            municipality.startswith(code) and len(code) == 5 for code in issuer.jurisdiction
+        )
+        return {
+            "identifier": str(body.get("identifier") or ""),
+            "sender": f"{issuer.id}@alertd",
+            "sent": utcnow(),
+            "status": _status(body),
+            "origin": "desk",
+            "issuer_id": issuer.id,
+            "municipality": municipality,
+            # 代行: a prefecture (or other wider authority) issuing for a municipality.
+            "on_behalf_of": None if direct or issuer.national else municipality,
+            "source": issuer.name,
+            "note": f"{muni.full_name}",
+        }
+
+    async def evacuation(self, body: dict[str, Any], issuer: Issuer) -> tuple[Alert, dict[str, str]]:
+        municipality = self._municipality(body)
+        level = body.get("level")
+        if level not in LEVELS:
+            raise InvalidInput(
+                f"'level' must be 3 (高齢者等避難), 4 (避難指示) or 5 (緊急安全確保), not {level!r}. "
+                "避難勧告 was abolished in 2021.",
+                field="level",
+            )
+        action = body.get("action")
+        if action not in ("issue", "lift"):
+            raise InvalidInput(
+                f"'action' must be 'issue' (発令) or 'lift' (解除), not {action!r}.", field="action"
+            )
+        reason = str(_require(body, "reason", "say why, e.g. 洪水 or 土砂災害"))
+        if len(reason) > 50:
+            raise InvalidInput("'reason' must be a short word such as 洪水 or 土砂災害.", field="reason")
+        districts = self._districts(
+            municipality, _require(body, "districts", "name the districts or ['all']")
+        )
+        base = self._base(body, issuer, municipality)
+        ends: dict[str, str] = {}
+        references: list[str] = []
+        msg_type = MsgType.ALERT
+        if action == "lift":
+            lifted = await self._in_force_orders(municipality, districts, base["status"])
+            if not lifted:
+                name = self.registry.get(municipality).full_name
+                raise Conflict(
+                    f"There is no evacuation order in force for {name} ({', '.join(districts)}) to lift. "
+                    "Check the municipality, the districts and the status (Actual/Exercise/Test).",
+                )
+            for order in lifted:
+                references.append(order.id)
+                if set(order.districts) <= set(districts) or municipality in districts:
+                    ends[order.id] = AlertState.LIFTED
+            msg_type = MsgType.UPDATE
+        alert = Alert(
+            **base,
+            msg_type=msg_type,
+            referenced_ids=references,
+            kind="evacuation",
+            level=int(level),
+            action=action,
+            reason=reason,
+            districts=districts,
+            shelters=_shelters(body.get("shelters")),
+        )
+        self._add_infos(alert, body)
+        return alert, ends
+
+    async def shelters(self, body: dict[str, Any], issuer: Issuer) -> tuple[Alert, dict[str, str]]:
+        """A shelter notice; with ``corrects`` it is a 訂正 that replaces an earlier notice
+        without announcing a new evacuation."""
+        municipality = self._municipality(body)
+        shelters = _shelters(_require(body, "shelters", "list the shelters and whether they are open"))
+        base = self._base(body, issuer, municipality)
+        corrects = body.get("corrects")
+        ends: dict[str, str] = {}
+        msg_type = MsgType.ALERT
+        refs: list[str] = []
+        if corrects:
+            target = await self.store.get_alert(str(corrects))
+            if target is None:
+                raise Conflict(f"'corrects' names alert {corrects!r}, which alertd has no record of.")
+            if target.kind != "shelter":
+                raise InvalidInput(
+                    f"Alert {corrects} is not a shelter notice; correct it with its own kind of message.",
+                    field="corrects",
+                )
+            refs, ends, msg_type = [target.id], {target.id: AlertState.UPDATED}, MsgType.UPDATE
+        alert = Alert(
+            **base, msg_type=msg_type, referenced_ids=refs, kind="shelter", districts=[municipality],
+            shelters=shelters,
+        )  # fmt: skip
+        self._add_infos(alert, body)
+        return alert, ends
+
+    async def _in_force_orders(self, municipality: str, districts: list[str], status: Status) -> list[Alert]:
+        whole = municipality in districts
+        out = []
+        for alert, meta in await self.store.list_alerts(active=True, limit=10_000):
+            if meta.get("state") != AlertState.ACTIVE or alert.kind != "evacuation":
+                continue
+            if alert.municipality != municipality or alert.status is not status or alert.action != "issue":
+                continue
+            if whole or set(alert.districts) & set(districts) or municipality in alert.districts:
+                out.append(alert)
+        return out
+
+    def _add_infos(self, alert: Alert, body: dict[str, Any]) -> None:
+        from alertd import messages
+
+        expires = _expires(body, self.default_expiry)
+        area_desc = "、".join(self.registry.get(d).full_name for d in alert.districts)
+        geocodes = [("JP-JISX0402", d) for d in alert.districts if ":" not in d]
+        geocodes += [("JP-ALERTD-DISTRICT", d) for d in alert.districts if ":" in d]
+        level = alert.level
+        for lang, cap_lang in (("ja", "ja-JP"), ("en", "en-US")):
+            alert.infos.append(
+                Info(
+                    language=cap_lang,
+                    categories=["Safety"] if alert.kind == "evacuation" else ["Shelter"],
+                    event=(LEVELS[level] if lang == "ja" else LEVELS_EN[level])
+                    if level
+                    else ("避難所情報" if lang == "ja" else "Shelter information"),
+                    response_types=(["AllClear"] if alert.action == "lift" else ["Evacuate"])
+                    if level
+                    else ["Shelter"],
+                    urgency=URGENCY.get(level or 0, "Expected") if alert.action != "lift" else "Past",
+                    severity=SEVERITY.get(level or 0, "Minor") if alert.action != "lift" else "Minor",
+                    certainty="Observed" if alert.action != "lift" else "Observed",
+                    expires=expires,
+                    sender_name=alert.source,
+                    headline=messages.headline(alert, lang),
+                    description=messages.body(alert, lang),
+                    parameters=[],
+                    areas=[Area(desc=area_desc, geocodes=geocodes)],
+                )
+            )

