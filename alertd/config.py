@@ -62,6 +62,8 @@ class Settings:
             retry_max_s=_env_float("ALERTD_RETRY_MAX_S", 60.0),
             breaker_threshold=_env_int("ALERTD_BREAKER_THRESHOLD", 5),
             breaker_cooldown_s=_env_float("ALERTD_BREAKER_COOLDOWN_S", 10.0),
+            flash_concurrency=_env_int("ALERTD_FLASH_CONCURRENCY", 512),
+            routine_concurrency=_env_int("ALERTD_ROUTINE_CONCURRENCY", 256),
             seed_file=os.environ.get("ALERTD_CONFIG") or None,
         )
 

@@ -1,0 +1,150 @@
+"""Bad input gets a clear 4xx a desk operator understands, and nothing is half-written."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.conftest import RunningEngine, Sink
+
+ORDER = {
+    "municipality": "08211",
+    "level": 4,
+    "action": "issue",
+    "districts": ["三坂町"],
+    "reason": "洪水",
+    "status": "Exercise",
+}
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE alert [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>&xxe;</identifier></alert>"""
+
+LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">]>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>&lol4;</identifier></alert>"""
+
+BROKEN = b"""<?xml version="1.0"?><alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>x</ident"""
+
+
+async def assert_nothing_written(engine: RunningEngine, sink: Sink) -> None:
+    status, alerts = await engine.get("/api/v1/alerts")
+    assert status == 200 and alerts == []
+    status, health = await engine.get("/healthz")
+    assert health["queue_depth"] == {"flash": 0, "routine": 0, "retry": 0}
+    await asyncio.sleep(0.3)
+    assert sink.received == []
+
+
+def assert_problem(status: int, body: Any, expected: int, *words: str) -> None:
+    assert status == expected, body
+    assert isinstance(body, dict) and body["status"] == expected and body["title"]
+    for word in words:
+        assert word in body["detail"], body["detail"]
+
+
+@pytest.fixture
+async def desk(engine: RunningEngine, sink: Sink) -> str:
+    await engine.add_subscriber(id="portal", adapter="isp", endpoint=f"{sink.url}/p", districts=["08"])
+    return await engine.add_issuer("joso", ["08211"])
+
+
+CAP_HEADERS = {"Content-Type": "application/cap+xml"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected", "word"),
+    [(XXE, 400, "DTD"), (LAUGHS, 400, "DTD"), (BROKEN, 400, "line")],
+    ids=["xxe", "billion-laughs", "truncated"],
+)
+async def test_hostile_or_broken_xml_is_refused(
+    engine: RunningEngine, sink: Sink, desk: str, payload: bytes, expected: int, word: str
+) -> None:
+    status, body = await engine.post("/api/v1/alerts", desk, payload, headers=CAP_HEADERS)
+    assert_problem(status, body, expected)
+    assert "root:" not in str(body)  # the file the XXE pointed at never leaks back
+    await assert_nothing_written(engine, sink)
+
+
+async def test_oversized_body_is_refused_with_413(engine: RunningEngine, sink: Sink, desk: str) -> None:
+    big = b"<alert>" + b"x" * 2_000_000 + b"</alert>"
+    status, body = await engine.post("/api/v1/alerts", desk, big, headers=CAP_HEADERS)
+    assert_problem(status, body, 413, "larger")
+    await assert_nothing_written(engine, sink)
+
+
+async def test_wrong_token_is_401(engine: RunningEngine, sink: Sink, desk: str) -> None:
+    status, body = await engine.post("/api/v1/evacuation-orders", "not-a-real-token", ORDER)
+    assert_problem(status, body, 401, "token")
+    await assert_nothing_written(engine, sink)
+
+
+async def test_out_of_jurisdiction_names_the_districts(engine: RunningEngine, sink: Sink, desk: str) -> None:
+    status, body = await engine.post(
+        "/api/v1/evacuation-orders", desk, {**ORDER, "municipality": "08220", "districts": ["all"]}
+    )
+    assert_problem(status, body, 403, "つくば市", "08220")
+    assert body["districts"] == ["08220"]
+    await assert_nothing_written(engine, sink)
+
+
+async def test_unknown_reference_is_409(engine: RunningEngine, sink: Sink, desk: str) -> None:
+    cancel = {
+        "status": "Exercise",
+        "msg_type": "Cancel",
+        "event": "避難指示",
+        "references": ["nope-123"],
+        "districts": ["08211"],
+    }
+    status, body = await engine.post("/api/v1/alerts", desk, cancel)
+    assert_problem(status, body, 409, "nope-123")
+    await assert_nothing_written(engine, sink)
+
+
+async def test_lift_with_nothing_in_force_is_409(engine: RunningEngine, sink: Sink, desk: str) -> None:
+    status, body = await engine.post("/api/v1/evacuation-orders", desk, {**ORDER, "action": "lift"})
+    assert_problem(status, body, 409, "no evacuation order in force")
+    await assert_nothing_written(engine, sink)
+
+
+@pytest.mark.parametrize(
+    ("change", "word"),
+    [
+        ({"level": 2}, "避難勧告"),
+        ({"status": None}, "Exercise"),
+        ({"districts": ["存在しない町"]}, "存在しない町"),
+        ({"municipality": "99999"}, "99999"),
+        ({"action": "maybe"}, "lift"),
+    ],
+    ids=["abolished-level", "no-status", "unknown-district", "unknown-municipality", "bad-action"],
+)
+async def test_invalid_orders_are_422(
+    engine: RunningEngine, sink: Sink, desk: str, change: dict[str, Any], word: str
+) -> None:
+    body = {k: v for k, v in {**ORDER, **change}.items() if v is not None}
+    status, problem = await engine.post("/api/v1/evacuation-orders", desk, body)
+    assert_problem(status, problem, 422, word)
+    await assert_nothing_written(engine, sink)
+
+
+async def test_malformed_json_is_400(engine: RunningEngine, sink: Sink, desk: str) -> None:
+    status, body = await engine.post(
+        "/api/v1/evacuation-orders",
+        desk,
+        b'{"municipality": "08211",',
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(status, body, 400, "JSON")
+    await assert_nothing_written(engine, sink)
+
+
+async def test_admin_endpoints_need_the_admin_token(engine: RunningEngine, desk: str) -> None:
+    async with engine.http.get(
+        f"{engine.url}/api/v1/subscribers", headers={"Authorization": f"Bearer {desk}"}
+    ) as resp:
+        assert resp.status == 401
+        assert resp.content_type == "application/problem+json"
