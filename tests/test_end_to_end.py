@@ -27,10 +27,16 @@ async def test_order_reaches_webhook_and_mqtt_and_is_confirmed(
 ) -> None:
     token = await engine.add_issuer("joso", ["08211"])
     secret = secrets.token_hex(16)
-    await engine.add_subscriber(id="portal", adapter="isp", endpoint=f"{sink.url}/portal", districts=["08"], secret=secret)
+    await engine.add_subscriber(
+        id="portal", adapter="isp", endpoint=f"{sink.url}/portal", districts=["08"], secret=secret
+    )
     radio_topic = f"radio/{secrets.token_hex(4)}/08211"
-    await engine.add_subscriber(id="radio-joso", adapter="radio", endpoint=f"{MQTT_URL}/{radio_topic}", districts=["08211"])
-    await engine.add_subscriber(id="tv-tokyo", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["13"])
+    await engine.add_subscriber(
+        id="radio-joso", adapter="radio", endpoint=f"{MQTT_URL}/{radio_topic}", districts=["08211"]
+    )
+    await engine.add_subscriber(
+        id="tv-tokyo", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["13"]
+    )
     await mqtt.subscribe(radio_topic, qos=1)
     await mqtt.subscribe("alerts/v1/08/08211", qos=1)
 
@@ -82,9 +88,13 @@ async def test_order_reaches_webhook_and_mqtt_and_is_confirmed(
     assert 'alertd_delivery_latency_seconds_count{adapter="radio",priority="routine"}' in text
 
 
-async def test_same_identifier_twice_gives_same_answer_and_one_fanout(engine: RunningEngine, sink: Sink) -> None:
+async def test_same_identifier_twice_gives_same_answer_and_one_fanout(
+    engine: RunningEngine, sink: Sink
+) -> None:
     token = await engine.add_issuer("joso", ["08211"])
-    await engine.add_subscriber(id="sign", adapter="signage", endpoint=f"{sink.url}/sign", districts=["08211"])
+    await engine.add_subscriber(
+        id="sign", adapter="signage", endpoint=f"{sink.url}/sign", districts=["08211"]
+    )
     body = {**ORDER, "identifier": "joso-2026-0001"}
     s1, a1 = await engine.post("/api/v1/evacuation-orders", token, body)
     s2, a2 = await engine.post("/api/v1/evacuation-orders", token, body)
@@ -105,7 +115,9 @@ async def test_lift_supersedes_and_is_delivered_like_an_order(engine: RunningEng
     status, active = await engine.get("/api/v1/alerts?active=true&district=08211")
     assert [a["id"] for a in active] == [issued["id"]]
 
-    s, lifted = await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "districts": ["all"], "action": "lift"})
+    s, lifted = await engine.post(
+        "/api/v1/evacuation-orders", token, {**ORDER, "districts": ["all"], "action": "lift"}
+    )
     assert s == 202, lifted
     await sink.wait_for(2)
     body = json.loads(sink.at("/p")[1]["body"])
