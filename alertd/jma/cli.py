@@ -1,0 +1,112 @@
+"""``alertd jma parse FILE…``: what alertd would make of a JMA message, for an operator to check by hand.
+
+Output is one JSON object per line: one per alert a file yields, or one
+naming the file's unsupported type. Exit status is 0 unless a file is not
+JMA XML at all (or cannot be read), which is 2 — so a script can tell
+"alertd does not broadcast this type" (normal) from "this is not a JMA
+message" (something is wrong upstream).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from alertd.errors import AlertdError
+from alertd.jma.head import AreaRegistry
+from alertd.jma.parse import parse_message
+from alertd.jma.policy import Policy, PolicyError
+from alertd.models import Alert, format_cap_time
+
+EXIT_OK = 0
+EXIT_NOT_JMA = 2
+
+
+def alert_line(path: str, type_code: str, alert: Alert) -> dict[str, Any]:
+    info = alert.infos[0] if alert.infos else None
+    english = alert.info_for("en-US")
+    return {
+        "file": path,
+        "type": type_code,
+        "identifier": alert.identifier,
+        "sent": format_cap_time(alert.sent),
+        "status": alert.status.value,
+        "msg_type": alert.msg_type.value,
+        "kind": alert.kind,
+        "event": alert.event,
+        "event_en": english.event if english else None,
+        "level": alert.level,
+        "action": alert.action,
+        "priority": alert.priority.value,
+        "adapters": next((c.split("=", 1)[1] for c in alert.codes if c.startswith("alertd:adapters=")), None),
+        "districts": alert.districts,
+        "areas": [a.desc for a in info.areas] if info else [],
+        "expires": format_cap_time(alert.expires) if alert.expires else None,
+        "incidents": alert.incidents,
+        "headline": info.headline if info else None,
+    }
+
+
+def parse_files(
+    paths: list[str], registry: AreaRegistry, policy: Policy | None, out: TextIO, err: TextIO
+) -> int:
+    code = EXIT_OK
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+            result = parse_message(data, registry, name=path)
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror or exc}", file=err)
+            code = EXIT_NOT_JMA
+            continue
+        except AlertdError as exc:
+            print(f"{path}: not a JMA XML message: {exc.detail}", file=err)
+            code = EXIT_NOT_JMA
+            continue
+        if not result.supported:
+            line = {
+                "file": path,
+                "type": result.type_code,
+                "title": result.title,
+                "unsupported": result.type_code,
+            }
+            print(json.dumps(line, ensure_ascii=False), file=out)
+            continue
+        for alert in result.alerts:
+            if policy is not None:
+                policy.apply(alert)
+            line = alert_line(path, result.type_code, alert)
+            if result.unresolved:
+                line["unresolved"] = result.unresolved
+            print(json.dumps(line, ensure_ascii=False), file=out)
+    return code
+
+
+def main(argv: list[str], *, registry: AreaRegistry | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="alertd jma", description="JMA disaster-prevention XML tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("parse", help="print the alerts each JMA XML file yields, one JSON object per line")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--policy", help="JMA policy YAML (default: ALERTD_JMA_POLICY or the built-in policy)")
+    p.add_argument("--no-policy", action="store_true", help="do not apply the broadcast policy")
+    args = parser.parse_args(argv)
+
+    policy: Policy | None = None
+    if not args.no_policy:
+        try:
+            policy = Policy.from_file(args.policy) if args.policy else Policy.from_env()
+        except (OSError, PolicyError) as exc:
+            print(f"policy: {exc}", file=sys.stderr)
+            return 1
+    if registry is None:
+        from geo.registry import Registry
+
+        registry = Registry.default()
+    return parse_files(args.files, registry, policy, sys.stdout, sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,139 @@
+"""The JMA-warning-to-alertd-level table, in one place (mirrored in docs/jma.md).
+
+alertd.level is the 警戒レベル a warning corresponds to (警戒レベル相当), so a
+subscriber's ``min_level`` means the same for a JMA warning as for a
+municipal evacuation order. Where JMA names the level itself (the R06
+system's レベル２…レベル５ prefixes) that number wins; elsewhere the
+H27-system equivalences that JMA publishes are used, and warnings that are
+not part of the 警戒レベル scheme (暴風, 波浪, 大雪 …) are placed by grade:
+特別警報 5, 警報 3, 注意報 2.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+# 気象警報・注意報 phenomena, in the order longest-first so 暴風雪 wins over 暴風.
+PHENOMENA_EN = {
+    "土砂災害": "landslide",
+    "暴風雪": "snowstorm",
+    "大雨": "heavy rain",
+    "洪水": "flood",
+    "暴風": "storm",
+    "大雪": "heavy snow",
+    "波浪": "high waves",
+    "高潮": "storm surge",
+    "強風": "gale",
+    "風雪": "wind and snow",
+    "雷": "thunderstorm",
+    "融雪": "snowmelt",
+    "濃霧": "dense fog",
+    "乾燥": "dry air",
+    "なだれ": "avalanche",
+    "低温": "low temperature",
+    "霜": "frost",
+    "着氷": "icing",
+    "着雪": "snow accretion",
+}
+
+# H27 警報 that JMA equates with 警戒レベル4 rather than 3.
+_H27_LEVEL4_WARNINGS = {"高潮警報"}
+
+_LEVEL_PREFIX = re.compile(r"^レベル(\d)")
+
+
+def normalize(name: str) -> str:
+    """JMA writes digits full-width (レベル４); NFKC makes them comparable."""
+    return unicodedata.normalize("NFKC", name).strip()
+
+
+@dataclass(frozen=True)
+class WarningClass:
+    kind: str  # special_warning | warning | advisory
+    level: int
+    phenomenon: str
+    english: str
+
+
+def classify_warning(name: str) -> WarningClass | None:
+    """A 気象警報・注意報 kind name → kind, level and English name; None if it is not one."""
+    norm = normalize(name)
+    level: int | None = None
+    m = _LEVEL_PREFIX.match(norm)
+    rest = norm
+    if m:
+        level = int(m.group(1))
+        rest = norm[m.end() :]
+    if rest.endswith("特別警報"):
+        kind, grade, grade_en, default = "special_warning", "特別警報", "emergency warning", 5
+    elif rest.endswith("危険警報"):
+        kind, grade, grade_en, default = "warning", "危険警報", "danger warning", 4
+    elif rest.endswith("警報"):
+        kind, grade, grade_en, default = "warning", "警報", "warning", 3
+        if rest in _H27_LEVEL4_WARNINGS:
+            default = 4
+    elif rest.endswith("注意報"):
+        kind, grade, grade_en, default = "advisory", "注意報", "advisory", 2
+    else:
+        return None
+    phenomenon = rest[: -len(grade)]
+    english_phenomenon = PHENOMENA_EN.get(phenomenon, phenomenon)
+    english = f"{english_phenomenon} {grade_en}".capitalize()
+    if level is not None:
+        english = f"Level {level} {english[0].lower()}{english[1:]}"
+    return WarningClass(
+        kind=kind, level=level if level is not None else default, phenomenon=phenomenon, english=english
+    )
+
+
+def tsunami_grade(name: str) -> tuple[str, int | None, str, str] | None:
+    """A 津波警報・注意報・予報 kind name → (action, level, event, English); None for 津波なし."""
+    norm = normalize(name)
+    if "解除" in norm:
+        event = "津波注意報解除" if "注意報" in norm else "津波警報解除"
+        english = "Tsunami advisory lifted" if "注意報" in norm else "Tsunami warning lifted"
+        return ("lift", None, event, english)
+    if "大津波警報" in norm:
+        return ("issue", 5, "大津波警報", "Major tsunami warning")
+    if "津波警報" in norm:
+        return ("issue", 4, "津波警報", "Tsunami warning")
+    if "津波注意報" in norm:
+        return ("issue", 2, "津波注意報", "Tsunami advisory")
+    if "津波予報" in norm:
+        return ("issue", 1, "津波予報（若干の海面変動）", "Tsunami forecast (slight sea-level change)")
+    return None
+
+
+def flood_grade(name: str) -> tuple[str, int | None, str] | None:
+    """A 指定河川洪水予報 kind name → (action, level, English); None if unrecognised."""
+    norm = normalize(name)
+    m = _LEVEL_PREFIX.match(norm)
+    explicit = int(m.group(1)) if m else None
+    if "解除" in norm:
+        return ("lift", None, "River flood information lifted")
+    for word, level, english in (
+        ("氾濫発生情報", 5, "River flooding occurring"),
+        ("氾濫危険情報", 4, "River flood danger"),
+        ("氾濫警戒情報", 3, "River flood warning"),
+        ("氾濫注意情報", 2, "River flood advisory"),
+    ):
+        if word in norm:
+            return ("issue", explicit or level, english)
+    return None
+
+
+# 震度 as JMA writes it, in increasing order, for the EEW special-warning test.
+INTENSITIES = ["0", "1", "2", "3", "4", "5-", "5+", "6-", "6+", "7"]
+
+
+def eew_level(max_from: str) -> int:
+    """緊急地震速報（警報）: level 5 when 震度6弱 or more is forecast.
+
+    By law (気象業務法) an EEW forecasting 震度6弱 or more *is* a 特別警報;
+    any other EEW warning still calls for immediate action, hence 4.
+    """
+    if max_from in INTENSITIES and INTENSITIES.index(max_from) >= INTENSITIES.index("6-"):
+        return 5
+    return 4

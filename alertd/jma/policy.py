@@ -1,0 +1,277 @@
+"""Which JMA alerts are broadcast, in which lane, to which kinds of adapter.
+
+JMA publishes far more than anyone should hear over a loudspeaker (every
+注意報 restated every few hours); the policy is the one place that says
+what goes where, as data an operator can read and change (YAML), not as
+code. The built-in default is config/jma-policy.yaml, embedded here so
+alertd works without the file.
+
+The decision travels with the alert: ``priority`` is set on the alert, and
+the target adapter kinds and scope are added to CAP ``<code>`` values
+(``alertd:adapters=radio,broadcaster``, ``alertd:scope=prefecture``) —
+CAP's field for "special handling" flags — so it survives the durable log.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alertd.models import AdapterKind, Alert, MsgType, Priority, Status
+
+FEED = "feed"  # alertd's own public feeds (MQTT feed topics, Atom), not a subscriber adapter
+TARGETS = frozenset({*(a.value for a in AdapterKind), FEED})
+SCOPES = frozenset({"districts", "prefecture"})
+KINDS = frozenset({"eew", "tsunami", "special_warning", "warning", "advisory", "landslide", "flood"})
+ACTIONS = frozenset({"issue", "continue", "lift"})
+
+CODE_ADAPTERS = "alertd:adapters="
+CODE_SCOPE = "alertd:scope="
+CODE_RULE = "alertd:jma-rule="
+
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "config" / "jma-policy.yaml"
+
+_RULE_KEYS = {
+    "name",
+    "kinds",
+    "min_level",
+    "max_level",
+    "actions",
+    "msg_types",
+    "broadcast",
+    "priority",
+    "adapters",
+    "scope",
+}
+
+
+class PolicyError(ValueError):
+    """The policy file says something alertd cannot follow; the message names the rule and field."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    broadcast: bool
+    priority: Priority
+    adapters: tuple[str, ...]  # AdapterKind values and/or "feed"
+    scope: str
+    rule: str
+
+    def wants(self, adapter: AdapterKind | str) -> bool:
+        return self.broadcast and str(adapter) in self.adapters
+
+    @property
+    def feed_only(self) -> bool:
+        return self.adapters == (FEED,)
+
+
+DROP = Decision(broadcast=False, priority=Priority.ROUTINE, adapters=(), scope="districts", rule="no-rule")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    kinds: frozenset[str] = frozenset()
+    min_level: int | None = None
+    max_level: int | None = None
+    actions: frozenset[str] = frozenset()
+    msg_types: frozenset[MsgType] = frozenset()
+    broadcast: bool = True
+    priority: Priority = Priority.ROUTINE
+    adapters: tuple[str, ...] = (FEED,)
+    scope: str = "districts"
+
+    def matches(self, alert: Alert) -> bool:
+        if self.kinds and alert.kind not in self.kinds:
+            return False
+        if self.actions and alert.action not in self.actions:
+            return False
+        if self.msg_types and alert.msg_type not in self.msg_types:
+            return False
+        if self.min_level is not None and (alert.level is None or alert.level < self.min_level):
+            return False
+        return not (self.max_level is not None and alert.level is not None and alert.level > self.max_level)
+
+    def decision(self) -> Decision:
+        return Decision(self.broadcast, self.priority, self.adapters, self.scope, self.name)
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: tuple[Rule, ...]
+    statuses: frozenset[Status] = frozenset({Status.ACTUAL, Status.EXERCISE})
+
+    def decide(self, alert: Alert) -> Decision:
+        if alert.status not in self.statuses:
+            return Decision(False, Priority.ROUTINE, (), "districts", f"status-{alert.status.value}")
+        for rule in self.rules:
+            if rule.matches(alert):
+                return rule.decision()
+        return DROP
+
+    def apply(self, alert: Alert) -> Decision:
+        """Decide, and write the decision onto the alert (priority and CAP codes)."""
+        decision = self.decide(alert)
+        alert.priority = decision.priority
+        codes = [c for c in alert.codes if not c.startswith((CODE_ADAPTERS, CODE_SCOPE, CODE_RULE))]
+        if decision.broadcast:
+            codes += [
+                CODE_ADAPTERS + ",".join(decision.adapters),
+                CODE_SCOPE + decision.scope,
+                CODE_RULE + decision.rule,
+            ]
+        alert.codes = codes
+        return decision
+
+    # --- loading ------------------------------------------------------------------
+
+    @classmethod
+    def default(cls) -> Policy:
+        return cls.from_yaml_text(DEFAULT_POLICY_YAML, source="built-in JMA policy")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Policy:
+        path = (env if env is not None else os.environ).get("ALERTD_JMA_POLICY")
+        return cls.from_file(path) if path else cls.default()
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Policy:
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_yaml_text(fh.read(), source=str(path))
+
+    @classmethod
+    def from_yaml_text(cls, text: str, *, source: str = "JMA policy") -> Policy:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise PolicyError(f"{source}: not valid YAML: {exc}") from None
+        return cls.from_dict(data or {}, source=source)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "JMA policy") -> Policy:
+        if not isinstance(data, dict):
+            raise PolicyError(f"{source}: expected a mapping with 'rules' (and optionally 'statuses')")
+        unknown = set(data) - {"rules", "statuses"}
+        if unknown:
+            raise PolicyError(f"{source}: unknown top-level key(s) {sorted(unknown)}")
+        raw_rules = data.get("rules")
+        if not isinstance(raw_rules, list) or not raw_rules:
+            raise PolicyError(f"{source}: 'rules' must be a non-empty list")
+        statuses = data.get("statuses", ["Actual", "Exercise"])
+        try:
+            status_set = frozenset(Status(s) for s in _as_list(statuses, "statuses", source))
+        except ValueError as exc:
+            raise PolicyError(f"{source}: statuses: {exc}") from None
+        rules = tuple(_rule(r, i, source) for i, r in enumerate(raw_rules))
+        return cls(rules=rules, statuses=status_set)
+
+
+def _as_list(value: Any, field_name: str, where: str) -> list[Any]:
+    if isinstance(value, str | int):
+        return [value]
+    if not isinstance(value, list):
+        raise PolicyError(f"{where}: '{field_name}' must be a list")
+    return value
+
+
+def _checked(values: Iterable[Any], allowed: frozenset[str], field_name: str, where: str) -> list[str]:
+    out = [str(v) for v in values]
+    bad = [v for v in out if v not in allowed]
+    if bad:
+        raise PolicyError(f"{where}: {field_name} {bad} not among {sorted(allowed)}")
+    return out
+
+
+def _level(value: Any, field_name: str, where: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
+        raise PolicyError(f"{where}: {field_name} must be a level from 1 to 5, not {value!r}")
+    return value
+
+
+def _rule(raw: Any, index: int, source: str) -> Rule:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{source}: rule #{index + 1} must be a mapping")
+    name = str(raw.get("name") or f"rule-{index + 1}")
+    where = f"{source}: rule '{name}'"
+    unknown = set(raw) - _RULE_KEYS
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {sorted(unknown)}")
+    adapters = _checked(
+        _as_list(raw.get("adapters", [FEED]), "adapters", where), TARGETS | {"all"}, "adapters", where
+    )
+    if "all" in adapters:
+        adapters = [a.value for a in AdapterKind] + [FEED]
+    try:
+        priority = Priority(raw.get("priority", "routine"))
+        msg_types = frozenset(MsgType(m) for m in _as_list(raw.get("msg_types", []), "msg_types", where))
+    except ValueError as exc:
+        raise PolicyError(f"{where}: {exc}") from None
+    scope = str(raw.get("scope", "districts"))
+    if scope not in SCOPES:
+        raise PolicyError(f"{where}: scope must be one of {sorted(SCOPES)}, not {scope!r}")
+    broadcast = raw.get("broadcast", True)
+    if not isinstance(broadcast, bool):
+        raise PolicyError(f"{where}: broadcast must be true or false")
+    return Rule(
+        name=name,
+        kinds=frozenset(_checked(_as_list(raw.get("kinds", []), "kinds", where), KINDS, "kinds", where)),
+        min_level=_level(raw.get("min_level"), "min_level", where),
+        max_level=_level(raw.get("max_level"), "max_level", where),
+        actions=frozenset(
+            _checked(_as_list(raw.get("actions", []), "actions", where), ACTIONS, "actions", where)
+        ),
+        msg_types=msg_types,
+        broadcast=broadcast,
+        priority=priority,
+        adapters=tuple(dict.fromkeys(adapters)),
+        scope=scope,
+    )
+
+
+def prefecture_districts(alert: Alert, prefecture_of: Any) -> list[str]:
+    """The prefectures an alert touches, for a decision with scope 'prefecture'.
+
+    ``prefecture_of`` is geo.registry.Registry.prefecture_of; tsunami
+    regions ("tsunami:…") are skipped because their municipalities are listed too.
+    """
+    prefs: list[str] = []
+    for code in alert.districts:
+        if code.startswith("tsunami:"):
+            continue
+        pref = code if len(code) == 2 else prefecture_of(code)
+        pref_code = getattr(pref, "code", pref)
+        if pref_code and pref_code not in prefs:
+            prefs.append(str(pref_code))
+    return prefs
+
+
+DEFAULT_POLICY_YAML = """
+statuses: [Actual, Exercise]
+rules:
+  - {name: eew-tsunami-correction, kinds: [eew, tsunami], msg_types: [Update, Cancel], priority: flash,
+     adapters: [radio, broadcaster], scope: prefecture}
+  - {name: eew, kinds: [eew], priority: flash, adapters: [radio, broadcaster], scope: prefecture}
+  - {name: tsunami-warning, kinds: [tsunami], actions: [issue, continue], min_level: 4, priority: flash,
+     adapters: [radio, broadcaster], scope: prefecture}
+  - {name: tsunami-advisory, kinds: [tsunami], actions: [issue, continue], min_level: 2,
+     adapters: [radio, broadcaster, feed]}
+  - {name: tsunami-lift, kinds: [tsunami], actions: [lift], adapters: [radio, broadcaster, feed]}
+  - {name: tsunami-forecast, kinds: [tsunami], adapters: [feed]}
+  - {name: special-warning, kinds: [special_warning], actions: [issue], priority: flash, adapters: [all]}
+  - {name: any-cancellation, msg_types: [Cancel], adapters: [all]}
+  - {name: continuing, actions: [continue], adapters: [feed]}
+  - {name: level-4, kinds: [special_warning, warning, landslide, flood], actions: [issue], min_level: 4,
+     adapters: [broadcaster, isp, signage, radio, feed]}
+  - {name: warning, kinds: [warning, flood], actions: [issue], min_level: 3,
+     adapters: [broadcaster, isp, signage, feed]}
+  - {name: lift, kinds: [special_warning, warning, landslide, flood], actions: [lift],
+     adapters: [broadcaster, isp, signage, feed]}
+  - {name: advisory, adapters: [feed]}
+"""

@@ -1,0 +1,488 @@
+"""Polls JMA's Atom PULL feeds and hands each new message's alerts to the core.
+
+JMA asks PULL users to poll no more than once a minute, to use conditional
+GET and to keep to a few connections; this poller enforces all three in its
+configuration (PollerConfig refuses an interval under 60 s or more than 5
+concurrent fetches) rather than trusting deployment settings.
+
+State lives in Redis so it survives restarts and is shared by every alertd
+process (keys under ``<prefix>:jma:``):
+
+- ``seen``            zset  entry id → time handled; an entry in it is never fetched again
+- ``claim:<sha1>``    str   short-lived lock so two processes do not fetch the same entry
+- ``pending``         hash  entry id → JSON (feed, url, title) of fetches to retry;
+                            retried every poll even when the feed answers 304
+- ``attempts``        hash  entry id → failed fetch count; given up after max_entry_attempts
+- ``feed:<name>``     hash  etag / last_modified validators for conditional GET
+- ``incident:<key>``  str   JSON list of CAP reference keys of the last broadcast report
+                            of a JMA event, so a later 訂正/取消 can reference it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from alertd.constants import DEFAULT_PREFIX, Keys
+from alertd.errors import AlertdError
+from alertd.jma.atom import Entry, parse_feed
+from alertd.jma.head import AreaRegistry
+from alertd.jma.metrics import ALERTS, ENTRIES, FAILURES, POLLS
+from alertd.jma.parse import KNOWN_TITLES, ParseResult, identify, parse_message
+from alertd.jma.policy import Policy
+from alertd.models import Alert, MsgType
+
+log = logging.getLogger("alertd.jma")
+
+FEEDS = ("regular", "extra", "eqvol", "other")
+MIN_INTERVAL_S = 60.0  # JMA: no more often than once a minute
+MAX_CONCURRENCY = 5  # JMA: about 5 connections at most
+MAX_ENTRY_BYTES = 5_000_000
+
+OnAlert = Callable[[Alert], Awaitable[Any]]
+
+
+class PollerConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PollerConfig:
+    base_url: str
+    feeds: tuple[str, ...] = FEEDS
+    interval_s: float = MIN_INTERVAL_S
+    max_concurrency: int = MAX_CONCURRENCY
+    timeout_s: float = 30.0
+    backoff_max_s: float = 900.0
+    key_prefix: str = DEFAULT_PREFIX
+    seen_retention_s: float = 14 * 86400.0  # far longer than any JMA feed keeps an entry
+    claim_ttl_s: float = 300.0
+    max_entry_attempts: int = 5
+    # Titles JMA puts on entries are the messages' Control/Title; an entry
+    # whose title names a type alertd does not parse is marked seen unfetched.
+    skip_unsupported: bool = True
+    user_agent: str = "alertd-jma-poller/0.1"
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise PollerConfigError(f"ALERTD_JMA_FEED_BASE must be an http(s) URL, not {self.base_url!r}")
+        if self.interval_s < MIN_INTERVAL_S:
+            raise PollerConfigError(
+                f"The JMA poll interval is {self.interval_s:g} s; JMA allows at most one poll a minute, "
+                f"so it must be at least {MIN_INTERVAL_S:g} s."
+            )
+        if not 1 <= self.max_concurrency <= MAX_CONCURRENCY:
+            raise PollerConfigError(
+                f"max_concurrency is {self.max_concurrency}; "
+                f"JMA asks for at most {MAX_CONCURRENCY} connections."
+            )
+        if not self.feeds:
+            raise PollerConfigError("No JMA feeds to poll.")
+        if self.backoff_max_s < self.interval_s:
+            raise PollerConfigError("backoff_max_s must not be shorter than the poll interval.")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PollerConfig | None:
+        """The poller's settings, or None when ALERTD_JMA_FEED_BASE is unset (poller off)."""
+        env = os.environ if env is None else env
+        base = env.get("ALERTD_JMA_FEED_BASE", "").strip()
+        if not base:
+            return None
+        feeds = tuple(f.strip() for f in env.get("ALERTD_JMA_FEEDS", ",".join(FEEDS)).split(",") if f.strip())
+        return cls(
+            base_url=base,
+            feeds=feeds,
+            interval_s=float(env.get("ALERTD_JMA_INTERVAL_S") or MIN_INTERVAL_S),
+            key_prefix=env.get("ALERTD_KEY_PREFIX", DEFAULT_PREFIX),
+        )
+
+    def feed_url(self, feed: str) -> str:
+        return f"{self.base_url.rstrip('/')}/{feed}.xml"
+
+    def next_delay(self, failures: int, retry_after: float | None = None) -> float:
+        """Interval after a good poll; exponential backoff with jitter after consecutive failures."""
+        if failures <= 0:
+            delay = self.interval_s
+        else:
+            delay = min(self.interval_s * 2 ** min(failures, 16), self.backoff_max_s)
+            # Jitter so several alertd processes that failed together do not retry in lockstep.
+            delay *= 1 + random.uniform(0, 0.1)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_max_s))
+        return max(delay, self.interval_s)
+
+
+@dataclass
+class _Fetched:
+    entry: Entry
+    feed: str
+    data: bytes | None  # None: failed, to retry
+
+
+class JmaPoller:
+    """Polls the configured feeds; calls ``on_alert`` for every alert the policy broadcasts.
+
+    ``on_alert`` may be called again for the same alert (same sender and
+    identifier) if it raised for an earlier one of the same message and the
+    message is retried; the core's dedup on (sender, identifier) absorbs that.
+    An ``AlertdError`` from it is final (the alert is refused, logged, counted);
+    any other exception is retried with the message's next fetch.
+    """
+
+    def __init__(
+        self,
+        config: PollerConfig,
+        redis: aioredis.Redis,
+        on_alert: OnAlert,
+        *,
+        registry: AreaRegistry | None = None,
+        policy: Policy | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.config = config
+        self.redis = redis
+        self.on_alert = on_alert
+        self._registry = registry
+        self.policy = policy or Policy.default()
+        self.keys = Keys(config.key_prefix)
+        self._session = session
+        self._owns_session = session is None
+        self._sem = asyncio.Semaphore(config.max_concurrency)
+        self._retry_after: dict[str, float] = {}
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    @property
+    def registry(self) -> AreaRegistry:
+        if self._registry is None:
+            from geo.registry import Registry  # the full registry loads data; only when first needed
+
+            self._registry = Registry.default()
+        return self._registry
+
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.config.max_concurrency),
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+                headers={"User-Agent": self.config.user_agent},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> JmaPoller:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Poll every feed until ``stop`` is set; each feed keeps its own schedule and backoff."""
+        stop = stop or asyncio.Event()
+        try:
+            await asyncio.gather(*(self._run_feed(feed, stop) for feed in self.config.feeds))
+        finally:
+            await self.close()
+
+    async def _run_feed(self, feed: str, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            outcome = await self.poll_feed(feed)
+            failures = failures + 1 if outcome == "error" else 0
+            delay = self.config.next_delay(failures, self._retry_after.pop(feed, None))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    # --- one poll -------------------------------------------------------------------
+
+    async def poll_once(self) -> dict[str, str]:
+        """Poll every feed once (concurrently); returns feed → outcome."""
+        outcomes = await asyncio.gather(*(self.poll_feed(feed) for feed in self.config.feeds))
+        return dict(zip(self.config.feeds, outcomes, strict=True))
+
+    async def poll_feed(self, feed: str) -> str:
+        """One conditional GET of a feed and its new entries: 'updated', 'not_modified' or 'error'."""
+        try:
+            outcome = await self._poll_feed(feed)
+        except Exception:  # one bad poll must not end the poller; it is counted and retried with backoff
+            log.exception("jma.poll_failed", extra={"fields": {"feed": feed}})
+            outcome = "error"
+        POLLS.labels(feed=feed, outcome=outcome).inc()
+        if outcome == "error":
+            FAILURES.labels(feed=feed).inc()
+        return outcome
+
+    async def _poll_feed(self, feed: str) -> str:
+        url = self.config.feed_url(feed)
+        validators_key = self.keys.jma(f"feed:{feed}")
+        validators = await self.redis.hgetall(validators_key)
+        headers = {}
+        etag = _s(validators.get(b"etag") or validators.get("etag"))
+        modified = _s(validators.get(b"last_modified") or validators.get("last_modified"))
+        if etag:
+            headers["If-None-Match"] = etag
+        if modified:
+            headers["If-Modified-Since"] = modified
+        session = await self._http()
+        try:
+            async with self._sem, session.get(url, headers=headers) as resp:
+                if resp.status == 304:
+                    outcome, body = "not_modified", b""
+                elif resp.status == 200:
+                    outcome, body = "updated", await resp.read()
+                    new_validators = {
+                        k: v
+                        for k, v in (
+                            ("etag", resp.headers.get("ETag")),
+                            ("last_modified", resp.headers.get("Last-Modified")),
+                        )
+                        if v
+                    }
+                else:
+                    self._note_retry_after(feed, resp.headers.get("Retry-After"))
+                    log.warning(
+                        "jma.feed_http_error", extra={"fields": {"feed": feed, "status": resp.status}}
+                    )
+                    return "error"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("jma.feed_unreachable", extra={"fields": {"feed": feed, "error": repr(exc)}})
+            return "error"
+
+        entries: list[Entry] = []
+        if outcome == "updated":
+            try:
+                entries = parse_feed(body, url)
+            except AlertdError as exc:
+                log.warning("jma.feed_unreadable", extra={"fields": {"feed": feed, "error": exc.detail}})
+                return "error"
+        await self._handle(feed, entries)
+        if outcome == "updated":
+            # Saved only after the entries are handled (or queued in 'pending'):
+            # a crash before this point re-reads the feed instead of missing entries.
+            pipe = self.redis.pipeline()
+            pipe.delete(validators_key)
+            if new_validators:
+                pipe.hset(validators_key, mapping=new_validators)
+            await pipe.execute()
+        await self.redis.zremrangebyscore(
+            self.keys.jma("seen"), "-inf", time.time() - self.config.seen_retention_s
+        )
+        return outcome
+
+    def _note_retry_after(self, feed: str, value: str | None) -> None:
+        if value and value.strip().isdigit():
+            self._retry_after[feed] = float(value.strip())
+
+    async def _handle(self, feed: str, entries: list[Entry]) -> None:
+        pending = await self._pending(feed)
+        known = {e.id for e in entries}
+        candidates = entries + [e for e in pending if e.id not in known]
+        if not candidates:
+            return
+        scores = await self.redis.zmscore(self.keys.jma("seen"), [e.id for e in candidates])
+        new = [e for e, score in zip(candidates, scores, strict=True) if score is None]
+        fetch: list[Entry] = []
+        for entry in new:
+            if self.config.skip_unsupported and _unsupported_title(entry.title):
+                await self._mark_seen(feed, entry)
+                continue
+            if await self._claim(entry):
+                fetch.append(entry)
+        fetched = await asyncio.gather(*(self._fetch(feed, e) for e in fetch))
+        # Atom lists newest first; the core must see an EEW's serial 1 before its
+        # serial 2 and its cancellation, so messages are handed over oldest first.
+        for item in sorted(fetched, key=lambda f: f.entry.updated):
+            if item.data is None:
+                await self._failed_fetch(feed, item.entry)
+            else:
+                await self._process(feed, item.entry, item.data)
+
+    async def _fetch(self, feed: str, entry: Entry) -> _Fetched:
+        session = await self._http()
+        try:
+            async with self._sem, session.get(entry.url) as resp:
+                if resp.status != 200:
+                    log.warning(
+                        "jma.entry_http_error",
+                        extra={"fields": {"feed": feed, "url": entry.url, "status": resp.status}},
+                    )
+                    return _Fetched(entry, feed, None)
+                # Read no more than the parser would accept; a bigger body fails
+                # parsing as TooLarge instead of filling memory.
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(65536):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > MAX_ENTRY_BYTES:
+                        break
+                return _Fetched(entry, feed, b"".join(chunks))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning(
+                "jma.entry_unreachable",
+                extra={"fields": {"feed": feed, "url": entry.url, "error": repr(exc)}},
+            )
+            return _Fetched(entry, feed, None)
+
+    async def _process(self, feed: str, entry: Entry, data: bytes) -> None:
+        try:
+            # lxml work on a 1 MB warning takes long enough to stall other feeds' I/O.
+            result: ParseResult = await asyncio.to_thread(parse_message, data, self.registry, name=entry.url)
+        except AlertdError as exc:
+            # Refetching the same bytes cannot help: recorded as seen, counted, logged.
+            FAILURES.labels(feed=feed).inc()
+            log.error(
+                "jma.entry_unparsable",
+                extra={"fields": {"feed": feed, "url": entry.url, "error": exc.detail}},
+            )
+            await self._mark_seen(feed, entry)
+            return
+        if result.unresolved:
+            log.warning(
+                "jma.unresolved_areas",
+                extra={
+                    "fields": {
+                        "feed": feed,
+                        "url": entry.url,
+                        "type": result.type_code,
+                        "codes": result.unresolved,
+                    }
+                },
+            )
+        try:
+            await self._dispatch(result)
+        except Exception:
+            # The core could not take it (Redis down …): fetch and try again next poll.
+            log.exception("jma.on_alert_failed", extra={"fields": {"feed": feed, "url": entry.url}})
+            await self._failed_fetch(feed, entry)
+            return
+        await self._mark_seen(feed, entry)
+
+    async def _dispatch(self, result: ParseResult) -> None:
+        sent: list[Alert] = []
+        for alert in result.alerts:
+            decision = self.policy.apply(alert)
+            label = "broadcast" if decision.broadcast else "dropped"
+            if decision.broadcast and alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL):
+                alert.references = await self._references(alert.incidents)
+                if not alert.references and not alert.districts:
+                    label = "unreferenced"  # nothing alertd sent to correct or cancel
+            elif decision.broadcast and not alert.districts:
+                label = "no_districts"
+            ALERTS.labels(kind=alert.kind or "", decision=label).inc()
+            if label != "broadcast":
+                continue
+            try:
+                await self.on_alert(alert)
+            except AlertdError as exc:
+                log.error(
+                    "jma.alert_refused",
+                    extra={"fields": {"identifier": alert.identifier, "error": exc.detail}},
+                )
+                continue
+            sent.append(alert)
+        if sent and sent[0].incidents:
+            await self.redis.set(
+                self.keys.jma(f"incident:{sent[0].incidents}"),
+                json.dumps([a.reference_key() for a in sent]),
+                ex=int(self.config.seen_retention_s),
+            )
+
+    async def _references(self, incident: str | None) -> list[str]:
+        if not incident:
+            return []
+        raw = await self.redis.get(self.keys.jma(f"incident:{incident}"))
+        return list(json.loads(raw)) if raw else []
+
+    # --- bookkeeping ----------------------------------------------------------------
+
+    def _claim_key(self, entry: Entry) -> str:
+        return self.keys.jma("claim:" + hashlib.sha1(entry.id.encode()).hexdigest())
+
+    async def _claim(self, entry: Entry) -> bool:
+        return bool(
+            await self.redis.set(self._claim_key(entry), "1", nx=True, ex=int(self.config.claim_ttl_s))
+        )
+
+    async def _mark_seen(self, feed: str, entry: Entry) -> None:
+        pipe = self.redis.pipeline()
+        pipe.zadd(self.keys.jma("seen"), {entry.id: time.time()})
+        pipe.hdel(self.keys.jma("pending"), entry.id)
+        pipe.hdel(self.keys.jma("attempts"), entry.id)
+        pipe.delete(self._claim_key(entry))
+        await pipe.execute()
+        ENTRIES.labels(feed=feed).inc()
+
+    async def _failed_fetch(self, feed: str, entry: Entry) -> None:
+        FAILURES.labels(feed=feed).inc()
+        attempts = await self.redis.hincrby(self.keys.jma("attempts"), entry.id, 1)
+        if attempts >= self.config.max_entry_attempts:
+            log.error(
+                "jma.entry_given_up", extra={"fields": {"feed": feed, "url": entry.url, "attempts": attempts}}
+            )
+            await self._mark_seen(feed, entry)
+            return
+        pipe = self.redis.pipeline()
+        pipe.hset(
+            self.keys.jma("pending"),
+            entry.id,
+            json.dumps({"feed": feed, "url": entry.url, "title": entry.title, "updated": entry.updated}),
+        )
+        pipe.delete(self._claim_key(entry))
+        await pipe.execute()
+
+    async def _pending(self, feed: str) -> list[Entry]:
+        raw = await self.redis.hgetall(self.keys.jma("pending"))
+        out = []
+        for entry_id, value in raw.items():
+            data = json.loads(value)
+            if data.get("feed") == feed:
+                out.append(
+                    Entry(
+                        id=_s(entry_id) or "",
+                        title=data.get("title", ""),
+                        url=data["url"],
+                        updated=data.get("updated", ""),
+                    )
+                )
+        return out
+
+
+def _s(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _unsupported_title(title: str) -> bool:
+    """Only titles known to be unsupported are skipped; anything unfamiliar is fetched and reported."""
+    return title in KNOWN_TITLES and identify(title)[1] is None
+
+
+def build_poller(
+    redis: aioredis.Redis,
+    on_alert: OnAlert,
+    *,
+    registry: AreaRegistry | None = None,
+    env: Mapping[str, str] | None = None,
+) -> JmaPoller | None:
+    """The poller the environment asks for (None when ALERTD_JMA_FEED_BASE is unset)."""
+    config = PollerConfig.from_env(env)
+    if config is None:
+        return None
+    return JmaPoller(config, redis, on_alert, registry=registry, policy=Policy.from_env(env))

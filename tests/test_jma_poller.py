@@ -1,0 +1,254 @@
+"""The JMA PULL poller against a real local HTTP server and a real Redis (db 15, unique key prefix)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from alertd.jma.poller import JmaPoller, PollerConfig, PollerConfigError
+from alertd.models import Alert, MsgType
+
+ROOT = Path(__file__).resolve().parents[1]
+JMAXML = ROOT / ".." / "shared" / "data" / "jmaxml"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+EEW = ["37_01_01_240613_VXSE43.xml", "37_01_02_240613_VXSE43.xml", "37_01_03_240613_VXSE43.xml"]
+TSUNAMI = ["32-39_11_02_250206_VTSE41.xml", "38-39_02_01_250206_VTSE41.xml"]
+UNSUPPORTED = "32-35_01_01_100806_VXSE51.xml"
+
+pytestmark = pytest.mark.skipif(not JMAXML.is_dir(), reason="JMA samples not found at ../shared/data/jmaxml")
+
+
+def _control_title(name: str) -> str:
+    text = (JMAXML / name).read_text(encoding="utf-8")
+    return text.split("<Title>", 1)[1].split("</Title>", 1)[0]
+
+
+def _updated(name: str) -> str:
+    text = (JMAXML / name).read_text(encoding="utf-8")
+    return text.split("<ReportDateTime>", 1)[1].split("</ReportDateTime>", 1)[0]
+
+
+@dataclass
+class FeedServer:
+    """Serves Atom feeds built from sample files, counting what the poller asks for."""
+
+    feeds: dict[str, list[str]] = field(default_factory=dict)
+    version: int = 1
+    feed_requests: list[tuple[str, str | None, int]] = field(
+        default_factory=list
+    )  # (feed, If-None-Match, status)
+    fetches: Counter[str] = field(default_factory=Counter)
+    fail_once: set[str] = field(default_factory=set)
+    hold_until: int = 0  # entry handlers wait until this many are in flight (concurrency probe)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+    base: str = ""
+
+    def etag(self, feed: str) -> str:
+        return f'"{feed}-v{self.version}"'
+
+    async def feed(self, request: web.Request) -> web.Response:
+        name = request.match_info["feed"]
+        sent = request.headers.get("If-None-Match")
+        if sent == self.etag(name):
+            self.feed_requests.append((name, sent, 304))
+            return web.Response(status=304)
+        self.feed_requests.append((name, sent, 200))
+        entries = []
+        for file in self.feeds.get(name, []):
+            entries.append(
+                f"<entry><title>{escape(_control_title(file))}</title><id>urn:test:{file}</id>"
+                f"<updated>{_updated(file)}</updated>"
+                f'<link type="application/xml" href="{self.base}/data/{file}"/></entry>'
+            )
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            f"<title>{name}</title><id>urn:test:{name}</id><updated>2024-04-17T14:17:00Z</updated>"
+            + "".join(reversed(entries))  # JMA lists newest first
+            + "</feed>"
+        )
+        return web.Response(body=body.encode(), content_type="application/atom+xml",
+                            headers={"ETag": self.etag(name)})  # fmt: skip
+
+    async def data(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.fetches[name] += 1
+        async with self.cond:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.cond.notify_all()
+            if self.hold_until:
+                # Hold every fetch until the poller has `hold_until` in flight, proving it
+                # both reaches and respects its limit. The timeout only unblocks a poller
+                # that stays below the limit; the count is what the test asserts.
+                try:
+                    await asyncio.wait_for(self.cond.wait_for(lambda: self.in_flight >= self.hold_until), 2)
+                except TimeoutError:
+                    pass
+        try:
+            if name in self.fail_once:
+                self.fail_once.discard(name)
+                return web.Response(status=503)
+            return web.Response(body=(JMAXML / name).read_bytes(), content_type="application/xml")
+        finally:
+            async with self.cond:
+                self.in_flight -= 1
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[FeedServer]:
+    state = FeedServer()
+    app = web.Application()
+    app.router.add_get("/feed/{feed}.xml", state.feed)
+    app.router.add_get("/data/{name}", state.data)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    state.base = f"http://127.0.0.1:{port}"
+    yield state
+    await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def redis() -> AsyncIterator[tuple[aioredis.Redis, str]]:
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:  # any failure means there is no test Redis to use
+        await client.aclose()
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    prefix = f"test-jma-{secrets.token_hex(6)}"
+    yield client, prefix
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def registry():
+    from geo.registry import Registry
+
+    return Registry.default()
+
+
+def make_poller(server: FeedServer, redis: tuple[aioredis.Redis, str], registry, sink: list[Alert],
+                feeds: tuple[str, ...] = ("eqvol",)) -> JmaPoller:  # fmt: skip
+    client, prefix = redis
+
+    async def on_alert(alert: Alert) -> None:
+        sink.append(alert)
+
+    config = PollerConfig(base_url=f"{server.base}/feed", feeds=feeds, key_prefix=prefix)
+    return JmaPoller(config, client, on_alert, registry=registry)
+
+
+async def test_conditional_get_and_each_entry_fetched_once_across_restart(server, redis, registry) -> None:
+    server.feeds["eqvol"] = [*EEW, UNSUPPORTED]
+    sink: list[Alert] = []
+    async with make_poller(server, redis, registry, sink) as poller:
+        assert await poller.poll_once() == {"eqvol": "updated"}
+        assert await poller.poll_once() == {"eqvol": "not_modified"}
+    assert server.feed_requests == [("eqvol", None, 200), ("eqvol", '"eqvol-v1"', 304)]
+    assert server.fetches == Counter(EEW)  # the unsupported VXSE51 is skipped by its title
+    assert [a.msg_type for a in sink] == [MsgType.ALERT, MsgType.ALERT, MsgType.CANCEL]
+
+    # The cancellation references the last broadcast report of the same EventID (serial 2).
+    serial2, cancel = sink[1], sink[2]
+    assert cancel.references == [serial2.reference_key()]
+    assert all(a.priority.value == "flash" for a in sink)
+
+    # A restarted poller (new process, same Redis) with a changed feed fetches only the new entry.
+    server.version += 1
+    server.feeds["eqvol"].append(TSUNAMI[0])
+    restarted: list[Alert] = []
+    async with make_poller(server, redis, registry, restarted) as poller:
+        assert await poller.poll_once() == {"eqvol": "updated"}
+    assert server.feed_requests[-1] == ("eqvol", '"eqvol-v1"', 200)
+    assert server.fetches == Counter([*EEW, TSUNAMI[0]])
+    assert {a.kind for a in restarted} == {"tsunami"}
+
+
+async def test_at_most_five_fetches_at_once(server, redis, registry) -> None:
+    files = sorted(p.name for p in JMAXML.glob("*_VXWW50.xml")) + sorted(
+        p.name for p in JMAXML.glob("*_VPNO50.xml")
+    )
+    assert len(files) > 10
+    server.feeds["extra"] = files
+    server.hold_until = 5
+    sink: list[Alert] = []
+    async with make_poller(server, redis, registry, sink, feeds=("extra",)) as poller:
+        assert await poller.poll_once() == {"extra": "updated"}
+    assert server.max_in_flight == 5
+    assert server.fetches == Counter(files)
+    assert sink and all(a.origin == "jma" for a in sink)
+
+
+async def test_failed_fetch_is_retried_even_when_the_feed_is_unchanged(server, redis, registry) -> None:
+    server.feeds["eqvol"] = TSUNAMI
+    server.fail_once = {TSUNAMI[1]}
+    sink: list[Alert] = []
+    async with make_poller(server, redis, registry, sink) as poller:
+        await poller.poll_once()
+        assert server.fetches == Counter({TSUNAMI[0]: 1, TSUNAMI[1]: 1})
+        first = len(sink)
+        assert await poller.poll_once() == {"eqvol": "not_modified"}
+    assert server.fetches == Counter({TSUNAMI[0]: 1, TSUNAMI[1]: 2})
+    assert len(sink) > first
+
+
+async def test_unreachable_feed_is_an_error_outcome(redis, registry) -> None:
+    client, prefix = redis
+    config = PollerConfig(base_url="http://127.0.0.1:9/feed", feeds=("regular",), key_prefix=prefix,
+                          timeout_s=2)  # fmt: skip
+
+    async def on_alert(alert: Alert) -> None:  # pragma: no cover - never called
+        raise AssertionError(alert)
+
+    async with JmaPoller(config, client, on_alert, registry=registry) as poller:
+        assert await poller.poll_once() == {"regular": "error"}
+
+
+def test_interval_floor_and_connection_cap_are_enforced() -> None:
+    with pytest.raises(PollerConfigError, match="at least 60"):
+        PollerConfig(base_url="http://127.0.0.1/feed", interval_s=59)
+    with pytest.raises(PollerConfigError, match="at most 5"):
+        PollerConfig(base_url="http://127.0.0.1/feed", max_concurrency=6)
+    with pytest.raises(PollerConfigError):
+        PollerConfig.from_env(
+            {"ALERTD_JMA_FEED_BASE": "http://127.0.0.1/feed", "ALERTD_JMA_INTERVAL_S": "30"}
+        )
+    assert PollerConfig.from_env({}) is None  # off when unset
+    config = PollerConfig.from_env(
+        {"ALERTD_JMA_FEED_BASE": "http://127.0.0.1/feed", "ALERTD_JMA_INTERVAL_S": "90"}
+    )
+    assert (
+        config is not None
+        and config.interval_s == 90
+        and config.feeds == ("regular", "extra", "eqvol", "other")
+    )
+    assert config.feed_url("eqvol") == "http://127.0.0.1/feed/eqvol.xml"
+
+
+def test_backoff_grows_and_never_polls_faster_than_the_interval() -> None:
+    config = PollerConfig(base_url="http://127.0.0.1/feed", interval_s=60, backoff_max_s=600)
+    assert config.next_delay(0) == 60
+    delays = [config.next_delay(n) for n in range(1, 8)]
+    assert all(60 < d <= 660 for d in delays)
+    assert delays[0] < delays[2] and delays[-1] >= 600
+    assert config.next_delay(0, retry_after=5) == 60
+    assert config.next_delay(0, retry_after=300) == 300
