@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from datetime import timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from alertd.constants import Keys
 from alertd.embedded import EmbeddedServices
 from alertd.feed import Feed
 from alertd.intake import Intake
-from alertd.models import AdapterKind, Issuer, Subscriber
+from alertd.models import AdapterKind, Alert, Issuer, Subscriber
 from alertd.orders import OrderBuilder
 from alertd.routing import Router
 from alertd.store import Store, token_hash
@@ -70,6 +71,7 @@ class Engine:
             self.worker = Worker(self.redis, self.store, s, adapters.registry(), self.feed)
             await self.worker.start()
         self._tasks.append(asyncio.create_task(self._expire_loop(), name="expire"))
+        await self._start_jma_poller()
         log.info("engine.started", redis=s.redis_url, mqtt=s.mqtt_url, prefix=s.key_prefix)
         return self
 
@@ -91,6 +93,21 @@ class Engine:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def _start_jma_poller(self) -> None:
+        """The JMA feed poller, when ALERTD_JMA_FEED_BASE is set; its alerts enter like any other."""
+        from alertd.jma import build_poller
+
+        async def on_alert(alert: Alert) -> None:
+            await self.intake.accept(alert, None)
+
+        assert self.redis is not None
+        env = {**os.environ, "ALERTD_KEY_PREFIX": self.settings.key_prefix}
+        poller = build_poller(self.redis, on_alert, registry=self.registry, env=env)
+        if poller is not None:
+            self._jma_stop = asyncio.Event()
+            self._tasks.append(asyncio.create_task(poller.run(self._jma_stop), name="jma-poller"))
+            log.info("jma.poller.started")
 
     async def _expire_loop(self) -> None:
         while True:

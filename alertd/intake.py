@@ -36,6 +36,15 @@ def new_alert_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(5)}"
 
 
+def adapters_from_codes(codes: list[str]) -> list[str] | None:
+    """A national source's CAP <code>alertd:adapters=radio,broadcaster</code> (the JMA
+    policy's decision, carried through CAP) limits which adapter kinds get it."""
+    for code in codes:
+        if code.startswith("alertd:adapters="):
+            return [a for a in code.split("=", 1)[1].split(",") if a]
+    return None
+
+
 def priority_for(alert: Alert) -> Priority:
     if alert.kind in FLASH_KINDS or (alert.level is not None and alert.level >= 5):
         return Priority.FLASH
@@ -94,7 +103,10 @@ class Intake:
 
         alert.id = new_alert_id()
         alert.accepted_at = utcnow()
-        alert.priority = priority_for(alert) if alert.priority is Priority.ROUTINE else alert.priority
+        if alert.origin != "jma":  # the JMA policy has already chosen the lane
+            alert.priority = priority_for(alert) if alert.priority is Priority.ROUTINE else alert.priority
+        if alert.adapters is None and (issuer is None or issuer.national):
+            alert.adapters = adapters_from_codes(alert.codes)
         for info in alert.infos:
             if info.expires is None:
                 info.expires = alert.sent + self.default_expiry
@@ -172,10 +184,19 @@ class Intake:
                 f"alertd does not know these area codes: {', '.join(unknown)}.", unknown_districts=unknown
             )
 
+    def _ancestors(self, code: str) -> list[str]:
+        try:
+            return self.registry.ancestors(code)
+        except UnknownArea:
+            return [code]
+
     def authorize(self, issuer: Issuer, districts: list[str]) -> None:
         if issuer.national:
             return
-        outside = [d for d in districts if not self.registry.covers(issuer.jurisdiction, d)]
+        # Upward only: a jurisdiction covers a district when it names the district or
+        # one of its ancestors (a prefecture covers its towns — 代行 — never the reverse).
+        allowed = set(issuer.jurisdiction)
+        outside = [d for d in districts if not allowed.intersection(self._ancestors(d))]
         if outside:
             names = []
             for code in outside:

@@ -59,6 +59,9 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
                 geocodes=[tuple(g) for g in a.get("geocodes", [])],
             )
         )
+    adapters = body.get("adapters")
+    if adapters is not None and (not isinstance(adapters, list) or not all(isinstance(a, str) for a in adapters)):
+        raise InvalidInput("'adapters' must be a list such as [\"radio\", \"broadcaster\"].", field="adapters")
     expires = parse_time(body["expires"]) if body.get("expires") else None
     headlines, descriptions, instructions = (
         _texts(body, n) for n in ("headline", "description", "instruction")
@@ -90,5 +93,6 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
         kind=str(body.get("kind") or "warning"),
         level=level,
         districts=[str(d) for d in districts],
+        adapters=adapters,
         infos=infos,
     )

@@ -105,6 +105,7 @@ class StepResult:
     alert_ids: list[str] = field(default_factory=list)
     error: str | None = None
     planned: int = 0
+    lanes: set[str] = field(default_factory=set)
 
 
 class Progress:
@@ -225,6 +226,7 @@ class DrillRunner:
             return
         result.alert_ids.append(data["id"])
         result.planned += int(data.get("deliveries", 0))
+        result.lanes.add(str(data.get("priority", "routine")))
 
     async def _submit_cap(self, http: aiohttp.ClientSession, result: StepResult, raw: bytes, ident: str, step: Step) -> None:
         from alertd.cap import parse_cap, to_cap
@@ -240,26 +242,39 @@ class DrillRunner:
         )  # fmt: skip
 
     async def _submit_jma(self, http: aiohttp.ClientSession, result: StepResult, path: Path, ident: str) -> None:
-        from alertd.cap import to_cap
+        """Parse a JMA file as the poller would, apply the JMA policy, and send what it broadcasts.
+
+        It travels as the project's JSON alert so the policy's districts and
+        adapter choice arrive exactly; sample files are years old, so the
+        expiry is reset to an hour from now.
+        """
+        from datetime import timedelta
+
         from alertd.jma.parse import parse_message
-        from alertd.models import MsgType, Status
+        from alertd.jma.policy import Policy
+        from alertd.models import format_cap_time, utcnow
         from geo.registry import Registry
 
-        parsed = parse_message(path.read_bytes(), Registry.default(), name=path.name)
+        registry = Registry.default()
+        parsed = parse_message(path.read_bytes(), registry, name=path.name)
         if not parsed.alerts:
-            result.error = f"{path.name}: {parsed.unsupported or 'no alerts in this message'}"
+            result.error = f"{path.name}: {parsed.type_code} yields no alerts alertd broadcasts"
             return
+        policy = Policy.default()
         for i, alert in enumerate(parsed.alerts):
-            if alert.msg_type is not MsgType.ALERT:
-                alert.msg_type = MsgType.ALERT  # a drill replays the message itself, not its history
-                alert.references = []
-            alert.status = Status.EXERCISE
-            alert.identifier = f"{ident}-{i}"
-            alert.sender = "drill-jma@alertd"
-            await self._submit(
-                http, result, "/api/v1/alerts", self.tokens["drill-national"], data=to_cap(alert),
-                headers={"Content-Type": "application/cap+xml"},
-            )  # fmt: skip
+            decision = policy.apply(alert, registry.prefecture_of)
+            if not decision.broadcast or not alert.districts:
+                continue
+            ja = alert.info_for("ja")
+            body = {
+                "identifier": f"{ident}-{i}", "status": "Exercise", "msg_type": "Alert", "kind": alert.kind,
+                "event": alert.event, "level": alert.level, "districts": alert.districts,
+                "adapters": alert.adapters, "headline": {"ja": ja.headline if ja and ja.headline else alert.event},
+                "description": {"ja": ja.description} if ja and ja.description else None,
+                "expires": format_cap_time(utcnow() + timedelta(hours=1)),
+            }  # fmt: skip
+            body = {k: v for k, v in body.items() if v is not None}
+            await self._submit(http, result, "/api/v1/alerts", self.tokens["drill-national"], json=body)
 
     async def deliveries(self, http: aiohttp.ClientSession, alert_id: str) -> list[dict[str, Any]]:
         async with http.get(f"{self.url}/api/v1/alerts/{alert_id}/deliveries") as resp:
@@ -324,6 +339,7 @@ class DrillRunner:
                 {
                     "at": r.step.at, "name": r.step.name, "kind": r.step.kind, "alert_ids": r.alert_ids,
                     "error": r.error, "planned": len(rows), "by_adapter": report.summarize(rows),
+                    "lane": "/".join(sorted(r.lanes)) or None,
                 }
             )  # fmt: skip
         all_rows = [row for rows in snap.values() for row in rows]
@@ -344,14 +360,14 @@ def render_text(rep: dict[str, Any]) -> str:
     rows = []
     for s in rep["steps"]:
         if s["error"]:
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", "ERROR", s["error"][:70], "", "", "", "", ""])
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", "", "ERROR", s["error"][:70], "", "", "", "", ""])
             continue
         for adapter, t in s["by_adapter"].items():
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", adapter, t["planned"], t["delivered"], t["confirmed"], t["failed"],
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], adapter, t["planned"], t["delivered"], t["confirmed"], t["failed"],
                          t["latency_p50_ms"], t["latency_p99_ms"]])  # fmt: skip
         if not s["by_adapter"] and s["kind"] not in ("fault", "wait"):
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", "-", 0, 0, 0, 0, None, None])
-    lines.append(report.table(["step", "adapter", "planned", "delivered", "confirmed", "failed", "p50 ms", "p99 ms"], rows))
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], "-", 0, 0, 0, 0, None, None])
+    lines.append(report.table(["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed", "p50 ms", "p99 ms"], rows))
     lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
     return "\n".join(lines)
 

@@ -114,10 +114,16 @@ class Policy:
                 return rule.decision()
         return DROP
 
-    def apply(self, alert: Alert) -> Decision:
+    def apply(self, alert: Alert, _prefecture_of: Any = None) -> Decision:
         """Decide, and write the decision onto the alert (priority and CAP codes)."""
         decision = self.decide(alert)
         alert.priority = decision.priority
+        # The router reads these fields: which adapter kinds may carry it, and for
+        # scope "prefecture" the whole prefectures, so every subscriber there gets it.
+        alert.adapters = list(decision.adapters) if decision.broadcast else []
+        if decision.broadcast and decision.scope == "prefecture" and _prefecture_of is not None:
+            extra = prefecture_districts(alert, _prefecture_of)
+            alert.districts = list(dict.fromkeys([*alert.districts, *extra]))
         codes = [c for c in alert.codes if not c.startswith((CODE_ADAPTERS, CODE_SCOPE, CODE_RULE))]
         if decision.broadcast:
             codes += [

@@ -378,7 +378,7 @@ class JmaPoller:
     async def _dispatch(self, result: ParseResult) -> None:
         sent: list[Alert] = []
         for alert in result.alerts:
-            decision = self.policy.apply(alert)
+            decision = self.policy.apply(alert, getattr(self.registry, "prefecture_of", None))
             label = "broadcast" if decision.broadcast else "dropped"
             if decision.broadcast and alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL):
                 alert.references = await self._references(alert.incidents)
