@@ -363,6 +363,17 @@ async def post_ack(request: web.Request) -> web.Response:
     return json_response({"alert_id": alert.id, "subscriber": sub_id, "state": "confirmed"})
 
 
+async def post_test_broadcast(request: web.Request) -> web.Response:
+    require_admin(request)
+    engine = request.app[ENGINE]
+    return json_response(await engine.test_broadcasts.start(await read_json(request)), status=202)
+
+
+async def get_test_broadcast(request: web.Request) -> web.Response:
+    require_admin(request)
+    return json_response(await request.app[ENGINE].test_broadcasts.result(request.match_info["id"]))
+
+
 async def metrics(request: web.Request) -> web.Response:
     resp = web.Response(body=generate_latest(REGISTRY))
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
@@ -405,6 +416,8 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
         r.add_post("/api/v1/evacuation-orders/preview", preview_order)
         r.add_post("/api/v1/shelters", post_shelters)
         r.add_post("/api/v1/alerts", post_alert)
+        r.add_post("/api/v1/test-broadcasts", post_test_broadcast)
+        r.add_get("/api/v1/test-broadcasts/{id}", get_test_broadcast)
     if public:
         r.add_get("/api/v1/alerts", list_alerts)
         r.add_get("/api/v1/alerts/{id}.cap", get_alert_cap)

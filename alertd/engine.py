@@ -28,6 +28,7 @@ from alertd.models import AdapterKind, Alert, Issuer, Subscriber
 from alertd.orders import OrderBuilder
 from alertd.routing import Router
 from alertd.store import Store, token_hash
+from alertd.testbroadcast import TestBroadcasts
 from alertd.worker import Worker
 
 log = logs.get("alertd.engine")
@@ -63,6 +64,7 @@ class Engine:
         self.router = Router(self.store, self.registry, feed=bool(s.mqtt_url))
         self.intake = Intake(self.store, self.registry, self.geocoder, self.router, default_expiry=expiry)
         self.orders = OrderBuilder(self.registry, self.store, expiry)
+        self.test_broadcasts = TestBroadcasts(self)
         self.feed = Feed(s.mqtt_url, self.registry, self.store)
         await self.feed.start()
         if s.seed_file:

@@ -290,7 +290,8 @@ class Worker:
 
         wait = 0.0 if sub is None else self.breaker.wait_time(sub.id)
         if wait > 0:
-            await self._park(lane, entry_id, alert_id, sub_id, accepted_ms, wait, error="circuit open")
+            # Parked, not attempted: the last real error stays the one the operator sees.
+            await self._park(lane, entry_id, alert_id, sub_id, accepted_ms, wait, error=None)
             return
 
         await self.redis.hincrby(self.keys.deliveries(alert_id), f"{sub_id}|attempts", 1)
@@ -350,16 +351,16 @@ class Worker:
 
     async def _park(
         self, lane: Priority, entry_id: bytes, alert_id: str, sub_id: str, accepted_ms: int, delay: float,
-        error: str,
+        error: str | None,
     ) -> None:  # fmt: skip
         """Schedule the job again after ``delay`` and release this stream entry, atomically."""
         stream = self.keys.lane(lane)
         member = f"{lane.value}|{alert_id}|{sub_id}|{accepted_ms}"
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self.keys.deliveries(alert_id),
-                mapping={f"{sub_id}|state": DeliveryState.QUEUED.value, f"{sub_id}|error": error},
-            )
+            fields = {f"{sub_id}|state": DeliveryState.QUEUED.value}
+            if error is not None:
+                fields[f"{sub_id}|error"] = error
+            pipe.hset(self.keys.deliveries(alert_id), mapping=fields)
             pipe.zadd(self.keys.retry, {member: int((time.time() + delay) * 1000)})
             pipe.xack(stream, self.keys.group, entry_id)
             pipe.xdel(stream, entry_id)

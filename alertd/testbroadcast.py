@@ -1,0 +1,201 @@
+"""The transmission test (全国一斉情報伝達試験): a Test message to every subscriber in scope.
+
+J-Alert is tested four times a year and the government publishes which
+municipalities failed to broadcast. Here the engine sends a status-Test
+message, waits for confirmations, and reports per subscriber: confirmed
+(with latency), delivered but not confirmed, or failed (with the last error).
+
+    POST /api/v1/test-broadcasts        (admin)  {"districts": [...], "wait_s": 60}
+    GET  /api/v1/test-broadcasts/{id}            the result so far, final after wait_s
+    alertd test-broadcast [--districts ...] [--wait S] [--json PATH] --url URL --admin-token T
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from alertd import logs
+from alertd.errors import InvalidInput, NotFound
+from alertd.metrics import TEST_BROADCAST
+from alertd.models import Alert, Info, MsgType, Status, utcnow
+
+if TYPE_CHECKING:
+    from alertd.engine import Engine
+
+log = logs.get("alertd.testbroadcast")
+
+ALL_PREFECTURES = [f"{i:02d}" for i in range(1, 48)]
+RESULTS = ("confirmed", "unconfirmed", "failed")
+
+
+def test_alert(districts: list[str], run_id: str) -> Alert:
+    now = utcnow()
+    return Alert(
+        identifier=f"transmission-test-{run_id}",
+        sender="alertd-transmission-test",
+        sent=now,
+        status=Status.TEST,
+        msg_type=MsgType.ALERT,
+        origin="test",
+        kind="test",
+        districts=districts,
+        source="alertd 情報伝達試験",
+        infos=[
+            Info(
+                language="ja-JP", event="情報伝達試験", categories=["Other"], urgency="Unknown",
+                severity="Minor", certainty="Unknown", headline="これは、Jアラートのテストです。",
+                description="これは、全国瞬時警報システムの情報伝達試験です。受信を確認してください。",
+            ),
+            Info(
+                language="en-US", event="Transmission test", categories=["Other"], urgency="Unknown",
+                severity="Minor", certainty="Unknown", headline="This is a test of the alert system.",
+                description="This is a transmission test. Please confirm receipt.",
+            ),
+        ],
+    )  # fmt: skip
+
+
+def classify(rows: list[dict[str, Any]], final: bool) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        if r["adapter"] == "feed":
+            continue
+        if r["state"] == "confirmed":
+            result = "confirmed"
+        elif r["state"] == "delivered":
+            result = "unconfirmed"
+        elif r["state"] in ("failed", "expired") or final:
+            result = "failed"  # still queued or retrying at the deadline counts as failed
+        else:
+            result = "pending"
+        latency = None
+        if result == "confirmed" and r.get("confirmed_at") and r.get("accepted_at"):
+            latency = round((float(r["confirmed_at"]) - float(r["accepted_at"])) * 1000, 1)
+        out.append(
+            {
+                "subscriber": r["subscriber"], "adapter": r["adapter"], "result": result,
+                "delivery_latency_ms": r.get("latency_ms"), "confirm_latency_ms": latency,
+                "attempts": r["attempts"], "last_error": r.get("last_error"),
+            }
+        )  # fmt: skip
+    return out
+
+
+class TestBroadcasts:
+    """Server side: start a test, answer for its result, publish the metric when it ends."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, body: dict[str, Any]) -> dict[str, Any]:
+        districts = body.get("districts") or ALL_PREFECTURES
+        wait_s = body.get("wait_s", 60)
+        if not isinstance(districts, list) or not all(isinstance(d, str) for d in districts):
+            raise InvalidInput("'districts' must be a list of district codes.", field="districts")
+        if not isinstance(wait_s, int | float) or not 1 <= wait_s <= 3600:
+            raise InvalidInput("'wait_s' must be between 1 and 3600 seconds.", field="wait_s")
+        run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+        answer, _ = await self.engine.intake.accept(test_alert(districts, run_id), None)
+        started = time.time()
+        record = {"id": run_id, "alert_id": answer["id"], "districts": answer["districts"],
+                  "started": started, "wait_s": float(wait_s), "deliveries": answer["deliveries"]}  # fmt: skip
+        await self.engine.store.redis.hset(self.engine.keys.testruns, run_id, msgpack.packb(record))
+        task = asyncio.create_task(self._finish_later(run_id, float(wait_s)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        log.info("test_broadcast.started", test_id=run_id, alert_id=answer["id"], deliveries=answer["deliveries"])
+        return record
+
+    async def result(self, run_id: str) -> dict[str, Any]:
+        raw = await self.engine.store.redis.hget(self.engine.keys.testruns, run_id)
+        if raw is None:
+            raise NotFound(f"There is no transmission test {run_id!r}.")
+        record = msgpack.unpackb(raw)
+        final = time.time() >= record["started"] + record["wait_s"]
+        rows = await self.engine.store.deliveries(record["alert_id"])
+        for r in rows:
+            r["accepted_at"] = record["started"]
+        subs = classify(rows, final)
+        summary = {k: sum(1 for s in subs if s["result"] == k) for k in (*RESULTS, "pending")}
+        return {**record, "final": final, "summary": summary, "subscribers": subs}
+
+    async def _finish_later(self, run_id: str, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)
+        result = await self.result(run_id)
+        for name in RESULTS:
+            TEST_BROADCAST.labels(result=name).set(result["summary"][name])
+        log.info("test_broadcast.finished", test_id=run_id, **result["summary"])
+
+
+# --- the command ---------------------------------------------------------------
+def _table(result: dict[str, Any]) -> str:
+    from alertd.report import table
+
+    order = {"failed": 0, "unconfirmed": 1, "pending": 2, "confirmed": 3}
+    rows = sorted(result["subscribers"], key=lambda s: (order[s["result"]], s["subscriber"]))
+    return table(
+        ["subscriber", "adapter", "result", "confirm ms", "attempts", "last error"],
+        [[s["subscriber"], s["adapter"], s["result"], s["confirm_latency_ms"], s["attempts"],
+          (s["last_error"] or "")[:60]] for s in rows],
+    )  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    from alertd.cli import _http
+    from simulations.drill import Progress, bar
+
+    parser = argparse.ArgumentParser(prog="alertd test-broadcast", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--url", default=os.environ.get("ALERTD_URL", "http://127.0.0.1:8080"))
+    parser.add_argument("--admin-token", default=os.environ.get("ALERTD_ADMIN_TOKEN"))
+    parser.add_argument("--districts", nargs="*", help="district codes in scope (default: all 47 prefectures)")
+    parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for confirmations")
+    parser.add_argument("--json", help="write the result as JSON here")
+    parser.add_argument("--strict", action="store_true", help="count delivered-but-unconfirmed as failed")
+    args = parser.parse_args(argv)
+    if not args.admin_token:
+        print("alertd test-broadcast: give --admin-token or set ALERTD_ADMIN_TOKEN", file=sys.stderr)
+        return 2
+    base = args.url.rstrip("/")
+    body: dict[str, Any] = {"wait_s": args.wait}
+    if args.districts:
+        body["districts"] = args.districts
+    status, started = _http("POST", f"{base}/api/v1/test-broadcasts", args.admin_token, body)
+    if status != 202:
+        print(f"alertd test-broadcast: refused ({status}): {started.get('detail')}", file=sys.stderr)
+        return 2
+    progress = Progress()
+    result: dict[str, Any] = {}
+    while True:
+        status, result = _http("GET", f"{base}/api/v1/test-broadcasts/{started['id']}", args.admin_token)
+        if status != 200:
+            print(f"alertd test-broadcast: {result.get('detail')}", file=sys.stderr)
+            return 2
+        s = result["summary"]
+        elapsed = min(args.wait, time.time() - started["started"])
+        progress.show(
+            f"{bar(int(elapsed), int(args.wait))} {elapsed:4.0f}/{args.wait:.0f}s  subscribers {len(result['subscribers'])}"
+            f"  confirmed {s['confirmed']}  unconfirmed {s['unconfirmed']}  failed {s['failed']}  pending {s['pending']}"
+        )
+        everyone_confirmed = result["subscribers"] and s["confirmed"] == len(result["subscribers"])
+        if result["final"] or everyone_confirmed:
+            break
+        time.sleep(0.5)
+    progress.done()
+    print(_table(result))
+    s = result["summary"]
+    print(f"\nconfirmed {s['confirmed']}, delivered but not confirmed {s['unconfirmed']}, failed {s['failed']}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, ensure_ascii=False, indent=2)
+    bad = s["failed"] + s["pending"] + (s["unconfirmed"] if args.strict else 0)
+    return 1 if bad else 0

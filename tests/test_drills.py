@@ -1,0 +1,131 @@
+"""Drills and the transmission test, against a real engine and a simulated receiver fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulations.drill import SCENARIOS, DrillRunner, ScenarioError, load_scenario
+from simulations.receivers import Fleet, ReceiverSpec
+from tests.conftest import ADMIN_TOKEN, MQTT_URL, ROOT, RunningEngine, shared_data
+
+
+def test_every_shipped_scenario_loads() -> None:
+    names = {p.stem for p in SCENARIOS.glob("*.yaml")}
+    assert {"joso-flood", "nankai-earthquake", "missile-alert"} <= names
+    for path in SCENARIOS.glob("*.yaml"):
+        scenario = load_scenario(path)
+        assert scenario.steps and scenario.receivers
+
+
+def test_a_broken_scenario_says_where(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsteps:\n  - at: 0\n    order: {}\n    fault: {}\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match="step 1"):
+        load_scenario(bad)
+
+
+async def test_joso_drill_is_delivered_confirmed_and_forced_to_exercise(engine: RunningEngine, tmp_path: Path) -> None:
+    scenario = load_scenario(SCENARIOS / "joso-demo.yaml")
+    runner = DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=20)
+    rep = await runner.run()
+    assert rep["step_errors"] == []
+    kinds = {a for s in rep["steps"] for a in s["by_adapter"]}
+    assert kinds == {"broadcaster", "isp", "signage", "radio"}
+    for totals in rep["total"].values():
+        assert totals["planned"] == totals["delivered"] == totals["confirmed"] > 0
+        assert totals["failed"] == 0 and totals["latency_p99_ms"] is not None
+    for step in rep["steps"]:
+        for alert_id in step["alert_ids"]:
+            status, alert = await engine.get(f"/api/v1/alerts/{alert_id}")
+            assert alert["status"] == "Exercise"
+    assert runner.fleet.signature_failures == 0
+
+
+async def test_drill_faults_show_in_the_report(engine: RunningEngine, tmp_path: Path) -> None:
+    path = tmp_path / "faults.yaml"
+    path.write_text(
+        """
+name: faults
+issuers: [{id: joso, name: 常総市, jurisdiction: ["08211"]}]
+receivers:
+  - {id: sign-ok, adapter: signage, districts: ["08211"]}
+  - {id: sign-down, adapter: signage, districts: ["08211"]}
+  - {id: portal-silent, adapter: isp, districts: ["08211"]}
+settle_s: 3
+steps:
+  - {at: 0, name: down, fault: {receiver: sign-down, kind: down}}
+  - {at: 0, name: silent, fault: {receiver: portal-silent, kind: no-confirm}}
+  - {at: 0.1, name: order, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水,
+     status: Actual}}
+""",
+        encoding="utf-8",
+    )
+    runner = DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=1)
+    rep = await runner.run()
+    step = next(s for s in rep["steps"] if s["name"] == "order")
+    status, alert = await engine.get(f"/api/v1/alerts/{step['alert_ids'][0]}")
+    assert alert["status"] == "Exercise"  # the file said Actual; a drill never goes out for real
+    rows = {r["subscriber"]: r for r in await engine.deliveries(step["alert_ids"][0])}
+    assert rows["sign-ok"]["state"] == "confirmed"
+    assert rows["portal-silent"]["state"] == "delivered"
+    assert rows["sign-down"]["state"] in ("queued", "sent") and rows["sign-down"]["attempts"] >= 2
+    assert "503" in rows["sign-down"]["last_error"]
+
+
+async def test_nankai_drill_sends_jma_warnings_through_the_flash_lane(engine: RunningEngine) -> None:
+    shared_data("jmaxml", "37_01_02_240613_VXSE43.xml")
+    scenario = load_scenario(SCENARIOS / "nankai-earthquake.yaml")
+    os.chdir(ROOT)  # the scenario names the samples relative to the project root
+    runner = DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=10)
+    rep = await runner.run()
+    assert rep["step_errors"] == []
+    by_name = {s["name"]: s for s in rep["steps"]}
+    eew = by_name["緊急地震速報（警報）"]
+    assert eew["lane"] == "flash" and set(eew["by_adapter"]) == {"broadcaster", "radio"}  # the policy's choice
+    assert by_name["大津波警報・津波警報"]["lane"] == "flash"
+    assert by_name["避難指示 (串本町 全域)"]["lane"] == "routine"
+    radio = rep["total"]["radio"]
+    assert radio["delivered"] == radio["planned"] and radio["confirmed"] < radio["planned"]  # 黒潮町 went silent
+
+
+async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) -> None:
+    specs = [
+        ReceiverSpec("radio-ok", "radio", ["08211"], transport="mqtt"),
+        ReceiverSpec("tv-ok", "broadcaster", ["08"]),
+        ReceiverSpec("sign-silent", "signage", ["13101"]),
+        ReceiverSpec("portal-down", "isp", ["47"]),
+    ]
+    fleet = Fleet(specs, engine.url, MQTT_URL)
+    await fleet.start()
+    try:
+        for body in fleet.subscriber_bodies():
+            await engine.add_subscriber(**body)
+        fleet.apply_fault("sign-silent", "no-confirm")
+        fleet.apply_fault("portal-down", "down")
+        env = {**os.environ, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "alertd", "test-broadcast", "--url", engine.url, "--wait", "4", "--json",
+            str(ROOT / ".run-test-broadcast.json"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        assert proc.returncode == 1, out.decode()  # someone failed
+        result = json.loads((ROOT / ".run-test-broadcast.json").read_text(encoding="utf-8"))
+        by = {s["subscriber"]: s for s in result["subscribers"]}
+        assert by["radio-ok"]["result"] == "confirmed" and by["radio-ok"]["confirm_latency_ms"] is not None
+        assert by["tv-ok"]["result"] == "confirmed"
+        assert by["sign-silent"]["result"] == "unconfirmed"
+        assert by["portal-down"]["result"] == "failed" and "503" in by["portal-down"]["last_error"]
+        assert "portal-down" in out.decode()
+        await asyncio.sleep(0.5)
+        status, text = await engine.get("/metrics")
+        assert 'alertd_test_broadcast_subscribers{result="failed"} 1.0' in text
+    finally:
+        (ROOT / ".run-test-broadcast.json").unlink(missing_ok=True)
+        await fleet.stop()
