@@ -74,7 +74,7 @@ async def wipe(prefix: str) -> None:
         await r.aclose()
 
 
-def test_settings(**overrides: Any) -> Settings:
+def make_settings(**overrides: Any) -> Settings:
     s = Settings(
         redis_url=REDIS_URL,
         mqtt_url=MQTT_URL,
@@ -148,7 +148,7 @@ class RunningEngine:
 
 
 async def start_engine(settings: Settings | None = None, workers: bool = True) -> RunningEngine:
-    engine = Engine(settings or test_settings(), workers=workers)
+    engine = Engine(settings or make_settings(), workers=workers)
     await engine.start()
     runner = web.AppRunner(make_app(engine), access_log=None)
     await runner.setup()

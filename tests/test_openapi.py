@@ -1,0 +1,277 @@
+"""The OpenAPI document describes every route the app really serves, and what it really answers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from alertd.api import make_app
+from alertd.openapi import PROBLEM_REF, PROBLEM_TYPE
+from tests.conftest import RunningEngine
+
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+PATH_PARAM = re.compile(r"{([^{}:]+)(?::[^{}]*)?}")
+
+ORDER = {
+    "municipality": "08211",
+    "level": 4,
+    "action": "issue",
+    "districts": ["三坂町"],
+    "reason": "洪水",
+    "status": "Exercise",
+}
+
+
+@pytest.fixture
+async def document(engine: RunningEngine) -> dict[str, Any]:
+    status, doc = await engine.get("/api/openapi.json")
+    assert status == 200, doc
+    assert isinstance(doc, dict)
+    return doc
+
+
+def operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any], list[dict[str, Any]]]]:
+    """(path, method, operation, parameters including the path item's)."""
+    for path, item in doc["paths"].items():
+        for method in METHODS:
+            if method in item:
+                op = item[method]
+                yield path, method, op, [*item.get("parameters", []), *op.get("parameters", [])]
+
+
+def resolve(doc: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = doc
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        assert isinstance(node, dict) and part in node, f"unresolvable $ref {ref}"
+        node = node[part]
+    return node
+
+
+def refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from refs(value)
+
+
+def app_routes(engine: RunningEngine) -> set[tuple[str, str]]:
+    out = set()
+    for route in engine.runner.app.router.routes():
+        if route.method == "HEAD":
+            continue
+        canonical = route.resource.canonical if route.resource is not None else ""
+        out.add((canonical, route.method.lower()))
+    return out
+
+
+async def test_is_openapi_3_1(document: dict[str, Any]) -> None:
+    assert re.fullmatch(r"3\.1\.\d+", document["openapi"])
+    assert document["info"]["title"] and document["info"]["version"]
+    schemes = document["components"]["securitySchemes"]
+    for name in ("adminToken", "issuerToken"):
+        assert schemes[name] == {**schemes[name], "type": "http", "scheme": "bearer"}
+    schemas = document["components"]["schemas"]
+    for name in (
+        "EvacuationOrder", "ShelterNotice", "JsonAlert", "Issuer", "Subscriber",
+        "Accepted", "Alert", "Delivery", "Problem",
+    ):  # fmt: skip
+        assert name in schemas, name
+    assert set(schemas["Accepted"]["required"]) == {
+        "id", "districts", "deliveries", "priority", "status", "msg_type",
+    }  # fmt: skip
+    assert set(schemas["Problem"]["required"]) >= {"type", "title", "status", "detail"}
+
+
+async def test_every_route_is_documented(engine: RunningEngine, document: dict[str, Any]) -> None:
+    served = app_routes(engine)
+    documented = {(path, method) for path, method, _op, _params in operations(document)}
+    assert len(served) >= 20, served  # the full app: desk and public routes
+    missing = served - documented
+    assert not missing, f"routes served but not in the OpenAPI document: {sorted(missing)}"
+    extra = documented - served
+    assert not extra, f"operations documented but not served: {sorted(extra)}"
+
+
+def test_desk_only_and_public_only_apps_are_covered(engine: RunningEngine, document: dict[str, Any]) -> None:
+    """The split listeners serve subsets of the full app; each subset is documented too."""
+    documented = {(path, method) for path, method, _op, _params in operations(document)}
+    for kw in ({"desk": True, "public": False}, {"desk": False, "public": True}):
+        app = make_app(engine.engine, **kw)
+        served = {
+            (r.resource.canonical, r.method.lower())
+            for r in app.router.routes()
+            if r.method != "HEAD" and r.resource is not None
+        }
+        assert served <= documented, (kw, sorted(served - documented))
+
+
+async def test_path_parameters_match(document: dict[str, Any]) -> None:
+    for path, method, _op, params in operations(document):
+        in_path = {p["name"] for p in params if p.get("in") == "path"}
+        templated = set(PATH_PARAM.findall(path))
+        assert in_path == templated, (path, method, in_path, templated)
+        for p in params:
+            if p.get("in") == "path":
+                assert p["required"] is True, (path, p)
+
+
+async def test_every_operation_answers_and_errors_are_problems(document: dict[str, Any]) -> None:
+    seen_ids: set[str] = set()
+    for path, method, op, _params in operations(document):
+        where = f"{method.upper()} {path}"
+        assert op.get("operationId") and op["operationId"] not in seen_ids, where
+        seen_ids.add(op["operationId"])
+        responses = op.get("responses") or {}
+        assert responses, f"{where} documents no response"
+        assert any(code.startswith("2") for code in responses), f"{where} documents no success"
+        for code, response in responses.items():
+            assert response.get("description"), (where, code)
+            if not code.isdigit() or not 400 <= int(code) < 500:
+                continue
+            content = response.get("content") or {}
+            assert list(content) == [PROBLEM_TYPE], (where, code, list(content))
+            assert content[PROBLEM_TYPE]["schema"] == {"$ref": PROBLEM_REF}, (where, code)
+
+
+async def test_security_matches_the_handlers(document: dict[str, Any]) -> None:
+    for path, method, op, _params in operations(document):
+        where = f"{method.upper()} {path}"
+        assert "security" in op, f"{where} does not say how to sign in"
+        names = {name for requirement in op["security"] for name in requirement}
+        if path.startswith(("/api/v1/issuers", "/api/v1/subscribers")):
+            expected = {"adminToken"}
+        elif method == "post" and path in (
+            "/api/v1/evacuation-orders", "/api/v1/evacuation-orders/preview",
+            "/api/v1/shelters", "/api/v1/alerts",
+        ):  # fmt: skip
+            expected = {"issuerToken"}
+        else:
+            expected = set()
+        assert names == expected, (where, names)
+        if expected:
+            assert "401" in op["responses"], f"{where} needs a token but documents no 401"
+
+
+async def test_post_alert_takes_cap_and_json(document: dict[str, Any]) -> None:
+    op = document["paths"]["/api/v1/alerts"]["post"]
+    assert {"application/cap+xml", "application/xml", "application/json"} <= set(op["requestBody"]["content"])
+    assert {"400", "401", "403", "409", "413", "415", "422"} <= set(op["responses"])
+    listing = document["paths"]["/api/v1/alerts"]["get"]
+    assert {"active", "district"} <= {p["name"] for p in listing["parameters"] if p["in"] == "query"}
+    feed = document["paths"]["/feeds/alerts.atom"]["get"]
+    assert {"prefecture", "municipality"} <= {p["name"] for p in feed["parameters"] if p["in"] == "query"}
+    assert "304" in feed["responses"] and "ETag" in feed["responses"]["200"]["headers"]
+
+
+async def test_what_a_desk_must_know_is_written_down(document: dict[str, Any]) -> None:
+    order = document["components"]["schemas"]["EvacuationOrder"]["properties"]
+    assert order["level"]["enum"] == [3, 4, 5] and "避難勧告" in order["level"]["description"]
+    assert order["status"]["enum"] == ["Actual", "Exercise", "Test"]
+    text = str(document)
+    for words in ("X-Alertd-Timestamp", "X-Alertd-Signature", "Idempotency-Key", "HMAC-SHA256", "sha256="):
+        assert words in text, words
+
+
+async def test_every_ref_resolves(document: dict[str, Any]) -> None:
+    for ref in set(refs(document)):
+        resolve(document, ref)
+    used = {r.rsplit("/", 1)[1] for r in refs(document) if r.startswith("#/components/schemas/")}
+    unused = set(document["components"]["schemas"]) - used
+    assert not unused, f"schemas nothing refers to: {sorted(unused)}"
+
+
+async def test_valid_openapi_document(document: dict[str, Any]) -> None:
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(document)
+
+
+def schema_validator(document: dict[str, Any], name: str) -> Any:
+    jsonschema = pytest.importorskip("jsonschema")
+    root = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    return jsonschema.Draft202012Validator(root)
+
+
+async def test_real_answers_match_the_schemas(engine: RunningEngine, document: dict[str, Any]) -> None:
+    """What the running app says fits what the document promises: 202, alert, deliveries, problems."""
+    token = await engine.add_issuer("joso", ["08211"])
+    await engine.add_subscriber(
+        id="portal", adapter="isp", endpoint="http://127.0.0.1:9/p", districts=["08"], secret="s" * 16
+    )
+
+    status, accepted = await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": "oa-1"})
+    assert status == 202, accepted
+    schema_validator(document, "Accepted").validate(accepted)
+    again_status, again = await engine.post(
+        "/api/v1/evacuation-orders", token, {**ORDER, "identifier": "oa-1"}
+    )
+    assert (again_status, again) == (202, accepted)  # the same identifier twice, the same answer
+
+    status, alert = await engine.get(f"/api/v1/alerts/{accepted['id']}")
+    assert status == 200, alert
+    schema_validator(document, "Alert").validate(alert)
+    status, listing = await engine.get("/api/v1/alerts?active=true&district=08211")
+    assert status == 200 and listing
+    for item in listing:
+        schema_validator(document, "Alert").validate(item)
+    status, deliveries = await engine.get(f"/api/v1/alerts/{accepted['id']}/deliveries")
+    assert status == 200, deliveries
+    schema_validator(document, "Deliveries").validate(deliveries)
+
+    status, preview = await engine.post("/api/v1/evacuation-orders/preview", token, ORDER)
+    assert status == 200, preview
+    schema_validator(document, "Preview").validate(preview)
+
+    async with engine.http.get(f"{engine.url}/api/v1/issuers", headers=engine.admin) as resp:
+        assert resp.status == 200
+        issuers = await resp.json()
+    for issuer in issuers:
+        # The token is write-only: required when registering, never shown back.
+        errors = [
+            e
+            for e in schema_validator(document, "Issuer").iter_errors(issuer)
+            if not (e.validator == "required" and "'token'" in e.message)
+        ]
+        assert not errors, errors
+        assert "token" not in issuer and "token_hash" not in issuer
+    async with engine.http.get(f"{engine.url}/api/v1/subscribers", headers=engine.admin) as resp:
+        assert resp.status == 200
+        for sub in await resp.json():
+            schema_validator(document, "Subscriber").validate(sub)
+
+    json_ct = {"Content-Type": "application/json"}
+    refusals = [
+        ("post", "/api/v1/evacuation-orders", 422, await engine.post(
+            "/api/v1/evacuation-orders", token, {**ORDER, "level": 2})),
+        ("post", "/api/v1/evacuation-orders", 422, await engine.post(
+            "/api/v1/evacuation-orders", token, {**ORDER, "status": None})),
+        ("post", "/api/v1/evacuation-orders", 401, await engine.post(
+            "/api/v1/evacuation-orders", "not-a-token", ORDER)),
+        ("post", "/api/v1/evacuation-orders", 403, await engine.post(
+            "/api/v1/evacuation-orders", token, {**ORDER, "municipality": "08220"})),
+        ("post", "/api/v1/evacuation-orders", 409, await engine.post(
+            "/api/v1/evacuation-orders", token, {**ORDER, "action": "lift", "status": "Test"})),
+        ("post", "/api/v1/alerts", 415, await engine.post(
+            "/api/v1/alerts", token, "x", headers={"Content-Type": "text/plain"})),
+        ("post", "/api/v1/alerts", 400, await engine.post(
+            "/api/v1/alerts", token, b"{not json", headers=json_ct)),
+        ("post", "/api/v1/alerts/{id}/ack", 401, await engine.post(
+            f"/api/v1/alerts/{accepted['id']}/ack", token, {"subscriber": "portal", "idempotency_key": "x"})),
+        ("get", "/api/v1/alerts/{id}", 404, await engine.get("/api/v1/alerts/no-such-alert")),
+        ("get", "/api/v1/alerts", 422, await engine.get("/api/v1/alerts?district=99999")),
+    ]  # fmt: skip
+    problem = schema_validator(document, "Problem")
+    for method, path, expected, (status, body) in refusals:
+        assert status == expected, (method, path, body)
+        problem.validate(body)
+        assert body["status"] == status
+        assert str(status) in document["paths"][path][method]["responses"], (method, path, status)
