@@ -21,6 +21,7 @@ from alertd import logs
 from alertd.engine import Engine, issuer_from, subscriber_from
 from alertd.errors import (
     AlertdError,
+    Forbidden,
     InvalidInput,
     MalformedInput,
     NotFound,
@@ -43,11 +44,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def problem_response(err: AlertdError) -> web.Response:
     REJECTED.labels(status=str(err.status)).inc()
+    headers = {"WWW-Authenticate": 'Bearer realm="alertd"'} if err.status == 401 else None
     return web.Response(
         status=err.status,
         body=json.dumps(err.problem(), ensure_ascii=False).encode("utf-8"),
         content_type=PROBLEM,
         charset="utf-8",
+        headers=headers,
     )
 
 
@@ -295,7 +298,12 @@ async def list_alerts(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     active = request.query.get("active", "").lower() in ("1", "true", "yes")
     district = request.query.get("district")
-    limit = min(int(request.query.get("limit", "100")), 1000)
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("'limit' must be a whole number from 1 to 1000.", field="limit")
     rows = await engine.store.list_alerts(active=active, limit=10_000 if district else limit)
     if district:
         if engine.registry.find(district) is None:
@@ -356,7 +364,7 @@ async def post_ack(request: web.Request) -> web.Response:
     if not isinstance(sub_id, str) or not isinstance(key, str):
         raise InvalidInput('Send {"subscriber": "<your id>", "idempotency_key": "<the key you received>"}.')
     if not await engine.store.confirm(alert.id, sub_id, key, f"{time.time():.3f}"):
-        raise Unauthorized("That subscriber and key do not match a delivery of this alert.")
+        raise Forbidden("That subscriber and key do not match a delivery of this alert.")
     sub = await engine.store.get_subscriber(sub_id)
     DELIVERIES.labels(adapter=sub.adapter.value if sub else "unknown", outcome="confirmed").inc()
     log.info("delivery.confirmed", alert_id=alert.id, subscriber_id=sub_id, via="http")
@@ -386,7 +394,8 @@ async def healthz(request: web.Request) -> web.Response:
         await engine.store.redis.ping()
         depths = await engine.store.queue_depths()
     except Exception as exc:
-        return json_response({"status": "unhealthy", "redis": str(exc)}, status=503)
+        log.error("health.redis_unreachable", error=str(exc))
+        return json_response({"status": "unhealthy", "redis": "unreachable"}, status=503)
     return json_response({"status": "ok", "queue_depth": depths})
 
 

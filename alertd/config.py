@@ -39,6 +39,7 @@ class Settings:
     flash_concurrency: int = 512
     routine_concurrency: int = 256
     http_connections: int = 512
+    redis_connections: int = 64
     retry_base_s: float = 0.5
     retry_max_s: float = 60.0
     breaker_threshold: int = 5

@@ -32,6 +32,8 @@ def main(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(rep, ensure_ascii=False, indent=2), encoding="utf-8")
     failed = sum(t["failed"] + t["pending"] for t in total.values())
     if rep["step_errors"] or failed:
-        print(f"demo finished with problems: steps {rep['step_errors']}, undelivered {failed}", file=sys.stderr)
+        print(
+            f"demo finished with problems: steps {rep['step_errors']}, undelivered {failed}", file=sys.stderr
+        )
         return 1
     return 0

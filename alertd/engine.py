@@ -46,7 +46,6 @@ class Engine:
 
     async def start(self) -> Engine:
         from geo.geocoder import Geocoder
-
         from geo.registry import Registry
 
         s = self.settings
@@ -54,7 +53,12 @@ class Engine:
             s.redis_url = await asyncio.to_thread(self.embedded.start_redis)
         if not s.mqtt_url:
             s.mqtt_url = await asyncio.to_thread(self.embedded.start_broker)
-        self.redis = aioredis.Redis.from_url(s.redis_url, max_connections=200, health_check_interval=30)
+        # A blocking pool: hundreds of concurrent deliveries wait their turn for a
+        # connection instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            s.redis_url, max_connections=s.redis_connections, timeout=10, health_check_interval=30
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
         await self.redis.ping()
         self.keys = Keys(s.key_prefix)
         self.store = Store(self.redis, self.keys)

@@ -76,6 +76,12 @@ class OutsideJurisdiction(AlertdError):
     type_slug = "outside-jurisdiction"
 
 
+class Forbidden(AlertdError):
+    status = 403
+    title = "Not allowed"
+    type_slug = "forbidden"
+
+
 class NotFound(AlertdError):
     status = 404
     title = "Not found"

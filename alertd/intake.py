@@ -22,7 +22,6 @@ from alertd.store import AlertState, Store
 
 if TYPE_CHECKING:
     from geo.geocoder import Geocoder
-
     from geo.registry import Registry
 
 log = logs.get("alertd.intake")
@@ -80,6 +79,9 @@ class Intake:
 
         ends = dict(ends or {})
         referenced = await self._resolve_references(alert)
+        if issuer is not None:
+            for ref in referenced:
+                self._may_change(issuer, ref)
         if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL):
             state = AlertState.CANCELLED if alert.msg_type is MsgType.CANCEL else AlertState.UPDATED
             for ref in referenced:
@@ -189,6 +191,19 @@ class Intake:
             return self.registry.ancestors(code)
         except UnknownArea:
             return [code]
+
+    def _may_change(self, issuer: Issuer, target: Alert) -> None:
+        """Only whoever may alert all of an alert's districts may update or cancel it."""
+        if issuer.national or target.issuer_id == issuer.id:
+            return
+        try:
+            self.authorize(issuer, target.districts)
+        except OutsideJurisdiction as exc:
+            raise OutsideJurisdiction(
+                f"{issuer.name} may not update or cancel alert {target.id}: it covers districts outside "
+                "your jurisdiction. Nothing was sent.",
+                districts=exc.extra.get("districts", []),
+            ) from exc
 
     def authorize(self, issuer: Issuer, districts: list[str]) -> None:
         if issuer.national:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from alertd.errors import InvalidInput
@@ -28,12 +29,32 @@ def _texts(body: dict[str, Any], name: str) -> dict[str, str]:
     raise InvalidInput(f"'{name}' must be text or an object of texts by language.", field=name)
 
 
-def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
+def _time(body: dict[str, Any], name: str) -> datetime | None:
+    if not body.get(name):
+        return None
     try:
-        status = Status(body.get("status", ""))
-        msg_type = MsgType(body.get("msg_type", "Alert"))
+        return parse_time(str(body[name]))
     except ValueError as exc:
-        raise InvalidInput(f"{exc}. status is Actual/Exercise/Test; msg_type Alert/Update/Cancel.") from exc
+        raise InvalidInput(
+            f"'{name}' is not a date and time such as 2026-11-24T12:00:00+09:00: {body[name]!r}.", field=name
+        ) from exc
+
+
+def _geocodes(raw: Any) -> list[tuple[str, str]]:
+    if not isinstance(raw, list) or not all(
+        isinstance(g, list | tuple) and len(g) == 2 and all(isinstance(x, str) for x in g) for g in raw
+    ):
+        raise InvalidInput("'geocodes' must be a list of [valueName, value] pairs.", field="areas")
+    return [(g[0], g[1]) for g in raw]
+
+
+def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
+    status_raw, type_raw = body.get("status"), body.get("msg_type", "Alert")
+    if status_raw not in ("Actual", "Exercise", "Test"):
+        raise InvalidInput(f"'status' must be Actual, Exercise or Test, not {status_raw!r}.", field="status")
+    if type_raw not in ("Alert", "Update", "Cancel"):
+        raise InvalidInput(f"'msg_type' must be Alert, Update or Cancel, not {type_raw!r}.", field="msg_type")
+    status, msg_type = Status(status_raw), MsgType(type_raw)
     event = body.get("event")
     if not isinstance(event, str) or not event:
         raise InvalidInput("'event' is missing: say what the alert is about, e.g. 大雨警報.", field="event")
@@ -56,13 +77,15 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
                 desc=str(a.get("desc", "")),
                 polygons=[a["polygon"]] if a.get("polygon") else list(a.get("polygons", [])),
                 circles=[a["circle"]] if a.get("circle") else list(a.get("circles", [])),
-                geocodes=[tuple(g) for g in a.get("geocodes", [])],
+                geocodes=_geocodes(a.get("geocodes", [])),
             )
         )
     adapters = body.get("adapters")
-    if adapters is not None and (not isinstance(adapters, list) or not all(isinstance(a, str) for a in adapters)):
-        raise InvalidInput("'adapters' must be a list such as [\"radio\", \"broadcaster\"].", field="adapters")
-    expires = parse_time(body["expires"]) if body.get("expires") else None
+    if adapters is not None and (
+        not isinstance(adapters, list) or not all(isinstance(a, str) for a in adapters)
+    ):
+        raise InvalidInput('\'adapters\' must be a list such as ["radio", "broadcaster"].', field="adapters")
+    expires = _time(body, "expires")
     headlines, descriptions, instructions = (
         _texts(body, n) for n in ("headline", "description", "instruction")
     )
@@ -85,7 +108,7 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
     return Alert(
         identifier=str(body.get("identifier") or ""),
         sender=sender,
-        sent=parse_time(body["sent"]) if body.get("sent") else utcnow(),
+        sent=_time(body, "sent") or utcnow(),
         status=status,
         msg_type=msg_type,
         referenced_ids=list(refs),

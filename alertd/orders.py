@@ -250,7 +250,7 @@ class OrderBuilder:
                     else ["Shelter"],
                     urgency=URGENCY.get(level or 0, "Expected") if alert.action != "lift" else "Past",
                     severity=SEVERITY.get(level or 0, "Minor") if alert.action != "lift" else "Minor",
-                    certainty="Observed" if alert.action != "lift" else "Observed",
+                    certainty="Observed",
                     expires=expires,
                     sender_name=alert.source,
                     headline=messages.headline(alert, lang),

@@ -86,6 +86,11 @@ class Store:
 
     # --- issuers -------------------------------------------------------------
     async def put_issuer(self, issuer: Issuer) -> None:
+        owner = await self.redis.get(self.keys.issuer_token(issuer.token_hash))
+        if owner is not None and owner.decode() != issuer.id:
+            from alertd.errors import Conflict
+
+            raise Conflict("That token already belongs to another issuer; give each issuer its own token.")
         old = await self.get_issuer(issuer.id)
         async with self.redis.pipeline(transaction=True) as pipe:
             if old is not None:

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -103,7 +104,7 @@ class TestBroadcasts:
             raise InvalidInput("'districts' must be a list of district codes.", field="districts")
         if not isinstance(wait_s, int | float) or not 1 <= wait_s <= 3600:
             raise InvalidInput("'wait_s' must be between 1 and 3600 seconds.", field="wait_s")
-        run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+        run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{secrets.token_hex(3)}"
         answer, _ = await self.engine.intake.accept(test_alert(districts, run_id), None)
         started = time.time()
         record = {"id": run_id, "alert_id": answer["id"], "districts": answer["districts"],
@@ -112,7 +113,9 @@ class TestBroadcasts:
         task = asyncio.create_task(self._finish_later(run_id, float(wait_s)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        log.info("test_broadcast.started", test_id=run_id, alert_id=answer["id"], deliveries=answer["deliveries"])
+        log.info(
+            "test_broadcast.started", test_id=run_id, alert_id=answer["id"], deliveries=answer["deliveries"]
+        )
         return record
 
     async def result(self, run_id: str) -> dict[str, Any]:
@@ -157,7 +160,9 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--url", default=os.environ.get("ALERTD_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--admin-token", default=os.environ.get("ALERTD_ADMIN_TOKEN"))
-    parser.add_argument("--districts", nargs="*", help="district codes in scope (default: all 47 prefectures)")
+    parser.add_argument(
+        "--districts", nargs="*", help="district codes in scope (default: all 47 prefectures)"
+    )
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for confirmations")
     parser.add_argument("--json", help="write the result as JSON here")
     parser.add_argument("--strict", action="store_true", help="count delivered-but-unconfirmed as failed")
@@ -193,7 +198,9 @@ def main(argv: list[str]) -> int:
     progress.done()
     print(_table(result))
     s = result["summary"]
-    print(f"\nconfirmed {s['confirmed']}, delivered but not confirmed {s['unconfirmed']}, failed {s['failed']}")
+    print(
+        f"\nconfirmed {s['confirmed']}, delivered but not confirmed {s['unconfirmed']}, failed {s['failed']}"
+    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(result, fh, ensure_ascii=False, indent=2)

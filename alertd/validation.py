@@ -46,7 +46,10 @@ def validate_issuer(item: dict[str, Any], registry: Registry | None = None) -> N
     token = item.get("token")
     if not isinstance(token, str) or len(token) < 16:
         raise InvalidInput("'token' must be a secret of at least 16 characters.", field="token")
-    if not item.get("national"):
+    national = item.get("national", False)
+    if not isinstance(national, bool):
+        raise InvalidInput("'national' must be true or false.", field="national")
+    if not national:
         _codes(item, "jurisdiction", registry)
 
 
@@ -72,6 +75,12 @@ def validate_subscriber(item: dict[str, Any], registry: Registry | None = None) 
     langs = item.get("languages")
     if langs is not None and (not isinstance(langs, list) or not all(isinstance(x, str) for x in langs)):
         raise InvalidInput('\'languages\' must be a list such as ["ja", "en"].', field="languages")
+    for name, low, high in (("timeout_s", 0.1, 60), ("max_in_flight", 1, 1000)):
+        value = item.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high
+        ):
+            raise InvalidInput(f"'{name}' must be a number from {low} to {high}.", field=name)
     secret = item.get("secret")
     if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
         raise InvalidInput("'secret' must be at least 16 characters.", field="secret")

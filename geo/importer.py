@@ -44,9 +44,9 @@ class ImportReport:
 
     def summary(self) -> str:
         return (
-            f"Imported {self.municipalities} municipalities ({self.pieces} index pieces, {self.coastal} coastal) "  # noqa: E501
+            f"Imported {self.municipalities} municipalities ({self.pieces} index pieces, {self.coastal} coastal) "
             f"from {', '.join(self.sources)} into {self.cache_dir} in {self.seconds:.1f} s; "
-            f"repaired {len(self.repaired)} invalid boundaries, skipped {self.skipped} features without a code."  # noqa: E501
+            f"repaired {len(self.repaired)} invalid boundaries, skipped {self.skipped} features without a code."
         )
 
 
@@ -66,7 +66,7 @@ def _read(path: Path) -> tuple[list[str], list[str], list[shapely.Geometry], int
         names = df["name"].fillna("").astype(str) if "name" in df.columns else df["code"].astype(str)
     else:
         raise InvalidInput(
-            f"{path} has neither an N03_007 nor a code column, so its polygons cannot be matched to municipalities.",  # noqa: E501
+            f"{path} has neither an N03_007 nor a code column, so its polygons cannot be matched to municipalities.",
             input=str(path),
         )
     df = df.assign(_code=df[code_col].astype("string"), _name=names)

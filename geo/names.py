@@ -142,7 +142,7 @@ def is_whole_area(text: str) -> bool:
 
 
 def strip_gun(name: str) -> str:
-    """'東茨城郡大洗町' -> '大洗町'; '三宅島三宅村' -> '三宅村'; cities are never in a 郡, so '小郡市' stays."""  # noqa: E501
+    """'東茨城郡大洗町' -> '大洗町'; '三宅島三宅村' -> '三宅村'; cities are never in a 郡, so '小郡市' stays."""
     if not name.endswith(("町", "村")):
         return name
     for marker in ("郡", "支庁", "島"):

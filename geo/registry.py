@@ -156,7 +156,7 @@ class Registry:
             return f"{self.normalize_code(head)}:{raw.split(':', 1)[1].strip()}"
         if not code.isdigit():
             raise UnknownArea(
-                f"{raw!r} is not an area code: codes are 2 digits (prefecture) or 5 or 6 digits (municipality).",  # noqa: E501
+                f"{raw!r} is not an area code: codes are 2 digits (prefecture) or 5 or 6 digits (municipality).",
                 input=raw,
             )
         if len(code) == 6:
@@ -165,12 +165,12 @@ class Registry:
             return code[:2]
         if len(code) == 7:
             raise UnknownArea(
-                f"{raw!r} looks like a JMA area code (7 digits); give it as a JMA code, not a municipality code.",  # noqa: E501
+                f"{raw!r} looks like a JMA area code (7 digits); give it as a JMA code, not a municipality code.",
                 input=raw,
             )
         if len(code) not in (2, 5):
             raise UnknownArea(
-                f"{raw!r} is not an area code: codes are 2 digits (prefecture) or 5 or 6 digits (municipality).",  # noqa: E501
+                f"{raw!r} is not an area code: codes are 2 digits (prefecture) or 5 or 6 digits (municipality).",
                 input=raw,
             )
         return code
@@ -219,7 +219,7 @@ class Registry:
         if len(hits) > 1:
             options = "、".join(self._districts[c].full_name for c in hits)
             raise UnknownArea(
-                f"The municipality name {municipality!r} is ambiguous ({options}); add the prefecture or use its code.",  # noqa: E501
+                f"The municipality name {municipality!r} is ambiguous ({options}); add the prefecture or use its code.",
                 input=municipality,
                 candidates=hits,
             )
@@ -362,7 +362,7 @@ class Registry:
             if len(hits) > 1:
                 options = "、".join(self._districts[c].name for c in hits[:8])
                 raise UnknownArea(
-                    f"「{name}」 matches several districts of {muni.full_name} ({options}); please be more specific.",  # noqa: E501
+                    f"「{name}」 matches several districts of {muni.full_name} ({options}); please be more specific.",
                     input=name,
                     municipality=muni.code,
                     suggestions=[self._districts[c].name for c in hits[:8]],
@@ -408,7 +408,7 @@ class Registry:
         ):
             return self._finest(pref.code)
         raise UnknownArea(
-            f"The JMA area code {raw} is a forecast region (一次細分区域 or similar) whose member municipalities "  # noqa: E501
+            f"The JMA area code {raw} is a forecast region (一次細分区域 or similar) whose member municipalities "
             "alertd does not have; send the 二次細分区域 (7-digit) codes instead.",
             input=raw,
         )

@@ -62,7 +62,9 @@ def resolve_scenario(name: str) -> Path:
     for candidate in (SCENARIOS / name, SCENARIOS / f"{name}.yaml"):
         if candidate.exists():
             return candidate
-    raise ScenarioError(f"no scenario {name!r}: give a file path or one of {sorted(p.stem for p in SCENARIOS.glob('*.yaml'))}")
+    raise ScenarioError(
+        f"no scenario {name!r}: give a file path or one of {sorted(p.stem for p in SCENARIOS.glob('*.yaml'))}"
+    )
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -74,10 +76,13 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"{path}: a scenario needs 'name' and 'steps'")
     receivers = [
         ReceiverSpec(
-            id=r["id"], adapter=r["adapter"], districts=[str(d) for d in r["districts"]],
-            transport=r.get("transport", "http"), languages=r.get("languages", ["ja", "en"]),
+            id=r["id"],
+            adapter=r["adapter"],
+            districts=[str(d) for d in r["districts"]],
+            transport=r.get("transport", "http"),
+            languages=r.get("languages", ["ja", "en"]),
             min_level=r.get("min_level"),
-        )  # fmt: skip
+        )
         for r in data.get("receivers") or []
     ] or default_fleet(str(data.get("municipality", "08211")))
     issuers = data.get("issuers") or [{"id": "desk", "name": "災害対策本部", "jurisdiction": ["08211"]}]
@@ -90,7 +95,13 @@ def load_scenario(path: Path) -> Scenario:
         if len(kinds) != 1:
             raise ScenarioError(f"{where}: a step does exactly one of {', '.join(STEP_KINDS)}")
         steps.append(
-            Step(float(raw["at"]), str(raw.get("name", f"step {i + 1}")), kinds[0], raw[kinds[0]], raw.get("issuer"))
+            Step(
+                float(raw["at"]),
+                str(raw.get("name", f"step {i + 1}")),
+                kinds[0],
+                raw[kinds[0]],
+                raw.get("issuer"),
+            )
         )
     steps.sort(key=lambda s: s.at)
     return Scenario(
@@ -138,7 +149,9 @@ def bar(done: int, total: int, width: int = 24) -> str:
 
 
 class DrillRunner:
-    def __init__(self, scenario: Scenario, url: str, admin_token: str, mqtt_url: str, speed: float = 1.0) -> None:
+    def __init__(
+        self, scenario: Scenario, url: str, admin_token: str, mqtt_url: str, speed: float = 1.0
+    ) -> None:
         self.scenario = scenario
         self.url = url.rstrip("/")
         self.admin_token = admin_token
@@ -151,8 +164,15 @@ class DrillRunner:
         self.by_name: dict[str, StepResult] = {}
         self.progress = Progress()
 
-    async def _api(self, http: aiohttp.ClientSession, method: str, path: str, token: str, **kw: Any) -> tuple[int, Any]:
-        async with http.request(method, self.url + path, headers={"Authorization": f"Bearer {token}", **kw.pop("headers", {})}, **kw) as resp:
+    async def _api(
+        self, http: aiohttp.ClientSession, method: str, path: str, token: str, **kw: Any
+    ) -> tuple[int, Any]:
+        async with http.request(
+            method,
+            self.url + path,
+            headers={"Authorization": f"Bearer {token}", **kw.pop("headers", {})},
+            **kw,
+        ) as resp:
             text = await resp.text()
             try:
                 return resp.status, json.loads(text)
@@ -166,7 +186,10 @@ class DrillRunner:
             status, data = await self._api(http, "POST", "/api/v1/subscribers", self.admin_token, json=body)
             if status != 201:
                 raise ScenarioError(f"could not register receiver {body['id']}: {data.get('detail')}")
-        issuers = [*self.scenario.issuers, {"id": "drill-national", "name": "全国瞬時警報システム(訓練)", "national": True}]
+        issuers = [
+            *self.scenario.issuers,
+            {"id": "drill-national", "name": "全国瞬時警報システム(訓練)", "national": True},
+        ]
         for issuer in issuers:
             token = secrets.token_hex(16)
             body = {**issuer, "token": token, "jurisdiction": issuer.get("jurisdiction", [])}
@@ -178,7 +201,9 @@ class DrillRunner:
     def _issuer_token(self, step: Step) -> str:
         issuer = step.issuer or self.scenario.issuers[0]["id"]
         if issuer not in self.tokens:
-            raise ScenarioError(f"step {step.name!r} names issuer {issuer!r}, which the scenario does not define")
+            raise ScenarioError(
+                f"step {step.name!r} names issuer {issuer!r}, which the scenario does not define"
+            )
         return self.tokens[issuer]
 
     def _resolve_file(self, name: str) -> Path:
@@ -193,7 +218,9 @@ class DrillRunner:
         ident = f"drill-{self.run_id}-{len(self.results) + 1}"
         try:
             if step.kind == "fault":
-                self.fleet.apply_fault(step.spec["receiver"], step.spec["kind"], float(step.spec.get("seconds", 2)))
+                self.fleet.apply_fault(
+                    step.spec["receiver"], step.spec["kind"], float(step.spec.get("seconds", 2))
+                )
             elif step.kind == "wait":
                 pass
             elif step.kind in ("order", "shelter"):
@@ -212,14 +239,18 @@ class DrillRunner:
                             "identifier": f"{ident}-{alert_id}"}  # fmt: skip
                     await self._submit(http, result, "/api/v1/alerts", self._issuer_token(step), json=body)
             elif step.kind == "cap":
-                await self._submit_cap(http, result, self._resolve_file(str(step.spec)).read_bytes(), ident, step)
+                await self._submit_cap(
+                    http, result, self._resolve_file(str(step.spec)).read_bytes(), ident, step
+                )
             elif step.kind == "jma":
                 await self._submit_jma(http, result, self._resolve_file(str(step.spec)), ident)
         except (ScenarioError, KeyError, ValueError) as exc:
             result.error = str(exc)
         return result
 
-    async def _submit(self, http: aiohttp.ClientSession, result: StepResult, path: str, token: str, **kw: Any) -> None:
+    async def _submit(
+        self, http: aiohttp.ClientSession, result: StepResult, path: str, token: str, **kw: Any
+    ) -> None:
         status, data = await self._api(http, "POST", path, token, **kw)
         if status != 202:
             result.error = f"{status}: {data.get('detail')}"
@@ -228,7 +259,9 @@ class DrillRunner:
         result.planned += int(data.get("deliveries", 0))
         result.lanes.add(str(data.get("priority", "routine")))
 
-    async def _submit_cap(self, http: aiohttp.ClientSession, result: StepResult, raw: bytes, ident: str, step: Step) -> None:
+    async def _submit_cap(
+        self, http: aiohttp.ClientSession, result: StepResult, raw: bytes, ident: str, step: Step
+    ) -> None:
         from alertd.cap import parse_cap, to_cap
         from alertd.models import Status
 
@@ -241,7 +274,9 @@ class DrillRunner:
             headers={"Content-Type": "application/cap+xml"},
         )  # fmt: skip
 
-    async def _submit_jma(self, http: aiohttp.ClientSession, result: StepResult, path: Path, ident: str) -> None:
+    async def _submit_jma(
+        self, http: aiohttp.ClientSession, result: StepResult, path: Path, ident: str
+    ) -> None:
         """Parse a JMA file as the poller would, apply the JMA policy, and send what it broadcasts.
 
         It travels as the project's JSON alert so the policy's districts and
@@ -256,7 +291,8 @@ class DrillRunner:
         from geo.registry import Registry
 
         registry = Registry.default()
-        parsed = parse_message(path.read_bytes(), registry, name=path.name)
+        raw = await asyncio.to_thread(path.read_bytes)
+        parsed = parse_message(raw, registry, name=path.name)
         if not parsed.alerts:
             result.error = f"{path.name}: {parsed.type_code} yields no alerts alertd broadcasts"
             return
@@ -302,7 +338,9 @@ class DrillRunner:
                 for i, step in enumerate(self.scenario.steps, 1):
                     delay = start + step.at / self.speed - time.monotonic()
                     while delay > 0:
-                        self.progress.show(self._line(i - 1, await self.snapshot(http)) + f"  next: {step.name}")
+                        self.progress.show(
+                            self._line(i - 1, await self.snapshot(http)) + f"  next: {step.name}"
+                        )
                         await asyncio.sleep(min(delay, 0.25))
                         delay = start + step.at / self.speed - time.monotonic()
                     result = await self.run_step(http, step)
@@ -367,20 +405,41 @@ def render_text(rep: dict[str, Any]) -> str:
                          t["latency_p50_ms"], t["latency_p99_ms"]])  # fmt: skip
         if not s["by_adapter"] and s["kind"] not in ("fault", "wait"):
             rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], "-", 0, 0, 0, 0, None, None])
-    lines.append(report.table(["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed", "p50 ms", "p99 ms"], rows))
+    lines.append(
+        report.table(
+            ["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed", "p50 ms", "p99 ms"],
+            rows,
+        )
+    )
     lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
     return "\n".join(lines)
 
 
 def render_markdown(rep: dict[str, Any]) -> str:
     out = [f"# Drill report: {rep['scenario']}", "", f"Run `{rep['run_id']}`, status **Exercise**.", ""]
-    out += ["| step | adapter | planned | delivered | confirmed | failed | p50 ms | p99 ms |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    out += [
+        "| step | adapter | planned | delivered | confirmed | failed | p50 ms | p99 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in rep["steps"]:
         if s["error"]:
             out.append(f"| {s['at']:.0f}s {s['name']} | error | {s['error']} | | | | | |")
         for adapter, t in s["by_adapter"].items():
-            cells = [t["planned"], t["delivered"], t["confirmed"], t["failed"], t["latency_p50_ms"], t["latency_p99_ms"]]
-            out.append(f"| {s['at']:.0f}s {s['name']} | {adapter} | " + " | ".join("-" if c is None else (f"{c:.1f}" if isinstance(c, float) else str(c)) for c in cells) + " |")
+            cells = [
+                t["planned"],
+                t["delivered"],
+                t["confirmed"],
+                t["failed"],
+                t["latency_p50_ms"],
+                t["latency_p99_ms"],
+            ]
+            out.append(
+                f"| {s['at']:.0f}s {s['name']} | {adapter} | "
+                + " | ".join(
+                    "-" if c is None else (f"{c:.1f}" if isinstance(c, float) else str(c)) for c in cells
+                )
+                + " |"
+            )
     return "\n".join(out) + "\n"
 
 
@@ -395,7 +454,9 @@ async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
 
     settings = Settings.from_env()
     settings.admin_token = settings.admin_token or secrets.token_hex(16)
-    settings.key_prefix = f"alertd-drill-{secrets.token_hex(3)}" if settings.redis_url else settings.key_prefix
+    settings.key_prefix = (
+        f"alertd-drill-{secrets.token_hex(3)}" if settings.redis_url else settings.key_prefix
+    )
     settings.retry_base_s, settings.retry_max_s = 0.2, 2.0
     engine = Engine(settings)
     await engine.start()
@@ -405,7 +466,9 @@ async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         assert settings.mqtt_url is not None
-        drill = DrillRunner(scenario, f"http://127.0.0.1:{port}", settings.admin_token, settings.mqtt_url, speed)
+        drill = DrillRunner(
+            scenario, f"http://127.0.0.1:{port}", settings.admin_token, settings.mqtt_url, speed
+        )
         return await drill.run()
     finally:
         await runner.cleanup()
@@ -413,7 +476,9 @@ async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="alertd drill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="alertd drill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="replay a scenario (status forced to Exercise)")
     p.add_argument("scenario", help="a YAML file, or the name of a shipped scenario")
@@ -433,8 +498,12 @@ def main(argv: list[str]) -> int:
         scenario = load_scenario(resolve_scenario(args.scenario))
         if args.url:
             if not args.admin_token or not args.mqtt_url:
-                raise ScenarioError("with --url, give --admin-token and --mqtt-url (or ALERTD_ADMIN_TOKEN / ALERTD_MQTT_URL)")
-            rep = asyncio.run(DrillRunner(scenario, args.url, args.admin_token, args.mqtt_url, args.speed).run())
+                raise ScenarioError(
+                    "with --url, give --admin-token and --mqtt-url (or ALERTD_ADMIN_TOKEN / ALERTD_MQTT_URL)"
+                )
+            rep = asyncio.run(
+                DrillRunner(scenario, args.url, args.admin_token, args.mqtt_url, args.speed).run()
+            )
         else:
             rep = asyncio.run(run_embedded(scenario, args.speed))
     except ScenarioError as exc:

@@ -130,7 +130,10 @@ class Fleet:
         if receiver in self.faults.slow:
             await asyncio.sleep(self.faults.slow[receiver])
         if request.headers.get(SIGNATURE_HEADER) and not verify(
-            self.secrets[receiver], request.headers.get(TIMESTAMP_HEADER, ""), body, request.headers[SIGNATURE_HEADER]
+            self.secrets[receiver],
+            request.headers.get(TIMESTAMP_HEADER, ""),
+            body,
+            request.headers[SIGNATURE_HEADER],
         ):
             self.signature_failures += 1
             return web.Response(status=401, text="bad signature")
@@ -156,7 +159,9 @@ class Fleet:
         while True:
             try:
                 async with aiomqtt.Client(
-                    parts.hostname or "127.0.0.1", parts.port or 1883, identifier=f"fleet-{secrets.token_hex(4)}"
+                    parts.hostname or "127.0.0.1",
+                    parts.port or 1883,
+                    identifier=f"fleet-{secrets.token_hex(4)}",
                 ) as client:
                     self._mqtt_client = client
                     await client.subscribe(f"{self._topic_prefix}/+", qos=1)

@@ -83,6 +83,7 @@ def make_settings(**overrides: Any) -> Settings:
         claim_idle_s=3.0,
         retry_base_s=0.1,
         retry_max_s=1.0,
+        breaker_cooldown_s=2.0,
     )
     for k, v in overrides.items():
         setattr(s, k, v)
@@ -221,7 +222,8 @@ async def start_sink() -> Sink:
 
     app = web.Application(client_max_size=10_000_000)
     app.router.add_post("/{tail:.*}", handler)
-    sink.runner = web.AppRunner(app, access_log=None)
+    # A short shutdown: handlers told to hang must not hold up the test's teardown.
+    sink.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await sink.runner.setup()
     port = free_port()
     await web.TCPSite(sink.runner, "127.0.0.1", port).start()

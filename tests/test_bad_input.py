@@ -148,3 +148,65 @@ async def test_admin_endpoints_need_the_admin_token(engine: RunningEngine, desk:
     ) as resp:
         assert resp.status == 401
         assert resp.content_type == "application/problem+json"
+
+
+async def test_an_issuer_cannot_cancel_another_municipalitys_alert(engine: RunningEngine, sink: Sink) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    tsukuba = await engine.add_issuer("tsukuba", ["08220"])
+    status, order = await engine.post("/api/v1/evacuation-orders", joso, ORDER)
+    assert status == 202
+    cancel = {"status": "Exercise", "msg_type": "Cancel", "event": "取消", "references": [order["id"]]}
+    status, body = await engine.post("/api/v1/alerts", tsukuba, cancel)
+    assert_problem(status, body, 403, order["id"])
+    status, alert = await engine.get(f"/api/v1/alerts/{order['id']}")
+    assert alert["state"] == "active"
+    # The prefecture may (代行), and so may the desk that issued it.
+    pref = await engine.add_issuer("ibaraki", ["08"])
+    status, body = await engine.post("/api/v1/alerts", pref, {**cancel, "identifier": "pref-cancel"})
+    assert status == 202, body
+
+
+async def test_admin_input_is_checked(engine: RunningEngine) -> None:
+    base = {"id": "x", "name": "x", "token": "a-token-of-sixteen-chars"}
+    async with engine.http.post(
+        f"{engine.url}/api/v1/issuers", json={**base, "national": "false"}, headers=engine.admin
+    ) as resp:
+        assert resp.status == 422 and "true or false" in (await resp.json())["detail"]
+    await engine.add_issuer("first", ["08211"], token="shared-token-0123456789")
+    async with engine.http.post(
+        f"{engine.url}/api/v1/issuers",
+        json={"id": "second", "name": "s", "token": "shared-token-0123456789", "jurisdiction": ["08"]},
+        headers=engine.admin,
+    ) as resp:
+        assert resp.status == 409  # the first issuer's token must not start signing in as the second
+    sub = {
+        "id": "s",
+        "adapter": "isp",
+        "endpoint": "http://127.0.0.1:9/x",
+        "districts": ["08"],
+        "timeout_s": "abc",
+    }
+    async with engine.http.post(f"{engine.url}/api/v1/subscribers", json=sub, headers=engine.admin) as resp:
+        assert resp.status == 422 and "timeout_s" in (await resp.json())["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "word"),
+    [
+        ({"status": "Draft", "event": "x", "districts": ["08211"]}, "Actual, Exercise or Test"),
+        ({"status": "Exercise", "event": "x", "districts": ["08211"], "expires": "tomorrow"}, "expires"),
+        ({"status": "Exercise", "event": "x", "areas": [{"desc": "a", "geocodes": ["08211"]}]}, "geocodes"),
+    ],
+    ids=["draft-status", "bad-expires", "bad-geocodes"],
+)
+async def test_bad_json_alerts_are_422(
+    engine: RunningEngine, sink: Sink, desk: str, body: dict[str, Any], word: str
+) -> None:
+    status, problem = await engine.post("/api/v1/alerts", desk, body)
+    assert_problem(status, problem, 422, word)
+    await assert_nothing_written(engine, sink)
+
+
+async def test_bad_list_limit_is_422(engine: RunningEngine) -> None:
+    status, problem = await engine.get("/api/v1/alerts?limit=abc")
+    assert_problem(status, problem, 422, "limit")

@@ -9,9 +9,16 @@ import time
 
 import aiomqtt
 
-from tests.conftest import MQTT_URL, RunningEngine, Sink, start_engine, stop_engine, make_settings
+from tests.conftest import MQTT_URL, RunningEngine, Sink, make_settings, start_engine, stop_engine
 
-ORDER = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["all"], "reason": "洪水", "status": "Exercise"}
+ORDER = {
+    "municipality": "08211",
+    "level": 4,
+    "action": "issue",
+    "districts": ["all"],
+    "reason": "洪水",
+    "status": "Exercise",
+}
 MISSILE = {"status": "Exercise", "kind": "missile", "event": "弾道ミサイル情報", "level": 5, "districts": ["08"],
            "headline": {"ja": "ミサイル発射。", "en": "Missile launch."}}  # fmt: skip
 
@@ -22,11 +29,17 @@ async def test_flash_lane_is_not_delayed_by_a_routine_backlog(sink: Sink) -> Non
     try:
         token = await running.add_issuer("pref", ["08"])
         for i in range(60):
-            await running.add_subscriber(id=f"slow{i}", adapter="isp", endpoint=f"{sink.url}/slow/{i}", districts=["08211"])
+            await running.add_subscriber(
+                id=f"slow{i}", adapter="isp", endpoint=f"{sink.url}/slow/{i}", districts=["08211"]
+            )
             sink.delay[f"/slow/{i}"] = 0.1
-        await running.add_subscriber(id="radio", adapter="radio", endpoint=f"{sink.url}/radio", districts=["08"], min_level=5)
+        await running.add_subscriber(
+            id="radio", adapter="radio", endpoint=f"{sink.url}/radio", districts=["08"], min_level=5
+        )
         for n in range(4):
-            status, _ = await running.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": f"bulk-{n}"})
+            status, _ = await running.post(
+                "/api/v1/evacuation-orders", token, {**ORDER, "identifier": f"bulk-{n}"}
+            )
             assert status == 202
         await sink.wait_for(8)
         status, health = await running.get("/healthz")
@@ -53,9 +66,13 @@ async def test_dead_endpoint_does_not_slow_the_others_and_opens_its_circuit(sink
         await running.add_subscriber(id="hangs", adapter="isp", endpoint=f"{sink.url}/hang", districts=["08211"],
                                      timeout_s=1.0)  # fmt: skip
         for i in range(20):
-            await running.add_subscriber(id=f"ok{i}", adapter="signage", endpoint=f"{sink.url}/ok/{i}", districts=["08211"])
+            await running.add_subscriber(
+                id=f"ok{i}", adapter="signage", endpoint=f"{sink.url}/ok/{i}", districts=["08211"]
+            )
         for n in range(3):
-            status, answer = await running.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": f"o{n}"})
+            status, answer = await running.post(
+                "/api/v1/evacuation-orders", token, {**ORDER, "identifier": f"o{n}"}
+            )
             assert status == 202
             t0 = time.monotonic()
             await sink.wait_for(20 * (n + 1), timeout=5)
@@ -73,7 +90,7 @@ async def test_retries_with_backoff_until_the_endpoint_recovers(engine: RunningE
     token = await engine.add_issuer("joso", ["08211"])
     await engine.add_subscriber(id="flaky", adapter="isp", endpoint=f"{sink.url}/flaky", districts=["08211"])
     sink.status["/flaky"] = 503
-    status, answer = await engine.post("/api/v1/evacuation-orders", token, ORDER)
+    _status, answer = await engine.post("/api/v1/evacuation-orders", token, ORDER)
     await asyncio.sleep(1.0)
     rows = await engine.deliveries(answer["id"])
     flaky = next(r for r in rows if r["subscriber"] == "flaky")
@@ -90,9 +107,10 @@ async def test_permanent_failure_is_not_retried(engine: RunningEngine, sink: Sin
     await engine.add_subscriber(id="gone", adapter="isp", endpoint=f"{sink.url}/gone", districts=["08211"])
     sink.status["/gone"] = 410
     status, answer = await engine.post("/api/v1/evacuation-orders", token, ORDER)
+    assert status == 202
     rows = await engine.wait_deliveries(answer["id"], {"failed"})
     assert rows[0]["attempts"] == 1 and "HTTP 410" in rows[0]["last_error"]
-    status, text = await engine.get("/metrics")
+    _status, text = await engine.get("/metrics")
     assert 'alertd_deliveries_total{adapter="isp",outcome="failed"} 1.0' in text
 
 
@@ -107,7 +125,9 @@ async def test_cancel_supersedes_undelivered_work(engine: RunningEngine, sink: S
     status, cancelled = await engine.post("/api/v1/alerts", token, cancel)
     assert status == 202, cancelled
     sink.status.pop("/down")  # back up: it must get the Cancel, and never the stale order
-    rows = {r["subscriber"]: r for r in await engine.wait_deliveries(first["id"], {"delivered", "superseded"})}
+    rows = {
+        r["subscriber"]: r for r in await engine.wait_deliveries(first["id"], {"delivered", "superseded"})
+    }
     assert rows["down"]["state"] == "superseded" and rows["up"]["state"] == "delivered"
     await engine.wait_deliveries(cancelled["id"], {"delivered"})
     got = [json.loads(r["body"]) for r in sink.at("/down")]
@@ -126,17 +146,20 @@ async def test_two_engines_share_the_work_without_delivering_twice(sink: Sink) -
         n = 300
         for i in range(n):
             sink.delay[f"/s/{i}"] = 0.01
-        subs = [{"id": f"s{i}", "adapter": "isp", "endpoint": f"{sink.url}/s/{i}", "districts": ["08211"]} for i in range(n)]
+        subs = [
+            {"id": f"s{i}", "adapter": "isp", "endpoint": f"{sink.url}/s/{i}", "districts": ["08211"]}
+            for i in range(n)
+        ]
         from alertd.engine import subscriber_from
 
         await a.engine.store.put_subscribers([subscriber_from(s) for s in subs])
         status, answer = await a.post("/api/v1/evacuation-orders", token, ORDER)
-        assert answer["deliveries"] == n
+        assert status == 202 and answer["deliveries"] == n
         await sink.wait_for(n)
         await asyncio.sleep(0.5)
         paths = [r["path"] for r in sink.received]
         assert len(paths) == len(set(paths)) == n  # each exactly once
-        status, metrics_a = await a.get("/metrics")
+        _status, _metrics_a = await a.get("/metrics")
         # Both processes took part (they share one metrics registry in this test process,
         # so look at who recorded the deliveries in Redis instead).
         rows = await b.wait_deliveries(answer["id"], {"delivered"})

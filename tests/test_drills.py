@@ -31,7 +31,9 @@ def test_a_broken_scenario_says_where(tmp_path: Path) -> None:
         load_scenario(bad)
 
 
-async def test_joso_drill_is_delivered_confirmed_and_forced_to_exercise(engine: RunningEngine, tmp_path: Path) -> None:
+async def test_joso_drill_is_delivered_confirmed_and_forced_to_exercise(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
     scenario = load_scenario(SCENARIOS / "joso-demo.yaml")
     runner = DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=20)
     rep = await runner.run()
@@ -43,7 +45,7 @@ async def test_joso_drill_is_delivered_confirmed_and_forced_to_exercise(engine: 
         assert totals["failed"] == 0 and totals["latency_p99_ms"] is not None
     for step in rep["steps"]:
         for alert_id in step["alert_ids"]:
-            status, alert = await engine.get(f"/api/v1/alerts/{alert_id}")
+            _status, alert = await engine.get(f"/api/v1/alerts/{alert_id}")
             assert alert["status"] == "Exercise"
     assert runner.fleet.signature_failures == 0
 
@@ -70,7 +72,7 @@ steps:
     runner = DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=1)
     rep = await runner.run()
     step = next(s for s in rep["steps"] if s["name"] == "order")
-    status, alert = await engine.get(f"/api/v1/alerts/{step['alert_ids'][0]}")
+    _status, alert = await engine.get(f"/api/v1/alerts/{step['alert_ids'][0]}")
     assert alert["status"] == "Exercise"  # the file said Actual; a drill never goes out for real
     rows = {r["subscriber"]: r for r in await engine.deliveries(step["alert_ids"][0])}
     assert rows["sign-ok"]["state"] == "confirmed"
@@ -88,11 +90,16 @@ async def test_nankai_drill_sends_jma_warnings_through_the_flash_lane(engine: Ru
     assert rep["step_errors"] == []
     by_name = {s["name"]: s for s in rep["steps"]}
     eew = by_name["緊急地震速報（警報）"]
-    assert eew["lane"] == "flash" and set(eew["by_adapter"]) == {"broadcaster", "radio"}  # the policy's choice
+    assert eew["lane"] == "flash" and set(eew["by_adapter"]) == {
+        "broadcaster",
+        "radio",
+    }  # the policy's choice
     assert by_name["大津波警報・津波警報"]["lane"] == "flash"
     assert by_name["避難指示 (串本町 全域)"]["lane"] == "routine"
     radio = rep["total"]["radio"]
-    assert radio["delivered"] == radio["planned"] and radio["confirmed"] < radio["planned"]  # 黒潮町 went silent
+    assert (
+        radio["delivered"] == radio["planned"] and radio["confirmed"] < radio["planned"]
+    )  # 黒潮町 went silent
 
 
 async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) -> None:
@@ -124,7 +131,7 @@ async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) 
         assert by["portal-down"]["result"] == "failed" and "503" in by["portal-down"]["last_error"]
         assert "portal-down" in out.decode()
         await asyncio.sleep(0.5)
-        status, text = await engine.get("/metrics")
+        _status, text = await engine.get("/metrics")
         assert 'alertd_test_broadcast_subscribers{result="failed"} 1.0' in text
     finally:
         (ROOT / ".run-test-broadcast.json").unlink(missing_ok=True)

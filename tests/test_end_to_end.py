@@ -102,7 +102,7 @@ async def test_same_identifier_twice_gives_same_answer_and_one_fanout(
     await engine.wait_deliveries(a1["id"], {"delivered"})
     await asyncio.sleep(0.5)
     assert len(sink.at("/sign")) == 1
-    status, alerts = await engine.get("/api/v1/alerts")
+    _status, alerts = await engine.get("/api/v1/alerts")
     assert [a["id"] for a in alerts] == [a1["id"]]
 
 
@@ -123,8 +123,8 @@ async def test_lift_supersedes_and_is_delivered_like_an_order(engine: RunningEng
     body = json.loads(sink.at("/p")[1]["body"])
     assert body["action"] == "lift" and body["msg_type"] == "Update" and body["references"] == [issued["id"]]
     status, active = await engine.get("/api/v1/alerts?active=true&district=08211")
-    assert active == []
-    status, alert = await engine.get(f"/api/v1/alerts/{issued['id']}")
+    assert status == 200 and active == []
+    _status, alert = await engine.get(f"/api/v1/alerts/{issued['id']}")
     assert alert["state"] == "lifted" and alert["superseded_by"] == lifted["id"]
 
 

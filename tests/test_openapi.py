@@ -148,7 +148,7 @@ async def test_security_matches_the_handlers(document: dict[str, Any]) -> None:
         where = f"{method.upper()} {path}"
         assert "security" in op, f"{where} does not say how to sign in"
         names = {name for requirement in op["security"] for name in requirement}
-        if path.startswith(("/api/v1/issuers", "/api/v1/subscribers")):
+        if path.startswith(("/api/v1/issuers", "/api/v1/subscribers", "/api/v1/test-broadcasts")):
             expected = {"adminToken"}
         elif method == "post" and path in (
             "/api/v1/evacuation-orders", "/api/v1/evacuation-orders/preview",
@@ -248,6 +248,18 @@ async def test_real_answers_match_the_schemas(engine: RunningEngine, document: d
         for sub in await resp.json():
             schema_validator(document, "Subscriber").validate(sub)
 
+    async with engine.http.post(
+        f"{engine.url}/api/v1/test-broadcasts", json={"districts": ["08"], "wait_s": 60}, headers=engine.admin
+    ) as resp:
+        assert resp.status == 202, await resp.text()
+        started = await resp.json()
+    schema_validator(document, "TestBroadcast").validate(started)
+    async with engine.http.get(
+        f"{engine.url}/api/v1/test-broadcasts/{started['id']}", headers=engine.admin
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        schema_validator(document, "TestBroadcastResult").validate(await resp.json())
+
     json_ct = {"Content-Type": "application/json"}
     refusals = [
         ("post", "/api/v1/evacuation-orders", 422, await engine.post(
@@ -257,14 +269,14 @@ async def test_real_answers_match_the_schemas(engine: RunningEngine, document: d
         ("post", "/api/v1/evacuation-orders", 401, await engine.post(
             "/api/v1/evacuation-orders", "not-a-token", ORDER)),
         ("post", "/api/v1/evacuation-orders", 403, await engine.post(
-            "/api/v1/evacuation-orders", token, {**ORDER, "municipality": "08220"})),
+            "/api/v1/evacuation-orders", token, {**ORDER, "municipality": "08220", "districts": ["all"]})),
         ("post", "/api/v1/evacuation-orders", 409, await engine.post(
             "/api/v1/evacuation-orders", token, {**ORDER, "action": "lift", "status": "Test"})),
         ("post", "/api/v1/alerts", 415, await engine.post(
             "/api/v1/alerts", token, "x", headers={"Content-Type": "text/plain"})),
         ("post", "/api/v1/alerts", 400, await engine.post(
             "/api/v1/alerts", token, b"{not json", headers=json_ct)),
-        ("post", "/api/v1/alerts/{id}/ack", 401, await engine.post(
+        ("post", "/api/v1/alerts/{id}/ack", 403, await engine.post(
             f"/api/v1/alerts/{accepted['id']}/ack", token, {"subscriber": "portal", "idempotency_key": "x"})),
         ("get", "/api/v1/alerts/{id}", 404, await engine.get("/api/v1/alerts/no-such-alert")),
         ("get", "/api/v1/alerts", 422, await engine.get("/api/v1/alerts?district=99999")),

@@ -1,0 +1,1337 @@
+"""The OpenAPI 3.1 description of alertd's HTTP API, served at ``/api/openapi.json``.
+
+Plain dict literals, no generator: what a municipal desk integrator reads
+here should be what they can check line by line against ``alertd.api``.
+``tests/test_openapi.py`` fails when a route in ``make_app`` is missing here.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+PROBLEM_TYPE = "application/problem+json"
+PROBLEM_REF = "#/components/schemas/Problem"
+
+# One sentence per error status, used where a route has nothing more specific to say.
+_GENERIC_WHY: dict[int, str] = {
+    400: "The body could not be read at all: it is not valid JSON (or XML), not UTF-8, "
+    "or not a JSON object. Nothing was stored or sent.",
+    401: "No token, or a token alertd does not know. Send 'Authorization: Bearer <token>'. "
+    "Nothing was stored or sent.",
+    403: "The token is valid, but the districts are outside the issuer's jurisdiction. Nothing was sent.",
+    404: "There is no such record.",
+    409: "The request refers to something that is not in the state it needs (for example, an alert "
+    "alertd has no record of). Nothing was stored or sent.",
+    413: "The body is larger than the limit (ALERTD_MAX_BODY_BYTES, 1 MB by default). Nothing was sent.",
+    415: "The Content-Type is not one alertd reads here.",
+    422: "The body was read but says something alertd cannot accept; 'detail' says what to change "
+    "and 'field' names the field. Nothing was stored or sent.",
+}
+
+
+def _json(schema_ref: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}},
+    }
+
+
+def _problems(*statuses: int, why: dict[int, str] | None = None) -> dict[str, Any]:
+    """Error responses, all RFC 9457 problem+json; ``why`` overrides the generic sentence."""
+    why = why or {}
+    return {
+        str(status): {
+            "description": why.get(status, _GENERIC_WHY[status]),
+            "content": {PROBLEM_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
+        }
+        for status in statuses
+    }
+
+
+def _id_param(what: str) -> dict[str, Any]:
+    return {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": what,
+        "schema": {"type": "string", "minLength": 1},
+    }
+
+
+ADMIN = [{"adminToken": []}]
+ISSUER = [{"issuerToken": []}]
+PUBLIC: list[dict[str, list[str]]] = []  # explicitly no sign-in
+
+IDEMPOTENCY_KEY_PARAM: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Used as the message identifier when the body has no 'identifier'. "
+    "Sending the same identifier twice gives the same 202 answer and sends nothing the second "
+    "time, so a desk can safely resend after a timeout. Up to 200 characters, no commas.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^,]+$"},
+}
+
+SAME_ANSWER = (
+    "The same identifier (from 'identifier' or the Idempotency-Key header) sent twice by the "
+    "same issuer gives the same 202 answer, and the message is sent only once. The first answer "
+    "wins: a second body with the same identifier is not read again."
+)
+
+WHY_ORDER = {
+    403: "At least one district is outside the issuer's jurisdiction (a prefecture may issue on "
+    "behalf of (代行) its municipalities). Nothing was sent.",
+    409: "action 'lift' (解除), but no evacuation order with the same municipality, districts and "
+    "status is in force to lift. Check the municipality, the districts and the status. Nothing was sent.",
+    422: "A field is missing or not acceptable: status must be said explicitly (Actual, Exercise or "
+    "Test); level must be 3, 4 or 5 (避難勧告 was abolished in 2021); action must be issue or lift; "
+    "every district name must exist in the municipality. 'detail' says which, 'field' names it. "
+    "Nothing was sent.",
+}
+
+WHY_ADMIN_401 = {
+    401: "No admin token, or not the deployment's admin token (ALERTD_ADMIN_TOKEN). "
+    "A wrong admin token is 401, not 403.",
+}
+
+_NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
+_PAIR: dict[str, Any] = {
+    "type": "array",
+    "description": "A [valueName, value] pair, as in CAP <geocode>, <eventCode> and <parameter>.",
+    "items": {"type": "string"},
+    "minItems": 2,
+    "maxItems": 2,
+}
+_TIME: dict[str, Any] = {
+    "type": "string",
+    "format": "date-time",
+    "description": "CAP dateTime: seconds precision with an explicit offset; UTC is written -00:00.",
+    "examples": ["2026-11-24T12:00:00+09:00"],
+}
+_NULLABLE_TIME: dict[str, Any] = {**_TIME, "type": ["string", "null"]}
+_DESK_STATUS: dict[str, Any] = {
+    "type": "string",
+    "enum": ["Actual", "Exercise", "Test"],
+    "description": "Must always be given: Actual (real), Exercise (a drill) or Test. There is no "
+    "default, so a drill can never turn real by omission.",
+}
+_TEXTS: dict[str, Any] = {
+    "description": "Text, taken as Japanese, or an object of texts by language (ja, en, zh, ko).",
+    "oneOf": [
+        {"type": "string"},
+        {"type": "object", "additionalProperties": {"type": "string"}},
+    ],
+    "examples": [{"ja": "大雨警報が発表されました", "en": "Heavy rain warning issued"}],
+}
+
+_IDENTIFIER: dict[str, Any] = {
+    "type": "string",
+    "maxLength": 200,
+    "pattern": "^[^,]+$",
+    "description": SAME_ANSWER,
+}
+_ACCEPTED_AGAIN = "Accepted and queued (or the answer already given for this identifier)."
+_CAP_BODY: dict[str, Any] = {"schema": {"type": "string", "description": "A CAP 1.2 <alert> document."}}
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details. 'detail' is a sentence for the person at the desk: "
+        "what was wrong and what to do. A refused request leaves nothing stored and sends nothing.",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {
+                "type": "string",
+                "format": "uri",
+                "examples": ["https://alertd.example/problems/invalid-input"],
+                "description": "Stable per kind of problem: bad-request, malformed-input, forbidden-xml, "
+                "invalid-input, unknown-area, no-geometry, unauthorized, outside-jurisdiction, "
+                "not-found, conflict, too-large, unsupported-media-type.",
+            },
+            "title": {"type": "string", "examples": ["The message is not valid"]},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"},
+            "field": {"type": "string", "description": "The body field the problem is about, when one is."},
+            "districts": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "On 403: the district codes outside the issuer's jurisdiction.",
+            },
+            "unknown_districts": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "On 422 unknown-area: the codes alertd does not know.",
+            },
+            "unknown_references": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "On 409: the references that name no alert alertd has.",
+            },
+            "input": {"type": "string", "description": "The value that could not be resolved."},
+            "element": {"type": "string", "description": "For CAP: the XML element at fault."},
+        },
+        "additionalProperties": True,
+    },
+    "Issuer": {
+        "type": "object",
+        "description": "Who may send: a municipal desk, a prefecture, or a national source. "
+        "Registering an id that exists replaces it (and its token).",
+        "required": ["id", "name", "token"],
+        "properties": {
+            "id": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+                "examples": ["joso-city"],
+                "description": "1–64 letters, digits, '_', '-', '.' or ':'; it appears in alert senders "
+                "as '<id>@alertd'.",
+            },
+            "name": {"type": "string", "minLength": 1, "examples": ["常総市災害対策本部"]},
+            "token": {
+                "type": "string",
+                "minLength": 16,
+                "writeOnly": True,
+                "description": "The issuer's bearer secret (at least 16 characters). alertd keeps only "
+                "its hash and never shows it again. Give each issuer its own token.",
+            },
+            "jurisdiction": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "examples": [["08211"], ["08"]],
+                "description": "District codes the issuer may send for; a 2-digit prefecture code covers "
+                "every municipality in it (代行). Required unless national.",
+            },
+            "national": {
+                "type": "boolean",
+                "default": False,
+                "description": "May issue anywhere (JMA, the national government). Send true or false.",
+            },
+        },
+    },
+    "Subscriber": {
+        "type": "object",
+        "description": "A receiver alertd pushes alerts to: a broadcaster (CAP), an ISP or portal "
+        "(signed JSON webhook), signage or radio. Registering an id that exists replaces it.",
+        "required": ["id", "adapter", "endpoint", "districts"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"},
+            "adapter": {"type": "string", "enum": ["broadcaster", "isp", "signage", "radio"]},
+            "endpoint": {
+                "type": "string",
+                "examples": ["https://portal.example.jp/alertd", "mqtt://broker.example.jp:1883/alerts/joso"],
+                "description": "An http(s):// URL, or mqtt(s)://host:port/topic naming one topic "
+                "(no wildcards).",
+            },
+            "districts": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "examples": [["08"], ["08211", "08220"]],
+                "description": "District codes to receive alerts for; a wider code covers everything in it, "
+                "and a whole-municipality order reaches a subscriber of one of its 町域.",
+            },
+            "secret": {
+                "anyOf": [
+                    {"type": "string", "minLength": 16},
+                    {"const": "***", "readOnly": True},
+                    {"type": "null"},
+                ],
+                "description": "HMAC key for webhook signatures (at least 16 characters). With a secret, "
+                'each webhook carries X-Alertd-Timestamp and X-Alertd-Signature = "sha256=" + '
+                'hex HMAC-SHA256(secret, timestamp + "." + body). Never shown back: answers say '
+                '"***" when a secret is set, null when not.',
+            },
+            "min_level": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": 5,
+                "description": "Only alerts at this 警戒レベル or above.",
+            },
+            "languages": {
+                "type": "array",
+                "items": {"type": "string"},
+                "default": ["ja", "en"],
+            },
+            "timeout_s": {"type": "number", "exclusiveMinimum": 0, "default": 5.0},
+            "max_in_flight": {"type": "integer", "minimum": 1, "default": 4},
+            "name": _NULLABLE_STR,
+        },
+    },
+    "Shelter": {
+        "type": "object",
+        "description": "A shelter (避難所).",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "examples": ["水海道小学校"]},
+            "status": {"type": "string", "enum": ["open", "closed", "full"], "default": "open"},
+            "address": _NULLABLE_STR,
+            "capacity": {"type": ["integer", "null"], "minimum": 0},
+            "occupancy": {"type": ["integer", "null"], "minimum": 0},
+            "lat": {"type": ["number", "null"]},
+            "lon": {"type": ["number", "null"]},
+        },
+    },
+    "EvacuationOrder": {
+        "type": "object",
+        "description": "An evacuation order (避難情報) from a municipal desk: issue (発令) or lift (解除).",
+        "required": ["status", "municipality", "level", "action", "reason", "districts"],
+        "properties": {
+            "identifier": {
+                "type": "string",
+                "maxLength": 200,
+                "pattern": "^[^,]+$",
+                "description": "The desk's own id for this message. " + SAME_ANSWER + " If neither this "
+                "nor Idempotency-Key is given, alertd makes one (and a resend is a new message).",
+            },
+            "status": _DESK_STATUS,
+            "municipality": {
+                "type": "string",
+                "examples": ["08211"],
+                "description": "The 5-digit municipality code (全国地方公共団体コード; the 6-digit form "
+                "with check digit is also read). Orders are issued per municipality.",
+            },
+            "level": {
+                "type": "integer",
+                "enum": [3, 4, 5],
+                "description": "警戒レベル: 3 高齢者等避難, 4 避難指示, 5 緊急安全確保. "
+                "避難勧告 was abolished in 2021 and cannot be sent.",
+            },
+            "action": {
+                "type": "string",
+                "enum": ["issue", "lift"],
+                "description": "issue (発令) or lift (解除).",
+            },
+            "reason": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 50,
+                "examples": ["洪水", "土砂災害"],
+                "description": "Why, in one word.",
+            },
+            "districts": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "minItems": 1,
+                "examples": [["三坂町", "新石下"], ["all"]],
+                "description": 'District (町域) names inside the municipality, or ["all"] / ["全域"] for '
+                "the whole municipality. An unknown name is refused; nothing is guessed.",
+            },
+            "shelters": {"type": "array", "items": {"$ref": "#/components/schemas/Shelter"}},
+            "expires": {
+                **_TIME,
+                "description": "When the order stops being in force; default 24 hours after sending.",
+            },
+        },
+    },
+    "ShelterNotice": {
+        "type": "object",
+        "description": "Which shelters are open, closed or full. With 'corrects' it is a 訂正 that "
+        "replaces an earlier shelter notice without announcing a new evacuation.",
+        "required": ["status", "municipality", "shelters"],
+        "properties": {
+            "identifier": _IDENTIFIER,
+            "status": _DESK_STATUS,
+            "municipality": {"type": "string", "examples": ["08211"]},
+            "shelters": {"type": "array", "items": {"$ref": "#/components/schemas/Shelter"}, "minItems": 1},
+            "corrects": {"type": "string", "description": "The alertd id of the notice this replaces."},
+            "expires": _TIME,
+        },
+    },
+    "JsonAlert": {
+        "type": "object",
+        "description": "alertd's compact JSON alert, for systems that do not speak CAP. Give the area as "
+        "district codes or as CAP-style areas (polygon, circle, geocodes); a Cancel may name none and "
+        "goes where the alerts it cancels went.",
+        "required": ["status", "event"],
+        "properties": {
+            "identifier": _IDENTIFIER,
+            "sent": _TIME,
+            "status": _DESK_STATUS,
+            "msg_type": {"type": "string", "enum": ["Alert", "Update", "Cancel"], "default": "Alert"},
+            "references": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "alertd ids of the alerts an Update or Cancel changes. Required for "
+                "Update and Cancel; an id alertd does not have is 409.",
+            },
+            "kind": {
+                "type": "string",
+                "default": "warning",
+                "examples": ["warning", "eew", "tsunami", "missile", "special_warning"],
+                "description": "eew, tsunami, missile, special_warning and national go in the flash lane.",
+            },
+            "event": {"type": "string", "minLength": 1, "examples": ["大雨警報"]},
+            "level": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 5,
+                "description": "警戒レベル; 5 is flash.",
+            },
+            "districts": {"type": "array", "items": {"type": "string"}, "examples": [["08211", "0820100"]]},
+            "areas": {"type": "array", "items": {"$ref": "#/components/schemas/JsonArea"}},
+            "headline": _TEXTS,
+            "description": _TEXTS,
+            "instruction": _TEXTS,
+            "urgency": {"type": "string", "default": "Immediate"},
+            "severity": {"type": "string", "default": "Severe"},
+            "certainty": {"type": "string", "default": "Likely"},
+            "expires": _TIME,
+        },
+    },
+    "JsonArea": {
+        "type": "object",
+        "properties": {
+            "desc": {"type": "string"},
+            "polygon": {"type": "string", "description": 'CAP polygon: "lat,lon lat,lon …", closed.'},
+            "polygons": {"type": "array", "items": {"type": "string"}},
+            "circle": {"type": "string", "description": 'CAP circle: "lat,lon radius_km".'},
+            "circles": {"type": "array", "items": {"type": "string"}},
+            "geocodes": {"type": "array", "items": _PAIR},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "description": "The 202 answer: the alert is stored and every delivery is queued. Sending the "
+        "same identifier again returns this same answer.",
+        "required": ["id", "districts", "deliveries", "priority", "status", "msg_type"],
+        "properties": {
+            "id": {"type": "string", "description": "alertd's id for the alert; use it in the other URLs."},
+            "districts": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The district codes the alert was resolved to.",
+            },
+            "deliveries": {"type": "integer", "minimum": 0, "description": "Pushed deliveries queued."},
+            "priority": {"type": "string", "enum": ["flash", "routine"]},
+            "status": {"type": "string"},
+            "msg_type": {"type": "string"},
+        },
+    },
+    "Preview": {
+        "type": "object",
+        "description": "What an order would do if sent now (誤発信 guard). Nothing is stored or sent.",
+        "required": ["districts", "district_names", "headline", "deliveries", "lifts", "geojson"],
+        "properties": {
+            "districts": {"type": "array", "items": {"type": "string"}},
+            "district_names": {"type": "array", "items": {"type": "string"}},
+            "headline": {
+                "type": "object",
+                "additionalProperties": {"type": ["string", "null"]},
+                "description": "By CAP language tag (ja-JP, en-US).",
+            },
+            "deliveries": {"type": "integer", "minimum": 0, "description": "Receivers it would reach."},
+            "lifts": {"type": "array", "items": {"type": "string"}, "description": "Orders it would lift."},
+            "geojson": {"type": ["object", "null"], "description": "The area, if boundary data is loaded."},
+        },
+    },
+    "Area": {
+        "type": "object",
+        "properties": {
+            "desc": {"type": "string"},
+            "polygons": {"type": "array", "items": {"type": "string"}},
+            "circles": {"type": "array", "items": {"type": "string"}},
+            "geocodes": {"type": "array", "items": _PAIR},
+            "altitude": {"type": ["number", "null"]},
+            "ceiling": {"type": ["number", "null"]},
+        },
+    },
+    "Info": {
+        "type": "object",
+        "description": "One CAP <info> block; usually one per language.",
+        "properties": {
+            "event": {"type": "string"},
+            "urgency": {"type": "string"},
+            "severity": {"type": "string"},
+            "certainty": {"type": "string"},
+            "language": {"type": "string", "examples": ["ja-JP"]},
+            "categories": {"type": "array", "items": {"type": "string"}},
+            "response_types": {"type": "array", "items": {"type": "string"}},
+            "audience": _NULLABLE_STR,
+            "event_codes": {"type": "array", "items": _PAIR},
+            "effective": _NULLABLE_TIME,
+            "onset": _NULLABLE_TIME,
+            "expires": _NULLABLE_TIME,
+            "sender_name": _NULLABLE_STR,
+            "headline": _NULLABLE_STR,
+            "description": _NULLABLE_STR,
+            "instruction": _NULLABLE_STR,
+            "web": _NULLABLE_STR,
+            "contact": _NULLABLE_STR,
+            "parameters": {"type": "array", "items": _PAIR},
+            "resources": {"type": "array", "items": {"type": "object"}},
+            "areas": {"type": "array", "items": {"$ref": "#/components/schemas/Area"}},
+        },
+    },
+    "Alert": {
+        "type": "object",
+        "description": "An accepted alert: the CAP 1.2 fields, what alertd resolved, and its state now.",
+        "required": ["id", "identifier", "sender", "sent", "status", "msg_type", "infos", "districts"],
+        "properties": {
+            "id": {"type": "string"},
+            "identifier": {"type": "string"},
+            "sender": {"type": "string", "description": "'<issuer id>@alertd' for desk and JSON alerts."},
+            "sent": _TIME,
+            "status": {"type": "string", "enum": ["Actual", "Exercise", "System", "Test", "Draft"]},
+            "msg_type": {"type": "string", "enum": ["Alert", "Update", "Cancel", "Ack", "Error"]},
+            "scope": {"type": "string"},
+            "source": _NULLABLE_STR,
+            "restriction": _NULLABLE_STR,
+            "addresses": _NULLABLE_STR,
+            "codes": {"type": "array", "items": {"type": "string"}},
+            "note": _NULLABLE_STR,
+            "references": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "CAP 'sender,identifier,sent' references.",
+            },
+            "incidents": _NULLABLE_STR,
+            "infos": {"type": "array", "items": {"$ref": "#/components/schemas/Info"}},
+            "origin": {"type": "string", "examples": ["desk", "cap", "jma", "json", "drill"]},
+            "priority": {"type": "string", "enum": ["flash", "routine"]},
+            "districts": {"type": "array", "items": {"type": "string"}},
+            "municipality": _NULLABLE_STR,
+            "on_behalf_of": {
+                "type": ["string", "null"],
+                "description": "代行: the municipality a prefecture issued for.",
+            },
+            "issuer_id": _NULLABLE_STR,
+            "level": {"type": ["integer", "null"], "minimum": 1, "maximum": 5},
+            "action": {"type": ["string", "null"], "enum": ["issue", "lift", None]},
+            "reason": _NULLABLE_STR,
+            "kind": _NULLABLE_STR,
+            "shelters": {"type": "array", "items": {"$ref": "#/components/schemas/Shelter"}},
+            "referenced_ids": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "alertd ids this alert updates, cancels or lifts.",
+            },
+            "adapters": {"type": ["array", "null"], "items": {"type": "string"}},
+            "accepted_at": _NULLABLE_TIME,
+            "state": {
+                "type": ["string", "null"],
+                "enum": ["active", "lifted", "updated", "cancelled", "ended", None],
+                "description": "active: in force. lifted/updated/cancelled: a later message ended it "
+                "(see superseded_by). ended: lifts, cancels and tests are never in force themselves.",
+            },
+            "superseded_by": {"type": ["string", "null"]},
+            "planned_deliveries": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Delivery": {
+        "type": "object",
+        "description": "One receiver's delivery of one alert.",
+        "required": ["subscriber", "adapter", "state", "attempts"],
+        "properties": {
+            "subscriber": {"type": "string"},
+            "adapter": {"type": ["string", "null"], "examples": ["isp", "broadcaster", "feed"]},
+            "state": {
+                "type": "string",
+                "enum": ["queued", "sent", "delivered", "confirmed", "failed", "expired", "superseded"],
+                "description": "delivered: the transport acknowledged it (HTTP 2xx, MQTT PUBACK). "
+                "confirmed: the receiver itself said it has the alert (POST …/ack).",
+            },
+            "attempts": {"type": "integer", "minimum": 0},
+            "latency_ms": {"type": ["number", "null"]},
+            "last_error": _NULLABLE_STR,
+            "delivered_at": {"type": ["string", "null"], "format": "date-time"},
+            "confirmed_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "Deliveries": {
+        "type": "object",
+        "required": ["alert_id", "deliveries"],
+        "properties": {
+            "alert_id": {"type": "string"},
+            "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}},
+        },
+    },
+    "Ack": {
+        "type": "object",
+        "required": ["subscriber", "idempotency_key"],
+        "properties": {
+            "subscriber": {"type": "string", "description": "Your subscriber id."},
+            "idempotency_key": {
+                "type": "string",
+                "description": "The Idempotency-Key header of the delivery you received; it proves receipt.",
+            },
+        },
+    },
+    "AckResult": {
+        "type": "object",
+        "required": ["alert_id", "subscriber", "state"],
+        "properties": {
+            "alert_id": {"type": "string"},
+            "subscriber": {"type": "string"},
+            "state": {"const": "confirmed"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unhealthy"]},
+            "queue_depth": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "Waiting deliveries per lane (flash, routine) and retries scheduled.",
+            },
+            "redis": {"type": "string", "description": "When unhealthy: why Redis did not answer."},
+        },
+    },
+    "TestBroadcastRequest": {
+        "type": "object",
+        "description": "A transmission test (情報伝達試験): a Test message to every subscriber in scope.",
+        "properties": {
+            "districts": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "District codes in scope; default all 47 prefectures.",
+                "examples": [["08"], ["08211", "08220"]],
+            },
+            "wait_s": {
+                "type": "number",
+                "minimum": 1,
+                "maximum": 3600,
+                "default": 60,
+                "description": "How long to wait for receivers to confirm before the result is final.",
+            },
+        },
+    },
+    "TestBroadcast": {
+        "type": "object",
+        "description": "A started transmission test.",
+        "required": ["id", "alert_id", "districts", "started", "wait_s", "deliveries"],
+        "properties": {
+            "id": {"type": "string", "description": "The test's id; GET /api/v1/test-broadcasts/{id}."},
+            "alert_id": {"type": "string", "description": "The Test alert sent."},
+            "districts": {"type": "array", "items": {"type": "string"}},
+            "started": {"type": "number", "description": "Unix seconds when the test started."},
+            "wait_s": {"type": "number"},
+            "deliveries": {"type": "integer", "minimum": 0},
+        },
+    },
+    "TestBroadcastResult": {
+        "allOf": [{"$ref": "#/components/schemas/TestBroadcast"}],
+        "type": "object",
+        "description": "The result so far; final once wait_s has passed. A receiver still queued or "
+        "retrying at the deadline counts as failed.",
+        "required": ["final", "summary", "subscribers"],
+        "properties": {
+            "final": {"type": "boolean"},
+            "summary": {
+                "type": "object",
+                "required": ["confirmed", "unconfirmed", "failed", "pending"],
+                "properties": {
+                    name: {"type": "integer", "minimum": 0}
+                    for name in ("confirmed", "unconfirmed", "failed", "pending")
+                },
+            },
+            "subscribers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["subscriber", "adapter", "result", "attempts"],
+                    "properties": {
+                        "subscriber": {"type": "string"},
+                        "adapter": {"type": ["string", "null"]},
+                        "result": {
+                            "type": "string",
+                            "enum": ["confirmed", "unconfirmed", "failed", "pending"],
+                            "description": "confirmed: the receiver said it has it. unconfirmed: "
+                            "delivered, but the receiver did not confirm. failed: not delivered.",
+                        },
+                        "delivery_latency_ms": {"type": ["number", "null"]},
+                        "confirm_latency_ms": {"type": ["number", "null"]},
+                        "attempts": {"type": "integer", "minimum": 0},
+                        "last_error": _NULLABLE_STR,
+                    },
+                },
+            },
+        },
+    },
+    "WebhookAlert": {
+        "type": "object",
+        "description": "What an ISP or portal (adapter 'isp') receives: the alert with ready-made text.",
+        "required": ["id", "identifier", "sender", "sent", "status", "msg_type", "districts", "text"],
+        "properties": {
+            "id": {"type": "string"},
+            "identifier": {"type": "string"},
+            "sender": {"type": "string"},
+            "sent": _TIME,
+            "status": {"type": "string"},
+            "msg_type": {"type": "string"},
+            "references": {"type": "array", "items": {"type": "string"}},
+            "kind": _NULLABLE_STR,
+            "event": {"type": "string"},
+            "level": {"type": ["integer", "null"]},
+            "action": _NULLABLE_STR,
+            "reason": _NULLABLE_STR,
+            "priority": {"type": "string", "enum": ["flash", "routine"]},
+            "municipality": _NULLABLE_STR,
+            "on_behalf_of": _NULLABLE_STR,
+            "districts": {"type": "array", "items": {"type": "string"}},
+            "expires": _NULLABLE_TIME,
+            "text": {
+                "type": "object",
+                "description": "By language: {headline, body}.",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {"headline": {"type": "string"}, "body": {"type": "string"}},
+                },
+            },
+            "shelters": {"type": "array", "items": {"$ref": "#/components/schemas/Shelter"}},
+        },
+    },
+}
+
+_ISSUERS_PATH = {
+    "get": {
+        "operationId": "listIssuers",
+        "tags": ["admin"],
+        "summary": "List issuers",
+        "security": ADMIN,
+        "responses": {
+            "200": {
+                "description": "Every registered issuer (tokens are never shown).",
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Issuer"}}
+                    }
+                },
+            },
+            **_problems(401, why=WHY_ADMIN_401),
+        },
+    },
+    "post": {
+        "operationId": "putIssuer",
+        "tags": ["admin"],
+        "summary": "Register or replace an issuer",
+        "description": "Registers a desk, prefecture or national source with its bearer token. The same "
+        "id again replaces the issuer and its token (the old token stops working).",
+        "security": ADMIN,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Issuer"}}},
+        },
+        "responses": {
+            "201": _json("Issuer", "Saved."),
+            **_problems(
+                400,
+                401,
+                413,
+                422,
+                why={
+                    **WHY_ADMIN_401,
+                    422: "The id, name, token (at least 16 characters) or jurisdiction is missing or not "
+                    "usable, or a jurisdiction code is unknown. 'field' names which.",
+                },
+            ),
+        },
+    },
+}
+
+_SUBSCRIBERS_PATH = {
+    "get": {
+        "operationId": "listSubscribers",
+        "tags": ["admin"],
+        "summary": "List subscribers",
+        "security": ADMIN,
+        "responses": {
+            "200": {
+                "description": 'Every subscriber; secrets are shown as "***".',
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Subscriber"}}
+                    }
+                },
+            },
+            **_problems(401, why=WHY_ADMIN_401),
+        },
+    },
+    "post": {
+        "operationId": "putSubscriber",
+        "tags": ["admin"],
+        "summary": "Register or replace a subscriber",
+        "description": "The same id again replaces the subscriber. New alerts route to it at once.",
+        "security": ADMIN,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Subscriber"}}},
+        },
+        "responses": {
+            "201": _json("Subscriber", "Saved."),
+            **_problems(
+                400,
+                401,
+                413,
+                422,
+                why={
+                    **WHY_ADMIN_401,
+                    422: "The id, adapter, endpoint, districts, min_level, languages or secret is not "
+                    "usable, or a district code is unknown. 'field' names which.",
+                },
+            ),
+        },
+    },
+}
+
+
+def _one(kind: str, schema: str, op: str) -> dict[str, Any]:
+    cap = kind.capitalize()
+    return {
+        "parameters": [_id_param(f"The {kind} id.")],
+        "get": {
+            "operationId": f"get{cap}",
+            "tags": ["admin"],
+            "summary": f"One {kind}",
+            "security": ADMIN,
+            "responses": {
+                "200": _json(schema, f"The {kind}."),
+                **_problems(401, 404, why={**WHY_ADMIN_401, 404: f"There is no {kind} with this id."}),
+            },
+        },
+        "delete": {
+            "operationId": f"delete{cap}",
+            "tags": ["admin"],
+            "summary": f"Remove {op}",
+            "security": ADMIN,
+            "responses": {
+                "204": {"description": "Removed."},
+                **_problems(401, 404, why={**WHY_ADMIN_401, 404: f"There is no {kind} with this id."}),
+            },
+        },
+    }
+
+
+_DESK_401 = {
+    401: "No token, or a token that belongs to no registered issuer. Nothing was sent.",
+}
+
+_EVACUATION_PATH = {
+    "post": {
+        "operationId": "postEvacuationOrder",
+        "tags": ["desk"],
+        "summary": "Issue or lift an evacuation order (避難情報)",
+        "description": "Issues (発令) or lifts (解除) an evacuation order for districts of one municipality "
+        "and queues it to every receiver covering them. status must be said explicitly (Actual, "
+        "Exercise or Test). level is 3 (高齢者等避難), 4 (避難指示) or 5 (緊急安全確保, flash lane); "
+        "避難勧告 was abolished in 2021 and is refused. A lift needs an order in force with the "
+        "same municipality, districts and status. " + SAME_ANSWER + " Use /preview first to see "
+        "what it would do.",
+        "security": ISSUER,
+        "parameters": [IDEMPOTENCY_KEY_PARAM],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvacuationOrder"}}},
+        },
+        "responses": {
+            "202": _json(
+                "Accepted",
+                "Accepted: stored and queued to every receiver, or the same "
+                "identifier was already accepted and this is its answer.",
+            ),
+            **_problems(400, 401, 403, 409, 413, 422, why={**WHY_ORDER, **_DESK_401}),
+        },
+    },
+}
+
+_PREVIEW_PATH = {
+    "post": {
+        "operationId": "previewEvacuationOrder",
+        "tags": ["desk"],
+        "summary": "Preview an evacuation order without sending it",
+        "description": "Runs every check an order goes through and says which districts it covers, "
+        "the headline, how many receivers it would reach and which orders a lift would end. "
+        "Nothing is stored or sent. The same checks refuse the same mistakes as the real send.",
+        "security": ISSUER,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvacuationOrder"}}},
+        },
+        "responses": {
+            "200": _json("Preview", "What the order would do."),
+            **_problems(400, 401, 403, 409, 413, 422, why={**WHY_ORDER, **_DESK_401}),
+        },
+    },
+}
+
+_SHELTERS_PATH = {
+    "post": {
+        "operationId": "postShelterNotice",
+        "tags": ["desk"],
+        "summary": "Announce shelters (避難所), or correct (訂正) a shelter notice",
+        "description": "Says which shelters are open, closed or full, for one municipality. With "
+        "'corrects' it replaces an earlier shelter notice. status must be explicit (Actual, "
+        "Exercise or Test). " + SAME_ANSWER,
+        "security": ISSUER,
+        "parameters": [IDEMPOTENCY_KEY_PARAM],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ShelterNotice"}}},
+        },
+        "responses": {
+            "202": _json("Accepted", _ACCEPTED_AGAIN),
+            **_problems(
+                400,
+                401,
+                403,
+                409,
+                413,
+                422,
+                why={
+                    **_DESK_401,
+                    403: "The municipality is outside the issuer's jurisdiction. Nothing was sent.",
+                    409: "'corrects' names an alert alertd has no record of. Nothing was sent.",
+                    422: "status, municipality or shelters is missing or not acceptable (each shelter "
+                    "needs a name; status is open, closed or full), or 'corrects' names an alert that "
+                    "is not a shelter notice. Nothing was sent.",
+                },
+            ),
+        },
+    },
+}
+
+_ALERTS_PATH = {
+    "post": {
+        "operationId": "postAlert",
+        "tags": ["desk"],
+        "summary": "Send an alert as CAP 1.2 XML or as alertd JSON",
+        "description": "CAP 1.2 as application/cap+xml (or application/xml, text/xml); the CAP "
+        "<identifier> and <sender> identify it. Or alertd's JSON alert as application/json; its "
+        "'identifier' or the Idempotency-Key header identifies it. Either way, the same identifier "
+        "twice from the same sender gives the same 202 answer and is sent once. XML with a DTD or "
+        "entity declarations is refused. status must be explicit (Actual, Exercise or Test).",
+        "security": ISSUER,
+        "parameters": [IDEMPOTENCY_KEY_PARAM],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/cap+xml": {
+                    "schema": {"type": "string", "description": "A CAP 1.2 <alert> document."}
+                },
+                "application/xml": _CAP_BODY,
+                "text/xml": _CAP_BODY,
+                "application/json": {"schema": {"$ref": "#/components/schemas/JsonAlert"}},
+            },
+        },
+        "responses": {
+            "202": _json("Accepted", _ACCEPTED_AGAIN),
+            **_problems(
+                400,
+                401,
+                403,
+                409,
+                413,
+                415,
+                422,
+                why={
+                    **_DESK_401,
+                    400: "The XML or JSON could not be read (broken, not UTF-8), or the XML has a DTD, "
+                    "entity declarations or external references, which alertd never reads. Nothing was sent.",
+                    409: "An Update or Cancel references an alert alertd has no record of; "
+                    "'unknown_references' lists them. Nothing was sent.",
+                    415: "Send CAP as application/cap+xml (or application/xml), or JSON as application/json.",
+                    422: "The message is readable but not acceptable: not CAP 1.2, a missing or unknown "
+                    "status, no event, no area alertd can resolve, an unknown area code, or an Update/"
+                    "Cancel with no reference. Nothing was sent.",
+                },
+            ),
+        },
+    },
+    "get": {
+        "operationId": "listAlerts",
+        "tags": ["reading"],
+        "summary": "List alerts, newest first",
+        "security": PUBLIC,
+        "parameters": [
+            {
+                "name": "active",
+                "in": "query",
+                "required": False,
+                "description": "true (or 1, yes): only alerts in force now.",
+                "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
+            },
+            {
+                "name": "district",
+                "in": "query",
+                "required": False,
+                "description": "Only alerts covering this district code, or covered by it "
+                "(08 gives every alert in Ibaraki; 08211 also gives a prefecture-wide one).",
+                "schema": {"type": "string"},
+                "examples": {"municipality": {"value": "08211"}, "prefecture": {"value": "08"}},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "description": "At most this many (default 100, at most 1000).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "Alerts, newest first.",
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}}
+                    }
+                },
+            },
+            **_problems(422, why={422: "alertd does not know the district code given in 'district'."}),
+        },
+    },
+}
+
+_ETAG: dict[str, Any] = {"schema": {"type": "string"}, "description": "Send it back in If-None-Match."}
+_ALERT_ID = _id_param("alertd's id for the alert, as in the 202 answer.")
+_NO_ALERT = {404: "There is no alert with this id."}
+
+PATHS: dict[str, Any] = {
+    "/api/v1/issuers": _ISSUERS_PATH,
+    "/api/v1/issuers/{id}": _one("issuer", "Issuer", "an issuer (its token stops working)"),
+    "/api/v1/subscribers": _SUBSCRIBERS_PATH,
+    "/api/v1/subscribers/{id}": _one(
+        "subscriber", "Subscriber", "a subscriber (new alerts no longer route to it)"
+    ),
+    "/api/v1/evacuation-orders": _EVACUATION_PATH,
+    "/api/v1/evacuation-orders/preview": _PREVIEW_PATH,
+    "/api/v1/shelters": _SHELTERS_PATH,
+    "/api/v1/alerts": _ALERTS_PATH,
+    "/api/v1/test-broadcasts": {
+        "post": {
+            "operationId": "startTestBroadcast",
+            "tags": ["admin"],
+            "summary": "Start a transmission test (情報伝達試験)",
+            "description": "Sends a status-Test message to every subscriber in the districts and waits "
+            "wait_s seconds for receivers to confirm (POST /api/v1/alerts/{id}/ack). Read the result "
+            "with GET /api/v1/test-broadcasts/{id}.",
+            "security": ADMIN,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/TestBroadcastRequest"}}
+                },
+            },
+            "responses": {
+                "202": _json("TestBroadcast", "Started."),
+                **_problems(
+                    400,
+                    401,
+                    413,
+                    422,
+                    why={
+                        **WHY_ADMIN_401,
+                        422: "'districts' is not a list of known district codes, or wait_s is not "
+                        "between 1 and 3600 seconds.",
+                    },
+                ),
+            },
+        },
+    },
+    "/api/v1/test-broadcasts/{id}": {
+        "parameters": [_id_param("The transmission test's id, from the 202 answer.")],
+        "get": {
+            "operationId": "getTestBroadcast",
+            "tags": ["admin"],
+            "summary": "A transmission test's result",
+            "security": ADMIN,
+            "responses": {
+                "200": _json(
+                    "TestBroadcastResult", "Per receiver: confirmed, unconfirmed, failed or pending."
+                ),
+                **_problems(
+                    401, 404, why={**WHY_ADMIN_401, 404: "There is no transmission test with this id."}
+                ),
+            },
+        },
+    },
+    "/api/v1/alerts/{id}": {
+        "parameters": [_ALERT_ID],
+        "get": {
+            "operationId": "getAlert",
+            "tags": ["reading"],
+            "summary": "One alert, with its state now",
+            "security": PUBLIC,
+            "responses": {"200": _json("Alert", "The alert."), **_problems(404, why=_NO_ALERT)},
+        },
+    },
+    "/api/v1/alerts/{id}.cap": {
+        "parameters": [_ALERT_ID],
+        "get": {
+            "operationId": "getAlertCap",
+            "tags": ["reading"],
+            "summary": "One alert as a CAP 1.2 document",
+            "description": "What broadcasters and other CAP peers receive; the Atom feed links here.",
+            "security": PUBLIC,
+            "responses": {
+                "200": {
+                    "description": "The CAP 1.2 XML document.",
+                    "content": {"application/cap+xml": {"schema": {"type": "string"}}},
+                },
+                **_problems(404, why=_NO_ALERT),
+            },
+        },
+    },
+    "/api/v1/alerts/{id}/deliveries": {
+        "parameters": [_ALERT_ID],
+        "get": {
+            "operationId": "getDeliveries",
+            "tags": ["reading"],
+            "summary": "Who has received an alert",
+            "description": "One row per receiver: queued, sent, delivered (the transport said so), "
+            "confirmed (the receiver said so), failed, expired or superseded.",
+            "security": PUBLIC,
+            "responses": {
+                "200": _json("Deliveries", "The deliveries of this alert."),
+                **_problems(404, why=_NO_ALERT),
+            },
+        },
+    },
+    "/api/v1/alerts/{id}/ack": {
+        "parameters": [_ALERT_ID],
+        "post": {
+            "operationId": "ackAlert",
+            "tags": ["reading"],
+            "summary": "A receiver confirms it has the alert",
+            "description": "Send your subscriber id and the Idempotency-Key header of the delivery you "
+            "received; the key proves receipt, so no token is needed. Confirming twice is harmless: "
+            "the first time counts.",
+            "security": PUBLIC,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ack"}}},
+            },
+            "responses": {
+                "200": _json("AckResult", "Confirmed."),
+                **_problems(
+                    400,
+                    403,
+                    404,
+                    413,
+                    422,
+                    why={
+                        **_NO_ALERT,
+                        403: "The subscriber and key do not match a delivery of this alert.",
+                        422: "'subscriber' or 'idempotency_key' is missing or not text.",
+                    },
+                ),
+            },
+        },
+    },
+    "/feeds/alerts.atom": {
+        "get": {
+            "operationId": "alertsFeed",
+            "tags": ["feeds"],
+            "summary": "Atom index of alerts in force, each linking its CAP document",
+            "description": "For conveyors that poll: send the last ETag in If-None-Match and a 304 "
+            "with no body comes back while nothing changed. Fetch only the CAP documents not seen yet.",
+            "security": PUBLIC,
+            "parameters": [
+                {
+                    "name": "prefecture",
+                    "in": "query",
+                    "required": False,
+                    "description": "Only alerts in this prefecture (2-digit code, e.g. 08).",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "municipality",
+                    "in": "query",
+                    "required": False,
+                    "description": "Only alerts covering this municipality or district, or inside it.",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "If-None-Match",
+                    "in": "header",
+                    "required": False,
+                    "description": "The ETag of the feed you already have.",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The feed.",
+                    "headers": {"ETag": _ETAG},
+                    "content": {"application/atom+xml": {"schema": {"type": "string"}}},
+                },
+                "304": {
+                    "description": "Nothing changed since the ETag in If-None-Match.",
+                    "headers": {"ETag": _ETAG},
+                },
+                **_problems(422, why={422: "The municipality code is not one alertd knows."}),
+            },
+        },
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "tags": ["operations"],
+            "summary": "Prometheus metrics",
+            "security": PUBLIC,
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        },
+    },
+    "/healthz": {
+        "get": {
+            "operationId": "healthz",
+            "tags": ["operations"],
+            "summary": "Liveness and queue depth",
+            "security": PUBLIC,
+            "responses": {
+                "200": _json("Health", "Redis answers; queue depths per lane."),
+                "503": _json("Health", "Redis does not answer: alertd cannot accept or deliver alerts."),
+            },
+        },
+    },
+    "/api/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "tags": ["operations"],
+            "summary": "This document",
+            "security": PUBLIC,
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI 3.1 description of alertd's HTTP API.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        },
+    },
+}
+
+WEBHOOKS: dict[str, Any] = {
+    "alertDelivery": {
+        "post": {
+            "operationId": "receiveAlert",
+            "summary": "What alertd POSTs to an ISP or portal subscriber's endpoint",
+            "description": "Answer 2xx once you have the alert; anything else is retried with backoff "
+            "until the alert expires. The same alert to the same subscriber always carries the same "
+            "Idempotency-Key, across retries and across alertd processes, so drop duplicates by it. "
+            'To verify a signed delivery, recompute "sha256=" + hex HMAC-SHA256(secret, timestamp + '
+            '"." + raw body) and compare it with X-Alertd-Signature in constant time; reject '
+            "timestamps more than a few minutes old, which stops a captured request being replayed. "
+            "Broadcasters receive the CAP 1.2 document instead (application/cap+xml) with the same "
+            "Idempotency-Key.",
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": True,
+                    "description": "The same for every attempt of one alert to one subscriber; send it "
+                    "back to POST /api/v1/alerts/{id}/ack to confirm receipt.",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "X-Alertd-Alert-Id",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "X-Alertd-Subscriber-Id",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "X-Alertd-Timestamp",
+                    "in": "header",
+                    "required": False,
+                    "description": "Unix seconds when this attempt was sent. Present when the "
+                    "subscriber has a secret.",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                },
+                {
+                    "name": "X-Alertd-Signature",
+                    "in": "header",
+                    "required": False,
+                    "description": '"sha256=" + hex HMAC-SHA256(secret, timestamp + "." + body). '
+                    "Present when the subscriber has a secret.",
+                    "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookAlert"}}},
+            },
+            "responses": {
+                "200": {"description": "Received (any 2xx)."},
+                "default": {"description": "Not received: alertd retries with backoff."},
+            },
+        },
+    },
+}
+
+DESCRIPTION = """\
+alertd takes evacuation orders (避難情報), shelter notices and alerts from municipal and
+prefectural desks and national sources, and delivers them to broadcasters, ISPs and portals,
+signage and radio.
+
+**Signing in.** Admin endpoints take the deployment's admin token; desk endpoints take the
+issuer's own token. Both go in `Authorization: Bearer <token>`. Reading endpoints, the feed
+and receivers' acknowledgements need no token. The desk and the public endpoints may be served
+on different listeners (for example the desk on LGWAN only).
+
+**Nothing half-done.** Every check runs before anything is stored. A refused request stores
+nothing and sends nothing, and says why in an RFC 9457 `application/problem+json` body whose
+`detail` is written for the person at the desk. An address that does not exist is 404, a
+method an address does not take is 405, both as problem+json.
+
+**Status is never assumed.** Every message must say Actual, Exercise (a drill) or Test.
+
+**Resending is safe.** The same identifier (the body's `identifier` or the `Idempotency-Key`
+header) sent twice by the same issuer gives the same 202 answer and is delivered once.
+
+**Receivers** get an `Idempotency-Key` header that is the same for every retry of one alert to
+them, and, when they have a secret, `X-Alertd-Timestamp` and
+`X-Alertd-Signature = "sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + body))`
+(see the `alertDelivery` webhook).
+"""
+
+
+def spec() -> dict[str, Any]:
+    """The OpenAPI 3.1 document for every route ``alertd.api.make_app`` can register."""
+    from alertd import __version__
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "alertd",
+            "version": __version__,
+            "summary": "Japanese disaster-alert broadcasting engine",
+            "description": DESCRIPTION,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [
+            {"name": "admin", "description": "Issuers and subscribers (admin token)."},
+            {"name": "desk", "description": "Sending: evacuation orders, shelters, alerts (issuer token)."},
+            {"name": "reading", "description": "Alerts, deliveries and receivers' confirmations (no token)."},
+            {"name": "feeds", "description": "Pull feeds for conveyors (no token)."},
+            {"name": "operations", "description": "Metrics, health, this document."},
+        ],
+        "paths": copy.deepcopy(PATHS),
+        "webhooks": copy.deepcopy(WEBHOOKS),
+        "components": {
+            "schemas": copy.deepcopy(SCHEMAS),
+            "securitySchemes": {
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The deployment's admin token (ALERTD_ADMIN_TOKEN).",
+                },
+                "issuerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The issuer's own token, set when the issuer was registered. "
+                    "It decides which districts the issuer may send for.",
+                },
+            },
+        },
+    }
