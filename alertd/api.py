@@ -425,13 +425,14 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
         r.add_post("/api/v1/evacuation-orders/preview", preview_order)
         r.add_post("/api/v1/shelters", post_shelters)
         r.add_post("/api/v1/alerts", post_alert)
+        # Who got what, and their errors, is for the desk, not the public segment.
+        r.add_get("/api/v1/alerts/{id}/deliveries", get_deliveries)
         r.add_post("/api/v1/test-broadcasts", post_test_broadcast)
         r.add_get("/api/v1/test-broadcasts/{id}", get_test_broadcast)
     if public:
         r.add_get("/api/v1/alerts", list_alerts)
         r.add_get("/api/v1/alerts/{id}.cap", get_alert_cap)
         r.add_get("/api/v1/alerts/{id}", get_alert)
-        r.add_get("/api/v1/alerts/{id}/deliveries", get_deliveries)
         r.add_post("/api/v1/alerts/{id}/ack", post_ack)
         from alertd.atom import add_routes as add_feed_routes
 

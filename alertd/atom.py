@@ -8,13 +8,22 @@ fetch only the CAP documents they have not seen.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from alertd.models import format_cap_time, utcnow
+from alertd.errors import InvalidInput
+from alertd.models import format_cap_time
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _etags(header: str) -> set[str]:
+    """If-None-Match may list several tags, weak or not, or '*' (RFC 9110 §13.1.2)."""
+    tags = {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
+    return tags
 
 
 async def alerts_feed(request: web.Request) -> web.Response:
@@ -23,6 +32,9 @@ async def alerts_feed(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     prefecture = request.query.get("prefecture")
     municipality = request.query.get("municipality")
+    for name, code in (("prefecture", prefecture), ("municipality", municipality)):
+        if code is not None and engine.registry.find(code) is None:
+            raise InvalidInput(f"alertd does not know the {name} code {code!r}.", field=name)
     rows = await engine.store.list_alerts(active=True, limit=1000)
     entries = []
     for alert, _meta in rows:
@@ -35,13 +47,14 @@ async def alerts_feed(request: web.Request) -> web.Response:
             continue
         entries.append(alert)
     base = f"{request.scheme}://{request.host}"
-    updated = max((a.accepted_at or a.sent for a in entries), default=None)
+    # Derived from the entries only, so the same alerts always give the same bytes.
+    updated = max((a.accepted_at or a.sent for a in entries), default=EPOCH)
     parts = [
         '<?xml version="1.0" encoding="utf-8"?>',
         f'<feed xmlns="{ATOM_NS}">',
         "<title>alertd: alerts in force</title>",
         f"<id>urn:alertd:feed:{escape(prefecture or '')}:{escape(municipality or '')}</id>",
-        f"<updated>{format_cap_time(updated or utcnow())}</updated>",
+        f"<updated>{format_cap_time(updated)}</updated>",
         f'<link rel="self" href="{escape(str(request.url))}"/>',
     ]
     for alert in entries:
@@ -59,9 +72,9 @@ async def alerts_feed(request: web.Request) -> web.Response:
         ]
     parts.append("</feed>")
     body = "\n".join(parts).encode("utf-8")
-    # The ETag must not change when nothing did: hash the entries, not the clock.
-    etag = '"' + hashlib.sha256(b"".join(a.id.encode() for a in entries)).hexdigest()[:32] + '"'
-    if request.headers.get("If-None-Match") == etag:
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    wanted = _etags(request.headers.get("If-None-Match", ""))
+    if etag in wanted or "*" in wanted:
         return web.Response(status=304, headers={"ETag": etag})
     return web.Response(
         body=body, content_type="application/atom+xml", charset="utf-8", headers={"ETag": etag}

@@ -94,6 +94,12 @@ class Intake:
             alert.districts = list(dict.fromkeys(d for r in referenced for d in r.districts))
         if alert.level is None and referenced and alert.msg_type is MsgType.CANCEL:
             alert.level = max((r.level for r in referenced if r.level is not None), default=None)
+        expires = alert.expires
+        if expires is not None and expires <= utcnow():
+            raise InvalidInput(
+                f"This alert expired at {expires.isoformat()}; nothing was sent. Check the expiry time.",
+                field="expires",
+            )
         if not alert.districts:
             raise InvalidInput(
                 "The message names no area alertd can resolve: give municipality codes, "

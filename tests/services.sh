@@ -62,5 +62,14 @@ ensure_mosquitto() {
   wait_port "$MQTT_PORT" && echo "mosquitto: started $bin on 127.0.0.1:$MQTT_PORT"
 }
 
+# promtool checks /metrics the way Prometheus will read it; best effort (the test
+# that uses it says clearly when it is missing).
+ensure_promtool() {
+  command -v promtool >/dev/null && return 0
+  apt_install --no-install-recommends prometheus >/dev/null 2>&1 || true
+  command -v promtool >/dev/null && echo "promtool: installed" || echo "promtool: not available (apt-get install prometheus)"
+}
+
 ensure_redis || exit 1
 ensure_mosquitto || exit 1
+ensure_promtool

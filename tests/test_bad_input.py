@@ -196,8 +196,17 @@ async def test_admin_input_is_checked(engine: RunningEngine) -> None:
         ({"status": "Draft", "event": "x", "districts": ["08211"]}, "Actual, Exercise or Test"),
         ({"status": "Exercise", "event": "x", "districts": ["08211"], "expires": "tomorrow"}, "expires"),
         ({"status": "Exercise", "event": "x", "areas": [{"desc": "a", "geocodes": ["08211"]}]}, "geocodes"),
+        (
+            {
+                "status": "Exercise",
+                "event": "x",
+                "districts": ["08211"],
+                "expires": "2020-01-01T00:00:00+09:00",
+            },
+            "expired",
+        ),
     ],
-    ids=["draft-status", "bad-expires", "bad-geocodes"],
+    ids=["draft-status", "bad-expires", "bad-geocodes", "already-expired"],
 )
 async def test_bad_json_alerts_are_422(
     engine: RunningEngine, sink: Sink, desk: str, body: dict[str, Any], word: str

@@ -97,7 +97,7 @@ async def test_kill_9_mid_fanout_loses_nothing(sink: Sink, tmp_path: Path) -> No
         await _wait_http(url, second)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
-        while len({r["path"] for r in sink.received}) < N and loop.time() < deadline:  # noqa: ASYNC110
+        while len({r["path"] for r in sink.received}) < N and loop.time() < deadline:
             await asyncio.sleep(0.2)
         got = {r["path"] for r in sink.received}
         assert got == {f"/s/{i}" for i in range(N)}, f"{N - len(got)} deliveries lost"
