@@ -6,7 +6,7 @@ from adapters.base import Adapter
 from alertd.models import AdapterKind
 
 
-def registry() -> dict[AdapterKind, Adapter]:
+def registry(call_signs: dict[str, str] | None = None) -> dict[AdapterKind, Adapter]:
     from adapters.broadcaster import BroadcasterAdapter
     from adapters.isp import IspAdapter
     from adapters.radio import RadioAdapter
@@ -16,5 +16,5 @@ def registry() -> dict[AdapterKind, Adapter]:
         AdapterKind.BROADCASTER: BroadcasterAdapter(),
         AdapterKind.ISP: IspAdapter(),
         AdapterKind.SIGNAGE: SignageAdapter(),
-        AdapterKind.RADIO: RadioAdapter(),
+        AdapterKind.RADIO: RadioAdapter(call_signs),
     }

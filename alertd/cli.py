@@ -124,14 +124,6 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _geo(args: argparse.Namespace) -> int:
-    from geo import importer
-
-    report = importer.import_boundaries(args.path, args.cache)
-    print(report)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alertd", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("ALERTD_LOG_LEVEL", "INFO"))
@@ -165,12 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("alert", nargs="?")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("geo", help="district registry tools")
-    gsub = p.add_subparsers(dest="geo_command", required=True)
-    g = gsub.add_parser("import", help="build the geometry cache from N03 GeoJSON/Shapefile")
-    g.add_argument("path")
-    g.add_argument("--cache", default=None)
-
+    sub.add_parser("geo", help="geo import PATH…: build the boundary cache from N03 data", add_help=False)
     sub.add_parser("jma", help="JMA XML tools (jma parse FILE…)", add_help=False)
     sub.add_parser("drill", help="drill scenarios (drill run SCENARIO)", add_help=False)
     sub.add_parser("test-broadcast", help="the transmission test", add_help=False)
@@ -184,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         from alertd.jma.cli import main as jma_main
 
         return jma_main(argv[1:])
+    if argv[:2] == ["geo", "import"]:
+        from geo.importer import main_import
+
+        logs.setup(os.environ.get("ALERTD_LOG_LEVEL", "INFO"))
+        return main_import(argv[2:])
     if argv and argv[0] == "drill":
         from simulations.drill import main as drill_main
 
@@ -207,8 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         return _issue(args)
     if args.command == "status":
         return _status(args)
-    if args.command == "geo":
-        return _geo(args)
     return 2
 
 

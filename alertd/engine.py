@@ -72,9 +72,12 @@ class Engine:
         self.feed = Feed(s.mqtt_url, self.registry, self.store)
         await self.feed.start()
         if s.seed_file:
-            await self.seed(load_seed(s.seed_file))
+            seed = load_seed(s.seed_file)
+            # 防災行政無線 call signs per municipality, e.g. {"08211": "こちらは、防災じょうそうです。"}
+            s.call_signs = {str(k): str(v) for k, v in (seed.get("call_signs") or {}).items()}
+            await self.seed(seed)
         if self.run_workers:
-            self.worker = Worker(self.redis, self.store, s, adapters.registry(), self.feed)
+            self.worker = Worker(self.redis, self.store, s, adapters.registry(s.call_signs), self.feed)
             await self.worker.start()
         self._tasks.append(asyncio.create_task(self._expire_loop(), name="expire"))
         await self._start_jma_poller()

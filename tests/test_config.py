@@ -1,0 +1,32 @@
+"""The example configuration a deployment starts from must work as shipped."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tests.conftest import ROOT, Sink, make_settings, start_engine, stop_engine
+
+
+async def test_example_config_seeds_issuers_subscribers_and_call_signs(sink: Sink, tmp_path) -> None:
+    data = yaml.safe_load((ROOT / "config" / "alertd.example.yaml").read_text(encoding="utf-8"))
+    # Same file, with the radio gateway pointed at our local sink so we can read what it says.
+    for sub in data["subscribers"]:
+        sub["endpoint"] = f"{sink.url}/{sub['id']}"
+    seed = tmp_path / "alertd.yaml"
+    seed.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    running = await start_engine(make_settings(seed_file=str(seed)))
+    try:
+        async with running.http.get(f"{running.url}/api/v1/subscribers", headers=running.admin) as resp:
+            assert {s["id"] for s in await resp.json()} == {s["id"] for s in data["subscribers"]}
+        token = next(i["token"] for i in data["issuers"] if i["id"] == "joso-desk")
+        order = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["水海道橋本町"],
+                 "reason": "洪水", "status": "Exercise"}  # fmt: skip
+        status, answer = await running.post("/api/v1/evacuation-orders", token, order)
+        assert status == 202 and answer["deliveries"] == 4
+        await sink.wait_for(4)
+        script = json.loads(sink.at("/radio-joso")[0]["body"])
+        assert "こちらは、防災じょうそうです。" in script["text"]
+    finally:
+        await stop_engine(running)
