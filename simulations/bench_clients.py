@@ -1,0 +1,166 @@
+"""The ceilings and the Python peer, each run in a process of its own like alertd is.
+
+``python -m simulations.bench_clients`` reads one JSON job on stdin and
+prints one JSON result on stdout. Jobs:
+
+  raw_http    the same bytes alertd sent, POSTed to the same sink at the
+              same concurrency (alertd's flash lane budget and connector
+              limit): the most a Python asyncio sender can do here.
+  raw_storm   the same, sustained for a number of seconds at the routine
+              lane's concurrency: the routine deliveries/s ceiling.
+  raw_mqtt    the same MQTT publishes the feed makes (QoS 1, one at a time,
+              waiting for each PUBACK, as alertd's feed does).
+  apprise     the same fan-out done with Apprise's json:// notifier.
+
+Every job starts with one unmeasured warm-up round, because alertd's
+connection pool is warm when it is measured too. Each round records its
+start time (``time.time()``); the sink stamps the receipts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import aiomqtt
+
+
+async def _post_all(
+    session: aiohttp.ClientSession, urls: list[str], body: bytes, headers: dict[str, str], concurrency: int,
+    deadline: float,
+) -> int:  # fmt: skip
+    """POST to every url with at most ``concurrency`` in flight; returns the failures."""
+    slots = asyncio.Semaphore(concurrency)
+    failures = 0
+
+    async def one(url: str) -> None:
+        nonlocal failures
+        async with slots:
+            try:
+                timeout = aiohttp.ClientTimeout(total=max(0.1, deadline - time.monotonic()))
+                async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+                    await resp.read()
+                    if resp.status >= 300:
+                        failures += 1
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                failures += 1
+
+    await asyncio.gather(*(one(u) for u in urls))
+    return failures
+
+
+async def raw_http(job: dict[str, Any]) -> dict[str, Any]:
+    body = base64.b64decode(job["body"])
+    headers = dict(job["headers"])
+    n, runs, base = int(job["n"]), int(job["runs"]), job["base"]
+    connector = aiohttp.TCPConnector(limit=int(job["connections"]), limit_per_host=0)
+    out = []
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for run in range(-1, runs):  # -1: warm-up, not reported
+            urls = [f"{base}/raw/{run}/{i}" for i in range(n)]
+            t0 = time.time()
+            failures = await _post_all(
+                session, urls, body, headers, int(job["concurrency"]), time.monotonic() + float(job["timeout_s"])
+            )
+            t1 = time.time()
+            if run >= 0:
+                out.append({"key": f"raw/{run}", "t0": t0, "t_done": t1, "failures": failures})
+            await asyncio.sleep(float(job.get("pause_s", 0.5)))
+    return {"runs": out}
+
+
+async def raw_storm(job: dict[str, Any]) -> dict[str, Any]:
+    """Deliveries/s at the routine concurrency, for ``seconds``, to many distinct paths."""
+    body = base64.b64decode(job["body"])
+    headers = dict(job["headers"])
+    seconds, concurrency, base = float(job["seconds"]), int(job["concurrency"]), job["base"]
+    connector = aiohttp.TCPConnector(limit=int(job["connections"]), limit_per_host=0)
+    sent = failures = 0
+    async with aiohttp.ClientSession(connector=connector) as session:
+        # Warm the pool first, like the engine's is after the flash runs.
+        await _post_all(session, [f"{base}/warm/{i}" for i in range(concurrency)], body, headers,
+                        concurrency, time.monotonic() + 10)  # fmt: skip
+        t0 = time.time()
+        stop_at = time.monotonic() + seconds
+
+        async def lane(k: int) -> None:
+            nonlocal sent, failures
+            i = 0
+            while time.monotonic() < stop_at:
+                try:
+                    async with session.post(f"{base}/rawstorm/{k}/{i}", data=body, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=5)) as resp:  # fmt: skip
+                        await resp.read()
+                        sent += 1
+                except (aiohttp.ClientError, TimeoutError, OSError):
+                    failures += 1
+                i += 1
+
+        await asyncio.gather(*(lane(k) for k in range(concurrency)))
+        t1 = time.time()
+    return {"t0": t0, "t1": t1, "sent": sent, "failures": failures, "per_s": sent / max(1e-9, t1 - t0)}
+
+
+async def raw_mqtt(job: dict[str, Any]) -> dict[str, Any]:
+    """The feed's publishes (CAP body then state, per municipality), one at a time with PUBACK."""
+    body = base64.b64decode(job["body"])
+    state = base64.b64decode(job["state"])
+    topics: list[str] = job["topics"]
+    runs = int(job["runs"])
+    out = []
+    async with aiomqtt.Client(job["host"], int(job["port"]), identifier=f"bench-raw-{time.time_ns()}",
+                              protocol=aiomqtt.ProtocolVersion.V5, max_inflight_messages=1000) as client:  # fmt: skip
+        for run in range(-1, runs):
+            prefix = f"{job['prefix']}/raw{run}"
+            t0 = time.time()
+            for topic in topics:
+                await client.publish(f"{prefix}/{topic}", body, qos=1)
+                await client.publish(f"{prefix}/{topic}/state", state, qos=1)
+            t1 = time.time()
+            if run >= 0:
+                out.append({"key": prefix, "t0": t0, "t_done": t1})
+            await asyncio.sleep(0.3)
+    return {"runs": out}
+
+
+async def apprise_fanout(job: dict[str, Any]) -> dict[str, Any]:
+    """What a Python user would write: one Apprise object holding every endpoint, async_notify."""
+    import apprise
+
+    n, runs, base = int(job["n"]), int(job["runs"]), job["base"]
+    host = base.split("://", 1)[1]
+    out = []
+    for run in range(-1, runs):
+        ap = apprise.Apprise()
+        ap.add([f"json://{host}/ap/{run}/{i}" for i in range(n)])
+        t0 = time.time()
+        try:
+            ok = await asyncio.wait_for(
+                ap.async_notify(body=job["message"], title=job["title"]), float(job["timeout_s"])
+            )
+        except TimeoutError:
+            ok = False
+        t1 = time.time()
+        if run >= 0:
+            out.append({"key": f"ap/{run}", "t0": t0, "t_done": t1, "ok": bool(ok)})
+        await asyncio.sleep(0.5)
+    return {"runs": out, "version": apprise.__version__}
+
+
+JOBS = {"raw_http": raw_http, "raw_storm": raw_storm, "raw_mqtt": raw_mqtt, "apprise": apprise_fanout}
+
+
+def main() -> int:
+    job = json.loads(sys.stdin.read())
+    result = asyncio.run(JOBS[job["job"]](job))
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
