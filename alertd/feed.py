@@ -12,6 +12,7 @@ so it is as durable as any other delivery and survives a crash the same way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,8 @@ class Feed:
 
         body = to_cap(alert)
         expiry = int(alert.expires.timestamp() - time.time()) if alert.expires else None
-        for muni in self.municipalities(alert):
+
+        async def one(muni: str) -> None:
             pref = muni[:2]
             try:
                 await self.conn.publish(
@@ -116,6 +118,12 @@ class Feed:
                 FEED_PUBLISHED.labels(outcome="failed").inc()
                 raise
             FEED_PUBLISHED.labels(outcome="published").inc()
+
+        # Concurrently: each publish waits for its PUBACK, and the client keeps many in flight.
+        results = await asyncio.gather(*(one(m) for m in self.municipalities(alert)), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
 
     async def _on_ack(self, message: aiomqtt.Message) -> None:
         subscriber_id = str(message.topic).rsplit("/", 1)[-1]

@@ -24,7 +24,12 @@ class Router:
         self.registry = registry
         self.feed = feed
         self._version = -1
-        self._subs: list[tuple[Subscriber, frozenset[str], frozenset[str]]] = []
+        # Index: code -> subscribers with a district at that code (exact), and
+        # code -> subscribers with a district inside it (within). Matching then
+        # costs what matches, not the number of subscribers.
+        self._exact: dict[str, list[int]] = {}
+        self._within: dict[str, list[int]] = {}
+        self._subs: list[Subscriber] = []
 
     def _ancestors(self, code: str) -> list[str]:
         try:
@@ -37,30 +42,37 @@ class Router:
         if version == self._version:
             return
         subs = await self.store.list_subscribers()
-        self._subs = []
-        for sub in subs:
-            own = frozenset(sub.districts)
-            up = frozenset(a for d in sub.districts for a in self._ancestors(d))
-            self._subs.append((sub, own, up))
+        exact: dict[str, list[int]] = {}
+        within: dict[str, list[int]] = {}
+        for i, sub in enumerate(subs):
+            for d in sub.districts:
+                exact.setdefault(d, []).append(i)
+            for a in {a for d in sub.districts for a in self._ancestors(d)}:
+                within.setdefault(a, []).append(i)
+        self._subs, self._exact, self._within = subs, exact, within
         self._version = version
 
     def matches(self, alert: Alert) -> list[Subscriber]:
-        targets = frozenset(alert.districts)
-        targets_up = frozenset(a for d in alert.districts for a in self._ancestors(d))
+        hits: set[int] = set()
+        for d in alert.districts:
+            hits.update(self._within.get(d, ()))  # subscribers inside (or at) the alert's district
+            for a in self._ancestors(d):
+                hits.update(self._exact.get(a, ()))  # subscribers at a level above it
         allowed = set(alert.adapters) if alert.adapters is not None else None
         out = []
-        for sub, own, up in self._subs:
+        for i in sorted(hits):
+            sub = self._subs[i]
             if allowed is not None and sub.adapter.value not in allowed:
                 continue
             if sub.min_level is not None and alert.level is not None and alert.level < sub.min_level:
                 continue
-            if own & targets_up or up & targets:
-                out.append(sub)
+            out.append(sub)
         return out
 
     async def plan(self, alert: Alert) -> list[PlannedDelivery]:
         await self.refresh()
         plan = [PlannedDelivery(s.id, s.adapter.value) for s in self.matches(alert)]
         if self.feed and (alert.adapters is None or "feed" in alert.adapters):
-            plan.append(PlannedDelivery(FEED_SUBSCRIBER, "feed"))
+            # First, so one feed publish is not queued behind thousands of webhooks.
+            plan.insert(0, PlannedDelivery(FEED_SUBSCRIBER, "feed"))
         return plan

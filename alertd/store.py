@@ -29,6 +29,13 @@ from alertd.models import (
     Subscriber,
 )
 
+_FAN_OUT = """
+for i = 3, #ARGV do
+  redis.call('XADD', KEYS[1], '*', 'a', ARGV[1], 's', ARGV[i], 't', ARGV[2])
+end
+return #ARGV - 2
+"""
+
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -216,6 +223,8 @@ class Store:
                         "state": AlertState.ACTIVE if in_force else AlertState.ENDED,
                         "answer": _pack(answer),
                         "planned": len(plan),
+                        # Who is to get it; a delivery with no recorded state yet is "queued".
+                        "plan": _pack([[p.subscriber_id, p.adapter] for p in plan]),
                     },
                 )
                 pipe.zadd(self.keys.alerts, {alert.id: accepted_ms})
@@ -226,14 +235,9 @@ class Store:
                     pipe.srem(self.keys.active, ref_id)
                 pipe.xadd(self.keys.log, {"id": alert.id, "doc": doc})
                 if plan:
-                    fields: dict[str, Any] = {}
-                    for p in plan:
-                        fields[f"{p.subscriber_id}|state"] = DeliveryState.QUEUED.value
-                        fields[f"{p.subscriber_id}|adapter"] = p.adapter
-                        fields[f"{p.subscriber_id}|attempts"] = 0
-                    pipe.hset(self.keys.deliveries(alert.id), mapping=fields)
-                    for p in plan:
-                        pipe.xadd(lane, {"a": alert.id, "s": p.subscriber_id, "t": accepted_ms})
+                    # One command queues every job: a 2,000-way fan-out costs one round
+                    # trip instead of 2,000 XADDs packed by the client.
+                    pipe.eval(_FAN_OUT, 1, lane, alert.id, accepted_ms, *(p.subscriber_id for p in plan))
                 await pipe.execute()
             except WatchError:
                 previous = await self.answer_for(alert.sender, alert.identifier)
@@ -275,9 +279,14 @@ class Store:
         return ended
 
     # --- deliveries ----------------------------------------------------------
+    async def plan(self, alert_id: str) -> list[tuple[str, str]]:
+        raw = await self.redis.hget(self.keys.alert(alert_id), "plan")
+        return [(s, a) for s, a in _unpack(raw)] if raw else []
+
     async def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
+        plan = await self.plan(alert_id)
         raw = await self.redis.hgetall(self.keys.deliveries(alert_id))
-        rows: dict[str, dict[str, Any]] = {}
+        rows: dict[str, dict[str, Any]] = {s: {"subscriber": s, "adapter": a} for s, a in plan}
         for k, v in raw.items():
             sub, _, name = k.decode().rpartition("|")
             rows.setdefault(sub, {"subscriber": sub})[name] = v.decode()
@@ -305,7 +314,7 @@ class Store:
         if not hmac.compare_digest(key, await self.idempotency_key(alert_id, subscriber_id)):
             return False
         hkey = self.keys.deliveries(alert_id)
-        if not await self.redis.hexists(hkey, f"{subscriber_id}|state"):
+        if subscriber_id not in {s for s, _ in await self.plan(alert_id)}:
             return False
         # HSETNX: the first confirmation's time is the one that counts.
         await self.redis.hsetnx(hkey, f"{subscriber_id}|confirmed_at", at)

@@ -20,8 +20,10 @@ import os
 import socket
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
@@ -34,6 +36,7 @@ from alertd.constants import LANES, Keys
 from alertd.feed import FEED_SUBSCRIBER, Feed
 from alertd.metrics import DELIVERIES, DELIVERY_LATENCY, QUEUE_DEPTH
 from alertd.models import AdapterKind, Alert, DeliveryState, Priority, Subscriber
+from alertd.recorder import Outcome, Recorder
 from alertd.store import AlertState, Store
 
 log = logs.get("alertd.worker")
@@ -86,6 +89,7 @@ class Worker:
         self._alerts: OrderedDict[str, Alert] = OrderedDict()
         self._renders: OrderedDict[tuple[object, ...], Payload] = OrderedDict()
         self._move_due = self.redis.register_script(_MOVE_DUE)
+        self.recorder = Recorder(redis, self.keys)
         self._stopping = False
 
     # --- lifecycle -----------------------------------------------------------
@@ -112,6 +116,7 @@ class Worker:
         if self._inflight:
             # Let deliveries under way finish (bounded) rather than leave them to a reclaim.
             await asyncio.wait(self._inflight, timeout=5)
+        await self.recorder.close()
         await self.http.close()
         await self.mqtt.close()
 
@@ -120,10 +125,10 @@ class Worker:
         stream = self.keys.lane(lane)
         while not self._stopping:
             try:
-                # Pending entries of this very consumer first (a restart with the
-                # same name), then new ones.
+                # Smaller flash batches get the first delivery out sooner.
+                count = 200 if lane is Priority.FLASH else 500
                 resp = await self.redis.xreadgroup(
-                    self.keys.group, self.consumer, {stream: ">"}, count=500, block=1000
+                    self.keys.group, self.consumer, {stream: ">"}, count=count, block=1000
                 )
             except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
                 log.warning("worker.redis_unavailable", lane=lane.value, error=str(exc))
@@ -183,25 +188,31 @@ class Worker:
         jobs = []
         for entry_id, fields in entries:
             f = {k.decode(): v.decode() for k, v in fields.items()}
-            jobs.append((entry_id, f["a"], f["s"], int(f.get("t", 0))))
+            jobs.append(Job(lane, entry_id, f["a"], f["s"], int(f.get("t", 0))))
         await self._refresh_subscribers()
-        alert_ids = list({j[1] for j in jobs})
-        # One round trip for the whole batch: alert states and delivery states.
+        alert_ids = list({j.alert_id for j in jobs})
+        missing = [a for a in alert_ids if a not in self._alerts]
+        # One round trip for the whole batch: alert states, documents not yet
+        # cached, and each delivery's state and attempt count so far.
         async with self.redis.pipeline(transaction=False) as pipe:
             for alert_id in alert_ids:
                 pipe.hget(self.keys.alert(alert_id), "state")
-            for _, alert_id, sub_id, _ in jobs:
-                pipe.hget(self.keys.deliveries(alert_id), f"{sub_id}|state")
+            for alert_id in missing:
+                pipe.hget(self.keys.alert(alert_id), "doc")
+            for job in jobs:
+                pipe.hmget(self.keys.deliveries(job.alert_id), [f"{job.sub_id}|state", f"{job.sub_id}|attempts"])
             results = await pipe.execute()
-        states = {
-            a: (s.decode() if s else None) for a, s in zip(alert_ids, results[: len(alert_ids)], strict=True)
-        }
-        dstates = results[len(alert_ids) :]
-        for (entry_id, alert_id, sub_id, accepted_ms), dstate in zip(jobs, dstates, strict=True):
+        n, m = len(alert_ids), len(missing)
+        states = {a: (v.decode() if v else None) for a, v in zip(alert_ids, results[:n], strict=True)}
+        for raw in results[n : n + m]:
+            if raw:
+                self._cache_alert(Alert.from_dict(msgpack.unpackb(raw, raw=False)))
+        for job, (dstate, attempts) in zip(jobs, results[n + m :], strict=True):
+            job.alert_state = states.get(job.alert_id)
+            job.state = dstate.decode() if dstate else None
+            job.attempts = int(attempts or 0)
             await self._lane_slots[lane].acquire()
-            task = asyncio.create_task(
-                self._run_job(lane, entry_id, alert_id, sub_id, accepted_ms, states.get(alert_id), dstate)
-            )
+            task = asyncio.create_task(self._run_job(job))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
             task.add_done_callback(lambda _t, lane=lane: self._lane_slots[lane].release())
@@ -212,89 +223,60 @@ class Worker:
             self._subs = {s.id: s for s in await self.store.list_subscribers()}
             self._subs_version = version
 
+    def _cache_alert(self, alert: Alert) -> None:
+        self._alerts[alert.id] = alert
+        if len(self._alerts) > 1000:
+            self._alerts.popitem(last=False)
+
     async def _alert(self, alert_id: str) -> Alert | None:
         alert = self._alerts.get(alert_id)
         if alert is None:
             alert = await self.store.get_alert(alert_id)
-            if alert is None:
-                return None
-            self._alerts[alert_id] = alert
-            if len(self._alerts) > 1000:
-                self._alerts.popitem(last=False)
+            if alert is not None:
+                self._cache_alert(alert)
         return alert
 
-    async def _finish(
-        self, lane: Priority, entry_id: bytes, alert_id: str, sub_id: str, **fields: Any
-    ) -> None:
-        """Record the outcome and acknowledge the job in one round trip."""
-        stream = self.keys.lane(lane)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if fields:
-                pipe.hset(
-                    self.keys.deliveries(alert_id), mapping={f"{sub_id}|{k}": v for k, v in fields.items()}
-                )
-            pipe.xack(stream, self.keys.group, entry_id)
-            pipe.xdel(stream, entry_id)
-            await pipe.execute()
+    async def _finish(self, job: Job, **fields: Any) -> None:
+        """Record the outcome and acknowledge the job (batched with others)."""
+        await self.recorder.record(Outcome(self.keys.lane(job.lane), job.entry_id, job.alert_id, job.sub_id, fields))
 
-    async def _run_job(
-        self,
-        lane: Priority,
-        entry_id: bytes,
-        alert_id: str,
-        sub_id: str,
-        accepted_ms: int,
-        alert_state: str | None,
-        dstate: bytes | None,
-    ) -> None:
+    async def _run_job(self, job: Job) -> None:
         try:
-            await self._job(lane, entry_id, alert_id, sub_id, accepted_ms, alert_state, dstate)
+            await self._job(job)
         except Exception:
             # Leave the job pending: the reclaimer retries it after claim_idle_s.
-            log.exception("delivery.crashed", alert_id=alert_id, subscriber_id=sub_id)
+            log.exception("delivery.crashed", alert_id=job.alert_id, subscriber_id=job.sub_id)
 
-    async def _job(
-        self,
-        lane: Priority,
-        entry_id: bytes,
-        alert_id: str,
-        sub_id: str,
-        accepted_ms: int,
-        alert_state: str | None,
-        dstate: bytes | None,
-    ) -> None:
-        state = dstate.decode() if dstate else None
-        if state is not None and DeliveryState(state).terminal:
-            await self._finish(lane, entry_id, alert_id, sub_id)  # done before a crash; only the ack was lost
+    async def _job(self, job: Job) -> None:
+        if job.state is not None and DeliveryState(job.state).terminal:
+            await self._finish(job)  # done before a crash; only the ack was lost
             return
-        alert = await self._alert(alert_id)
-        adapter_name = FEED_SUBSCRIBER if sub_id == FEED_SUBSCRIBER else None
-        sub = None if adapter_name else self._subs.get(sub_id)
-        if alert is None or (sub is None and adapter_name is None):
-            await self._finish(
-                lane, entry_id, alert_id, sub_id, state=DeliveryState.FAILED.value,
-                error="the subscriber was removed before delivery" if alert else "unknown alert",
-            )  # fmt: skip
+        alert = await self._alert(job.alert_id)
+        is_feed = job.sub_id == FEED_SUBSCRIBER
+        sub = None if is_feed else self._subs.get(job.sub_id)
+        if alert is None or (sub is None and not is_feed):
+            why = "the subscriber was removed before delivery" if alert else "unknown alert"
+            await self._finish(job, state=DeliveryState.FAILED.value, error=why)
             return
-        adapter_label = adapter_name or sub.adapter.value  # type: ignore[union-attr]
-        if alert_state in _ENDED_STATES:
+        adapter_label = "feed" if sub is None else sub.adapter.value
+        if job.alert_state in _ENDED_STATES:
             DELIVERIES.labels(adapter=adapter_label, outcome="superseded").inc()
-            await self._finish(lane, entry_id, alert_id, sub_id, state=DeliveryState.SUPERSEDED.value)
-            log.info("delivery.superseded", alert_id=alert_id, subscriber_id=sub_id, by_state=alert_state)
+            await self._finish(job, state=DeliveryState.SUPERSEDED.value)
+            log.info("delivery.superseded", alert_id=job.alert_id, subscriber_id=job.sub_id, by_state=job.alert_state)
             return
         expires = alert.expires
         if expires is not None and expires.timestamp() < time.time():
             DELIVERIES.labels(adapter=adapter_label, outcome="expired").inc()
-            await self._finish(lane, entry_id, alert_id, sub_id, state=DeliveryState.EXPIRED.value)
+            await self._finish(job, state=DeliveryState.EXPIRED.value)
             return
 
         wait = 0.0 if sub is None else self.breaker.wait_time(sub.id)
         if wait > 0:
             # Parked, not attempted: the last real error stays the one the operator sees.
-            await self._park(lane, entry_id, alert_id, sub_id, accepted_ms, wait, error=None)
+            await self._park(job, wait, error=None)
             return
 
-        await self.redis.hincrby(self.keys.deliveries(alert_id), f"{sub_id}|attempts", 1)
+        attempt = job.attempts + 1
         try:
             if sub is None:
                 assert self.feed is not None
@@ -302,23 +284,24 @@ class Worker:
             else:
                 await self._send(alert, sub)
         except DeliveryError as exc:
-            await self._failed(lane, entry_id, alert, sub, sub_id, adapter_label, accepted_ms, exc)
+            await self._failed(job, alert, sub, adapter_label, attempt, exc)
             return
         if sub is not None:
             self.breaker.success(sub.id)
-        latency_s = max(0.0, time.time() - accepted_ms / 1000)
+        latency_s = max(0.0, time.time() - job.accepted_ms / 1000)
         DELIVERIES.labels(adapter=adapter_label, outcome="delivered").inc()
-        DELIVERY_LATENCY.labels(adapter=adapter_label, priority=lane.value).observe(latency_s)
+        DELIVERY_LATENCY.labels(adapter=adapter_label, priority=job.lane.value).observe(latency_s)
         await self._finish(
-            lane, entry_id, alert_id, sub_id,
+            job,
             state=DeliveryState.DELIVERED.value,
+            attempts=attempt,
             latency_ms=f"{latency_s * 1000:.1f}",
             delivered_at=f"{time.time():.3f}",
-        )  # fmt: skip
+        )
         log.debug(
             "delivery.delivered",
-            alert_id=alert_id,
-            subscriber_id=sub_id,
+            alert_id=job.alert_id,
+            subscriber_id=job.sub_id,
             latency_ms=round(latency_s * 1000, 1),
         )
 
@@ -349,57 +332,55 @@ class Worker:
             else:
                 raise PermanentError(f"the endpoint {sub.endpoint!r} is neither http(s):// nor mqtt://")
 
-    async def _park(
-        self, lane: Priority, entry_id: bytes, alert_id: str, sub_id: str, accepted_ms: int, delay: float,
-        error: str | None,
-    ) -> None:  # fmt: skip
+    async def _park(self, job: Job, delay: float, error: str | None, attempts: int | None = None) -> None:
         """Schedule the job again after ``delay`` and release this stream entry, atomically."""
-        stream = self.keys.lane(lane)
-        member = f"{lane.value}|{alert_id}|{sub_id}|{accepted_ms}"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            fields = {f"{sub_id}|state": DeliveryState.QUEUED.value}
-            if error is not None:
-                fields[f"{sub_id}|error"] = error
-            pipe.hset(self.keys.deliveries(alert_id), mapping=fields)
-            pipe.zadd(self.keys.retry, {member: int((time.time() + delay) * 1000)})
-            pipe.xack(stream, self.keys.group, entry_id)
-            pipe.xdel(stream, entry_id)
-            await pipe.execute()
+        fields: dict[str, Any] = {"state": DeliveryState.QUEUED.value}
+        if error is not None:
+            fields["error"] = error
+        if attempts is not None:
+            fields["attempts"] = attempts
+        await self.recorder.record(
+            Outcome(
+                self.keys.lane(job.lane), job.entry_id, job.alert_id, job.sub_id, fields,
+                retry_member=f"{job.lane.value}|{job.alert_id}|{job.sub_id}|{job.accepted_ms}",
+                retry_at_ms=int((time.time() + delay) * 1000),
+            )
+        )  # fmt: skip
 
     async def _failed(
-        self,
-        lane: Priority,
-        entry_id: bytes,
-        alert: Alert,
-        sub: Subscriber | None,
-        sub_id: str,
-        adapter_label: str,
-        accepted_ms: int,
-        exc: DeliveryError,
+        self, job: Job, alert: Alert, sub: Subscriber | None, adapter_label: str, attempt: int, exc: DeliveryError
     ) -> None:
         if sub is not None:
             self.breaker.failure(sub.id)
         if not exc.retryable:
             DELIVERIES.labels(adapter=adapter_label, outcome="failed").inc()
-            await self._finish(
-                lane, entry_id, alert.id, sub_id, state=DeliveryState.FAILED.value, error=exc.message
-            )
-            log.warning("delivery.failed", alert_id=alert.id, subscriber_id=sub_id, error=exc.message)
+            await self._finish(job, state=DeliveryState.FAILED.value, error=exc.message, attempts=attempt)
+            log.warning("delivery.failed", alert_id=alert.id, subscriber_id=job.sub_id, error=exc.message)
             return
-        raw = await self.redis.hget(self.keys.deliveries(alert.id), f"{sub_id}|attempts")
-        attempts = int(raw or 1)
-        delay = retry.backoff(attempts, self.settings.retry_base_s, self.settings.retry_max_s)
+        delay = retry.backoff(attempt, self.settings.retry_base_s, self.settings.retry_max_s)
         expires = alert.expires
         if expires is not None and time.time() + delay > expires.timestamp():
             DELIVERIES.labels(adapter=adapter_label, outcome="expired").inc()
-            await self._finish(
-                lane, entry_id, alert.id, sub_id, state=DeliveryState.EXPIRED.value, error=exc.message
-            )
-            log.warning("delivery.expired", alert_id=alert.id, subscriber_id=sub_id, error=exc.message)
+            await self._finish(job, state=DeliveryState.EXPIRED.value, error=exc.message, attempts=attempt)
+            log.warning("delivery.expired", alert_id=alert.id, subscriber_id=job.sub_id, error=exc.message)
             return
         DELIVERIES.labels(adapter=adapter_label, outcome="retry").inc()
         log.info(
-            "delivery.retry", alert_id=alert.id, subscriber_id=sub_id, attempt=attempts,
+            "delivery.retry", alert_id=alert.id, subscriber_id=job.sub_id, attempt=attempt,
             retry_in_s=round(delay, 2), error=exc.message,
         )  # fmt: skip
-        await self._park(lane, entry_id, alert.id, sub_id, accepted_ms, delay, error=exc.message)
+        await self._park(job, delay, error=exc.message, attempts=attempt)
+
+
+@dataclass
+class Job:
+    """One delivery job as read from a lane, with what the batch prefetch learned about it."""
+
+    lane: Priority
+    entry_id: bytes
+    alert_id: str
+    sub_id: str
+    accepted_ms: int
+    alert_state: str | None = None
+    state: str | None = None
+    attempts: int = 0
