@@ -113,11 +113,15 @@ class MqttConnection:
         client_id: str | None = None,
         subscriptions: tuple[str, ...] = (),
         on_message: MessageHandler | None = None,
+        share_group: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.client_id = client_id or f"alertd-{socket.gethostname()}-{os.getpid()}-{next(_client_ids)}"
         self.subscriptions = subscriptions
+        # With MQTT 5, several alertd processes split the subscription
+        # ($share/<group>/…) so each message is handled once, not once per process.
+        self.share_group = share_group
         self.on_message = on_message
         self.protocol: aiomqtt.ProtocolVersion | None = None
         self._client: aiomqtt.Client | None = None
@@ -182,6 +186,8 @@ class MqttConnection:
                         self.protocol = protocol
                         self._client = client
                         for topic in self.subscriptions:
+                            if self.share_group and protocol == aiomqtt.ProtocolVersion.V5:
+                                topic = f"$share/{self.share_group}/{topic}"
                             await client.subscribe(topic, qos=1)
                         self._ready.set()
                         backoff = 0.2

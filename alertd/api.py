@@ -363,11 +363,13 @@ async def post_ack(request: web.Request) -> web.Response:
     sub_id, key = body.get("subscriber"), body.get("idempotency_key")
     if not isinstance(sub_id, str) or not isinstance(key, str):
         raise InvalidInput('Send {"subscriber": "<your id>", "idempotency_key": "<the key you received>"}.')
-    if not await engine.store.confirm(alert.id, sub_id, key, f"{time.time():.3f}"):
+    confirmed = await engine.store.confirm(alert.id, sub_id, key, f"{time.time():.3f}")
+    if confirmed is None:
         raise Forbidden("That subscriber and key do not match a delivery of this alert.")
-    sub = await engine.store.get_subscriber(sub_id)
-    DELIVERIES.labels(adapter=sub.adapter.value if sub else "unknown", outcome="confirmed").inc()
-    log.info("delivery.confirmed", alert_id=alert.id, subscriber_id=sub_id, via="http")
+    if confirmed:
+        sub = await engine.store.get_subscriber(sub_id)
+        DELIVERIES.labels(adapter=sub.adapter.value if sub else "unknown", outcome="confirmed").inc()
+        log.info("delivery.confirmed", alert_id=alert.id, subscriber_id=sub_id, via="http")
     return json_response({"alert_id": alert.id, "subscriber": sub_id, "state": "confirmed"})
 
 

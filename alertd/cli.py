@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 from typing import Any
 
@@ -26,6 +28,10 @@ async def _serve(args: argparse.Namespace) -> int:
         settings.seed_file = args.config
     engine = Engine(settings, workers=not args.no_workers)
     await engine.start()
+    # Extra delivery processes share the lanes through the consumer group: a
+    # single Python process tops out around two thousand deliveries a second.
+    helpers = WorkerProcesses(args.workers - 1, settings)
+    helpers.start()
     runners = []
     split = args.public_port is not None
     desk_app = make_app(engine, desk=True, public=not split)
@@ -53,6 +59,71 @@ async def _serve(args: argparse.Namespace) -> int:
     log.info("serve.stopping")
     for r in runners:
         await r.cleanup()
+    helpers.stop()
+    await engine.stop()
+    return 0
+
+
+class WorkerProcesses:
+    """``alertd worker`` children of ``alertd serve --workers N``, restarted if they die."""
+
+    def __init__(self, count: int, settings: Any) -> None:
+        self.count = max(0, count)
+        # Children use the engine's (possibly embedded) Redis and broker.
+        self.env = {
+            **os.environ,
+            "ALERTD_REDIS_URL": settings.redis_url or "",
+            "ALERTD_MQTT_URL": settings.mqtt_url or "",
+            "ALERTD_KEY_PREFIX": settings.key_prefix,
+        }
+        self.env.pop("ALERTD_CONFIG", None)  # the parent already seeded
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def _spawn(self, i: int) -> subprocess.Popen[bytes]:
+        env = {**self.env, "ALERTD_CONSUMER": f"{socket.gethostname()}-{os.getpid()}-w{i}"}
+        return subprocess.Popen([sys.executable, "-m", "alertd", "worker"], env=env)
+
+    def start(self) -> None:
+        self.procs = [self._spawn(i) for i in range(self.count)]
+        if self.procs:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        log = logs.get("alertd.serve")
+        while True:
+            await asyncio.sleep(1)
+            for i, proc in enumerate(self.procs):
+                if proc.poll() is not None:
+                    log.warning("worker.restarted", index=i, exit_status=proc.returncode)
+                    self.procs[i] = self._spawn(i)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def _worker() -> int:
+    """A delivery-only process: no HTTP listener, same Redis, same lanes."""
+    from alertd.config import Settings
+    from alertd.engine import Engine
+
+    engine = Engine(Settings.from_env(), workers=True)
+    await engine.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
     await engine.stop()
     return 0
 
@@ -136,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-port", type=int, default=None, help="serve public routes on their own port")
     p.add_argument("--config", help="YAML file seeding issuers and subscribers")
     p.add_argument("--no-workers", action="store_true", help="API only; deliveries left to other processes")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("ALERTD_WORKERS", "1")),
+                   help="delivery processes in all (this one included); default 1")  # fmt: skip
+
+    sub.add_parser("worker", help="a delivery-only process sharing the lanes of a running engine")
 
     p = sub.add_parser("demo", help="a Joso flood drill on embedded Redis and MQTT, with a delivery report")
     p.add_argument("--json", help="also write the report as JSON here")
@@ -195,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(args.log_level)
     if args.command == "serve":
         return asyncio.run(_serve(args))
+    if args.command == "worker":
+        return asyncio.run(_worker())
     if args.command == "issue":
         return _issue(args)
     if args.command == "status":

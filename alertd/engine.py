@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import time
 from datetime import timedelta
 from typing import Any
@@ -69,7 +70,9 @@ class Engine:
         self.intake = Intake(self.store, self.registry, self.geocoder, self.router, default_expiry=expiry)
         self.orders = OrderBuilder(self.registry, self.store, expiry)
         self.test_broadcasts = TestBroadcasts(self)
-        self.feed = Feed(s.mqtt_url, self.registry, self.store)
+        self.consumer = s.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        s.consumer_name = self.consumer
+        self.feed = Feed(s.mqtt_url, self.registry, self.store, self.consumer)
         await self.feed.start()
         if s.seed_file:
             seed = load_seed(s.seed_file)

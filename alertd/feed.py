@@ -43,7 +43,7 @@ def broker_address(url: str) -> tuple[str, int]:
 
 
 class Feed:
-    def __init__(self, mqtt_url: str, registry: Registry, store: Store) -> None:
+    def __init__(self, mqtt_url: str, registry: Registry, store: Store, consumer: str) -> None:
         from adapters.transport import MqttConnection
 
         host, port = broker_address(mqtt_url)
@@ -52,8 +52,8 @@ class Feed:
         # The ack listener keeps a persistent session so acks sent while this
         # process restarts are still delivered to it.
         self.conn: MqttConnection = MqttConnection(
-            host, port, client_id=f"alertd-acks-{store.keys.prefix}", subscriptions=(ACK_TOPIC_FILTER,),
-            on_message=self._on_ack,
+            host, port, client_id=f"alertd-{store.keys.prefix}-{consumer}", subscriptions=(ACK_TOPIC_FILTER,),
+            on_message=self._on_ack, share_group=f"{store.keys.prefix}-acks",
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -139,5 +139,7 @@ class Feed:
             sub = await self.store.get_subscriber(subscriber_id)
             DELIVERIES.labels(adapter=sub.adapter.value if sub else "unknown", outcome="confirmed").inc()
             log.info("delivery.confirmed", alert_id=alert_id, subscriber_id=subscriber_id, via="mqtt")
+        elif ok is False:
+            log.debug("ack.repeat", alert_id=alert_id, subscriber_id=subscriber_id)
         else:
             log.warning("ack.rejected", alert_id=alert_id, subscriber_id=subscriber_id)

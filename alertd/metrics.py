@@ -60,3 +60,23 @@ TEST_BROADCAST = Gauge(
     ["result"],
     registry=REGISTRY,
 )
+
+
+_children: dict[tuple[object, ...], object] = {}
+
+
+def delivered(adapter: str, outcome: str) -> None:
+    """DELIVERIES.labels(...).inc() without the label lookup on the hot path."""
+    key = ("d", adapter, outcome)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = DELIVERIES.labels(adapter=adapter, outcome=outcome)
+    child.inc()  # type: ignore[attr-defined]
+
+
+def latency(adapter: str, priority: str, seconds: float) -> None:
+    key = ("l", adapter, priority)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = DELIVERY_LATENCY.labels(adapter=adapter, priority=priority)
+    child.observe(seconds)  # type: ignore[attr-defined]

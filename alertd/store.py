@@ -309,16 +309,18 @@ class Store:
             )
         return out
 
-    async def confirm(self, alert_id: str, subscriber_id: str, key: str, at: str) -> bool:
-        """Record a receiver's confirmation, if the key proves it got this delivery."""
+    async def confirm(self, alert_id: str, subscriber_id: str, key: str, at: str) -> bool | None:
+        """Record a receiver's confirmation, if the key proves it got this delivery.
+
+        True: newly confirmed; False: it had confirmed already; None: refused.
+        """
         if not hmac.compare_digest(key, await self.idempotency_key(alert_id, subscriber_id)):
-            return False
+            return None
         hkey = self.keys.deliveries(alert_id)
         if subscriber_id not in {s for s, _ in await self.plan(alert_id)}:
-            return False
+            return None
         # HSETNX: the first confirmation's time is the one that counts.
-        await self.redis.hsetnx(hkey, f"{subscriber_id}|confirmed_at", at)
-        return True
+        return bool(await self.redis.hsetnx(hkey, f"{subscriber_id}|confirmed_at", at))
 
     async def queue_depths(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -29,12 +29,12 @@ from redis.exceptions import ResponseError
 
 from adapters.base import Adapter, DeliveryError, Payload, PermanentError
 from adapters.transport import HttpTransport, MqttTransport
-from alertd import logs, retry
+from alertd import logs, metrics, retry
 from alertd.breaker import CircuitBreaker
 from alertd.config import Settings
 from alertd.constants import LANES, Keys
 from alertd.feed import FEED_SUBSCRIBER, Feed
-from alertd.metrics import DELIVERIES, DELIVERY_LATENCY, QUEUE_DEPTH
+from alertd.metrics import QUEUE_DEPTH
 from alertd.models import AdapterKind, Alert, DeliveryState, Priority, Subscriber
 from alertd.recorder import Outcome, Recorder
 from alertd.store import AlertState, Store
@@ -90,6 +90,11 @@ class Worker:
         self._renders: OrderedDict[tuple[object, ...], Payload] = OrderedDict()
         self._move_due = self.redis.register_script(_MOVE_DUE)
         self.recorder = Recorder(redis, self.keys)
+        # While flash deliveries are in flight, this process reads no new routine
+        # work: the lanes share one event loop, and the flash lane gets all of it.
+        self._flash_inflight = 0
+        self._flash_idle = asyncio.Event()
+        self._flash_idle.set()
         self._stopping = False
 
     # --- lifecycle -----------------------------------------------------------
@@ -124,9 +129,11 @@ class Worker:
     async def _consume(self, lane: Priority) -> None:
         stream = self.keys.lane(lane)
         while not self._stopping:
+            if lane is Priority.ROUTINE:
+                await self._flash_idle.wait()
             try:
                 # Smaller flash batches get the first delivery out sooner.
-                count = 200 if lane is Priority.FLASH else 500
+                count = 64 if lane is Priority.FLASH else 500
                 resp = await self.redis.xreadgroup(
                     self.keys.group, self.consumer, {stream: ">"}, count=count, block=1000
                 )
@@ -199,15 +206,24 @@ class Worker:
                 pipe.hget(self.keys.alert(alert_id), "state")
             for alert_id in missing:
                 pipe.hget(self.keys.alert(alert_id), "doc")
-            for job in jobs:
-                pipe.hmget(self.keys.deliveries(job.alert_id), [f"{job.sub_id}|state", f"{job.sub_id}|attempts"])
+            # One HMGET per alert, not per job: a fan-out batch is mostly one alert.
+            fields_by_alert = {a: [f for j in jobs if j.alert_id == a for f in (f"{j.sub_id}|state", f"{j.sub_id}|attempts")]
+                               for a in alert_ids}  # fmt: skip
+            for alert_id in alert_ids:
+                pipe.hmget(self.keys.deliveries(alert_id), fields_by_alert[alert_id])
             results = await pipe.execute()
         n, m = len(alert_ids), len(missing)
         states = {a: (v.decode() if v else None) for a, v in zip(alert_ids, results[:n], strict=True)}
         for raw in results[n : n + m]:
             if raw:
                 self._cache_alert(Alert.from_dict(msgpack.unpackb(raw, raw=False)))
-        for job, (dstate, attempts) in zip(jobs, results[n + m :], strict=True):
+        known: dict[tuple[str, str], tuple[bytes | None, bytes | None]] = {}
+        for alert_id, values in zip(alert_ids, results[n + m :], strict=True):
+            names = fields_by_alert[alert_id]
+            for i in range(0, len(names), 2):
+                known[(alert_id, names[i].rpartition("|")[0])] = (values[i], values[i + 1])
+        for job in jobs:
+            dstate, attempts = known.get((job.alert_id, job.sub_id), (None, None))
             job.alert_state = states.get(job.alert_id)
             job.state = dstate.decode() if dstate else None
             job.attempts = int(attempts or 0)
@@ -216,6 +232,15 @@ class Worker:
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
             task.add_done_callback(lambda _t, lane=lane: self._lane_slots[lane].release())
+            if lane is Priority.FLASH:
+                self._flash_inflight += 1
+                self._flash_idle.clear()
+                task.add_done_callback(self._flash_done)
+
+    def _flash_done(self, _task: asyncio.Task[None]) -> None:
+        self._flash_inflight -= 1
+        if self._flash_inflight == 0:
+            self._flash_idle.set()
 
     async def _refresh_subscribers(self) -> None:
         version = await self.store.subscribers_version()
@@ -260,13 +285,13 @@ class Worker:
             return
         adapter_label = "feed" if sub is None else sub.adapter.value
         if job.alert_state in _ENDED_STATES:
-            DELIVERIES.labels(adapter=adapter_label, outcome="superseded").inc()
+            metrics.delivered(adapter_label, "superseded")
             await self._finish(job, state=DeliveryState.SUPERSEDED.value)
             log.info("delivery.superseded", alert_id=job.alert_id, subscriber_id=job.sub_id, by_state=job.alert_state)
             return
         expires = alert.expires
         if expires is not None and expires.timestamp() < time.time():
-            DELIVERIES.labels(adapter=adapter_label, outcome="expired").inc()
+            metrics.delivered(adapter_label, "expired")
             await self._finish(job, state=DeliveryState.EXPIRED.value)
             return
 
@@ -289,8 +314,8 @@ class Worker:
         if sub is not None:
             self.breaker.success(sub.id)
         latency_s = max(0.0, time.time() - job.accepted_ms / 1000)
-        DELIVERIES.labels(adapter=adapter_label, outcome="delivered").inc()
-        DELIVERY_LATENCY.labels(adapter=adapter_label, priority=job.lane.value).observe(latency_s)
+        metrics.delivered(adapter_label, "delivered")
+        metrics.latency(adapter_label, job.lane.value, latency_s)
         await self._finish(
             job,
             state=DeliveryState.DELIVERED.value,
@@ -353,18 +378,18 @@ class Worker:
         if sub is not None:
             self.breaker.failure(sub.id)
         if not exc.retryable:
-            DELIVERIES.labels(adapter=adapter_label, outcome="failed").inc()
+            metrics.delivered(adapter_label, "failed")
             await self._finish(job, state=DeliveryState.FAILED.value, error=exc.message, attempts=attempt)
             log.warning("delivery.failed", alert_id=alert.id, subscriber_id=job.sub_id, error=exc.message)
             return
         delay = retry.backoff(attempt, self.settings.retry_base_s, self.settings.retry_max_s)
         expires = alert.expires
         if expires is not None and time.time() + delay > expires.timestamp():
-            DELIVERIES.labels(adapter=adapter_label, outcome="expired").inc()
+            metrics.delivered(adapter_label, "expired")
             await self._finish(job, state=DeliveryState.EXPIRED.value, error=exc.message, attempts=attempt)
             log.warning("delivery.expired", alert_id=alert.id, subscriber_id=job.sub_id, error=exc.message)
             return
-        DELIVERIES.labels(adapter=adapter_label, outcome="retry").inc()
+        metrics.delivered(adapter_label, "retry")
         log.info(
             "delivery.retry", alert_id=alert.id, subscriber_id=job.sub_id, attempt=attempt,
             retry_in_s=round(delay, 2), error=exc.message,
