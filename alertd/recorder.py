@@ -39,8 +39,19 @@ class Recorder:
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._sent: list[tuple[str, str]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+
+    def mark_sent(self, alert_id: str, subscriber_id: str) -> None:
+        """Note that an attempt is under way, without waiting for it to be written.
+
+        Written with HSETNX, so it never overwrites a later state that happens
+        to reach Redis first; a retry attempt keeps showing "queued".
+        """
+        self._sent.append((alert_id, subscriber_id))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.max_delay_s, self._start_flush)
 
     async def record(self, outcome: Outcome) -> None:
         loop = asyncio.get_running_loop()
@@ -57,12 +68,13 @@ class Recorder:
             self._timer.cancel()
             self._timer = None
         batch, self._pending = self._pending, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._flush(batch))
+        sent, self._sent = self._sent, []
+        if batch or sent:
+            task = asyncio.get_running_loop().create_task(self._flush(batch, sent))
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
 
-    async def _flush(self, batch: list[tuple[Outcome, asyncio.Future[None]]]) -> None:
+    async def _flush(self, batch: list[tuple[Outcome, asyncio.Future[None]]], sent: list[tuple[str, str]]) -> None:
         by_alert: dict[str, dict[str, Any]] = {}
         acks: dict[str, list[bytes | str]] = {}
         retries: dict[str, int] = {}
@@ -76,6 +88,8 @@ class Recorder:
                 retries[outcome.retry_member] = outcome.retry_at_ms
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
+                for alert_id, sub_id in sent:
+                    pipe.hsetnx(self.keys.deliveries(alert_id), f"{sub_id}|state", "sent")
                 for alert_id, mapping in by_alert.items():
                     pipe.hset(self.keys.deliveries(alert_id), mapping=mapping)
                 if retries:

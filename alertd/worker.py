@@ -302,6 +302,7 @@ class Worker:
             return
 
         attempt = job.attempts + 1
+        self.recorder.mark_sent(job.alert_id, job.sub_id)
         try:
             if sub is None:
                 assert self.feed is not None

@@ -189,3 +189,14 @@ async def test_mqtt_feed_retains_current_state_and_carries_expiry(engine: Runnin
                 assert 0 < expiry <= 24 * 3600
                 break
     assert MQTT_URL
+
+
+async def test_a_delivery_in_flight_shows_as_sent(engine: RunningEngine, sink: Sink) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    await engine.add_subscriber(id="slow", adapter="isp", endpoint=f"{sink.url}/slow", districts=["08211"])
+    sink.delay["/slow"] = 1.0  # under the 1.5 s timeout the test settings give
+    status, answer = await engine.post("/api/v1/evacuation-orders", token, ORDER)
+    assert status == 202
+    await engine.wait_deliveries(answer["id"], {"sent"}, timeout=5)
+    rows = await engine.wait_deliveries(answer["id"], {"delivered"}, timeout=10)
+    assert rows[0]["attempts"] == 1

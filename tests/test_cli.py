@@ -1,0 +1,62 @@
+"""The operator commands against a running engine, as a desk would run them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+from tests.conftest import ROOT, RunningEngine, Sink
+
+
+async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alertd", *args, cwd=ROOT, env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_issue_preview_send_and_status(engine: RunningEngine, sink: Sink) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    await engine.add_subscriber(id="portal", adapter="isp", endpoint=f"{sink.url}/p", districts=["08211"])
+    env = {"ALERTD_URL": engine.url, "ALERTD_ISSUER_TOKEN": token}
+    common = (
+        "issue",
+        "--municipality",
+        "08211",
+        "--level",
+        "4",
+        "--districts",
+        "三坂町",
+        "--status",
+        "Exercise",
+    )
+
+    code, out, _ = await run(*common, "--preview", env=env)
+    assert code == 0
+    preview = json.loads(out)
+    assert preview["district_names"] == ["茨城県常総市三坂町"] and preview["deliveries"] == 1
+    status, alerts = await engine.get("/api/v1/alerts")
+    assert alerts == []  # a preview sends nothing
+
+    code, out, _ = await run(*common, env=env)
+    assert code == 0
+    alert_id = json.loads(out)["id"]
+    await engine.wait_deliveries(alert_id, {"delivered"})
+
+    code, out, _ = await run("status", "--url", engine.url, alert_id)
+    assert code == 0 and "portal" in out and "delivered" in out
+    code, out, _ = await run("status", "--url", engine.url, "--json")
+    assert code == 0 and json.loads(out)["active"][0]["id"] == alert_id
+
+
+async def test_issue_outside_jurisdiction_says_why_and_fails(engine: RunningEngine) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    env = {"ALERTD_URL": engine.url, "ALERTD_ISSUER_TOKEN": token}
+    code, _, err = await run(
+        "issue", "--municipality", "08220", "--level", "4", "--status", "Exercise", env=env
+    )
+    assert code == 1 and "つくば市" in err
