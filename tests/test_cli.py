@@ -40,7 +40,7 @@ async def test_issue_preview_send_and_status(engine: RunningEngine, sink: Sink) 
     preview = json.loads(out)
     assert preview["district_names"] == ["茨城県常総市三坂町"] and preview["deliveries"] == 1
     status, alerts = await engine.get("/api/v1/alerts")
-    assert alerts == []  # a preview sends nothing
+    assert status == 200 and alerts == []  # a preview sends nothing
 
     code, out, _ = await run(*common, env=env)
     assert code == 0
