@@ -13,7 +13,7 @@ import subprocess
 import sys
 from typing import Any
 
-from alertd import logs
+from alertd import logs, loop
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -269,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         return demo_main(args)
     logs.setup(args.log_level)
     if args.command == "serve":
-        return asyncio.run(_serve(args))
+        return loop.run(_serve(args))
     if args.command == "worker":
-        return asyncio.run(_worker())
+        return loop.run(_worker())
     if args.command == "issue":
         return _issue(args)
     if args.command == "status":

@@ -9,12 +9,11 @@ named districts, a shelter opening, a lift — and ends with the delivery report
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
 
-from alertd import report
+from alertd import loop, report
 from simulations.drill import SCENARIOS, load_scenario, render_text, run_embedded
 
 
@@ -22,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
     scenario = load_scenario(SCENARIOS / "joso-demo.yaml")
     print(f"alertd demo: {scenario.description}", file=sys.stderr)
     print("starting embedded Redis, MQTT broker (amqtt), engine and demo receivers…", file=sys.stderr)
-    rep = asyncio.run(run_embedded(scenario, args.speed))
+    rep = loop.run(run_embedded(scenario, args.speed))
     print(render_text(rep))
     total = rep["total"]
     print()

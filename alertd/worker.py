@@ -78,11 +78,17 @@ class Worker:
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
         self.consumer = settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         self._tasks: list[asyncio.Task[None]] = []
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._lane_slots = {
-            Priority.FLASH: asyncio.Semaphore(settings.flash_concurrency),
-            Priority.ROUTINE: asyncio.Semaphore(settings.routine_concurrency),
+        # A fixed pool of delivery coroutines per lane, fed by a bounded queue:
+        # cheaper than a task and a semaphore per delivery, and the queue bound
+        # is the back-pressure on reading the stream.
+        self._concurrency = {
+            Priority.FLASH: settings.flash_concurrency,
+            Priority.ROUTINE: settings.routine_concurrency,
         }
+        self._queues: dict[Priority, asyncio.Queue[Job]] = {
+            lane: asyncio.Queue(maxsize=n) for lane, n in self._concurrency.items()
+        }
+        self._runners: list[asyncio.Task[None]] = []
         self._sub_slots: dict[str, asyncio.Semaphore] = {}
         self._subs: dict[str, Subscriber] = {}
         self._subs_version = -1
@@ -104,6 +110,9 @@ class Worker:
                 await self.redis.xgroup_create(self.keys.lane(lane), self.keys.group, id="0", mkstream=True)
         await self.http.start()
         for lane in LANES:
+            for i in range(self._concurrency[lane]):
+                self._runners.append(asyncio.create_task(self._runner(lane), name=f"deliver:{lane}:{i}"))
+        for lane in LANES:
             self._tasks.append(asyncio.create_task(self._consume(lane), name=f"consume:{lane}"))
             self._tasks.append(asyncio.create_task(self._reclaim(lane), name=f"reclaim:{lane}"))
         self._tasks.append(asyncio.create_task(self._move_retries(), name="retries"))
@@ -118,9 +127,13 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self._inflight:
-            # Let deliveries under way finish (bounded) rather than leave them to a reclaim.
-            await asyncio.wait(self._inflight, timeout=5)
+        # Let deliveries under way finish (bounded) rather than leave them to a reclaim.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues.values())), 5)
+        for task in self._runners:
+            task.cancel()
+        await asyncio.gather(*self._runners, return_exceptions=True)
+        self._runners.clear()
         await self.recorder.close()
         await self.http.close()
         await self.mqtt.close()
@@ -227,20 +240,23 @@ class Worker:
             job.alert_state = states.get(job.alert_id)
             job.state = dstate.decode() if dstate else None
             job.attempts = int(attempts or 0)
-            await self._lane_slots[lane].acquire()
-            task = asyncio.create_task(self._run_job(job))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-            task.add_done_callback(lambda _t, lane=lane: self._lane_slots[lane].release())
             if lane is Priority.FLASH:
                 self._flash_inflight += 1
                 self._flash_idle.clear()
-                task.add_done_callback(self._flash_done)
+            await self._queues[lane].put(job)
 
-    def _flash_done(self, _task: asyncio.Task[None]) -> None:
-        self._flash_inflight -= 1
-        if self._flash_inflight == 0:
-            self._flash_idle.set()
+    async def _runner(self, lane: Priority) -> None:
+        queue = self._queues[lane]
+        while True:
+            job = await queue.get()
+            try:
+                await self._run_job(job)
+            finally:
+                queue.task_done()
+                if lane is Priority.FLASH:
+                    self._flash_inflight -= 1
+                    if self._flash_inflight == 0:
+                        self._flash_idle.set()
 
     async def _refresh_subscribers(self) -> None:
         version = await self.store.subscribers_version()
@@ -263,7 +279,9 @@ class Worker:
 
     async def _finish(self, job: Job, **fields: Any) -> None:
         """Record the outcome and acknowledge the job (batched with others)."""
-        await self.recorder.record(Outcome(self.keys.lane(job.lane), job.entry_id, job.alert_id, job.sub_id, fields))
+        await self.recorder.record(
+            Outcome(self.keys.lane(job.lane), job.entry_id, job.alert_id, job.sub_id, fields)
+        )
 
     async def _run_job(self, job: Job) -> None:
         try:
@@ -287,7 +305,12 @@ class Worker:
         if job.alert_state in _ENDED_STATES:
             metrics.delivered(adapter_label, "superseded")
             await self._finish(job, state=DeliveryState.SUPERSEDED.value)
-            log.info("delivery.superseded", alert_id=job.alert_id, subscriber_id=job.sub_id, by_state=job.alert_state)
+            log.info(
+                "delivery.superseded",
+                alert_id=job.alert_id,
+                subscriber_id=job.sub_id,
+                by_state=job.alert_state,
+            )
             return
         expires = alert.expires
         if expires is not None and expires.timestamp() < time.time():
@@ -374,7 +397,13 @@ class Worker:
         )  # fmt: skip
 
     async def _failed(
-        self, job: Job, alert: Alert, sub: Subscriber | None, adapter_label: str, attempt: int, exc: DeliveryError
+        self,
+        job: Job,
+        alert: Alert,
+        sub: Subscriber | None,
+        adapter_label: str,
+        attempt: int,
+        exc: DeliveryError,
     ) -> None:
         if sub is not None:
             self.breaker.failure(sub.id)

@@ -146,7 +146,9 @@ async def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None = None) -> int:
-    return asyncio.run(main(argv))
+    from alertd import loop
+
+    return loop.run(main(argv))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from alertd import report
+from alertd import loop, report
 from simulations.receivers import Fleet, ReceiverSpec, default_fleet
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -501,11 +501,11 @@ def main(argv: list[str]) -> int:
                 raise ScenarioError(
                     "with --url, give --admin-token and --mqtt-url (or ALERTD_ADMIN_TOKEN / ALERTD_MQTT_URL)"
                 )
-            rep = asyncio.run(
+            rep = loop.run(
                 DrillRunner(scenario, args.url, args.admin_token, args.mqtt_url, args.speed).run()
             )
         else:
-            rep = asyncio.run(run_embedded(scenario, args.speed))
+            rep = loop.run(run_embedded(scenario, args.speed))
     except ScenarioError as exc:
         print(f"alertd drill: {exc}", file=sys.stderr)
         return 2
