@@ -35,12 +35,19 @@ class HttpTransport:
     def __init__(self, connections: int = 512) -> None:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         # One pooled session for every endpoint: connection reuse is most of
         # the speed of a 2,000-endpoint fan-out.
         connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=0, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": "alertd/0.1"})
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return timeout
 
     async def close(self) -> None:
         if self._session is not None:
@@ -57,7 +64,7 @@ class HttpTransport:
                 endpoint,
                 data=payload.body,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                timeout=self._timeout(timeout_s),
                 allow_redirects=False,
             ) as resp:
                 await resp.read()

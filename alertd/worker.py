@@ -109,6 +109,7 @@ class Worker:
             with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
                 await self.redis.xgroup_create(self.keys.lane(lane), self.keys.group, id="0", mkstream=True)
         await self.http.start()
+        await self.store.secret()  # once, before the first fan-out asks for it two thousand times at once
         for lane in LANES:
             for i in range(self._concurrency[lane]):
                 self._runners.append(asyncio.create_task(self._runner(lane), name=f"deliver:{lane}:{i}"))
