@@ -207,7 +207,8 @@ async def _accepted(engine: Engine, alert: Alert, issuer: Issuer, ends: dict[str
     return json_response(answer, status=202)
 
 
-async def post_evacuation_order(request: web.Request) -> web.Response:
+async def _desk_message(request: web.Request, kind: str) -> web.Response:
+    """A desk order or shelter notice: the same identifier again gives the first answer."""
     issuer = await require_issuer(request)
     engine = request.app[ENGINE]
     body = await read_json(request)
@@ -215,22 +216,18 @@ async def post_evacuation_order(request: web.Request) -> web.Response:
     previous = await engine.store.answer_for(f"{issuer.id}@alertd", identifier)
     if previous is not None:
         return json_response(previous, status=202)
-    alert, ends = await engine.orders.evacuation(body, issuer)
+    build = engine.orders.evacuation if kind == "evacuation" else engine.orders.shelters
+    alert, ends = await build(body, issuer)
     alert.identifier = identifier
     return await _accepted(engine, alert, issuer, ends)
+
+
+async def post_evacuation_order(request: web.Request) -> web.Response:
+    return await _desk_message(request, "evacuation")
 
 
 async def post_shelters(request: web.Request) -> web.Response:
-    issuer = await require_issuer(request)
-    engine = request.app[ENGINE]
-    body = await read_json(request)
-    identifier = _identifier(request, body)
-    previous = await engine.store.answer_for(f"{issuer.id}@alertd", identifier)
-    if previous is not None:
-        return json_response(previous, status=202)
-    alert, ends = await engine.orders.shelters(body, issuer)
-    alert.identifier = identifier
-    return await _accepted(engine, alert, issuer, ends)
+    return await _desk_message(request, "shelter")
 
 
 async def preview_order(request: web.Request) -> web.Response:

@@ -16,6 +16,16 @@ from typing import Any
 from alertd import logs, loop
 
 
+async def _until_signalled() -> None:
+    """Wait for SIGINT or SIGTERM: how operators and process supervisors stop alertd."""
+    stop = asyncio.Event()
+    running = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            running.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -50,12 +60,7 @@ async def _serve(args: argparse.Namespace) -> int:
         public=f"http://{args.public_host}:{args.public_port}" if split else None,
         redis=settings.redis_url, mqtt=settings.mqtt_url,
     )  # fmt: skip
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await _until_signalled()
     log.info("serve.stopping")
     for r in runners:
         await r.cleanup()
@@ -118,12 +123,7 @@ async def _worker() -> int:
 
     engine = Engine(Settings.from_env(), workers=True)
     await engine.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await _until_signalled()
     await engine.stop()
     return 0
 
