@@ -9,7 +9,16 @@ import time
 
 import aiomqtt
 
-from tests.conftest import MQTT_URL, RunningEngine, Sink, make_settings, start_engine, stop_engine
+from tests.conftest import (
+    MQTT_HOST,
+    MQTT_PORT,
+    MQTT_URL,
+    RunningEngine,
+    Sink,
+    make_settings,
+    start_engine,
+    stop_engine,
+)
 
 ORDER = {
     "municipality": "08211",
@@ -175,7 +184,7 @@ async def test_mqtt_feed_retains_current_state_and_carries_expiry(engine: Runnin
     assert status == 202
     await asyncio.sleep(1.0)
     # A receiver that connects later still learns what is in force from the retained message.
-    async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"late-{secrets.token_hex(3)}",
+    async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=f"late-{secrets.token_hex(3)}",
                               protocol=aiomqtt.ProtocolVersion.V5) as late:  # fmt: skip
         await late.subscribe("alerts/v1/08/08211/state", qos=1)
         async with asyncio.timeout(10):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -20,7 +21,8 @@ from alertd.models import Alert, MsgType
 
 ROOT = Path(__file__).resolve().parents[1]
 JMAXML = ROOT / ".." / "shared" / "data" / "jmaxml"
-REDIS_URL = "redis://127.0.0.1:6379/15"
+# The same Redis as the rest of the suite (tests/conftest.py), its database 15.
+REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
 
 EEW = ["37_01_01_240613_VXSE43.xml", "37_01_02_240613_VXSE43.xml", "37_01_03_240613_VXSE43.xml"]
 TSUNAMI = ["32-39_11_02_250206_VTSE41.xml", "38-39_02_01_250206_VTSE41.xml"]
