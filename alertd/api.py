@@ -213,7 +213,7 @@ async def _desk_message(request: web.Request, kind: str) -> web.Response:
     engine = request.app[ENGINE]
     body = await read_json(request)
     identifier = _identifier(request, body)
-    previous = await engine.store.answer_for(f"{issuer.id}@alertd", identifier)
+    previous = await engine.store.answer_for(issuer.id, f"{issuer.id}@alertd", identifier)
     if previous is not None:
         return json_response(previous, status=202)
     build = engine.orders.evacuation if kind == "evacuation" else engine.orders.shelters

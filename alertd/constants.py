@@ -35,8 +35,13 @@ class Keys:
     def deliveries(self, alert_id: str) -> str:
         return f"{self.prefix}:dlv:{alert_id}"  # hash: "<subscriber>|<field>" -> value
 
-    def dedup(self, sender: str, identifier: str) -> str:
-        return f"{self.prefix}:dedup:{sender}:{identifier}"
+    def dedup(self, scope: str, sender: str, identifier: str) -> str:
+        # Scoped by issuer: another issuer reusing a sender and identifier (by
+        # mistake or on purpose) must never make alertd skip this issuer's alert.
+        return f"{self.prefix}:dedup:{scope}:{sender}:{identifier}"
+
+    def reference(self, sender: str, identifier: str) -> str:
+        return f"{self.prefix}:ref:{sender}:{identifier}"  # set of alert ids with this sender,identifier
 
     def issuer(self, issuer_id: str) -> str:
         return f"{self.prefix}:issuer:{issuer_id}"

@@ -18,7 +18,7 @@ from alertd.errors import Conflict, InvalidInput, OutsideJurisdiction, UnknownAr
 from alertd.metrics import ALERTS_RECEIVED
 from alertd.models import Alert, Issuer, MsgType, Priority, utcnow
 from alertd.routing import Router
-from alertd.store import AlertState, Store
+from alertd.store import AlertState, Store, dedup_scope
 
 if TYPE_CHECKING:
     from geo.geocoder import Geocoder
@@ -73,12 +73,13 @@ class Intake:
 
         ``issuer`` None means a trusted internal source (the JMA poller).
         """
-        previous = await self.store.answer_for(alert.sender, alert.identifier)
+        alert.issuer_id = issuer.id if issuer is not None else alert.issuer_id
+        previous = await self.store.answer_for(dedup_scope(alert.issuer_id), alert.sender, alert.identifier)
         if previous is not None:
             return previous, False
 
         ends = dict(ends or {})
-        referenced = await self._resolve_references(alert)
+        referenced = await self._resolve_references(alert, issuer)
         if issuer is not None:
             for ref in referenced:
                 self._may_change(issuer, ref)
@@ -138,7 +139,7 @@ class Intake:
             )  # fmt: skip
         return answer, created
 
-    async def _resolve_references(self, alert: Alert) -> list[Alert]:
+    async def _resolve_references(self, alert: Alert, issuer: Issuer | None) -> list[Alert]:
         found: list[Alert] = []
         missing: list[str] = []
         for ref in alert.referenced_ids:
@@ -149,8 +150,7 @@ class Intake:
             if len(parts) < 2:
                 missing.append(ref)
                 continue
-            answer = await self.store.answer_for(parts[0].strip(), parts[1].strip())
-            target = await self.store.get_alert(answer["id"]) if answer else None
+            target = await self._by_reference(parts[0].strip(), parts[1].strip(), issuer)
             (found.append(target) if target else missing.append(ref))
         if missing:
             raise Conflict(
@@ -176,6 +176,19 @@ class Intake:
             else:
                 out[code] = None
         return list(out)
+
+    async def _by_reference(self, sender: str, identifier: str, issuer: Issuer | None) -> Alert | None:
+        """The alert a CAP reference names: this issuer's own first, then the newest it may change."""
+        candidates = [
+            a
+            for a in [await self.store.get_alert(i) for i in await self.store.referenced(sender, identifier)]
+            if a
+        ]
+        if issuer is not None:
+            own = [a for a in candidates if a.issuer_id == issuer.id]
+            if own:
+                return own[-1]
+        return candidates[-1] if candidates else None
 
     def _geocode(self, alert: Alert) -> list[str]:
         codes: dict[str, None] = {}

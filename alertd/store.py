@@ -37,6 +37,10 @@ return #ARGV - 2
 """
 
 
+def dedup_scope(issuer_id: str | None) -> str:
+    return issuer_id or "-"  # "-": trusted internal sources (the JMA poller, tests of the system)
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -179,9 +183,9 @@ class Store:
         return int(await self.redis.get(self.keys.subscribers_version) or 0)
 
     # --- alerts --------------------------------------------------------------
-    async def answer_for(self, sender: str, identifier: str) -> dict[str, Any] | None:
-        """The 202 answer given when this sender's identifier was first accepted."""
-        alert_id = await self.redis.get(self.keys.dedup(sender, identifier))
+    async def answer_for(self, scope: str, sender: str, identifier: str) -> dict[str, Any] | None:
+        """The 202 answer given when this issuer first sent this sender's identifier."""
+        alert_id = await self.redis.get(self.keys.dedup(scope, sender, identifier))
         if alert_id is None:
             return None
         raw = await self.redis.hget(self.keys.alert(alert_id.decode()), "answer")
@@ -200,7 +204,8 @@ class Store:
         updated, cancelled). Returns (answer, created): when another request
         with the same sender and identifier won the race, its answer and False.
         """
-        dedup_key = self.keys.dedup(alert.sender, alert.identifier)
+        scope = dedup_scope(alert.issuer_id)
+        dedup_key = self.keys.dedup(scope, alert.sender, alert.identifier)
         accepted_ms = int(alert.accepted_at.timestamp() * 1000) if alert.accepted_at else now_ms()
         doc = _pack(alert.to_dict())
         lane = self.keys.lane(alert.priority)
@@ -212,7 +217,7 @@ class Store:
                 existing = await pipe.get(dedup_key)
                 if existing is not None:
                     await pipe.reset()
-                    previous = await self.answer_for(alert.sender, alert.identifier)
+                    previous = await self.answer_for(scope, alert.sender, alert.identifier)
                     return (previous or {"id": existing.decode()}), False
                 pipe.multi()
                 pipe.set(dedup_key, alert.id)
@@ -228,6 +233,7 @@ class Store:
                     },
                 )
                 pipe.zadd(self.keys.alerts, {alert.id: accepted_ms})
+                pipe.sadd(self.keys.reference(alert.sender, alert.identifier), alert.id)
                 if in_force:
                     pipe.sadd(self.keys.active, alert.id)
                 for ref_id, state in ends.items():
@@ -240,9 +246,13 @@ class Store:
                     pipe.eval(_FAN_OUT, 1, lane, alert.id, accepted_ms, *(p.subscriber_id for p in plan))
                 await pipe.execute()
             except WatchError:
-                previous = await self.answer_for(alert.sender, alert.identifier)
+                previous = await self.answer_for(scope, alert.sender, alert.identifier)
                 return (previous or {}), False
         return answer, True
+
+    async def referenced(self, sender: str, identifier: str) -> list[str]:
+        """Alert ids accepted with this CAP sender and identifier (normally one)."""
+        return sorted(m.decode() for m in await self.redis.smembers(self.keys.reference(sender, identifier)))
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         raw = await self.redis.hget(self.keys.alert(alert_id), "doc")

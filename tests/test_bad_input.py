@@ -219,3 +219,22 @@ async def test_bad_json_alerts_are_422(
 async def test_bad_list_limit_is_422(engine: RunningEngine) -> None:
     status, problem = await engine.get("/api/v1/alerts?limit=abc")
     assert_problem(status, problem, 422, "limit")
+
+
+async def test_another_issuer_reusing_a_sender_and_identifier_cannot_suppress_an_alert(
+    engine: RunningEngine, sink: Sink
+) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    tsukuba = await engine.add_issuer("tsukuba", ["08220"])
+    await engine.add_subscriber(id="portal", adapter="isp", endpoint=f"{sink.url}/p", districts=["08"])
+    same = {"identifier": "joso-2026-0042", "status": "Exercise", "event": "避難指示"}
+    # The JSON sender is the issuer's own; over CAP a peer could claim any <sender>, so
+    # alertd keys duplicates by issuer as well.
+    status, first = await engine.post("/api/v1/alerts", tsukuba, {**same, "districts": ["08220"]})
+    assert status == 202
+    status, second = await engine.post("/api/v1/alerts", joso, {**same, "districts": ["08211"]})
+    assert status == 202 and second["id"] != first["id"]
+    await sink.wait_for(2)
+    cancel = {"status": "Exercise", "msg_type": "Cancel", "event": "取消", "references": [second["id"]]}
+    status, body = await engine.post("/api/v1/alerts", joso, cancel)
+    assert status == 202, body
