@@ -263,6 +263,21 @@ class Store:
         names = ("state", "superseded_by", "planned")
         return {k: v.decode() for k, v in zip(names, raw, strict=True) if v is not None}
 
+    async def _load(self, ids: list[str]) -> list[tuple[Alert, dict[str, str]]]:
+        """Alerts and their state in one round trip, however many there are."""
+        names = ("doc", "state", "superseded_by", "planned")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for alert_id in ids:
+                pipe.hmget(self.keys.alert(alert_id), list(names))
+            rows = await pipe.execute()
+        out = []
+        for raw_doc, *meta in rows:
+            if raw_doc is None:
+                continue
+            values = {k: v.decode() for k, v in zip(names[1:], meta, strict=True) if v is not None}
+            out.append((Alert.from_dict(_unpack(raw_doc)), values))
+        return out
+
     async def list_alerts(
         self, *, active: bool = False, limit: int = 200
     ) -> list[tuple[Alert, dict[str, str]]]:
@@ -270,22 +285,18 @@ class Store:
             ids = [m.decode() for m in await self.redis.smembers(self.keys.active)]
         else:
             ids = [m.decode() for m in await self.redis.zrevrange(self.keys.alerts, 0, limit - 1)]
-        out = []
-        for alert_id in ids:
-            alert = await self.get_alert(alert_id)
-            if alert is not None:
-                out.append((alert, await self.alert_meta(alert_id)))
+        out = await self._load(ids)
         out.sort(key=lambda pair: pair[0].accepted_at or pair[0].sent, reverse=True)
         return out[:limit]
 
     async def expire_active(self, now: float) -> list[str]:
         """Drop alerts whose expiry has passed from the in-force set."""
-        ended = []
-        for alert_id in [m.decode() for m in await self.redis.smembers(self.keys.active)]:
-            alert = await self.get_alert(alert_id)
-            if alert is None or (alert.expires is not None and alert.expires.timestamp() < now):
-                await self.redis.srem(self.keys.active, alert_id)
-                ended.append(alert_id)
+        ids = [m.decode() for m in await self.redis.smembers(self.keys.active)]
+        alive = {alert.id for alert, _ in await self._load(ids)
+                 if alert.expires is None or alert.expires.timestamp() >= now}  # fmt: skip
+        ended = [i for i in ids if i not in alive]
+        if ended:
+            await self.redis.srem(self.keys.active, *ended)
         return ended
 
     # --- deliveries ----------------------------------------------------------

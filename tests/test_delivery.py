@@ -6,6 +6,7 @@ import asyncio
 import json
 import secrets
 import time
+from datetime import UTC, datetime, timedelta
 
 import aiomqtt
 
@@ -209,3 +210,18 @@ async def test_a_delivery_in_flight_shows_as_sent(engine: RunningEngine, sink: S
     await engine.wait_deliveries(answer["id"], {"sent"}, timeout=5)
     rows = await engine.wait_deliveries(answer["id"], {"delivered"}, timeout=10)
     assert rows[0]["attempts"] == 1
+
+
+async def test_an_expired_alert_leaves_the_list_of_alerts_in_force(engine: RunningEngine) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    soon = {"status": "Exercise", "event": "大雨警報", "districts": ["08211"], "identifier": "short",
+            "expires": (datetime.now(UTC) + timedelta(seconds=2)).isoformat()}  # fmt: skip
+    later = {**soon, "identifier": "long", "expires": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
+    _, short = await engine.post("/api/v1/alerts", token, soon)
+    _, long = await engine.post("/api/v1/alerts", token, later)
+    status, active = await engine.get("/api/v1/alerts?active=true")
+    assert status == 200 and {a["id"] for a in active} == {short["id"], long["id"]}
+    ended = await engine.engine.store.expire_active(time.time() + 3)
+    assert ended == [short["id"]]
+    status, active = await engine.get("/api/v1/alerts?active=true")
+    assert [a["id"] for a in active] == [long["id"]]
