@@ -16,9 +16,18 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import redis.asyncio as aioredis
 
 from alertd.constants import Keys
+
+# HSETNX for a whole batch in one command: "sent" never overwrites a later state.
+_MARK_SENT = """
+for i, key in ipairs(KEYS) do
+  redis.call('HSETNX', key, ARGV[i] .. '|state', 'sent')
+end
+return #KEYS
+"""
 
 
 @dataclass
@@ -28,12 +37,15 @@ class Outcome:
     alert_id: str
     subscriber_id: str
     fields: dict[str, Any] = field(default_factory=dict)
+    prev: dict[str, Any] = field(default_factory=dict)  # the delivery's record so far, merged under fields
     retry_member: str | None = None  # re-schedule: "lane|alert|subscriber|accepted_ms"
     retry_at_ms: int = 0
 
 
 class Recorder:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, max_batch: int = 256, max_delay_s: float = 0.002) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, max_batch: int = 256, max_delay_s: float = 0.002
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.max_batch = max_batch
@@ -74,22 +86,34 @@ class Recorder:
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
 
-    async def _flush(self, batch: list[tuple[Outcome, asyncio.Future[None]]], sent: list[tuple[str, str]]) -> None:
+    async def _flush(
+        self, batch: list[tuple[Outcome, asyncio.Future[None]]], sent: list[tuple[str, str]]
+    ) -> None:
         by_alert: dict[str, dict[str, Any]] = {}
         acks: dict[str, list[bytes | str]] = {}
         retries: dict[str, int] = {}
         for outcome, _ in batch:
             if outcome.fields:
+                # Two hash fields a delivery: its state (HSETNX-able, read by every
+                # batch) and the rest packed in one, so a fan-out writes few arguments.
                 mapping = by_alert.setdefault(outcome.alert_id, {})
-                for name, value in outcome.fields.items():
-                    mapping[f"{outcome.subscriber_id}|{name}"] = value
+                rest = {k: v for k, v in outcome.fields.items() if k != "state"}
+                if "state" in outcome.fields:
+                    mapping[f"{outcome.subscriber_id}|state"] = outcome.fields["state"]
+                if rest:
+                    mapping[f"{outcome.subscriber_id}|r"] = msgpack.packb({**outcome.prev, **rest})
             acks.setdefault(outcome.stream, []).append(outcome.entry_id)
             if outcome.retry_member is not None:
                 retries[outcome.retry_member] = outcome.retry_at_ms
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                for alert_id, sub_id in sent:
-                    pipe.hsetnx(self.keys.deliveries(alert_id), f"{sub_id}|state", "sent")
+                if sent:
+                    pipe.eval(
+                        _MARK_SENT,
+                        len(sent),
+                        *(self.keys.deliveries(a) for a, _ in sent),
+                        *(s for _, s in sent),
+                    )
                 for alert_id, mapping in by_alert.items():
                     pipe.hset(self.keys.deliveries(alert_id), mapping=mapping)
                 if retries:

@@ -310,7 +310,11 @@ class Store:
         rows: dict[str, dict[str, Any]] = {s: {"subscriber": s, "adapter": a} for s, a in plan}
         for k, v in raw.items():
             sub, _, name = k.decode().rpartition("|")
-            rows.setdefault(sub, {"subscriber": sub})[name] = v.decode()
+            row = rows.setdefault(sub, {"subscriber": sub})
+            if name == "r":
+                row.update({key: str(value) for key, value in _unpack(v).items()})
+            else:
+                row[name] = v.decode()
         out = []
         for sub, row in sorted(rows.items()):
             state = row.get("state", "queued")

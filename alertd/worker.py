@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -221,7 +221,7 @@ class Worker:
             for alert_id in missing:
                 pipe.hget(self.keys.alert(alert_id), "doc")
             # One HMGET per alert, not per job: a fan-out batch is mostly one alert.
-            fields_by_alert = {a: [f for j in jobs if j.alert_id == a for f in (f"{j.sub_id}|state", f"{j.sub_id}|attempts")]
+            fields_by_alert = {a: [f for j in jobs if j.alert_id == a for f in (f"{j.sub_id}|state", f"{j.sub_id}|r")]
                                for a in alert_ids}  # fmt: skip
             for alert_id in alert_ids:
                 pipe.hmget(self.keys.deliveries(alert_id), fields_by_alert[alert_id])
@@ -237,10 +237,11 @@ class Worker:
             for i in range(0, len(names), 2):
                 known[(alert_id, names[i].rpartition("|")[0])] = (values[i], values[i + 1])
         for job in jobs:
-            dstate, attempts = known.get((job.alert_id, job.sub_id), (None, None))
+            dstate, record = known.get((job.alert_id, job.sub_id), (None, None))
             job.alert_state = states.get(job.alert_id)
             job.state = dstate.decode() if dstate else None
-            job.attempts = int(attempts or 0)
+            job.prev = msgpack.unpackb(record, raw=False) if record else {}
+            job.attempts = int(job.prev.get("attempts", 0))
             if lane is Priority.FLASH:
                 self._flash_inflight += 1
                 self._flash_idle.clear()
@@ -281,7 +282,7 @@ class Worker:
     async def _finish(self, job: Job, **fields: Any) -> None:
         """Record the outcome and acknowledge the job (batched with others)."""
         await self.recorder.record(
-            Outcome(self.keys.lane(job.lane), job.entry_id, job.alert_id, job.sub_id, fields)
+            Outcome(self.keys.lane(job.lane), job.entry_id, job.alert_id, job.sub_id, fields, prev=job.prev)
         )
 
     async def _run_job(self, job: Job) -> None:
@@ -391,7 +392,7 @@ class Worker:
             fields["attempts"] = attempts
         await self.recorder.record(
             Outcome(
-                self.keys.lane(job.lane), job.entry_id, job.alert_id, job.sub_id, fields,
+                self.keys.lane(job.lane), job.entry_id, job.alert_id, job.sub_id, fields, prev=job.prev,
                 retry_member=f"{job.lane.value}|{job.alert_id}|{job.sub_id}|{job.accepted_ms}",
                 retry_at_ms=int((time.time() + delay) * 1000),
             )
@@ -440,3 +441,4 @@ class Job:
     alert_state: str | None = None
     state: str | None = None
     attempts: int = 0
+    prev: dict[str, Any] = field(default_factory=dict)
