@@ -89,6 +89,9 @@ class Worker:
             lane: asyncio.Queue(maxsize=n) for lane, n in self._concurrency.items()
         }
         self._runners: list[asyncio.Task[None]] = []
+        # Entries this process holds (queued locally or in flight): the reclaimer
+        # must not hand this process a second copy of its own slow work.
+        self._held: set[bytes] = set()
         self._sub_slots: dict[str, asyncio.Semaphore] = {}
         self._subs: dict[str, Subscriber] = {}
         self._subs_version = -1
@@ -208,9 +211,14 @@ class Worker:
     async def _dispatch(self, lane: Priority, entries: list[Any]) -> None:
         jobs = []
         for entry_id, fields in entries:
+            if entry_id in self._held:
+                continue
+            self._held.add(entry_id)
             f = {k.decode(): v.decode() for k, v in fields.items()}
             jobs.append(Job(lane, entry_id, f["a"], f["s"], int(f.get("t", 0))))
         await self._refresh_subscribers()
+        if not jobs:
+            return
         alert_ids = list({j.alert_id for j in jobs})
         missing = [a for a in alert_ids if a not in self._alerts]
         # One round trip for the whole batch: alert states, documents not yet
@@ -254,6 +262,7 @@ class Worker:
             try:
                 await self._run_job(job)
             finally:
+                self._held.discard(job.entry_id)
                 queue.task_done()
                 if lane is Priority.FLASH:
                     self._flash_inflight -= 1

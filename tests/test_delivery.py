@@ -225,3 +225,22 @@ async def test_an_expired_alert_leaves_the_list_of_alerts_in_force(engine: Runni
     assert ended == [short["id"]]
     status, active = await engine.get("/api/v1/alerts?active=true")
     assert [a["id"] for a in active] == [long["id"]]
+
+
+async def test_work_held_longer_than_the_claim_time_is_not_delivered_twice(sink: Sink) -> None:
+    # One delivery at a time, one second each: the last of five waits ~4 s in this
+    # process, past the 3 s after which idle work may be reclaimed.
+    running = await start_engine(make_settings(routine_concurrency=1))
+    try:
+        token = await running.add_issuer("joso", ["08211"])
+        for i in range(5):
+            sink.delay[f"/q/{i}"] = 1.0
+            await running.add_subscriber(id=f"q{i}", adapter="isp", endpoint=f"{sink.url}/q/{i}", districts=["08211"])
+        status, answer = await running.post("/api/v1/evacuation-orders", token, ORDER)
+        assert status == 202
+        await running.wait_deliveries(answer["id"], {"delivered"}, timeout=20)
+        await asyncio.sleep(1.5)
+        paths = [r["path"] for r in sink.received]
+        assert sorted(paths) == [f"/q/{i}" for i in range(5)]  # each exactly once
+    finally:
+        await stop_engine(running)
