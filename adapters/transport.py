@@ -41,7 +41,14 @@ class HttpTransport:
         # One pooled session for every endpoint: connection reuse is most of
         # the speed of a 2,000-endpoint fan-out.
         connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=0, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": "alertd/0.1"})
+        # No cookie jar: a receiver must not be able to set state that alertd would
+        # replay to it (or to anyone), and skipping cookie handling is cheaper too.
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": "alertd/0.1"},
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+        )
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get(seconds)
