@@ -91,7 +91,7 @@ class Worker:
         self._runners: list[asyncio.Task[None]] = []
         # Entries this process holds (queued locally or in flight): the reclaimer
         # must not hand this process a second copy of its own slow work.
-        self._held: set[bytes] = set()
+        self._held: dict[bytes, Priority] = {}
         self._sub_slots: dict[str, asyncio.Semaphore] = {}
         self._subs: dict[str, Subscriber] = {}
         self._subs_version = -1
@@ -175,6 +175,7 @@ class Worker:
             await asyncio.sleep(max(0.2, self.settings.claim_idle_s / 4))
             start = "0-0"
             try:
+                await self._touch(stream, lane)
                 while True:
                     result = await self.redis.xautoclaim(
                         stream, self.keys.group, self.consumer, idle_ms, start_id=start, count=500
@@ -190,6 +191,13 @@ class Worker:
                 log.warning("worker.redis_unavailable", lane=lane.value, error=str(exc))
             except ResponseError as exc:
                 log.warning("worker.reclaim_failed", lane=lane.value, error=str(exc))
+
+    async def _touch(self, stream: str, lane: Priority) -> None:
+        """Reset the idle time of work this process holds, so no other process
+        takes over deliveries that are merely waiting their turn here."""
+        held = [e for e, lane_of in self._held.items() if lane_of is lane]
+        for i in range(0, len(held), 500):
+            await self.redis.xclaim(stream, self.keys.group, self.consumer, 0, held[i : i + 500], justid=True)
 
     async def _move_retries(self) -> None:
         prefix = self.keys.prefix + ":lane:"
@@ -213,7 +221,7 @@ class Worker:
         for entry_id, fields in entries:
             if entry_id in self._held:
                 continue
-            self._held.add(entry_id)
+            self._held[entry_id] = lane
             f = {k.decode(): v.decode() for k, v in fields.items()}
             jobs.append(Job(lane, entry_id, f["a"], f["s"], int(f.get("t", 0))))
         await self._refresh_subscribers()
@@ -262,7 +270,7 @@ class Worker:
             try:
                 await self._run_job(job)
             finally:
-                self._held.discard(job.entry_id)
+                self._held.pop(job.entry_id, None)
                 queue.task_done()
                 if lane is Priority.FLASH:
                     self._flash_inflight -= 1

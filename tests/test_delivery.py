@@ -244,3 +244,26 @@ async def test_work_held_longer_than_the_claim_time_is_not_delivered_twice(sink:
         assert sorted(paths) == [f"/q/{i}" for i in range(5)]  # each exactly once
     finally:
         await stop_engine(running)
+
+
+async def test_another_process_does_not_take_over_work_that_is_waiting_its_turn(sink: Sink) -> None:
+    settings = make_settings(routine_concurrency=1)
+    a = await start_engine(settings)
+    b = None
+    try:
+        token = await a.add_issuer("joso", ["08211"])
+        for i in range(5):
+            sink.delay[f"/w/{i}"] = 1.0
+            await a.add_subscriber(id=f"w{i}", adapter="isp", endpoint=f"{sink.url}/w/{i}", districts=["08211"])
+        status, answer = await a.post("/api/v1/evacuation-orders", token, ORDER)
+        assert status == 202
+        await sink.wait_for(1)  # the first engine has read the whole batch by now
+        # A second process joins; it must not take over what the first still holds.
+        b = await start_engine(make_settings(key_prefix=settings.key_prefix, consumer_name="second"))
+        await a.wait_deliveries(answer["id"], {"delivered"}, timeout=20)
+        await asyncio.sleep(1.5)
+        assert sorted(r["path"] for r in sink.received) == [f"/w/{i}" for i in range(5)]
+    finally:
+        if b is not None:
+            await stop_engine(b, wipe_keys=False)
+        await stop_engine(a)
