@@ -81,12 +81,7 @@ def call_sign(
 
 def radio_languages(subscriber: Subscriber) -> list[str]:
     """Japanese first (it is what the loudspeakers are for), then the subscriber's other languages."""
-    langs = ["ja"]
-    for code in subscriber.languages:
-        lang = messages.normalise_language(code)
-        if lang not in langs:
-            langs.append(lang)
-    return langs
+    return messages.ordered_languages(("ja",), subscriber.languages)
 
 
 class RadioAdapter(Adapter):

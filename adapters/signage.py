@@ -29,12 +29,7 @@ ALWAYS = ("ja", "en")
 
 def display_languages(subscriber: Subscriber) -> list[str]:
     """ja and en first, then the subscriber's other languages in its order, without repeats."""
-    langs = list(ALWAYS)
-    for code in subscriber.languages:
-        lang = messages.normalise_language(code)
-        if lang not in langs:
-            langs.append(lang)
-    return langs
+    return messages.ordered_languages(ALWAYS, subscriber.languages)
 
 
 class SignageAdapter(Adapter):

@@ -120,6 +120,16 @@ _KIND_DEFAULT_LEVEL = {
 }
 
 
+def ordered_languages(first: tuple[str, ...], requested: list[str]) -> list[str]:
+    """``first`` in that order, then the requested languages (normalised), without repeats."""
+    langs = list(first)
+    for code in requested:
+        lang = normalise_language(code)
+        if lang not in langs:
+            langs.append(lang)
+    return langs
+
+
 def level_style(level: int | None) -> Style:
     """The official colour and pictogram of a 警戒レベル; grey 'info' when there is none."""
     if level is None:
