@@ -144,6 +144,10 @@ class MqttConnection:
         self._closing = False
 
     @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    @property
     def v5(self) -> bool:
         return self.protocol == aiomqtt.ProtocolVersion.V5
 
@@ -221,6 +225,12 @@ class MqttConnection:
                     if self.protocol is None and protocol == aiomqtt.ProtocolVersion.V5:
                         continue
                     log.warning("mqtt.disconnected", broker=f"{self.host}:{self.port}", error=str(exc))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # Anything else (a library bug, a broken socket state) must not end the
+                    # connection for good: the feed and the ack listener depend on it.
+                    log.exception("mqtt.connection_failed", broker=f"{self.host}:{self.port}", error=repr(exc))
                 finally:
                     self._ready.clear()
                     self._client = None

@@ -7,6 +7,7 @@ sentence meant for the person at the desk. Writes happen only through
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -16,15 +17,18 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
 from alertd import logs
 from alertd.engine import Engine, issuer_from, subscriber_from
 from alertd.errors import (
     AlertdError,
     Forbidden,
+    InternalError,
     InvalidInput,
     MalformedInput,
     NotFound,
+    ServiceUnavailable,
     TooLarge,
     Unauthorized,
     UnsupportedMediaType,
@@ -44,7 +48,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def problem_response(err: AlertdError) -> web.Response:
     REJECTED.labels(status=str(err.status)).inc()
-    headers = {"WWW-Authenticate": 'Bearer realm="alertd"'} if err.status == 401 else None
+    headers: dict[str, str] = {}
+    if err.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="alertd"'
+    if isinstance(err, ServiceUnavailable):
+        headers["Retry-After"] = str(err.retry_after_s)
     return web.Response(
         status=err.status,
         body=json.dumps(err.problem(), ensure_ascii=False).encode("utf-8"),
@@ -56,6 +64,7 @@ def problem_response(err: AlertdError) -> web.Response:
 
 @web.middleware
 async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as problem JSON with a sentence for the desk; never a bare 500."""
     try:
         return await handler(request)
     except AlertdError as err:
@@ -70,6 +79,26 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         err = AlertdError(detail.get(exc.status, exc.reason))
         err.status, err.title = exc.status, exc.reason
         return problem_response(err)
+    except (RedisError, OSError) as exc:
+        # Redis down or timing out: the request could not be written, so nothing
+        # was sent (the commit is one transaction). Say when to try again.
+        log.error("request.unavailable", path=request.path, error=f"{type(exc).__name__}: {exc}")
+        return problem_response(
+            ServiceUnavailable(
+                "alertd cannot reach its database right now, so nothing was sent or changed. "
+                "Send it again in a few seconds; if this goes on, call the system operator."
+            )
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("request.failed", path=request.path, method=request.method, error=repr(exc))
+        return problem_response(
+            InternalError(
+                "alertd failed on this request because of an internal error (logged as request.failed). "
+                "Check with 'alertd status' whether it was sent before sending it again."
+            )
+        )
 
 
 def _too_large_detail(request: web.Request) -> str:
@@ -108,25 +137,54 @@ async def require_issuer(request: web.Request) -> Issuer:
     return issuer
 
 
-async def read_body(request: web.Request) -> bytes:
-    limit = request.app[ENGINE].settings.max_body_bytes
+async def read_body(request: web.Request, *, limit: int | None = None) -> bytes:
+    limit = limit or request.app[ENGINE].settings.max_body_bytes
+    too_large = TooLarge(f"The message is larger than {limit:,} bytes, the most alertd accepts here. Nothing was sent.")
     if request.content_length is not None and request.content_length > limit:
-        raise TooLarge(_too_large_detail(request))
-    body = await request.read()
-    if len(body) > limit:
-        raise TooLarge(_too_large_detail(request))
-    return body
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(65536):
+        size += len(chunk)
+        if size > limit:
+            raise too_large  # stop reading: the rest is never buffered
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    body = await read_body(request)
+# No message alertd takes nests deeper than a handful of levels; anything far
+# deeper is a mistake or an attack on the parser and on every walk of the data.
+MAX_JSON_DEPTH = 32
+
+
+async def read_json(request: web.Request, *, limit: int | None = None) -> dict[str, Any]:
+    body = await read_body(request, limit=limit)
     try:
         data = json.loads(body.decode("utf-8"))
+    except RecursionError as exc:
+        raise MalformedInput(f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep.") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedInput(f"The body is not valid JSON ({exc}).") from exc
     if not isinstance(data, dict):
         raise MalformedInput("The body must be a JSON object.")
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise MalformedInput(f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep.")
     return data
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth, walked without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _identifier(request: web.Request, body: dict[str, Any]) -> str:
@@ -388,14 +446,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    try:
-        await engine.store.redis.ping()
-        depths = await engine.store.queue_depths()
-    except Exception as exc:
-        log.error("health.redis_unreachable", error=str(exc))
-        return json_response({"status": "unhealthy", "redis": "unreachable"}, status=503)
-    return json_response({"status": "ok", "queue_depth": depths})
+    """200 only when this process can take and deliver alerts; 503 names every cause."""
+    report = await request.app[ENGINE].health()
+    if report["status"] != "ok":
+        log.warning("health.unhealthy", causes=report["causes"])
+        return json_response(report, status=503)
+    return json_response(report)
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -40,6 +40,13 @@ class Settings:
     routine_concurrency: int = 256
     http_connections: int = 512
     redis_connections: int = 64
+    # Lane readers block this long in XREADGROUP; the Redis socket timeout must
+    # stay well above it, or every quiet read would end in a timeout.
+    lane_block_ms: int = 1000
+    redis_socket_timeout_s: float = 10.0
+    # /healthz answers 503 when a lane's oldest job has waited longer than this.
+    health_flash_age_s: float = 30.0
+    health_routine_age_s: float = 600.0
     retry_base_s: float = 0.5
     retry_max_s: float = 60.0
     breaker_threshold: int = 5
@@ -66,7 +73,17 @@ class Settings:
             flash_concurrency=_env_int("ALERTD_FLASH_CONCURRENCY", 512),
             routine_concurrency=_env_int("ALERTD_ROUTINE_CONCURRENCY", 256),
             seed_file=os.environ.get("ALERTD_CONFIG") or None,
+            redis_socket_timeout_s=_env_float("ALERTD_REDIS_TIMEOUT_S", 10.0),
+            health_flash_age_s=_env_float("ALERTD_HEALTH_FLASH_AGE_S", 30.0),
+            health_routine_age_s=_env_float("ALERTD_HEALTH_ROUTINE_AGE_S", 600.0),
         )
+
+    def __post_init__(self) -> None:
+        if self.redis_socket_timeout_s <= self.lane_block_ms / 1000 + 1:
+            raise ValueError(
+                f"ALERTD_REDIS_TIMEOUT_S is {self.redis_socket_timeout_s:g} s; it must exceed the lane "
+                f"readers' {self.lane_block_ms / 1000:g} s block time by more than a second."
+            )
 
 
 def load_seed(path: str | Path) -> dict[str, Any]:

@@ -9,7 +9,6 @@ engines can share one Redis and a crashed one loses nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
@@ -29,6 +28,7 @@ from alertd.models import AdapterKind, Alert, Issuer, Subscriber
 from alertd.orders import OrderBuilder
 from alertd.routing import Router
 from alertd.store import Store, token_hash
+from alertd.supervise import Supervisor
 from alertd.testbroadcast import TestBroadcasts
 from alertd.worker import Worker
 
@@ -43,7 +43,9 @@ class Engine:
         self.redis: aioredis.Redis | None = None
         self.feed: Feed | None = None
         self.worker: Worker | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        # Every background loop of this process runs under one supervisor, so
+        # /healthz can say which one is failing or stalled.
+        self.supervisor = Supervisor("engine")
 
     async def start(self) -> Engine:
         from geo.geocoder import Geocoder
@@ -56,9 +58,13 @@ class Engine:
             s.mqtt_url = await asyncio.to_thread(self.embedded.start_broker)
         # A blocking pool: hundreds of concurrent deliveries wait their turn for a
         # connection instead of failing with "Too many connections".
+        # An explicit socket timeout, well above the lane readers' block time: a
+        # quiet XREADGROUP BLOCK must never look like a dead server, and a dead
+        # server must not hang a request for ever.
         pool = aioredis.BlockingConnectionPool.from_url(
-            s.redis_url, max_connections=s.redis_connections, timeout=10, health_check_interval=30
-        )
+            s.redis_url, max_connections=s.redis_connections, timeout=10, health_check_interval=30,
+            socket_timeout=s.redis_socket_timeout_s, socket_connect_timeout=5, socket_keepalive=True,
+        )  # fmt: skip
         self.redis = aioredis.Redis(connection_pool=pool)
         await self.redis.ping()
         self.keys = Keys(s.key_prefix)
@@ -80,20 +86,21 @@ class Engine:
             s.call_signs = {str(k): str(v) for k, v in (seed.get("call_signs") or {}).items()}
             await self.seed(seed)
         if self.run_workers:
-            self.worker = Worker(self.redis, self.store, s, adapters.registry(s.call_signs), self.feed)
+            self.worker = Worker(
+                self.redis, self.store, s, adapters.registry(s.call_signs), self.feed, self.supervisor
+            )
             await self.worker.start()
-        self._tasks.append(asyncio.create_task(self._expire_loop(), name="expire"))
+        self.supervisor.every("expire", self._expire, 10.0)
         await self._start_jma_poller()
         log.info("engine.started", redis=s.redis_url, mqtt=s.mqtt_url, prefix=s.key_prefix)
         return self
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if self.worker is not None:
-            await self.worker.stop()
+            await self.worker.drain()
+        await self.supervisor.stop()
+        if self.worker is not None:
+            await self.worker.close()
         if self.feed is not None:
             await self.feed.close()
         if self.redis is not None:
@@ -118,14 +125,43 @@ class Engine:
         poller = build_poller(self.redis, on_alert, registry=self.registry, env=env)
         if poller is not None:
             self._jma_stop = asyncio.Event()
-            self._tasks.append(asyncio.create_task(poller.run(self._jma_stop), name="jma-poller"))
+            # An outage at JMA's end is the poller's own business (its metrics and
+            # backoff); it does not make this process unhealthy.
+            self.supervisor.spawn("jma-poller", lambda: poller.run(self._jma_stop), critical=False)
             log.info("jma.poller.started")
 
-    async def _expire_loop(self) -> None:
-        while True:
-            await asyncio.sleep(10)
-            with contextlib.suppress(Exception):
-                await self.store.expire_active(time.time())
+    async def _expire(self) -> None:
+        await self.store.expire_active(time.time())
+
+    async def health(self) -> dict[str, Any]:
+        """What /healthz reports: "ok", or "unhealthy" with every cause in a sentence."""
+        s = self.settings
+        causes: list[str] = []
+        body: dict[str, Any] = {}
+        assert self.redis is not None
+        try:
+            await asyncio.wait_for(self.redis.ping(), 2.0)
+            backlog = await asyncio.wait_for(self.store.lane_backlog(), 2.0)
+            body["redis"] = "ok"
+            body["queue_depth"] = backlog.depths
+            body["oldest_job_s"] = {lane: round(age, 1) for lane, age in backlog.oldest_s.items()}
+            limits = {"flash": s.health_flash_age_s, "routine": s.health_routine_age_s}
+            for lane, age in backlog.oldest_s.items():
+                if age > limits[lane]:
+                    causes.append(
+                        f"the {lane} lane's oldest delivery has waited {age:.0f} s (limit {limits[lane]:g} s): "
+                        "no delivery worker is taking work"
+                    )
+        except Exception as exc:
+            body["redis"] = "unreachable"
+            causes.append(f"Redis is unreachable ({type(exc).__name__}: {exc})")
+        if self.feed is not None:
+            body["broker"] = "ok" if self.feed.connected else "unreachable"
+            if not self.feed.connected:
+                causes.append(f"the MQTT broker at {self.feed.broker} is unreachable")
+        causes += self.supervisor.problems()
+        body["tasks"] = self.supervisor.summary()
+        return {"status": "unhealthy" if causes else "ok", "causes": causes, **body}
 
     async def seed(self, data: dict[str, Any]) -> None:
         """Issuers and subscribers from a config file, as the admin API would take them."""

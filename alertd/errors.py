@@ -104,3 +104,22 @@ class UnsupportedMediaType(AlertdError):
     status = 415
     title = "Unsupported content type"
     type_slug = "unsupported-media-type"
+
+
+class ServiceUnavailable(AlertdError):
+    """alertd cannot do this right now (its database is unreachable, or it is
+    shedding load); the request may be sent again after ``retry_after_s``."""
+
+    status = 503
+    title = "alertd cannot take this right now"
+    type_slug = "unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: int = 5, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after_s = retry_after_s
+
+
+class InternalError(AlertdError):
+    status = 500
+    title = "Internal error"
+    type_slug = "internal-error"

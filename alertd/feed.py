@@ -59,6 +59,14 @@ class Feed:
     async def start(self) -> None:
         await self.conn.wait_ready(timeout=15)
 
+    @property
+    def connected(self) -> bool:
+        return self.conn.connected
+
+    @property
+    def broker(self) -> str:
+        return f"{self.conn.host}:{self.conn.port}"
+
     async def close(self) -> None:
         await self.conn.close()
 

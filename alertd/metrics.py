@@ -80,3 +80,28 @@ def latency(adapter: str, priority: str, seconds: float) -> None:
     if child is None:
         child = _children[key] = DELIVERY_LATENCY.labels(adapter=adapter, priority=priority)
     child.observe(seconds)  # type: ignore[attr-defined]
+
+
+TASK_RESTARTS = Counter(
+    "alertd_task_restarts",
+    "Background tasks (lane readers, reclaimer, retry mover, expiry, feed, poller) restarted after they ended.",
+    ["task"],
+    registry=REGISTRY,
+)
+TASK_STEP_FAILURES = Counter(
+    "alertd_task_step_failures",
+    "Steps of a background task that raised and were retried after a backoff.",
+    ["task"],
+    registry=REGISTRY,
+)
+POISON_JOBS = Counter(
+    "alertd_poison_jobs",
+    "Lane entries that were not delivery jobs alertd can read; acknowledged and dropped, each logged.",
+    ["lane"],
+    registry=REGISTRY,
+)
+PUBLIC_SHED = Counter(
+    "alertd_public_requests_shed",
+    "Public reads answered 503 because the public face was at its concurrency limit.",
+    registry=REGISTRY,
+)

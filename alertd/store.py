@@ -63,6 +63,12 @@ class PlannedDelivery:
     adapter: str
 
 
+@dataclass
+class LaneBacklog:
+    depths: dict[str, int]
+    oldest_s: dict[str, float]
+
+
 class AlertState:
     ACTIVE = "active"
     LIFTED = "lifted"  # an evacuation order a later 解除 lifted
@@ -346,6 +352,29 @@ class Store:
             return None
         # HSETNX: the first confirmation's time is the one that counts.
         return bool(await self.redis.hsetnx(hkey, f"{subscriber_id}|confirmed_at", at))
+
+    async def lane_backlog(self) -> LaneBacklog:
+        """Depth of each lane and the age of its oldest job (a lane entry lives
+        from queueing until its outcome is recorded)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lane in Priority:
+                pipe.xlen(self.keys.lane(lane))
+            for lane in Priority:
+                pipe.xrange(self.keys.lane(lane), "-", "+", count=1)
+            pipe.zcard(self.keys.retry)
+            values = await pipe.execute()
+        n = len(Priority)
+        depths = {lane.value: int(v) for lane, v in zip(Priority, values[:n], strict=True)}
+        depths["retry"] = int(values[-1])
+        now = time.time()
+        oldest: dict[str, float] = {}
+        for lane, first in zip(Priority, values[n : 2 * n], strict=True):
+            if first:
+                entry_ms = int(first[0][0].split(b"-")[0])
+                oldest[lane.value] = max(0.0, now - entry_ms / 1000)
+            else:
+                oldest[lane.value] = 0.0
+        return LaneBacklog(depths, oldest)
 
     async def queue_depths(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -21,6 +21,7 @@ import socket
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import msgpack
@@ -34,10 +35,11 @@ from alertd.breaker import CircuitBreaker
 from alertd.config import Settings
 from alertd.constants import LANES, Keys
 from alertd.feed import FEED_SUBSCRIBER, Feed
-from alertd.metrics import QUEUE_DEPTH
+from alertd.metrics import POISON_JOBS, QUEUE_DEPTH
 from alertd.models import AdapterKind, Alert, DeliveryState, Priority, Subscriber
 from alertd.recorder import Outcome, Recorder
 from alertd.store import AlertState, Store
+from alertd.supervise import Supervisor, TaskHealth
 
 log = logs.get("alertd.worker")
 
@@ -66,6 +68,7 @@ class Worker:
         settings: Settings,
         adapters: dict[AdapterKind, Adapter],
         feed: Feed | None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.redis = redis
         self.store = store
@@ -77,7 +80,6 @@ class Worker:
         self.mqtt = MqttTransport()
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
         self.consumer = settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
-        self._tasks: list[asyncio.Task[None]] = []
         # A fixed pool of delivery coroutines per lane, fed by a bounded queue:
         # cheaper than a task and a semaphore per delivery, and the queue bound
         # is the back-pressure on reading the stream.
@@ -88,7 +90,6 @@ class Worker:
         self._queues: dict[Priority, asyncio.Queue[Job]] = {
             lane: asyncio.Queue(maxsize=n) for lane, n in self._concurrency.items()
         }
-        self._runners: list[asyncio.Task[None]] = []
         # Entries this process holds (queued locally or in flight): the reclaimer
         # must not hand this process a second copy of its own slow work.
         self._held: dict[bytes, Priority] = {}
@@ -105,92 +106,144 @@ class Worker:
         self._flash_idle = asyncio.Event()
         self._flash_idle.set()
         self._stopping = False
+        self._owns_supervisor = supervisor is None
+        self.supervisor = supervisor or Supervisor("worker")
+        self._readers: dict[Priority, TaskHealth] = {}
+        # Set when a read or a job failed: this consumer may own pending entries
+        # nobody is working on (see _recover_own).
+        self._recover: dict[Priority, bool] = dict.fromkeys(LANES, True)
+        self._crashes: dict[bytes, int] = {}
 
     # --- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
         for lane in LANES:
-            with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
-                await self.redis.xgroup_create(self.keys.lane(lane), self.keys.group, id="0", mkstream=True)
+            await self._ensure_group(self.keys.lane(lane))
         await self.http.start()
         await self.store.secret()  # once, before the first fan-out asks for it two thousand times at once
+        sup = self.supervisor
         for lane in LANES:
             for i in range(self._concurrency[lane]):
-                self._runners.append(asyncio.create_task(self._runner(lane), name=f"deliver:{lane}:{i}"))
+                # Each delivery coroutine catches every error of its own job; the
+                # supervisor only restarts one that ends anyway.
+                sup.spawn(f"deliver:{lane.value}:{i}", partial(self._runner, lane),
+                          group=f"deliver:{lane.value}", critical=False)  # fmt: skip
+        block_s = self.settings.lane_block_ms / 1000
         for lane in LANES:
-            self._tasks.append(asyncio.create_task(self._consume(lane), name=f"consume:{lane}"))
-            self._tasks.append(asyncio.create_task(self._reclaim(lane), name=f"reclaim:{lane}"))
-        self._tasks.append(asyncio.create_task(self._move_retries(), name="retries"))
-        self._tasks.append(asyncio.create_task(self._gauge(), name="gauge"))
+            # A reader that has not come back from a read in several block times
+            # (plus the Redis timeout) is stalled, and /healthz says so.
+            self._readers[lane] = sup.every(
+                f"read:{lane.value}", partial(self._read_lane, lane), 0,
+                stale_after_s=3 * block_s + self.settings.redis_socket_timeout_s,
+                backoff_base_s=0.05, backoff_max_s=2.0,
+            )  # fmt: skip
+            sup.every(f"reclaim:{lane.value}", partial(self._reclaim, lane),
+                      max(0.2, self.settings.claim_idle_s / 4))  # fmt: skip
+        sup.every("retries", self._move_retries, 0.1)
+        sup.every("queue-gauge", self._gauge, 1.0, critical=False)
         log.info("worker.started", consumer=self.consumer)
 
     async def stop(self) -> None:
+        await self.drain()
+        if self._owns_supervisor:
+            await self.supervisor.stop()
+        await self.close()
+
+    async def drain(self) -> None:
+        """Take no new work; give deliveries under way a bounded time to finish
+        rather than leave them to a reclaim."""
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
-        # Let deliveries under way finish (bounded) rather than leave them to a reclaim.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues.values())), 5)
-        for task in self._runners:
-            task.cancel()
-        await asyncio.gather(*self._runners, return_exceptions=True)
-        self._runners.clear()
+
+    async def close(self) -> None:
+        """Release connections; call after the supervisor has stopped this worker's tasks."""
         await self.recorder.close()
         await self.http.close()
         await self.mqtt.close()
 
+    async def _ensure_group(self, stream: str) -> None:
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
+            await self.redis.xgroup_create(stream, self.keys.group, id="0", mkstream=True)
+
     # --- reading the lanes ---------------------------------------------------
-    async def _consume(self, lane: Priority) -> None:
+    async def _read_lane(self, lane: Priority) -> None:
+        """One read of a lane; the supervisor calls it back to back and backs off on errors."""
+        if self._stopping:
+            await asyncio.sleep(0.1)
+            return
+        reader = self._readers[lane]
+        if lane is Priority.ROUTINE and not self._flash_idle.is_set():
+            # While flash deliveries are in flight the routine lane waits, with a
+            # bounded wait so its heartbeat stays truthful.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flash_idle.wait(), 1.0)
+            return
         stream = self.keys.lane(lane)
-        while not self._stopping:
-            if lane is Priority.ROUTINE:
-                await self._flash_idle.wait()
-            try:
-                # Smaller flash batches get the first delivery out sooner.
-                count = 64 if lane is Priority.FLASH else 500
-                resp = await self.redis.xreadgroup(
-                    self.keys.group, self.consumer, {stream: ">"}, count=count, block=1000
-                )
-            except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
-                log.warning("worker.redis_unavailable", lane=lane.value, error=str(exc))
-                await asyncio.sleep(0.5)
-                continue
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    with contextlib.suppress(ResponseError):
-                        await self.redis.xgroup_create(stream, self.keys.group, id="0", mkstream=True)
-                    continue
-                raise
-            for _, entries in resp or []:
-                await self._dispatch(lane, entries)
+        try:
+            if self._recover[lane]:
+                await self._recover_own(lane)
+            # Smaller flash batches get the first delivery out sooner.
+            count = 64 if lane is Priority.FLASH else 500
+            resp = await self.redis.xreadgroup(
+                self.keys.group, self.consumer, {stream: ">"}, count=count, block=self.settings.lane_block_ms
+            )
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream or group was deleted under us: make it again
+                log.warning("worker.group_recreated", lane=lane.value)
+                await self._ensure_group(stream)
+                return
+            self._recover[lane] = True
+            raise
+        except Exception:
+            # A read that timed out may still have handed this consumer entries
+            # whose reply never arrived; they are in this consumer's pending list
+            # and are read back from there on the next step, not left for the
+            # reclaimer's claim_idle_s.
+            self._recover[lane] = True
+            raise
+        for _, entries in resp or []:
+            await self._dispatch(lane, entries, reader)
+
+    async def _recover_own(self, lane: Priority) -> None:
+        """Re-read this consumer's own pending entries that it does not hold (see _read_lane)."""
+        stream = self.keys.lane(lane)
+        start: bytes | str = "0"
+        while True:
+            resp = await self.redis.xreadgroup(self.keys.group, self.consumer, {stream: start}, count=500)
+            entries = resp[0][1] if resp else []
+            if not entries:
+                break
+            fresh = [e for e in entries if e[0] not in self._held and self._crashes.get(e[0], 0) < 5]
+            if fresh:
+                log.info("worker.recovered_pending", lane=lane.value, count=len(fresh))
+                await self._dispatch(lane, fresh, self._readers.get(lane))
+            start = entries[-1][0]
+            if len(entries) < 500:
+                break
+        self._recover[lane] = False
 
     async def _reclaim(self, lane: Priority) -> None:
         """Take over jobs a dead (or stuck) consumer left pending."""
         stream = self.keys.lane(lane)
         idle_ms = int(self.settings.claim_idle_s * 1000)
-        while not self._stopping:
-            await asyncio.sleep(max(0.2, self.settings.claim_idle_s / 4))
-            start = "0-0"
+        start = "0-0"
+        await self._touch(stream, lane)
+        while True:
             try:
-                await self._touch(stream, lane)
-                while True:
-                    result = await self.redis.xautoclaim(
-                        stream, self.keys.group, self.consumer, idle_ms, start_id=start, count=500
-                    )
-                    start, entries = result[0], result[1]
-                    entries = [e for e in entries if e and e[1]]
-                    if entries:
-                        log.info("worker.reclaimed", lane=lane.value, count=len(entries))
-                        await self._dispatch(lane, entries)
-                    if start in (b"0-0", "0-0"):
-                        break
-            except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
-                log.warning("worker.redis_unavailable", lane=lane.value, error=str(exc))
+                result = await self.redis.xautoclaim(
+                    stream, self.keys.group, self.consumer, idle_ms, start_id=start, count=500
+                )
             except ResponseError as exc:
-                log.warning("worker.reclaim_failed", lane=lane.value, error=str(exc))
+                if "NOGROUP" in str(exc):
+                    return  # the reader re-creates the group
+                raise
+            start, entries = result[0], result[1]
+            entries = [e for e in entries if e and e[1]]
+            if entries:
+                log.info("worker.reclaimed", lane=lane.value, count=len(entries))
+                await self._dispatch(lane, entries)
+            if start in (b"0-0", "0-0"):
+                break
 
     async def _touch(self, stream: str, lane: Priority) -> None:
         """Reset the idle time of work this process holds, so no other process
@@ -201,36 +254,56 @@ class Worker:
 
     async def _move_retries(self) -> None:
         prefix = self.keys.prefix + ":lane:"
-        while not self._stopping:
-            try:
-                await self._move_due(keys=[self.keys.retry], args=[int(time.time() * 1000), prefix])
-            except Exception as exc:
-                log.warning("worker.retry_move_failed", error=str(exc))
-            await asyncio.sleep(0.1)
+        await self._move_due(keys=[self.keys.retry], args=[int(time.time() * 1000), prefix])
 
     async def _gauge(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(Exception):
-                for lane, depth in (await self.store.queue_depths()).items():
-                    QUEUE_DEPTH.labels(lane=lane).set(depth)
-            await asyncio.sleep(1.0)
+        for lane, depth in (await self.store.queue_depths()).items():
+            QUEUE_DEPTH.labels(lane=lane).set(depth)
 
     # --- one batch -----------------------------------------------------------
-    async def _dispatch(self, lane: Priority, entries: list[Any]) -> None:
-        jobs = []
+    def _job_from_entry(self, lane: Priority, entry_id: bytes, fields: dict[bytes, bytes] | None) -> Job | None:
+        """The delivery job a lane entry describes, or None for an entry alertd cannot read."""
+        try:
+            f = {k.decode(): v.decode() for k, v in (fields or {}).items()}
+            return Job(lane, entry_id, f["a"], f["s"], int(f.get("t", 0)))
+        except (KeyError, ValueError, AttributeError):
+            return None
+
+    async def _drop_poison(self, lane: Priority, entry_ids: list[bytes]) -> None:
+        """Entries that are not delivery jobs (written by hand, by another program, or
+        half-deleted) are acknowledged and dropped, each one logged: left in the
+        lane they would stop its reader on every read."""
+        stream = self.keys.lane(lane)
+        for entry_id in entry_ids:
+            log.error("worker.poison_entry", lane=lane.value, entry_id=entry_id.decode(errors="replace"))
+            POISON_JOBS.labels(lane=lane.value).inc()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, self.keys.group, *entry_ids)
+            pipe.xdel(stream, *entry_ids)
+            await pipe.execute()
+
+    async def _dispatch(self, lane: Priority, entries: list[Any], reader: TaskHealth | None = None) -> None:
+        jobs: list[Job] = []
+        poison: list[bytes] = []
         for entry_id, fields in entries:
             if entry_id in self._held:
                 continue
-            self._held[entry_id] = lane
-            f = {k.decode(): v.decode() for k, v in fields.items()}
-            jobs.append(Job(lane, entry_id, f["a"], f["s"], int(f.get("t", 0))))
+            job = self._job_from_entry(lane, entry_id, fields)
+            if job is None:
+                poison.append(entry_id)
+            else:
+                jobs.append(job)
+        if poison:
+            await self._drop_poison(lane, poison)
         await self._refresh_subscribers()
         if not jobs:
             return
         alert_ids = list({j.alert_id for j in jobs})
         missing = [a for a in alert_ids if a not in self._alerts]
         # One round trip for the whole batch: alert states, documents not yet
-        # cached, and each delivery's state and attempt count so far.
+        # cached, and each delivery's state and attempt count so far. Nothing is
+        # marked held until it succeeds, so a failed prefetch leaves the entries
+        # to be read again, not stranded.
         async with self.redis.pipeline(transaction=False) as pipe:
             for alert_id in alert_ids:
                 pipe.hget(self.keys.alert(alert_id), "state")
@@ -258,10 +331,16 @@ class Worker:
             job.state = dstate.decode() if dstate else None
             job.prev = msgpack.unpackb(record, raw=False) if record else {}
             job.attempts = int(job.prev.get("attempts", 0))
+        for job in jobs:
+            if job.entry_id in self._held:  # taken by a concurrent read (reclaim) meanwhile
+                continue
+            self._held[job.entry_id] = lane
             if lane is Priority.FLASH:
                 self._flash_inflight += 1
                 self._flash_idle.clear()
             await self._queues[lane].put(job)
+            if reader is not None:
+                reader.beat()  # waiting for a free delivery slot is progress, not a stall
 
     async def _runner(self, lane: Priority) -> None:
         queue = self._queues[lane]
@@ -305,9 +384,15 @@ class Worker:
     async def _run_job(self, job: Job) -> None:
         try:
             await self._job(job)
-        except Exception:
-            # Leave the job pending: the reclaimer retries it after claim_idle_s.
-            log.exception("delivery.crashed", alert_id=job.alert_id, subscriber_id=job.sub_id)
+        except Exception as exc:
+            # The job stays pending in this consumer's list; the lane reader reads
+            # it back on its next step (a few tries), then the reclaimer has it.
+            self._crashes[job.entry_id] = self._crashes.get(job.entry_id, 0) + 1
+            if len(self._crashes) > 10_000:
+                self._crashes.clear()
+            self._recover[job.lane] = True
+            log.exception("delivery.crashed", alert_id=job.alert_id, subscriber_id=job.sub_id,
+                          lane=job.lane.value, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
     async def _job(self, job: Job) -> None:
         if job.state is not None and DeliveryState(job.state).terminal:

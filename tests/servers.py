@@ -1,0 +1,119 @@
+"""Private Redis and Mosquitto servers on free loopback ports, for tests that kill,
+pause or restart them (the shared ones on 6379/1883 must never be disturbed).
+
+They are real servers started from the binaries `make test` installs
+(tests/services.sh); a test that needs one and finds no binary fails with a
+sentence saying what to install, rather than skipping silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{what} within {timeout} s")
+
+
+def _binary(name: str, *extra_dirs: str) -> str:
+    found = shutil.which(name) or next(
+        (str(Path(d) / name) for d in ("/usr/sbin", "/usr/bin", *extra_dirs) if (Path(d) / name).exists()), None
+    )
+    if found is None:
+        raise AssertionError(f"{name} is not installed; `make test` installs it (tests/services.sh)")
+    return found
+
+
+class RedisServer:
+    """``redis-server`` on a free port; kill -9, restart and pause like a real outage."""
+
+    def __init__(self, *, appendonly: bool = False) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="alertd-redis-")
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [
+            _binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(lambda: _port_open(self.port), 10, f"redis-server did not listen on {self.port}")
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(5)
+        _wait(lambda: not _port_open(self.port), 5, "redis-server did not go away")
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class MosquittoServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="alertd-mosquitto-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> MosquittoServer:
+        conf = Path(self.dir) / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.proc = subprocess.Popen(
+            [_binary("mosquitto"), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait(lambda: _port_open(self.port), 10, f"mosquitto did not listen on {self.port}")
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(5)
+        with contextlib.suppress(AssertionError):
+            _wait(lambda: not _port_open(self.port), 5, "mosquitto did not go away")
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def env_without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in names}

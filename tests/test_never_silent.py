@@ -1,0 +1,266 @@
+"""The engine never stops silently: its loops survive stalls, Redis timeouts, poison
+entries and crashes, and /healthz says so when something is wrong.
+
+Every fault here is real: the event loop is really blocked, Redis is really
+paused or killed (a private redis-server), the broker is really killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from tests.conftest import REDIS_URL, RunningEngine, Sink, make_settings, start_engine, stop_engine
+from tests.servers import MosquittoServer, RedisServer
+
+LEVEL5 = {
+    "municipality": "08211", "level": 5, "action": "issue", "districts": ["all"], "reason": "洪水",
+    "status": "Exercise",
+}  # fmt: skip
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+async def metric(running: RunningEngine, name: str, **labels: str) -> float:
+    """One sample from /metrics, as Prometheus would scrape it."""
+    status, text = await running.get("/metrics")
+    assert status == 200
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if m and m.group(1) == name and ",".join(sorted((m.group(2) or "").split(","))) == want:
+            return float(m.group(3))
+    return 0.0
+
+
+async def flash_reaches(running: RunningEngine, sink: Sink, token: str, identifier: str) -> float:
+    """Send a level 5 order; return seconds until the radio gateway had it (deadline 1 s)."""
+    before = len(sink.at("/radio"))
+    t0 = time.monotonic()
+    status, answer = await running.post("/api/v1/evacuation-orders", token, {**LEVEL5, "identifier": identifier})
+    assert status == 202, answer
+    assert answer["priority"] == "flash"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 1.0
+    while len(sink.at("/radio")) == before:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise AssertionError("the level 5 order did not reach the radio gateway within 1 s")
+        sink.event.clear()
+        try:
+            await asyncio.wait_for(sink.event.wait(), remaining)
+        except TimeoutError:
+            pass
+    return time.monotonic() - t0
+
+
+async def radio_desk(running: RunningEngine, sink: Sink) -> str:
+    token = await running.add_issuer("joso", ["08211"])
+    await running.add_subscriber(id="radio", adapter="radio", endpoint=f"{sink.url}/radio", districts=["08211"])
+    return token
+
+
+async def test_flash_alert_is_delivered_after_the_event_loop_stalls_past_the_redis_timeout(sink: Sink) -> None:
+    # The Redis timeout is short here so a 3.5 s stall exceeds it; in production it is 10 s.
+    running = await start_engine(make_settings(redis_socket_timeout_s=2.5))
+    try:
+        token = await radio_desk(running, sink)
+        await flash_reaches(running, sink, token, "before")
+        failures = await metric(running, "alertd_task_step_failures_total", task="read:flash")
+        time.sleep(3.5)  # noqa: ASYNC251 — the point: block the whole event loop, as a hostile request did
+        await eventually(
+            lambda: metric_above(running, "alertd_task_step_failures_total", failures, task="read:flash"),
+            5, "the flash reader noticing its Redis read timed out",
+        )  # fmt: skip
+        await flash_reaches(running, sink, token, "after")
+        status, health = await running.get("/healthz")
+        assert status == 200, health
+    finally:
+        await stop_engine(running)
+
+
+async def metric_above(running: RunningEngine, name: str, floor: float, **labels: str) -> bool:
+    return await metric(running, name, **labels) > floor
+
+
+@pytest_asyncio.fixture
+async def private_redis() -> AsyncIterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_flash_alert_is_delivered_after_redis_stops_answering_for_a_while(
+    sink: Sink, private_redis: RedisServer
+) -> None:
+    running = await start_engine(make_settings(redis_url=private_redis.url, redis_socket_timeout_s=2.5))
+    control = aioredis.Redis.from_url(private_redis.url)
+    try:
+        token = await radio_desk(running, sink)
+        await flash_reaches(running, sink, token, "before")
+        failures = await metric(running, "alertd_task_step_failures_total", task="read:flash")
+        await control.execute_command("CLIENT", "PAUSE", "4000", "ALL")  # Redis answers nobody for 4 s
+        await eventually(
+            lambda: metric_above(running, "alertd_task_step_failures_total", failures, task="read:flash"),
+            10, "the flash reader's read timing out",
+        )  # fmt: skip
+        await eventually(lambda: healthy(running), 15, "/healthz returning to 200 after the pause")
+        await flash_reaches(running, sink, token, "after")
+    finally:
+        await control.aclose()
+        await stop_engine(running, wipe_keys=False)
+
+
+async def healthy(running: RunningEngine) -> bool:
+    status, _ = await running.get("/healthz")
+    return status == 200
+
+
+async def test_a_poison_entry_in_the_flash_lane_is_dropped_and_the_lane_keeps_delivering(sink: Sink) -> None:
+    running = await start_engine()
+    r = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        token = await radio_desk(running, sink)
+        stream = running.engine.keys.lane("flash")
+        dropped = await metric(running, "alertd_poison_jobs_total", lane="flash")
+        # Something that is not a delivery job: another program, a hand-typed XADD.
+        await r.xadd(stream, {"hello": "world"})
+        await flash_reaches(running, sink, token, "after-poison")
+        assert await metric(running, "alertd_poison_jobs_total", lane="flash") == dropped + 1
+        remaining = [fields for _, fields in await r.xrange(stream)]
+        assert {b"hello": b"world"} not in remaining
+    finally:
+        await r.aclose()
+        await stop_engine(running)
+
+
+async def test_a_reader_that_keeps_failing_makes_healthz_503_and_recovers(sink: Sink) -> None:
+    running = await start_engine(make_settings(redis_socket_timeout_s=2.5))
+    r = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        token = await radio_desk(running, sink)
+        stream = running.engine.keys.lane("flash")
+        # The lane's key is clobbered (a FLUSH by hand, a key clash): every read fails.
+        await r.delete(stream)
+        await r.set(stream, "not a stream")
+
+        async def unhealthy_naming_the_reader() -> bool:
+            status, body = await running.get("/healthz")
+            return status == 503 and any("read:flash" in c for c in body["causes"])
+
+        await eventually(unhealthy_naming_the_reader, 15, "/healthz naming the failing flash reader")
+        _, body = await running.get("/healthz")
+        assert body["status"] == "unhealthy"
+        assert any("WRONGTYPE" in c for c in body["causes"]), body["causes"]
+        await r.delete(stream)  # repaired: the reader makes its group again
+        await eventually(lambda: healthy(running), 15, "/healthz returning to 200")
+        await flash_reaches(running, sink, token, "after-repair")
+    finally:
+        await r.aclose()
+        await stop_engine(running)
+
+
+async def test_the_supervisor_restarts_a_task_that_dies_and_counts_it(engine: RunningEngine) -> None:
+    runs = 0
+    alive = asyncio.Event()
+
+    async def fragile() -> None:
+        nonlocal runs
+        runs += 1
+        if runs <= 2:
+            raise RuntimeError(f"crash {runs}")
+        alive.set()
+        await asyncio.Event().wait()
+
+    engine.engine.supervisor.spawn("test-fragile", fragile)
+    await asyncio.wait_for(alive.wait(), 5)
+    assert await metric(engine, "alertd_task_restarts_total", task="test-fragile") == 2
+    status, body = await engine.get("/healthz")
+    assert status == 200, body
+    assert body["tasks"]["test-fragile"]["restarts"] == 2
+
+
+async def test_healthz_is_503_when_no_worker_takes_flash_work(sink: Sink) -> None:
+    # An API-only process, and nobody else reading the lanes: the order is
+    # accepted, but nothing would ever deliver it. /healthz must say so.
+    running = await start_engine(make_settings(health_flash_age_s=1.0), workers=False)
+    try:
+        token = await radio_desk(running, sink)
+        status, _ = await running.post("/api/v1/evacuation-orders", token, {**LEVEL5, "identifier": "stuck"})
+        assert status == 202
+
+        async def says_flash_lane_stuck() -> bool:
+            status, body = await running.get("/healthz")
+            return status == 503 and any("flash lane" in c for c in body["causes"])
+
+        await eventually(says_flash_lane_stuck, 10, "/healthz reporting the stuck flash lane")
+    finally:
+        await stop_engine(running)
+
+
+async def test_redis_down_gives_503_health_and_a_503_problem_with_retry_after(
+    sink: Sink, private_redis: RedisServer
+) -> None:
+    running = await start_engine(make_settings(redis_url=private_redis.url, redis_socket_timeout_s=2.5))
+    try:
+        token = await radio_desk(running, sink)
+        private_redis.kill()
+        status, body = await running.get("/healthz")
+        assert status == 503
+        assert any("Redis is unreachable" in c for c in body["causes"]), body
+        async with running.http.post(
+            f"{running.url}/api/v1/evacuation-orders", json={**LEVEL5, "identifier": "no-db"},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as resp:  # fmt: skip
+            assert resp.status == 503
+            assert resp.content_type == "application/problem+json"
+            assert int(resp.headers["Retry-After"]) > 0
+            problem = await resp.json()
+            assert "nothing was sent" in problem["detail"]
+    finally:
+        await stop_engine(running, wipe_keys=False)
+
+
+async def test_broker_down_gives_503_health() -> None:
+    broker = MosquittoServer().start()
+    running = await start_engine(make_settings(mqtt_url=broker.url))
+    try:
+        status, _ = await running.get("/healthz")
+        assert status == 200
+        broker.kill()
+
+        async def says_broker_down() -> bool:
+            status, body = await running.get("/healthz")
+            return status == 503 and any("MQTT broker" in c for c in body["causes"])
+
+        await eventually(says_broker_down, 10, "/healthz reporting the broker down")
+    finally:
+        await stop_engine(running)
+        broker.stop()
+
+
+@pytest.mark.parametrize("depth", [1_000, 400_000])
+async def test_deeply_nested_json_is_a_clean_400(engine: RunningEngine, depth: int) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    body = "[" * depth + "]" * depth
+    status, problem = await engine.post(
+        "/api/v1/evacuation-orders", token, body, headers={"Content-Type": "application/json"}
+    )
+    assert status == 400, problem
+    assert "nested" in problem["detail"]
