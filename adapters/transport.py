@@ -22,9 +22,11 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from adapters.base import Payload, PermanentError, RetryableError
+from adapters.base import DeliveryError, Payload, PermanentError, RetryableError
 from alertd import logs
 from alertd.constants import ACK_TOPIC
+from alertd.limits import RESPONSE_READ_BYTES
+from alertd.redact import redact_text, redact_url
 
 log = logs.get("alertd.transport")
 
@@ -62,10 +64,20 @@ class HttpTransport:
             self._session = None
 
     async def send(self, endpoint: str, payload: Payload, timeout_s: float) -> None:
+        """POST the payload; only the status counts. Errors name the endpoint without its secrets."""
+        try:
+            await self._post(endpoint, payload, timeout_s)
+        except DeliveryError as exc:
+            exc.message = redact_text(exc.message, endpoint)
+            exc.args = (exc.message,)
+            raise
+
+    async def _post(self, endpoint: str, payload: Payload, timeout_s: float) -> None:
         if self._session is None:
             await self.start()
         assert self._session is not None
         headers = {"Content-Type": payload.content_type, **payload.headers}
+        where = redact_url(endpoint)
         try:
             async with self._session.post(
                 endpoint,
@@ -74,19 +86,39 @@ class HttpTransport:
                 timeout=self._timeout(timeout_s),
                 allow_redirects=False,
             ) as resp:
-                await resp.read()
+                await _discard_body(resp)
                 if 200 <= resp.status < 300:
                     return
-                message = f"HTTP {resp.status} from {endpoint}"
+                message = f"HTTP {resp.status} from {where}"
                 if resp.status >= 500 or resp.status in RETRYABLE_STATUS:
                     raise RetryableError(message)
                 raise PermanentError(message)
         except TimeoutError as exc:
-            raise RetryableError(f"no answer from {endpoint} within {timeout_s:g} s") from exc
+            raise RetryableError(f"no answer from {where} within {timeout_s:g} s") from exc
         except aiohttp.InvalidURL as exc:
-            raise PermanentError(f"the endpoint {endpoint!r} is not a valid URL") from exc
+            raise PermanentError(f"the endpoint {where!r} is not a valid URL") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise RetryableError(f"{type(exc).__name__} talking to {endpoint}: {exc}") from exc
+            raise RetryableError(f"{type(exc).__name__} talking to {where}: {exc}") from exc
+
+
+async def _discard_body(resp: aiohttp.ClientResponse) -> None:
+    """Read at most a few KB of what a receiver answers; only the status matters.
+
+    A small answer is read to its end so the connection can be reused; a large
+    one (a misconfigured receiver, or a hostile one sending gigabytes) is cut
+    off and its connection closed, so it costs neither memory nor event-loop time.
+    """
+    length = resp.content_length
+    if length is not None and length <= RESPONSE_READ_BYTES:
+        await resp.read()
+        return
+    seen = 0
+    while seen <= RESPONSE_READ_BYTES:
+        chunk = await resp.content.read(RESPONSE_READ_BYTES + 1 - seen)
+        if not chunk:
+            return  # the end: the connection goes back to the pool
+        seen += len(chunk)
+    resp.close()
 
 
 @dataclass(frozen=True)
@@ -99,10 +131,10 @@ class MqttTarget:
     def parse(cls, endpoint: str) -> MqttTarget:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise PermanentError(f"the endpoint {endpoint!r} is not an mqtt://host:port/topic address")
+            raise PermanentError(f"the endpoint {redact_url(endpoint)!r} is not an mqtt://host:port/topic address")
         topic = parts.path.lstrip("/")
         if not topic or "+" in topic or "#" in topic:
-            raise PermanentError(f"the endpoint {endpoint!r} names no publishable topic")
+            raise PermanentError(f"the endpoint {redact_url(endpoint)!r} names no publishable topic")
         return cls(parts.hostname, parts.port or 1883, topic)
 
 

@@ -395,8 +395,25 @@ async def get_alert_cap(request: web.Request) -> web.Response:
     return web.Response(body=to_cap(alert), content_type="application/cap+xml", charset="utf-8")
 
 
+async def require_reader_of(request: web.Request, alert: Alert) -> None:
+    """Who got an alert, and their errors, is for the admin, the issuer that sent it,
+    and issuers whose jurisdiction covers it — nobody else."""
+    token = _bearer(request)
+    engine = request.app[ENGINE]
+    expected = engine.settings.admin_token
+    if expected and hmac.compare_digest(token.encode(), expected.encode()):
+        return
+    issuer = await engine.store.issuer_by_token(token)
+    if issuer is None:
+        raise Unauthorized("That token does not belong to any registered issuer or the administrator.")
+    if alert.issuer_id == issuer.id or engine.jurisdiction.may_change(issuer, alert):
+        return
+    raise Forbidden(f"{issuer.name} may not see the deliveries of alert {alert.id}: it is outside your jurisdiction.")
+
+
 async def get_deliveries(request: web.Request) -> web.Response:
     alert = await _alert_or_404(request)
+    await require_reader_of(request, alert)
     rows = await request.app[ENGINE].store.deliveries(alert.id)
     for row in rows:
         if row["confirmed_at"]:

@@ -172,7 +172,8 @@ def _status(args: argparse.Namespace) -> int:
 
     base = args.url.rstrip("/")
     if args.alert:
-        status, data = _http("GET", f"{base}/api/v1/alerts/{args.alert}/deliveries", None)
+        # Deliveries name receivers and their errors: an issuer's or the admin's token is needed.
+        status, data = _http("GET", f"{base}/api/v1/alerts/{args.alert}/deliveries", args.token)
         if status >= 400:
             print(data.get("detail"), file=sys.stderr)
             return 1
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="engine health and alerts in force, or one alert's deliveries")
     p.add_argument("--url", default=os.environ.get("ALERTD_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--token", default=os.environ.get("ALERTD_ISSUER_TOKEN") or os.environ.get("ALERTD_ADMIN_TOKEN"),
+                   help="issuer or admin token, for one alert's deliveries")  # fmt: skip
     p.add_argument("alert", nargs="?")
     p.add_argument("--json", action="store_true")
 

@@ -46,6 +46,9 @@ class Keys:
     def issuer(self, issuer_id: str) -> str:
         return f"{self.prefix}:issuer:{issuer_id}"
 
+    def sender_owner(self, sender: str) -> str:
+        return f"{self.prefix}:sender-owner:{sender}"  # str: the issuer a CAP sender belongs to
+
     def issuer_token(self, token_hash: str) -> str:
         return f"{self.prefix}:issuer-token:{token_hash}"
 

@@ -24,6 +24,7 @@ from alertd.constants import Keys
 from alertd.embedded import EmbeddedServices
 from alertd.feed import Feed
 from alertd.intake import Intake
+from alertd.jurisdiction import Jurisdiction
 from alertd.models import AdapterKind, Alert, Issuer, Subscriber
 from alertd.orders import OrderBuilder
 from alertd.routing import Router
@@ -73,8 +74,12 @@ class Engine:
         self.geocoder = Geocoder(self.registry)
         expiry = timedelta(hours=s.default_expiry_h)
         self.router = Router(self.store, self.registry, feed=bool(s.mqtt_url))
-        self.intake = Intake(self.store, self.registry, self.geocoder, self.router, default_expiry=expiry)
-        self.orders = OrderBuilder(self.registry, self.store, expiry)
+        self.jurisdiction = Jurisdiction(self.registry)
+        self.intake = Intake(
+            self.store, self.registry, self.geocoder, self.router, default_expiry=expiry,
+            jurisdiction=self.jurisdiction,
+        )  # fmt: skip
+        self.orders = OrderBuilder(self.registry, self.store, expiry, self.jurisdiction)
         self.test_broadcasts = TestBroadcasts(self)
         self.consumer = s.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         s.consumer_name = self.consumer
@@ -182,6 +187,7 @@ def issuer_from(item: dict[str, Any]) -> Issuer:
         token_hash=token_hash(item["token"]),
         jurisdiction=[str(c) for c in item.get("jurisdiction") or []],
         national=bool(item.get("national", False)),
+        senders=[str(x) for x in item.get("senders") or []],
     )
 
 

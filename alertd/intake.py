@@ -14,9 +14,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from alertd import logs
-from alertd.errors import Conflict, InvalidInput, OutsideJurisdiction, UnknownArea
+from alertd.errors import Conflict, InvalidInput, UnknownArea
+from alertd.jurisdiction import Jurisdiction
+from alertd.limits import check_alert
 from alertd.metrics import ALERTS_RECEIVED
-from alertd.models import Alert, Issuer, MsgType, Priority, utcnow
+from alertd.models import Alert, Area, Issuer, MsgType, Priority, parse_time, utcnow
+from alertd.offload import run_blocking
 from alertd.routing import Router
 from alertd.store import AlertState, Store, dedup_scope
 
@@ -59,12 +62,14 @@ class Intake:
         router: Router,
         *,
         default_expiry: timedelta = timedelta(hours=24),
+        jurisdiction: Jurisdiction | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.geocoder = geocoder
         self.router = router
         self.default_expiry = default_expiry
+        self.jurisdiction = jurisdiction or Jurisdiction(registry)
 
     async def accept(
         self, alert: Alert, issuer: Issuer | None, *, ends: dict[str, str] | None = None
@@ -72,7 +77,12 @@ class Intake:
         """Accept an alert into the durable log; returns (answer, newly created).
 
         ``issuer`` None means a trusted internal source (the JMA poller).
+        The cheap checks (size, sender) come before anything that costs: a
+        hostile message is refused before it can hold the event loop.
         """
+        check_alert(alert)
+        if issuer is not None:
+            self.jurisdiction.check_sender(issuer, alert.sender)
         alert.issuer_id = issuer.id if issuer is not None else alert.issuer_id
         previous = await self.store.answer_for(dedup_scope(alert.issuer_id), alert.sender, alert.identifier)
         if previous is not None:
@@ -82,14 +92,14 @@ class Intake:
         referenced = await self._resolve_references(alert, issuer)
         if issuer is not None:
             for ref in referenced:
-                self._may_change(issuer, ref)
+                self.jurisdiction.check_may_change(issuer, ref)
         if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL):
             state = AlertState.CANCELLED if alert.msg_type is MsgType.CANCEL else AlertState.UPDATED
             for ref in referenced:
                 ends.setdefault(ref.id, state)
         alert.referenced_ids = list(dict.fromkeys([*alert.referenced_ids, *(r.id for r in referenced)]))
 
-        alert.districts = self._normalize(alert.districts) if alert.districts else self._geocode(alert)
+        alert.districts = self._normalize(alert.districts) if alert.districts else await self._geocode(alert)
         if not alert.districts and referenced:
             # A Cancel usually names no area: it goes where the alerts it cancels went.
             alert.districts = list(dict.fromkeys(d for r in referenced for d in r.districts))
@@ -109,6 +119,8 @@ class Intake:
         self._check_districts(alert.districts)
         if issuer is not None:
             self.authorize(issuer, alert.districts)
+            if alert.origin != "desk":  # desk orders derive their own, in orders.py
+                self.jurisdiction.stamp_identity(alert, issuer)
 
         alert.id = new_alert_id()
         alert.accepted_at = utcnow()
@@ -146,11 +158,11 @@ class Intake:
             target = await self.store.get_alert(ref)
             (found.append(target) if target else missing.append(ref))
         for ref in alert.references:
-            parts = ref.split(",")
+            parts = [p.strip() for p in ref.split(",")]
             if len(parts) < 2:
                 missing.append(ref)
                 continue
-            target = await self._by_reference(parts[0].strip(), parts[1].strip(), issuer)
+            target = await self._by_reference(parts[0], parts[1], parts[2] if len(parts) > 2 else None, issuer)
             (found.append(target) if target else missing.append(ref))
         if missing:
             raise Conflict(
@@ -177,67 +189,64 @@ class Intake:
                 out[code] = None
         return list(out)
 
-    async def _by_reference(self, sender: str, identifier: str, issuer: Issuer | None) -> Alert | None:
-        """The alert a CAP reference names: this issuer's own first, then the newest it may change."""
-        candidates = [
-            a
-            for a in [await self.store.get_alert(i) for i in await self.store.referenced(sender, identifier)]
-            if a
-        ]
-        if issuer is not None:
-            own = [a for a in candidates if a.issuer_id == issuer.id]
-            if own:
-                return own[-1]
-        return candidates[-1] if candidates else None
+    async def _by_reference(
+        self, sender: str, identifier: str, sent: str | None, issuer: Issuer | None
+    ) -> Alert | None:
+        """The one alert a CAP reference (sender,identifier,sent) names.
 
-    def _geocode(self, alert: Alert) -> list[str]:
+        Only alerts this issuer may change are candidates: its own, or those
+        inside its jurisdiction (a trusted internal source sees its own only),
+        so nobody can plant an alert that a real reference then resolves to.
+        Two candidates left is a 409, never a guess.
+        """
+        ids = await self.store.referenced(sender, identifier)
+        candidates = [a for a in [await self.store.get_alert(i) for i in ids] if a is not None]
+        if sent is not None:
+            try:
+                when = parse_time(sent)
+            except ValueError:
+                return None
+            candidates = [a for a in candidates if a.sent.replace(microsecond=0) == when.replace(microsecond=0)]
+        if issuer is None:
+            candidates = [a for a in candidates if a.issuer_id is None]
+        else:
+            candidates = [
+                a for a in candidates if a.issuer_id == issuer.id or self.jurisdiction.may_change(issuer, a)
+            ]
+        if len(candidates) > 1:
+            raise Conflict(
+                f"The reference {sender},{identifier},{sent or '?'} matches {len(candidates)} alerts "
+                f"({', '.join(a.id for a in candidates)}); alertd will not guess which one you mean. "
+                "Reference it by its alertd id instead. Nothing was sent.",
+                ambiguous_reference=f"{sender},{identifier},{sent or ''}",
+                candidates=[a.id for a in candidates],
+            )
+        return candidates[0] if candidates else None
+
+    async def _geocode(self, alert: Alert) -> list[str]:
+        # The same area appears once per language block; resolve each once.
+        areas = list(
+            {(a.desc, tuple(a.polygons), tuple(a.circles), tuple(a.geocodes)): a
+             for info in alert.infos for a in info.areas}.values()
+        )  # fmt: skip
+        if any(a.polygons or a.circles for a in areas):
+            # Shapes cost real CPU: off the event loop that delivers flash warnings.
+            return await run_blocking(self._geocode_areas, areas)
+        return self._geocode_areas(areas)
+
+    def _geocode_areas(self, areas: list[Area]) -> list[str]:
         codes: dict[str, None] = {}
-        for info in alert.infos:
-            for area in info.areas:
-                for match in self.geocoder.area(area):
-                    codes[match.code] = None
+        for area in areas:
+            for match in self.geocoder.area(area):
+                codes[match.code] = None
         return list(codes)
 
     def _check_districts(self, districts: list[str]) -> None:
         unknown = [d for d in districts if self.registry.find(d) is None]
         if unknown:
             raise UnknownArea(
-                f"alertd does not know these area codes: {', '.join(unknown)}.", unknown_districts=unknown
+                f"alertd does not know these area codes: {', '.join(unknown[:50])}.", unknown_districts=unknown[:50]
             )
-
-    def _ancestors(self, code: str) -> list[str]:
-        try:
-            return self.registry.ancestors(code)
-        except UnknownArea:
-            return [code]
-
-    def _may_change(self, issuer: Issuer, target: Alert) -> None:
-        """Only whoever may alert all of an alert's districts may update or cancel it."""
-        if issuer.national or target.issuer_id == issuer.id:
-            return
-        try:
-            self.authorize(issuer, target.districts)
-        except OutsideJurisdiction as exc:
-            raise OutsideJurisdiction(
-                f"{issuer.name} may not update or cancel alert {target.id}: it covers districts outside "
-                "your jurisdiction. Nothing was sent.",
-                districts=exc.extra.get("districts", []),
-            ) from exc
 
     def authorize(self, issuer: Issuer, districts: list[str]) -> None:
-        if issuer.national:
-            return
-        # Upward only: a jurisdiction covers a district when it names the district or
-        # one of its ancestors (a prefecture covers its towns — 代行 — never the reverse).
-        allowed = set(issuer.jurisdiction)
-        outside = [d for d in districts if not allowed.intersection(self._ancestors(d))]
-        if outside:
-            names = []
-            for code in outside:
-                district = self.registry.find(code)
-                names.append(f"{district.full_name} ({code})" if district else code)
-            raise OutsideJurisdiction(
-                f"{issuer.name} may not send alerts for {', '.join(names)}: "
-                "these districts are outside your jurisdiction. Nothing was sent.",
-                districts=outside,
-            )
+        self.jurisdiction.check(issuer, districts)

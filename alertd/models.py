@@ -289,6 +289,12 @@ class Issuer:
     token_hash: str
     jurisdiction: list[str]
     national: bool = False  # may issue anywhere (JMA, the national government)
+    # CAP senders this issuer may use besides its own "<id>@alertd"; each belongs
+    # to one issuer only, so a sender says who spoke.
+    senders: list[str] = field(default_factory=list)
+
+    def all_senders(self) -> list[str]:
+        return [f"{self.id}@alertd", *(s for s in self.senders if s != f"{self.id}@alertd")]
 
     def public(self) -> dict[str, Any]:
         return {
@@ -296,6 +302,7 @@ class Issuer:
             "name": self.name,
             "jurisdiction": self.jurisdiction,
             "national": self.national,
+            "senders": self.all_senders(),
         }
 
 
@@ -313,7 +320,10 @@ class Subscriber:
     name: str | None = None
 
     def public(self) -> dict[str, Any]:
+        from alertd.redact import redact_url
+
         d = asdict(self)
         d["adapter"] = self.adapter.value
         d["secret"] = "***" if self.secret else None
+        d["endpoint"] = redact_url(self.endpoint)  # credentials in the URL stay with alertd
         return d

@@ -13,7 +13,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from alertd.errors import Conflict, InvalidInput, UnknownArea
+from alertd.jurisdiction import Jurisdiction
+from alertd.limits import MAX_SUGGESTED_NAMES, check_district_names
 from alertd.models import Alert, Area, Info, Issuer, MsgType, Shelter, Status, parse_time, utcnow
+from alertd.offload import run_blocking
 from alertd.store import AlertState, Store
 
 if TYPE_CHECKING:
@@ -78,12 +81,15 @@ def _expires(body: dict[str, Any], default: timedelta) -> Any:
 
 
 class OrderBuilder:
-    def __init__(self, registry: Registry, store: Store, default_expiry: timedelta) -> None:
+    def __init__(
+        self, registry: Registry, store: Store, default_expiry: timedelta, jurisdiction: Jurisdiction | None = None
+    ) -> None:
         self.registry = registry
         self.store = store
         self.default_expiry = default_expiry
+        self.jurisdiction = jurisdiction or Jurisdiction(registry)
 
-    def _municipality(self, body: dict[str, Any]) -> str:
+    def _municipality(self, body: dict[str, Any], issuer: Issuer) -> str:
         raw = str(_require(body, "municipality", "give the 5-digit municipality code, e.g. 08211"))
         code = self.registry.normalize_code(raw)
         district = self.registry.get(code)
@@ -92,9 +98,12 @@ class OrderBuilder:
                 f"{raw} is {district.full_name}, not a municipality: orders are issued per municipality.",
                 field="municipality",
             )
+        # Before any district name is looked at: an order for somebody else's town
+        # is refused at once, whatever it lists.
+        self.jurisdiction.check(issuer, [code])
         return code
 
-    def _districts(self, municipality: str, names: Any) -> list[str]:
+    async def _districts(self, municipality: str, names: Any) -> list[str]:
         if (
             not isinstance(names, list)
             or not names
@@ -104,27 +113,32 @@ class OrderBuilder:
                 '\'districts\' must list district names (e.g. ["三坂町"]) or be ["all"] for the whole municipality.',
                 field="districts",
             )
+        check_district_names(names)
+        if any(n.strip().lower() in ALL_NAMES for n in names):
+            return [municipality]  # the whole municipality covers any named district
+        # The first look-up of a large city reads its every 町域 (over a second for
+        # 横浜市): off the event loop that delivers flash warnings.
+        return await run_blocking(self._resolve_names, municipality, names)
+
+    def _resolve_names(self, municipality: str, names: list[str]) -> list[str]:
         codes: list[str] = []
         unknown: list[str] = []
         for name in names:
-            if name.strip().lower() in ALL_NAMES:
-                codes.append(municipality)
-                continue
             try:
-                codes.append(self.registry.resolve_name(municipality, name).code)
+                district = self.registry.resolve_name(
+                    municipality, name, suggest=len(unknown) < MAX_SUGGESTED_NAMES
+                )
+                codes.append(district.code)
             except UnknownArea as exc:
                 unknown.append(exc.detail)
         if unknown:
-            raise UnknownArea(" ".join(unknown), field="districts")
-        if municipality in codes:
-            return [municipality]  # the whole municipality covers any named district
+            shown = unknown[:MAX_SUGGESTED_NAMES]
+            more = f" …and {len(unknown) - len(shown)} more unknown names." if len(unknown) > len(shown) else ""
+            raise UnknownArea(" ".join(shown) + more, field="districts", unknown_count=len(unknown))
         return list(dict.fromkeys(codes))
 
     def _base(self, body: dict[str, Any], issuer: Issuer, municipality: str) -> dict[str, Any]:
         muni = self.registry.get(municipality)
-        direct = municipality in issuer.jurisdiction or any(
-            municipality.startswith(code) and len(code) == 5 for code in issuer.jurisdiction
-        )
         return {
             "identifier": str(body.get("identifier") or ""),
             "sender": f"{issuer.id}@alertd",
@@ -134,13 +148,13 @@ class OrderBuilder:
             "issuer_id": issuer.id,
             "municipality": municipality,
             # 代行: a prefecture (or other wider authority) issuing for a municipality.
-            "on_behalf_of": None if direct or issuer.national else municipality,
+            "on_behalf_of": self.jurisdiction.on_behalf_of(issuer, municipality),
             "source": issuer.name,
             "note": f"{muni.full_name}",
         }
 
     async def evacuation(self, body: dict[str, Any], issuer: Issuer) -> tuple[Alert, dict[str, str]]:
-        municipality = self._municipality(body)
+        municipality = self._municipality(body, issuer)
         level = body.get("level")
         if level not in LEVELS:
             raise InvalidInput(
@@ -156,7 +170,7 @@ class OrderBuilder:
         reason = str(_require(body, "reason", "say why, e.g. 洪水 or 土砂災害"))
         if len(reason) > 50:
             raise InvalidInput("'reason' must be a short word such as 洪水 or 土砂災害.", field="reason")
-        districts = self._districts(
+        districts = await self._districts(
             municipality, _require(body, "districts", "name the districts or ['all']")
         )
         base = self._base(body, issuer, municipality)
@@ -193,7 +207,7 @@ class OrderBuilder:
     async def shelters(self, body: dict[str, Any], issuer: Issuer) -> tuple[Alert, dict[str, str]]:
         """A shelter notice; with ``corrects`` it is a 訂正 that replaces an earlier notice
         without announcing a new evacuation."""
-        municipality = self._municipality(body)
+        municipality = self._municipality(body, issuer)
         shelters = _shelters(_require(body, "shelters", "list the shelters and whether they are open"))
         base = self._base(body, issuer, municipality)
         corrects = body.get("corrects")
@@ -224,6 +238,10 @@ class OrderBuilder:
             if meta.get("state") != AlertState.ACTIVE or alert.kind != "evacuation":
                 continue
             if alert.municipality != municipality or alert.status is not status or alert.action != "issue":
+                continue
+            # Only orders wholly inside this municipality: an alert elsewhere can never
+            # be drawn into (or block) this town's lift, whatever it claims.
+            if any(self.registry.municipality_of(d) != municipality for d in alert.districts):
                 continue
             if whole or set(alert.districts) & set(districts) or municipality in alert.districts:
                 out.append(alert)

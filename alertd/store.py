@@ -103,17 +103,29 @@ class Store:
 
     # --- issuers -------------------------------------------------------------
     async def put_issuer(self, issuer: Issuer) -> None:
+        from alertd.errors import Conflict
+
         owner = await self.redis.get(self.keys.issuer_token(issuer.token_hash))
         if owner is not None and owner.decode() != issuer.id:
-            from alertd.errors import Conflict
-
             raise Conflict("That token already belongs to another issuer; give each issuer its own token.")
+        for sender in issuer.senders:
+            owner = await self.redis.get(self.keys.sender_owner(sender))
+            if owner is not None and owner.decode() != issuer.id:
+                raise Conflict(
+                    f"The sender {sender!r} already belongs to issuer {owner.decode()!r}; a sender names one "
+                    "issuer only.",
+                    field="senders",
+                )
         old = await self.get_issuer(issuer.id)
         async with self.redis.pipeline(transaction=True) as pipe:
             if old is not None:
                 pipe.delete(self.keys.issuer_token(old.token_hash))
+                for sender in old.senders:
+                    pipe.delete(self.keys.sender_owner(sender))
             pipe.set(self.keys.issuer(issuer.id), _pack(asdict(issuer)))
             pipe.set(self.keys.issuer_token(issuer.token_hash), issuer.id)
+            for sender in issuer.senders:
+                pipe.set(self.keys.sender_owner(sender), issuer.id)
             pipe.sadd(self.keys.issuers, issuer.id)
             await pipe.execute()
 
@@ -136,6 +148,8 @@ class Store:
             return False
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.issuer(issuer_id), self.keys.issuer_token(issuer.token_hash))
+            for sender in issuer.senders:
+                pipe.delete(self.keys.sender_owner(sender))
             pipe.srem(self.keys.issuers, issuer_id)
             await pipe.execute()
         return True

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 # Ids appear in Redis keys, MQTT topics and "|"-separated job members.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+SENDER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:/-]{0,199}$")
 
 
 def _id(item: dict[str, Any], what: str) -> None:
@@ -51,6 +52,21 @@ def validate_issuer(item: dict[str, Any], registry: Registry | None = None) -> N
         raise InvalidInput("'national' must be true or false.", field="national")
     if not national:
         _codes(item, "jurisdiction", registry)
+    senders = item.get("senders", [])
+    if not isinstance(senders, list) or len(senders) > 10 or not all(isinstance(x, str) for x in senders):
+        raise InvalidInput("'senders' must be a list of up to 10 CAP sender names.", field="senders")
+    for sender in senders:
+        if not SENDER_PATTERN.match(sender):
+            raise InvalidInput(
+                f"The sender {sender!r} is not a CAP sender: use letters, digits and '@.-_', no spaces or commas.",
+                field="senders",
+            )
+        local, _, domain = sender.partition("@")
+        if domain == "alertd" and local != item.get("id"):
+            raise InvalidInput(
+                f"The sender {sender!r} is another issuer's own; '<id>@alertd' belongs to the issuer with that id.",
+                field="senders",
+            )
 
 
 def validate_subscriber(item: dict[str, Any], registry: Registry | None = None) -> None:

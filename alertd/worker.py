@@ -38,6 +38,7 @@ from alertd.feed import FEED_SUBSCRIBER, Feed
 from alertd.metrics import POISON_JOBS, QUEUE_DEPTH
 from alertd.models import AdapterKind, Alert, DeliveryState, Priority, Subscriber
 from alertd.recorder import Outcome, Recorder
+from alertd.redact import redact_url
 from alertd.store import AlertState, Store
 from alertd.supervise import Supervisor, TaskHealth
 
@@ -483,7 +484,7 @@ class Worker:
                 expiry = int(alert.expires.timestamp() - time.time()) if alert.expires else None
                 await self.mqtt.send(sub.endpoint, signed, timeout, expiry)
             else:
-                raise PermanentError(f"the endpoint {sub.endpoint!r} is neither http(s):// nor mqtt://")
+                raise PermanentError(f"the endpoint {redact_url(sub.endpoint)!r} is neither http(s):// nor mqtt://")
 
     async def _park(self, job: Job, delay: float, error: str | None, attempts: int | None = None) -> None:
         """Schedule the job again after ``delay`` and release this stream entry, atomically."""

@@ -322,7 +322,7 @@ class Registry:
             self._towns[muni] = index
             return index
 
-    def resolve_name(self, municipality: str, name: str) -> District:
+    def resolve_name(self, municipality: str, name: str, *, suggest: bool = True) -> District:
         muni = self._municipality(municipality)
         text = nm.basic(name)
         if not text or nm.is_whole_area(text):
@@ -367,12 +367,14 @@ class Registry:
                     municipality=muni.code,
                     suggestions=[self._districts[c].name for c in hits[:8]],
                 )
-        keys: dict[str, str] = {}
-        for index in indexes:
-            for k, codes in index.by_key.items():
-                keys.setdefault(k, codes[0])
-        close = difflib.get_close_matches(key, list(keys), n=3, cutoff=0.6)
-        suggestions = [self._districts[keys[k]].name for k in close]
+        suggestions: list[str] = []
+        if suggest:  # a fuzzy search over every district of the town: not free
+            keys: dict[str, str] = {}
+            for index in indexes:
+                for k, codes in index.by_key.items():
+                    keys.setdefault(k, codes[0])
+            close = difflib.get_close_matches(key, list(keys), n=3, cutoff=0.6)
+            suggestions = [self._districts[keys[k]].name for k in close]
         hint = f" Did you mean {'、'.join(suggestions)}?" if suggestions else ""
         raise UnknownArea(
             f"「{name}」 is not a district of {muni.full_name} ({muni.code}).{hint}",

@@ -68,6 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "bench"
 FLASH_PREF = "13"  # Tokyo: the flash alert's area, and the one prefecture the storm leaves alone
 ADMIN_TOKEN = secrets.token_hex(16)
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 TARGET_RATIO = 0.7
 TARGET_FLASH_LAST_P99_MS = 500.0
@@ -419,7 +420,7 @@ class Bench:
         deadline = time.monotonic() + timeout
         rows: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            async with self.http.get(f"{self.alertd_url}/api/v1/alerts/{alert_id}/deliveries") as resp:
+            async with self.http.get(f"{self.alertd_url}/api/v1/alerts/{alert_id}/deliveries", headers=ADMIN) as resp:
                 rows = (await resp.json())["deliveries"]
             if len(rows) >= expect and all(r["state"] not in ("queued", "sent") for r in rows):
                 break
@@ -682,7 +683,7 @@ class Bench:
         fetch = asyncio.Semaphore(16)
 
         async def rows(alert_id: str) -> None:
-            async with fetch, http.get(f"{self.alertd_url}/api/v1/alerts/{alert_id}/deliveries") as resp:
+            async with fetch, http.get(f"{self.alertd_url}/api/v1/alerts/{alert_id}/deliveries", headers=ADMIN) as resp:
                 for r in (await resp.json())["deliveries"]:
                     if r["latency_ms"] is None:
                         continue

@@ -313,7 +313,10 @@ class DrillRunner:
             await self._submit(http, result, "/api/v1/alerts", self.tokens["drill-national"], json=body)
 
     async def deliveries(self, http: aiohttp.ClientSession, alert_id: str) -> list[dict[str, Any]]:
-        async with http.get(f"{self.url}/api/v1/alerts/{alert_id}/deliveries") as resp:
+        async with http.get(
+            f"{self.url}/api/v1/alerts/{alert_id}/deliveries",
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        ) as resp:
             data = await resp.json()
         return [r for r in data.get("deliveries", []) if r["adapter"] != "feed"]
 

@@ -101,9 +101,12 @@ class RunningEngine:
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
-    async def add_issuer(self, issuer_id: str, jurisdiction: list[str], token: str | None = None) -> str:
+    async def add_issuer(
+        self, issuer_id: str, jurisdiction: list[str], token: str | None = None, **extra: Any
+    ) -> str:
         token = token or f"token-{issuer_id}-{secrets.token_hex(8)}"
-        body = {"id": issuer_id, "name": f"{issuer_id} desk", "token": token, "jurisdiction": jurisdiction}
+        body = {"id": issuer_id, "name": f"{issuer_id} desk", "token": token, "jurisdiction": jurisdiction,
+                **extra}  # fmt: skip
         async with self.http.post(f"{self.url}/api/v1/issuers", json=body, headers=self.admin) as resp:
             assert resp.status == 201, await resp.text()
         return token
@@ -123,13 +126,13 @@ class RunningEngine:
             text = await resp.text()
             return resp.status, (json.loads(text) if text and "json" in resp.content_type else text)
 
-    async def get(self, path: str) -> tuple[int, Any]:
-        async with self.http.get(f"{self.url}{path}") as resp:
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        async with self.http.get(f"{self.url}{path}", headers=headers) as resp:
             text = await resp.text()
             return resp.status, (json.loads(text) if text and "json" in resp.content_type else text)
 
     async def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
-        status, data = await self.get(f"/api/v1/alerts/{alert_id}/deliveries")
+        status, data = await self.get(f"/api/v1/alerts/{alert_id}/deliveries", headers=self.admin)
         assert status == 200, data
         return list(data["deliveries"])
 

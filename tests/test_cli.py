@@ -47,8 +47,11 @@ async def test_issue_preview_send_and_status(engine: RunningEngine, sink: Sink) 
     alert_id = json.loads(out)["id"]
     await engine.wait_deliveries(alert_id, {"delivered"})
 
-    code, out, _ = await run("status", "--url", engine.url, alert_id)
+    code, out, _ = await run("status", "--url", engine.url, alert_id, env=env)
     assert code == 0 and "portal" in out and "delivered" in out
+    # Who got it is for the issuer (and the admin), not for anyone who asks.
+    code, out, _err = await run("status", "--url", engine.url, alert_id, env={"ALERTD_ISSUER_TOKEN": ""})
+    assert code == 1 and "portal" not in out
     code, out, _ = await run("status", "--url", engine.url, "--json")
     assert code == 0 and json.loads(out)["active"][0]["id"] == alert_id
 

@@ -110,7 +110,9 @@ async def test_kill_9_mid_fanout_loses_nothing(sink: Sink, tmp_path: Path) -> No
 
         async with aiohttp.ClientSession() as http:
             for _ in range(100):
-                async with http.get(f"{url}/api/v1/alerts/{answer['id']}/deliveries") as resp:
+                async with http.get(
+                    f"{url}/api/v1/alerts/{answer['id']}/deliveries", headers={"Authorization": f"Bearer {token}"}
+                ) as resp:
                     rows = [r for r in (await resp.json())["deliveries"] if r["adapter"] != "feed"]
                 if all(r["state"] == "delivered" for r in rows):
                     break

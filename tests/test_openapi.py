@@ -223,7 +223,7 @@ async def test_real_answers_match_the_schemas(engine: RunningEngine, document: d
     assert status == 200 and listing
     for item in listing:
         schema_validator(document, "Alert").validate(item)
-    status, deliveries = await engine.get(f"/api/v1/alerts/{accepted['id']}/deliveries")
+    status, deliveries = await engine.get(f"/api/v1/alerts/{accepted['id']}/deliveries", headers=engine.admin)
     assert status == 200, deliveries
     schema_validator(document, "Deliveries").validate(deliveries)
 

@@ -47,7 +47,8 @@ async def test_cap_in_is_geocoded_delivered_and_served_back_as_valid_cap(
         info.effective, info.onset, info.expires = sent.sent, None, sent.sent + timedelta(hours=6)
     raw = to_cap(sent)
     sent = parse_cap(raw)
-    token = await engine.add_issuer("joso", ["08211"])
+    # The city's own CAP sender, registered to its issuer (a sender names one issuer).
+    token = await engine.add_issuer("joso", ["08211"], senders=[sent.sender])
     await engine.add_subscriber(id="tv", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["08"])
     status, answer = await engine.post(
         "/api/v1/alerts", token, raw, headers={"Content-Type": "application/cap+xml"}

@@ -1,0 +1,43 @@
+"""Endpoint addresses with their secrets taken out, for errors, logs and API answers.
+
+Receivers often put credentials in the URL they give alertd
+(``https://user:pass@host/hook?apikey=…``). Those must never reach a delivery's
+``last_error``, a log line or an API answer, where anyone with read access
+(or a log pipeline) would see them.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+MASK = "***"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password or user name masked and every query value masked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = "&".join(f"{k}={MASK}" for k, _ in pairs) if pairs else MASK
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_text(text: str, url: str) -> str:
+    """An error message that may quote ``url`` (or pieces of it), with those pieces masked."""
+    safe = text.replace(url, redact_url(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return safe
+    secrets = [parts.password, parts.username, *(v for _, v in parse_qsl(parts.query)), parts.query]
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            safe = safe.replace(secret, MASK)
+    return safe
