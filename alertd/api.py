@@ -12,8 +12,10 @@ import hmac
 import json
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,8 +36,11 @@ from alertd.errors import (
     UnsupportedMediaType,
 )
 from alertd.json_alert import parse_json_alert
+from alertd.limits import ACK_MAX_BYTES
 from alertd.metrics import DELIVERIES, REGISTRY, REJECTED
 from alertd.models import Alert, Issuer
+from alertd.offload import run_blocking
+from alertd.public import DEFAULT_PAGE, MAX_PAGE, CachedView, PublicGate, ViewCache, respond, strong_etag
 from alertd.validation import validate_issuer, validate_subscriber
 
 log = logs.get("alertd.api")
@@ -325,7 +330,10 @@ async def post_alert(request: web.Request) -> web.Response:
     if ctype in ("application/cap+xml", "application/xml", "text/xml"):
         from alertd.cap import parse_cap
 
-        alert = parse_cap(await read_body(request))
+        body = await read_body(request)
+        # A big document is read off the event loop: reading it element by element
+        # is Python work that would otherwise hold up flash deliveries.
+        alert = await run_blocking(parse_cap, body) if len(body) > 64_000 else parse_cap(body)
         alert.origin = "cap"
         alert.issuer_id = issuer.id
     elif ctype == "application/json":
@@ -349,29 +357,111 @@ def alert_view(alert: Alert, meta: dict[str, str]) -> dict[str, Any]:
     return data
 
 
-async def list_alerts(request: web.Request) -> web.Response:
+class AlertJson:
+    """Each alert's JSON, serialised once per state it is seen in: a page of 200
+    alerts is then a join of cached bytes, not 200 dataclass walks."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._cache: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+        self._size = size
+
+    def one(self, alert: Alert, meta: dict[str, str]) -> bytes:
+        key = (alert.id, meta.get("state", ""), meta.get("superseded_by", ""), meta.get("planned", ""))
+        raw = self._cache.get(key)
+        if raw is None:
+            raw = self._cache[key] = json.dumps(alert_view(alert, meta), ensure_ascii=False).encode("utf-8")
+            if len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return raw
+
+    def many(self, rows: list[tuple[Alert, dict[str, str]]]) -> bytes:
+        return b"[" + b",".join(self.one(a, m) for a, m in rows) + b"]"
+
+
+View = tuple[bytes, str, str | None, dict[str, str]]  # body, content type, charset, extra headers
+PUBLIC_GATE: web.AppKey[PublicGate] = web.AppKey("public_gate", PublicGate)
+VIEWS: web.AppKey[ViewCache] = web.AppKey("views", ViewCache)
+ALERT_JSON: web.AppKey[AlertJson] = web.AppKey("alert_json", AlertJson)
+# A district filter looks through at most this many alerts per page asked for.
+MAX_SCAN = 2_000
+
+
+def gated(handler: Handler) -> Handler:
+    """A public route under the app's concurrency gate."""
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        return await request.app[PUBLIC_GATE].run(lambda: handler(request))
+
+    return run
+
+
+def public_view(build: Callable[[web.Request], Awaitable[View]]) -> Handler:
+    """A public read, gated and cached (with a strong ETag) until any alert changes."""
+
+    async def work(request: web.Request) -> web.StreamResponse:
+        engine = request.app[ENGINE]
+        version = await engine.store.views_version()
+        key = request.path_qs
+        view = request.app[VIEWS].get(key, version)
+        if view is None:
+            body, content_type, charset, headers = await build(request)
+            view = CachedView(version, strong_etag(body), body, content_type, charset, tuple(headers.items()))
+            request.app[VIEWS].put(key, view)
+        return respond(request, view)
+
+    return gated(work)
+
+
+def _page_limit(request: web.Request) -> int:
+    raw = request.query.get("limit", str(DEFAULT_PAGE))
+    limit = int(raw) if raw.isascii() and raw.isdigit() else 0
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(
+            f"'limit' must be a whole number from 1 to {MAX_PAGE}; follow the Link header for the next page.",
+            field="limit",
+        )
+    return limit
+
+
+async def build_alert_list(request: web.Request) -> View:
     engine = request.app[ENGINE]
-    active = request.query.get("active", "").lower() in ("1", "true", "yes")
+    raw_active = request.query.get("active", "false").lower()
+    if raw_active not in ("1", "0", "true", "false", "yes", "no"):
+        raise InvalidInput("'active' must be true or false.", field="active")
+    active = raw_active in ("1", "true", "yes")
     district = request.query.get("district")
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 1000:
-        raise InvalidInput("'limit' must be a whole number from 1 to 1000.", field="limit")
-    rows = await engine.store.list_alerts(active=active, limit=10_000 if district else limit)
-    if district:
-        if engine.registry.find(district) is None:
-            raise InvalidInput(f"alertd does not know the district code {district!r}.", field="district")
-        rows = [
-            (a, m)
-            for a, m in rows
-            if any(
-                engine.registry.covers([district], d) or engine.registry.covers([d], district)
-                for d in a.districts
-            )
-        ][:limit]
-    return json_response([alert_view(a, m) for a, m in rows])
+    limit = _page_limit(request)
+    before = request.query.get("before") or None
+    if before is not None and not (before.isascii() and before.isalnum() and len(before) <= 64):
+        raise InvalidInput("'before' must be an alert id from a previous page.", field="before")
+    if district is not None and engine.registry.find(district) is None:
+        raise InvalidInput(f"alertd does not know the district code {district!r}.", field="district")
+    rows: list[tuple[Alert, dict[str, str]]] = []
+    cursor, scanned = before, 0
+    while len(rows) < limit and scanned < MAX_SCAN:
+        batch = await engine.store.list_alerts(active=active, limit=limit if not district else 200, before=cursor)
+        if not batch:
+            break
+        scanned += len(batch)
+        cursor = batch[-1][0].id
+        if district:
+            batch = [(a, m) for a, m in batch if _covers_either_way(engine, district, a)]
+        rows.extend(batch)
+        if active:
+            break  # the in-force set is read whole
+    rows = rows[:limit]
+    headers = {}
+    if len(rows) == limit or (district and scanned >= MAX_SCAN):
+        query = {k: v for k, v in request.query.items() if k != "before"}
+        query["before"] = rows[-1][0].id if rows else (cursor or "")
+        headers["Link"] = f'<{request.path}?{urlencode(query)}>; rel="next"'
+    return request.app[ALERT_JSON].many(rows), "application/json", None, headers
+
+
+def _covers_either_way(engine: Engine, district: str, alert: Alert) -> bool:
+    return any(
+        engine.registry.covers([district], d) or engine.registry.covers([d], district) for d in alert.districts
+    )
 
 
 async def _alert_or_404(request: web.Request) -> Alert:
@@ -382,17 +472,17 @@ async def _alert_or_404(request: web.Request) -> Alert:
     return alert
 
 
-async def get_alert(request: web.Request) -> web.StreamResponse:
+async def build_alert(request: web.Request) -> View:
     alert = await _alert_or_404(request)
     meta = await request.app[ENGINE].store.alert_meta(alert.id)
-    return json_response(alert_view(alert, meta))
+    return request.app[ALERT_JSON].one(alert, meta), "application/json", None, {}
 
 
-async def get_alert_cap(request: web.Request) -> web.Response:
+async def build_alert_cap(request: web.Request) -> View:
     from alertd.cap import to_cap
 
     alert = await _alert_or_404(request)
-    return web.Response(body=to_cap(alert), content_type="application/cap+xml", charset="utf-8")
+    return to_cap(alert), "application/cap+xml", "utf-8", {}
 
 
 async def require_reader_of(request: web.Request, alert: Alert) -> None:
@@ -431,10 +521,13 @@ async def post_ack(request: web.Request) -> web.Response:
     """A receiver's confirmation; the idempotency key it was sent is its proof of receipt."""
     engine = request.app[ENGINE]
     alert = await _alert_or_404(request)
-    body = await read_json(request)
+    body = await read_json(request, limit=ACK_MAX_BYTES)  # an ack is a few dozen bytes
     sub_id, key = body.get("subscriber"), body.get("idempotency_key")
     if not isinstance(sub_id, str) or not isinstance(key, str):
         raise InvalidInput('Send {"subscriber": "<your id>", "idempotency_key": "<the key you received>"}.')
+    if not (key.isascii() and 0 < len(key) <= 128) or len(sub_id) > 64:
+        raise InvalidInput("'idempotency_key' must be the key alertd sent with the delivery (32 hex characters).",
+                           field="idempotency_key")  # fmt: skip
     confirmed = await engine.store.confirm(alert.id, sub_id, key, f"{time.time():.3f}")
     if confirmed is None:
         raise Forbidden("That subscriber and key do not match a delivery of this alert.")
@@ -502,13 +595,16 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
         r.add_post("/api/v1/test-broadcasts", post_test_broadcast)
         r.add_get("/api/v1/test-broadcasts/{id}", get_test_broadcast)
     if public:
-        r.add_get("/api/v1/alerts", list_alerts)
-        r.add_get("/api/v1/alerts/{id}.cap", get_alert_cap)
-        r.add_get("/api/v1/alerts/{id}", get_alert)
-        r.add_post("/api/v1/alerts/{id}/ack", post_ack)
-        from alertd.atom import add_routes as add_feed_routes
+        app[PUBLIC_GATE] = PublicGate(engine.settings.public_concurrency, engine.settings.public_backlog)
+        app[VIEWS] = ViewCache()
+        app[ALERT_JSON] = AlertJson()
+        r.add_get("/api/v1/alerts", public_view(build_alert_list))
+        r.add_get("/api/v1/alerts/{id}.cap", public_view(build_alert_cap))
+        r.add_get("/api/v1/alerts/{id}", public_view(build_alert))
+        r.add_post("/api/v1/alerts/{id}/ack", gated(post_ack))
+        from alertd.atom import build_feed
 
-        add_feed_routes(app)
+        r.add_get("/feeds/alerts.atom", public_view(build_feed))
     r.add_get("/metrics", metrics)
     r.add_get("/healthz", healthz)
     r.add_get("/api/openapi.json", openapi)

@@ -7,7 +7,6 @@ fetch only the CAP documents they have not seen.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
@@ -20,22 +19,17 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _etags(header: str) -> set[str]:
-    """If-None-Match may list several tags, weak or not, or '*' (RFC 9110 §13.1.2)."""
-    tags = {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
-    return tags
-
-
-async def alerts_feed(request: web.Request) -> web.Response:
+async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict[str, str]]:
+    """The feed's bytes; alertd/api.py serves them cached, with ETag and 304."""
     from alertd.api import ENGINE
 
     engine = request.app[ENGINE]
-    prefecture = request.query.get("prefecture")
-    municipality = request.query.get("municipality")
+    prefecture = request.query.get("prefecture") or None
+    municipality = request.query.get("municipality") or None
     for name, code in (("prefecture", prefecture), ("municipality", municipality)):
         if code is not None and engine.registry.find(code) is None:
             raise InvalidInput(f"alertd does not know the {name} code {code!r}.", field=name)
-    rows = await engine.store.list_alerts(active=True, limit=1000)
+    rows = await engine.store.list_alerts(active=True, limit=10_000)
     entries = []
     for alert, _meta in rows:
         if municipality and not any(
@@ -71,15 +65,4 @@ async def alerts_feed(request: web.Request) -> web.Response:
             "</entry>",
         ]
     parts.append("</feed>")
-    body = "\n".join(parts).encode("utf-8")
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    wanted = _etags(request.headers.get("If-None-Match", ""))
-    if etag in wanted or "*" in wanted:
-        return web.Response(status=304, headers={"ETag": etag})
-    return web.Response(
-        body=body, content_type="application/atom+xml", charset="utf-8", headers={"ETag": etag}
-    )
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/feeds/alerts.atom", alerts_feed)
+    return "\n".join(parts).encode("utf-8"), "application/atom+xml", "utf-8", {}

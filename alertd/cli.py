@@ -40,40 +40,37 @@ async def _serve(args: argparse.Namespace) -> int:
     await engine.start()
     # Extra delivery processes share the lanes through the consumer group: a
     # single Python process tops out around two thousand deliveries a second.
-    helpers = WorkerProcesses(args.workers - 1, settings)
-    helpers.start()
-    runners = []
+    children = ChildProcesses(settings)
+    for i in range(args.workers - 1):
+        children.add(f"w{i}", ["worker"])
     split = args.public_port is not None
+    if split:
+        # The public face in a process of its own: a flood of anonymous reads
+        # then costs the desk and the flash lane nothing but a share of the CPU.
+        children.add("public", ["public", "--host", args.public_host, "--port", str(args.public_port)])
+    children.start()
     desk_app = make_app(engine, desk=True, public=not split)
     runner = web.AppRunner(desk_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()
-    runners.append(runner)
-    if split:
-        public_runner = web.AppRunner(make_app(engine, desk=False, public=True), access_log=None)
-        await public_runner.setup()
-        await web.TCPSite(public_runner, args.public_host, args.public_port).start()
-        runners.append(public_runner)
     log = logs.get("alertd.serve")
     log.info(
         "serve.listening", desk=f"http://{args.host}:{args.port}",
-        public=f"http://{args.public_host}:{args.public_port}" if split else None,
+        public=f"http://{args.public_host}:{args.public_port} (own process)" if split else None,
         redis=settings.redis_url, mqtt=settings.mqtt_url,
     )  # fmt: skip
     await _until_signalled()
     log.info("serve.stopping")
-    for r in runners:
-        await r.cleanup()
-    helpers.stop()
+    await runner.cleanup()
+    children.stop()
     await engine.stop()
     return 0
 
 
-class WorkerProcesses:
-    """``alertd worker`` children of ``alertd serve --workers N``, restarted if they die."""
+class ChildProcesses:
+    """Children of ``alertd serve`` (delivery workers, the public listener), restarted if they die."""
 
-    def __init__(self, count: int, settings: Any) -> None:
-        self.count = max(0, count)
+    def __init__(self, settings: Any) -> None:
         # Children use the engine's (possibly embedded) Redis and broker.
         self.env = {
             **os.environ,
@@ -82,15 +79,19 @@ class WorkerProcesses:
             "ALERTD_KEY_PREFIX": settings.key_prefix,
         }
         self.env.pop("ALERTD_CONFIG", None)  # the parent already seeded
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.commands: dict[str, list[str]] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def _spawn(self, i: int) -> subprocess.Popen[bytes]:
-        env = {**self.env, "ALERTD_CONSUMER": f"{socket.gethostname()}-{os.getpid()}-w{i}"}
-        return subprocess.Popen([sys.executable, "-m", "alertd", "worker"], env=env)
+    def add(self, name: str, command: list[str]) -> None:
+        self.commands[name] = command
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        env = {**self.env, "ALERTD_CONSUMER": f"{socket.gethostname()}-{os.getpid()}-{name}"}
+        return subprocess.Popen([sys.executable, "-m", "alertd", *self.commands[name]], env=env)
 
     def start(self) -> None:
-        self.procs = [self._spawn(i) for i in range(self.count)]
+        self.procs = {name: self._spawn(name) for name in self.commands}
         if self.procs:
             self._task = asyncio.get_running_loop().create_task(self._watch())
 
@@ -98,22 +99,42 @@ class WorkerProcesses:
         log = logs.get("alertd.serve")
         while True:
             await asyncio.sleep(1)
-            for i, proc in enumerate(self.procs):
+            for name, proc in list(self.procs.items()):
                 if proc.poll() is not None:
-                    log.warning("worker.restarted", index=i, exit_status=proc.returncode)
-                    self.procs[i] = self._spawn(i)
+                    log.warning("child.restarted", child=name, exit_status=proc.returncode)
+                    self.procs[name] = self._spawn(name)
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        for proc in self.procs:
+        for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()
-        for proc in self.procs:
+        for proc in self.procs.values():
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+async def _public(args: argparse.Namespace) -> int:
+    """The public listener alone: alerts, feeds and acks, read from the shared Redis."""
+    from aiohttp import web
+
+    from alertd.api import make_app
+    from alertd.config import Settings
+    from alertd.engine import Engine
+
+    engine = Engine(Settings.from_env(), reader=True)
+    await engine.start()
+    runner = web.AppRunner(make_app(engine, desk=False, public=True), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, args.host, args.port).start()
+    logs.get("alertd.public").info("public.listening", url=f"http://{args.host}:{args.port}")
+    await _until_signalled()
+    await runner.cleanup()
+    await engine.stop()
+    return 0
 
 
 async def _worker() -> int:
@@ -213,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("worker", help="a delivery-only process sharing the lanes of a running engine")
 
+    p = sub.add_parser("public", help="the public listener alone (alerts, feeds, acks), as serve --public-port runs it")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8081)
+
     p = sub.add_parser("demo", help="a Joso flood drill on embedded Redis and MQTT, with a delivery report")
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--speed", type=float, default=1.0)
@@ -275,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         return loop.run(_serve(args))
     if args.command == "worker":
         return loop.run(_worker())
+    if args.command == "public":
+        return loop.run(_public(args))
     if args.command == "issue":
         return _issue(args)
     if args.command == "status":

@@ -44,6 +44,9 @@ class Settings:
     # stay well above it, or every quiet read would end in a timeout.
     lane_block_ms: int = 1000
     redis_socket_timeout_s: float = 10.0
+    # Anonymous reads worked on at once, and waiting, before a 503 (alertd/public.py).
+    public_concurrency: int = 2
+    public_backlog: int = 64
     # /healthz answers 503 when a lane's oldest job has waited longer than this.
     health_flash_age_s: float = 30.0
     health_routine_age_s: float = 600.0

@@ -25,6 +25,9 @@ class Keys:
         self.retry = f"{p}:retry"  # zset: "lane|alert|subscriber|attempt" -> due time (ms)
         self.group = f"{p}:workers"  # consumer group on both lanes
         self.testruns = f"{p}:testruns"
+        # Bumped whenever any alert or its state changes: public answers are cached
+        # until it moves.
+        self.views_version = f"{p}:views:version"
 
     def lane(self, priority: Priority | str) -> str:
         return f"{self.prefix}:lane:{Priority(priority).value}"

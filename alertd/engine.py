@@ -37,9 +37,12 @@ log = logs.get("alertd.engine")
 
 
 class Engine:
-    def __init__(self, settings: Settings | None = None, *, workers: bool = True) -> None:
+    def __init__(self, settings: Settings | None = None, *, workers: bool = True, reader: bool = False) -> None:
         self.settings = settings or Settings.from_env()
-        self.run_workers = workers
+        # A reader serves only the public face (alerts, feeds, acks) in a process of
+        # its own: no intake, no delivery, no feed, no poller.
+        self.reader = reader
+        self.run_workers = workers and not reader
         self.embedded = EmbeddedServices()
         self.redis: aioredis.Redis | None = None
         self.feed: Feed | None = None
@@ -55,7 +58,7 @@ class Engine:
         s = self.settings
         if not s.redis_url:
             s.redis_url = await asyncio.to_thread(self.embedded.start_redis)
-        if not s.mqtt_url:
+        if not s.mqtt_url and not self.reader:
             s.mqtt_url = await asyncio.to_thread(self.embedded.start_broker)
         # A blocking pool: hundreds of concurrent deliveries wait their turn for a
         # connection instead of failing with "Too many connections".
@@ -71,10 +74,13 @@ class Engine:
         self.keys = Keys(s.key_prefix)
         self.store = Store(self.redis, self.keys)
         self.registry = await asyncio.to_thread(Registry.default)
+        self.jurisdiction = Jurisdiction(self.registry)
+        if self.reader:
+            log.info("engine.started", role="public reader", redis=s.redis_url, prefix=s.key_prefix)
+            return self
         self.geocoder = Geocoder(self.registry)
         expiry = timedelta(hours=s.default_expiry_h)
         self.router = Router(self.store, self.registry, feed=bool(s.mqtt_url))
-        self.jurisdiction = Jurisdiction(self.registry)
         self.intake = Intake(
             self.store, self.registry, self.geocoder, self.router, default_expiry=expiry,
             jurisdiction=self.jurisdiction,

@@ -22,6 +22,7 @@ import aiomqtt
 
 from alertd import logs
 from alertd.constants import ACK_TOPIC_FILTER, FEED_TOPIC, STATE_TOPIC
+from alertd.limits import ACK_MAX_BYTES
 from alertd.metrics import DELIVERIES, FEED_PUBLISHED
 from alertd.models import Alert, MsgType, format_cap_time
 
@@ -135,11 +136,15 @@ class Feed:
 
     async def _on_ack(self, message: aiomqtt.Message) -> None:
         subscriber_id = str(message.topic).rsplit("/", 1)[-1]
+        payload = bytes(message.payload)  # type: ignore[arg-type]
+        if len(payload) > ACK_MAX_BYTES:  # an ack is a few dozen bytes: never parse a flood
+            log.warning("ack.too_large", subscriber_id=subscriber_id, bytes=len(payload))
+            return
         try:
-            data = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+            data = json.loads(payload)
             alert_id = str(data["alert_id"])
             key = str(data["idempotency_key"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             log.warning("ack.malformed", subscriber_id=subscriber_id)
             return
         ok = await self.store.confirm(alert_id, subscriber_id, key, f"{time.time():.3f}")

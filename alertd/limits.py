@@ -45,6 +45,17 @@ def check_district_names(names: list[object]) -> None:
                         'Use ["all"] for the whole municipality, or send several orders.')  # fmt: skip
 
 
+def check_element_counts(*, infos: int, areas_per_info: int, shapes_per_info: int) -> None:
+    """The same limits, counted on a document before it is read element by element."""
+    if infos > MAX_INFOS:
+        raise _too_many("info blocks", infos, MAX_INFOS, "info", "Send one info block per language.")
+    if areas_per_info > MAX_AREAS:
+        raise _too_many("areas", areas_per_info, MAX_AREAS, "area", "Merge areas or send several messages.")
+    if shapes_per_info > MAX_SHAPES:
+        raise _too_many("polygons and circles", shapes_per_info, MAX_SHAPES, "polygon",
+                        "Name the area by municipality codes, or merge the shapes.")  # fmt: skip
+
+
 def check_alert(alert: Alert) -> None:
     """Refuse an alert whose areas would cost more to geocode and render than any real one."""
     if len(alert.infos) > MAX_INFOS:

@@ -965,8 +965,16 @@ _ALERTS_PATH = {
                 "name": "limit",
                 "in": "query",
                 "required": False,
-                "description": "At most this many (default 100, at most 1000).",
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                "description": "At most this many (default 100, at most 200). When there may be more, the "
+                "Link header (rel=\"next\") gives the next page.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
+            },
+            {
+                "name": "before",
+                "in": "query",
+                "required": False,
+                "description": "Page back: only alerts accepted before this alert id (from the Link header).",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9]{1,64}$"},
             },
         ],
         "responses": {

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -82,6 +83,8 @@ class Store:
         self.redis = redis
         self.keys = keys
         self._secret: bytes | None = None
+        # Decoded alert documents by id, for listings (documents are write-once).
+        self._docs: OrderedDict[str, Alert] = OrderedDict()
 
     # --- deployment secret ---------------------------------------------------
     async def secret(self) -> bytes:
@@ -260,6 +263,7 @@ class Store:
                     pipe.hset(self.keys.alert(ref_id), mapping={"state": state, "superseded_by": alert.id})
                     pipe.srem(self.keys.active, ref_id)
                 pipe.xadd(self.keys.log, {"id": alert.id, "doc": doc})
+                pipe.incr(self.keys.views_version)
                 if plan:
                     # One command queues every job: a 2,000-way fan-out costs one round
                     # trip instead of 2,000 XADDs packed by the client.
@@ -276,7 +280,7 @@ class Store:
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         raw = await self.redis.hget(self.keys.alert(alert_id), "doc")
-        return Alert.from_dict(_unpack(raw)) if raw else None
+        return Alert.from_dict(_unpack(raw)) if raw else None  # a fresh copy: callers may change it
 
     async def alert_meta(self, alert_id: str) -> dict[str, str]:
         raw = await self.redis.hmget(self.keys.alert(alert_id), ["state", "superseded_by", "planned"])
@@ -284,29 +288,56 @@ class Store:
         return {k: v.decode() for k, v in zip(names, raw, strict=True) if v is not None}
 
     async def _load(self, ids: list[str]) -> list[tuple[Alert, dict[str, str]]]:
-        """Alerts and their state in one round trip, however many there are."""
-        names = ("doc", "state", "superseded_by", "planned")
+        """Alerts and their state in one round trip, however many there are.
+
+        An alert's document never changes once written, so decoded documents are
+        kept (shared, read-only) and only the state is read again.
+        """
+        names = ("state", "superseded_by", "planned")
+        known = {alert_id: self._docs.get(alert_id) for alert_id in ids}
         async with self.redis.pipeline(transaction=False) as pipe:
             for alert_id in ids:
-                pipe.hmget(self.keys.alert(alert_id), list(names))
+                pipe.hmget(self.keys.alert(alert_id), list(names) if known[alert_id] else ["doc", *names])
             rows = await pipe.execute()
         out = []
-        for raw_doc, *meta in rows:
-            if raw_doc is None:
-                continue
-            values = {k: v.decode() for k, v in zip(names[1:], meta, strict=True) if v is not None}
-            out.append((Alert.from_dict(_unpack(raw_doc)), values))
+        for alert_id, row in zip(ids, rows, strict=True):
+            alert = known[alert_id]
+            if alert is None:
+                raw_doc, *row = row
+                if raw_doc is None:
+                    continue
+                alert = self._remember(Alert.from_dict(_unpack(raw_doc)))
+            elif row[0] is None:
+                continue  # deleted meanwhile
+            values = {k: v.decode() for k, v in zip(names, row, strict=True) if v is not None}
+            out.append((alert, values))
         return out
 
+    def _remember(self, alert: Alert) -> Alert:
+        self._docs[alert.id] = alert
+        if len(self._docs) > 20_000:
+            self._docs.popitem(last=False)
+        return alert
+
     async def list_alerts(
-        self, *, active: bool = False, limit: int = 200
+        self, *, active: bool = False, limit: int = 200, before: str | None = None
     ) -> list[tuple[Alert, dict[str, str]]]:
+        """Newest first; ``before`` (an alert id) pages back from that alert, excluded."""
         if active:
             ids = [m.decode() for m in await self.redis.smembers(self.keys.active)]
+            if before is not None:
+                ids = [i for i in ids if i < before]
+        elif before is not None:
+            score = await self.redis.zscore(self.keys.alerts, before)
+            if score is None:
+                return []
+            # Alerts of the same millisecond share a score: take a few more, keep those before.
+            raw = await self.redis.zrevrangebyscore(self.keys.alerts, score, "-inf", start=0, num=limit + 50)
+            ids = [m.decode() for m in raw if m.decode() < before]
         else:
             ids = [m.decode() for m in await self.redis.zrevrange(self.keys.alerts, 0, limit - 1)]
         out = await self._load(ids)
-        out.sort(key=lambda pair: pair[0].accepted_at or pair[0].sent, reverse=True)
+        out.sort(key=lambda pair: (pair[0].accepted_at or pair[0].sent, pair[0].id), reverse=True)
         return out[:limit]
 
     async def expire_active(self, now: float) -> list[str]:
@@ -316,8 +347,14 @@ class Store:
                  if alert.expires is None or alert.expires.timestamp() >= now}  # fmt: skip
         ended = [i for i in ids if i not in alive]
         if ended:
-            await self.redis.srem(self.keys.active, *ended)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.srem(self.keys.active, *ended)
+                pipe.incr(self.keys.views_version)
+                await pipe.execute()
         return ended
+
+    async def views_version(self) -> int:
+        return int(await self.redis.get(self.keys.views_version) or 0)
 
     # --- deliveries ----------------------------------------------------------
     async def plan(self, alert_id: str) -> list[tuple[str, str]]:
@@ -359,7 +396,7 @@ class Store:
 
         True: newly confirmed; False: it had confirmed already; None: refused.
         """
-        if not hmac.compare_digest(key, await self.idempotency_key(alert_id, subscriber_id)):
+        if not key.isascii() or not hmac.compare_digest(key, await self.idempotency_key(alert_id, subscriber_id)):
             return None
         hkey = self.keys.deliveries(alert_id)
         if subscriber_id not in {s for s, _ in await self.plan(alert_id)}:

@@ -1,0 +1,234 @@
+"""Public reads cannot starve the desk or the workers: gated, cached, paged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from tests.conftest import ADMIN_TOKEN, MQTT_URL, REDIS_URL, ROOT, RunningEngine, Sink, free_port, wipe
+
+ORDER = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["all"], "reason": "洪水",
+         "status": "Exercise"}  # fmt: skip
+
+# Anonymous clients in their own process (their CPU must not be the engine's):
+# each asks for the biggest page, half of them with a district filter that
+# changes every time so no cache can answer for them.
+FLOOD = r"""
+import asyncio, json, random, sys, time
+import aiohttp
+
+async def client(url, until, counts, n):
+    async with aiohttp.ClientSession() as http:
+        i = 0
+        while time.monotonic() < until:
+            i += 1
+            q = "limit=200" if n % 2 else f"limit=200&district={random.choice(['08', '08211', '08220', '08202'])}&x={i}"
+            try:
+                async with http.get(f"{url}/api/v1/alerts?{q}") as resp:
+                    await resp.read()
+                    counts[str(resp.status)] = counts.get(str(resp.status), 0) + 1
+                    if resp.status == 503 and "Retry-After" not in resp.headers:
+                        counts["503-without-retry-after"] = counts.get("503-without-retry-after", 0) + 1
+            except aiohttp.ClientError:
+                counts["error"] = counts.get("error", 0) + 1
+
+async def main():
+    url, seconds = sys.argv[1], float(sys.argv[2])
+    counts = {}
+    until = time.monotonic() + seconds
+    await asyncio.gather(*(client(url, until, counts, n) for n in range(24)))
+    print(json.dumps(counts))
+
+asyncio.run(main())
+"""
+
+
+async def desk_order_round_trip(engine: RunningEngine, sink: Sink, token: str, n: int) -> tuple[float, float]:
+    """(seconds to 202, seconds to the webhook) for one level 4 order."""
+    before = len(sink.received)
+    t0 = time.monotonic()
+    status, answer = await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": f"o{n}"})
+    accepted = time.monotonic() - t0
+    assert status == 202, answer
+    await sink.wait_for(before + 1, timeout=5)
+    return accepted, time.monotonic() - t0
+
+
+async def test_a_flood_of_public_reads_does_not_hold_up_desk_orders(engine: RunningEngine, sink: Sink) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    # 300 alerts on record, so every uncached page is as big as a page gets.
+    for i in range(300):
+        status, _ = await engine.post(
+            "/api/v1/alerts", token,
+            {"status": "Exercise", "event": "大雨警報", "districts": ["08211"], "identifier": f"h{i}",
+             "headline": {"ja": "大雨警報" * 20, "en": "Heavy rain warning " * 10}},
+        )  # fmt: skip
+        assert status == 202
+    await engine.add_subscriber(id="portal", adapter="isp", endpoint=f"{sink.url}/p", districts=["08211"])
+    idle = [await desk_order_round_trip(engine, sink, token, n) for n in range(3)]
+
+    flood = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", FLOOD, engine.url, "8", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        await _until_flooding(engine)
+        loaded = [await desk_order_round_trip(engine, sink, token, n) for n in range(10, 16)]
+    finally:
+        out, _ = await flood.communicate()
+    counts: dict[str, Any] = json.loads(out)
+    print(f"idle (202 s, delivered s): {idle}\nunder flood: {loaded}\nflood answers: {counts}")
+    assert set(counts) <= {"200", "503"}, counts  # never a 500, never a 503 without Retry-After
+    assert counts.get("200", 0) > 0
+    # Every order was accepted and delivered while the flood ran (the deadlines are
+    # in desk_order_round_trip); the figures themselves are for `make bench`.
+    assert len(loaded) == 6
+
+
+async def test_with_its_own_port_the_public_face_runs_apart_and_the_desk_does_not_notice(
+    sink: Sink, tmp_path: Path
+) -> None:
+    """`alertd serve --public-port`: the public listener is its own process."""
+    prefix = f"alertd-test-{secrets.token_hex(4)}"
+    token = secrets.token_hex(16)
+    config = tmp_path / "seed.yaml"
+    config.write_text(yaml.safe_dump({
+        "issuers": [{"id": "joso", "name": "常総市", "token": token, "jurisdiction": ["08211"]}],
+        "subscribers": [{"id": "portal", "adapter": "isp", "endpoint": f"{sink.url}/p", "districts": ["08211"]}],
+    }, allow_unicode=True))  # fmt: skip
+    desk_port, public_port = free_port(), free_port()
+    env = {**os.environ, "ALERTD_REDIS_URL": REDIS_URL, "ALERTD_MQTT_URL": MQTT_URL, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN,
+           "ALERTD_KEY_PREFIX": prefix, "ALERTD_CONFIG": str(config), "ALERTD_LOG_LEVEL": "WARNING"}  # fmt: skip
+    proc = subprocess.Popen(  # noqa: ASYNC220 — a server for the whole test, like test_crash_recovery
+        [sys.executable, "-m", "alertd", "serve", "--port", str(desk_port), "--public-port", str(public_port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    desk, public = f"http://127.0.0.1:{desk_port}", f"http://127.0.0.1:{public_port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            await _up(http, desk, proc)
+            await _up(http, public, proc)
+            # The desk port has no public reads; the public port takes no orders.
+            async with http.get(f"{desk}/api/v1/alerts") as resp:
+                assert resp.status == 405  # POST (CAP, JSON) only
+            auth = {"Authorization": f"Bearer {token}"}
+            for i in range(300):
+                body = {"status": "Exercise", "event": "大雨警報", "districts": ["08211"], "identifier": f"h{i}",
+                        "headline": {"ja": "大雨警報" * 20, "en": "Heavy rain warning " * 10}}  # fmt: skip
+                async with http.post(f"{desk}/api/v1/alerts", json=body, headers=auth) as resp:
+                    assert resp.status == 202
+            await sink.wait_for(300, timeout=30)
+
+            async def round_trip(n: int) -> tuple[float, float]:
+                before = len(sink.received)
+                t0 = time.monotonic()
+                async with http.post(f"{desk}/api/v1/evacuation-orders", json={**ORDER, "identifier": f"o{n}"},
+                                     headers=auth) as resp:  # fmt: skip
+                    assert resp.status == 202
+                accepted = time.monotonic() - t0
+                await sink.wait_for(before + 1, timeout=5)
+                return accepted, time.monotonic() - t0
+
+            idle = [await round_trip(n) for n in range(3)]
+            flood = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", FLOOD, public, "6", stdout=asyncio.subprocess.PIPE
+            )
+            try:
+                await asyncio.sleep(1)  # the flood is under way (24 clients, in their own process)
+                loaded = [await round_trip(n) for n in range(10, 16)]
+            finally:
+                out, _ = await flood.communicate()
+        counts = json.loads(out)
+        print(f"split: idle {idle}\nunder flood {loaded}\nflood answers {counts}")
+        assert set(counts) <= {"200", "503"} and counts.get("200", 0) > 0, counts
+        assert len(loaded) == 6
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        await wipe(prefix)
+
+
+async def _up(http: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        assert proc.poll() is None, "alertd serve exited early"
+        try:
+            async with http.get(f"{url}/healthz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} did not come up")
+
+
+async def _until_flooding(engine: RunningEngine) -> None:
+    from alertd.metrics import PUBLIC_SHED
+
+    for _ in range(200):
+        gate = engine.runner.app[_gate_key()]
+        if gate._waiting > 0 or PUBLIC_SHED._value.get() > 0:
+            return
+        await asyncio.sleep(0.02)
+
+
+def _gate_key() -> Any:
+    from alertd.api import PUBLIC_GATE
+
+    return PUBLIC_GATE
+
+
+async def test_public_answers_carry_an_etag_and_change_when_an_alert_does(engine: RunningEngine) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    status, first = await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": "e1"})
+    assert status == 202
+    for path in ("/api/v1/alerts?active=true", f"/api/v1/alerts/{first['id']}", f"/api/v1/alerts/{first['id']}.cap",
+                 "/feeds/alerts.atom"):  # fmt: skip
+        async with engine.http.get(f"{engine.url}{path}") as resp:
+            assert resp.status == 200, path
+            etag = resp.headers["ETag"]
+            assert etag.startswith('"')
+        async with engine.http.get(f"{engine.url}{path}", headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 304, path
+    async with engine.http.get(f"{engine.url}/api/v1/alerts?active=true") as resp:
+        etag = resp.headers["ETag"]
+    # A lift changes what is in force: the cached answer must not outlive it.
+    status, _ = await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "action": "lift", "identifier": "e2"})
+    assert status == 202
+    async with engine.http.get(f"{engine.url}/api/v1/alerts?active=true", headers={"If-None-Match": etag}) as resp:
+        assert resp.status == 200
+        assert await resp.json() == []
+
+
+async def test_lists_are_paged_with_a_link_to_the_next_page(engine: RunningEngine) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    ids = []
+    for i in range(7):
+        status, answer = await engine.post(
+            "/api/v1/alerts", token, {"status": "Exercise", "event": "大雨警報", "districts": ["08211"],
+                                      "identifier": f"p{i}"},
+        )  # fmt: skip
+        ids.append(answer["id"])
+    status, problem = await engine.get("/api/v1/alerts?limit=1000")
+    assert status == 422 and "200" in problem["detail"]
+    seen: list[str] = []
+    path = "/api/v1/alerts?limit=3"
+    while path:
+        async with engine.http.get(f"{engine.url}{path}") as resp:
+            assert resp.status == 200
+            seen += [a["id"] for a in await resp.json()]
+            link = resp.headers.get("Link")
+        path = link[1 : link.index(">")] if link else ""
+    assert seen == list(reversed(ids))
