@@ -32,6 +32,7 @@ bench: venv services
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m simulations.bench_geo
 	$(BIN)/python -m simulations.bench $(BENCH_ARGS)
+	$(BIN)/python -m simulations.bench_hostile
 
 bench-geo: venv
 	$(BIN)/python -m simulations.bench_geo

@@ -32,6 +32,7 @@ from alertd.errors import (
     NotFound,
     ServiceUnavailable,
     TooLarge,
+    TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -41,6 +42,7 @@ from alertd.metrics import DELIVERIES, REGISTRY, REJECTED
 from alertd.models import Alert, Issuer
 from alertd.offload import run_blocking
 from alertd.public import DEFAULT_PAGE, MAX_PAGE, CachedView, PublicGate, ViewCache, respond, strong_etag
+from alertd.ratelimit import RefusalLimiter, TokenBuckets, caller_key
 from alertd.validation import validate_issuer, validate_subscriber
 
 log = logs.get("alertd.api")
@@ -104,6 +106,44 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
                 "Check with 'alertd status' whether it was sent before sending it again."
             )
         )
+
+
+REFUSALS: web.AppKey[RefusalLimiter] = web.AppKey("refusals", RefusalLimiter)
+READERS: web.AppKey[TokenBuckets] = web.AppKey("readers", TokenBuckets)
+_UNLIMITED = frozenset({"/healthz", "/metrics", "/api/openapi.json"})
+
+
+@web.middleware
+async def flood_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse flooding callers at the door, before a body is read or Redis is asked
+    (alertd/ratelimit.py): public reads by address, desk callers by their refusals."""
+    if request.path in _UNLIMITED:
+        return await handler(request)
+    key = caller_key(request.headers.get("Authorization", ""), request.remote)
+    if getattr(handler, "alertd_public", False):
+        wait = request.app[READERS].take(f"a:{request.remote}")
+        if wait > 0:
+            response = problem_response(TooManyRequests(
+                "You are asking faster than alertd answers anyone on its public face; slow down.",
+                retry_after_s=max(1, round(wait)),
+            ))  # fmt: skip
+            response.force_close()
+            return response
+        return await handler(request)
+    wait = request.app[REFUSALS].retry_after(key)
+    if wait > 0:
+        response = problem_response(TooManyRequests(
+            "Too many of your recent requests were refused; alertd will hear you again in a few seconds. "
+            "Read the 'detail' of the earlier answers and fix what they say.",
+            retry_after_s=max(1, round(wait)),
+        ))  # fmt: skip
+        # Hang up rather than read (and throw away) whatever body it is sending.
+        response.force_close()
+        return response
+    response = await handler(request)
+    if 400 <= response.status < 500 and response.status != 429:
+        request.app[REFUSALS].refused(key)
+    return response
 
 
 def _too_large_detail(request: web.Request) -> str:
@@ -392,6 +432,7 @@ def gated(handler: Handler) -> Handler:
     async def run(request: web.Request) -> web.StreamResponse:
         return await request.app[PUBLIC_GATE].run(lambda: handler(request))
 
+    run.alertd_public = True  # type: ignore[attr-defined]  # flood_guard limits it per address
     return run
 
 
@@ -574,8 +615,10 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
     """``desk`` routes (admin, issuing) and ``public`` routes (reading, feeds, acks)
     can be served on different listeners, so a deployment can keep the desk on
     LGWAN and the public outputs on the internet segment."""
-    app = web.Application(middlewares=[problems], client_max_size=engine.settings.max_body_bytes)
+    app = web.Application(middlewares=[flood_guard, problems], client_max_size=engine.settings.max_body_bytes)
     app[ENGINE] = engine
+    app[REFUSALS] = RefusalLimiter()
+    app[READERS] = TokenBuckets(engine.settings.public_rate_per_s, engine.settings.public_burst)
     r = app.router
     if desk:
         r.add_post("/api/v1/issuers", post_issuer)

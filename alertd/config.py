@@ -47,6 +47,9 @@ class Settings:
     # Anonymous reads worked on at once, and waiting, before a 503 (alertd/public.py).
     public_concurrency: int = 2
     public_backlog: int = 64
+    # Public requests per client address (alertd/ratelimit.py).
+    public_rate_per_s: float = 20.0
+    public_burst: float = 100.0
     # /healthz answers 503 when a lane's oldest job has waited longer than this.
     health_flash_age_s: float = 30.0
     health_routine_age_s: float = 600.0
@@ -78,6 +81,8 @@ class Settings:
             seed_file=os.environ.get("ALERTD_CONFIG") or None,
             redis_socket_timeout_s=_env_float("ALERTD_REDIS_TIMEOUT_S", 10.0),
             health_flash_age_s=_env_float("ALERTD_HEALTH_FLASH_AGE_S", 30.0),
+            public_rate_per_s=_env_float("ALERTD_PUBLIC_RATE", 20.0),
+            public_burst=_env_float("ALERTD_PUBLIC_BURST", 100.0),
             health_routine_age_s=_env_float("ALERTD_HEALTH_ROUTINE_AGE_S", 600.0),
         )
 

@@ -119,6 +119,12 @@ class ServiceUnavailable(AlertdError):
         self.retry_after_s = retry_after_s
 
 
+class TooManyRequests(ServiceUnavailable):
+    status = 429
+    title = "Too many requests"
+    type_slug = "too-many-requests"
+
+
 class InternalError(AlertdError):
     status = 500
     title = "Internal error"

@@ -207,6 +207,15 @@ SCHEMAS: dict[str, Any] = {
                 "default": False,
                 "description": "May issue anywhere (JMA, the national government). Send true or false.",
             },
+            "senders": {
+                "type": "array",
+                "maxItems": 10,
+                "items": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@:/-]{0,199}$"},
+                "examples": [["bousai@city.joso.lg.jp"]],
+                "description": "CAP senders this issuer may use besides its own '<id>@alertd'. A sender "
+                "belongs to one issuer only (409 otherwise); CAP posted with any other sender is refused "
+                "(403). Answers list every sender, the own one first.",
+            },
         },
     },
     "Subscriber": {
@@ -1088,11 +1097,13 @@ PATHS: dict[str, Any] = {
             "tags": ["reading"],
             "summary": "Who has received an alert",
             "description": "One row per receiver: queued, sent, delivered (the transport said so), "
-            "confirmed (the receiver said so), failed, expired or superseded.",
-            "security": PUBLIC,
+            "confirmed (the receiver said so), failed, expired or superseded. For the admin, the issuer "
+            "that sent the alert and issuers whose jurisdiction covers it; endpoint credentials in "
+            "last_error are masked.",
+            "security": [*ADMIN, *ISSUER],
             "responses": {
                 "200": _json("Deliveries", "The deliveries of this alert."),
-                **_problems(404, why=_NO_ALERT),
+                **_problems(401, 403, 404, why={**_NO_ALERT, 403: "The alert is outside your jurisdiction."}),
             },
         },
     },
