@@ -8,6 +8,7 @@ sentence meant for the person at the desk. Writes happen only through
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import time
@@ -36,13 +37,15 @@ from alertd.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from alertd.inforce import InForce, Standing
 from alertd.json_alert import parse_json_alert
 from alertd.limits import ACK_MAX_BYTES
 from alertd.metrics import DELIVERIES, REGISTRY, REJECTED
-from alertd.models import Alert, Issuer
+from alertd.models import Alert, Issuer, utcnow
 from alertd.offload import run_blocking
 from alertd.public import DEFAULT_PAGE, MAX_PAGE, CachedView, PublicGate, ViewCache, respond, strong_etag
 from alertd.ratelimit import RefusalLimiter, TokenBuckets, caller_key
+from alertd.store import StaleState
 from alertd.validation import validate_issuer, validate_subscriber
 
 log = logs.get("alertd.api")
@@ -305,9 +308,11 @@ async def delete_subscriber(request: web.Request) -> web.Response:
 
 
 # --- desk --------------------------------------------------------------------
-async def _accepted(engine: Engine, alert: Alert, issuer: Issuer, ends: dict[str, str]) -> web.Response:
-    answer, _created = await engine.intake.accept(alert, issuer, ends=ends)
-    return json_response(answer, status=202)
+def fingerprint(body: dict[str, Any]) -> str:
+    """The content of a desk message, whatever its identifier: reusing an identifier for
+    different content is refused rather than silently answered with the old alert."""
+    content = {k: v for k, v in body.items() if k != "identifier"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
 async def _desk_message(request: web.Request, kind: str) -> web.Response:
@@ -316,13 +321,21 @@ async def _desk_message(request: web.Request, kind: str) -> web.Response:
     engine = request.app[ENGINE]
     body = await read_json(request)
     identifier = _identifier(request, body)
-    previous = await engine.store.answer_for(issuer.id, f"{issuer.id}@alertd", identifier)
-    if previous is not None:
-        return json_response(previous, status=202)
     build = engine.orders.evacuation if kind == "evacuation" else engine.orders.shelters
-    alert, ends = await build(body, issuer)
-    alert.identifier = identifier
-    return await _accepted(engine, alert, issuer, ends)
+    for attempt in range(3):
+        built = await build(body, issuer)
+        built.alert.identifier = identifier
+        try:
+            answer, _ = await engine.intake.accept(
+                built.alert, issuer, changes=built.changes, fingerprint=fingerprint(body),
+                extra={"levels": built.effect} if built.effect else None,
+            )  # fmt: skip
+            return json_response(answer, status=202)
+        except StaleState:
+            # An order this one changes was changed meanwhile (two lifts at once): plan again.
+            log.info("order.replanned", attempt=attempt + 1, issuer_id=issuer.id)
+    raise ServiceUnavailable("The orders in force kept changing while this one was planned; send it again.",
+                             retry_after_s=1)  # fmt: skip
 
 
 async def post_evacuation_order(request: web.Request) -> web.Response:
@@ -334,23 +347,29 @@ async def post_shelters(request: web.Request) -> web.Response:
 
 
 async def preview_order(request: web.Request) -> web.Response:
-    """What an order would do, before it is sent: the mis-send guard's preview."""
+    """What an order would do, before it is sent: the mis-send guard's preview.
+
+    The same code as sending it, stopped before the commit: the same lift plan,
+    the same checks, the same routing (including who got what a lift ends)."""
     issuer = await require_issuer(request)
     engine = request.app[ENGINE]
     body = await read_json(request)
     body.setdefault("identifier", "preview")
-    alert, ends = await engine.orders.evacuation(body, issuer)
-    engine.intake.authorize(issuer, alert.districts)
-    await engine.router.refresh()
-    subs = engine.router.matches(alert)
+    built = await engine.orders.evacuation(body, issuer)
+    answer, _ = await engine.intake.accept(built.alert, issuer, changes=built.changes, dry_run=True)
+    alert = built.alert
     names = [engine.registry.get(d).full_name for d in alert.districts]
     return json_response(
         {
             "districts": alert.districts,
             "district_names": names,
             "headline": {i.language: i.headline for i in alert.infos},
-            "deliveries": len(subs),
-            "lifts": list(ends),
+            "deliveries": answer["deliveries"],
+            "lifts": list(built.changes),
+            "ends": [i for i, c in built.changes.items() if c.state is not None],
+            "lifts_from": {i: c.lift for i, c in built.changes.items() if c.lift},
+            "levels": built.effect,
+            "still_in_force": alert.remaining,
             "geojson": _geojson(engine, alert.districts),
         }
     )
@@ -376,16 +395,19 @@ async def post_alert(request: web.Request) -> web.Response:
         alert = await run_blocking(parse_cap, body) if len(body) > 64_000 else parse_cap(body)
         alert.origin = "cap"
         alert.issuer_id = issuer.id
+        content = fingerprint(alert.to_dict())  # the same document in other bytes (CRLF) is the same
     elif ctype == "application/json":
-        body = await read_json(request)
-        alert = parse_json_alert(body, f"{issuer.id}@alertd")
-        alert.identifier = _identifier(request, body)
+        data = await read_json(request)
+        alert = parse_json_alert(data, f"{issuer.id}@alertd")
+        alert.identifier = _identifier(request, data)
         alert.issuer_id = issuer.id
+        content = fingerprint(data)
     else:
         raise UnsupportedMediaType(
             f"Send CAP 1.2 as application/cap+xml (or application/xml), or JSON as application/json, not {ctype!r}."
         )
-    return await _accepted(engine, alert, issuer, {})
+    answer, _ = await engine.intake.accept(alert, issuer, fingerprint=content)
+    return json_response(answer, status=202)
 
 
 # --- reading -----------------------------------------------------------------
@@ -394,6 +416,8 @@ def alert_view(alert: Alert, meta: dict[str, str]) -> dict[str, Any]:
     data["state"] = meta.get("state")
     data["superseded_by"] = meta.get("superseded_by")
     data["planned_deliveries"] = int(meta.get("planned", 0))
+    # Districts a lift took out of this alert, which otherwise stands.
+    data["lifted_districts"] = list(meta.get("lifted") or [])
     return data
 
 
@@ -406,7 +430,8 @@ class AlertJson:
         self._size = size
 
     def one(self, alert: Alert, meta: dict[str, str]) -> bytes:
-        key = (alert.id, meta.get("state", ""), meta.get("superseded_by", ""), meta.get("planned", ""))
+        key = (alert.id, meta.get("state", ""), meta.get("superseded_by", ""), meta.get("planned", ""),
+               *(meta.get("lifted") or ()))  # fmt: skip
         raw = self._cache.get(key)
         if raw is None:
             raw = self._cache[key] = json.dumps(alert_view(alert, meta), ensure_ascii=False).encode("utf-8")
@@ -464,29 +489,45 @@ def _page_limit(request: web.Request) -> int:
     return limit
 
 
+_STATUSES = {"actual": "Actual", "exercise": "Exercise", "test": "Test", "all": None}
+
+
 async def build_alert_list(request: web.Request) -> View:
+    """Alerts newest first; ``active=true`` gives those in force now, Actual ones unless
+    ``status=`` asks for Exercise, Test or all (a drill never shows among real alerts)."""
     engine = request.app[ENGINE]
     raw_active = request.query.get("active", "false").lower()
     if raw_active not in ("1", "0", "true", "false", "yes", "no"):
         raise InvalidInput("'active' must be true or false.", field="active")
     active = raw_active in ("1", "true", "yes")
-    district = request.query.get("district")
+    raw_status = request.query.get("status", "Actual" if active else "all").lower()
+    if raw_status not in _STATUSES:
+        raise InvalidInput("'status' must be Actual, Exercise, Test or all.", field="status")
+    status = _STATUSES[raw_status]
+    district = request.query.get("district") or None
     limit = _page_limit(request)
     before = request.query.get("before") or None
     if before is not None and not (before.isascii() and before.isalnum() and len(before) <= 64):
         raise InvalidInput("'before' must be an alert id from a previous page.", field="before")
     if district is not None and engine.registry.find(district) is None:
         raise InvalidInput(f"alertd does not know the district code {district!r}.", field="district")
-    rows: list[tuple[Alert, dict[str, str]]] = []
+    rows: list[tuple[Alert, dict[str, Any]]] = []
     cursor, scanned = before, 0
+    now = utcnow()
     while len(rows) < limit and scanned < MAX_SCAN:
-        batch = await engine.store.list_alerts(active=active, limit=limit if not district else 200, before=cursor)
+        batch = await engine.store.list_alerts(
+            active=active, limit=10_000 if active else 200, before=cursor, extra=("lifted",)
+        )
         if not batch:
             break
         scanned += len(batch)
         cursor = batch[-1][0].id
+        if status is not None:
+            batch = [(a, m) for a, m in batch if a.status.value == status]
+        if active:
+            batch = [(a, m) for a, m in batch if _standing(a, m).in_force(engine.registry, now)]
         if district:
-            batch = [(a, m) for a, m in batch if _covers_either_way(engine, district, a)]
+            batch = [(a, m) for a, m in batch if _concerns(engine, district, _standing(a, m))]
         rows.extend(batch)
         if active:
             break  # the in-force set is read whole
@@ -499,10 +540,41 @@ async def build_alert_list(request: web.Request) -> View:
     return request.app[ALERT_JSON].many(rows), "application/json", None, headers
 
 
-def _covers_either_way(engine: Engine, district: str, alert: Alert) -> bool:
-    return any(
-        engine.registry.covers([district], d) or engine.registry.covers([d], district) for d in alert.districts
+def _standing(alert: Alert, meta: dict[str, Any]) -> Standing:
+    return Standing(alert, frozenset(meta.get("lifted") or ()))
+
+
+def _concerns(engine: Engine, district: str, standing: Standing) -> bool:
+    """The alert covers the district (and was not lifted there), or lies inside it."""
+    registry = engine.registry
+    return standing.covers(registry, district) or any(
+        registry.covers([district], d) for d in standing.remaining(registry)
     )
+
+
+async def build_in_force(request: web.Request) -> View:
+    """The model itself for one municipality: per district, the level and the alerts
+    standing there, and every alert in force with the districts it still covers."""
+    engine = request.app[ENGINE]
+    code = request.query.get("municipality") or ""
+    district = engine.registry.find(engine.registry.normalize_code(code)) if code else None
+    if district is None or district.level not in ("municipality", "ward"):
+        raise InvalidInput("'municipality' must be a municipality code such as 08211.", field="municipality")
+    raw_status = request.query.get("status", "Actual").lower()
+    if _STATUSES.get(raw_status) is None:
+        raise InvalidInput("'status' must be Actual, Exercise or Test.", field="status")
+    status = _STATUSES[raw_status]
+    assert status is not None
+    model = InForce(engine.registry, district.code, await engine.store.in_force(district.code, status, engine.registry))
+    body = {
+        "municipality": district.code,
+        "name": district.full_name,
+        "status": status,
+        "level": model.level_at(district.code) if model.orders() else None,
+        "districts": model.per_district() if model.orders() else [],
+        "in_force": [s.summary(engine.registry) for s in model.standing],
+    }
+    return json.dumps(body, ensure_ascii=False).encode(), "application/json", None, {}
 
 
 async def _alert_or_404(request: web.Request) -> Alert:
@@ -644,6 +716,7 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
         r.add_get("/api/v1/alerts", public_view(build_alert_list))
         r.add_get("/api/v1/alerts/{id}.cap", public_view(build_alert_cap))
         r.add_get("/api/v1/alerts/{id}", public_view(build_alert))
+        r.add_get("/api/v1/in-force", public_view(build_in_force))
         r.add_post("/api/v1/alerts/{id}/ack", gated(post_ack))
         from alertd.atom import build_feed
 

@@ -205,7 +205,7 @@ def _status(args: argparse.Namespace) -> int:
         )
         return 0
     _, health = _http("GET", f"{base}/healthz", None)
-    _, alerts = _http("GET", f"{base}/api/v1/alerts?active=true", None)
+    _, alerts = _http("GET", f"{base}/api/v1/alerts?active=true&status=all", None)
     if args.json:
         print(json.dumps({"health": health, "active": alerts}, ensure_ascii=False, indent=2))
         return 0

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from alertd import logs
 from alertd.errors import Conflict, InvalidInput, UnknownArea
+from alertd.feed import FEED_SUBSCRIBER
 from alertd.jurisdiction import Jurisdiction
 from alertd.limits import check_alert
 from alertd.metrics import ALERTS_RECEIVED
 from alertd.models import Alert, Area, Issuer, MsgType, Priority, parse_time, utcnow
 from alertd.offload import run_blocking
 from alertd.routing import Router
-from alertd.store import AlertState, Store, dedup_scope
+from alertd.store import AlertChange, AlertState, PlannedDelivery, Store, dedup_scope
 
 if TYPE_CHECKING:
     from geo.geocoder import Geocoder
@@ -72,7 +73,14 @@ class Intake:
         self.jurisdiction = jurisdiction or Jurisdiction(registry)
 
     async def accept(
-        self, alert: Alert, issuer: Issuer | None, *, ends: dict[str, str] | None = None
+        self,
+        alert: Alert,
+        issuer: Issuer | None,
+        *,
+        changes: dict[str, AlertChange] | None = None,
+        fingerprint: str = "",
+        extra: dict[str, Any] | None = None,
+        dry_run: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Accept an alert into the durable log; returns (answer, newly created).
 
@@ -84,19 +92,24 @@ class Intake:
         if issuer is not None:
             self.jurisdiction.check_sender(issuer, alert.sender)
         alert.issuer_id = issuer.id if issuer is not None else alert.issuer_id
-        previous = await self.store.answer_for(dedup_scope(alert.issuer_id), alert.sender, alert.identifier)
+        previous = None if dry_run else await self._same_message(alert, fingerprint)
         if previous is not None:
             return previous, False
 
-        ends = dict(ends or {})
+        changes = dict(changes or {})
         referenced = await self._resolve_references(alert, issuer)
         if issuer is not None:
             for ref in referenced:
                 self.jurisdiction.check_may_change(issuer, ref)
-        if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL):
-            state = AlertState.CANCELLED if alert.msg_type is MsgType.CANCEL else AlertState.UPDATED
+        if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not changes:
+            # A desk lift arrives with its exact changes (alertd/inforce.py); any other
+            # Update replaces what it references, a lift ends it, a Cancel withdraws it.
+            state = (
+                AlertState.CANCELLED if alert.msg_type is MsgType.CANCEL
+                else AlertState.LIFTED if alert.action == "lift" else AlertState.UPDATED
+            )  # fmt: skip
             for ref in referenced:
-                ends.setdefault(ref.id, state)
+                changes[ref.id] = AlertChange(state=state)
         alert.referenced_ids = list(dict.fromkeys([*alert.referenced_ids, *(r.id for r in referenced)]))
 
         alert.districts = self._normalize(alert.districts) if alert.districts else await self._geocode(alert)
@@ -122,7 +135,7 @@ class Intake:
             if alert.origin != "desk":  # desk orders derive their own, in orders.py
                 self.jurisdiction.stamp_identity(alert, issuer)
 
-        alert.id = new_alert_id()
+        alert.id = "" if dry_run else new_alert_id()
         alert.accepted_at = utcnow()
         if alert.origin != "jma":  # the JMA policy has already chosen the lane
             alert.priority = priority_for(alert) if alert.priority is Priority.ROUTINE else alert.priority
@@ -132,6 +145,10 @@ class Intake:
             if info.expires is None:
                 info.expires = alert.sent + self.default_expiry
         plan = await self.router.plan(alert)
+        if referenced:
+            # A lift, cancel or update reaches everyone who got what it changes,
+            # whatever their min_level: a portal showing an order must see it end.
+            await self._add_earlier_recipients(plan, [r.id for r in referenced])
         answer = {
             "id": alert.id,
             "districts": alert.districts,
@@ -139,8 +156,11 @@ class Intake:
             "priority": alert.priority.value,
             "status": alert.status.value,
             "msg_type": alert.msg_type.value,
+            **(extra or {}),
         }
-        answer, created = await self.store.commit_alert(alert, plan, answer, ends)
+        if dry_run:  # the preview: every stage ran, nothing is written
+            return {**answer, "id": None, "references": alert.referenced_ids}, False
+        answer, created = await self.store.commit_alert(alert, plan, answer, changes, fingerprint=fingerprint)
         if created:
             ALERTS_RECEIVED.labels(source=alert.origin, status=alert.status.value).inc()
             log.info(
@@ -150,6 +170,32 @@ class Intake:
                 deliveries=len(plan), references=alert.referenced_ids,
             )  # fmt: skip
         return answer, created
+
+    async def _same_message(self, alert: Alert, fingerprint: str) -> dict[str, Any] | None:
+        """The first answer when this sender's identifier was used before for the same
+        message; 409 when it was used for a different one (a reused identifier must
+        never silently swallow a new order)."""
+        scope = dedup_scope(alert.issuer_id)
+        previous = await self.store.answer_for(scope, alert.sender, alert.identifier)
+        if previous is None:
+            return None
+        stored = await self.store.fingerprint_of(scope, alert.sender, alert.identifier)
+        if fingerprint and stored and stored != fingerprint:
+            raise Conflict(
+                f"The identifier {alert.identifier!r} was already used for a different message "
+                f"(alert {previous.get('id')}). Nothing was sent. Use a new identifier for a new message.",
+                field="identifier",
+                existing_alert=previous.get("id"),
+            )
+        return previous
+
+    async def _add_earlier_recipients(self, plan: list[PlannedDelivery], referenced: list[str]) -> None:
+        planned = {p.subscriber_id for p in plan}
+        known = {s.id for s in await self.store.list_subscribers()}
+        for sub_id, adapter in await self.store.plan_of(referenced):
+            if sub_id not in planned and (sub_id in known or sub_id == FEED_SUBSCRIBER):
+                plan.append(PlannedDelivery(sub_id, adapter))
+                planned.add(sub_id)
 
     async def _resolve_references(self, alert: Alert, issuer: Issuer | None) -> list[Alert]:
         found: list[Alert] = []

@@ -182,6 +182,9 @@ class Alert:
     # feed only, no pushed deliveries — the JMA policy uses this for advisories.
     adapters: list[str] | None = None
     accepted_at: datetime | None = None
+    # For a lift or cancel: what still stands in its districts afterwards,
+    # [{"level": 4, "districts": ["若宮戸"]}], so its text can say so.
+    remaining: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def expires(self) -> datetime | None:

@@ -415,6 +415,19 @@ SCHEMAS: dict[str, Any] = {
             "priority": {"type": "string", "enum": ["flash", "routine"]},
             "status": {"type": "string"},
             "msg_type": {"type": "string"},
+            "levels": {
+                "type": "array",
+                "description": "Per district, the evacuation level in force before and after this order.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "district": {"type": "string"},
+                        "name": {"type": "string"},
+                        "level_before": {"type": ["integer", "null"]},
+                        "level_after": {"type": ["integer", "null"]},
+                    },
+                },
+            },
         },
     },
     "Preview": {
@@ -430,7 +443,35 @@ SCHEMAS: dict[str, Any] = {
                 "description": "By CAP language tag (ja-JP, en-US).",
             },
             "deliveries": {"type": "integer", "minimum": 0, "description": "Receivers it would reach."},
-            "lifts": {"type": "array", "items": {"type": "string"}, "description": "Orders it would lift."},
+            "lifts": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Orders a lift would touch: those it ends and those it lifts some districts from.",
+            },
+            "ends": {"type": "array", "items": {"type": "string"}, "description": "Orders a lift would end."},
+            "lifts_from": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                "description": "Orders that keep standing, with the districts the lift would take out of them.",
+            },
+            "levels": {
+                "type": "array",
+                "description": "Per district, the evacuation level in force before and after this order.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "district": {"type": "string"},
+                        "name": {"type": "string"},
+                        "level_before": {"type": ["integer", "null"]},
+                        "level_after": {"type": ["integer", "null"]},
+                    },
+                },
+            },
+            "still_in_force": {
+                "type": "array",
+                "description": "What still stands in the lift's districts afterwards, highest level first.",
+                "items": {"type": "object"},
+            },
             "geojson": {"type": ["object", "null"], "description": "The area, if boundary data is loaded."},
         },
     },
@@ -979,6 +1020,14 @@ _ALERTS_PATH = {
                 "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
             },
             {
+                "name": "status",
+                "in": "query",
+                "required": False,
+                "description": "Actual, Exercise, Test or all. With active=true the default is Actual: a drill "
+                "never shows among real alerts unless asked for; otherwise all.",
+                "schema": {"type": "string", "enum": ["Actual", "Exercise", "Test", "all"]},
+            },
+            {
                 "name": "before",
                 "in": "query",
                 "required": False,
@@ -1060,6 +1109,27 @@ PATHS: dict[str, Any] = {
                 **_problems(
                     401, 404, why={**WHY_ADMIN_401, 404: "There is no transmission test with this id."}
                 ),
+            },
+        },
+    },
+    "/api/v1/in-force": {
+        "get": {
+            "operationId": "getInForce",
+            "tags": ["reading"],
+            "summary": "What is in force in one municipality, district by district",
+            "description": "The model every view is drawn from: per district the highest evacuation level "
+            "standing and the alerts standing there, and every alert in force with the districts it still "
+            "covers ('except': districts a lift took out of it). Actual unless status= says otherwise.",
+            "security": PUBLIC,
+            "parameters": [
+                {"name": "municipality", "in": "query", "required": True, "schema": {"type": "string"},
+                 "examples": {"joso": {"value": "08211"}}},
+                {"name": "status", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["Actual", "Exercise", "Test"], "default": "Actual"}},
+            ],
+            "responses": {
+                "200": {"description": "In force now.", "content": {"application/json": {"schema": {"type": "object"}}}},
+                **_problems(422, why={422: "'municipality' is not a municipality code, or 'status' is not one of the three."}),
             },
         },
     },

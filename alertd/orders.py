@@ -9,15 +9,17 @@ lift must lift something that is in force.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from alertd.errors import Conflict, InvalidInput, UnknownArea
+from alertd.inforce import InForce
 from alertd.jurisdiction import Jurisdiction
 from alertd.limits import MAX_SUGGESTED_NAMES, check_district_names
 from alertd.models import Alert, Area, Info, Issuer, MsgType, Shelter, Status, parse_time, utcnow
 from alertd.offload import run_blocking
-from alertd.store import AlertState, Store
+from alertd.store import AlertChange, AlertState, Store
 
 if TYPE_CHECKING:
     from geo.registry import Registry
@@ -78,6 +80,16 @@ def _expires(body: dict[str, Any], default: timedelta) -> Any:
                 f"'expires' is not a date and time: {body['expires']!r}.", field="expires"
             ) from exc
     return utcnow() + default
+
+
+@dataclass
+class Built:
+    """A desk message made into an alert, with what it does to alerts in force."""
+
+    alert: Alert
+    changes: dict[str, AlertChange]
+    # Per district: the level before and after (the answer and the preview show it).
+    effect: list[dict[str, Any]] = field(default_factory=list)
 
 
 class OrderBuilder:
@@ -153,7 +165,7 @@ class OrderBuilder:
             "note": f"{muni.full_name}",
         }
 
-    async def evacuation(self, body: dict[str, Any], issuer: Issuer) -> tuple[Alert, dict[str, str]]:
+    async def evacuation(self, body: dict[str, Any], issuer: Issuer) -> Built:
         municipality = self._municipality(body, issuer)
         level = body.get("level")
         if level not in LEVELS:
@@ -174,22 +186,25 @@ class OrderBuilder:
             municipality, _require(body, "districts", "name the districts or ['all']")
         )
         base = self._base(body, issuer, municipality)
-        ends: dict[str, str] = {}
+        in_force = InForce(self.registry, municipality,
+                           await self.store.in_force(municipality, base["status"].value, self.registry))  # fmt: skip
+        changes: dict[str, AlertChange] = {}
         references: list[str] = []
         msg_type = MsgType.ALERT
+        remaining: list[dict[str, Any]] = []
         if action == "lift":
-            lifted = await self._in_force_orders(municipality, districts, base["status"])
-            if not lifted:
-                name = self.registry.get(municipality).full_name
-                raise Conflict(
-                    f"There is no evacuation order in force for {name} ({', '.join(districts)}) to lift. "
-                    "Check the municipality, the districts and the status (Actual/Exercise/Test).",
-                )
-            for order in lifted:
-                references.append(order.id)
-                if set(order.districts) <= set(districts) or municipality in districts:
-                    ends[order.id] = AlertState.LIFTED
+            # The same code answers the preview and the real lift (alertd/inforce.py).
+            plan = in_force.plan_lift(int(level), districts)
+            for alert_id in plan.ends:
+                changes[alert_id] = AlertChange(state=AlertState.LIFTED, expect_rev=plan.revs[alert_id])
+            for alert_id, lifted in plan.lifts.items():
+                changes[alert_id] = AlertChange(lift=lifted, expect_rev=plan.revs[alert_id])
+            references = plan.touched
             msg_type = MsgType.UPDATE
+            effect = plan.levels
+            remaining = [{"level": lvl, "districts": names} for lvl, names in plan.still_standing]
+        else:
+            effect = in_force.effect_of_issue(int(level), districts)
         alert = Alert(
             **base,
             msg_type=msg_type,
@@ -200,18 +215,19 @@ class OrderBuilder:
             reason=reason,
             districts=districts,
             shelters=_shelters(body.get("shelters")),
+            remaining=remaining,
         )
         self._add_infos(alert, body)
-        return alert, ends
+        return Built(alert, changes, [d.as_dict() for d in effect])
 
-    async def shelters(self, body: dict[str, Any], issuer: Issuer) -> tuple[Alert, dict[str, str]]:
+    async def shelters(self, body: dict[str, Any], issuer: Issuer) -> Built:
         """A shelter notice; with ``corrects`` it is a 訂正 that replaces an earlier notice
         without announcing a new evacuation."""
         municipality = self._municipality(body, issuer)
         shelters = _shelters(_require(body, "shelters", "list the shelters and whether they are open"))
         base = self._base(body, issuer, municipality)
         corrects = body.get("corrects")
-        ends: dict[str, str] = {}
+        changes: dict[str, AlertChange] = {}
         msg_type = MsgType.ALERT
         refs: list[str] = []
         if corrects:
@@ -223,29 +239,14 @@ class OrderBuilder:
                     f"Alert {corrects} is not a shelter notice; correct it with its own kind of message.",
                     field="corrects",
                 )
-            refs, ends, msg_type = [target.id], {target.id: AlertState.UPDATED}, MsgType.UPDATE
+            refs, msg_type = [target.id], MsgType.UPDATE
+            changes = {target.id: AlertChange(state=AlertState.UPDATED)}
         alert = Alert(
             **base, msg_type=msg_type, referenced_ids=refs, kind="shelter", districts=[municipality],
             shelters=shelters,
         )  # fmt: skip
         self._add_infos(alert, body)
-        return alert, ends
-
-    async def _in_force_orders(self, municipality: str, districts: list[str], status: Status) -> list[Alert]:
-        whole = municipality in districts
-        out = []
-        for alert, meta in await self.store.list_alerts(active=True, limit=10_000):
-            if meta.get("state") != AlertState.ACTIVE or alert.kind != "evacuation":
-                continue
-            if alert.municipality != municipality or alert.status is not status or alert.action != "issue":
-                continue
-            # Only orders wholly inside this municipality: an alert elsewhere can never
-            # be drawn into (or block) this town's lift, whatever it claims.
-            if any(self.registry.municipality_of(d) != municipality for d in alert.districts):
-                continue
-            if whole or set(alert.districts) & set(districts) or municipality in alert.districts:
-                out.append(alert)
-        return out
+        return Built(alert, changes, [])
 
     def _add_infos(self, alert: Alert, body: dict[str, Any]) -> None:
         from alertd import messages

@@ -13,14 +13,15 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from alertd.constants import Keys
+from alertd.inforce import Standing, is_standing_kind
 from alertd.models import (
     AdapterKind,
     Alert,
@@ -28,7 +29,11 @@ from alertd.models import (
     Issuer,
     Priority,
     Subscriber,
+    utcnow,
 )
+
+if TYPE_CHECKING:
+    from geo.registry import Registry
 
 _FAN_OUT = """
 for i = 3, #ARGV do
@@ -62,6 +67,26 @@ def _unpack(raw: bytes) -> Any:
 class PlannedDelivery:
     subscriber_id: str
     adapter: str
+
+
+@dataclass
+class AlertChange:
+    """What a new alert does to one it references: end it, or lift some districts of it."""
+
+    state: str | None = None  # lifted | updated | cancelled: it ends wholly
+    lift: list[str] = field(default_factory=list)  # districts lifted from it, which otherwise stands
+    expect_rev: int | None = None  # the revision the change was planned against
+
+
+class StaleState(Exception):
+    """A referenced alert changed between planning and commit; plan again."""
+
+
+def _within(registry: Registry, district: str, municipality: str) -> bool:
+    try:
+        return municipality in registry.ancestors(district)
+    except Exception:
+        return False
 
 
 @dataclass
@@ -219,29 +244,41 @@ class Store:
         alert: Alert,
         plan: list[PlannedDelivery],
         answer: dict[str, Any],
-        ends: dict[str, str],
+        changes: dict[str, AlertChange],
+        *,
+        fingerprint: str = "",
     ) -> tuple[dict[str, Any], bool]:
-        """Write the alert, its log entry and its fan-out work atomically.
+        """Write the alert, its log entry, its fan-out work and what it changes, atomically.
 
-        ``ends`` maps referenced alert ids to the state they move to (lifted,
-        updated, cancelled). Returns (answer, created): when another request
-        with the same sender and identifier won the race, its answer and False.
+        ``changes`` maps referenced alert ids to what this alert does to them
+        (end them in a state, or lift some of their districts). A change made
+        from a reading of the referenced alert (``expect_rev``) is refused with
+        StaleState when that alert changed since: the caller plans again.
+        Returns (answer, created): when another request with the same sender and
+        identifier won the race, its answer and False.
         """
         scope = dedup_scope(alert.issuer_id)
         dedup_key = self.keys.dedup(scope, alert.sender, alert.identifier)
         accepted_ms = int(alert.accepted_at.timestamp() * 1000) if alert.accepted_at else now_ms()
         doc = _pack(alert.to_dict())
         lane = self.keys.lane(alert.priority)
-        # A lift or a cancel is delivered, but is not itself something "in force".
-        in_force = alert.msg_type.value in ("Alert", "Update") and alert.action != "lift"
+        in_force = is_standing_kind(alert)
+        changed_keys = [self.keys.alert(ref_id) for ref_id in changes]
         async with self.redis.pipeline(transaction=True) as pipe:
             try:
-                await pipe.watch(dedup_key)
+                await pipe.watch(dedup_key, *changed_keys)
                 existing = await pipe.get(dedup_key)
                 if existing is not None:
                     await pipe.reset()
                     previous = await self.answer_for(scope, alert.sender, alert.identifier)
                     return (previous or {"id": existing.decode()}), False
+                current = {}
+                for ref_id, change in changes.items():
+                    rev, lifted = await pipe.hmget(self.keys.alert(ref_id), ["rev", "lifted"])
+                    if change.expect_rev is not None and int(rev or 0) != change.expect_rev:
+                        await pipe.reset()
+                        raise StaleState(ref_id)
+                    current[ref_id] = set(_unpack(lifted)) if lifted else set()
                 pipe.multi()
                 pipe.set(dedup_key, alert.id)
                 pipe.hset(
@@ -250,7 +287,9 @@ class Store:
                         "doc": doc,
                         "state": AlertState.ACTIVE if in_force else AlertState.ENDED,
                         "answer": _pack(answer),
+                        "fingerprint": fingerprint,
                         "planned": len(plan),
+                        "rev": 0,
                         # Who is to get it; a delivery with no recorded state yet is "queued".
                         "plan": _pack([[p.subscriber_id, p.adapter] for p in plan]),
                     },
@@ -259,9 +298,18 @@ class Store:
                 pipe.sadd(self.keys.reference(alert.sender, alert.identifier), alert.id)
                 if in_force:
                     pipe.sadd(self.keys.active, alert.id)
-                for ref_id, state in ends.items():
-                    pipe.hset(self.keys.alert(ref_id), mapping={"state": state, "superseded_by": alert.id})
-                    pipe.srem(self.keys.active, ref_id)
+                for ref_id, change in changes.items():
+                    key = self.keys.alert(ref_id)
+                    mapping: dict[str, Any] = {}
+                    if change.state is not None:
+                        mapping.update(state=change.state, superseded_by=alert.id)
+                        pipe.srem(self.keys.active, ref_id)
+                    if change.lift:
+                        mapping["lifted"] = _pack(sorted(current[ref_id] | set(change.lift)))
+                        mapping["lifted_by"] = alert.id
+                    if mapping:
+                        pipe.hset(key, mapping=mapping)
+                        pipe.hincrby(key, "rev", 1)
                 pipe.xadd(self.keys.log, {"id": alert.id, "doc": doc})
                 pipe.incr(self.keys.views_version)
                 if plan:
@@ -271,8 +319,47 @@ class Store:
                 await pipe.execute()
             except WatchError:
                 previous = await self.answer_for(scope, alert.sender, alert.identifier)
+                if previous is None and changes:
+                    raise StaleState(",".join(changes)) from None  # a referenced alert changed meanwhile
                 return (previous or {}), False
         return answer, True
+
+    async def fingerprint_of(self, scope: str, sender: str, identifier: str) -> str | None:
+        """The content fingerprint stored with the alert this sender's identifier named."""
+        alert_id = await self.redis.get(self.keys.dedup(scope, sender, identifier))
+        if alert_id is None:
+            return None
+        raw = await self.redis.hget(self.keys.alert(alert_id.decode()), "fingerprint")
+        return raw.decode() if raw is not None else ""
+
+    async def in_force(self, municipality: str, status: str, registry: Registry) -> list[Standing]:
+        """Every alert in force that touches this municipality, with its status, now."""
+        ids = [m.decode() for m in await self.redis.smembers(self.keys.active)]
+        rows = await self._load(ids, extra=("lifted", "rev"))
+        now = utcnow()
+        out = []
+        for alert, meta in rows:
+            if alert.status.value != status or meta.get("state") != AlertState.ACTIVE:
+                continue
+            if not any(_within(registry, d, municipality) for d in alert.districts):
+                continue
+            standing = Standing(alert, frozenset(meta.get("lifted") or ()), int(meta.get("rev") or 0))
+            if standing.in_force(registry, now):
+                out.append(standing)
+        out.sort(key=lambda s: (s.alert.accepted_at or s.alert.sent, s.alert.id))
+        return out
+
+    async def plan_of(self, alert_ids: list[str]) -> list[tuple[str, str]]:
+        """Who the given alerts were planned for (subscriber id, adapter), each once."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for alert_id in alert_ids:
+                pipe.hget(self.keys.alert(alert_id), "plan")
+            raws = await pipe.execute()
+        out: dict[str, str] = {}
+        for raw in raws:
+            for sub_id, adapter in _unpack(raw) if raw else []:
+                out.setdefault(sub_id, adapter)
+        return list(out.items())
 
     async def referenced(self, sender: str, identifier: str) -> list[str]:
         """Alert ids accepted with this CAP sender and identifier (normally one)."""
@@ -282,18 +369,21 @@ class Store:
         raw = await self.redis.hget(self.keys.alert(alert_id), "doc")
         return Alert.from_dict(_unpack(raw)) if raw else None  # a fresh copy: callers may change it
 
-    async def alert_meta(self, alert_id: str) -> dict[str, str]:
-        raw = await self.redis.hmget(self.keys.alert(alert_id), ["state", "superseded_by", "planned"])
-        names = ("state", "superseded_by", "planned")
-        return {k: v.decode() for k, v in zip(names, raw, strict=True) if v is not None}
+    async def alert_meta(self, alert_id: str) -> dict[str, Any]:
+        names = ("state", "superseded_by", "planned", "lifted")
+        raw = await self.redis.hmget(self.keys.alert(alert_id), list(names))
+        return {k: (_unpack(v) if k == "lifted" else v.decode()) for k, v in zip(names, raw, strict=True) if v is not None}
 
-    async def _load(self, ids: list[str]) -> list[tuple[Alert, dict[str, str]]]:
+    async def _load(
+        self, ids: list[str], extra: tuple[str, ...] = ()
+    ) -> list[tuple[Alert, dict[str, Any]]]:
         """Alerts and their state in one round trip, however many there are.
 
         An alert's document never changes once written, so decoded documents are
-        kept (shared, read-only) and only the state is read again.
+        kept (shared, read-only) and only the state is read again. ``extra``
+        fields come back decoded too ("lifted" as a list).
         """
-        names = ("state", "superseded_by", "planned")
+        names = ("state", "superseded_by", "planned", *extra)
         known = {alert_id: self._docs.get(alert_id) for alert_id in ids}
         async with self.redis.pipeline(transaction=False) as pipe:
             for alert_id in ids:
@@ -309,7 +399,10 @@ class Store:
                 alert = self._remember(Alert.from_dict(_unpack(raw_doc)))
             elif row[0] is None:
                 continue  # deleted meanwhile
-            values = {k: v.decode() for k, v in zip(names, row, strict=True) if v is not None}
+            values: dict[str, Any] = {}
+            for k, v in zip(names, row, strict=True):
+                if v is not None:
+                    values[k] = _unpack(v) if k == "lifted" else v.decode()
             out.append((alert, values))
         return out
 
@@ -320,8 +413,8 @@ class Store:
         return alert
 
     async def list_alerts(
-        self, *, active: bool = False, limit: int = 200, before: str | None = None
-    ) -> list[tuple[Alert, dict[str, str]]]:
+        self, *, active: bool = False, limit: int = 200, before: str | None = None, extra: tuple[str, ...] = ()
+    ) -> list[tuple[Alert, dict[str, Any]]]:
         """Newest first; ``before`` (an alert id) pages back from that alert, excluded."""
         if active:
             ids = [m.decode() for m in await self.redis.smembers(self.keys.active)]
@@ -336,7 +429,7 @@ class Store:
             ids = [m.decode() for m in raw if m.decode() < before]
         else:
             ids = [m.decode() for m in await self.redis.zrevrange(self.keys.alerts, 0, limit - 1)]
-        out = await self._load(ids)
+        out = await self._load(ids, extra)
         out.sort(key=lambda pair: (pair[0].accepted_at or pair[0].sent, pair[0].id), reverse=True)
         return out[:limit]
 

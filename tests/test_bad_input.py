@@ -107,7 +107,7 @@ async def test_unknown_reference_is_409(engine: RunningEngine, sink: Sink, desk:
 
 async def test_lift_with_nothing_in_force_is_409(engine: RunningEngine, sink: Sink, desk: str) -> None:
     status, body = await engine.post("/api/v1/evacuation-orders", desk, {**ORDER, "action": "lift"})
-    assert_problem(status, body, 409, "no evacuation order in force")
+    assert_problem(status, body, 409, "evacuation order in force", "to lift")
     await assert_nothing_written(engine, sink)
 
 

@@ -127,11 +127,16 @@ async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) 
         by = {s["subscriber"]: s for s in result["subscribers"]}
         assert by["radio-ok"]["result"] == "confirmed" and by["radio-ok"]["confirm_latency_ms"] is not None
         assert by["tv-ok"]["result"] == "confirmed"
-        assert by["sign-silent"]["result"] == "unconfirmed"
+        assert by["sign-silent"]["result"] == "unconfirmed", by["sign-silent"]
         assert by["portal-down"]["result"] == "failed" and "503" in by["portal-down"]["last_error"]
         assert "portal-down" in out.decode()
-        await asyncio.sleep(0.5)
-        _status, text = await engine.get("/metrics")
+        # The gauge is set when the test's wait ends on the server: wait for it, with a deadline.
+        text = ""
+        for _ in range(100):
+            _status, text = await engine.get("/metrics")
+            if 'alertd_test_broadcast_subscribers{result="failed"} 1.0' in text:
+                break
+            await asyncio.sleep(0.1)
         assert 'alertd_test_broadcast_subscribers{result="failed"} 1.0' in text
     finally:
         (ROOT / ".run-test-broadcast.json").unlink(missing_ok=True)

@@ -112,7 +112,7 @@ async def test_lift_supersedes_and_is_delivered_like_an_order(engine: RunningEng
     s, issued = await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "districts": ["all"]})
     assert s == 202
     await sink.wait_for(1)
-    status, active = await engine.get("/api/v1/alerts?active=true&district=08211")
+    status, active = await engine.get("/api/v1/alerts?active=true&status=all&district=08211")
     assert [a["id"] for a in active] == [issued["id"]]
 
     s, lifted = await engine.post(
@@ -122,7 +122,7 @@ async def test_lift_supersedes_and_is_delivered_like_an_order(engine: RunningEng
     await sink.wait_for(2)
     body = json.loads(sink.at("/p")[1]["body"])
     assert body["action"] == "lift" and body["msg_type"] == "Update" and body["references"] == [issued["id"]]
-    status, active = await engine.get("/api/v1/alerts?active=true&district=08211")
+    status, active = await engine.get("/api/v1/alerts?active=true&status=all&district=08211")
     assert status == 200 and active == []
     _status, alert = await engine.get(f"/api/v1/alerts/{issued['id']}")
     assert alert["state"] == "lifted" and alert["superseded_by"] == lifted["id"]
