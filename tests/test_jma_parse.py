@@ -77,6 +77,26 @@ def test_eew_warning(registry) -> None:
     assert alert.infos[0].parameter("JMA_MAGNITUDE") == "5.8"
 
 
+FINAL = "<NextAdvisory>この情報をもって、緊急地震速報：最終報とします。</NextAdvisory>"
+
+
+def test_eew_final_report_is_marked(registry) -> None:
+    from alertd import messages
+
+    raw = (JMAXML / "37_01_02_240613_VXSE43.xml").read_text(encoding="utf-8")
+    final = raw.replace("<Comments>", FINAL + "<Comments>", 1)
+    (alert,) = parse_message(final.encode("utf-8"), registry).alerts
+    ja, en = alert.info_for("ja"), alert.info_for("en")
+    assert ja is not None and en is not None
+    assert ja.parameter("JMA_FINAL_REPORT") == "true" and "最終報" in (ja.headline or "")
+    assert "final report" in (en.headline or "")
+    assert "最終報" in messages.headline(alert, "ja") and "最終報" in messages.body(alert, "ja")
+    assert "final report" in messages.headline(alert, "en")
+    (serial2,) = parse("37_01_02_240613_VXSE43.xml", registry).alerts  # not the last: no mark
+    assert serial2.infos[0].parameter("JMA_FINAL_REPORT") is None
+    assert "最終報" not in messages.headline(serial2, "ja")
+
+
 def test_eew_cancel(registry) -> None:
     (alert,) = parse("37_01_03_240613_VXSE43.xml", registry).alerts
     assert alert.msg_type is MsgType.CANCEL and alert.kind == "eew"

@@ -217,6 +217,10 @@ class Part:
     jma_status: str = ""
     parameters: list[tuple[str, str]] = field(default_factory=list)
     description: str | None = None
+    # The CAP headline, when the message's Head/Title would misstate this part:
+    # a VTSE41 titled 大津波警報・津波警報・津波注意報 carries one alert per grade.
+    headline: str | None = None
+    headline_en: str | None = None
 
 
 def _cap_grade(part: Part, kind: str) -> tuple[str, str, str]:
@@ -262,7 +266,8 @@ def build_alert(h: Header, part: Part) -> Alert:
         Info(
             event=part.event,
             language="ja-JP",
-            headline=h.title + ("（取消）" if h.msg_type is MsgType.CANCEL and "取消" not in h.title else ""),
+            headline=(part.headline or h.title)
+            + ("（取消）" if h.msg_type is MsgType.CANCEL and "取消" not in h.title else ""),
             description=part.description or h.headline or None,
             parameters=params,
             **common,
@@ -273,7 +278,8 @@ def build_alert(h: Header, part: Part) -> Alert:
             Info(
                 event=part.event_en,
                 language="en-US",
-                headline=part.event_en + (" (cancelled)" if h.msg_type is MsgType.CANCEL else ""),
+                headline=(part.headline_en or part.event_en)
+                + (" (cancelled)" if h.msg_type is MsgType.CANCEL else ""),
                 parameters=list(params),
                 **common,
             )
