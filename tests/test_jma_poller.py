@@ -347,6 +347,50 @@ async def test_unreachable_feed_is_an_error_outcome(redis, registry) -> None:
         assert await poller.poll_once() == {"regular": "error"}
 
 
+async def test_one_poller_per_deployment_and_takeover(server, redis, registry) -> None:
+    """Finding 8: `alertd serve --workers 3` ran three pollers; feeds were hit three times a minute.
+
+    Two pollers share one Redis: only the lease holder polls. When it stops, the
+    other takes over; when a holder dies without a word, its lease lapses and the
+    other takes over then. The real run() loop, at a fast interval a local feed allows.
+    """
+    feeds = ("regular", "extra", "eqvol", "other")
+    fast = {"allow_fast_poll": True, "interval_s": 0.2, "lease_ttl_s": 1.0}
+    a = make_poller(server, redis, registry, [], feeds=feeds, user_agent="poller-a", **fast)
+    b = make_poller(server, redis, registry, [], feeds=feeds, user_agent="poller-b", **fast)
+    stop_a, stop_b = asyncio.Event(), asyncio.Event()
+    task_a = asyncio.create_task(a.run(stop_a))
+    await server.wait_feed_requests(4)
+    task_b = asyncio.create_task(b.run(stop_b))
+    await server.wait_feed_requests(len(server.feed_log) + 16)
+    assert {agent for _, agent, _ in server.feed_log} == {"poller-a"}
+    # Jitter: the four feeds' first polls are spread out, not in the same millisecond.
+    firsts = [next(t for f, _, t in server.feed_log if f == feed) for feed in feeds]
+    assert len({round(t * 1000) for t in firsts}) == 4
+
+    stop_a.set()  # a clean stop hands the lease over
+    await task_a
+    handed_over = len(server.feed_log)
+    await server.wait_feed_requests(handed_over + 4)
+    assert {agent for _, agent, _ in server.feed_log[handed_over:]} == {"poller-b"}
+
+    stop_b.set()
+    await task_b
+    # A holder that died: its lease stays until it lapses; nobody polls meanwhile.
+    client, prefix = redis
+    await client.set(f"{prefix}:jma:leader", "dead-process", px=1500)
+    c = make_poller(server, redis, registry, [], feeds=feeds, user_agent="poller-c", **fast)
+    stop_c = asyncio.Event()
+    task_c = asyncio.create_task(c.run(stop_c))
+    before = len(server.feed_log)
+    await server.wait_feed_requests(before + 4)
+    assert {agent for _, agent, _ in server.feed_log[before:]} == {"poller-c"}
+    assert await client.get(f"{prefix}:jma:leader") == c.lease.owner.encode()
+    stop_c.set()
+    await task_c
+    assert await client.get(f"{prefix}:jma:leader") is None
+
+
 def test_interval_floor_and_connection_cap_are_enforced() -> None:
     with pytest.raises(PollerConfigError, match="at least 60"):
         PollerConfig(base_url="http://127.0.0.1/feed", interval_s=59)
@@ -368,13 +412,43 @@ def test_interval_floor_and_connection_cap_are_enforced() -> None:
     assert config.feed_url("eqvol") == "http://127.0.0.1/feed/eqvol.xml"
 
 
+def test_fast_polling_only_against_a_relay_that_is_not_jma() -> None:
+    """Finding 10: a local relay could not be polled faster than every 60 s."""
+    relay = {"ALERTD_JMA_FEED_BASE": "http://relay.lgwan.example/feed", "ALERTD_JMA_INTERVAL_S": "5",
+             "ALERTD_JMA_ALLOW_FAST_POLL": "1"}  # fmt: skip
+    config = PollerConfig.from_env(relay)
+    assert config is not None and config.interval_s == 5
+    for jma in ("https://www.data.jma.go.jp/developer/xml/feed", "https://JMA.GO.JP/feed"):
+        with pytest.raises(PollerConfigError, match="JMA's own server"):
+            PollerConfig.from_env({**relay, "ALERTD_JMA_FEED_BASE": jma})
+    with pytest.raises(PollerConfigError, match="ALLOW_FAST_POLL"):
+        PollerConfig.from_env({**relay, "ALERTD_JMA_ALLOW_FAST_POLL": ""})
+    with pytest.raises(PollerConfigError):  # never a busy loop
+        PollerConfig.from_env({**relay, "ALERTD_JMA_INTERVAL_S": "0.01"})
+
+
 def test_backoff_grows_and_never_polls_faster_than_the_interval() -> None:
     config = PollerConfig(base_url="http://127.0.0.1/feed", interval_s=60, backoff_max_s=600)
-    assert config.next_delay(0) == 60
-    delays = [config.next_delay(n) for n in range(1, 8)]
-    assert all(60 < d <= 660 for d in delays)
-    assert delays[0] < delays[2] and delays[-1] >= 600
-    assert config.next_delay(0, retry_after=5) == 60
-    assert config.next_delay(0, retry_after=300) == 300
+    assert 60 <= config.next_delay(0, feed="regular") <= 63
+    delays = [config.next_delay(n, feed="regular") for n in range(1, 8)]
+    assert all(60 < d <= 600 for d in delays)
+    assert delays[0] < delays[2] and delays[-1] == 600
+    assert 60 <= config.next_delay(0, retry_after=5, feed="regular") <= 63
+    assert config.next_delay(0, retry_after=300, feed="regular") == 300
 
 
+def test_urgent_feeds_back_off_two_minutes_at_most() -> None:
+    """Finding 7: after a 2-minute outage eqvol waited up to 15 minutes; a 津波警報 came 250 s late."""
+    config = PollerConfig(base_url="http://127.0.0.1/feed")
+    for feed in ("eqvol", "extra"):
+        assert max(config.next_delay(n, feed=feed) for n in range(1, 20)) <= 120
+        assert config.next_delay(1, retry_after=900, feed=feed) <= 120
+    assert max(config.next_delay(n, feed="regular") for n in range(1, 20)) > 120
+
+
+def test_feeds_start_staggered() -> None:
+    config = PollerConfig(base_url="http://127.0.0.1/feed")
+    offsets = config.start_offsets()
+    ordered = [offsets[f] for f in config.feeds]
+    assert ordered == sorted(ordered) and len(set(ordered)) == 4
+    assert ordered[0] <= config.jitter_s() and ordered[-1] < config.interval_s

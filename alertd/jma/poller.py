@@ -3,7 +3,16 @@
 JMA asks PULL users to poll no more than once a minute, to use conditional
 GET and to keep to a few connections; this poller enforces all three in its
 configuration (PollerConfig refuses an interval under 60 s or more than 5
-concurrent fetches) rather than trusting deployment settings.
+concurrent fetches) rather than trusting deployment settings. The one
+exception is a local relay or a test: with ``ALERTD_JMA_ALLOW_FAST_POLL=1`` a
+shorter interval is accepted against a base URL that is not JMA's.
+
+Exactly one poller runs per deployment, however many alertd processes share
+the Redis: ``run()`` holds a Redis lease (lease.py) and polls only while it
+holds it. Feeds start staggered and each round gets a little jitter, so they
+never fire in the same millisecond. After errors a feed backs off
+exponentially, at most 2 minutes for ``eqvol`` and ``extra`` (they carry
+EEW, tsunami and special warnings) and 15 minutes for the others.
 
 State lives in Redis so it survives restarts and is shared by every alertd
 process (keys under ``<prefix>:jma:``):
@@ -14,6 +23,7 @@ process (keys under ``<prefix>:jma:``):
                             retried every poll even when the feed answers 304
 - ``attempts``        hash  entry id → failed fetch count; given up after max_entry_attempts
 - ``feed:<name>``     hash  etag / last_modified validators for conditional GET
+- ``leader``          str   the lease: which process polls
 - ``identity:<sha>``, ``event:…``, ``incident:…``  the ingest path's (ingest.py, sequence.py)
 """
 
@@ -27,6 +37,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -37,6 +48,7 @@ from alertd.errors import AlertdError
 from alertd.jma.atom import Entry, parse_feed
 from alertd.jma.head import AreaRegistry
 from alertd.jma.ingest import Guard, Ingest, OnAlert, Telegram
+from alertd.jma.lease import Lease
 from alertd.jma.metrics import ENTRIES, ENTRY_FAILURES, IGNORED, LAST_SUCCESS, POLL_FAILURES, POLLS
 from alertd.jma.parse import KNOWN_TITLES, ParseResult, identify, parse_message
 from alertd.jma.policy import Policy
@@ -45,12 +57,23 @@ log = logs.get("alertd.jma")
 
 FEEDS = ("regular", "extra", "eqvol", "other")
 MIN_INTERVAL_S = 60.0  # JMA: no more often than once a minute
+FAST_POLL_FLOOR_S = 0.1  # even a local relay is not polled in a busy loop
 MAX_CONCURRENCY = 5  # JMA: about 5 connections at most
 MAX_ENTRY_BYTES = 5_000_000
+# Feeds that carry EEW, tsunami and special warnings: a long outage must not
+# leave them 15 minutes behind once the link is back.
+URGENT_FEEDS = frozenset({"eqvol", "extra"})
+URGENT_BACKOFF_MAX_S = 120.0
+JMA_HOST = "jma.go.jp"
 
 
 class PollerConfigError(ValueError):
     pass
+
+
+def is_jma_host(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return host == JMA_HOST or host.endswith("." + JMA_HOST)
 
 
 @dataclass(frozen=True)
@@ -69,14 +92,30 @@ class PollerConfig:
     # whose title names a type alertd does not parse is marked seen unfetched.
     skip_unsupported: bool = True
     user_agent: str = "alertd-jma-poller/0.1"
+    # A local relay or a test may be polled faster than JMA allows; never JMA itself.
+    allow_fast_poll: bool = False
+    lease_ttl_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise PollerConfigError(f"ALERTD_JMA_FEED_BASE must be an http(s) URL, not {self.base_url!r}")
-        if self.interval_s < MIN_INTERVAL_S:
+        floor = MIN_INTERVAL_S
+        if self.allow_fast_poll:
+            if is_jma_host(self.base_url):
+                raise PollerConfigError(
+                    "ALERTD_JMA_ALLOW_FAST_POLL is for a local relay or a test: it is refused for "
+                    f"{self.base_url}, which is JMA's own server (at most one poll a minute)."
+                )
+            floor = FAST_POLL_FLOOR_S
+        if self.interval_s < floor:
             raise PollerConfigError(
                 f"The JMA poll interval is {self.interval_s:g} s; JMA allows at most one poll a minute, "
-                f"so it must be at least {MIN_INTERVAL_S:g} s."
+                f"so it must be at least {MIN_INTERVAL_S:g} s"
+                + (
+                    ""
+                    if self.allow_fast_poll
+                    else " (a local relay may set ALERTD_JMA_ALLOW_FAST_POLL=1 for a shorter one)."
+                )
             )
         if not 1 <= self.max_concurrency <= MAX_CONCURRENCY:
             raise PollerConfigError(
@@ -87,6 +126,8 @@ class PollerConfig:
             raise PollerConfigError("No JMA feeds to poll.")
         if self.backoff_max_s < self.interval_s:
             raise PollerConfigError("backoff_max_s must not be shorter than the poll interval.")
+        if self.lease_ttl_s <= 0:
+            raise PollerConfigError("ALERTD_JMA_LEASE_TTL_S must be positive.")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PollerConfig | None:
@@ -101,21 +142,42 @@ class PollerConfig:
             feeds=feeds,
             interval_s=float(env.get("ALERTD_JMA_INTERVAL_S") or MIN_INTERVAL_S),
             key_prefix=env.get("ALERTD_KEY_PREFIX", DEFAULT_PREFIX),
+            allow_fast_poll=env.get("ALERTD_JMA_ALLOW_FAST_POLL", "").strip().lower() in ("1", "true", "yes"),
+            lease_ttl_s=float(env.get("ALERTD_JMA_LEASE_TTL_S") or 30.0),
         )
 
     def feed_url(self, feed: str) -> str:
         return f"{self.base_url.rstrip('/')}/{feed}.xml"
 
-    def next_delay(self, failures: int, retry_after: float | None = None) -> float:
-        """Interval after a good poll; exponential backoff with jitter after consecutive failures."""
+    def backoff_cap(self, feed: str) -> float:
+        if feed in URGENT_FEEDS:
+            return max(self.interval_s, min(URGENT_BACKOFF_MAX_S, self.backoff_max_s))
+        return self.backoff_max_s
+
+    def jitter_s(self) -> float:
+        """Up to 5 % of the interval (at most 3 s): enough that feeds drift apart, never faster."""
+        return min(0.05 * self.interval_s, 3.0)
+
+    def start_offsets(self) -> dict[str, float]:
+        """When each feed is first polled: staggered over part of an interval, plus jitter.
+
+        The first feed listed starts at once (within its jitter); the others
+        follow a stagger apart so all feeds never fire in the same millisecond.
+        """
+        stagger = min(self.interval_s / len(self.feeds), 5.0)
+        return {feed: i * stagger + random.uniform(0, self.jitter_s()) for i, feed in enumerate(self.feeds)}
+
+    def next_delay(self, failures: int, retry_after: float | None = None, feed: str = "") -> float:
+        """Interval (plus jitter) after a good poll; exponential backoff with jitter after failures."""
+        cap = self.backoff_cap(feed)
         if failures <= 0:
-            delay = self.interval_s
+            delay = self.interval_s + random.uniform(0, self.jitter_s())
         else:
-            delay = min(self.interval_s * 2 ** min(failures, 16), self.backoff_max_s)
-            # Jitter so several alertd processes that failed together do not retry in lockstep.
-            delay *= 1 + random.uniform(0, 0.1)
+            delay = min(self.interval_s * 2 ** min(failures, 16), cap)
+            # Jitter so several alertd deployments that failed together do not retry in lockstep.
+            delay = min(delay * (1 + random.uniform(0, 0.1)), cap)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.backoff_max_s))
+            delay = max(delay, min(retry_after, cap))
         return max(delay, self.interval_s)
 
 
@@ -146,6 +208,7 @@ class JmaPoller:
         policy: Policy | None = None,
         session: aiohttp.ClientSession | None = None,
         ingest: Ingest | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.config = config
         self.redis = redis
@@ -159,6 +222,7 @@ class JmaPoller:
             lambda: self.registry,
             retention_s=config.seen_retention_s,
         )
+        self.lease = lease or Lease(redis, self.keys.jma("leader"), ttl_s=config.lease_ttl_s)
         self._session = session
         self._owns_session = session is None
         self._sem = asyncio.Semaphore(config.max_concurrency)
@@ -196,26 +260,37 @@ class JmaPoller:
         await self.close()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Poll every feed until ``stop`` is set; each feed keeps its own schedule and backoff."""
+        """Poll every feed until ``stop`` is set — only while this process holds the deployment's lease."""
         stop = stop or asyncio.Event()
         try:
-            await asyncio.gather(*(self._run_feed(feed, stop) for feed in self.config.feeds))
+            await self.lease.run_while_held(stop, self.run_feeds)
         finally:
             await self.close()
 
-    async def _run_feed(self, feed: str, stop: asyncio.Event) -> None:
+    async def run_feeds(self, stop: asyncio.Event) -> None:
+        """Each feed on its own schedule and backoff, until ``stop``; the caller holds the lease."""
+        self._guard = self.lease.held
+        offsets = self.config.start_offsets()
+        try:
+            await asyncio.gather(*(self._run_feed(feed, offsets[feed], stop) for feed in self.config.feeds))
+        finally:
+            self._guard = None
+
+    async def _run_feed(self, feed: str, offset: float, stop: asyncio.Event) -> None:
+        if await _sleep(stop, offset):
+            return
         failures = 0
         while not stop.is_set():
             outcome = await self.poll_feed(feed)
             failures = failures + 1 if outcome == "error" else 0
-            delay = self.config.next_delay(failures, self._retry_after.pop(feed, None))
+            delay = self.config.next_delay(failures, self._retry_after.pop(feed, None), feed)
             if await _sleep(stop, delay):
                 return
 
     # --- one poll -------------------------------------------------------------------
 
     async def poll_once(self) -> dict[str, str]:
-        """Poll every feed once (concurrently); returns feed → outcome."""
+        """Poll every feed once (concurrently); returns feed → outcome. For tools and tests; no lease."""
         outcomes = await asyncio.gather(*(self.poll_feed(feed) for feed in self.config.feeds))
         return dict(zip(self.config.feeds, outcomes, strict=True))
 
