@@ -107,19 +107,22 @@ class Engine:
         await self.stop()
 
     async def _start_jma_poller(self) -> None:
-        """The JMA feed poller, when ALERTD_JMA_FEED_BASE is set; its alerts enter like any other."""
-        from alertd.jma import build_poller
+        """JMA ingest (feed poller and/or ALERTD_JMA_SPOOL drop folder); its alerts enter like any other.
+
+        Every process starts it; a Redis lease lets exactly one of them poll and watch.
+        """
+        from alertd.jma import build_jma
 
         async def on_alert(alert: Alert) -> None:
             await self.intake.accept(alert, None)
 
         assert self.redis is not None
         env = {**os.environ, "ALERTD_KEY_PREFIX": self.settings.key_prefix}
-        poller = build_poller(self.redis, on_alert, registry=self.registry, env=env)
-        if poller is not None:
+        jma = build_jma(self.redis, on_alert, registry=self.registry, env=env)
+        if jma is not None:
             self._jma_stop = asyncio.Event()
-            self._tasks.append(asyncio.create_task(poller.run(self._jma_stop), name="jma-poller"))
-            log.info("jma.poller.started")
+            self._tasks.append(asyncio.create_task(jma.run(self._jma_stop), name="jma-ingest"))
+            log.info("jma.ingest.started", sources=jma.sources)
 
     async def _expire_loop(self) -> None:
         while True:
