@@ -355,7 +355,7 @@ async def test_one_poller_per_deployment_and_takeover(server, redis, registry) -
     other takes over then. The real run() loop, at a fast interval a local feed allows.
     """
     feeds = ("regular", "extra", "eqvol", "other")
-    fast = {"allow_fast_poll": True, "interval_s": 0.2, "lease_ttl_s": 1.0}
+    fast = {"allow_fast_poll": True, "interval_s": 0.2, "lease_ttl_s": 3.0}
     a = make_poller(server, redis, registry, [], feeds=feeds, user_agent="poller-a", **fast)
     b = make_poller(server, redis, registry, [], feeds=feeds, user_agent="poller-b", **fast)
     stop_a, stop_b = asyncio.Event(), asyncio.Event()

@@ -221,14 +221,16 @@ async def test_tsunami_sequence_grades_state_and_the_last_lift(
     drop(spool_dir(engine), TSUNAMI_2015[0], shifted(TSUNAMI_2015[0], delta))
     advisory = await wait_for(lambda: _scripts(sink, "/radio-satsumasendai", 1))
     assert advisory[0]["text"].split("\n")[1].startswith("津波注意報。")
-    in_force = [r for r in await jma_alerts(engine, active="true", district=SATSUMASENDAI) if _of_2015(r)]
-    assert sorted(r["level"] for r in in_force) == [1, 2]  # 注意報 (鹿児島県西部) and 津波予報 (鹿児島県東部)
+    # In force there: the 注意報 (鹿児島県西部) and the 津波予報 (鹿児島県東部).
+    await wait_for(lambda: _levels_in_force(engine, SATSUMASENDAI, [1, 2]))
     drop(spool_dir(engine), TSUNAMI_2015[1], shifted(TSUNAMI_2015[1], delta))
     scripts = await wait_for(lambda: _scripts(sink, "/radio-satsumasendai", 2))
     assert scripts[1]["msg_type"] == "Update" and "津波注意報は解除されました" in scripts[1]["text"]
-    assert len([r for r in await jma_alerts(engine) if _of_2015(r)]) == 4  # 注意報, 予報, their two lifts
+    # 注意報, 予報, and their two lifts (the telegram's alerts enter one after another: wait for all).
+    await wait_for(lambda: _count(engine, 4))
     # Nothing of it in force: the 津波予報 regions neither, as the last message no longer names them.
     assert [r for r in await jma_alerts(engine, active="true") if _of_2015(r)] == []
+    await wait_for(lambda: _has_n(sink, "/tv-kagoshima", 2))
     lift = parse_cap(sink.at("/tv-kagoshima")[-1]["body"])
     assert lift.infos[0].response_types == ["AllClear"] and lift.references
 
@@ -240,6 +242,19 @@ async def _has(sink: Sink, *paths: str) -> bool:
 async def _scripts(sink: Sink, path: str, n: int) -> list[dict[str, Any]]:
     scripts = [json.loads(r["body"]) for r in sink.at(path)]
     return scripts if len(scripts) >= n else []
+
+
+async def _levels_in_force(engine: RunningEngine, district: str, levels: list[int]) -> bool:
+    rows = await jma_alerts(engine, active="true", district=district)
+    return sorted(r["level"] for r in rows if _of_2015(r)) == levels
+
+
+async def _has_n(sink: Sink, path: str, n: int) -> bool:
+    return len(sink.at(path)) >= n
+
+
+async def _count(engine: RunningEngine, n: int) -> bool:
+    return len([r for r in await jma_alerts(engine) if _of_2015(r)]) == n
 
 
 def _of_2015(row: dict[str, Any]) -> bool:
