@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from alertd.messages import PARAM_LIFTED_LEVEL as LIFTED_LEVEL
 from alertd.models import AdapterKind, Alert, MsgType, Priority, Status
 
 FEED = "feed"  # alertd's own public feeds (MQTT feed topics, Atom), not a subscriber adapter
@@ -44,9 +45,6 @@ CODE_ADAPTERS = "alertd:adapters="
 CODE_SCOPE = "alertd:scope="
 CODE_RULE = "alertd:jma-rule="
 CODE_WITHHELD = "alertd:withheld="
-
-# The CAP parameter alertd's tsunami parser puts on a lift: the level it ends.
-LIFTED_LEVEL = "LIFTED_LEVEL"
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "config" / "jma-policy.yaml"
 

@@ -21,10 +21,11 @@ from alertd.jma.head import (
 )
 from alertd.jma.levels import INTENSITIES, eew_level, tsunami_item
 
-# CAP parameter on a lift: the level of the grade it ends (5, 4, 2 or 1).
-LIFTED_LEVEL = "LIFTED_LEVEL"
-# CAP parameter on an EEW whose NextAdvisory says it is the last report (最終報).
-FINAL_REPORT = "JMA_FINAL_REPORT"
+# The CAP parameters the texts read (defined once, in alertd.messages): on a lift,
+# the level of the grade it ends (5, 4, 2 or 1); on an EEW whose NextAdvisory
+# says it is the last report, 最終報.
+from alertd.messages import PARAM_FINAL_REPORT as FINAL_REPORT
+from alertd.messages import PARAM_LIFTED_LEVEL as LIFTED_LEVEL
 
 
 def _eew_prefecture(code: str) -> str | None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import redis.asyncio as aioredis
 
-from alertd.constants import DEFAULT_PREFIX, Keys
+from alertd.constants import Keys
 from alertd.jma.head import AreaRegistry
 from alertd.jma.ingest import Ingest, OnAlert
 from alertd.jma.lease import Lease
@@ -61,22 +61,18 @@ def build_jma(
     spool_config = SpoolConfig.from_env(env)
     if poll_config is None and spool_config is None:
         return None
-    prefix = (poll_config or spool_config).key_prefix if (poll_config or spool_config) else DEFAULT_PREFIX
+    # Both read ALERTD_KEY_PREFIX and ALERTD_JMA_LEASE_TTL_S from the same environment.
+    prefix = poll_config.key_prefix if poll_config is not None else spool_config.key_prefix  # type: ignore[union-attr]
+    ttl = poll_config.lease_ttl_s if poll_config is not None else spool_config.lease_ttl_s  # type: ignore[union-attr]
     keys = Keys(prefix)
-    ttl = (poll_config.lease_ttl_s if poll_config else None) or (
-        spool_config.lease_ttl_s if spool_config else 30.0
-    )
     lease = Lease(redis, keys.jma("leader"), ttl_s=ttl)
-    holder: dict[str, AreaRegistry] = {}
 
     def resolve_registry() -> AreaRegistry:
         if registry is not None:
             return registry
-        if "r" not in holder:
-            from geo.registry import Registry
+        from geo.registry import Registry  # loads data: only when the first telegram needs it
 
-            holder["r"] = Registry.default()
-        return holder["r"]
+        return Registry.default()
 
     ingest = Ingest(redis, keys, on_alert, Policy.from_env(env), resolve_registry)
     poller = (
