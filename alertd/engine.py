@@ -107,6 +107,8 @@ class Engine:
         return self
 
     async def stop(self) -> None:
+        if getattr(self, "_jma_stop", None) is not None:
+            self._jma_stop.set()  # hands the JMA lease over at once
         if self.worker is not None:
             await self.worker.drain()
         await self.supervisor.stop()
@@ -125,21 +127,24 @@ class Engine:
         await self.stop()
 
     async def _start_jma_poller(self) -> None:
-        """The JMA feed poller, when ALERTD_JMA_FEED_BASE is set; its alerts enter like any other."""
-        from alertd.jma import build_poller
+        """JMA ingest (feed poller and/or ALERTD_JMA_SPOOL drop folder); its alerts enter like any other.
+
+        Every process starts it; a Redis lease lets exactly one of them poll and watch.
+        """
+        from alertd.jma import build_jma
 
         async def on_alert(alert: Alert) -> None:
             await self.intake.accept(alert, None)
 
         assert self.redis is not None
         env = {**os.environ, "ALERTD_KEY_PREFIX": self.settings.key_prefix}
-        poller = build_poller(self.redis, on_alert, registry=self.registry, env=env)
-        if poller is not None:
+        jma = build_jma(self.redis, on_alert, registry=self.registry, env=env)
+        if jma is not None:
             self._jma_stop = asyncio.Event()
-            # An outage at JMA's end is the poller's own business (its metrics and
+            # An outage at JMA's end is the ingest's own business (its metrics and
             # backoff); it does not make this process unhealthy.
-            self.supervisor.spawn("jma-poller", lambda: poller.run(self._jma_stop), critical=False)
-            log.info("jma.poller.started")
+            self.supervisor.spawn("jma-ingest", lambda: jma.run(self._jma_stop), critical=False)
+            log.info("jma.ingest.started", sources=jma.sources)
 
     async def _expire(self) -> None:
         await self.store.expire_active(time.time())

@@ -143,7 +143,7 @@ def effective_level(alert: Alert) -> int | None:
         return alert.level
     kind = _kind(alert)
     if kind == "tsunami":
-        return {"major": 5, "warning": 4, "advisory": 3}[_tsunami_grade(alert)]
+        return _TSUNAMI_LEVEL_BY_GRADE.get(_tsunami_grade(alert))
     return _KIND_DEFAULT_LEVEL.get(kind)
 
 
@@ -341,6 +341,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
             "spoken": "ミサイル発射。ミサイル発射",
             "body": "ミサイルが発射されたものとみられます。建物の中、または地下に避難してください。",
         },
+        "eew_final": {"title": "{title}（最終報）", "body": "これが最終報です。"},
         "eew": {
             "title": "緊急地震速報",
             "spoken": "緊急地震速報。大地震です。大地震です",
@@ -362,6 +363,17 @@ _PHRASES: dict[str, dict[str, Any]] = {
                 "title": "津波注意報",
                 "spoken": "津波注意報",
                 "body": "海の中にいる人は、ただちに海から上がって、海岸から離れてください。",
+            },
+            "forecast": {
+                "title": "津波予報",
+                "spoken": "津波予報",
+                "body": "若干の海面変動が予想されますが、被害の心配はありません。",
+            },
+            # Only where the grade is not known (a peer's lift without one).
+            "any": {
+                "title": "津波警報・注意報",
+                "spoken": "津波警報・注意報",
+                "body": "津波が来襲するおそれがあります。海岸や川の近くから離れてください。",
             },
         },
         "special_warning": {
@@ -464,6 +476,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
             "body": "A missile appears to have been launched. "
             "Take shelter inside a building or underground now.",
         },
+        "eew_final": {"title": "{title} (final report)", "body": "This is the final report."},
         "eew": {
             "title": "Earthquake Early Warning",
             "spoken": "Earthquake Early Warning. Strong earthquake",
@@ -486,6 +499,16 @@ _PHRASES: dict[str, dict[str, Any]] = {
                 "title": "Tsunami Advisory",
                 "spoken": "Tsunami Advisory",
                 "body": "If you are in the sea, get out of the water and move away from the coast now.",
+            },
+            "forecast": {
+                "title": "Tsunami Forecast",
+                "spoken": "Tsunami Forecast",
+                "body": "Slight sea-level changes are expected, but no damage.",
+            },
+            "any": {
+                "title": "Tsunami Warning or Advisory",
+                "spoken": "Tsunami Warning or Advisory",
+                "body": "A tsunami may be coming. Move away from the coast and rivers.",
             },
         },
         "special_warning": {
@@ -573,6 +596,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
             "spoken": "导弹发射。导弹发射",
             "body": "似乎有导弹发射。请立即进入建筑物内或地下避难。",
         },
+        "eew_final": {"title": "{title}（最终报）", "body": "这是最终报。"},
         "eew": {
             "title": "紧急地震速报",
             "spoken": "紧急地震速报。强烈地震",
@@ -593,6 +617,16 @@ _PHRASES: dict[str, dict[str, Any]] = {
                 "title": "海啸注意报",
                 "spoken": "海啸注意报",
                 "body": "在海中的人请立即上岸，并远离海岸。",
+            },
+            "forecast": {
+                "title": "海啸预报",
+                "spoken": "海啸预报",
+                "body": "预计海面会有轻微变动，但无需担心受灾。",
+            },
+            "any": {
+                "title": "海啸警报・注意报",
+                "spoken": "海啸警报・注意报",
+                "body": "海啸可能来袭。请远离海岸和河流。",
             },
         },
         "special_warning": {
@@ -684,6 +718,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
             "spoken": "미사일 발사. 미사일 발사",
             "body": "미사일이 발사된 것으로 보입니다. 건물 안 또는 지하로 대피하십시오.",
         },
+        "eew_final": {"title": "{title} (최종보)", "body": "이것이 최종보입니다."},
         "eew": {
             "title": "긴급 지진 속보",
             "spoken": "긴급 지진 속보. 강한 지진입니다",
@@ -705,6 +740,16 @@ _PHRASES: dict[str, dict[str, Any]] = {
                 "title": "쓰나미 주의보",
                 "spoken": "쓰나미 주의보",
                 "body": "바다에 있는 분은 즉시 바다에서 나와 해안에서 떨어지십시오.",
+            },
+            "forecast": {
+                "title": "쓰나미 예보",
+                "spoken": "쓰나미 예보",
+                "body": "약간의 해수면 변동이 예상되지만 피해 걱정은 없습니다.",
+            },
+            "any": {
+                "title": "쓰나미 경보·주의보",
+                "spoken": "쓰나미 경보·주의보",
+                "body": "쓰나미가 올 수 있습니다. 해안과 강에서 떨어지십시오.",
             },
         },
         "special_warning": {
@@ -804,6 +849,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
             "body": "ミサイルが とんで くるかも しれません。"
             " すぐに たてものの なかや ちかに にげて ください。",
         },
+        "eew_final": {"title": "{title}（さいごの おしらせ）", "body": "これが さいごの おしらせです。"},
         "eew": {
             "title": "きんきゅう じしん そくほう",
             "spoken": "きんきゅう じしん そくほう。 おおきな じしんです",
@@ -827,6 +873,16 @@ _PHRASES: dict[str, dict[str, Any]] = {
                 "title": "つなみちゅういほう",
                 "spoken": "つなみちゅういほう",
                 "body": "うみの なかの ひとは、 すぐに うみから でて ください。 うみから はなれて ください。",
+            },
+            "forecast": {
+                "title": "つなみよほう",
+                "spoken": "つなみよほう",
+                "body": "うみの みずの たかさが すこし かわります。 ひがいの しんぱいは ありません。",
+            },
+            "any": {
+                "title": "つなみけいほう・ちゅういほう",
+                "spoken": "つなみけいほう・ちゅういほう",
+                "body": "つなみが くる かもしれません。 うみや かわから はなれて ください。",
             },
         },
         "special_warning": {
@@ -920,17 +976,57 @@ def _kind(alert: Alert) -> str:
     return kind
 
 
+# CAP parameters alertd's JMA layer sets (alertd/jma/seismic.py): the level a
+# lift ends, and the 最終報 mark of an earthquake early warning.
+PARAM_LIFTED_LEVEL = "LIFTED_LEVEL"
+PARAM_FINAL_REPORT = "JMA_FINAL_REPORT"
+
+_TSUNAMI_GRADE_BY_LEVEL = {5: "major", 4: "warning", 3: "warning", 2: "advisory", 1: "forecast"}
+_TSUNAMI_LEVEL_BY_GRADE = {"major": 5, "warning": 4, "advisory": 2, "forecast": 1}
+# The alert's own kind name (CAP <event>, one grade per alert), matched whole.
+_TSUNAMI_GRADE_BY_EVENT = {
+    "大津波警報": "major",
+    "major tsunami warning": "major",
+    "津波警報": "warning",
+    "tsunami warning": "warning",
+    "津波注意報": "advisory",
+    "tsunami advisory": "advisory",
+    "津波予報": "forecast",
+    "津波予報（若干の海面変動）": "forecast",
+    "tsunami forecast": "forecast",
+}
+
+
+def _parameter(alert: Alert, name: str) -> str | None:
+    for info in alert.infos:
+        value = info.parameter(name)
+        if value is not None:
+            return value
+    return None
+
+
 def _tsunami_grade(alert: Alert) -> str:
-    event = " ".join(filter(None, [alert.event, *(i.headline or "" for i in alert.infos)])).lower()
-    if "大津波" in event or "major tsunami" in event:
-        return "major"
-    if "注意報" in event or "advisory" in event:
-        return "advisory"
-    if "津波警報" in event or "tsunami warning" in event:
-        return "warning"
+    """The tsunami grade to word: from the alert's level, or for a lift the level it lifts.
+
+    Never from the headline: a JMA tsunami message is titled with every grade
+    it carries (大津波警報・津波警報・津波注意報・津波予報), and reading that title
+    made every per-grade alert a 大津波警報. A peer's alert without a level is
+    placed by its own event name, matched whole; a lift whose grade is unknown
+    says "津波警報・注意報" rather than guess.
+    """
+    if alert.action == "lift" or (alert.level is None and alert.msg_type == MsgType.CANCEL):
+        lifted = _parameter(alert, PARAM_LIFTED_LEVEL)
+        if lifted is not None and lifted.isdigit() and int(lifted) in _TSUNAMI_GRADE_BY_LEVEL:
+            return _TSUNAMI_GRADE_BY_LEVEL[int(lifted)]
+        return "any"
     if alert.level is not None:
-        return "major" if alert.level >= 5 else "warning" if alert.level == 4 else "advisory"
-    return "warning"
+        return _TSUNAMI_GRADE_BY_LEVEL.get(alert.level, "major" if alert.level > 5 else "forecast")
+    event = (alert.event or "").strip().lower()
+    return _TSUNAMI_GRADE_BY_EVENT.get(event, "warning")
+
+
+def _final_report(alert: Alert) -> bool:
+    return (_parameter(alert, PARAM_FINAL_REPORT) or "").lower() == "true"
 
 
 def _join(parts: Iterable[str], lang: str) -> str:
@@ -1039,6 +1135,9 @@ def _national(alert: Alert, lang: str, ctx: _Context, kind: str) -> _Core | None
         return _Core(lifted, lifted, _join([p["national_lift"].format(title=title), areas], lang))
     body = t["body"].format(title=title, reason=reason or "")
     equiv = p["level_equiv"].format(n=alert.level) if alert.level in (1, 2, 3, 4, 5) else ""
+    if kind == "eew" and _final_report(alert):
+        title = p["eew_final"]["title"].format(title=title)
+        body = _join([body, p["eew_final"]["body"]], lang)
     return _Core(title, spoken, _join([body, equiv, areas], lang))
 
 

@@ -445,32 +445,21 @@ class Registry:
         return d
 
     def tsunami_municipalities(self, code: str) -> list[str]:
-        """The municipalities a tsunami region's warning should reach — an approximation.
+        """The coastal municipalities a tsunami region's warning reaches, from the table alertd ships.
 
-        JMA does not publish which municipalities front each 津波予報区. Island
-        regions list their municipalities explicitly; every other region maps to
-        the coastal municipalities (boundary touching no other municipality in
-        the imported data) of its prefecture(s). Where a prefecture has several
-        regions (千葉県九十九里・外房 / 内房) each gets the whole prefecture coast.
-        Without geometry the whole prefecture is returned.
+        ``geo/data/tsunami-coast.csv`` is derived once from the national
+        boundary file by ``python -m geo.derive_tsunami_coast`` (source, method
+        and checks are described there), so the answer is the same on every
+        machine whatever boundaries ``alertd geo import`` has loaded, and an
+        inland town (古河市, 結城市) is never on it. A summary region (関東地方 …)
+        is the union of its member regions.
         """
         key = self.tsunami_region(code).code.split(":", 1)[1]
         members = TSUNAMI_SUMMARY_REGIONS[key][1] if key in TSUNAMI_SUMMARY_REGIONS else (key,)
+        table = tsunami_coast_table()
         out: set[str] = set()
         for member in members:
-            _name, prefs, explicit = TSUNAMI_REGIONS[member]
-            if explicit:
-                out.update(c for c in explicit if c in self._districts)
-                continue
-            for pref in prefs:
-                munis = self._finest(pref)
-                if self.store is not None:
-                    munis = [
-                        m
-                        for m in munis
-                        if (i := self.store.index.get(m)) is not None and self.store.coastal[i]
-                    ]
-                out.update(munis)
+            out.update(c for c in table.get(member, ()) if c in self._districts)
         return sorted(out)
 
     # ------------------------------------------------------------------ layers
@@ -665,3 +654,21 @@ def _tsunami_districts() -> dict[str, tuple[str, str | None, tuple[str, ...]]]:
 
 def as_array(values: Iterable[float]) -> np.ndarray:
     return np.asarray(list(values), dtype=float)
+
+
+TSUNAMI_COAST_CSV = Path(__file__).resolve().parent / "data" / "tsunami-coast.csv"
+_tsunami_coast: dict[str, tuple[str, ...]] | None = None
+
+
+def tsunami_coast_table() -> dict[str, tuple[str, ...]]:
+    """津波予報区 code → its coastal municipality codes, as shipped in geo/data/tsunami-coast.csv."""
+    global _tsunami_coast
+    if _tsunami_coast is None:
+        import csv
+
+        table: dict[str, list[str]] = defaultdict(list)
+        with TSUNAMI_COAST_CSV.open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                table[row["region"]].append(row["municipality"])
+        _tsunami_coast = {region: tuple(codes) for region, codes in table.items()}
+    return _tsunami_coast

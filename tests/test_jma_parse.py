@@ -55,14 +55,38 @@ def test_every_sample_yields_known_districts_or_is_named_unsupported(registry) -
     assert sum(unsupported.values()) == 473
 
 
-def test_identifiers_are_unique_and_stable(registry) -> None:
-    seen: dict[str, str] = {}
+def test_identifiers_are_unique_per_report_and_stable(registry) -> None:
+    """One identifier per JMA report (type, offices, title, EventID, Serial, ReportDateTime, InfoType).
+
+    JMA's sample set holds a few reports twice, in two format revisions
+    (…_241226_… and …_250630_…); those are the same report and share their
+    identifiers, which is what lets the core drop the second as a duplicate.
+    """
+    seen: dict[str, tuple[str, str]] = {}
     for path in sorted(JMAXML.glob("*.xml")):
-        for alert in parse_message(path.read_bytes(), registry, name=path.name).alerts:
-            assert alert.identifier not in seen, (path.name, seen.get(alert.identifier))
-            seen[alert.identifier] = path.name
+        result = parse_message(path.read_bytes(), registry, name=path.name)
+        for alert in result.alerts:
+            assert result.identity is not None
+            if alert.identifier in seen:
+                other_file, other_identity = seen[alert.identifier]
+                assert other_identity == result.identity, (path.name, other_file)
+            seen[alert.identifier] = (path.name, result.identity)
     again = parse("15_11_01_150916_VPWW54.xml", registry).alerts
-    assert [a.identifier for a in again] == [i for i, f in seen.items() if f == "15_11_01_150916_VPWW54.xml"]
+    assert [a.identifier for a in again] == [
+        i for i, (f, _) in seen.items() if f == "15_11_01_150916_VPWW54.xml"
+    ]
+
+
+def test_the_same_report_with_other_bytes_has_the_same_identifiers(registry) -> None:
+    raw = (JMAXML / "37_01_01_240613_VXSE43.xml").read_bytes()
+    crlf = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    assert crlf != raw
+    first = parse_message(raw, registry, name="a.xml")
+    second = parse_message(crlf, registry, name="b.xml")
+    assert first.identity == second.identity
+    assert [a.identifier for a in first.alerts] == [a.identifier for a in second.alerts]
+    serial2 = parse("37_01_02_240613_VXSE43.xml", registry)
+    assert serial2.identity != first.identity
 
 
 def test_eew_warning(registry) -> None:
@@ -75,6 +99,26 @@ def test_eew_warning(registry) -> None:
     assert alert.incidents == "jma-VXSE43-20240417231454"
     assert alert.info_for("en").event == "Earthquake early warning"
     assert alert.infos[0].parameter("JMA_MAGNITUDE") == "5.8"
+
+
+FINAL = "<NextAdvisory>この情報をもって、緊急地震速報：最終報とします。</NextAdvisory>"
+
+
+def test_eew_final_report_is_marked(registry) -> None:
+    from alertd import messages
+
+    raw = (JMAXML / "37_01_02_240613_VXSE43.xml").read_text(encoding="utf-8")
+    final = raw.replace("<Comments>", FINAL + "<Comments>", 1)
+    (alert,) = parse_message(final.encode("utf-8"), registry).alerts
+    ja, en = alert.info_for("ja"), alert.info_for("en")
+    assert ja is not None and en is not None
+    assert ja.parameter("JMA_FINAL_REPORT") == "true" and "最終報" in (ja.headline or "")
+    assert "final report" in (en.headline or "")
+    assert "最終報" in messages.headline(alert, "ja") and "最終報" in messages.body(alert, "ja")
+    assert "final report" in messages.headline(alert, "en")
+    (serial2,) = parse("37_01_02_240613_VXSE43.xml", registry).alerts  # not the last: no mark
+    assert serial2.infos[0].parameter("JMA_FINAL_REPORT") is None
+    assert "最終報" not in messages.headline(serial2, "ja")
 
 
 def test_eew_cancel(registry) -> None:

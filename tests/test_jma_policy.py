@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alertd.jma.policy import DEFAULT_POLICY_PATH, Policy, PolicyError
-from alertd.models import AdapterKind, Alert, MsgType, Priority, Status
+from alertd.jma.policy import DEFAULT_POLICY_PATH, Decision, Policy, PolicyError
+from alertd.models import AdapterKind, Alert, Info, MsgType, Priority, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +21,13 @@ def alert(kind: str, level: int | None, action: str | None = "issue", *, msg_typ
     )  # fmt: skip
 
 
+def lifting(level: int) -> Alert:
+    """A tsunami lift of the given grade, as the parser makes it (LIFTED_LEVEL parameter)."""
+    lift = alert("tsunami", None, "lift", msg_type=MsgType.UPDATE)
+    lift.infos = [Info(event="x", parameters=[("LIFTED_LEVEL", str(level))])]
+    return lift
+
+
 def test_shipped_yaml_is_the_built_in_default() -> None:
     assert DEFAULT_POLICY_PATH == ROOT / "config" / "jma-policy.yaml"
     assert Policy.from_file(DEFAULT_POLICY_PATH) == Policy.default()
@@ -29,15 +36,19 @@ def test_shipped_yaml_is_the_built_in_default() -> None:
 @pytest.mark.parametrize(
     ("case", "priority", "adapters", "scope"),
     [
-        (alert("eew", 4), Priority.FLASH, ("radio", "broadcaster"), "prefecture"),
+        # EEW and tsunami warnings reach the MQTT feed too, so the retained state shows them.
+        (alert("eew", 4), Priority.FLASH, ("radio", "broadcaster", "feed"), "prefecture"),
         (
             alert("eew", None, None, msg_type=MsgType.CANCEL),
             Priority.FLASH,
-            ("radio", "broadcaster"),
+            ("radio", "broadcaster", "feed"),
             "prefecture",
         ),
-        (alert("tsunami", 5), Priority.FLASH, ("radio", "broadcaster"), "prefecture"),
-        (alert("tsunami", 4), Priority.FLASH, ("radio", "broadcaster"), "prefecture"),
+        (alert("tsunami", 5), Priority.FLASH, ("radio", "broadcaster", "feed"), "prefecture"),
+        (alert("tsunami", 4), Priority.FLASH, ("radio", "broadcaster", "feed"), "prefecture"),
+        (lifting(4), Priority.FLASH, ("radio", "broadcaster", "feed"), "prefecture"),
+        (lifting(2), Priority.ROUTINE, ("radio", "broadcaster", "feed"), "districts"),
+        (lifting(1), Priority.ROUTINE, ("feed",), "districts"),
         (alert("tsunami", 2), Priority.ROUTINE, ("radio", "broadcaster", "feed"), "districts"),
         (alert("tsunami", 1), Priority.ROUTINE, ("feed",), "districts"),
         (
@@ -78,10 +89,38 @@ def test_default_decisions(case: Alert, priority: Priority, adapters: tuple[str,
     assert f"alertd:adapters={','.join(adapters)}" in case.codes
 
 
-def test_test_messages_are_not_broadcast_but_exercises_are() -> None:
+def test_test_messages_are_not_broadcast() -> None:
     policy = Policy.default()
     assert not policy.decide(alert("eew", 5, status=Status.TEST)).broadcast
-    assert policy.decide(alert("eew", 5, status=Status.EXERCISE)).wants(AdapterKind.RADIO)
+    assert not policy.decide(alert("eew", 5, status=Status.TEST), [Policy.default().decide(alert("eew", 5))]).broadcast
+
+
+@pytest.mark.parametrize("kind", ["eew", "tsunami"])
+def test_exercises_never_reach_loudspeakers_nor_the_flash_lane(kind: str) -> None:
+    """Finding 6: the default policy sent 訓練 EEWs to loudspeaker gateways in the flash lane."""
+    policy = Policy.default()
+    for case in (alert(kind, 5, status=Status.EXERCISE),
+                 alert(kind, None, None, msg_type=MsgType.CANCEL, status=Status.EXERCISE)):  # fmt: skip
+        real = policy.apply(alert(kind, 5))
+        decision = policy.apply(case, inherit=[real])  # not even when what it updates went there
+        assert decision.broadcast and not decision.wants(AdapterKind.RADIO)
+        assert decision.priority is Priority.ROUTINE and case.priority is Priority.ROUTINE
+        assert decision.wants(AdapterKind.BROADCASTER) and decision.wants("feed")
+        assert "alertd:withheld=radio" in case.codes  # so the core can serve subscribers that opted in
+        assert "radio" not in (case.adapters or [])
+
+
+def test_an_update_goes_as_far_as_what_it_references() -> None:
+    policy = Policy.default()
+    warning = policy.decide(alert("tsunami", 4))
+    downgrade = alert("tsunami", 2, msg_type=MsgType.UPDATE)
+    decision = policy.apply(downgrade, inherit=[warning])
+    assert (decision.priority, decision.scope) == (Priority.FLASH, "prefecture")
+    assert set(decision.adapters) == {"radio", "broadcaster", "feed"}
+    forecast_end = lifting(1)
+    assert policy.decide(forecast_end, [policy.decide(alert("tsunami", 1))]).adapters == ("feed",)
+    # A decision survives the JSON it is stored as between telegrams.
+    assert Decision.from_dict(warning.to_dict()) == warning
 
 
 def test_custom_policy_and_validation(tmp_path: Path) -> None:
@@ -100,6 +139,10 @@ def test_custom_policy_and_validation(tmp_path: Path) -> None:
         ("rules:\n  - {priority: urgent}", "urgent"),
         ("rules:\n  - {colour: red}", "colour"),
         ("statuses: [Live]\nrules:\n  - {}", "Live"),
+        ("rules:\n  - {lifted_min_level: 0}", "level from 1 to 5"),
+        ("rules:\n  - {statuses: [Pretend]}", "Pretend"),
+        ("exercise: {withhold: [fax]}\nrules:\n  - {}", "fax"),
+        ("exercise: {mute: true}\nrules:\n  - {}", "mute"),
     ]:
         with pytest.raises(PolicyError, match=message):
             Policy.from_yaml_text(bad)

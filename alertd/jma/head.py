@@ -122,7 +122,29 @@ class Header:
     headline: str
     head: etree._Element
     body: etree._Element | None
-    digest: str  # of the raw bytes: what makes the identifier unique per message and stable per file
+
+    @property
+    def identity(self) -> str:
+        """What makes a JMA report itself, whatever bytes carried it: a hash of its identifying fields.
+
+        Type, status, offices, Head/Title, EventID, Serial, ReportDateTime and
+        InfoType — the same report re-sent with CRLF line endings, another
+        encoding declaration or by another relay has the same identity, so it
+        is announced once; a 訂正, a new serial or a 取消 has a new one.
+        """
+        fields = (
+            self.type_code,
+            self.control_title,
+            self.status.value,
+            self.editorial_office,
+            self.publishing_office,
+            self.title,
+            self.event_id,
+            self.serial,
+            self.report_time.astimezone(UTC).isoformat(),
+            self.info_type,
+        )
+        return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
 
     @property
     def incident(self) -> str:
@@ -139,7 +161,7 @@ class Header:
         return f"jma-{self.type_code}-{key}"
 
 
-def read_header(root: etree._Element, type_code: str, raw: bytes) -> Header:
+def read_header(root: etree._Element, type_code: str) -> Header:
     control = root.find("{*}Control")
     head = root.find("{*}Head")
     if control is None or head is None:
@@ -174,7 +196,6 @@ def read_header(root: etree._Element, type_code: str, raw: bytes) -> Header:
         headline=text(head, "{*}Headline/{*}Text"),
         head=head,
         body=root.find("{*}Body"),
-        digest=hashlib.sha256(raw).hexdigest()[:12],
     )
 
 
@@ -217,6 +238,10 @@ class Part:
     jma_status: str = ""
     parameters: list[tuple[str, str]] = field(default_factory=list)
     description: str | None = None
+    # The CAP headline, when the message's Head/Title would misstate this part:
+    # a VTSE41 titled 大津波警報・津波警報・津波注意報 carries one alert per grade.
+    headline: str | None = None
+    headline_en: str | None = None
 
 
 def _cap_grade(part: Part, kind: str) -> tuple[str, str, str]:
@@ -230,7 +255,9 @@ def _cap_grade(part: Part, kind: str) -> tuple[str, str, str]:
 
 
 def build_alert(h: Header, part: Part) -> Alert:
-    identifier = f"jma-{h.type_code}-{h.report_time.astimezone(UTC):%Y%m%dT%H%M%SZ}-{h.digest}-{part.key}"
+    identifier = (
+        f"jma-{h.type_code}-{h.report_time.astimezone(UTC):%Y%m%dT%H%M%SZ}-{h.identity[:12]}-{part.key}"
+    )
     expires = h.valid_time or (h.report_time + DEFAULT_EXPIRY.get(part.kind, timedelta(hours=24)))
     urgency, severity, certainty = _cap_grade(part, part.kind)
     params: list[tuple[str, str]] = [
@@ -262,7 +289,8 @@ def build_alert(h: Header, part: Part) -> Alert:
         Info(
             event=part.event,
             language="ja-JP",
-            headline=h.title + ("（取消）" if h.msg_type is MsgType.CANCEL and "取消" not in h.title else ""),
+            headline=(part.headline or h.title)
+            + ("（取消）" if h.msg_type is MsgType.CANCEL and "取消" not in h.title else ""),
             description=part.description or h.headline or None,
             parameters=params,
             **common,
@@ -273,7 +301,8 @@ def build_alert(h: Header, part: Part) -> Alert:
             Info(
                 event=part.event_en,
                 language="en-US",
-                headline=part.event_en + (" (cancelled)" if h.msg_type is MsgType.CANCEL else ""),
+                headline=(part.headline_en or part.event_en)
+                + (" (cancelled)" if h.msg_type is MsgType.CANCEL else ""),
                 parameters=list(params),
                 **common,
             )

@@ -88,22 +88,78 @@ def classify_warning(name: str) -> WarningClass | None:
     )
 
 
-def tsunami_grade(name: str) -> tuple[str, int | None, str, str] | None:
-    """A 津波警報・注意報・予報 kind name → (action, level, event, English); None for 津波なし."""
-    norm = normalize(name)
-    if "解除" in norm:
-        event = "津波注意報解除" if "注意報" in norm else "津波警報解除"
-        english = "Tsunami advisory lifted" if "注意報" in norm else "Tsunami warning lifted"
-        return ("lift", None, event, english)
-    if "大津波警報" in norm:
-        return ("issue", 5, "大津波警報", "Major tsunami warning")
-    if "津波警報" in norm:
-        return ("issue", 4, "津波警報", "Tsunami warning")
-    if "津波注意報" in norm:
-        return ("issue", 2, "津波注意報", "Tsunami advisory")
-    if "津波予報" in norm:
-        return ("issue", 1, "津波予報（若干の海面変動）", "Tsunami forecast (slight sea-level change)")
+@dataclass(frozen=True)
+class TsunamiGrade:
+    """One 津波予報区 item of a VTSE41 read as alertd sees it.
+
+    ``level`` is the grade in force after this message (None for a lift);
+    ``lifted_level`` is the grade a lift ends, so a lift can say what it lifts
+    and be routed as far as the warning it ends went.
+    """
+
+    action: str  # issue | lift
+    level: int | None
+    lifted_level: int | None
+    event: str
+    english: str
+
+
+# Grade names by alertd level; JMA writes the kind names below (with "：発表"
+# appended in the message that first issues or upgrades a region).
+TSUNAMI_EVENTS: dict[int, tuple[str, str]] = {
+    5: ("大津波警報", "Major tsunami warning"),
+    4: ("津波警報", "Tsunami warning"),
+    2: ("津波注意報", "Tsunami advisory"),
+    1: ("津波予報（若干の海面変動）", "Tsunami forecast (slight sea-level change)"),
+}
+TSUNAMI_LIFT_EVENTS: dict[int, tuple[str, str]] = {
+    5: ("大津波警報解除", "Major tsunami warning lifted"),
+    4: ("津波警報解除", "Tsunami warning lifted"),
+    2: ("津波注意報解除", "Tsunami advisory lifted"),
+    1: ("津波予報（若干の海面変動）終了", "Tsunami forecast (slight sea-level change) ended"),
+}
+
+
+def tsunami_level(name: str) -> int | None:
+    """The alertd level of a tsunami kind name (大津波警報 5, 津波警報 4, 津波注意報 2, 津波予報 1).
+
+    None for 津波なし, 解除 and anything unknown. Matching is on the grade word
+    at the start of the name, not a substring anywhere, so 大津波警報 never
+    reads as 津波警報 and a title listing several grades is not a grade.
+    """
+    norm = normalize(name).split("：", 1)[0].split(":", 1)[0]
+    if norm.startswith("大津波警報"):
+        return 5
+    if norm.startswith("津波警報"):
+        return 4
+    if norm.startswith("津波注意報"):
+        return 2
+    if norm.startswith("津波予報"):
+        return 1
     return None
+
+
+def tsunami_item(name: str, last_kind: str = "") -> TsunamiGrade | None:
+    """A VTSE41 item's Kind (and LastKind) → what it means; None for 津波なし or unknown.
+
+    A 解除 lifts the grade LastKind names (警報解除 alone means 津波警報). A
+    津波予報（若干の海面変動） whose LastKind is a 注意報 or a 警報 is how JMA
+    lifts those: it is a lift of that grade, not a new level-1 forecast.
+    """
+    norm = normalize(name)
+    last = tsunami_level(last_kind) if last_kind else None
+    if "解除" in norm:
+        lifted = last if last is not None and last >= 2 else (2 if "注意報" in norm else 4)
+        event, english = TSUNAMI_LIFT_EVENTS[lifted]
+        return TsunamiGrade("lift", None, lifted, event, english)
+    level = tsunami_level(norm)
+    if level is None:
+        return None
+    if level == 1 and last is not None and last >= 2:
+        event, english = TSUNAMI_LIFT_EVENTS[last]
+        return TsunamiGrade("lift", None, last, event, english)
+    event, english = TSUNAMI_EVENTS[level]
+    return TsunamiGrade("issue", level, None, event, english)
 
 
 def flood_grade(name: str) -> tuple[str, int | None, str] | None:

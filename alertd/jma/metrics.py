@@ -1,13 +1,16 @@
-"""Prometheus counters for the JMA feed poller, on alertd's shared registry.
+"""Prometheus metrics for JMA ingest (feed poller and drop folder), on alertd's shared registry.
 
-prometheus_client appends ``_total`` to counter names, so these are
-exported as alertd_jma_polls_total, alertd_jma_entries_total and
-alertd_jma_failures_total.
+prometheus_client appends ``_total`` to counter names. Failures are split by
+where they happen, because they call for different people: a poll failure
+(``alertd_jma_poll_failures_total``) is the link to JMA or the relay; an
+entry failure (``alertd_jma_entry_failures_total``) is one telegram that
+could not be fetched, read or handed to the core; an ignored telegram
+(``alertd_jma_ignored_total``) was read and deliberately not broadcast.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from alertd.metrics import REGISTRY
 
@@ -19,19 +22,51 @@ POLLS = Counter(
 )
 ENTRIES = Counter(
     "alertd_jma_entries",
-    "Feed entries seen for the first time (each is fetched at most once, or skipped by title).",
+    "Feed entries handled for the first time (each is fetched at most once, or skipped by title).",
     ["feed"],
     registry=REGISTRY,
 )
-FAILURES = Counter(
-    "alertd_jma_failures",
-    "Failed feed polls and entry fetches or parses (network errors, HTTP errors, unreadable XML).",
+POLL_FAILURES = Counter(
+    "alertd_jma_poll_failures",
+    "Feed polls that failed: unreachable, HTTP error, unreadable Atom.",
+    ["feed"],
+    registry=REGISTRY,
+)
+ENTRY_FAILURES = Counter(
+    "alertd_jma_entry_failures",
+    "Telegrams that failed: fetch (network or HTTP), unparsable (hostile, malformed, not JMA), "
+    "core (the core could not take it; retried), given_up (fetch failed too often).",
+    ["source", "reason"],
+    registry=REGISTRY,
+)
+IGNORED = Counter(
+    "alertd_jma_ignored",
+    "Telegrams read and not broadcast, by reason: unsupported type, test (試験), duplicate (same JMA "
+    "identity), stale (an older serial or report than one already processed), after_cancel.",
+    ["source", "type", "reason"],
+    registry=REGISTRY,
+)
+LAST_SUCCESS = Gauge(
+    "alertd_jma_last_success_timestamp_seconds",
+    "Unix time of the last successful poll of each feed (200 or 304); alert when it falls behind.",
     ["feed"],
     registry=REGISTRY,
 )
 ALERTS = Counter(
     "alertd_jma_alerts",
-    "Alerts made from JMA messages, by kind and whether the policy broadcast them.",
+    "Alerts made from JMA messages, by kind and what became of them: broadcast, dropped (policy), "
+    "unreferenced (a correction of nothing alertd sent), no_districts, refused (by the core).",
     ["kind", "decision"],
+    registry=REGISTRY,
+)
+SPOOL_FILES = Counter(
+    "alertd_jma_spool_files",
+    "Files taken from the JMA drop folder, by outcome: done or rejected.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "alertd_jma_leader",
+    "1 while this process holds the JMA ingest lease (polls the feeds and watches the drop folder).",
     registry=REGISTRY,
 )

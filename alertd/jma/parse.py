@@ -171,6 +171,13 @@ class ParseResult:
     supported: bool
     alerts: list[Alert] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
+    # The message's Control/Head, for the sequencing done after parsing (EEW
+    # serials, tsunami state per region) and for dedup by JMA identity.
+    header: Header | None = None
+
+    @property
+    def identity(self) -> str | None:
+        return self.header.identity if self.header is not None else None
 
 
 class NotJmaXml(InvalidInput):
@@ -220,7 +227,7 @@ def parse_message(data: bytes, registry: AreaRegistry, *, name: str | None = Non
     if supported is None:
         return ParseResult(type_code=code, title=control_title, supported=False)
 
-    header = read_header(root, code, data)
+    header = read_header(root, code)
     resolver = Resolver(registry)
     if header.msg_type is MsgType.CANCEL:
         # A 取消 carries no areas: it withdraws the earlier report of the same
@@ -230,7 +237,12 @@ def parse_message(data: bytes, registry: AreaRegistry, *, name: str | None = Non
         parts = supported.parser(header, resolver) or [_empty_part(header, supported)]
     alerts = [build_alert(header, part) for part in parts]
     return ParseResult(
-        type_code=code, title=control_title, supported=True, alerts=alerts, unresolved=resolver.unresolved
+        type_code=code,
+        title=control_title,
+        supported=True,
+        alerts=alerts,
+        unresolved=resolver.unresolved,
+        header=header,
     )
 
 

@@ -10,6 +10,16 @@ The decision travels with the alert: ``priority`` is set on the alert, and
 the target adapter kinds and scope are added to CAP ``<code>`` values
 (``alertd:adapters=radio,broadcaster``, ``alertd:scope=prefecture``) —
 CAP's field for "special handling" flags — so it survives the durable log.
+
+Two rules sit outside the rule list because no rule may undo them:
+
+- an Update, lift or Cancel goes at least as far as the alerts it
+  references went (``apply(..., inherit=...)``): a 解除 reaches every
+  loudspeaker that announced the warning;
+- an Exercise (訓練) never goes to the adapters the ``exercise`` section
+  withholds (by default ``radio``, the loudspeaker gateways) and never in the
+  flash lane. What was withheld is recorded as ``alertd:withheld=radio`` so
+  a subscriber that opted in to drills can still be served by the core.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from alertd.messages import PARAM_LIFTED_LEVEL as LIFTED_LEVEL
 from alertd.models import AdapterKind, Alert, MsgType, Priority, Status
 
 FEED = "feed"  # alertd's own public feeds (MQTT feed topics, Atom), not a subscriber adapter
@@ -33,6 +44,7 @@ ACTIONS = frozenset({"issue", "continue", "lift"})
 CODE_ADAPTERS = "alertd:adapters="
 CODE_SCOPE = "alertd:scope="
 CODE_RULE = "alertd:jma-rule="
+CODE_WITHHELD = "alertd:withheld="
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "config" / "jma-policy.yaml"
 
@@ -41,6 +53,9 @@ _RULE_KEYS = {
     "kinds",
     "min_level",
     "max_level",
+    "lifted_min_level",
+    "lifted_max_level",
+    "statuses",
     "actions",
     "msg_types",
     "broadcast",
@@ -69,6 +84,44 @@ class Decision:
     def feed_only(self) -> bool:
         return self.adapters == (FEED,)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "broadcast": self.broadcast,
+            "priority": self.priority.value,
+            "adapters": list(self.adapters),
+            "scope": self.scope,
+            "rule": self.rule,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        return cls(
+            broadcast=bool(data.get("broadcast", True)),
+            priority=Priority(data.get("priority", "routine")),
+            adapters=tuple(str(a) for a in data.get("adapters") or ()),
+            scope=str(data.get("scope", "districts")),
+            rule=str(data.get("rule", "")),
+        )
+
+    def widened(self, others: Iterable[Decision]) -> Decision:
+        """At least as far, as fast and to as many adapter kinds as each of ``others``."""
+        adapters = list(self.adapters)
+        scope, priority, broadcast = self.scope, self.priority, self.broadcast
+        widened = False
+        for other in others:
+            if not other.broadcast:
+                continue
+            widened = True
+            broadcast = True
+            adapters += [a for a in other.adapters if a not in adapters]
+            if other.scope == "prefecture":
+                scope = "prefecture"
+            if other.priority is Priority.FLASH:
+                priority = Priority.FLASH
+        if not widened:
+            return self
+        return Decision(broadcast, priority, tuple(adapters), scope, self.rule)
+
 
 DROP = Decision(broadcast=False, priority=Priority.ROUTINE, adapters=(), scope="districts", rule="no-rule")
 
@@ -79,6 +132,9 @@ class Rule:
     kinds: frozenset[str] = frozenset()
     min_level: int | None = None
     max_level: int | None = None
+    lifted_min_level: int | None = None
+    lifted_max_level: int | None = None
+    statuses: frozenset[Status] = frozenset()
     actions: frozenset[str] = frozenset()
     msg_types: frozenset[MsgType] = frozenset()
     broadcast: bool = True
@@ -93,30 +149,82 @@ class Rule:
             return False
         if self.msg_types and alert.msg_type not in self.msg_types:
             return False
+        if self.statuses and alert.status not in self.statuses:
+            return False
         if self.min_level is not None and (alert.level is None or alert.level < self.min_level):
             return False
-        return not (self.max_level is not None and alert.level is not None and alert.level > self.max_level)
+        if self.max_level is not None and alert.level is not None and alert.level > self.max_level:
+            return False
+        if self.lifted_min_level is not None or self.lifted_max_level is not None:
+            lifted = lifted_level(alert)
+            if lifted is None:
+                return False
+            if self.lifted_min_level is not None and lifted < self.lifted_min_level:
+                return False
+            if self.lifted_max_level is not None and lifted > self.lifted_max_level:
+                return False
+        return True
 
     def decision(self) -> Decision:
         return Decision(self.broadcast, self.priority, self.adapters, self.scope, self.name)
 
 
 @dataclass(frozen=True)
+class ExerciseRule:
+    """What an Exercise (訓練) never gets, whatever the rule that matched it says."""
+
+    withhold: tuple[str, ...] = (AdapterKind.RADIO.value,)
+    priority: Priority = Priority.ROUTINE
+
+
+@dataclass(frozen=True)
 class Policy:
     rules: tuple[Rule, ...]
     statuses: frozenset[Status] = frozenset({Status.ACTUAL, Status.EXERCISE})
+    exercise: ExerciseRule = ExerciseRule()
 
-    def decide(self, alert: Alert) -> Decision:
+    def decide(self, alert: Alert, inherit: Iterable[Decision] = ()) -> Decision:
+        """The rule's decision, widened to what ``inherit`` (the referenced alerts) had, drills restrained.
+
+        A status not in ``statuses`` (by default Test) is never broadcast,
+        whatever it references.
+        """
+        decision = self._unrestrained(alert, inherit)
+        if alert.status is Status.EXERCISE and decision.broadcast:
+            decision = Decision(
+                decision.broadcast,
+                self.exercise.priority,
+                tuple(a for a in decision.adapters if a not in self.exercise.withhold),
+                decision.scope,
+                decision.rule,
+            )
+        return decision
+
+    def withheld(self, alert: Alert, inherit: Iterable[Decision] = ()) -> list[str]:
+        """The adapter kinds an exercise would have reached but for the ``exercise`` section."""
+        if alert.status is not Status.EXERCISE:
+            return []
+        decision = self._unrestrained(alert, inherit)
+        return [a for a in decision.adapters if decision.broadcast and a in self.exercise.withhold]
+
+    def _unrestrained(self, alert: Alert, inherit: Iterable[Decision]) -> Decision:
         if alert.status not in self.statuses:
             return Decision(False, Priority.ROUTINE, (), "districts", f"status-{alert.status.value}")
+        decision = DROP
         for rule in self.rules:
             if rule.matches(alert):
-                return rule.decision()
-        return DROP
+                decision = rule.decision()
+                break
+        return decision.widened(inherit)
 
-    def apply(self, alert: Alert, _prefecture_of: Any = None) -> Decision:
-        """Decide, and write the decision onto the alert (priority and CAP codes)."""
-        decision = self.decide(alert)
+    def apply(self, alert: Alert, _prefecture_of: Any = None, inherit: Iterable[Decision] = ()) -> Decision:
+        """Decide, and write the decision onto the alert (priority and CAP codes).
+
+        ``inherit`` holds the decisions of the alerts this one updates, lifts
+        or cancels: it goes at least as far as they went.
+        """
+        inherit = list(inherit)
+        decision = self.decide(alert, inherit)
         alert.priority = decision.priority
         # The router reads these fields: which adapter kinds may carry it, and for
         # scope "prefecture" the whole prefectures, so every subscriber there gets it.
@@ -124,13 +232,18 @@ class Policy:
         if decision.broadcast and decision.scope == "prefecture" and _prefecture_of is not None:
             extra = prefecture_districts(alert, _prefecture_of)
             alert.districts = list(dict.fromkeys([*alert.districts, *extra]))
-        codes = [c for c in alert.codes if not c.startswith((CODE_ADAPTERS, CODE_SCOPE, CODE_RULE))]
+        codes = [
+            c for c in alert.codes if not c.startswith((CODE_ADAPTERS, CODE_SCOPE, CODE_RULE, CODE_WITHHELD))
+        ]
         if decision.broadcast:
             codes += [
                 CODE_ADAPTERS + ",".join(decision.adapters),
                 CODE_SCOPE + decision.scope,
                 CODE_RULE + decision.rule,
             ]
+            withheld = self.withheld(alert, inherit)
+            if withheld:
+                codes.append(CODE_WITHHELD + ",".join(withheld))
         alert.codes = codes
         return decision
 
@@ -162,7 +275,7 @@ class Policy:
     def from_dict(cls, data: Any, *, source: str = "JMA policy") -> Policy:
         if not isinstance(data, dict):
             raise PolicyError(f"{source}: expected a mapping with 'rules' (and optionally 'statuses')")
-        unknown = set(data) - {"rules", "statuses"}
+        unknown = set(data) - {"rules", "statuses", "exercise"}
         if unknown:
             raise PolicyError(f"{source}: unknown top-level key(s) {sorted(unknown)}")
         raw_rules = data.get("rules")
@@ -174,7 +287,7 @@ class Policy:
         except ValueError as exc:
             raise PolicyError(f"{source}: statuses: {exc}") from None
         rules = tuple(_rule(r, i, source) for i, r in enumerate(raw_rules))
-        return cls(rules=rules, statuses=status_set)
+        return cls(rules=rules, statuses=status_set, exercise=_exercise(data.get("exercise"), source))
 
 
 def _as_list(value: Any, field_name: str, where: str) -> list[Any]:
@@ -201,6 +314,32 @@ def _level(value: Any, field_name: str, where: str) -> int | None:
     return value
 
 
+def _exercise(raw: Any, source: str) -> ExerciseRule:
+    if raw is None:
+        return ExerciseRule()
+    where = f"{source}: exercise"
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where} must be a mapping with 'withhold' and/or 'priority'")
+    unknown = set(raw) - {"withhold", "priority"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {sorted(unknown)}")
+    withhold = _checked(_as_list(raw.get("withhold", []), "withhold", where), TARGETS, "withhold", where)
+    try:
+        priority = Priority(raw.get("priority", "routine"))
+    except ValueError as exc:
+        raise PolicyError(f"{where}: {exc}") from None
+    return ExerciseRule(withhold=tuple(withhold), priority=priority)
+
+
+def lifted_level(alert: Alert) -> int | None:
+    """The level a lift ends (the tsunami parser's LIFTED_LEVEL parameter), if it says."""
+    for info in alert.infos:
+        value = info.parameter(LIFTED_LEVEL)
+        if value is not None and value.isdigit():
+            return int(value)
+    return None
+
+
 def _rule(raw: Any, index: int, source: str) -> Rule:
     if not isinstance(raw, dict):
         raise PolicyError(f"{source}: rule #{index + 1} must be a mapping")
@@ -217,6 +356,7 @@ def _rule(raw: Any, index: int, source: str) -> Rule:
     try:
         priority = Priority(raw.get("priority", "routine"))
         msg_types = frozenset(MsgType(m) for m in _as_list(raw.get("msg_types", []), "msg_types", where))
+        statuses = frozenset(Status(m) for m in _as_list(raw.get("statuses", []), "statuses", where))
     except ValueError as exc:
         raise PolicyError(f"{where}: {exc}") from None
     scope = str(raw.get("scope", "districts"))
@@ -230,6 +370,9 @@ def _rule(raw: Any, index: int, source: str) -> Rule:
         kinds=frozenset(_checked(_as_list(raw.get("kinds", []), "kinds", where), KINDS, "kinds", where)),
         min_level=_level(raw.get("min_level"), "min_level", where),
         max_level=_level(raw.get("max_level"), "max_level", where),
+        lifted_min_level=_level(raw.get("lifted_min_level"), "lifted_min_level", where),
+        lifted_max_level=_level(raw.get("lifted_max_level"), "lifted_max_level", where),
+        statuses=statuses,
         actions=frozenset(
             _checked(_as_list(raw.get("actions", []), "actions", where), ACTIONS, "actions", where)
         ),
@@ -260,14 +403,18 @@ def prefecture_districts(alert: Alert, prefecture_of: Any) -> list[str]:
 
 DEFAULT_POLICY_YAML = """
 statuses: [Actual, Exercise]
+exercise: {withhold: [radio], priority: routine}
 rules:
-  - {name: eew-tsunami-correction, kinds: [eew, tsunami], msg_types: [Update, Cancel], priority: flash,
-     adapters: [radio, broadcaster], scope: prefecture}
-  - {name: eew, kinds: [eew], priority: flash, adapters: [radio, broadcaster], scope: prefecture}
+  - {name: eew-tsunami-cancel, kinds: [eew, tsunami], msg_types: [Cancel], priority: flash,
+     adapters: [radio, broadcaster, feed], scope: prefecture}
+  - {name: eew, kinds: [eew], priority: flash, adapters: [radio, broadcaster, feed], scope: prefecture}
   - {name: tsunami-warning, kinds: [tsunami], actions: [issue, continue], min_level: 4, priority: flash,
-     adapters: [radio, broadcaster], scope: prefecture}
+     adapters: [radio, broadcaster, feed], scope: prefecture}
+  - {name: tsunami-warning-lift, kinds: [tsunami], actions: [lift], lifted_min_level: 4, priority: flash,
+     adapters: [radio, broadcaster, feed], scope: prefecture}
   - {name: tsunami-advisory, kinds: [tsunami], actions: [issue, continue], min_level: 2,
      adapters: [radio, broadcaster, feed]}
+  - {name: tsunami-forecast-end, kinds: [tsunami], actions: [lift], lifted_max_level: 1, adapters: [feed]}
   - {name: tsunami-lift, kinds: [tsunami], actions: [lift], adapters: [radio, broadcaster, feed]}
   - {name: tsunami-forecast, kinds: [tsunami], adapters: [feed]}
   - {name: special-warning, kinds: [special_warning], actions: [issue], priority: flash, adapters: [all]}

@@ -1,9 +1,18 @@
-"""Polls JMA's Atom PULL feeds and hands each new message's alerts to the core.
+"""Polls JMA's Atom PULL feeds and hands each new telegram to the JMA ingest path.
 
 JMA asks PULL users to poll no more than once a minute, to use conditional
 GET and to keep to a few connections; this poller enforces all three in its
 configuration (PollerConfig refuses an interval under 60 s or more than 5
-concurrent fetches) rather than trusting deployment settings.
+concurrent fetches) rather than trusting deployment settings. The one
+exception is a local relay or a test: with ``ALERTD_JMA_ALLOW_FAST_POLL=1`` a
+shorter interval is accepted against a base URL that is not JMA's.
+
+Exactly one poller runs per deployment, however many alertd processes share
+the Redis: ``run()`` holds a Redis lease (lease.py) and polls only while it
+holds it. Feeds start staggered and each round gets a little jitter, so they
+never fire in the same millisecond. After errors a feed backs off
+exponentially, at most 2 minutes for ``eqvol`` and ``extra`` (they carry
+EEW, tsunami and special warnings) and 15 minutes for the others.
 
 State lives in Redis so it survives restarts and is shared by every alertd
 process (keys under ``<prefix>:jma:``):
@@ -14,8 +23,8 @@ process (keys under ``<prefix>:jma:``):
                             retried every poll even when the feed answers 304
 - ``attempts``        hash  entry id → failed fetch count; given up after max_entry_attempts
 - ``feed:<name>``     hash  etag / last_modified validators for conditional GET
-- ``incident:<key>``  str   JSON list of CAP reference keys of the last broadcast report
-                            of a JMA event, so a later 訂正/取消 can reference it
+- ``leader``          str   the lease: which process polls
+- ``identity:<sha>``, ``event:…``, ``incident:…``  the ingest path's (ingest.py, sequence.py)
 """
 
 from __future__ import annotations
@@ -23,38 +32,48 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import redis.asyncio as aioredis
 
+from alertd import logs
 from alertd.constants import DEFAULT_PREFIX, Keys
 from alertd.errors import AlertdError
 from alertd.jma.atom import Entry, parse_feed
 from alertd.jma.head import AreaRegistry
-from alertd.jma.metrics import ALERTS, ENTRIES, FAILURES, POLLS
+from alertd.jma.ingest import Guard, Ingest, OnAlert, Telegram
+from alertd.jma.lease import Lease
+from alertd.jma.metrics import ENTRIES, ENTRY_FAILURES, IGNORED, LAST_SUCCESS, POLL_FAILURES, POLLS
 from alertd.jma.parse import KNOWN_TITLES, ParseResult, identify, parse_message
 from alertd.jma.policy import Policy
-from alertd.models import Alert, MsgType
 
-log = logging.getLogger("alertd.jma")
+log = logs.get("alertd.jma")
 
 FEEDS = ("regular", "extra", "eqvol", "other")
 MIN_INTERVAL_S = 60.0  # JMA: no more often than once a minute
+FAST_POLL_FLOOR_S = 0.1  # even a local relay is not polled in a busy loop
 MAX_CONCURRENCY = 5  # JMA: about 5 connections at most
 MAX_ENTRY_BYTES = 5_000_000
-
-OnAlert = Callable[[Alert], Awaitable[Any]]
+# Feeds that carry EEW, tsunami and special warnings: a long outage must not
+# leave them 15 minutes behind once the link is back.
+URGENT_FEEDS = frozenset({"eqvol", "extra"})
+URGENT_BACKOFF_MAX_S = 120.0
+JMA_HOST = "jma.go.jp"
 
 
 class PollerConfigError(ValueError):
     pass
+
+
+def is_jma_host(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return host == JMA_HOST or host.endswith("." + JMA_HOST)
 
 
 @dataclass(frozen=True)
@@ -73,14 +92,30 @@ class PollerConfig:
     # whose title names a type alertd does not parse is marked seen unfetched.
     skip_unsupported: bool = True
     user_agent: str = "alertd-jma-poller/0.1"
+    # A local relay or a test may be polled faster than JMA allows; never JMA itself.
+    allow_fast_poll: bool = False
+    lease_ttl_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise PollerConfigError(f"ALERTD_JMA_FEED_BASE must be an http(s) URL, not {self.base_url!r}")
-        if self.interval_s < MIN_INTERVAL_S:
+        floor = MIN_INTERVAL_S
+        if self.allow_fast_poll:
+            if is_jma_host(self.base_url):
+                raise PollerConfigError(
+                    "ALERTD_JMA_ALLOW_FAST_POLL is for a local relay or a test: it is refused for "
+                    f"{self.base_url}, which is JMA's own server (at most one poll a minute)."
+                )
+            floor = FAST_POLL_FLOOR_S
+        if self.interval_s < floor:
             raise PollerConfigError(
                 f"The JMA poll interval is {self.interval_s:g} s; JMA allows at most one poll a minute, "
-                f"so it must be at least {MIN_INTERVAL_S:g} s."
+                f"so it must be at least {MIN_INTERVAL_S:g} s"
+                + (
+                    ""
+                    if self.allow_fast_poll
+                    else " (a local relay may set ALERTD_JMA_ALLOW_FAST_POLL=1 for a shorter one)."
+                )
             )
         if not 1 <= self.max_concurrency <= MAX_CONCURRENCY:
             raise PollerConfigError(
@@ -91,6 +126,8 @@ class PollerConfig:
             raise PollerConfigError("No JMA feeds to poll.")
         if self.backoff_max_s < self.interval_s:
             raise PollerConfigError("backoff_max_s must not be shorter than the poll interval.")
+        if self.lease_ttl_s <= 0:
+            raise PollerConfigError("ALERTD_JMA_LEASE_TTL_S must be positive.")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PollerConfig | None:
@@ -105,21 +142,42 @@ class PollerConfig:
             feeds=feeds,
             interval_s=float(env.get("ALERTD_JMA_INTERVAL_S") or MIN_INTERVAL_S),
             key_prefix=env.get("ALERTD_KEY_PREFIX", DEFAULT_PREFIX),
+            allow_fast_poll=env.get("ALERTD_JMA_ALLOW_FAST_POLL", "").strip().lower() in ("1", "true", "yes"),
+            lease_ttl_s=float(env.get("ALERTD_JMA_LEASE_TTL_S") or 30.0),
         )
 
     def feed_url(self, feed: str) -> str:
         return f"{self.base_url.rstrip('/')}/{feed}.xml"
 
-    def next_delay(self, failures: int, retry_after: float | None = None) -> float:
-        """Interval after a good poll; exponential backoff with jitter after consecutive failures."""
+    def backoff_cap(self, feed: str) -> float:
+        if feed in URGENT_FEEDS:
+            return max(self.interval_s, min(URGENT_BACKOFF_MAX_S, self.backoff_max_s))
+        return self.backoff_max_s
+
+    def jitter_s(self) -> float:
+        """Up to 5 % of the interval (at most 3 s): enough that feeds drift apart, never faster."""
+        return min(0.05 * self.interval_s, 3.0)
+
+    def start_offsets(self) -> dict[str, float]:
+        """When each feed is first polled: staggered over part of an interval, plus jitter.
+
+        The first feed listed starts at once (within its jitter); the others
+        follow a stagger apart so all feeds never fire in the same millisecond.
+        """
+        stagger = min(self.interval_s / len(self.feeds), 5.0)
+        return {feed: i * stagger + random.uniform(0, self.jitter_s()) for i, feed in enumerate(self.feeds)}
+
+    def next_delay(self, failures: int, retry_after: float | None = None, feed: str = "") -> float:
+        """Interval (plus jitter) after a good poll; exponential backoff with jitter after failures."""
+        cap = self.backoff_cap(feed)
         if failures <= 0:
-            delay = self.interval_s
+            delay = self.interval_s + random.uniform(0, self.jitter_s())
         else:
-            delay = min(self.interval_s * 2 ** min(failures, 16), self.backoff_max_s)
-            # Jitter so several alertd processes that failed together do not retry in lockstep.
-            delay *= 1 + random.uniform(0, 0.1)
+            delay = min(self.interval_s * 2 ** min(failures, 16), cap)
+            # Jitter so several alertd deployments that failed together do not retry in lockstep.
+            delay = min(delay * (1 + random.uniform(0, 0.1)), cap)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.backoff_max_s))
+            delay = max(delay, min(retry_after, cap))
         return max(delay, self.interval_s)
 
 
@@ -131,13 +189,13 @@ class _Fetched:
 
 
 class JmaPoller:
-    """Polls the configured feeds; calls ``on_alert`` for every alert the policy broadcasts.
+    """Polls the configured feeds; every new telegram goes through the ingest path.
 
     ``on_alert`` may be called again for the same alert (same sender and
-    identifier) if it raised for an earlier one of the same message and the
-    message is retried; the core's dedup on (sender, identifier) absorbs that.
-    An ``AlertdError`` from it is final (the alert is refused, logged, counted);
-    any other exception is retried with the message's next fetch.
+    identifier) if the core failed on an earlier alert of the same telegram
+    and the telegram is retried; the core's dedup on (sender, identifier)
+    absorbs that. An ``AlertdError`` from it is final (the alert is refused,
+    logged, counted); any other exception retries the telegram next poll.
     """
 
     def __init__(
@@ -149,17 +207,27 @@ class JmaPoller:
         registry: AreaRegistry | None = None,
         policy: Policy | None = None,
         session: aiohttp.ClientSession | None = None,
+        ingest: Ingest | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.config = config
         self.redis = redis
-        self.on_alert = on_alert
         self._registry = registry
-        self.policy = policy or Policy.default()
         self.keys = Keys(config.key_prefix)
+        self.ingest = ingest or Ingest(
+            redis,
+            self.keys,
+            on_alert,
+            policy or Policy.default(),
+            lambda: self.registry,
+            retention_s=config.seen_retention_s,
+        )
+        self.lease = lease or Lease(redis, self.keys.jma("leader"), ttl_s=config.lease_ttl_s)
         self._session = session
         self._owns_session = session is None
         self._sem = asyncio.Semaphore(config.max_concurrency)
         self._retry_after: dict[str, float] = {}
+        self._guard: Guard | None = None
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -192,28 +260,37 @@ class JmaPoller:
         await self.close()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Poll every feed until ``stop`` is set; each feed keeps its own schedule and backoff."""
+        """Poll every feed until ``stop`` is set — only while this process holds the deployment's lease."""
         stop = stop or asyncio.Event()
         try:
-            await asyncio.gather(*(self._run_feed(feed, stop) for feed in self.config.feeds))
+            await self.lease.run_while_held(stop, self.run_feeds)
         finally:
             await self.close()
 
-    async def _run_feed(self, feed: str, stop: asyncio.Event) -> None:
+    async def run_feeds(self, stop: asyncio.Event) -> None:
+        """Each feed on its own schedule and backoff, until ``stop``; the caller holds the lease."""
+        self._guard = self.lease.held
+        offsets = self.config.start_offsets()
+        try:
+            await asyncio.gather(*(self._run_feed(feed, offsets[feed], stop) for feed in self.config.feeds))
+        finally:
+            self._guard = None
+
+    async def _run_feed(self, feed: str, offset: float, stop: asyncio.Event) -> None:
+        if await _sleep(stop, offset):
+            return
         failures = 0
         while not stop.is_set():
             outcome = await self.poll_feed(feed)
             failures = failures + 1 if outcome == "error" else 0
-            delay = self.config.next_delay(failures, self._retry_after.pop(feed, None))
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+            delay = self.config.next_delay(failures, self._retry_after.pop(feed, None), feed)
+            if await _sleep(stop, delay):
+                return
 
     # --- one poll -------------------------------------------------------------------
 
     async def poll_once(self) -> dict[str, str]:
-        """Poll every feed once (concurrently); returns feed → outcome."""
+        """Poll every feed once (concurrently); returns feed → outcome. For tools and tests; no lease."""
         outcomes = await asyncio.gather(*(self.poll_feed(feed) for feed in self.config.feeds))
         return dict(zip(self.config.feeds, outcomes, strict=True))
 
@@ -222,11 +299,13 @@ class JmaPoller:
         try:
             outcome = await self._poll_feed(feed)
         except Exception:  # one bad poll must not end the poller; it is counted and retried with backoff
-            log.exception("jma.poll_failed", extra={"fields": {"feed": feed}})
+            log.exception("jma.poll_failed", feed=feed)
             outcome = "error"
         POLLS.labels(feed=feed, outcome=outcome).inc()
         if outcome == "error":
-            FAILURES.labels(feed=feed).inc()
+            POLL_FAILURES.labels(feed=feed).inc()
+        else:
+            LAST_SUCCESS.labels(feed=feed).set(time.time())
         return outcome
 
     async def _poll_feed(self, feed: str) -> str:
@@ -241,6 +320,7 @@ class JmaPoller:
         if modified:
             headers["If-Modified-Since"] = modified
         session = await self._http()
+        new_validators: dict[str, str] = {}
         try:
             async with self._sem, session.get(url, headers=headers) as resp:
                 if resp.status == 304:
@@ -257,12 +337,10 @@ class JmaPoller:
                     }
                 else:
                     self._note_retry_after(feed, resp.headers.get("Retry-After"))
-                    log.warning(
-                        "jma.feed_http_error", extra={"fields": {"feed": feed, "status": resp.status}}
-                    )
+                    log.warning("jma.feed_http_error", feed=feed, status=resp.status)
                     return "error"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("jma.feed_unreachable", extra={"fields": {"feed": feed, "error": repr(exc)}})
+            log.warning("jma.feed_unreachable", feed=feed, error=repr(exc))
             return "error"
 
         entries: list[Entry] = []
@@ -270,10 +348,10 @@ class JmaPoller:
             try:
                 entries = parse_feed(body, url)
             except AlertdError as exc:
-                log.warning("jma.feed_unreadable", extra={"fields": {"feed": feed, "error": exc.detail}})
+                log.warning("jma.feed_unreadable", feed=feed, error=exc.detail)
                 return "error"
-        await self._handle(feed, entries)
-        if outcome == "updated":
+        complete = await self._handle(feed, entries)
+        if outcome == "updated" and complete:
             # Saved only after the entries are handled (or queued in 'pending'):
             # a crash before this point re-reads the feed instead of missing entries.
             pipe = self.redis.pipeline()
@@ -290,29 +368,82 @@ class JmaPoller:
         if value and value.strip().isdigit():
             self._retry_after[feed] = float(value.strip())
 
-    async def _handle(self, feed: str, entries: list[Entry]) -> None:
+    async def _handle(self, feed: str, entries: list[Entry]) -> bool:
+        """Fetch, parse and ingest new entries. False when the lease was lost midway (leave the rest)."""
         pending = await self._pending(feed)
         known = {e.id for e in entries}
         candidates = entries + [e for e in pending if e.id not in known]
         if not candidates:
-            return
+            return True
         scores = await self.redis.zmscore(self.keys.jma("seen"), [e.id for e in candidates])
         new = [e for e, score in zip(candidates, scores, strict=True) if score is None]
         fetch: list[Entry] = []
         for entry in new:
             if self.config.skip_unsupported and _unsupported_title(entry.title):
+                code = KNOWN_TITLES.get(entry.title, entry.title)
+                log.info(
+                    "jma.entry_ignored",
+                    source=feed,
+                    name=entry.url,
+                    type=code,
+                    title=entry.title,
+                    reason="unsupported",
+                )
+                IGNORED.labels(source=feed, type=code, reason="unsupported").inc()
                 await self._mark_seen(feed, entry)
                 continue
             if await self._claim(entry):
                 fetch.append(entry)
         fetched = await asyncio.gather(*(self._fetch(feed, e) for e in fetch))
-        # Atom lists newest first; the core must see an EEW's serial 1 before its
-        # serial 2 and its cancellation, so messages are handed over oldest first.
-        for item in sorted(fetched, key=lambda f: f.entry.updated):
+        telegrams: list[Telegram] = []
+        by_position: dict[int, Entry] = {}
+        # Atom lists newest first; arrival order (oldest first) is the tie-break between events.
+        for position, item in enumerate(sorted(fetched, key=lambda f: f.entry.updated)):
             if item.data is None:
+                ENTRY_FAILURES.labels(source=feed, reason="fetch").inc()
                 await self._failed_fetch(feed, item.entry)
+                continue
+            result = await self._parse(feed, item.entry, item.data)
+            if result is None:
+                continue
+            telegrams.append(Telegram(feed, item.entry.url, result, position))
+            by_position[position] = item.entry
+        if not telegrams:
+            return True
+        try:
+            outcomes = await self.ingest.handle(telegrams, guard=self._guard)
+        except Exception:
+            # The core could not take them (Redis down …): fetch and try again next poll.
+            log.exception("jma.on_alert_failed", feed=feed)
+            ENTRY_FAILURES.labels(source=feed, reason="core").inc()
+            for entry in by_position.values():
+                await self._failed_fetch(feed, entry, count=False)
+            return False
+        complete = True
+        for position, outcome in outcomes.items():
+            entry = by_position[position]
+            if outcome.done:
+                await self._mark_seen(feed, entry)
             else:
-                await self._process(feed, item.entry, item.data)
+                complete = False
+                await self.redis.delete(self._claim_key(entry))  # the new lease holder fetches it
+        return complete
+
+    async def _parse(self, feed: str, entry: Entry, data: bytes) -> ParseResult | None:
+        try:
+            # lxml work on a 1 MB warning takes long enough to stall other feeds' I/O.
+            return await asyncio.to_thread(parse_message, data, self.registry, name=entry.url)
+        except AlertdError as exc:
+            # Refetching the same bytes cannot help: recorded as seen, counted, logged.
+            ENTRY_FAILURES.labels(source=feed, reason="unparsable").inc()
+            log.error(
+                "jma.entry_unparsable",
+                feed=feed,
+                url=entry.url,
+                error=exc.detail,
+            )
+            await self._mark_seen(feed, entry)
+            return None
 
     async def _fetch(self, feed: str, entry: Entry) -> _Fetched:
         session = await self._http()
@@ -321,7 +452,9 @@ class JmaPoller:
                 if resp.status != 200:
                     log.warning(
                         "jma.entry_http_error",
-                        extra={"fields": {"feed": feed, "url": entry.url, "status": resp.status}},
+                        feed=feed,
+                        url=entry.url,
+                        status=resp.status,
                     )
                     return _Fetched(entry, feed, None)
                 # Read no more than the parser would accept; a bigger body fails
@@ -337,79 +470,11 @@ class JmaPoller:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning(
                 "jma.entry_unreachable",
-                extra={"fields": {"feed": feed, "url": entry.url, "error": repr(exc)}},
+                feed=feed,
+                url=entry.url,
+                error=repr(exc),
             )
             return _Fetched(entry, feed, None)
-
-    async def _process(self, feed: str, entry: Entry, data: bytes) -> None:
-        try:
-            # lxml work on a 1 MB warning takes long enough to stall other feeds' I/O.
-            result: ParseResult = await asyncio.to_thread(parse_message, data, self.registry, name=entry.url)
-        except AlertdError as exc:
-            # Refetching the same bytes cannot help: recorded as seen, counted, logged.
-            FAILURES.labels(feed=feed).inc()
-            log.error(
-                "jma.entry_unparsable",
-                extra={"fields": {"feed": feed, "url": entry.url, "error": exc.detail}},
-            )
-            await self._mark_seen(feed, entry)
-            return
-        if result.unresolved:
-            log.warning(
-                "jma.unresolved_areas",
-                extra={
-                    "fields": {
-                        "feed": feed,
-                        "url": entry.url,
-                        "type": result.type_code,
-                        "codes": result.unresolved,
-                    }
-                },
-            )
-        try:
-            await self._dispatch(result)
-        except Exception:
-            # The core could not take it (Redis down …): fetch and try again next poll.
-            log.exception("jma.on_alert_failed", extra={"fields": {"feed": feed, "url": entry.url}})
-            await self._failed_fetch(feed, entry)
-            return
-        await self._mark_seen(feed, entry)
-
-    async def _dispatch(self, result: ParseResult) -> None:
-        sent: list[Alert] = []
-        for alert in result.alerts:
-            decision = self.policy.apply(alert, getattr(self.registry, "prefecture_of", None))
-            label = "broadcast" if decision.broadcast else "dropped"
-            if decision.broadcast and alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL):
-                alert.references = await self._references(alert.incidents)
-                if not alert.references and not alert.districts:
-                    label = "unreferenced"  # nothing alertd sent to correct or cancel
-            elif decision.broadcast and not alert.districts:
-                label = "no_districts"
-            ALERTS.labels(kind=alert.kind or "", decision=label).inc()
-            if label != "broadcast":
-                continue
-            try:
-                await self.on_alert(alert)
-            except AlertdError as exc:
-                log.error(
-                    "jma.alert_refused",
-                    extra={"fields": {"identifier": alert.identifier, "error": exc.detail}},
-                )
-                continue
-            sent.append(alert)
-        if sent and sent[0].incidents:
-            await self.redis.set(
-                self.keys.jma(f"incident:{sent[0].incidents}"),
-                json.dumps([a.reference_key() for a in sent]),
-                ex=int(self.config.seen_retention_s),
-            )
-
-    async def _references(self, incident: str | None) -> list[str]:
-        if not incident:
-            return []
-        raw = await self.redis.get(self.keys.jma(f"incident:{incident}"))
-        return list(json.loads(raw)) if raw else []
 
     # --- bookkeeping ----------------------------------------------------------------
 
@@ -430,13 +495,16 @@ class JmaPoller:
         await pipe.execute()
         ENTRIES.labels(feed=feed).inc()
 
-    async def _failed_fetch(self, feed: str, entry: Entry) -> None:
-        FAILURES.labels(feed=feed).inc()
-        attempts = await self.redis.hincrby(self.keys.jma("attempts"), entry.id, 1)
+    async def _failed_fetch(self, feed: str, entry: Entry, *, count: bool = True) -> None:
+        """Queue the entry for the next poll; ``count``: a failed fetch, which is given up after a few.
+
+        A telegram the core could not take is not counted: giving up on a
+        warning because Redis was down for five minutes would lose it.
+        """
+        attempts = await self.redis.hincrby(self.keys.jma("attempts"), entry.id, 1) if count else 0
         if attempts >= self.config.max_entry_attempts:
-            log.error(
-                "jma.entry_given_up", extra={"fields": {"feed": feed, "url": entry.url, "attempts": attempts}}
-            )
+            ENTRY_FAILURES.labels(source=feed, reason="given_up").inc()
+            log.error("jma.entry_given_up", feed=feed, url=entry.url, attempts=attempts)
             await self._mark_seen(feed, entry)
             return
         pipe = self.redis.pipeline()
@@ -463,6 +531,15 @@ class JmaPoller:
                     )
                 )
         return out
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` or until ``stop``; True when stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+    except TimeoutError:
+        return stop.is_set()
+    return True
 
 
 def _s(value: bytes | str | None) -> str | None:

@@ -19,7 +19,13 @@ from alertd.jma.head import (
     text,
     unique,
 )
-from alertd.jma.levels import INTENSITIES, eew_level, tsunami_grade
+from alertd.jma.levels import INTENSITIES, eew_level, tsunami_item
+
+# The CAP parameters the texts read (defined once, in alertd.messages): on a lift,
+# the level of the grade it ends (5, 4, 2 or 1); on an EEW whose NextAdvisory
+# says it is the last report, 最終報.
+from alertd.messages import PARAM_FINAL_REPORT as FINAL_REPORT
+from alertd.messages import PARAM_LIFTED_LEVEL as LIFTED_LEVEL
 
 
 def _eew_prefecture(code: str) -> str | None:
@@ -61,6 +67,11 @@ def parse_vxse43(h: Header, resolver: Resolver) -> list[Part]:
         )
         if v
     ]
+    # JMA ends an EEW sequence with NextAdvisory 「この情報をもって、緊急地震速報：最終報とします。」.
+    next_advisory = text(h.body, "{*}NextAdvisory") if h.body is not None else ""
+    final = "最終報" in next_advisory
+    if final:
+        params.append((FINAL_REPORT, "true"))
     districts = unique(d for p in prefs for d in resolver.prefecture(p))
     level = eew_level(max_from if max_from in INTENSITIES else "")
     return [
@@ -76,36 +87,56 @@ def parse_vxse43(h: Header, resolver: Resolver) -> list[Part]:
             areas=areas,
             jma_status=h.info_type,
             parameters=params,
+            description=_join(h.headline, next_advisory) or None,
+            headline=f"{h.title or '緊急地震速報（警報）'}（最終報）" if final else None,
+            headline_en="Earthquake early warning (final report)" if final else None,
         )
     ]
 
 
+def _join(*texts: str) -> str:
+    return "\n".join(t for t in texts if t)
+
+
 def parse_vtse41(h: Header, resolver: Resolver) -> list[Part]:
-    groups: dict[str, Part] = {}
+    """One alert per grade the items carry (大津波警報, 津波警報, 津波注意報, 津波予報, and each lift).
+
+    Each part's event, level and headline come from its own items' Kind (and
+    LastKind), never from Head/Title, which lists every grade in the message.
+    """
+    groups: dict[tuple[str, int], Part] = {}
     forecast = h.body.find("{*}Tsunami/{*}Forecast") if h.body is not None else None
     items = forecast.findall("{*}Item") if forecast is not None else []
     for item in items:
         name = text(item, "{*}Category/{*}Kind/{*}Name")
-        grade = tsunami_grade(name)
+        grade = tsunami_item(name, text(item, "{*}Category/{*}LastKind/{*}Name"))
         if grade is None:
             continue
-        action, level, event, english = grade
         a_name, a_code = text(item, "{*}Area/{*}Name"), text(item, "{*}Area/{*}Code")
-        part = groups.get(event)
+        rank = grade.level if grade.level is not None else grade.lifted_level or 0
+        part = groups.get((grade.action, rank))
         if part is None:
-            part = groups[event] = Part(
-                key=f"tsunami-{level if level is not None else 'lift'}-{'w' if '警報' in event else 'a'}",
+            params = [(LIFTED_LEVEL, str(grade.lifted_level))] if grade.lifted_level is not None else []
+            part = groups[(grade.action, rank)] = Part(
+                key=f"tsunami-{grade.action}-{rank}",
                 kind="tsunami",
-                event=event,
-                event_en=english,
-                level=level,
-                action=action,
+                event=grade.event,
+                event_en=grade.english,
+                level=grade.level,
+                action=grade.action,
                 reason="津波",
                 districts=[],
                 areas=[],
                 jma_status=name,
+                parameters=params,
+                headline=grade.event,
+                headline_en=grade.english,
             )
         part.districts = unique([*part.districts, *resolver.tsunami(a_code)])
         part.areas.append(area(a_name, a_code, GEOCODE_TSUNAMI))
     # Most urgent first: a reader of the CLI output (or a log) sees 大津波警報 at the top.
-    return sorted(groups.values(), key=lambda p: -(p.level or 0))
+    return sorted(groups.values(), key=lambda p: (p.action == "lift", -(p.level or 0), -_lifted(p)))
+
+
+def _lifted(part: Part) -> int:
+    return next((int(v) for k, v in part.parameters if k == LIFTED_LEVEL), 0)

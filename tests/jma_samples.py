@@ -1,0 +1,103 @@
+"""JMA sample telegrams for tests: read from ../shared/data/jmaxml, moved in time, lightly edited.
+
+The samples are years old and alertd rightly refuses what has expired, so a
+test that needs a telegram delivered moves a whole sequence by one amount:
+relative order and spacing stay as JMA wrote them, the last one is "now".
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+JMAXML = ROOT / ".." / "shared" / "data" / "jmaxml"
+ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:Z|[+-]\d{2}:\d{2})")
+
+EEW = ["37_01_01_240613_VXSE43.xml", "37_01_02_240613_VXSE43.xml", "37_01_03_240613_VXSE43.xml"]
+# 2015-11-14 (Actual): 津波注意報 for 3 regions, then 注意報解除.
+TSUNAMI_2015 = ["38-39_02_01_250206_VTSE41.xml", "38-39_02_04_250206_VTSE41.xml"]
+# 2016-09-01 drill (Exercise): 大津波警報/津波警報/津波注意報, an update, then 解除 of everything.
+TSUNAMI_DRILL = ["32-39_12_02_250206_VTSE41.xml", "32-39_12_07_250206_VTSE41.xml", "32-39_12_13_250206_VTSE41.xml"]
+# 2011-03-11 (Actual): the four grades and their upgrades.
+TSUNAMI_2011 = [
+    "32-39_11_02_250206_VTSE41.xml",
+    "32-39_11_06_250206_VTSE41.xml",
+    "32-39_11_09_250206_VTSE41.xml",
+    "32-39_11_11_250206_VTSE41.xml",
+]
+
+
+def path(name: str) -> Path:
+    p = JMAXML / name
+    if not p.exists():
+        pytest.skip(f"{p} is absent: the shared JMA samples live in ../shared/data/jmaxml")
+    return p
+
+
+def text(name: str) -> str:
+    return path(name).read_text(encoding="utf-8")
+
+
+def report_time(name: str) -> datetime:
+    m = re.search(r"<ReportDateTime>([^<]+)<", text(name))
+    assert m is not None
+    return datetime.fromisoformat(m[1])
+
+
+def delta_to_now(last: str, *, ago: timedelta = timedelta(seconds=5)) -> timedelta:
+    """How far to move a sequence so that its telegram ``last`` was sent ``ago`` before now."""
+    return datetime.now(UTC) - ago - report_time(last)
+
+
+def shifted(name: str, delta: timedelta, *, status: str | None = None, crlf: bool = False) -> bytes:
+    """The sample with every time moved by ``delta``; optionally another Control/Status, CRLF endings."""
+
+    def moved(m: re.Match[str]) -> str:
+        value = m[0]
+        when = datetime.fromisoformat(value.replace("Z", "+00:00")) + delta
+        return (
+            when.isoformat(timespec="seconds").replace("+00:00", "Z")
+            if value.endswith("Z")
+            else when.isoformat(timespec="seconds")
+        )
+
+    body = ISO.sub(moved, text(name))
+    if status is not None:
+        body = re.sub(r"<Status>[^<]*</Status>", f"<Status>{status}</Status>", body, count=1)
+    data = body.encode("utf-8")
+    if crlf:
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return data
+
+
+def control_title(name: str) -> str:
+    return text(name).split("<Title>", 1)[1].split("</Title>", 1)[0]
+
+
+def with_head(data: bytes, *, serial: str | None = None, event_id: str | None = None,
+              report_time: datetime | None = None) -> bytes:  # fmt: skip
+    """A telegram with its Serial, EventID or ReportDateTime (and Control/DateTime) replaced."""
+    body = data.decode("utf-8")
+    if serial is not None:
+        body = re.sub(r"<Serial>[^<]*</Serial>", f"<Serial>{serial}</Serial>", body, count=1)
+    if event_id is not None:
+        body = re.sub(r"<EventID>[^<]*</EventID>", f"<EventID>{event_id}</EventID>", body, count=1)
+    if report_time is not None:
+        local = report_time.astimezone(timezone(timedelta(hours=9))).isoformat(timespec="seconds")
+        utc = report_time.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        body = re.sub(r"<ReportDateTime>[^<]*<", f"<ReportDateTime>{local}<", body, count=1)
+        body = re.sub(r"(<Control>.*?<DateTime>)[^<]*<", rf"\g<1>{utc}<", body, count=1, flags=re.S)
+    return body.encode("utf-8")
+
+
+def drop(directory: Path, name: str, data: bytes) -> Path:
+    """Write a telegram into a drop folder the way the sanitising side must: temp name, then rename."""
+    tmp = directory / f".{name}.tmp"
+    tmp.write_bytes(data)
+    target = directory / name
+    tmp.replace(target)
+    return target

@@ -1,0 +1,277 @@
+"""The JMA drop folder (ALERTD_JMA_SPOOL): files in, alerts out, through a real engine to real receivers.
+
+The folder is how telegrams cross from the internet segment to LGWAN after
+sanitising; it is also the simplest way to feed a real engine a JMA sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from alertd.cap import parse_cap
+from alertd.jma.spool import SpoolConfig, SpoolWatcher
+from alertd.metrics import REGISTRY
+from alertd.models import Alert
+from tests.conftest import RunningEngine, Sink, start_engine, stop_engine
+from tests.jma_samples import EEW, TSUNAMI_2015, delta_to_now, drop, report_time, shifted, with_head
+
+REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
+HITACHI, OSHIMA = "08202", "13361"  # 日立市 (茨城県, region 300), 大島町 (伊豆諸島, region 320)
+SATSUMASENDAI = "46215"  # 薩摩川内市 (鹿児島県西部, region 773)
+
+
+# --- the folder itself --------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def watcher(tmp_path: Path) -> AsyncIterator[tuple[SpoolWatcher, list[Alert]]]:
+    from geo.registry import Registry
+
+    client = aioredis.from_url(REDIS_URL)
+    prefix = f"test-spool-{secrets.token_hex(6)}"
+    sink: list[Alert] = []
+
+    async def on_alert(alert: Alert) -> None:
+        sink.append(alert)
+
+    yield SpoolWatcher(SpoolConfig(tmp_path, key_prefix=prefix), client, on_alert, registry=Registry.default()), sink
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def test_each_file_once_to_done_or_rejected_with_a_reason(watcher, tmp_path: Path) -> None:
+    spool, sink = watcher
+    drop(tmp_path, "eew-1.xml", shifted(EEW[0], timedelta(0)))
+    drop(tmp_path, "broken.xml", b"<Report><Control>")
+    drop(tmp_path, "hostile.xml", b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x "y">]><Report>&x;</Report>')
+    drop(tmp_path, "cap.xml", b"<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'/>")
+    (tmp_path / ".half-written.xml").write_bytes(b"<Report")  # a writer's temp names are never read
+    (tmp_path / "next.xml.tmp").write_bytes(b"<Report")
+    rejected_before = REGISTRY.get_sample_value("alertd_jma_spool_files_total", {"outcome": "rejected"}) or 0
+
+    results = await spool.scan_once()
+    assert results == {"eew-1.xml": "done", "broken.xml": "rejected", "hostile.xml": "rejected",
+                       "cap.xml": "rejected"}  # fmt: skip
+    assert len(sink) == 1 and sink[0].kind == "eew"
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["eew-1.xml"]
+    rejected = tmp_path / "rejected"
+    assert sorted(p.name for p in rejected.iterdir()) == sorted(
+        [f"{n}{s}" for n in ("broken.xml", "hostile.xml", "cap.xml") for s in ("", ".reason.txt")]
+    )
+    assert "forbidden XML" in (rejected / "hostile.xml.reason.txt").read_text(encoding="utf-8")
+    assert "not a JMA" in (rejected / "cap.xml.reason.txt").read_text(encoding="utf-8")
+    assert (REGISTRY.get_sample_value("alertd_jma_spool_files_total", {"outcome": "rejected"}) or 0) == (
+        rejected_before + 3
+    )
+    assert {p.name for p in tmp_path.iterdir() if p.is_file()} == {".half-written.xml", "next.xml.tmp"}
+
+    # Processed once: a second scan finds nothing; the same telegram dropped again is not announced again.
+    assert await spool.scan_once() == {}
+    drop(tmp_path, "eew-1.xml", shifted(EEW[0], timedelta(0)))
+    assert await spool.scan_once() == {"eew-1.xml": "done"}
+    assert len(sink) == 1 and (tmp_path / "done" / "eew-1.xml.1").exists()
+
+
+async def test_a_file_the_core_cannot_take_stays_for_the_next_scan(tmp_path: Path) -> None:
+    from geo.registry import Registry
+
+    client = aioredis.from_url(REDIS_URL)
+    prefix = f"test-spool-{secrets.token_hex(6)}"
+    calls: list[Alert] = []
+    down = True
+
+    async def on_alert(alert: Alert) -> None:
+        calls.append(alert)
+        if down:
+            raise ConnectionError("Redis is down")
+
+    spool = SpoolWatcher(SpoolConfig(tmp_path, key_prefix=prefix), client, on_alert, registry=Registry.default())
+    try:
+        drop(tmp_path, "eew.xml", shifted(EEW[0], timedelta(0)))
+        assert await spool.scan_once() == {"eew.xml": "retry"}
+        assert (tmp_path / "eew.xml").exists()
+        down = False
+        assert await spool.scan_once() == {"eew.xml": "done"}
+        assert len(calls) == 2 and calls[0].identifier == calls[1].identifier  # the core dedups the retry
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+# --- through a real engine ----------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def spool_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningEngine]:
+    monkeypatch.setenv("ALERTD_JMA_SPOOL", str(tmp_path / "spool"))
+    monkeypatch.setenv("ALERTD_JMA_SPOOL_INTERVAL_S", "0.1")
+    monkeypatch.delenv("ALERTD_JMA_FEED_BASE", raising=False)
+    (tmp_path / "spool").mkdir()
+    running = await start_engine()
+    try:
+        yield running
+    finally:
+        await stop_engine(running)
+
+
+def spool_dir(engine: RunningEngine) -> Path:
+    return Path(os.environ["ALERTD_JMA_SPOOL"])
+
+
+async def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
+    """Poll an async predicate until it returns something truthy, or fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met in {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+async def jma_alerts(engine: RunningEngine, **query: str) -> list[dict[str, Any]]:
+    qs = "&".join(f"{k}={v}" for k, v in {"limit": "200", "status": "all", **query}.items())
+    status, rows = await engine.get(f"/api/v1/alerts?{qs}")
+    assert status == 200
+    return [r for r in rows if r["origin"] == "jma"]
+
+
+async def test_eew_cancel_reaches_a_min_level_5_receiver_and_serials_are_updates(
+    spool_engine: RunningEngine, sink: Sink
+) -> None:
+    """Findings 3 and 4 over real sockets: a receiver that got only the L5 serial gets the 取消."""
+    engine = spool_engine
+    await engine.add_subscriber(id="radio-uwajima", adapter="radio", endpoint=f"{sink.url}/radio-l5",
+                                districts=["38"], min_level=5)  # fmt: skip
+    await engine.add_subscriber(id="tv-ehime", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["38"])
+    delta = delta_to_now(EEW[2])
+    t1 = report_time(EEW[0]) + delta
+    # Serial 1 forecasts 震度6弱 (L5), serial 2 lowers it to 5弱 (L4), then the 取消 (as JMA sends it, Serial 2).
+    drop(spool_dir(engine), "s1.xml", with_head(shifted(EEW[1], delta), serial="1", report_time=t1))
+    drop(spool_dir(engine), "s2.xml", with_head(shifted(EEW[0], delta), serial="2",
+                                                report_time=t1 + timedelta(seconds=11)))  # fmt: skip
+    drop(spool_dir(engine), "c.xml", shifted(EEW[2], delta))
+    # tv: serial 1, serial 2, 取消; radio-l5: serial 1, then (having heard serial 1) serial 2 and the 取消
+    await sink.wait_for(6)
+    rows = await wait_for(lambda: jma_alerts(engine))
+    by_type = {r["msg_type"]: r for r in rows}
+    assert set(by_type) == {"Alert", "Update", "Cancel"}
+    for row in rows:
+        await engine.wait_deliveries(row["id"], {"delivered", "confirmed", "superseded"})
+    radio = [json.loads(r["body"]) for r in sink.at("/radio-l5")]
+    # Whoever heard serial 1 hears what replaces it and its 取消, whatever its min_level.
+    assert [d["msg_type"] for d in radio] == ["Alert", "Update", "Cancel"]
+    assert radio[2]["text"].count("取り消します") == 3
+    tv = [parse_cap(r["body"]) for r in sink.at("/tv")]
+    assert sorted(a.msg_type.value for a in tv) == ["Alert", "Cancel", "Update"]
+    update = next(a for a in tv if a.msg_type.value == "Update")
+    cancel = next(a for a in tv if a.msg_type.value == "Cancel")
+    first = next(a for a in tv if a.msg_type.value == "Alert")
+    assert update.references == [first.reference_key()]
+    assert set(cancel.references) == {first.reference_key(), update.reference_key()}
+    assert not [r for r in await jma_alerts(engine, active="true") if r["kind"] == "eew"]
+
+
+async def test_tsunami_sequence_grades_state_and_the_last_lift(
+    spool_engine: RunningEngine, sink: Sink, mqtt: aiomqtt.Client
+) -> None:
+    """Findings 1, 2 and 5 over real sockets, with the 2011 and 2015 samples."""
+    engine = spool_engine
+    await engine.add_subscriber(id="radio-hitachi", adapter="radio", endpoint=f"{sink.url}/radio-hitachi",
+                                districts=[HITACHI])  # fmt: skip
+    await engine.add_subscriber(id="radio-oshima", adapter="radio", endpoint=f"{sink.url}/radio-oshima",
+                                districts=[OSHIMA])  # fmt: skip
+    await engine.add_subscriber(id="radio-satsumasendai", adapter="radio",
+                                endpoint=f"{sink.url}/radio-satsumasendai", districts=[SATSUMASENDAI])  # fmt: skip
+    await engine.add_subscriber(id="tv-kagoshima", adapter="broadcaster", endpoint=f"{sink.url}/tv-kagoshima",
+                                districts=["46"])  # fmt: skip
+    # The unedited 2011 sample: 茨城県 and 伊豆諸島 have a 津波警報 (not 大津波警報, not 注意報).
+    sample = "32-39_11_06_250206_VTSE41.xml"
+    drop(spool_dir(engine), sample, shifted(sample, delta_to_now(sample)))
+    await wait_for(lambda: _has(sink, "/radio-hitachi", "/radio-oshima"))
+    for path in ("/radio-hitachi", "/radio-oshima"):
+        (script,) = [json.loads(r["body"]) for r in sink.at(path)]
+        reading = script["text"].split("\n")[1]
+        assert reading.startswith("津波警報。津波警報。津波が来襲します。"), reading
+        assert "大津波" not in reading and "注意報" not in reading and "海の中にいる人は" not in reading
+    # The retained state for 日立市 shows the 津波警報 (the policy now includes the feed).
+    warning = next(r for r in await jma_alerts(engine, active="true", district=HITACHI) if r["level"] == 4)
+    state = await _retained(mqtt, f"alerts/v1/08/{HITACHI}/state", warning["id"])
+    assert (state["kind"], state["level"], state["in_force"]) == ("tsunami", 4, True)
+
+    # 2015: 津波注意報 for 鹿児島県 and 津波予報 elsewhere, then 注意報解除. After it, nothing of the event
+    # is in force anywhere, and the lift reached the loudspeakers that announced the advisory.
+    delta = delta_to_now(TSUNAMI_2015[-1])
+    drop(spool_dir(engine), TSUNAMI_2015[0], shifted(TSUNAMI_2015[0], delta))
+    advisory = await wait_for(lambda: _scripts(sink, "/radio-satsumasendai", 1))
+    assert advisory[0]["text"].split("\n")[1].startswith("津波注意報。")
+    # In force there: the 注意報 (鹿児島県西部) and the 津波予報 (鹿児島県東部).
+    await wait_for(lambda: _levels_in_force(engine, SATSUMASENDAI, [1, 2]))
+    drop(spool_dir(engine), TSUNAMI_2015[1], shifted(TSUNAMI_2015[1], delta))
+    scripts = await wait_for(lambda: _scripts(sink, "/radio-satsumasendai", 2))
+    assert scripts[1]["msg_type"] == "Update" and "津波注意報は解除されました" in scripts[1]["text"]
+    # 注意報, 予報, and their two lifts (the telegram's alerts enter one after another: wait for all).
+    await wait_for(lambda: _count(engine, 4))
+    # Nothing of it in force: the 津波予報 regions neither, as the last message no longer names them.
+    assert [r for r in await jma_alerts(engine, active="true") if _of_2015(r)] == []
+    await wait_for(lambda: _has_n(sink, "/tv-kagoshima", 2))
+    lift = parse_cap(sink.at("/tv-kagoshima")[-1]["body"])
+    assert lift.infos[0].response_types == ["AllClear"] and lift.references
+
+
+async def _has(sink: Sink, *paths: str) -> bool:
+    return all(sink.at(p) for p in paths)
+
+
+async def _scripts(sink: Sink, path: str, n: int) -> list[dict[str, Any]]:
+    scripts = [json.loads(r["body"]) for r in sink.at(path)]
+    return scripts if len(scripts) >= n else []
+
+
+async def _levels_in_force(engine: RunningEngine, district: str, levels: list[int]) -> bool:
+    rows = await jma_alerts(engine, active="true", district=district)
+    return sorted(r["level"] for r in rows if _of_2015(r)) == levels
+
+
+async def _has_n(sink: Sink, path: str, n: int) -> bool:
+    return len(sink.at(path)) >= n
+
+
+async def _count(engine: RunningEngine, n: int) -> bool:
+    return len([r for r in await jma_alerts(engine) if _of_2015(r)]) == n
+
+
+def _of_2015(row: dict[str, Any]) -> bool:
+    """The 2015 sequence's alerts (the 2011 sample's share the engine; its EventID is 20110311144640)."""
+    return row["kind"] == "tsunami" and row["incidents"] != "jma-VTSE41-20110311144640"
+
+
+async def _retained(client: aiomqtt.Client, topic: str, alert_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    await client.subscribe(topic, qos=1)
+    try:
+        async with asyncio.timeout(timeout):
+            async for message in client.messages:
+                data = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                if data.get("alert_id") == alert_id:
+                    return dict(data)
+    finally:
+        await client.unsubscribe(topic)
+    raise AssertionError(f"no state for {alert_id} on {topic}")
