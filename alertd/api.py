@@ -133,7 +133,8 @@ async def flood_guard(request: web.Request, handler: Handler) -> web.StreamRespo
             response.force_close()
             return response
         return await handler(request)
-    wait = request.app[REFUSALS].retry_after(key)
+    address = f"a:{request.remote}"
+    wait = max(request.app[REFUSALS].retry_after(key), request.app[REFUSALS].retry_after(address))
     if wait > 0:
         response = problem_response(TooManyRequests(
             "Too many of your recent requests were refused; alertd will hear you again in a few seconds. "
@@ -144,7 +145,11 @@ async def flood_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         response.force_close()
         return response
     response = await handler(request)
-    if 400 <= response.status < 500 and response.status != 429:
+    if response.status == 401:
+        # A wrong token is counted against the address: guessing with a new token
+        # each time must not escape the limit.
+        request.app[REFUSALS].refused(address)
+    elif 400 <= response.status < 500 and response.status != 429:
         request.app[REFUSALS].refused(key)
     return response
 

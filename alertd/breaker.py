@@ -9,6 +9,7 @@ itself within ``threshold`` attempts, which keeps the processes stateless.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ class _Circuit:
     failures: int = 0
     opened_at: float | None = None
     probing: bool = False
+    last_error: str | None = None
 
 
 class CircuitBreaker:
@@ -47,9 +49,10 @@ class CircuitBreaker:
         if c is not None and c.opened_at is not None:
             CIRCUIT_OPEN.labels(subscriber=key).set(0)
 
-    def failure(self, key: str) -> None:
+    def failure(self, key: str, error: str | None = None) -> None:
         c = self._circuits.setdefault(key, _Circuit())
         c.failures += 1
+        c.last_error = error or c.last_error
         c.probing = False
         if c.failures >= self.threshold:
             c.opened_at = time.monotonic()
@@ -58,3 +61,15 @@ class CircuitBreaker:
     def is_open(self, key: str) -> bool:
         c = self._circuits.get(key)
         return c is not None and c.opened_at is not None
+
+    def why_open(self, key: str) -> str | None:
+        c = self._circuits.get(key)
+        if c is None or c.opened_at is None:
+            return None
+        return f"not sent yet: the receiver failed {c.failures} times in a row (last: {c.last_error or 'unknown'})"
+
+    def forget(self, key: str) -> None:
+        """A removed subscriber: no circuit, and no gauge saying one is open."""
+        self._circuits.pop(key, None)
+        with contextlib.suppress(KeyError):
+            CIRCUIT_OPEN.remove(key)

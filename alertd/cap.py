@@ -181,9 +181,11 @@ def _check_counts(root: etree._Element) -> None:
     infos = list(root.iterfind("c:info", ns))
     areas = [int(i.xpath("count(c:area)", namespaces=ns)) for i in infos]
     shapes = [int(i.xpath("count(c:area/c:polygon) + count(c:area/c:circle)", namespaces=ns)) for i in infos]
+    geocodes = [int(i.xpath("count(c:area/c:geocode)", namespaces=ns)) for i in infos]
     check_element_counts(
-        infos=len(infos), areas_per_info=max(areas, default=0), shapes_per_info=max(shapes, default=0)
-    )
+        infos=len(infos), areas_per_info=max(areas, default=0), shapes_per_info=max(shapes, default=0),
+        geocodes_per_info=max(geocodes, default=0),
+    )  # fmt: skip
 
 
 def _check_root(root: etree._Element) -> None:
@@ -510,6 +512,16 @@ def _point(text: str, what: str, where: str) -> tuple[float, float]:
             element=what,
         )
     return lat, lon
+
+
+def polygon(text: str, where: str) -> str:
+    """A CAP <polygon> text, checked (closed, on the globe) and normalised."""
+    return _polygon(text, where)
+
+
+def circle(text: str, where: str) -> str:
+    """A CAP <circle> text, checked and normalised."""
+    return _circle(text, where)
 
 
 def _polygon(text: str, where: str) -> str:

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from alertd import logs, loop
+from alertd.redact import redact_url
 
 
 async def _until_signalled() -> None:
@@ -57,7 +58,7 @@ async def _serve(args: argparse.Namespace) -> int:
     log.info(
         "serve.listening", desk=f"http://{args.host}:{args.port}",
         public=f"http://{args.public_host}:{args.public_port} (own process)" if split else None,
-        redis=settings.redis_url, mqtt=settings.mqtt_url,
+        redis=redact_url(settings.redis_url or ""), mqtt=redact_url(settings.mqtt_url or ""),
     )  # fmt: skip
     await _until_signalled()
     log.info("serve.stopping")
@@ -149,6 +150,10 @@ async def _worker() -> int:
     return 0
 
 
+class CliError(Exception):
+    """A sentence for the person at the terminal; printed without a traceback."""
+
+
 def _http(method: str, url: str, token: str | None, body: Any = None) -> tuple[int, Any]:
     """A tiny blocking client for the operator commands (no event loop needed)."""
     import urllib.error
@@ -168,6 +173,19 @@ def _http(method: str, url: str, token: str | None, body: Any = None) -> tuple[i
             return err.code, json.loads(raw)
         except ValueError:
             return err.code, {"detail": raw.decode(errors="replace")}
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        base = url.split("/api/")[0].split("/healthz")[0]
+        raise CliError(
+            f"No alertd answers at {base} ({reason}). Is 'alertd serve' running there? "
+            "Give its address with --url or ALERTD_URL."
+        ) from None
+
+
+def _need_token(token: str | None, what: str) -> str:
+    if not token:
+        raise CliError(f"{what} needs your desk's token: give --token or set ALERTD_ISSUER_TOKEN.")
+    return token
 
 
 def _issue(args: argparse.Namespace) -> int:
@@ -179,13 +197,65 @@ def _issue(args: argparse.Namespace) -> int:
         "reason": args.reason,
         "status": args.status,
     }
+    if args.identifier:
+        body["identifier"] = args.identifier
+    token = _need_token(args.token, "Issuing an order")
     path = "/api/v1/evacuation-orders/preview" if args.preview else "/api/v1/evacuation-orders"
-    status, data = _http("POST", args.url.rstrip("/") + path, args.token, body)
-    print(json.dumps(data, ensure_ascii=False, indent=2))
+    status, data = _http("POST", args.url.rstrip("/") + path, token, body)
     if status >= 400:
         print(f"refused ({status}): {data.get('detail')}", file=sys.stderr)
         return 1
+    if args.geojson and isinstance(data, dict):
+        with open(args.geojson, "w", encoding="utf-8") as fh:
+            json.dump(data.get("geojson"), fh, ensure_ascii=False)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    elif args.preview:
+        print(_preview_summary(data))
+    else:
+        print(_accepted_summary(data))
     return 0
+
+
+def _levels_table(rows: list[dict[str, Any]]) -> str:
+    from alertd.report import table
+
+    def level(value: Any) -> str:
+        return "-" if value is None else f"L{value}"
+
+    return table(["district", "before", "after"],
+                 [[r["name"], level(r["level_before"]), level(r["level_after"])] for r in rows])  # fmt: skip
+
+
+def _preview_summary(data: dict[str, Any]) -> str:
+    """What a desk officer checks before sending: where, what it says, who gets it, what it ends."""
+    lines = [
+        "PREVIEW — nothing was sent.",
+        f"districts:  {'、'.join(data.get('district_names') or [])}",
+        f"headline:   {(data.get('headline') or {}).get('ja-JP') or ''}",
+        f"receivers:  {data.get('deliveries')}",
+    ]
+    if data.get("ends"):
+        lines.append(f"ends:       {', '.join(data['ends'])}")
+    for alert_id, districts in (data.get("lifts_from") or {}).items():
+        lines.append(f"lifts from: {alert_id} ({'、'.join(districts)})")
+    for item in data.get("still_in_force") or []:
+        lines.append(f"still in force: L{item['level']} in {'、'.join(item['districts'])}")
+    if data.get("levels"):
+        lines += ["", _levels_table(data["levels"])]
+    lines.append("(map outline: --geojson FILE; everything: --json)")
+    return "\n".join(lines)
+
+
+def _accepted_summary(data: dict[str, Any]) -> str:
+    lines = [
+        f"SENT: alert {data.get('id')} ({data.get('status')}, {data.get('msg_type')}, {data.get('priority')} lane), "
+        f"{data.get('deliveries')} receivers.",
+        f"Follow it with: alertd status {data.get('id')}",
+    ]
+    if data.get("levels"):
+        lines += ["", _levels_table(data["levels"])]
+    return "\n".join(lines)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -194,9 +264,10 @@ def _status(args: argparse.Namespace) -> int:
     base = args.url.rstrip("/")
     if args.alert:
         # Deliveries name receivers and their errors: an issuer's or the admin's token is needed.
-        status, data = _http("GET", f"{base}/api/v1/alerts/{args.alert}/deliveries", args.token)
+        token = _need_token(args.token, "Seeing who got an alert")
+        status, data = _http("GET", f"{base}/api/v1/alerts/{args.alert}/deliveries", token)
         if status >= 400:
-            print(data.get("detail"), file=sys.stderr)
+            print(f"refused ({status}): {data.get('detail')}", file=sys.stderr)
             return 1
         print(
             json.dumps(data, ensure_ascii=False, indent=2)
@@ -205,15 +276,23 @@ def _status(args: argparse.Namespace) -> int:
         )
         return 0
     _, health = _http("GET", f"{base}/healthz", None)
-    _, alerts = _http("GET", f"{base}/api/v1/alerts?active=true&status=all", None)
+    # With split ports the alerts are read from the public listener.
+    public = (args.public_url or base).rstrip("/")
+    status, alerts = _http("GET", f"{public}/api/v1/alerts?active=true&status=all", None)
+    if status >= 400 or not isinstance(alerts, list):
+        raise CliError(
+            f"{public} does not serve the alerts in force (HTTP {status}). With 'serve --public-port', "
+            "give the public address with --public-url or ALERTD_PUBLIC_URL."
+        )
     if args.json:
         print(json.dumps({"health": health, "active": alerts}, ensure_ascii=False, indent=2))
         return 0
     print(f"engine: {health.get('status')}  queue: {health.get('queue_depth')}")
-    for a in alerts or []:
-        print(
-            f"{a['id']}  {a['status']:<8} {a['msg_type']:<6} level={a.get('level')} {a['event']}  {a['districts']}"
-        )
+    for cause in health.get("causes") or []:
+        print(f"  ! {cause}")
+    for a in alerts:
+        event = (a.get("infos") or [{}])[0].get("event", "")
+        print(f"{a['id']}  {a['status']:<8} {a['msg_type']:<6} level={a.get('level')} {event}  {a['districts']}")
     return 0
 
 
@@ -248,15 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--municipality", required=True)
     p.add_argument("--level", type=int, required=True, choices=[3, 4, 5])
     p.add_argument("--districts", nargs="*")
-    p.add_argument("--reason", default="洪水")
+    p.add_argument("--reason", required=True, help="why, as the desk would say it: 洪水, 土砂災害, 高潮 …")
     p.add_argument("--status", required=True, choices=["Actual", "Exercise", "Test"])
     p.add_argument("--lift", action="store_true")
-    p.add_argument("--preview", action="store_true", help="show districts and recipients; send nothing")
+    p.add_argument("--identifier", help="your own id for the order; sending it again is safe")
+    p.add_argument("--preview", action="store_true", help="show districts, receivers and what a lift ends; send nothing")
+    p.add_argument("--geojson", help="with --preview: write the map outline to this file")
+    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
 
     p = sub.add_parser("status", help="engine health and alerts in force, or one alert's deliveries")
     p.add_argument("--url", default=os.environ.get("ALERTD_URL", "http://127.0.0.1:8080"))
     p.add_argument("--token", default=os.environ.get("ALERTD_ISSUER_TOKEN") or os.environ.get("ALERTD_ADMIN_TOKEN"),
                    help="issuer or admin token, for one alert's deliveries")  # fmt: skip
+    p.add_argument("--public-url", default=os.environ.get("ALERTD_PUBLIC_URL"),
+                   help="the public listener, when serve runs with --public-port")  # fmt: skip
     p.add_argument("alert", nargs="?")
     p.add_argument("--json", action="store_true")
 
@@ -302,10 +386,14 @@ def main(argv: list[str] | None = None) -> int:
         return loop.run(_worker())
     if args.command == "public":
         return loop.run(_public(args))
-    if args.command == "issue":
-        return _issue(args)
-    if args.command == "status":
-        return _status(args)
+    try:
+        if args.command == "issue":
+            return _issue(args)
+        if args.command == "status":
+            return _status(args)
+    except CliError as err:
+        print(err, file=sys.stderr)
+        return 2
     return 2
 
 

@@ -43,7 +43,7 @@ class Settings:
     # Lane readers block this long in XREADGROUP; the Redis socket timeout must
     # stay well above it, or every quiet read would end in a timeout.
     lane_block_ms: int = 1000
-    redis_socket_timeout_s: float = 10.0
+    redis_socket_timeout_s: float = 5.0
     # Anonymous reads worked on at once, and waiting, before a 503 (alertd/public.py).
     public_concurrency: int = 2
     public_backlog: int = 64
@@ -79,7 +79,7 @@ class Settings:
             flash_concurrency=_env_int("ALERTD_FLASH_CONCURRENCY", 512),
             routine_concurrency=_env_int("ALERTD_ROUTINE_CONCURRENCY", 256),
             seed_file=os.environ.get("ALERTD_CONFIG") or None,
-            redis_socket_timeout_s=_env_float("ALERTD_REDIS_TIMEOUT_S", 10.0),
+            redis_socket_timeout_s=_env_float("ALERTD_REDIS_TIMEOUT_S", 5.0),
             health_flash_age_s=_env_float("ALERTD_HEALTH_FLASH_AGE_S", 30.0),
             public_rate_per_s=_env_float("ALERTD_PUBLIC_RATE", 20.0),
             public_burst=_env_float("ALERTD_PUBLIC_BURST", 100.0),

@@ -16,6 +16,8 @@ class Keys:
         self.prefix = prefix
         p = prefix
         self.secret = f"{p}:secret"  # HMAC key for idempotency keys, made once per deployment
+        # Written when a deployment first starts; gone means Redis lost alertd's data.
+        self.deployment = f"{p}:deployment"
         self.log = f"{p}:log"  # stream: the durable log of every accepted alert
         self.alerts = f"{p}:alerts"  # zset: alert id -> accepted time (ms)
         self.active = f"{p}:alerts:active"  # set of alert ids still in force

@@ -27,6 +27,7 @@ from alertd.intake import Intake
 from alertd.jurisdiction import Jurisdiction
 from alertd.models import AdapterKind, Alert, Issuer, Subscriber
 from alertd.orders import OrderBuilder
+from alertd.redact import redact_url
 from alertd.routing import Router
 from alertd.store import Store, token_hash
 from alertd.supervise import Supervisor
@@ -75,8 +76,10 @@ class Engine:
         self.store = Store(self.redis, self.keys)
         self.registry = await asyncio.to_thread(Registry.default)
         self.jurisdiction = Jurisdiction(self.registry)
+        self.data_lost = False
         if self.reader:
-            log.info("engine.started", role="public reader", redis=s.redis_url, prefix=s.key_prefix)
+            self.supervisor.every("data-guard", self._guard_data, 5.0)
+            log.info("engine.started", role="public reader", redis=redact_url(s.redis_url), prefix=s.key_prefix)
             return self
         self.geocoder = Geocoder(self.registry)
         expiry = timedelta(hours=s.default_expiry_h)
@@ -96,6 +99,8 @@ class Engine:
             # 防災行政無線 call signs per municipality, e.g. {"08211": "こちらは、防災じょうそうです。"}
             s.call_signs = {str(k): str(v) for k, v in (seed.get("call_signs") or {}).items()}
             await self.seed(seed)
+        await self.store.mark_deployment(self.consumer)
+        self.supervisor.every("data-guard", self._guard_data, 5.0)
         if self.run_workers:
             self.worker = Worker(
                 self.redis, self.store, s, adapters.registry(s.call_signs), self.feed, self.supervisor
@@ -103,7 +108,8 @@ class Engine:
             await self.worker.start()
         self.supervisor.every("expire", self._expire, 10.0)
         await self._start_jma_poller()
-        log.info("engine.started", redis=s.redis_url, mqtt=s.mqtt_url, prefix=s.key_prefix)
+        log.info("engine.started", redis=redact_url(s.redis_url), mqtt=redact_url(s.mqtt_url or ""),
+                 prefix=s.key_prefix)  # fmt: skip
         return self
 
     async def stop(self) -> None:
@@ -146,6 +152,23 @@ class Engine:
             self.supervisor.spawn("jma-ingest", lambda: jma.run(self._jma_stop), critical=False)
             log.info("jma.ingest.started", sources=jma.sources)
 
+    async def _guard_data(self) -> None:
+        """Notice when Redis has lost alertd's data (restarted without persistence):
+        re-seed from the configuration when there is one, else say so in /healthz."""
+        await self.store.refresh_secret()
+        if self.reader or await self.store.deployment_known():
+            self.data_lost = False
+            return
+        if self.settings.seed_file:
+            log.error("redis.data_lost", action="re-seeding from the configuration", config=self.settings.seed_file)
+            await self.seed(load_seed(self.settings.seed_file))
+            await self.store.mark_deployment(self.consumer)
+            self.data_lost = False
+        else:
+            if not self.data_lost:
+                log.error("redis.data_lost", action="none: no ALERTD_CONFIG to re-seed from")
+            self.data_lost = True
+
     async def _expire(self) -> None:
         await self.store.expire_active(time.time())
 
@@ -168,6 +191,18 @@ class Engine:
                         f"the {lane} lane's oldest delivery has waited {age:.0f} s (limit {limits[lane]:g} s): "
                         "no delivery worker is taking work"
                     )
+            if backlog.stuck_flash is not None and backlog.stuck_flash[2] > s.health_flash_age_s:
+                alert_id, sub_id, age = backlog.stuck_flash
+                error = await self.store.last_error(alert_id, sub_id)
+                causes.append(
+                    f"a flash delivery (alert {alert_id} to {sub_id}) has not gone out {age:.0f} s after the "
+                    f"alert was accepted; last error: {error or 'none yet (its circuit is open)'}"
+                )
+            if self.data_lost:
+                causes.append(
+                    "Redis has lost alertd's data (no issuers, subscribers or secret): it restarted without "
+                    "persistence. Restore it, or restart alertd with ALERTD_CONFIG to seed it again"
+                )
         except Exception as exc:
             body["redis"] = "unreachable"
             causes.append(f"Redis is unreachable ({type(exc).__name__}: {exc})")

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from alertd import logs
-from alertd.errors import Conflict, InvalidInput, UnknownArea
+from alertd.errors import Conflict, Forbidden, InvalidInput, UnknownArea
 from alertd.feed import FEED_SUBSCRIBER
 from alertd.jurisdiction import Jurisdiction
 from alertd.limits import check_alert
@@ -32,6 +32,8 @@ log = logs.get("alertd.intake")
 
 # National warnings with no time to spare, and the desk's highest level.
 FLASH_KINDS = frozenset({"eew", "tsunami", "missile", "special_warning", "national"})
+# What only the state (J-Alert) or JMA announces: a town's desk relays it, never originates it.
+NATIONAL_KINDS = frozenset({"eew", "tsunami", "missile", "national"})
 
 
 def new_alert_id() -> str:
@@ -88,9 +90,16 @@ class Intake:
         The cheap checks (size, sender) come before anything that costs: a
         hostile message is refused before it can hold the event loop.
         """
-        check_alert(alert)
+        check_alert(alert, national=issuer is None or issuer.national)
         if issuer is not None:
             self.jurisdiction.check_sender(issuer, alert.sender)
+            if not issuer.national and (alert.kind or "").lower() in NATIONAL_KINDS:
+                raise Forbidden(
+                    f"{issuer.name} may not send a '{alert.kind}' alert: earthquake early warnings, tsunami "
+                    "warnings and missile alerts come from national issuers only (they take the flash lane "
+                    "to every loudspeaker). Nothing was sent.",
+                    field="kind",
+                )
         alert.issuer_id = issuer.id if issuer is not None else alert.issuer_id
         previous = None if dry_run else await self._same_message(alert, fingerprint)
         if previous is not None:
@@ -256,9 +265,13 @@ class Intake:
         if issuer is None:
             candidates = [a for a in candidates if a.issuer_id is None]
         else:
+            anywhere = candidates
             candidates = [
                 a for a in candidates if a.issuer_id == issuer.id or self.jurisdiction.may_change(issuer, a)
             ]
+            if anywhere and not candidates:
+                # Said as plainly as for a reference by alertd id: it exists, but it is not yours.
+                self.jurisdiction.check_may_change(issuer, anywhere[-1])
         if len(candidates) > 1:
             raise Conflict(
                 f"The reference {sender},{identifier},{sent or '?'} matches {len(candidates)} alerts "
@@ -275,8 +288,9 @@ class Intake:
             {(a.desc, tuple(a.polygons), tuple(a.circles), tuple(a.geocodes)): a
              for info in alert.infos for a in info.areas}.values()
         )  # fmt: skip
-        if any(a.polygons or a.circles for a in areas):
-            # Shapes cost real CPU: off the event loop that delivers flash warnings.
+        if any(a.polygons or a.circles for a in areas) or sum(len(a.geocodes) for a in areas) > 100:
+            # Shapes, and long lists of codes, cost real CPU: off the event loop that
+            # delivers flash warnings.
             return await run_blocking(self._geocode_areas, areas)
         return self._geocode_areas(areas)
 

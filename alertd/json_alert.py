@@ -9,10 +9,14 @@
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime
 from typing import Any
 
+from alertd.cap import circle as cap_circle
+from alertd.cap import polygon as cap_polygon
 from alertd.errors import InvalidInput
+from alertd.limits import check_expiry
 from alertd.models import Alert, Area, Info, MsgType, Status, parse_time, utcnow
 
 LANG_TAGS = {"ja": "ja-JP", "en": "en-US", "zh": "zh-CN", "ko": "ko-KR"}
@@ -48,7 +52,29 @@ def _geocodes(raw: Any) -> list[tuple[str, str]]:
     return [(g[0], g[1]) for g in raw]
 
 
+FIELDS = frozenset({
+    "identifier", "status", "msg_type", "references", "kind", "event", "level", "districts", "areas",
+    "headline", "description", "instruction", "expires", "sent", "urgency", "severity", "certainty", "adapters",
+})  # fmt: skip
+AREA_FIELDS = frozenset({"desc", "polygon", "polygons", "circle", "circles", "geocodes"})
+
+
+def unknown_fields(body: dict[str, Any], known: frozenset[str], where: str = "") -> None:
+    """A misspelt field ('levle') must not be dropped in silence: the alert would go out without it."""
+    extra = sorted(set(body) - known)
+    if extra:
+        hints = []
+        for name in extra:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise InvalidInput(
+            f"Unknown field{'s' if len(extra) > 1 else ''}{where}: {', '.join(hints)}. Nothing was sent.",
+            field=extra[0],
+        )
+
+
 def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
+    unknown_fields(body, FIELDS)
     status_raw, type_raw = body.get("status"), body.get("msg_type", "Alert")
     if status_raw not in ("Actual", "Exercise", "Test"):
         raise InvalidInput(f"'status' must be Actual, Exercise or Test, not {status_raw!r}.", field="status")
@@ -68,15 +94,27 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
     areas_raw = body.get("areas") or []
     if not isinstance(districts, list) or not isinstance(areas_raw, list):
         raise InvalidInput("'districts' and 'areas' must be lists.")
+    if districts and areas_raw:
+        # The CAP would carry the areas while routing and the jurisdiction check used
+        # the districts: one of them would be unchecked.
+        raise InvalidInput("Give either 'districts' or 'areas', not both.", field="areas")
     areas = []
-    for a in areas_raw:
+    for n, a in enumerate(areas_raw, start=1):
         if not isinstance(a, dict):
             raise InvalidInput("Each entry of 'areas' must be an object.", field="areas")
+        unknown_fields(a, AREA_FIELDS, f" in area {n}")
+        polygons = [a["polygon"]] if a.get("polygon") else a.get("polygons", [])
+        circles = [a["circle"]] if a.get("circle") else a.get("circles", [])
+        if not isinstance(polygons, list) or not isinstance(circles, list) or not all(
+            isinstance(x, str) for x in [*polygons, *circles]
+        ):
+            raise InvalidInput(f"Area {n}: polygons and circles must be CAP texts.", field="areas")
+        where = f"area {n}"
         areas.append(
             Area(
                 desc=str(a.get("desc", "")),
-                polygons=[a["polygon"]] if a.get("polygon") else list(a.get("polygons", [])),
-                circles=[a["circle"]] if a.get("circle") else list(a.get("circles", [])),
+                polygons=[cap_polygon(p, where) for p in polygons],
+                circles=[cap_circle(c, where) for c in circles],
                 geocodes=_geocodes(a.get("geocodes", [])),
             )
         )
@@ -86,6 +124,7 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
     ):
         raise InvalidInput('\'adapters\' must be a list such as ["radio", "broadcaster"].', field="adapters")
     expires = _time(body, "expires")
+    check_expiry(expires)
     headlines, descriptions, instructions = (
         _texts(body, n) for n in ("headline", "description", "instruction")
     )

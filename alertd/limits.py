@@ -8,8 +8,10 @@ coastline polygon) and far below what stalls the loop.
 
 from __future__ import annotations
 
-from alertd.errors import TooLarge
-from alertd.models import Alert
+from datetime import datetime, timedelta
+
+from alertd.errors import InvalidInput, TooLarge
+from alertd.models import Alert, utcnow
 
 # A desk order names districts (町丁目, 字, 学区); a whole town is "all".
 MAX_DISTRICT_NAMES = 300
@@ -23,7 +25,10 @@ MAX_AREAS = 250
 MAX_SHAPES = 100  # polygons and circles
 MAX_VERTICES_PER_POLYGON = 5_000
 MAX_VERTICES = 20_000
-MAX_GEOCODES = 4_000  # every municipality of Japan is about 1,900
+MAX_GEOCODES = 2_000  # every municipality of Japan is about 1,900: a national alert
+MAX_GEOCODES_LOCAL = 500  # a prefecture has at most ~180 municipalities
+# An alert in force for longer than this is a mistake (year 9999), not an order.
+MAX_EXPIRY_DAYS = 31
 # What a receiver may send back to a delivery, and what an ack may weigh.
 RESPONSE_READ_BYTES = 4_096
 ACK_MAX_BYTES = 4_096
@@ -45,7 +50,18 @@ def check_district_names(names: list[object]) -> None:
                         'Use ["all"] for the whole municipality, or send several orders.')  # fmt: skip
 
 
-def check_element_counts(*, infos: int, areas_per_info: int, shapes_per_info: int) -> None:
+def check_expiry(expires: datetime | None) -> None:
+    if expires is not None and expires > utcnow() + timedelta(days=MAX_EXPIRY_DAYS):
+        raise InvalidInput(
+            f"'expires' is {expires.isoformat()}, more than {MAX_EXPIRY_DAYS} days away. An alert stays in force "
+            "until it is lifted; give an expiry within a month, and lift or renew it.",
+            field="expires",
+        )
+
+
+def check_element_counts(
+    *, infos: int, areas_per_info: int, shapes_per_info: int, geocodes_per_info: int = 0
+) -> None:
     """The same limits, counted on a document before it is read element by element."""
     if infos > MAX_INFOS:
         raise _too_many("info blocks", infos, MAX_INFOS, "info", "Send one info block per language.")
@@ -54,9 +70,12 @@ def check_element_counts(*, infos: int, areas_per_info: int, shapes_per_info: in
     if shapes_per_info > MAX_SHAPES:
         raise _too_many("polygons and circles", shapes_per_info, MAX_SHAPES, "polygon",
                         "Name the area by municipality codes, or merge the shapes.")  # fmt: skip
+    if geocodes_per_info > MAX_GEOCODES:
+        raise _too_many("area codes", geocodes_per_info, MAX_GEOCODES, "geocode",
+                        "Name prefectures instead of every town in them.")  # fmt: skip
 
 
-def check_alert(alert: Alert) -> None:
+def check_alert(alert: Alert, *, national: bool = True) -> None:
     """Refuse an alert whose areas would cost more to geocode and render than any real one."""
     if len(alert.infos) > MAX_INFOS:
         raise _too_many("info blocks", len(alert.infos), MAX_INFOS, "info", "Send one info block per language.")
@@ -78,7 +97,11 @@ def check_alert(alert: Alert) -> None:
         vertices += n
     if vertices > MAX_VERTICES:
         raise _too_many("polygon points in all", vertices, MAX_VERTICES, "polygon", "Simplify the polygons.")
-    geocodes = {g for a in areas.values() for g in a.geocodes} | {(None, d) for d in alert.districts}
-    if len(geocodes) > MAX_GEOCODES:
-        raise _too_many("area codes", len(geocodes), MAX_GEOCODES, "geocode",
-                        "Name prefectures instead of every town in them.")  # fmt: skip
+    # Counted as written, repeats included: each one is read, resolved and written out again.
+    geocodes = sum(len(a.geocodes) for a in areas.values()) + len(alert.districts)
+    limit = MAX_GEOCODES if national else MAX_GEOCODES_LOCAL
+    if geocodes > limit:
+        raise _too_many("area codes", geocodes, limit, "geocode",
+                        "Name prefectures instead of every town in them." if national
+                        else "An issuer for a town or prefecture never needs more.")  # fmt: skip
+    check_expiry(alert.expires)

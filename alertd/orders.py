@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from alertd.errors import Conflict, InvalidInput, UnknownArea
 from alertd.inforce import InForce
+from alertd.json_alert import unknown_fields
 from alertd.jurisdiction import Jurisdiction
-from alertd.limits import MAX_SUGGESTED_NAMES, check_district_names
+from alertd.limits import MAX_SUGGESTED_NAMES, check_district_names, check_expiry
 from alertd.models import Alert, Area, Info, Issuer, MsgType, Shelter, Status, parse_time, utcnow
 from alertd.offload import run_blocking
 from alertd.store import AlertChange, AlertState, Store
@@ -30,6 +31,10 @@ SEVERITY = {3: "Moderate", 4: "Severe", 5: "Extreme"}
 URGENCY = {3: "Expected", 4: "Immediate", 5: "Immediate"}
 ALL_NAMES = frozenset({"all", "全域", "市内全域", "町内全域", "村内全域", "区内全域"})
 DESK_STATUSES = (Status.ACTUAL, Status.EXERCISE, Status.TEST)
+ORDER_FIELDS = frozenset(
+    {"municipality", "level", "action", "districts", "reason", "status", "shelters", "identifier", "expires"}
+)
+SHELTER_FIELDS = frozenset({"municipality", "shelters", "status", "identifier", "expires", "corrects"})
 
 
 def _require(body: dict[str, Any], name: str, what: str) -> Any:
@@ -74,11 +79,13 @@ def _shelters(raw: Any) -> list[Shelter]:
 def _expires(body: dict[str, Any], default: timedelta) -> Any:
     if body.get("expires"):
         try:
-            return parse_time(str(body["expires"]))
+            expires = parse_time(str(body["expires"]))
         except ValueError as exc:
             raise InvalidInput(
                 f"'expires' is not a date and time: {body['expires']!r}.", field="expires"
             ) from exc
+        check_expiry(expires)
+        return expires
     return utcnow() + default
 
 
@@ -166,6 +173,7 @@ class OrderBuilder:
         }
 
     async def evacuation(self, body: dict[str, Any], issuer: Issuer) -> Built:
+        unknown_fields(body, ORDER_FIELDS)
         municipality = self._municipality(body, issuer)
         level = body.get("level")
         if level not in LEVELS:
@@ -221,6 +229,7 @@ class OrderBuilder:
         return Built(alert, changes, [d.as_dict() for d in effect])
 
     async def shelters(self, body: dict[str, Any], issuer: Issuer) -> Built:
+        unknown_fields(body, SHELTER_FIELDS)
         """A shelter notice; with ``corrects`` it is a 訂正 that replaces an earlier notice
         without announcing a new evacuation."""
         municipality = self._municipality(body, issuer)

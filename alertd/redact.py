@@ -21,7 +21,7 @@ def redact_url(url: str) -> str:
         return MASK
     netloc = parts.netloc
     if "@" in netloc:
-        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"  # user names say who; they go too
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)

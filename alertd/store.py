@@ -93,6 +93,8 @@ def _within(registry: Registry, district: str, municipality: str) -> bool:
 class LaneBacklog:
     depths: dict[str, int]
     oldest_s: dict[str, float]
+    # The flash delivery waiting longest for a retry: (alert id, subscriber id, seconds since accepted).
+    stuck_flash: tuple[str, str, float] | None = None
 
 
 class AlertState:
@@ -119,6 +121,19 @@ class Store:
             self._secret = await self.redis.get(self.keys.secret)
         assert self._secret is not None
         return self._secret
+
+    async def refresh_secret(self) -> None:
+        """Read the secret again: after Redis lost its data every process must agree
+        on the new one, or acks proven with the old keys would be refused."""
+        await self.redis.set(self.keys.secret, secrets.token_bytes(32), nx=True)
+        self._secret = await self.redis.get(self.keys.secret)
+
+    async def mark_deployment(self, who: str) -> bool:
+        """Note that this deployment has started; False if it had (the data is there)."""
+        return bool(await self.redis.set(self.keys.deployment, f"{who} {time.time():.0f}", nx=True))
+
+    async def deployment_known(self) -> bool:
+        return bool(await self.redis.exists(self.keys.deployment))
 
     async def idempotency_key(self, alert_id: str, subscriber_id: str) -> str:
         """Same alert and subscriber, same key — across retries, paths and processes.
@@ -484,6 +499,10 @@ class Store:
             )
         return out
 
+    async def last_error(self, alert_id: str, subscriber_id: str) -> str | None:
+        raw = await self.redis.hget(self.keys.deliveries(alert_id), f"{subscriber_id}|r")
+        return str(_unpack(raw).get("error")) if raw and _unpack(raw).get("error") else None
+
     async def confirm(self, alert_id: str, subscriber_id: str, key: str, at: str) -> bool | None:
         """Record a receiver's confirmation, if the key proves it got this delivery.
 
@@ -518,7 +537,15 @@ class Store:
                 oldest[lane.value] = max(0.0, now - entry_ms / 1000)
             else:
                 oldest[lane.value] = 0.0
-        return LaneBacklog(depths, oldest)
+        # A retried job re-enters its lane as a new entry, so lane age alone never shows a
+        # flash delivery that keeps failing; its member carries when the alert was accepted.
+        stuck: tuple[str, str, float] | None = None
+        for member in await self.redis.zrange(self.keys.retry, 0, 4999):
+            lane, alert_id, sub_id, accepted_ms = member.decode().split("|")
+            age = now - int(accepted_ms) / 1000
+            if lane == Priority.FLASH.value and (stuck is None or age > stuck[2]):
+                stuck = (alert_id, sub_id, age)
+        return LaneBacklog(depths, oldest, stuck)
 
     async def queue_depths(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:

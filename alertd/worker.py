@@ -360,7 +360,11 @@ class Worker:
     async def _refresh_subscribers(self) -> None:
         version = await self.store.subscribers_version()
         if version != self._subs_version:
-            self._subs = {s.id: s for s in await self.store.list_subscribers()}
+            subs = {s.id: s for s in await self.store.list_subscribers()}
+            for gone in set(self._subs) - set(subs):
+                self.breaker.forget(gone)
+                self._sub_slots.pop(gone, None)
+            self._subs = subs
             self._subs_version = version
 
     def _cache_alert(self, alert: Alert) -> None:
@@ -425,8 +429,10 @@ class Worker:
 
         wait = 0.0 if sub is None else self.breaker.wait_time(sub.id)
         if wait > 0:
-            # Parked, not attempted: the last real error stays the one the operator sees.
-            await self._park(job, wait, error=None)
+            # Parked, not attempted: the last real error stays the one the operator sees;
+            # a delivery never tried says why it waits.
+            error = None if job.prev.get("error") else self.breaker.why_open(sub.id) if sub else None
+            await self._park(job, wait, error=error)
             return
 
         attempt = job.attempts + 1
@@ -511,7 +517,7 @@ class Worker:
         exc: DeliveryError,
     ) -> None:
         if sub is not None:
-            self.breaker.failure(sub.id)
+            self.breaker.failure(sub.id, exc.message)
         if not exc.retryable:
             metrics.delivered(adapter_label, "failed")
             await self._finish(job, state=DeliveryState.FAILED.value, error=exc.message, attempts=attempt)

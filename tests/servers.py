@@ -54,20 +54,23 @@ def _binary(name: str, *extra_dirs: str) -> str:
 class RedisServer:
     """``redis-server`` on a free port; kill -9, restart and pause like a real outage."""
 
-    def __init__(self, *, appendonly: bool = False) -> None:
+    def __init__(self, *, appendonly: bool = False, password: str | None = None) -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="alertd-redis-")
         self.appendonly = appendonly
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         args = [
             _binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir,
+            *(["--requirepass", self.password] if self.password else []),
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait(lambda: _port_open(self.port), 10, f"redis-server did not listen on {self.port}")

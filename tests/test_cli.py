@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from typing import Any
 
 from tests.conftest import ROOT, RunningEngine, Sink
 
@@ -19,47 +20,62 @@ async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, 
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def test_issue_preview_send_and_status(engine: RunningEngine, sink: Sink) -> None:
+async def test_issue_preview_send_and_status(engine: RunningEngine, sink: Sink, tmp_path: Any) -> None:
     token = await engine.add_issuer("joso", ["08211"])
     await engine.add_subscriber(id="portal", adapter="isp", endpoint=f"{sink.url}/p", districts=["08211"])
     env = {"ALERTD_URL": engine.url, "ALERTD_ISSUER_TOKEN": token}
-    common = (
-        "issue",
-        "--municipality",
-        "08211",
-        "--level",
-        "4",
-        "--districts",
-        "三坂町",
-        "--status",
-        "Exercise",
-    )
+    common = ("issue", "--municipality", "08211", "--level", "4", "--districts", "三坂町", "--reason", "洪水",
+              "--status", "Exercise")  # fmt: skip
 
-    code, out, _ = await run(*common, "--preview", env=env)
+    outline = tmp_path / "outline.geojson"
+    code, out, _ = await run(*common, "--preview", "--geojson", str(outline), env=env)
     assert code == 0
+    # A short summary a desk reads at a glance, not kilobytes of GeoJSON.
+    assert "PREVIEW" in out and "三坂町" in out and "receivers:  1" in out and len(out) < 2000
+    assert "coordinates" not in out and outline.exists()
+    code, out, _ = await run(*common, "--preview", "--json", env=env)
     preview = json.loads(out)
     assert preview["district_names"] == ["茨城県常総市三坂町"] and preview["deliveries"] == 1
     status, alerts = await engine.get("/api/v1/alerts")
     assert status == 200 and alerts == []  # a preview sends nothing
 
-    code, out, _ = await run(*common, env=env)
+    code, out, _ = await run(*common, "--json", env=env)
     assert code == 0
     alert_id = json.loads(out)["id"]
     await engine.wait_deliveries(alert_id, {"delivered"})
 
-    code, out, _ = await run("status", "--url", engine.url, alert_id, env=env)
+    code, out, _ = await run("status", alert_id, env=env)
     assert code == 0 and "portal" in out and "delivered" in out
     # Who got it is for the issuer (and the admin), not for anyone who asks.
-    code, out, _err = await run("status", "--url", engine.url, alert_id, env={"ALERTD_ISSUER_TOKEN": ""})
-    assert code == 1 and "portal" not in out
+    code, out, err = await run("status", "--url", engine.url, alert_id, env={"ALERTD_ISSUER_TOKEN": ""})
+    assert code == 2 and "portal" not in out and "token" in err and "Traceback" not in err
     code, out, _ = await run("status", "--url", engine.url, "--json")
     assert code == 0 and json.loads(out)["active"][0]["id"] == alert_id
+    code, out, err = await run("status", "--url", engine.url)
+    assert code == 0 and alert_id in out and "Traceback" not in err
+
+
+async def test_no_engine_is_one_sentence_not_a_traceback() -> None:
+    from tests.conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    for args in (("status", "--url", url), ("issue", "--url", url, "--token", "x" * 20, "--municipality", "08211",
+                                            "--level", "4", "--reason", "洪水", "--status", "Exercise")):  # fmt: skip
+        code, _, err = await run(*args)
+        assert code == 2 and "No alertd answers" in err and "Traceback" not in err, err
+
+
+async def test_the_reason_is_never_filled_in_for_the_desk(engine: RunningEngine) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    code, _, err = await run("issue", "--municipality", "08211", "--level", "4", "--status", "Exercise",
+                             env={"ALERTD_URL": engine.url, "ALERTD_ISSUER_TOKEN": token})  # fmt: skip
+    assert code == 2 and "--reason" in err
 
 
 async def test_issue_outside_jurisdiction_says_why_and_fails(engine: RunningEngine) -> None:
     token = await engine.add_issuer("joso", ["08211"])
     env = {"ALERTD_URL": engine.url, "ALERTD_ISSUER_TOKEN": token}
     code, _, err = await run(
-        "issue", "--municipality", "08220", "--level", "4", "--status", "Exercise", env=env
+        "issue", "--municipality", "08220", "--level", "4", "--reason", "洪水", "--status", "Exercise", env=env
     )
     assert code == 1 and "つくば市" in err

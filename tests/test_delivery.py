@@ -55,7 +55,8 @@ async def test_flash_lane_is_not_delayed_by_a_routine_backlog(sink: Sink) -> Non
         status, health = await running.get("/healthz")
         assert health["queue_depth"]["routine"] > 150  # a real backlog is waiting
         t0 = time.monotonic()
-        status, answer = await running.post("/api/v1/alerts", token, MISSILE)
+        national = await running.add_issuer("cabinet", [], national=True)  # only the state sends missile alerts
+        status, answer = await running.post("/api/v1/alerts", national, MISSILE)
         assert status == 202 and answer["priority"] == "flash"
         rows = await running.wait_deliveries(answer["id"], {"delivered"}, timeout=10)
         elapsed = time.monotonic() - t0

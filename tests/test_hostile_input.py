@@ -193,3 +193,74 @@ async def test_a_caller_that_keeps_being_refused_is_turned_away_at_the_door(engi
         assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
     # Another desk is not affected, and its flash order goes out.
     await flash_reaches(engine, sink, joso, "other-desk")
+
+
+async def test_areas_beside_districts_are_refused_so_no_area_goes_unchecked(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    body = {"status": "Exercise", "event": "x", "districts": ["08211"],
+            "areas": [{"desc": "つくば市", "geocodes": [["JP-JISX0402", "08220"]]}]}  # fmt: skip
+    status, problem = await engine.post("/api/v1/alerts", joso, body)
+    assert status == 422 and problem["field"] == "areas", problem
+    # Areas alone are resolved and checked against the jurisdiction like any other.
+    status, problem = await engine.post("/api/v1/alerts", joso, {**body, "districts": []})
+    assert status == 403, problem
+    bad_circle = {"status": "Exercise", "event": "x", "areas": [{"desc": "x", "circle": "36.03,139.99 99999"}]}
+    status, problem = await engine.post("/api/v1/alerts", joso, bad_circle)
+    assert status == 422, problem
+
+
+async def test_a_misspelt_field_is_named_not_dropped(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    status, problem = await engine.post(
+        "/api/v1/alerts", joso, {"status": "Exercise", "event": "避難指示", "levle": 5, "districts": ["08211"]}
+    )
+    assert status == 422 and "'levle'" in problem["detail"] and "'level'" in problem["detail"], problem
+    status, problem = await engine.post("/api/v1/evacuation-orders", joso, {**LEVEL5, "distrcts": ["all"]})
+    assert status == 422 and "'distrcts'" in problem["detail"], problem
+
+
+async def test_a_town_may_not_originate_national_warnings(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    body = {"status": "Exercise", "kind": "missile", "event": "弾道ミサイル情報", "districts": ["08211"]}
+    status, problem = await engine.post("/api/v1/alerts", joso, body)
+    assert status == 403 and problem["field"] == "kind", problem
+    cabinet = await engine.add_issuer("cabinet", [], national=True)
+    status, answer = await engine.post("/api/v1/alerts", cabinet, body)
+    assert status == 202 and answer["priority"] == "flash"
+
+
+async def test_an_expiry_years_away_is_refused(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    body = {"status": "Exercise", "event": "x", "districts": ["08211"], "expires": "9999-01-01T00:00:00+09:00"}
+    status, problem = await engine.post("/api/v1/alerts", joso, body)
+    assert status == 422 and problem["field"] == "expires", problem
+    status, problem = await engine.post("/api/v1/evacuation-orders", joso, {**LEVEL5, "expires": "9999-01-01T00:00:00Z"})
+    assert status == 422 and problem["field"] == "expires", problem
+
+
+async def test_a_town_cannot_send_hundreds_of_area_codes(engine: RunningEngine) -> None:
+    pref = await engine.add_issuer("ibaraki", ["08"], senders=["bousai@pref.ibaraki.jp"])
+    alert = parse_cap(CAP.read_bytes())
+    alert.sender, alert.sent = "bousai@pref.ibaraki.jp", utcnow().replace(microsecond=0)
+    for info in alert.infos:
+        info.effective = info.onset = info.expires = None
+        info.areas = [Area(desc="茨城県", geocodes=[("JIS X 0402", "082112")] * 600)]
+    status, problem = await engine.post("/api/v1/alerts", pref, to_cap(alert),
+                                        headers={"Content-Type": "application/cap+xml"})  # fmt: skip
+    assert status == 413 and problem["limit"] == 500, problem
+    for info in alert.infos:
+        info.areas = [Area(desc="全国", geocodes=[("JIS X 0402", "082112")] * 2500)]
+    cabinet = await engine.add_issuer("cabinet", [], national=True, senders=["j-alert@cas.go.jp"])
+    alert.sender = "j-alert@cas.go.jp"
+    status, problem = await engine.post("/api/v1/alerts", cabinet, to_cap(alert),
+                                        headers={"Content-Type": "application/cap+xml"})  # fmt: skip
+    assert status == 413 and problem["limit"] == 2000, problem
+
+
+async def test_guessing_tokens_is_turned_away_by_address(engine: RunningEngine) -> None:
+    statuses = []
+    for n in range(25):
+        async with engine.http.post(f"{engine.url}/api/v1/evacuation-orders", json=LEVEL5,
+                                    headers={"Authorization": f"Bearer guess-{n:04d}-xxxxxxxxxxxx"}) as resp:  # fmt: skip
+            statuses.append(resp.status)
+    assert statuses[:20] == [401] * 20 and set(statuses[20:]) == {429}, statuses

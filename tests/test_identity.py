@@ -178,3 +178,16 @@ async def test_endpoint_credentials_never_appear_in_errors_logs_or_answers(
     for secret in ("hunter2pass", "sk-live-123456", "portal-user"):
         assert secret not in text, secret
     assert "503" in str(rows[0]["last_error"])
+
+
+async def test_cancelling_another_towns_alert_by_cap_reference_is_403_as_by_id(engine: RunningEngine) -> None:
+    joso, tsukuba = await desks(engine)
+    raw, ref = cap_for(JOSO_SENDER, "082112")
+    status, real = await engine.post("/api/v1/alerts", joso, raw, headers=CAP_TYPE)
+    assert status == 202
+    cancel, _ = cap_for("tsukuba@alertd", "082201", identifier="x-cancel", msg_type=MsgType.CANCEL, references=[ref])
+    status, problem = await engine.post("/api/v1/alerts", tsukuba, cancel, headers=CAP_TYPE)
+    assert status == 403, problem
+    body = {"status": "Exercise", "event": "x", "msg_type": "Cancel", "references": [real["id"]]}
+    status, problem = await engine.post("/api/v1/alerts", tsukuba, body)
+    assert status == 403, problem

@@ -264,3 +264,124 @@ async def test_deeply_nested_json_is_a_clean_400(engine: RunningEngine, depth: i
     )
     assert status == 400, problem
     assert "nested" in problem["detail"]
+
+
+async def test_redis_and_broker_passwords_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    server = RedisServer(password="RedisPW-s3cr3t").start()
+    try:
+        running = await start_engine(make_settings(redis_url=server.url))
+        try:
+            status, health = await running.get("/healthz")
+            assert status == 200, health
+        finally:
+            await stop_engine(running, wipe_keys=False)
+    finally:
+        server.stop()
+    logged = json.dumps([[r.getMessage(), getattr(r, "fields", None)] for r in caplog.records], default=str)
+    assert "engine.started" in logged
+    assert "RedisPW-s3cr3t" not in logged
+
+
+async def test_redis_losing_its_data_is_seeded_again_from_the_configuration(
+    sink: Sink, private_redis: RedisServer, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    seed = Path(str(tmp_path)) / "seed.yaml"
+    token = "joso-desk-token-0123456789"
+    seed.write_text(yaml.safe_dump({
+        "issuers": [{"id": "joso", "name": "常総市", "token": token, "jurisdiction": ["08211"]}],
+        "subscribers": [{"id": "radio", "adapter": "radio", "endpoint": f"{sink.url}/radio", "districts": ["08211"]}],
+    }, allow_unicode=True))  # fmt: skip
+    running = await start_engine(make_settings(redis_url=private_redis.url, seed_file=str(seed)))
+    control = aioredis.Redis.from_url(private_redis.url)
+    try:
+        await flash_reaches(running, sink, token, "before")
+        await control.flushall()  # Redis restarted without persistence: everything is gone
+        await eventually(lambda: control.exists(running.engine.keys.deployment), 15, "the data being seeded again")
+        await eventually(lambda: healthy(running), 15, "/healthz 200 again")
+        await flash_reaches(running, sink, token, "after")  # the desk's token works again
+    finally:
+        await control.aclose()
+        await stop_engine(running, wipe_keys=False)
+
+
+async def test_redis_losing_its_data_without_a_configuration_makes_healthz_503(
+    private_redis: RedisServer,
+) -> None:
+    running = await start_engine(make_settings(redis_url=private_redis.url))
+    control = aioredis.Redis.from_url(private_redis.url)
+    try:
+        await control.flushall()
+
+        async def says_data_lost() -> bool:
+            status, body = await running.get("/healthz")
+            return status == 503 and any("lost alertd's data" in c for c in body["causes"])
+
+        await eventually(says_data_lost, 15, "/healthz reporting the lost data")
+    finally:
+        await control.aclose()
+        await stop_engine(running, wipe_keys=False)
+
+
+async def test_a_flash_delivery_that_keeps_failing_makes_healthz_503(sink: Sink) -> None:
+    running = await start_engine(make_settings(health_flash_age_s=1.0))
+    try:
+        token = await running.add_issuer("joso", ["08211"])
+        await running.add_subscriber(id="dead-gateway", adapter="radio", endpoint=f"{sink.url}/dead",
+                                     districts=["08211"])  # fmt: skip
+        sink.status["/dead"] = 503
+        status, _ = await running.post("/api/v1/evacuation-orders", token, {**LEVEL5, "identifier": "stuck"})
+        assert status == 202
+
+        async def names_the_gateway() -> bool:
+            status, body = await running.get("/healthz")
+            return status == 503 and any("dead-gateway" in c and "503" in c for c in body["causes"])
+
+        await eventually(names_the_gateway, 15, "/healthz naming the gateway the level 5 order cannot reach")
+    finally:
+        await stop_engine(running)
+
+
+async def test_a_removed_subscriber_leaves_no_open_circuit_behind(sink: Sink) -> None:
+    running = await start_engine(make_settings(breaker_threshold=1, breaker_cooldown_s=30))
+    try:
+        token = await running.add_issuer("joso", ["08211"])
+        await running.add_subscriber(id="flaky", adapter="isp", endpoint=f"{sink.url}/flaky", districts=["08211"])
+        sink.status["/flaky"] = 503
+        for n in range(2):
+            status, answer = await running.post(
+                "/api/v1/evacuation-orders", token, {**LEVEL5, "level": 3, "identifier": f"o{n}"}
+            )
+            assert status == 202
+
+        async def circuit_open() -> bool:
+            return await metric(running, "alertd_circuit_open", subscriber="flaky") == 1.0
+
+        await eventually(circuit_open, 10, "the circuit opening")
+
+        async def parked_says_why() -> bool:
+            rows = await running.deliveries(answer["id"])
+            row = next(r for r in rows if r["subscriber"] == "flaky")
+            return bool(row["last_error"])
+
+        await eventually(parked_says_why, 10, "the parked delivery saying why it waits")
+        async with running.http.delete(f"{running.url}/api/v1/subscribers/flaky", headers=running.admin) as resp:
+            assert resp.status == 204
+        # The next batch the worker reads refreshes its subscribers.
+        await running.add_subscriber(id="other", adapter="isp", endpoint=f"{sink.url}/other", districts=["08211"])
+        status, _ = await running.post("/api/v1/evacuation-orders", token, {**LEVEL5, "level": 3, "identifier": "o9"})
+
+        async def gauge_gone() -> bool:
+            _, text = await running.get("/metrics")
+            return 'alertd_circuit_open{subscriber="flaky"}' not in text
+
+        await eventually(gauge_gone, 10, "the gauge of the removed subscriber going away")
+    finally:
+        await stop_engine(running)
