@@ -31,6 +31,15 @@ class Keys:
         # until it moves.
         self.views_version = f"{p}:views:version"
 
+    def active_in(self, prefecture: str) -> str:
+        # The in-force set by prefecture ("xx": alerts naming no prefecture), so what is in
+        # force in one town is read without loading every alert in force in Japan.
+        return f"{self.prefix}:alerts:active:{prefecture}"
+
+    def active_orders(self, municipality: str) -> str:
+        # Evacuation orders in force in one municipality: what a desk order plans against.
+        return f"{self.prefix}:alerts:active-orders:{municipality}"
+
     def lane(self, priority: Priority | str) -> str:
         return f"{self.prefix}:lane:{Priority(priority).value}"
 

@@ -195,7 +195,8 @@ class OrderBuilder:
         )
         base = self._base(body, issuer, municipality)
         in_force = InForce(self.registry, municipality,
-                           await self.store.in_force(municipality, base["status"].value, self.registry))  # fmt: skip
+                           await self.store.in_force(municipality, base["status"].value, self.registry,
+                                                     orders_only=True))  # fmt: skip
         changes: dict[str, AlertChange] = {}
         references: list[str] = []
         msg_type = MsgType.ALERT

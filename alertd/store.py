@@ -82,9 +82,21 @@ class StaleState(Exception):
     """A referenced alert changed between planning and commit; plan again."""
 
 
+def order_municipality(alert: Alert) -> str | None:
+    """The municipality of an evacuation order (indexed so a desk plans against its own only)."""
+    return alert.municipality if alert.kind == "evacuation" and alert.municipality else None
+
+
+def prefectures_of(alert: Alert) -> set[str]:
+    """The prefectures an alert's districts lie in, by their codes ("xx" when none says)."""
+    found = {d[:2] for d in alert.districts if d[:2].isdigit()}
+    return found or {"xx"}
+
+
 def _within(registry: Registry, district: str, municipality: str) -> bool:
+    """The district lies in the municipality, or covers it (a prefecture-wide warning)."""
     try:
-        return municipality in registry.ancestors(district)
+        return municipality in registry.ancestors(district) or district in registry.ancestors(municipality)
     except Exception:
         return False
 
@@ -288,12 +300,17 @@ class Store:
                     previous = await self.answer_for(scope, alert.sender, alert.identifier)
                     return (previous or {"id": existing.decode()}), False
                 current = {}
+                ref_prefs: dict[str, set[str]] = {}
+                ref_munis: dict[str, str | None] = {}
                 for ref_id, change in changes.items():
-                    rev, lifted = await pipe.hmget(self.keys.alert(ref_id), ["rev", "lifted"])
+                    rev, lifted, raw_doc = await pipe.hmget(self.keys.alert(ref_id), ["rev", "lifted", "doc"])
                     if change.expect_rev is not None and int(rev or 0) != change.expect_rev:
                         await pipe.reset()
                         raise StaleState(ref_id)
                     current[ref_id] = set(_unpack(lifted)) if lifted else set()
+                    ref_doc = Alert.from_dict(_unpack(raw_doc)) if raw_doc else None
+                    ref_prefs[ref_id] = prefectures_of(ref_doc) if ref_doc else set()
+                    ref_munis[ref_id] = order_municipality(ref_doc) if ref_doc else None
                 pipe.multi()
                 pipe.set(dedup_key, alert.id)
                 pipe.hset(
@@ -313,12 +330,20 @@ class Store:
                 pipe.sadd(self.keys.reference(alert.sender, alert.identifier), alert.id)
                 if in_force:
                     pipe.sadd(self.keys.active, alert.id)
+                    for pref in prefectures_of(alert):
+                        pipe.sadd(self.keys.active_in(pref), alert.id)
+                    if (muni := order_municipality(alert)) is not None:
+                        pipe.sadd(self.keys.active_orders(muni), alert.id)
                 for ref_id, change in changes.items():
                     key = self.keys.alert(ref_id)
                     mapping: dict[str, Any] = {}
                     if change.state is not None:
                         mapping.update(state=change.state, superseded_by=alert.id)
                         pipe.srem(self.keys.active, ref_id)
+                        for pref in ref_prefs[ref_id]:
+                            pipe.srem(self.keys.active_in(pref), ref_id)
+                        if ref_munis[ref_id] is not None:
+                            pipe.srem(self.keys.active_orders(ref_munis[ref_id]), ref_id)
                     if change.lift:
                         mapping["lifted"] = _pack(sorted(current[ref_id] | set(change.lift)))
                         mapping["lifted_by"] = alert.id
@@ -347,9 +372,16 @@ class Store:
         raw = await self.redis.hget(self.keys.alert(alert_id.decode()), "fingerprint")
         return raw.decode() if raw is not None else ""
 
-    async def in_force(self, municipality: str, status: str, registry: Registry) -> list[Standing]:
-        """Every alert in force that touches this municipality, with its status, now."""
-        ids = [m.decode() for m in await self.redis.smembers(self.keys.active)]
+    async def in_force(
+        self, municipality: str, status: str, registry: Registry, *, orders_only: bool = False
+    ) -> list[Standing]:
+        """Every alert in force that touches this municipality, with its status, now
+        (``orders_only``: its evacuation orders, all a desk order plans against)."""
+        if orders_only:
+            members = await self.redis.smembers(self.keys.active_orders(municipality))
+        else:
+            members = await self.redis.sunion(self.keys.active_in(municipality[:2]), self.keys.active_in("xx"))
+        ids = sorted(m.decode() for m in members)
         rows = await self._load(ids, extra=("lifted", "rev"))
         now = utcnow()
         out = []
@@ -457,6 +489,13 @@ class Store:
         if ended:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.srem(self.keys.active, *ended)
+                for alert_id in ended:
+                    doc = self._docs.get(alert_id)
+                    prefs = prefectures_of(doc) if doc is not None else {"xx"}
+                    for pref in prefs:
+                        pipe.srem(self.keys.active_in(pref), alert_id)
+                    if doc is not None and (muni := order_municipality(doc)) is not None:
+                        pipe.srem(self.keys.active_orders(muni), alert_id)
                 pipe.incr(self.keys.views_version)
                 await pipe.execute()
         return ended
