@@ -36,6 +36,17 @@ FLASH_KINDS = frozenset({"eew", "tsunami", "missile", "special_warning", "nation
 NATIONAL_KINDS = frozenset({"eew", "tsunami", "missile", "national"})
 
 
+def inherit_from(alert: Alert, referenced: list[Alert]) -> None:
+    """A Cancel or Update that does not say what it is about is about what it references:
+    its kind, its reason, its municipality (for the call sign), its level when none is given."""
+    first = referenced[0]
+    if alert.kind in (None, "", "warning") and first.kind:
+        alert.kind = first.kind
+    alert.reason = alert.reason or first.reason
+    alert.municipality = alert.municipality or first.municipality
+    alert.on_behalf_of = alert.on_behalf_of or first.on_behalf_of
+
+
 def new_alert_id() -> str:
     """Sortable by acceptance time, unguessable beyond it."""
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(5)}"
@@ -120,6 +131,11 @@ class Intake:
             for ref in referenced:
                 changes[ref.id] = AlertChange(state=state)
         alert.referenced_ids = list(dict.fromkeys([*alert.referenced_ids, *(r.id for r in referenced)]))
+        # Every Update, Cancel, lift and correction says in CAP what it changes, as
+        # sender,identifier,sent triples a CAP receiver can act on.
+        alert.references = list(dict.fromkeys([*alert.references, *(r.reference_key() for r in referenced)]))
+        if referenced and alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL):
+            inherit_from(alert, referenced)
 
         alert.districts = self._normalize(alert.districts) if alert.districts else await self._geocode(alert)
         if not alert.districts and referenced:
@@ -139,6 +155,7 @@ class Intake:
                 "JMA area codes, district names, a polygon or a circle."
             )
         self._check_districts(alert.districts)
+        self._name_areas(alert)
         if issuer is not None:
             self.authorize(issuer, alert.districts)
             if alert.origin != "desk":  # desk orders derive their own, in orders.py
@@ -300,6 +317,20 @@ class Intake:
             for match in self.geocoder.area(area):
                 codes[match.code] = None
         return list(codes)
+
+    def _name_areas(self, alert: Alert) -> None:
+        """Info blocks with no area get one naming the districts by place name, with their codes."""
+        from alertd.cap import district_geocode
+
+        bare = [info for info in alert.infos if not info.areas]
+        if not bare:
+            return
+        names = "、".join(self.registry.get(d).full_name for d in alert.districts[:50])
+        if len(alert.districts) > 50:
+            names += f" ほか{len(alert.districts) - 50}"
+        geocodes = list(dict.fromkeys(district_geocode(d) for d in alert.districts))
+        for info in bare:
+            info.areas = [Area(desc=names, geocodes=geocodes)]
 
     def _check_districts(self, districts: list[str]) -> None:
         unknown = [d for d in districts if self.registry.find(d) is None]

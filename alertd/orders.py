@@ -263,7 +263,12 @@ class OrderBuilder:
 
         expires = _expires(body, self.default_expiry)
         area_desc = "、".join(self.registry.get(d).full_name for d in alert.districts)
+        # The municipality's own code always, so a CAP receiver that knows only JIS X 0402
+        # places the order; the districts inside it travel as JP-ALERTD-DISTRICT.
+        municipality = alert.municipality or ""
         geocodes = [("JP-JISX0402", d) for d in alert.districts if ":" not in d]
+        if municipality and ("JP-JISX0402", municipality) not in geocodes:
+            geocodes.insert(0, ("JP-JISX0402", municipality))
         geocodes += [("JP-ALERTD-DISTRICT", d) for d in alert.districts if ":" in d]
         level = alert.level
         for lang, cap_lang in (("ja", "ja-JP"), ("en", "en-US")):

@@ -305,7 +305,15 @@ class Geocoder:
                 found.setdefault(m.code, m)
 
         unknown_names: list[str] = []
-        for value_name, value in area.geocodes:
+        geocodes = list(area.geocodes)
+        districts = [v for n, v in geocodes if n.strip().upper() == "JP-ALERTD-DISTRICT"]
+        if districts:
+            # alertd's own CAP names a district order's municipality beside its districts
+            # (for receivers that know only JIS codes); the districts are what is meant.
+            parents = {d.split(":", 1)[0] for d in districts}
+            geocodes = [(n, v) for n, v in geocodes
+                        if not (n.strip().upper() == "JP-JISX0402" and v.strip()[:5] in parents)]  # fmt: skip
+        for value_name, value in geocodes:
             vn = value_name.strip().upper()
             if vn in _MUNICIPAL_VALUE_NAMES:
                 add(self.codes([value]))

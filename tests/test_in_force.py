@@ -1,0 +1,175 @@
+"""What is in force, district by district, and what a lift, a cancel or a reused identifier does.
+
+The 常総市 flood day: the reproductions of the first findings of the issue on
+"what is in force", each over the real API with real receivers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alertd.cap import parse_cap
+from alertd.models import MsgType
+from tests.conftest import RunningEngine, Sink
+
+BASE = {"municipality": "08211", "reason": "洪水", "status": "Actual"}
+
+
+def order(level: int, districts: list[str], action: str = "issue", **extra: Any) -> dict[str, Any]:
+    return {**BASE, "level": level, "districts": districts, "action": action, **extra}
+
+
+async def in_force(engine: RunningEngine) -> dict[str, Any]:
+    status, body = await engine.get("/api/v1/in-force?municipality=08211")
+    assert status == 200, body
+    return dict(body)
+
+
+def level_of(model: dict[str, Any], name: str) -> int | None:
+    """The level standing in a district, as the model says (the town's own level for a
+    district no order names)."""
+    rows = {r["name"]: r["level"] for r in model["districts"]}
+    return rows.get(name, rows.get("常総市"))
+
+
+async def send(engine: RunningEngine, token: str, body: dict[str, Any], path: str = "/api/v1/evacuation-orders") -> Any:
+    status, answer = await engine.post(path, token, body)
+    assert status == 202, answer
+    return answer
+
+
+async def test_a_partial_lift_ends_only_the_level_and_districts_it_names(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    city_l3 = await send(engine, joso, order(3, ["all"]))
+    l4 = await send(engine, joso, order(4, ["若宮戸", "本石下"]))
+    # The preview says exactly what the lift does, before anything is sent.
+    status, preview = await engine.post("/api/v1/evacuation-orders/preview", joso, order(4, ["本石下"], "lift"))
+    assert status == 200, preview
+    assert preview["ends"] == [] and preview["lifts_from"] == {l4["id"]: ["08211:本石下"]}
+    assert {(r["name"], r["level_before"], r["level_after"]) for r in preview["levels"]} == {("本石下", 4, 3)}
+    lifted = await send(engine, joso, order(4, ["本石下"], "lift"))
+    assert lifted["levels"] == preview["levels"]
+    model = await in_force(engine)
+    assert level_of(model, "本石下") == 3 and level_of(model, "若宮戸") == 4
+    status, active = await engine.get("/api/v1/alerts?active=true")
+    by_id = {a["id"]: a for a in active}
+    assert set(by_id) == {city_l3["id"], l4["id"]}
+    assert by_id[l4["id"]]["lifted_districts"] == ["08211:本石下"] and by_id[l4["id"]]["state"] == "active"
+
+
+async def test_lifting_level_5_leaves_levels_4_and_3_standing(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    await send(engine, joso, order(3, ["all"]))
+    await send(engine, joso, order(4, ["若宮戸", "本石下"]))
+    await send(engine, joso, order(5, ["若宮戸"]))
+    answer = await send(engine, joso, order(5, ["若宮戸"], "lift"))
+    assert answer["levels"] == [{"district": "08211:若宮戸", "name": "若宮戸", "level_before": 5, "level_after": 4}]
+    model = await in_force(engine)
+    assert level_of(model, "若宮戸") == 4 and level_of(model, "本石下") == 4
+    _status, lift = await engine.get(f"/api/v1/alerts/{answer['id']}")
+    assert lift["remaining"] == [{"level": 4, "districts": ["若宮戸"]}, {"level": 3, "districts": ["若宮戸"]}]
+
+
+async def test_a_lift_of_a_level_not_in_force_there_is_409_naming_what_is(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    await send(engine, joso, order(3, ["all"]))
+    await send(engine, joso, order(4, ["三坂町"]))
+    status, problem = await engine.post("/api/v1/evacuation-orders", joso, order(5, ["三坂町"], "lift"))
+    assert status == 409, problem
+    assert "警戒レベル5" in problem["detail"] and "警戒レベル4" in problem["detail"]
+    assert {o["level"] for o in problem["in_force"]} == {3, 4}
+    model = await in_force(engine)
+    assert level_of(model, "三坂町") == 4  # nothing ended
+
+
+async def test_lifting_one_district_keeps_the_city_wide_order(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    city = await send(engine, joso, order(3, ["all"]))
+    await send(engine, joso, order(4, ["三坂町"]))
+    await send(engine, joso, order(4, ["三坂町"], "lift"))
+    _, active = await engine.get("/api/v1/alerts?active=true")
+    assert [a["id"] for a in active] == [city["id"]]
+    _status, feed = await engine.get("/feeds/alerts.atom")
+    assert city["id"] in feed
+
+
+async def test_lift_all_ends_that_level_and_below_in_the_whole_town(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    await send(engine, joso, order(3, ["all"]))
+    await send(engine, joso, order(4, ["若宮戸", "本石下"]))
+    l5 = await send(engine, joso, order(5, ["若宮戸"]))
+    await send(engine, joso, order(4, ["all"], "lift"))
+    model = await in_force(engine)
+    assert [s["alert_id"] for s in model["in_force"]] == [l5["id"]]
+    assert level_of(model, "本石下") is None and level_of(model, "若宮戸") == 5
+
+
+async def test_a_lift_reaches_every_receiver_that_got_what_it_ends(engine: RunningEngine, sink: Sink) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    await engine.add_subscriber(id="portal-l4", adapter="isp", endpoint=f"{sink.url}/p", districts=["08211"],
+                                min_level=4)  # fmt: skip
+    first = await send(engine, joso, order(4, ["三坂町"]))
+    second = await send(engine, joso, order(4, ["若宮戸"]))
+    await engine.wait_deliveries(second["id"], {"delivered"})
+    lift = await send(engine, joso, order(3, ["all"], "lift") | {"level": 4})
+    rows = await engine.wait_deliveries(lift["id"], {"delivered"})
+    assert [r["subscriber"] for r in rows] == ["portal-l4"]  # a level 4 receiver hears the lift
+    assert first["id"] != second["id"]
+
+
+async def test_a_lift_below_a_receivers_min_level_still_reaches_it(engine: RunningEngine, sink: Sink) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    await engine.add_subscriber(id="portal-l4", adapter="isp", endpoint=f"{sink.url}/p", districts=["08211"],
+                                min_level=4)  # fmt: skip
+    await send(engine, joso, order(3, ["all"]))
+    l4 = await send(engine, joso, order(4, ["三坂町"]))
+    await engine.wait_deliveries(l4["id"], {"delivered"})
+    lift = await send(engine, joso, order(3, ["all"], "lift") | {"level": 4})
+    rows = await engine.wait_deliveries(lift["id"], {"delivered"})
+    assert {r["subscriber"] for r in rows} == {"portal-l4"}
+
+
+async def test_an_identifier_reused_for_a_different_order_is_409(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    first = await send(engine, joso, order(4, ["三坂町"], identifier="joso-0001"))
+    again = await send(engine, joso, order(4, ["三坂町"], identifier="joso-0001"))
+    assert again["id"] == first["id"]  # the same message again: the first answer
+    status, problem = await engine.post("/api/v1/evacuation-orders", joso, order(5, ["三坂町"], identifier="joso-0001"))
+    assert status == 409 and problem["existing_alert"] == first["id"], problem
+
+
+async def test_every_change_carries_cap_references_and_alertd_reads_its_own_cap(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    issued = await send(engine, joso, order(4, ["三坂町", "若宮戸"]))
+    lift = await send(engine, joso, order(4, ["三坂町"], "lift"))
+    cancel = await send(engine, joso, {"status": "Actual", "event": "取消", "msg_type": "Cancel",
+                                       "references": [issued["id"]]}, "/api/v1/alerts")  # fmt: skip
+    status, original = await engine.get(f"/api/v1/alerts/{issued['id']}.cap")
+    original_ref = parse_cap(original.encode()).reference_key()
+    for answer, kind in ((lift, MsgType.UPDATE), (cancel, MsgType.CANCEL)):
+        status, text = await engine.get(f"/api/v1/alerts/{answer['id']}.cap")
+        assert status == 200
+        doc = parse_cap(text.encode())  # alertd's parser takes alertd's own output
+        assert doc.msg_type is kind and doc.references == [original_ref]
+    # The cancel says what it is about: the town, the order's kind, its places by name.
+    status, body = await engine.get(f"/api/v1/alerts/{cancel['id']}")
+    assert body["kind"] == "evacuation" and body["municipality"] == "08211"
+    area = body["infos"][0]["areas"][0]
+    assert "三坂町" in area["desc"] and "08211:" not in area["desc"]
+
+
+async def test_district_orders_carry_the_municipality_code_and_still_read_back_as_districts(
+    engine: RunningEngine,
+) -> None:
+    joso = await engine.add_issuer("joso", ["08211"], senders=["bousai@city.joso.lg.jp"])
+    issued = await send(engine, joso, order(4, ["三坂町"]))
+    status, text = await engine.get(f"/api/v1/alerts/{issued['id']}.cap")
+    doc = parse_cap(text.encode())
+    geocodes = doc.infos[0].areas[0].geocodes
+    assert ("JP-JISX0402", "08211") in geocodes and ("JP-ALERTD-DISTRICT", "08211:三坂町") in geocodes
+    # Forwarded to an alertd as CAP, it is still an order for 三坂町, not for the whole city.
+    doc.sender, doc.identifier = "bousai@city.joso.lg.jp", "forwarded-1"
+    from alertd.cap import to_cap
+
+    status, again = await engine.post("/api/v1/alerts", joso, to_cap(doc), headers={"Content-Type": "application/cap+xml"})
+    assert status == 202 and again["districts"] == ["08211:三坂町"], again
