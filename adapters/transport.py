@@ -24,7 +24,7 @@ from paho.mqtt.properties import Properties
 
 from adapters.base import DeliveryError, Payload, PermanentError, RetryableError
 from alertd import logs
-from alertd.constants import ACK_TOPIC
+from alertd.constants import Topics
 from alertd.limits import RESPONSE_READ_BYTES
 from alertd.redact import redact_text, redact_url
 
@@ -211,7 +211,7 @@ class MqttConnection:
             kwargs["clean_start"] = not persistent
         else:
             kwargs["clean_session"] = not persistent
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.host,
             self.port,
             identifier=self.client_id,
@@ -221,6 +221,13 @@ class MqttConnection:
             timeout=10,
             **kwargs,  # type: ignore[arg-type]
         )
+        if persistent:
+            # A QoS 1 message is acknowledged to the broker only once our handler has
+            # recorded it: a process killed in between gets it again on the next session,
+            # instead of the broker forgetting an ack nobody wrote down. aiomqtt has no
+            # option for this; paho's (its engine) is public API.
+            client._client.manual_ack_set(True)
+        return client
 
     async def _run(self) -> None:
         backoff = 0.2
@@ -247,7 +254,12 @@ class MqttConnection:
                                 try:
                                     await self.on_message(message)
                                 except Exception:
+                                    # Not acknowledged: the broker hands it over again after a
+                                    # reconnect, which the next step forces.
                                     log.exception("mqtt.handler_failed", topic=str(message.topic))
+                                    raise aiomqtt.MqttError("handler failed; reconnecting to get it again") from None
+                            if self.subscriptions and message.qos > 0:
+                                client._client.ack(message.mid, message.qos)
                 except aiomqtt.MqttCodeError as exc:
                     # A 3.1.1-only broker refuses the v5 CONNECT; fall through to 3.1.1.
                     if self.protocol is None and protocol == aiomqtt.ProtocolVersion.V5:
@@ -305,7 +317,7 @@ class MqttConnection:
             raise RetryableError(f"no PUBACK for {topic} within {timeout_s:g} s") from exc
 
 
-def mqtt_envelope(payload: Payload) -> bytes:
+def mqtt_envelope(payload: Payload, topics: Topics) -> bytes:
     """MQTT 3.1.1 has no headers, so the ids a receiver needs to dedup and ack travel in a JSON envelope."""
     h = payload.headers
     subscriber = h.get("X-Alertd-Subscriber-Id", "")
@@ -314,7 +326,7 @@ def mqtt_envelope(payload: Payload) -> bytes:
             "alert_id": h.get("X-Alertd-Alert-Id"),
             "subscriber_id": subscriber,
             "idempotency_key": h.get("Idempotency-Key"),
-            "ack_topic": ACK_TOPIC.format(subscriber=subscriber),
+            "ack_topic": topics.ack(subscriber),
             "content_type": payload.content_type,
             "body": payload.body.decode("utf-8"),
         },
@@ -325,7 +337,8 @@ def mqtt_envelope(payload: Payload) -> bytes:
 class MqttTransport:
     """Publishes subscriber deliveries, one pooled connection per broker."""
 
-    def __init__(self) -> None:
+    def __init__(self, topics: Topics) -> None:
+        self.topics = topics
         self._connections: dict[tuple[str, int], MqttConnection] = {}
 
     def connection(self, host: str, port: int) -> MqttConnection:
@@ -342,7 +355,7 @@ class MqttTransport:
         conn = self.connection(target.host, target.port)
         await conn.publish(
             target.topic,
-            mqtt_envelope(payload),
+            mqtt_envelope(payload, self.topics),
             expiry_s=expiry_s,
             timeout_s=timeout_s,
             content_type="application/json",

@@ -40,7 +40,7 @@ from alertd.errors import (
 from alertd.inforce import InForce, Standing
 from alertd.json_alert import parse_json_alert
 from alertd.limits import ACK_MAX_BYTES
-from alertd.metrics import DELIVERIES, REGISTRY, REJECTED
+from alertd.metrics import ACKS, DELIVERIES, REGISTRY, REJECTED
 from alertd.models import Alert, Issuer, utcnow
 from alertd.offload import run_blocking
 from alertd.public import DEFAULT_PAGE, MAX_PAGE, CachedView, PublicGate, ViewCache, respond, strong_etag
@@ -648,11 +648,16 @@ async def post_ack(request: web.Request) -> web.Response:
                            field="idempotency_key")  # fmt: skip
     confirmed = await engine.store.confirm(alert.id, sub_id, key, f"{time.time():.3f}")
     if confirmed is None:
+        ACKS.labels(path="http", outcome="refused").inc()
+        log.warning("ack.refused", alert_id=alert.id, subscriber_id=sub_id, via="http")
         raise Forbidden("That subscriber and key do not match a delivery of this alert.")
     if confirmed:
         sub = await engine.store.get_subscriber(sub_id)
         DELIVERIES.labels(adapter=sub.adapter.value if sub else "unknown", outcome="confirmed").inc()
+        ACKS.labels(path="http", outcome="confirmed").inc()
         log.info("delivery.confirmed", alert_id=alert.id, subscriber_id=sub_id, via="http")
+    else:
+        ACKS.labels(path="http", outcome="repeat").inc()
     return json_response({"alert_id": alert.id, "subscriber": sub_id, "state": "confirmed"})
 
 

@@ -30,6 +30,8 @@ class Settings:
     mqtt_url: str | None = None
     admin_token: str | None = None
     key_prefix: str = "alertd"
+    topic_prefix: str = "alerts/v1"  # MQTT topics live under it (several deployments on one broker)
+    feed_lease_ttl_s: float = 15.0  # how long a dead ack listener / state publisher blocks its successor
     consumer_name: str | None = None  # defaults to host:pid
     max_body_bytes: int = 1_000_000
     # Work held by a consumer that went quiet for this long is taken over by
@@ -68,6 +70,8 @@ class Settings:
             mqtt_url=os.environ.get("ALERTD_MQTT_URL") or None,
             admin_token=os.environ.get("ALERTD_ADMIN_TOKEN") or None,
             key_prefix=os.environ.get("ALERTD_KEY_PREFIX", "alertd"),
+            topic_prefix=os.environ.get("ALERTD_TOPIC_PREFIX", "alerts/v1"),
+            feed_lease_ttl_s=_env_float("ALERTD_FEED_LEASE_TTL_S", 15.0),
             consumer_name=os.environ.get("ALERTD_CONSUMER") or None,
             max_body_bytes=_env_int("ALERTD_MAX_BODY_BYTES", 1_000_000),
             claim_idle_s=_env_float("ALERTD_CLAIM_IDLE_S", 30.0),

@@ -30,6 +30,9 @@ class Keys:
         # Bumped whenever any alert or its state changes: public answers are cached
         # until it moves.
         self.views_version = f"{p}:views:version"
+        # "<status>|<municipality>" whose retained MQTT state must be published again.
+        self.state_dirty = f"{p}:state:dirty"
+        self.feed_leader = f"{p}:feed:leader"  # lease: the ack listener and state publisher
 
     def active_in(self, prefecture: str) -> str:
         # The in-force set by prefecture ("xx": alerts naming no prefecture), so what is in
@@ -77,7 +80,27 @@ LANES = (Priority.FLASH, Priority.ROUTINE)
 
 # MQTT topic layout (documented in README): alerts by prefecture and municipality,
 # so a prefecture-wide station subscribes alerts/v1/08/+ and one town alerts/v1/08/08211.
-FEED_TOPIC = "alerts/v1/{pref}/{muni}"
-STATE_TOPIC = "alerts/v1/{pref}/{muni}/state"
-ACK_TOPIC = "alerts/v1/ack/{subscriber}"
-ACK_TOPIC_FILTER = "alerts/v1/ack/+"
+DEFAULT_TOPIC_PREFIX = "alerts/v1"
+
+
+class Topics:
+    """Every MQTT topic alertd uses, under one deployment prefix (ALERTD_TOPIC_PREFIX), so
+    two deployments (or a drill engine) on one broker never write each other's state."""
+
+    def __init__(self, prefix: str = DEFAULT_TOPIC_PREFIX) -> None:
+        prefix = prefix.strip("/")
+        if not prefix or "+" in prefix or "#" in prefix:
+            raise ValueError(f"ALERTD_TOPIC_PREFIX must be a topic path without wildcards, not {prefix!r}")
+        self.prefix = prefix
+        self.ack_filter = f"{prefix}/ack/+"
+
+    def alert(self, municipality: str) -> str:
+        return f"{self.prefix}/{municipality[:2]}/{municipality}"
+
+    def state(self, municipality: str, status: str) -> str | None:
+        """Actual state on .../state; drills on .../state/exercise; tests have none."""
+        base = f"{self.prefix}/{municipality[:2]}/{municipality}/state"
+        return {"Actual": base, "Exercise": f"{base}/exercise"}.get(status)
+
+    def ack(self, subscriber: str) -> str:
+        return f"{self.prefix}/ack/{subscriber}"

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import adapters
 from alertd import logs
 from alertd.config import Settings, load_seed
-from alertd.constants import Keys
+from alertd.constants import Keys, Topics
 from alertd.embedded import EmbeddedServices
 from alertd.feed import Feed
 from alertd.intake import Intake
@@ -92,8 +92,15 @@ class Engine:
         self.test_broadcasts = TestBroadcasts(self)
         self.consumer = s.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         s.consumer_name = self.consumer
-        self.feed = Feed(s.mqtt_url, self.registry, self.store, self.consumer)
+        self.feed = Feed(s.mqtt_url, self.registry, self.store, self.consumer, topics=Topics(s.topic_prefix),
+                         lease_ttl_s=s.feed_lease_ttl_s)  # fmt: skip
         await self.feed.start()
+        self.store.dirty_states = self.intake.dirty_states
+        self._feed_stop = asyncio.Event()
+        # One process of the deployment (the lease holder) listens for acks and
+        # publishes the retained states; the others stand by.
+        feed = self.feed
+        self.supervisor.spawn("mqtt-leader", lambda: feed.lead(self._feed_stop), critical=False)
         if s.seed_file:
             seed = load_seed(s.seed_file)
             # 防災行政無線 call signs per municipality, e.g. {"08211": "こちらは、防災じょうそうです。"}
@@ -103,7 +110,8 @@ class Engine:
         self.supervisor.every("data-guard", self._guard_data, 5.0)
         if self.run_workers:
             self.worker = Worker(
-                self.redis, self.store, s, adapters.registry(s.call_signs), self.feed, self.supervisor
+                self.redis, self.store, s, adapters.registry(s.call_signs), self.feed, self.supervisor,
+                topics=Topics(s.topic_prefix),
             )
             await self.worker.start()
         self.supervisor.every("expire", self._expire, 10.0)
@@ -115,6 +123,8 @@ class Engine:
     async def stop(self) -> None:
         if getattr(self, "_jma_stop", None) is not None:
             self._jma_stop.set()  # hands the JMA lease over at once
+        if getattr(self, "_feed_stop", None) is not None:
+            self._feed_stop.set()
         if self.worker is not None:
             await self.worker.drain()
         await self.supervisor.stop()

@@ -1,18 +1,30 @@
-"""The MQTT feed: every alert on per-municipality topics, plus receivers' confirmations.
+"""The MQTT feed: every alert on per-municipality topics, what is in force, and receivers' acks.
 
-Topics (QoS 1):
-  alerts/v1/<pref 2 digits>/<municipality 5 digits>        the alert as CAP 1.2 XML;
-                                                            MQTT 5 message expiry = alert expiry
-  alerts/v1/<pref>/<municipality>/state                     retained JSON: what is in force now
-  alerts/v1/ack/<subscriber id>                             receivers publish confirmations here
+Topics (QoS 1), under a deployment prefix (``ALERTD_TOPIC_PREFIX``, default ``alerts/v1``):
 
-Publishing the feed is itself a tracked delivery job (subscriber ``_feed``),
-so it is as durable as any other delivery and survives a crash the same way.
+  <prefix>/<pref>/<municipality>                 the alert as CAP 1.2 XML; MQTT 5 expiry = alert expiry
+  <prefix>/<pref>/<municipality>/state           retained JSON: every Actual alert in force there now
+  <prefix>/<pref>/<municipality>/state/exercise  the same for drills (Exercise); Test has none
+  <prefix>/ack/<subscriber id>                   receivers publish confirmations here
+
+Publishing an alert is itself a tracked delivery job (subscriber ``_feed``),
+so it is as durable as any other delivery.
+
+The retained state is not "the last message": it is drawn from the model of
+what is in force (alertd/inforce.py) whenever that changes. A change marks its
+municipalities dirty in Redis in the same transaction; one process (holding
+the ``mqtt`` lease) publishes the state of dirty municipalities, in order, so
+an older state can never overwrite a newer one.
+
+The same lease holder listens for acks, with one stable client identity and a
+persistent session: acks published while it was down are queued by the broker
+and reach whoever holds the lease next, so none is lost to a crashed process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -21,10 +33,12 @@ from urllib.parse import urlsplit
 import aiomqtt
 
 from alertd import logs
-from alertd.constants import ACK_TOPIC_FILTER, FEED_TOPIC, STATE_TOPIC
+from alertd.constants import Topics
+from alertd.inforce import InForce
+from alertd.lease import Lease
 from alertd.limits import ACK_MAX_BYTES
-from alertd.metrics import DELIVERIES, FEED_PUBLISHED
-from alertd.models import Alert, MsgType, format_cap_time
+from alertd.metrics import ACKS, DELIVERIES, FEED_PUBLISHED, STATE_PUBLISHED
+from alertd.models import Alert, format_cap_time, utcnow
 
 if TYPE_CHECKING:
     from adapters.transport import MqttConnection
@@ -43,19 +57,58 @@ def broker_address(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or 1883
 
 
+def municipalities_of(registry: Registry, alert: Alert) -> list[str]:
+    """The municipality topics an alert goes to; a prefecture-wide alert goes to each of its towns."""
+    out: dict[str, None] = {}
+    for code in alert.districts:
+        district = registry.find(code)
+        if district is None or district.level == "tsunami":
+            continue
+        if district.level == "prefecture":
+            for child in registry.children(code):
+                if child.level in ("municipality", "ward"):
+                    out[child.code] = None
+            continue
+        muni = registry.municipality_of(code)
+        if muni:
+            out[muni] = None
+    return list(out)
+
+
+def state_message(registry: Registry, municipality: str, status: str, model: InForce) -> dict[str, Any]:
+    """What is in force in one municipality: the retained state a gateway or a portal shows."""
+    orders = model.orders()
+    district = registry.find(municipality)
+    return {
+        "municipality": municipality,
+        "name": district.full_name if district is not None else municipality,
+        "status": status,
+        "in_force": bool(model.standing),
+        # The highest evacuation level standing anywhere in the town, and per district.
+        "level": max((s.level for s in orders if s.level is not None), default=None),
+        "districts": model.per_district() if orders else [],
+        "alerts": [s.summary(registry) for s in model.standing],
+        "updated": format_cap_time(utcnow()),
+    }
+
+
 class Feed:
-    def __init__(self, mqtt_url: str, registry: Registry, store: Store, consumer: str) -> None:
+    def __init__(
+        self, mqtt_url: str, registry: Registry, store: Store, consumer: str, *, topics: Topics | None = None,
+        lease_ttl_s: float = 15.0,
+    ) -> None:
         from adapters.transport import MqttConnection
 
         host, port = broker_address(mqtt_url)
+        self.host, self.port = host, port
         self.registry = registry
         self.store = store
-        # The ack listener keeps a persistent session so acks sent while this
-        # process restarts are still delivered to it.
-        self.conn: MqttConnection = MqttConnection(
-            host, port, client_id=f"alertd-{store.keys.prefix}-{consumer}", subscriptions=(ACK_TOPIC_FILTER,),
-            on_message=self._on_ack, share_group=f"{store.keys.prefix}-acks",
-        )  # fmt: skip
+        self.topics = topics or Topics()
+        self.consumer = consumer
+        # Alert messages and states go out on a plain (clean-session) connection.
+        self.conn: MqttConnection = MqttConnection(host, port, client_id=f"alertd-{store.keys.prefix}-{consumer}")
+        # A dead holder blocks its successor this long: acks wait queued in the broker meanwhile.
+        self.lease = Lease(store.redis, store.keys.feed_leader, ttl_s=lease_ttl_s, role="mqtt")
 
     async def start(self) -> None:
         await self.conn.wait_ready(timeout=15)
@@ -66,46 +119,15 @@ class Feed:
 
     @property
     def broker(self) -> str:
-        return f"{self.conn.host}:{self.conn.port}"
+        return f"{self.host}:{self.port}"
 
     async def close(self) -> None:
         await self.conn.close()
 
     def municipalities(self, alert: Alert) -> list[str]:
-        """The municipality topics an alert goes to; a prefecture-wide alert goes to each of its towns."""
-        out: dict[str, None] = {}
-        for code in alert.districts:
-            district = self.registry.find(code)
-            if district is None or district.level == "tsunami":
-                continue
-            if district.level == "prefecture":
-                for child in self.registry.children(code):
-                    if child.level in ("municipality", "ward"):
-                        out[child.code] = None
-                continue
-            muni = self.registry.municipality_of(code)
-            if muni:
-                out[muni] = None
-        return list(out)
+        return municipalities_of(self.registry, alert)
 
-    def state_message(self, alert: Alert, municipality: str) -> dict[str, Any]:
-        in_force = alert.msg_type is not MsgType.CANCEL and alert.action != "lift"
-        return {
-            "municipality": municipality,
-            "alert_id": alert.id,
-            "status": alert.status.value,
-            "msg_type": alert.msg_type.value,
-            "kind": alert.kind,
-            "level": alert.level if in_force else None,
-            "action": alert.action,
-            "in_force": in_force,
-            "districts": [
-                d for d in alert.districts if d == municipality or d.startswith(municipality + ":")
-            ],
-            "expires": format_cap_time(alert.expires) if alert.expires else None,
-            "updated": format_cap_time(alert.accepted_at or alert.sent),
-        }
-
+    # --- the alert messages ------------------------------------------------------
     async def publish(self, alert: Alert) -> None:
         from alertd.cap import to_cap
 
@@ -113,15 +135,9 @@ class Feed:
         expiry = int(alert.expires.timestamp() - time.time()) if alert.expires else None
 
         async def one(muni: str) -> None:
-            pref = muni[:2]
             try:
                 await self.conn.publish(
-                    FEED_TOPIC.format(pref=pref, muni=muni), body, expiry_s=expiry,
-                    content_type="application/cap+xml",
-                )  # fmt: skip
-                state = json.dumps(self.state_message(alert, muni), ensure_ascii=False).encode()
-                await self.conn.publish(
-                    STATE_TOPIC.format(pref=pref, muni=muni), state, retain=True, expiry_s=expiry
+                    self.topics.alert(muni), body, expiry_s=expiry, content_type="application/cap+xml"
                 )
             except Exception:
                 FEED_PUBLISHED.labels(outcome="failed").inc()
@@ -134,11 +150,62 @@ class Feed:
         if failures:
             raise failures[0]
 
+    # --- the lease holder: acks and states -----------------------------------------
+    async def lead(self, stop: asyncio.Event) -> None:
+        """Run as the deployment's ack listener and state publisher while holding the lease."""
+        await self.lease.run_while_held(stop, self._while_leading)
+
+    async def _while_leading(self, lost: asyncio.Event) -> None:
+        from adapters.transport import MqttConnection
+
+        # One stable identity per deployment and a persistent session: the broker
+        # queues acks while nobody listens and hands them to the next holder.
+        acks = MqttConnection(
+            self.host, self.port, client_id=f"alertd-{self.store.keys.prefix}-acks",
+            subscriptions=(self.topics.ack_filter,), on_message=self._on_ack,
+        )  # fmt: skip
+        acks.start()
+        try:
+            while not lost.is_set():
+                try:
+                    await self.publish_states()
+                except Exception as exc:  # the broker is down: the dirty set keeps them
+                    log.warning("state.publish_failed", error=repr(exc))
+                    await _sleep_unless(lost, 1.0)
+                await _sleep_unless(lost, 0.1)
+        finally:
+            await acks.close()
+
+    async def publish_states(self, batch: int = 200) -> int:
+        """Publish the state of every municipality whose state changed (oldest change first)."""
+        published = 0
+        while True:
+            dirty = await self.store.take_dirty_states(batch)
+            if not dirty:
+                return published
+            for i, (status, muni) in enumerate(dirty):
+                try:
+                    await self.publish_state(status, muni)
+                except Exception:
+                    await self.store.mark_dirty([f"{s}|{m}" for s, m in dirty[i:]])  # retried next round
+                    raise
+                published += 1
+
+    async def publish_state(self, status: str, municipality: str) -> None:
+        topic = self.topics.state(municipality, status)
+        if topic is None:
+            return
+        standing = await self.store.in_force(municipality, status, self.registry)
+        body = state_message(self.registry, municipality, status, InForce(self.registry, municipality, standing))
+        await self.conn.publish(topic, json.dumps(body, ensure_ascii=False).encode(), retain=True)
+        STATE_PUBLISHED.inc()
+
     async def _on_ack(self, message: aiomqtt.Message) -> None:
         subscriber_id = str(message.topic).rsplit("/", 1)[-1]
         payload = bytes(message.payload)  # type: ignore[arg-type]
         if len(payload) > ACK_MAX_BYTES:  # an ack is a few dozen bytes: never parse a flood
             log.warning("ack.too_large", subscriber_id=subscriber_id, bytes=len(payload))
+            ACKS.labels(path="mqtt", outcome="too_large").inc()
             return
         try:
             data = json.loads(payload)
@@ -146,13 +213,26 @@ class Feed:
             key = str(data["idempotency_key"])
         except (ValueError, KeyError, TypeError, RecursionError):
             log.warning("ack.malformed", subscriber_id=subscriber_id)
+            ACKS.labels(path="mqtt", outcome="malformed").inc()
             return
         ok = await self.store.confirm(alert_id, subscriber_id, key, f"{time.time():.3f}")
         if ok:
             sub = await self.store.get_subscriber(subscriber_id)
             DELIVERIES.labels(adapter=sub.adapter.value if sub else "unknown", outcome="confirmed").inc()
+            ACKS.labels(path="mqtt", outcome="confirmed").inc()
             log.info("delivery.confirmed", alert_id=alert_id, subscriber_id=subscriber_id, via="mqtt")
         elif ok is False:
+            ACKS.labels(path="mqtt", outcome="repeat").inc()
             log.debug("ack.repeat", alert_id=alert_id, subscriber_id=subscriber_id)
         else:
-            log.warning("ack.rejected", alert_id=alert_id, subscriber_id=subscriber_id)
+            ACKS.labels(path="mqtt", outcome="refused").inc()
+            log.warning("ack.refused", alert_id=alert_id, subscriber_id=subscriber_id,
+                        why="no delivery of this alert to this subscriber with that key")  # fmt: skip
+
+
+async def _sleep_unless(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+__all__ = ["FEED_SUBSCRIBER", "Feed", "broker_address", "municipalities_of", "state_message"]

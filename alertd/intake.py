@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from alertd import logs
 from alertd.errors import Conflict, Forbidden, InvalidInput, UnknownArea
-from alertd.feed import FEED_SUBSCRIBER
+from alertd.feed import FEED_SUBSCRIBER, municipalities_of
 from alertd.jurisdiction import Jurisdiction
 from alertd.limits import check_alert
 from alertd.metrics import ALERTS_RECEIVED
-from alertd.models import Alert, Area, Issuer, MsgType, Priority, parse_time, utcnow
+from alertd.models import Alert, Area, Issuer, MsgType, Priority, Status, parse_time, utcnow
 from alertd.offload import run_blocking
 from alertd.routing import Router
 from alertd.store import AlertChange, AlertState, PlannedDelivery, Store, dedup_scope
@@ -186,7 +186,9 @@ class Intake:
         }
         if dry_run:  # the preview: every stage ran, nothing is written
             return {**answer, "id": None, "references": alert.referenced_ids}, False
-        answer, created = await self.store.commit_alert(alert, plan, answer, changes, fingerprint=fingerprint)
+        answer, created = await self.store.commit_alert(
+            alert, plan, answer, changes, fingerprint=fingerprint, dirty=self.dirty_states(alert, referenced)
+        )
         if created:
             ALERTS_RECEIVED.labels(source=alert.origin, status=alert.status.value).inc()
             log.info(
@@ -317,6 +319,16 @@ class Intake:
             for match in self.geocoder.area(area):
                 codes[match.code] = None
         return list(codes)
+
+    def dirty_states(self, alert: Alert, referenced: list[Alert]) -> list[str]:
+        """The retained states ("<status>|<municipality>") an alert changes: its own towns
+        and those of every alert it lifts, cancels or replaces. Tests have no state."""
+        if alert.status not in (Status.ACTUAL, Status.EXERCISE):
+            return []
+        munis: dict[str, None] = {}
+        for a in (alert, *referenced):
+            munis.update(dict.fromkeys(municipalities_of(self.registry, a)))
+        return [f"{alert.status.value}|{m}" for m in munis]
 
     def _name_areas(self, alert: Alert) -> None:
         """Info blocks with no area get one naming the districts by place name, with their codes."""

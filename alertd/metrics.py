@@ -105,3 +105,15 @@ PUBLIC_SHED = Counter(
     "Public reads answered 503 because the public face was at its concurrency limit.",
     registry=REGISTRY,
 )
+
+ACKS = Counter(
+    "alertd_acks",
+    "Receivers' confirmations by path (http, mqtt) and outcome (confirmed, repeat, refused, malformed, too_large).",
+    ["path", "outcome"],
+    registry=REGISTRY,
+)
+STATE_PUBLISHED = Counter(
+    "alertd_state_messages_published",
+    "Retained per-municipality state messages published (what is in force).",
+    registry=REGISTRY,
+)

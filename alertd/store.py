@@ -13,6 +13,7 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,9 @@ class Store:
         self._secret: bytes | None = None
         # Decoded alert documents by id, for listings (documents are write-once).
         self._docs: OrderedDict[str, Alert] = OrderedDict()
+        # Which retained states an alert touches ("<status>|<municipality>"); the engine
+        # sets it (it needs the registry), so expiry can mark them as a commit does.
+        self.dirty_states: Callable[[Alert, list[Alert]], list[str]] | None = None
 
     # --- deployment secret ---------------------------------------------------
     async def secret(self) -> bytes:
@@ -274,6 +278,7 @@ class Store:
         changes: dict[str, AlertChange],
         *,
         fingerprint: str = "",
+        dirty: list[str] | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Write the alert, its log entry, its fan-out work and what it changes, atomically.
 
@@ -352,6 +357,8 @@ class Store:
                         pipe.hincrby(key, "rev", 1)
                 pipe.xadd(self.keys.log, {"id": alert.id, "doc": doc})
                 pipe.incr(self.keys.views_version)
+                if dirty:  # the municipalities whose retained state this changes
+                    pipe.sadd(self.keys.state_dirty, *dirty)
                 if plan:
                     # One command queues every job: a 2,000-way fan-out costs one round
                     # trip instead of 2,000 XADDs packed by the client.
@@ -496,9 +503,21 @@ class Store:
                         pipe.srem(self.keys.active_in(pref), alert_id)
                     if doc is not None and (muni := order_municipality(doc)) is not None:
                         pipe.srem(self.keys.active_orders(muni), alert_id)
+                    if doc is not None and self.dirty_states is not None:
+                        for member in self.dirty_states(doc, []):
+                            pipe.sadd(self.keys.state_dirty, member)
                 pipe.incr(self.keys.views_version)
                 await pipe.execute()
         return ended
+
+    async def take_dirty_states(self, count: int) -> list[tuple[str, str]]:
+        """Municipalities whose retained state changed, as (status, municipality)."""
+        raw = await self.redis.spop(self.keys.state_dirty, count)
+        return [tuple(m.decode().split("|", 1)) for m in raw or []]  # type: ignore[misc]
+
+    async def mark_dirty(self, members: list[str]) -> None:
+        if members:
+            await self.redis.sadd(self.keys.state_dirty, *members)
 
     async def views_version(self) -> int:
         return int(await self.redis.get(self.keys.views_version) or 0)

@@ -33,7 +33,7 @@ from adapters.transport import HttpTransport, MqttTransport
 from alertd import logs, metrics, retry
 from alertd.breaker import CircuitBreaker
 from alertd.config import Settings
-from alertd.constants import LANES, Keys
+from alertd.constants import LANES, Keys, Topics
 from alertd.feed import FEED_SUBSCRIBER, Feed
 from alertd.metrics import POISON_JOBS, QUEUE_DEPTH
 from alertd.models import AdapterKind, Alert, DeliveryState, Priority, Subscriber
@@ -70,6 +70,8 @@ class Worker:
         adapters: dict[AdapterKind, Adapter],
         feed: Feed | None,
         supervisor: Supervisor | None = None,
+        *,
+        topics: Topics | None = None,
     ) -> None:
         self.redis = redis
         self.store = store
@@ -78,7 +80,7 @@ class Worker:
         self.adapters = adapters
         self.feed = feed
         self.http = HttpTransport(settings.http_connections)
-        self.mqtt = MqttTransport()
+        self.mqtt = MqttTransport(topics or Topics())
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
         self.consumer = settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         # A fixed pool of delivery coroutines per lane, fed by a bounded queue:

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from alertd.api import make_app
 from alertd.config import Settings
+from alertd.constants import Topics
 from alertd.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,9 @@ def make_settings(**overrides: Any) -> Settings:
         mqtt_url=MQTT_URL,
         admin_token=ADMIN_TOKEN,
         key_prefix=f"alertd-test-{secrets.token_hex(4)}",
+        # Its own MQTT topics too: retained states of other tests (or of a suite running
+        # beside this one on the same broker) are never in the way.
+        topic_prefix=f"alertd-test-{secrets.token_hex(4)}/alerts/v1",
         claim_idle_s=3.0,
         retry_base_s=0.1,
         retry_max_s=1.0,
@@ -96,6 +100,10 @@ class RunningEngine:
     url: str
     http: aiohttp.ClientSession
     runner: web.AppRunner
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.engine.settings.topic_prefix)
 
     @property
     def admin(self) -> dict[str, str]:

@@ -34,7 +34,7 @@ async def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 3
     raise AssertionError("alertd serve did not come up")
 
 
-def _serve(port: int, prefix: str, config: Path, consumer: str) -> subprocess.Popen[bytes]:
+def _serve(port: int, prefix: str, config: Path, consumer: str, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "ALERTD_REDIS_URL": REDIS_URL,
@@ -47,6 +47,7 @@ def _serve(port: int, prefix: str, config: Path, consumer: str) -> subprocess.Po
         # Slow enough that the kill lands mid-fan-out.
         "ALERTD_ROUTINE_CONCURRENCY": "20",
         "ALERTD_LOG_LEVEL": "WARNING",
+        **(extra or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "alertd", "serve", "--port", str(port)], cwd=ROOT, env=env,
@@ -126,4 +127,78 @@ async def test_kill_9_mid_fanout_loses_nothing(sink: Sink, tmp_path: Path) -> No
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        await wipe(prefix)
+
+
+async def test_mqtt_acks_sent_while_engines_crash_are_never_lost(tmp_path: Path) -> None:
+    """Three kill -9s with acks published in between: every ack confirms its delivery."""
+    import json
+
+    import aiomqtt
+
+    from tests.conftest import MQTT_HOST, MQTT_PORT
+
+    prefix = f"alertd-test-{secrets.token_hex(4)}"
+    topics = f"alertd-test-{secrets.token_hex(4)}/alerts/v1"
+    gateways = f"acks-{secrets.token_hex(3)}/gw"
+    token = secrets.token_hex(16)
+    n = 10
+    config = tmp_path / "seed.yaml"
+    config.write_text(yaml.safe_dump({
+        "issuers": [{"id": "joso", "name": "常総市", "token": token, "jurisdiction": ["08211"]}],
+        "subscribers": [{"id": f"gw{i}", "adapter": "radio", "endpoint": f"{MQTT_URL}/{gateways}/{i}",
+                         "districts": ["08211"]} for i in range(n)],
+    }, allow_unicode=True))  # fmt: skip
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    extra = {"ALERTD_TOPIC_PREFIX": topics, "ALERTD_FEED_LEASE_TTL_S": "2"}
+    proc = _serve(port, prefix, config, "first", extra)
+    envelopes: list[dict[str, str]] = []
+    try:
+        await _wait_http(url, proc)
+        async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=f"gws-{secrets.token_hex(3)}") as gw:
+            await gw.subscribe(f"{gateways}/+", qos=1)
+            order = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["all"],
+                     "reason": "洪水", "status": "Exercise"}  # fmt: skip
+            async with aiohttp.ClientSession() as http, http.post(
+                f"{url}/api/v1/evacuation-orders", json=order, headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
+                assert resp.status == 202
+                alert_id = (await resp.json())["id"]
+            async with asyncio.timeout(20):
+                async for message in gw.messages:
+                    envelopes.append(json.loads(bytes(message.payload)))  # type: ignore[arg-type]
+                    if len(envelopes) == n:
+                        break
+            # Three crashes; a few gateways ack while no engine runs, a few while one does.
+            for crash, batch in enumerate((envelopes[0:3], envelopes[3:6], envelopes[6:8])):
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                for env in batch:
+                    ack = {"alert_id": env["alert_id"], "idempotency_key": env["idempotency_key"]}
+                    await gw.publish(env["ack_topic"], json.dumps(ack), qos=1)
+                proc = _serve(port, prefix, config, f"restart-{crash}", extra)
+                await _wait_http(url, proc)
+            for env in envelopes[8:]:
+                ack = {"alert_id": env["alert_id"], "idempotency_key": env["idempotency_key"]}
+                await gw.publish(env["ack_topic"], json.dumps(ack), qos=1)
+        rows: list[dict[str, object]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        async with aiohttp.ClientSession() as http:
+            while loop.time() < deadline:
+                async with http.get(f"{url}/api/v1/alerts/{alert_id}/deliveries",
+                                    headers={"Authorization": f"Bearer {token}"}) as resp:  # fmt: skip
+                    rows = [r for r in (await resp.json())["deliveries"] if r["adapter"] != "feed"]
+                if sum(r["state"] == "confirmed" for r in rows) == n:
+                    break
+                await asyncio.sleep(0.2)
+        assert sum(r["state"] == "confirmed" for r in rows) == n, [(r["subscriber"], r["state"]) for r in rows]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         await wipe(prefix)

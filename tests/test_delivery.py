@@ -7,6 +7,7 @@ import json
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiomqtt
 
@@ -180,22 +181,68 @@ async def test_two_engines_share_the_work_without_delivering_twice(sink: Sink) -
         await stop_engine(a)
 
 
-async def test_mqtt_feed_retains_current_state_and_carries_expiry(engine: RunningEngine) -> None:
+async def retained_state(topic: str, until: Any, timeout: float = 10) -> dict[str, Any]:
+    """The retained state on a topic, as a receiver connecting now gets it, once ``until`` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    state: dict[str, Any] = {}
+    while loop.time() < deadline:
+        async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=f"late-{secrets.token_hex(3)}",
+                                  protocol=aiomqtt.ProtocolVersion.V5) as late:  # fmt: skip
+            await late.subscribe(topic, qos=1)
+            try:
+                async with asyncio.timeout(1):
+                    async for message in late.messages:
+                        # Retained, or published live while subscribing: the state either way.
+                        state = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                        break
+            except TimeoutError:
+                pass
+        if state and until(state):
+            return state
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the retained state on {topic} never matched: {state}")
+
+
+async def test_the_retained_state_lists_what_is_in_force_and_empties_after_the_lift(engine: RunningEngine) -> None:
     token = await engine.add_issuer("joso", ["08211"])
-    status, answer = await engine.post("/api/v1/evacuation-orders", token, ORDER)
+    actual = {**ORDER, "status": "Actual"}
+    status, city = await engine.post("/api/v1/evacuation-orders", token, {**actual, "level": 3, "identifier": "l3"})
+    status, misaka = await engine.post("/api/v1/evacuation-orders", token,
+                                       {**actual, "districts": ["三坂町"], "identifier": "l4"})  # fmt: skip
     assert status == 202
-    await asyncio.sleep(1.0)
-    # A receiver that connects later still learns what is in force from the retained message.
-    async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=f"late-{secrets.token_hex(3)}",
-                              protocol=aiomqtt.ProtocolVersion.V5) as late:  # fmt: skip
-        await late.subscribe("alerts/v1/08/08211/state", qos=1)
+    # A shelter notice comes after: the state still shows both orders, not "the last message".
+    status, _ = await engine.post("/api/v1/shelters", token, {"municipality": "08211", "status": "Actual",
+                                                              "shelters": [{"name": "石下総合体育館"}]})  # fmt: skip
+    topic = engine.topics.state("08211", "Actual")
+    assert topic is not None
+    state = await retained_state(topic, lambda s: {a["alert_id"] for a in s["alerts"]} >= {city["id"], misaka["id"]})
+    assert state["level"] == 4 and state["in_force"] is True
+    levels = {d["name"]: d["level"] for d in state["districts"]}
+    assert levels["三坂町"] == 4 and levels["常総市"] == 3
+    # A drill never touches the real state: it has its own topic.
+    status, _ = await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "level": 5, "identifier": "drill"})
+    drill_topic = engine.topics.state("08211", "Exercise")
+    assert drill_topic is not None
+    drill = await retained_state(drill_topic, lambda s: s["level"] == 5)
+    assert drill["status"] == "Exercise"
+    status, _ = await engine.post("/api/v1/evacuation-orders", token,
+                                  {**actual, "level": 4, "action": "lift", "districts": ["all"], "identifier": "lift"})
+    assert status == 202
+    # After the last lift no order stands (the shelter notice still does).
+    state = await retained_state(topic, lambda s: s["level"] is None)
+    assert [a["kind"] for a in state["alerts"]] == ["shelter"] and state["districts"] == []
+
+
+async def test_alert_messages_carry_the_alert_expiry(engine: RunningEngine) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=f"rx-{secrets.token_hex(3)}",
+                              protocol=aiomqtt.ProtocolVersion.V5) as rx:  # fmt: skip
+        await rx.subscribe(engine.topics.alert("08211"), qos=1)
+        status, _ = await engine.post("/api/v1/evacuation-orders", token, ORDER)
+        assert status == 202
         async with asyncio.timeout(10):
-            async for message in late.messages:
-                if json.loads(bytes(message.payload))["alert_id"] != answer["id"]:  # type: ignore[arg-type]
-                    continue  # an older retained state from another test
-                state = json.loads(bytes(message.payload))  # type: ignore[arg-type]
-                assert message.retain
-                assert state["level"] == 4 and state["in_force"] is True
+            async for message in rx.messages:
                 expiry = message.properties.MessageExpiryInterval  # type: ignore[union-attr]
                 assert 0 < expiry <= 24 * 3600
                 break

@@ -38,7 +38,7 @@ async def test_order_reaches_webhook_and_mqtt_and_is_confirmed(
         id="tv-tokyo", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["13"]
     )
     await mqtt.subscribe(radio_topic, qos=1)
-    await mqtt.subscribe("alerts/v1/08/08211", qos=1)
+    await mqtt.subscribe(engine.topics.alert("08211"), qos=1)
 
     status, answer = await engine.post("/api/v1/evacuation-orders", token, ORDER)
     assert status == 202, answer
@@ -65,7 +65,7 @@ async def test_order_reaches_webhook_and_mqtt_and_is_confirmed(
     assert envelope["alert_id"] == answer["id"]
     script = json.loads(envelope["body"])
     assert script["text"].count("三坂町") >= 3  # read three times
-    assert b"urn:oasis:names:tc:emergency:cap:1.2" in got["alerts/v1/08/08211"]
+    assert b"urn:oasis:names:tc:emergency:cap:1.2" in got[engine.topics.alert("08211")]
 
     # Both receivers confirm: the portal over HTTP, the radio over MQTT.
     status, _ = await engine.post(

@@ -176,8 +176,8 @@ async def test_acks_that_are_huge_or_not_ascii_are_refused_cleanly(engine: Runni
     assert key["alert_id"] == answer["id"]
     idem = sink.at("/radio")[0]["headers"]["Idempotency-Key"]
     async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=f"gw-{time.monotonic_ns()}") as client:
-        await client.publish("alerts/v1/ack/radio", b"{" * 1_000_000, qos=1)
-        await client.publish("alerts/v1/ack/radio", json.dumps({"alert_id": answer["id"], "idempotency_key": idem}),
+        await client.publish(engine.topics.ack("radio"), b"{" * 1_000_000, qos=1)
+        await client.publish(engine.topics.ack("radio"), json.dumps({"alert_id": answer["id"], "idempotency_key": idem}),
                              qos=1)  # fmt: skip
     await engine.wait_deliveries(answer["id"], {"confirmed"})
 

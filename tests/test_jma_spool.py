@@ -214,8 +214,9 @@ async def test_tsunami_sequence_grades_state_and_the_last_lift(
         assert "大津波" not in reading and "注意報" not in reading and "海の中にいる人は" not in reading
     # The retained state for 日立市 shows the 津波警報 (the policy now includes the feed).
     warning = next(r for r in await jma_alerts(engine, active="true", district=HITACHI) if r["level"] == 4)
-    state = await _retained(mqtt, f"alerts/v1/08/{HITACHI}/state", warning["id"])
-    assert (state["kind"], state["level"], state["in_force"]) == ("tsunami", 4, True)
+    state = await _retained(mqtt, engine.topics.state(HITACHI, "Actual"), warning["id"])
+    (tsunami,) = [a for a in state["alerts"] if a["alert_id"] == warning["id"]]
+    assert (tsunami["kind"], tsunami["level"], state["in_force"]) == ("tsunami", 4, True)
 
     # 2015: 津波注意報 for 鹿児島県 and 津波予報 elsewhere, then 注意報解除. After it, nothing of the event
     # is in force anywhere, and the lift reached the loudspeakers that announced the advisory.
@@ -264,13 +265,14 @@ def _of_2015(row: dict[str, Any]) -> bool:
     return row["kind"] == "tsunami" and row["incidents"] != "jma-VTSE41-20110311144640"
 
 
-async def _retained(client: aiomqtt.Client, topic: str, alert_id: str, timeout: float = 20.0) -> dict[str, Any]:
+async def _retained(client: aiomqtt.Client, topic: str | None, alert_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    assert topic is not None
     await client.subscribe(topic, qos=1)
     try:
         async with asyncio.timeout(timeout):
             async for message in client.messages:
                 data = json.loads(bytes(message.payload))  # type: ignore[arg-type]
-                if data.get("alert_id") == alert_id:
+                if any(a["alert_id"] == alert_id for a in data.get("alerts", [])):
                     return dict(data)
     finally:
         await client.unsubscribe(topic)

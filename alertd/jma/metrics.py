@@ -65,8 +65,3 @@ SPOOL_FILES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
-LEADER = Gauge(
-    "alertd_jma_leader",
-    "1 while this process holds the JMA ingest lease (polls the feeds and watches the drop folder).",
-    registry=REGISTRY,
-)

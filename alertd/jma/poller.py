@@ -48,10 +48,10 @@ from alertd.errors import AlertdError
 from alertd.jma.atom import Entry, parse_feed
 from alertd.jma.head import AreaRegistry
 from alertd.jma.ingest import Guard, Ingest, OnAlert, Telegram
-from alertd.jma.lease import Lease
 from alertd.jma.metrics import ENTRIES, ENTRY_FAILURES, IGNORED, LAST_SUCCESS, POLL_FAILURES, POLLS
 from alertd.jma.parse import KNOWN_TITLES, ParseResult, identify, parse_message
 from alertd.jma.policy import Policy
+from alertd.lease import Lease
 
 log = logs.get("alertd.jma")
 

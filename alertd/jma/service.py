@@ -17,10 +17,10 @@ import redis.asyncio as aioredis
 from alertd.constants import Keys
 from alertd.jma.head import AreaRegistry
 from alertd.jma.ingest import Ingest, OnAlert
-from alertd.jma.lease import Lease
 from alertd.jma.policy import Policy
 from alertd.jma.poller import JmaPoller, PollerConfig
 from alertd.jma.spool import SpoolConfig, SpoolWatcher
+from alertd.lease import Lease
 
 
 class JmaService:

@@ -43,10 +43,10 @@ from alertd.constants import DEFAULT_PREFIX, Keys
 from alertd.errors import AlertdError
 from alertd.jma.head import AreaRegistry
 from alertd.jma.ingest import Guard, Ingest, OnAlert, Telegram
-from alertd.jma.lease import Lease
 from alertd.jma.metrics import ENTRY_FAILURES, SPOOL_FILES
 from alertd.jma.parse import ParseResult, parse_message
 from alertd.jma.policy import Policy
+from alertd.lease import Lease
 
 log = logs.get("alertd.jma")
 

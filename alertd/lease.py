@@ -1,8 +1,9 @@
-"""One JMA ingester per deployment: a Redis lease (SET NX PX) its holder renews.
+"""One holder per deployment for work only one process may do: a Redis lease (SET NX PX).
 
-``alertd serve --workers 3`` starts three engines on one Redis; without a
-lease each polled every feed, three requests a minute against JMA's limit
-of one. The holder renews the lease well within its time to live; when the
+The JMA ingester (JMA allows one poll a minute, however many processes run),
+the MQTT ack listener (one persistent session, so acks queued while it was
+down reach its successor) and the retained-state publisher (one writer, so
+states are never published out of order) each run under one. The holder renews the lease well within its time to live; when the
 holder dies (kill -9, a lost network) the lease lapses and another process
 takes it over within one time to live. Renewal and release compare the
 owner token first (a Lua script, so the check and the write are one step),
@@ -20,11 +21,19 @@ import socket
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
+from prometheus_client import Gauge
 
 from alertd import logs
-from alertd.jma.metrics import LEADER
+from alertd.metrics import REGISTRY
 
-log = logs.get("alertd.jma")
+log = logs.get("alertd.lease")
+
+LEADER = Gauge(
+    "alertd_leader",
+    "1 while this process holds the lease of a role (jma, mqtt).",
+    ["role"],
+    registry=REGISTRY,
+)
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -44,7 +53,7 @@ class Lease:
     """A named lease in Redis. ``ttl_s`` is how long a dead holder blocks a successor."""
 
     def __init__(
-        self, redis: aioredis.Redis, key: str, *, ttl_s: float = 30.0, owner: str | None = None
+        self, redis: aioredis.Redis, key: str, *, ttl_s: float = 30.0, owner: str | None = None, role: str = "jma"
     ) -> None:
         if ttl_s <= 0:
             raise ValueError("the lease time to live must be positive")
@@ -52,6 +61,8 @@ class Lease:
         self.key = key
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.role = role
+        self._gauge = LEADER.labels(role=role)
 
     @property
     def renew_every_s(self) -> float:
@@ -89,13 +100,13 @@ class Lease:
             try:
                 got = await self.acquire()
             except Exception as exc:  # Redis unreachable: try again, never act without the lease
-                log.warning("jma.lease_error", key=self.key, error=repr(exc))
+                log.warning("lease.error", role=self.role, key=self.key, error=repr(exc))
                 got = False
             if not got:
                 await _wait(stop, self.renew_every_s)
                 continue
-            log.info("jma.lease_acquired", key=self.key, owner=self.owner)
-            LEADER.set(1)
+            log.info("lease.acquired", role=self.role, key=self.key, owner=self.owner)
+            self._gauge.set(1)
             lost = asyncio.Event()
             task = asyncio.create_task(work(lost))
             try:
@@ -106,10 +117,10 @@ class Lease:
                     try:
                         still = await self.renew()
                     except Exception as exc:
-                        log.warning("jma.lease_error", key=self.key, error=repr(exc))
+                        log.warning("lease.error", role=self.role, key=self.key, error=repr(exc))
                         still = False
                     if not still:
-                        log.warning("jma.lease_lost", key=self.key, owner=self.owner)
+                        log.warning("lease.lost", role=self.role, key=self.key, owner=self.owner)
                         break
             except asyncio.CancelledError:
                 task.cancel()  # the engine is shutting down: no grace period
@@ -122,7 +133,7 @@ class Lease:
                     late.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await late
-                LEADER.set(0)
+                self._gauge.set(0)
                 # Stopping (or cancelled): hand over at once instead of after a time to live.
                 # After a loss this is a no-op, since release checks the owner.
                 with contextlib.suppress(Exception):
@@ -130,7 +141,7 @@ class Lease:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 # A bug in the work must not end ingest for good: logged, then tried again.
                 exc = task.exception()
-                log.error("jma.leader_work_failed", key=self.key, error=repr(exc))
+                log.error("lease.work_failed", role=self.role, key=self.key, error=repr(exc))
                 await _wait(stop, self.renew_every_s)
 
 
