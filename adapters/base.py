@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from adapters.signing import SIGNATURE_HEADER, now_ms, sign
 from alertd.models import AdapterKind, Alert, Subscriber
 
 
@@ -64,9 +65,12 @@ class Adapter(ABC):
         return (self.kind, tuple(subscriber.languages))
 
     def sign(self, payload: Payload, subscriber: Subscriber, idempotency_key: str, alert_id: str) -> Payload:
-        """Per-subscriber headers; every delivery carries its idempotency key."""
+        """Per-subscriber headers for one attempt: every delivery carries its idempotency
+        key, and every delivery to a subscriber with a secret is signed afresh."""
         headers = dict(payload.headers)
         headers["Idempotency-Key"] = idempotency_key
         headers["X-Alertd-Alert-Id"] = alert_id
         headers["X-Alertd-Subscriber-Id"] = subscriber.id
+        if subscriber.secret:
+            headers[SIGNATURE_HEADER] = sign(subscriber.secret, now_ms(), idempotency_key, alert_id, payload.body)
         return Payload(payload.body, payload.content_type, headers)

@@ -1,40 +1,21 @@
-"""ISPs and portals: a JSON webhook signed with HMAC-SHA256 over timestamp and body.
+"""ISPs and portals: the JSON alert as a webhook.
 
-Headers (documented in the README):
-  X-Alertd-Timestamp: unix seconds when this attempt was sent
-  X-Alertd-Signature: "sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + body))
-  Idempotency-Key:    the same for every attempt and path of one alert to one subscriber
-
-A portal recomputes the signature and rejects a timestamp older than a few
-minutes, which stops a captured request from being replayed later.
+Like every HTTP delivery to a subscriber with a secret it is signed
+(adapters/signing.py, whose ``verify`` this module re-exports as the check a
+portal runs): ``X-Alertd-Signature: t=<ms>,v1=<HMAC-SHA256>`` over the
+timestamp, the Idempotency-Key, the alert id and the body.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
-import time
 from typing import Any, ClassVar
 
 from adapters.base import Adapter, Payload
+from adapters.signing import SIGNATURE_HEADER, verify
 from alertd.models import AdapterKind, Alert, Subscriber, format_cap_time
 
-SIGNATURE_HEADER = "X-Alertd-Signature"
-TIMESTAMP_HEADER = "X-Alertd-Timestamp"
-
-
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.digest(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body, "sha256")
-    return "sha256=" + mac.hex()
-
-
-def verify(secret: str, timestamp: str, body: bytes, received: str, *, max_age_s: float = 300) -> bool:
-    """What a receiving portal does; alertd's own demo receivers use it too."""
-    try:
-        age = abs(time.time() - int(timestamp))
-    except ValueError:
-        return False
-    return age <= max_age_s and hmac.compare_digest(signature(secret, timestamp, body), received)
+__all__ = ["SIGNATURE_HEADER", "IspAdapter", "alert_json", "verify"]
 
 
 def alert_json(alert: Alert, languages: list[str]) -> dict[str, Any]:
@@ -74,11 +55,3 @@ class IspAdapter(Adapter):
     def render(self, alert: Alert, subscriber: Subscriber) -> Payload:
         body = json.dumps(alert_json(alert, subscriber.languages), ensure_ascii=False).encode("utf-8")
         return Payload(body, "application/json; charset=utf-8")
-
-    def sign(self, payload: Payload, subscriber: Subscriber, idempotency_key: str, alert_id: str) -> Payload:
-        signed = super().sign(payload, subscriber, idempotency_key, alert_id)
-        if subscriber.secret:
-            ts = str(int(time.time()))
-            signed.headers[TIMESTAMP_HEADER] = ts
-            signed.headers[SIGNATURE_HEADER] = signature(subscriber.secret, ts, payload.body)
-        return signed

@@ -63,16 +63,16 @@ class HttpTransport:
             await self._session.close()
             self._session = None
 
-    async def send(self, endpoint: str, payload: Payload, timeout_s: float) -> None:
+    async def send(self, endpoint: str, payload: Payload, timeout_s: float, attempt: int = 1) -> None:
         """POST the payload; only the status counts. Errors name the endpoint without its secrets."""
         try:
-            await self._post(endpoint, payload, timeout_s)
+            await self._post(endpoint, payload, timeout_s, attempt)
         except DeliveryError as exc:
             exc.message = redact_text(exc.message, endpoint)
             exc.args = (exc.message,)
             raise
 
-    async def _post(self, endpoint: str, payload: Payload, timeout_s: float) -> None:
+    async def _post(self, endpoint: str, payload: Payload, timeout_s: float, attempt: int) -> None:
         if self._session is None:
             await self.start()
         assert self._session is not None
@@ -88,6 +88,10 @@ class HttpTransport:
             ) as resp:
                 await _discard_body(resp)
                 if 200 <= resp.status < 300:
+                    return
+                if resp.status == 409 and attempt > 1:
+                    # "I have this one already": a receiver that refuses repeats answering
+                    # a retry whose first attempt reached it (its answer lost on the way).
                     return
                 message = f"HTTP {resp.status} from {where}"
                 if resp.status >= 500 or resp.status in RETRYABLE_STATUS:

@@ -41,7 +41,7 @@ from alertd.inforce import InForce, Standing
 from alertd.json_alert import parse_json_alert
 from alertd.limits import ACK_MAX_BYTES
 from alertd.metrics import ACKS, DELIVERIES, REGISTRY, REJECTED
-from alertd.models import Alert, Issuer, utcnow
+from alertd.models import Alert, Issuer, Subscriber, utcnow
 from alertd.offload import run_blocking
 from alertd.public import DEFAULT_PAGE, MAX_PAGE, CachedView, PublicGate, ViewCache, respond, strong_etag
 from alertd.ratelimit import RefusalLimiter, TokenBuckets, caller_key
@@ -303,6 +303,37 @@ async def get_subscriber(request: web.Request) -> web.Response:
     if sub is None:
         raise NotFound(f"There is no subscriber {request.match_info['id']!r}.")
     return json_response(sub.public())
+
+
+async def patch_subscriber(request: web.Request) -> web.Response:
+    """Change some fields of a subscriber — rotate its secret, move its endpoint. The next
+    attempt of every delivery already uses the new values: an old secret stops at once."""
+    require_admin(request)
+    engine = request.app[ENGINE]
+    sub_id = request.match_info["id"]
+    current = await engine.store.get_subscriber(sub_id)
+    if current is None:
+        raise NotFound(f"There is no subscriber {sub_id!r}.")
+    changes = await read_json(request)
+    if "id" in changes and changes["id"] != sub_id:
+        raise InvalidInput("A subscriber's id cannot change; register a new one instead.", field="id")
+    item = {**subscriber_item(current), **changes, "id": sub_id}
+    if item.get("secret") is None:
+        item.pop("secret", None)  # "secret": null removes it: deliveries go unsigned
+    validate_subscriber(item, engine.registry)
+    sub = subscriber_from(item)
+    await engine.store.put_subscriber(sub)
+    log.info("subscriber.changed", subscriber_id=sub.id, fields=sorted(changes))
+    return json_response(sub.public())
+
+
+def subscriber_item(sub: Subscriber) -> dict[str, Any]:
+    """A stored subscriber as the admin API takes it (secret in clear: for merging only)."""
+    from dataclasses import asdict
+
+    item = asdict(sub)
+    item["adapter"] = sub.adapter.value
+    return {k: v for k, v in item.items() if v is not None}
 
 
 async def delete_subscriber(request: web.Request) -> web.Response:
@@ -710,6 +741,7 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
         r.add_post("/api/v1/subscribers", post_subscriber)
         r.add_get("/api/v1/subscribers", list_subscribers)
         r.add_get("/api/v1/subscribers/{id}", get_subscriber)
+        r.add_patch("/api/v1/subscribers/{id}", patch_subscriber)
         r.add_delete("/api/v1/subscribers/{id}", delete_subscriber)
         r.add_post("/api/v1/evacuation-orders", post_evacuation_order)
         r.add_post("/api/v1/evacuation-orders/preview", preview_order)

@@ -1057,9 +1057,22 @@ PATHS: dict[str, Any] = {
     "/api/v1/issuers": _ISSUERS_PATH,
     "/api/v1/issuers/{id}": _one("issuer", "Issuer", "an issuer (its token stops working)"),
     "/api/v1/subscribers": _SUBSCRIBERS_PATH,
-    "/api/v1/subscribers/{id}": _one(
-        "subscriber", "Subscriber", "a subscriber (new alerts no longer route to it)"
-    ),
+    "/api/v1/subscribers/{id}": {
+        **_one("subscriber", "Subscriber", "a subscriber (new alerts no longer route to it)"),
+        "patch": {
+            "operationId": "patchSubscriber",
+            "tags": ["admin"],
+            "summary": "Change some fields of a subscriber (rotate its secret, move its endpoint)",
+            "description": "Send only the fields to change; \"secret\": null removes the secret. The next "
+            "attempt of every delivery uses the new values: an old secret stops at once.",
+            "security": ADMIN,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": _json("Subscriber", "The subscriber as it is now."),
+                **_problems(400, 401, 404, 422, why={**WHY_ADMIN_401, 404: "There is no subscriber with this id."}),
+            },
+        },
+    },
     "/api/v1/evacuation-orders": _EVACUATION_PATH,
     "/api/v1/evacuation-orders/preview": _PREVIEW_PATH,
     "/api/v1/shelters": _SHELTERS_PATH,

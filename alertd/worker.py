@@ -444,7 +444,7 @@ class Worker:
                 assert self.feed is not None
                 await self.feed.publish(alert)
             else:
-                await self._send(alert, sub)
+                await self._send(alert, sub, attempt)
         except DeliveryError as exc:
             await self._failed(job, alert, sub, adapter_label, attempt, exc)
             return
@@ -467,7 +467,7 @@ class Worker:
             latency_ms=round(latency_s * 1000, 1),
         )
 
-    async def _send(self, alert: Alert, sub: Subscriber) -> None:
+    async def _send(self, alert: Alert, sub: Subscriber, attempt: int = 1) -> None:
         adapter = self.adapters[sub.adapter]
         rkey = (alert.id, *adapter.render_key(alert, sub))
         payload = self._renders.get(rkey)
@@ -487,7 +487,7 @@ class Worker:
         timeout = min(sub.timeout_s, self.settings.claim_idle_s / 2)
         async with slot:
             if sub.endpoint.startswith(("http://", "https://")):
-                await self.http.send(sub.endpoint, signed, timeout)
+                await self.http.send(sub.endpoint, signed, timeout, attempt)
             elif sub.endpoint.startswith(("mqtt://", "mqtts://")):
                 expiry = int(alert.expires.timestamp() - time.time()) if alert.expires else None
                 await self.mqtt.send(sub.endpoint, signed, timeout, expiry)

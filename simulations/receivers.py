@@ -22,7 +22,7 @@ import aiohttp
 import aiomqtt
 from aiohttp import web
 
-from adapters.isp import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from adapters.isp import SIGNATURE_HEADER, verify
 
 
 def _free_port() -> int:
@@ -131,9 +131,10 @@ class Fleet:
             await asyncio.sleep(self.faults.slow[receiver])
         if request.headers.get(SIGNATURE_HEADER) and not verify(
             self.secrets[receiver],
-            request.headers.get(TIMESTAMP_HEADER, ""),
-            body,
             request.headers[SIGNATURE_HEADER],
+            request.headers.get("Idempotency-Key", ""),
+            request.headers.get("X-Alertd-Alert-Id", ""),
+            body,
         ):
             self.signature_failures += 1
             return web.Response(status=401, text="bad signature")

@@ -8,7 +8,7 @@ import secrets
 
 import aiomqtt
 
-from adapters.isp import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from adapters.isp import SIGNATURE_HEADER, verify
 from tests.conftest import MQTT_URL, RunningEngine, Sink
 
 ORDER = {
@@ -48,7 +48,8 @@ async def test_order_reaches_webhook_and_mqtt_and_is_confirmed(
     # The portal's webhook: signed JSON it can verify, with the idempotency key.
     await sink.wait_for(1)
     hook = sink.at("/portal")[0]
-    assert verify(secret, hook["headers"][TIMESTAMP_HEADER], hook["body"], hook["headers"][SIGNATURE_HEADER])
+    h = hook["headers"]
+    assert verify(secret, h[SIGNATURE_HEADER], h["Idempotency-Key"], h["X-Alertd-Alert-Id"], hook["body"])
     payload = json.loads(hook["body"])
     assert payload["id"] == answer["id"] and payload["level"] == 4 and payload["status"] == "Exercise"
     assert "三坂町" in payload["text"]["ja"]["headline"] + payload["text"]["ja"]["body"]
