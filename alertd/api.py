@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import urlencode
 
@@ -631,7 +632,9 @@ async def build_alert_cap(request: web.Request) -> View:
     from alertd.cap import to_cap
 
     alert = await _alert_or_404(request)
-    return to_cap(alert), "application/cap+xml", "utf-8", {}
+    # A CAP document never changes once accepted: its Last-Modified is its acceptance.
+    accepted = (alert.accepted_at or alert.sent).timestamp()
+    return to_cap(alert), "application/cap+xml", "utf-8", {"Last-Modified": formatdate(accepted, usegmt=True)}
 
 
 async def require_reader_of(request: web.Request, alert: Alert) -> None:

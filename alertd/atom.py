@@ -7,7 +7,9 @@ fetch only the CAP documents they have not seen.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+from email.utils import formatdate
 from xml.sax.saxutils import escape
 
 from aiohttp import web
@@ -20,18 +22,33 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict[str, str]]:
-    """The feed's bytes; alertd/api.py serves them cached, with ETag and 304."""
+    """The feed's bytes; alertd/api.py serves them cached, with ETag, Last-Modified and 304.
+
+    Entries: every alert in force, and every lift, cancel and correction until it
+    expires, so a conveyor polling now and then still sees that an order ended
+    rather than watching it vanish. Actual alerts unless ``status=`` asks for
+    Exercise or Test.
+    """
     from alertd.api import ENGINE
 
     engine = request.app[ENGINE]
     prefecture = request.query.get("prefecture") or None
     municipality = request.query.get("municipality") or None
+    status = request.query.get("status") or "Actual"
+    if status not in ("Actual", "Exercise", "Test"):
+        raise InvalidInput("'status' must be Actual, Exercise or Test.", field="status")
     for name, code in (("prefecture", prefecture), ("municipality", municipality)):
         if code is not None and engine.registry.find(code) is None:
             raise InvalidInput(f"alertd does not know the {name} code {code!r}.", field=name)
-    rows = await engine.store.list_alerts(active=True, limit=10_000)
+    now = time.time()
+    standing = await engine.store.list_alerts(active=True, limit=10_000, extra=("lifted",))
+    changes = await engine.store.recent_changes(now)
     entries = []
-    for alert, _meta in rows:
+    for alert, _meta in [*standing, *changes]:
+        if alert.status.value != status:
+            continue
+        if alert.expires is not None and alert.expires.timestamp() <= now:
+            continue
         if municipality and not any(
             engine.registry.covers([municipality], d) or engine.registry.covers([d], municipality)
             for d in alert.districts
@@ -40,14 +57,17 @@ async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict
         if prefecture and not any(d[:2] == prefecture[:2] for d in alert.districts if d[:2].isdigit()):
             continue
         entries.append(alert)
+    entries.sort(key=lambda a: (a.accepted_at or a.sent, a.id), reverse=True)
     base = f"{request.scheme}://{request.host}"
-    # Derived from the entries only, so the same alerts always give the same bytes.
-    updated = max((a.accepted_at or a.sent for a in entries), default=EPOCH)
+    # When anything last changed: it only ever moves forward, whatever drops out of the feed.
+    changed = await engine.store.views_updated()
+    newest = max((a.accepted_at or a.sent for a in entries), default=EPOCH)
+    updated = max(newest, datetime.fromtimestamp(changed, UTC) if changed else EPOCH)
     parts = [
         '<?xml version="1.0" encoding="utf-8"?>',
         f'<feed xmlns="{ATOM_NS}">',
-        "<title>alertd: alerts in force</title>",
-        f"<id>urn:alertd:feed:{escape(prefecture or '')}:{escape(municipality or '')}</id>",
+        "<title>alertd: alerts in force, and what ended them</title>",
+        f"<id>urn:alertd:feed:{escape(status)}:{escape(prefecture or '')}:{escape(municipality or '')}</id>",
         f"<updated>{format_cap_time(updated)}</updated>",
         f'<link rel="self" href="{escape(str(request.url))}"/>',
     ]
@@ -60,9 +80,10 @@ async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict
             f"<updated>{format_cap_time(alert.accepted_at or alert.sent)}</updated>",
             f"<author><name>{escape(alert.source or alert.sender)}</name></author>",
             f'<link rel="alternate" type="application/cap+xml" href="{base}/api/v1/alerts/{escape(alert.id)}.cap"/>',
-            f"<summary>{escape(alert.status.value)} {escape(alert.msg_type.value)} "
-            f"{escape(' '.join(alert.districts))}</summary>",
+            f"<summary>{escape(alert.status.value)} {escape(alert.msg_type.value)}"
+            f"{' (lift)' if alert.action == 'lift' else ''} {escape(' '.join(alert.districts))}</summary>",
             "</entry>",
         ]
     parts.append("</feed>")
-    return "\n".join(parts).encode("utf-8"), "application/atom+xml", "utf-8", {}
+    headers = {"Last-Modified": formatdate(updated.timestamp(), usegmt=True)}
+    return "\n".join(parts).encode("utf-8"), "application/atom+xml", "utf-8", headers

@@ -32,6 +32,10 @@ class Keys:
         self.views_version = f"{p}:views:version"
         # "<status>|<municipality>" whose retained MQTT state must be published again.
         self.state_dirty = f"{p}:state:dirty"
+        # Lifts, cancels and corrections, by the time they stop mattering (their expiry):
+        # the Atom feed keeps them beside what is in force until then.
+        self.changes = f"{p}:alerts:changes"
+        self.views_updated = f"{p}:views:updated"  # unix ms of the last change to any alert
         self.feed_leader = f"{p}:feed:leader"  # lease: the ack listener and state publisher
 
     def active_in(self, prefecture: str) -> str:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 from aiohttp import web
 
@@ -97,8 +99,26 @@ class ViewCache:
             self._views.popitem(last=False)
 
 
+def not_modified_since(request: web.Request, last_modified: str | None) -> bool:
+    """If-Modified-Since, heard only when there is no If-None-Match (RFC 9110 §13.1.3)."""
+    since = request.headers.get("If-Modified-Since")
+    if not since or not last_modified or "If-None-Match" in request.headers:
+        return False
+    try:
+        modified = parsedate_to_datetime(last_modified)
+        # A date has whole seconds: a change still in this second could follow unseen,
+        # so a resource modified within the last second is never "not modified".
+        if modified.timestamp() >= time.time() - 1:
+            return False
+        return modified <= parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
+
+
 def respond(request: web.Request, view: CachedView) -> web.Response:
     headers = {"ETag": view.etag, "Cache-Control": "no-cache", **dict(view.headers)}
-    if etag_matches(request.headers.get("If-None-Match", ""), view.etag):
+    if etag_matches(request.headers.get("If-None-Match", ""), view.etag) or not_modified_since(
+        request, headers.get("Last-Modified")
+    ):
         return web.Response(status=304, headers=headers)
     return web.Response(body=view.body, content_type=view.content_type, charset=view.charset, headers=headers)

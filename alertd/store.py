@@ -357,6 +357,10 @@ class Store:
                         pipe.hincrby(key, "rev", 1)
                 pipe.xadd(self.keys.log, {"id": alert.id, "doc": doc})
                 pipe.incr(self.keys.views_version)
+                pipe.set(self.keys.views_updated, accepted_ms)
+                if not in_force and alert.msg_type.value in ("Update", "Cancel"):
+                    until = alert.expires.timestamp() if alert.expires else accepted_ms / 1000 + 86400
+                    pipe.zadd(self.keys.changes, {alert.id: until})
                 if dirty:  # the municipalities whose retained state this changes
                     pipe.sadd(self.keys.state_dirty, *dirty)
                 if plan:
@@ -507,6 +511,7 @@ class Store:
                         for member in self.dirty_states(doc, []):
                             pipe.sadd(self.keys.state_dirty, member)
                 pipe.incr(self.keys.views_version)
+                pipe.set(self.keys.views_updated, int(now * 1000))
                 await pipe.execute()
         return ended
 
@@ -518,6 +523,19 @@ class Store:
     async def mark_dirty(self, members: list[str]) -> None:
         if members:
             await self.redis.sadd(self.keys.state_dirty, *members)
+
+    async def recent_changes(self, now: float) -> list[tuple[Alert, dict[str, Any]]]:
+        """Lifts, cancels and corrections that still matter (not yet expired), newest first."""
+        await self.redis.zremrangebyscore(self.keys.changes, "-inf", now)
+        ids = [m.decode() for m in await self.redis.zrange(self.keys.changes, 0, -1)]
+        out = await self._load(ids)
+        out.sort(key=lambda pair: (pair[0].accepted_at or pair[0].sent, pair[0].id), reverse=True)
+        return out
+
+    async def views_updated(self) -> float | None:
+        """When any alert last changed (unix seconds): what a feed's <updated> says."""
+        raw = await self.redis.get(self.keys.views_updated)
+        return int(raw) / 1000 if raw else None
 
     async def views_version(self) -> int:
         return int(await self.redis.get(self.keys.views_version) or 0)

@@ -233,3 +233,54 @@ async def test_lists_are_paged_with_a_link_to_the_next_page(engine: RunningEngin
             link = resp.headers.get("Link")
         path = link[1 : link.index(">")] if link else ""
     assert seen == list(reversed(ids))
+
+
+async def test_cap_documents_are_cacheable_and_star_gives_304(engine: RunningEngine) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    _status, first = await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": "c1"})
+    url = f"{engine.url}/api/v1/alerts/{first['id']}.cap"
+    async with engine.http.get(url) as resp:
+        assert resp.status == 200
+        assert resp.headers["ETag"].startswith('"') and resp.headers["Last-Modified"].endswith("GMT")
+        assert "Cache-Control" in resp.headers
+        last_modified = resp.headers["Last-Modified"]
+    async with engine.http.get(url, headers={"If-None-Match": "*"}) as resp:
+        assert resp.status == 304
+    await _past_the_second_of(last_modified)
+    async with engine.http.get(url, headers={"If-Modified-Since": last_modified}) as resp:
+        assert resp.status == 304
+
+
+async def _past_the_second_of(http_date: str) -> None:
+    """If-Modified-Since speaks in whole seconds: wait (with a deadline) until that second is over."""
+    from email.utils import parsedate_to_datetime
+
+    deadline = time.time() + 5
+    while time.time() < parsedate_to_datetime(http_date).timestamp() + 2:
+        assert time.time() < deadline
+        await asyncio.sleep(0.05)
+
+
+async def test_the_atom_feed_keeps_the_lift_and_its_updated_only_moves_forward(engine: RunningEngine) -> None:
+    import re
+
+    token = await engine.add_issuer("joso", ["08211"])
+    actual = {**ORDER, "status": "Actual"}
+    status, issued = await engine.post("/api/v1/evacuation-orders", token, {**actual, "identifier": "a1"})
+    async with engine.http.get(f"{engine.url}/feeds/alerts.atom") as resp:
+        feed = await resp.text()
+        before = re.search(r"<feed[^>]*>.*?<updated>([^<]+)</updated>", feed, re.S).group(1)  # type: ignore[union-attr]
+        last_modified = resp.headers["Last-Modified"]
+    await _past_the_second_of(last_modified)
+    async with engine.http.get(f"{engine.url}/feeds/alerts.atom", headers={"If-Modified-Since": last_modified}) as resp:
+        assert resp.status == 304
+    status, lift = await engine.post("/api/v1/evacuation-orders", token,
+                                     {**actual, "action": "lift", "identifier": "a2"})  # fmt: skip
+    assert status == 202
+    async with engine.http.get(f"{engine.url}/feeds/alerts.atom", headers={"If-Modified-Since": last_modified}) as resp:
+        assert resp.status == 200
+        feed = await resp.text()
+    # The order is no longer in force; its lift is there for whoever polls now.
+    assert issued["id"] not in feed and lift["id"] in feed and "(lift)" in feed
+    after = re.search(r"<feed[^>]*>.*?<updated>([^<]+)</updated>", feed, re.S).group(1)  # type: ignore[union-attr]
+    assert not after.startswith("1970") and after >= before
