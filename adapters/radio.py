@@ -108,6 +108,8 @@ class RadioAdapter(Adapter):
             "msg_type": alert.msg_type.value,
             "priority": alert.priority.value,
             "call_sign": sign,
+            # 【解除】【取消】【訂正】 for a gateway's display; the script itself says it aloud.
+            "marker": messages.marker(alert, "ja") or None,
             "repeat": REPEAT,
             "text": plain_script(scripts, sign),
             "ssml": ssml_script(scripts, sign),

@@ -216,8 +216,34 @@ class InForce:
             DistrictLevels(d, _name(self.registry, d), self.level_at(d), self.level_at(d, after) if after else None)
             for d in shown
         ]
-        plan.still_standing = self._still_standing(after, districts)
+        plan.still_standing = self.still_standing(after, districts)
         return plan
+
+    def by_level(self) -> list[tuple[int, list[str]]]:
+        """Every order standing, as (level, districts by name), highest first."""
+        out: dict[int, list[str]] = {}
+        for s in self.orders():
+            if s.level is None:
+                continue
+            names = out.setdefault(s.level, [])
+            names.extend(n for n in (_name(self.registry, d) for d in s.remaining(self.registry)) if n not in names)
+        return sorted(out.items(), reverse=True)
+
+    def ended_by(self, plan: LiftPlan) -> list[dict[str, Any]]:
+        """What a lift ends, by level (highest first), with the districts where: its text names all of it."""
+        by_level: dict[int, list[str]] = {}
+        for s in self.orders():
+            if s.level is None:
+                continue
+            if s.alert.id in plan.ends:
+                where = s.remaining(self.registry)
+            elif s.alert.id in plan.lifts:
+                where = plan.lifts[s.alert.id]
+            else:
+                continue
+            names = by_level.setdefault(s.level, [])
+            names.extend(n for n in (_name(self.registry, d) for d in where) if n not in names)
+        return [{"level": lvl, "districts": names} for lvl, names in sorted(by_level.items(), reverse=True)]
 
     def _after(self, plan: LiftPlan) -> list[Standing]:
         out = []
@@ -229,7 +255,7 @@ class InForce:
             out.append(s)
         return out
 
-    def _still_standing(self, after: list[Standing], districts: list[str]) -> list[tuple[int, list[str]]]:
+    def still_standing(self, after: list[Standing], districts: list[str]) -> list[tuple[int, list[str]]]:
         """Per level, the lift's districts where an order of that level still stands."""
         by_level: dict[int, list[str]] = {}
         for district in districts:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from alertd import logs
 from alertd.errors import Conflict, Forbidden, InvalidInput, UnknownArea
 from alertd.feed import FEED_SUBSCRIBER, municipalities_of
+from alertd.inforce import InForce
 from alertd.jurisdiction import Jurisdiction
 from alertd.limits import check_alert
 from alertd.metrics import ALERTS_RECEIVED
@@ -136,6 +137,8 @@ class Intake:
         alert.references = list(dict.fromkeys([*alert.references, *(r.reference_key() for r in referenced)]))
         if referenced and alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL):
             inherit_from(alert, referenced)
+        if alert.msg_type is MsgType.CANCEL and referenced and not alert.remaining:
+            alert.remaining = await self._left_standing(alert, referenced)
 
         alert.districts = self._normalize(alert.districts) if alert.districts else await self._geocode(alert)
         if not alert.districts and referenced:
@@ -156,6 +159,7 @@ class Intake:
             )
         self._check_districts(alert.districts)
         self._name_areas(alert)
+        self._fill_texts(alert)
         if issuer is not None:
             self.authorize(issuer, alert.districts)
             if alert.origin != "desk":  # desk orders derive their own, in orders.py
@@ -320,6 +324,19 @@ class Intake:
                 codes[match.code] = None
         return list(codes)
 
+    async def _left_standing(self, cancel: Alert, referenced: list[Alert]) -> list[dict[str, Any]]:
+        """What still stands, by level, where a Cancel withdraws evacuation orders: its text says so."""
+        muni = cancel.municipality or next((r.municipality for r in referenced if r.municipality), None)
+        if muni is None or not any(r.kind == "evacuation" for r in referenced):
+            return []
+        gone = {r.id for r in referenced}
+        standing = [s for s in await self.store.in_force(muni, cancel.status.value, self.registry, orders_only=True)
+                    if s.alert.id not in gone]  # fmt: skip
+        model = InForce(self.registry, muni, standing)
+        # Everywhere in the town, not only where the cancelled order was: a resident told
+        # "the 避難指示 is cancelled" must also hear which ones still stand.
+        return [{"level": lvl, "districts": names} for lvl, names in model.by_level()]
+
     def dirty_states(self, alert: Alert, referenced: list[Alert]) -> list[str]:
         """The retained states ("<status>|<municipality>") an alert changes: its own towns
         and those of every alert it lifts, cancels or replaces. Tests have no state."""
@@ -329,6 +346,19 @@ class Intake:
         for a in (alert, *referenced):
             munis.update(dict.fromkeys(municipalities_of(self.registry, a)))
         return [f"{alert.status.value}|{m}" for m in munis]
+
+    @staticmethod
+    def _fill_texts(alert: Alert) -> None:
+        """An info block that came without words (a JSON Cancel, say) gets alertd's own,
+        so a CAP receiver never shows an empty headline."""
+        from alertd import messages
+
+        for info in alert.infos:
+            lang = info.language.split("-")[0]
+            if not info.headline:
+                info.headline = messages.headline(alert, lang)
+            if not info.description:
+                info.description = messages.body(alert, lang)
 
     def _name_areas(self, alert: Alert) -> None:
         """Info blocks with no area get one naming the districts by place name, with their codes."""

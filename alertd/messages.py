@@ -301,6 +301,19 @@ _PHRASES: dict[str, dict[str, Any]] = {
             "Draft": "これは下書きです。実際の災害情報ではありません。",
         },
         "update_marker": "【更新】",
+        "where": "{muni}の{places}",
+        "lift_marker": "【解除】",
+        "correction_marker": "【訂正】",
+        "spoken_marker": {"lift": "解除のお知らせです。", "cancel": "取り消しのお知らせです。", "correction": "訂正のお知らせです。"},
+        "still_standing": "{places}では、{phrases}を引き続き発令中です。",
+        "on_behalf": "この情報は、{issuer}が{muni}に代わって発令しました。",
+        "cancel_body_where": "先ほど{places}に発令した「{what}」は取り消します。"
+        "誤って送信されたものです。今後の情報に注意してください。",
+        "correction_title": "避難所情報の訂正",
+        "correction_body": "{muni_part}避難所の情報を訂正します。",
+        "correction_change": "{shelter}の{field}は「{new}」です（先ほどは「{old}」とお伝えしました）。",
+        "correction_fields": {"address": "住所", "status": "状況", "capacity": "収容人数", "occupancy": "避難者数",
+                              "added": "開設", "removed": "お知らせ"},
         "cancel_marker": "【取消】",
         "cancel_body": "先ほどの「{what}」は取り消します。"
         "誤って送信されたものです。今後の情報に注意してください。",
@@ -430,6 +443,20 @@ _PHRASES: dict[str, dict[str, Any]] = {
             "Draft": "This is a draft, not a real alert.",
         },
         "update_marker": "[UPDATE] ",
+        "where": "{places} in {muni}",
+        "lift_marker": "[LIFTED] ",
+        "correction_marker": "[CORRECTION] ",
+        "spoken_marker": {"lift": "This lifts an order.", "cancel": "This is a cancellation.",
+                          "correction": "This is a correction."},
+        "still_standing": "{phrases} remains in force in {places}.",
+        "on_behalf": "{issuer} issued this on behalf of {muni}.",
+        "cancel_body_where": "This cancels the earlier “{what}” for {places}. It was sent in error. "
+        "Disregard it and keep following official information.",
+        "correction_title": "Correction: shelter information",
+        "correction_body": "Shelter information{muni_part} is corrected.",
+        "correction_change": "{shelter}: the {field} is “{new}” (earlier we said “{old}”).",
+        "correction_fields": {"address": "address", "status": "status", "capacity": "capacity",
+                              "occupancy": "number of evacuees", "added": "opening", "removed": "notice"},
         "cancel_marker": "[CANCELLED] ",
         "cancel_body": "This cancels the earlier message “{what}”. It was sent in error. "
         "Disregard it and keep following official information.",
@@ -563,6 +590,18 @@ _PHRASES: dict[str, dict[str, Any]] = {
             "Draft": "这是草稿，并非真实警报。",
         },
         "update_marker": "【更新】",
+        "where": "{muni}{places}",
+        "lift_marker": "【解除】",
+        "correction_marker": "【更正】",
+        "spoken_marker": {"lift": "解除通知。", "cancel": "取消通知。", "correction": "更正通知。"},
+        "still_standing": "{places}的{phrases}继续有效。",
+        "on_behalf": "本信息由{issuer}代{muni}发布。",
+        "cancel_body_where": "此前对{places}发布的「{what}」已取消。该信息为误发，请忽略，并继续关注今后的信息。",
+        "correction_title": "更正：避难所信息",
+        "correction_body": "{muni_part}更正避难所信息。",
+        "correction_change": "{shelter}的{field}为「{new}」（此前为「{old}」）。",
+        "correction_fields": {"address": "地址", "status": "状态", "capacity": "容纳人数", "occupancy": "避难人数",
+                              "added": "开放", "removed": "通知"},
         "cancel_marker": "【取消】",
         "cancel_body": "此前发布的「{what}」已取消。该信息为误发，请忽略，并继续关注今后的信息。",
         "level_name": {3: "高龄者等避难", 4: "避难指示", 5: "紧急确保安全"},
@@ -678,6 +717,19 @@ _PHRASES: dict[str, dict[str, Any]] = {
             "Draft": "이것은 초안이며 실제 경보가 아닙니다.",
         },
         "update_marker": "[업데이트] ",
+        "where": "{muni} {places}",
+        "lift_marker": "[해제] ",
+        "correction_marker": "[정정] ",
+        "spoken_marker": {"lift": "해제 안내입니다.", "cancel": "취소 안내입니다.", "correction": "정정 안내입니다."},
+        "still_standing": "{places}에는 {phrases}가 계속 발령 중입니다.",
+        "on_behalf": "이 정보는 {issuer}가 {muni}를 대신하여 발령했습니다.",
+        "cancel_body_where": "앞서 {places}에 보낸 '{what}' 정보를 취소합니다. 잘못 발송된 정보입니다. "
+        "앞으로의 정보에 주의하십시오.",
+        "correction_title": "정정: 대피소 정보",
+        "correction_body": "{muni_part}대피소 정보를 정정합니다.",
+        "correction_change": "{shelter}의 {field}은(는) '{new}'입니다 (앞서 '{old}'(이)라고 안내했습니다).",
+        "correction_fields": {"address": "주소", "status": "상태", "capacity": "수용 인원", "occupancy": "대피자 수",
+                              "added": "개설", "removed": "안내"},
         "cancel_marker": "[취소] ",
         "cancel_body": "앞서 보낸 '{what}' 정보를 "
         "취소합니다. 잘못 발송된 정보입니다. 앞으로의 정보에 주의하십시오.",
@@ -808,6 +860,20 @@ _PHRASES: dict[str, dict[str, Any]] = {
             "Draft": "これは したがきです。 ほんとうの さいがいの じょうほうでは ありません。",
         },
         "update_marker": "【あたらしい じょうほう】",
+        "where": "{muni}の {places}",
+        "lift_marker": "【かいじょ】",
+        "correction_marker": "【ていせい】",
+        "spoken_marker": {"lift": "かいじょの おしらせです。", "cancel": "とりけしの おしらせです。",
+                          "correction": "ていせいの おしらせです。"},
+        "still_standing": "{places}は、 {phrases}が まだ でて います。",
+        "on_behalf": "この じょうほうは、 {issuer}が {muni}の かわりに だしました。",
+        "cancel_body_where": "さっき {places}に だした 「{what}」は まちがいです。"
+        " とりけします。 これからも じょうほうに きを つけて ください。",
+        "correction_title": "ひなんじょの じょうほうを なおします",
+        "correction_body": "{muni_part}ひなんじょの じょうほうを なおします。",
+        "correction_change": "{shelter}の {field}は 「{new}」です（さっきは 「{old}」と いいました）。",
+        "correction_fields": {"address": "ばしょ", "status": "ようす", "capacity": "はいれる ひとの かず",
+                              "occupancy": "いる ひとの かず", "added": "あけました", "removed": "おしらせ"},
         "cancel_marker": "【とりけし】",
         "cancel_body": "さっきの 「{what}」は まちがいです。"
         " とりけします。 これからも じょうほうに きを つけて ください。",
@@ -1085,7 +1151,11 @@ def _evacuation(alert: Alert, lang: str, ctx: _Context) -> _Core:
         phrase = p["evac_unknown_phrase"]
         call = p["evac_unknown_call"]
     if alert.action == "lift":
-        title = p["lift_title"].format(title=title)
+        # The headline's 【解除】 marker says it is a lift; the title stays the order's own.
+        # The text names every level the lift ends ("全域" may end levels 4 and 3 at once).
+        levels = [e["level"] for e in alert.ended if e.get("level") in p["level_name"]]
+        if len(levels) > 1:
+            phrase = p["list_sep"].join(p["level_title"].format(n=n, name=p["level_name"][n]) for n in levels)
         body = p["evac_lift"].format(muni_part=muni_part, places=places, phrase=phrase)
         return _Core(title, p["lift_title"].format(title=phrase), body)
     reason_part = ""
@@ -1105,6 +1175,16 @@ def _evacuation(alert: Alert, lang: str, ctx: _Context) -> _Core:
 
 def _shelter(alert: Alert, lang: str, ctx: _Context) -> _Core:
     p = _PHRASES[lang]
+    if change_kind(alert) == "correction":
+        # A correction says what changed, and never announces an opening again.
+        fields = p["correction_fields"]
+        lines = [
+            p["correction_change"].format(shelter=c["shelter"], field=fields.get(c["field"], c["field"]),
+                                          new=c.get("to") or "-", old=c.get("from") or "-")
+            for c in alert.corrections
+        ]
+        body = p["correction_body"].format(muni_part=_muni_part(lang, ctx, whole=False))
+        return _Core(p["correction_title"], p["correction_title"], _join([body, *lines], lang))
     action = "lift" if alert.action == "lift" else "issue"
     title = p["shelter_title"][action]
     body = p["shelter_body"][action].format(muni_part=_muni_part(lang, ctx, whole=False))
@@ -1132,7 +1212,7 @@ def _national(alert: Alert, lang: str, ctx: _Context, kind: str) -> _Core | None
         areas = p["areas_line"].format(places=_places(lang, ctx)[0])
     if alert.action == "lift":
         lifted = p["lift_title"].format(title=title)
-        return _Core(lifted, lifted, _join([p["national_lift"].format(title=title), areas], lang))
+        return _Core(title, lifted, _join([p["national_lift"].format(title=title), areas], lang))
     body = t["body"].format(title=title, reason=reason or "")
     equiv = p["level_equiv"].format(n=alert.level) if alert.level in (1, 2, 3, 4, 5) else ""
     if kind == "eew" and _final_report(alert):
@@ -1240,23 +1320,86 @@ def message(
     status_sentence = p["status_sentence"].get(status, "")
     if _kind(alert) == "test" and alert.status == Status.TEST:
         status_sentence = ""  # "これは試験です。これは、Jアラートのテストです。" says it twice
+    change = change_kind(alert)
+    # What still stands where a lift or cancel ended something, and who spoke (代行).
+    after = _join([_still_standing(alert, text_lang), _on_behalf(alert, text_lang)], text_lang)
     if alert.msg_type == MsgType.CANCEL:
         markers += p["cancel_marker"]
-        main = p["cancel_body"].format(what=core.title)
+        where = _where(text_lang, ctx)
+        main = (p["cancel_body_where"].format(what=core.title, places=where) if where
+                else p["cancel_body"].format(what=core.title))  # fmt: skip
+        main = _join([main, after], text_lang)
         spoken_main = main
     else:
-        if alert.msg_type == MsgType.UPDATE:
+        if change is not None:
+            markers += p[f"{change}_marker"]  # 【解除】 or 【訂正】, never 【更新】 for these
+        elif alert.msg_type == MsgType.UPDATE:
             markers += p["update_marker"]
-        main = core.body
+        main = _join([core.body, after], text_lang)
         spoken_title = core.spoken_title
         if spoken_title and not spoken_title.endswith(("。", ".", "!", "！")):
             spoken_title += "。" if text_lang in ("ja", "zh", "ja-easy") else "."
-        spoken_main = _join([spoken_title, core.body], text_lang)
+        spoken_main = _join([spoken_title, main], text_lang)
+    if change is not None:
+        # A loudspeaker cannot show 【解除】: it says so first.
+        spoken_main = _join([p["spoken_marker"][change], spoken_main], text_lang)
     headline = f"{markers}{core.title}".strip()
     # "This is a drill" goes before everything, even the fallback note.
     body = _join([status_sentence, note, main], text_lang)
     spoken = _join([status_sentence, note, spoken_main], text_lang)
     return Message(lang=lang, headline=headline, body=body, spoken=_plain(spoken), source=source)
+
+
+def change_kind(alert: Alert) -> str | None:
+    """'lift', 'cancel' or 'correction' when an alert changes an earlier one, else None."""
+    if alert.msg_type == MsgType.CANCEL:
+        return "cancel"
+    if alert.action == "lift":
+        return "lift"
+    if alert.msg_type == MsgType.UPDATE and alert.kind == "shelter":
+        return "correction"
+    return None
+
+
+def marker(alert: Alert, lang: str = "ja") -> str:
+    """The change marker (【解除】, 【取消】, 【訂正】) for ``alert`` in ``lang``, or ""."""
+    change = change_kind(alert)
+    p = _PHRASES.get(normalise_language(lang), _PHRASES["en"])
+    return p[f"{change}_marker"].strip() if change else ""
+
+
+def _where(lang: str, ctx: _Context) -> str:
+    places, whole = _places(lang, ctx)
+    if not ctx.muni:
+        return places if ctx.names else ""
+    if whole and "whole_area_named" in _PHRASES[lang]:
+        return places
+    return _PHRASES[lang]["where"].format(muni=ctx.muni, places=places)
+
+
+def _still_standing(alert: Alert, lang: str) -> str:
+    """「若宮戸では、警戒レベル4 避難指示を引き続き発令中です。」 for what a lift or cancel left."""
+    p = _PHRASES[lang]
+    sentences = []
+    for item in alert.remaining:
+        level = item.get("level")
+        if level not in p["level_name"]:
+            continue
+        phrase = p["level_title"].format(n=level, name=p["level_name"][level])
+        places = p["list_sep"].join(item.get("districts") or [])
+        sentences.append(p["still_standing"].format(places=places, phrases=phrase))
+    return _join(sentences, lang)
+
+
+def _on_behalf(alert: Alert, lang: str) -> str:
+    """代行: a prefecture issuing for a town says so, with the prefecture's name."""
+    if not alert.on_behalf_of:
+        return ""
+    muni = _known_name(alert.on_behalf_of)
+    issuer = _known_name(alert.on_behalf_of[:2]) or alert.source
+    if not muni or not issuer:
+        return ""
+    return _PHRASES[lang]["on_behalf"].format(issuer=issuer, muni=muni)
 
 
 def _names_for(alert: Alert) -> list[str]:

@@ -185,6 +185,10 @@ class Alert:
     # For a lift or cancel: what still stands in its districts afterwards,
     # [{"level": 4, "districts": ["若宮戸"]}], so its text can say so.
     remaining: list[dict[str, Any]] = field(default_factory=list)
+    # For a lift: what it ends, by level, [{"level": 4, "districts": ["三坂町"]}], highest first.
+    ended: list[dict[str, Any]] = field(default_factory=list)
+    # For a correction (訂正): what it changes, [{"shelter", "field", "from", "to"}].
+    corrections: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def expires(self) -> datetime | None:

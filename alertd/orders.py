@@ -76,6 +76,24 @@ def _shelters(raw: Any) -> list[Shelter]:
     return out
 
 
+def shelter_changes(before: list[Shelter], after: list[Shelter]) -> list[dict[str, Any]]:
+    """What a correction changes, shelter by shelter, so its text can say exactly that."""
+    old = {s.name: s for s in before}
+    changes: list[dict[str, Any]] = []
+    for shelter in after:
+        was = old.pop(shelter.name, None)
+        if was is None:
+            changes.append({"shelter": shelter.name, "field": "added", "from": None, "to": shelter.status})
+            continue
+        for name in ("address", "status", "capacity", "occupancy"):
+            a, b = getattr(was, name), getattr(shelter, name)
+            if a != b:
+                changes.append({"shelter": shelter.name, "field": name, "from": a, "to": b})
+    for name in old:
+        changes.append({"shelter": name, "field": "removed", "from": "open", "to": None})
+    return changes
+
+
 def _expires(body: dict[str, Any], default: timedelta) -> Any:
     if body.get("expires"):
         try:
@@ -201,6 +219,7 @@ class OrderBuilder:
         references: list[str] = []
         msg_type = MsgType.ALERT
         remaining: list[dict[str, Any]] = []
+        ended: list[dict[str, Any]] = []
         if action == "lift":
             # The same code answers the preview and the real lift (alertd/inforce.py).
             plan = in_force.plan_lift(int(level), districts)
@@ -212,6 +231,7 @@ class OrderBuilder:
             msg_type = MsgType.UPDATE
             effect = plan.levels
             remaining = [{"level": lvl, "districts": names} for lvl, names in plan.still_standing]
+            ended = in_force.ended_by(plan)
         else:
             effect = in_force.effect_of_issue(int(level), districts)
         alert = Alert(
@@ -225,6 +245,7 @@ class OrderBuilder:
             districts=districts,
             shelters=_shelters(body.get("shelters")),
             remaining=remaining,
+            ended=ended,
         )
         self._add_infos(alert, body)
         return Built(alert, changes, [d.as_dict() for d in effect])
@@ -253,7 +274,7 @@ class OrderBuilder:
             changes = {target.id: AlertChange(state=AlertState.UPDATED)}
         alert = Alert(
             **base, msg_type=msg_type, referenced_ids=refs, kind="shelter", districts=[municipality],
-            shelters=shelters,
+            shelters=shelters, corrections=shelter_changes(target.shelters, shelters) if corrects else [],
         )  # fmt: skip
         self._add_infos(alert, body)
         return Built(alert, changes, [])

@@ -173,3 +173,72 @@ async def test_district_orders_carry_the_municipality_code_and_still_read_back_a
 
     status, again = await engine.post("/api/v1/alerts", joso, to_cap(doc), headers={"Content-Type": "application/cap+xml"})
     assert status == 202 and again["districts"] == ["08211:三坂町"], again
+
+
+# --- texts a resident would misread (finding 13) ----------------------------------------------
+async def texts(engine: RunningEngine, alert_id: str) -> dict[str, str]:
+    status, body = await engine.get(f"/api/v1/alerts/{alert_id}")
+    assert status == 200
+    return {i["language"]: f"{i['headline']}\n{i['description']}" for i in body["infos"]}
+
+
+async def test_a_cancel_names_what_it_withdraws_and_what_still_stands(engine: RunningEngine, sink: Sink) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    await engine.add_subscriber(id="radio", adapter="radio", endpoint=f"{sink.url}/radio", districts=["08211"])
+    mistake = await send(engine, joso, order(4, ["三坂町"]))
+    await send(engine, joso, order(4, ["若宮戸", "本石下"]))
+    cancel = await send(engine, joso, {"status": "Actual", "event": "取消", "msg_type": "Cancel",
+                                       "references": [mistake["id"]]}, "/api/v1/alerts")  # fmt: skip
+    ja = (await texts(engine, cancel["id"]))["ja-JP"]
+    assert ja.startswith("【取消】") and "常総市の三坂町" in ja and "警戒レベル4 避難指示" in ja
+    assert "若宮戸、本石下では、警戒レベル4 避難指示を引き続き発令中です" in ja, ja
+    rows = await engine.wait_deliveries(cancel["id"], {"delivered"})
+    assert rows
+    import json as _json
+
+    script = _json.loads(next(r for r in sink.received if r["headers"]["X-Alertd-Alert-Id"] == cancel["id"])["body"])
+    assert script["marker"] == "【取消】" and script["call_sign"] and "取り消しのお知らせです" in script["text"]
+
+
+async def test_lift_all_names_every_level_it_ends_and_is_not_marked_as_an_update(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    await send(engine, joso, order(3, ["all"]))
+    await send(engine, joso, order(4, ["若宮戸", "本石下"]))
+    lift = await send(engine, joso, order(4, ["all"], "lift"))
+    t = await texts(engine, lift["id"])
+    assert t["ja-JP"].startswith("【解除】") and "【更新】" not in t["ja-JP"]
+    assert "警戒レベル4 避難指示、警戒レベル3 高齢者等避難" in t["ja-JP"], t["ja-JP"]
+    assert t["en-US"].startswith("[LIFTED]")
+
+
+async def test_lifting_level_5_says_level_4_still_stands(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    await send(engine, joso, order(4, ["若宮戸"]))
+    await send(engine, joso, order(5, ["若宮戸"]))
+    lift = await send(engine, joso, order(5, ["若宮戸"], "lift"))
+    ja = (await texts(engine, lift["id"]))["ja-JP"]
+    assert "若宮戸では、警戒レベル4 避難指示を引き続き発令中です" in ja, ja
+
+
+async def test_a_shelter_correction_says_what_changed_and_opens_nothing_again(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    shelter = {"municipality": "08211", "status": "Actual",
+               "shelters": [{"name": "石下総合体育館", "address": "常総市新石下4310"}]}  # fmt: skip
+    first = await send(engine, joso, shelter, "/api/v1/shelters")
+    fixed = {**shelter, "corrects": first["id"],
+             "shelters": [{"name": "石下総合体育館", "address": "常総市新石下4311"}]}  # fmt: skip
+    correction = await send(engine, joso, fixed, "/api/v1/shelters")
+    t = await texts(engine, correction["id"])
+    ja = t["ja-JP"]
+    assert ja.startswith("【訂正】") and "【更新】" not in ja
+    assert "住所は「常総市新石下4311」" in ja and "常総市新石下4310" in ja, ja
+    assert "開設しました" not in ja
+    assert t["en-US"].startswith("[CORRECTION]")
+
+
+async def test_an_order_issued_on_a_towns_behalf_says_who_issued_it(engine: RunningEngine) -> None:
+    pref = await engine.add_issuer("ibaraki", ["08"])
+    issued = await send(engine, pref, order(4, ["三坂町"]))
+    t = await texts(engine, issued["id"])
+    assert "茨城県が常総市に代わって発令しました" in t["ja-JP"], t["ja-JP"]
+    assert "on behalf of 常総市" in t["en-US"]

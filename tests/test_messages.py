@@ -161,9 +161,10 @@ def test_lift_says_the_order_is_lifted_and_gives_no_evacuation_call() -> None:
     alert = make_alert(level=4, action="lift")
     ja = messages.message(alert, "ja")
     en = messages.message(alert, "en")
-    assert "解除" in ja.headline and "解除しました" in ja.body
+    assert ja.headline.startswith("【解除】") and "【更新】" not in ja.headline and "解除しました" in ja.body
     assert "全員避難" not in ja.body
-    assert en.headline.startswith("Lifted:")
+    assert en.headline.startswith("[LIFTED]")
+    assert ja.spoken.startswith("解除のお知らせです。")
     assert "lifted" in en.body and "must evacuate" not in en.body
     for lang in ("zh", "ko", "ja-easy"):
         assert "4" in messages.body(alert, lang)
@@ -247,7 +248,9 @@ def test_cancel_says_the_earlier_message_was_cancelled_and_sent_in_error() -> No
     assert ja.headline.startswith("【取消】")
     assert "取り消します" in ja.body and "誤って" in ja.body and "緊急安全確保" in ja.body
     assert en.headline.startswith("[CANCELLED]")
-    assert en.body.startswith("This cancels the earlier message") and "sent in error" in en.body
+    assert en.body.startswith("This cancels the earlier") and "sent in error" in en.body
+    # It names where and what: the town, the districts, the level.
+    assert "常総市の若宮戸" in ja.body and "警戒レベル5" in ja.body
     # A cancellation must not repeat the order's instructions.
     assert "身の安全を確保してください" not in ja.body
     assert "Move to the safest place" not in en.body

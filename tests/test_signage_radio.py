@@ -131,7 +131,7 @@ def test_signage_lift_and_cancel_do_not_scroll() -> None:
     cancelled = signage(make_alert(level=5, msg_type=MsgType.CANCEL))
     assert cancelled["pictogram"] == "cancel" and cancelled["scroll"] is False
     assert cancelled["lines"]["ja"]["headline"].startswith("【取消】")
-    assert cancelled["lines"]["en"]["body"].startswith("This cancels the earlier message")
+    assert cancelled["lines"]["en"]["body"].startswith("This cancels the earlier")
 
 
 def test_signage_drill_is_marked() -> None:

@@ -37,7 +37,8 @@ TITLES = {
     "forecast": {"ja": "津波予報", "en": "Tsunami Forecast", "zh": "海啸预报", "ko": "쓰나미 예보",
                  "ja-easy": "つなみよほう"},
 }  # fmt: skip
-LIFT = {"ja": "{t} 解除", "en": "Lifted: {t}", "zh": "解除：{t}", "ko": "해제: {t}", "ja-easy": "{t} おわり"}
+# A lift's headline is its marker and the grade it lifts.
+LIFT = {"ja": "【解除】{t}", "en": "[LIFTED] {t}", "zh": "【解除】{t}", "ko": "[해제] {t}", "ja-easy": "【かいじょ】{t}"}
 SPOKEN_JA = {"major": "大津波警報。大津波警報。", "warning": "津波警報。津波警報。", "advisory": "津波注意報。",
              "forecast": "津波予報。"}  # fmt: skip
 CAP_JA = {"major": "大津波警報", "warning": "津波警報", "advisory": "津波注意報", "forecast": "津波予報（若干の海面変動）"}
@@ -109,7 +110,8 @@ def check(alert: Alert, action: str, grade: str) -> None:
             others = [text for g, text in BODY_JA.items() if g != grade]
             assert BODY_JA[grade] in reading and not any(o in reading for o in others), reading
         else:
-            assert reading.startswith(status_ja + TITLES[grade]["ja"] + " 解除。"), reading
+            # A lift says so first (the loudspeaker cannot show 【解除】), then what it lifts.
+            assert reading.startswith(status_ja + "解除のお知らせです。" + TITLES[grade]["ja"] + " 解除。"), reading
     # Signage: every language's headline is exactly its grade (or its lift).
     doc = json.loads(SignageAdapter().render(alert, subscriber(AdapterKind.SIGNAGE)).body)
     for lang in LANGS:
