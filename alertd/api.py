@@ -27,6 +27,7 @@ from alertd import logs
 from alertd.engine import Engine, issuer_from, subscriber_from
 from alertd.errors import (
     AlertdError,
+    Conflict,
     Forbidden,
     InternalError,
     InvalidInput,
@@ -341,6 +342,83 @@ async def delete_subscriber(request: web.Request) -> web.Response:
     require_admin(request)
     if not await request.app[ENGINE].store.delete_subscriber(request.match_info["id"]):
         raise NotFound(f"There is no subscriber {request.match_info['id']!r}.")
+    return web.Response(status=204)
+
+
+# --- districts a municipality adds ----------------------------------------------
+DISTRICT_FIELDS = frozenset({"municipality", "name", "kana", "geometry"})
+
+
+async def post_district(request: web.Request) -> web.Response:
+    """A 字 or 地区 the postal data does not list (上三坂), added by the town's own desk."""
+    from alertd.engine import DESK_LAYER
+    from alertd.json_alert import unknown_fields
+
+    issuer = await require_issuer(request)
+    engine = request.app[ENGINE]
+    body = await read_json(request)
+    unknown_fields(body, DISTRICT_FIELDS)
+    muni = engine.orders.municipality_of(body, issuer)
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 50 or ":" in name:
+        raise InvalidInput("'name' must be the district's name as residents know it, e.g. 上三坂.", field="name")
+    name = name.strip()
+    try:
+        existing = engine.registry.resolve_name(muni, name, suggest=False)
+    except AlertdError:
+        existing = None
+    if existing is not None and existing.code != muni:
+        raise Conflict(f"{existing.full_name} is already a district ({existing.code}); use that name.",
+                       existing=existing.code)  # fmt: skip
+    geometry = body.get("geometry")
+    if geometry is not None:
+        _check_geometry(geometry)
+    kana = body.get("kana")
+    if kana is not None and not isinstance(kana, str):
+        raise InvalidInput("'kana' must be the name's reading in kana.", field="kana")
+    feature = {"type": "Feature", "properties": {"name": name, "kana": kana}, "geometry": geometry}
+    await engine.store.put_district(muni, name, feature)
+    await engine.sync_districts()
+    code = f"{muni}:layer:{DESK_LAYER}:{name}"
+    log.info("district.added", municipality=muni, name=name, issuer_id=issuer.id)
+    return json_response({"code": code, "name": name, "municipality": muni,
+                          "full_name": engine.registry.get(code).full_name}, status=201)  # fmt: skip
+
+
+def _check_geometry(geometry: Any) -> None:
+    import shapely
+
+    try:
+        shape = shapely.from_geojson(json.dumps(geometry))
+    except Exception as exc:  # shapely raises GEOSException for anything unreadable
+        raise InvalidInput(f"'geometry' is not a GeoJSON geometry ({exc}).", field="geometry") from exc
+    if shape.geom_type not in ("Polygon", "MultiPolygon") or shape.is_empty:
+        raise InvalidInput("'geometry' must be a GeoJSON Polygon or MultiPolygon.", field="geometry")
+
+
+async def list_districts(request: web.Request) -> web.Response:
+    issuer = await require_issuer(request)
+    engine = request.app[ENGINE]
+    muni = engine.orders.municipality_of({"municipality": request.query.get("municipality", "")}, issuer)
+    _, by_muni = await engine.store.added_districts()
+    return json_response([
+        {"code": f"{muni}:layer:desk:{f['properties']['name']}", "name": f["properties"]["name"],
+         "kana": f["properties"].get("kana"), "has_geometry": f.get("geometry") is not None}
+        for f in by_muni.get(muni, [])
+    ])  # fmt: skip
+
+
+async def delete_district(request: web.Request) -> web.Response:
+    issuer = await require_issuer(request)
+    engine = request.app[ENGINE]
+    code = request.match_info["code"]
+    muni, _, rest = code.partition(":layer:desk:")
+    if not rest:
+        raise NotFound(f"{code!r} is not a district a desk added.")
+    engine.orders.municipality_of({"municipality": muni}, issuer)
+    if not await engine.store.delete_district(muni, rest):
+        raise NotFound(f"There is no added district {code!r}.")
+    await engine.sync_districts()
     return web.Response(status=204)
 
 
@@ -749,6 +827,9 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
         r.add_post("/api/v1/evacuation-orders", post_evacuation_order)
         r.add_post("/api/v1/evacuation-orders/preview", preview_order)
         r.add_post("/api/v1/shelters", post_shelters)
+        r.add_post("/api/v1/districts", post_district)
+        r.add_get("/api/v1/districts", list_districts)
+        r.add_delete("/api/v1/districts/{code}", delete_district)
         r.add_post("/api/v1/alerts", post_alert)
         # Who got what, and their errors, is for the desk, not the public segment.
         r.add_get("/api/v1/alerts/{id}/deliveries", get_deliveries)

