@@ -144,6 +144,9 @@ class MqttTarget:
 
 MessageHandler = Callable[[aiomqtt.Message], Awaitable[None]]
 
+# The protocol each broker answered in, shared by every connection of this process.
+_PROTOCOLS: dict[tuple[str, int], aiomqtt.ProtocolVersion] = {}
+
 _client_ids = itertools.count()
 
 
@@ -236,15 +239,15 @@ class MqttConnection:
     async def _run(self) -> None:
         backoff = 0.2
         while not self._closing:
-            protocols = (
-                [self.protocol]
-                if self.protocol
-                else [aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311]
-            )
+            # A broker that answered one connection in 3.1.1 is not asked for v5 again:
+            # a v5 CONNECT to a 3.1.1-only broker can go unanswered for the whole timeout.
+            known = self.protocol or _PROTOCOLS.get((self.host, self.port))
+            protocols = [known] if known else [aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311]
             for protocol in protocols:
                 try:
                     async with self._make_client(protocol) as client:
                         self.protocol = protocol
+                        _PROTOCOLS[(self.host, self.port)] = protocol
                         self._client = client
                         for topic in self.subscriptions:
                             if self.share_group and protocol == aiomqtt.ProtocolVersion.V5:

@@ -201,7 +201,13 @@ class Feed:
         STATE_PUBLISHED.inc()
 
     async def _on_ack(self, message: aiomqtt.Message) -> None:
-        subscriber_id = str(message.topic).rsplit("/", 1)[-1]
+        topic = str(message.topic)
+        prefix, _, subscriber_id = topic.rpartition("/")
+        if prefix != self.topics.ack_filter[:-2]:
+            # Not an ack topic at all (the embedded amqtt broker hands a new session some
+            # retained messages its filter does not match): nothing to do.
+            log.debug("ack.wrong_topic", topic=topic)
+            return
         payload = bytes(message.payload)  # type: ignore[arg-type]
         if len(payload) > ACK_MAX_BYTES:  # an ack is a few dozen bytes: never parse a flood
             log.warning("ack.too_large", subscriber_id=subscriber_id, bytes=len(payload))

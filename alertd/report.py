@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections import defaultdict
 from typing import Any
 
@@ -51,16 +52,28 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def table(headers: list[str], rows: list[list[Any]]) -> str:
+def display_width(text: str) -> int:
+    """Columns a terminal gives the text: CJK (常総市, 避難指示) takes two each."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _pad(text: str, width: int, *, right: bool) -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
+
+
+def table(headers: list[str], rows: list[list[Any]], *, left: set[int] | None = None) -> str:
+    """Columns padded to their display width; the first (and any in ``left``) left-aligned."""
+    left = {0} | (left or set())
     cells = [headers] + [[_fmt(c) for c in r] for r in rows]
-    widths = [max(len(str(r[i])) for r in cells) for i in range(len(headers))]
+    widths = [max(display_width(str(r[i])) for r in cells) for i in range(len(headers))]
     lines = []
     for i, r in enumerate(cells):
         lines.append(
             "  ".join(
-                str(c).ljust(w) if j == 0 else str(c).rjust(w)
+                _pad(str(c), w, right=j not in left)
                 for j, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
+            ).rstrip()
         )
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))

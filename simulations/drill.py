@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import yaml
@@ -28,7 +33,10 @@ from alertd import loop, report
 from simulations.receivers import Fleet, ReceiverSpec, default_fleet
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
-STEP_KINDS = ("order", "shelter", "alert", "cap", "jma", "cancel", "fault", "wait")
+STEP_KINDS = ("order", "shelter", "alert", "cap", "jma", "spool", "cancel", "fault", "wait")
+# Expectation keys that are alert kinds (the highest level of that kind in force in the
+# municipality); any other key is a district name (its evacuation level).
+KIND_KEYS = frozenset({"eew", "tsunami", "warning", "special_warning", "advisory", "landslide", "flood", "missile"})
 
 
 class ScenarioError(ValueError):
@@ -42,6 +50,9 @@ class Step:
     kind: str
     spec: Any
     issuer: str | None = None
+    # {municipality code: {district name or alert kind: level or None}}: what must be in force
+    # after this step, in every view (the model, the active list, Atom, the MQTT state).
+    expect: dict[str, dict[str, int | None]] | None = None
 
 
 @dataclass
@@ -94,6 +105,11 @@ def load_scenario(path: Path) -> Scenario:
         kinds = [k for k in STEP_KINDS if k in raw]
         if len(kinds) != 1:
             raise ScenarioError(f"{where}: a step does exactly one of {', '.join(STEP_KINDS)}")
+        expect = raw.get("expect")
+        if expect is not None and not (
+            isinstance(expect, dict) and all(isinstance(v, dict) for v in expect.values())
+        ):
+            raise ScenarioError(f"{where}: 'expect' maps municipality codes to {{district or kind: level}}")
         steps.append(
             Step(
                 float(raw["at"]),
@@ -101,6 +117,7 @@ def load_scenario(path: Path) -> Scenario:
                 kinds[0],
                 raw[kinds[0]],
                 raw.get("issuer"),
+                {str(m): dict(v) for m, v in expect.items()} if expect else None,
             )
         )
     steps.sort(key=lambda s: s.at)
@@ -117,6 +134,8 @@ class StepResult:
     error: str | None = None
     planned: int = 0
     lanes: set[str] = field(default_factory=set)
+    # None: nothing expected; []: every view agreed with the expectation; else what differed.
+    views: list[str] | None = None
 
 
 class Progress:
@@ -148,9 +167,147 @@ def bar(done: int, total: int, width: int = 24) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
+class Views:
+    """The four views of what is in force, read as a receiver or a resident would, and compared.
+
+    The model (GET /api/v1/in-force), the active list (GET /api/v1/alerts?active=true),
+    the Atom feed and the retained MQTT state must all say the same thing, and it
+    must be what the scenario expects after each step. Drills are Exercise: the
+    views are read for that status (the drill never touches the Actual state).
+    """
+
+    def __init__(self, desk_url: str, public_url: str, mqtt_url: str, topic_prefix: str) -> None:
+        self.public_url = public_url.rstrip("/")
+        self.mqtt_url = mqtt_url
+        self.topic_prefix = topic_prefix.strip("/")
+        self.states: dict[str, dict[str, Any]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._registry: Any = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen())
+        await asyncio.wait_for(self._ready.wait(), 15)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _listen(self) -> None:
+        import aiomqtt
+
+        parts = urlsplit(self.mqtt_url)
+        while True:
+            try:
+                async with aiomqtt.Client(parts.hostname or "127.0.0.1", parts.port or 1883,
+                                          identifier=f"drill-views-{secrets.token_hex(4)}") as client:  # fmt: skip
+                    await client.subscribe(f"{self.topic_prefix}/+/+/state/exercise", qos=1)
+                    self._ready.set()
+                    async for message in client.messages:
+                        state = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                        self.states[str(state.get("municipality"))] = state
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.5)
+
+    def registry(self) -> Any:
+        if self._registry is None:
+            from geo.registry import Registry
+
+            self._registry = Registry.default()
+        return self._registry
+
+    async def check(
+        self, http: aiohttp.ClientSession, expect: dict[str, dict[str, int | None]], token: str, timeout: float = 10
+    ) -> list[str]:
+        """[] when every view shows what is expected (waiting up to ``timeout``), else each difference."""
+        deadline = time.monotonic() + timeout
+        while True:
+            problems: list[str] = []
+            for muni, wanted in expect.items():
+                problems += await self._check_one(http, muni, wanted)
+            if not problems or time.monotonic() > deadline:
+                return problems
+            await asyncio.sleep(0.2)
+
+    async def _get(self, http: aiohttp.ClientSession, path: str) -> Any:
+        async with http.get(self.public_url + path) as resp:
+            return await (resp.json() if "json" in resp.content_type else resp.text())
+
+    async def _check_one(self, http: aiohttp.ClientSession, muni: str, wanted: dict[str, int | None]) -> list[str]:
+        model = await self._get(http, f"/api/v1/in-force?municipality={muni}&status=Exercise")
+        active = await self._get(http, f"/api/v1/alerts?active=true&status=Exercise&district={muni}&limit=200")
+        atom = await self._get(http, f"/feeds/alerts.atom?municipality={muni}&status=Exercise")
+        state = self.states.get(muni, {"districts": [], "alerts": []})
+        views = {
+            "model": lambda key: self._from_rows(muni, model, key),
+            "active list": lambda key: self._from_alerts(muni, active, key),
+            "MQTT state": lambda key: self._from_rows(muni, state, key),
+        }
+        problems = []
+        for key, level in wanted.items():
+            for view, read in views.items():
+                got = read(key)
+                if got != level:
+                    problems.append(f"{muni} {key}: expected {_lv(level)}, the {view} says {_lv(got)}")
+        standing_in_atom = _standing_entries(atom)
+        listed = {a["id"] for a in active}
+        if standing_in_atom != listed:
+            problems.append(f"{muni}: the Atom feed lists {sorted(standing_in_atom)} in force, the active list "
+                            f"{sorted(listed)}")  # fmt: skip
+        return problems
+
+    def _from_rows(self, muni: str, view: dict[str, Any], key: str) -> int | None:
+        """A level from the model or the MQTT state (the same shape)."""
+        if key in KIND_KEYS:
+            levels = [a.get("level") for a in view.get("in_force", view.get("alerts", [])) or []
+                      if a.get("kind") == key and a.get("level") is not None]  # fmt: skip
+            return max(levels, default=None)
+        rows = {r["name"]: r["level"] for r in view.get("districts") or []}
+        if key in rows:
+            return rows[key]
+        town = self.registry().get(muni).name
+        return rows.get(town)
+
+    def _from_alerts(self, muni: str, alerts: list[dict[str, Any]], key: str) -> int | None:
+        if key in KIND_KEYS:
+            return max((a["level"] for a in alerts if a.get("kind") == key and a.get("level") is not None),
+                       default=None)  # fmt: skip
+        registry = self.registry()
+        code = muni if key == registry.get(muni).name else registry.resolve_name(muni, key).code
+        levels = []
+        for a in alerts:
+            if a.get("kind") != "evacuation" or a.get("action") != "issue" or a.get("level") is None:
+                continue
+            lifted = set(a.get("lifted_districts") or [])
+            if (muni in a["districts"] or code in a["districts"]) and code not in lifted and muni not in lifted:
+                levels.append(a["level"])
+        return max(levels, default=None)
+
+
+def _standing_entries(atom: str) -> set[str]:
+    """Ids of the Atom entries that are in force (not the lifts and cancels the feed keeps too)."""
+    from lxml import etree
+
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    out = set()
+    for entry in etree.fromstring(atom.encode()).iterfind("a:entry", ns):
+        summary = (entry.findtext("a:summary", namespaces=ns) or "").split()
+        entry_id = (entry.findtext("a:id", namespaces=ns) or "").rsplit(":", 1)[-1]
+        if len(summary) > 1 and summary[1] in ("Alert", "Update") and "(lift)" not in summary:
+            out.add(entry_id)
+    return out
+
+
+def _lv(level: int | None) -> str:
+    return "nothing" if level is None else f"level {level}"
+
+
 class DrillRunner:
     def __init__(
-        self, scenario: Scenario, url: str, admin_token: str, mqtt_url: str, speed: float = 1.0
+        self, scenario: Scenario, url: str, admin_token: str, mqtt_url: str, speed: float = 1.0,
+        *, topic_prefix: str = "alerts/v1", spool: Path | None = None, public_url: str | None = None,
     ) -> None:
         self.scenario = scenario
         self.url = url.rstrip("/")
@@ -163,6 +320,10 @@ class DrillRunner:
         self.results: list[StepResult] = []
         self.by_name: dict[str, StepResult] = {}
         self.progress = Progress()
+        self.views = Views(self.url, public_url or self.url, mqtt_url, topic_prefix)
+        self.spool = spool
+        self._jma_delta: timedelta | None = None
+        self.views_timeout = 10.0  # how long the views may take to agree after a step
 
     async def _api(
         self, http: aiohttp.ClientSession, method: str, path: str, token: str, **kw: Any
@@ -181,6 +342,8 @@ class DrillRunner:
 
     async def setup(self, http: aiohttp.ClientSession) -> None:
         await self.fleet.start()
+        if any(step.expect for step in self.scenario.steps):
+            await self.views.start()
         for body in self.fleet.subscriber_bodies():
             body["id"] = body["id"]
             status, data = await self._api(http, "POST", "/api/v1/subscribers", self.admin_token, json=body)
@@ -244,6 +407,8 @@ class DrillRunner:
                 )
             elif step.kind == "jma":
                 await self._submit_jma(http, result, self._resolve_file(str(step.spec)), ident)
+            elif step.kind == "spool":
+                self._drop_telegram(step, ident)
         except (ScenarioError, KeyError, ValueError) as exc:
             result.error = str(exc)
         return result
@@ -312,6 +477,25 @@ class DrillRunner:
             body = {k: v for k, v in body.items() if v is not None}
             await self._submit(http, result, "/api/v1/alerts", self.tokens["drill-national"], json=body)
 
+    def _drop_telegram(self, step: Step, ident: str) -> None:
+        """A JMA telegram through the engine's drop folder: the real path (sequencing, policy).
+
+        Every telegram of the drill is moved in time by the same amount (fixed at the
+        first one, which becomes "now"), as 訓練, with the Serial or EventID the step
+        gives. alertd then tells the drill's telegrams apart from real ones by status.
+        """
+        from simulations.jma_replay import drop, report_time, shift, with_head
+
+        if self.spool is None:
+            raise ScenarioError("a 'spool' step needs the engine's drop folder (run embedded, or give --spool)")
+        spec = step.spec if isinstance(step.spec, dict) else {"file": step.spec}
+        text = self._resolve_file(str(spec["file"])).read_text(encoding="utf-8")
+        if self._jma_delta is None:
+            self._jma_delta = datetime.now(UTC) - report_time(text)
+        data = shift(text, self._jma_delta, status="訓練")
+        data = with_head(data, serial=spec.get("serial"), event_id=spec.get("event_id"))
+        drop(self.spool, f"{ident}.xml", data)
+
     async def deliveries(self, http: aiohttp.ClientSession, alert_id: str) -> list[dict[str, Any]]:
         async with http.get(
             f"{self.url}/api/v1/alerts/{alert_id}/deliveries",
@@ -349,6 +533,9 @@ class DrillRunner:
                     result = await self.run_step(http, step)
                     self.results.append(result)
                     self.by_name[step.name] = result
+                    if step.expect:
+                        result.views = await self.views.check(http, step.expect, self.admin_token,
+                                                              self.views_timeout)  # fmt: skip
                     self.progress.show(self._line(i, await self.snapshot(http)) + f"  sent: {step.name}")
                 deadline = time.monotonic() + self.scenario.settle_s
                 while time.monotonic() < deadline:
@@ -360,6 +547,7 @@ class DrillRunner:
                 self.progress.done()
                 return self.build_report(await self.snapshot(http))
             finally:
+                await self.views.stop()
                 await self.fleet.stop()
 
     def _settled(self, snap: dict[str, list[dict[str, Any]]]) -> bool:
@@ -381,6 +569,11 @@ class DrillRunner:
                     "at": r.step.at, "name": r.step.name, "kind": r.step.kind, "alert_ids": r.alert_ids,
                     "error": r.error, "planned": len(rows), "by_adapter": report.summarize(rows),
                     "lane": "/".join(sorted(r.lanes)) or None,
+                    "expect": r.step.expect, "views": r.views,
+                    # Every receiver that did not confirm, with why: what a drill office follows up.
+                    "unconfirmed": [{"alert_id": a, "subscriber": row["subscriber"], "state": row["state"],
+                                     "attempts": row["attempts"], "last_error": row["last_error"]}
+                                    for a in r.alert_ids for row in snap.get(a, []) if row["state"] != "confirmed"],
                 }
             )  # fmt: skip
         all_rows = [row for rows in snap.values() for row in rows]
@@ -393,6 +586,7 @@ class DrillRunner:
             "duplicates_dropped_by_receivers": sum(1 for x in self.fleet.receipts if x.duplicate),
             "signature_failures": self.fleet.signature_failures,
             "step_errors": [s["name"] for s in steps if s["error"]],
+            "view_mismatches": [s["name"] for s in steps if s["views"]],
         }
 
 
@@ -415,6 +609,15 @@ def render_text(rep: dict[str, Any]) -> str:
         )
     )
     lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
+    checked = [s for s in rep["steps"] if s.get("expect")]
+    if checked:
+        lines += ["", "What is in force after each step (model, active list, Atom, MQTT state):"]
+        rows = []
+        for s in checked:
+            wanted = "; ".join(f"{m} " + ", ".join(f"{k} {_lv(v)}" for k, v in e.items()) for m, e in s["expect"].items())
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", "agree" if not s["views"] else "DIFFER", wanted])
+            rows += [["", "", f"  {p}"] for p in s["views"] or []]
+        lines.append(report.table(["step", "views", "expected"], rows, left={1, 2}))
     return "\n".join(lines)
 
 
@@ -461,6 +664,12 @@ async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
         f"alertd-drill-{secrets.token_hex(3)}" if settings.redis_url else settings.key_prefix
     )
     settings.retry_base_s, settings.retry_max_s = 0.2, 2.0
+    # Its own topics: a drill's retained states never land where live receivers read.
+    settings.topic_prefix = f"alertd-drill-{secrets.token_hex(3)}/alerts/v1"
+    # Its own drop folder, so 'spool' steps take the real JMA path.
+    spool = Path(tempfile.mkdtemp(prefix="alertd-drill-spool-"))
+    os.environ["ALERTD_JMA_SPOOL"] = str(spool)
+    os.environ.setdefault("ALERTD_JMA_SPOOL_INTERVAL_S", "0.2")
     engine = Engine(settings)
     await engine.start()
     runner = web.AppRunner(make_app(engine), access_log=None)
@@ -470,12 +679,15 @@ async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
     try:
         assert settings.mqtt_url is not None
         drill = DrillRunner(
-            scenario, f"http://127.0.0.1:{port}", settings.admin_token, settings.mqtt_url, speed
-        )
+            scenario, f"http://127.0.0.1:{port}", settings.admin_token, settings.mqtt_url, speed,
+            topic_prefix=settings.topic_prefix, spool=spool,
+        )  # fmt: skip
         return await drill.run()
     finally:
         await runner.cleanup()
         await engine.stop()
+        os.environ.pop("ALERTD_JMA_SPOOL", None)
+        shutil.rmtree(spool, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:
@@ -517,4 +729,4 @@ def main(argv: list[str]) -> int:
         Path(args.json).write_text(json.dumps(rep, ensure_ascii=False, indent=2), encoding="utf-8")
     if args.markdown:
         Path(args.markdown).write_text(render_markdown(rep), encoding="utf-8")
-    return 1 if rep["step_errors"] else 0
+    return 1 if rep["step_errors"] or rep["view_mismatches"] else 0

@@ -8,10 +8,15 @@ relative order and spacing stay as JMA wrote them, the last one is "now".
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from simulations.jma_replay import drop, shift, with_head
+from simulations.jma_replay import report_time as _report_time
+
+__all__ = ["drop", "with_head"]
 
 ROOT = Path(__file__).resolve().parents[1]
 JMAXML = ROOT / ".." / "shared" / "data" / "jmaxml"
@@ -43,9 +48,7 @@ def text(name: str) -> str:
 
 
 def report_time(name: str) -> datetime:
-    m = re.search(r"<ReportDateTime>([^<]+)<", text(name))
-    assert m is not None
-    return datetime.fromisoformat(m[1])
+    return _report_time(text(name))
 
 
 def delta_to_now(last: str, *, ago: timedelta = timedelta(seconds=5)) -> timedelta:
@@ -55,49 +58,10 @@ def delta_to_now(last: str, *, ago: timedelta = timedelta(seconds=5)) -> timedel
 
 def shifted(name: str, delta: timedelta, *, status: str | None = None, crlf: bool = False) -> bytes:
     """The sample with every time moved by ``delta``; optionally another Control/Status, CRLF endings."""
-
-    def moved(m: re.Match[str]) -> str:
-        value = m[0]
-        when = datetime.fromisoformat(value.replace("Z", "+00:00")) + delta
-        return (
-            when.isoformat(timespec="seconds").replace("+00:00", "Z")
-            if value.endswith("Z")
-            else when.isoformat(timespec="seconds")
-        )
-
-    body = ISO.sub(moved, text(name))
-    if status is not None:
-        body = re.sub(r"<Status>[^<]*</Status>", f"<Status>{status}</Status>", body, count=1)
-    data = body.encode("utf-8")
-    if crlf:
-        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return data
+    return shift(text(name), delta, status=status, crlf=crlf)
 
 
 def control_title(name: str) -> str:
     return text(name).split("<Title>", 1)[1].split("</Title>", 1)[0]
 
 
-def with_head(data: bytes, *, serial: str | None = None, event_id: str | None = None,
-              report_time: datetime | None = None) -> bytes:  # fmt: skip
-    """A telegram with its Serial, EventID or ReportDateTime (and Control/DateTime) replaced."""
-    body = data.decode("utf-8")
-    if serial is not None:
-        body = re.sub(r"<Serial>[^<]*</Serial>", f"<Serial>{serial}</Serial>", body, count=1)
-    if event_id is not None:
-        body = re.sub(r"<EventID>[^<]*</EventID>", f"<EventID>{event_id}</EventID>", body, count=1)
-    if report_time is not None:
-        local = report_time.astimezone(timezone(timedelta(hours=9))).isoformat(timespec="seconds")
-        utc = report_time.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        body = re.sub(r"<ReportDateTime>[^<]*<", f"<ReportDateTime>{local}<", body, count=1)
-        body = re.sub(r"(<Control>.*?<DateTime>)[^<]*<", rf"\g<1>{utc}<", body, count=1, flags=re.S)
-    return body.encode("utf-8")
-
-
-def drop(directory: Path, name: str, data: bytes) -> Path:
-    """Write a telegram into a drop folder the way the sanitising side must: temp name, then rename."""
-    tmp = directory / f".{name}.tmp"
-    tmp.write_bytes(data)
-    target = directory / name
-    tmp.replace(target)
-    return target

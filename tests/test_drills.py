@@ -74,8 +74,9 @@ steps:
     step = next(s for s in rep["steps"] if s["name"] == "order")
     _status, alert = await engine.get(f"/api/v1/alerts/{step['alert_ids'][0]}")
     assert alert["status"] == "Exercise"  # the file said Actual; a drill never goes out for real
-    rows = {r["subscriber"]: r for r in await engine.deliveries(step["alert_ids"][0])}
-    assert rows["sign-ok"]["state"] == "confirmed"
+    # As the drill saw them before its receivers stopped (a retry after that meets a closed port).
+    rows = {r["subscriber"]: r for r in step["unconfirmed"]}
+    assert "sign-ok" not in rows  # confirmed
     assert rows["portal-silent"]["state"] == "delivered"
     assert rows["sign-down"]["state"] in ("queued", "sent") and rows["sign-down"]["attempts"] >= 2
     assert "503" in rows["sign-down"]["last_error"]
@@ -141,3 +142,39 @@ async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) 
     finally:
         (ROOT / ".run-test-broadcast.json").unlink(missing_ok=True)
         await fleet.stop()
+
+
+async def test_the_flood_day_drill_checks_every_view_after_every_step(engine: RunningEngine) -> None:
+    """The ten-step 常総市 day: after each step the model, the active list, the Atom feed and
+    the retained MQTT state all show the per-district levels written in the scenario."""
+    scenario = load_scenario(SCENARIOS / "joso-flood-day.yaml")
+    assert len(scenario.steps) == 10 and all(step.expect for step in scenario.steps)
+    runner = DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=20,
+                         topic_prefix=engine.engine.settings.topic_prefix)  # fmt: skip
+    rep = await runner.run()
+    assert rep["step_errors"] == [] and rep["view_mismatches"] == [], rep["steps"]
+    assert all(s["views"] == [] for s in rep["steps"])
+
+
+async def test_a_view_that_differs_from_the_expectation_is_reported(engine: RunningEngine, tmp_path: Path) -> None:
+    path = tmp_path / "wrong.yaml"
+    path.write_text(
+        """
+name: wrong-expectation
+issuers: [{id: joso, name: 常総市, jurisdiction: ["08211"]}]
+receivers: [{id: tv, adapter: broadcaster, districts: ["08"]}]
+steps:
+  - at: 0
+    name: 避難指示 (三坂町)
+    order: {municipality: "08211", level: 4, action: issue, districts: [三坂町], reason: 洪水}
+    expect: {"08211": {三坂町: 5}}
+""",
+        encoding="utf-8",
+    )
+    runner = DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=20,
+                         topic_prefix=engine.engine.settings.topic_prefix)  # fmt: skip
+    runner.views_timeout = 2.0
+    rep = await runner.run()
+    assert rep["view_mismatches"] == ["避難指示 (三坂町)"]
+    (step,) = rep["steps"]
+    assert any("expected level 5" in p and "level 4" in p for p in step["views"])
