@@ -277,4 +277,5 @@ def subscriber_from(item: dict[str, Any]) -> Subscriber:
         timeout_s=float(item.get("timeout_s", 5.0)),
         max_in_flight=int(item.get("max_in_flight", 4)),
         name=item.get("name"),
+        drills=bool(item.get("drills", False)),
     )

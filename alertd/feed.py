@@ -57,10 +57,11 @@ def broker_address(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or 1883
 
 
-def municipalities_of(registry: Registry, alert: Alert) -> list[str]:
-    """The municipality topics an alert goes to; a prefecture-wide alert goes to each of its towns."""
+def municipalities_of(registry: Registry, alert: Alert, *, reach: bool = False) -> list[str]:
+    """The municipalities an alert is in force in (with ``reach``: also those it is delivered
+    to); a prefecture-wide alert covers each of its towns."""
     out: dict[str, None] = {}
-    for code in alert.districts:
+    for code in [*alert.districts, *(alert.reach if reach else [])]:
         district = registry.find(code)
         if district is None or district.level == "tsunami":
             continue
@@ -125,7 +126,8 @@ class Feed:
         await self.conn.close()
 
     def municipalities(self, alert: Alert) -> list[str]:
-        return municipalities_of(self.registry, alert)
+        """The topics an alert message goes to: everywhere it is delivered."""
+        return municipalities_of(self.registry, alert, reach=True)
 
     # --- the alert messages ------------------------------------------------------
     async def publish(self, alert: Alert) -> None:
@@ -176,29 +178,44 @@ class Feed:
         finally:
             await acks.close()
 
-    async def publish_states(self, batch: int = 200) -> int:
-        """Publish the state of every municipality whose state changed (oldest change first)."""
+    async def publish_states(self, batch: int = 500) -> int:
+        """Publish the state of every municipality whose state changed."""
         published = 0
         while True:
             dirty = await self.store.take_dirty_states(batch)
             if not dirty:
                 return published
-            for i, (status, muni) in enumerate(dirty):
-                try:
-                    await self.publish_state(status, muni)
-                except Exception:
-                    await self.store.mark_dirty([f"{s}|{m}" for s, m in dirty[i:]])  # retried next round
-                    raise
-                published += 1
+            by_status: dict[str, list[str]] = {}
+            for status, muni in dirty:
+                by_status.setdefault(status, []).append(muni)
+            try:
+                for status, munis in by_status.items():
+                    await self._publish_states(status, munis)
+            except Exception:
+                await self.store.mark_dirty([f"{s}|{m}" for s, m in dirty])  # all again, next round
+                raise
+            published += len(dirty)
+
+    async def _publish_states(self, status: str, munis: list[str]) -> None:
+        standing = await self.store.in_force_many(munis, status, self.registry)
+
+        async def one(muni: str) -> None:
+            topic = self.topics.state(muni, status)
+            if topic is None:
+                return
+            body = state_message(self.registry, muni, status, InForce(self.registry, muni, standing[muni]))
+            await self.conn.publish(topic, json.dumps(body, ensure_ascii=False).encode(), retain=True)
+            STATE_PUBLISHED.inc()
+
+        # Concurrently (the client keeps many publishes in flight); one publish per town per round.
+        for i in range(0, len(munis), 200):
+            results = await asyncio.gather(*(one(m) for m in munis[i : i + 200]), return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]
 
     async def publish_state(self, status: str, municipality: str) -> None:
-        topic = self.topics.state(municipality, status)
-        if topic is None:
-            return
-        standing = await self.store.in_force(municipality, status, self.registry)
-        body = state_message(self.registry, municipality, status, InForce(self.registry, municipality, standing))
-        await self.conn.publish(topic, json.dumps(body, ensure_ascii=False).encode(), retain=True)
-        STATE_PUBLISHED.inc()
+        await self._publish_states(status, [municipality])
 
     async def _on_ack(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)

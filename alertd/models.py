@@ -181,6 +181,10 @@ class Alert:
     # Which adapter kinds may carry it (None: all). "feed" alone means the MQTT
     # feed only, no pushed deliveries — the JMA policy uses this for advisories.
     adapters: list[str] | None = None
+    # Where it is delivered beyond where it is in force: the JMA policy's "prefecture"
+    # scope sends a tsunami warning to every subscriber in the prefecture, while it is in
+    # force (and shown in the retained state) only in the coastal towns it names.
+    reach: list[str] = field(default_factory=list)
     accepted_at: datetime | None = None
     # For a lift or cancel: what still stands in its districts afterwards,
     # [{"level": 4, "districts": ["若宮戸"]}], so its text can say so.
@@ -325,6 +329,9 @@ class Subscriber:
     timeout_s: float = 5.0
     max_in_flight: int = 4
     name: str | None = None
+    # A loudspeaker gateway that takes JMA drills (訓練): the JMA policy withholds them
+    # from radio unless the gateway opts in.
+    drills: bool = False
 
     def public(self) -> dict[str, Any]:
         from alertd.redact import redact_url

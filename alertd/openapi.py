@@ -247,15 +247,22 @@ SCHEMAS: dict[str, Any] = {
                     {"type": "null"},
                 ],
                 "description": "HMAC key for webhook signatures (at least 16 characters). With a secret, "
-                'each webhook carries X-Alertd-Timestamp and X-Alertd-Signature = "sha256=" + '
-                'hex HMAC-SHA256(secret, timestamp + "." + body). Never shown back: answers say '
+                "every HTTP delivery carries X-Alertd-Signature: t=<unix ms>,v1=<hex HMAC-SHA256 over "
+                "t.Idempotency-Key.alert-id.body> (README, For receivers). Never shown back: answers say "
                 '"***" when a secret is set, null when not.',
             },
             "min_level": {
                 "type": ["integer", "null"],
                 "minimum": 1,
                 "maximum": 5,
-                "description": "Only alerts at this 警戒レベル or above.",
+                "description": "Only alerts at this 警戒レベル or above (a lift, cancel or update of an alert it "
+                "got still reaches it).",
+            },
+            "drills": {
+                "type": "boolean",
+                "default": False,
+                "description": "A loudspeaker gateway that takes JMA drills (訓練), which the JMA policy "
+                "otherwise keeps from radio.",
             },
             "languages": {
                 "type": "array",

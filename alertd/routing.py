@@ -11,11 +11,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from alertd.feed import FEED_SUBSCRIBER
-from alertd.models import Alert, Subscriber
+from alertd.models import Alert, Status, Subscriber
 from alertd.store import PlannedDelivery, Store
 
 if TYPE_CHECKING:
     from geo.registry import Registry
+
+
+WITHHELD = "alertd:withheld="
+
+
+def withheld_adapters(alert: Alert) -> set[str]:
+    """Adapter kinds the JMA policy kept a drill from (alertd:withheld=radio): a subscriber of
+    that kind that opted in to drills ('drills': true) still gets it."""
+    for code in alert.codes:
+        if code.startswith(WITHHELD):
+            return {a for a in code[len(WITHHELD):].split(",") if a}
+    return set()
 
 
 class Router:
@@ -54,15 +66,17 @@ class Router:
 
     def matches(self, alert: Alert) -> list[Subscriber]:
         hits: set[int] = set()
-        for d in alert.districts:
+        for d in [*alert.districts, *alert.reach]:
             hits.update(self._within.get(d, ()))  # subscribers inside (or at) the alert's district
             for a in self._ancestors(d):
                 hits.update(self._exact.get(a, ()))  # subscribers at a level above it
         allowed = set(alert.adapters) if alert.adapters is not None else None
+        withheld = withheld_adapters(alert) if alert.status is Status.EXERCISE else set()
         out = []
         for i in sorted(hits):
             sub = self._subs[i]
-            if allowed is not None and sub.adapter.value not in allowed:
+            opted_in = sub.drills and sub.adapter.value in withheld
+            if allowed is not None and sub.adapter.value not in allowed and not opted_in:
                 continue
             if sub.min_level is not None and alert.level is not None and alert.level < sub.min_level:
                 continue

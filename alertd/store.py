@@ -390,10 +390,29 @@ class Store:
         (``orders_only``: its evacuation orders, all a desk order plans against)."""
         if orders_only:
             members = await self.redis.smembers(self.keys.active_orders(municipality))
-        else:
-            members = await self.redis.sunion(self.keys.active_in(municipality[:2]), self.keys.active_in("xx"))
-        ids = sorted(m.decode() for m in members)
-        rows = await self._load(ids, extra=("lifted", "rev"))
+            return self._standing_in(await self._load_standing(members), municipality, status, registry)
+        return (await self.in_force_many([municipality], status, registry))[municipality]
+
+    async def in_force_many(
+        self, municipalities: list[str], status: str, registry: Registry
+    ) -> dict[str, list[Standing]]:
+        """``in_force`` for many municipalities at once: each prefecture's alerts are read once
+        (a tsunami message can change the state of a thousand towns)."""
+        out: dict[str, list[Standing]] = {}
+        for pref in sorted({m[:2] for m in municipalities}):
+            members = await self.redis.sunion(self.keys.active_in(pref), self.keys.active_in("xx"))
+            rows = await self._load_standing(members)
+            for muni in (m for m in municipalities if m[:2] == pref):
+                out[muni] = self._standing_in(rows, muni, status, registry)
+        return out
+
+    async def _load_standing(self, members: Any) -> list[tuple[Alert, dict[str, Any]]]:
+        return await self._load(sorted(m.decode() for m in members), extra=("lifted", "rev"))
+
+    @staticmethod
+    def _standing_in(
+        rows: list[tuple[Alert, dict[str, Any]]], municipality: str, status: str, registry: Registry
+    ) -> list[Standing]:
         now = utcnow()
         out = []
         for alert, meta in rows:

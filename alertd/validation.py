@@ -97,6 +97,8 @@ def validate_subscriber(item: dict[str, Any], registry: Registry | None = None) 
             isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high
         ):
             raise InvalidInput(f"'{name}' must be a number from {low} to {high}.", field=name)
+    if not isinstance(item.get("drills", False), bool):
+        raise InvalidInput("'drills' must be true or false.", field="drills")
     secret = item.get("secret")
     if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
         raise InvalidInput("'secret' must be at least 16 characters.", field="secret")

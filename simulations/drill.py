@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -93,6 +94,7 @@ def load_scenario(path: Path) -> Scenario:
             transport=r.get("transport", "http"),
             languages=r.get("languages", ["ja", "en"]),
             min_level=r.get("min_level"),
+            drills=bool(r.get("drills", False)),
         )
         for r in data.get("receivers") or []
     ] or default_fleet(str(data.get("municipality", "08211")))
@@ -167,6 +169,10 @@ def bar(done: int, total: int, width: int = 24) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
+class ViewUnavailable(Exception):
+    pass
+
+
 class Views:
     """The four views of what is in force, read as a receiver or a resident would, and compared.
 
@@ -226,13 +232,18 @@ class Views:
         while True:
             problems: list[str] = []
             for muni, wanted in expect.items():
-                problems += await self._check_one(http, muni, wanted)
+                try:
+                    problems += await self._check_one(http, muni, wanted)
+                except ViewUnavailable as exc:
+                    problems.append(f"{muni}: {exc}")
             if not problems or time.monotonic() > deadline:
                 return problems
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.3)
 
     async def _get(self, http: aiohttp.ClientSession, path: str) -> Any:
         async with http.get(self.public_url + path) as resp:
+            if resp.status != 200:
+                raise ViewUnavailable(f"GET {path} answered {resp.status}: {(await resp.text())[:200]}")
             return await (resp.json() if "json" in resp.content_type else resp.text())
 
     async def _check_one(self, http: aiohttp.ClientSession, muni: str, wanted: dict[str, int | None]) -> list[str]:
@@ -261,8 +272,9 @@ class Views:
     def _from_rows(self, muni: str, view: dict[str, Any], key: str) -> int | None:
         """A level from the model or the MQTT state (the same shape)."""
         if key in KIND_KEYS:
-            levels = [a.get("level") for a in view.get("in_force", view.get("alerts", [])) or []
-                      if a.get("kind") == key and a.get("level") is not None]  # fmt: skip
+            # The model lists them under "in_force", the MQTT state under "alerts".
+            listed = view.get("alerts") if isinstance(view.get("alerts"), list) else view.get("in_force")
+            levels = [a.get("level") for a in listed or [] if a.get("kind") == key and a.get("level") is not None]
             return max(levels, default=None)
         rows = {r["name"]: r["level"] for r in view.get("districts") or []}
         if key in rows:
@@ -322,7 +334,8 @@ class DrillRunner:
         self.progress = Progress()
         self.views = Views(self.url, public_url or self.url, mqtt_url, topic_prefix)
         self.spool = spool
-        self._jma_delta: timedelta | None = None
+        # Per JMA event (EventID): how far its telegrams are moved, fixed at its first one.
+        self._jma_delta: dict[str, timedelta] = {}
         self.views_timeout = 10.0  # how long the views may take to agree after a step
 
     async def _api(
@@ -408,7 +421,7 @@ class DrillRunner:
             elif step.kind == "jma":
                 await self._submit_jma(http, result, self._resolve_file(str(step.spec)), ident)
             elif step.kind == "spool":
-                self._drop_telegram(step, ident)
+                await self._spooled(http, result, self._drop_telegram(step, ident))
         except (ScenarioError, KeyError, ValueError) as exc:
             result.error = str(exc)
         return result
@@ -477,12 +490,12 @@ class DrillRunner:
             body = {k: v for k, v in body.items() if v is not None}
             await self._submit(http, result, "/api/v1/alerts", self.tokens["drill-national"], json=body)
 
-    def _drop_telegram(self, step: Step, ident: str) -> None:
+    def _drop_telegram(self, step: Step, ident: str) -> Path:
         """A JMA telegram through the engine's drop folder: the real path (sequencing, policy).
 
-        Every telegram of the drill is moved in time by the same amount (fixed at the
-        first one, which becomes "now"), as 訓練, with the Serial or EventID the step
-        gives. alertd then tells the drill's telegrams apart from real ones by status.
+        The telegrams of one event (EventID) are moved in time by the same amount,
+        fixed at its first one (which becomes "now"), so their order and spacing stay
+        as JMA wrote them; each goes in as 訓練, with the Serial or EventID the step gives.
         """
         from simulations.jma_replay import drop, report_time, shift, with_head
 
@@ -490,11 +503,33 @@ class DrillRunner:
             raise ScenarioError("a 'spool' step needs the engine's drop folder (run embedded, or give --spool)")
         spec = step.spec if isinstance(step.spec, dict) else {"file": step.spec}
         text = self._resolve_file(str(spec["file"])).read_text(encoding="utf-8")
-        if self._jma_delta is None:
-            self._jma_delta = datetime.now(UTC) - report_time(text)
-        data = shift(text, self._jma_delta, status="訓練")
+        event = re.search(r"<EventID>([^<]*)</EventID>", text)
+        key = str(spec.get("event_id") or (event[1] if event else spec["file"]))
+        delta = self._jma_delta.setdefault(key, datetime.now(UTC) - report_time(text))
+        data = shift(text, delta, status="訓練")
         data = with_head(data, serial=spec.get("serial"), event_id=spec.get("event_id"))
-        drop(self.spool, f"{ident}.xml", data)
+        return drop(self.spool, f"{ident}.xml", data)
+
+    async def _spooled(self, http: aiohttp.ClientSession, result: StepResult, path: Path) -> None:
+        """Wait until the drop folder has taken the telegram, then note the alerts it made."""
+        done, rejected = path.parent / "done" / path.name, path.parent / "rejected" / path.name
+        deadline = time.monotonic() + 15
+        while not (done.exists() or rejected.exists()):
+            if time.monotonic() > deadline:
+                result.error = f"the drop folder did not take {path.name} within 15 s"
+                return
+            await asyncio.sleep(0.1)
+        if rejected.exists():
+            reason = rejected.with_name(rejected.name + ".reason.txt")
+            result.error = "rejected: " + (reason.read_text(encoding="utf-8").strip() if reason.exists() else "?")
+            return
+        status, rows = await self._api(http, "GET", "/api/v1/alerts?status=Exercise&limit=100", self.admin_token)
+        seen = {a for r in self.results for a in r.alert_ids}
+        for row in reversed(rows if status == 200 else []):
+            if row.get("origin") == "jma" and row["id"] not in seen:
+                result.alert_ids.append(row["id"])
+                result.planned += int(row.get("planned_deliveries", 0))
+                result.lanes.add(str(row.get("priority", "routine")))
 
     async def deliveries(self, http: aiohttp.ClientSession, alert_id: str) -> list[dict[str, Any]]:
         async with http.get(

@@ -39,6 +39,7 @@ class ReceiverSpec:
     transport: str = "http"  # http | mqtt
     languages: list[str] = field(default_factory=lambda: ["ja", "en"])
     min_level: int | None = None
+    drills: bool = False  # a loudspeaker gateway that takes JMA drills
 
 
 @dataclass
@@ -88,6 +89,8 @@ class Fleet:
             }  # fmt: skip
             if s.min_level is not None:
                 body["min_level"] = s.min_level
+            if s.drills:
+                body["drills"] = True
             out.append(body)
         return out
 

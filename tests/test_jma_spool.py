@@ -25,7 +25,7 @@ from alertd.jma.spool import SpoolConfig, SpoolWatcher
 from alertd.metrics import REGISTRY
 from alertd.models import Alert
 from tests.conftest import RunningEngine, Sink, start_engine, stop_engine
-from tests.jma_samples import EEW, TSUNAMI_2015, delta_to_now, drop, report_time, shifted, with_head
+from tests.jma_samples import EEW, TSUNAMI_2015, delta_to_now, drop, path, report_time, shifted, with_head
 
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
 HITACHI, OSHIMA = "08202", "13361"  # 日立市 (茨城県, region 300), 大島町 (伊豆諸島, region 320)
@@ -277,3 +277,41 @@ async def _retained(client: aiomqtt.Client, topic: str | None, alert_id: str, ti
     finally:
         await client.unsubscribe(topic)
     raise AssertionError(f"no state for {alert_id} on {topic}")
+
+
+async def test_a_jma_drill_reaches_only_the_loudspeakers_that_opted_in(spool_engine: RunningEngine, sink: Sink) -> None:
+    """訓練 EEWs never reach loudspeaker gateways unless a gateway says it takes drills."""
+    engine = spool_engine
+    await engine.add_subscriber(id="radio-plain", adapter="radio", endpoint=f"{sink.url}/radio-plain",
+                                districts=["38"])  # fmt: skip
+    await engine.add_subscriber(id="radio-drills", adapter="radio", endpoint=f"{sink.url}/radio-drills",
+                                districts=["38"], drills=True)  # fmt: skip
+    await engine.add_subscriber(id="tv", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["38"])
+    delta = delta_to_now(EEW[1])
+    drop(spool_dir(engine), "drill.xml", shifted(EEW[1], delta, status="訓練"))
+    await wait_for(lambda: _has(sink, "/tv", "/radio-drills"))
+    rows = await wait_for(lambda: jma_alerts(engine))
+    await engine.wait_deliveries(rows[0]["id"], {"delivered", "confirmed"})
+    assert sink.at("/radio-plain") == []
+    assert json.loads(sink.at("/radio-drills")[0]["body"])["status"] == "Exercise"
+
+
+async def test_the_jma_sequences_drill_shows_the_right_grades_in_force_after_every_telegram(
+    spool_engine: RunningEngine,
+) -> None:
+    """The shipped drill: EEW serials and their 取消, tsunami grades and their 解除, through the
+    drop folder; after each telegram every view shows what the scenario expects per town."""
+    from simulations.drill import SCENARIOS, DrillRunner, load_scenario
+    from tests.conftest import ADMIN_TOKEN, MQTT_URL, ROOT
+
+    path(EEW[0])  # skips when the shared samples are absent
+    os.chdir(ROOT)  # the scenario names the samples relative to the project root
+    engine = spool_engine
+    runner = DrillRunner(load_scenario(SCENARIOS / "jma-sequences.yaml"), engine.url, ADMIN_TOKEN, MQTT_URL,
+                         speed=4, topic_prefix=engine.engine.settings.topic_prefix, spool=spool_dir(engine))  # fmt: skip
+    rep = await runner.run()
+    assert rep["step_errors"] == [] and rep["view_mismatches"] == [], [(s["name"], s["error"], s["views"])
+                                                                     for s in rep["steps"]]  # fmt: skip
+    # The radio that only takes level 5 heard serial 1, what replaced it, and the 取消.
+    by_name = {s["name"]: s for s in rep["steps"]}
+    assert all(by_name[n]["by_adapter"].get("radio", {}).get("delivered") for n in list(by_name)[:3])

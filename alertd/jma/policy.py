@@ -231,7 +231,7 @@ class Policy:
         alert.adapters = list(decision.adapters) if decision.broadcast else []
         if decision.broadcast and decision.scope == "prefecture" and _prefecture_of is not None:
             extra = prefecture_districts(alert, _prefecture_of)
-            alert.districts = list(dict.fromkeys([*alert.districts, *extra]))
+            alert.reach = [p for p in dict.fromkeys([*alert.reach, *extra]) if p not in alert.districts]
         codes = [
             c for c in alert.codes if not c.startswith((CODE_ADAPTERS, CODE_SCOPE, CODE_RULE, CODE_WITHHELD))
         ]
