@@ -308,7 +308,7 @@ async def test_the_jma_sequences_drill_shows_the_right_grades_in_force_after_eve
     os.chdir(ROOT)  # the scenario names the samples relative to the project root
     engine = spool_engine
     runner = DrillRunner(load_scenario(SCENARIOS / "jma-sequences.yaml"), engine.url, ADMIN_TOKEN, MQTT_URL,
-                         speed=4, topic_prefix=engine.engine.settings.topic_prefix, spool=spool_dir(engine))  # fmt: skip
+                         speed=8, topic_prefix=engine.engine.settings.topic_prefix, spool=spool_dir(engine))  # fmt: skip
     rep = await runner.run()
     assert rep["step_errors"] == [] and rep["view_mismatches"] == [], [(s["name"], s["error"], s["views"])
                                                                      for s in rep["steps"]]  # fmt: skip
