@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from alertd import loop, report
+from alertd import loop
 from simulations.drill import SCENARIOS, load_scenario, render_text, run_embedded
 
 
@@ -22,11 +22,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"alertd demo: {scenario.description}", file=sys.stderr)
     print("starting embedded Redis, MQTT broker (amqtt), engine and demo receivers…", file=sys.stderr)
     rep = loop.run(run_embedded(scenario, args.speed))
-    print(render_text(rep))
+    print(render_text(rep))  # per step, then the totals by adapter (once)
     total = rep["total"]
-    print()
-    print("Delivery report (all steps):")
-    print(report.summary_table(total))
     if args.json:
         Path(args.json).write_text(json.dumps(rep, ensure_ascii=False, indent=2), encoding="utf-8")
     failed = sum(t["failed"] + t["pending"] for t in total.values())
