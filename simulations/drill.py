@@ -503,11 +503,19 @@ class DrillRunner:
             raise ScenarioError("a 'spool' step needs the engine's drop folder (run embedded, or give --spool)")
         spec = step.spec if isinstance(step.spec, dict) else {"file": step.spec}
         text = self._resolve_file(str(spec["file"])).read_text(encoding="utf-8")
+        # An edited copy (a downgrade JMA's samples lack): plain text replacements, then a
+        # report time later than the original's, so it is a new telegram, not a repeat.
+        for old, new in spec.get("replace") or []:
+            if old not in text:
+                raise ScenarioError(f"step {step.name!r}: {old!r} is not in {spec['file']}")
+            text = text.replace(old, new)
         event = re.search(r"<EventID>([^<]*)</EventID>", text)
         key = str(spec.get("event_id") or (event[1] if event else spec["file"]))
         delta = self._jma_delta.setdefault(key, datetime.now(UTC) - report_time(text))
         data = shift(text, delta, status="訓練")
-        data = with_head(data, serial=spec.get("serial"), event_id=spec.get("event_id"))
+        later = float(spec.get("later_s", 0))
+        data = with_head(data, serial=spec.get("serial"), event_id=spec.get("event_id"),
+                         report_time=report_time(text) + delta + timedelta(seconds=later) if later else None)  # fmt: skip
         return drop(self.spool, f"{ident}.xml", data)
 
     async def _spooled(self, http: aiohttp.ClientSession, result: StepResult, path: Path) -> None:
