@@ -38,7 +38,16 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.config:
         settings.seed_file = args.config
     engine = Engine(settings, workers=not args.no_workers)
-    await engine.start()
+    try:
+        await engine.start()
+    except Exception as exc:
+        # A bad configuration (a short token, an unknown district) or an unreachable
+        # server: say so and exit, never hang half-started.
+        detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+        logs.get("alertd.serve").error("serve.start_failed", error=detail)
+        print(f"alertd serve: could not start: {detail}", file=sys.stderr)
+        await engine.stop()
+        return 2
     # Extra delivery processes share the lanes through the consumer group: a
     # single Python process tops out around two thousand deliveries a second.
     children = ChildProcesses(settings)

@@ -158,10 +158,10 @@ class Supervisor:
                     return
                 why = "it returned while alertd was still running"
             except asyncio.CancelledError:
-                if self._stopping:
-                    raise
-                # Cancelled by someone other than stop(): a task alertd needs must not vanish.
-                why = "it was cancelled"
+                # Cancellation is how a process shuts down (stop(), or asyncio tearing down
+                # after a failed start): never fight it, or shutdown hangs for ever.
+                state.running = False
+                raise
             except Exception as exc:
                 why = _describe(exc)
                 state.last_error = why

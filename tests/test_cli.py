@@ -79,3 +79,20 @@ async def test_issue_outside_jurisdiction_says_why_and_fails(engine: RunningEngi
         "issue", "--municipality", "08220", "--level", "4", "--reason", "洪水", "--status", "Exercise", env=env
     )
     assert code == 1 and "つくば市" in err
+
+
+async def test_serve_with_a_bad_configuration_says_why_and_exits(tmp_path: Any) -> None:
+    """A 14-character token in the config once left 'alertd serve' hanging, half-started, silent."""
+    from tests.conftest import MQTT_URL, REDIS_URL, free_port
+
+    config = tmp_path / "bad.yaml"
+    config.write_text('issuers: [{id: joso, name: 常総市, token: "joso-token-t15", jurisdiction: ["08211"]}]\n',
+                      encoding="utf-8")  # fmt: skip
+    env = {"ALERTD_REDIS_URL": REDIS_URL, "ALERTD_MQTT_URL": MQTT_URL, "ALERTD_KEY_PREFIX": f"bad-{free_port()}"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alertd", "serve", "--port", str(free_port()), "--config", str(config),
+        cwd=ROOT, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert "at least 16 characters" in err.decode()

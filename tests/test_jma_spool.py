@@ -25,7 +25,8 @@ from alertd.jma.spool import SpoolConfig, SpoolWatcher
 from alertd.metrics import REGISTRY
 from alertd.models import Alert
 from tests.conftest import RunningEngine, Sink, start_engine, stop_engine
-from tests.jma_samples import EEW, TSUNAMI_2015, delta_to_now, drop, path, report_time, shifted, with_head
+from tests.jma_samples import EEW, TSUNAMI_2015, delta_to_now, drop, report_time, shifted, with_head
+from tests.jma_samples import path as sample_path
 
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
 HITACHI, OSHIMA = "08202", "13361"  # 日立市 (茨城県, region 300), 大島町 (伊豆諸島, region 320)
@@ -304,7 +305,7 @@ async def test_the_jma_sequences_drill_shows_the_right_grades_in_force_after_eve
     from simulations.drill import SCENARIOS, DrillRunner, load_scenario
     from tests.conftest import ADMIN_TOKEN, MQTT_URL, ROOT
 
-    path(EEW[0])  # skips when the shared samples are absent
+    sample_path(EEW[0])  # skips when the shared samples are absent
     os.chdir(ROOT)  # the scenario names the samples relative to the project root
     engine = spool_engine
     runner = DrillRunner(load_scenario(SCENARIOS / "jma-sequences.yaml"), engine.url, ADMIN_TOKEN, MQTT_URL,
