@@ -39,6 +39,7 @@ from alertd.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from alertd.feed import state_message
 from alertd.inforce import InForce, Standing
 from alertd.json_alert import parse_json_alert
 from alertd.limits import ACK_MAX_BYTES
@@ -681,14 +682,8 @@ async def build_in_force(request: web.Request) -> View:
     status = _STATUSES[raw_status]
     assert status is not None
     model = InForce(engine.registry, district.code, await engine.store.in_force(district.code, status, engine.registry))
-    body = {
-        "municipality": district.code,
-        "name": district.full_name,
-        "status": status,
-        "level": model.level_at(district.code) if model.orders() else None,
-        "districts": model.per_district() if model.orders() else [],
-        "in_force": [s.summary(engine.registry) for s in model.standing],
-    }
+    # Exactly what the retained MQTT state says: one model, one shape.
+    body = state_message(engine.registry, district.code, status, model)
     return json.dumps(body, ensure_ascii=False).encode(), "application/json", None, {}
 
 

@@ -226,6 +226,24 @@ def _issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cancel(args: argparse.Namespace) -> int:
+    """取消 of a mis-sent alert: a Cancel referencing it, with the alert's own status."""
+    token = _need_token(args.token, "Cancelling an alert")
+    base = args.url.rstrip("/")
+    public = (args.public_url or base).rstrip("/")
+    status, alert = _http("GET", f"{public}/api/v1/alerts/{args.alert}", None)
+    if status >= 400:
+        print(f"refused ({status}): {alert.get('detail')}", file=sys.stderr)
+        return 1
+    body = {"status": alert["status"], "msg_type": "Cancel", "references": [args.alert]}
+    status, data = _http("POST", f"{base}/api/v1/alerts", token, body)
+    if status >= 400:
+        print(f"refused ({status}): {data.get('detail')}", file=sys.stderr)
+        return 1
+    print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else _accepted_summary(data))
+    return 0
+
+
 def _levels_table(rows: list[dict[str, Any]]) -> str:
     from alertd.report import table
 
@@ -344,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--geojson", help="with --preview: write the map outline to this file")
     p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
 
+    p = sub.add_parser("cancel", help="取消: withdraw a mis-sent alert (a Cancel that references it)")
+    p.add_argument("alert", help="the alertd id of the alert to withdraw")
+    p.add_argument("--url", default=os.environ.get("ALERTD_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--public-url", default=os.environ.get("ALERTD_PUBLIC_URL"))
+    p.add_argument("--token", default=os.environ.get("ALERTD_ISSUER_TOKEN"))
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("status", help="engine health and alerts in force, or one alert's deliveries")
     p.add_argument("--url", default=os.environ.get("ALERTD_URL", "http://127.0.0.1:8080"))
     p.add_argument("--token", default=os.environ.get("ALERTD_ISSUER_TOKEN") or os.environ.get("ALERTD_ADMIN_TOKEN"),
@@ -400,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
             return _issue(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "cancel":
+            return _cancel(args)
     except CliError as err:
         print(err, file=sys.stderr)
         return 2

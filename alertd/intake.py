@@ -46,6 +46,11 @@ def inherit_from(alert: Alert, referenced: list[Alert]) -> None:
     alert.reason = alert.reason or first.reason
     alert.municipality = alert.municipality or first.municipality
     alert.on_behalf_of = alert.on_behalf_of or first.on_behalf_of
+    if alert.msg_type is MsgType.CANCEL:
+        for info in alert.infos:  # "取消" alone says nothing: it is the 取消 of that event
+            ref = first.info_for(info.language)
+            if ref is not None and info.event in ("", "取消"):
+                info.event = ref.event
 
 
 def new_alert_id() -> str:

@@ -82,6 +82,8 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
         raise InvalidInput(f"'msg_type' must be Alert, Update or Cancel, not {type_raw!r}.", field="msg_type")
     status, msg_type = Status(status_raw), MsgType(type_raw)
     event = body.get("event")
+    if msg_type is MsgType.CANCEL and not event:
+        event = "取消"  # a Cancel is about what it references; alertd names that (intake)
     if not isinstance(event, str) or not event:
         raise InvalidInput("'event' is missing: say what the alert is about, e.g. 大雨警報.", field="event")
     level = body.get("level")
@@ -128,7 +130,8 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
     headlines, descriptions, instructions = (
         _texts(body, n) for n in ("headline", "description", "instruction")
     )
-    langs = list(dict.fromkeys(["ja", *headlines, *descriptions])) or ["ja"]
+    # Japanese and English always (alertd words what the sender did not), then any others given.
+    langs = list(dict.fromkeys(["ja", "en", *headlines, *descriptions]))
     infos = [
         Info(
             language=LANG_TAGS.get(lang, lang),

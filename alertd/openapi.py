@@ -1177,9 +1177,11 @@ PATHS: dict[str, Any] = {
             "operationId": "getInForce",
             "tags": ["reading"],
             "summary": "What is in force in one municipality, district by district",
-            "description": "The model every view is drawn from: per district the highest evacuation level "
-            "standing and the alerts standing there, and every alert in force with the districts it still "
-            "covers ('except': districts a lift took out of it). Actual unless status= says otherwise.",
+            "description": "The model every view is drawn from, in the same shape as the retained MQTT state: "
+            "in_force (true when anything stands), level (the highest evacuation level standing anywhere in "
+            "the town), districts (per district: level and the alerts standing there) and alerts (every alert "
+            "in force, with the districts it still covers; 'except': districts a lift took out of it). Actual "
+            "unless status= says otherwise.",
             "security": PUBLIC,
             "parameters": [
                 {"name": "municipality", "in": "query", "required": True, "schema": {"type": "string"},

@@ -272,9 +272,8 @@ class Views:
     def _from_rows(self, muni: str, view: dict[str, Any], key: str) -> int | None:
         """A level from the model or the MQTT state (the same shape)."""
         if key in KIND_KEYS:
-            # The model lists them under "in_force", the MQTT state under "alerts".
-            listed = view.get("alerts") if isinstance(view.get("alerts"), list) else view.get("in_force")
-            levels = [a.get("level") for a in listed or [] if a.get("kind") == key and a.get("level") is not None]
+            levels = [a.get("level") for a in view.get("alerts") or []
+                      if a.get("kind") == key and a.get("level") is not None]  # fmt: skip
             return max(levels, default=None)
         rows = {r["name"]: r["level"] for r in view.get("districts") or []}
         if key in rows:

@@ -96,3 +96,16 @@ async def test_serve_with_a_bad_configuration_says_why_and_exits(tmp_path: Any) 
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert "at least 16 characters" in err.decode()
+
+
+async def test_a_desk_cancels_a_mis_sent_order_in_one_command(engine: RunningEngine) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    env = {"ALERTD_URL": engine.url, "ALERTD_ISSUER_TOKEN": token}
+    code, out, _ = await run("issue", "--municipality", "08211", "--level", "4", "--districts", "三坂町",
+                             "--reason", "洪水", "--status", "Exercise", "--json", env=env)  # fmt: skip
+    mistake = json.loads(out)["id"]
+    code, out, err = await run("cancel", mistake, env=env)
+    assert code == 0, err
+    assert "SENT" in out and "Cancel" in out
+    _status, alert = await engine.get(f"/api/v1/alerts/{mistake}")
+    assert alert["state"] == "cancelled"

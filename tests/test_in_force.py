@@ -100,7 +100,7 @@ async def test_lift_all_ends_that_level_and_below_in_the_whole_town(engine: Runn
     l5 = await send(engine, joso, order(5, ["若宮戸"]))
     await send(engine, joso, order(4, ["all"], "lift"))
     model = await in_force(engine)
-    assert [s["alert_id"] for s in model["in_force"]] == [l5["id"]]
+    assert [s["alert_id"] for s in model["alerts"]] == [l5["id"]]
     assert level_of(model, "本石下") is None and level_of(model, "若宮戸") == 5
 
 
