@@ -417,6 +417,11 @@ async def delete_district(request: web.Request) -> web.Response:
     if not rest:
         raise NotFound(f"{code!r} is not a district a desk added.")
     engine.orders.municipality_of({"municipality": muni}, issuer)
+    for status in ("Actual", "Exercise", "Test"):
+        standing = await engine.store.in_force(muni, status, engine.registry, orders_only=True)
+        if any(code in s.alert.districts or code in s.lifted for s in standing):
+            raise Conflict(f"An order in force ({status}) names {rest}: lift it before removing the district.",
+                           in_force=[s.alert.id for s in standing if code in s.alert.districts])  # fmt: skip
     if not await engine.store.delete_district(muni, rest):
         raise NotFound(f"There is no added district {code!r}.")
     await engine.sync_districts()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from email.utils import formatdate
+from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
@@ -44,6 +45,7 @@ async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict
     standing = await engine.store.list_alerts(active=True, limit=10_000, extra=("lifted",))
     changes = await engine.store.recent_changes(now)
     entries = []
+    lifted = {a.id: set(m.get("lifted") or ()) for a, m in standing}
     for alert, _meta in [*standing, *changes]:
         if alert.status.value != status:
             continue
@@ -59,8 +61,9 @@ async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict
         entries.append(alert)
     entries.sort(key=lambda a: (a.accepted_at or a.sent, a.id), reverse=True)
     base = f"{request.scheme}://{request.host}"
-    # When anything last changed: it only ever moves forward, whatever drops out of the feed.
-    changed = await engine.store.views_updated()
+    # When anything of this status last changed: it only ever moves forward, whatever drops
+    # out of the feed, and a drill never moves the real feed's.
+    changed = await engine.store.views_updated(status)
     newest = max((a.accepted_at or a.sent for a in entries), default=EPOCH)
     updated = max(newest, datetime.fromtimestamp(changed, UTC) if changed else EPOCH)
     parts = [
@@ -81,9 +84,23 @@ async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict
             f"<author><name>{escape(alert.source or alert.sender)}</name></author>",
             f'<link rel="alternate" type="application/cap+xml" href="{base}/api/v1/alerts/{escape(alert.id)}.cap"/>',
             f"<summary>{escape(alert.status.value)} {escape(alert.msg_type.value)}"
-            f"{' (lift)' if alert.action == 'lift' else ''} {escape(' '.join(alert.districts))}</summary>",
+            f"{' (lift)' if alert.action == 'lift' else ''} {escape(_where(engine.registry, alert, lifted))}</summary>",
             "</entry>",
         ]
     parts.append("</feed>")
     headers = {"Last-Modified": formatdate(updated.timestamp(), usegmt=True)}
     return "\n".join(parts).encode("utf-8"), "application/atom+xml", "utf-8", headers
+
+
+def _where(registry: Any, alert: Any, lifted: dict[str, set[str]]) -> str:
+    """Where an entry stands, by place name: 「若宮戸 (本石下を除く)」 after a partial lift."""
+
+    def name(code: str) -> str:
+        district = registry.find(code)
+        return district.name if district is not None else code
+
+    gone = lifted.get(alert.id, set())
+    places = " ".join(name(d) for d in alert.districts if d not in gone)
+    if gone:
+        places += " (except " + " ".join(name(d) for d in sorted(gone)) + ")"
+    return places

@@ -35,7 +35,7 @@ class Keys:
         # Lifts, cancels and corrections, by the time they stop mattering (their expiry):
         # the Atom feed keeps them beside what is in force until then.
         self.changes = f"{p}:alerts:changes"
-        self.views_updated = f"{p}:views:updated"  # unix ms of the last change to any alert
+        self.views_updated = f"{p}:views:updated"  # ":<status>": unix ms of the last change of that status
         self.districts_version = f"{p}:districts:version"  # bumped when a municipality adds a district
         self.district_munis = f"{p}:districts:municipalities"  # set: municipalities with added districts
         self.feed_leader = f"{p}:feed:leader"  # lease: the ack listener and state publisher

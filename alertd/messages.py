@@ -302,6 +302,9 @@ _PHRASES: dict[str, dict[str, Any]] = {
         },
         "update_marker": "【更新】",
         "where": "{muni}の{places}",
+        "ended_item": "{places}の{title}",
+        "evac_lift_items": "{muni_part}{items}を解除しました。引き続き、今後の情報に注意してください。",
+        "on_behalf_part": "{issuer}は、{muni}に代わって、",
         "lift_marker": "【解除】",
         "correction_marker": "【訂正】",
         "spoken_marker": {"lift": "解除のお知らせです。", "cancel": "取り消しのお知らせです。", "correction": "訂正のお知らせです。"},
@@ -309,7 +312,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
         "on_behalf": "この情報は、{issuer}が{muni}に代わって発令しました。",
         "cancel_body_where": "先ほど{places}に発令した「{what}」は取り消します。"
         "誤って送信されたものです。今後の情報に注意してください。",
-        "correction_title": "避難所情報の訂正",
+        "correction_title": "避難所情報",
         "correction_body": "{muni_part}避難所の情報を訂正します。",
         "correction_change": "{shelter}の{field}は「{new}」です（先ほどは「{old}」とお伝えしました）。",
         "correction_fields": {"address": "住所", "status": "状況", "capacity": "収容人数", "occupancy": "避難者数",
@@ -444,6 +447,9 @@ _PHRASES: dict[str, dict[str, Any]] = {
         },
         "update_marker": "[UPDATE] ",
         "where": "{places} in {muni}",
+        "ended_item": "{title} for {places}",
+        "evac_lift_items": "Lifted{muni_part}: {items}. Keep following official information.",
+        "on_behalf_part": " in {muni} (issued by {issuer} on its behalf)",
         "lift_marker": "[LIFTED] ",
         "correction_marker": "[CORRECTION] ",
         "spoken_marker": {"lift": "This lifts an order.", "cancel": "This is a cancellation.",
@@ -452,7 +458,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
         "on_behalf": "{issuer} issued this on behalf of {muni}.",
         "cancel_body_where": "This cancels the earlier “{what}” for {places}. It was sent in error. "
         "Disregard it and keep following official information.",
-        "correction_title": "Correction: shelter information",
+        "correction_title": "Shelter information",
         "correction_body": "Shelter information{muni_part} is corrected.",
         "correction_change": "{shelter}: the {field} is “{new}” (earlier we said “{old}”).",
         "correction_fields": {"address": "address", "status": "status", "capacity": "capacity",
@@ -591,13 +597,16 @@ _PHRASES: dict[str, dict[str, Any]] = {
         },
         "update_marker": "【更新】",
         "where": "{muni}{places}",
+        "ended_item": "{places}的{title}",
+        "evac_lift_items": "{muni_part}已解除{items}。请继续关注今后的信息。",
+        "on_behalf_part": "{issuer}代{muni}",
         "lift_marker": "【解除】",
         "correction_marker": "【更正】",
         "spoken_marker": {"lift": "解除通知。", "cancel": "取消通知。", "correction": "更正通知。"},
         "still_standing": "{places}的{phrases}继续有效。",
         "on_behalf": "本信息由{issuer}代{muni}发布。",
         "cancel_body_where": "此前对{places}发布的「{what}」已取消。该信息为误发，请忽略，并继续关注今后的信息。",
-        "correction_title": "更正：避难所信息",
+        "correction_title": "避难所信息",
         "correction_body": "{muni_part}更正避难所信息。",
         "correction_change": "{shelter}的{field}为「{new}」（此前为「{old}」）。",
         "correction_fields": {"address": "地址", "status": "状态", "capacity": "容纳人数", "occupancy": "避难人数",
@@ -718,6 +727,9 @@ _PHRASES: dict[str, dict[str, Any]] = {
         },
         "update_marker": "[업데이트] ",
         "where": "{muni} {places}",
+        "ended_item": "{places}의 {title}",
+        "evac_lift_items": "{muni_part}{items}를 해제했습니다. 앞으로의 정보에 계속 주의하십시오.",
+        "on_behalf_part": "{issuer}가 {muni}를 대신하여 ",
         "lift_marker": "[해제] ",
         "correction_marker": "[정정] ",
         "spoken_marker": {"lift": "해제 안내입니다.", "cancel": "취소 안내입니다.", "correction": "정정 안내입니다."},
@@ -725,7 +737,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
         "on_behalf": "이 정보는 {issuer}가 {muni}를 대신하여 발령했습니다.",
         "cancel_body_where": "앞서 {places}에 보낸 '{what}' 정보를 취소합니다. 잘못 발송된 정보입니다. "
         "앞으로의 정보에 주의하십시오.",
-        "correction_title": "정정: 대피소 정보",
+        "correction_title": "대피소 정보",
         "correction_body": "{muni_part}대피소 정보를 정정합니다.",
         "correction_change": "{shelter}의 {field}은(는) '{new}'입니다 (앞서 '{old}'(이)라고 안내했습니다).",
         "correction_fields": {"address": "주소", "status": "상태", "capacity": "수용 인원", "occupancy": "대피자 수",
@@ -861,6 +873,9 @@ _PHRASES: dict[str, dict[str, Any]] = {
         },
         "update_marker": "【あたらしい じょうほう】",
         "where": "{muni}の {places}",
+        "ended_item": "{places}の {title}",
+        "evac_lift_items": "{muni_part}{items}を やめました。 これからも じょうほうに きを つけて ください。",
+        "on_behalf_part": "{issuer}は {muni}の かわりに ",
         "lift_marker": "【かいじょ】",
         "correction_marker": "【ていせい】",
         "spoken_marker": {"lift": "かいじょの おしらせです。", "cancel": "とりけしの おしらせです。",
@@ -869,7 +884,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
         "on_behalf": "この じょうほうは、 {issuer}が {muni}の かわりに だしました。",
         "cancel_body_where": "さっき {places}に だした 「{what}」は まちがいです。"
         " とりけします。 これからも じょうほうに きを つけて ください。",
-        "correction_title": "ひなんじょの じょうほうを なおします",
+        "correction_title": "ひなんじょの じょうほう",
         "correction_body": "{muni_part}ひなんじょの じょうほうを なおします。",
         "correction_change": "{shelter}の {field}は 「{new}」です（さっきは 「{old}」と いいました）。",
         "correction_fields": {"address": "ばしょ", "status": "ようす", "capacity": "はいれる ひとの かず",
@@ -1032,6 +1047,7 @@ class _Context:
     max_places: int | None
     muni: str | None
     compact: bool = False
+    issuer: str | None = None  # 代行: who issued it on the town's behalf
 
 
 def _kind(alert: Alert) -> str:
@@ -1117,6 +1133,8 @@ def _places(lang: str, ctx: _Context) -> tuple[str, bool]:
 
 def _muni_part(lang: str, ctx: _Context, whole: bool) -> str:
     p = _PHRASES[lang]
+    if ctx.issuer and ctx.muni:
+        return p["on_behalf_part"].format(issuer=ctx.issuer, muni=ctx.muni)
     if not ctx.muni or (whole and "whole_area_named" in p):
         return ""
     return p["muni_part"].format(muni=ctx.muni)
@@ -1153,10 +1171,22 @@ def _evacuation(alert: Alert, lang: str, ctx: _Context) -> _Core:
     if alert.action == "lift":
         # The headline's 【解除】 marker says it is a lift; the title stays the order's own.
         # The text names every level the lift ends ("全域" may end levels 4 and 3 at once).
-        levels = [e["level"] for e in alert.ended if e.get("level") in p["level_name"]]
-        if len(levels) > 1:
-            phrase = p["list_sep"].join(p["level_title"].format(n=n, name=p["level_name"][n]) for n in levels)
-        body = p["evac_lift"].format(muni_part=muni_part, places=places, phrase=phrase)
+        ended = [e for e in alert.ended if e.get("level") in p["level_name"]]
+        if ended:
+            # Each level with the places it ended in: 「若宮戸の警戒レベル4 避難指示、全域の警戒レベル3
+            # 高齢者等避難を解除しました」, never "全域の避難指示" when it stood in one district.
+            items = [
+                p["ended_item"].format(
+                    title=p["level_title"].format(n=e["level"], name=p["level_name"][e["level"]]),
+                    places=p["whole_area"] if e.get("districts") in ([], [ctx.muni]) else
+                    p["list_sep"].join(e["districts"]),
+                )
+                for e in ended
+            ]
+            lift_part = _muni_part(lang, ctx, whole=False)
+            body = p["evac_lift_items"].format(muni_part=lift_part, items=p["list_sep"].join(items))
+        else:
+            body = p["evac_lift"].format(muni_part=muni_part, places=places, phrase=phrase)
         return _Core(title, p["lift_title"].format(title=phrase), body)
     reason_part = ""
     if reason:
@@ -1309,7 +1339,9 @@ def message(
     """
     lang = normalise_language(lang)
     names = list(district_names) if district_names is not None else _names_for(alert)
-    ctx = _Context(names=names, max_places=max_places, muni=_known_name(alert.municipality), compact=compact)
+    issuer = (_known_name(alert.on_behalf_of[:2]) or alert.source) if alert.on_behalf_of else None
+    ctx = _Context(names=names, max_places=max_places, muni=_known_name(alert.municipality), compact=compact,
+                   issuer=issuer)  # fmt: skip
     core, source, note = _resolve(alert, lang, ctx)
     # Markers and sentences come from the reader's language even when the
     # words came from another's, so "this is a drill" is always understood.
@@ -1322,7 +1354,8 @@ def message(
         status_sentence = ""  # "これは試験です。これは、Jアラートのテストです。" says it twice
     change = change_kind(alert)
     # What still stands where a lift or cancel ended something, and who spoke (代行).
-    after = _join([_still_standing(alert, text_lang), _on_behalf(alert, text_lang)], text_lang)
+    said_issuer = ctx.issuer is not None and _kind(alert) == "evacuation" and source == "template"
+    after = _join([_still_standing(alert, text_lang), "" if said_issuer else _on_behalf(alert, text_lang)], text_lang)
     if alert.msg_type == MsgType.CANCEL:
         markers += p["cancel_marker"]
         where = _where(text_lang, ctx)

@@ -357,7 +357,7 @@ class Store:
                         pipe.hincrby(key, "rev", 1)
                 pipe.xadd(self.keys.log, {"id": alert.id, "doc": doc})
                 pipe.incr(self.keys.views_version)
-                pipe.set(self.keys.views_updated, accepted_ms)
+                pipe.set(f"{self.keys.views_updated}:{alert.status.value}", accepted_ms)
                 if not in_force and alert.msg_type.value in ("Update", "Cancel"):
                     until = alert.expires.timestamp() if alert.expires else accepted_ms / 1000 + 86400
                     pipe.zadd(self.keys.changes, {alert.id: until})
@@ -530,7 +530,8 @@ class Store:
                         for member in self.dirty_states(doc, []):
                             pipe.sadd(self.keys.state_dirty, member)
                 pipe.incr(self.keys.views_version)
-                pipe.set(self.keys.views_updated, int(now * 1000))
+                for status in {d.status.value for d in (self._docs.get(i) for i in ended) if d is not None}:
+                    pipe.set(f"{self.keys.views_updated}:{status}", int(now * 1000))
                 await pipe.execute()
         return ended
 
@@ -551,9 +552,9 @@ class Store:
         out.sort(key=lambda pair: (pair[0].accepted_at or pair[0].sent, pair[0].id), reverse=True)
         return out
 
-    async def views_updated(self) -> float | None:
-        """When any alert last changed (unix seconds): what a feed's <updated> says."""
-        raw = await self.redis.get(self.keys.views_updated)
+    async def views_updated(self, status: str = "Actual") -> float | None:
+        """When any alert of this status last changed (unix seconds): what a feed's <updated> says."""
+        raw = await self.redis.get(f"{self.keys.views_updated}:{status}")
         return int(raw) / 1000 if raw else None
 
     # --- districts a municipality adds ---------------------------------------
