@@ -152,7 +152,7 @@ async def _worker() -> int:
     from alertd.config import Settings
     from alertd.engine import Engine
 
-    engine = Engine(Settings.from_env(), workers=True)
+    engine = Engine(Settings.from_env(), workers=True, ingest=False)
     await engine.start()
     await _until_signalled()
     await engine.stop()

@@ -41,12 +41,17 @@ DESK_LAYER = "desk"
 
 
 class Engine:
-    def __init__(self, settings: Settings | None = None, *, workers: bool = True, reader: bool = False) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, workers: bool = True, reader: bool = False, ingest: bool = True
+    ) -> None:
         self.settings = settings or Settings.from_env()
         # A reader serves only the public face (alerts, feeds, acks) in a process of
         # its own: no intake, no delivery, no feed, no poller.
         self.reader = reader
         self.run_workers = workers and not reader
+        # JMA ingest runs where /metrics is served (serve, not its worker children), so
+        # whoever holds the JMA lease can be watched.
+        self.run_ingest = ingest and not reader
         self.embedded = EmbeddedServices()
         self.redis: aioredis.Redis | None = None
         self.feed: Feed | None = None
@@ -121,7 +126,8 @@ class Engine:
             )
             await self.worker.start()
         self.supervisor.every("expire", self._expire, 10.0)
-        await self._start_jma_poller()
+        if self.run_ingest:
+            await self._start_jma_poller()
         log.info("engine.started", redis=redact_url(s.redis_url), mqtt=redact_url(s.mqtt_url or ""),
                  prefix=s.key_prefix)  # fmt: skip
         return self
@@ -133,7 +139,7 @@ class Engine:
             self._feed_stop.set()
         if self.worker is not None:
             await self.worker.drain()
-        await self.supervisor.stop()
+        await self.supervisor.stop(grace={"jma-ingest": 3.0, "mqtt-leader": 3.0})
         if self.worker is not None:
             await self.worker.close()
         if self.feed is not None:

@@ -183,7 +183,7 @@ class Intake:
         if referenced:
             # A lift, cancel or update reaches everyone who got what it changes,
             # whatever their min_level: a portal showing an order must see it end.
-            await self._add_earlier_recipients(plan, [r.id for r in referenced])
+            await self._add_earlier_recipients(alert, plan, [r.id for r in referenced])
         answer = {
             "id": alert.id,
             "districts": alert.districts,
@@ -226,11 +226,18 @@ class Intake:
             )
         return previous
 
-    async def _add_earlier_recipients(self, plan: list[PlannedDelivery], referenced: list[str]) -> None:
+    async def _add_earlier_recipients(
+        self, alert: Alert, plan: list[PlannedDelivery], referenced: list[str]
+    ) -> None:
+        """Whoever got what this alert changes hears it too, whatever its min_level — but only
+        where this alert speaks: a lift of 本石下 is not for the signage at 若宮戸, and an update
+        for 千葉's coast is not for 日立's loudspeakers."""
         planned = {p.subscriber_id for p in plan}
-        known = {s.id for s in await self.store.list_subscribers()}
+        here = {s.id for s in self.router.matches(alert, ignore_min_level=True)}
         for sub_id, adapter in await self.store.plan_of(referenced):
-            if sub_id not in planned and (sub_id in known or sub_id == FEED_SUBSCRIBER):
+            if sub_id in planned:
+                continue
+            if sub_id in here or (sub_id == FEED_SUBSCRIBER and self.router.feed):
                 plan.append(PlannedDelivery(sub_id, adapter))
                 planned.add(sub_id)
 

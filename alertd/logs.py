@@ -39,6 +39,9 @@ def setup(level: str = "INFO", stream: Any = None) -> None:
     # Library chatter (connection retries) is not an operator's event stream.
     for noisy in ("aiohttp.access", "amqtt", "transitions", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # paho warns "There are N pending publish calls." for every publish queued while a
+    # thousand are in flight (one tsunami message): normal here, and it drowned the log.
+    logging.getLogger("mqtt").setLevel(logging.ERROR)
 
 
 class EventLogger:

@@ -305,6 +305,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
         "ended_item": "{places}の{title}",
         "evac_lift_items": "{muni_part}{items}を解除しました。引き続き、今後の情報に注意してください。",
         "on_behalf_part": "{issuer}は、{muni}に代わって、",
+        "cancel_body_national": "先ほどの「{what}」は取り消されました。今後の情報に注意してください。",
         "lift_marker": "【解除】",
         "correction_marker": "【訂正】",
         "spoken_marker": {"lift": "解除のお知らせです。", "cancel": "取り消しのお知らせです。", "correction": "訂正のお知らせです。"},
@@ -450,6 +451,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
         "ended_item": "{title} for {places}",
         "evac_lift_items": "Lifted{muni_part}: {items}. Keep following official information.",
         "on_behalf_part": " in {muni} (issued by {issuer} on its behalf)",
+        "cancel_body_national": "The earlier “{what}” has been cancelled. Keep following official information.",
         "lift_marker": "[LIFTED] ",
         "correction_marker": "[CORRECTION] ",
         "spoken_marker": {"lift": "This lifts an order.", "cancel": "This is a cancellation.",
@@ -600,6 +602,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
         "ended_item": "{places}的{title}",
         "evac_lift_items": "{muni_part}已解除{items}。请继续关注今后的信息。",
         "on_behalf_part": "{issuer}代{muni}",
+        "cancel_body_national": "此前发布的「{what}」已被取消。请继续关注今后的信息。",
         "lift_marker": "【解除】",
         "correction_marker": "【更正】",
         "spoken_marker": {"lift": "解除通知。", "cancel": "取消通知。", "correction": "更正通知。"},
@@ -730,6 +733,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
         "ended_item": "{places}의 {title}",
         "evac_lift_items": "{muni_part}{items}를 해제했습니다. 앞으로의 정보에 계속 주의하십시오.",
         "on_behalf_part": "{issuer}가 {muni}를 대신하여 ",
+        "cancel_body_national": "앞서 발표된 '{what}'이(가) 취소되었습니다. 앞으로의 정보에 주의하십시오.",
         "lift_marker": "[해제] ",
         "correction_marker": "[정정] ",
         "spoken_marker": {"lift": "해제 안내입니다.", "cancel": "취소 안내입니다.", "correction": "정정 안내입니다."},
@@ -876,6 +880,7 @@ _PHRASES: dict[str, dict[str, Any]] = {
         "ended_item": "{places}の {title}",
         "evac_lift_items": "{muni_part}{items}を やめました。 これからも じょうほうに きを つけて ください。",
         "on_behalf_part": "{issuer}は {muni}の かわりに ",
+        "cancel_body_national": "さっきの 「{what}」は とりけしに なりました。 これからも じょうほうに きを つけて ください。",
         "lift_marker": "【かいじょ】",
         "correction_marker": "【ていせい】",
         "spoken_marker": {"lift": "かいじょの おしらせです。", "cancel": "とりけしの おしらせです。",
@@ -1359,8 +1364,13 @@ def message(
     if alert.msg_type == MsgType.CANCEL:
         markers += p["cancel_marker"]
         where = _where(text_lang, ctx)
-        main = (p["cancel_body_where"].format(what=core.title, places=where) if where
-                else p["cancel_body"].format(what=core.title))  # fmt: skip
+        if _kind(alert) not in ("evacuation", "shelter", ""):
+            # JMA's or the state's cancellation is not a mis-send by the town: say only that it is cancelled.
+            main = p["cancel_body_national"].format(what=core.title)
+        elif where:
+            main = p["cancel_body_where"].format(what=core.title, places=where)
+        else:
+            main = p["cancel_body"].format(what=core.title)
         main = _join([main, after], text_lang)
         spoken_main = main
     else:

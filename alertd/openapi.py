@@ -75,8 +75,9 @@ IDEMPOTENCY_KEY_PARAM: dict[str, Any] = {
 
 SAME_ANSWER = (
     "The same identifier (from 'identifier' or the Idempotency-Key header) sent twice by the "
-    "same issuer gives the same 202 answer, and the message is sent only once. The first answer "
-    "wins: a second body with the same identifier is not read again."
+    "same issuer with the same content gives the same 202 answer, and the message is sent only "
+    "once. The same identifier with different content is a 409: a changed message needs an "
+    "identifier of its own."
 )
 
 WHY_ORDER = {

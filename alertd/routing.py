@@ -64,7 +64,7 @@ class Router:
         self._subs, self._exact, self._within = subs, exact, within
         self._version = version
 
-    def matches(self, alert: Alert) -> list[Subscriber]:
+    def matches(self, alert: Alert, *, ignore_min_level: bool = False) -> list[Subscriber]:
         hits: set[int] = set()
         for d in [*alert.districts, *alert.reach]:
             hits.update(self._within.get(d, ()))  # subscribers inside (or at) the alert's district
@@ -78,7 +78,8 @@ class Router:
             opted_in = sub.drills and sub.adapter.value in withheld
             if allowed is not None and sub.adapter.value not in allowed and not opted_in:
                 continue
-            if sub.min_level is not None and alert.level is not None and alert.level < sub.min_level:
+            if (not ignore_min_level and sub.min_level is not None and alert.level is not None
+                    and alert.level < sub.min_level):  # fmt: skip
                 continue
             out.append(sub)
         return out

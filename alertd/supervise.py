@@ -207,8 +207,16 @@ class Supervisor:
             }
         return out
 
-    async def stop(self) -> None:
+    async def stop(self, *, grace: dict[str, float] | None = None) -> None:
+        """Cancel every task; the ones named in ``grace`` first get that long to end by
+        themselves (a lease holder told to stop hands its lease over instead of leaving
+        it to lapse)."""
         self._stopping = True
+        for name, seconds in (grace or {}).items():
+            task = self._running.get(name)
+            if task is not None:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(asyncio.shield(task), seconds)
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()

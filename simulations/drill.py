@@ -386,7 +386,9 @@ class DrillRunner:
         for candidate in (Path(name), base / name, Path.cwd() / name):
             if candidate.exists():
                 return candidate
-        raise ScenarioError(f"file {name!r} not found (relative to {base} or {Path.cwd()})")
+        hint = (" — the JMA samples come from the shared data set: run from the project root with"
+                " ../shared beside it") if "shared/data" in name else ""
+        raise ScenarioError(f"file {name!r} not found (relative to {base} or {Path.cwd()}){hint}")
 
     async def run_step(self, http: aiohttp.ClientSession, step: Step) -> StepResult:
         result = StepResult(step)

@@ -180,7 +180,8 @@ async def test_eew_cancel_reaches_a_min_level_5_receiver_and_serials_are_updates
     radio = [json.loads(r["body"]) for r in sink.at("/radio-l5")]
     # Whoever heard serial 1 hears what replaces it and its 取消, whatever its min_level.
     assert [d["msg_type"] for d in radio] == ["Alert", "Update", "Cancel"]
-    assert radio[2]["text"].count("取り消します") == 3
+    # JMA's 取消 is said as cancelled by JMA, never as the town's mis-send.
+    assert radio[2]["text"].count("取り消されました") == 3 and "誤って" not in radio[2]["text"]
     tv = [parse_cap(r["body"]) for r in sink.at("/tv")]
     assert sorted(a.msg_type.value for a in tv) == ["Alert", "Cancel", "Update"]
     update = next(a for a in tv if a.msg_type.value == "Update")
@@ -310,6 +311,7 @@ async def test_the_jma_sequences_drill_shows_the_right_grades_in_force_after_eve
     engine = spool_engine
     runner = DrillRunner(load_scenario(SCENARIOS / "jma-sequences.yaml"), engine.url, ADMIN_TOKEN, MQTT_URL,
                          speed=8, topic_prefix=engine.engine.settings.topic_prefix, spool=spool_dir(engine))  # fmt: skip
+    runner.views_timeout = 20.0  # a tsunami message changes ~1,000 towns' states; a busy CI machine is slow
     rep = await runner.run()
     assert rep["step_errors"] == [] and rep["view_mismatches"] == [], [(s["name"], s["error"], s["views"])
                                                                      for s in rep["steps"]]  # fmt: skip
