@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         logs.setup(os.environ.get("ALERTD_LOG_LEVEL", "INFO"))
         return main_import(argv[2:])
     if argv and argv[0] == "drill":
-        from simulations.drill import main as drill_main
+        from alertd.drills.cli import main as drill_main
 
         logs.setup(os.environ.get("ALERTD_LOG_LEVEL", "WARNING"))
         return drill_main(argv[1:])

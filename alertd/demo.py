@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 from alertd import loop
-from simulations.drill import SCENARIOS, load_scenario, render_text, run_embedded
+from alertd.drills.render import render_text
+from alertd.drills.runner import run_embedded
+from alertd.drills.scenario import SCENARIOS, load_scenario
 
 
 def main(args: argparse.Namespace) -> int:

@@ -154,7 +154,7 @@ def _table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     from alertd.cli import _http
-    from simulations.drill import Progress, bar
+    from alertd.report import Progress, bar
 
     parser = argparse.ArgumentParser(prog="alertd test-broadcast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip

@@ -60,9 +60,8 @@ import aiohttp
 import redis.asyncio as aioredis
 import yaml
 
-from alertd.report import percentile, table
+from alertd.report import Progress, percentile, table
 from simulations.bench_alertmanager import Alertmanager, find_binary
-from simulations.drill import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "bench"

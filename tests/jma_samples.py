@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from simulations.jma_replay import drop, shift, with_head
-from simulations.jma_replay import report_time as _report_time
+from alertd.drills.jma_replay import drop, shift, with_head
+from alertd.drills.jma_replay import report_time as _report_time
 
 __all__ = ["drop", "with_head"]
 

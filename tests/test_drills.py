@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from simulations.drill import SCENARIOS, DrillRunner, ScenarioError, load_scenario
-from simulations.receivers import Fleet, ReceiverSpec
+from alertd.drills.receivers import Fleet, ReceiverSpec
+from alertd.drills.runner import DrillRunner
+from alertd.drills.scenario import SCENARIOS, ScenarioError, load_scenario
 from tests.conftest import ADMIN_TOKEN, MQTT_URL, ROOT, RunningEngine, shared_data
 
 

@@ -303,7 +303,8 @@ async def test_the_jma_sequences_drill_shows_the_right_grades_in_force_after_eve
 ) -> None:
     """The shipped drill: EEW serials and their 取消, tsunami grades and their 解除, through the
     drop folder; after each telegram every view shows what the scenario expects per town."""
-    from simulations.drill import SCENARIOS, DrillRunner, load_scenario
+    from alertd.drills.runner import DrillRunner
+    from alertd.drills.scenario import SCENARIOS, load_scenario
     from tests.conftest import ADMIN_TOKEN, MQTT_URL, ROOT
 
     sample_path(EEW[0])  # skips when the shared samples are absent

@@ -1,132 +1,28 @@
-"""Drill scenarios: replay a timeline of desk orders, national warnings and faults.
-
-    alertd drill run SCENARIO [--speed N] [--json PATH] [--markdown PATH]
-                              [--url URL --admin-token T]   (a running engine; default: embedded)
-
-Every message a drill sends is forced to status Exercise (訓練), whatever the
-file says, so a drill can never go out as a real alert. The scenario format
-is documented in simulations/scenarios/README.md.
-"""
+"""Replay a drill scenario against an engine: every message forced to Exercise (訓練),
+every delivery counted, every view checked after every step."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
-import yaml
 
-from alertd import loop, report
-from simulations.receivers import Fleet, ReceiverSpec, default_fleet
-
-SCENARIOS = Path(__file__).resolve().parent / "scenarios"
-STEP_KINDS = ("order", "shelter", "alert", "cap", "jma", "spool", "cancel", "fault", "wait")
-# Expectation keys that are alert kinds (the highest level of that kind in force in the
-# municipality); any other key is a district name (its evacuation level).
-KIND_KEYS = frozenset({"eew", "tsunami", "warning", "special_warning", "advisory", "landslide", "flood", "missile"})
-
-
-class ScenarioError(ValueError):
-    """A scenario file that cannot be run, with where and why."""
-
-
-@dataclass
-class Step:
-    at: float
-    name: str
-    kind: str
-    spec: Any
-    issuer: str | None = None
-    # {municipality code: {district name or alert kind: level or None}}: what must be in force
-    # after this step, in every view (the model, the active list, Atom, the MQTT state).
-    expect: dict[str, dict[str, int | None]] | None = None
-
-
-@dataclass
-class Scenario:
-    name: str
-    description: str
-    receivers: list[ReceiverSpec]
-    issuers: list[dict[str, Any]]
-    steps: list[Step]
-    settle_s: float = 15.0
-    path: Path | None = None
-
-
-def resolve_scenario(name: str) -> Path:
-    path = Path(name)
-    if path.exists():
-        return path
-    for candidate in (SCENARIOS / name, SCENARIOS / f"{name}.yaml"):
-        if candidate.exists():
-            return candidate
-    raise ScenarioError(
-        f"no scenario {name!r}: give a file path or one of {sorted(p.stem for p in SCENARIOS.glob('*.yaml'))}"
-    )
-
-
-def load_scenario(path: Path) -> Scenario:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict) or "steps" not in data:
-        raise ScenarioError(f"{path}: a scenario needs 'name' and 'steps'")
-    receivers = [
-        ReceiverSpec(
-            id=r["id"],
-            adapter=r["adapter"],
-            districts=[str(d) for d in r["districts"]],
-            transport=r.get("transport", "http"),
-            languages=r.get("languages", ["ja", "en"]),
-            min_level=r.get("min_level"),
-            drills=bool(r.get("drills", False)),
-        )
-        for r in data.get("receivers") or []
-    ] or default_fleet(str(data.get("municipality", "08211")))
-    issuers = data.get("issuers") or [{"id": "desk", "name": "災害対策本部", "jurisdiction": ["08211"]}]
-    steps = []
-    for i, raw in enumerate(data["steps"]):
-        where = f"{path}: step {i + 1}"
-        if not isinstance(raw, dict) or "at" not in raw:
-            raise ScenarioError(f"{where}: every step needs 'at' (seconds from the start)")
-        kinds = [k for k in STEP_KINDS if k in raw]
-        if len(kinds) != 1:
-            raise ScenarioError(f"{where}: a step does exactly one of {', '.join(STEP_KINDS)}")
-        expect = raw.get("expect")
-        if expect is not None and not (
-            isinstance(expect, dict) and all(isinstance(v, dict) for v in expect.values())
-        ):
-            raise ScenarioError(f"{where}: 'expect' maps municipality codes to {{district or kind: level}}")
-        steps.append(
-            Step(
-                float(raw["at"]),
-                str(raw.get("name", f"step {i + 1}")),
-                kinds[0],
-                raw[kinds[0]],
-                raw.get("issuer"),
-                {str(m): dict(v) for m, v in expect.items()} if expect else None,
-            )
-        )
-    steps.sort(key=lambda s: s.at)
-    return Scenario(
-        name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
-        receivers=receivers, issuers=issuers, steps=steps, settle_s=float(data.get("settle_s", 15)), path=path,
-    )  # fmt: skip
+from alertd import report
+from alertd.drills.receivers import Fleet
+from alertd.drills.scenario import Scenario, ScenarioError, Step
+from alertd.drills.views import Views
+from alertd.report import Progress, bar
 
 
 @dataclass
@@ -138,181 +34,6 @@ class StepResult:
     lanes: set[str] = field(default_factory=set)
     # None: nothing expected; []: every view agreed with the expectation; else what differed.
     views: list[str] | None = None
-
-
-class Progress:
-    """One updating line on a terminal; a line per change otherwise (logs, CI)."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self._last = ""
-
-    def show(self, text: str) -> None:
-        if text == self._last:
-            return
-        self._last = text
-        if self.tty:
-            self.stream.write("\r\033[K" + text)
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def bar(done: int, total: int, width: int = 24) -> str:
-    filled = int(width * done / total) if total else width
-    return "[" + "#" * filled + "-" * (width - filled) + "]"
-
-
-class ViewUnavailable(Exception):
-    pass
-
-
-class Views:
-    """The four views of what is in force, read as a receiver or a resident would, and compared.
-
-    The model (GET /api/v1/in-force), the active list (GET /api/v1/alerts?active=true),
-    the Atom feed and the retained MQTT state must all say the same thing, and it
-    must be what the scenario expects after each step. Drills are Exercise: the
-    views are read for that status (the drill never touches the Actual state).
-    """
-
-    def __init__(self, desk_url: str, public_url: str, mqtt_url: str, topic_prefix: str) -> None:
-        self.public_url = public_url.rstrip("/")
-        self.mqtt_url = mqtt_url
-        self.topic_prefix = topic_prefix.strip("/")
-        self.states: dict[str, dict[str, Any]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self._registry: Any = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._listen())
-        await asyncio.wait_for(self._ready.wait(), 15)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-
-    async def _listen(self) -> None:
-        import aiomqtt
-
-        parts = urlsplit(self.mqtt_url)
-        while True:
-            try:
-                async with aiomqtt.Client(parts.hostname or "127.0.0.1", parts.port or 1883,
-                                          identifier=f"drill-views-{secrets.token_hex(4)}") as client:  # fmt: skip
-                    await client.subscribe(f"{self.topic_prefix}/+/+/state/exercise", qos=1)
-                    self._ready.set()
-                    async for message in client.messages:
-                        state = json.loads(bytes(message.payload))  # type: ignore[arg-type]
-                        self.states[str(state.get("municipality"))] = state
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.5)
-
-    def registry(self) -> Any:
-        if self._registry is None:
-            from geo.registry import Registry
-
-            self._registry = Registry.default()
-        return self._registry
-
-    async def check(
-        self, http: aiohttp.ClientSession, expect: dict[str, dict[str, int | None]], token: str, timeout: float = 10
-    ) -> list[str]:
-        """[] when every view shows what is expected (waiting up to ``timeout``), else each difference."""
-        deadline = time.monotonic() + timeout
-        while True:
-            problems: list[str] = []
-            for muni, wanted in expect.items():
-                try:
-                    problems += await self._check_one(http, muni, wanted)
-                except ViewUnavailable as exc:
-                    problems.append(f"{muni}: {exc}")
-            if not problems or time.monotonic() > deadline:
-                return problems
-            await asyncio.sleep(0.3)
-
-    async def _get(self, http: aiohttp.ClientSession, path: str) -> Any:
-        async with http.get(self.public_url + path) as resp:
-            if resp.status != 200:
-                raise ViewUnavailable(f"GET {path} answered {resp.status}: {(await resp.text())[:200]}")
-            return await (resp.json() if "json" in resp.content_type else resp.text())
-
-    async def _check_one(self, http: aiohttp.ClientSession, muni: str, wanted: dict[str, int | None]) -> list[str]:
-        model = await self._get(http, f"/api/v1/in-force?municipality={muni}&status=Exercise")
-        active = await self._get(http, f"/api/v1/alerts?active=true&status=Exercise&district={muni}&limit=200")
-        atom = await self._get(http, f"/feeds/alerts.atom?municipality={muni}&status=Exercise")
-        state = self.states.get(muni, {"districts": [], "alerts": []})
-        views = {
-            "model": lambda key: self._from_rows(muni, model, key),
-            "active list": lambda key: self._from_alerts(muni, active, key),
-            "MQTT state": lambda key: self._from_rows(muni, state, key),
-        }
-        problems = []
-        for key, level in wanted.items():
-            for view, read in views.items():
-                got = read(key)
-                if got != level:
-                    problems.append(f"{muni} {key}: expected {_lv(level)}, the {view} says {_lv(got)}")
-        standing_in_atom = _standing_entries(atom)
-        listed = {a["id"] for a in active}
-        if standing_in_atom != listed:
-            problems.append(f"{muni}: the Atom feed lists {sorted(standing_in_atom)} in force, the active list "
-                            f"{sorted(listed)}")  # fmt: skip
-        return problems
-
-    def _from_rows(self, muni: str, view: dict[str, Any], key: str) -> int | None:
-        """A level from the model or the MQTT state (the same shape)."""
-        if key in KIND_KEYS:
-            levels = [a.get("level") for a in view.get("alerts") or []
-                      if a.get("kind") == key and a.get("level") is not None]  # fmt: skip
-            return max(levels, default=None)
-        rows = {r["name"]: r["level"] for r in view.get("districts") or []}
-        if key in rows:
-            return rows[key]
-        town = self.registry().get(muni).name
-        return rows.get(town)
-
-    def _from_alerts(self, muni: str, alerts: list[dict[str, Any]], key: str) -> int | None:
-        if key in KIND_KEYS:
-            return max((a["level"] for a in alerts if a.get("kind") == key and a.get("level") is not None),
-                       default=None)  # fmt: skip
-        registry = self.registry()
-        code = muni if key == registry.get(muni).name else registry.resolve_name(muni, key).code
-        levels = []
-        for a in alerts:
-            if a.get("kind") != "evacuation" or a.get("action") != "issue" or a.get("level") is None:
-                continue
-            lifted = set(a.get("lifted_districts") or [])
-            if (muni in a["districts"] or code in a["districts"]) and code not in lifted and muni not in lifted:
-                levels.append(a["level"])
-        return max(levels, default=None)
-
-
-def _standing_entries(atom: str) -> set[str]:
-    """Ids of the Atom entries that are in force (not the lifts and cancels the feed keeps too)."""
-    from lxml import etree
-
-    ns = {"a": "http://www.w3.org/2005/Atom"}
-    out = set()
-    for entry in etree.fromstring(atom.encode()).iterfind("a:entry", ns):
-        summary = (entry.findtext("a:summary", namespaces=ns) or "").split()
-        entry_id = (entry.findtext("a:id", namespaces=ns) or "").rsplit(":", 1)[-1]
-        if len(summary) > 1 and summary[1] in ("Alert", "Update") and "(lift)" not in summary:
-            out.add(entry_id)
-    return out
-
-
-def _lv(level: int | None) -> str:
-    return "nothing" if level is None else f"level {level}"
 
 
 class DrillRunner:
@@ -498,7 +219,7 @@ class DrillRunner:
         fixed at its first one (which becomes "now"), so their order and spacing stay
         as JMA wrote them; each goes in as 訓練, with the Serial or EventID the step gives.
         """
-        from simulations.jma_replay import drop, report_time, shift, with_head
+        from alertd.drills.jma_replay import drop, report_time, shift, with_head
 
         if self.spool is None:
             raise ScenarioError("a 'spool' step needs the engine's drop folder (run embedded, or give --spool)")
@@ -634,73 +355,14 @@ class DrillRunner:
         }
 
 
-def render_text(rep: dict[str, Any]) -> str:
-    lines = [f"Drill: {rep['scenario']} (run {rep['run_id']}, status Exercise)", ""]
-    rows = []
-    for s in rep["steps"]:
-        if s["error"]:
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", "", "ERROR", s["error"][:70], "", "", "", "", ""])
-            continue
-        for adapter, t in s["by_adapter"].items():
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], adapter, t["planned"], t["delivered"], t["confirmed"], t["failed"],
-                         t["latency_p50_ms"], t["latency_p99_ms"]])  # fmt: skip
-        if not s["by_adapter"] and s["kind"] not in ("fault", "wait"):
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], "-", 0, 0, 0, 0, None, None])
-    lines.append(
-        report.table(
-            ["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed", "p50 ms", "p99 ms"],
-            rows,
-        )
-    )
-    lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
-    checked = [s for s in rep["steps"] if s.get("expect")]
-    if checked:
-        lines += ["", "What is in force after each step (model, active list, Atom, MQTT state):"]
-        rows = []
-        for s in checked:
-            wanted = "; ".join(f"{m} " + ", ".join(f"{k} {_lv(v)}" for k, v in e.items()) for m, e in s["expect"].items())
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", "agree" if not s["views"] else "DIFFER", wanted])
-            rows += [["", "", f"  {p}"] for p in s["views"] or []]
-        lines.append(report.table(["step", "views", "expected"], rows, left={1, 2}))
-    return "\n".join(lines)
-
-
-def render_markdown(rep: dict[str, Any]) -> str:
-    out = [f"# Drill report: {rep['scenario']}", "", f"Run `{rep['run_id']}`, status **Exercise**.", ""]
-    out += [
-        "| step | adapter | planned | delivered | confirmed | failed | p50 ms | p99 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for s in rep["steps"]:
-        if s["error"]:
-            out.append(f"| {s['at']:.0f}s {s['name']} | error | {s['error']} | | | | | |")
-        for adapter, t in s["by_adapter"].items():
-            cells = [
-                t["planned"],
-                t["delivered"],
-                t["confirmed"],
-                t["failed"],
-                t["latency_p50_ms"],
-                t["latency_p99_ms"],
-            ]
-            out.append(
-                f"| {s['at']:.0f}s {s['name']} | {adapter} | "
-                + " | ".join(
-                    "-" if c is None else (f"{c:.1f}" if isinstance(c, float) else str(c)) for c in cells
-                )
-                + " |"
-            )
-    return "\n".join(out) + "\n"
-
-
 async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
     """Start an engine on embedded Redis and MQTT (or the configured ones) and drill against it."""
     from aiohttp import web
 
     from alertd.api import make_app
     from alertd.config import Settings
+    from alertd.drills.receivers import _free_port
     from alertd.engine import Engine
-    from simulations.receivers import _free_port
 
     settings = Settings.from_env()
     settings.admin_token = settings.admin_token or secrets.token_hex(16)
@@ -732,45 +394,3 @@ async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
         await engine.stop()
         os.environ.pop("ALERTD_JMA_SPOOL", None)
         shutil.rmtree(spool, ignore_errors=True)
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="alertd drill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("run", help="replay a scenario (status forced to Exercise)")
-    p.add_argument("scenario", help="a YAML file, or the name of a shipped scenario")
-    p.add_argument("--speed", type=float, default=1.0, help="time compression: 10 runs ten times faster")
-    p.add_argument("--json", help="write the report as JSON here")
-    p.add_argument("--markdown", help="write the report as Markdown here")
-    p.add_argument("--url", help="a running engine (default: start an embedded one)")
-    p.add_argument("--admin-token", default=os.environ.get("ALERTD_ADMIN_TOKEN"))
-    p.add_argument("--mqtt-url", default=os.environ.get("ALERTD_MQTT_URL"))
-    sub.add_parser("list", help="the shipped scenarios")
-    args = parser.parse_args(argv)
-    if args.cmd == "list":
-        for path in sorted(SCENARIOS.glob("*.yaml")):
-            print(f"{path.stem:<28} {load_scenario(path).description}")
-        return 0
-    try:
-        scenario = load_scenario(resolve_scenario(args.scenario))
-        if args.url:
-            if not args.admin_token or not args.mqtt_url:
-                raise ScenarioError(
-                    "with --url, give --admin-token and --mqtt-url (or ALERTD_ADMIN_TOKEN / ALERTD_MQTT_URL)"
-                )
-            rep = loop.run(
-                DrillRunner(scenario, args.url, args.admin_token, args.mqtt_url, args.speed).run()
-            )
-        else:
-            rep = loop.run(run_embedded(scenario, args.speed))
-    except ScenarioError as exc:
-        print(f"alertd drill: {exc}", file=sys.stderr)
-        return 2
-    print(render_text(rep))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rep, ensure_ascii=False, indent=2), encoding="utf-8")
-    if args.markdown:
-        Path(args.markdown).write_text(render_markdown(rep), encoding="utf-8")
-    return 1 if rep["step_errors"] or rep["view_mismatches"] else 0

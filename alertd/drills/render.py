@@ -1,0 +1,67 @@
+"""A drill's report as a terminal table and as Markdown (the JSON is the report itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alertd import report
+from alertd.drills.views import _lv
+
+
+def render_text(rep: dict[str, Any]) -> str:
+    lines = [f"Drill: {rep['scenario']} (run {rep['run_id']}, status Exercise)", ""]
+    rows = []
+    for s in rep["steps"]:
+        if s["error"]:
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", "", "ERROR", s["error"][:70], "", "", "", "", ""])
+            continue
+        for adapter, t in s["by_adapter"].items():
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], adapter, t["planned"], t["delivered"], t["confirmed"], t["failed"],
+                         t["latency_p50_ms"], t["latency_p99_ms"]])  # fmt: skip
+        if not s["by_adapter"] and s["kind"] not in ("fault", "wait"):
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], "-", 0, 0, 0, 0, None, None])
+    lines.append(
+        report.table(
+            ["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed", "p50 ms", "p99 ms"],
+            rows,
+        )
+    )
+    lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
+    checked = [s for s in rep["steps"] if s.get("expect")]
+    if checked:
+        lines += ["", "What is in force after each step (model, active list, Atom, MQTT state):"]
+        rows = []
+        for s in checked:
+            wanted = "; ".join(f"{m} " + ", ".join(f"{k} {_lv(v)}" for k, v in e.items()) for m, e in s["expect"].items())
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", "agree" if not s["views"] else "DIFFER", wanted])
+            rows += [["", "", f"  {p}"] for p in s["views"] or []]
+        lines.append(report.table(["step", "views", "expected"], rows, left={1, 2}))
+    return "\n".join(lines)
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    out = [f"# Drill report: {rep['scenario']}", "", f"Run `{rep['run_id']}`, status **Exercise**.", ""]
+    out += [
+        "| step | adapter | planned | delivered | confirmed | failed | p50 ms | p99 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in rep["steps"]:
+        if s["error"]:
+            out.append(f"| {s['at']:.0f}s {s['name']} | error | {s['error']} | | | | | |")
+        for adapter, t in s["by_adapter"].items():
+            cells = [
+                t["planned"],
+                t["delivered"],
+                t["confirmed"],
+                t["failed"],
+                t["latency_p50_ms"],
+                t["latency_p99_ms"],
+            ]
+            out.append(
+                f"| {s['at']:.0f}s {s['name']} | {adapter} | "
+                + " | ".join(
+                    "-" if c is None else (f"{c:.1f}" if isinstance(c, float) else str(c)) for c in cells
+                )
+                + " |"
+            )
+    return "\n".join(out) + "\n"

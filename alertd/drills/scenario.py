@@ -1,0 +1,111 @@
+"""A drill scenario: a timeline of desk orders, national warnings and faults, read from YAML.
+
+The format is documented in simulations/scenarios/README.md; the shipped scenarios live there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alertd.drills.receivers import ReceiverSpec, default_fleet
+
+# The shipped scenarios are data beside the benchmarks (simulations/ is installed with alertd);
+# alertd reads them, it never imports simulations.
+SCENARIOS = Path(__file__).resolve().parents[2] / "simulations" / "scenarios"
+STEP_KINDS = ("order", "shelter", "alert", "cap", "jma", "spool", "cancel", "fault", "wait")
+# Expectation keys that are alert kinds (the highest level of that kind in force in the
+# municipality); any other key is a district name (its evacuation level).
+KIND_KEYS = frozenset({"eew", "tsunami", "warning", "special_warning", "advisory", "landslide", "flood", "missile"})
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run, with where and why."""
+
+
+@dataclass
+class Step:
+    at: float
+    name: str
+    kind: str
+    spec: Any
+    issuer: str | None = None
+    # {municipality code: {district name or alert kind: level or None}}: what must be in force
+    # after this step, in every view (the model, the active list, Atom, the MQTT state).
+    expect: dict[str, dict[str, int | None]] | None = None
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    receivers: list[ReceiverSpec]
+    issuers: list[dict[str, Any]]
+    steps: list[Step]
+    settle_s: float = 15.0
+    path: Path | None = None
+
+
+def resolve_scenario(name: str) -> Path:
+    path = Path(name)
+    if path.exists():
+        return path
+    for candidate in (SCENARIOS / name, SCENARIOS / f"{name}.yaml"):
+        if candidate.exists():
+            return candidate
+    raise ScenarioError(
+        f"no scenario {name!r}: give a file path or one of {sorted(p.stem for p in SCENARIOS.glob('*.yaml'))}"
+    )
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or "steps" not in data:
+        raise ScenarioError(f"{path}: a scenario needs 'name' and 'steps'")
+    receivers = [
+        ReceiverSpec(
+            id=r["id"],
+            adapter=r["adapter"],
+            districts=[str(d) for d in r["districts"]],
+            transport=r.get("transport", "http"),
+            languages=r.get("languages", ["ja", "en"]),
+            min_level=r.get("min_level"),
+            drills=bool(r.get("drills", False)),
+        )
+        for r in data.get("receivers") or []
+    ] or default_fleet(str(data.get("municipality", "08211")))
+    issuers = data.get("issuers") or [{"id": "desk", "name": "災害対策本部", "jurisdiction": ["08211"]}]
+    steps = []
+    for i, raw in enumerate(data["steps"]):
+        where = f"{path}: step {i + 1}"
+        if not isinstance(raw, dict) or "at" not in raw:
+            raise ScenarioError(f"{where}: every step needs 'at' (seconds from the start)")
+        kinds = [k for k in STEP_KINDS if k in raw]
+        if len(kinds) != 1:
+            raise ScenarioError(f"{where}: a step does exactly one of {', '.join(STEP_KINDS)}")
+        expect = raw.get("expect")
+        if expect is not None and not (
+            isinstance(expect, dict) and all(isinstance(v, dict) for v in expect.values())
+        ):
+            raise ScenarioError(f"{where}: 'expect' maps municipality codes to {{district or kind: level}}")
+        steps.append(
+            Step(
+                float(raw["at"]),
+                str(raw.get("name", f"step {i + 1}")),
+                kinds[0],
+                raw[kinds[0]],
+                raw.get("issuer"),
+                {str(m): dict(v) for m, v in expect.items()} if expect else None,
+            )
+        )
+    steps.sort(key=lambda s: s.at)
+    return Scenario(
+        name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
+        receivers=receivers, issuers=issuers, steps=steps, settle_s=float(data.get("settle_s", 15)), path=path,
+    )  # fmt: skip
