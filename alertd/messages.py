@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from alertd import places
 from alertd.models import Alert, Info, MsgType, Status
 from alertd.text_catalogs import load_catalogs
 
@@ -171,15 +172,12 @@ def place_name(code: str, *, full: bool = False) -> str:
 
     ``full`` gives the name with its prefecture ("茨城県常総市"), which
     national alerts need because municipality names repeat across Japan
-    (府中市 is in both Tokyo and Hiroshima). The registry (geo.registry) may be
+    (府中市 is in both Tokyo and Hiroshima). The registry (see alertd.places) may be
     absent or may not know the code; a name is only cosmetic, and an alert
     must never fail to render for want of one.
     """
-    try:
-        from geo.registry import Registry  # imported late: optional, and loading it is not free
-
-        entry = Registry.default().get(code)
-    except Exception:
+    entry = places.entry(code)
+    if entry is None:
         return code
     name = getattr(entry, "full_name", None) if full else None
     name = name or getattr(entry, "name", None)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import shapely
 
+from alertd import places
 from alertd.errors import InvalidInput, UnknownArea
 
 from . import names as nm
@@ -143,6 +144,8 @@ class Registry:
         with cls._default_lock:
             if cls._default is None:
                 cls._default = cls.load()
+                # The texts name places through alertd.places (the domain cannot import geo).
+                places.provide(cls._default.get)
             return cls._default
 
     # ------------------------------------------------------------------ codes
