@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from adapters.base import Adapter
+from alertd.cap_signature import CapSigner
 from alertd.models import AdapterKind
 
 
-def registry(call_signs: dict[str, str] | None = None) -> dict[AdapterKind, Adapter]:
+def registry(
+    call_signs: dict[str, str] | None = None, *, cap_signer: CapSigner | None = None
+) -> dict[AdapterKind, Adapter]:
     from adapters.broadcaster import BroadcasterAdapter
     from adapters.isp import IspAdapter
     from adapters.radio import RadioAdapter
     from adapters.signage import SignageAdapter
 
     return {
-        AdapterKind.BROADCASTER: BroadcasterAdapter(),
+        AdapterKind.BROADCASTER: BroadcasterAdapter(cap_signer),
         AdapterKind.ISP: IspAdapter(),
         AdapterKind.SIGNAGE: SignageAdapter(),
         AdapterKind.RADIO: RadioAdapter(call_signs),

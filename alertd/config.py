@@ -62,6 +62,9 @@ class Settings:
     default_expiry_h: float = 24.0
     call_signs: dict[str, str] = field(default_factory=dict)
     seed_file: str | None = None
+    # PEM files: with both set, every CAP document alertd emits carries an XML-DSig signature.
+    signing_key: str | None = None
+    signing_cert: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -83,6 +86,8 @@ class Settings:
             flash_concurrency=_env_int("ALERTD_FLASH_CONCURRENCY", 512),
             routine_concurrency=_env_int("ALERTD_ROUTINE_CONCURRENCY", 256),
             seed_file=os.environ.get("ALERTD_CONFIG") or None,
+            signing_key=os.environ.get("ALERTD_SIGNING_KEY") or None,
+            signing_cert=os.environ.get("ALERTD_SIGNING_CERT") or None,
             redis_socket_timeout_s=_env_float("ALERTD_REDIS_TIMEOUT_S", 5.0),
             health_flash_age_s=_env_float("ALERTD_HEALTH_FLASH_AGE_S", 30.0),
             public_rate_per_s=_env_float("ALERTD_PUBLIC_RATE", 20.0),

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 import adapters
 from alertd import logs
+from alertd.cap_signature import CapSigner, SigningConfigError
 from alertd.config import Settings, load_seed
 from alertd.constants import Keys, Topics
 from alertd.embedded import EmbeddedServices
@@ -55,6 +56,7 @@ class Engine:
         self.embedded = EmbeddedServices()
         self.redis: aioredis.Redis | None = None
         self.feed: Feed | None = None
+        self.cap_signer: CapSigner | None = None
         self.worker: Worker | None = None
         # Every background loop of this process runs under one supervisor, so
         # /healthz can say which one is failing or stalled.
@@ -65,6 +67,7 @@ class Engine:
         from geo.registry import Registry
 
         s = self.settings
+        self.cap_signer = cap_signer_from(s)  # a bad key or certificate stops the start, said plainly
         if not s.redis_url:
             s.redis_url = await asyncio.to_thread(self.embedded.start_redis)
         if not s.mqtt_url and not self.reader:
@@ -104,7 +107,7 @@ class Engine:
         self.consumer = s.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         s.consumer_name = self.consumer
         self.feed = Feed(s.mqtt_url, self.registry, self.store, self.consumer, topics=Topics(s.topic_prefix),
-                         lease_ttl_s=s.feed_lease_ttl_s)  # fmt: skip
+                         lease_ttl_s=s.feed_lease_ttl_s, cap_signer=self.cap_signer)  # fmt: skip
         await self.feed.start()
         self.store.dirty_states = self.intake.dirty_states
         self._feed_stop = asyncio.Event()
@@ -121,7 +124,7 @@ class Engine:
         self.supervisor.every("data-guard", self._guard_data, 5.0)
         if self.run_workers:
             self.worker = Worker(
-                self.redis, self.store, s, adapters.registry(s.call_signs), self.feed, self.supervisor,
+                self.redis, self.store, s, adapters.registry(s.call_signs, cap_signer=self.cap_signer), self.feed, self.supervisor,
                 topics=Topics(s.topic_prefix),
             )
             await self.worker.start()
@@ -252,6 +255,23 @@ class Engine:
         subs = [subscriber_from(item) for item in data.get("subscribers") or []]
         if subs:
             await self.store.put_subscribers(subs)
+
+
+def cap_signer_from(s: Settings) -> CapSigner | None:
+    """The CAP signer of ALERTD_SIGNING_KEY and ALERTD_SIGNING_CERT: both, or neither."""
+    if not s.signing_key and not s.signing_cert:
+        return None
+    if not (s.signing_key and s.signing_cert):
+        raise SigningConfigError("set both ALERTD_SIGNING_KEY and ALERTD_SIGNING_CERT (PEM files), or neither")
+    return CapSigner.from_files(s.signing_key, s.signing_cert)
+
+
+def cap_document(engine: Engine, alert: Alert) -> str:
+    """The CAP alertd serves for an alert: signed when a signing key is configured."""
+    from alertd.cap import to_cap
+
+    document = to_cap(alert)
+    return engine.cap_signer.sign(document) if engine.cap_signer is not None else document
 
 
 def issuer_from(item: dict[str, Any]) -> Issuer:

@@ -42,6 +42,7 @@ from alertd.models import Alert, format_cap_time, utcnow
 
 if TYPE_CHECKING:
     from adapters.transport import MqttConnection
+    from alertd.cap_signature import CapSigner
     from alertd.store import Store
     from geo.registry import Registry
 
@@ -96,7 +97,7 @@ def state_message(registry: Registry, municipality: str, status: str, model: InF
 class Feed:
     def __init__(
         self, mqtt_url: str, registry: Registry, store: Store, consumer: str, *, topics: Topics | None = None,
-        lease_ttl_s: float = 15.0,
+        lease_ttl_s: float = 15.0, cap_signer: CapSigner | None = None,
     ) -> None:
         from adapters.transport import MqttConnection
 
@@ -106,6 +107,7 @@ class Feed:
         self.store = store
         self.topics = topics or Topics()
         self.consumer = consumer
+        self.cap_signer = cap_signer
         # Alert messages and states go out on a plain (clean-session) connection.
         self.conn: MqttConnection = MqttConnection(host, port, client_id=f"alertd-{store.keys.prefix}-{consumer}")
         # A dead holder blocks its successor this long: acks wait queued in the broker meanwhile.
@@ -134,6 +136,8 @@ class Feed:
         from alertd.cap import to_cap
 
         body = to_cap(alert)
+        if self.cap_signer is not None:
+            body = self.cap_signer.sign(body)
         expiry = int(alert.expires.timestamp() - time.time()) if alert.expires else None
 
         async def one(muni: str) -> None:

@@ -70,6 +70,14 @@ ensure_promtool() {
   command -v promtool >/dev/null && echo "promtool: installed" || echo "promtool: not available (apt-get install prometheus)"
 }
 
+# xmlsec1 is the independent verifier a broadcaster uses on signed CAP; best effort too.
+ensure_xmlsec1() {
+  command -v xmlsec1 >/dev/null && return 0
+  apt_install --no-install-recommends xmlsec1 >/dev/null 2>&1 || true
+  command -v xmlsec1 >/dev/null && echo "xmlsec1: installed" || echo "xmlsec1: not available (apt-get install xmlsec1)"
+}
+
 ensure_redis || exit 1
 ensure_mosquitto || exit 1
 ensure_promtool
+ensure_xmlsec1
