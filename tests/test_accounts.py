@@ -65,7 +65,12 @@ async def call(
 
 
 async def make_user(
-    e: RunningEngine, username: str, roles: list[str], issuer: str = "joso", token: str | None = None, **extra: Any
+    e: RunningEngine,
+    username: str,
+    roles: list[str],
+    issuer: str = "joso",
+    token: str | None = None,
+    **extra: Any,
 ) -> pyotp.TOTP:
     body = {"username": username, "issuer": issuer, "roles": roles, "password": PASSWORD, **extra}
     status, data, _ = await call(e, "POST", "/api/v1/users", token or e.admin["Authorization"][7:], body)
@@ -81,7 +86,9 @@ async def login(
     e: RunningEngine, username: str, totp: pyotp.TOTP | None, password: str = PASSWORD
 ) -> tuple[int, Any, Any]:
     otp = totp.now() if totp else "000000"
-    return await call(e, "POST", "/api/v1/sessions", body={"username": username, "password": password, "otp": otp})
+    return await call(
+        e, "POST", "/api/v1/sessions", body={"username": username, "password": password, "otp": otp}
+    )
 
 
 async def audit_entries(e: RunningEngine) -> list[dict[str, Any]]:
@@ -129,9 +136,13 @@ async def test_a_user_signs_in_with_password_and_totp_and_out_again(desk: Runnin
     assert [e["action"] for e in await audit_entries(desk)][-1] == "logout"
 
 
-async def test_a_deleted_users_token_is_refused_on_the_next_call_by_every_process(desk: RunningEngine) -> None:
+async def test_a_deleted_users_token_is_refused_on_the_next_call_by_every_process(
+    desk: RunningEngine,
+) -> None:
     # A second alertd process on the same Redis and key prefix.
-    other = await start_people(make_settings(key_prefix=desk.engine.settings.key_prefix, consumer_name="second"))
+    other = await start_people(
+        make_settings(key_prefix=desk.engine.settings.key_prefix, consumer_name="second")
+    )
     try:
         totp = await make_user(desk, "suzuki", ["auditor"])
         status, data, _ = await login(desk, "suzuki", totp)
@@ -148,7 +159,9 @@ async def test_a_deleted_users_token_is_refused_on_the_next_call_by_every_proces
             assert problem["detail"] and problem["status"] == 401
         status, _, _ = await call(other, "GET", "/api/v1/users/suzuki", other.admin["Authorization"][7:])
         assert status == 404
-        assert any(e["action"] == "user.delete" and e["target"] == "user:suzuki" for e in await audit_entries(desk))
+        assert any(
+            e["action"] == "user.delete" and e["target"] == "user:suzuki" for e in await audit_entries(desk)
+        )
     finally:
         await stop_engine(other, wipe_keys=False)
 
@@ -266,7 +279,9 @@ async def test_an_issuers_admin_manages_only_its_own_users(desk: RunningEngine) 
     status, _, _ = await call(desk, "DELETE", "/api/v1/users/clerk.joso", chief)
     assert status == 204
     entries = await audit_entries(desk)
-    assert ("user:chief.joso", "user.create", "user:clerk.joso") in [(e["actor"], e["action"], e["target"]) for e in entries]
+    assert ("user:chief.joso", "user.create", "user:clerk.joso") in [
+        (e["actor"], e["action"], e["target"]) for e in entries
+    ]
 
 
 async def test_no_password_token_or_code_reaches_the_audit_trail_or_the_log(
