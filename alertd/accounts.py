@@ -208,7 +208,7 @@ def check_expires(value: Any, now: datetime | None = None) -> str | None:
             moment = datetime.combine(date.fromisoformat(value) + timedelta(days=1), datetime.min.time(), JST)
         else:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: the day after 9999-12-31
         raise wrong from None
     if moment.tzinfo is None:
         raise wrong

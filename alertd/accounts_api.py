@@ -115,6 +115,13 @@ async def authenticate(request: web.Request) -> Caller:
     raise Unauthorized("Sign in first: send 'Authorization: Bearer <your token>'.")
 
 
+async def record(
+    request: web.Request, caller: Caller, action: str, target: str, detail: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Append an action of ``caller`` to the audit trail (``alertd.audit.ACTIONS`` names them)."""
+    return await request.app[PEOPLE].audit.append(caller.actor, action, target, detail)
+
+
 def _may_manage(caller: Caller, issuer_id: str) -> bool:
     return caller.kind == "admin" or (caller.has_role("admin") and caller.issuer_id == issuer_id)
 
@@ -174,8 +181,8 @@ async def post_user(request: web.Request) -> web.Response:
         body.get("password"),
         body.get("expires"),
     )
-    await people.audit.append(caller.actor, "user.create", f"user:{user.username}",
-                              {"issuer": user.issuer, "roles": user.roles, "expires": user.expires})  # fmt: skip
+    detail = {"issuer": user.issuer, "roles": user.roles, "expires": user.expires}
+    await record(request, caller, "user.create", f"user:{user.username}", detail)
     return json_response({"username": user.username, "issuer": user.issuer, "roles": user.roles,
                           "totp_uri": totp_uri}, status=201)  # fmt: skip
 
@@ -209,7 +216,7 @@ async def delete_user(request: web.Request) -> web.Response:
     caller, user = await _managed_user(request)
     people = request.app[PEOPLE]
     await people.accounts.delete_user(user.username)
-    await people.audit.append(caller.actor, "user.delete", f"user:{user.username}", {"issuer": user.issuer})
+    await record(request, caller, "user.delete", f"user:{user.username}", {"issuer": user.issuer})
     return web.Response(status=204)
 
 

@@ -255,6 +255,8 @@ async def test_bad_user_input_is_explained(desk: RunningEngine) -> None:
         ({**good, "roles": []}, "roles"),
         ({**good, "issuer": "nowhere"}, "issuer"),
         ({**good, "expires": "next April"}, "expires"),
+        ({**good, "expires": "9999-12-31"}, "expires"),
+        ({**good, "expires": "2027-03-31T17:00:00"}, "expires"),  # a time needs its offset
         ({**good, "colour": "blue"}, "colour"),
     ]
     for body, field in cases:
