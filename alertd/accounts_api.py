@@ -230,9 +230,11 @@ async def post_session(request: web.Request) -> web.Response:
     expires = _iso(session.expires)
     response = json_response({"token": token, "expires": expires}, status=201)
     # For the console: HttpOnly (no script reads it), SameSite=Strict (no other site
-    # can make the browser send it), Secure whenever alertd is served over TLS.
+    # can make the browser send it), Secure whenever alertd is served over TLS — its own,
+    # or a proxy's that says so (trusting that header can only make the cookie stricter).
+    tls = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
     response.set_cookie(COOKIE, token, max_age=people.accounts.session_ttl_s, path="/", httponly=True,
-                        samesite="Strict", secure=request.secure or None)  # fmt: skip
+                        samesite="Strict", secure=tls or None)  # fmt: skip
     return response
 
 

@@ -122,7 +122,7 @@ async def test_a_user_signs_in_with_password_and_totp_and_out_again(desk: Runnin
     assert timedelta(hours=11) < expires - datetime.now(UTC) <= timedelta(hours=12, seconds=5)
     cookie = headers["Set-Cookie"]
     assert "alertd_session=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    assert "Secure" not in cookie  # plain HTTP here; over TLS the cookie is Secure
+    assert "Secure" not in cookie  # plain HTTP here
 
     # The token and the console cookie both say who is calling: the auditor reads the trail.
     status, entries, _ = await call(desk, "GET", "/api/v1/audit", token)
@@ -152,6 +152,16 @@ async def test_a_user_signs_in_with_password_and_totp_and_out_again(desk: Runnin
     status, problem, _ = await call(desk, "GET", "/api/v1/audit", token)
     assert status == 401 and problem["detail"]
     assert [e["action"] for e in await audit_entries(desk)][-1] == "logout"
+
+
+async def test_the_cookie_is_secure_behind_a_tls_proxy(desk: RunningEngine) -> None:
+    totp = await make_user(desk, "mori", ["operator"])
+    body = {"username": "mori", "password": PASSWORD, "otp": totp.now()}
+    status, _, headers = await call(
+        desk, "POST", "/api/v1/sessions", body=body, **{"X-Forwarded-Proto": "https"}
+    )
+    assert status == 201
+    assert "Secure" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
 
 
 async def test_a_deleted_users_token_is_refused_on_the_next_call_by_every_process(
