@@ -1,4 +1,4 @@
-"""The ``alertd`` command: serve | demo | issue | status | geo | jma | drill | test-broadcast."""
+"""The ``alertd`` command: serve | demo | issue | status | geo | jma | drill | test-broadcast | audit."""
 
 from __future__ import annotations
 
@@ -382,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("jma", help="JMA XML tools (jma parse FILE…)", add_help=False)
     sub.add_parser("drill", help="drill scenarios (drill run SCENARIO)", add_help=False)
     sub.add_parser("test-broadcast", help="the transmission test", add_help=False)
+    sub.add_parser("audit", help="audit verify | audit export [--since SEQ]: check or archive the audit trail",
+                   add_help=False)  # fmt: skip
     return parser
 
 
@@ -402,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
 
         logs.setup(os.environ.get("ALERTD_LOG_LEVEL", "WARNING"))
         return drill_main(argv[1:])
+    if argv and argv[0] == "audit":
+        from alertd.audit import main as audit_main
+
+        return audit_main(argv[1:])
     if argv and argv[0] == "test-broadcast":
         from alertd.testbroadcast import main as tb_main
 
