@@ -13,7 +13,8 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from tests.conftest import ADMIN_TOKEN, MQTT_URL, REDIS_URL, ROOT, Sink, free_port, wipe
+from tests.conftest import ADMIN_TOKEN, MQTT_URL, REDIS_URL, Sink, wipe
+from tests.support import ROOT, free_port
 
 N = 1000
 

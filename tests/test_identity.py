@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from alertd.cap import parse_cap, to_cap
 from alertd.models import MsgType, utcnow
-from tests.conftest import ROOT, RunningEngine, Sink
+from tests.conftest import RunningEngine, Sink
+from tests.support import ROOT
 
 CAP = ROOT / "tests" / "fixtures" / "cap" / "joso-evacuation-order.xml"
 JOSO_SENDER = "bousai@city.joso.lg.jp"

@@ -304,7 +304,8 @@ async def test_the_jma_sequences_drill_shows_the_right_grades_in_force_after_eve
     """The shipped drill: EEW serials and their 取消, tsunami grades and their 解除, through the
     drop folder; after each telegram every view shows what the scenario expects per town."""
     from simulations.drill import SCENARIOS, DrillRunner, load_scenario
-    from tests.conftest import ADMIN_TOKEN, MQTT_URL, ROOT
+    from tests.conftest import ADMIN_TOKEN, MQTT_URL
+    from tests.support import ROOT
 
     sample_path(EEW[0])  # skips when the shared samples are absent
     os.chdir(ROOT)  # the scenario names the samples relative to the project root

@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from tests.conftest import ADMIN_TOKEN, MQTT_URL, REDIS_URL, ROOT, RunningEngine, Sink, free_port, wipe
+from tests.conftest import ADMIN_TOKEN, MQTT_URL, REDIS_URL, RunningEngine, Sink, wipe
+from tests.support import ROOT, free_port
 
 ORDER = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["all"], "reason": "洪水",
          "status": "Exercise"}  # fmt: skip
