@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 async def until(
-    check: Callable[[], Awaitable[T] | T], *, what: str, timeout: float = 10.0, interval: float = 0.03
+    check: Callable[[], Awaitable[T] | T], *, what: str, timeout: float = 20.0, interval: float = 0.03
 ) -> T:
     """Poll ``check`` (sync or async) until it returns something truthy, and return that.
 
