@@ -43,12 +43,17 @@ def free_port() -> int:
 
 
 async def until(
-    check: Callable[[], Awaitable[T] | T], *, what: str, timeout: float = 20.0, interval: float = 0.03
+    check: Callable[[], Awaitable[T] | T],
+    *,
+    what: str | Callable[[], str],
+    timeout: float = 20.0,
+    interval: float = 0.03,
 ) -> T:
     """Poll ``check`` (sync or async) until it returns something truthy, and return that.
 
     At the deadline the test fails naming ``what`` it waited for, so a failure
-    reads as the behaviour that did not happen rather than as a timeout.
+    reads as the behaviour that did not happen rather than as a timeout; a
+    callable ``what`` is asked only then, so it can say how far things got.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -59,7 +64,7 @@ async def until(
         if value:
             return value  # type: ignore[return-value]
         if loop.time() >= deadline:
-            raise AssertionError(f"waited {timeout:g} s for {what}; it did not happen")
+            raise AssertionError(f"waited {timeout:g} s for {what() if callable(what) else what}; it did not happen")
         await asyncio.sleep(interval)
 
 
