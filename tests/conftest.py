@@ -13,7 +13,6 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,14 +26,15 @@ from alertd.api import make_app
 from alertd.config import Settings
 from alertd.constants import Topics
 from alertd.engine import Engine
+from alertd.models import TERMINAL_STATES
+from tests.support import free_port, until
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MQTT_HOST = os.environ.get("ALERTD_TEST_MQTT_HOST", "127.0.0.1")
 MQTT_PORT = int(os.environ.get("ALERTD_TEST_MQTT_PORT", "1883"))
 MQTT_URL = f"mqtt://{MQTT_HOST}:{MQTT_PORT}"
 ADMIN_TOKEN = "test-admin-token-0123456789"
+FINAL_STATES = {state.value for state in TERMINAL_STATES}
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -57,12 +57,6 @@ def _services() -> None:
         # A hard failure, not a skip: a suite that silently skips its integration
         # tests would pass while testing nothing. `make test` starts both.
         pytest.fail(f"{' and '.join(missing)} not reachable; run `make test` (tests/services.sh starts them)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wipe(prefix: str) -> None:
@@ -158,6 +152,22 @@ class RunningEngine:
             await asyncio.sleep(0.1)
         raise AssertionError(f"deliveries did not reach {states} in {timeout}s: {rows}")
 
+    async def wait_settled(self, alert_id: str, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Wait until nothing more can arrive for this alert, and return its deliveries.
+
+        That is: every delivery is in a final state and no lane holds a job (a job
+        leaves its lane only with its outcome recorded, so one still in flight
+        counts). A "nothing else arrived" check looks only after this, not after a nap.
+        """
+        rows = await self.wait_deliveries(alert_id, FINAL_STATES, timeout=timeout)
+
+        async def lanes_empty() -> bool:
+            status, health = await self.get("/healthz")
+            return status == 200 and not any(health["queue_depth"].values())
+
+        await until(lanes_empty, what=f"every delivery lane to empty after alert {alert_id}", timeout=timeout)
+        return rows
+
 
 async def start_engine(settings: Settings | None = None, workers: bool = True) -> RunningEngine:
     engine = Engine(settings or make_settings(), workers=workers)
@@ -224,6 +234,7 @@ async def start_sink() -> Sink:
     async def handler(request: web.Request) -> web.Response:
         body = await request.read()
         if request.path in sink.delay:
+            # Not a wait: this is the slow or hung receiver the test asked for.
             await asyncio.sleep(sink.delay[request.path])
         code = sink.status.get(request.path, 200)
         if code < 300:
@@ -258,10 +269,3 @@ async def mqtt() -> AsyncIterator[aiomqtt.Client]:
         MQTT_HOST, MQTT_PORT, identifier=f"test-{secrets.token_hex(4)}", protocol=aiomqtt.ProtocolVersion.V5
     ) as client:
         yield client
-
-
-def shared_data(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the shared test data lives in ../shared/data beside the project")
-    return path

@@ -15,11 +15,10 @@ import pytest
 
 from alertd.drills.jma_replay import drop, shift, with_head
 from alertd.drills.jma_replay import report_time as _report_time
+from tests.support import JMAXML
 
 __all__ = ["drop", "with_head"]
 
-ROOT = Path(__file__).resolve().parents[1]
-JMAXML = ROOT / ".." / "shared" / "data" / "jmaxml"
 ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:Z|[+-]\d{2}:\d{2})")
 
 EEW = ["37_01_01_240613_VXSE43.xml", "37_01_02_240613_VXSE43.xml", "37_01_03_240613_VXSE43.xml"]

@@ -31,9 +31,8 @@ from alertd.cap import (
 from alertd.errors import HostileInput, InvalidInput, MalformedInput
 from alertd.models import Alert, Area, Info, MsgType, Priority, Resource, Shelter, Status
 from alertd.xmlsafe import load_schema
+from tests.support import CAP_XSD
 
-ROOT = Path(__file__).resolve().parents[1]
-CAP_XSD = ROOT / "../shared/data/cap/CAP-v1.2.xsd"
 FIXTURES = Path(__file__).parent / "fixtures" / "cap"
 FIXTURE_NAMES = sorted(p.name for p in FIXTURES.glob("*.xml"))
 JST = timezone(timedelta(hours=9))

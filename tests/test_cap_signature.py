@@ -27,9 +27,8 @@ from alertd.cap_signature import DSIG_NS, BadSignature, CapSigner, SigningConfig
 from alertd.engine import Engine
 from alertd.xmlsafe import load_schema
 from tests.conftest import Sink, make_settings, start_engine, stop_engine
+from tests.support import CAP_XSD, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-CAP_XSD = ROOT / "../shared/data/cap/CAP-v1.2.xsd"
 ORDER = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["三坂町"], "reason": "洪水",
          "status": "Exercise"}  # fmt: skip
 

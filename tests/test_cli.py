@@ -8,7 +8,8 @@ import os
 import sys
 from typing import Any
 
-from tests.conftest import ROOT, RunningEngine, Sink
+from tests.conftest import RunningEngine, Sink
+from tests.support import ROOT
 
 
 async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -56,7 +57,7 @@ async def test_issue_preview_send_and_status(engine: RunningEngine, sink: Sink, 
 
 
 async def test_no_engine_is_one_sentence_not_a_traceback() -> None:
-    from tests.conftest import free_port
+    from tests.support import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     for args in (("status", "--url", url), ("issue", "--url", url, "--token", "x" * 20, "--municipality", "08211",
@@ -83,7 +84,8 @@ async def test_issue_outside_jurisdiction_says_why_and_fails(engine: RunningEngi
 
 async def test_serve_with_a_bad_configuration_says_why_and_exits(tmp_path: Any) -> None:
     """A 14-character token in the config once left 'alertd serve' hanging, half-started, silent."""
-    from tests.conftest import MQTT_URL, REDIS_URL, free_port
+    from tests.conftest import MQTT_URL, REDIS_URL
+    from tests.support import free_port
 
     config = tmp_path / "bad.yaml"
     config.write_text('issuers: [{id: joso, name: 常総市, token: "joso-token-t15", jurisdiction: ["08211"]}]\n',

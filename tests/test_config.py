@@ -6,7 +6,8 @@ import json
 
 import yaml
 
-from tests.conftest import ROOT, Sink, make_settings, start_engine, stop_engine
+from tests.conftest import Sink, make_settings, start_engine, stop_engine
+from tests.support import ROOT
 
 
 async def test_example_config_seeds_issuers_subscribers_and_call_signs(sink: Sink, tmp_path) -> None:

@@ -13,25 +13,24 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from tests.conftest import ADMIN_TOKEN, MQTT_URL, REDIS_URL, ROOT, Sink, free_port, wipe
+from tests.conftest import ADMIN_TOKEN, MQTT_URL, REDIS_URL, Sink, wipe
+from tests.support import ROOT, free_port, until
 
 N = 1000
 
 
 async def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     async with aiohttp.ClientSession() as http:
-        while loop.time() < deadline:
+
+        async def healthy() -> bool:
             assert proc.poll() is None, "alertd serve exited early"
             try:
                 async with http.get(f"{url}/healthz") as resp:
-                    if resp.status == 200:
-                        return
+                    return resp.status == 200
             except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("alertd serve did not come up")
+                return False
+
+        await until(healthy, timeout=timeout, what="alertd serve to come up")
 
 
 def _serve(port: int, prefix: str, config: Path, consumer: str, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -96,12 +95,13 @@ async def test_kill_9_mid_fanout_loses_nothing(sink: Sink, tmp_path: Path) -> No
 
         second = _serve(port, prefix, config, "second")
         await _wait_http(url, second)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while len({r["path"] for r in sink.received}) < N and loop.time() < deadline:
-            await asyncio.sleep(0.2)
-        got = {r["path"] for r in sink.received}
-        assert got == {f"/s/{i}" for i in range(N)}, f"{N - len(got)} deliveries lost"
+
+        def arrived() -> set[str]:
+            return {r["path"] for r in sink.received}
+
+        await until(lambda: len(arrived()) >= N, timeout=60,
+                    what=lambda: f"every delivery after the restart ({N - len(arrived())} of {N} still missing)")
+        assert arrived() == {f"/s/{i}" for i in range(N)}
 
         # Repeats (work done but not recorded before the kill) carry the same key.
         keys: dict[str, set[str]] = {}
@@ -110,15 +110,17 @@ async def test_kill_9_mid_fanout_loses_nothing(sink: Sink, tmp_path: Path) -> No
         assert all(len(k) == 1 for k in keys.values())
 
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
+
+            async def all_delivered() -> list[dict[str, object]] | None:
                 async with http.get(
                     f"{url}/api/v1/alerts/{answer['id']}/deliveries", headers={"Authorization": f"Bearer {token}"}
                 ) as resp:
                     rows = [r for r in (await resp.json())["deliveries"] if r["adapter"] != "feed"]
-                if all(r["state"] == "delivered" for r in rows):
-                    break
-                await asyncio.sleep(0.2)
-        assert len(rows) == N and all(r["state"] == "delivered" for r in rows)
+                return rows if all(r["state"] == "delivered" for r in rows) else None
+
+            # A thousand rows a look: look less often than usual, not to slow the recording.
+            rows = await until(all_delivered, interval=0.2, what="every delivery recorded as delivered")
+        assert len(rows) == N
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
@@ -183,17 +185,17 @@ async def test_mqtt_acks_sent_while_engines_crash_are_never_lost(tmp_path: Path)
                 ack = {"alert_id": env["alert_id"], "idempotency_key": env["idempotency_key"]}
                 await gw.publish(env["ack_topic"], json.dumps(ack), qos=1)
         rows: list[dict[str, object]] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
         async with aiohttp.ClientSession() as http:
-            while loop.time() < deadline:
+
+            async def all_confirmed() -> bool:
+                nonlocal rows
                 async with http.get(f"{url}/api/v1/alerts/{alert_id}/deliveries",
                                     headers={"Authorization": f"Bearer {token}"}) as resp:  # fmt: skip
                     rows = [r for r in (await resp.json())["deliveries"] if r["adapter"] != "feed"]
-                if sum(r["state"] == "confirmed" for r in rows) == n:
-                    break
-                await asyncio.sleep(0.2)
-        assert sum(r["state"] == "confirmed" for r in rows) == n, [(r["subscriber"], r["state"]) for r in rows]
+                return sum(r["state"] == "confirmed" for r in rows) == n
+
+            await until(all_confirmed, timeout=30,
+                        what=lambda: f"all {n} acks recorded: {[(r['subscriber'], r['state']) for r in rows]}")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -21,6 +21,7 @@ from tests.conftest import (
     start_engine,
     stop_engine,
 )
+from tests.support import until
 
 ORDER = {
     "municipality": "08211",
@@ -89,11 +90,19 @@ async def test_dead_endpoint_does_not_slow_the_others_and_opens_its_circuit(sink
             t0 = time.monotonic()
             await sink.wait_for(20 * (n + 1), timeout=5)
             assert time.monotonic() - t0 < 1.0  # the healthy twenty never waited on the hung one
-        await asyncio.sleep(3)
-        status, text = await running.get("/metrics")
-        assert 'alertd_circuit_open{subscriber="hangs"} 1.0' in text
-        rows = {r["subscriber"]: r for r in await running.deliveries(answer["id"])}
-        assert rows["hangs"]["state"] == "queued" and "within 1 s" in (rows["hangs"]["last_error"] or "")
+
+        async def circuit_open() -> bool:
+            _status, text = await running.get("/metrics")
+            return 'alertd_circuit_open{subscriber="hangs"} 1.0' in text
+
+        await until(circuit_open, what="the circuit of the endpoint that never answers to open")
+
+        async def timed_out() -> dict[str, Any] | None:
+            hangs = next(r for r in await running.deliveries(answer["id"]) if r["subscriber"] == "hangs")
+            return hangs if "within 1 s" in (hangs["last_error"] or "") else None
+
+        hangs = await until(timed_out, what="the hung delivery to record that it got no answer within 1 s")
+        assert hangs["state"] == "queued"  # held back by the open circuit, not given up
     finally:
         await stop_engine(running)
 
@@ -103,10 +112,14 @@ async def test_retries_with_backoff_until_the_endpoint_recovers(engine: RunningE
     await engine.add_subscriber(id="flaky", adapter="isp", endpoint=f"{sink.url}/flaky", districts=["08211"])
     sink.status["/flaky"] = 503
     _status, answer = await engine.post("/api/v1/evacuation-orders", token, ORDER)
-    await asyncio.sleep(1.0)
-    rows = await engine.deliveries(answer["id"])
-    flaky = next(r for r in rows if r["subscriber"] == "flaky")
-    assert flaky["state"] == "queued" and flaky["attempts"] >= 2 and "HTTP 503" in flaky["last_error"]
+
+    async def retried() -> dict[str, Any] | None:
+        flaky = next(r for r in await engine.deliveries(answer["id"]) if r["subscriber"] == "flaky")
+        return flaky if flaky["attempts"] >= 2 else None
+
+    flaky = await until(retried, what="a second attempt at the endpoint answering 503")
+    # Still on its way (between attempts, or in the next one), not given up.
+    assert flaky["state"] in ("queued", "sent") and "HTTP 503" in flaky["last_error"]
     sink.status.pop("/flaky")
     rows = await engine.wait_deliveries(answer["id"], {"delivered"}, timeout=15)
     assert rows[0]["attempts"] >= 3
@@ -168,14 +181,10 @@ async def test_two_engines_share_the_work_without_delivering_twice(sink: Sink) -
         status, answer = await a.post("/api/v1/evacuation-orders", token, ORDER)
         assert status == 202 and answer["deliveries"] == n
         await sink.wait_for(n)
-        await asyncio.sleep(0.5)
+        rows = await b.wait_settled(answer["id"])
         paths = [r["path"] for r in sink.received]
         assert len(paths) == len(set(paths)) == n  # each exactly once
-        _status, _metrics_a = await a.get("/metrics")
-        # Both processes took part (they share one metrics registry in this test process,
-        # so look at who recorded the deliveries in Redis instead).
-        rows = await b.wait_deliveries(answer["id"], {"delivered"})
-        assert len(rows) == n
+        assert len(rows) == n and {r["state"] for r in rows} == {"delivered"}
     finally:
         await stop_engine(b, wipe_keys=False)
         await stop_engine(a)
@@ -286,8 +295,8 @@ async def test_work_held_longer_than_the_claim_time_is_not_delivered_twice(sink:
             await running.add_subscriber(id=f"q{i}", adapter="isp", endpoint=f"{sink.url}/q/{i}", districts=["08211"])
         status, answer = await running.post("/api/v1/evacuation-orders", token, ORDER)
         assert status == 202
-        await running.wait_deliveries(answer["id"], {"delivered"}, timeout=20)
-        await asyncio.sleep(1.5)
+        rows = await running.wait_settled(answer["id"])
+        assert {r["state"] for r in rows} == {"delivered"}
         paths = [r["path"] for r in sink.received]
         assert sorted(paths) == [f"/q/{i}" for i in range(5)]  # each exactly once
     finally:
@@ -308,8 +317,8 @@ async def test_another_process_does_not_take_over_work_that_is_waiting_its_turn(
         await sink.wait_for(1)  # the first engine has read the whole batch by now
         # A second process joins; it must not take over what the first still holds.
         b = await start_engine(make_settings(key_prefix=settings.key_prefix, consumer_name="second"))
-        await a.wait_deliveries(answer["id"], {"delivered"}, timeout=20)
-        await asyncio.sleep(1.5)
+        rows = await a.wait_settled(answer["id"])
+        assert {r["state"] for r in rows} == {"delivered"}
         assert sorted(r["path"] for r in sink.received) == [f"/w/{i}" for i in range(5)]
     finally:
         if b is not None:

@@ -14,7 +14,8 @@ import pytest
 from alertd.drills.receivers import Fleet, ReceiverSpec
 from alertd.drills.runner import DrillRunner
 from alertd.drills.scenario import SCENARIOS, ScenarioError, load_scenario
-from tests.conftest import ADMIN_TOKEN, MQTT_URL, ROOT, RunningEngine, shared_data
+from tests.conftest import ADMIN_TOKEN, MQTT_URL, RunningEngine
+from tests.support import ROOT, shared_data, until
 
 
 def test_every_shipped_scenario_loads() -> None:
@@ -132,14 +133,13 @@ async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) 
         assert by["sign-silent"]["result"] == "unconfirmed", by["sign-silent"]
         assert by["portal-down"]["result"] == "failed" and "503" in by["portal-down"]["last_error"]
         assert "portal-down" in out.decode()
-        # The gauge is set when the test's wait ends on the server: wait for it, with a deadline.
-        text = ""
-        for _ in range(100):
+
+        # The gauge is set when the test's wait ends on the server, a moment after the CLI's.
+        async def gauge_counts_the_failure() -> bool:
             _status, text = await engine.get("/metrics")
-            if 'alertd_test_broadcast_subscribers{result="failed"} 1.0' in text:
-                break
-            await asyncio.sleep(0.1)
-        assert 'alertd_test_broadcast_subscribers{result="failed"} 1.0' in text
+            return 'alertd_test_broadcast_subscribers{result="failed"} 1.0' in text
+
+        await until(gauge_counts_the_failure, what="the transmission-test gauge to count one failed subscriber")
     finally:
         (ROOT / ".run-test-broadcast.json").unlink(missing_ok=True)
         await fleet.stop()

@@ -100,8 +100,8 @@ async def test_same_identifier_twice_gives_same_answer_and_one_fanout(
     s1, a1 = await engine.post("/api/v1/evacuation-orders", token, body)
     s2, a2 = await engine.post("/api/v1/evacuation-orders", token, body)
     assert (s1, s2) == (202, 202) and a1 == a2
-    await engine.wait_deliveries(a1["id"], {"delivered"})
-    await asyncio.sleep(0.5)
+    rows = await engine.wait_settled(a1["id"])
+    assert [r["state"] for r in rows] == ["delivered"]
     assert len(sink.at("/sign")) == 1
     _status, alerts = await engine.get("/api/v1/alerts")
     assert [a["id"] for a in alerts] == [a1["id"]]

@@ -17,12 +17,12 @@ from geo import names as nm
 from geo.geocoder import Geocoder
 from geo.importer import import_boundaries
 from geo.registry import Registry
+from tests.support import GEO
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "geo"
-JAPAN = DATA / "japan-municipalities.geojson"
-IBARAKI = DATA / "ibaraki-municipalities.geojson"
+JAPAN = GEO / "japan-municipalities.geojson"
+IBARAKI = GEO / "ibaraki-municipalities.geojson"
 needs_data = pytest.mark.skipif(
-    not (JAPAN.exists() and IBARAKI.exists()), reason=f"boundary data absent from {DATA}"
+    not (JAPAN.exists() and IBARAKI.exists()), reason=f"boundary data absent from {GEO}"
 )
 SETTINGS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -37,7 +37,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Registry:
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not (JAPAN.exists() and IBARAKI.exists()):
-        pytest.skip(f"boundary data absent from {DATA}")
+        pytest.skip(f"boundary data absent from {GEO}")
     path = tmp_path_factory.mktemp("geo-cache")
     report = import_boundaries([JAPAN, IBARAKI], path)
     assert report.municipalities == 1882

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +15,9 @@ from geo.geocoder import Geocoder, Match
 from geo.importer import import_boundaries
 from geo.registry import Registry
 from geo.shapes import circle_polygon, parse_circle, parse_polygon, parse_polygons
+from tests.support import GEO
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "geo"
-IBARAKI = DATA / "ibaraki-municipalities.geojson"
+IBARAKI = GEO / "ibaraki-municipalities.geojson"
 SETTINGS = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -27,7 +26,7 @@ SETTINGS = settings(
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     if not IBARAKI.exists():
-        pytest.skip(f"boundary data absent from {DATA}")
+        pytest.skip(f"boundary data absent from {GEO}")
     path = tmp_path_factory.mktemp("geo-batch-cache")
     import_boundaries([IBARAKI], path)
     return Registry.load(path)

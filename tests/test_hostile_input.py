@@ -19,7 +19,8 @@ from aiohttp import web
 
 from alertd.cap import parse_cap, to_cap
 from alertd.models import Area, utcnow
-from tests.conftest import MQTT_HOST, MQTT_PORT, ROOT, RunningEngine, Sink, free_port
+from tests.conftest import MQTT_HOST, MQTT_PORT, RunningEngine, Sink
+from tests.support import ROOT, free_port
 from tests.test_never_silent import LEVEL5, flash_reaches, radio_desk
 
 CAP = ROOT / "tests" / "fixtures" / "cap" / "joso-evacuation-order.xml"

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from alertd.cap import parse_cap, to_cap
 from alertd.models import MsgType, utcnow
-from tests.conftest import ROOT, RunningEngine, Sink
+from tests.conftest import RunningEngine, Sink
+from tests.support import ROOT, until
 
 CAP = ROOT / "tests" / "fixtures" / "cap" / "joso-evacuation-order.xml"
 JOSO_SENDER = "bousai@city.joso.lg.jp"
@@ -164,15 +165,7 @@ async def test_endpoint_credentials_never_appear_in_errors_logs_or_answers(
         rows = await engine.deliveries(answer["id"])
         return [r for r in rows if r["adapter"] != "feed" and r["last_error"]]
 
-    import asyncio
-
-    rows: list[dict[str, object]] = []
-    for _ in range(100):
-        rows = await errored()
-        if rows:
-            break
-        await asyncio.sleep(0.05)
-    assert rows, "the failing endpoint never recorded an error"
+    rows = await until(errored, what="the failing endpoint's delivery to record its error")
     text = json.dumps(rows) + json.dumps(await engine.get("/api/v1/subscribers/portal", headers=engine.admin))
     text += json.dumps([getattr(r, "fields", None) for r in caplog.records], default=str)  # type: ignore[attr-defined]
     for secret in ("hunter2pass", "sk-live-123456", "portal-user"):

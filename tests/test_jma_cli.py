@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-JMAXML = ROOT / ".." / "shared" / "data" / "jmaxml"
+from tests.support import JMAXML, ROOT
 
 pytestmark = pytest.mark.skipif(not JMAXML.is_dir(), reason="JMA samples not found at ../shared/data/jmaxml")
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from alertd.errors import HostileInput, MalformedInput
 from alertd.jma.parse import NotJmaXml, parse_message, type_code_hint
 from alertd.models import MsgType, Status
+from tests.support import JMAXML
 
-ROOT = Path(__file__).resolve().parents[1]
-JMAXML = ROOT / ".." / "shared" / "data" / "jmaxml"
 SUPPORTED = {"VPWW54", "VPWW55", "VPWW56", "VPWW57", "VPWW58", "VPWW59", "VPWW60", "VPWW61", "VPNO50",
              "VXSE43", "VTSE41", "VXWW50", "VXKOii"}  # fmt: skip
 

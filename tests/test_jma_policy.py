@@ -9,8 +9,7 @@ import pytest
 
 from alertd.jma.policy import DEFAULT_POLICY_PATH, Decision, Policy, PolicyError
 from alertd.models import AdapterKind, Alert, Info, MsgType, Priority, Status
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
 
 
 def alert(kind: str, level: int | None, action: str | None = "issue", *, msg_type: MsgType = MsgType.ALERT,

@@ -27,6 +27,7 @@ from alertd.models import Alert
 from tests.conftest import RunningEngine, Sink, start_engine, stop_engine
 from tests.jma_samples import EEW, TSUNAMI_2015, delta_to_now, drop, report_time, shifted, with_head
 from tests.jma_samples import path as sample_path
+from tests.support import until
 
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
 HITACHI, OSHIMA = "08202", "13361"  # 日立市 (茨城県, region 300), 大島町 (伊豆諸島, region 320)
@@ -135,19 +136,6 @@ def spool_dir(engine: RunningEngine) -> Path:
     return Path(os.environ["ALERTD_JMA_SPOOL"])
 
 
-async def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
-    """Poll an async predicate until it returns something truthy, or fail at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s")
-        await asyncio.sleep(0.1)
-
-
 async def jma_alerts(engine: RunningEngine, **query: str) -> list[dict[str, Any]]:
     qs = "&".join(f"{k}={v}" for k, v in {"limit": "200", "status": "all", **query}.items())
     status, rows = await engine.get(f"/api/v1/alerts?{qs}")
@@ -172,7 +160,7 @@ async def test_eew_cancel_reaches_a_min_level_5_receiver_and_serials_are_updates
     drop(spool_dir(engine), "c.xml", shifted(EEW[2], delta))
     # tv: serial 1, serial 2, 取消; radio-l5: serial 1, then (having heard serial 1) serial 2 and the 取消
     await sink.wait_for(6)
-    rows = await wait_for(lambda: jma_alerts(engine))
+    rows = await until(lambda: jma_alerts(engine), what="the spooled telegrams to become alerts")
     by_type = {r["msg_type"]: r for r in rows}
     assert set(by_type) == {"Alert", "Update", "Cancel"}
     for row in rows:
@@ -208,7 +196,7 @@ async def test_tsunami_sequence_grades_state_and_the_last_lift(
     # The unedited 2011 sample: 茨城県 and 伊豆諸島 have a 津波警報 (not 大津波警報, not 注意報).
     sample = "32-39_11_06_250206_VTSE41.xml"
     drop(spool_dir(engine), sample, shifted(sample, delta_to_now(sample)))
-    await wait_for(lambda: _has(sink, "/radio-hitachi", "/radio-oshima"))
+    await until(lambda: _has(sink, "/radio-hitachi", "/radio-oshima"), what="the 津波警報 at both loudspeakers")
     for path in ("/radio-hitachi", "/radio-oshima"):
         (script,) = [json.loads(r["body"]) for r in sink.at(path)]
         reading = script["text"].split("\n")[1]
@@ -224,18 +212,18 @@ async def test_tsunami_sequence_grades_state_and_the_last_lift(
     # is in force anywhere, and the lift reached the loudspeakers that announced the advisory.
     delta = delta_to_now(TSUNAMI_2015[-1])
     drop(spool_dir(engine), TSUNAMI_2015[0], shifted(TSUNAMI_2015[0], delta))
-    advisory = await wait_for(lambda: _scripts(sink, "/radio-satsumasendai", 1))
+    advisory = await until(lambda: _scripts(sink, "/radio-satsumasendai", 1), what="the 津波注意報 at 薩摩川内市")
     assert advisory[0]["text"].split("\n")[1].startswith("津波注意報。")
     # In force there: the 注意報 (鹿児島県西部) and the 津波予報 (鹿児島県東部).
-    await wait_for(lambda: _levels_in_force(engine, SATSUMASENDAI, [1, 2]))
+    await until(lambda: _levels_in_force(engine, SATSUMASENDAI, [1, 2]), what="注意報 and 予報 in force at 薩摩川内市")
     drop(spool_dir(engine), TSUNAMI_2015[1], shifted(TSUNAMI_2015[1], delta))
-    scripts = await wait_for(lambda: _scripts(sink, "/radio-satsumasendai", 2))
+    scripts = await until(lambda: _scripts(sink, "/radio-satsumasendai", 2), what="the 解除 at 薩摩川内市")
     assert scripts[1]["msg_type"] == "Update" and "津波注意報は解除されました" in scripts[1]["text"]
     # 注意報, 予報, and their two lifts (the telegram's alerts enter one after another: wait for all).
-    await wait_for(lambda: _count(engine, 4))
+    await until(lambda: _count(engine, 4), what="four alerts of the 2015 sequence")
     # Nothing of it in force: the 津波予報 regions neither, as the last message no longer names them.
     assert [r for r in await jma_alerts(engine, active="true") if _of_2015(r)] == []
-    await wait_for(lambda: _has_n(sink, "/tv-kagoshima", 2))
+    await until(lambda: _has_n(sink, "/tv-kagoshima", 2), what="the 注意報 and its lift at the broadcaster")
     lift = parse_cap(sink.at("/tv-kagoshima")[-1]["body"])
     assert lift.infos[0].response_types == ["AllClear"] and lift.references
 
@@ -291,8 +279,8 @@ async def test_a_jma_drill_reaches_only_the_loudspeakers_that_opted_in(spool_eng
     await engine.add_subscriber(id="tv", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["38"])
     delta = delta_to_now(EEW[1])
     drop(spool_dir(engine), "drill.xml", shifted(EEW[1], delta, status="訓練"))
-    await wait_for(lambda: _has(sink, "/tv", "/radio-drills"))
-    rows = await wait_for(lambda: jma_alerts(engine))
+    await until(lambda: _has(sink, "/tv", "/radio-drills"), what="the 訓練 EEW at the broadcaster and the drill-taking gateway")
+    rows = await until(lambda: jma_alerts(engine), what="the spooled telegrams to become alerts")
     await engine.wait_deliveries(rows[0]["id"], {"delivered", "confirmed"})
     assert sink.at("/radio-plain") == []
     assert json.loads(sink.at("/radio-drills")[0]["body"])["status"] == "Exercise"
@@ -305,7 +293,8 @@ async def test_the_jma_sequences_drill_shows_the_right_grades_in_force_after_eve
     drop folder; after each telegram every view shows what the scenario expects per town."""
     from alertd.drills.runner import DrillRunner
     from alertd.drills.scenario import SCENARIOS, load_scenario
-    from tests.conftest import ADMIN_TOKEN, MQTT_URL, ROOT
+    from tests.conftest import ADMIN_TOKEN, MQTT_URL
+    from tests.support import ROOT
 
     sample_path(EEW[0])  # skips when the shared samples are absent
     os.chdir(ROOT)  # the scenario names the samples relative to the project root

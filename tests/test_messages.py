@@ -9,6 +9,7 @@ import pytest
 
 from alertd import messages
 from alertd.models import Alert, Info, MsgType, Priority, Shelter, Status
+from tests.support import make_alert
 
 NAMES = {"08211": "常総市", "08211:若宮戸": "若宮戸", "08211:三坂町": "三坂町", "08211:本石下": "本石下"}
 JOSO_DISTRICTS = ["08211:若宮戸", "08211:三坂町"]
@@ -37,26 +38,6 @@ def fixed_names(monkeypatch: pytest.MonkeyPatch) -> None:
         return f"茨城県{name}" if full and code == "08211" else name
 
     monkeypatch.setattr(messages, "place_name", fake)
-
-
-def make_alert(**kw: object) -> Alert:
-    fields: dict[str, object] = {
-        "identifier": "joso-2026-0001",
-        "sender": "desk@city.joso.ibaraki.jp",
-        "sent": datetime(2026, 6, 1, 9, 0, tzinfo=UTC),
-        "status": Status.ACTUAL,
-        "msg_type": MsgType.ALERT,
-        "id": "a-1",
-        "origin": "desk",
-        "kind": "evacuation",
-        "level": 4,
-        "action": "issue",
-        "reason": "洪水",
-        "municipality": "08211",
-        "districts": list(JOSO_DISTRICTS),
-    }
-    fields.update(kw)
-    return Alert(**fields)  # type: ignore[arg-type]
 
 
 def national(kind: str, **kw: object) -> Alert:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 
 import pytest
 
 from tests.conftest import RunningEngine, Sink
+from tests.support import until
 
+LANES = ("flash", "routine", "retry")
 PINNED = (
     "alertd_alerts_received_total",
     "alertd_deliveries_total",
@@ -34,11 +35,20 @@ async def _busy_metrics(engine: RunningEngine, sink: Sink) -> str:
     }
     status, answer = await engine.post("/api/v1/evacuation-orders", token, order)
     assert status == 202
-    await engine.wait_deliveries(answer["id"], {"delivered", "queued"})
-    await asyncio.sleep(1.2)  # one queue-depth sampling period
-    status, text = await engine.get("/metrics")
-    assert status == 200
-    return str(text)
+
+    async def failed_once() -> bool:
+        rows = {r["subscriber"]: r for r in await engine.deliveries(answer["id"])}
+        return rows["ok"]["state"] == "delivered" and rows["bad"]["attempts"] >= 1
+
+    await until(failed_once, what="one delivery through and the failing one tried at least once")
+
+    async def sampled() -> str | None:
+        # The queue-depth gauge is set by a periodic sampler: its tick is what we wait for.
+        status, text = await engine.get("/metrics")
+        assert status == 200
+        return str(text) if all(f'alertd_queue_depth{{lane="{lane}"}}' in text for lane in LANES) else None
+
+    return await until(sampled, what="the queue-depth sampler to report every lane")
 
 
 async def test_metrics_carry_the_pinned_names_with_labels(engine: RunningEngine, sink: Sink) -> None:

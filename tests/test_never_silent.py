@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -18,21 +18,12 @@ import redis.asyncio as aioredis
 
 from tests.conftest import REDIS_URL, RunningEngine, Sink, make_settings, start_engine, stop_engine
 from tests.servers import MosquittoServer, RedisServer
+from tests.support import until
 
 LEVEL5 = {
     "municipality": "08211", "level": 5, "action": "issue", "districts": ["all"], "reason": "洪水",
     "status": "Exercise",
 }  # fmt: skip
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 async def metric(running: RunningEngine, name: str, **labels: str) -> float:
@@ -82,9 +73,9 @@ async def test_flash_alert_is_delivered_after_the_event_loop_stalls_past_the_red
         await flash_reaches(running, sink, token, "before")
         failures = await metric(running, "alertd_task_step_failures_total", task="read:flash")
         time.sleep(3.5)  # noqa: ASYNC251 — the point: block the whole event loop, as a hostile request did
-        await eventually(
+        await until(
             lambda: metric_above(running, "alertd_task_step_failures_total", failures, task="read:flash"),
-            5, "the flash reader noticing its Redis read timed out",
+            timeout=5, what="the flash reader noticing its Redis read timed out",
         )  # fmt: skip
         await flash_reaches(running, sink, token, "after")
         status, health = await running.get("/healthz")
@@ -116,11 +107,11 @@ async def test_flash_alert_is_delivered_after_redis_stops_answering_for_a_while(
         await flash_reaches(running, sink, token, "before")
         failures = await metric(running, "alertd_task_step_failures_total", task="read:flash")
         await control.execute_command("CLIENT", "PAUSE", "4000", "ALL")  # Redis answers nobody for 4 s
-        await eventually(
+        await until(
             lambda: metric_above(running, "alertd_task_step_failures_total", failures, task="read:flash"),
-            10, "the flash reader's read timing out",
+            timeout=10, what="the flash reader's read timing out",
         )  # fmt: skip
-        await eventually(lambda: healthy(running), 15, "/healthz returning to 200 after the pause")
+        await until(lambda: healthy(running), timeout=15, what="/healthz returning to 200 after the pause")
         await flash_reaches(running, sink, token, "after")
     finally:
         await control.aclose()
@@ -164,12 +155,12 @@ async def test_a_reader_that_keeps_failing_makes_healthz_503_and_recovers(sink: 
             status, body = await running.get("/healthz")
             return status == 503 and any("read:flash" in c for c in body["causes"])
 
-        await eventually(unhealthy_naming_the_reader, 15, "/healthz naming the failing flash reader")
+        await until(unhealthy_naming_the_reader, timeout=15, what="/healthz naming the failing flash reader")
         _, body = await running.get("/healthz")
         assert body["status"] == "unhealthy"
         assert any("WRONGTYPE" in c for c in body["causes"]), body["causes"]
         await r.delete(stream)  # repaired: the reader makes its group again
-        await eventually(lambda: healthy(running), 15, "/healthz returning to 200")
+        await until(lambda: healthy(running), timeout=15, what="/healthz returning to 200")
         await flash_reaches(running, sink, token, "after-repair")
     finally:
         await r.aclose()
@@ -209,7 +200,7 @@ async def test_healthz_is_503_when_no_worker_takes_flash_work(sink: Sink) -> Non
             status, body = await running.get("/healthz")
             return status == 503 and any("flash lane" in c for c in body["causes"])
 
-        await eventually(says_flash_lane_stuck, 10, "/healthz reporting the stuck flash lane")
+        await until(says_flash_lane_stuck, timeout=10, what="/healthz reporting the stuck flash lane")
     finally:
         await stop_engine(running)
 
@@ -249,7 +240,7 @@ async def test_broker_down_gives_503_health() -> None:
             status, body = await running.get("/healthz")
             return status == 503 and any("MQTT broker" in c for c in body["causes"])
 
-        await eventually(says_broker_down, 10, "/healthz reporting the broker down")
+        await until(says_broker_down, timeout=10, what="/healthz reporting the broker down")
     finally:
         await stop_engine(running)
         broker.stop()
@@ -304,8 +295,10 @@ async def test_redis_losing_its_data_is_seeded_again_from_the_configuration(
     try:
         await flash_reaches(running, sink, token, "before")
         await control.flushall()  # Redis restarted without persistence: everything is gone
-        await eventually(lambda: control.exists(running.engine.keys.deployment), 15, "the data being seeded again")
-        await eventually(lambda: healthy(running), 15, "/healthz 200 again")
+        await until(
+            lambda: control.exists(running.engine.keys.deployment), timeout=15, what="the data being seeded again"
+        )
+        await until(lambda: healthy(running), timeout=15, what="/healthz 200 again")
         await flash_reaches(running, sink, token, "after")  # the desk's token works again
     finally:
         await control.aclose()
@@ -324,7 +317,7 @@ async def test_redis_losing_its_data_without_a_configuration_makes_healthz_503(
             status, body = await running.get("/healthz")
             return status == 503 and any("lost alertd's data" in c for c in body["causes"])
 
-        await eventually(says_data_lost, 15, "/healthz reporting the lost data")
+        await until(says_data_lost, timeout=15, what="/healthz reporting the lost data")
     finally:
         await control.aclose()
         await stop_engine(running, wipe_keys=False)
@@ -344,7 +337,7 @@ async def test_a_flash_delivery_that_keeps_failing_makes_healthz_503(sink: Sink)
             status, body = await running.get("/healthz")
             return status == 503 and any("dead-gateway" in c and "503" in c for c in body["causes"])
 
-        await eventually(names_the_gateway, 15, "/healthz naming the gateway the level 5 order cannot reach")
+        await until(names_the_gateway, timeout=15, what="/healthz naming the gateway the level 5 order cannot reach")
     finally:
         await stop_engine(running)
 
@@ -364,14 +357,14 @@ async def test_a_removed_subscriber_leaves_no_open_circuit_behind(sink: Sink) ->
         async def circuit_open() -> bool:
             return await metric(running, "alertd_circuit_open", subscriber="flaky") == 1.0
 
-        await eventually(circuit_open, 10, "the circuit opening")
+        await until(circuit_open, timeout=10, what="the circuit opening")
 
         async def parked_says_why() -> bool:
             rows = await running.deliveries(answer["id"])
             row = next(r for r in rows if r["subscriber"] == "flaky")
             return bool(row["last_error"])
 
-        await eventually(parked_says_why, 10, "the parked delivery saying why it waits")
+        await until(parked_says_why, timeout=10, what="the parked delivery saying why it waits")
         async with running.http.delete(f"{running.url}/api/v1/subscribers/flaky", headers=running.admin) as resp:
             assert resp.status == 204
         # The next batch the worker reads refreshes its subscribers.
@@ -382,6 +375,6 @@ async def test_a_removed_subscriber_leaves_no_open_circuit_behind(sink: Sink) ->
             _, text = await running.get("/metrics")
             return 'alertd_circuit_open{subscriber="flaky"}' not in text
 
-        await eventually(gauge_gone, 10, "the gauge of the removed subscriber going away")
+        await until(gauge_gone, timeout=10, what="the gauge of the removed subscriber going away")
     finally:
         await stop_engine(running)

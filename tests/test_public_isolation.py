@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from tests.conftest import ADMIN_TOKEN, MQTT_URL, REDIS_URL, ROOT, RunningEngine, Sink, free_port, wipe
+from tests.conftest import ADMIN_TOKEN, MQTT_URL, REDIS_URL, RunningEngine, Sink, wipe
+from tests.support import ROOT, free_port, until
 
 ORDER = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["all"], "reason": "洪水",
          "status": "Exercise"}  # fmt: skip
@@ -28,6 +29,8 @@ FLOOD = r"""
 import asyncio, json, random, sys, time
 import aiohttp
 
+announced = []
+
 async def client(url, until, counts, n):
     async with aiohttp.ClientSession() as http:
         i = 0
@@ -38,6 +41,9 @@ async def client(url, until, counts, n):
                 async with http.get(f"{url}/api/v1/alerts?{q}") as resp:
                     await resp.read()
                     counts[str(resp.status)] = counts.get(str(resp.status), 0) + 1
+                    if not announced:  # the first answer: every client has a request out by now
+                        announced.append(True)
+                        print("flooding", flush=True)
                     if resp.status in (429, 503) and "Retry-After" not in resp.headers:
                         counts["503-without-retry-after"] = counts.get("503-without-retry-after", 0) + 1
             except aiohttp.ClientError:
@@ -86,7 +92,7 @@ async def test_a_flood_of_public_reads_does_not_hold_up_desk_orders(engine: Runn
         loaded = [await desk_order_round_trip(engine, sink, token, n) for n in range(10, 16)]
     finally:
         out, _ = await flood.communicate()
-    counts: dict[str, Any] = json.loads(out)
+    counts: dict[str, Any] = json.loads(out.splitlines()[-1])
     print(f"idle (202 s, delivered s): {idle}\nunder flood: {loaded}\nflood answers: {counts}")
     # Never a 500, never a 503 without Retry-After; one address flooding gets 429s.
     assert set(counts) <= {"200", "429", "503"}, counts
@@ -145,11 +151,14 @@ async def test_with_its_own_port_the_public_face_runs_apart_and_the_desk_does_no
                 sys.executable, "-c", FLOOD, public, "4", stdout=asyncio.subprocess.PIPE
             )
             try:
-                await asyncio.sleep(1)  # the flood is under way (24 clients, in their own process)
+                assert flood.stdout is not None
+                # The flood says when it is under way (24 clients, in their own process).
+                started = await asyncio.wait_for(flood.stdout.readline(), 20)
+                assert started == b"flooding\n", "the flood of public reads never got an answer"
                 loaded = [await round_trip(n) for n in range(10, 16)]
             finally:
                 out, _ = await flood.communicate()
-        counts = json.loads(out)
+        counts = json.loads(out.splitlines()[-1])
         print(f"split: idle {idle}\nunder flood {loaded}\nflood answers {counts}")
         assert set(counts) <= {"200", "429", "503"} and counts.get("200", 0) > 0, counts
         assert len(loaded) == 6
@@ -163,26 +172,25 @@ async def test_with_its_own_port_the_public_face_runs_apart_and_the_desk_does_no
 
 
 async def _up(http: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
+    async def healthy() -> bool:
         assert proc.poll() is None, "alertd serve exited early"
         try:
             async with http.get(f"{url}/healthz") as resp:
-                if resp.status == 200:
-                    return
+                return resp.status == 200
         except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
+            return False
+
+    await until(healthy, timeout=30, what=f"{url} to come up")
 
 
 async def _until_flooding(engine: RunningEngine) -> None:
     from alertd.metrics import PUBLIC_SHED
 
-    for _ in range(200):
+    def flooding() -> bool:
         gate = engine.runner.app[_gate_key()]
-        if gate._waiting > 0 or PUBLIC_SHED._value.get() > 0:
-            return
-        await asyncio.sleep(0.02)
+        return bool(gate._waiting > 0 or PUBLIC_SHED._value.get() > 0)
+
+    await until(flooding, timeout=10, what="the public gate to queue or shed the flood's reads")
 
 
 def _gate_key() -> Any:
@@ -255,6 +263,7 @@ async def _past_the_second_of(http_date: str) -> None:
     """If-Modified-Since speaks in whole seconds: wait (with a deadline) until that second is over."""
     from email.utils import parsedate_to_datetime
 
+    # Not a wait for an event: letting the clock pass that second is the behaviour under test.
     deadline = time.time() + 5
     while time.time() < parsedate_to_datetime(http_date).timestamp() + 2:
         assert time.time() < deadline

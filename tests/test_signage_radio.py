@@ -26,6 +26,7 @@ from adapters.signage import (
 )
 from alertd import messages
 from alertd.models import AdapterKind, Alert, Info, MsgType, Priority, Status, Subscriber
+from tests.support import make_alert
 
 NAMES = {"08211": "常総市", "13101": "千代田区", "08211:若宮戸": "若宮戸", "08211:三坂町": "三坂町"}
 SSML = f"{{{SSML_NS}}}"
@@ -35,25 +36,6 @@ XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 @pytest.fixture(autouse=True)
 def fixed_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(messages, "place_name", lambda code, *, full=False: NAMES.get(code, code))
-
-
-def make_alert(**kw: object) -> Alert:
-    fields: dict[str, object] = {
-        "identifier": "joso-2026-0001",
-        "sender": "desk@city.joso.ibaraki.jp",
-        "sent": datetime(2026, 6, 1, 9, 0, tzinfo=UTC),
-        "status": Status.ACTUAL,
-        "msg_type": MsgType.ALERT,
-        "id": "a-1",
-        "kind": "evacuation",
-        "level": 4,
-        "action": "issue",
-        "reason": "洪水",
-        "municipality": "08211",
-        "districts": ["08211:若宮戸", "08211:三坂町"],
-    }
-    fields.update(kw)
-    return Alert(**fields)  # type: ignore[arg-type]
 
 
 def missile(**kw: object) -> Alert:

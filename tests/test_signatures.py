@@ -9,7 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from adapters.signing import SIGNATURE_HEADER, sign, verify
-from tests.conftest import ROOT, RunningEngine, free_port
+from tests.conftest import RunningEngine
+from tests.support import ROOT, free_port
 
 SECRET = "broadcaster-secret-0123456789"
 ORDER = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["all"], "reason": "洪水",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -18,16 +17,8 @@ from lxml import etree
 
 from alertd.cap import parse_cap, to_cap
 from alertd.models import utcnow
-from tests.conftest import (
-    ROOT,
-    RunningEngine,
-    Sink,
-    free_port,
-    make_settings,
-    shared_data,
-    start_engine,
-    stop_engine,
-)
+from tests.conftest import RunningEngine, Sink, make_settings, start_engine, stop_engine
+from tests.support import ROOT, free_port, shared_data
 
 CAP_FIXTURES = ROOT / "tests" / "fixtures" / "cap"
 
@@ -208,13 +199,13 @@ async def test_jma_eew_from_the_feed_reaches_radio_and_tv_through_the_flash_lane
     running = await start_engine(make_settings(seed_file=str(seed)))
     try:
         await sink.wait_for(2, timeout=20)
-        await asyncio.sleep(0.5)
-        got = sorted({r["path"] for r in sink.received})
-        # The policy sends EEW to radio and broadcasters of the affected prefectures only.
-        assert got == ["/radio-kochi", "/tv-kochi"]
         status, alerts = await running.get("/api/v1/alerts")
         assert status == 200
         eew = next(a for a in alerts if a["kind"] == "eew")
+        await running.wait_settled(eew["id"])  # before looking at who else got it
+        got = sorted({r["path"] for r in sink.received})
+        # The policy sends EEW to radio and broadcasters of the affected prefectures only.
+        assert got == ["/radio-kochi", "/tv-kochi"]
         assert eew["priority"] == "flash" and eew["origin"] == "jma" and eew["status"] == "Actual"
         script = json.loads(sink.at("/radio-kochi")[0]["body"])
         assert "緊急地震速報" in script["text"]

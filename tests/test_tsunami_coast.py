@@ -22,7 +22,7 @@ def bare_registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
 def ibaraki_only_registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     """The finding's setup: only prefecture 08's boundaries imported."""
     from geo.importer import import_boundaries
-    from tests.conftest import shared_data
+    from tests.support import shared_data
 
     source = shared_data("geo", "ibaraki-municipalities.geojson")
     cache = tmp_path_factory.mktemp("ibaraki-geo-cache")

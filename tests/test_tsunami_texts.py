@@ -19,9 +19,8 @@ from adapters.signage import SignageAdapter
 from alertd.cap import parse_cap, to_cap
 from alertd.jma.parse import parse_message
 from alertd.models import AdapterKind, Alert, Status, Subscriber
+from tests.support import JMAXML
 
-ROOT = Path(__file__).resolve().parents[1]
-JMAXML = ROOT / ".." / "shared" / "data" / "jmaxml"
 LANGS = ["ja", "en", "zh", "ko", "ja-easy"]
 
 pytestmark = pytest.mark.skipif(not JMAXML.is_dir(), reason="JMA samples not found at ../shared/data/jmaxml")

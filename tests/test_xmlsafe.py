@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from alertd import xmlsafe
 from alertd.errors import AlertdError, HostileInput, MalformedInput, TooLarge
 from alertd.xmlsafe import load_schema, parse_xml
+from tests.support import CAP_XSD
 
-CAP_XSD = Path(__file__).resolve().parents[1] / "../shared/data/cap/CAP-v1.2.xsd"
 FIXTURES = Path(__file__).parent / "fixtures" / "cap"
 
 
