@@ -21,7 +21,8 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from alertd.audit import AuditLog
-from tests.conftest import REDIS_URL, ROOT, wipe
+from tests.conftest import REDIS_URL, wipe
+from tests.support import ROOT
 
 
 @pytest_asyncio.fixture
