@@ -13,8 +13,10 @@ of logs, errors and /healthz.
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from alertd.tls import client_context
@@ -53,6 +55,22 @@ class Broker:
             host=parts.hostname, port=port or (TLS_PORT if tls else PLAIN_PORT), tls=tls,
             username=username or None, password=password, ca_file=ca_file,
         )  # fmt: skip
+
+    @classmethod
+    def from_env(cls, url: str) -> Broker:
+        """The deployment's broker as the engine reaches it, for tools beside it (drills)."""
+        return cls.parse(
+            url, username=os.environ.get("ALERTD_MQTT_USERNAME") or None,
+            password=os.environ.get("ALERTD_MQTT_PASSWORD") or None,
+            ca_file=os.environ.get("ALERTD_MQTT_CA_FILE") or None,
+        )  # fmt: skip
+
+    def client_options(self) -> dict[str, Any]:
+        """``aiomqtt.Client`` keyword arguments: where, how (TLS) and as whom."""
+        return {
+            "hostname": self.host, "port": self.port, "username": self.username, "password": self.password,
+            "tls_context": self.tls_context(),
+        }  # fmt: skip
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
