@@ -168,6 +168,16 @@ async def test_serve_with_a_certificate_speaks_https_on_both_listeners_and_deliv
             async with http.get(f"{public}/api/v1/alerts/{answer['id']}", ssl=tls) as resp:
                 assert resp.status == 200
 
+            # The operator commands reach it too, trusting the CA through OpenSSL's SSL_CERT_FILE.
+            status_cmd = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "alertd", "status", "--url", desk, "--public-url", public,
+                cwd=ROOT, env={**os.environ, "SSL_CERT_FILE": pki.ca},
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(status_cmd.communicate(), 60)
+            assert status_cmd.returncode == 0, err.decode()
+            assert answer["id"] in out.decode()
+
             # Plain HTTP to either port gets no answer: a token never travels in clear.
             for plain in (f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{public_port}/api/v1/alerts"):
                 with pytest.raises(aiohttp.ClientError):
@@ -392,3 +402,21 @@ async def test_a_refused_broker_login_makes_healthz_503_naming_the_broker_not_th
     finally:
         await stop_engine(running)
     assert FEED_PASSWORD not in _logged(caplog)
+
+
+async def test_a_wrong_broker_password_at_start_stops_the_engine_with_a_sentence(
+    tls_broker: MosquittoServer, pki: TlsFiles
+) -> None:
+    from alertd.engine import Engine
+    from alertd.feed import FeedUnavailable
+
+    wrong = "wrong-" + secrets.token_hex(6)
+    engine = Engine(make_settings(mqtt_url=f"mqtts://alertd:{wrong}@127.0.0.1:{tls_broker.port}", mqtt_ca_file=pki.ca))
+    try:
+        with pytest.raises(FeedUnavailable) as refused:
+            await engine.start()
+    finally:
+        await engine.stop()
+    said = refused.value.detail
+    assert f"the MQTT broker at 127.0.0.1:{tls_broker.port}" in said and "refused the user name or password" in said
+    assert wrong not in said
