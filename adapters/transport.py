@@ -162,7 +162,7 @@ _PROTOCOLS: dict[tuple[str, int], aiomqtt.ProtocolVersion] = {}
 _client_ids = itertools.count()
 
 # How paho words a CONNACK refusing the login (MQTT 3.1.1 codes 4 and 5, MQTT 5 codes 134 and 135).
-LOGIN_REFUSED = ("user name or password", "Not authorized")
+LOGIN_REFUSED = ("user name or password", "not authorized", "not authorised")
 
 
 class MqttConnection:
@@ -320,7 +320,7 @@ class MqttConnection:
         # paho's reasons name the failure ("Not authorized", a certificate that did not
         # verify), never the credentials; the redaction is for a password quoted back anyway.
         reason = _without_password(str(exc), self.broker)
-        if any(refusal in reason for refusal in LOGIN_REFUSED):
+        if any(refusal in reason.lower() for refusal in LOGIN_REFUSED):
             reason = f"it refused the user name or password alertd gave: {reason}"
         self.last_error = reason
         log.warning("mqtt.disconnected", broker=str(self.broker), error=self.last_error)
