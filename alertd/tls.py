@@ -13,6 +13,7 @@ listener that silently fell back to plain HTTP would send desk tokens in clear.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,13 @@ def _readable(path: str, what: str) -> None:
         raise TlsConfigError(f"cannot read the {what} {path!r} ({exc.strerror or exc}).") from None
 
 
+def _no_passphrase(key: str) -> Callable[[], str]:
+    def refuse() -> str:
+        raise TlsConfigError(f"the TLS key {key!r} is encrypted: give alertd an unencrypted key (readable by it alone).")
+
+    return refuse
+
+
 def server_context(
     cert: str | None, key: str | None, *, names: tuple[str, str] = ("--tls-cert", "--tls-key")
 ) -> ssl.SSLContext | None:
@@ -51,7 +59,8 @@ def server_context(
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(cert, key)
+        # An encrypted key would make OpenSSL prompt on the terminal, hanging a service start.
+        context.load_cert_chain(cert, key, password=_no_passphrase(key))
     except ssl.SSLError as exc:
         raise TlsConfigError(
             f"the TLS key {key!r} does not belong to the certificate {cert!r}, or one of them is not a PEM file "

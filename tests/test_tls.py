@@ -222,6 +222,17 @@ async def test_a_key_that_is_not_the_certificates_stops_serve(pki: TlsFiles, tmp
     assert f"the TLS key {str(other)!r} does not belong to the certificate {pki.cert!r}" in said
 
 
+async def test_an_encrypted_key_stops_serve_instead_of_prompting_for_a_passphrase(
+    pki: TlsFiles, tmp_path: Path
+) -> None:
+    key = serialization.load_pem_private_key(Path(pki.key).read_bytes(), password=None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.BestAvailableEncryption(b"passphrase")))  # fmt: skip
+    said = await _serve_fails("--tls-cert", pki.cert, "--tls-key", str(encrypted))
+    assert f"the TLS key {str(encrypted)!r} is encrypted" in said
+
+
 async def test_an_unreadable_certificate_stops_serve(pki: TlsFiles, tmp_path: Path) -> None:
     missing = str(tmp_path / "nowhere.pem")
     said = await _serve_fails("--tls-cert", missing, "--tls-key", pki.key)
