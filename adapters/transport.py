@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 
 from adapters.base import DeliveryError, Payload, PermanentError, RetryableError
 from alertd import logs
+from alertd.broker import Broker
 from alertd.constants import Topics
 from alertd.limits import RESPONSE_READ_BYTES
 from alertd.redact import redact_text, redact_url
@@ -127,19 +128,30 @@ async def _discard_body(resp: aiohttp.ClientResponse) -> None:
 
 @dataclass(frozen=True)
 class MqttTarget:
-    host: str
-    port: int
+    broker: Broker
     topic: str
 
     @classmethod
-    def parse(cls, endpoint: str) -> MqttTarget:
+    def parse(cls, endpoint: str, home: Broker | None = None) -> MqttTarget:
+        """The broker and topic of ``mqtt(s)://[user:pass@]host:port/topic``.
+
+        An endpoint on the deployment's own broker (``home``) that gives no login of its
+        own gets in the way the feed does (TLS, CA, credentials): subscribers are
+        registered with the broker's address, not with alertd's password.
+        """
         parts = urlsplit(endpoint)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise PermanentError(f"the endpoint {redact_url(endpoint)!r} is not an mqtt://host:port/topic address")
         topic = parts.path.lstrip("/")
         if not topic or "+" in topic or "#" in topic:
             raise PermanentError(f"the endpoint {redact_url(endpoint)!r} names no publishable topic")
-        return cls(parts.hostname, parts.port or 1883, topic)
+        try:
+            broker = Broker.parse(endpoint, ca_file=home.ca_file if home else None, what="the endpoint")
+        except ValueError:
+            raise PermanentError(f"the endpoint {redact_url(endpoint)!r} is not an mqtt://host:port/topic address") from None
+        if home is not None and broker.username is None and (broker.host, broker.port) == (home.host, home.port):
+            broker = home
+        return cls(broker, topic)
 
 
 MessageHandler = Callable[[aiomqtt.Message], Awaitable[None]]
@@ -148,6 +160,9 @@ MessageHandler = Callable[[aiomqtt.Message], Awaitable[None]]
 _PROTOCOLS: dict[tuple[str, int], aiomqtt.ProtocolVersion] = {}
 
 _client_ids = itertools.count()
+
+# How paho words a CONNACK refusing the login (MQTT 3.1.1 codes 4 and 5, MQTT 5 codes 134 and 135).
+LOGIN_REFUSED = ("user name or password", "not authorized", "not authorised")
 
 
 class MqttConnection:
@@ -160,16 +175,18 @@ class MqttConnection:
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        broker: Broker,
         *,
         client_id: str | None = None,
         subscriptions: tuple[str, ...] = (),
         on_message: MessageHandler | None = None,
         share_group: str | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
+        self.broker = broker
+        self.host = broker.host
+        self.port = broker.port
+        # Built once: loading the system's CAs for every reconnect would be wasted work.
+        self._tls = broker.tls_context()
         self.client_id = client_id or f"alertd-{socket.gethostname()}-{os.getpid()}-{next(_client_ids)}"
         self.subscriptions = subscriptions
         # With MQTT 5, several alertd processes split the subscription
@@ -181,6 +198,9 @@ class MqttConnection:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # Why the last attempt failed ("Bad user name or password"), for /healthz and
+        # the start error; it never holds the password.
+        self.last_error: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -226,6 +246,9 @@ class MqttConnection:
             max_inflight_messages=1000,
             max_queued_outgoing_messages=100_000,
             timeout=10,
+            username=self.broker.username,
+            password=self.broker.password,
+            tls_context=self._tls,
             **kwargs,  # type: ignore[arg-type]
         )
         if persistent:
@@ -254,8 +277,9 @@ class MqttConnection:
                                 topic = f"$share/{self.share_group}/{topic}"
                             await client.subscribe(topic, qos=1)
                         self._ready.set()
+                        self.last_error = None
                         backoff = 0.2
-                        log.info("mqtt.connected", broker=f"{self.host}:{self.port}", protocol=int(protocol))
+                        log.info("mqtt.connected", broker=str(self.broker), tls=self.broker.tls, protocol=int(protocol))
                         async for message in client.messages:
                             if self.on_message is not None:
                                 try:
@@ -271,17 +295,18 @@ class MqttConnection:
                     # A 3.1.1-only broker refuses the v5 CONNECT; fall through to 3.1.1.
                     if self.protocol is None and protocol == aiomqtt.ProtocolVersion.V5:
                         continue
-                    log.warning("mqtt.disconnected", broker=f"{self.host}:{self.port}", error=str(exc))
+                    self._failed(exc)
                 except aiomqtt.MqttError as exc:
                     if self.protocol is None and protocol == aiomqtt.ProtocolVersion.V5:
                         continue
-                    log.warning("mqtt.disconnected", broker=f"{self.host}:{self.port}", error=str(exc))
+                    self._failed(exc)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     # Anything else (a library bug, a broken socket state) must not end the
                     # connection for good: the feed and the ack listener depend on it.
-                    log.exception("mqtt.connection_failed", broker=f"{self.host}:{self.port}", error=repr(exc))
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("mqtt.connection_failed", broker=str(self.broker), error=repr(exc))
                 finally:
                     self._ready.clear()
                     self._client = None
@@ -290,6 +315,15 @@ class MqttConnection:
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    def _failed(self, exc: aiomqtt.MqttError) -> None:
+        # paho's reasons name the failure ("Not authorized", a certificate that did not
+        # verify), never the credentials; the redaction is for a password quoted back anyway.
+        reason = _without_password(str(exc), self.broker)
+        if any(refusal in reason.lower() for refusal in LOGIN_REFUSED):
+            reason = f"it refused the user name or password alertd gave: {reason}"
+        self.last_error = reason
+        log.warning("mqtt.disconnected", broker=str(self.broker), error=self.last_error)
 
     async def publish(
         self,
@@ -305,10 +339,11 @@ class MqttConnection:
         try:
             await asyncio.wait_for(self.wait_ready(timeout_s), timeout_s)
         except TimeoutError as exc:
-            raise RetryableError(f"MQTT broker {self.host}:{self.port} is not reachable") from exc
+            why = f" ({self.last_error})" if self.last_error else ""
+            raise RetryableError(f"MQTT broker {self.broker} is not reachable{why}") from exc
         client = self._client
         if client is None:
-            raise RetryableError(f"MQTT broker {self.host}:{self.port} connection was lost")
+            raise RetryableError(f"MQTT broker {self.broker} connection was lost")
         props = None
         if self.v5:
             props = Properties(PacketTypes.PUBLISH)
@@ -322,6 +357,12 @@ class MqttConnection:
             raise RetryableError(f"MQTT publish to {topic} failed: {exc}") from exc
         except TimeoutError as exc:
             raise RetryableError(f"no PUBACK for {topic} within {timeout_s:g} s") from exc
+
+
+def _without_password(text: str, broker: Broker) -> str:
+    if broker.password and len(broker.password) >= 3:
+        text = text.replace(broker.password, "***")
+    return text
 
 
 def mqtt_envelope(payload: Payload, topics: Topics) -> bytes:
@@ -344,22 +385,28 @@ def mqtt_envelope(payload: Payload, topics: Topics) -> bytes:
 class MqttTransport:
     """Publishes subscriber deliveries, one pooled connection per broker."""
 
-    def __init__(self, topics: Topics) -> None:
+    def __init__(self, topics: Topics, home: Broker | None = None) -> None:
         self.topics = topics
-        self._connections: dict[tuple[str, int], MqttConnection] = {}
+        # The deployment's own broker: endpoints on it get in as the feed does.
+        self.home = home
+        self._connections: dict[Broker, MqttConnection] = {}
 
-    def connection(self, host: str, port: int) -> MqttConnection:
-        key = (host, port)
-        conn = self._connections.get(key)
+    def connection(self, broker: Broker) -> MqttConnection:
+        # One connection per broker *and login*: two receivers with their own
+        # accounts on one broker must not publish as each other.
+        conn = self._connections.get(broker)
         if conn is None:
-            conn = MqttConnection(host, port)
+            try:
+                conn = MqttConnection(broker)
+            except ValueError as exc:  # the CA file cannot be used: no retry will help
+                raise PermanentError(getattr(exc, "detail", str(exc))) from None
             conn.start()
-            self._connections[key] = conn
+            self._connections[broker] = conn
         return conn
 
     async def send(self, endpoint: str, payload: Payload, timeout_s: float, expiry_s: int | None) -> None:
-        target = MqttTarget.parse(endpoint)
-        conn = self.connection(target.host, target.port)
+        target = MqttTarget.parse(endpoint, self.home)
+        conn = self.connection(target.broker)
         await conn.publish(
             target.topic,
             mqtt_envelope(payload, self.topics),

@@ -27,27 +27,58 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
+def _start_failed(command: str, exc: Exception) -> int:
+    detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+    logs.get(f"alertd.{command}").error(f"{command}.start_failed", error=detail)
+    print(f"alertd {command}: could not start: {detail}", file=sys.stderr)
+    return 2
+
+
+def _listener_tls(args: argparse.Namespace, settings: Any) -> tuple[Any, Any, list[str]]:
+    """The desk's and the public listener's TLS contexts, and the public child's TLS flags.
+
+    The public side defaults to the desk's pair; either may be plain HTTP.
+    """
+    from alertd.tls import server_context
+
+    cert, key = args.tls_cert or settings.tls_cert, args.tls_key or settings.tls_key
+    desk = server_context(cert, key, names=("--tls-cert (ALERTD_TLS_CERT)", "--tls-key (ALERTD_TLS_KEY)"))
+    public_cert = getattr(args, "public_tls_cert", None) or settings.public_tls_cert
+    public_key = getattr(args, "public_tls_key", None) or settings.public_tls_key
+    if public_cert or public_key:
+        public = server_context(public_cert, public_key, names=(
+            "--public-tls-cert (ALERTD_PUBLIC_TLS_CERT)", "--public-tls-key (ALERTD_PUBLIC_TLS_KEY)"
+        ))  # fmt: skip
+    else:
+        public_cert, public_key, public = cert, key, desk
+    child_flags = ["--tls-cert", public_cert, "--tls-key", public_key] if public is not None else []
+    return desk, public, child_flags
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from alertd.api import make_app
     from alertd.config import Settings
     from alertd.engine import Engine
+    from alertd.tls import scheme
 
     settings = Settings.from_env()
     if args.config:
         settings.seed_file = args.config
+    try:
+        # Before anything starts: a listener must never fall back to plain HTTP.
+        desk_tls, public_tls, public_flags = _listener_tls(args, settings)
+    except ValueError as exc:
+        return _start_failed("serve", exc)
     engine = Engine(settings, workers=not args.no_workers)
     try:
         await engine.start()
     except Exception as exc:
         # A bad configuration (a short token, an unknown district) or an unreachable
         # server: say so and exit, never hang half-started.
-        detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
-        logs.get("alertd.serve").error("serve.start_failed", error=detail)
-        print(f"alertd serve: could not start: {detail}", file=sys.stderr)
         await engine.stop()
-        return 2
+        return _start_failed("serve", exc)
     # Extra delivery processes share the lanes through the consumer group: a
     # single Python process tops out around two thousand deliveries a second.
     children = ChildProcesses(settings)
@@ -57,16 +88,18 @@ async def _serve(args: argparse.Namespace) -> int:
     if split:
         # The public face in a process of its own: a flood of anonymous reads
         # then costs the desk and the flash lane nothing but a share of the CPU.
-        children.add("public", ["public", "--host", args.public_host, "--port", str(args.public_port)])
+        children.add(
+            "public", ["public", "--host", args.public_host, "--port", str(args.public_port), *public_flags]
+        )
     children.start()
     desk_app = make_app(engine, desk=True, public=not split)
     runner = web.AppRunner(desk_app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, args.host, args.port).start()
+    await web.TCPSite(runner, args.host, args.port, ssl_context=desk_tls).start()
     log = logs.get("alertd.serve")
     log.info(
-        "serve.listening", desk=f"http://{args.host}:{args.port}",
-        public=f"http://{args.public_host}:{args.public_port} (own process)" if split else None,
+        "serve.listening", desk=f"{scheme(desk_tls)}://{args.host}:{args.port}",
+        public=f"{scheme(public_tls)}://{args.public_host}:{args.public_port} (own process)" if split else None,
         redis=redact_url(settings.redis_url or ""), mqtt=redact_url(settings.mqtt_url or ""),
     )  # fmt: skip
     await _until_signalled()
@@ -134,13 +167,31 @@ async def _public(args: argparse.Namespace) -> int:
     from alertd.api import make_app
     from alertd.config import Settings
     from alertd.engine import Engine
+    from alertd.tls import scheme, server_context
 
-    engine = Engine(Settings.from_env(), reader=True)
-    await engine.start()
+    settings = Settings.from_env()
+    try:
+        # Run on its own, the public listener's pair is --tls-cert/--tls-key, else the
+        # environment's public pair, else the desk's.
+        if args.tls_cert or args.tls_key:
+            tls = server_context(args.tls_cert, args.tls_key)
+        elif settings.public_tls_cert or settings.public_tls_key:
+            tls = server_context(settings.public_tls_cert, settings.public_tls_key,
+                                 names=("ALERTD_PUBLIC_TLS_CERT", "ALERTD_PUBLIC_TLS_KEY"))  # fmt: skip
+        else:
+            tls = server_context(settings.tls_cert, settings.tls_key, names=("ALERTD_TLS_CERT", "ALERTD_TLS_KEY"))
+    except ValueError as exc:
+        return _start_failed("public", exc)
+    engine = Engine(settings, reader=True)
+    try:
+        await engine.start()
+    except Exception as exc:
+        await engine.stop()
+        return _start_failed("public", exc)
     runner = web.AppRunner(make_app(engine, desk=False, public=True), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, args.host, args.port).start()
-    logs.get("alertd.public").info("public.listening", url=f"http://{args.host}:{args.port}")
+    await web.TCPSite(runner, args.host, args.port, ssl_context=tls).start()
+    logs.get("alertd.public").info("public.listening", url=f"{scheme(tls)}://{args.host}:{args.port}")
     await _until_signalled()
     await runner.cleanup()
     await engine.stop()
@@ -323,6 +374,11 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tls_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls-cert", help="PEM certificate (chain): serve HTTPS (env ALERTD_TLS_CERT)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert (env ALERTD_TLS_KEY)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alertd", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("ALERTD_LOG_LEVEL", "INFO"))
@@ -337,12 +393,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-workers", action="store_true", help="API only; deliveries left to other processes")
     p.add_argument("--workers", type=int, default=int(os.environ.get("ALERTD_WORKERS", "1")),
                    help="delivery processes in all (this one included); default 1")  # fmt: skip
+    _tls_flags(p)
+    p.add_argument("--public-tls-cert", help="the public listener's own certificate (default: --tls-cert)")
+    p.add_argument("--public-tls-key", help="the public listener's own key (default: --tls-key)")
 
     sub.add_parser("worker", help="a delivery-only process sharing the lanes of a running engine")
 
     p = sub.add_parser("public", help="the public listener alone (alerts, feeds, acks), as serve --public-port runs it")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
+    _tls_flags(p)
 
     p = sub.add_parser("demo", help="a Joso flood drill on embedded Redis and MQTT, with a delivery report")
     p.add_argument("--json", help="also write the report as JSON here")

@@ -65,6 +65,18 @@ class Settings:
     # PEM files: with both set, every CAP document alertd emits carries an XML-DSig signature.
     signing_key: str | None = None
     signing_cert: str | None = None
+    # TLS (alertd/tls.py). The listeners' PEM pair (--tls-cert/--tls-key override it);
+    # the public listener may have a pair of its own (internet vs. LGWAN side).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    public_tls_cert: str | None = None
+    public_tls_key: str | None = None
+    # The private CA that signed a rediss:// Redis's or an mqtts:// broker's certificate.
+    redis_ca_file: str | None = None
+    mqtt_ca_file: str | None = None
+    # The broker login, when ALERTD_MQTT_URL does not carry one (alertd/broker.py).
+    mqtt_username: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -88,6 +100,14 @@ class Settings:
             seed_file=os.environ.get("ALERTD_CONFIG") or None,
             signing_key=os.environ.get("ALERTD_SIGNING_KEY") or None,
             signing_cert=os.environ.get("ALERTD_SIGNING_CERT") or None,
+            tls_cert=os.environ.get("ALERTD_TLS_CERT") or None,
+            tls_key=os.environ.get("ALERTD_TLS_KEY") or None,
+            public_tls_cert=os.environ.get("ALERTD_PUBLIC_TLS_CERT") or None,
+            public_tls_key=os.environ.get("ALERTD_PUBLIC_TLS_KEY") or None,
+            redis_ca_file=os.environ.get("ALERTD_REDIS_CA_FILE") or None,
+            mqtt_ca_file=os.environ.get("ALERTD_MQTT_CA_FILE") or None,
+            mqtt_username=os.environ.get("ALERTD_MQTT_USERNAME") or None,
+            mqtt_password=os.environ.get("ALERTD_MQTT_PASSWORD") or None,
             redis_socket_timeout_s=_env_float("ALERTD_REDIS_TIMEOUT_S", 5.0),
             health_flash_age_s=_env_float("ALERTD_HEALTH_FLASH_AGE_S", 30.0),
             public_rate_per_s=_env_float("ALERTD_PUBLIC_RATE", 20.0),

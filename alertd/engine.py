@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 import adapters
 from alertd import logs
+from alertd.broker import Broker
 from alertd.cap_signature import CapSigner, SigningConfigError
 from alertd.config import Settings, load_seed
 from alertd.constants import Keys, Topics
@@ -33,6 +34,7 @@ from alertd.routing import Router
 from alertd.store import Store, token_hash
 from alertd.supervise import Supervisor
 from alertd.testbroadcast import TestBroadcasts
+from alertd.tls import redis_tls_options
 from alertd.worker import Worker
 
 log = logs.get("alertd.engine")
@@ -72,6 +74,9 @@ class Engine:
             s.redis_url = await asyncio.to_thread(self.embedded.start_redis)
         if not s.mqtt_url and not self.reader:
             s.mqtt_url = await asyncio.to_thread(self.embedded.start_broker)
+        # Bad TLS settings stop the start here, in a sentence, before anything connects.
+        redis_tls = redis_tls_options(s.redis_url, s.redis_ca_file)
+        broker = broker_of(s) if s.mqtt_url and not self.reader else None
         # A blocking pool: hundreds of concurrent deliveries wait their turn for a
         # connection instead of failing with "Too many connections".
         # An explicit socket timeout, well above the lane readers' block time: a
@@ -80,6 +85,7 @@ class Engine:
         pool = aioredis.BlockingConnectionPool.from_url(
             s.redis_url, max_connections=s.redis_connections, timeout=10, health_check_interval=30,
             socket_timeout=s.redis_socket_timeout_s, socket_connect_timeout=5, socket_keepalive=True,
+            **redis_tls,
         )  # fmt: skip
         self.redis = aioredis.Redis(connection_pool=pool)
         await self.redis.ping()
@@ -106,7 +112,8 @@ class Engine:
         self.test_broadcasts = TestBroadcasts(self)
         self.consumer = s.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         s.consumer_name = self.consumer
-        self.feed = Feed(s.mqtt_url, self.registry, self.store, self.consumer, topics=Topics(s.topic_prefix),
+        assert broker is not None
+        self.feed = Feed(broker, self.registry, self.store, self.consumer, topics=Topics(s.topic_prefix),
                          lease_ttl_s=s.feed_lease_ttl_s, cap_signer=self.cap_signer)  # fmt: skip
         await self.feed.start()
         self.store.dirty_states = self.intake.dirty_states
@@ -127,6 +134,8 @@ class Engine:
                 self.redis, self.store, s, adapters.registry(s.call_signs, cap_signer=self.cap_signer), self.feed, self.supervisor,
                 topics=Topics(s.topic_prefix),
             )
+            # Subscriber endpoints on the deployment's broker get in as the feed does.
+            self.worker.mqtt.home = broker
             await self.worker.start()
         self.supervisor.every("expire", self._expire, 10.0)
         if self.run_ingest:
@@ -243,7 +252,8 @@ class Engine:
         if self.feed is not None:
             body["broker"] = "ok" if self.feed.connected else "unreachable"
             if not self.feed.connected:
-                causes.append(f"the MQTT broker at {self.feed.broker} is unreachable")
+                why = f" ({self.feed.last_error})" if self.feed.last_error else ""
+                causes.append(f"the MQTT broker at {self.feed.broker} is unreachable{why}")
         causes += self.supervisor.problems()
         body["tasks"] = self.supervisor.summary()
         return {"status": "unhealthy" if causes else "ok", "causes": causes, **body}
@@ -255,6 +265,14 @@ class Engine:
         subs = [subscriber_from(item) for item in data.get("subscribers") or []]
         if subs:
             await self.store.put_subscribers(subs)
+
+
+def broker_of(s: Settings) -> Broker:
+    """The deployment's broker: ALERTD_MQTT_URL, with the login and CA file of the settings."""
+    assert s.mqtt_url is not None
+    broker = Broker.parse(s.mqtt_url, username=s.mqtt_username, password=s.mqtt_password, ca_file=s.mqtt_ca_file)
+    broker.check()
+    return broker
 
 
 def cap_signer_from(s: Settings) -> CapSigner | None:

@@ -28,11 +28,11 @@ import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import aiomqtt
 
 from alertd import logs
+from alertd.broker import Broker
 from alertd.constants import Topics
 from alertd.inforce import InForce
 from alertd.lease import Lease
@@ -48,14 +48,20 @@ if TYPE_CHECKING:
 
 log = logs.get("alertd.feed")
 
+
+class FeedUnavailable(RuntimeError):
+    """The broker did not take the feed's connection at start; ``detail`` says which and why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
 FEED_SUBSCRIBER = "_feed"
 
 
 def broker_address(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ValueError(f"ALERTD_MQTT_URL must look like mqtt://host:port, not {url!r}")
-    return parts.hostname, parts.port or 1883
+    broker = Broker.parse(url)
+    return broker.host, broker.port
 
 
 def municipalities_of(registry: Registry, alert: Alert, *, reach: bool = False) -> list[str]:
@@ -96,25 +102,32 @@ def state_message(registry: Registry, municipality: str, status: str, model: InF
 
 class Feed:
     def __init__(
-        self, mqtt_url: str, registry: Registry, store: Store, consumer: str, *, topics: Topics | None = None,
-        lease_ttl_s: float = 15.0, cap_signer: CapSigner | None = None,
+        self, mqtt_url: str | Broker, registry: Registry, store: Store, consumer: str, *,
+        topics: Topics | None = None, lease_ttl_s: float = 15.0, cap_signer: CapSigner | None = None,
     ) -> None:
         from adapters.transport import MqttConnection
 
-        host, port = broker_address(mqtt_url)
-        self.host, self.port = host, port
+        # The feed, the ack listener and the state publisher all get in the same way.
+        self.access = mqtt_url if isinstance(mqtt_url, Broker) else Broker.parse(mqtt_url)
+        self.host, self.port = self.access.host, self.access.port
         self.registry = registry
         self.store = store
         self.topics = topics or Topics()
         self.consumer = consumer
         self.cap_signer = cap_signer
         # Alert messages and states go out on a plain (clean-session) connection.
-        self.conn: MqttConnection = MqttConnection(host, port, client_id=f"alertd-{store.keys.prefix}-{consumer}")
+        self.conn: MqttConnection = MqttConnection(self.access, client_id=f"alertd-{store.keys.prefix}-{consumer}")
         # A dead holder blocks its successor this long: acks wait queued in the broker meanwhile.
         self.lease = Lease(store.redis, store.keys.feed_leader, ttl_s=lease_ttl_s, role="mqtt")
 
     async def start(self) -> None:
-        await self.conn.wait_ready(timeout=15)
+        try:
+            await self.conn.wait_ready(timeout=15)
+        except TimeoutError:
+            # Say which broker and why (a refused login, a certificate that did not
+            # verify), never with the password: this sentence ends up on a terminal.
+            why = self.conn.last_error or "no answer"
+            raise FeedUnavailable(f"the MQTT broker at {self.broker} could not be reached within 15 s ({why}).") from None
 
     @property
     def connected(self) -> bool:
@@ -122,7 +135,11 @@ class Feed:
 
     @property
     def broker(self) -> str:
-        return f"{self.host}:{self.port}"
+        return str(self.access)
+
+    @property
+    def last_error(self) -> str | None:
+        return self.conn.last_error
 
     async def close(self) -> None:
         await self.conn.close()
@@ -167,7 +184,7 @@ class Feed:
         # One stable identity per deployment and a persistent session: the broker
         # queues acks while nobody listens and hands them to the next holder.
         acks = MqttConnection(
-            self.host, self.port, client_id=f"alertd-{self.store.keys.prefix}-acks",
+            self.access, client_id=f"alertd-{self.store.keys.prefix}-acks",
             subscriptions=(self.topics.ack_filter,), on_message=self._on_ack,
         )  # fmt: skip
         acks.start()

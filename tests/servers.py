@@ -9,6 +9,7 @@ sentence saying what to install, rather than skipping silently.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -16,9 +17,19 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support import free_port
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a server on 127.0.0.1: its certificate and key, and the CA that signed it."""
+
+    ca: str
+    cert: str
+    key: str
 
 
 def _port_open(port: int) -> bool:
@@ -40,7 +51,8 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
 
 def _binary(name: str, *extra_dirs: str) -> str:
     found = shutil.which(name) or next(
-        (str(Path(d) / name) for d in ("/usr/sbin", "/usr/bin", *extra_dirs) if (Path(d) / name).exists()), None
+        (str(Path(d) / name) for d in ("/usr/sbin", "/usr/bin", *extra_dirs) if (Path(d) / name).exists()),
+        None,
     )
     if found is None:
         raise AssertionError(f"{name} is not installed; `make test` installs it (tests/services.sh)")
@@ -50,21 +62,30 @@ def _binary(name: str, *extra_dirs: str) -> str:
 class RedisServer:
     """``redis-server`` on a free port; kill -9, restart and pause like a real outage."""
 
-    def __init__(self, *, appendonly: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self, *, appendonly: bool = False, password: str | None = None, tls: TlsFiles | None = None
+    ) -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="alertd-redis-")
         self.appendonly = appendonly
         self.password = password
+        self.tls = tls  # with it, TLS only: the plain port is off
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        ports = ["--port", str(self.port)]
+        if self.tls:
+            ports = [
+                "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls.cert,
+                "--tls-key-file", self.tls.key, "--tls-ca-cert-file", self.tls.ca, "--tls-auth-clients", "no",
+            ]  # fmt: skip
         args = [
-            _binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            _binary("redis-server"), *ports, "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir,
             *(["--requirepass", self.password] if self.password else []),
         ]  # fmt: skip
@@ -84,18 +105,43 @@ class RedisServer:
 
 
 class MosquittoServer:
-    def __init__(self) -> None:
+    """``mosquitto`` on a free port; with ``tls`` a TLS listener, with ``users`` logins only."""
+
+    def __init__(self, *, tls: TlsFiles | None = None, users: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="alertd-mosquitto-")
+        self.tls = tls
+        self.users = users
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
+
+    def _password_file(self) -> str:
+        path = Path(self.dir) / "passwords"
+        path.unlink(missing_ok=True)
+        for user, password in (self.users or {}).items():
+            create = [] if path.exists() else ["-c"]
+            subprocess.run([_binary("mosquitto_passwd"), "-b", *create, str(path), user, password],
+                           check=True, capture_output=True)  # fmt: skip
+        path.chmod(0o600)
+        return str(path)
 
     def start(self) -> MosquittoServer:
+        """Start (or start again, on the same port, with the current ``users``)."""
         conf = Path(self.dir) / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        # Run as whoever runs the tests: as root, mosquitto would otherwise become the
+        # "mosquitto" user, which cannot read the key and password files in a private tmp dir.
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", f"user {getpass.getuser()}"]
+        if self.tls:
+            lines += [f"certfile {self.tls.cert}", f"keyfile {self.tls.key}", f"cafile {self.tls.ca}",
+                      "tls_version tlsv1.2"]  # fmt: skip
+        if self.users:
+            lines += ["allow_anonymous false", f"password_file {self._password_file()}"]
+        else:
+            lines.append("allow_anonymous true")
+        conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen(
             [_binary("mosquitto"), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

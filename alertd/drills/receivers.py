@@ -16,13 +16,13 @@ import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import aiomqtt
 from aiohttp import web
 
 from adapters.isp import SIGNATURE_HEADER, verify
+from alertd.broker import Broker
 
 
 def _free_port() -> int:
@@ -159,14 +159,10 @@ class Fleet:
                 await resp.read()
 
     async def _mqtt_loop(self) -> None:
-        parts = urlsplit(self.mqtt_url)
+        broker = Broker.from_env(self.mqtt_url)  # TLS and login as the engine's own
         while True:
             try:
-                async with aiomqtt.Client(
-                    parts.hostname or "127.0.0.1",
-                    parts.port or 1883,
-                    identifier=f"fleet-{secrets.token_hex(4)}",
-                ) as client:
+                async with aiomqtt.Client(**broker.client_options(), identifier=f"fleet-{secrets.token_hex(4)}") as client:
                     self._mqtt_client = client
                     await client.subscribe(f"{self._topic_prefix}/+", qos=1)
                     self._mqtt_ready.set()

@@ -8,10 +8,10 @@ import json
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
+from alertd.broker import Broker
 from alertd.drills.scenario import KIND_KEYS
 
 
@@ -50,10 +50,10 @@ class Views:
     async def _listen(self) -> None:
         import aiomqtt
 
-        parts = urlsplit(self.mqtt_url)
+        broker = Broker.from_env(self.mqtt_url)  # TLS and login as the engine's own
         while True:
             try:
-                async with aiomqtt.Client(parts.hostname or "127.0.0.1", parts.port or 1883,
+                async with aiomqtt.Client(**broker.client_options(),
                                           identifier=f"drill-views-{secrets.token_hex(4)}") as client:  # fmt: skip
                     await client.subscribe(f"{self.topic_prefix}/+/+/state/exercise", qos=1)
                     self._ready.set()
