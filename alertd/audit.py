@@ -240,7 +240,11 @@ def _connect() -> tuple[Any, AuditKeys]:
         raise RuntimeError(
             "set ALERTD_REDIS_URL to the Redis alertd serve uses (and ALERTD_KEY_PREFIX if not 'alertd')"
         )
-    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+    from alertd.tls import redis_tls_options
+
+    # rediss:// with ALERTD_REDIS_CA_FILE, as the engine connects.
+    tls = redis_tls_options(url, os.environ.get("ALERTD_REDIS_CA_FILE") or None)
+    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, **tls)
     return client, AuditKeys(os.environ.get("ALERTD_KEY_PREFIX", "alertd"))
 
 
