@@ -21,8 +21,6 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-
 from alertd import logs
 from alertd.errors import InvalidInput, NotFound
 from alertd.metrics import TEST_BROADCAST
@@ -109,7 +107,7 @@ class TestBroadcasts:
         started = time.time()
         record = {"id": run_id, "alert_id": answer["id"], "districts": answer["districts"],
                   "started": started, "wait_s": float(wait_s), "deliveries": answer["deliveries"]}  # fmt: skip
-        await self.engine.store.redis.hset(self.engine.keys.testruns, run_id, msgpack.packb(record))
+        await self.engine.store.put_test_run(run_id, record)
         task = asyncio.create_task(self._finish_later(run_id, float(wait_s)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -119,10 +117,9 @@ class TestBroadcasts:
         return record
 
     async def result(self, run_id: str) -> dict[str, Any]:
-        raw = await self.engine.store.redis.hget(self.engine.keys.testruns, run_id)
-        if raw is None:
+        record = await self.engine.store.test_run(run_id)
+        if record is None:
             raise NotFound(f"There is no transmission test {run_id!r}.")
-        record = msgpack.unpackb(raw)
         final = time.time() >= record["started"] + record["wait_s"]
         rows = await self.engine.store.deliveries(record["alert_id"])
         for r in rows:
@@ -153,7 +150,7 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from alertd.cli import _http
+    from alertd.httpclient import call as _http
     from simulations.drill import Progress, bar
 
     parser = argparse.ArgumentParser(prog="alertd test-broadcast", description=__doc__,
