@@ -32,6 +32,12 @@ from alertd.store import AlertState
 log = logs.get("alertd.worker")
 
 _ENDED_STATES = frozenset({AlertState.UPDATED, AlertState.CANCELLED, AlertState.LIFTED})
+# The state names as plain strings, read once: an enum member's .value is a descriptor
+# call, and the chain writes one per delivery.
+_QUEUED, _DELIVERED, _FAILED, _EXPIRED, _SUPERSEDED = (
+    s.value for s in (DeliveryState.QUEUED, DeliveryState.DELIVERED, DeliveryState.FAILED,
+                      DeliveryState.EXPIRED, DeliveryState.SUPERSEDED)
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -66,6 +72,8 @@ class Stage:
     it decided is written (by default nothing)."""
 
     name = "stage"
+    # Whether after_record does anything; the record stage skips the call when it does not.
+    reports = False
 
     def decide(self, job: Job, fields: dict[str, Any], outcome: str | None = None,
                retry_in: float | None = None) -> bool:  # fmt: skip
@@ -87,7 +95,7 @@ class Terminal(Stage):
     name = "terminal"
 
     def __call__(self, job: Job) -> bool:
-        if job.state is not None and DeliveryState(job.state).terminal:
+        if job.state is not None and DeliveryState(job.state).terminal:  # None (never tried) is the common case
             return self.decide(job, {})
         return False
 
@@ -108,7 +116,7 @@ class Resolve(Stage):
         sub = job.sub = None if is_feed else self.subscribers.get(job.sub_id)
         if alert is None or (sub is None and not is_feed):
             why = "the subscriber was removed before delivery" if alert else "unknown alert"
-            return self.decide(job, {"state": DeliveryState.FAILED.value, "error": why})
+            return self.decide(job, {"state": _FAILED, "error": why})
         job.adapter_label = "feed" if sub is None else sub.adapter.value
         return False
 
@@ -118,10 +126,11 @@ class Supersede(Stage):
     not sent: the receiver gets what replaced it instead."""
 
     name = "supersede"
+    reports = True
 
     def __call__(self, job: Job) -> bool:
         if job.alert_state in _ENDED_STATES:
-            return self.decide(job, {"state": DeliveryState.SUPERSEDED.value}, "superseded")
+            return self.decide(job, {"state": _SUPERSEDED}, "superseded")
         return False
 
     def after_record(self, job: Job) -> None:
@@ -136,7 +145,7 @@ class Expire(Stage):
     def __call__(self, job: Job) -> bool:
         expires = job.alert.expires if job.alert is not None else None
         if expires is not None and expires.timestamp() < time.time():
-            return self.decide(job, {"state": DeliveryState.EXPIRED.value}, "expired")
+            return self.decide(job, {"state": _EXPIRED}, "expired")
         return False
 
 
@@ -156,7 +165,7 @@ class Breaker(Stage):
             return False
         wait = self.breaker.wait_time(sub.id)
         if wait > 0:
-            fields: dict[str, Any] = {"state": DeliveryState.QUEUED.value}
+            fields: dict[str, Any] = {"state": _QUEUED}
             error = None if job.prev.get("error") else self.breaker.why_open(sub.id)
             if error is not None:
                 fields["error"] = error
@@ -170,6 +179,7 @@ class Send(Stage):
     job (delivered, with its latency); a failure is left to ``Retry``."""
 
     name = "send"
+    reports = True
 
     def __init__(
         self,
@@ -206,7 +216,7 @@ class Send(Stage):
         return self.decide(
             job,
             {
-                "state": DeliveryState.DELIVERED.value,
+                "state": _DELIVERED,
                 "attempts": attempt,
                 "latency_ms": f"{latency_s * 1000:.1f}",
                 "delivered_at": f"{time.time():.3f}",
@@ -225,6 +235,7 @@ class Retry(Stage):
     parked with backoff, unless the next try would come after the alert expires."""
 
     name = "retry"
+    reports = True
 
     def __init__(self, base_s: float, max_s: float) -> None:
         self.base_s = base_s
@@ -234,26 +245,26 @@ class Retry(Stage):
         exc, attempt = job.error, job.attempt
         assert exc is not None and job.alert is not None
         if not exc.retryable:
-            return self.decide(job, {"state": DeliveryState.FAILED.value, "error": exc.message, "attempts": attempt},
+            return self.decide(job, {"state": _FAILED, "error": exc.message, "attempts": attempt},
                                "failed")  # fmt: skip
         delay = retry.backoff(attempt, self.base_s, self.max_s)
         expires = job.alert.expires
         if expires is not None and time.time() + delay > expires.timestamp():
-            return self.decide(job, {"state": DeliveryState.EXPIRED.value, "error": exc.message, "attempts": attempt},
+            return self.decide(job, {"state": _EXPIRED, "error": exc.message, "attempts": attempt},
                                "expired")  # fmt: skip
         log.info(
             "delivery.retry", alert_id=job.alert_id, subscriber_id=job.sub_id, attempt=attempt,
             retry_in_s=round(delay, 2), error=exc.message,
         )  # fmt: skip
-        return self.decide(job, {"state": DeliveryState.QUEUED.value, "error": exc.message, "attempts": attempt},
+        return self.decide(job, {"state": _QUEUED, "error": exc.message, "attempts": attempt},
                            "retry", retry_in=delay)  # fmt: skip
 
     def after_record(self, job: Job) -> None:
         assert job.error is not None and job.fields is not None
         state = job.fields.get("state")
-        if state == DeliveryState.FAILED.value:
+        if state == _FAILED:
             log.warning("delivery.failed", alert_id=job.alert_id, subscriber_id=job.sub_id, error=job.error.message)
-        elif state == DeliveryState.EXPIRED.value:
+        elif state == _EXPIRED:
             log.warning("delivery.expired", alert_id=job.alert_id, subscriber_id=job.sub_id, error=job.error.message)
 
 
@@ -266,20 +277,21 @@ class Record(Stage):
     def __init__(self, recorder: Recorder, ledger: DeliveryLedger, lane_key: Callable[[Priority], str]) -> None:
         self.recorder = recorder
         self.ledger = ledger
-        self.lane_key = lane_key
+        self.streams = {lane: lane_key(lane) for lane in Priority}  # built once, read per delivery
 
     async def __call__(self, job: Job) -> None:
         if job.outcome is not None:
             metrics.delivered(job.adapter_label, job.outcome)
         outcome = Outcome(
-            self.lane_key(job.lane), job.entry_id, job.alert_id, job.sub_id, job.fields or {}, prev=job.prev
+            self.streams[job.lane], job.entry_id, job.alert_id, job.sub_id, job.fields or {}, prev=job.prev
         )
         if job.retry_in is not None:
             outcome.retry_member = self.ledger.retry_member(job.lane.value, job.alert_id, job.sub_id, job.accepted_ms)
             outcome.retry_at_ms = int((time.time() + job.retry_in) * 1000)
         await self.recorder.record(outcome)
-        if job.decided_by is not None:
-            job.decided_by.after_record(job)
+        decided_by = job.decided_by
+        if decided_by is not None and decided_by.reports:
+            decided_by.after_record(job)
 
 
 class DeliveryChain:
