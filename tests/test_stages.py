@@ -237,6 +237,9 @@ def job_for(alert_id: str, sub_id: str, **kw: Any) -> Job:
 
 async def test_terminal_only_acknowledges_a_job_done_before_a_crash(worker: Worker) -> None:
     chain = worker.chain
+    assert [s.name for s in chain.stages] == [
+        "terminal", "resolve", "supersede", "expire", "breaker", "send", "retry", "record",
+    ]  # fmt: skip
     job = job_for("a", "s", state=DeliveryState.DELIVERED.value)
     assert chain.terminal(job) is True and job.fields == {} and job.outcome is None
     assert chain.terminal(job_for("a", "s", state=DeliveryState.SENT.value)) is False
