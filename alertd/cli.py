@@ -14,6 +14,8 @@ import sys
 from typing import Any
 
 from alertd import logs, loop
+from alertd.httpclient import CliError
+from alertd.httpclient import call as _http
 from alertd.redact import redact_url
 
 
@@ -208,38 +210,6 @@ async def _worker() -> int:
     await _until_signalled()
     await engine.stop()
     return 0
-
-
-class CliError(Exception):
-    """A sentence for the person at the terminal; printed without a traceback."""
-
-
-def _http(method: str, url: str, token: str | None, body: Any = None) -> tuple[int, Any]:
-    """A tiny blocking client for the operator commands (no event loop needed)."""
-    import urllib.error
-    import urllib.request
-
-    data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as err:
-        raw = err.read()
-        try:
-            return err.code, json.loads(raw)
-        except ValueError:
-            return err.code, {"detail": raw.decode(errors="replace")}
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        base = url.split("/api/")[0].split("/healthz")[0]
-        raise CliError(
-            f"No alertd answers at {base} ({reason}). Is 'alertd serve' running there? "
-            "Give its address with --url or ALERTD_URL."
-        ) from None
 
 
 def _need_token(token: str | None, what: str) -> str:

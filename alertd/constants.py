@@ -24,9 +24,10 @@ class Keys:
         self.issuers = f"{p}:issuers"  # set of issuer ids
         self.subscribers = f"{p}:subscribers"  # set of subscriber ids
         self.subscribers_version = f"{p}:subscribers:version"  # bumped on every change; routers reload
-        self.retry = f"{p}:retry"  # zset: "lane|alert|subscriber|attempt" -> due time (ms)
+        # zset: "lane|alert|subscriber|accepted_ms" -> due time (unix ms); see alertd/ledger.py
+        self.retry = f"{p}:retry"
         self.group = f"{p}:workers"  # consumer group on both lanes
-        self.testruns = f"{p}:testruns"
+        self.testruns = f"{p}:testruns"  # hash: transmission test id -> its record (msgpack)
         # Bumped whenever any alert or its state changes: public answers are cached
         # until it moves.
         self.views_version = f"{p}:views:version"
@@ -60,7 +61,9 @@ class Keys:
         return f"{self.prefix}:alert:{alert_id}"  # hash: doc, state, superseded_by, answer
 
     def deliveries(self, alert_id: str) -> str:
-        return f"{self.prefix}:dlv:{alert_id}"  # hash: "<subscriber>|<field>" -> value
+        # hash: "<subscriber>|state", "<subscriber>|r" (the rest, packed), "<subscriber>|confirmed_at";
+        # the format is alertd/ledger.py's alone
+        return f"{self.prefix}:dlv:{alert_id}"
 
     def dedup(self, scope: str, sender: str, identifier: str) -> str:
         # Scoped by issuer: another issuer reusing a sender and identifier (by

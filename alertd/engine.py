@@ -109,7 +109,7 @@ class Engine:
             jurisdiction=self.jurisdiction,
         )  # fmt: skip
         self.orders = OrderBuilder(self.registry, self.store, expiry, self.jurisdiction)
-        self.test_broadcasts = TestBroadcasts(self)
+        self.test_broadcasts = TestBroadcasts(self.intake, self.store)
         self.consumer = s.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         s.consumer_name = self.consumer
         assert broker is not None

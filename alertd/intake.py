@@ -1,17 +1,24 @@
-"""Intake: the stages between "a message arrived" and "its fan-out is queued".
+"""Intake: the chain of stages between "a message arrived" and "its fan-out is queued".
 
-validate + authorize → resolve references → geocode → route → persist.
-Every ingest path (desk orders, CAP, JSON, the JMA feed, drills) goes
-through ``Intake.accept``; nothing is written until every check has passed,
-and then everything is written at once (``Store.commit_alert``).
+    screen → dedup → references → geocode → compose → authorize → route → commit
+
+Every ingest path (desk orders, CAP, JSON, the JMA feed, drills, the transmission
+test) goes through ``Intake.accept``. Each stage reads and fills one
+``IntakeContext``, refuses bad input by raising an ``alertd.errors`` problem, or ends
+the chain with an answer (a repeated message gets its first answer). Nothing is
+written until every check has passed, and then everything at once
+(``Store.commit_alert``). The preview runs the same stages without dedup (it
+shows what this message would do, never an earlier answer) and without commit.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from alertd import logs
 from alertd.errors import Conflict, Forbidden, InvalidInput, UnknownArea
@@ -73,40 +80,43 @@ def priority_for(alert: Alert) -> Priority:
     return Priority.ROUTINE
 
 
-class Intake:
-    def __init__(
-        self,
-        store: Store,
-        registry: Registry,
-        geocoder: Geocoder,
-        router: Router,
-        *,
-        default_expiry: timedelta = timedelta(hours=24),
-        jurisdiction: Jurisdiction | None = None,
-    ) -> None:
-        self.store = store
-        self.registry = registry
-        self.geocoder = geocoder
-        self.router = router
-        self.default_expiry = default_expiry
-        self.jurisdiction = jurisdiction or Jurisdiction(registry)
+@dataclass
+class IntakeContext:
+    """One message on its way through the chain, and what the stages learned about it."""
 
-    async def accept(
-        self,
-        alert: Alert,
-        issuer: Issuer | None,
-        *,
-        changes: dict[str, AlertChange] | None = None,
-        fingerprint: str = "",
-        extra: dict[str, Any] | None = None,
-        dry_run: bool = False,
-    ) -> tuple[dict[str, Any], bool]:
-        """Accept an alert into the durable log; returns (answer, newly created).
+    alert: Alert
+    issuer: Issuer | None  # None: a trusted internal source (the JMA poller)
+    changes: dict[str, AlertChange]  # referenced alert id -> what this message does to it
+    fingerprint: str = ""  # the content's, to tell a repeat from a reused identifier
+    extra: dict[str, Any] | None = None  # added to the answer
+    preview: bool = False
+    referenced: list[Alert] = field(default_factory=list)
+    plan: list[PlannedDelivery] = field(default_factory=list)
+    answer: dict[str, Any] | None = None
+    created: bool = False
 
-        ``issuer`` None means a trusted internal source (the JMA poller).
-        The cheap checks (size, sender) come before anything that costs: a
-        hostile message is refused before it can hold the event loop.
-        """
+
+class IntakeStage(Protocol):
+    name: str
+
+    async def __call__(self, ctx: IntakeContext) -> bool:
+        """True when the chain ends here with ``ctx.answer``; raises to refuse the message."""
+        ...
+
+
+class Screen:
+    """The cheap checks before anything that costs: size and shape limits, that the issuer
+    may use this sender, and that a town's desk does not originate what only the state or
+    JMA announces. A hostile message is refused before it can hold the event loop, and
+    before dedup could hand anyone an earlier answer."""
+
+    name = "screen"
+
+    def __init__(self, jurisdiction: Jurisdiction) -> None:
+        self.jurisdiction = jurisdiction
+
+    async def __call__(self, ctx: IntakeContext) -> bool:
+        alert, issuer = ctx.alert, ctx.issuer
         check_alert(alert, national=issuer is None or issuer.national)
         if issuer is not None:
             self.jurisdiction.check_sender(issuer, alert.sender)
@@ -118,16 +128,57 @@ class Intake:
                     field="kind",
                 )
         alert.issuer_id = issuer.id if issuer is not None else alert.issuer_id
-        previous = None if dry_run else await self._same_message(alert, fingerprint)
-        if previous is not None:
-            return previous, False
+        return False
 
-        changes = dict(changes or {})
-        referenced = await self._resolve_references(alert, issuer)
+
+class Dedup:
+    """A repeat of a message this issuer already sent (same sender and identifier, same
+    content) gets the first answer and changes nothing; the identifier reused for a
+    different message is a 409, never a silently swallowed order. Read once here; the
+    commit keeps its own guard for two requests racing past this stage."""
+
+    name = "dedup"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def __call__(self, ctx: IntakeContext) -> bool:
+        alert = ctx.alert
+        earlier = await self.store.earlier_message(dedup_scope(alert.issuer_id), alert.sender, alert.identifier)
+        if earlier is None:
+            return False
+        previous, stored = earlier
+        if ctx.fingerprint and stored and stored != ctx.fingerprint:
+            raise Conflict(
+                f"The identifier {alert.identifier!r} was already used for a different message "
+                f"(alert {previous.get('id')}). Nothing was sent. Use a new identifier for a new message.",
+                field="identifier",
+                existing_alert=previous.get("id"),
+            )
+        ctx.answer, ctx.created = previous, False
+        return True
+
+
+class References:
+    """What this message updates, cancels or lifts: every reference must name an alert
+    alertd has and this issuer may change. An Update or Cancel with no exact changes
+    ends what it references; it inherits what it does not say (kind, reason, town,
+    event) from it; a Cancel of evacuation orders says which still stand."""
+
+    name = "references"
+
+    def __init__(self, store: Store, registry: Registry, jurisdiction: Jurisdiction) -> None:
+        self.store = store
+        self.registry = registry
+        self.jurisdiction = jurisdiction
+
+    async def __call__(self, ctx: IntakeContext) -> bool:
+        alert, issuer = ctx.alert, ctx.issuer
+        referenced = ctx.referenced = await self._resolve(alert, issuer)
         if issuer is not None:
             for ref in referenced:
                 self.jurisdiction.check_may_change(issuer, ref)
-        if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not changes:
+        if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not ctx.changes:
             # A desk lift arrives with its exact changes (alertd/inforce.py); any other
             # Update replaces what it references, a lift ends it, a Cancel withdraws it.
             state = (
@@ -135,7 +186,7 @@ class Intake:
                 else AlertState.LIFTED if alert.action == "lift" else AlertState.UPDATED
             )  # fmt: skip
             for ref in referenced:
-                changes[ref.id] = AlertChange(state=state)
+                ctx.changes[ref.id] = AlertChange(state=state)
         alert.referenced_ids = list(dict.fromkeys([*alert.referenced_ids, *(r.id for r in referenced)]))
         # Every Update, Cancel, lift and correction says in CAP what it changes, as
         # sender,identifier,sent triples a CAP receiver can act on.
@@ -144,104 +195,9 @@ class Intake:
             inherit_from(alert, referenced)
         if alert.msg_type is MsgType.CANCEL and referenced and not alert.remaining:
             alert.remaining = await self._left_standing(alert, referenced)
+        return False
 
-        alert.districts = self._normalize(alert.districts) if alert.districts else await self._geocode(alert)
-        if not alert.districts and referenced:
-            # A Cancel usually names no area: it goes where the alerts it cancels went.
-            alert.districts = list(dict.fromkeys(d for r in referenced for d in r.districts))
-        if alert.level is None and referenced and alert.msg_type is MsgType.CANCEL:
-            alert.level = max((r.level for r in referenced if r.level is not None), default=None)
-        expires = alert.expires
-        if expires is not None and expires <= utcnow():
-            raise InvalidInput(
-                f"This alert expired at {expires.isoformat()}; nothing was sent. Check the expiry time.",
-                field="expires",
-            )
-        if not alert.districts:
-            raise InvalidInput(
-                "The message names no area alertd can resolve: give municipality codes, "
-                "JMA area codes, district names, a polygon or a circle."
-            )
-        self._check_districts(alert.districts)
-        self._name_areas(alert)
-        self._fill_texts(alert)
-        if issuer is not None:
-            self.authorize(issuer, alert.districts)
-            if alert.origin != "desk":  # desk orders derive their own, in orders.py
-                self.jurisdiction.stamp_identity(alert, issuer)
-
-        alert.id = "" if dry_run else new_alert_id()
-        alert.accepted_at = utcnow()
-        if alert.origin != "jma":  # the JMA policy has already chosen the lane
-            alert.priority = priority_for(alert) if alert.priority is Priority.ROUTINE else alert.priority
-        if alert.adapters is None and (issuer is None or issuer.national):
-            alert.adapters = adapters_from_codes(alert.codes)
-        for info in alert.infos:
-            if info.expires is None:
-                info.expires = alert.sent + self.default_expiry
-        plan = await self.router.plan(alert)
-        if referenced:
-            # A lift, cancel or update reaches everyone who got what it changes,
-            # whatever their min_level: a portal showing an order must see it end.
-            await self._add_earlier_recipients(alert, plan, [r.id for r in referenced])
-        answer = {
-            "id": alert.id,
-            "districts": alert.districts,
-            "deliveries": sum(1 for p in plan if p.adapter != "feed"),
-            "priority": alert.priority.value,
-            "status": alert.status.value,
-            "msg_type": alert.msg_type.value,
-            **(extra or {}),
-        }
-        if dry_run:  # the preview: every stage ran, nothing is written
-            return {**answer, "id": None, "references": alert.referenced_ids}, False
-        answer, created = await self.store.commit_alert(
-            alert, plan, answer, changes, fingerprint=fingerprint, dirty=self.dirty_states(alert, referenced)
-        )
-        if created:
-            ALERTS_RECEIVED.labels(source=alert.origin, status=alert.status.value).inc()
-            log.info(
-                "alert.accepted", alert_id=alert.id, sender=alert.sender, identifier=alert.identifier,
-                issuer_id=issuer.id if issuer else None, msg_type=alert.msg_type.value,
-                status=alert.status.value, priority=alert.priority.value, districts=len(alert.districts),
-                deliveries=len(plan), references=alert.referenced_ids,
-            )  # fmt: skip
-        return answer, created
-
-    async def _same_message(self, alert: Alert, fingerprint: str) -> dict[str, Any] | None:
-        """The first answer when this sender's identifier was used before for the same
-        message; 409 when it was used for a different one (a reused identifier must
-        never silently swallow a new order)."""
-        scope = dedup_scope(alert.issuer_id)
-        previous = await self.store.answer_for(scope, alert.sender, alert.identifier)
-        if previous is None:
-            return None
-        stored = await self.store.fingerprint_of(scope, alert.sender, alert.identifier)
-        if fingerprint and stored and stored != fingerprint:
-            raise Conflict(
-                f"The identifier {alert.identifier!r} was already used for a different message "
-                f"(alert {previous.get('id')}). Nothing was sent. Use a new identifier for a new message.",
-                field="identifier",
-                existing_alert=previous.get("id"),
-            )
-        return previous
-
-    async def _add_earlier_recipients(
-        self, alert: Alert, plan: list[PlannedDelivery], referenced: list[str]
-    ) -> None:
-        """Whoever got what this alert changes hears it too, whatever its min_level — but only
-        where this alert speaks: a lift of 本石下 is not for the signage at 若宮戸, and an update
-        for 千葉's coast is not for 日立's loudspeakers."""
-        planned = {p.subscriber_id for p in plan}
-        here = {s.id for s in self.router.matches(alert, ignore_min_level=True)}
-        for sub_id, adapter in await self.store.plan_of(referenced):
-            if sub_id in planned:
-                continue
-            if sub_id in here or (sub_id == FEED_SUBSCRIBER and self.router.feed):
-                plan.append(PlannedDelivery(sub_id, adapter))
-                planned.add(sub_id)
-
-    async def _resolve_references(self, alert: Alert, issuer: Issuer | None) -> list[Alert]:
+    async def _resolve(self, alert: Alert, issuer: Issuer | None) -> list[Alert]:
         found: list[Alert] = []
         missing: list[str] = []
         for ref in alert.referenced_ids:
@@ -266,18 +222,6 @@ class Intake:
                 f"A {alert.msg_type.value} must reference the alert it changes; this one references none."
             )
         return found
-
-    def _normalize(self, codes: list[str]) -> list[str]:
-        """Accept the forms peers send: 6-digit codes with check digit, JMA 7-digit area codes."""
-        out: dict[str, None] = {}
-        for code in codes:
-            if code.isdigit() and len(code) == 7:
-                out.update(dict.fromkeys(self.registry.jma_area(code)))
-            elif code.isdigit() and len(code) == 6:
-                out[self.registry.normalize_code(code)] = None
-            else:
-                out[code] = None
-        return list(out)
 
     async def _by_reference(
         self, sender: str, identifier: str, sent: str | None, issuer: Issuer | None
@@ -317,6 +261,70 @@ class Intake:
             )
         return candidates[0] if candidates else None
 
+    async def _left_standing(self, cancel: Alert, referenced: list[Alert]) -> list[dict[str, Any]]:
+        """What still stands, by level, where a Cancel withdraws evacuation orders: its text says so."""
+        muni = cancel.municipality or next((r.municipality for r in referenced if r.municipality), None)
+        if muni is None or not any(r.kind == "evacuation" for r in referenced):
+            return []
+        gone = {r.id for r in referenced}
+        standing = [s for s in await self.store.in_force(muni, cancel.status.value, self.registry, orders_only=True)
+                    if s.alert.id not in gone]  # fmt: skip
+        model = InForce(self.registry, muni, standing)
+        # Everywhere in the town, not only where the cancelled order was: a resident told
+        # "the 避難指示 is cancelled" must also hear which ones still stand.
+        return [{"level": lvl, "districts": names} for lvl, names in model.by_level()]
+
+
+class Geocode:
+    """Where the message applies, as district codes: the codes it gives (in the forms peers
+    send), else its areas geocoded, else — a Cancel names no area — where what it cancels
+    went. Refused here: an alert already expired, one with no area alertd can resolve,
+    and codes alertd does not know."""
+
+    name = "geocode"
+
+    def __init__(self, registry: Registry, geocoder: Geocoder) -> None:
+        self.registry = registry
+        self.geocoder = geocoder
+
+    async def __call__(self, ctx: IntakeContext) -> bool:
+        alert, referenced = ctx.alert, ctx.referenced
+        alert.districts = self._normalize(alert.districts) if alert.districts else await self._geocode(alert)
+        if not alert.districts and referenced:
+            # A Cancel usually names no area: it goes where the alerts it cancels went.
+            alert.districts = list(dict.fromkeys(d for r in referenced for d in r.districts))
+        if alert.level is None and referenced and alert.msg_type is MsgType.CANCEL:
+            alert.level = max((r.level for r in referenced if r.level is not None), default=None)
+        expires = alert.expires
+        if expires is not None and expires <= utcnow():
+            raise InvalidInput(
+                f"This alert expired at {expires.isoformat()}; nothing was sent. Check the expiry time.",
+                field="expires",
+            )
+        if not alert.districts:
+            raise InvalidInput(
+                "The message names no area alertd can resolve: give municipality codes, "
+                "JMA area codes, district names, a polygon or a circle."
+            )
+        unknown = [d for d in alert.districts if self.registry.find(d) is None]
+        if unknown:
+            raise UnknownArea(
+                f"alertd does not know these area codes: {', '.join(unknown[:50])}.", unknown_districts=unknown[:50]
+            )
+        return False
+
+    def _normalize(self, codes: list[str]) -> list[str]:
+        """Accept the forms peers send: 6-digit codes with check digit, JMA 7-digit area codes."""
+        out: dict[str, None] = {}
+        for code in codes:
+            if code.isdigit() and len(code) == 7:
+                out.update(dict.fromkeys(self.registry.jma_area(code)))
+            elif code.isdigit() and len(code) == 6:
+                out[self.registry.normalize_code(code)] = None
+            else:
+                out[code] = None
+        return list(out)
+
     async def _geocode(self, alert: Alert) -> list[str]:
         # The same area appears once per language block; resolve each once.
         areas = list(
@@ -336,44 +344,23 @@ class Intake:
                 codes[match.code] = None
         return list(codes)
 
-    async def _left_standing(self, cancel: Alert, referenced: list[Alert]) -> list[dict[str, Any]]:
-        """What still stands, by level, where a Cancel withdraws evacuation orders: its text says so."""
-        muni = cancel.municipality or next((r.municipality for r in referenced if r.municipality), None)
-        if muni is None or not any(r.kind == "evacuation" for r in referenced):
-            return []
-        gone = {r.id for r in referenced}
-        standing = [s for s in await self.store.in_force(muni, cancel.status.value, self.registry, orders_only=True)
-                    if s.alert.id not in gone]  # fmt: skip
-        model = InForce(self.registry, muni, standing)
-        # Everywhere in the town, not only where the cancelled order was: a resident told
-        # "the 避難指示 is cancelled" must also hear which ones still stand.
-        return [{"level": lvl, "districts": names} for lvl, names in model.by_level()]
 
-    def dirty_states(self, alert: Alert, referenced: list[Alert]) -> list[str]:
-        """The retained states ("<status>|<municipality>") an alert changes: its own towns
-        and those of every alert it lifts, cancels or replaces. Tests have no state."""
-        if alert.status not in (Status.ACTUAL, Status.EXERCISE):
-            return []
-        munis: dict[str, None] = {}
-        for a in (alert, *referenced):
-            munis.update(dict.fromkeys(municipalities_of(self.registry, a)))
-        return [f"{alert.status.value}|{m}" for m in munis]
+class Compose:
+    """What a CAP receiver shows: info blocks with no area get one naming the districts by
+    place name, and blocks that came without words (a JSON Cancel, say) get alertd's own,
+    so no receiver shows an empty headline."""
 
-    @staticmethod
-    def _fill_texts(alert: Alert) -> None:
-        """An info block that came without words (a JSON Cancel, say) gets alertd's own,
-        so a CAP receiver never shows an empty headline."""
-        from alertd import messages
+    name = "compose"
 
-        for info in alert.infos:
-            lang = info.language.split("-")[0]
-            if not info.headline:
-                info.headline = messages.headline(alert, lang)
-            if not info.description:
-                info.description = messages.body(alert, lang)
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    async def __call__(self, ctx: IntakeContext) -> bool:
+        self._name_areas(ctx.alert)
+        self._fill_texts(ctx.alert)
+        return False
 
     def _name_areas(self, alert: Alert) -> None:
-        """Info blocks with no area get one naming the districts by place name, with their codes."""
         from alertd.cap import district_geocode
 
         bare = [info for info in alert.infos if not info.areas]
@@ -386,12 +373,183 @@ class Intake:
         for info in bare:
             info.areas = [Area(desc=names, geocodes=geocodes)]
 
-    def _check_districts(self, districts: list[str]) -> None:
-        unknown = [d for d in districts if self.registry.find(d) is None]
-        if unknown:
-            raise UnknownArea(
-                f"alertd does not know these area codes: {', '.join(unknown[:50])}.", unknown_districts=unknown[:50]
-            )
+    @staticmethod
+    def _fill_texts(alert: Alert) -> None:
+        from alertd import messages
 
-    def authorize(self, issuer: Issuer, districts: list[str]) -> None:
-        self.jurisdiction.check(issuer, districts)
+        for info in alert.infos:
+            lang = info.language.split("-")[0]
+            if not info.headline:
+                info.headline = messages.headline(alert, lang)
+            if not info.description:
+                info.description = messages.body(alert, lang)
+
+
+class Authorize:
+    """The issuer may alert these districts (its jurisdiction), and the alert carries who
+    issued it (desk orders derive their own identity in orders.py). A trusted internal
+    source passes."""
+
+    name = "authorize"
+
+    def __init__(self, jurisdiction: Jurisdiction) -> None:
+        self.jurisdiction = jurisdiction
+
+    async def __call__(self, ctx: IntakeContext) -> bool:
+        alert, issuer = ctx.alert, ctx.issuer
+        if issuer is not None:
+            self.jurisdiction.check(issuer, alert.districts)
+            if alert.origin != "desk":
+                self.jurisdiction.stamp_identity(alert, issuer)
+        return False
+
+
+class Route:
+    """Who gets it and in which lane: the alert gets its id, time and lane (flash for
+    national warnings and level 5), every info block an expiry, and the router plans
+    one delivery per matching subscriber. A lift, cancel or update also reaches whoever
+    got what it changes, whatever their min_level — but only where this alert speaks.
+    The answer the caller gets is settled here."""
+
+    name = "route"
+
+    def __init__(self, store: Store, router: Router, default_expiry: timedelta) -> None:
+        self.store = store
+        self.router = router
+        self.default_expiry = default_expiry
+
+    async def __call__(self, ctx: IntakeContext) -> bool:
+        alert, issuer = ctx.alert, ctx.issuer
+        alert.id = "" if ctx.preview else new_alert_id()
+        alert.accepted_at = utcnow()
+        if alert.origin != "jma":  # the JMA policy has already chosen the lane
+            alert.priority = priority_for(alert) if alert.priority is Priority.ROUTINE else alert.priority
+        if alert.adapters is None and (issuer is None or issuer.national):
+            alert.adapters = adapters_from_codes(alert.codes)
+        for info in alert.infos:
+            if info.expires is None:
+                info.expires = alert.sent + self.default_expiry
+        plan = ctx.plan = await self.router.plan(alert)
+        if ctx.referenced:
+            # A portal showing an order must see it end.
+            await self._add_earlier_recipients(alert, plan, [r.id for r in ctx.referenced])
+        ctx.answer = {
+            "id": alert.id,
+            "districts": alert.districts,
+            "deliveries": sum(1 for p in plan if p.adapter != "feed"),
+            "priority": alert.priority.value,
+            "status": alert.status.value,
+            "msg_type": alert.msg_type.value,
+            **(ctx.extra or {}),
+        }
+        return False
+
+    async def _add_earlier_recipients(
+        self, alert: Alert, plan: list[PlannedDelivery], referenced: list[str]
+    ) -> None:
+        """Whoever got what this alert changes hears it too, whatever its min_level — but only
+        where this alert speaks: a lift of 本石下 is not for the signage at 若宮戸, and an update
+        for 千葉's coast is not for 日立's loudspeakers."""
+        planned = {p.subscriber_id for p in plan}
+        here = {s.id for s in self.router.matches(alert, ignore_min_level=True)}
+        for sub_id, adapter in await self.store.plan_of(referenced):
+            if sub_id in planned:
+                continue
+            if sub_id in here or (sub_id == FEED_SUBSCRIBER and self.router.feed):
+                plan.append(PlannedDelivery(sub_id, adapter))
+                planned.add(sub_id)
+
+
+class Commit:
+    """Writes the alert, its log entry, its fan-out and what it changes in one transaction
+    (``Store.commit_alert``). Its own guard against a concurrent twin: when another request
+    with this sender and identifier committed first, that one's answer comes back."""
+
+    name = "commit"
+
+    def __init__(self, store: Store, dirty_states: Callable[[Alert, list[Alert]], list[str]]) -> None:
+        self.store = store
+        self.dirty_states = dirty_states
+
+    async def __call__(self, ctx: IntakeContext) -> bool:
+        alert, issuer, plan = ctx.alert, ctx.issuer, ctx.plan
+        assert ctx.answer is not None
+        ctx.answer, ctx.created = await self.store.commit_alert(
+            alert, plan, ctx.answer, ctx.changes, fingerprint=ctx.fingerprint,
+            dirty=self.dirty_states(alert, ctx.referenced),
+        )  # fmt: skip
+        if ctx.created:
+            ALERTS_RECEIVED.labels(source=alert.origin, status=alert.status.value).inc()
+            log.info(
+                "alert.accepted", alert_id=alert.id, sender=alert.sender, identifier=alert.identifier,
+                issuer_id=issuer.id if issuer else None, msg_type=alert.msg_type.value,
+                status=alert.status.value, priority=alert.priority.value, districts=len(alert.districts),
+                deliveries=len(plan), references=alert.referenced_ids,
+            )  # fmt: skip
+        return True
+
+
+class Intake:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        geocoder: Geocoder,
+        router: Router,
+        *,
+        default_expiry: timedelta = timedelta(hours=24),
+        jurisdiction: Jurisdiction | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.geocoder = geocoder
+        self.router = router
+        self.default_expiry = default_expiry
+        self.jurisdiction = jurisdiction or Jurisdiction(registry)
+        self.screen = Screen(self.jurisdiction)
+        self.dedup = Dedup(store)
+        self.references = References(store, registry, self.jurisdiction)
+        self.geocode = Geocode(registry, geocoder)
+        self.compose = Compose(registry)
+        self.authorize = Authorize(self.jurisdiction)
+        self.route = Route(store, router, default_expiry)
+        self.commit = Commit(store, self.dirty_states)
+        self.chain: tuple[IntakeStage, ...] = (self.screen, self.dedup, self.references, self.geocode,
+                                               self.compose, self.authorize, self.route, self.commit)  # fmt: skip
+        # The preview shows what this message would do: never an earlier answer, never a write.
+        self.preview_chain: tuple[IntakeStage, ...] = tuple(s for s in self.chain if s not in (self.dedup, self.commit))
+
+    async def accept(
+        self,
+        alert: Alert,
+        issuer: Issuer | None,
+        *,
+        changes: dict[str, AlertChange] | None = None,
+        fingerprint: str = "",
+        extra: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """Accept an alert into the durable log; returns (answer, newly created).
+
+        ``issuer`` None means a trusted internal source (the JMA poller).
+        ``dry_run`` is the preview: every stage but dedup and commit runs, nothing is
+        written, and the answer names what the message references.
+        """
+        ctx = IntakeContext(alert, issuer, dict(changes or {}), fingerprint, extra, preview=dry_run)
+        for stage in self.preview_chain if dry_run else self.chain:
+            if await stage(ctx):
+                break
+        assert ctx.answer is not None
+        if dry_run:
+            return {**ctx.answer, "id": None, "references": alert.referenced_ids}, False
+        return ctx.answer, ctx.created
+
+    def dirty_states(self, alert: Alert, referenced: list[Alert]) -> list[str]:
+        """The retained states ("<status>|<municipality>") an alert changes: its own towns
+        and those of every alert it lifts, cancels or replaces. Tests have no state."""
+        if alert.status not in (Status.ACTUAL, Status.EXERCISE):
+            return []
+        munis: dict[str, None] = {}
+        for a in (alert, *referenced):
+            munis.update(dict.fromkeys(municipalities_of(self.registry, a)))
+        return [f"{alert.status.value}|{m}" for m in munis]

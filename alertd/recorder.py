@@ -16,18 +16,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
 import redis.asyncio as aioredis
 
 from alertd.constants import Keys
-
-# HSETNX for a whole batch in one command: "sent" never overwrites a later state.
-_MARK_SENT = """
-for i, key in ipairs(KEYS) do
-  redis.call('HSETNX', key, ARGV[i] .. '|state', 'sent')
-end
-return #KEYS
-"""
+from alertd.ledger import DeliveryLedger
 
 
 @dataclass
@@ -48,6 +40,7 @@ class Recorder:
     ) -> None:
         self.redis = redis
         self.keys = keys
+        self.ledger = DeliveryLedger(keys)
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
@@ -92,32 +85,18 @@ class Recorder:
         by_alert: dict[str, dict[str, Any]] = {}
         acks: dict[str, list[bytes | str]] = {}
         retries: dict[str, int] = {}
+        record_mapping = self.ledger.record_mapping
         for outcome, _ in batch:
             if outcome.fields:
-                # Two hash fields a delivery: its state (HSETNX-able, read by every
-                # batch) and the rest packed in one, so a fan-out writes few arguments.
                 mapping = by_alert.setdefault(outcome.alert_id, {})
-                rest = {k: v for k, v in outcome.fields.items() if k != "state"}
-                if "state" in outcome.fields:
-                    mapping[f"{outcome.subscriber_id}|state"] = outcome.fields["state"]
-                if rest:
-                    mapping[f"{outcome.subscriber_id}|r"] = msgpack.packb({**outcome.prev, **rest})
+                record_mapping(mapping, outcome.subscriber_id, outcome.fields, outcome.prev)
             acks.setdefault(outcome.stream, []).append(outcome.entry_id)
             if outcome.retry_member is not None:
                 retries[outcome.retry_member] = outcome.retry_at_ms
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                if sent:
-                    pipe.eval(
-                        _MARK_SENT,
-                        len(sent),
-                        *(self.keys.deliveries(a) for a, _ in sent),
-                        *(s for _, s in sent),
-                    )
-                for alert_id, mapping in by_alert.items():
-                    pipe.hset(self.keys.deliveries(alert_id), mapping=mapping)
-                if retries:
-                    pipe.zadd(self.keys.retry, retries)
+                self.ledger.queue_mark_sent(pipe, sent)
+                self.ledger.queue_records(pipe, by_alert, retries)
                 for stream, ids in acks.items():
                     pipe.xack(stream, self.keys.group, *ids)
                     pipe.xdel(stream, *ids)

@@ -23,10 +23,10 @@ from redis.exceptions import WatchError
 
 from alertd.constants import Keys
 from alertd.inforce import Standing, is_standing_kind
+from alertd.ledger import DeliveryLedger
 from alertd.models import (
     AdapterKind,
     Alert,
-    DeliveryState,
     Issuer,
     Priority,
     Subscriber,
@@ -122,6 +122,7 @@ class Store:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self.ledger = DeliveryLedger(keys)
         self._secret: bytes | None = None
         # Decoded alert documents by id, for listings (documents are write-once).
         self._docs: OrderedDict[str, Alert] = OrderedDict()
@@ -375,13 +376,18 @@ class Store:
                 return (previous or {}), False
         return answer, True
 
-    async def fingerprint_of(self, scope: str, sender: str, identifier: str) -> str | None:
-        """The content fingerprint stored with the alert this sender's identifier named."""
+    async def earlier_message(
+        self, scope: str, sender: str, identifier: str
+    ) -> tuple[dict[str, Any], str] | None:
+        """(first answer, content fingerprint) of the alert this issuer already sent with this
+        sender and identifier; None when it is new. Two round trips, whatever is found."""
         alert_id = await self.redis.get(self.keys.dedup(scope, sender, identifier))
         if alert_id is None:
             return None
-        raw = await self.redis.hget(self.keys.alert(alert_id.decode()), "fingerprint")
-        return raw.decode() if raw is not None else ""
+        raw_answer, fingerprint = await self.redis.hmget(self.keys.alert(alert_id.decode()), ["answer", "fingerprint"])
+        if raw_answer is None:
+            return None
+        return _unpack(raw_answer), fingerprint.decode() if fingerprint is not None else ""
 
     async def in_force(
         self, municipality: str, status: str, registry: Registry, *, orders_only: bool = False
@@ -557,6 +563,14 @@ class Store:
         raw = await self.redis.get(f"{self.keys.views_updated}:{status}")
         return int(raw) / 1000 if raw else None
 
+    # --- transmission tests ------------------------------------------------------
+    async def put_test_run(self, run_id: str, record: dict[str, Any]) -> None:
+        await self.redis.hset(self.keys.testruns, run_id, _pack(record))
+
+    async def test_run(self, run_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(self.keys.testruns, run_id)
+        return _unpack(raw) if raw is not None else None
+
     # --- districts a municipality adds ---------------------------------------
     async def put_district(self, municipality: str, name: str, feature: dict[str, Any]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -592,37 +606,12 @@ class Store:
 
     async def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
         plan = await self.plan(alert_id)
-        raw = await self.redis.hgetall(self.keys.deliveries(alert_id))
-        rows: dict[str, dict[str, Any]] = {s: {"subscriber": s, "adapter": a} for s, a in plan}
-        for k, v in raw.items():
-            sub, _, name = k.decode().rpartition("|")
-            row = rows.setdefault(sub, {"subscriber": sub})
-            if name == "r":
-                row.update({key: str(value) for key, value in _unpack(v).items()})
-            else:
-                row[name] = v.decode()
-        out = []
-        for sub, row in sorted(rows.items()):
-            state = row.get("state", "queued")
-            if row.get("confirmed_at"):
-                state = DeliveryState.CONFIRMED.value
-            out.append(
-                {
-                    "subscriber": sub,
-                    "adapter": row.get("adapter"),
-                    "state": state,
-                    "attempts": int(row.get("attempts", 0)),
-                    "latency_ms": float(row["latency_ms"]) if "latency_ms" in row else None,
-                    "last_error": row.get("error"),
-                    "delivered_at": row.get("delivered_at"),
-                    "confirmed_at": row.get("confirmed_at"),
-                }
-            )
-        return out
+        return self.ledger.rows(await self.redis.hgetall(self.ledger.key(alert_id)), plan)
 
     async def last_error(self, alert_id: str, subscriber_id: str) -> str | None:
-        raw = await self.redis.hget(self.keys.deliveries(alert_id), f"{subscriber_id}|r")
-        return str(_unpack(raw).get("error")) if raw and _unpack(raw).get("error") else None
+        return self.ledger.error_of(
+            await self.redis.hget(self.ledger.key(alert_id), self.ledger.record_field(subscriber_id))
+        )
 
     async def confirm(self, alert_id: str, subscriber_id: str, key: str, at: str) -> bool | None:
         """Record a receiver's confirmation, if the key proves it got this delivery.
@@ -631,11 +620,12 @@ class Store:
         """
         if not key.isascii() or not hmac.compare_digest(key, await self.idempotency_key(alert_id, subscriber_id)):
             return None
-        hkey = self.keys.deliveries(alert_id)
         if subscriber_id not in {s for s, _ in await self.plan(alert_id)}:
             return None
         # HSETNX: the first confirmation's time is the one that counts.
-        return bool(await self.redis.hsetnx(hkey, f"{subscriber_id}|confirmed_at", at))
+        return bool(
+            await self.redis.hsetnx(self.ledger.key(alert_id), self.ledger.confirmed_field(subscriber_id), at)
+        )
 
     async def lane_backlog(self) -> LaneBacklog:
         """Depth of each lane and the age of its oldest job (a lane entry lives
@@ -645,7 +635,7 @@ class Store:
                 pipe.xlen(self.keys.lane(lane))
             for lane in Priority:
                 pipe.xrange(self.keys.lane(lane), "-", "+", count=1)
-            pipe.zcard(self.keys.retry)
+            pipe.zcard(self.ledger.retry_key)
             values = await pipe.execute()
         n = len(Priority)
         depths = {lane.value: int(v) for lane, v in zip(Priority, values[:n], strict=True)}
@@ -661,18 +651,18 @@ class Store:
         # A retried job re-enters its lane as a new entry, so lane age alone never shows a
         # flash delivery that keeps failing; its member carries when the alert was accepted.
         stuck: tuple[str, str, float] | None = None
-        for member in await self.redis.zrange(self.keys.retry, 0, 4999):
-            lane, alert_id, sub_id, accepted_ms = member.decode().split("|")
-            age = now - int(accepted_ms) / 1000
-            if lane == Priority.FLASH.value and (stuck is None or age > stuck[2]):
-                stuck = (alert_id, sub_id, age)
+        for member in await self.redis.zrange(self.ledger.retry_key, 0, 4999):
+            entry = self.ledger.parse_retry_member(member)
+            age = now - entry.accepted_ms / 1000
+            if entry.lane == Priority.FLASH.value and (stuck is None or age > stuck[2]):
+                stuck = (entry.alert_id, entry.subscriber_id, age)
         return LaneBacklog(depths, oldest, stuck)
 
     async def queue_depths(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for lane in Priority:
                 pipe.xlen(self.keys.lane(lane))
-            pipe.zcard(self.keys.retry)
+            pipe.zcard(self.ledger.retry_key)
             values = await pipe.execute()
         depths = {lane.value: int(v) for lane, v in zip(Priority, values[:-1], strict=True)}
         depths["retry"] = int(values[-1])

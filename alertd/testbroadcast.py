@@ -21,15 +21,14 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-
 from alertd import logs
 from alertd.errors import InvalidInput, NotFound
 from alertd.metrics import TEST_BROADCAST
 from alertd.models import Alert, Info, MsgType, Status, utcnow
 
 if TYPE_CHECKING:
-    from alertd.engine import Engine
+    from alertd.intake import Intake
+    from alertd.store import Store
 
 log = logs.get("alertd.testbroadcast")
 
@@ -93,8 +92,9 @@ def classify(rows: list[dict[str, Any]], final: bool) -> list[dict[str, Any]]:
 class TestBroadcasts:
     """Server side: start a test, answer for its result, publish the metric when it ends."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, intake: Intake, store: Store) -> None:
+        # The intake and the store, not the engine: the engine owns this, not the other way round.
+        self.intake, self.store = intake, store
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -105,11 +105,11 @@ class TestBroadcasts:
         if not isinstance(wait_s, int | float) or not 1 <= wait_s <= 3600:
             raise InvalidInput("'wait_s' must be between 1 and 3600 seconds.", field="wait_s")
         run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{secrets.token_hex(3)}"
-        answer, _ = await self.engine.intake.accept(test_alert(districts, run_id), None)
+        answer, _ = await self.intake.accept(test_alert(districts, run_id), None)
         started = time.time()
         record = {"id": run_id, "alert_id": answer["id"], "districts": answer["districts"],
                   "started": started, "wait_s": float(wait_s), "deliveries": answer["deliveries"]}  # fmt: skip
-        await self.engine.store.redis.hset(self.engine.keys.testruns, run_id, msgpack.packb(record))
+        await self.store.put_test_run(run_id, record)
         task = asyncio.create_task(self._finish_later(run_id, float(wait_s)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -119,12 +119,11 @@ class TestBroadcasts:
         return record
 
     async def result(self, run_id: str) -> dict[str, Any]:
-        raw = await self.engine.store.redis.hget(self.engine.keys.testruns, run_id)
-        if raw is None:
+        record = await self.store.test_run(run_id)
+        if record is None:
             raise NotFound(f"There is no transmission test {run_id!r}.")
-        record = msgpack.unpackb(raw)
         final = time.time() >= record["started"] + record["wait_s"]
-        rows = await self.engine.store.deliveries(record["alert_id"])
+        rows = await self.store.deliveries(record["alert_id"])
         for r in rows:
             r["accepted_at"] = record["started"]
         subs = classify(rows, final)
@@ -153,7 +152,7 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from alertd.cli import _http
+    from alertd.httpclient import call as _http
     from alertd.report import Progress, bar
 
     parser = argparse.ArgumentParser(prog="alertd test-broadcast", description=__doc__,

@@ -20,7 +20,6 @@ import os
 import socket
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -28,38 +27,23 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from adapters.base import Adapter, DeliveryError, Payload, PermanentError
+from adapters.base import Adapter, Payload, PermanentError
 from adapters.transport import HttpTransport, MqttTransport
-from alertd import logs, metrics, retry
+from alertd import logs
 from alertd.breaker import CircuitBreaker
 from alertd.config import Settings
 from alertd.constants import LANES, Keys, Topics
-from alertd.feed import FEED_SUBSCRIBER, Feed
+from alertd.delivery import DeliveryChain, Job
+from alertd.feed import Feed
+from alertd.ledger import MOVE_DUE_SCRIPT
 from alertd.metrics import POISON_JOBS, QUEUE_DEPTH
-from alertd.models import AdapterKind, Alert, DeliveryState, Priority, Subscriber
-from alertd.recorder import Outcome, Recorder
+from alertd.models import AdapterKind, Alert, Priority, Subscriber
+from alertd.recorder import Recorder
 from alertd.redact import redact_url
-from alertd.store import AlertState, Store
+from alertd.store import Store
 from alertd.supervise import Supervisor, TaskHealth
 
 log = logs.get("alertd.worker")
-
-# Moves due retries back into their lane atomically, so two processes never
-# move the same one. Members are "lane|alert|subscriber|accepted_ms".
-_MOVE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
-for _, m in ipairs(due) do
-  redis.call('ZREM', KEYS[1], m)
-  local lane, a, s, t = string.match(m, '^([^|]+)|([^|]+)|([^|]+)|([^|]+)$')
-  if lane then
-    redis.call('XADD', ARGV[2] .. lane, '*', 'a', a, 's', s, 't', t)
-  end
-end
-return #due
-"""
-
-_ENDED_STATES = {AlertState.UPDATED, AlertState.CANCELLED, AlertState.LIFTED}
-
 
 class Worker:
     def __init__(
@@ -101,8 +85,14 @@ class Worker:
         self._subs_version = -1
         self._alerts: OrderedDict[str, Alert] = OrderedDict()
         self._renders: OrderedDict[tuple[object, ...], Payload] = OrderedDict()
-        self._move_due = self.redis.register_script(_MOVE_DUE)
+        self.ledger = store.ledger
+        self._move_due = self.redis.register_script(MOVE_DUE_SCRIPT)
         self.recorder = Recorder(redis, self.keys)
+        self.chain = DeliveryChain(
+            alert_of=self._alert, subscribers=self._subs, breaker=self.breaker, recorder=self.recorder,
+            ledger=self.ledger, feed=feed, send=self._send, lane_key=self.keys.lane,
+            retry_base_s=settings.retry_base_s, retry_max_s=settings.retry_max_s,
+        )  # fmt: skip
         # While flash deliveries are in flight, this process reads no new routine
         # work: the lanes share one event loop, and the flash lane gets all of it.
         self._flash_inflight = 0
@@ -256,8 +246,7 @@ class Worker:
             await self.redis.xclaim(stream, self.keys.group, self.consumer, 0, held[i : i + 500], justid=True)
 
     async def _move_retries(self) -> None:
-        prefix = self.keys.prefix + ":lane:"
-        await self._move_due(keys=[self.keys.retry], args=[int(time.time() * 1000), prefix])
+        await self._move_due(keys=[self.ledger.retry_key], args=[int(time.time() * 1000), self.ledger.lane_prefix])
 
     async def _gauge(self) -> None:
         for lane, depth in (await self.store.queue_depths()).items():
@@ -313,27 +302,24 @@ class Worker:
             for alert_id in missing:
                 pipe.hget(self.keys.alert(alert_id), "doc")
             # One HMGET per alert, not per job: a fan-out batch is mostly one alert.
-            fields_by_alert = {a: [f for j in jobs if j.alert_id == a for f in (f"{j.sub_id}|state", f"{j.sub_id}|r")]
+            fields_by_alert = {a: self.ledger.prefetch_fields(j.sub_id for j in jobs if j.alert_id == a)
                                for a in alert_ids}  # fmt: skip
             for alert_id in alert_ids:
-                pipe.hmget(self.keys.deliveries(alert_id), fields_by_alert[alert_id])
+                pipe.hmget(self.ledger.key(alert_id), fields_by_alert[alert_id])
             results = await pipe.execute()
         n, m = len(alert_ids), len(missing)
         states = {a: (v.decode() if v else None) for a, v in zip(alert_ids, results[:n], strict=True)}
         for raw in results[n : n + m]:
             if raw:
                 self._cache_alert(Alert.from_dict(msgpack.unpackb(raw, raw=False)))
-        known: dict[tuple[str, str], tuple[bytes | None, bytes | None]] = {}
-        for alert_id, values in zip(alert_ids, results[n + m :], strict=True):
-            names = fields_by_alert[alert_id]
-            for i in range(0, len(names), 2):
-                known[(alert_id, names[i].rpartition("|")[0])] = (values[i], values[i + 1])
+        known: dict[str, dict[str, tuple[str | None, dict[str, Any]]]] = {
+            alert_id: self.ledger.unpack_prefetch(fields_by_alert[alert_id], values)
+            for alert_id, values in zip(alert_ids, results[n + m :], strict=True)
+        }
         for job in jobs:
-            dstate, record = known.get((job.alert_id, job.sub_id), (None, None))
             job.alert_state = states.get(job.alert_id)
-            job.state = dstate.decode() if dstate else None
-            job.prev = msgpack.unpackb(record, raw=False) if record else {}
-            job.attempts = int(job.prev.get("attempts", 0))
+            job.state, job.prev = known[job.alert_id][job.sub_id]
+            job.attempts = self.ledger.attempts(job.prev)
         for job in jobs:
             if job.entry_id in self._held:  # taken by a concurrent read (reclaim) meanwhile
                 continue
@@ -366,7 +352,9 @@ class Worker:
             for gone in set(self._subs) - set(subs):
                 self.breaker.forget(gone)
                 self._sub_slots.pop(gone, None)
-            self._subs = subs
+            # In place: the delivery chain holds this table.
+            self._subs.clear()
+            self._subs.update(subs)
             self._subs_version = version
 
     def _cache_alert(self, alert: Alert) -> None:
@@ -382,15 +370,9 @@ class Worker:
                 self._cache_alert(alert)
         return alert
 
-    async def _finish(self, job: Job, **fields: Any) -> None:
-        """Record the outcome and acknowledge the job (batched with others)."""
-        await self.recorder.record(
-            Outcome(self.keys.lane(job.lane), job.entry_id, job.alert_id, job.sub_id, fields, prev=job.prev)
-        )
-
     async def _run_job(self, job: Job) -> None:
         try:
-            await self._job(job)
+            await self.chain(job)
         except Exception as exc:
             # The job stays pending in this consumer's list; the lane reader reads
             # it back on its next step (a few tries), then the reclaimer has it.
@@ -400,72 +382,6 @@ class Worker:
             self._recover[job.lane] = True
             log.exception("delivery.crashed", alert_id=job.alert_id, subscriber_id=job.sub_id,
                           lane=job.lane.value, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
-
-    async def _job(self, job: Job) -> None:
-        if job.state is not None and DeliveryState(job.state).terminal:
-            await self._finish(job)  # done before a crash; only the ack was lost
-            return
-        alert = await self._alert(job.alert_id)
-        is_feed = job.sub_id == FEED_SUBSCRIBER
-        sub = None if is_feed else self._subs.get(job.sub_id)
-        if alert is None or (sub is None and not is_feed):
-            why = "the subscriber was removed before delivery" if alert else "unknown alert"
-            await self._finish(job, state=DeliveryState.FAILED.value, error=why)
-            return
-        adapter_label = "feed" if sub is None else sub.adapter.value
-        if job.alert_state in _ENDED_STATES:
-            metrics.delivered(adapter_label, "superseded")
-            await self._finish(job, state=DeliveryState.SUPERSEDED.value)
-            log.info(
-                "delivery.superseded",
-                alert_id=job.alert_id,
-                subscriber_id=job.sub_id,
-                by_state=job.alert_state,
-            )
-            return
-        expires = alert.expires
-        if expires is not None and expires.timestamp() < time.time():
-            metrics.delivered(adapter_label, "expired")
-            await self._finish(job, state=DeliveryState.EXPIRED.value)
-            return
-
-        wait = 0.0 if sub is None else self.breaker.wait_time(sub.id)
-        if wait > 0:
-            # Parked, not attempted: the last real error stays the one the operator sees;
-            # a delivery never tried says why it waits.
-            error = None if job.prev.get("error") else self.breaker.why_open(sub.id) if sub else None
-            await self._park(job, wait, error=error)
-            return
-
-        attempt = job.attempts + 1
-        self.recorder.mark_sent(job.alert_id, job.sub_id)
-        try:
-            if sub is None:
-                assert self.feed is not None
-                await self.feed.publish(alert)
-            else:
-                await self._send(alert, sub, attempt)
-        except DeliveryError as exc:
-            await self._failed(job, alert, sub, adapter_label, attempt, exc)
-            return
-        if sub is not None:
-            self.breaker.success(sub.id)
-        latency_s = max(0.0, time.time() - job.accepted_ms / 1000)
-        metrics.delivered(adapter_label, "delivered")
-        metrics.latency(adapter_label, job.lane.value, latency_s)
-        await self._finish(
-            job,
-            state=DeliveryState.DELIVERED.value,
-            attempts=attempt,
-            latency_ms=f"{latency_s * 1000:.1f}",
-            delivered_at=f"{time.time():.3f}",
-        )
-        log.debug(
-            "delivery.delivered",
-            alert_id=job.alert_id,
-            subscriber_id=job.sub_id,
-            latency_ms=round(latency_s * 1000, 1),
-        )
 
     async def _send(self, alert: Alert, sub: Subscriber, attempt: int = 1) -> None:
         adapter = self.adapters[sub.adapter]
@@ -493,63 +409,3 @@ class Worker:
                 await self.mqtt.send(sub.endpoint, signed, timeout, expiry)
             else:
                 raise PermanentError(f"the endpoint {redact_url(sub.endpoint)!r} is neither http(s):// nor mqtt://")
-
-    async def _park(self, job: Job, delay: float, error: str | None, attempts: int | None = None) -> None:
-        """Schedule the job again after ``delay`` and release this stream entry, atomically."""
-        fields: dict[str, Any] = {"state": DeliveryState.QUEUED.value}
-        if error is not None:
-            fields["error"] = error
-        if attempts is not None:
-            fields["attempts"] = attempts
-        await self.recorder.record(
-            Outcome(
-                self.keys.lane(job.lane), job.entry_id, job.alert_id, job.sub_id, fields, prev=job.prev,
-                retry_member=f"{job.lane.value}|{job.alert_id}|{job.sub_id}|{job.accepted_ms}",
-                retry_at_ms=int((time.time() + delay) * 1000),
-            )
-        )  # fmt: skip
-
-    async def _failed(
-        self,
-        job: Job,
-        alert: Alert,
-        sub: Subscriber | None,
-        adapter_label: str,
-        attempt: int,
-        exc: DeliveryError,
-    ) -> None:
-        if sub is not None:
-            self.breaker.failure(sub.id, exc.message)
-        if not exc.retryable:
-            metrics.delivered(adapter_label, "failed")
-            await self._finish(job, state=DeliveryState.FAILED.value, error=exc.message, attempts=attempt)
-            log.warning("delivery.failed", alert_id=alert.id, subscriber_id=job.sub_id, error=exc.message)
-            return
-        delay = retry.backoff(attempt, self.settings.retry_base_s, self.settings.retry_max_s)
-        expires = alert.expires
-        if expires is not None and time.time() + delay > expires.timestamp():
-            metrics.delivered(adapter_label, "expired")
-            await self._finish(job, state=DeliveryState.EXPIRED.value, error=exc.message, attempts=attempt)
-            log.warning("delivery.expired", alert_id=alert.id, subscriber_id=job.sub_id, error=exc.message)
-            return
-        metrics.delivered(adapter_label, "retry")
-        log.info(
-            "delivery.retry", alert_id=alert.id, subscriber_id=job.sub_id, attempt=attempt,
-            retry_in_s=round(delay, 2), error=exc.message,
-        )  # fmt: skip
-        await self._park(job, delay, error=exc.message, attempts=attempt)
-
-
-@dataclass
-class Job:
-    """One delivery job as read from a lane, with what the batch prefetch learned about it."""
-
-    lane: Priority
-    entry_id: bytes
-    alert_id: str
-    sub_id: str
-    accepted_ms: int
-    alert_state: str | None = None
-    state: str | None = None
-    attempts: int = 0
-    prev: dict[str, Any] = field(default_factory=dict)

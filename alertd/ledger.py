@@ -1,0 +1,177 @@
+"""The delivery ledger: how one delivery (an alert to one subscriber) is written down in Redis.
+
+This is the one module that knows the record format; the store, the worker,
+the recorder and the transmission test go through it.
+
+Per alert, one hash (``Keys.deliveries``), with per subscriber:
+
+    "<subscriber>|state"         the DeliveryState value; absent means "queued".
+                                 Its own field so a batch reads every state in one
+                                 HMGET and "sent" can be written with HSETNX (it
+                                 never overwrites a later state that got there first).
+    "<subscriber>|r"             msgpack map of the rest: attempts, error, latency_ms,
+                                 delivered_at. Packed in one field so a 2,000-way
+                                 fan-out writes few arguments.
+    "<subscriber>|confirmed_at"  when the receiver confirmed (HSETNX: the first counts).
+
+Retries wait in one zset (``Keys.retry``) scored by their due time (unix ms).
+A member is "lane|alert|subscriber|accepted_ms": everything needed to put the
+job back into its lane, and the acceptance time, so a flash delivery that keeps
+failing is seen as old however often it re-enters its lane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import msgpack
+
+from alertd.constants import Keys
+from alertd.models import DeliveryState
+
+# Moves due retries back into their lane atomically, so two processes never
+# move the same one. Members are "lane|alert|subscriber|accepted_ms".
+MOVE_DUE_SCRIPT = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
+for _, m in ipairs(due) do
+  redis.call('ZREM', KEYS[1], m)
+  local lane, a, s, t = string.match(m, '^([^|]+)|([^|]+)|([^|]+)|([^|]+)$')
+  if lane then
+    redis.call('XADD', ARGV[2] .. lane, '*', 'a', a, 's', s, 't', t)
+  end
+end
+return #due
+"""
+
+# HSETNX for a whole batch in one command: "sent" never overwrites a later state.
+MARK_SENT_SCRIPT = """
+for i, key in ipairs(KEYS) do
+  redis.call('HSETNX', key, ARGV[i] .. '|state', 'sent')
+end
+return #KEYS
+"""
+
+
+class RetryEntry(NamedTuple):
+    lane: str
+    alert_id: str
+    subscriber_id: str
+    accepted_ms: int
+
+
+class DeliveryLedger:
+    """Reads and writes of delivery records; commands are queued on the caller's pipeline
+    where the caller batches (the worker's prefetch, the recorder's flush)."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.retry_key = keys.retry
+        self.lane_prefix = keys.prefix + ":lane:"  # what MOVE_DUE_SCRIPT appends a lane name to
+
+    def key(self, alert_id: str) -> str:
+        return self.keys.deliveries(alert_id)
+
+    # --- the retry schedule ----------------------------------------------------
+    @staticmethod
+    def retry_member(lane: str, alert_id: str, subscriber_id: str, accepted_ms: int) -> str:
+        return f"{lane}|{alert_id}|{subscriber_id}|{accepted_ms}"
+
+    @staticmethod
+    def parse_retry_member(member: bytes | str) -> RetryEntry:
+        text = member.decode() if isinstance(member, bytes) else member
+        lane, alert_id, sub_id, accepted_ms = text.split("|")
+        return RetryEntry(lane, alert_id, sub_id, int(accepted_ms))
+
+    # --- the worker's batch read -------------------------------------------------
+    @staticmethod
+    def prefetch_fields(subscriber_ids: Iterable[str]) -> list[str]:
+        """The fields one HMGET reads for these subscribers: state and record of each, in pairs."""
+        return [f for s in subscriber_ids for f in (f"{s}|state", f"{s}|r")]
+
+    @staticmethod
+    def unpack_prefetch(
+        fields: list[str], values: list[bytes | None]
+    ) -> dict[str, tuple[str | None, dict[str, Any]]]:
+        """subscriber -> (state, record so far) from the answer to ``prefetch_fields``."""
+        out: dict[str, tuple[str | None, dict[str, Any]]] = {}
+        for i in range(0, len(fields), 2):
+            state, record = values[i], values[i + 1]
+            out[fields[i].rpartition("|")[0]] = (
+                state.decode() if state else None,
+                msgpack.unpackb(record, raw=False) if record else {},
+            )
+        return out
+
+    @staticmethod
+    def attempts(record: dict[str, Any]) -> int:
+        return int(record.get("attempts", 0))
+
+    # --- writes (queued on the recorder's transaction) -------------------------
+    def queue_mark_sent(self, pipe: Any, sent: list[tuple[str, str]]) -> None:
+        """An attempt is under way: "sent", unless a later state is there already."""
+        if sent:
+            pipe.eval(MARK_SENT_SCRIPT, len(sent), *(self.key(a) for a, _ in sent), *(s for _, s in sent))
+
+    @staticmethod
+    def record_mapping(
+        mapping: dict[str, Any], subscriber_id: str, fields: dict[str, Any], prev: dict[str, Any]
+    ) -> None:
+        """Add one delivery's outcome to its alert's HSET mapping; ``prev`` is its record so
+        far, which the outcome's fields update (the record is one packed field)."""
+        rest = {k: v for k, v in fields.items() if k != "state"}
+        if "state" in fields:
+            mapping[f"{subscriber_id}|state"] = fields["state"]
+        if rest:
+            mapping[f"{subscriber_id}|r"] = msgpack.packb({**prev, **rest})
+
+    def queue_records(self, pipe: Any, by_alert: dict[str, dict[str, Any]], retries: dict[str, int]) -> None:
+        for alert_id, mapping in by_alert.items():
+            pipe.hset(self.key(alert_id), mapping=mapping)
+        if retries:
+            pipe.zadd(self.retry_key, retries)
+
+    # --- reads for people ----------------------------------------------------------
+    def rows(self, raw: dict[bytes, bytes], plan: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Every planned delivery of an alert as the API shows it, from its hash (HGETALL)."""
+        rows: dict[str, dict[str, Any]] = {s: {"subscriber": s, "adapter": a} for s, a in plan}
+        for k, v in raw.items():
+            sub, _, name = k.decode().rpartition("|")
+            row = rows.setdefault(sub, {"subscriber": sub})
+            if name == "r":
+                row.update({key: str(value) for key, value in msgpack.unpackb(v, raw=False).items()})
+            else:
+                row[name] = v.decode()
+        out = []
+        for sub, row in sorted(rows.items()):
+            state = row.get("state", DeliveryState.QUEUED.value)
+            if row.get("confirmed_at"):
+                state = DeliveryState.CONFIRMED.value
+            out.append(
+                {
+                    "subscriber": sub,
+                    "adapter": row.get("adapter"),
+                    "state": state,
+                    "attempts": int(row.get("attempts", 0)),
+                    "latency_ms": float(row["latency_ms"]) if "latency_ms" in row else None,
+                    "last_error": row.get("error"),
+                    "delivered_at": row.get("delivered_at"),
+                    "confirmed_at": row.get("confirmed_at"),
+                }
+            )
+        return out
+
+    @staticmethod
+    def record_field(subscriber_id: str) -> str:
+        return f"{subscriber_id}|r"
+
+    @staticmethod
+    def error_of(raw_record: bytes | None) -> str | None:
+        if not raw_record:
+            return None
+        error = msgpack.unpackb(raw_record, raw=False).get("error")
+        return str(error) if error else None
+
+    @staticmethod
+    def confirmed_field(subscriber_id: str) -> str:
+        return f"{subscriber_id}|confirmed_at"
