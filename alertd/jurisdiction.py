@@ -109,6 +109,15 @@ class Jurisdiction:
             found = {self._city_of(code) for code in found}  # wards of one designated city
         return next(iter(found)) if len(found) == 1 else None
 
+    def _city_of(self, code: str) -> str:
+        """A ward's designated city (14101 鶴見区 → 14100 横浜市); any other code is itself."""
+        district = self.registry.find(code)
+        if district is not None and district.level == "ward" and district.parent:
+            parent = self.registry.find(district.parent)
+            if parent is not None and parent.level == "municipality":
+                return parent.code
+        return code
+
     def on_behalf_of(self, issuer: Issuer, municipality: str | None) -> str | None:
         """代行: the municipality an issuer speaks for when it is not that municipality's own desk."""
         if municipality is None or issuer.national:

@@ -184,3 +184,32 @@ async def test_cancelling_another_towns_alert_by_cap_reference_is_403_as_by_id(e
     body = {"status": "Exercise", "event": "x", "msg_type": "Cancel", "references": [real["id"]]}
     status, problem = await engine.post("/api/v1/alerts", tsukuba, body)
     assert status == 403, problem
+
+
+async def test_alerts_naming_several_towns_are_accepted_and_speak_for_no_single_town(
+    engine: RunningEngine, sink: Sink
+) -> None:
+    """An EEW for three towns in two prefectures, a prefecture's alert for two of its towns, and
+    a ward-by-ward alert of one designated city: each is accepted (a 500 here once meant a
+    national warning over two towns never went out) and names the one town only where there is one."""
+    cabinet = await engine.add_issuer("cabinet", [], national=True)
+    ibaraki = await engine.add_issuer("ibaraki", ["08"])
+    kanagawa = await engine.add_issuer("kanagawa", ["14"])
+    await engine.add_subscriber(id="tv", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["08", "09", "14"])
+    eew = {"status": "Exercise", "kind": "eew", "event": "緊急地震速報", "level": 5,
+           "districts": ["08211", "08220", "09201"]}  # fmt: skip
+    status, answer = await engine.post("/api/v1/alerts", cabinet, eew)
+    assert status == 202, answer
+    pref = {"status": "Exercise", "event": "土砂災害警戒情報", "level": 4, "districts": ["08211", "08220"]}
+    status, answer2 = await engine.post("/api/v1/alerts", ibaraki, pref)
+    assert status == 202, answer2
+    wards = {"status": "Exercise", "event": "土砂災害警戒情報", "level": 4, "districts": ["14101", "14102"]}
+    status, answer3 = await engine.post("/api/v1/alerts", kanagawa, wards)
+    assert status == 202, answer3
+    await sink.wait_for(3)
+    views = {}
+    for key, alert_id in (("eew", answer["id"]), ("pref", answer2["id"]), ("wards", answer3["id"])):
+        status, views[key] = await engine.get(f"/api/v1/alerts/{alert_id}")
+        assert status == 200
+    assert views["eew"]["municipality"] is None and views["pref"]["municipality"] is None
+    assert views["wards"]["municipality"] == "14100"  # 横浜市, of which both are wards

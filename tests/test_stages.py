@@ -29,7 +29,8 @@ from alertd.json_alert import parse_json_alert
 from alertd.models import AdapterKind, Alert, DeliveryState, Issuer, MsgType, Priority, Subscriber, utcnow
 from alertd.store import AlertChange, AlertState, PlannedDelivery, token_hash
 from alertd.worker import Worker
-from tests.conftest import ROOT, Sink, make_settings, wipe
+from tests.conftest import Sink, make_settings, wipe
+from tests.support import ROOT
 
 DESK = Issuer(id="joso", name="常総市 desk", token_hash=token_hash("t-joso"), jurisdiction=["08211"])
 OTHER = Issuer(id="tsukuba", name="つくば市 desk", token_hash=token_hash("t-tsukuba"), jurisdiction=["08220"])

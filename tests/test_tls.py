@@ -34,7 +34,6 @@ from tests.conftest import (
     ADMIN_TOKEN,
     MQTT_URL,
     REDIS_URL,
-    ROOT,
     RunningEngine,
     Sink,
     free_port,
@@ -44,6 +43,7 @@ from tests.conftest import (
     wipe,
 )
 from tests.servers import MosquittoServer, RedisServer, TlsFiles
+from tests.support import ROOT
 
 ORDER = {
     "municipality": "08211", "level": 4, "action": "issue", "districts": ["all"], "reason": "洪水",
