@@ -215,8 +215,9 @@ class Geocoder:
         return self._match([geom], [label])[0]
 
     def polygon(self, cap_polygon: str) -> list[Match]:
+        geom = parse_polygon(cap_polygon)  # the input's own faults first, boundaries or not
         self._require_index("polygon")
-        return self.shape(parse_polygon(cap_polygon), "polygon")
+        return self.shape(geom, "polygon")
 
     def circle(self, cap_circle: str) -> list[Match]:
         return self._polygons_and_circles([], [cap_circle])[0]
@@ -241,6 +242,7 @@ class Geocoder:
 
     def _polygons_and_circles(self, polygons: Sequence[str], circles: Sequence[str]) -> list[list[Match]]:
         """Match lists for the polygons, then for the circles."""
+        geoms = parse_polygons(polygons)  # the input's own faults first, boundaries or not
         index = self._require_index("polygon" if polygons else "circle")
         out: list[list[Match]] = [[] for _ in range(len(polygons) + len(circles))]
         poly_at = list(range(len(polygons)))
@@ -256,7 +258,6 @@ class Geocoder:
             else:
                 circle_at.append(i)
                 parsed.append(circle)
-        geoms = parse_polygons(polygons)
         if parsed:
             lon, lat, radius = np.asarray(parsed).T
             geoms += list(circle_polygons(lon, lat, radius))

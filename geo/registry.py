@@ -29,6 +29,7 @@ from alertd.errors import InvalidInput, UnknownArea
 
 from . import names as nm
 from .codes import split_six
+from .shapes import repaired
 from .store import GeometryStore
 from .tables import (
     DESIGNATED_CITIES,
@@ -510,7 +511,7 @@ class Registry:
             if geometry:
                 geom = shapely.from_geojson(json.dumps(geometry))
                 if not geom.is_valid:
-                    geom = shapely.make_valid(geom)
+                    geom = repaired(geom, f"{layer}: {name}")  # bounded: a huge crossing outline is a 422
                 self.layer_geometries[code] = geom
             out.append(district)
         self._towns.pop(muni.code, None)
