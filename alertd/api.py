@@ -24,6 +24,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from alertd import logs
+from alertd.appkeys import ENGINE
+from alertd.atom import build_feed
 from alertd.engine import Engine, issuer_from, subscriber_from
 from alertd.errors import (
     AlertdError,
@@ -53,7 +55,6 @@ from alertd.validation import validate_issuer, validate_subscriber
 
 log = logs.get("alertd.api")
 
-ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 PROBLEM = "application/problem+json"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -89,9 +90,16 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if exc.status < 400:
             raise
         detail = {404: "There is nothing at this address.", 405: "This address does not take that method."}
+        allow = exc.headers.get("Allow")
+        if exc.status == 405 and allow is not None:
+            detail[405] = f"This address does not take {request.method}; it takes {allow.replace(',', ', ')}."
         err = AlertdError(detail.get(exc.status, exc.reason))
         err.status, err.title = exc.status, exc.reason
-        return problem_response(err)
+        response = problem_response(err)
+        if allow is not None:
+            # RFC 9110: a 405 says which methods the address does take.
+            response.headers["Allow"] = allow
+        return response
     except (RedisError, OSError) as exc:
         # Redis down or timing out: the request could not be written, so nothing
         # was sent (the commit is one transaction). Say when to try again.
@@ -844,8 +852,6 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
         r.add_get("/api/v1/alerts/{id}", public_view(build_alert))
         r.add_get("/api/v1/in-force", public_view(build_in_force))
         r.add_post("/api/v1/alerts/{id}/ack", gated(post_ack))
-        from alertd.atom import build_feed
-
         r.add_get("/feeds/alerts.atom", public_view(build_feed))
     r.add_get("/metrics", metrics)
     r.add_get("/healthz", healthz)

@@ -15,6 +15,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
+from alertd.appkeys import ENGINE
 from alertd.errors import InvalidInput
 from alertd.models import format_cap_time
 
@@ -30,8 +31,6 @@ async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict
     rather than watching it vanish. Actual alerts unless ``status=`` asks for
     Exercise or Test.
     """
-    from alertd.api import ENGINE
-
     engine = request.app[ENGINE]
     prefecture = request.query.get("prefecture") or None
     municipality = request.query.get("municipality") or None
