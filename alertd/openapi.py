@@ -8,7 +8,13 @@ here should be what they can check line by line against ``alertd.api``.
 from __future__ import annotations
 
 import copy
+from functools import cache
 from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from alertd import schemas as models
+from alertd.contract import OPERATIONS, Operation
 
 PROBLEM_TYPE = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -173,107 +179,6 @@ SCHEMAS: dict[str, Any] = {
             "element": {"type": "string", "description": "For CAP: the XML element at fault."},
         },
         "additionalProperties": True,
-    },
-    "Issuer": {
-        "type": "object",
-        "description": "Who may send: a municipal desk, a prefecture, or a national source. "
-        "Registering an id that exists replaces it (and its token).",
-        "required": ["id", "name", "token"],
-        "properties": {
-            "id": {
-                "type": "string",
-                "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
-                "examples": ["joso-city"],
-                "description": "1–64 letters, digits, '_', '-', '.' or ':'; it appears in alert senders "
-                "as '<id>@alertd'.",
-            },
-            "name": {"type": "string", "minLength": 1, "examples": ["常総市災害対策本部"]},
-            "token": {
-                "type": "string",
-                "minLength": 16,
-                "writeOnly": True,
-                "description": "The issuer's bearer secret (at least 16 characters). alertd keeps only "
-                "its hash and never shows it again. Give each issuer its own token.",
-            },
-            "jurisdiction": {
-                "type": "array",
-                "items": {"type": "string"},
-                "minItems": 1,
-                "examples": [["08211"], ["08"]],
-                "description": "District codes the issuer may send for; a 2-digit prefecture code covers "
-                "every municipality in it (代行). Required unless national.",
-            },
-            "national": {
-                "type": "boolean",
-                "default": False,
-                "description": "May issue anywhere (JMA, the national government). Send true or false.",
-            },
-            "senders": {
-                "type": "array",
-                "maxItems": 10,
-                "items": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@:/-]{0,199}$"},
-                "examples": [["bousai@city.joso.lg.jp"]],
-                "description": "CAP senders this issuer may use besides its own '<id>@alertd'. A sender "
-                "belongs to one issuer only (409 otherwise); CAP posted with any other sender is refused "
-                "(403). Answers list every sender, the own one first.",
-            },
-        },
-    },
-    "Subscriber": {
-        "type": "object",
-        "description": "A receiver alertd pushes alerts to: a broadcaster (CAP), an ISP or portal "
-        "(signed JSON webhook), signage or radio. Registering an id that exists replaces it.",
-        "required": ["id", "adapter", "endpoint", "districts"],
-        "properties": {
-            "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"},
-            "adapter": {"type": "string", "enum": ["broadcaster", "isp", "signage", "radio"]},
-            "endpoint": {
-                "type": "string",
-                "examples": ["https://portal.example.jp/alertd", "mqtt://broker.example.jp:1883/alerts/joso"],
-                "description": "An http(s):// URL, or mqtt(s)://host:port/topic naming one topic "
-                "(no wildcards).",
-            },
-            "districts": {
-                "type": "array",
-                "items": {"type": "string"},
-                "minItems": 1,
-                "examples": [["08"], ["08211", "08220"]],
-                "description": "District codes to receive alerts for; a wider code covers everything in it, "
-                "and a whole-municipality order reaches a subscriber of one of its 町域.",
-            },
-            "secret": {
-                "anyOf": [
-                    {"type": "string", "minLength": 16},
-                    {"const": "***", "readOnly": True},
-                    {"type": "null"},
-                ],
-                "description": "HMAC key for webhook signatures (at least 16 characters). With a secret, "
-                "every HTTP delivery carries X-Alertd-Signature: t=<unix ms>,v1=<hex HMAC-SHA256 over "
-                "t.Idempotency-Key.alert-id.body> (README, For receivers). Never shown back: answers say "
-                '"***" when a secret is set, null when not.',
-            },
-            "min_level": {
-                "type": ["integer", "null"],
-                "minimum": 1,
-                "maximum": 5,
-                "description": "Only alerts at this 警戒レベル or above (a lift, cancel or update of an alert it "
-                "got still reaches it).",
-            },
-            "drills": {
-                "type": "boolean",
-                "default": False,
-                "description": "A loudspeaker gateway that takes JMA drills (訓練), which the JMA policy "
-                "otherwise keeps from radio.",
-            },
-            "languages": {
-                "type": "array",
-                "items": {"type": "string"},
-                "default": ["ja", "en"],
-            },
-            "timeout_s": {"type": "number", "exclusiveMinimum": 0, "default": 5.0},
-            "max_in_flight": {"type": "integer", "minimum": 1, "default": 4},
-            "name": _NULLABLE_STR,
-        },
     },
     "Shelter": {
         "type": "object",
@@ -604,26 +509,6 @@ SCHEMAS: dict[str, Any] = {
             "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}},
         },
     },
-    "Ack": {
-        "type": "object",
-        "required": ["subscriber", "idempotency_key"],
-        "properties": {
-            "subscriber": {"type": "string", "description": "Your subscriber id."},
-            "idempotency_key": {
-                "type": "string",
-                "description": "The Idempotency-Key header of the delivery you received; it proves receipt.",
-            },
-        },
-    },
-    "AckResult": {
-        "type": "object",
-        "required": ["alert_id", "subscriber", "state"],
-        "properties": {
-            "alert_id": {"type": "string"},
-            "subscriber": {"type": "string"},
-            "state": {"const": "confirmed"},
-        },
-    },
     "Health": {
         "type": "object",
         "required": ["status"],
@@ -635,25 +520,6 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Waiting deliveries per lane (flash, routine) and retries scheduled.",
             },
             "redis": {"type": "string", "description": "When unhealthy: why Redis did not answer."},
-        },
-    },
-    "TestBroadcastRequest": {
-        "type": "object",
-        "description": "A transmission test (情報伝達試験): a Test message to every subscriber in scope.",
-        "properties": {
-            "districts": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "District codes in scope; default all 47 prefectures.",
-                "examples": [["08"], ["08211", "08220"]],
-            },
-            "wait_s": {
-                "type": "number",
-                "minimum": 1,
-                "maximum": 3600,
-                "default": 60,
-                "description": "How long to wait for receivers to confirm before the result is final.",
-            },
         },
     },
     "TestBroadcast": {
@@ -754,7 +620,7 @@ _ISSUERS_PATH = {
                 "description": "Every registered issuer (tokens are never shown).",
                 "content": {
                     "application/json": {
-                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Issuer"}}
+                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/IssuerView"}}
                     }
                 },
             },
@@ -768,12 +634,8 @@ _ISSUERS_PATH = {
         "description": "Registers a desk, prefecture or national source with its bearer token. The same "
         "id again replaces the issuer and its token (the old token stops working).",
         "security": ADMIN,
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Issuer"}}},
-        },
         "responses": {
-            "201": _json("Issuer", "Saved."),
+            "201": _json("IssuerView", "Saved."),
             **_problems(
                 400,
                 401,
@@ -800,7 +662,7 @@ _SUBSCRIBERS_PATH = {
                 "description": 'Every subscriber; secrets are shown as "***".',
                 "content": {
                     "application/json": {
-                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Subscriber"}}
+                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/SubscriberView"}}
                     }
                 },
             },
@@ -813,12 +675,8 @@ _SUBSCRIBERS_PATH = {
         "summary": "Register or replace a subscriber",
         "description": "The same id again replaces the subscriber. New alerts route to it at once.",
         "security": ADMIN,
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Subscriber"}}},
-        },
         "responses": {
-            "201": _json("Subscriber", "Saved."),
+            "201": _json("SubscriberView", "Saved."),
             **_problems(
                 400,
                 401,
@@ -1063,10 +921,10 @@ _NO_ALERT = {404: "There is no alert with this id."}
 
 PATHS: dict[str, Any] = {
     "/api/v1/issuers": _ISSUERS_PATH,
-    "/api/v1/issuers/{id}": _one("issuer", "Issuer", "an issuer (its token stops working)"),
+    "/api/v1/issuers/{id}": _one("issuer", "IssuerView", "an issuer (its token stops working)"),
     "/api/v1/subscribers": _SUBSCRIBERS_PATH,
     "/api/v1/subscribers/{id}": {
-        **_one("subscriber", "Subscriber", "a subscriber (new alerts no longer route to it)"),
+        **_one("subscriber", "SubscriberView", "a subscriber (new alerts no longer route to it)"),
         "patch": {
             "operationId": "patchSubscriber",
             "tags": ["admin"],
@@ -1074,9 +932,8 @@ PATHS: dict[str, Any] = {
             "description": "Send only the fields to change; \"secret\": null removes the secret. The next "
             "attempt of every delivery uses the new values: an old secret stops at once.",
             "security": ADMIN,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": {
-                "200": _json("Subscriber", "The subscriber as it is now."),
+                "200": _json("SubscriberView", "The subscriber as it is now."),
                 **_problems(400, 401, 404, 422, why={**WHY_ADMIN_401, 404: "There is no subscriber with this id."}),
             },
         },
@@ -1094,12 +951,6 @@ PATHS: dict[str, Any] = {
             "wait_s seconds for receivers to confirm (POST /api/v1/alerts/{id}/ack). Read the result "
             "with GET /api/v1/test-broadcasts/{id}.",
             "security": ADMIN,
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/TestBroadcastRequest"}}
-                },
-            },
             "responses": {
                 "202": _json("TestBroadcast", "Started."),
                 **_problems(
@@ -1141,13 +992,8 @@ PATHS: dict[str, Any] = {
             "description": "The municipality's own desk adds a named district (e.g. 上三坂), with its reading and "
             "outline if it has them; orders can name it from then on, in every alertd process.",
             "security": ISSUER,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["municipality", "name"],
-                "properties": {"municipality": {"type": "string"}, "name": {"type": "string", "maxLength": 50},
-                               "kana": {"type": "string"}, "geometry": {"type": "object"}},
-                "additionalProperties": False}}}},
             "responses": {
-                "201": {"description": "Added.", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "201": _json("AddedDistrict", "Added."),
                 **_problems(400, 401, 403, 409, 422, why={**_DESK_401, 409: "A district of that name exists already."}),
             },
         },
@@ -1158,7 +1004,8 @@ PATHS: dict[str, Any] = {
             "security": ISSUER,
             "parameters": [{"name": "municipality", "in": "query", "required": True, "schema": {"type": "string"}}],
             "responses": {
-                "200": {"description": "Added districts.", "content": {"application/json": {"schema": {"type": "array"}}}},
+                "200": {"description": "Added districts.", "content": {"application/json": {"schema": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/AddedDistrictRow"}}}}},
                 **_problems(401, 403, 422, why=_DESK_401),
             },
         },
@@ -1250,10 +1097,6 @@ PATHS: dict[str, Any] = {
             "received; the key proves receipt, so no token is needed. Confirming twice is harmless: "
             "the first time counts.",
             "security": PUBLIC,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ack"}}},
-            },
             "responses": {
                 "200": _json("AckResult", "Confirmed."),
                 **_problems(
@@ -1448,6 +1291,78 @@ them, and, when they have a secret, `X-Alertd-Timestamp` and
 """
 
 
+# Components generated from the models the handlers validate and answer with (alertd.schemas).
+MODELS: tuple[type[models.BaseModel], ...] = (
+    models.Issuer, models.IssuerView, models.Subscriber, models.SubscriberChange, models.SubscriberView,
+    models.TestBroadcastRequest, models.DistrictAddition, models.AddedDistrict, models.AddedDistrictRow,
+    models.Ack, models.AckResult,
+)  # fmt: skip
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "none": PUBLIC,
+}  # fmt: skip
+
+
+@cache
+def _model_schemas() -> dict[str, Any]:
+    _, top = models_json_schema([(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}")
+    return dict(top["$defs"])
+
+
+def model_schemas() -> dict[str, Any]:
+    return copy.deepcopy(_model_schemas())
+
+
+def _query_parameters(model: type[models.Shape]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    out = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "title" and not (k == "default" and v is None)}
+        # A query value is text or absent, never null: absent is the model's None.
+        options = [o for o in prop.pop("anyOf", []) if o != {"type": "null"}]
+        if len(options) == 1:
+            prop.update(options[0])
+        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if "description" in prop:
+            param["description"] = prop["description"]
+        out.append(param)
+    return out
+
+
+def _operation(operation: Operation) -> dict[str, Any]:
+    """The prose of PATHS, with what the contract decides filled in from it: sign-in,
+    body and query schemas, and the problem types a well-formed request may still get."""
+    doc = copy.deepcopy(PATHS[operation.path][operation.method.lower()])
+    doc["operationId"] = operation.operation_id
+    doc["security"] = _SECURITY[operation.auth]
+    if operation.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{operation.body.__name__}"}}},
+        }
+    if operation.query is not None:
+        others = [p for p in doc.get("parameters", []) if p.get("in") != "query"]
+        doc["parameters"] = [*_query_parameters(operation.query), *others]
+    for status, types in operation.valid_refusals.items():
+        doc["responses"][str(status)]["x-problem-types"] = list(types)
+    return doc
+
+
+def paths() -> dict[str, Any]:
+    """The contract's operations, each with its prose: one without the other is a bug, found here."""
+    out: dict[str, Any] = {}
+    for operation in OPERATIONS:
+        item = out.setdefault(operation.path, {})
+        if "parameters" in PATHS[operation.path]:
+            item["parameters"] = copy.deepcopy(PATHS[operation.path]["parameters"])
+        item[operation.method.lower()] = _operation(operation)
+    written = {(path, m) for path, item in PATHS.items() for m in item if m != "parameters"}
+    declared = {(o.path, o.method.lower()) for o in OPERATIONS}
+    if written != declared:
+        raise RuntimeError(f"OpenAPI prose and alertd.contract disagree: {sorted(written ^ declared)}")
+    return out
+
+
 def spec() -> dict[str, Any]:
     """The OpenAPI 3.1 document for every route ``alertd.api.make_app`` can register."""
     from alertd import __version__
@@ -1468,10 +1383,10 @@ def spec() -> dict[str, Any]:
             {"name": "feeds", "description": "Pull feeds for conveyors (no token)."},
             {"name": "operations", "description": "Metrics, health, this document."},
         ],
-        "paths": copy.deepcopy(PATHS),
+        "paths": paths(),
         "webhooks": copy.deepcopy(WEBHOOKS),
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
+            "schemas": {**copy.deepcopy(SCHEMAS), **model_schemas()},
             "securitySchemes": {
                 "adminToken": {
                     "type": "http",

@@ -1,0 +1,386 @@
+"""Typed request and answer shapes of the HTTP API: one source for three jobs.
+
+The same pydantic models validate what arrives, shape what leaves, and are
+turned into the JSON Schemas of ``/api/openapi.json`` (alertd.openapi), so
+the document and the checks cannot disagree. Structure lives here (types,
+required fields, enums, bounds); meaning stays where it is decided
+(districts resolve in the registry, jurisdiction in alertd.jurisdiction).
+
+pydantic v2 rather than msgspec: both are far below a Redis round trip on
+the hot path (README, dependency table), and pydantic's errors say which
+field and which rule failed, which is what a refusal sentence needs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from alertd.errors import InvalidInput
+
+ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+SENDER_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@:/-]{0,199}$"
+# An http(s) URL, or an mqtt(s) URL naming one topic (no wildcards): what a delivery can reach.
+_HOST = r"([^\s/?#@\[\]]+@)?[A-Za-z0-9._~%-]+(:[0-9]{1,5})?"
+ENDPOINT_RE = rf"^(https?://{_HOST}([/?#][^\s]*)?|mqtts?://{_HOST}/[^\s#+/]+(/[^\s#+]*)?)$"
+
+
+def _ci(*words: str) -> str:
+    """A pattern matching any of ``words`` in any letter case, as the query parsers take them
+    (JSON Schema patterns have no case-insensitive flag)."""
+    alts = ("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in w) for w in words)
+    return f"^({'|'.join(alts)})$"
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON says 4 and 4.0 are the same number; true and "4" are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a number")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+def _query_number(value: Any) -> Any:
+    if not (isinstance(value, str) and value.isascii() and value.isdigit()):
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+QueryNumber = Annotated[int, BeforeValidator(_query_number)]
+
+
+class Shape(BaseModel):
+    """A body or query alertd reads. ``refusals`` holds, per field, the sentence a desk
+    officer reads when that field is missing or not acceptable ({value!r} is what was sent)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True)
+    refusals: ClassVar[dict[str, str]] = {}
+    # Where the API says an unknown field is a 422 (a misspelt field must not be dropped in silence).
+    unknown_is_refused: ClassVar[bool] = False
+
+
+M = TypeVar("M", bound=Shape)
+
+
+def refusal(model: type[Shape], err: ValidationError, data: Any) -> InvalidInput:
+    """The first error, in the order the fields are declared, as one sentence naming the field."""
+    order = {name: i for i, name in enumerate(model.model_fields)}
+    errors = err.errors(include_url=False)
+    extra = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and e["loc"])
+    if extra:
+        known = sorted(model.model_fields)
+        hints = []
+        for name in extra:
+            close = difflib.get_close_matches(name, known, n=1)
+            hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        return InvalidInput(
+            f"Unknown field{'s' if len(extra) > 1 else ''}: {', '.join(hints)}. Nothing was sent.", field=extra[0]
+        )
+    errors.sort(key=lambda e: order.get(str(e["loc"][0]) if e["loc"] else "", len(order)))
+    first = errors[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    value = data.get(field) if isinstance(data, dict) else None
+    sentence = model.refusals.get(field)
+    if sentence is None:
+        what = first["msg"].removeprefix("Value error, ").rstrip(".")
+        sentence = f"'{field}' is not acceptable ({what})." if field else f"{what}."
+    return InvalidInput(sentence.format(value=value), field=field or None)
+
+
+def parse(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise refusal(model, err, data) from None
+
+
+# --- admin ------------------------------------------------------------------------
+_ID_SENTENCE = "The {what} id {{value!r}} is not usable: use 1–64 letters, digits, '_', '-', '.' or ':'."
+_CODES_SENTENCE = "'{name}' must be a non-empty list of district codes such as \"08211\"."
+
+
+class Issuer(Shape):
+    """Who may send: a municipal desk, a prefecture, or a national source.
+    Registering an id that exists replaces it (and its token)."""
+
+    refusals: ClassVar[dict[str, str]] = {
+        "id": _ID_SENTENCE.format(what="issuer"),
+        "name": "'name' is missing: give the issuer's name, e.g. 常総市災害対策本部.",
+        "token": "'token' must be a secret of at least 16 characters.",
+        "national": "'national' must be true or false.",
+        "jurisdiction": _CODES_SENTENCE.format(name="jurisdiction"),
+        "senders": "'senders' must be a list of up to 10 CAP sender names.",
+    }
+    model_config = ConfigDict(
+        json_schema_extra={
+            # Required unless national: said in the schema, so a fuzzer (and a reader) knows.
+            "if": {"properties": {"national": {"const": False}}},
+            "then": {"required": ["jurisdiction"], "properties": {"jurisdiction": {"minItems": 1}}},
+        }
+    )
+
+    id: str = Field(pattern=ID_RE, examples=["joso-city"],
+                    description="1–64 letters, digits, '_', '-', '.' or ':'; it appears in alert senders "
+                    "as '<id>@alertd'.")  # fmt: skip
+    name: str = Field(min_length=1, examples=["常総市災害対策本部"])
+    token: str = Field(min_length=16, json_schema_extra={"writeOnly": True},
+                       description="The issuer's bearer secret (at least 16 characters). alertd keeps only "
+                       "its hash and never shows it again. Give each issuer its own token.")  # fmt: skip
+    national: bool = Field(False, description="May issue anywhere (JMA, the national government). "
+                           "Send true or false.")  # fmt: skip
+    jurisdiction: list[str] = Field(
+        default_factory=list, examples=[["08211"], ["08"]],
+        description="District codes the issuer may send for; a 2-digit prefecture code covers every "
+        "municipality in it (代行). At least one unless national; unknown codes are a 422 (unknown-area).",
+    )  # fmt: skip
+    senders: list[Annotated[str, Field(pattern=SENDER_RE)]] = Field(
+        default_factory=list, max_length=10, examples=[["bousai@city.joso.lg.jp"]],
+        description="CAP senders this issuer may use besides its own '<id>@alertd'. A sender belongs to "
+        "one issuer only (409 otherwise); CAP posted with any other sender is refused (403).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _jurisdiction_unless_national(self) -> Issuer:
+        if not self.national and not self.jurisdiction:
+            raise InvalidInput(self.refusals["jurisdiction"], field="jurisdiction")
+        return self
+
+
+class IssuerView(Shape):
+    """An issuer as alertd shows it: never its token."""
+
+    id: str
+    name: str
+    jurisdiction: list[str] = Field(description="Empty for a national issuer.")
+    national: bool
+    senders: list[str] = Field(max_length=11, description="Every sender it may use, its own '<id>@alertd' first.")
+
+
+class Subscriber(Shape):
+    """A receiver alertd pushes alerts to: a broadcaster (CAP), an ISP or portal (signed JSON
+    webhook), signage or radio. Registering an id that exists replaces it."""
+
+    refusals: ClassVar[dict[str, str]] = {
+        "id": _ID_SENTENCE.format(what="subscriber"),
+        "adapter": "'adapter' must be one of broadcaster, isp, signage, radio, not {value!r}.",
+        "endpoint": "'endpoint' must be an http(s):// URL or mqtt://host:port/topic naming one topic "
+        "(no wildcards).",
+        "districts": _CODES_SENTENCE.format(name="districts"),
+        "secret": "'secret' must be at least 16 characters.",
+        "min_level": "'min_level' must be a whole number from 1 to 5.",
+        "drills": "'drills' must be true or false.",
+        "languages": '\'languages\' must be a list such as ["ja", "en"].',
+        "timeout_s": "'timeout_s' must be a number from 0.1 to 60.",
+        "max_in_flight": "'max_in_flight' must be a number from 1 to 1000.",
+        "name": "'name' must be text: what the desk calls this receiver.",
+    }
+
+    id: str = Field(pattern=ID_RE)
+    adapter: Literal["broadcaster", "isp", "signage", "radio"]
+    endpoint: str = Field(pattern=ENDPOINT_RE, max_length=2000,
+                          examples=["https://portal.example.jp/alertd", "mqtt://broker.example.jp:1883/alerts/joso"],
+                          description="An http(s):// URL, or mqtt(s)://host:port/topic naming one topic "
+                          "(no wildcards).")  # fmt: skip
+    districts: list[str] = Field(
+        min_length=1, examples=[["08"], ["08211", "08220"]],
+        description="District codes to receive alerts for; a wider code covers everything in it, and a "
+        "whole-municipality order reaches a subscriber of one of its 町域. Unknown codes are a 422 "
+        "(unknown-area).",
+    )  # fmt: skip
+    secret: str | None = Field(
+        None, min_length=16, json_schema_extra={"writeOnly": True},
+        description="HMAC key for webhook signatures (at least 16 characters). With a secret, every HTTP "
+        "delivery carries X-Alertd-Signature: t=<unix ms>,v1=<hex HMAC-SHA256 over "
+        "t.Idempotency-Key.alert-id.body> (README, For receivers). Never shown back.",
+    )  # fmt: skip
+    min_level: WholeNumber | None = Field(
+        None, ge=1, le=5,
+        description="Only alerts at this 警戒レベル or above (a lift, cancel or update of an alert it got "
+        "still reaches it).",
+    )  # fmt: skip
+    drills: bool = Field(False, description="A loudspeaker gateway that takes JMA drills (訓練), which the "
+                         "JMA policy otherwise keeps from radio.")  # fmt: skip
+    languages: list[str] | None = Field(None, examples=[["ja", "en"]])
+    timeout_s: float | None = Field(None, ge=0.1, le=60)
+    max_in_flight: WholeNumber | None = Field(None, ge=1, le=1000)
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _endpoint_reachable(self) -> Subscriber:
+        # The pattern is what a reader can check; this is what a delivery needs (a host urlsplit reads).
+        try:
+            host = urlsplit(self.endpoint).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise InvalidInput(self.refusals["endpoint"], field="endpoint")
+        return self
+
+
+class SubscriberChange(Shape):
+    """Some fields of a subscriber; the rest stay. "secret": null removes the secret
+    (deliveries go unsigned); the id cannot change."""
+
+    refusals = Subscriber.refusals
+    id: str | None = Field(None, description="If given, the subscriber's own id.")
+    adapter: Literal["broadcaster", "isp", "signage", "radio"] | None = None
+    endpoint: str | None = Field(None, pattern=ENDPOINT_RE, max_length=2000)
+    districts: list[str] | None = Field(None, min_length=1)
+    secret: str | None = Field(None, min_length=16, json_schema_extra={"writeOnly": True})
+    min_level: WholeNumber | None = Field(None, ge=1, le=5)
+    drills: bool | None = None
+    languages: list[str] | None = None
+    timeout_s: float | None = Field(None, ge=0.1, le=60)
+    max_in_flight: WholeNumber | None = Field(None, ge=1, le=1000)
+    name: str | None = None
+
+
+class SubscriberView(BaseModel):
+    """A subscriber as alertd shows it: the secret is "***" when set, null when not."""
+
+    id: str
+    adapter: Literal["broadcaster", "isp", "signage", "radio"]
+    endpoint: str
+    districts: list[str]
+    secret: Literal["***"] | None
+    min_level: int | None = None
+    languages: list[str]
+    timeout_s: float
+    max_in_flight: int
+    name: str | None = None
+    drills: bool = False
+
+
+class TestBroadcastRequest(Shape):
+    """A transmission test (情報伝達試験): a Test message to every subscriber in scope."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    refusals: ClassVar[dict[str, str]] = {
+        "districts": "'districts' must be a list of district codes.",
+        "wait_s": "'wait_s' must be between 1 and 3600 seconds.",
+    }
+    districts: list[str] | None = Field(
+        None, examples=[["08"], ["08211", "08220"]],
+        description="District codes in scope; default (absent or empty) all 47 prefectures. Unknown codes "
+        "are a 422 (unknown-area).",
+    )  # fmt: skip
+    wait_s: float = Field(60, ge=1, le=3600,
+                          description="How long to wait for receivers to confirm before the result is final.")
+
+
+# --- desk -----------------------------------------------------------------------
+class DistrictAddition(Shape):
+    """A 字 or 地区 the postal data does not list (上三坂), added by the town's own desk."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": "'municipality' is missing: give the 5-digit municipality code, e.g. 08211.",
+        "name": "'name' must be the district's name as residents know it, e.g. 上三坂.",
+        "kana": "'kana' must be the name's reading in kana.",
+        "geometry": "'geometry' must be a GeoJSON Polygon or MultiPolygon.",
+    }
+    municipality: str = Field(min_length=1, examples=["08211"])
+    name: str = Field(min_length=1, max_length=50, pattern=r"^[^:]*\S[^:]*$", examples=["上三坂"])
+    kana: str | None = Field(None, examples=["かみみさか"])
+    geometry: dict[str, Any] | None = Field(None, description="A GeoJSON Polygon or MultiPolygon.")
+
+
+class AddedDistrict(BaseModel):
+    code: str = Field(examples=["08211:layer:desk:上三坂"])
+    name: str
+    municipality: str
+    full_name: str
+
+
+class AddedDistrictRow(BaseModel):
+    code: str
+    name: str
+    kana: str | None
+    has_geometry: bool
+
+
+# --- receivers ----------------------------------------------------------------------
+class Ack(Shape):
+    refusals: ClassVar[dict[str, str]] = {
+        "subscriber": 'Send {{"subscriber": "<your id>", "idempotency_key": "<the key you received>"}}.',
+        "idempotency_key": "'idempotency_key' must be the key alertd sent with the delivery (32 hex characters).",
+    }
+    subscriber: str = Field(max_length=64, description="Your subscriber id.")
+    idempotency_key: str = Field(
+        min_length=1, max_length=128, pattern=r"^[\x00-\x7f]+$",
+        description="The Idempotency-Key header of the delivery you received; it proves receipt.",
+    )  # fmt: skip
+
+
+class AckResult(BaseModel):
+    alert_id: str
+    subscriber: str
+    state: Literal["confirmed"]
+
+
+# --- queries --------------------------------------------------------------------
+class AlertListQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "active": "'active' must be true or false.",
+        "district": "alertd does not know the district code {value!r}.",
+        "limit": "'limit' must be a whole number from 1 to 200; follow the Link header for the next page.",
+        "status": "'status' must be Actual, Exercise, Test or all.",
+        "before": "'before' must be an alert id from a previous page.",
+    }
+    active: str = Field("false", pattern=_ci("true", "false", "1", "0", "yes", "no"),
+                        description="true (or 1, yes): only alerts in force now.")  # fmt: skip
+    district: str | None = Field(
+        None, examples=["08211", "08"],
+        description="Only alerts covering this district code, or covered by it (08 gives every alert in "
+        "Ibaraki; 08211 also gives a prefecture-wide one). An unknown code is a 422 (unknown-area).",
+    )  # fmt: skip
+    limit: QueryNumber = Field(100, ge=1, le=200,
+                               description="At most this many (default 100, at most 200). When there may be "
+                               "more, the Link header (rel=\"next\") gives the next page.")  # fmt: skip
+    status: str | None = Field(None, pattern=_ci("Actual", "Exercise", "Test", "all"),
+                               description="Actual, Exercise, Test or all. With active=true the default is "
+                               "Actual: a drill never shows among real alerts unless asked for; otherwise "
+                               "all.")  # fmt: skip
+    before: str | None = Field(None, pattern=r"^[A-Za-z0-9]{0,64}$",
+                               description="Page back: only alerts accepted before this alert id (from the "
+                               "Link header); empty means the first page.")  # fmt: skip
+
+
+class InForceQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": "'municipality' must be a municipality code such as 08211.",
+        "status": "'status' must be Actual, Exercise or Test.",
+    }
+    municipality: str = Field(pattern=r"^[0-9]{5,6}$", examples=["08211"],
+                              description="A municipality (or ward) code; an unknown one is a 422 "
+                              "(unknown-area).")  # fmt: skip
+    status: str = Field("Actual", pattern=_ci("Actual", "Exercise", "Test"))
+
+
+class FeedQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "prefecture": "'prefecture' must be a 2-digit prefecture code such as 08.",
+        "status": "'status' must be Actual, Exercise or Test.",
+    }
+    prefecture: str | None = Field(None, pattern=r"^([0-9]{2})?$",
+                                   description="Only alerts in this prefecture (2-digit code, e.g. 08); an "
+                                   "unknown one is a 422 (unknown-area).")  # fmt: skip
+    municipality: str | None = Field(None, description="Only alerts covering this municipality or district, or "
+                                     "inside it; an unknown code is a 422 (unknown-area).")  # fmt: skip
+    status: Literal["Actual", "Exercise", "Test", ""] = Field("Actual", description="Empty means Actual.")
+
+
+class DistrictListQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": "'municipality' is missing: give the 5-digit municipality code, e.g. 08211.",
+    }
+    municipality: str = Field(min_length=1, examples=["08211"])
