@@ -273,7 +273,7 @@ def _identifier(request: web.Request, body: dict[str, Any]) -> str:
 async def post_issuer(request: web.Request) -> web.Response:
     require_admin(request)
     engine = request.app[ENGINE]
-    item = (await body_of(request)).model_dump(exclude_unset=True)
+    item = (await body_of(request)).model_dump(exclude_unset=True, exclude_none=True)
     validate_issuer(item, engine.registry)
     issuer = issuer_from(item)
     await engine.store.put_issuer(issuer)
@@ -304,7 +304,8 @@ async def delete_issuer(request: web.Request) -> web.Response:
 async def post_subscriber(request: web.Request) -> web.Response:
     require_admin(request)
     engine = request.app[ENGINE]
-    item = (await body_of(request)).model_dump(exclude_unset=True)
+    # null is the same as absent: the default (no secret, 5 s, …).
+    item = (await body_of(request)).model_dump(exclude_unset=True, exclude_none=True)
     validate_subscriber(item, engine.registry)
     sub = subscriber_from(item)
     await engine.store.put_subscriber(sub)
@@ -335,11 +336,11 @@ async def patch_subscriber(request: web.Request) -> web.Response:
     if current is None:
         raise NotFound(f"There is no subscriber {sub_id!r}.")
     changes = (await body_of(request)).model_dump(exclude_unset=True)
-    if "id" in changes and changes["id"] != sub_id:
+    if changes.get("id", sub_id) != sub_id:
         raise InvalidInput("A subscriber's id cannot change; register a new one instead.", field="id")
-    item = {**subscriber_item(current), **changes, "id": sub_id}
-    if item.get("secret") is None:
-        item.pop("secret", None)  # "secret": null removes it: deliveries go unsigned
+    # A field sent as null goes back to its default; "secret": null removes the secret
+    # (deliveries go unsigned).
+    item = {k: v for k, v in {**subscriber_item(current), **changes, "id": sub_id}.items() if v is not None}
     validate_subscriber(item, engine.registry)
     sub = subscriber_from(item)
     await engine.store.put_subscriber(sub)

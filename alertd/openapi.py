@@ -114,7 +114,7 @@ _TIME: dict[str, Any] = {
     "type": "string",
     "format": "date-time",
     "description": "CAP dateTime: seconds precision with an explicit offset; UTC is written -00:00.",
-    "examples": ["2026-11-24T12:00:00+09:00"],
+    "examples": ["2099-11-24T12:00:00+09:00"],
 }
 _NULLABLE_TIME: dict[str, Any] = {**_TIME, "type": ["string", "null"]}
 _DESK_STATUS: dict[str, Any] = {
@@ -1343,9 +1343,32 @@ def _operation(operation: Operation) -> dict[str, Any]:
     if operation.query is not None:
         others = [p for p in doc.get("parameters", []) if p.get("in") != "query"]
         doc["parameters"] = [*_query_parameters(operation.query), *others]
+    _link(doc, operation.operation_id)
     for status, types in operation.valid_refusals.items():
         doc["responses"][str(status)]["x-problem-types"] = list(types)
     return doc
+
+
+# OpenAPI links: where the id an answer gives is used next (clients and fuzzers follow them).
+_BY_ID = {"id": "$response.body#/id"}
+LINKS: dict[tuple[str, str], dict[str, dict[str, str]]] = {
+    ("putIssuer", "201"): {"getIssuer": _BY_ID, "deleteIssuer": _BY_ID},
+    ("putSubscriber", "201"): {"getSubscriber": _BY_ID, "patchSubscriber": _BY_ID, "deleteSubscriber": _BY_ID},
+    **{
+        (sent, "202"): {"getAlert": _BY_ID, "getAlertCap": _BY_ID, "getDeliveries": _BY_ID, "ackAlert": _BY_ID}
+        for sent in ("postEvacuationOrder", "postShelterNotice", "postAlert")
+    },
+    ("startTestBroadcast", "202"): {"getTestBroadcast": _BY_ID, "getAlert": {"id": "$response.body#/alert_id"}},
+    ("addDistrict", "201"): {"deleteDistrict": {"code": "$response.body#/code"}},
+}
+
+
+def _link(doc: dict[str, Any], operation_id: str) -> None:
+    for (source, status), targets in LINKS.items():
+        if source == operation_id:
+            doc["responses"][status]["links"] = {
+                target: {"operationId": target, "parameters": parameters} for target, parameters in targets.items()
+            }
 
 
 def paths() -> dict[str, Any]:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from alertd.errors import InvalidInput
+from alertd.public import DEFAULT_PAGE, MAX_PAGE
 
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 SENDER_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@:/-]{0,199}$"
@@ -50,8 +51,9 @@ def _query_number(value: Any) -> Any:
     return int(value)
 
 
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
-QueryNumber = Annotated[int, BeforeValidator(_query_number)]
+def whole_number(low: int, high: int, *, in_query: bool = False) -> Any:
+    """An integer from low to high (the bounds before the parser, so the schema shows them)."""
+    return Annotated[int, Field(ge=low, le=high), BeforeValidator(_query_number if in_query else _whole_number)]
 
 
 class Shape(BaseModel):
@@ -198,8 +200,8 @@ class Subscriber(Shape):
         "delivery carries X-Alertd-Signature: t=<unix ms>,v1=<hex HMAC-SHA256 over "
         "t.Idempotency-Key.alert-id.body> (README, For receivers). Never shown back.",
     )  # fmt: skip
-    min_level: WholeNumber | None = Field(
-        None, ge=1, le=5,
+    min_level: whole_number(1, 5) | None = Field(
+        None,
         description="Only alerts at this 警戒レベル or above (a lift, cancel or update of an alert it got "
         "still reaches it).",
     )  # fmt: skip
@@ -207,7 +209,7 @@ class Subscriber(Shape):
                          "JMA policy otherwise keeps from radio.")  # fmt: skip
     languages: list[str] | None = Field(None, examples=[["ja", "en"]])
     timeout_s: float | None = Field(None, ge=0.1, le=60)
-    max_in_flight: WholeNumber | None = Field(None, ge=1, le=1000)
+    max_in_flight: whole_number(1, 1000) | None = None
     name: str | None = None
 
     @model_validator(mode="after")
@@ -222,21 +224,27 @@ class Subscriber(Shape):
         return self
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # absent means unchanged; null is not a value it takes
+
+
 class SubscriberChange(Shape):
-    """Some fields of a subscriber; the rest stay. "secret": null removes the secret
-    (deliveries go unsigned); the id cannot change."""
+    """Some fields of a subscriber; the rest stay. A field sent as null goes back to its
+    default ("secret": null removes the secret: deliveries go unsigned); the id cannot change."""
 
     refusals = Subscriber.refusals
-    id: str | None = Field(None, description="If given, the subscriber's own id.")
-    adapter: Literal["broadcaster", "isp", "signage", "radio"] | None = None
-    endpoint: str | None = Field(None, pattern=ENDPOINT_RE, max_length=2000)
-    districts: list[str] | None = Field(None, min_length=1)
+    # What a subscriber cannot be without may be left out, not sent as null.
+    id: str = Field(None, pattern=ID_RE, description="If given, the subscriber's own id.",  # type: ignore[assignment]
+                    json_schema_extra=_no_default)
+    adapter: Literal["broadcaster", "isp", "signage", "radio"] = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
+    endpoint: str = Field(None, pattern=ENDPOINT_RE, max_length=2000, json_schema_extra=_no_default)  # type: ignore[assignment]
+    districts: list[str] = Field(None, min_length=1, json_schema_extra=_no_default)  # type: ignore[assignment]
     secret: str | None = Field(None, min_length=16, json_schema_extra={"writeOnly": True})
-    min_level: WholeNumber | None = Field(None, ge=1, le=5)
+    min_level: whole_number(1, 5) | None = None
     drills: bool | None = None
     languages: list[str] | None = None
     timeout_s: float | None = Field(None, ge=0.1, le=60)
-    max_in_flight: WholeNumber | None = Field(None, ge=1, le=1000)
+    max_in_flight: whole_number(1, 1000) | None = None
     name: str | None = None
 
 
@@ -340,7 +348,7 @@ class AlertListQuery(Shape):
         description="Only alerts covering this district code, or covered by it (08 gives every alert in "
         "Ibaraki; 08211 also gives a prefecture-wide one). An unknown code is a 422 (unknown-area).",
     )  # fmt: skip
-    limit: QueryNumber = Field(100, ge=1, le=200,
+    limit: whole_number(1, MAX_PAGE, in_query=True) = Field(DEFAULT_PAGE,
                                description="At most this many (default 100, at most 200). When there may be "
                                "more, the Link header (rel=\"next\") gives the next page.")  # fmt: skip
     status: str | None = Field(None, pattern=_ci("Actual", "Exercise", "Test", "all"),
