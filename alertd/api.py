@@ -455,6 +455,7 @@ async def _desk_message(request: web.Request, kind: str) -> web.Response:
     issuer = await require_issuer(request)
     engine = request.app[ENGINE]
     body = await read_json(request)
+    schemas.parse(request[OPERATION].body, body)  # the shape; alertd.orders checks the meaning
     identifier = _identifier(request, body)
     build = engine.orders.evacuation if kind == "evacuation" else engine.orders.shelters
     for attempt in range(3):
@@ -489,6 +490,7 @@ async def preview_order(request: web.Request) -> web.Response:
     issuer = await require_issuer(request)
     engine = request.app[ENGINE]
     body = await read_json(request)
+    schemas.parse(request[OPERATION].body, body)  # the shape; alertd.orders checks the meaning
     body.setdefault("identifier", "preview")
     built = await engine.orders.evacuation(body, issuer)
     answer, _ = await engine.intake.accept(built.alert, issuer, changes=built.changes, dry_run=True)

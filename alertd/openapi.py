@@ -117,27 +117,7 @@ _TIME: dict[str, Any] = {
     "examples": ["2099-11-24T12:00:00+09:00"],
 }
 _NULLABLE_TIME: dict[str, Any] = {**_TIME, "type": ["string", "null"]}
-_DESK_STATUS: dict[str, Any] = {
-    "type": "string",
-    "enum": ["Actual", "Exercise", "Test"],
-    "description": "Must always be given: Actual (real), Exercise (a drill) or Test. There is no "
-    "default, so a drill can never turn real by omission.",
-}
-_TEXTS: dict[str, Any] = {
-    "description": "Text, taken as Japanese, or an object of texts by language (ja, en, zh, ko).",
-    "oneOf": [
-        {"type": "string"},
-        {"type": "object", "additionalProperties": {"type": "string"}},
-    ],
-    "examples": [{"ja": "大雨警報が発表されました", "en": "Heavy rain warning issued"}],
-}
 
-_IDENTIFIER: dict[str, Any] = {
-    "type": "string",
-    "maxLength": 200,
-    "pattern": "^[^,]+$",
-    "description": SAME_ANSWER,
-}
 _ACCEPTED_AGAIN = "Accepted and queued (or the answer already given for this identifier)."
 _CAP_BODY: dict[str, Any] = {"schema": {"type": "string", "description": "A CAP 1.2 <alert> document."}}
 
@@ -179,138 +159,6 @@ SCHEMAS: dict[str, Any] = {
             "element": {"type": "string", "description": "For CAP: the XML element at fault."},
         },
         "additionalProperties": True,
-    },
-    "Shelter": {
-        "type": "object",
-        "description": "A shelter (避難所).",
-        "required": ["name"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "examples": ["水海道小学校"]},
-            "status": {"type": "string", "enum": ["open", "closed", "full"], "default": "open"},
-            "address": _NULLABLE_STR,
-            "capacity": {"type": ["integer", "null"], "minimum": 0},
-            "occupancy": {"type": ["integer", "null"], "minimum": 0},
-            "lat": {"type": ["number", "null"]},
-            "lon": {"type": ["number", "null"]},
-        },
-    },
-    "EvacuationOrder": {
-        "type": "object",
-        "description": "An evacuation order (避難情報) from a municipal desk: issue (発令) or lift (解除).",
-        "required": ["status", "municipality", "level", "action", "reason", "districts"],
-        "properties": {
-            "identifier": {
-                "type": "string",
-                "maxLength": 200,
-                "pattern": "^[^,]+$",
-                "description": "The desk's own id for this message. " + SAME_ANSWER + " If neither this "
-                "nor Idempotency-Key is given, alertd makes one (and a resend is a new message).",
-            },
-            "status": _DESK_STATUS,
-            "municipality": {
-                "type": "string",
-                "examples": ["08211"],
-                "description": "The 5-digit municipality code (全国地方公共団体コード; the 6-digit form "
-                "with check digit is also read). Orders are issued per municipality.",
-            },
-            "level": {
-                "type": "integer",
-                "enum": [3, 4, 5],
-                "description": "警戒レベル: 3 高齢者等避難, 4 避難指示, 5 緊急安全確保. "
-                "避難勧告 was abolished in 2021 and cannot be sent.",
-            },
-            "action": {
-                "type": "string",
-                "enum": ["issue", "lift"],
-                "description": "issue (発令) or lift (解除).",
-            },
-            "reason": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 50,
-                "examples": ["洪水", "土砂災害"],
-                "description": "Why, in one word.",
-            },
-            "districts": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "minItems": 1,
-                "examples": [["三坂町", "新石下"], ["all"]],
-                "description": 'District (町域) names inside the municipality, or ["all"] / ["全域"] for '
-                "the whole municipality. An unknown name is refused; nothing is guessed.",
-            },
-            "shelters": {"type": "array", "items": {"$ref": "#/components/schemas/Shelter"}},
-            "expires": {
-                **_TIME,
-                "description": "When the order stops being in force; default 24 hours after sending.",
-            },
-        },
-    },
-    "ShelterNotice": {
-        "type": "object",
-        "description": "Which shelters are open, closed or full. With 'corrects' it is a 訂正 that "
-        "replaces an earlier shelter notice without announcing a new evacuation.",
-        "required": ["status", "municipality", "shelters"],
-        "properties": {
-            "identifier": _IDENTIFIER,
-            "status": _DESK_STATUS,
-            "municipality": {"type": "string", "examples": ["08211"]},
-            "shelters": {"type": "array", "items": {"$ref": "#/components/schemas/Shelter"}, "minItems": 1},
-            "corrects": {"type": "string", "description": "The alertd id of the notice this replaces."},
-            "expires": _TIME,
-        },
-    },
-    "JsonAlert": {
-        "type": "object",
-        "description": "alertd's compact JSON alert, for systems that do not speak CAP. Give the area as "
-        "district codes or as CAP-style areas (polygon, circle, geocodes); a Cancel may name none and "
-        "goes where the alerts it cancels went.",
-        "required": ["status", "event"],
-        "properties": {
-            "identifier": _IDENTIFIER,
-            "sent": _TIME,
-            "status": _DESK_STATUS,
-            "msg_type": {"type": "string", "enum": ["Alert", "Update", "Cancel"], "default": "Alert"},
-            "references": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "alertd ids of the alerts an Update or Cancel changes. Required for "
-                "Update and Cancel; an id alertd does not have is 409.",
-            },
-            "kind": {
-                "type": "string",
-                "default": "warning",
-                "examples": ["warning", "eew", "tsunami", "missile", "special_warning"],
-                "description": "eew, tsunami, missile, special_warning and national go in the flash lane.",
-            },
-            "event": {"type": "string", "minLength": 1, "examples": ["大雨警報"]},
-            "level": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 5,
-                "description": "警戒レベル; 5 is flash.",
-            },
-            "districts": {"type": "array", "items": {"type": "string"}, "examples": [["08211", "0820100"]]},
-            "areas": {"type": "array", "items": {"$ref": "#/components/schemas/JsonArea"}},
-            "headline": _TEXTS,
-            "description": _TEXTS,
-            "instruction": _TEXTS,
-            "urgency": {"type": "string", "default": "Immediate"},
-            "severity": {"type": "string", "default": "Severe"},
-            "certainty": {"type": "string", "default": "Likely"},
-            "expires": _TIME,
-        },
-    },
-    "JsonArea": {
-        "type": "object",
-        "properties": {
-            "desc": {"type": "string"},
-            "polygon": {"type": "string", "description": 'CAP polygon: "lat,lon lat,lon …", closed.'},
-            "polygons": {"type": "array", "items": {"type": "string"}},
-            "circle": {"type": "string", "description": 'CAP circle: "lat,lon radius_km".'},
-            "circles": {"type": "array", "items": {"type": "string"}},
-            "geocodes": {"type": "array", "items": _PAIR},
-        },
     },
     "Accepted": {
         "type": "object",
@@ -737,10 +585,6 @@ _EVACUATION_PATH = {
         "what it would do.",
         "security": ISSUER,
         "parameters": [IDEMPOTENCY_KEY_PARAM],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvacuationOrder"}}},
-        },
         "responses": {
             "202": _json(
                 "Accepted",
@@ -761,10 +605,6 @@ _PREVIEW_PATH = {
         "the headline, how many receivers it would reach and which orders a lift would end. "
         "Nothing is stored or sent. The same checks refuse the same mistakes as the real send.",
         "security": ISSUER,
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvacuationOrder"}}},
-        },
         "responses": {
             "200": _json("Preview", "What the order would do."),
             **_problems(400, 401, 403, 409, 413, 422, why={**WHY_ORDER, **_DESK_401}),
@@ -782,10 +622,6 @@ _SHELTERS_PATH = {
         "Exercise or Test). " + SAME_ANSWER,
         "security": ISSUER,
         "parameters": [IDEMPOTENCY_KEY_PARAM],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ShelterNotice"}}},
-        },
         "responses": {
             "202": _json("Accepted", _ACCEPTED_AGAIN),
             **_problems(
@@ -828,7 +664,6 @@ _ALERTS_PATH = {
                 },
                 "application/xml": _CAP_BODY,
                 "text/xml": _CAP_BODY,
-                "application/json": {"schema": {"$ref": "#/components/schemas/JsonAlert"}},
             },
         },
         "responses": {
@@ -1295,7 +1130,7 @@ them, and, when they have a secret, `X-Alertd-Timestamp` and
 MODELS: tuple[type[models.BaseModel], ...] = (
     models.Issuer, models.IssuerView, models.Subscriber, models.SubscriberChange, models.SubscriberView,
     models.TestBroadcastRequest, models.DistrictAddition, models.AddedDistrict, models.AddedDistrictRow,
-    models.Ack, models.AckResult,
+    models.Ack, models.AckResult, models.EvacuationOrder, models.ShelterNotice, models.JsonAlert,
 )  # fmt: skip
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "none": PUBLIC,
@@ -1336,10 +1171,9 @@ def _operation(operation: Operation) -> dict[str, Any]:
     doc["operationId"] = operation.operation_id
     doc["security"] = _SECURITY[operation.auth]
     if operation.body is not None:
-        doc["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{operation.body.__name__}"}}},
-        }
+        # The JSON body is the model's; other media types (CAP XML) keep their prose.
+        body = doc.setdefault("requestBody", {"required": True, "content": {}})
+        body["content"]["application/json"] = {"schema": {"$ref": f"#/components/schemas/{operation.body.__name__}"}}
     if operation.query is not None:
         others = [p for p in doc.get("parameters", []) if p.get("in") != "query"]
         doc["parameters"] = [*_query_parameters(operation.query), *others]

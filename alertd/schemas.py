@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from alertd.errors import InvalidInput
+from alertd.models import parse_time
 from alertd.public import DEFAULT_PAGE, MAX_PAGE
 
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -73,25 +74,43 @@ def refusal(model: type[Shape], err: ValidationError, data: Any) -> InvalidInput
     """The first error, in the order the fields are declared, as one sentence naming the field."""
     order = {name: i for i, name in enumerate(model.model_fields)}
     errors = err.errors(include_url=False)
-    extra = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and e["loc"])
+    unknown = [e["loc"] for e in errors if e["type"] == "extra_forbidden" and e["loc"]]
+    if unknown and len(unknown[0]) == 3 and isinstance(unknown[0][1], int):
+        # In an item of a list (an area): name the item, as a desk counts, from 1.
+        outer, n = str(unknown[0][0]), int(unknown[0][1])
+        item = model.model_fields[outer].annotation
+        names = sorted(getattr(getattr(item, "__args__", (None,))[0], "model_fields", {}))
+        where = f" in {outer.rstrip('s')} {n + 1}"
+        return _unknown([str(loc[2]) for loc in unknown if loc[:2] == (outer, n)], names, where)
+    extra = sorted(str(loc[0]) for loc in unknown if len(loc) == 1)
     if extra:
-        known = sorted(model.model_fields)
-        hints = []
-        for name in extra:
-            close = difflib.get_close_matches(name, known, n=1)
-            hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        return InvalidInput(
-            f"Unknown field{'s' if len(extra) > 1 else ''}: {', '.join(hints)}. Nothing was sent.", field=extra[0]
-        )
+        return _unknown(extra, sorted(model.model_fields), "")
     errors.sort(key=lambda e: order.get(str(e["loc"][0]) if e["loc"] else "", len(order)))
     first = errors[0]
     field = str(first["loc"][0]) if first["loc"] else ""
     value = data.get(field) if isinstance(data, dict) else None
-    sentence = model.refusals.get(field)
+    path = ".".join(str(p) for p in first["loc"] if isinstance(p, str))
+    sentence = (
+        (first["type"] == "missing" and model.refusals.get(f"{field}.missing"))
+        or model.refusals.get(path)
+        or model.refusals.get(field)
+    )
     if sentence is None:
         what = first["msg"].removeprefix("Value error, ").rstrip(".")
         sentence = f"'{field}' is not acceptable ({what})." if field else f"{what}."
     return InvalidInput(sentence.format(value=value), field=field or None)
+
+
+def _unknown(extra: list[str], known: list[str], where: str) -> InvalidInput:
+    """A misspelt field ('levle') must not be dropped in silence: the alert would go out without it."""
+    hints = []
+    for name in sorted(extra):
+        close = difflib.get_close_matches(name, known, n=1)
+        hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return InvalidInput(
+        f"Unknown field{'s' if len(extra) > 1 else ''}{where}: {', '.join(hints)}. Nothing was sent.",
+        field=sorted(extra)[0],
+    )
 
 
 def parse(model: type[M], data: Any) -> M:
@@ -392,3 +411,180 @@ class DistrictListQuery(Shape):
         "municipality": "'municipality' is missing: give the 5-digit municipality code, e.g. 08211.",
     }
     municipality: str = Field(min_length=1, examples=["08211"])
+
+
+# --- desk messages ------------------------------------------------------------------
+def _date_time(value: Any) -> Any:
+    """RFC 3339 as a desk writes it; naive times are taken as UTC (alertd.models.parse_time)."""
+    if value == "":
+        return value  # as good as absent: the default applies
+    if not isinstance(value, str):
+        raise ValueError("not text")
+    text = value[:-1] + "Z" if value.endswith("z") else value
+    parse_time(text.replace("t", "T", 1) if "t" in text[10:11] else text)
+    return value
+
+
+DateTime = Annotated[
+    str,
+    BeforeValidator(_date_time),
+    Field(json_schema_extra={"format": "date-time", "examples": ["2026-11-24T12:00:00+09:00"]}),
+]
+DeskStatus = Literal["Actual", "Exercise", "Test"]
+_DESK_STATUS = ("Must always be given: Actual (real), Exercise (a drill) or Test. There is no default, so a "
+                "drill can never turn real by omission.")  # fmt: skip
+_IDENTIFIER = (
+    "The same identifier (from 'identifier' or the Idempotency-Key header) sent twice by the same issuer "
+    "with the same content gives the same 202 answer, and the message is sent only once. The same "
+    "identifier with different content is a 409: a changed message needs an identifier of its own."
+)
+Identifier = Annotated[str, Field(max_length=200, pattern=r"^[^,]*$", description=_IDENTIFIER)]
+_MISSING_STATUS = "'status' is missing: say whether this is Actual, Exercise (a drill) or Test."
+_WRONG_STATUS = "'status' must be Actual, Exercise or Test, not {value!r}."
+
+
+class Shelter(Shape):
+    """A shelter (避難所)."""
+
+    name: str = Field(min_length=1, examples=["水海道小学校"])
+    status: Literal["open", "closed", "full"] = "open"
+    address: str | None = None
+    capacity: whole_number(0, 10_000_000) | None = None
+    occupancy: whole_number(0, 10_000_000) | None = None
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+
+
+_SHELTERS = "'shelters' must be a list of shelters, each with a name, status open, closed or full, and whole numbers."
+
+
+class EvacuationOrder(Shape):
+    """An evacuation order (避難情報) from a municipal desk: issue (発令) or lift (解除)."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": "'municipality' is missing: give the 5-digit municipality code, e.g. 08211.",
+        "level": "'level' must be 3 (高齢者等避難), 4 (避難指示) or 5 (緊急安全確保), not {value!r}. "
+        "避難勧告 was abolished in 2021.",
+        "action": "'action' must be 'issue' (発令) or 'lift' (解除), not {value!r}.",
+        "reason": "'reason' must be a short word such as 洪水 or 土砂災害.",
+        "districts": '\'districts\' must list district names (e.g. ["三坂町"]) or be ["all"] for the whole municipality.',
+        "status": _WRONG_STATUS,
+        "status.missing": _MISSING_STATUS,
+        "identifier": "'identifier' must be text of up to 200 characters without commas.",
+        "shelters": _SHELTERS,
+        "expires": "'expires' is not a date and time: {value!r}.",
+    }
+    municipality: str = Field(min_length=1, examples=["08211"],
+                              description="The municipality code; a prefecture may issue on behalf of (代行) its "
+                              "municipalities.")  # fmt: skip
+    level: Literal[3, 4, 5] = Field(description="警戒レベル: 3 高齢者等避難, 4 避難指示, 5 緊急安全確保. "
+                                    "避難勧告 (the old level 4) was abolished in 2021 and is refused.")  # fmt: skip
+    action: Literal["issue", "lift"] = Field(description="issue (発令) or lift (解除).")
+    reason: str = Field(min_length=1, max_length=50, examples=["洪水", "土砂災害"])
+    districts: list[Annotated[str, Field(min_length=1, pattern=r"\S")]] = Field(
+        min_length=1, examples=[["三坂町", "新石下"], ["all"]],
+        description='District (町域) names inside the municipality, or ["all"] / ["全域"] for the whole '
+        "municipality. An unknown name is refused (unknown-area); nothing is guessed.",
+    )  # fmt: skip
+    status: DeskStatus = Field(description=_DESK_STATUS)
+    identifier: Identifier | None = None
+    shelters: list[Shelter] | None = None
+    expires: DateTime | None = Field(None, description="When the order stops being in force; default 24 hours "
+                                     "after sending; at most 31 days away.")  # fmt: skip
+
+
+class ShelterNotice(Shape):
+    """Which shelters are open, closed or full. With 'corrects' it is a 訂正 that replaces an
+    earlier shelter notice without announcing a new evacuation."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": EvacuationOrder.refusals["municipality"],
+        "shelters": _SHELTERS,
+        "status": _WRONG_STATUS,
+        "status.missing": _MISSING_STATUS,
+        "identifier": EvacuationOrder.refusals["identifier"],
+        "expires": EvacuationOrder.refusals["expires"],
+        "corrects": "'corrects' must be the alertd id of the shelter notice this replaces.",
+    }
+    municipality: str = Field(min_length=1, examples=["08211"])
+    shelters: list[Shelter] = Field(min_length=1)
+    status: DeskStatus = Field(description=_DESK_STATUS)
+    identifier: Identifier | None = None
+    corrects: str | None = Field(None, description="The alertd id of the notice this replaces.")
+    expires: DateTime | None = None
+
+
+Texts = str | dict[str, str]
+_TEXTS = "Text, taken as Japanese, or an object of texts by language (ja, en, zh, ko)."
+
+
+class JsonArea(Shape):
+    model_config = ConfigDict(extra="forbid")
+    desc: str = ""
+    polygon: str | None = Field(None, description='CAP polygon: "lat,lon lat,lon …", closed.')
+    polygons: list[str] = Field(default_factory=list)
+    circle: str | None = Field(None, description='CAP circle: "lat,lon radius_km".')
+    circles: list[str] = Field(default_factory=list)
+    geocodes: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=list, description="[valueName, value] pairs, as in CAP <geocode>."
+    )
+
+
+class JsonAlert(Shape):
+    """alertd's compact JSON alert, for systems that do not speak CAP. Give the area as district
+    codes or as CAP-style areas (polygon, circle, geocodes), not both; a Cancel may name none and
+    goes where the alerts it cancels went."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            # 'event' is required except on a Cancel (alertd names it after what it cancels).
+            "if": {"properties": {"msg_type": {"const": "Cancel"}}, "required": ["msg_type"]},
+            "else": {"required": ["event"], "properties": {"event": {"minLength": 1}}},
+            # Areas beside districts would leave one of them unchecked.
+            "not": {"required": ["districts", "areas"],
+                    "properties": {"districts": {"minItems": 1}, "areas": {"minItems": 1}}},
+        },
+    )  # fmt: skip
+    refusals: ClassVar[dict[str, str]] = {
+        "status": _WRONG_STATUS,
+        "msg_type": "'msg_type' must be Alert, Update or Cancel, not {value!r}.",
+        "event": "'event' is missing: say what the alert is about, e.g. 大雨警報.",
+        "level": "'level' must be a whole number from 1 to 5.",
+        "references": "'references' must be a list of alert ids.",
+        "districts": "'districts' and 'areas' must be lists.",
+        "areas": "Each entry of 'areas' must be an object with desc, polygons, circles and geocodes.",
+        "areas.geocodes": "'geocodes' must be a list of [valueName, value] pairs.",
+        "adapters": '\'adapters\' must be a list such as ["radio", "broadcaster"].',
+        "expires": "'expires' is not a date and time such as 2026-11-24T12:00:00+09:00: {value!r}.",
+        "sent": "'sent' is not a date and time such as 2026-11-24T12:00:00+09:00: {value!r}.",
+        "identifier": EvacuationOrder.refusals["identifier"],
+        "headline": "'headline' must be text or an object of texts by language.",
+        "description": "'description' must be text or an object of texts by language.",
+        "instruction": "'instruction' must be text or an object of texts by language.",
+    }
+    status: DeskStatus = Field(description=_DESK_STATUS)
+    msg_type: Literal["Alert", "Update", "Cancel"] = "Alert"
+    event: str | None = Field(None, examples=["大雨警報"])
+    level: whole_number(1, 5) | None = Field(None, description="警戒レベル; 5 is flash.")
+    references: list[str] = Field(
+        default_factory=list,
+        description="alertd ids of the alerts an Update or Cancel changes. Required for Update and Cancel; "
+        "an id alertd does not have is 409.",
+    )
+    districts: list[str] = Field(default_factory=list, examples=[["08211", "0820100"]])
+    areas: list[JsonArea] = Field(default_factory=list)
+    adapters: list[str] | None = Field(None, examples=[["radio", "broadcaster"]])
+    expires: DateTime | None = Field(None, description="At most 31 days away.")
+    identifier: Identifier | None = None
+    sent: DateTime | None = None
+    kind: str = Field("warning", examples=["warning", "eew", "tsunami", "missile", "special_warning"],
+                      description="eew, tsunami, missile, special_warning and national go in the flash lane.")
+    headline: Texts | None = Field(None, description=_TEXTS)
+    description: Texts | None = Field(None, description=_TEXTS)
+    instruction: Texts | None = Field(None, description=_TEXTS)
+    urgency: str = "Immediate"
+    severity: str = "Severe"
+    certainty: str = "Likely"
