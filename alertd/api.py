@@ -455,11 +455,11 @@ async def _desk_message(request: web.Request, kind: str) -> web.Response:
     issuer = await require_issuer(request)
     engine = request.app[ENGINE]
     body = await read_json(request)
-    schemas.parse(request[OPERATION].body, body)  # the shape; alertd.orders checks the meaning
+    message = _shaped(request, body)
     identifier = _identifier(request, body)
     build = engine.orders.evacuation if kind == "evacuation" else engine.orders.shelters
     for attempt in range(3):
-        built = await build(body, issuer)
+        built = await build(message, issuer)
         built.alert.identifier = identifier
         try:
             answer, _ = await engine.intake.accept(
@@ -472,6 +472,12 @@ async def _desk_message(request: web.Request, kind: str) -> web.Response:
             log.info("order.replanned", attempt=attempt + 1, issuer_id=issuer.id)
     raise ServiceUnavailable("The orders in force kept changing while this one was planned; send it again.",
                              retry_after_s=1)  # fmt: skip
+
+
+def _shaped(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    """The body checked against its model and written as the model reads it (4.0 is 4);
+    alertd.orders then checks what it means."""
+    return schemas.parse(request[OPERATION].body, body).model_dump(exclude_unset=True)
 
 
 async def post_evacuation_order(request: web.Request) -> web.Response:
@@ -489,8 +495,7 @@ async def preview_order(request: web.Request) -> web.Response:
     the same checks, the same routing (including who got what a lift ends)."""
     issuer = await require_issuer(request)
     engine = request.app[ENGINE]
-    body = await read_json(request)
-    schemas.parse(request[OPERATION].body, body)  # the shape; alertd.orders checks the meaning
+    body = _shaped(request, await read_json(request))
     body.setdefault("identifier", "preview")
     built = await engine.orders.evacuation(body, issuer)
     answer, _ = await engine.intake.accept(built.alert, issuer, changes=built.changes, dry_run=True)

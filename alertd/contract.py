@@ -35,13 +35,18 @@ class Operation:
     auth: Auth
     body: type[Shape] | None = None  # the JSON body, validated by this model
     query: type[Shape] | None = None  # the query string, validated by this model
-    # Problem types that may refuse a request the schema allows, by status: what only
-    # alertd's data can tell (a district code it does not know), declared in the document.
+    # Problem types ("type" or "type:field") that may refuse a request the schema allows, by
+    # status: what only alertd's data or clock can tell, declared in the document.
     valid_refusals: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 # A well-formed district code alertd has no record of: only its data can tell.
 UNKNOWN_AREA: Mapping[int, tuple[str, ...]] = {422: ("unknown-area",)}
+# A desk message may also name a code that is no municipality (08 is a prefecture), or an
+# expiry outside the window it may have (not past, at most 31 days away): "type:field".
+DESK_MESSAGE: Mapping[int, tuple[str, ...]] = {
+    422: ("unknown-area", "invalid-input:municipality", "invalid-input:expires"),
+}
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/api/v1/issuers", "putIssuer", "desk", "admin", body=schemas.Issuer, valid_refusals=UNKNOWN_AREA),
@@ -55,18 +60,18 @@ OPERATIONS: tuple[Operation, ...] = (
               body=schemas.SubscriberChange, valid_refusals=UNKNOWN_AREA),
     Operation("DELETE", "/api/v1/subscribers/{id}", "deleteSubscriber", "desk", "admin"),
     Operation("POST", "/api/v1/evacuation-orders", "postEvacuationOrder", "desk", "issuer",
-              body=schemas.EvacuationOrder),
+              body=schemas.EvacuationOrder, valid_refusals=DESK_MESSAGE),
     Operation("POST", "/api/v1/evacuation-orders/preview", "previewEvacuationOrder", "desk", "issuer",
-              body=schemas.EvacuationOrder),
+              body=schemas.EvacuationOrder, valid_refusals=DESK_MESSAGE),
     Operation("POST", "/api/v1/shelters", "postShelterNotice", "desk", "issuer",
-              body=schemas.ShelterNotice),
+              body=schemas.ShelterNotice, valid_refusals=DESK_MESSAGE),
     Operation("POST", "/api/v1/districts", "addDistrict", "desk", "issuer", body=schemas.DistrictAddition,
               valid_refusals={422: ("unknown-area", "invalid-geometry")}),
     Operation("GET", "/api/v1/districts", "listDistricts", "desk", "issuer", query=schemas.DistrictListQuery,
               valid_refusals=UNKNOWN_AREA),
     Operation("DELETE", "/api/v1/districts/{code}", "deleteDistrict", "desk", "issuer"),
     Operation("POST", "/api/v1/alerts", "postAlert", "desk", "issuer",
-              body=schemas.JsonAlert),
+              body=schemas.JsonAlert, valid_refusals={422: ("unknown-area", "invalid-input:expires")}),
     # Who got what, and their errors, is for the desk, not the public segment.
     Operation("GET", "/api/v1/alerts/{id}/deliveries", "getDeliveries", "desk", "admin-or-issuer"),
     Operation("POST", "/api/v1/test-broadcasts", "startTestBroadcast", "desk", "admin",

@@ -69,7 +69,7 @@ def unknown_fields(body: dict[str, Any], known: frozenset[str], where: str = "")
 
 def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
     # The shape is the model's (the one the OpenAPI document shows); what follows reads it.
-    schemas.parse(schemas.JsonAlert, body)
+    body = schemas.parse(schemas.JsonAlert, body).model_dump(exclude_unset=True)
     status_raw, type_raw = body.get("status"), body.get("msg_type", "Alert")
     if status_raw not in ("Actual", "Exercise", "Test"):
         raise InvalidInput(f"'status' must be Actual, Exercise or Test, not {status_raw!r}.", field="status")

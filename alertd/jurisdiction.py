@@ -109,6 +109,13 @@ class Jurisdiction:
             found = {self._city_of(code) for code in found}  # wards of one designated city
         return next(iter(found)) if len(found) == 1 else None
 
+    def _city_of(self, code: str) -> str:
+        """A ward's designated city (横浜市 for its 中区); any other municipality is its own."""
+        district = self.registry.find(code)
+        if district is not None and district.level == "ward" and district.parent is not None:
+            return district.parent
+        return code
+
     def on_behalf_of(self, issuer: Issuer, municipality: str | None) -> str | None:
         """代行: the municipality an issuer speaks for when it is not that municipality's own desk."""
         if municipality is None or issuer.national:

@@ -17,7 +17,15 @@ import difflib
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from alertd.errors import InvalidInput
 from alertd.models import parse_time
@@ -428,7 +436,9 @@ def _date_time(value: Any) -> Any:
 DateTime = Annotated[
     str,
     BeforeValidator(_date_time),
-    Field(json_schema_extra={"format": "date-time", "examples": ["2026-11-24T12:00:00+09:00"]}),
+    # Empty is taken as absent (a desk form's blank field), so the schema says so too.
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"const": ""}],
+                    "description": "RFC 3339 with an offset, e.g. 2026-11-24T12:00:00+09:00."}),
 ]
 DeskStatus = Literal["Actual", "Exercise", "Test"]
 _DESK_STATUS = ("Must always be given: Actual (real), Exercise (a drill) or Test. There is no default, so a "

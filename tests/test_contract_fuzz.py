@@ -19,6 +19,7 @@ import asyncio
 import base64
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,14 @@ SEED = 20261201
 EXAMPLES = 8  # per operation and phase: about 40 s here, so CI stays fast
 DEADLINE_S = 240
 
-# Known failures, each a precise case with the reason it is not fixed yet:
-# (operation, check code, problem type, field).
-KNOWN: dict[tuple[str, str, str, str], str] = {}
+# Known failures, each a precise case with the reason it is not fixed yet.
+KNOWN: list[tuple[str, str, Callable[[Failure], bool], str]] = [
+    (
+        "POST /api/v1/alerts", "ST202", lambda f: f.request_body.lstrip().startswith("<"),
+        "CAP 1.2 XML is declared as a string: the CAP XML Schema has no OpenAPI form, so any text counts "
+        "as schema-valid, and a text that is not a CAP alert is refused (400/422)",
+    ),
+]  # fmt: skip
 
 
 @dataclass
@@ -46,6 +52,7 @@ class Failure:
     title: str
     message: str
     request: str
+    request_body: str
     status: int | None
     body: str
 
@@ -57,7 +64,8 @@ class Failure:
         return data if isinstance(data, dict) else {}
 
     def __str__(self) -> str:
-        return (f"{self.code} {self.title} — {self.operation}\n    {self.message.splitlines()[0]}\n"
+        why = (self.message.splitlines() or [""])[0]
+        return (f"{self.code} {self.title} — {self.operation}\n    {why}\n"
                 f"    request:  {self.request[:400]}\n    response: {self.status} {self.body[:400]}")  # fmt: skip
 
 
@@ -85,6 +93,7 @@ def failures(ndjson: Path) -> list[Failure]:
                 failure = Failure(
                     operation=info["operation"], code=info["code"], title=info["title"], message=info["message"],
                     request=f"{request.get('method')} {request.get('uri')} {_text(request.get('body'))}",
+                    request_body=_text(request.get("body")),
                     status=response.get("status_code"), body=_text(response.get("content")),
                 )  # fmt: skip
                 key = (failure.operation, failure.code, failure.body[:200])
@@ -99,14 +108,17 @@ def declared(document: dict[str, Any], failure: Failure) -> bool:
     method, _, path = failure.operation.partition(" ")
     op = document["paths"].get(path, {}).get(method.lower(), {})
     response = op.get("responses", {}).get(str(failure.status), {})
-    slug = str(failure.problem().get("type", "")).rsplit("/", 1)[-1]
-    return bool(slug) and slug in response.get("x-problem-types", [])
+    problem = failure.problem()
+    slug = str(problem.get("type", "")).rsplit("/", 1)[-1]
+    allowed = response.get("x-problem-types", [])
+    return bool(slug) and (slug in allowed or f"{slug}:{problem.get('field', '')}" in allowed)
 
 
 def known(failure: Failure) -> str | None:
-    problem = failure.problem()
-    slug = str(problem.get("type", "")).rsplit("/", 1)[-1]
-    return KNOWN.get((failure.operation, failure.code, slug, str(problem.get("field", ""))))
+    for operation, code, matches, why in KNOWN:
+        if failure.operation == operation and failure.code == code and matches(failure):
+            return why
+    return None
 
 
 @pytest.mark.timeout(DEADLINE_S + 60)
