@@ -1,8 +1,13 @@
 """The OpenAPI 3.1 description of alertd's HTTP API, served at ``/api/openapi.json``.
 
-Plain dict literals, no generator: what a municipal desk integrator reads
-here should be what they can check line by line against ``alertd.api``.
-``tests/test_openapi.py`` fails when a route in ``make_app`` is missing here.
+What the API decides is not written here but generated: the operations, who
+signs in for each, and the query and JSON body schemas come from
+``alertd.contract`` and the pydantic models in ``alertd.schemas`` — the same
+table the router is built from and the same models the handlers validate
+with, so the document cannot drift from the app. What stays here is prose a
+desk integrator reads: summaries, why each status happens, and the schemas
+of answers not yet modelled (alerts, deliveries, previews), as plain dicts.
+``paths()`` fails when prose and contract disagree.
 """
 
 from __future__ import annotations
@@ -462,7 +467,6 @@ _ISSUERS_PATH = {
         "operationId": "listIssuers",
         "tags": ["admin"],
         "summary": "List issuers",
-        "security": ADMIN,
         "responses": {
             "200": {
                 "description": "Every registered issuer (tokens are never shown).",
@@ -481,7 +485,6 @@ _ISSUERS_PATH = {
         "summary": "Register or replace an issuer",
         "description": "Registers a desk, prefecture or national source with its bearer token. The same "
         "id again replaces the issuer and its token (the old token stops working).",
-        "security": ADMIN,
         "responses": {
             "201": _json("IssuerView", "Saved."),
             **_problems(
@@ -504,7 +507,6 @@ _SUBSCRIBERS_PATH = {
         "operationId": "listSubscribers",
         "tags": ["admin"],
         "summary": "List subscribers",
-        "security": ADMIN,
         "responses": {
             "200": {
                 "description": 'Every subscriber; secrets are shown as "***".',
@@ -522,7 +524,6 @@ _SUBSCRIBERS_PATH = {
         "tags": ["admin"],
         "summary": "Register or replace a subscriber",
         "description": "The same id again replaces the subscriber. New alerts route to it at once.",
-        "security": ADMIN,
         "responses": {
             "201": _json("SubscriberView", "Saved."),
             **_problems(
@@ -549,7 +550,6 @@ def _one(kind: str, schema: str, op: str) -> dict[str, Any]:
             "operationId": f"get{cap}",
             "tags": ["admin"],
             "summary": f"One {kind}",
-            "security": ADMIN,
             "responses": {
                 "200": _json(schema, f"The {kind}."),
                 **_problems(401, 404, why={**WHY_ADMIN_401, 404: f"There is no {kind} with this id."}),
@@ -559,7 +559,6 @@ def _one(kind: str, schema: str, op: str) -> dict[str, Any]:
             "operationId": f"delete{cap}",
             "tags": ["admin"],
             "summary": f"Remove {op}",
-            "security": ADMIN,
             "responses": {
                 "204": {"description": "Removed."},
                 **_problems(401, 404, why={**WHY_ADMIN_401, 404: f"There is no {kind} with this id."}),
@@ -583,7 +582,6 @@ _EVACUATION_PATH = {
         "避難勧告 was abolished in 2021 and is refused. A lift needs an order in force with the "
         "same municipality, districts and status. " + SAME_ANSWER + " Use /preview first to see "
         "what it would do.",
-        "security": ISSUER,
         "parameters": [IDEMPOTENCY_KEY_PARAM],
         "responses": {
             "202": _json(
@@ -604,7 +602,6 @@ _PREVIEW_PATH = {
         "description": "Runs every check an order goes through and says which districts it covers, "
         "the headline, how many receivers it would reach and which orders a lift would end. "
         "Nothing is stored or sent. The same checks refuse the same mistakes as the real send.",
-        "security": ISSUER,
         "responses": {
             "200": _json("Preview", "What the order would do."),
             **_problems(400, 401, 403, 409, 413, 422, why={**WHY_ORDER, **_DESK_401}),
@@ -620,7 +617,6 @@ _SHELTERS_PATH = {
         "description": "Says which shelters are open, closed or full, for one municipality. With "
         "'corrects' it replaces an earlier shelter notice. status must be explicit (Actual, "
         "Exercise or Test). " + SAME_ANSWER,
-        "security": ISSUER,
         "parameters": [IDEMPOTENCY_KEY_PARAM],
         "responses": {
             "202": _json("Accepted", _ACCEPTED_AGAIN),
@@ -654,7 +650,6 @@ _ALERTS_PATH = {
         "'identifier' or the Idempotency-Key header identifies it. Either way, the same identifier "
         "twice from the same sender gives the same 202 answer and is sent once. XML with a DTD or "
         "entity declarations is refused. status must be explicit (Actual, Exercise or Test).",
-        "security": ISSUER,
         "parameters": [IDEMPOTENCY_KEY_PARAM],
         "requestBody": {
             "required": True,
@@ -694,48 +689,6 @@ _ALERTS_PATH = {
         "operationId": "listAlerts",
         "tags": ["reading"],
         "summary": "List alerts, newest first",
-        "security": PUBLIC,
-        "parameters": [
-            {
-                "name": "active",
-                "in": "query",
-                "required": False,
-                "description": "true (or 1, yes): only alerts in force now.",
-                "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
-            },
-            {
-                "name": "district",
-                "in": "query",
-                "required": False,
-                "description": "Only alerts covering this district code, or covered by it "
-                "(08 gives every alert in Ibaraki; 08211 also gives a prefecture-wide one).",
-                "schema": {"type": "string"},
-                "examples": {"municipality": {"value": "08211"}, "prefecture": {"value": "08"}},
-            },
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "description": "At most this many (default 100, at most 200). When there may be more, the "
-                "Link header (rel=\"next\") gives the next page.",
-                "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
-            },
-            {
-                "name": "status",
-                "in": "query",
-                "required": False,
-                "description": "Actual, Exercise, Test or all. With active=true the default is Actual: a drill "
-                "never shows among real alerts unless asked for; otherwise all.",
-                "schema": {"type": "string", "enum": ["Actual", "Exercise", "Test", "all"]},
-            },
-            {
-                "name": "before",
-                "in": "query",
-                "required": False,
-                "description": "Page back: only alerts accepted before this alert id (from the Link header).",
-                "schema": {"type": "string", "pattern": "^[A-Za-z0-9]{1,64}$"},
-            },
-        ],
         "responses": {
             "200": {
                 "description": "Alerts, newest first.",
@@ -766,7 +719,6 @@ PATHS: dict[str, Any] = {
             "summary": "Change some fields of a subscriber (rotate its secret, move its endpoint)",
             "description": "Send only the fields to change; \"secret\": null removes the secret. The next "
             "attempt of every delivery uses the new values: an old secret stops at once.",
-            "security": ADMIN,
             "responses": {
                 "200": _json("SubscriberView", "The subscriber as it is now."),
                 **_problems(400, 401, 404, 422, why={**WHY_ADMIN_401, 404: "There is no subscriber with this id."}),
@@ -785,7 +737,6 @@ PATHS: dict[str, Any] = {
             "description": "Sends a status-Test message to every subscriber in the districts and waits "
             "wait_s seconds for receivers to confirm (POST /api/v1/alerts/{id}/ack). Read the result "
             "with GET /api/v1/test-broadcasts/{id}.",
-            "security": ADMIN,
             "responses": {
                 "202": _json("TestBroadcast", "Started."),
                 **_problems(
@@ -808,7 +759,6 @@ PATHS: dict[str, Any] = {
             "operationId": "getTestBroadcast",
             "tags": ["admin"],
             "summary": "A transmission test's result",
-            "security": ADMIN,
             "responses": {
                 "200": _json(
                     "TestBroadcastResult", "Per receiver: confirmed, unconfirmed, failed or pending."
@@ -826,7 +776,6 @@ PATHS: dict[str, Any] = {
             "summary": "Add a district (字, 地区) the postal data does not list",
             "description": "The municipality's own desk adds a named district (e.g. 上三坂), with its reading and "
             "outline if it has them; orders can name it from then on, in every alertd process.",
-            "security": ISSUER,
             "responses": {
                 "201": _json("AddedDistrict", "Added."),
                 **_problems(400, 401, 403, 409, 422, why={**_DESK_401, 409: "A district of that name exists already."}),
@@ -836,8 +785,6 @@ PATHS: dict[str, Any] = {
             "operationId": "listDistricts",
             "tags": ["desk"],
             "summary": "The districts a municipality added",
-            "security": ISSUER,
-            "parameters": [{"name": "municipality", "in": "query", "required": True, "schema": {"type": "string"}}],
             "responses": {
                 "200": {"description": "Added districts.", "content": {"application/json": {"schema": {
                     "type": "array", "items": {"$ref": "#/components/schemas/AddedDistrictRow"}}}}},
@@ -851,8 +798,14 @@ PATHS: dict[str, Any] = {
             "operationId": "deleteDistrict",
             "tags": ["desk"],
             "summary": "Remove a district the municipality added",
-            "security": ISSUER,
-            "responses": {"204": {"description": "Removed."}, **_problems(401, 403, 404, why=_DESK_401)},
+            "responses": {
+                "204": {"description": "Removed."},
+                **_problems(401, 403, 404, 409, why={
+                    **_DESK_401, 404: "There is no district the desk added with this code.",
+                    409: "An order in force names the district ('in_force' lists them): lift it before "
+                    "removing the district. Nothing was removed.",
+                }),
+            },
         },
     },
     "/api/v1/in-force": {
@@ -865,13 +818,6 @@ PATHS: dict[str, Any] = {
             "the town), districts (per district: level and the alerts standing there) and alerts (every alert "
             "in force, with the districts it still covers; 'except': districts a lift took out of it). Actual "
             "unless status= says otherwise.",
-            "security": PUBLIC,
-            "parameters": [
-                {"name": "municipality", "in": "query", "required": True, "schema": {"type": "string"},
-                 "examples": {"joso": {"value": "08211"}}},
-                {"name": "status", "in": "query", "required": False,
-                 "schema": {"type": "string", "enum": ["Actual", "Exercise", "Test"], "default": "Actual"}},
-            ],
             "responses": {
                 "200": {"description": "In force now.", "content": {"application/json": {"schema": {"type": "object"}}}},
                 **_problems(422, why={422: "'municipality' is not a municipality code, or 'status' is not one of the three."}),
@@ -884,7 +830,6 @@ PATHS: dict[str, Any] = {
             "operationId": "getAlert",
             "tags": ["reading"],
             "summary": "One alert, with its state now",
-            "security": PUBLIC,
             "responses": {"200": _json("Alert", "The alert."), **_problems(404, why=_NO_ALERT)},
         },
     },
@@ -895,7 +840,6 @@ PATHS: dict[str, Any] = {
             "tags": ["reading"],
             "summary": "One alert as a CAP 1.2 document",
             "description": "What broadcasters and other CAP peers receive; the Atom feed links here.",
-            "security": PUBLIC,
             "responses": {
                 "200": {
                     "description": "The CAP 1.2 XML document.",
@@ -915,7 +859,6 @@ PATHS: dict[str, Any] = {
             "confirmed (the receiver said so), failed, expired or superseded. For the admin, the issuer "
             "that sent the alert and issuers whose jurisdiction covers it; endpoint credentials in "
             "last_error are masked.",
-            "security": [*ADMIN, *ISSUER],
             "responses": {
                 "200": _json("Deliveries", "The deliveries of this alert."),
                 **_problems(401, 403, 404, why={**_NO_ALERT, 403: "The alert is outside your jurisdiction."}),
@@ -931,7 +874,6 @@ PATHS: dict[str, Any] = {
             "description": "Send your subscriber id and the Idempotency-Key header of the delivery you "
             "received; the key proves receipt, so no token is needed. Confirming twice is harmless: "
             "the first time counts.",
-            "security": PUBLIC,
             "responses": {
                 "200": _json("AckResult", "Confirmed."),
                 **_problems(
@@ -956,22 +898,7 @@ PATHS: dict[str, Any] = {
             "summary": "Atom index of alerts in force, each linking its CAP document",
             "description": "For conveyors that poll: send the last ETag in If-None-Match and a 304 "
             "with no body comes back while nothing changed. Fetch only the CAP documents not seen yet.",
-            "security": PUBLIC,
             "parameters": [
-                {
-                    "name": "prefecture",
-                    "in": "query",
-                    "required": False,
-                    "description": "Only alerts in this prefecture (2-digit code, e.g. 08).",
-                    "schema": {"type": "string"},
-                },
-                {
-                    "name": "municipality",
-                    "in": "query",
-                    "required": False,
-                    "description": "Only alerts covering this municipality or district, or inside it.",
-                    "schema": {"type": "string"},
-                },
                 {
                     "name": "If-None-Match",
                     "in": "header",
@@ -999,7 +926,6 @@ PATHS: dict[str, Any] = {
             "operationId": "metrics",
             "tags": ["operations"],
             "summary": "Prometheus metrics",
-            "security": PUBLIC,
             "responses": {
                 "200": {
                     "description": "Prometheus text exposition format.",
@@ -1013,7 +939,6 @@ PATHS: dict[str, Any] = {
             "operationId": "healthz",
             "tags": ["operations"],
             "summary": "Liveness and queue depth",
-            "security": PUBLIC,
             "responses": {
                 "200": _json("Health", "Redis answers; queue depths per lane."),
                 "503": _json("Health", "Redis does not answer: alertd cannot accept or deliver alerts."),
@@ -1025,7 +950,6 @@ PATHS: dict[str, Any] = {
             "operationId": "openapi",
             "tags": ["operations"],
             "summary": "This document",
-            "security": PUBLIC,
             "responses": {
                 "200": {
                     "description": "The OpenAPI 3.1 description of alertd's HTTP API.",

@@ -38,6 +38,10 @@ _HOST = r"([^\s/?#@\[\]]+@)?[A-Za-z0-9._~%-]+(:[0-9]{1,5})?"
 ENDPOINT_RE = rf"^(https?://{_HOST}([/?#][^\s]*)?|mqtts?://{_HOST}/[^\s#+/]+(/[^\s#+]*)?)$"
 
 
+# A district code as a list item: never empty ("" would name nothing alertd could look up).
+Code = Annotated[str, Field(min_length=1, max_length=100)]
+
+
 def _ci(*words: str) -> str:
     """A pattern matching any of ``words`` in any letter case, as the query parsers take them
     (JSON Schema patterns have no case-insensitive flag)."""
@@ -162,7 +166,7 @@ class Issuer(Shape):
                        "its hash and never shows it again. Give each issuer its own token.")  # fmt: skip
     national: bool = Field(False, description="May issue anywhere (JMA, the national government). "
                            "Send true or false.")  # fmt: skip
-    jurisdiction: list[str] = Field(
+    jurisdiction: list[Code] = Field(
         default_factory=list, examples=[["08211"], ["08"]],
         description="District codes the issuer may send for; a 2-digit prefecture code covers every "
         "municipality in it (代行). At least one unless national; unknown codes are a 422 (unknown-area).",
@@ -215,7 +219,7 @@ class Subscriber(Shape):
                           examples=["https://portal.example.jp/alertd", "mqtt://broker.example.jp:1883/alerts/joso"],
                           description="An http(s):// URL, or mqtt(s)://host:port/topic naming one topic "
                           "(no wildcards).")  # fmt: skip
-    districts: list[str] = Field(
+    districts: list[Code] = Field(
         min_length=1, examples=[["08"], ["08211", "08220"]],
         description="District codes to receive alerts for; a wider code covers everything in it, and a "
         "whole-municipality order reaches a subscriber of one of its 町域. Unknown codes are a 422 "
@@ -265,7 +269,7 @@ class SubscriberChange(Shape):
                     json_schema_extra=_no_default)
     adapter: Literal["broadcaster", "isp", "signage", "radio"] = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
     endpoint: str = Field(None, pattern=ENDPOINT_RE, max_length=2000, json_schema_extra=_no_default)  # type: ignore[assignment]
-    districts: list[str] = Field(None, min_length=1, json_schema_extra=_no_default)  # type: ignore[assignment]
+    districts: list[Code] = Field(None, min_length=1, json_schema_extra=_no_default)  # type: ignore[assignment]
     secret: str | None = Field(None, min_length=16, json_schema_extra={"writeOnly": True})
     min_level: whole_number(1, 5) | None = None
     drills: bool | None = None
@@ -299,7 +303,7 @@ class TestBroadcastRequest(Shape):
         "districts": "'districts' must be a list of district codes.",
         "wait_s": "'wait_s' must be between 1 and 3600 seconds.",
     }
-    districts: list[str] | None = Field(
+    districts: list[Code] | None = Field(
         None, examples=[["08"], ["08211", "08220"]],
         description="District codes in scope; default (absent or empty) all 47 prefectures. Unknown codes "
         "are a 422 (unknown-area).",
@@ -564,7 +568,7 @@ class JsonAlert(Shape):
         "event": "'event' is missing: say what the alert is about, e.g. 大雨警報.",
         "level": "'level' must be a whole number from 1 to 5.",
         "references": "'references' must be a list of alert ids.",
-        "districts": "'districts' and 'areas' must be lists.",
+        "districts": "'districts' must be a list of district codes such as \"08211\".",
         "areas": "Each entry of 'areas' must be an object with desc, polygons, circles and geocodes.",
         "areas.geocodes": "'geocodes' must be a list of [valueName, value] pairs.",
         "adapters": '\'adapters\' must be a list such as ["radio", "broadcaster"].',
@@ -584,7 +588,7 @@ class JsonAlert(Shape):
         description="alertd ids of the alerts an Update or Cancel changes. Required for Update and Cancel; "
         "an id alertd does not have is 409.",
     )
-    districts: list[str] = Field(default_factory=list, examples=[["08211", "0820100"]])
+    districts: list[Code] = Field(default_factory=list, examples=[["08211", "0820100"]])
     areas: list[JsonArea] = Field(default_factory=list)
     adapters: list[str] | None = Field(None, examples=[["radio", "broadcaster"]])
     expires: DateTime | None = Field(None, description="At most 31 days away.")
