@@ -490,10 +490,13 @@ _ISSUERS_PATH = {
             **_problems(
                 400,
                 401,
+                409,
                 413,
                 422,
                 why={
                     **WHY_ADMIN_401,
+                    409: "The token or a sender already belongs to another issuer: each names one issuer only. "
+                    "Nothing was stored.",
                     422: "The id, name, token (at least 16 characters) or jurisdiction is missing or not "
                     "usable, or a jurisdiction code is unknown. 'field' names which.",
                 },
