@@ -165,37 +165,6 @@ SCHEMAS: dict[str, Any] = {
         },
         "additionalProperties": True,
     },
-    "Accepted": {
-        "type": "object",
-        "description": "The 202 answer: the alert is stored and every delivery is queued. Sending the "
-        "same identifier again returns this same answer.",
-        "required": ["id", "districts", "deliveries", "priority", "status", "msg_type"],
-        "properties": {
-            "id": {"type": "string", "description": "alertd's id for the alert; use it in the other URLs."},
-            "districts": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "The district codes the alert was resolved to.",
-            },
-            "deliveries": {"type": "integer", "minimum": 0, "description": "Pushed deliveries queued."},
-            "priority": {"type": "string", "enum": ["flash", "routine"]},
-            "status": {"type": "string"},
-            "msg_type": {"type": "string"},
-            "levels": {
-                "type": "array",
-                "description": "Per district, the evacuation level in force before and after this order.",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "district": {"type": "string"},
-                        "name": {"type": "string"},
-                        "level_before": {"type": ["integer", "null"]},
-                        "level_after": {"type": ["integer", "null"]},
-                    },
-                },
-            },
-        },
-    },
     "Preview": {
         "type": "object",
         "description": "What an order would do if sent now (誤発信 guard). Nothing is stored or sent.",
@@ -334,34 +303,6 @@ SCHEMAS: dict[str, Any] = {
             "planned_deliveries": {"type": "integer", "minimum": 0},
         },
     },
-    "Delivery": {
-        "type": "object",
-        "description": "One receiver's delivery of one alert.",
-        "required": ["subscriber", "adapter", "state", "attempts"],
-        "properties": {
-            "subscriber": {"type": "string"},
-            "adapter": {"type": ["string", "null"], "examples": ["isp", "broadcaster", "feed"]},
-            "state": {
-                "type": "string",
-                "enum": ["queued", "sent", "delivered", "confirmed", "failed", "expired", "superseded"],
-                "description": "delivered: the transport acknowledged it (HTTP 2xx, MQTT PUBACK). "
-                "confirmed: the receiver itself said it has the alert (POST …/ack).",
-            },
-            "attempts": {"type": "integer", "minimum": 0},
-            "latency_ms": {"type": ["number", "null"]},
-            "last_error": _NULLABLE_STR,
-            "delivered_at": {"type": ["string", "null"], "format": "date-time"},
-            "confirmed_at": {"type": ["string", "null"], "format": "date-time"},
-        },
-    },
-    "Deliveries": {
-        "type": "object",
-        "required": ["alert_id", "deliveries"],
-        "properties": {
-            "alert_id": {"type": "string"},
-            "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}},
-        },
-    },
     "Health": {
         "type": "object",
         "required": ["status"],
@@ -373,19 +314,6 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Waiting deliveries per lane (flash, routine) and retries scheduled.",
             },
             "redis": {"type": "string", "description": "When unhealthy: why Redis did not answer."},
-        },
-    },
-    "TestBroadcast": {
-        "type": "object",
-        "description": "A started transmission test.",
-        "required": ["id", "alert_id", "districts", "started", "wait_s", "deliveries"],
-        "properties": {
-            "id": {"type": "string", "description": "The test's id; GET /api/v1/test-broadcasts/{id}."},
-            "alert_id": {"type": "string", "description": "The Test alert sent."},
-            "districts": {"type": "array", "items": {"type": "string"}},
-            "started": {"type": "number", "description": "Unix seconds when the test started."},
-            "wait_s": {"type": "number"},
-            "deliveries": {"type": "integer", "minimum": 0},
         },
     },
     "TestBroadcastResult": {
@@ -1058,6 +986,7 @@ MODELS: tuple[type[models.BaseModel], ...] = (
     models.Issuer, models.IssuerView, models.Subscriber, models.SubscriberChange, models.SubscriberView,
     models.TestBroadcastRequest, models.DistrictAddition, models.AddedDistrict, models.AddedDistrictRow,
     models.Ack, models.AckResult, models.EvacuationOrder, models.ShelterNotice, models.JsonAlert,
+    models.Accepted, models.Deliveries, models.TestBroadcast,
 )  # fmt: skip
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "none": PUBLIC,

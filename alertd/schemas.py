@@ -602,3 +602,59 @@ class JsonAlert(Shape):
     urgency: str = "Immediate"
     severity: str = "Severe"
     certainty: str = "Likely"
+
+
+# --- answers --------------------------------------------------------------------
+class LevelChange(BaseModel):
+    district: str
+    name: str
+    level_before: int | None
+    level_after: int | None
+
+
+class Accepted(BaseModel):
+    """The 202 answer: the alert is stored and every delivery is queued. Sending the same
+    identifier again returns this same answer."""
+
+    id: str = Field(description="alertd's id for the alert; use it in the other URLs.")
+    districts: list[str] = Field(description="The district codes the alert was resolved to.")
+    deliveries: int = Field(ge=0, description="Pushed deliveries queued.")
+    priority: Literal["flash", "routine"]
+    status: str
+    msg_type: str
+    levels: list[LevelChange] | None = Field(
+        None, description="Per district, the evacuation level in force before and after this order."
+    )
+
+
+class Delivery(BaseModel):
+    """One receiver's delivery of one alert."""
+
+    subscriber: str
+    adapter: str | None = Field(examples=["isp", "broadcaster", "feed"])
+    state: Literal["queued", "sent", "delivered", "confirmed", "failed", "expired", "superseded"] = Field(
+        description="delivered: the transport acknowledged it (HTTP 2xx, MQTT PUBACK). confirmed: the "
+        "receiver itself said it has the alert (POST …/ack)."
+    )
+    attempts: int = Field(ge=0)
+    latency_ms: float | None = None
+    last_error: str | None = None
+    delivered_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
+    confirmed_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
+
+
+class Deliveries(BaseModel):
+    alert_id: str
+    deliveries: list[Delivery]
+
+
+class TestBroadcast(BaseModel):
+    """A started transmission test."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    id: str = Field(description="The test's id; GET /api/v1/test-broadcasts/{id}.")
+    alert_id: str = Field(description="The Test alert sent.")
+    districts: list[str]
+    started: float = Field(description="Unix seconds when the test started.")
+    wait_s: float
+    deliveries: int = Field(ge=0)
