@@ -774,8 +774,8 @@ async def post_ack(request: web.Request) -> web.Response:
 async def post_test_broadcast(request: web.Request) -> web.Response:
     require_admin(request)
     engine = request.app[ENGINE]
-    request_ = await body_of(request)
-    return json_response(await engine.test_broadcasts.start(request_.model_dump(exclude_none=True)), status=202)
+    test: schemas.TestBroadcastRequest = await body_of(request)
+    return json_response(await engine.test_broadcasts.start(test.model_dump(exclude_none=True)), status=202)
 
 
 async def get_test_broadcast(request: web.Request) -> web.Response:

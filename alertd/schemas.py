@@ -407,6 +407,7 @@ class FeedQuery(Shape):
     model_config = ConfigDict(strict=False)
     refusals: ClassVar[dict[str, str]] = {
         "prefecture": "'prefecture' must be a 2-digit prefecture code such as 08.",
+        "municipality": "'municipality' must be a municipality or district code such as 08211.",
         "status": "'status' must be Actual, Exercise or Test.",
     }
     prefecture: str | None = Field(None, pattern=r"^([0-9]{2})?$",
@@ -578,6 +579,10 @@ class JsonAlert(Shape):
         "headline": "'headline' must be text or an object of texts by language.",
         "description": "'description' must be text or an object of texts by language.",
         "instruction": "'instruction' must be text or an object of texts by language.",
+        "kind": "'kind' must be text such as warning, eew, tsunami or special_warning.",
+        "urgency": "'urgency' must be a CAP urgency such as Immediate.",
+        "severity": "'severity' must be a CAP severity such as Severe.",
+        "certainty": "'certainty' must be a CAP certainty such as Likely.",
     }
     status: DeskStatus = Field(description=_DESK_STATUS)
     msg_type: Literal["Alert", "Update", "Cancel"] = "Alert"

@@ -320,3 +320,15 @@ async def test_what_the_schema_forbids_is_refused_naming_the_field(engine: Runni
     async with engine.http.post(f"{engine.url}/api/v1/issuers", json=issuer, headers=engine.admin) as resp:
         problem = await resp.json()
         assert resp.status == 422 and problem["field"] == "jurisdiction", problem
+
+
+def test_every_field_a_request_can_get_wrong_has_a_sentence_for_the_desk() -> None:
+    """A refusal's 'detail' is written for the desk officer, never the validator's own words."""
+    from alertd.contract import OPERATIONS
+
+    for operation in OPERATIONS:
+        for model in (operation.body, operation.query):
+            if model is None:
+                continue
+            missing = [name for name in model.model_fields if name not in model.refusals]
+            assert not missing, (operation.operation_id, model.__name__, missing)
