@@ -50,6 +50,7 @@ from alertd.limits import ACK_MAX_BYTES
 from alertd.metrics import ACKS, DELIVERIES, REGISTRY, REJECTED
 from alertd.models import Alert, Issuer, Subscriber, utcnow
 from alertd.offload import run_blocking
+from alertd.openapi import spec
 from alertd.public import CachedView, PublicGate, ViewCache, respond, strong_etag
 from alertd.ratelimit import RefusalLimiter, TokenBuckets, caller_key
 from alertd.store import StaleState
@@ -799,8 +800,6 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    from alertd.openapi import spec
-
     return json_response(spec())
 
 
