@@ -34,7 +34,7 @@ from alertd.public import DEFAULT_PAGE, MAX_PAGE
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 SENDER_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@:/-]{0,199}$"
 # An http(s) URL, or an mqtt(s) URL naming one topic (no wildcards): what a delivery can reach.
-_HOST = r"([^\s/?#@\[\]]+@)?[A-Za-z0-9._~%-]+(:[0-9]{1,5})?"
+_HOST = r"([^\s/?#@\[\]]+@)?([A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
 ENDPOINT_RE = rf"^(https?://{_HOST}([/?#][^\s]*)?|mqtts?://{_HOST}/[^\s#+/]+(/[^\s#+]*)?)$"
 
 
