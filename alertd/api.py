@@ -23,7 +23,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from alertd import logs
+from alertd import logs, schemas
+from alertd.appkeys import ENGINE
+from alertd.atom import build_feed
+from alertd.contract import OPERATION, OPERATIONS, Operation, query_of
 from alertd.engine import Engine, issuer_from, subscriber_from
 from alertd.errors import (
     AlertdError,
@@ -37,6 +40,7 @@ from alertd.errors import (
     TooLarge,
     TooManyRequests,
     Unauthorized,
+    UnknownArea,
     UnsupportedMediaType,
 )
 from alertd.feed import state_message
@@ -46,14 +50,14 @@ from alertd.limits import ACK_MAX_BYTES
 from alertd.metrics import ACKS, DELIVERIES, REGISTRY, REJECTED
 from alertd.models import Alert, Issuer, Subscriber, utcnow
 from alertd.offload import run_blocking
-from alertd.public import DEFAULT_PAGE, MAX_PAGE, CachedView, PublicGate, ViewCache, respond, strong_etag
+from alertd.openapi import spec
+from alertd.public import CachedView, PublicGate, ViewCache, respond, strong_etag
 from alertd.ratelimit import RefusalLimiter, TokenBuckets, caller_key
 from alertd.store import StaleState
 from alertd.validation import validate_issuer, validate_subscriber
 
 log = logs.get("alertd.api")
 
-ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 PROBLEM = "application/problem+json"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -89,9 +93,16 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if exc.status < 400:
             raise
         detail = {404: "There is nothing at this address.", 405: "This address does not take that method."}
+        allow = exc.headers.get("Allow")
+        if exc.status == 405 and allow is not None:
+            detail[405] = f"This address does not take {request.method}; it takes {allow.replace(',', ', ')}."
         err = AlertdError(detail.get(exc.status, exc.reason))
         err.status, err.title = exc.status, exc.reason
-        return problem_response(err)
+        response = problem_response(err)
+        if allow is not None:
+            # RFC 9110: a 405 says which methods the address does take.
+            response.headers["Allow"] = allow
+        return response
     except (RedisError, OSError) as exc:
         # Redis down or timing out: the request could not be written, so nothing
         # was sent (the commit is one transaction). Say when to try again.
@@ -243,6 +254,13 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+async def body_of(request: web.Request, *, limit: int | None = None) -> Any:
+    """The JSON body, checked against the model the contract declares for this operation."""
+    operation = request[OPERATION]
+    assert operation.body is not None, operation.operation_id
+    return schemas.parse(operation.body, await read_json(request, limit=limit))
+
+
 def _identifier(request: web.Request, body: dict[str, Any]) -> str:
     given = body.get("identifier") or request.headers.get("Idempotency-Key")
     if given is not None and (not isinstance(given, str) or not 0 < len(given) <= 200 or "," in given):
@@ -256,7 +274,7 @@ def _identifier(request: web.Request, body: dict[str, Any]) -> str:
 async def post_issuer(request: web.Request) -> web.Response:
     require_admin(request)
     engine = request.app[ENGINE]
-    item = await read_json(request)
+    item = (await body_of(request)).model_dump(exclude_unset=True, exclude_none=True)
     validate_issuer(item, engine.registry)
     issuer = issuer_from(item)
     await engine.store.put_issuer(issuer)
@@ -287,7 +305,8 @@ async def delete_issuer(request: web.Request) -> web.Response:
 async def post_subscriber(request: web.Request) -> web.Response:
     require_admin(request)
     engine = request.app[ENGINE]
-    item = await read_json(request)
+    # null is the same as absent: the default (no secret, 5 s, …).
+    item = (await body_of(request)).model_dump(exclude_unset=True, exclude_none=True)
     validate_subscriber(item, engine.registry)
     sub = subscriber_from(item)
     await engine.store.put_subscriber(sub)
@@ -317,12 +336,12 @@ async def patch_subscriber(request: web.Request) -> web.Response:
     current = await engine.store.get_subscriber(sub_id)
     if current is None:
         raise NotFound(f"There is no subscriber {sub_id!r}.")
-    changes = await read_json(request)
-    if "id" in changes and changes["id"] != sub_id:
+    changes = (await body_of(request)).model_dump(exclude_unset=True)
+    if changes.get("id", sub_id) != sub_id:
         raise InvalidInput("A subscriber's id cannot change; register a new one instead.", field="id")
-    item = {**subscriber_item(current), **changes, "id": sub_id}
-    if item.get("secret") is None:
-        item.pop("secret", None)  # "secret": null removes it: deliveries go unsigned
+    # A field sent as null goes back to its default; "secret": null removes the secret
+    # (deliveries go unsigned).
+    item = {k: v for k, v in {**subscriber_item(current), **changes, "id": sub_id}.items() if v is not None}
     validate_subscriber(item, engine.registry)
     sub = subscriber_from(item)
     await engine.store.put_subscriber(sub)
@@ -347,23 +366,21 @@ async def delete_subscriber(request: web.Request) -> web.Response:
 
 
 # --- districts a municipality adds ----------------------------------------------
-DISTRICT_FIELDS = frozenset({"municipality", "name", "kana", "geometry"})
+class NotAGeometry(InvalidInput):
+    """A well-formed object that is no polygon: what only reading it can tell."""
+
+    type_slug = "invalid-geometry"
 
 
 async def post_district(request: web.Request) -> web.Response:
     """A 字 or 地区 the postal data does not list (上三坂), added by the town's own desk."""
     from alertd.engine import DESK_LAYER
-    from alertd.json_alert import unknown_fields
 
     issuer = await require_issuer(request)
     engine = request.app[ENGINE]
-    body = await read_json(request)
-    unknown_fields(body, DISTRICT_FIELDS)
-    muni = engine.orders.municipality_of(body, issuer)
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 50 or ":" in name:
-        raise InvalidInput("'name' must be the district's name as residents know it, e.g. 上三坂.", field="name")
-    name = name.strip()
+    body: schemas.DistrictAddition = await body_of(request)
+    muni = engine.orders.municipality_of({"municipality": body.municipality}, issuer)
+    name = body.name.strip()
     try:
         existing = engine.registry.resolve_name(muni, name, suggest=False)
     except AlertdError:
@@ -371,12 +388,9 @@ async def post_district(request: web.Request) -> web.Response:
     if existing is not None and existing.code != muni:
         raise Conflict(f"{existing.full_name} is already a district ({existing.code}); use that name.",
                        existing=existing.code)  # fmt: skip
-    geometry = body.get("geometry")
+    geometry, kana = body.geometry, body.kana
     if geometry is not None:
         _check_geometry(geometry)
-    kana = body.get("kana")
-    if kana is not None and not isinstance(kana, str):
-        raise InvalidInput("'kana' must be the name's reading in kana.", field="kana")
     feature = {"type": "Feature", "properties": {"name": name, "kana": kana}, "geometry": geometry}
     await engine.store.put_district(muni, name, feature)
     await engine.sync_districts()
@@ -392,15 +406,16 @@ def _check_geometry(geometry: Any) -> None:
     try:
         shape = shapely.from_geojson(json.dumps(geometry))
     except Exception as exc:  # shapely raises GEOSException for anything unreadable
-        raise InvalidInput(f"'geometry' is not a GeoJSON geometry ({exc}).", field="geometry") from exc
+        raise NotAGeometry(f"'geometry' is not a GeoJSON geometry ({exc}).", field="geometry") from exc
     if shape.geom_type not in ("Polygon", "MultiPolygon") or shape.is_empty:
-        raise InvalidInput("'geometry' must be a GeoJSON Polygon or MultiPolygon.", field="geometry")
+        raise NotAGeometry("'geometry' must be a GeoJSON Polygon or MultiPolygon.", field="geometry")
 
 
 async def list_districts(request: web.Request) -> web.Response:
     issuer = await require_issuer(request)
     engine = request.app[ENGINE]
-    muni = engine.orders.municipality_of({"municipality": request.query.get("municipality", "")}, issuer)
+    query: schemas.DistrictListQuery = query_of(request)
+    muni = engine.orders.municipality_of({"municipality": query.municipality}, issuer)
     _, by_muni = await engine.store.added_districts()
     return json_response([
         {"code": f"{muni}:layer:desk:{f['properties']['name']}", "name": f["properties"]["name"],
@@ -441,10 +456,11 @@ async def _desk_message(request: web.Request, kind: str) -> web.Response:
     issuer = await require_issuer(request)
     engine = request.app[ENGINE]
     body = await read_json(request)
+    message = _shaped(request, body)
     identifier = _identifier(request, body)
     build = engine.orders.evacuation if kind == "evacuation" else engine.orders.shelters
     for attempt in range(3):
-        built = await build(body, issuer)
+        built = await build(message, issuer)
         built.alert.identifier = identifier
         try:
             answer, _ = await engine.intake.accept(
@@ -457,6 +473,12 @@ async def _desk_message(request: web.Request, kind: str) -> web.Response:
             log.info("order.replanned", attempt=attempt + 1, issuer_id=issuer.id)
     raise ServiceUnavailable("The orders in force kept changing while this one was planned; send it again.",
                              retry_after_s=1)  # fmt: skip
+
+
+def _shaped(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    """The body checked against its model and written as the model reads it (4.0 is 4);
+    alertd.orders then checks what it means."""
+    return schemas.parse(request[OPERATION].body, body).model_dump(exclude_unset=True)
 
 
 async def post_evacuation_order(request: web.Request) -> web.Response:
@@ -474,7 +496,7 @@ async def preview_order(request: web.Request) -> web.Response:
     the same checks, the same routing (including who got what a lift ends)."""
     issuer = await require_issuer(request)
     engine = request.app[ENGINE]
-    body = await read_json(request)
+    body = _shaped(request, await read_json(request))
     body.setdefault("identifier", "preview")
     built = await engine.orders.evacuation(body, issuer)
     answer, _ = await engine.intake.accept(built.alert, issuer, changes=built.changes, dry_run=True)
@@ -599,17 +621,6 @@ def public_view(build: Callable[[web.Request], Awaitable[View]]) -> Handler:
     return gated(work)
 
 
-def _page_limit(request: web.Request) -> int:
-    raw = request.query.get("limit", str(DEFAULT_PAGE))
-    limit = int(raw) if raw.isascii() and raw.isdigit() else 0
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(
-            f"'limit' must be a whole number from 1 to {MAX_PAGE}; follow the Link header for the next page.",
-            field="limit",
-        )
-    return limit
-
-
 _STATUSES = {"actual": "Actual", "exercise": "Exercise", "test": "Test", "all": None}
 
 
@@ -617,21 +628,14 @@ async def build_alert_list(request: web.Request) -> View:
     """Alerts newest first; ``active=true`` gives those in force now, Actual ones unless
     ``status=`` asks for Exercise, Test or all (a drill never shows among real alerts)."""
     engine = request.app[ENGINE]
-    raw_active = request.query.get("active", "false").lower()
-    if raw_active not in ("1", "0", "true", "false", "yes", "no"):
-        raise InvalidInput("'active' must be true or false.", field="active")
-    active = raw_active in ("1", "true", "yes")
-    raw_status = request.query.get("status", "Actual" if active else "all").lower()
-    if raw_status not in _STATUSES:
-        raise InvalidInput("'status' must be Actual, Exercise, Test or all.", field="status")
-    status = _STATUSES[raw_status]
-    district = request.query.get("district") or None
-    limit = _page_limit(request)
-    before = request.query.get("before") or None
-    if before is not None and not (before.isascii() and before.isalnum() and len(before) <= 64):
-        raise InvalidInput("'before' must be an alert id from a previous page.", field="before")
+    query: schemas.AlertListQuery = query_of(request)
+    active = query.active.lower() in ("1", "true", "yes")
+    status = _STATUSES[(query.status or ("Actual" if active else "all")).lower()]
+    district = query.district or None
+    limit = query.limit
+    before = query.before or None
     if district is not None and engine.registry.find(district) is None:
-        raise InvalidInput(f"alertd does not know the district code {district!r}.", field="district")
+        raise UnknownArea(f"alertd does not know the district code {district!r}.", field="district")
     rows: list[tuple[Alert, dict[str, Any]]] = []
     cursor, scanned = before, 0
     now = utcnow()
@@ -677,14 +681,14 @@ async def build_in_force(request: web.Request) -> View:
     """The model itself for one municipality: per district, the level and the alerts
     standing there, and every alert in force with the districts it still covers."""
     engine = request.app[ENGINE]
-    code = request.query.get("municipality") or ""
-    district = engine.registry.find(engine.registry.normalize_code(code)) if code else None
-    if district is None or district.level not in ("municipality", "ward"):
+    query: schemas.InForceQuery = query_of(request)
+    district = engine.registry.find(engine.registry.normalize_code(query.municipality))
+    if district is None:
+        raise UnknownArea(f"alertd does not know the municipality code {query.municipality!r}.",
+                          field="municipality")  # fmt: skip
+    if district.level not in ("municipality", "ward"):
         raise InvalidInput("'municipality' must be a municipality code such as 08211.", field="municipality")
-    raw_status = request.query.get("status", "Actual").lower()
-    if _STATUSES.get(raw_status) is None:
-        raise InvalidInput("'status' must be Actual, Exercise or Test.", field="status")
-    status = _STATUSES[raw_status]
+    status = _STATUSES[query.status.lower()]
     assert status is not None
     model = InForce(engine.registry, district.code, await engine.store.in_force(district.code, status, engine.registry))
     # Exactly what the retained MQTT state says: one model, one shape.
@@ -751,13 +755,8 @@ async def post_ack(request: web.Request) -> web.Response:
     """A receiver's confirmation; the idempotency key it was sent is its proof of receipt."""
     engine = request.app[ENGINE]
     alert = await _alert_or_404(request)
-    body = await read_json(request, limit=ACK_MAX_BYTES)  # an ack is a few dozen bytes
-    sub_id, key = body.get("subscriber"), body.get("idempotency_key")
-    if not isinstance(sub_id, str) or not isinstance(key, str):
-        raise InvalidInput('Send {"subscriber": "<your id>", "idempotency_key": "<the key you received>"}.')
-    if not (key.isascii() and 0 < len(key) <= 128) or len(sub_id) > 64:
-        raise InvalidInput("'idempotency_key' must be the key alertd sent with the delivery (32 hex characters).",
-                           field="idempotency_key")  # fmt: skip
+    ack: schemas.Ack = await body_of(request, limit=ACK_MAX_BYTES)  # an ack is a few dozen bytes
+    sub_id, key = ack.subscriber, ack.idempotency_key
     confirmed = await engine.store.confirm(alert.id, sub_id, key, f"{time.time():.3f}")
     if confirmed is None:
         ACKS.labels(path="http", outcome="refused").inc()
@@ -776,7 +775,8 @@ async def post_ack(request: web.Request) -> web.Response:
 async def post_test_broadcast(request: web.Request) -> web.Response:
     require_admin(request)
     engine = request.app[ENGINE]
-    return json_response(await engine.test_broadcasts.start(await read_json(request)), status=202)
+    test: schemas.TestBroadcastRequest = await body_of(request)
+    return json_response(await engine.test_broadcasts.start(test.model_dump(exclude_none=True)), status=202)
 
 
 async def get_test_broadcast(request: web.Request) -> web.Response:
@@ -800,54 +800,71 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    from alertd.openapi import spec
-
     return json_response(spec())
 
 
 def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.Application:
     """``desk`` routes (admin, issuing) and ``public`` routes (reading, feeds, acks)
     can be served on different listeners, so a deployment can keep the desk on
-    LGWAN and the public outputs on the internet segment."""
+    LGWAN and the public outputs on the internet segment. The routes are the
+    contract's operations (alertd/contract.py), the same ones the OpenAPI document lists."""
     app = web.Application(middlewares=[flood_guard, problems], client_max_size=engine.settings.max_body_bytes)
     app[ENGINE] = engine
     app[REFUSALS] = RefusalLimiter()
     app[READERS] = TokenBuckets(engine.settings.public_rate_per_s, engine.settings.public_burst)
-    r = app.router
-    if desk:
-        r.add_post("/api/v1/issuers", post_issuer)
-        r.add_get("/api/v1/issuers", list_issuers)
-        r.add_get("/api/v1/issuers/{id}", get_issuer)
-        r.add_delete("/api/v1/issuers/{id}", delete_issuer)
-        r.add_post("/api/v1/subscribers", post_subscriber)
-        r.add_get("/api/v1/subscribers", list_subscribers)
-        r.add_get("/api/v1/subscribers/{id}", get_subscriber)
-        r.add_patch("/api/v1/subscribers/{id}", patch_subscriber)
-        r.add_delete("/api/v1/subscribers/{id}", delete_subscriber)
-        r.add_post("/api/v1/evacuation-orders", post_evacuation_order)
-        r.add_post("/api/v1/evacuation-orders/preview", preview_order)
-        r.add_post("/api/v1/shelters", post_shelters)
-        r.add_post("/api/v1/districts", post_district)
-        r.add_get("/api/v1/districts", list_districts)
-        r.add_delete("/api/v1/districts/{code}", delete_district)
-        r.add_post("/api/v1/alerts", post_alert)
-        # Who got what, and their errors, is for the desk, not the public segment.
-        r.add_get("/api/v1/alerts/{id}/deliveries", get_deliveries)
-        r.add_post("/api/v1/test-broadcasts", post_test_broadcast)
-        r.add_get("/api/v1/test-broadcasts/{id}", get_test_broadcast)
     if public:
         app[PUBLIC_GATE] = PublicGate(engine.settings.public_concurrency, engine.settings.public_backlog)
         app[VIEWS] = ViewCache()
         app[ALERT_JSON] = AlertJson()
-        r.add_get("/api/v1/alerts", public_view(build_alert_list))
-        r.add_get("/api/v1/alerts/{id}.cap", public_view(build_alert_cap))
-        r.add_get("/api/v1/alerts/{id}", public_view(build_alert))
-        r.add_get("/api/v1/in-force", public_view(build_in_force))
-        r.add_post("/api/v1/alerts/{id}/ack", gated(post_ack))
-        from alertd.atom import build_feed
-
-        r.add_get("/feeds/alerts.atom", public_view(build_feed))
-    r.add_get("/metrics", metrics)
-    r.add_get("/healthz", healthz)
-    r.add_get("/api/openapi.json", openapi)
+    serves = {"desk": desk, "public": public, "always": True}
+    for operation in OPERATIONS:
+        if serves[operation.side]:
+            handler = _declared(operation, HANDLERS[operation.operation_id])
+            if operation.method == "GET":
+                app.router.add_get(operation.path, handler)  # and HEAD, as before
+            else:
+                app.router.add_route(operation.method, operation.path, handler)
     return app
+
+
+def _declared(operation: Operation, handler: Handler) -> Handler:
+    """The handler, told which operation it serves (for its body and query models)."""
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        request[OPERATION] = operation
+        return await handler(request)
+
+    run.alertd_public = getattr(handler, "alertd_public", False)  # type: ignore[attr-defined]
+    return run
+
+
+HANDLERS: dict[str, Handler] = {
+    "putIssuer": post_issuer,
+    "listIssuers": list_issuers,
+    "getIssuer": get_issuer,
+    "deleteIssuer": delete_issuer,
+    "putSubscriber": post_subscriber,
+    "listSubscribers": list_subscribers,
+    "getSubscriber": get_subscriber,
+    "patchSubscriber": patch_subscriber,
+    "deleteSubscriber": delete_subscriber,
+    "postEvacuationOrder": post_evacuation_order,
+    "previewEvacuationOrder": preview_order,
+    "postShelterNotice": post_shelters,
+    "addDistrict": post_district,
+    "listDistricts": list_districts,
+    "deleteDistrict": delete_district,
+    "postAlert": post_alert,
+    "getDeliveries": get_deliveries,
+    "startTestBroadcast": post_test_broadcast,
+    "getTestBroadcast": get_test_broadcast,
+    "listAlerts": public_view(build_alert_list),
+    "getAlertCap": public_view(build_alert_cap),
+    "getAlert": public_view(build_alert),
+    "getInForce": public_view(build_in_force),
+    "ackAlert": gated(post_ack),
+    "alertsFeed": public_view(build_feed),
+    "metrics": metrics,
+    "healthz": healthz,
+    "openapi": openapi,
+}

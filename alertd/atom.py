@@ -15,8 +15,11 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from alertd.errors import InvalidInput
+from alertd.appkeys import ENGINE
+from alertd.contract import query_of
+from alertd.errors import UnknownArea
 from alertd.models import format_cap_time
+from alertd.schemas import FeedQuery
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -30,17 +33,14 @@ async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict
     rather than watching it vanish. Actual alerts unless ``status=`` asks for
     Exercise or Test.
     """
-    from alertd.api import ENGINE
-
     engine = request.app[ENGINE]
-    prefecture = request.query.get("prefecture") or None
-    municipality = request.query.get("municipality") or None
-    status = request.query.get("status") or "Actual"
-    if status not in ("Actual", "Exercise", "Test"):
-        raise InvalidInput("'status' must be Actual, Exercise or Test.", field="status")
+    query: FeedQuery = query_of(request)
+    prefecture = query.prefecture or None
+    municipality = query.municipality or None
+    status = query.status or "Actual"
     for name, code in (("prefecture", prefecture), ("municipality", municipality)):
         if code is not None and engine.registry.find(code) is None:
-            raise InvalidInput(f"alertd does not know the {name} code {code!r}.", field=name)
+            raise UnknownArea(f"alertd does not know the {name} code {code!r}.", field=name)
     now = time.time()
     standing = await engine.store.list_alerts(active=True, limit=10_000, extra=("lifted",))
     changes = await engine.store.recent_changes(now)

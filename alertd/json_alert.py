@@ -13,6 +13,7 @@ import difflib
 from datetime import datetime
 from typing import Any
 
+from alertd import schemas
 from alertd.cap import circle as cap_circle
 from alertd.cap import polygon as cap_polygon
 from alertd.errors import InvalidInput
@@ -52,13 +53,6 @@ def _geocodes(raw: Any) -> list[tuple[str, str]]:
     return [(g[0], g[1]) for g in raw]
 
 
-FIELDS = frozenset({
-    "identifier", "status", "msg_type", "references", "kind", "event", "level", "districts", "areas",
-    "headline", "description", "instruction", "expires", "sent", "urgency", "severity", "certainty", "adapters",
-})  # fmt: skip
-AREA_FIELDS = frozenset({"desc", "polygon", "polygons", "circle", "circles", "geocodes"})
-
-
 def unknown_fields(body: dict[str, Any], known: frozenset[str], where: str = "") -> None:
     """A misspelt field ('levle') must not be dropped in silence: the alert would go out without it."""
     extra = sorted(set(body) - known)
@@ -74,7 +68,8 @@ def unknown_fields(body: dict[str, Any], known: frozenset[str], where: str = "")
 
 
 def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
-    unknown_fields(body, FIELDS)
+    # The shape is the model's (the one the OpenAPI document shows); what follows reads it.
+    body = schemas.parse(schemas.JsonAlert, body).model_dump(exclude_unset=True)
     status_raw, type_raw = body.get("status"), body.get("msg_type", "Alert")
     if status_raw not in ("Actual", "Exercise", "Test"):
         raise InvalidInput(f"'status' must be Actual, Exercise or Test, not {status_raw!r}.", field="status")
@@ -104,7 +99,6 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
     for n, a in enumerate(areas_raw, start=1):
         if not isinstance(a, dict):
             raise InvalidInput("Each entry of 'areas' must be an object.", field="areas")
-        unknown_fields(a, AREA_FIELDS, f" in area {n}")
         polygons = [a["polygon"]] if a.get("polygon") else a.get("polygons", [])
         circles = [a["circle"]] if a.get("circle") else a.get("circles", [])
         if not isinstance(polygons, list) or not isinstance(circles, list) or not all(

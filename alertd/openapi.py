@@ -1,14 +1,25 @@
 """The OpenAPI 3.1 description of alertd's HTTP API, served at ``/api/openapi.json``.
 
-Plain dict literals, no generator: what a municipal desk integrator reads
-here should be what they can check line by line against ``alertd.api``.
-``tests/test_openapi.py`` fails when a route in ``make_app`` is missing here.
+What the API decides is not written here but generated: the operations, who
+signs in for each, and the query and JSON body schemas come from
+``alertd.contract`` and the pydantic models in ``alertd.schemas`` — the same
+table the router is built from and the same models the handlers validate
+with, so the document cannot drift from the app. What stays here is prose a
+desk integrator reads: summaries, why each status happens, and the schemas
+of answers not yet modelled (alerts, deliveries, previews), as plain dicts.
+``paths()`` fails when prose and contract disagree.
 """
 
 from __future__ import annotations
 
 import copy
+from functools import cache
 from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from alertd import schemas as models
+from alertd.contract import OPERATIONS, Operation
 
 PROBLEM_TYPE = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -108,30 +119,10 @@ _TIME: dict[str, Any] = {
     "type": "string",
     "format": "date-time",
     "description": "CAP dateTime: seconds precision with an explicit offset; UTC is written -00:00.",
-    "examples": ["2026-11-24T12:00:00+09:00"],
+    "examples": ["2099-11-24T12:00:00+09:00"],
 }
 _NULLABLE_TIME: dict[str, Any] = {**_TIME, "type": ["string", "null"]}
-_DESK_STATUS: dict[str, Any] = {
-    "type": "string",
-    "enum": ["Actual", "Exercise", "Test"],
-    "description": "Must always be given: Actual (real), Exercise (a drill) or Test. There is no "
-    "default, so a drill can never turn real by omission.",
-}
-_TEXTS: dict[str, Any] = {
-    "description": "Text, taken as Japanese, or an object of texts by language (ja, en, zh, ko).",
-    "oneOf": [
-        {"type": "string"},
-        {"type": "object", "additionalProperties": {"type": "string"}},
-    ],
-    "examples": [{"ja": "大雨警報が発表されました", "en": "Heavy rain warning issued"}],
-}
 
-_IDENTIFIER: dict[str, Any] = {
-    "type": "string",
-    "maxLength": 200,
-    "pattern": "^[^,]+$",
-    "description": SAME_ANSWER,
-}
 _ACCEPTED_AGAIN = "Accepted and queued (or the answer already given for this identifier)."
 _CAP_BODY: dict[str, Any] = {"schema": {"type": "string", "description": "A CAP 1.2 <alert> document."}}
 
@@ -173,270 +164,6 @@ SCHEMAS: dict[str, Any] = {
             "element": {"type": "string", "description": "For CAP: the XML element at fault."},
         },
         "additionalProperties": True,
-    },
-    "Issuer": {
-        "type": "object",
-        "description": "Who may send: a municipal desk, a prefecture, or a national source. "
-        "Registering an id that exists replaces it (and its token).",
-        "required": ["id", "name", "token"],
-        "properties": {
-            "id": {
-                "type": "string",
-                "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
-                "examples": ["joso-city"],
-                "description": "1–64 letters, digits, '_', '-', '.' or ':'; it appears in alert senders "
-                "as '<id>@alertd'.",
-            },
-            "name": {"type": "string", "minLength": 1, "examples": ["常総市災害対策本部"]},
-            "token": {
-                "type": "string",
-                "minLength": 16,
-                "writeOnly": True,
-                "description": "The issuer's bearer secret (at least 16 characters). alertd keeps only "
-                "its hash and never shows it again. Give each issuer its own token.",
-            },
-            "jurisdiction": {
-                "type": "array",
-                "items": {"type": "string"},
-                "minItems": 1,
-                "examples": [["08211"], ["08"]],
-                "description": "District codes the issuer may send for; a 2-digit prefecture code covers "
-                "every municipality in it (代行). Required unless national.",
-            },
-            "national": {
-                "type": "boolean",
-                "default": False,
-                "description": "May issue anywhere (JMA, the national government). Send true or false.",
-            },
-            "senders": {
-                "type": "array",
-                "maxItems": 10,
-                "items": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@:/-]{0,199}$"},
-                "examples": [["bousai@city.joso.lg.jp"]],
-                "description": "CAP senders this issuer may use besides its own '<id>@alertd'. A sender "
-                "belongs to one issuer only (409 otherwise); CAP posted with any other sender is refused "
-                "(403). Answers list every sender, the own one first.",
-            },
-        },
-    },
-    "Subscriber": {
-        "type": "object",
-        "description": "A receiver alertd pushes alerts to: a broadcaster (CAP), an ISP or portal "
-        "(signed JSON webhook), signage or radio. Registering an id that exists replaces it.",
-        "required": ["id", "adapter", "endpoint", "districts"],
-        "properties": {
-            "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"},
-            "adapter": {"type": "string", "enum": ["broadcaster", "isp", "signage", "radio"]},
-            "endpoint": {
-                "type": "string",
-                "examples": ["https://portal.example.jp/alertd", "mqtt://broker.example.jp:1883/alerts/joso"],
-                "description": "An http(s):// URL, or mqtt(s)://host:port/topic naming one topic "
-                "(no wildcards).",
-            },
-            "districts": {
-                "type": "array",
-                "items": {"type": "string"},
-                "minItems": 1,
-                "examples": [["08"], ["08211", "08220"]],
-                "description": "District codes to receive alerts for; a wider code covers everything in it, "
-                "and a whole-municipality order reaches a subscriber of one of its 町域.",
-            },
-            "secret": {
-                "anyOf": [
-                    {"type": "string", "minLength": 16},
-                    {"const": "***", "readOnly": True},
-                    {"type": "null"},
-                ],
-                "description": "HMAC key for webhook signatures (at least 16 characters). With a secret, "
-                "every HTTP delivery carries X-Alertd-Signature: t=<unix ms>,v1=<hex HMAC-SHA256 over "
-                "t.Idempotency-Key.alert-id.body> (README, For receivers). Never shown back: answers say "
-                '"***" when a secret is set, null when not.',
-            },
-            "min_level": {
-                "type": ["integer", "null"],
-                "minimum": 1,
-                "maximum": 5,
-                "description": "Only alerts at this 警戒レベル or above (a lift, cancel or update of an alert it "
-                "got still reaches it).",
-            },
-            "drills": {
-                "type": "boolean",
-                "default": False,
-                "description": "A loudspeaker gateway that takes JMA drills (訓練), which the JMA policy "
-                "otherwise keeps from radio.",
-            },
-            "languages": {
-                "type": "array",
-                "items": {"type": "string"},
-                "default": ["ja", "en"],
-            },
-            "timeout_s": {"type": "number", "exclusiveMinimum": 0, "default": 5.0},
-            "max_in_flight": {"type": "integer", "minimum": 1, "default": 4},
-            "name": _NULLABLE_STR,
-        },
-    },
-    "Shelter": {
-        "type": "object",
-        "description": "A shelter (避難所).",
-        "required": ["name"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "examples": ["水海道小学校"]},
-            "status": {"type": "string", "enum": ["open", "closed", "full"], "default": "open"},
-            "address": _NULLABLE_STR,
-            "capacity": {"type": ["integer", "null"], "minimum": 0},
-            "occupancy": {"type": ["integer", "null"], "minimum": 0},
-            "lat": {"type": ["number", "null"]},
-            "lon": {"type": ["number", "null"]},
-        },
-    },
-    "EvacuationOrder": {
-        "type": "object",
-        "description": "An evacuation order (避難情報) from a municipal desk: issue (発令) or lift (解除).",
-        "required": ["status", "municipality", "level", "action", "reason", "districts"],
-        "properties": {
-            "identifier": {
-                "type": "string",
-                "maxLength": 200,
-                "pattern": "^[^,]+$",
-                "description": "The desk's own id for this message. " + SAME_ANSWER + " If neither this "
-                "nor Idempotency-Key is given, alertd makes one (and a resend is a new message).",
-            },
-            "status": _DESK_STATUS,
-            "municipality": {
-                "type": "string",
-                "examples": ["08211"],
-                "description": "The 5-digit municipality code (全国地方公共団体コード; the 6-digit form "
-                "with check digit is also read). Orders are issued per municipality.",
-            },
-            "level": {
-                "type": "integer",
-                "enum": [3, 4, 5],
-                "description": "警戒レベル: 3 高齢者等避難, 4 避難指示, 5 緊急安全確保. "
-                "避難勧告 was abolished in 2021 and cannot be sent.",
-            },
-            "action": {
-                "type": "string",
-                "enum": ["issue", "lift"],
-                "description": "issue (発令) or lift (解除).",
-            },
-            "reason": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 50,
-                "examples": ["洪水", "土砂災害"],
-                "description": "Why, in one word.",
-            },
-            "districts": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "minItems": 1,
-                "examples": [["三坂町", "新石下"], ["all"]],
-                "description": 'District (町域) names inside the municipality, or ["all"] / ["全域"] for '
-                "the whole municipality. An unknown name is refused; nothing is guessed.",
-            },
-            "shelters": {"type": "array", "items": {"$ref": "#/components/schemas/Shelter"}},
-            "expires": {
-                **_TIME,
-                "description": "When the order stops being in force; default 24 hours after sending.",
-            },
-        },
-    },
-    "ShelterNotice": {
-        "type": "object",
-        "description": "Which shelters are open, closed or full. With 'corrects' it is a 訂正 that "
-        "replaces an earlier shelter notice without announcing a new evacuation.",
-        "required": ["status", "municipality", "shelters"],
-        "properties": {
-            "identifier": _IDENTIFIER,
-            "status": _DESK_STATUS,
-            "municipality": {"type": "string", "examples": ["08211"]},
-            "shelters": {"type": "array", "items": {"$ref": "#/components/schemas/Shelter"}, "minItems": 1},
-            "corrects": {"type": "string", "description": "The alertd id of the notice this replaces."},
-            "expires": _TIME,
-        },
-    },
-    "JsonAlert": {
-        "type": "object",
-        "description": "alertd's compact JSON alert, for systems that do not speak CAP. Give the area as "
-        "district codes or as CAP-style areas (polygon, circle, geocodes); a Cancel may name none and "
-        "goes where the alerts it cancels went.",
-        "required": ["status", "event"],
-        "properties": {
-            "identifier": _IDENTIFIER,
-            "sent": _TIME,
-            "status": _DESK_STATUS,
-            "msg_type": {"type": "string", "enum": ["Alert", "Update", "Cancel"], "default": "Alert"},
-            "references": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "alertd ids of the alerts an Update or Cancel changes. Required for "
-                "Update and Cancel; an id alertd does not have is 409.",
-            },
-            "kind": {
-                "type": "string",
-                "default": "warning",
-                "examples": ["warning", "eew", "tsunami", "missile", "special_warning"],
-                "description": "eew, tsunami, missile, special_warning and national go in the flash lane.",
-            },
-            "event": {"type": "string", "minLength": 1, "examples": ["大雨警報"]},
-            "level": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 5,
-                "description": "警戒レベル; 5 is flash.",
-            },
-            "districts": {"type": "array", "items": {"type": "string"}, "examples": [["08211", "0820100"]]},
-            "areas": {"type": "array", "items": {"$ref": "#/components/schemas/JsonArea"}},
-            "headline": _TEXTS,
-            "description": _TEXTS,
-            "instruction": _TEXTS,
-            "urgency": {"type": "string", "default": "Immediate"},
-            "severity": {"type": "string", "default": "Severe"},
-            "certainty": {"type": "string", "default": "Likely"},
-            "expires": _TIME,
-        },
-    },
-    "JsonArea": {
-        "type": "object",
-        "properties": {
-            "desc": {"type": "string"},
-            "polygon": {"type": "string", "description": 'CAP polygon: "lat,lon lat,lon …", closed.'},
-            "polygons": {"type": "array", "items": {"type": "string"}},
-            "circle": {"type": "string", "description": 'CAP circle: "lat,lon radius_km".'},
-            "circles": {"type": "array", "items": {"type": "string"}},
-            "geocodes": {"type": "array", "items": _PAIR},
-        },
-    },
-    "Accepted": {
-        "type": "object",
-        "description": "The 202 answer: the alert is stored and every delivery is queued. Sending the "
-        "same identifier again returns this same answer.",
-        "required": ["id", "districts", "deliveries", "priority", "status", "msg_type"],
-        "properties": {
-            "id": {"type": "string", "description": "alertd's id for the alert; use it in the other URLs."},
-            "districts": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "The district codes the alert was resolved to.",
-            },
-            "deliveries": {"type": "integer", "minimum": 0, "description": "Pushed deliveries queued."},
-            "priority": {"type": "string", "enum": ["flash", "routine"]},
-            "status": {"type": "string"},
-            "msg_type": {"type": "string"},
-            "levels": {
-                "type": "array",
-                "description": "Per district, the evacuation level in force before and after this order.",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "district": {"type": "string"},
-                        "name": {"type": "string"},
-                        "level_before": {"type": ["integer", "null"]},
-                        "level_after": {"type": ["integer", "null"]},
-                    },
-                },
-            },
-        },
     },
     "Preview": {
         "type": "object",
@@ -576,54 +303,6 @@ SCHEMAS: dict[str, Any] = {
             "planned_deliveries": {"type": "integer", "minimum": 0},
         },
     },
-    "Delivery": {
-        "type": "object",
-        "description": "One receiver's delivery of one alert.",
-        "required": ["subscriber", "adapter", "state", "attempts"],
-        "properties": {
-            "subscriber": {"type": "string"},
-            "adapter": {"type": ["string", "null"], "examples": ["isp", "broadcaster", "feed"]},
-            "state": {
-                "type": "string",
-                "enum": ["queued", "sent", "delivered", "confirmed", "failed", "expired", "superseded"],
-                "description": "delivered: the transport acknowledged it (HTTP 2xx, MQTT PUBACK). "
-                "confirmed: the receiver itself said it has the alert (POST …/ack).",
-            },
-            "attempts": {"type": "integer", "minimum": 0},
-            "latency_ms": {"type": ["number", "null"]},
-            "last_error": _NULLABLE_STR,
-            "delivered_at": {"type": ["string", "null"], "format": "date-time"},
-            "confirmed_at": {"type": ["string", "null"], "format": "date-time"},
-        },
-    },
-    "Deliveries": {
-        "type": "object",
-        "required": ["alert_id", "deliveries"],
-        "properties": {
-            "alert_id": {"type": "string"},
-            "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}},
-        },
-    },
-    "Ack": {
-        "type": "object",
-        "required": ["subscriber", "idempotency_key"],
-        "properties": {
-            "subscriber": {"type": "string", "description": "Your subscriber id."},
-            "idempotency_key": {
-                "type": "string",
-                "description": "The Idempotency-Key header of the delivery you received; it proves receipt.",
-            },
-        },
-    },
-    "AckResult": {
-        "type": "object",
-        "required": ["alert_id", "subscriber", "state"],
-        "properties": {
-            "alert_id": {"type": "string"},
-            "subscriber": {"type": "string"},
-            "state": {"const": "confirmed"},
-        },
-    },
     "Health": {
         "type": "object",
         "required": ["status"],
@@ -635,38 +314,6 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Waiting deliveries per lane (flash, routine) and retries scheduled.",
             },
             "redis": {"type": "string", "description": "When unhealthy: why Redis did not answer."},
-        },
-    },
-    "TestBroadcastRequest": {
-        "type": "object",
-        "description": "A transmission test (情報伝達試験): a Test message to every subscriber in scope.",
-        "properties": {
-            "districts": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "District codes in scope; default all 47 prefectures.",
-                "examples": [["08"], ["08211", "08220"]],
-            },
-            "wait_s": {
-                "type": "number",
-                "minimum": 1,
-                "maximum": 3600,
-                "default": 60,
-                "description": "How long to wait for receivers to confirm before the result is final.",
-            },
-        },
-    },
-    "TestBroadcast": {
-        "type": "object",
-        "description": "A started transmission test.",
-        "required": ["id", "alert_id", "districts", "started", "wait_s", "deliveries"],
-        "properties": {
-            "id": {"type": "string", "description": "The test's id; GET /api/v1/test-broadcasts/{id}."},
-            "alert_id": {"type": "string", "description": "The Test alert sent."},
-            "districts": {"type": "array", "items": {"type": "string"}},
-            "started": {"type": "number", "description": "Unix seconds when the test started."},
-            "wait_s": {"type": "number"},
-            "deliveries": {"type": "integer", "minimum": 0},
         },
     },
     "TestBroadcastResult": {
@@ -748,13 +395,12 @@ _ISSUERS_PATH = {
         "operationId": "listIssuers",
         "tags": ["admin"],
         "summary": "List issuers",
-        "security": ADMIN,
         "responses": {
             "200": {
                 "description": "Every registered issuer (tokens are never shown).",
                 "content": {
                     "application/json": {
-                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Issuer"}}
+                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/IssuerView"}}
                     }
                 },
             },
@@ -767,20 +413,18 @@ _ISSUERS_PATH = {
         "summary": "Register or replace an issuer",
         "description": "Registers a desk, prefecture or national source with its bearer token. The same "
         "id again replaces the issuer and its token (the old token stops working).",
-        "security": ADMIN,
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Issuer"}}},
-        },
         "responses": {
-            "201": _json("Issuer", "Saved."),
+            "201": _json("IssuerView", "Saved."),
             **_problems(
                 400,
                 401,
+                409,
                 413,
                 422,
                 why={
                     **WHY_ADMIN_401,
+                    409: "The token or a sender already belongs to another issuer: each names one issuer only. "
+                    "Nothing was stored.",
                     422: "The id, name, token (at least 16 characters) or jurisdiction is missing or not "
                     "usable, or a jurisdiction code is unknown. 'field' names which.",
                 },
@@ -794,13 +438,12 @@ _SUBSCRIBERS_PATH = {
         "operationId": "listSubscribers",
         "tags": ["admin"],
         "summary": "List subscribers",
-        "security": ADMIN,
         "responses": {
             "200": {
                 "description": 'Every subscriber; secrets are shown as "***".',
                 "content": {
                     "application/json": {
-                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Subscriber"}}
+                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/SubscriberView"}}
                     }
                 },
             },
@@ -812,13 +455,8 @@ _SUBSCRIBERS_PATH = {
         "tags": ["admin"],
         "summary": "Register or replace a subscriber",
         "description": "The same id again replaces the subscriber. New alerts route to it at once.",
-        "security": ADMIN,
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Subscriber"}}},
-        },
         "responses": {
-            "201": _json("Subscriber", "Saved."),
+            "201": _json("SubscriberView", "Saved."),
             **_problems(
                 400,
                 401,
@@ -843,7 +481,6 @@ def _one(kind: str, schema: str, op: str) -> dict[str, Any]:
             "operationId": f"get{cap}",
             "tags": ["admin"],
             "summary": f"One {kind}",
-            "security": ADMIN,
             "responses": {
                 "200": _json(schema, f"The {kind}."),
                 **_problems(401, 404, why={**WHY_ADMIN_401, 404: f"There is no {kind} with this id."}),
@@ -853,7 +490,6 @@ def _one(kind: str, schema: str, op: str) -> dict[str, Any]:
             "operationId": f"delete{cap}",
             "tags": ["admin"],
             "summary": f"Remove {op}",
-            "security": ADMIN,
             "responses": {
                 "204": {"description": "Removed."},
                 **_problems(401, 404, why={**WHY_ADMIN_401, 404: f"There is no {kind} with this id."}),
@@ -877,12 +513,7 @@ _EVACUATION_PATH = {
         "避難勧告 was abolished in 2021 and is refused. A lift needs an order in force with the "
         "same municipality, districts and status. " + SAME_ANSWER + " Use /preview first to see "
         "what it would do.",
-        "security": ISSUER,
         "parameters": [IDEMPOTENCY_KEY_PARAM],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvacuationOrder"}}},
-        },
         "responses": {
             "202": _json(
                 "Accepted",
@@ -902,11 +533,6 @@ _PREVIEW_PATH = {
         "description": "Runs every check an order goes through and says which districts it covers, "
         "the headline, how many receivers it would reach and which orders a lift would end. "
         "Nothing is stored or sent. The same checks refuse the same mistakes as the real send.",
-        "security": ISSUER,
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvacuationOrder"}}},
-        },
         "responses": {
             "200": _json("Preview", "What the order would do."),
             **_problems(400, 401, 403, 409, 413, 422, why={**WHY_ORDER, **_DESK_401}),
@@ -922,12 +548,7 @@ _SHELTERS_PATH = {
         "description": "Says which shelters are open, closed or full, for one municipality. With "
         "'corrects' it replaces an earlier shelter notice. status must be explicit (Actual, "
         "Exercise or Test). " + SAME_ANSWER,
-        "security": ISSUER,
         "parameters": [IDEMPOTENCY_KEY_PARAM],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ShelterNotice"}}},
-        },
         "responses": {
             "202": _json("Accepted", _ACCEPTED_AGAIN),
             **_problems(
@@ -960,7 +581,6 @@ _ALERTS_PATH = {
         "'identifier' or the Idempotency-Key header identifies it. Either way, the same identifier "
         "twice from the same sender gives the same 202 answer and is sent once. XML with a DTD or "
         "entity declarations is refused. status must be explicit (Actual, Exercise or Test).",
-        "security": ISSUER,
         "parameters": [IDEMPOTENCY_KEY_PARAM],
         "requestBody": {
             "required": True,
@@ -970,7 +590,6 @@ _ALERTS_PATH = {
                 },
                 "application/xml": _CAP_BODY,
                 "text/xml": _CAP_BODY,
-                "application/json": {"schema": {"$ref": "#/components/schemas/JsonAlert"}},
             },
         },
         "responses": {
@@ -1001,48 +620,6 @@ _ALERTS_PATH = {
         "operationId": "listAlerts",
         "tags": ["reading"],
         "summary": "List alerts, newest first",
-        "security": PUBLIC,
-        "parameters": [
-            {
-                "name": "active",
-                "in": "query",
-                "required": False,
-                "description": "true (or 1, yes): only alerts in force now.",
-                "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
-            },
-            {
-                "name": "district",
-                "in": "query",
-                "required": False,
-                "description": "Only alerts covering this district code, or covered by it "
-                "(08 gives every alert in Ibaraki; 08211 also gives a prefecture-wide one).",
-                "schema": {"type": "string"},
-                "examples": {"municipality": {"value": "08211"}, "prefecture": {"value": "08"}},
-            },
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "description": "At most this many (default 100, at most 200). When there may be more, the "
-                "Link header (rel=\"next\") gives the next page.",
-                "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
-            },
-            {
-                "name": "status",
-                "in": "query",
-                "required": False,
-                "description": "Actual, Exercise, Test or all. With active=true the default is Actual: a drill "
-                "never shows among real alerts unless asked for; otherwise all.",
-                "schema": {"type": "string", "enum": ["Actual", "Exercise", "Test", "all"]},
-            },
-            {
-                "name": "before",
-                "in": "query",
-                "required": False,
-                "description": "Page back: only alerts accepted before this alert id (from the Link header).",
-                "schema": {"type": "string", "pattern": "^[A-Za-z0-9]{1,64}$"},
-            },
-        ],
         "responses": {
             "200": {
                 "description": "Alerts, newest first.",
@@ -1063,20 +640,18 @@ _NO_ALERT = {404: "There is no alert with this id."}
 
 PATHS: dict[str, Any] = {
     "/api/v1/issuers": _ISSUERS_PATH,
-    "/api/v1/issuers/{id}": _one("issuer", "Issuer", "an issuer (its token stops working)"),
+    "/api/v1/issuers/{id}": _one("issuer", "IssuerView", "an issuer (its token stops working)"),
     "/api/v1/subscribers": _SUBSCRIBERS_PATH,
     "/api/v1/subscribers/{id}": {
-        **_one("subscriber", "Subscriber", "a subscriber (new alerts no longer route to it)"),
+        **_one("subscriber", "SubscriberView", "a subscriber (new alerts no longer route to it)"),
         "patch": {
             "operationId": "patchSubscriber",
             "tags": ["admin"],
             "summary": "Change some fields of a subscriber (rotate its secret, move its endpoint)",
             "description": "Send only the fields to change; \"secret\": null removes the secret. The next "
             "attempt of every delivery uses the new values: an old secret stops at once.",
-            "security": ADMIN,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": {
-                "200": _json("Subscriber", "The subscriber as it is now."),
+                "200": _json("SubscriberView", "The subscriber as it is now."),
                 **_problems(400, 401, 404, 422, why={**WHY_ADMIN_401, 404: "There is no subscriber with this id."}),
             },
         },
@@ -1093,13 +668,6 @@ PATHS: dict[str, Any] = {
             "description": "Sends a status-Test message to every subscriber in the districts and waits "
             "wait_s seconds for receivers to confirm (POST /api/v1/alerts/{id}/ack). Read the result "
             "with GET /api/v1/test-broadcasts/{id}.",
-            "security": ADMIN,
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/TestBroadcastRequest"}}
-                },
-            },
             "responses": {
                 "202": _json("TestBroadcast", "Started."),
                 **_problems(
@@ -1122,7 +690,6 @@ PATHS: dict[str, Any] = {
             "operationId": "getTestBroadcast",
             "tags": ["admin"],
             "summary": "A transmission test's result",
-            "security": ADMIN,
             "responses": {
                 "200": _json(
                     "TestBroadcastResult", "Per receiver: confirmed, unconfirmed, failed or pending."
@@ -1140,14 +707,8 @@ PATHS: dict[str, Any] = {
             "summary": "Add a district (字, 地区) the postal data does not list",
             "description": "The municipality's own desk adds a named district (e.g. 上三坂), with its reading and "
             "outline if it has them; orders can name it from then on, in every alertd process.",
-            "security": ISSUER,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["municipality", "name"],
-                "properties": {"municipality": {"type": "string"}, "name": {"type": "string", "maxLength": 50},
-                               "kana": {"type": "string"}, "geometry": {"type": "object"}},
-                "additionalProperties": False}}}},
             "responses": {
-                "201": {"description": "Added.", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "201": _json("AddedDistrict", "Added."),
                 **_problems(400, 401, 403, 409, 422, why={**_DESK_401, 409: "A district of that name exists already."}),
             },
         },
@@ -1155,10 +716,9 @@ PATHS: dict[str, Any] = {
             "operationId": "listDistricts",
             "tags": ["desk"],
             "summary": "The districts a municipality added",
-            "security": ISSUER,
-            "parameters": [{"name": "municipality", "in": "query", "required": True, "schema": {"type": "string"}}],
             "responses": {
-                "200": {"description": "Added districts.", "content": {"application/json": {"schema": {"type": "array"}}}},
+                "200": {"description": "Added districts.", "content": {"application/json": {"schema": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/AddedDistrictRow"}}}}},
                 **_problems(401, 403, 422, why=_DESK_401),
             },
         },
@@ -1169,8 +729,14 @@ PATHS: dict[str, Any] = {
             "operationId": "deleteDistrict",
             "tags": ["desk"],
             "summary": "Remove a district the municipality added",
-            "security": ISSUER,
-            "responses": {"204": {"description": "Removed."}, **_problems(401, 403, 404, why=_DESK_401)},
+            "responses": {
+                "204": {"description": "Removed."},
+                **_problems(401, 403, 404, 409, why={
+                    **_DESK_401, 404: "There is no district the desk added with this code.",
+                    409: "An order in force names the district ('in_force' lists them): lift it before "
+                    "removing the district. Nothing was removed.",
+                }),
+            },
         },
     },
     "/api/v1/in-force": {
@@ -1183,13 +749,6 @@ PATHS: dict[str, Any] = {
             "the town), districts (per district: level and the alerts standing there) and alerts (every alert "
             "in force, with the districts it still covers; 'except': districts a lift took out of it). Actual "
             "unless status= says otherwise.",
-            "security": PUBLIC,
-            "parameters": [
-                {"name": "municipality", "in": "query", "required": True, "schema": {"type": "string"},
-                 "examples": {"joso": {"value": "08211"}}},
-                {"name": "status", "in": "query", "required": False,
-                 "schema": {"type": "string", "enum": ["Actual", "Exercise", "Test"], "default": "Actual"}},
-            ],
             "responses": {
                 "200": {"description": "In force now.", "content": {"application/json": {"schema": {"type": "object"}}}},
                 **_problems(422, why={422: "'municipality' is not a municipality code, or 'status' is not one of the three."}),
@@ -1202,7 +761,6 @@ PATHS: dict[str, Any] = {
             "operationId": "getAlert",
             "tags": ["reading"],
             "summary": "One alert, with its state now",
-            "security": PUBLIC,
             "responses": {"200": _json("Alert", "The alert."), **_problems(404, why=_NO_ALERT)},
         },
     },
@@ -1213,7 +771,6 @@ PATHS: dict[str, Any] = {
             "tags": ["reading"],
             "summary": "One alert as a CAP 1.2 document",
             "description": "What broadcasters and other CAP peers receive; the Atom feed links here.",
-            "security": PUBLIC,
             "responses": {
                 "200": {
                     "description": "The CAP 1.2 XML document.",
@@ -1233,7 +790,6 @@ PATHS: dict[str, Any] = {
             "confirmed (the receiver said so), failed, expired or superseded. For the admin, the issuer "
             "that sent the alert and issuers whose jurisdiction covers it; endpoint credentials in "
             "last_error are masked.",
-            "security": [*ADMIN, *ISSUER],
             "responses": {
                 "200": _json("Deliveries", "The deliveries of this alert."),
                 **_problems(401, 403, 404, why={**_NO_ALERT, 403: "The alert is outside your jurisdiction."}),
@@ -1249,11 +805,6 @@ PATHS: dict[str, Any] = {
             "description": "Send your subscriber id and the Idempotency-Key header of the delivery you "
             "received; the key proves receipt, so no token is needed. Confirming twice is harmless: "
             "the first time counts.",
-            "security": PUBLIC,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ack"}}},
-            },
             "responses": {
                 "200": _json("AckResult", "Confirmed."),
                 **_problems(
@@ -1278,22 +829,7 @@ PATHS: dict[str, Any] = {
             "summary": "Atom index of alerts in force, each linking its CAP document",
             "description": "For conveyors that poll: send the last ETag in If-None-Match and a 304 "
             "with no body comes back while nothing changed. Fetch only the CAP documents not seen yet.",
-            "security": PUBLIC,
             "parameters": [
-                {
-                    "name": "prefecture",
-                    "in": "query",
-                    "required": False,
-                    "description": "Only alerts in this prefecture (2-digit code, e.g. 08).",
-                    "schema": {"type": "string"},
-                },
-                {
-                    "name": "municipality",
-                    "in": "query",
-                    "required": False,
-                    "description": "Only alerts covering this municipality or district, or inside it.",
-                    "schema": {"type": "string"},
-                },
                 {
                     "name": "If-None-Match",
                     "in": "header",
@@ -1321,7 +857,6 @@ PATHS: dict[str, Any] = {
             "operationId": "metrics",
             "tags": ["operations"],
             "summary": "Prometheus metrics",
-            "security": PUBLIC,
             "responses": {
                 "200": {
                     "description": "Prometheus text exposition format.",
@@ -1335,7 +870,6 @@ PATHS: dict[str, Any] = {
             "operationId": "healthz",
             "tags": ["operations"],
             "summary": "Liveness and queue depth",
-            "security": PUBLIC,
             "responses": {
                 "200": _json("Health", "Redis answers; queue depths per lane."),
                 "503": _json("Health", "Redis does not answer: alertd cannot accept or deliver alerts."),
@@ -1347,7 +881,6 @@ PATHS: dict[str, Any] = {
             "operationId": "openapi",
             "tags": ["operations"],
             "summary": "This document",
-            "security": PUBLIC,
             "responses": {
                 "200": {
                     "description": "The OpenAPI 3.1 description of alertd's HTTP API.",
@@ -1448,6 +981,101 @@ them, and, when they have a secret, `X-Alertd-Timestamp` and
 """
 
 
+# Components generated from the models the handlers validate and answer with (alertd.schemas).
+MODELS: tuple[type[models.BaseModel], ...] = (
+    models.Issuer, models.IssuerView, models.Subscriber, models.SubscriberChange, models.SubscriberView,
+    models.TestBroadcastRequest, models.DistrictAddition, models.AddedDistrict, models.AddedDistrictRow,
+    models.Ack, models.AckResult, models.EvacuationOrder, models.ShelterNotice, models.JsonAlert,
+    models.Accepted, models.Deliveries, models.TestBroadcast,
+)  # fmt: skip
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "none": PUBLIC,
+}  # fmt: skip
+
+
+@cache
+def _model_schemas() -> dict[str, Any]:
+    _, top = models_json_schema([(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}")
+    return dict(top["$defs"])
+
+
+def model_schemas() -> dict[str, Any]:
+    return copy.deepcopy(_model_schemas())
+
+
+def _query_parameters(model: type[models.Shape]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    out = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "title" and not (k == "default" and v is None)}
+        # A query value is text or absent, never null: absent is the model's None.
+        options = [o for o in prop.pop("anyOf", []) if o != {"type": "null"}]
+        if len(options) == 1:
+            prop.update(options[0])
+        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if "description" in prop:
+            param["description"] = prop["description"]
+        out.append(param)
+    return out
+
+
+def _operation(operation: Operation) -> dict[str, Any]:
+    """The prose of PATHS, with what the contract decides filled in from it: sign-in,
+    body and query schemas, and the problem types a well-formed request may still get."""
+    doc = copy.deepcopy(PATHS[operation.path][operation.method.lower()])
+    doc["operationId"] = operation.operation_id
+    doc["security"] = _SECURITY[operation.auth]
+    if operation.body is not None:
+        # The JSON body is the model's; other media types (CAP XML) keep their prose.
+        body = doc.setdefault("requestBody", {"required": True, "content": {}})
+        body["content"]["application/json"] = {"schema": {"$ref": f"#/components/schemas/{operation.body.__name__}"}}
+    if operation.query is not None:
+        others = [p for p in doc.get("parameters", []) if p.get("in") != "query"]
+        doc["parameters"] = [*_query_parameters(operation.query), *others]
+    _link(doc, operation.operation_id)
+    for status, types in operation.valid_refusals.items():
+        doc["responses"][str(status)]["x-problem-types"] = list(types)
+    return doc
+
+
+# OpenAPI links: where the id an answer gives is used next (clients and fuzzers follow them).
+_BY_ID = {"id": "$response.body#/id"}
+LINKS: dict[tuple[str, str], dict[str, dict[str, str]]] = {
+    ("putIssuer", "201"): {"getIssuer": _BY_ID, "deleteIssuer": _BY_ID},
+    ("putSubscriber", "201"): {"getSubscriber": _BY_ID, "patchSubscriber": _BY_ID, "deleteSubscriber": _BY_ID},
+    **{
+        (sent, "202"): {"getAlert": _BY_ID, "getAlertCap": _BY_ID, "getDeliveries": _BY_ID, "ackAlert": _BY_ID}
+        for sent in ("postEvacuationOrder", "postShelterNotice", "postAlert")
+    },
+    ("startTestBroadcast", "202"): {"getTestBroadcast": _BY_ID, "getAlert": {"id": "$response.body#/alert_id"}},
+    ("addDistrict", "201"): {"deleteDistrict": {"code": "$response.body#/code"}},
+}
+
+
+def _link(doc: dict[str, Any], operation_id: str) -> None:
+    for (source, status), targets in LINKS.items():
+        if source == operation_id:
+            doc["responses"][status]["links"] = {
+                target: {"operationId": target, "parameters": parameters} for target, parameters in targets.items()
+            }
+
+
+def paths() -> dict[str, Any]:
+    """The contract's operations, each with its prose: one without the other is a bug, found here."""
+    out: dict[str, Any] = {}
+    for operation in OPERATIONS:
+        item = out.setdefault(operation.path, {})
+        if "parameters" in PATHS[operation.path]:
+            item["parameters"] = copy.deepcopy(PATHS[operation.path]["parameters"])
+        item[operation.method.lower()] = _operation(operation)
+    written = {(path, m) for path, item in PATHS.items() for m in item if m != "parameters"}
+    declared = {(o.path, o.method.lower()) for o in OPERATIONS}
+    if written != declared:
+        raise RuntimeError(f"OpenAPI prose and alertd.contract disagree: {sorted(written ^ declared)}")
+    return out
+
+
 def spec() -> dict[str, Any]:
     """The OpenAPI 3.1 document for every route ``alertd.api.make_app`` can register."""
     from alertd import __version__
@@ -1468,10 +1096,10 @@ def spec() -> dict[str, Any]:
             {"name": "feeds", "description": "Pull feeds for conveyors (no token)."},
             {"name": "operations", "description": "Metrics, health, this document."},
         ],
-        "paths": copy.deepcopy(PATHS),
+        "paths": paths(),
         "webhooks": copy.deepcopy(WEBHOOKS),
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
+            "schemas": {**copy.deepcopy(SCHEMAS), **model_schemas()},
             "securitySchemes": {
                 "adminToken": {
                     "type": "http",

@@ -1,0 +1,100 @@
+"""Every HTTP operation alertd serves, declared once.
+
+``alertd.api.make_app`` builds its router from this table and
+``alertd.openapi.spec`` builds the document's paths from it: an operation
+cannot be served without being documented, or documented without being
+served. The body and query models here are the ones the handlers validate
+with (``alertd.api.body_of`` / ``query_of`` look them up by the matched
+operation), so the document's schemas are the checks themselves.
+
+No handlers here, only their operation ids: this module imports nothing of
+the app, so both sides can import it without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from alertd import schemas
+from alertd.schemas import Shape
+
+Auth = Literal["admin", "issuer", "admin-or-issuer", "none"]
+Side = Literal["desk", "public", "always"]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    side: Side  # which listener serves it: desk (LGWAN), public (internet) or both
+    auth: Auth
+    body: type[Shape] | None = None  # the JSON body, validated by this model
+    query: type[Shape] | None = None  # the query string, validated by this model
+    # Problem types ("type" or "type:field") that may refuse a request the schema allows, by
+    # status: what only alertd's data or clock can tell, declared in the document.
+    valid_refusals: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+
+
+# A well-formed district code alertd has no record of: only its data can tell.
+UNKNOWN_AREA: Mapping[int, tuple[str, ...]] = {422: ("unknown-area",)}
+# A desk message may also name a code that is no municipality (08 is a prefecture), or an
+# expiry outside the window it may have (not past, at most 31 days away): "type:field".
+DESK_MESSAGE: Mapping[int, tuple[str, ...]] = {
+    422: ("unknown-area", "invalid-input:municipality", "invalid-input:expires"),
+}
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("POST", "/api/v1/issuers", "putIssuer", "desk", "admin", body=schemas.Issuer, valid_refusals=UNKNOWN_AREA),
+    Operation("GET", "/api/v1/issuers", "listIssuers", "desk", "admin"),
+    Operation("GET", "/api/v1/issuers/{id}", "getIssuer", "desk", "admin"),
+    Operation("DELETE", "/api/v1/issuers/{id}", "deleteIssuer", "desk", "admin"),
+    Operation("POST", "/api/v1/subscribers", "putSubscriber", "desk", "admin", body=schemas.Subscriber, valid_refusals=UNKNOWN_AREA),
+    Operation("GET", "/api/v1/subscribers", "listSubscribers", "desk", "admin"),
+    Operation("GET", "/api/v1/subscribers/{id}", "getSubscriber", "desk", "admin"),
+    Operation("PATCH", "/api/v1/subscribers/{id}", "patchSubscriber", "desk", "admin",
+              body=schemas.SubscriberChange, valid_refusals=UNKNOWN_AREA),
+    Operation("DELETE", "/api/v1/subscribers/{id}", "deleteSubscriber", "desk", "admin"),
+    Operation("POST", "/api/v1/evacuation-orders", "postEvacuationOrder", "desk", "issuer",
+              body=schemas.EvacuationOrder, valid_refusals=DESK_MESSAGE),
+    Operation("POST", "/api/v1/evacuation-orders/preview", "previewEvacuationOrder", "desk", "issuer",
+              body=schemas.EvacuationOrder, valid_refusals=DESK_MESSAGE),
+    Operation("POST", "/api/v1/shelters", "postShelterNotice", "desk", "issuer",
+              body=schemas.ShelterNotice, valid_refusals=DESK_MESSAGE),
+    Operation("POST", "/api/v1/districts", "addDistrict", "desk", "issuer", body=schemas.DistrictAddition,
+              valid_refusals={422: ("unknown-area", "invalid-geometry")}),
+    Operation("GET", "/api/v1/districts", "listDistricts", "desk", "issuer", query=schemas.DistrictListQuery,
+              valid_refusals=UNKNOWN_AREA),
+    Operation("DELETE", "/api/v1/districts/{code}", "deleteDistrict", "desk", "issuer"),
+    Operation("POST", "/api/v1/alerts", "postAlert", "desk", "issuer",
+              body=schemas.JsonAlert, valid_refusals={422: ("unknown-area", "invalid-input:expires")}),
+    # Who got what, and their errors, is for the desk, not the public segment.
+    Operation("GET", "/api/v1/alerts/{id}/deliveries", "getDeliveries", "desk", "admin-or-issuer"),
+    Operation("POST", "/api/v1/test-broadcasts", "startTestBroadcast", "desk", "admin",
+              body=schemas.TestBroadcastRequest, valid_refusals=UNKNOWN_AREA),
+    Operation("GET", "/api/v1/test-broadcasts/{id}", "getTestBroadcast", "desk", "admin"),
+    Operation("GET", "/api/v1/alerts", "listAlerts", "public", "none", query=schemas.AlertListQuery, valid_refusals=UNKNOWN_AREA),
+    Operation("GET", "/api/v1/alerts/{id}.cap", "getAlertCap", "public", "none"),
+    Operation("GET", "/api/v1/alerts/{id}", "getAlert", "public", "none"),
+    Operation("GET", "/api/v1/in-force", "getInForce", "public", "none", query=schemas.InForceQuery, valid_refusals=UNKNOWN_AREA),
+    Operation("POST", "/api/v1/alerts/{id}/ack", "ackAlert", "public", "none", body=schemas.Ack),
+    Operation("GET", "/feeds/alerts.atom", "alertsFeed", "public", "none", query=schemas.FeedQuery, valid_refusals=UNKNOWN_AREA),
+    Operation("GET", "/metrics", "metrics", "always", "none"),
+    Operation("GET", "/healthz", "healthz", "always", "none"),
+    Operation("GET", "/api/openapi.json", "openapi", "always", "none"),
+)
+
+
+# The operation a request matched, set on the request by alertd.api.make_app.
+OPERATION: web.RequestKey[Operation] = web.RequestKey("operation", Operation)
+
+
+def query_of(request: web.Request) -> Any:
+    """The query string, checked against the model the contract declares for this operation."""
+    operation = request[OPERATION]
+    assert operation.query is not None, operation.operation_id
+    return schemas.parse(operation.query, dict(request.query))

@@ -1,0 +1,665 @@
+"""Typed request and answer shapes of the HTTP API: one source for three jobs.
+
+The same pydantic models validate what arrives, shape what leaves, and are
+turned into the JSON Schemas of ``/api/openapi.json`` (alertd.openapi), so
+the document and the checks cannot disagree. Structure lives here (types,
+required fields, enums, bounds); meaning stays where it is decided
+(districts resolve in the registry, jurisdiction in alertd.jurisdiction).
+
+pydantic v2 rather than msgspec: both are far below a Redis round trip on
+the hot path (README, dependency table), and pydantic's errors say which
+field and which rule failed, which is what a refusal sentence needs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+
+from alertd.errors import InvalidInput
+from alertd.models import parse_time
+from alertd.public import DEFAULT_PAGE, MAX_PAGE
+
+ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+SENDER_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@:/-]{0,199}$"
+# An http(s) URL, or an mqtt(s) URL naming one topic (no wildcards): what a delivery can reach.
+_HOST = r"([^\s/?#@\[\]]+@)?([A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
+ENDPOINT_RE = rf"^(https?://{_HOST}([/?#][^\s]*)?|mqtts?://{_HOST}/[^\s#+/]+(/[^\s#+]*)?)$"
+
+
+# A district code as a list item: never empty ("" would name nothing alertd could look up).
+Code = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+def _ci(*words: str) -> str:
+    """A pattern matching any of ``words`` in any letter case, as the query parsers take them
+    (JSON Schema patterns have no case-insensitive flag)."""
+    alts = ("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in w) for w in words)
+    return f"^({'|'.join(alts)})$"
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON says 4 and 4.0 are the same number; true and "4" are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a number")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+def _query_number(value: Any) -> Any:
+    if not (isinstance(value, str) and value.isascii() and value.isdigit()):
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+def whole_number(low: int, high: int, *, in_query: bool = False) -> Any:
+    """An integer from low to high (the bounds before the parser, so the schema shows them)."""
+    return Annotated[int, Field(ge=low, le=high), BeforeValidator(_query_number if in_query else _whole_number)]
+
+
+class Shape(BaseModel):
+    """A body or query alertd reads. ``refusals`` holds, per field, the sentence a desk
+    officer reads when that field is missing or not acceptable ({value!r} is what was sent)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True)
+    refusals: ClassVar[dict[str, str]] = {}
+    # Where the API says an unknown field is a 422 (a misspelt field must not be dropped in silence).
+    unknown_is_refused: ClassVar[bool] = False
+
+
+M = TypeVar("M", bound=Shape)
+
+
+def refusal(model: type[Shape], err: ValidationError, data: Any) -> InvalidInput:
+    """The first error, in the order the fields are declared, as one sentence naming the field."""
+    order = {name: i for i, name in enumerate(model.model_fields)}
+    errors = err.errors(include_url=False)
+    unknown = [e["loc"] for e in errors if e["type"] == "extra_forbidden" and e["loc"]]
+    if unknown and len(unknown[0]) == 3 and isinstance(unknown[0][1], int):
+        # In an item of a list (an area): name the item, as a desk counts, from 1.
+        outer, n = str(unknown[0][0]), int(unknown[0][1])
+        item = model.model_fields[outer].annotation
+        names = sorted(getattr(getattr(item, "__args__", (None,))[0], "model_fields", {}))
+        where = f" in {outer.rstrip('s')} {n + 1}"
+        return _unknown([str(loc[2]) for loc in unknown if loc[:2] == (outer, n)], names, where)
+    extra = sorted(str(loc[0]) for loc in unknown if len(loc) == 1)
+    if extra:
+        return _unknown(extra, sorted(model.model_fields), "")
+    errors.sort(key=lambda e: order.get(str(e["loc"][0]) if e["loc"] else "", len(order)))
+    first = errors[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    value = data.get(field) if isinstance(data, dict) else None
+    path = ".".join(str(p) for p in first["loc"] if isinstance(p, str))
+    sentence = (
+        (first["type"] == "missing" and model.refusals.get(f"{field}.missing"))
+        or model.refusals.get(path)
+        or model.refusals.get(field)
+    )
+    if sentence is None:
+        what = first["msg"].removeprefix("Value error, ").rstrip(".")
+        sentence = f"'{field}' is not acceptable ({what})." if field else f"{what}."
+    return InvalidInput(sentence.format(value=value), field=field or None)
+
+
+def _unknown(extra: list[str], known: list[str], where: str) -> InvalidInput:
+    """A misspelt field ('levle') must not be dropped in silence: the alert would go out without it."""
+    hints = []
+    for name in sorted(extra):
+        close = difflib.get_close_matches(name, known, n=1)
+        hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return InvalidInput(
+        f"Unknown field{'s' if len(extra) > 1 else ''}{where}: {', '.join(hints)}. Nothing was sent.",
+        field=sorted(extra)[0],
+    )
+
+
+def parse(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise refusal(model, err, data) from None
+
+
+# --- admin ------------------------------------------------------------------------
+_ID_SENTENCE = "The {what} id {{value!r}} is not usable: use 1–64 letters, digits, '_', '-', '.' or ':'."
+_CODES_SENTENCE = "'{name}' must be a non-empty list of district codes such as \"08211\"."
+
+
+class Issuer(Shape):
+    """Who may send: a municipal desk, a prefecture, or a national source.
+    Registering an id that exists replaces it (and its token)."""
+
+    refusals: ClassVar[dict[str, str]] = {
+        "id": _ID_SENTENCE.format(what="issuer"),
+        "name": "'name' is missing: give the issuer's name, e.g. 常総市災害対策本部.",
+        "token": "'token' must be a secret of at least 16 characters.",
+        "national": "'national' must be true or false.",
+        "jurisdiction": _CODES_SENTENCE.format(name="jurisdiction"),
+        "senders": "'senders' must be a list of up to 10 CAP sender names.",
+    }
+    model_config = ConfigDict(
+        json_schema_extra={
+            # Required unless national: said in the schema, so a fuzzer (and a reader) knows.
+            "if": {"properties": {"national": {"const": False}}},
+            "then": {"required": ["jurisdiction"], "properties": {"jurisdiction": {"minItems": 1}}},
+        }
+    )
+
+    id: str = Field(pattern=ID_RE, examples=["joso-city"],
+                    description="1–64 letters, digits, '_', '-', '.' or ':'; it appears in alert senders "
+                    "as '<id>@alertd'.")  # fmt: skip
+    name: str = Field(min_length=1, examples=["常総市災害対策本部"])
+    token: str = Field(min_length=16, json_schema_extra={"writeOnly": True},
+                       description="The issuer's bearer secret (at least 16 characters). alertd keeps only "
+                       "its hash and never shows it again. Give each issuer its own token.")  # fmt: skip
+    national: bool = Field(False, description="May issue anywhere (JMA, the national government). "
+                           "Send true or false.")  # fmt: skip
+    jurisdiction: list[Code] = Field(
+        default_factory=list, examples=[["08211"], ["08"]],
+        description="District codes the issuer may send for; a 2-digit prefecture code covers every "
+        "municipality in it (代行). At least one unless national; unknown codes are a 422 (unknown-area).",
+    )  # fmt: skip
+    senders: list[Annotated[str, Field(pattern=SENDER_RE)]] = Field(
+        default_factory=list, max_length=10, examples=[["bousai@city.joso.lg.jp"]],
+        description="CAP senders this issuer may use besides its own '<id>@alertd'. A sender belongs to "
+        "one issuer only (409 otherwise); CAP posted with any other sender is refused (403).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _jurisdiction_unless_national(self) -> Issuer:
+        if not self.national and not self.jurisdiction:
+            raise InvalidInput(self.refusals["jurisdiction"], field="jurisdiction")
+        return self
+
+
+class IssuerView(Shape):
+    """An issuer as alertd shows it: never its token."""
+
+    id: str
+    name: str
+    jurisdiction: list[str] = Field(description="Empty for a national issuer.")
+    national: bool
+    senders: list[str] = Field(max_length=11, description="Every sender it may use, its own '<id>@alertd' first.")
+
+
+class Subscriber(Shape):
+    """A receiver alertd pushes alerts to: a broadcaster (CAP), an ISP or portal (signed JSON
+    webhook), signage or radio. Registering an id that exists replaces it."""
+
+    refusals: ClassVar[dict[str, str]] = {
+        "id": _ID_SENTENCE.format(what="subscriber"),
+        "adapter": "'adapter' must be one of broadcaster, isp, signage, radio, not {value!r}.",
+        "endpoint": "'endpoint' must be an http(s):// URL or mqtt://host:port/topic naming one topic "
+        "(no wildcards).",
+        "districts": _CODES_SENTENCE.format(name="districts"),
+        "secret": "'secret' must be at least 16 characters.",
+        "min_level": "'min_level' must be a whole number from 1 to 5.",
+        "drills": "'drills' must be true or false.",
+        "languages": '\'languages\' must be a list such as ["ja", "en"].',
+        "timeout_s": "'timeout_s' must be a number from 0.1 to 60.",
+        "max_in_flight": "'max_in_flight' must be a number from 1 to 1000.",
+        "name": "'name' must be text: what the desk calls this receiver.",
+    }
+
+    id: str = Field(pattern=ID_RE)
+    adapter: Literal["broadcaster", "isp", "signage", "radio"]
+    endpoint: str = Field(pattern=ENDPOINT_RE, max_length=2000,
+                          examples=["https://portal.example.jp/alertd", "mqtt://broker.example.jp:1883/alerts/joso"],
+                          description="An http(s):// URL, or mqtt(s)://host:port/topic naming one topic "
+                          "(no wildcards).")  # fmt: skip
+    districts: list[Code] = Field(
+        min_length=1, examples=[["08"], ["08211", "08220"]],
+        description="District codes to receive alerts for; a wider code covers everything in it, and a "
+        "whole-municipality order reaches a subscriber of one of its 町域. Unknown codes are a 422 "
+        "(unknown-area).",
+    )  # fmt: skip
+    secret: str | None = Field(
+        None, min_length=16, json_schema_extra={"writeOnly": True},
+        description="HMAC key for webhook signatures (at least 16 characters). With a secret, every HTTP "
+        "delivery carries X-Alertd-Signature: t=<unix ms>,v1=<hex HMAC-SHA256 over "
+        "t.Idempotency-Key.alert-id.body> (README, For receivers). Never shown back.",
+    )  # fmt: skip
+    min_level: whole_number(1, 5) | None = Field(
+        None,
+        description="Only alerts at this 警戒レベル or above (a lift, cancel or update of an alert it got "
+        "still reaches it).",
+    )  # fmt: skip
+    drills: bool = Field(False, description="A loudspeaker gateway that takes JMA drills (訓練), which the "
+                         "JMA policy otherwise keeps from radio.")  # fmt: skip
+    languages: list[str] | None = Field(None, examples=[["ja", "en"]])
+    timeout_s: float | None = Field(None, ge=0.1, le=60)
+    max_in_flight: whole_number(1, 1000) | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _endpoint_reachable(self) -> Subscriber:
+        # The pattern is what a reader can check; this is what a delivery needs (a host urlsplit reads).
+        try:
+            host = urlsplit(self.endpoint).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise InvalidInput(self.refusals["endpoint"], field="endpoint")
+        return self
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # absent means unchanged; null is not a value it takes
+
+
+class SubscriberChange(Shape):
+    """Some fields of a subscriber; the rest stay. A field sent as null goes back to its
+    default ("secret": null removes the secret: deliveries go unsigned); the id cannot change."""
+
+    refusals = Subscriber.refusals
+    # What a subscriber cannot be without may be left out, not sent as null.
+    id: str = Field(None, pattern=ID_RE, description="If given, the subscriber's own id.",  # type: ignore[assignment]
+                    json_schema_extra=_no_default)
+    adapter: Literal["broadcaster", "isp", "signage", "radio"] = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
+    endpoint: str = Field(None, pattern=ENDPOINT_RE, max_length=2000, json_schema_extra=_no_default)  # type: ignore[assignment]
+    districts: list[Code] = Field(None, min_length=1, json_schema_extra=_no_default)  # type: ignore[assignment]
+    secret: str | None = Field(None, min_length=16, json_schema_extra={"writeOnly": True})
+    min_level: whole_number(1, 5) | None = None
+    drills: bool | None = None
+    languages: list[str] | None = None
+    timeout_s: float | None = Field(None, ge=0.1, le=60)
+    max_in_flight: whole_number(1, 1000) | None = None
+    name: str | None = None
+
+
+class SubscriberView(BaseModel):
+    """A subscriber as alertd shows it: the secret is "***" when set, null when not."""
+
+    id: str
+    adapter: Literal["broadcaster", "isp", "signage", "radio"]
+    endpoint: str
+    districts: list[str]
+    secret: Literal["***"] | None
+    min_level: int | None = None
+    languages: list[str]
+    timeout_s: float
+    max_in_flight: int
+    name: str | None = None
+    drills: bool = False
+
+
+class TestBroadcastRequest(Shape):
+    """A transmission test (情報伝達試験): a Test message to every subscriber in scope."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    refusals: ClassVar[dict[str, str]] = {
+        "districts": "'districts' must be a list of district codes.",
+        "wait_s": "'wait_s' must be between 1 and 3600 seconds.",
+    }
+    districts: list[Code] | None = Field(
+        None, examples=[["08"], ["08211", "08220"]],
+        description="District codes in scope; default (absent or empty) all 47 prefectures. Unknown codes "
+        "are a 422 (unknown-area).",
+    )  # fmt: skip
+    wait_s: float = Field(60, ge=1, le=3600,
+                          description="How long to wait for receivers to confirm before the result is final.")
+
+
+# --- desk -----------------------------------------------------------------------
+class DistrictAddition(Shape):
+    """A 字 or 地区 the postal data does not list (上三坂), added by the town's own desk."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": "'municipality' is missing: give the 5-digit municipality code, e.g. 08211.",
+        "name": "'name' must be the district's name as residents know it, e.g. 上三坂.",
+        "kana": "'kana' must be the name's reading in kana.",
+        "geometry": "'geometry' must be a GeoJSON Polygon or MultiPolygon.",
+    }
+    municipality: str = Field(min_length=1, examples=["08211"])
+    name: str = Field(min_length=1, max_length=50, pattern=r"^[^:]*\S[^:]*$", examples=["上三坂"])
+    kana: str | None = Field(None, examples=["かみみさか"])
+    geometry: dict[str, Any] | None = Field(None, description="A GeoJSON Polygon or MultiPolygon.")
+
+
+class AddedDistrict(BaseModel):
+    code: str = Field(examples=["08211:layer:desk:上三坂"])
+    name: str
+    municipality: str
+    full_name: str
+
+
+class AddedDistrictRow(BaseModel):
+    code: str
+    name: str
+    kana: str | None
+    has_geometry: bool
+
+
+# --- receivers ----------------------------------------------------------------------
+class Ack(Shape):
+    refusals: ClassVar[dict[str, str]] = {
+        "subscriber": 'Send {{"subscriber": "<your id>", "idempotency_key": "<the key you received>"}}.',
+        "idempotency_key": "'idempotency_key' must be the key alertd sent with the delivery (32 hex characters).",
+    }
+    subscriber: str = Field(max_length=64, description="Your subscriber id.")
+    idempotency_key: str = Field(
+        min_length=1, max_length=128, pattern=r"^[\x00-\x7f]+$",
+        description="The Idempotency-Key header of the delivery you received; it proves receipt.",
+    )  # fmt: skip
+
+
+class AckResult(BaseModel):
+    alert_id: str
+    subscriber: str
+    state: Literal["confirmed"]
+
+
+# --- queries --------------------------------------------------------------------
+class AlertListQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "active": "'active' must be true or false.",
+        "district": "alertd does not know the district code {value!r}.",
+        "limit": "'limit' must be a whole number from 1 to 200; follow the Link header for the next page.",
+        "status": "'status' must be Actual, Exercise, Test or all.",
+        "before": "'before' must be an alert id from a previous page.",
+    }
+    active: str = Field("false", pattern=_ci("true", "false", "1", "0", "yes", "no"),
+                        description="true (or 1, yes): only alerts in force now.")  # fmt: skip
+    district: str | None = Field(
+        None, examples=["08211", "08"],
+        description="Only alerts covering this district code, or covered by it (08 gives every alert in "
+        "Ibaraki; 08211 also gives a prefecture-wide one). An unknown code is a 422 (unknown-area).",
+    )  # fmt: skip
+    limit: whole_number(1, MAX_PAGE, in_query=True) = Field(DEFAULT_PAGE,
+                               description="At most this many (default 100, at most 200). When there may be "
+                               "more, the Link header (rel=\"next\") gives the next page.")  # fmt: skip
+    status: str | None = Field(None, pattern=_ci("Actual", "Exercise", "Test", "all"),
+                               description="Actual, Exercise, Test or all. With active=true the default is "
+                               "Actual: a drill never shows among real alerts unless asked for; otherwise "
+                               "all.")  # fmt: skip
+    before: str | None = Field(None, pattern=r"^[A-Za-z0-9]{0,64}$",
+                               description="Page back: only alerts accepted before this alert id (from the "
+                               "Link header); empty means the first page.")  # fmt: skip
+
+
+class InForceQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": "'municipality' must be a municipality code such as 08211.",
+        "status": "'status' must be Actual, Exercise or Test.",
+    }
+    municipality: str = Field(pattern=r"^[0-9]{5,6}$", examples=["08211"],
+                              description="A municipality (or ward) code; an unknown one is a 422 "
+                              "(unknown-area).")  # fmt: skip
+    status: str = Field("Actual", pattern=_ci("Actual", "Exercise", "Test"))
+
+
+class FeedQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "prefecture": "'prefecture' must be a 2-digit prefecture code such as 08.",
+        "municipality": "'municipality' must be a municipality or district code such as 08211.",
+        "status": "'status' must be Actual, Exercise or Test.",
+    }
+    prefecture: str | None = Field(None, pattern=r"^([0-9]{2})?$",
+                                   description="Only alerts in this prefecture (2-digit code, e.g. 08); an "
+                                   "unknown one is a 422 (unknown-area).")  # fmt: skip
+    municipality: str | None = Field(None, description="Only alerts covering this municipality or district, or "
+                                     "inside it; an unknown code is a 422 (unknown-area).")  # fmt: skip
+    status: Literal["Actual", "Exercise", "Test", ""] = Field("Actual", description="Empty means Actual.")
+
+
+class DistrictListQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": "'municipality' is missing: give the 5-digit municipality code, e.g. 08211.",
+    }
+    municipality: str = Field(min_length=1, examples=["08211"])
+
+
+# --- desk messages ------------------------------------------------------------------
+def _date_time(value: Any) -> Any:
+    """RFC 3339 as a desk writes it; naive times are taken as UTC (alertd.models.parse_time)."""
+    if value == "":
+        return value  # as good as absent: the default applies
+    if not isinstance(value, str):
+        raise ValueError("not text")
+    text = value[:-1] + "Z" if value.endswith("z") else value
+    parse_time(text.replace("t", "T", 1) if "t" in text[10:11] else text)
+    return value
+
+
+DateTime = Annotated[
+    str,
+    BeforeValidator(_date_time),
+    # Empty is taken as absent (a desk form's blank field), so the schema says so too.
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"const": ""}],
+                    "description": "RFC 3339 with an offset, e.g. 2026-11-24T12:00:00+09:00."}),
+]
+DeskStatus = Literal["Actual", "Exercise", "Test"]
+_DESK_STATUS = ("Must always be given: Actual (real), Exercise (a drill) or Test. There is no default, so a "
+                "drill can never turn real by omission.")  # fmt: skip
+_IDENTIFIER = (
+    "The same identifier (from 'identifier' or the Idempotency-Key header) sent twice by the same issuer "
+    "with the same content gives the same 202 answer, and the message is sent only once. The same "
+    "identifier with different content is a 409: a changed message needs an identifier of its own."
+)
+Identifier = Annotated[str, Field(max_length=200, pattern=r"^[^,]*$", description=_IDENTIFIER)]
+_MISSING_STATUS = "'status' is missing: say whether this is Actual, Exercise (a drill) or Test."
+_WRONG_STATUS = "'status' must be Actual, Exercise or Test, not {value!r}."
+
+
+class Shelter(Shape):
+    """A shelter (避難所)."""
+
+    name: str = Field(min_length=1, examples=["水海道小学校"])
+    status: Literal["open", "closed", "full"] = "open"
+    address: str | None = None
+    capacity: whole_number(0, 10_000_000) | None = None
+    occupancy: whole_number(0, 10_000_000) | None = None
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+
+
+_SHELTERS = "'shelters' must be a list of shelters, each with a name, status open, closed or full, and whole numbers."
+
+
+class EvacuationOrder(Shape):
+    """An evacuation order (避難情報) from a municipal desk: issue (発令) or lift (解除)."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": "'municipality' is missing: give the 5-digit municipality code, e.g. 08211.",
+        "level": "'level' must be 3 (高齢者等避難), 4 (避難指示) or 5 (緊急安全確保), not {value!r}. "
+        "避難勧告 was abolished in 2021.",
+        "action": "'action' must be 'issue' (発令) or 'lift' (解除), not {value!r}.",
+        "reason": "'reason' must be a short word such as 洪水 or 土砂災害.",
+        "districts": '\'districts\' must list district names (e.g. ["三坂町"]) or be ["all"] for the whole municipality.',
+        "status": _WRONG_STATUS,
+        "status.missing": _MISSING_STATUS,
+        "identifier": "'identifier' must be text of up to 200 characters without commas.",
+        "shelters": _SHELTERS,
+        "expires": "'expires' is not a date and time: {value!r}.",
+    }
+    municipality: str = Field(min_length=1, examples=["08211"],
+                              description="The municipality code; a prefecture may issue on behalf of (代行) its "
+                              "municipalities.")  # fmt: skip
+    level: Literal[3, 4, 5] = Field(description="警戒レベル: 3 高齢者等避難, 4 避難指示, 5 緊急安全確保. "
+                                    "避難勧告 (the old level 4) was abolished in 2021 and is refused.")  # fmt: skip
+    action: Literal["issue", "lift"] = Field(description="issue (発令) or lift (解除).")
+    reason: str = Field(min_length=1, max_length=50, examples=["洪水", "土砂災害"])
+    districts: list[Annotated[str, Field(min_length=1, pattern=r"\S")]] = Field(
+        min_length=1, examples=[["三坂町", "新石下"], ["all"]],
+        description='District (町域) names inside the municipality, or ["all"] / ["全域"] for the whole '
+        "municipality. An unknown name is refused (unknown-area); nothing is guessed.",
+    )  # fmt: skip
+    status: DeskStatus = Field(description=_DESK_STATUS)
+    identifier: Identifier | None = None
+    shelters: list[Shelter] | None = None
+    expires: DateTime | None = Field(None, description="When the order stops being in force; default 24 hours "
+                                     "after sending; at most 31 days away.")  # fmt: skip
+
+
+class ShelterNotice(Shape):
+    """Which shelters are open, closed or full. With 'corrects' it is a 訂正 that replaces an
+    earlier shelter notice without announcing a new evacuation."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": EvacuationOrder.refusals["municipality"],
+        "shelters": _SHELTERS,
+        "status": _WRONG_STATUS,
+        "status.missing": _MISSING_STATUS,
+        "identifier": EvacuationOrder.refusals["identifier"],
+        "expires": EvacuationOrder.refusals["expires"],
+        "corrects": "'corrects' must be the alertd id of the shelter notice this replaces.",
+    }
+    municipality: str = Field(min_length=1, examples=["08211"])
+    shelters: list[Shelter] = Field(min_length=1)
+    status: DeskStatus = Field(description=_DESK_STATUS)
+    identifier: Identifier | None = None
+    corrects: str | None = Field(None, description="The alertd id of the notice this replaces.")
+    expires: DateTime | None = None
+
+
+Texts = str | dict[str, str]
+_TEXTS = "Text, taken as Japanese, or an object of texts by language (ja, en, zh, ko)."
+
+
+class JsonArea(Shape):
+    model_config = ConfigDict(extra="forbid")
+    desc: str = ""
+    polygon: str | None = Field(None, description='CAP polygon: "lat,lon lat,lon …", closed.')
+    polygons: list[str] = Field(default_factory=list)
+    circle: str | None = Field(None, description='CAP circle: "lat,lon radius_km".')
+    circles: list[str] = Field(default_factory=list)
+    geocodes: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=list, description="[valueName, value] pairs, as in CAP <geocode>."
+    )
+
+
+class JsonAlert(Shape):
+    """alertd's compact JSON alert, for systems that do not speak CAP. Give the area as district
+    codes or as CAP-style areas (polygon, circle, geocodes), not both; a Cancel may name none and
+    goes where the alerts it cancels went."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            # 'event' is required except on a Cancel (alertd names it after what it cancels).
+            "if": {"properties": {"msg_type": {"const": "Cancel"}}, "required": ["msg_type"]},
+            "else": {"required": ["event"], "properties": {"event": {"minLength": 1}}},
+            # Areas beside districts would leave one of them unchecked.
+            "not": {"required": ["districts", "areas"],
+                    "properties": {"districts": {"minItems": 1}, "areas": {"minItems": 1}}},
+        },
+    )  # fmt: skip
+    refusals: ClassVar[dict[str, str]] = {
+        "status": _WRONG_STATUS,
+        "msg_type": "'msg_type' must be Alert, Update or Cancel, not {value!r}.",
+        "event": "'event' is missing: say what the alert is about, e.g. 大雨警報.",
+        "level": "'level' must be a whole number from 1 to 5.",
+        "references": "'references' must be a list of alert ids.",
+        "districts": "'districts' must be a list of district codes such as \"08211\".",
+        "areas": "Each entry of 'areas' must be an object with desc, polygons, circles and geocodes.",
+        "areas.geocodes": "'geocodes' must be a list of [valueName, value] pairs.",
+        "adapters": '\'adapters\' must be a list such as ["radio", "broadcaster"].',
+        "expires": "'expires' is not a date and time such as 2026-11-24T12:00:00+09:00: {value!r}.",
+        "sent": "'sent' is not a date and time such as 2026-11-24T12:00:00+09:00: {value!r}.",
+        "identifier": EvacuationOrder.refusals["identifier"],
+        "headline": "'headline' must be text or an object of texts by language.",
+        "description": "'description' must be text or an object of texts by language.",
+        "instruction": "'instruction' must be text or an object of texts by language.",
+        "kind": "'kind' must be text such as warning, eew, tsunami or special_warning.",
+        "urgency": "'urgency' must be a CAP urgency such as Immediate.",
+        "severity": "'severity' must be a CAP severity such as Severe.",
+        "certainty": "'certainty' must be a CAP certainty such as Likely.",
+    }
+    status: DeskStatus = Field(description=_DESK_STATUS)
+    msg_type: Literal["Alert", "Update", "Cancel"] = "Alert"
+    event: str | None = Field(None, examples=["大雨警報"])
+    level: whole_number(1, 5) | None = Field(None, description="警戒レベル; 5 is flash.")
+    references: list[str] = Field(
+        default_factory=list,
+        description="alertd ids of the alerts an Update or Cancel changes. Required for Update and Cancel; "
+        "an id alertd does not have is 409.",
+    )
+    districts: list[Code] = Field(default_factory=list, examples=[["08211", "0820100"]])
+    areas: list[JsonArea] = Field(default_factory=list)
+    adapters: list[str] | None = Field(None, examples=[["radio", "broadcaster"]])
+    expires: DateTime | None = Field(None, description="At most 31 days away.")
+    identifier: Identifier | None = None
+    sent: DateTime | None = None
+    kind: str = Field("warning", examples=["warning", "eew", "tsunami", "missile", "special_warning"],
+                      description="eew, tsunami, missile, special_warning and national go in the flash lane.")
+    headline: Texts | None = Field(None, description=_TEXTS)
+    description: Texts | None = Field(None, description=_TEXTS)
+    instruction: Texts | None = Field(None, description=_TEXTS)
+    urgency: str = "Immediate"
+    severity: str = "Severe"
+    certainty: str = "Likely"
+
+
+# --- answers --------------------------------------------------------------------
+class LevelChange(BaseModel):
+    district: str
+    name: str
+    level_before: int | None
+    level_after: int | None
+
+
+class Accepted(BaseModel):
+    """The 202 answer: the alert is stored and every delivery is queued. Sending the same
+    identifier again returns this same answer."""
+
+    id: str = Field(description="alertd's id for the alert; use it in the other URLs.")
+    districts: list[str] = Field(description="The district codes the alert was resolved to.")
+    deliveries: int = Field(ge=0, description="Pushed deliveries queued.")
+    priority: Literal["flash", "routine"]
+    status: str
+    msg_type: str
+    levels: list[LevelChange] | None = Field(
+        None, description="Per district, the evacuation level in force before and after this order."
+    )
+
+
+class Delivery(BaseModel):
+    """One receiver's delivery of one alert."""
+
+    subscriber: str
+    adapter: str | None = Field(examples=["isp", "broadcaster", "feed"])
+    state: Literal["queued", "sent", "delivered", "confirmed", "failed", "expired", "superseded"] = Field(
+        description="delivered: the transport acknowledged it (HTTP 2xx, MQTT PUBACK). confirmed: the "
+        "receiver itself said it has the alert (POST …/ack)."
+    )
+    attempts: int = Field(ge=0)
+    latency_ms: float | None = None
+    last_error: str | None = None
+    delivered_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
+    confirmed_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
+
+
+class Deliveries(BaseModel):
+    alert_id: str
+    deliveries: list[Delivery]
+
+
+class TestBroadcast(BaseModel):
+    """A started transmission test."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    id: str = Field(description="The test's id; GET /api/v1/test-broadcasts/{id}.")
+    alert_id: str = Field(description="The Test alert sent.")
+    districts: list[str]
+    started: float = Field(description="Unix seconds when the test started.")
+    wait_s: float
+    deliveries: int = Field(ge=0)
