@@ -105,3 +105,7 @@ def check_alert(alert: Alert, *, national: bool = True) -> None:
                         "Name prefectures instead of every town in them." if national
                         else "An issuer for a town or prefecture never needs more.")  # fmt: skip
     check_expiry(alert.expires)
+
+# A page of a public list: at most MAX_PAGE entries, DEFAULT_PAGE unless asked (alertd/public.py).
+MAX_PAGE = 200
+DEFAULT_PAGE = 100

@@ -27,10 +27,8 @@ from email.utils import parsedate_to_datetime
 from aiohttp import web
 
 from alertd.errors import ServiceUnavailable
+from alertd.limits import DEFAULT_PAGE, MAX_PAGE  # noqa: F401  (named in the docstring; the schemas use them)
 from alertd.metrics import PUBLIC_SHED
-
-MAX_PAGE = 200
-DEFAULT_PAGE = 100
 
 
 @dataclass(frozen=True)

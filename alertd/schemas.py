@@ -28,8 +28,8 @@ from pydantic import (
 )
 
 from alertd.errors import InvalidInput
+from alertd.limits import DEFAULT_PAGE, MAX_PAGE
 from alertd.models import parse_time
-from alertd.public import DEFAULT_PAGE, MAX_PAGE
 
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 SENDER_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@:/-]{0,199}$"

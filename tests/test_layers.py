@@ -19,7 +19,7 @@ PACKAGES = ("alertd", "adapters", "geo", "simulations")
 FOUNDATION = {
     f"alertd.{m}"
     for m in (
-        "models errors messages cap cap_signature json_alert constants limits redact logs xmlsafe places "
+        "models errors messages cap cap_signature json_alert schemas constants limits redact logs xmlsafe places "
         "text_catalogs metrics config loop offload retry ratelimit report tls broker"
     ).split()
 }
