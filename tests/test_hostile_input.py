@@ -308,3 +308,18 @@ async def test_guessing_tokens_is_turned_away_by_address(engine: RunningEngine) 
                                     headers={"Authorization": f"Bearer guess-{n:04d}-xxxxxxxxxxxx"}) as resp:  # fmt: skip
             statuses.append(resp.status)
     assert statuses[:20] == [401] * 20 and set(statuses[20:]) == {429}, statuses
+
+
+async def test_refusals_without_a_real_token_never_shut_out_a_desk_at_the_same_address(
+    engine: RunningEngine, sink: Sink
+) -> None:
+    """Behind one NAT or proxy, anonymous junk and token guesses block the address — for them.
+    The desk's own token still gets its level 5 order out."""
+    joso = await radio_desk(engine, sink)
+    statuses = []
+    for n in range(25):
+        async with engine.http.post(f"{engine.url}/api/v1/evacuation-orders", json={},
+                                    headers={"Authorization": f"Bearer guess-{n:04d}-xxxxxxxxxxxx"} if n % 2 else {}) as resp:  # fmt: skip
+            statuses.append(resp.status)
+    assert set(statuses[20:]) == {429}, statuses  # the address is blocked for them
+    await flash_reaches(engine, sink, joso, "desk-behind-the-same-nat")
