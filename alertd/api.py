@@ -408,7 +408,7 @@ async def post_district(request: web.Request) -> web.Response:
                        existing=existing.code)  # fmt: skip
     geometry, kana = body.geometry, body.kana
     if geometry is not None:
-        _check_geometry(geometry)
+        geometry = _geometry_inside(_check_geometry(geometry), engine, muni)
     feature = {"type": "Feature", "properties": {"name": name, "kana": kana}, "geometry": geometry}
     await engine.store.put_district(muni, name, feature)
     await engine.sync_districts()
@@ -418,8 +418,10 @@ async def post_district(request: web.Request) -> web.Response:
                           "full_name": engine.registry.get(code).full_name}, status=201)  # fmt: skip
 
 
-def _check_geometry(geometry: Any) -> None:
+def _check_geometry(geometry: Any) -> Any:
     import shapely
+
+    from geo.shapes import repaired
 
     try:
         shape = shapely.from_geojson(json.dumps(geometry))
@@ -427,6 +429,38 @@ def _check_geometry(geometry: Any) -> None:
         raise NotAGeometry(f"'geometry' is not a GeoJSON geometry ({exc}).", field="geometry") from exc
     if shape.geom_type not in ("Polygon", "MultiPolygon") or shape.is_empty:
         raise NotAGeometry("'geometry' must be a GeoJSON Polygon or MultiPolygon.", field="geometry")
+    if shape.is_valid:
+        return shape
+    try:
+        return repaired(shape, "geometry")
+    except InvalidInput as exc:  # too big to repair: the same sentence, as a geometry problem
+        raise NotAGeometry(exc.detail, field="geometry") from exc
+
+
+# A desk draws its 字 by hand: an edge may stray a little over the town's boundary, and is
+# clipped to it; a district mostly outside the town is refused.
+DISTRICT_OUTSIDE_TOLERANCE = 0.05
+
+
+def _geometry_inside(shape: Any, engine: Engine, muni: str) -> dict[str, Any]:
+    """The district's GeoJSON, inside its own municipality: a town's district must never cover
+    another town (polygon alerts there would be refused for that town's own desk, and reach
+    this town's receivers)."""
+    import shapely
+
+    from geo.shapes import clip_to
+
+    boundary = engine.registry.geometry_of(muni)
+    if boundary is None:  # no boundaries loaded: polygon alerts cannot be placed at all
+        return dict(json.loads(shapely.to_geojson(shape)))
+    clipped, outside_share = clip_to(shape, boundary)
+    if clipped is None or outside_share > DISTRICT_OUTSIDE_TOLERANCE:
+        raise NotAGeometry(
+            f"The geometry lies {outside_share:.0%} outside {engine.registry.get(muni).full_name}: a district "
+            "must be inside its own municipality. Draw it within the town's boundary.",
+            field="geometry",
+        )
+    return dict(json.loads(shapely.to_geojson(clipped)))
 
 
 async def list_districts(request: web.Request) -> web.Response:

@@ -72,6 +72,17 @@ def repaired(geom: shapely.Geometry, what: str) -> shapely.Geometry:
     return shapely.multipolygons(parts) if len(parts) > 1 else (parts[0] if parts else geom)
 
 
+def clip_to(shape: shapely.Geometry, boundary: shapely.Geometry) -> tuple[shapely.Geometry | None, float]:
+    """``shape`` cut to ``boundary`` (polygons only, None if nothing is left), and the share of
+    its area that lay outside."""
+    inside = shapely.intersection(shape, boundary)
+    outside = 1 - (inside.area / shape.area if shape.area else 0.0)
+    parts = [p for p in shapely.get_parts(inside) if p.geom_type == "Polygon"]
+    if not parts:
+        return None, 1.0
+    return (shapely.multipolygons(parts) if len(parts) > 1 else parts[0]), max(0.0, outside)
+
+
 def _checked(geom: shapely.Geometry, text: str) -> shapely.Geometry:
     if geom.is_empty or geom.area == 0:
         raise InvalidInput(f"The CAP polygon {text[:80]!r} encloses no area.", input=text)

@@ -17,6 +17,7 @@ from geo import names as nm
 from geo.geocoder import Geocoder
 from geo.importer import import_boundaries
 from geo.registry import Registry
+from geo.shapes import clip_to
 from tests.support import GEO
 
 JAPAN = GEO / "japan-municipalities.geojson"
@@ -255,3 +256,25 @@ def test_layer_districts_load_and_geocode(registry: Registry, geocoder: Geocoder
     preview = geocoder.geojson([district.code, "08211:三坂町"])
     assert preview["features"][0]["geometry"]["type"] == "Polygon"
     assert preview["features"][1]["properties"]["approximate"] is True
+
+
+def test_a_district_drawn_over_the_town_boundary_is_cut_to_it_and_one_mostly_outside_is_told(
+    registry: Registry,
+) -> None:
+    """A desk's 字 may stray over its town's edge (cut off), but never lie in another town:
+    a district of 常総市 drawn over つくば市 would make つくば市's own polygon alerts look like
+    常総市's, and send them to 常総市's receivers."""
+    joso = registry.geometry_of("08211")
+    assert joso is not None
+    inner = shapely.buffer(joso.representative_point(), 0.002)  # well inside 常総市
+    clipped, outside = clip_to(inner, joso)
+    assert clipped is not None and outside < 0.01 and abs(clipped.area - inner.area) < 1e-9
+    tsukuba = registry.geometry_of("08220")
+    assert tsukuba is not None
+    elsewhere = shapely.buffer(tsukuba.representative_point(), 0.01)
+    clipped, outside = clip_to(elsewhere, joso)
+    assert outside > 0.9  # the API refuses anything more than 5 % outside
+    edge = shapely.buffer(shapely.Point(joso.exterior.coords[0]) if joso.geom_type == "Polygon"
+                          else shapely.Point(joso.geoms[0].exterior.coords[0]), 0.003)  # fmt: skip
+    clipped, outside = clip_to(edge, joso)
+    assert clipped is not None and clipped.within(shapely.buffer(joso, 1e-9)) and 0 < outside < 1
