@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from typing import Any
 
 from alertd import logs, loop
@@ -20,12 +21,32 @@ from alertd.redact import redact_url
 
 
 async def _until_signalled() -> None:
-    """Wait for SIGINT or SIGTERM: how operators and process supervisors stop alertd."""
+    """Wait for SIGINT or SIGTERM: how operators and process supervisors stop alertd.
+
+    A child of ``alertd serve`` (ALERTD_PARENT_PID set) also stops when its parent is gone:
+    an orphaned public listener would otherwise keep a port for a deployment that is no more.
+    """
     stop = asyncio.Event()
     running = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             running.add_signal_handler(sig, stop.set)
+    parent = os.environ.get("ALERTD_PARENT_PID")
+    if parent and parent.isdigit():
+
+        async def watch_parent() -> None:
+            # Nothing signals a parent's death: look every second.
+            while os.getppid() == int(parent):  # noqa: ASYNC110
+                await asyncio.sleep(1)
+            logs.get("alertd.child").warning("child.parent_gone", parent_pid=int(parent))
+            stop.set()
+
+        watcher = running.create_task(watch_parent())
+        try:
+            await stop.wait()
+        finally:
+            watcher.cancel()
+        return
     await stop.wait()
 
 
@@ -94,6 +115,7 @@ async def _serve(args: argparse.Namespace) -> int:
             "public", ["public", "--host", args.public_host, "--port", str(args.public_port), *public_flags]
         )
     children.start()
+    engine.health_sources.append(children.problems)
     desk_app = make_app(engine, desk=True, public=not split)
     runner = web.AppRunner(desk_app, access_log=None)
     await runner.setup()
@@ -124,7 +146,9 @@ class ChildProcesses:
             "ALERTD_KEY_PREFIX": settings.key_prefix,
         }
         self.env.pop("ALERTD_CONFIG", None)  # the parent already seeded
+        self.env["ALERTD_PARENT_PID"] = str(os.getpid())  # children stop when the parent is gone
         self.commands: dict[str, list[str]] = {}
+        self.exits: dict[str, list[tuple[float, int]]] = {}  # per child: (when, exit status), last minute
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -147,7 +171,23 @@ class ChildProcesses:
             for name, proc in list(self.procs.items()):
                 if proc.poll() is not None:
                     log.warning("child.restarted", child=name, exit_status=proc.returncode)
+                    now = time.monotonic()
+                    self.exits[name] = [e for e in self.exits.get(name, []) if now - e[0] < 60]
+                    self.exits[name].append((now, proc.returncode))
                     self.procs[name] = self._spawn(name)
+
+    def problems(self) -> list[str]:
+        """For the desk's /healthz: a child that keeps stopping serves nothing (a public
+        listener whose port is taken exits at once, and is started again, and again)."""
+        now = time.monotonic()
+        out = []
+        for name, exits in self.exits.items():
+            recent = [status for when, status in exits if now - when < 60]
+            if len(recent) >= 2:
+                what = "the public listener" if name == "public" else f"delivery process {name}"
+                out.append(f"{what} keeps stopping ({len(recent)} times in the last minute, exit status "
+                           f"{recent[-1]}); see its log line '*.start_failed' for why")  # fmt: skip
+        return out
 
     def stop(self) -> None:
         if self._task is not None:
@@ -192,7 +232,12 @@ async def _public(args: argparse.Namespace) -> int:
         return _start_failed("public", exc)
     runner = web.AppRunner(make_app(engine, desk=False, public=True), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, args.host, args.port, ssl_context=tls).start()
+    try:
+        await web.TCPSite(runner, args.host, args.port, ssl_context=tls).start()
+    except OSError as exc:  # the port is taken, or the address is not this host's: say so and exit
+        await runner.cleanup()
+        await engine.stop()
+        return _start_failed("public", OSError(f"could not listen on {args.host}:{args.port}: {exc.strerror or exc}"))
     logs.get("alertd.public").info("public.listening", url=f"{scheme(tls)}://{args.host}:{args.port}")
     await _until_signalled()
     await runner.cleanup()

@@ -12,6 +12,7 @@ import asyncio
 import os
 import socket
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -59,6 +60,8 @@ class Engine:
         self.redis: aioredis.Redis | None = None
         self.feed: Feed | None = None
         self.cap_signer: CapSigner | None = None
+        # More causes for /healthz from outside the engine (serve's child processes).
+        self.health_sources: list[Callable[[], list[str]]] = []
         self.worker: Worker | None = None
         # Every background loop of this process runs under one supervisor, so
         # /healthz can say which one is failing or stalled.
@@ -255,6 +258,8 @@ class Engine:
                 why = f" ({self.feed.last_error})" if self.feed.last_error else ""
                 causes.append(f"the MQTT broker at {self.feed.broker} is unreachable{why}")
         causes += self.supervisor.problems()
+        for source in self.health_sources:  # e.g. serve's child processes
+            causes += source()
         body["tasks"] = self.supervisor.summary()
         return {"status": "unhealthy" if causes else "ok", "causes": causes, **body}
 

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -293,3 +294,62 @@ async def test_the_atom_feed_keeps_the_lift_and_its_updated_only_moves_forward(e
     assert issued["id"] not in feed and lift["id"] in feed and "(lift)" in feed
     after = re.search(r"<feed[^>]*>.*?<updated>([^<]+)</updated>", feed, re.S).group(1)  # type: ignore[union-attr]
     assert not after.startswith("1970") and after >= before
+
+
+async def test_a_public_port_that_cannot_be_had_shows_on_the_desk_health_and_no_child_outlives_serve() -> None:
+    """The README-only trial saw a public listener that could not bind stay alive listening
+    nowhere while the desk said 200, and one orphaned by a kill -9 keep a port for ever."""
+    prefix = f"alertd-test-{secrets.token_hex(4)}"
+    desk_port = free_port()
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    env = {**os.environ, "ALERTD_REDIS_URL": REDIS_URL, "ALERTD_MQTT_URL": MQTT_URL, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN,
+           "ALERTD_KEY_PREFIX": prefix, "ALERTD_LOG_LEVEL": "WARNING"}  # fmt: skip
+    proc = subprocess.Popen(  # noqa: ASYNC220 — a server for the whole test
+        [sys.executable, "-m", "alertd", "serve", "--port", str(desk_port), "--public-port", str(taken)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    desk = f"http://127.0.0.1:{desk_port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def public_listener_named() -> list[str] | None:
+                assert proc.poll() is None, "alertd serve exited"
+                try:
+                    async with http.get(f"{desk}/healthz") as resp:
+                        body = await resp.json()
+                except aiohttp.ClientError:
+                    return None
+                causes = [c for c in body.get("causes", []) if "public listener" in c]
+                return causes if resp.status == 503 and causes else None
+
+            causes = await until(public_listener_named, timeout=30,
+                                 what="the desk's /healthz to name the public listener")  # fmt: skip
+            assert "keeps stopping" in causes[0]
+        squatter.close()
+        # A kill -9 of serve: its children see their parent gone and stop.
+        found = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        children = [int(p) for p in found.stdout.split()]
+        assert children, "serve runs its public listener as a child"
+        proc.kill()
+        proc.wait(timeout=10)
+
+        def gone() -> bool:
+            return all(_zombie(pid) for pid in children)
+
+        await until(gone, timeout=15, what="serve's children to stop once serve was killed")
+    finally:
+        squatter.close()
+        if proc.poll() is None:
+            proc.kill()
+        await wipe(prefix)
+
+
+def _zombie(pid: int) -> bool:
+    """Gone, or dead and waiting for a parent that will never reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
