@@ -97,6 +97,7 @@ class Engine:
         self.registry = await asyncio.to_thread(Registry.default)
         self.jurisdiction = Jurisdiction(self.registry)
         self.data_lost = False
+        self.reseeded_at: float | None = None
         self._districts_version = -1
         await self.sync_districts()
         self.supervisor.every("districts", self.sync_districts, 5.0)
@@ -201,6 +202,9 @@ class Engine:
             await self.seed(load_seed(self.settings.seed_file))
             await self.store.mark_deployment(self.consumer)
             self.data_lost = False
+            # It can deliver again, so /healthz is 200 — but what was in force is gone, and
+            # nobody must think otherwise: it says so under "warnings" until alertd restarts.
+            self.reseeded_at = time.time()
         else:
             if not self.data_lost:
                 log.error("redis.data_lost", action="none: no ALERTD_CONFIG to re-seed from")
@@ -261,6 +265,14 @@ class Engine:
         for source in self.health_sources:  # e.g. serve's child processes
             causes += source()
         body["tasks"] = self.supervisor.summary()
+        if self.reseeded_at is not None:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.reseeded_at))
+            body["warnings"] = [
+                f"Redis lost alertd's data at {when} (it restarted without persistence) and alertd seeded "
+                "issuers and subscribers again from ALERTD_CONFIG. The orders and alerts that were in force "
+                "then are no longer known: desks must issue again what still stands, and retained MQTT "
+                "states may show what alertd no longer knows. Run Redis with appendonly yes."
+            ]
         return {"status": "unhealthy" if causes else "ok", "causes": causes, **body}
 
     async def seed(self, data: dict[str, Any]) -> None:

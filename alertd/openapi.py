@@ -314,6 +314,11 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Waiting deliveries per lane (flash, routine) and retries scheduled.",
             },
             "redis": {"type": "string", "description": "When unhealthy: why Redis did not answer."},
+            "causes": {"type": "array", "items": {"type": "string"},
+                       "description": "Why it is unhealthy, one sentence each (empty when ok)."},
+            "warnings": {"type": "array", "items": {"type": "string"},
+                         "description": "What an operator must know though alertd can deliver: Redis lost "
+                         "its data and was seeded again, so what was in force is gone."},
         },
     },
     "TestBroadcastResult": {

@@ -300,6 +300,9 @@ async def test_redis_losing_its_data_is_seeded_again_from_the_configuration(
         )
         await until(lambda: healthy(running), timeout=15, what="/healthz 200 again")
         await flash_reaches(running, sink, token, "after")  # the desk's token works again
+        # It delivers, but nobody may think the orders in force before the loss are still known.
+        status, body = await running.get("/healthz")
+        assert status == 200 and any("no longer known" in w for w in body.get("warnings", [])), body
     finally:
         await control.aclose()
         await stop_engine(running, wipe_keys=False)
