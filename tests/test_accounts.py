@@ -1,7 +1,7 @@
 """People sign in with a password and a one-time code; a removed user is out at once; guessing locks.
 
-Over real sockets and the real Redis: the people routes are installed on the
-desk app exactly as ``alertd serve`` will serve them.
+Over real sockets and the real Redis: the people routes are served by the
+desk app exactly as ``alertd serve`` serves them (alertd.contract).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from alertd.accounts_api import PEOPLE, install
+from alertd.accounts_api import PEOPLE
 from alertd.api import make_app
 from alertd.config import Settings
 from alertd.engine import Engine
@@ -34,7 +34,6 @@ async def start_people(settings: Settings | None = None) -> RunningEngine:
     engine = Engine(settings or make_settings(), workers=False)
     await engine.start()
     app = make_app(engine)
-    install(app, engine)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
