@@ -692,11 +692,14 @@ async def list_drafts(request: web.Request) -> web.Response:
 
 async def approve_draft(request: web.Request) -> web.Response:
     """A second person sends the draft: the whole chain runs again, as the order were sent now."""
-    caller, draft = await _draft_of(request, "approver")
+    caller, draft = await _draft_of(request, None)
     people, engine = request.app[PEOPLE], request.app[ENGINE]
+    # Said first: whatever roles they hold, the person who drafted it is not the second person.
     if draft.drafted_by == caller.actor:
         raise Forbidden("The person who drafted an order cannot approve it: another approver of this issuer must. "
                         "Nothing was sent.")  # fmt: skip
+    if not caller.has_role("approver"):
+        raise Forbidden(f"Approving needs the approver role; {caller.name} has {', '.join(sorted(caller.roles))}.")
     issuer = await engine.store.get_issuer(draft.issuer_id)
     if issuer is None:
         raise Conflict(f"The issuer {draft.issuer_id!r} of this draft is no longer registered; nothing was sent.")
