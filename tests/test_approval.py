@@ -245,3 +245,24 @@ async def test_below_the_rule_goes_straight_out_and_a_machine_token_waits_for_a_
     assert sink_alert_ids(sink)[-1] == sent["id"]
     trail = await engine.runner.app[PEOPLE].audit.read(0, 10_000)
     assert ("issuer:joso", "draft") in actions(trail) and ("user:suzuki", "approve") in actions(trail)
+
+
+async def test_an_alert_and_its_cancel_sent_as_json_wait_under_the_rule(engine: RunningEngine) -> None:
+    token = await engine.add_issuer("joso", ["08211"], approval=POLICY)
+    suzuki = await signed_in(engine, "suzuki", ["approver"])
+    warning = {"status": "Actual", "event": "土砂災害警戒情報", "level": 4, "districts": ["08211"],
+               "identifier": "dosha-1"}  # fmt: skip
+    status, held = await call(engine, "POST", "/api/v1/alerts", token, warning)
+    assert status == 202 and held["state"] == "awaiting_approval", held
+    status, sent = await call(engine, "POST", f"/api/v1/drafts/{held['id']}/approve", suzuki)
+    assert status == 202 and sent["msg_type"] == "Alert", sent
+    # The Cancel names no level: it weighs as what it cancels (level 4), so it waits as well.
+    cancel = {"status": "Actual", "msg_type": "Cancel", "references": [sent["id"]], "identifier": "dosha-1-x"}
+    status, held_cancel = await call(engine, "POST", "/api/v1/alerts", token, cancel)
+    assert status == 202 and held_cancel["state"] == "awaiting_approval", held_cancel
+    status, alert = await engine.get(f"/api/v1/alerts/{sent['id']}")
+    assert alert["state"] != "cancelled", alert
+    status, cancelled = await call(engine, "POST", f"/api/v1/drafts/{held_cancel['id']}/approve", suzuki)
+    assert status == 202 and cancelled["msg_type"] == "Cancel", cancelled
+    status, alert = await engine.get(f"/api/v1/alerts/{sent['id']}")
+    assert alert["state"] == "cancelled", alert
