@@ -614,12 +614,13 @@ async def send_alert(
         # is Python work that would otherwise hold up flash deliveries.
         alert = await run_blocking(parse_cap, body) if len(body) > 64_000 else parse_cap(body)
         alert.origin = "cap"
+        alert.issuer_id = issuer.id
         content = fingerprint(alert.to_dict())  # the same document in other bytes (CRLF) is the same
     else:
         alert = parse_json_alert(payload, f"{issuer.id}@alertd")
         alert.identifier = identifier
+        alert.issuer_id = issuer.id
         content = fingerprint(payload)
-    alert.issuer_id = issuer.id
     return await engine.intake.accept(alert, issuer, fingerprint=content, hold=hold)
 
 

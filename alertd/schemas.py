@@ -149,7 +149,7 @@ class ApprovalPolicy(Shape):
     status: list[Literal["Actual", "Exercise", "Test"]] = Field(
         min_length=1, max_length=3, examples=[["Actual"]], description="The statuses the rule applies to."
     )
-    min_level: whole_number(1, 5) = Field(  # type: ignore[valid-type]
+    min_level: whole_number(1, 5) = Field(
         examples=[4], description="Orders of this level or higher need an approver's approval."
     )
 
@@ -708,9 +708,9 @@ class AuditQuery(Shape):
         "since": "'since' must be a whole number from 0 to 100000000000.",
         "limit": "'limit' must be a whole number from 1 to 1000.",
     }
-    since: whole_number(0, 10**11, in_query=True) = Field(  # type: ignore[valid-type]
+    since: whole_number(0, 10**11, in_query=True) = Field(
         0, description="Entries after this seq (the last one you have); 0 for the start.")
-    limit: whole_number(1, 1000, in_query=True) = Field(  # type: ignore[valid-type]
+    limit: whole_number(1, 1000, in_query=True) = Field(
         100, description="At most this many; a Link header (rel=\"next\") gives the next page.")
 
 
