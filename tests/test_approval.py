@@ -266,3 +266,25 @@ async def test_an_alert_and_its_cancel_sent_as_json_wait_under_the_rule(engine: 
     assert status == 202 and cancelled["msg_type"] == "Cancel", cancelled
     status, alert = await engine.get(f"/api/v1/alerts/{sent['id']}")
     assert alert["state"] == "cancelled", alert
+
+
+async def test_a_cap_alert_under_the_rule_waits_and_is_read_again_on_approval(engine: RunningEngine) -> None:
+    from alertd.cap import district_geocode, to_cap
+    from alertd.json_alert import parse_json_alert
+    from alertd.models import Area
+
+    token = await engine.add_issuer("joso", ["08211"], approval=POLICY)
+    suzuki = await signed_in(engine, "suzuki", ["approver"])
+    alert = parse_json_alert({"status": "Actual", "event": "土砂災害警戒情報", "level": 4, "identifier": "cap-1",
+                              "districts": ["08211"]}, "joso@alertd")  # fmt: skip
+    for info in alert.infos:
+        info.areas = [Area(desc="常総市", geocodes=[district_geocode("08211")])]
+    status, held = await engine.post("/api/v1/alerts", token, to_cap(alert),
+                                     headers={"Content-Type": "application/cap+xml"})  # fmt: skip
+    assert status == 202 and held["state"] == "awaiting_approval", held
+    status, drafts = await call(engine, "GET", "/api/v1/drafts", suzuki)
+    assert drafts[0]["kind"] == "alert-cap" and drafts[0]["preview"]["districts"] == ["08211"], drafts
+    status, sent = await call(engine, "POST", f"/api/v1/drafts/{held['id']}/approve", suzuki)
+    assert status == 202 and sent["districts"] == ["08211"], sent
+    status, stored = await engine.get(f"/api/v1/alerts/{sent['id']}")
+    assert stored["identifier"] == "cap-1" and stored["level"] == 4, stored
