@@ -288,3 +288,17 @@ async def test_a_cap_alert_under_the_rule_waits_and_is_read_again_on_approval(en
     assert status == 202 and sent["districts"] == ["08211"], sent
     status, stored = await engine.get(f"/api/v1/alerts/{sent['id']}")
     assert stored["identifier"] == "cap-1" and stored["level"] == 4, stored
+
+
+async def test_two_approvers_at_once_send_it_once(engine: RunningEngine) -> None:
+    await engine.add_issuer("joso", ["08211"], approval=POLICY)
+    tanaka = await signed_in(engine, "tanaka", ["operator"])
+    approvers = [await signed_in(engine, name, ["approver"]) for name in ("suzuki", "sato")]
+    status, held = await call(engine, "POST", "/api/v1/evacuation-orders", tanaka, ORDER)
+    assert status == 202 and held["state"] == "awaiting_approval"
+    answers = await asyncio.gather(
+        *(call(engine, "POST", f"/api/v1/drafts/{held['id']}/approve", who) for who in approvers)
+    )
+    assert sorted(status for status, _ in answers) == [202, 409], answers
+    status, listed = await engine.get("/api/v1/alerts")
+    assert status == 200 and len(listed) == 1, listed
