@@ -1,29 +1,30 @@
-"""HTTP routes for people: users, sign-in sessions, and reading the audit trail.
+"""HTTP handlers for people: users, sign-in sessions, and reading the audit trail.
 
-``install(app, engine)`` adds them to an app made by ``alertd.api.make_app``
-(desk side); ``ROUTES`` lists them for a route table. ``authenticate(request)``
+``alertd.contract`` declares their routes (desk side) and ``alertd.api.make_app``
+serves them, setting ``app[PEOPLE]`` from the started engine. ``authenticate(request)``
 says who is calling — the admin token, an issuer's token (machine credentials
 of systems that push orders), or a person's session (bearer token or the
-console's cookie) — so any route can ask it.
+console's cookie) — so any route can ask it; ``record`` writes the audit trail.
 
-This module reaches the engine through its own app key, set by ``install``,
-and imports nothing from ``alertd.api``: the API can import it without a cycle.
+This module reaches the engine through its own app key and imports nothing from
+``alertd.api``: the API can import it without a cycle.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from alertd import logs
-from alertd.accounts import Accounts, Session, User, check_username, session_ttl_from_env
+from alertd import logs, schemas
+from alertd.accounts import Accounts, Session, User, session_ttl_from_env
 from alertd.audit import AuditLog
+from alertd.contract import OPERATION, query_of
+from alertd.drafts import Drafts, draft_ttl_from_env
 from alertd.errors import Forbidden, InvalidInput, MalformedInput, NotFound, TooLarge, Unauthorized
 from alertd.store import Store
 
@@ -32,19 +33,18 @@ log = logs.get("alertd.accounts_api")
 COOKIE = "alertd_session"
 # Every body these routes take is a few hundred bytes.
 MAX_BODY = 16_384
-AUDIT_PAGE = 100
-AUDIT_MAX_PAGE = 1000
-USER_FIELDS = frozenset({"username", "issuer", "roles", "password", "expires"})
 
 
 @dataclass
 class People:
-    """What the routes need of the engine: the accounts, the trail, issuers, the admin token."""
+    """What the routes need of the engine: the accounts, the trail, issuers, the admin token,
+    and the drafts waiting for a second person."""
 
     accounts: Accounts
     audit: AuditLog
     store: Store
     admin_token: str | None
+    drafts: Drafts
 
 
 PEOPLE: web.AppKey[People] = web.AppKey("people", People)
@@ -53,11 +53,12 @@ PEOPLE: web.AppKey[People] = web.AppKey("people", People)
 def people_of(engine: Any) -> People:
     """Built from a started ``Engine`` (its Redis, key prefix, store and admin token)."""
     if engine.redis is None:
-        raise RuntimeError("start the engine before installing the people routes")
+        raise RuntimeError("start the engine before serving the people routes")
     prefix = engine.settings.key_prefix
     audit = AuditLog(engine.redis, prefix)
     accounts = Accounts(engine.redis, prefix, audit, session_ttl_s=session_ttl_from_env())
-    return People(accounts, audit, engine.store, engine.settings.admin_token)
+    drafts = Drafts(engine.redis, prefix, ttl_s=draft_ttl_from_env())
+    return People(accounts, audit, engine.store, engine.settings.admin_token, drafts)
 
 
 # --- who is calling -------------------------------------------------------------
@@ -140,6 +141,13 @@ def json_response(data: Any, status: int = 201) -> web.Response:
                         content_type="application/json")  # fmt: skip
 
 
+async def body_of(request: web.Request) -> Any:
+    """The small JSON body, checked against the model the contract declares for this operation."""
+    operation = request[OPERATION]
+    assert operation.body is not None, operation.operation_id
+    return schemas.parse(operation.body, await read_small_json(request))
+
+
 async def read_small_json(request: web.Request) -> dict[str, Any]:
     too_large = TooLarge(f"The body is larger than {MAX_BODY:,} bytes, far more than this request needs.")
     if request.content_length is not None and request.content_length > MAX_BODY:
@@ -161,25 +169,14 @@ async def post_user(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     _require_user_manager(caller)
     people = request.app[PEOPLE]
-    body = await read_small_json(request)
-    unknown = sorted(set(body) - USER_FIELDS)
-    if unknown:
-        raise InvalidInput(f"alertd does not know the field(s) {', '.join(unknown)}; a user has "
-                           f"{', '.join(sorted(USER_FIELDS))}.", field=unknown[0])  # fmt: skip
-    issuer_id = body.get("issuer")
-    if not isinstance(issuer_id, str) or not issuer_id:
-        raise InvalidInput("'issuer' must be the id of the issuer (municipality desk) the user works for.",
-                           field="issuer")  # fmt: skip
+    body: schemas.NewUser = await body_of(request)
+    issuer_id = body.issuer
     if not _may_manage(caller, issuer_id):
         raise Forbidden(f"You may only create users of your own issuer ({caller.issuer_id}).")
     if await people.store.get_issuer(issuer_id) is None:
         raise InvalidInput(f"There is no issuer {issuer_id!r}; register it first.", field="issuer")
     user, totp_uri = await people.accounts.create_user(
-        check_username(body.get("username")),
-        issuer_id,
-        body.get("roles"),
-        body.get("password"),
-        body.get("expires"),
+        body.username, issuer_id, list(body.roles), body.password, body.expires
     )
     detail = {"issuer": user.issuer, "roles": user.roles, "expires": user.expires}
     await record(request, caller, "user.create", f"user:{user.username}", detail)
@@ -223,10 +220,8 @@ async def delete_user(request: web.Request) -> web.Response:
 # --- sessions ---------------------------------------------------------------------
 async def post_session(request: web.Request) -> web.Response:
     people = request.app[PEOPLE]
-    body = await read_small_json(request)
-    token, session = await people.accounts.login(
-        body.get("username"), body.get("password"), body.get("otp"), address=request.remote
-    )
+    body: schemas.SignIn = await body_of(request)
+    token, session = await people.accounts.login(body.username, body.password, body.otp, address=request.remote)
     expires = _iso(session.expires)
     response = json_response({"token": token, "expires": expires}, status=201)
     # For the console: HttpOnly (no script reads it), SameSite=Strict (no other site
@@ -257,49 +252,16 @@ def _iso(ts: float) -> str:
 
 
 # --- the audit trail ------------------------------------------------------------------
-def _whole(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name, str(default))
-    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 12 else -1
-    if not low <= value <= high:
-        raise InvalidInput(f"'{name}' must be a whole number from {low} to {high}.", field=name)
-    return value
-
-
 async def get_audit(request: web.Request) -> web.Response:
     """Entries after ``since`` (a seq), oldest first; a Link header gives the next page."""
     caller = await authenticate(request)
     if not (caller.kind == "admin" or caller.has_role("auditor")):
         raise Forbidden("Reading the audit trail needs the auditor role (or the admin token).")
-    since = _whole(request, "since", 0, 0, 10**11)
-    limit = _whole(request, "limit", AUDIT_PAGE, 1, AUDIT_MAX_PAGE)
+    query: schemas.AuditQuery = query_of(request)
+    since, limit = query.since, query.limit
     entries = await request.app[PEOPLE].audit.read(since, limit)
     response = json_response(entries, status=200)
     if len(entries) == limit:
         query = urlencode({"since": entries[-1]["seq"], "limit": limit})
         response.headers["Link"] = f'<{request.path}?{query}>; rel="next"'
     return response
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-# What the route table registers (desk side only: people never sign in on the public face).
-ROUTES: list[tuple[str, str, Handler]] = [
-    ("POST", "/api/v1/users", post_user),
-    ("GET", "/api/v1/users", list_users),
-    ("GET", "/api/v1/users/{username}", get_user),
-    ("DELETE", "/api/v1/users/{username}", delete_user),
-    ("POST", "/api/v1/sessions", post_session),
-    ("DELETE", "/api/v1/sessions/current", delete_current_session),
-    ("GET", "/api/v1/audit", get_audit),
-]
-
-
-def add_routes(router: web.UrlDispatcher) -> None:
-    for method, path, handler in ROUTES:
-        router.add_route(method, path, handler)
-
-
-def install(app: web.Application, engine: Any) -> None:
-    """Add the people routes to a desk app from ``make_app``, before it starts."""
-    app[PEOPLE] = people_of(engine)
-    add_routes(app.router)

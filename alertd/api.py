@@ -23,10 +23,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from alertd import logs, schemas
+from alertd import accounts_api, logs, schemas
+from alertd.accounts_api import PEOPLE, Caller, authenticate, people_of, record
 from alertd.appkeys import ENGINE
 from alertd.atom import build_feed
 from alertd.contract import OPERATION, OPERATIONS, Operation, query_of
+from alertd.drafts import WAITING, Draft, Gone
 from alertd.engine import Engine, issuer_from, subscriber_from
 from alertd.errors import (
     AlertdError,
@@ -45,6 +47,7 @@ from alertd.errors import (
 )
 from alertd.feed import state_message
 from alertd.inforce import InForce, Standing
+from alertd.intake import Hold, IntakeContext
 from alertd.json_alert import parse_json_alert
 from alertd.limits import ACK_MAX_BYTES
 from alertd.metrics import ACKS, DELIVERIES, REGISTRY, REJECTED
@@ -206,6 +209,9 @@ def _bearer(request: web.Request) -> str:
     return header[7:].strip()
 
 
+ADMIN_CALLER = Caller("admin", "admin")
+
+
 def require_admin(request: web.Request) -> None:
     engine = request.app[ENGINE]
     token = _bearer(request)
@@ -214,12 +220,37 @@ def require_admin(request: web.Request) -> None:
         raise Unauthorized("That admin token is not valid.")
 
 
-async def require_issuer(request: web.Request) -> Issuer:
-    token = _bearer(request)
-    issuer = await request.app[ENGINE].store.issuer_by_token(token)
-    if issuer is None:
-        raise Unauthorized("That token does not belong to any registered issuer. Nothing was sent.")
+async def require_issuer(request: web.Request, *, role: str | None = "operator") -> Issuer:
+    """The issuer a request acts for: its own token, or the session of one of its users
+    (bearer or the console's cookie) holding ``role`` (None: any role). Who it was is kept
+    on the request (``CALLER``) for the audit trail and the two-person rule."""
+    issuer, request[CALLER] = await _issuer_caller(request, role)
     return issuer
+
+
+CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
+
+
+async def _issuer_caller(request: web.Request, role: str | None) -> tuple[Issuer, Caller]:
+    header = request.headers.get("Authorization", "")
+    cookie = request.cookies.get(accounts_api.COOKIE)
+    token = _bearer(request) if header or not cookie else cookie
+    store = request.app[ENGINE].store
+    issuer = await store.issuer_by_token(token)
+    if issuer is not None:
+        return issuer, Caller("issuer", issuer.id, issuer.id)
+    session = await request.app[PEOPLE].accounts.session(token) if PEOPLE in request.app else None
+    if session is None:
+        raise Unauthorized("That token does not belong to any registered issuer. Nothing was sent.")
+    caller = Caller.of(session)
+    issuer = await store.get_issuer(session.user.issuer)
+    if issuer is None:
+        raise Forbidden(f"Your issuer {session.user.issuer!r} is no longer registered, so you cannot act for it. "
+                        "Nothing was sent.")  # fmt: skip
+    if role is not None and not caller.has_role(role):
+        raise Forbidden(f"This needs the {role} role; {caller.name} has {', '.join(sorted(caller.roles))}. "
+                        "Nothing was sent.")  # fmt: skip
+    return issuer, caller
 
 
 async def read_body(request: web.Request, *, limit: int | None = None) -> bytes:
@@ -297,6 +328,8 @@ async def post_issuer(request: web.Request) -> web.Response:
     issuer = issuer_from(item)
     await engine.store.put_issuer(issuer)
     log.info("issuer.saved", issuer_id=issuer.id)
+    await record(request, ADMIN_CALLER, "issuer.save", f"issuer:{issuer.id}", {
+        "jurisdiction": issuer.jurisdiction, "national": issuer.national, "approval": issuer.approval})  # fmt: skip
     return json_response(issuer.public(), status=201)
 
 
@@ -317,6 +350,7 @@ async def delete_issuer(request: web.Request) -> web.Response:
     require_admin(request)
     if not await request.app[ENGINE].store.delete_issuer(request.match_info["id"]):
         raise NotFound(f"There is no issuer {request.match_info['id']!r}.")
+    await record(request, ADMIN_CALLER, "issuer.delete", f"issuer:{request.match_info['id']}")
     return web.Response(status=204)
 
 
@@ -329,6 +363,8 @@ async def post_subscriber(request: web.Request) -> web.Response:
     sub = subscriber_from(item)
     await engine.store.put_subscriber(sub)
     log.info("subscriber.saved", subscriber_id=sub.id, adapter=sub.adapter.value)
+    await record(request, ADMIN_CALLER, "subscriber.save", f"subscriber:{sub.id}",
+                 {"adapter": sub.adapter.value, "districts": sub.districts})  # fmt: skip
     return json_response(sub.public(), status=201)
 
 
@@ -364,6 +400,8 @@ async def patch_subscriber(request: web.Request) -> web.Response:
     sub = subscriber_from(item)
     await engine.store.put_subscriber(sub)
     log.info("subscriber.changed", subscriber_id=sub.id, fields=sorted(changes))
+    # The names of the fields changed, never their values (a new secret is one).
+    await record(request, ADMIN_CALLER, "subscriber.change", f"subscriber:{sub.id}", {"fields": sorted(changes)})
     return json_response(sub.public())
 
 
@@ -380,6 +418,7 @@ async def delete_subscriber(request: web.Request) -> web.Response:
     require_admin(request)
     if not await request.app[ENGINE].store.delete_subscriber(request.match_info["id"]):
         raise NotFound(f"There is no subscriber {request.match_info['id']!r}.")
+    await record(request, ADMIN_CALLER, "subscriber.delete", f"subscriber:{request.match_info['id']}")
     return web.Response(status=204)
 
 
@@ -464,7 +503,7 @@ def _geometry_inside(shape: Any, engine: Engine, muni: str) -> dict[str, Any]:
 
 
 async def list_districts(request: web.Request) -> web.Response:
-    issuer = await require_issuer(request)
+    issuer = await require_issuer(request, role=None)  # reading: any user of the issuer
     engine = request.app[ENGINE]
     query: schemas.DistrictListQuery = query_of(request)
     muni = engine.orders.municipality_of({"municipality": query.municipality}, issuer)
@@ -506,25 +545,41 @@ def fingerprint(body: dict[str, Any]) -> str:
 async def _desk_message(request: web.Request, kind: str) -> web.Response:
     """A desk order or shelter notice: the same identifier again gives the first answer."""
     issuer = await require_issuer(request)
-    engine = request.app[ENGINE]
     body = await read_json(request)
     message = _shaped(request, body)
     identifier = _identifier(request, body)
+    hold = DraftHold(request, request[CALLER], kind, message, identifier)
+    answer, created = await send_desk(request.app[ENGINE], issuer, kind, message, identifier, fingerprint(body), hold)
+    if created:
+        action = "lift" if message.get("action") == "lift" else "send"
+        await _record_sent(request, request[CALLER], action, answer)
+    return json_response(answer, status=202)
+
+
+async def send_desk(
+    engine: Engine, issuer: Issuer, kind: str, message: dict[str, Any], identifier: str, content: str,
+    hold: Hold,
+) -> tuple[dict[str, Any], bool]:  # fmt: skip
     build = engine.orders.evacuation if kind == "evacuation" else engine.orders.shelters
     for attempt in range(3):
         built = await build(message, issuer)
         built.alert.identifier = identifier
         try:
-            answer, _ = await engine.intake.accept(
-                built.alert, issuer, changes=built.changes, fingerprint=fingerprint(body),
-                extra={"levels": built.effect} if built.effect else None,
+            return await engine.intake.accept(
+                built.alert, issuer, changes=built.changes, fingerprint=content,
+                extra={"levels": built.effect} if built.effect else None, hold=hold,
             )  # fmt: skip
-            return json_response(answer, status=202)
         except StaleState:
             # An order this one changes was changed meanwhile (two lifts at once): plan again.
             log.info("order.replanned", attempt=attempt + 1, issuer_id=issuer.id)
     raise ServiceUnavailable("The orders in force kept changing while this one was planned; send it again.",
                              retry_after_s=1)  # fmt: skip
+
+
+async def _record_sent(request: web.Request, caller: Caller, action: str, answer: dict[str, Any]) -> None:
+    detail = {"status": answer.get("status"), "msg_type": answer.get("msg_type"),
+              "districts": len(answer.get("districts") or []), "deliveries": answer.get("deliveries")}  # fmt: skip
+    await record(request, caller, action, f"alert:{answer['id']}", detail)
 
 
 def _shaped(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
@@ -552,22 +607,26 @@ async def preview_order(request: web.Request) -> web.Response:
     body.setdefault("identifier", "preview")
     built = await engine.orders.evacuation(body, issuer)
     answer, _ = await engine.intake.accept(built.alert, issuer, changes=built.changes, dry_run=True)
-    alert = built.alert
+    return json_response(preview_of(engine, built.alert, answer["deliveries"], built.changes, built.effect))
+
+
+def preview_of(
+    engine: Engine, alert: Alert, deliveries: int, changes: dict[str, Any], levels: Any
+) -> dict[str, Any]:
+    """What an order would do: the preview route's answer, and what an approver reads in a draft."""
     names = [engine.registry.get(d).full_name for d in alert.districts]
-    return json_response(
-        {
-            "districts": alert.districts,
-            "district_names": names,
-            "headline": {i.language: i.headline for i in alert.infos},
-            "deliveries": answer["deliveries"],
-            "lifts": list(built.changes),
-            "ends": [i for i, c in built.changes.items() if c.state is not None],
-            "lifts_from": {i: c.lift for i, c in built.changes.items() if c.lift},
-            "levels": built.effect,
-            "still_in_force": alert.remaining,
-            "geojson": _geojson(engine, alert.districts),
-        }
-    )
+    return {
+        "districts": alert.districts,
+        "district_names": names,
+        "headline": {i.language: i.headline for i in alert.infos},
+        "deliveries": deliveries,
+        "lifts": list(changes),
+        "ends": [i for i, c in changes.items() if c.state is not None],
+        "lifts_from": {i: c.lift for i, c in changes.items() if c.lift},
+        "levels": levels,
+        "still_in_force": alert.remaining,
+        "geojson": _geojson(engine, alert.districts),
+    }
 
 
 def _geojson(engine: Engine, codes: list[str]) -> dict[str, Any] | None:
@@ -579,30 +638,156 @@ def _geojson(engine: Engine, codes: list[str]) -> dict[str, Any] | None:
 
 async def post_alert(request: web.Request) -> web.Response:
     issuer = await require_issuer(request)
-    engine = request.app[ENGINE]
     ctype = request.content_type
     if ctype in ("application/cap+xml", "application/xml", "text/xml"):
+        kind, payload, identifier = "alert-cap", await read_body(request), ""
+    elif ctype == "application/json":
+        payload = await read_json(request)
+        kind, identifier = "alert-json", _identifier(request, payload)
+    else:
+        raise UnsupportedMediaType(
+            f"Send CAP 1.2 as application/cap+xml (or application/xml), or JSON as application/json, not {ctype!r}."
+        )
+    hold = DraftHold(request, request[CALLER], kind, payload, identifier)
+    answer, created = await send_alert(request.app[ENGINE], issuer, kind, payload, identifier, hold)
+    if created:
+        await _record_sent(request, request[CALLER], "cancel" if answer.get("msg_type") == "Cancel" else "send", answer)
+    return json_response(answer, status=202)
+
+
+async def send_alert(
+    engine: Engine, issuer: Issuer, kind: str, payload: Any, identifier: str, hold: Hold
+) -> tuple[dict[str, Any], bool]:
+    if kind == "alert-cap":
         from alertd.cap import parse_cap
 
-        body = await read_body(request)
+        body = payload if isinstance(payload, bytes) else str(payload).encode("utf-8")
         # A big document is read off the event loop: reading it element by element
         # is Python work that would otherwise hold up flash deliveries.
         alert = await run_blocking(parse_cap, body) if len(body) > 64_000 else parse_cap(body)
         alert.origin = "cap"
         alert.issuer_id = issuer.id
         content = fingerprint(alert.to_dict())  # the same document in other bytes (CRLF) is the same
-    elif ctype == "application/json":
-        data = await read_json(request)
-        alert = parse_json_alert(data, f"{issuer.id}@alertd")
-        alert.identifier = _identifier(request, data)
-        alert.issuer_id = issuer.id
-        content = fingerprint(data)
     else:
-        raise UnsupportedMediaType(
-            f"Send CAP 1.2 as application/cap+xml (or application/xml), or JSON as application/json, not {ctype!r}."
-        )
-    answer, _ = await engine.intake.accept(alert, issuer, fingerprint=content)
+        alert = parse_json_alert(payload, f"{issuer.id}@alertd")
+        alert.identifier = identifier
+        alert.issuer_id = issuer.id
+        content = fingerprint(payload)
+    return await engine.intake.accept(alert, issuer, fingerprint=content, hold=hold)
+
+
+# --- two-person approval ------------------------------------------------------------
+class DraftHold:
+    """How the intake chain's approval stage keeps an order as a draft (alertd.drafts):
+    with what was sent, to send it again on approval, and the preview an approver reads."""
+
+    def __init__(self, request: web.Request, caller: Caller, kind: str, payload: Any, identifier: str,
+                 *, approved: bool = False) -> None:  # fmt: skip
+        self.request, self.caller, self.kind = request, caller, kind
+        # CAP is kept as its text: JSON cannot hold bytes.
+        self.payload = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+        self.identifier = identifier
+        self.approved = approved
+
+    async def draft(self, ctx: IntakeContext) -> dict[str, Any]:
+        engine, people = self.request.app[ENGINE], self.request.app[PEOPLE]
+        alert = ctx.alert
+        assert ctx.issuer is not None and ctx.answer is not None
+        levels = (ctx.extra or {}).get("levels")
+        texts = {i.language: {"headline": i.headline, "description": i.description, "instruction": i.instruction}
+                 for i in alert.infos}  # fmt: skip
+        preview = {
+            **preview_of(engine, alert, ctx.answer["deliveries"], ctx.changes, levels), "texts": texts,
+            "level": alert.level, "status": alert.status.value, "msg_type": alert.msg_type.value,
+            "action": alert.action, "priority": alert.priority.value,
+        }  # fmt: skip
+        draft, new = await people.drafts.hold(
+            issuer_id=ctx.issuer.id, kind=self.kind, payload=self.payload, identifier=self.identifier or alert.identifier,
+            fingerprint=ctx.fingerprint, drafted_by=self.caller.actor, preview=preview,
+        )  # fmt: skip
+        if new:
+            await record(self.request, self.caller, "draft", f"draft:{draft.id}", {
+                "level": alert.level, "status": alert.status.value, "msg_type": alert.msg_type.value,
+                "districts": len(alert.districts), "deliveries": ctx.answer["deliveries"],
+            })  # fmt: skip
+            log.info("draft.held", draft_id=draft.id, issuer_id=ctx.issuer.id, drafted_by=self.caller.actor)
+        return {"id": draft.id, "state": WAITING, "deliveries": 0}
+
+
+async def _draft_of(request: web.Request, role: str | None) -> tuple[Caller, Draft]:
+    """A person of the draft's issuer, and the draft; another issuer's drafts are not there."""
+    caller = await authenticate(request)
+    if caller.kind != "user":
+        raise Forbidden("Drafts are for people: sign in as a user of the issuer (an approver approves). "
+                        "Tokens cannot approve.")  # fmt: skip
+    if role is not None and not caller.has_role(role):
+        raise Forbidden(f"This needs the {role} role; {caller.name} has {', '.join(sorted(caller.roles))}.")
+    draft_id = request.match_info["id"]
+    draft = await request.app[PEOPLE].drafts.get(draft_id)
+    if draft is None or draft.issuer_id != caller.issuer_id:
+        raise NotFound(f"There is no draft {draft_id!r}.")
+    if draft.state != WAITING:
+        raise Conflict(f"Draft {draft.id} was already {draft.state} by {draft.decided_by}; nothing more can be done "
+                       "with it.", state=draft.state)  # fmt: skip
+    if draft.expired():
+        raise Gone(f"Draft {draft.id} expired: it waited more than {request.app[PEOPLE].drafts.ttl_s // 60} "
+                   "minutes without approval, so it was not sent. Send the order again if it is still needed.")
+    return caller, draft
+
+
+async def list_drafts(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    if caller.kind != "user" or caller.issuer_id is None:
+        raise Forbidden("Drafts are listed for people: sign in as a user of the issuer.")
+    drafts = await request.app[PEOPLE].drafts.waiting(caller.issuer_id)
+    return json_response([d.view() for d in drafts])
+
+
+async def approve_draft(request: web.Request) -> web.Response:
+    """A second person sends the draft: the whole chain runs again, as the order were sent now."""
+    caller, draft = await _draft_of(request, None)
+    people, engine = request.app[PEOPLE], request.app[ENGINE]
+    # Said first: whatever roles they hold, the person who drafted it is not the second person.
+    if draft.drafted_by == caller.actor:
+        raise Forbidden("The person who drafted an order cannot approve it: another approver of this issuer must. "
+                        "Nothing was sent.")  # fmt: skip
+    if not caller.has_role("approver"):
+        raise Forbidden(f"Approving needs the approver role; {caller.name} has {', '.join(sorted(caller.roles))}.")
+    issuer = await engine.store.get_issuer(draft.issuer_id)
+    if issuer is None:
+        raise Conflict(f"The issuer {draft.issuer_id!r} of this draft is no longer registered; nothing was sent.")
+    if not await people.drafts.claim(draft.id):
+        raise Conflict(f"Draft {draft.id} is being decided by someone else right now.")
+    hold = DraftHold(request, caller, draft.kind, draft.payload, draft.identifier, approved=True)
+    try:
+        if draft.kind == "alert-cap" or draft.kind == "alert-json":
+            answer, _ = await send_alert(engine, issuer, draft.kind, draft.payload, draft.identifier, hold)
+        else:
+            answer, _ = await send_desk(engine, issuer, draft.kind, draft.payload, draft.identifier,
+                                        draft.fingerprint, hold)  # fmt: skip
+    except BaseException:
+        await people.drafts.release(draft.id)  # refused now: it can still be approved or rejected
+        raise
+    await people.drafts.decide(draft, "approved", caller.actor, alert_id=answer["id"])
+    await record(request, caller, "approve", f"draft:{draft.id}", {
+        "alert": answer["id"], "drafted_by": draft.drafted_by, "deliveries": answer.get("deliveries"),
+    })  # fmt: skip
+    log.info("draft.approved", draft_id=draft.id, alert_id=answer["id"], approved_by=caller.actor)
     return json_response(answer, status=202)
+
+
+async def reject_draft(request: web.Request) -> web.Response:
+    """An approver (or the person who drafted it) ends a draft: nothing is sent."""
+    caller, draft = await _draft_of(request, None)
+    if not (caller.has_role("approver") or draft.drafted_by == caller.actor):
+        raise Forbidden("Rejecting a draft needs the approver role, or to be the person who drafted it.")
+    body: schemas.Rejection = await body_of(request, limit=16_384)
+    people = request.app[PEOPLE]
+    if not await people.drafts.claim(draft.id):
+        raise Conflict(f"Draft {draft.id} is being decided by someone else right now.")
+    draft = await people.drafts.decide(draft, "rejected", caller.actor, reason=body.reason)
+    await record(request, caller, "reject", f"draft:{draft.id}", {"reason": body.reason, "drafted_by": draft.drafted_by})
+    return json_response(draft.view())
 
 
 # --- reading -----------------------------------------------------------------
@@ -774,14 +959,17 @@ async def build_alert_cap(request: web.Request) -> View:
 async def require_reader_of(request: web.Request, alert: Alert) -> None:
     """Who got an alert, and their errors, is for the admin, the issuer that sent it,
     and issuers whose jurisdiction covers it — nobody else."""
-    token = _bearer(request)
     engine = request.app[ENGINE]
     expected = engine.settings.admin_token
-    if expected and hmac.compare_digest(token.encode(), expected.encode()):
-        return
-    issuer = await engine.store.issuer_by_token(token)
-    if issuer is None:
-        raise Unauthorized("That token does not belong to any registered issuer or the administrator.")
+    header = request.headers.get("Authorization", "")
+    if header or accounts_api.COOKIE not in request.cookies:
+        token = _bearer(request)
+        if expected and hmac.compare_digest(token.encode(), expected.encode()):
+            return
+    try:
+        issuer = await require_issuer(request, role=None)  # its token, or any user of it
+    except Unauthorized:
+        raise Unauthorized("That token does not belong to any registered issuer or the administrator.") from None
     if alert.issuer_id == issuer.id or engine.jurisdiction.may_change(issuer, alert):
         return
     raise Forbidden(f"{issuer.name} may not see the deliveries of alert {alert.id}: it is outside your jurisdiction.")
@@ -828,7 +1016,10 @@ async def post_test_broadcast(request: web.Request) -> web.Response:
     require_admin(request)
     engine = request.app[ENGINE]
     test: schemas.TestBroadcastRequest = await body_of(request)
-    return json_response(await engine.test_broadcasts.start(test.model_dump(exclude_none=True)), status=202)
+    started = await engine.test_broadcasts.start(test.model_dump(exclude_none=True))
+    await record(request, ADMIN_CALLER, "test-broadcast", f"test-broadcast:{started.get('id')}",
+                 {"districts": len(test.districts or []) or "all"})  # fmt: skip
+    return json_response(started, status=202)
 
 
 async def get_test_broadcast(request: web.Request) -> web.Response:
@@ -864,6 +1055,9 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
     app[ENGINE] = engine
     app[REFUSALS] = RefusalLimiter()
     app[READERS] = TokenBuckets(engine.settings.public_rate_per_s, engine.settings.public_burst)
+    if desk:
+        # People (users, sessions, the audit trail, drafts) are served on the desk side only.
+        app[PEOPLE] = people_of(engine)
     if public:
         app[PUBLIC_GATE] = PublicGate(engine.settings.public_concurrency, engine.settings.public_backlog)
         app[VIEWS] = ViewCache()
@@ -916,6 +1110,16 @@ HANDLERS: dict[str, Handler] = {
     "getInForce": public_view(build_in_force),
     "ackAlert": gated(post_ack),
     "alertsFeed": public_view(build_feed),
+    "createUser": accounts_api.post_user,
+    "listUsers": accounts_api.list_users,
+    "getUser": accounts_api.get_user,
+    "deleteUser": accounts_api.delete_user,
+    "signIn": accounts_api.post_session,
+    "signOut": accounts_api.delete_current_session,
+    "readAudit": accounts_api.get_audit,
+    "listDrafts": list_drafts,
+    "approveDraft": approve_draft,
+    "rejectDraft": reject_draft,
     "metrics": metrics,
     "healthz": healthz,
     "openapi": openapi,

@@ -22,7 +22,10 @@ from aiohttp import web
 from alertd import schemas
 from alertd.schemas import Shape
 
-Auth = Literal["admin", "issuer", "admin-or-issuer", "none"]
+# admin: the admin token. issuer: an issuer's token, or the session of a user of that issuer
+# (bearer or the console's cookie). user: a person's session only. admin-or-user: the admin
+# token or a session (the handler checks the role: admin for users, auditor for the trail).
+Auth = Literal["admin", "issuer", "admin-or-issuer", "user", "admin-or-user", "none"]
 Side = Literal["desk", "public", "always"]
 
 
@@ -77,6 +80,20 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/api/v1/test-broadcasts", "startTestBroadcast", "desk", "admin",
               body=schemas.TestBroadcastRequest, valid_refusals=UNKNOWN_AREA),
     Operation("GET", "/api/v1/test-broadcasts/{id}", "getTestBroadcast", "desk", "admin"),
+    # People: users (admin token, or a user with the admin role for their own issuer), sign-in,
+    # the audit trail (admin token or the auditor role), and drafts awaiting a second person.
+    Operation("POST", "/api/v1/users", "createUser", "desk", "admin-or-user", body=schemas.NewUser,
+              valid_refusals={409: ("conflict",), 422: ("invalid-input:issuer", "invalid-input:expires")}),
+    Operation("GET", "/api/v1/users", "listUsers", "desk", "admin-or-user"),
+    Operation("GET", "/api/v1/users/{username}", "getUser", "desk", "admin-or-user"),
+    Operation("DELETE", "/api/v1/users/{username}", "deleteUser", "desk", "admin-or-user"),
+    Operation("POST", "/api/v1/sessions", "signIn", "desk", "none", body=schemas.SignIn,
+              valid_refusals={401: ("unauthorized",), 403: ("forbidden",), 429: ("too-many-requests",)}),
+    Operation("DELETE", "/api/v1/sessions/current", "signOut", "desk", "user"),
+    Operation("GET", "/api/v1/audit", "readAudit", "desk", "admin-or-user", query=schemas.AuditQuery),
+    Operation("GET", "/api/v1/drafts", "listDrafts", "desk", "user"),
+    Operation("POST", "/api/v1/drafts/{id}/approve", "approveDraft", "desk", "user", valid_refusals=DESK_MESSAGE),
+    Operation("POST", "/api/v1/drafts/{id}/reject", "rejectDraft", "desk", "user", body=schemas.Rejection),
     Operation("GET", "/api/v1/alerts", "listAlerts", "public", "none", query=schemas.AlertListQuery, valid_refusals=UNKNOWN_AREA),
     Operation("GET", "/api/v1/alerts/{id}.cap", "getAlertCap", "public", "none"),
     Operation("GET", "/api/v1/alerts/{id}", "getAlert", "public", "none"),

@@ -320,6 +320,7 @@ def issuer_from(item: dict[str, Any]) -> Issuer:
         jurisdiction=[str(c) for c in item.get("jurisdiction") or []],
         national=bool(item.get("national", False)),
         senders=[str(x) for x in item.get("senders") or []],
+        approval=item.get("approval"),
     )
 
 

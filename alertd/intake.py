@@ -1,6 +1,6 @@
 """Intake: the chain of stages between "a message arrived" and "its fan-out is queued".
 
-    screen → dedup → references → geocode → compose → authorize → route → commit
+    screen → dedup → references → geocode → compose → authorize → route → approval → commit
 
 Every ingest path (desk orders, CAP, JSON, the JMA feed, drills, the transmission
 test) goes through ``Intake.accept``. Each stage reads and fills one
@@ -8,7 +8,7 @@ test) goes through ``Intake.accept``. Each stage reads and fills one
 the chain with an answer (a repeated message gets its first answer). Nothing is
 written until every check has passed, and then everything at once
 (``Store.commit_alert``). The preview runs the same stages without dedup (it
-shows what this message would do, never an earlier answer) and without commit.
+shows what this message would do, never an earlier answer), approval and commit.
 """
 
 from __future__ import annotations
@@ -94,6 +94,18 @@ class IntakeContext:
     plan: list[PlannedDelivery] = field(default_factory=list)
     answer: dict[str, Any] | None = None
     created: bool = False
+    hold: Hold | None = None  # how to keep it for approval; None: never held (internal sources)
+
+
+class Hold(Protocol):
+    """Keeps a message for a second person's approval (the HTTP API's drafts, alertd.drafts)."""
+
+    # True when this run is the approval itself: the chain goes on to the commit.
+    approved: bool
+
+    async def draft(self, ctx: IntakeContext) -> dict[str, Any]:
+        """Store the draft and return the caller's answer; nothing is committed."""
+        ...
 
 
 class IntakeStage(Protocol):
@@ -460,6 +472,32 @@ class Route:
                 planned.add(sub_id)
 
 
+def needs_approval(alert: Alert, issuer: Issuer | None) -> bool:
+    """The issuer's two-person rule covers this message: one of its statuses, at its minimum
+    level or above (a lift or cancel has the level of what it ends). National warnings and
+    national issuers are never held: an earthquake early warning cannot wait for a second person."""
+    policy = issuer.approval if issuer is not None else None
+    if not policy or issuer is None or issuer.national or (alert.kind or "").lower() in NATIONAL_KINDS:
+        return False
+    level = alert.level
+    return alert.status.value in policy.get("status", ()) and level is not None and level >= policy["min_level"]
+
+
+class Approval:
+    """Where the issuer's two-person rule holds a message, it stops here as a draft, fully
+    checked and routed but not committed: nothing is queued, published or delivered until
+    another person approves it, and the approval runs the whole chain again. Whoever
+    sends — a person or a machine's issuer token — an order the rule covers waits."""
+
+    name = "approval"
+
+    async def __call__(self, ctx: IntakeContext) -> bool:
+        if ctx.hold is None or ctx.hold.approved or not needs_approval(ctx.alert, ctx.issuer):
+            return False
+        ctx.answer, ctx.created = await ctx.hold.draft(ctx), False
+        return True
+
+
 class Commit:
     """Writes the alert, its log entry, its fan-out and what it changes in one transaction
     (``Store.commit_alert``). Its own guard against a concurrent twin: when another request
@@ -513,11 +551,14 @@ class Intake:
         self.compose = Compose(registry)
         self.authorize = Authorize(self.jurisdiction)
         self.route = Route(store, router, default_expiry)
+        self.approval = Approval()
         self.commit = Commit(store, self.dirty_states)
-        self.chain: tuple[IntakeStage, ...] = (self.screen, self.dedup, self.references, self.geocode,
-                                               self.compose, self.authorize, self.route, self.commit)  # fmt: skip
+        self.chain: tuple[IntakeStage, ...] = (self.screen, self.dedup, self.references, self.geocode, self.compose,
+                                               self.authorize, self.route, self.approval, self.commit)  # fmt: skip
         # The preview shows what this message would do: never an earlier answer, never a write.
-        self.preview_chain: tuple[IntakeStage, ...] = tuple(s for s in self.chain if s not in (self.dedup, self.commit))
+        self.preview_chain: tuple[IntakeStage, ...] = tuple(
+            s for s in self.chain if s not in (self.dedup, self.approval, self.commit)
+        )
 
     async def accept(
         self,
@@ -528,14 +569,16 @@ class Intake:
         fingerprint: str = "",
         extra: dict[str, Any] | None = None,
         dry_run: bool = False,
+        hold: Hold | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Accept an alert into the durable log; returns (answer, newly created).
 
         ``issuer`` None means a trusted internal source (the JMA poller).
-        ``dry_run`` is the preview: every stage but dedup and commit runs, nothing is
-        written, and the answer names what the message references.
+        ``dry_run`` is the preview: every stage but dedup, approval and commit runs, nothing
+        is written, and the answer names what the message references. ``hold`` keeps a
+        message the issuer's two-person rule covers as a draft (its answer comes back).
         """
-        ctx = IntakeContext(alert, issuer, dict(changes or {}), fingerprint, extra, preview=dry_run)
+        ctx = IntakeContext(alert, issuer, dict(changes or {}), fingerprint, extra, preview=dry_run, hold=hold)
         for stage in self.preview_chain if dry_run else self.chain:
             if await stage(ctx):
                 break

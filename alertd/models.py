@@ -303,6 +303,9 @@ class Issuer:
     # CAP senders this issuer may use besides its own "<id>@alertd"; each belongs
     # to one issuer only, so a sender says who spoke.
     senders: list[str] = field(default_factory=list)
+    # The two-person rule, {"status": ["Actual"], "min_level": 4}: matching orders wait for an
+    # approver (alertd.intake.Approval). None: nothing waits.
+    approval: dict[str, Any] | None = None
 
     def all_senders(self) -> list[str]:
         return [f"{self.id}@alertd", *(s for s in self.senders if s != f"{self.id}@alertd")]
@@ -314,6 +317,7 @@ class Issuer:
             "jurisdiction": self.jurisdiction,
             "national": self.national,
             "senders": self.all_senders(),
+            "approval": self.approval,
         }
 
 

@@ -71,7 +71,8 @@ def _id_param(what: str) -> dict[str, Any]:
 
 
 ADMIN = [{"adminToken": []}]
-ISSUER = [{"issuerToken": []}]
+USER = [{"userSession": []}, {"sessionCookie": []}]  # a person's session: bearer, or the console's cookie
+ISSUER = [{"issuerToken": []}, *USER]  # the issuer's token, or a session of one of its users
 PUBLIC: list[dict[str, list[str]]] = []  # explicitly no sign-in
 
 IDEMPOTENCY_KEY_PARAM: dict[str, Any] = {
@@ -124,6 +125,11 @@ _TIME: dict[str, Any] = {
 _NULLABLE_TIME: dict[str, Any] = {**_TIME, "type": ["string", "null"]}
 
 _ACCEPTED_AGAIN = "Accepted and queued (or the answer already given for this identifier)."
+
+
+def _accepted_or_held(description: str) -> dict[str, Any]:
+    either = [{"$ref": "#/components/schemas/Accepted"}, {"$ref": "#/components/schemas/AwaitingApproval"}]
+    return {"description": description, "content": {"application/json": {"schema": {"anyOf": either}}}}
 _CAP_BODY: dict[str, Any] = {"schema": {"type": "string", "description": "A CAP 1.2 <alert> document."}}
 
 SCHEMAS: dict[str, Any] = {
@@ -520,10 +526,11 @@ _EVACUATION_PATH = {
         "what it would do.",
         "parameters": [IDEMPOTENCY_KEY_PARAM],
         "responses": {
-            "202": _json(
-                "Accepted",
+            "202": _accepted_or_held(
                 "Accepted: stored and queued to every receiver, or the same "
-                "identifier was already accepted and this is its answer.",
+                "identifier was already accepted and this is its answer. Where the issuer's two-person "
+                "rule covers the order (or its lift), it is held as a draft instead: nothing is sent "
+                "until another person approves it (POST /api/v1/drafts/{id}/approve)."
             ),
             **_problems(400, 401, 403, 409, 413, 422, why={**WHY_ORDER, **_DESK_401}),
         },
@@ -598,7 +605,7 @@ _ALERTS_PATH = {
             },
         },
         "responses": {
-            "202": _json("Accepted", _ACCEPTED_AGAIN),
+            "202": _accepted_or_held(_ACCEPTED_AGAIN + " A Cancel or alert the issuer's two-person rule covers is held as a draft."),
             **_problems(
                 400,
                 401,
@@ -642,6 +649,166 @@ _ALERTS_PATH = {
 _ETAG: dict[str, Any] = {"schema": {"type": "string"}, "description": "Send it back in If-None-Match."}
 _ALERT_ID = _id_param("alertd's id for the alert, as in the 202 answer.")
 _NO_ALERT = {404: "There is no alert with this id."}
+
+_USER_401 = {401: "No token or session, or one that ended (signed out, expired, or the user was removed)."}
+_USERNAME_PARAM = {"name": "username", "in": "path", "required": True, "description": "The username.",
+                   "schema": {"type": "string", "minLength": 1}}  # fmt: skip
+_DRAFT_ID = _id_param("The draft's id, as in the 202 answer that held the order.")
+_DRAFT_WHY = {
+    **_USER_401,
+    403: "Not a user of an issuer with the approver role, or you drafted this order yourself: the person "
+    "who drafted an order cannot approve it.",
+    404: "There is no draft with this id for your issuer.",
+    409: "The draft was already approved or rejected, or the order is refused now (what it lifts changed).",
+    410: "The draft waited longer than alertd keeps an order for approval (ALERTD_DRAFT_TTL_S, 30 minutes); "
+    "nothing was sent. Send the order again if it is still needed.",
+}
+
+
+def _people_problems(*statuses: int, why: dict[int, str]) -> dict[str, Any]:
+    return {
+        str(status): {"description": why.get(status) or _GENERIC_WHY[status],
+                      "content": {PROBLEM_TYPE: {"schema": {"$ref": PROBLEM_REF}}}}
+        for status in statuses
+    }  # fmt: skip
+
+
+_USERS_WHY = {
+    **_USER_401,
+    403: "Managing users needs the admin token, or a user with the admin role for users of their own issuer; "
+    "an issuer's token is a machine credential and cannot.",
+}
+PEOPLE_PATHS: dict[str, Any] = {
+    "/api/v1/users": {
+        "post": {
+            "tags": ["people"],
+            "summary": "Create a user (a person at the desk)",
+            "description": "Roles: operator (sends orders as the issuer's token would), approver (approves "
+            "another person's draft), auditor (reads the audit trail), admin (manages the issuer's users). "
+            "The answer carries the otpauth:// URI for the user's authenticator app, shown this once only.",
+            "responses": {
+                "201": _json("CreatedUser", "Created."),
+                **_people_problems(400, 401, 403, 409, 413, 422, why={
+                    **_USERS_WHY, 409: "There is already a user with this username.",
+                    422: "A field is missing or not acceptable, or the issuer is not registered.",
+                }),
+            },
+        },
+        "get": {
+            "tags": ["people"],
+            "summary": "List users (the admin token: all; a user admin: their issuer's)",
+            "responses": {
+                "200": {"description": "Users.", "content": {"application/json": {"schema": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/UserView"}}}}},
+                **_people_problems(401, 403, why=_USERS_WHY),
+            },
+        },
+    },
+    "/api/v1/users/{username}": {
+        "parameters": [_USERNAME_PARAM],
+        "get": {
+            "tags": ["people"],
+            "summary": "One user",
+            "responses": {
+                "200": _json("UserView", "The user."),
+                **_people_problems(401, 403, 404, why={**_USERS_WHY, 404: "There is no such user you may manage."}),
+            },
+        },
+        "delete": {
+            "tags": ["people"],
+            "summary": "Remove a user; every session of theirs ends at once",
+            "responses": {
+                "204": {"description": "Removed."},
+                **_people_problems(401, 403, 404, why={**_USERS_WHY, 404: "There is no such user you may manage."}),
+            },
+        },
+    },
+    "/api/v1/sessions": {
+        "post": {
+            "tags": ["people"],
+            "summary": "Sign in with password and one-time code",
+            "description": "Answers a session token (send it as 'Authorization: Bearer <token>') and sets "
+            "the HttpOnly alertd_session cookie for the console. 5 wrong tries in 15 minutes lock the "
+            "username for 15 minutes (429), whether it exists or not.",
+            "responses": {
+                "201": _json("SessionView", "Signed in."),
+                **_people_problems(400, 401, 403, 413, 422, 429, why={
+                    401: "The username, password or one-time code is wrong.",
+                    403: "The account has expired.",
+                    422: "username, password or otp is missing or not text.",
+                    429: "The username is locked after 5 wrong tries; Retry-After says for how long.",
+                }),
+            },
+        },
+    },
+    "/api/v1/sessions/current": {
+        "delete": {
+            "tags": ["people"],
+            "summary": "Sign out (this session ends at once)",
+            "responses": {
+                "204": {"description": "Signed out; the cookie is cleared."},
+                **_people_problems(401, 422, why={**_USER_401,
+                                                  422: "Admin and issuer tokens are not sessions."}),
+            },
+        },
+    },
+    "/api/v1/audit": {
+        "get": {
+            "tags": ["people"],
+            "summary": "Read the audit trail (hash-chained), oldest first",
+            "description": "Who did what: sign-ins, users, issuers, subscribers, sends, lifts, cancels, "
+            "drafts, approvals, rejections, transmission tests. Needs the admin token or the auditor role.",
+            "responses": {
+                "200": {"description": "Entries after 'since'; a Link header (rel=\"next\") gives the next page.",
+                        "content": {"application/json": {"schema": {
+                            "type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}},
+                **_people_problems(401, 403, 422, why={**_USER_401, 403: "Needs the auditor role or the admin token.",
+                                                       422: "'since' or 'limit' is not a whole number in range."}),
+            },
+        },
+    },
+    "/api/v1/drafts": {
+        "get": {
+            "tags": ["people"],
+            "summary": "Orders of your issuer awaiting a second person's approval",
+            "description": "Each with its preview: districts and their names, the GeoJSON outline, how many "
+            "receivers it reaches, and its texts per language.",
+            "responses": {
+                "200": {"description": "Drafts awaiting approval, oldest first.",
+                        "content": {"application/json": {"schema": {
+                            "type": "array", "items": {"$ref": "#/components/schemas/DraftView"}}}}},
+                **_people_problems(401, 403, why={**_USER_401, 403: "Drafts are for users of an issuer."}),
+            },
+        },
+    },
+    "/api/v1/drafts/{id}/approve": {
+        "parameters": [_DRAFT_ID],
+        "post": {
+            "tags": ["people"],
+            "summary": "Approve a draft: it is sent now",
+            "description": "By a user with the approver role of the same issuer, other than the person who "
+            "drafted it. Every check runs again, as if the order were sent now, and it fans out.",
+            "responses": {
+                "202": _json("Accepted", "Sent: stored and queued to every receiver."),
+                **_people_problems(401, 403, 404, 409, 410, 422, why=_DRAFT_WHY),
+            },
+        },
+    },
+    "/api/v1/drafts/{id}/reject": {
+        "parameters": [_DRAFT_ID],
+        "post": {
+            "tags": ["people"],
+            "summary": "Reject a draft: it ends and is never sent",
+            "description": "By an approver of the same issuer, or by the person who drafted it.",
+            "responses": {
+                "200": _json("DraftView", "The draft, rejected."),
+                **_people_problems(400, 401, 403, 404, 409, 410, 413, 422, why={
+                    **_DRAFT_WHY, 403: "Needs the approver role, or to be the person who drafted it.",
+                    422: "'reason' is missing or not text."}),
+            },
+        },
+    },
+}
 
 PATHS: dict[str, Any] = {
     "/api/v1/issuers": _ISSUERS_PATH,
@@ -881,6 +1048,7 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    **PEOPLE_PATHS,
     "/api/openapi.json": {
         "get": {
             "operationId": "openapi",
@@ -991,10 +1159,13 @@ MODELS: tuple[type[models.BaseModel], ...] = (
     models.Issuer, models.IssuerView, models.Subscriber, models.SubscriberChange, models.SubscriberView,
     models.TestBroadcastRequest, models.DistrictAddition, models.AddedDistrict, models.AddedDistrictRow,
     models.Ack, models.AckResult, models.EvacuationOrder, models.ShelterNotice, models.JsonAlert,
-    models.Accepted, models.Deliveries, models.TestBroadcast,
+    models.Accepted, models.Deliveries, models.TestBroadcast, models.AwaitingApproval, models.NewUser,
+    models.UserView, models.CreatedUser, models.SignIn, models.SessionView, models.AuditEntry, models.Rejection,
+    models.DraftView,
 )  # fmt: skip
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
-    "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "none": PUBLIC,
+    "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "user": USER,
+    "admin-or-user": [*ADMIN, *USER], "none": PUBLIC,
 }  # fmt: skip
 
 
@@ -1099,6 +1270,7 @@ def spec() -> dict[str, Any]:
             {"name": "desk", "description": "Sending: evacuation orders, shelters, alerts (issuer token)."},
             {"name": "reading", "description": "Alerts, deliveries and receivers' confirmations (no token)."},
             {"name": "feeds", "description": "Pull feeds for conveyors (no token)."},
+            {"name": "people", "description": "Users, sign-in, the audit trail, drafts awaiting approval."},
             {"name": "operations", "description": "Metrics, health, this document."},
         ],
         "paths": paths(),
@@ -1116,6 +1288,18 @@ def spec() -> dict[str, Any]:
                     "scheme": "bearer",
                     "description": "The issuer's own token, set when the issuer was registered. "
                     "It decides which districts the issuer may send for.",
+                },
+                "userSession": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A person's session token from POST /api/v1/sessions. On the issuing "
+                    "routes a user with the operator role acts as their issuer's token would.",
+                },
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "alertd_session",
+                    "description": "The console's session cookie, set by POST /api/v1/sessions.",
                 },
             },
         },

@@ -137,6 +137,23 @@ _ID_SENTENCE = "The {what} id {{value!r}} is not usable: use 1–64 letters, dig
 _CODES_SENTENCE = "'{name}' must be a non-empty list of district codes such as \"08211\"."
 
 
+class ApprovalPolicy(Shape):
+    """Which of an issuer's orders need a second person (two-person rule): those of one of
+    these statuses at this level or higher. Lifts and cancels follow the same rule."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "status": "'approval.status' must be a list of Actual, Exercise or Test, e.g. [\"Actual\"].",
+        "min_level": "'approval.min_level' must be a whole number from 1 to 5, e.g. 4.",
+    }
+    status: list[Literal["Actual", "Exercise", "Test"]] = Field(
+        min_length=1, max_length=3, examples=[["Actual"]], description="The statuses the rule applies to."
+    )
+    min_level: whole_number(1, 5) = Field(
+        examples=[4], description="Orders of this level or higher need an approver's approval."
+    )
+
+
 class Issuer(Shape):
     """Who may send: a municipal desk, a prefecture, or a national source.
     Registering an id that exists replaces it (and its token)."""
@@ -148,6 +165,9 @@ class Issuer(Shape):
         "national": "'national' must be true or false.",
         "jurisdiction": _CODES_SENTENCE.format(name="jurisdiction"),
         "senders": "'senders' must be a list of up to 10 CAP sender names.",
+        "approval.status": ApprovalPolicy.refusals["status"],
+        "approval.min_level": ApprovalPolicy.refusals["min_level"],
+        "approval": "'approval' must be an object such as {{\"status\": [\"Actual\"], \"min_level\": 4}}.",
     }
     model_config = ConfigDict(
         json_schema_extra={
@@ -176,6 +196,11 @@ class Issuer(Shape):
         description="CAP senders this issuer may use besides its own '<id>@alertd'. A sender belongs to "
         "one issuer only (409 otherwise); CAP posted with any other sender is refused (403).",
     )  # fmt: skip
+    approval: ApprovalPolicy | None = Field(
+        None, description="Two-person rule: an order matching it (and its lift or cancel) waits as a draft "
+        "until another user with the approver role approves it. Absent: nothing waits. National "
+        "warnings (EEW, tsunami, missile) and national issuers are never held.",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _jurisdiction_unless_national(self) -> Issuer:
@@ -192,6 +217,7 @@ class IssuerView(Shape):
     jurisdiction: list[str] = Field(description="Empty for a national issuer.")
     national: bool
     senders: list[str] = Field(max_length=11, description="Every sender it may use, its own '<id>@alertd' first.")
+    approval: ApprovalPolicy | None = Field(None, description="Its two-person rule, if any.")
 
 
 class Subscriber(Shape):
@@ -607,6 +633,126 @@ class JsonAlert(Shape):
     urgency: str = "Immediate"
     severity: str = "Severe"
     certainty: str = "Likely"
+
+
+# --- people ---------------------------------------------------------------------
+USERNAME_RE = r"^[a-z][a-z0-9._-]{2,31}$"
+_SIGN_IN = 'Send {{"username": …, "password": …, "otp": "<the 6 digits your app shows>"}}.'
+
+
+class NewUser(Shape):
+    """A person who signs in to the desk: they belong to one issuer and hold roles.
+    operator sends (as the issuer's token would); approver approves another person's
+    draft; auditor reads the audit trail; admin manages the issuer's users."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "username": "'username' must be 3 to 32 characters: lower-case letters a-z, digits, '.', '_' or '-', "
+        "starting with a letter (for example tanaka.h).",
+        "issuer": "'issuer' must be the id of the issuer (municipality desk) the user works for.",
+        "roles": "'roles' must be a list of one or more of operator, approver, auditor, admin.",
+        "password": "'password' must be 12 to 256 characters; a short phrase is easier to remember than a "
+        "short code and much harder to guess.",
+        "expires": "'expires' must be a date such as 2027-03-31 (the account works through that day, Japan "
+        "time) or a date and time with its offset, such as 2027-03-31T17:00:00+09:00.",
+    }
+    username: str = Field(pattern=USERNAME_RE, examples=["tanaka.h"])
+    issuer: str = Field(pattern=ID_RE, examples=["joso-city"],
+                        description="The issuer (municipality desk) the user works for; an unknown one is a 422.")
+    roles: list[Literal["operator", "approver", "auditor", "admin"]] = Field(
+        min_length=1, max_length=4, examples=[["operator"], ["approver", "auditor"]]
+    )
+    password: str = Field(min_length=12, max_length=256, json_schema_extra={"writeOnly": True})
+    expires: str | None = Field(
+        None, max_length=40, examples=["2027-03-31", "2027-03-31T17:00:00+09:00"],
+        description="A date (the account works through that day, Japan time) or a date and time with its "
+        "offset; past it the account cannot sign in. A past one is a 422.",
+    )  # fmt: skip
+
+
+class UserView(BaseModel):
+    username: str
+    issuer: str
+    roles: list[str]
+    expires: str | None = None
+    created: str
+
+
+class CreatedUser(BaseModel):
+    username: str
+    issuer: str
+    roles: list[str]
+    totp_uri: str = Field(description="otpauth:// URI for the authenticator app; shown this once only.")
+
+
+class SignIn(Shape):
+    """Password and the one-time code of the user's authenticator app (TOTP, 30 s, 6 digits)."""
+
+    refusals: ClassVar[dict[str, str]] = {
+        "username": _SIGN_IN, "password": _SIGN_IN, "otp.missing": _SIGN_IN,
+        "otp": "'otp' must be the 6 digits your authenticator app shows now.",
+    }  # fmt: skip
+    username: str = Field(max_length=64, examples=["tanaka.h"])
+    password: str = Field(max_length=1024, json_schema_extra={"writeOnly": True})
+    otp: str = Field(pattern=r"^[0-9]{6}$", examples=["123456"])
+
+
+class SessionView(BaseModel):
+    token: str = Field(description="The session's bearer token; also set as the alertd_session cookie.")
+    expires: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class AuditQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "since": "'since' must be a whole number from 0 to 100000000000.",
+        "limit": "'limit' must be a whole number from 1 to 1000.",
+    }
+    since: whole_number(0, 10**11, in_query=True) = Field(
+        0, description="Entries after this seq (the last one you have); 0 for the start.")
+    limit: whole_number(1, 1000, in_query=True) = Field(
+        100, description="At most this many; a Link header (rel=\"next\") gives the next page.")
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    ts: str
+    actor: str = Field(examples=["admin", "user:tanaka.h", "issuer:joso-city", "anonymous"])
+    action: str
+    target: str
+    detail: dict[str, Any]
+    prev: str
+    hash: str
+
+
+class Rejection(Shape):
+    refusals: ClassVar[dict[str, str]] = {
+        "reason": "'reason' must say in a sentence why the draft is rejected (1–500 characters).",
+    }
+    reason: str = Field(min_length=1, max_length=500, examples=["水位が下がり始めたため不要"])
+
+
+class DraftView(BaseModel):
+    """An order held for approval, with what it would do."""
+
+    id: str
+    issuer: str
+    kind: Literal["evacuation", "shelter", "alert-json", "alert-cap"]
+    state: Literal["awaiting_approval", "approved", "rejected"]
+    drafted_by: str = Field(examples=["user:tanaka.h", "issuer:joso-city"])
+    created: str = Field(json_schema_extra={"format": "date-time"})
+    expires: str = Field(json_schema_extra={"format": "date-time"},
+                         description="Past this it can no longer be approved (410).")
+    preview: dict[str, Any] = Field(description="As the preview route answers, plus 'texts' per language, "
+                                    "level, status, msg_type and action.")  # fmt: skip
+
+
+class AwaitingApproval(BaseModel):
+    """The 202 answer when the issuer's two-person rule holds the order: nothing was sent yet."""
+
+    id: str = Field(description="The draft's id: GET /api/v1/drafts lists it, an approver approves it.")
+    state: Literal["awaiting_approval"]
+    deliveries: Literal[0]
 
 
 # --- answers --------------------------------------------------------------------

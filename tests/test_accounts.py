@@ -1,7 +1,7 @@
 """People sign in with a password and a one-time code; a removed user is out at once; guessing locks.
 
-Over real sockets and the real Redis: the people routes are installed on the
-desk app exactly as ``alertd serve`` will serve them.
+Over real sockets and the real Redis: the people routes are served by the
+desk app exactly as ``alertd serve`` serves them (alertd.contract).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from alertd.accounts_api import PEOPLE, install
+from alertd.accounts_api import PEOPLE
 from alertd.api import make_app
 from alertd.config import Settings
 from alertd.engine import Engine
@@ -34,7 +34,6 @@ async def start_people(settings: Settings | None = None) -> RunningEngine:
     engine = Engine(settings or make_settings(), workers=False)
     await engine.start()
     app = make_app(engine)
-    install(app, engine)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
@@ -340,3 +339,78 @@ async def test_no_password_token_or_code_reaches_the_audit_trail_or_the_log(
     for secret in (PASSWORD, wrong_password, token, totp.secret, code):
         assert secret not in trail
         assert secret not in log_text
+
+
+async def test_an_operators_session_acts_as_its_issuer_and_nothing_more(desk: RunningEngine) -> None:
+    order = {"municipality": "08211", "level": 3, "action": "issue", "districts": ["三坂町"], "reason": "洪水",
+             "status": "Exercise"}  # fmt: skip
+    totp = await make_user(desk, "operator.joso", ["operator"])
+    status, data, _ = await login(desk, "operator.joso", totp)
+    assert status == 201
+    session = data["token"]
+    status, preview, _ = await call(desk, "POST", "/api/v1/evacuation-orders/preview", session, order)
+    assert status == 200 and preview["districts"] == ["08211:三坂町"], preview
+    # The console's cookie works as the bearer token does.
+    status, sent, _ = await call(desk, "POST", "/api/v1/evacuation-orders", body=order,
+                                 Cookie=f"alertd_session={session}")  # fmt: skip
+    assert status == 202 and sent["districts"] == ["08211:三坂町"], sent
+    status, rows, _ = await call(desk, "GET", f"/api/v1/alerts/{sent['id']}/deliveries", session)
+    assert status == 200 and rows["alert_id"] == sent["id"]
+    status, _, _ = await call(desk, "GET", "/api/v1/districts?municipality=08211", session)
+    assert status == 200
+    # Its issuer's jurisdiction, not more: つくば is another desk's.
+    status, problem, _ = await call(desk, "POST", "/api/v1/evacuation-orders", session,
+                                    {**order, "municipality": "08220", "districts": ["08220"]})  # fmt: skip
+    assert status == 403, problem
+    # A session is no admin token.
+    status, _, _ = await call(desk, "GET", "/api/v1/issuers", session)
+    assert status == 401
+    entries = await audit_entries(desk)
+    assert ("user:operator.joso", "send", f"alert:{sent['id']}") in [
+        (e["actor"], e["action"], e["target"]) for e in entries
+    ]
+
+
+async def test_admin_and_desk_actions_are_audited_without_their_secrets(desk: RunningEngine) -> None:
+    admin = desk.admin["Authorization"][7:]
+    secret = "subscriber-secret-0123456789"
+    token = await desk.add_issuer("bando", ["08211"], token="bando-token-0123456789abcdef")
+    await desk.add_subscriber(id="portal", adapter="isp", endpoint="http://127.0.0.1:9/p", districts=["08"],
+                              secret=secret)  # fmt: skip
+    status, _, _ = await call(desk, "PATCH", "/api/v1/subscribers/portal", admin, {"secret": secret + "-new"})
+    assert status == 200
+    order = {"municipality": "08211", "level": 3, "action": "issue", "districts": ["三坂町"], "reason": "洪水",
+             "status": "Exercise"}  # fmt: skip
+    status, sent, _ = await call(desk, "POST", "/api/v1/evacuation-orders", token, order)
+    assert status == 202, sent
+    status, lifted, _ = await call(desk, "POST", "/api/v1/evacuation-orders", token, {**order, "action": "lift"})
+    assert status == 202, lifted
+    status, other, _ = await call(desk, "POST", "/api/v1/alerts", token, {
+        "status": "Exercise", "event": "大雨警報", "districts": ["08211"], "identifier": "rain-1"})  # fmt: skip
+    assert status == 202, other
+    status, cancel, _ = await call(desk, "POST", "/api/v1/alerts", token, {
+        "status": "Exercise", "msg_type": "Cancel", "references": [other["id"]], "identifier": "rain-1-x"})  # fmt: skip
+    assert status == 202, cancel
+    status, test, _ = await call(desk, "POST", "/api/v1/test-broadcasts", admin, {"districts": ["08"], "wait_s": 1})
+    assert status == 202, test
+    for path in ("/api/v1/subscribers/portal", "/api/v1/issuers/bando"):
+        status, _, _ = await call(desk, "DELETE", path, admin)
+        assert status == 204
+    entries = await audit_entries(desk)
+    done = [(e["actor"], e["action"], e["target"]) for e in entries]
+    for expected in [
+        ("admin", "issuer.save", "issuer:bando"),
+        ("admin", "subscriber.save", "subscriber:portal"),
+        ("admin", "subscriber.change", "subscriber:portal"),
+        ("issuer:bando", "send", f"alert:{sent['id']}"),
+        ("issuer:bando", "lift", f"alert:{lifted['id']}"),
+        ("issuer:bando", "send", f"alert:{other['id']}"),
+        ("issuer:bando", "cancel", f"alert:{cancel['id']}"),
+        ("admin", "test-broadcast", f"test-broadcast:{test['id']}"),
+        ("admin", "subscriber.delete", "subscriber:portal"),
+        ("admin", "issuer.delete", "issuer:bando"),
+    ]:
+        assert expected in done, expected
+    trail = json.dumps(entries, ensure_ascii=False)
+    for secret_text in (secret, token, admin):
+        assert secret_text not in trail

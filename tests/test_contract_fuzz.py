@@ -1,8 +1,9 @@
 """alertd keeps the contract its own OpenAPI document states, as a schema-driven fuzzer sees it.
 
 Schemathesis (every check on, a fixed seed, a bounded number of examples per
-operation) runs against the live app, signed in as the admin and as an issuer
-(the document's security schemes say which operation takes which), following
+operation) runs against the live app, signed in as the admin, as an issuer and
+as a person of that issuer holding every role (the document's security schemes
+say which operation takes which), following
 the document's links so the ids it uses exist. It must find:
 
 - no server error;
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 
 from alertd.api import REFUSALS
@@ -129,12 +131,20 @@ async def test_the_api_keeps_the_contract_its_document_states(tmp_path: Path) ->
     try:
         running.runner.app[REFUSALS].threshold = 10**9
         issuer_token = await running.add_issuer("fuzz-desk", ["08"])
+        person = {"username": "fuzz.person", "issuer": "fuzz-desk", "password": "a long fuzzing passphrase",
+                  "roles": ["operator", "approver", "auditor", "admin"]}  # fmt: skip
+        status, created = await running.post("/api/v1/users", ADMIN_TOKEN, person)
+        assert status == 201, created
+        otp = pyotp.parse_uri(created["totp_uri"]).now()
+        status, session = await running.post("/api/v1/sessions", "-", {**person, "otp": otp})
+        assert status == 201, session
         status, document = await running.get("/api/openapi.json")
         assert status == 200
         config = tmp_path / "schemathesis.toml"
         config.write_text(
             f'[auth.openapi.adminToken]\nbearer = "{ADMIN_TOKEN}"\n'
             f'[auth.openapi.issuerToken]\nbearer = "{issuer_token}"\n'
+            f'[auth.openapi.userSession]\nbearer = "{session["token"]}"\n'
         )
         report = tmp_path / "report.ndjson"
         process = await asyncio.create_subprocess_exec(

@@ -183,10 +183,56 @@ async def test_route_gives_a_flash_lane_to_level_5(engine: Engine) -> None:
     assert ctx.alert.priority is Priority.FLASH and ctx.alert.id
 
 
-async def test_the_preview_runs_every_stage_but_dedup_and_commit(engine: Engine) -> None:
+class RecordingHold:
+    """Stands in for the API's drafts: says when the approval stage would keep a message."""
+
+    def __init__(self, approved: bool = False) -> None:
+        self.approved = approved
+        self.held: list[Alert] = []
+
+    async def draft(self, ctx: IntakeContext) -> dict[str, Any]:
+        self.held.append(ctx.alert)
+        return {"id": "d1", "state": "awaiting_approval", "deliveries": 0}
+
+
+async def test_approval_holds_what_the_issuers_rule_covers_and_never_a_national_warning(engine: Engine) -> None:
+    ruled = Issuer(id="joso", name="常総市 desk", token_hash=token_hash("t-joso"), jurisdiction=["08211"],
+                   approval={"status": ["Actual"], "min_level": 4})  # fmt: skip
+    national = Issuer(id="jma", name="JMA", token_hash=token_hash("t-jma"), jurisdiction=[], national=True,
+                      approval={"status": ["Actual"], "min_level": 4})  # fmt: skip
+    cases = [
+        (ruled, warning(ruled, status="Actual", level=4), True),
+        (ruled, warning(ruled, status="Actual", level=5), True),
+        (ruled, warning(ruled, status="Actual", level=3), False),  # below min_level
+        (ruled, warning(ruled, status="Exercise", level=5), False),  # a status the rule does not name
+        (ruled, warning(ruled, status="Actual"), False),  # no level: nothing to weigh
+        (national, warning(national, status="Actual", level=5, kind="eew"), False),  # never held
+        (ruled, warning(ruled, status="Actual", level=5, kind="tsunami"), False),
+        (DESK, warning(DESK, status="Actual", level=5), False),  # no rule, as before
+    ]
+    for issuer, alert, held in cases:
+        hold = RecordingHold()
+        ctx = ctx_for(alert, issuer, hold=hold)
+        ctx.answer = {"id": "a", "deliveries": 1}
+        assert await engine.intake.approval(ctx) is held, (alert.status, alert.level, alert.kind, issuer.id)
+        assert bool(hold.held) is held
+        if held:
+            assert ctx.answer == {"id": "d1", "state": "awaiting_approval", "deliveries": 0} and not ctx.created
+    # The approval itself, and internal sources (no hold), go on to the commit.
+    for hold in (RecordingHold(approved=True), None):
+        ctx = ctx_for(warning(ruled, status="Actual", level=4), ruled, hold=hold)
+        assert await engine.intake.approval(ctx) is False
+    # Through the whole chain: nothing is written while it waits.
+    hold = RecordingHold()
+    answer, created = await engine.intake.accept(warning(ruled, status="Actual", level=4), ruled, hold=hold)
+    assert answer["state"] == "awaiting_approval" and not created and len(hold.held) == 1
+    assert await engine.store.list_alerts(limit=10) == []
+
+
+async def test_the_preview_runs_every_stage_but_dedup_approval_and_commit(engine: Engine) -> None:
     intake = engine.intake
     assert [s.name for s in intake.chain] == [
-        "screen", "dedup", "references", "geocode", "compose", "authorize", "route", "commit",
+        "screen", "dedup", "references", "geocode", "compose", "authorize", "route", "approval", "commit",
     ]  # fmt: skip
     assert [s.name for s in intake.preview_chain] == ["screen", "references", "geocode", "compose",
                                                       "authorize", "route"]  # fmt: skip
