@@ -360,7 +360,7 @@ async def post_subscriber(request: web.Request) -> web.Response:
     # null is the same as absent: the default (no secret, 5 s, …).
     item = (await body_of(request)).model_dump(exclude_unset=True, exclude_none=True)
     validate_subscriber(item, engine.registry)
-    sub = subscriber_from(item)
+    sub = subscriber_from(item, default_timeout_s=engine.settings.default_timeout_s)
     await engine.store.put_subscriber(sub)
     log.info("subscriber.saved", subscriber_id=sub.id, adapter=sub.adapter.value)
     await record(request, ADMIN_CALLER, "subscriber.save", f"subscriber:{sub.id}",
@@ -397,7 +397,7 @@ async def patch_subscriber(request: web.Request) -> web.Response:
     # (deliveries go unsigned).
     item = {k: v for k, v in {**subscriber_item(current), **changes, "id": sub_id}.items() if v is not None}
     validate_subscriber(item, engine.registry)
-    sub = subscriber_from(item)
+    sub = subscriber_from(item, default_timeout_s=engine.settings.default_timeout_s)
     await engine.store.put_subscriber(sub)
     log.info("subscriber.changed", subscriber_id=sub.id, fields=sorted(changes))
     # The names of the fields changed, never their values (a new secret is one).
@@ -948,12 +948,13 @@ async def build_alert(request: web.Request) -> View:
 
 
 async def build_alert_cap(request: web.Request) -> View:
-    from alertd.cap import to_cap
+    from alertd.engine import cap_document
 
     alert = await _alert_or_404(request)
     # A CAP document never changes once accepted: its Last-Modified is its acceptance.
     accepted = (alert.accepted_at or alert.sent).timestamp()
-    return to_cap(alert), "application/cap+xml", "utf-8", {"Last-Modified": formatdate(accepted, usegmt=True)}
+    # Signed like every CAP alertd emits, when a signing key is configured (the view cache keeps it).
+    return cap_document(request.app[ENGINE], alert), "application/cap+xml", "utf-8", {"Last-Modified": formatdate(accepted, usegmt=True)}
 
 
 async def require_reader_of(request: web.Request, alert: Alert) -> None:

@@ -75,13 +75,14 @@ class CapSigner:
             raise SigningConfigError("ALERTD_SIGNING_CERT is not the certificate of ALERTD_SIGNING_KEY")
         return cls(key, cert_pem, method)
 
-    def sign(self, document: str | bytes) -> str:
-        """The CAP document with an enveloped ``ds:Signature`` as the alert's last child."""
+    def sign(self, document: str | bytes) -> bytes:
+        """The CAP document (UTF-8 bytes, as ``to_cap`` gives it) with an enveloped
+        ``ds:Signature`` as the alert's last child."""
         root = etree.fromstring(document.encode("utf-8") if isinstance(document, str) else document)
         signer = XMLSigner(method=methods.enveloped, signature_algorithm=self.method,
                            digest_algorithm=DigestAlgorithm.SHA256, c14n_algorithm=EXC_C14N)  # fmt: skip
         signed = signer.sign(root, key=self.key, cert=self.cert_pem.decode())
-        return etree.tostring(signed, xml_declaration=True, encoding="UTF-8").decode("utf-8")
+        return bytes(etree.tostring(signed, xml_declaration=True, encoding="UTF-8"))
 
 
 def verify(document: bytes, cert_pem: str | bytes) -> None:

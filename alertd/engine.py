@@ -279,7 +279,8 @@ class Engine:
         """Issuers and subscribers from a config file, as the admin API would take them."""
         for item in data.get("issuers") or []:
             await self.store.put_issuer(issuer_from(item))
-        subs = [subscriber_from(item) for item in data.get("subscribers") or []]
+        subs = [subscriber_from(item, default_timeout_s=self.settings.default_timeout_s)
+                for item in data.get("subscribers") or []]  # fmt: skip
         if subs:
             await self.store.put_subscribers(subs)
 
@@ -301,7 +302,7 @@ def cap_signer_from(s: Settings) -> CapSigner | None:
     return CapSigner.from_files(s.signing_key, s.signing_cert)
 
 
-def cap_document(engine: Engine, alert: Alert) -> str:
+def cap_document(engine: Engine, alert: Alert) -> bytes:
     """The CAP alertd serves for an alert: signed when a signing key is configured."""
     from alertd.cap import to_cap
 
@@ -324,7 +325,9 @@ def issuer_from(item: dict[str, Any]) -> Issuer:
     )
 
 
-def subscriber_from(item: dict[str, Any]) -> Subscriber:
+def subscriber_from(item: dict[str, Any], *, default_timeout_s: float = 5.0) -> Subscriber:
+    """A subscriber from the API's (or the config file's) fields; ``timeout_s`` defaults to the
+    deployment's ALERTD_TIMEOUT_S."""
     from alertd.validation import validate_subscriber
 
     validate_subscriber(item)
@@ -336,7 +339,7 @@ def subscriber_from(item: dict[str, Any]) -> Subscriber:
         secret=item.get("secret"),
         min_level=item.get("min_level"),
         languages=list(item.get("languages") or ["ja", "en"]),
-        timeout_s=float(item.get("timeout_s", 5.0)),
+        timeout_s=float(item.get("timeout_s", default_timeout_s)),
         max_in_flight=int(item.get("max_in_flight", 4)),
         name=item.get("name"),
         drills=bool(item.get("drills", False)),

@@ -73,6 +73,9 @@ async def test_every_emitted_cap_is_signed_verifies_with_xmlsec1_and_still_passe
         assert status == 202, answer
         await sink.wait_for(1)
         pushed = sink.at("/tv")[0]["body"]
+        status, served = await running.get(f"/api/v1/alerts/{answer['id']}.cap")
+        assert status == 200
+        served = served.encode() if isinstance(served, str) else served
         async with asyncio.timeout(15):
             async for message in mqtt.messages:
                 fed = bytes(message.payload)  # type: ignore[arg-type]
@@ -80,7 +83,7 @@ async def test_every_emitted_cap_is_signed_verifies_with_xmlsec1_and_still_passe
     finally:
         await stop_engine(running)
 
-    for document in (pushed, fed):
+    for document in (pushed, fed, served):
         root = etree.fromstring(document)
         assert root[-1].tag == f"{{{DSIG_NS}}}Signature"  # where CAP 1.2 allows it: the alert's end
         result = xmlsec1_verifies(document, cert, tmp_path)
@@ -104,7 +107,7 @@ def test_a_document_signed_by_another_key_or_not_at_all_is_refused(tmp_path: Pat
     other_dir.mkdir()
     _, other_cert = key_and_cert(other_dir, "rsa")
     document = (ROOT / "tests/fixtures/cap/joso-evacuation-order.xml").read_bytes()
-    signed = CapSigner.from_files(key, cert).sign(document).encode()
+    signed = CapSigner.from_files(key, cert).sign(document)
     verify(signed, cert.read_bytes())
     with pytest.raises(BadSignature, match="does not verify"):
         verify(signed, other_cert.read_bytes())

@@ -31,3 +31,17 @@ async def test_example_config_seeds_issuers_subscribers_and_call_signs(sink: Sin
         assert "こちらは、防災じょうそうです。" in script["text"]
     finally:
         await stop_engine(running)
+
+
+async def test_alertd_timeout_s_is_the_timeout_of_a_subscriber_that_names_none(sink: Sink) -> None:
+    """ALERTD_TIMEOUT_S was documented and read, but every subscriber got 5 s regardless."""
+    running = await start_engine(make_settings(default_timeout_s=2.5))
+    try:
+        await running.add_subscriber(id="tv", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["08"])
+        await running.add_subscriber(id="own", adapter="isp", endpoint=f"{sink.url}/own", districts=["08"],
+                                     timeout_s=7.0)  # fmt: skip
+        async with running.http.get(f"{running.url}/api/v1/subscribers", headers=running.admin) as resp:
+            timeouts = {s["id"]: s["timeout_s"] for s in await resp.json()}
+        assert timeouts == {"tv": 2.5, "own": 7.0}
+    finally:
+        await stop_engine(running)
