@@ -25,7 +25,7 @@ from signxml import DigestAlgorithm, SignatureMethod, XMLSigner, XMLVerifier, me
 from signxml.exceptions import InvalidInput as _SignxmlInvalidInput
 from signxml.exceptions import InvalidSignature
 
-from alertd.errors import InvalidInput
+from alertd.errors import InvalidInput, Unauthorized
 from alertd.xmlsafe import parse_xml
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
@@ -38,6 +38,19 @@ class SigningConfigError(ValueError):
 
 class BadSignature(InvalidInput):
     """A CAP document whose signature does not verify against the issuer's certificate."""
+
+
+class UnsignedCap(Unauthorized):
+    """CAP without a signature from an issuer that registered a certificate: who sent it is unproven."""
+
+
+def check_certificate(pem: str) -> None:
+    """A clear 422 for a ``cap_certificate`` that is not a PEM certificate."""
+    try:
+        load_pem_x509_certificate(pem.encode("ascii", "replace"))
+    except ValueError as exc:
+        raise InvalidInput(f"'cap_certificate' is not a PEM certificate alertd can read ({exc}).",
+                           field="cap_certificate") from exc  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -92,8 +105,8 @@ def verify(document: bytes, cert_pem: str | bytes) -> None:
     """
     root = parse_xml(document)
     if root.find(f"{{{DSIG_NS}}}Signature") is None:
-        raise BadSignature("This issuer signs its CAP, but the document carries no ds:Signature.",
-                           field="Signature")  # fmt: skip
+        raise UnsignedCap("This issuer's CAP must be signed (XML-DSig) with the key of its registered "
+                          "certificate; this document carries no ds:Signature. Nothing was sent.")  # fmt: skip
     try:
         XMLVerifier().verify(root, x509_cert=cert_pem if isinstance(cert_pem, str) else cert_pem.decode(),
                              expect_references=1)  # fmt: skip

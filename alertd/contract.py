@@ -52,7 +52,9 @@ DESK_MESSAGE: Mapping[int, tuple[str, ...]] = {
 }
 
 OPERATIONS: tuple[Operation, ...] = (
-    Operation("POST", "/api/v1/issuers", "putIssuer", "desk", "admin", body=schemas.Issuer, valid_refusals=UNKNOWN_AREA),
+    # A certificate can be shaped like PEM and still not be one: only reading it can tell.
+    Operation("POST", "/api/v1/issuers", "putIssuer", "desk", "admin", body=schemas.Issuer,
+              valid_refusals={**UNKNOWN_AREA, 422: ("unknown-area", "invalid-input:cap_certificate")}),
     Operation("GET", "/api/v1/issuers", "listIssuers", "desk", "admin"),
     Operation("GET", "/api/v1/issuers/{id}", "getIssuer", "desk", "admin"),
     Operation("DELETE", "/api/v1/issuers/{id}", "deleteIssuer", "desk", "admin"),

@@ -322,6 +322,7 @@ def issuer_from(item: dict[str, Any]) -> Issuer:
         national=bool(item.get("national", False)),
         senders=[str(x) for x in item.get("senders") or []],
         approval=item.get("approval"),
+        cap_certificate=item.get("cap_certificate"),
     )
 
 

@@ -306,6 +306,8 @@ class Issuer:
     # The two-person rule, {"status": ["Actual"], "min_level": 4}: matching orders wait for an
     # approver (alertd.intake.Approval). None: nothing waits.
     approval: dict[str, Any] | None = None
+    # PEM certificate: when set, CAP this issuer posts must carry an XML-DSig by its key.
+    cap_certificate: str | None = None
 
     def all_senders(self) -> list[str]:
         return [f"{self.id}@alertd", *(s for s in self.senders if s != f"{self.id}@alertd")]
@@ -318,6 +320,7 @@ class Issuer:
             "national": self.national,
             "senders": self.all_senders(),
             "approval": self.approval,
+            "cap_certificate": self.cap_certificate,
         }
 
 

@@ -168,6 +168,7 @@ class Issuer(Shape):
         "approval.status": ApprovalPolicy.refusals["status"],
         "approval.min_level": ApprovalPolicy.refusals["min_level"],
         "approval": "'approval' must be an object such as {{\"status\": [\"Actual\"], \"min_level\": 4}}.",
+        "cap_certificate": "'cap_certificate' must be a PEM certificate (-----BEGIN CERTIFICATE-----…).",
     }
     model_config = ConfigDict(
         json_schema_extra={
@@ -202,10 +203,20 @@ class Issuer(Shape):
         "warnings (EEW, tsunami, missile) and national issuers are never held.",
     )  # fmt: skip
 
+    cap_certificate: str | None = Field(
+        None, max_length=20_000, pattern=r"^\s*-----BEGIN CERTIFICATE-----",
+        description="PEM certificate. When set, CAP this issuer posts must carry an XML-DSig signature by "
+        "its key: unsigned CAP is a 401, a signature that does not verify a 422, and nothing is written.",
+    )  # fmt: skip
+
     @model_validator(mode="after")
     def _jurisdiction_unless_national(self) -> Issuer:
         if not self.national and not self.jurisdiction:
             raise InvalidInput(self.refusals["jurisdiction"], field="jurisdiction")
+        if self.cap_certificate is not None:
+            from alertd.cap_signature import check_certificate
+
+            check_certificate(self.cap_certificate)
         return self
 
 
@@ -218,6 +229,7 @@ class IssuerView(Shape):
     national: bool
     senders: list[str] = Field(max_length=11, description="Every sender it may use, its own '<id>@alertd' first.")
     approval: ApprovalPolicy | None = Field(None, description="Its two-person rule, if any.")
+    cap_certificate: str | None = Field(None, description="The certificate its CAP must be signed with, if any.")
 
 
 class Subscriber(Shape):

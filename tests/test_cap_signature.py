@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
-from alertd.cap_signature import DSIG_NS, BadSignature, CapSigner, SigningConfigError, verify
+from alertd.cap_signature import DSIG_NS, BadSignature, CapSigner, SigningConfigError, UnsignedCap, verify
 from alertd.engine import Engine
 from alertd.xmlsafe import load_schema
-from tests.conftest import Sink, make_settings, start_engine, stop_engine
+from tests.conftest import RunningEngine, Sink, make_settings, start_engine, stop_engine
 from tests.support import CAP_XSD, ROOT
 
 ORDER = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["三坂町"], "reason": "洪水",
@@ -111,7 +111,7 @@ def test_a_document_signed_by_another_key_or_not_at_all_is_refused(tmp_path: Pat
     verify(signed, cert.read_bytes())
     with pytest.raises(BadSignature, match="does not verify"):
         verify(signed, other_cert.read_bytes())
-    with pytest.raises(BadSignature, match="no ds:Signature"):
+    with pytest.raises(UnsignedCap, match="no ds:Signature"):
         verify(document, cert.read_bytes())
 
 
@@ -128,3 +128,52 @@ async def test_a_half_configured_or_mismatched_signing_key_stops_the_start_with_
         await Engine(make_settings(signing_key=str(key), signing_cert=str(other_cert))).start()
     with pytest.raises(SigningConfigError, match="cannot read"):
         await Engine(make_settings(signing_key=str(tmp_path / "missing.pem"), signing_cert=str(cert))).start()
+
+
+async def test_an_issuer_with_a_registered_certificate_must_sign_its_cap_and_nothing_else_gets_in(
+    tmp_path: Path, engine: RunningEngine, sink: Sink
+) -> None:
+    """Unsigned CAP is a 401, a signature by another key a 422, and neither writes anything."""
+    key, cert = key_and_cert(tmp_path, "ecdsa")
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other_key, other_cert = key_and_cert(other_dir, "ecdsa")
+    token = await engine.add_issuer("joso", ["08211"], senders=["bousai@city.joso.lg.jp"],
+                                    cap_certificate=cert.read_text())  # fmt: skip
+    status, shown = await engine.get("/api/v1/issuers/joso", headers=engine.admin)
+    assert status == 200 and shown["cap_certificate"].startswith("-----BEGIN CERTIFICATE-----")
+    await engine.add_subscriber(id="tv", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["08"])
+    document = cap_now("unsigned-1")
+    cap = {"Content-Type": "application/cap+xml"}
+    status, problem = await engine.post("/api/v1/alerts", token, document, headers=cap)
+    assert status == 401 and "must be signed" in problem["detail"], problem
+    forged = CapSigner.from_files(other_key, other_cert).sign(cap_now("forged-1"))
+    status, problem = await engine.post("/api/v1/alerts", token, forged, headers=cap)
+    assert status == 422 and "does not verify" in problem["detail"], problem
+    status, listed = await engine.get("/api/v1/alerts")
+    assert status == 200 and listed == [], "a refused CAP wrote nothing"
+    signed = CapSigner.from_files(key, cert).sign(cap_now("signed-1"))
+    status, answer = await engine.post("/api/v1/alerts", token, signed, headers=cap)
+    assert status == 202, answer
+    await sink.wait_for(1)
+    assert len(sink.received) == 1  # only the signed one went out
+    # A certificate that is not one is refused when the issuer is registered.
+    async with engine.http.post(f"{engine.url}/api/v1/issuers", headers=engine.admin, json={
+        "id": "x", "name": "x", "token": "x" * 20, "jurisdiction": ["08211"],
+        "cap_certificate": "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n"}) as resp:  # fmt: skip
+        assert resp.status == 422 and (await resp.json())["field"] == "cap_certificate"
+
+
+def cap_now(identifier: str) -> bytes:
+    """The Joso fixture, sent now, as 常総市's own sender."""
+    from datetime import timedelta
+
+    from alertd.cap import parse_cap, to_cap
+    from alertd.models import utcnow
+
+    alert = parse_cap((ROOT / "tests/fixtures/cap/joso-evacuation-order.xml").read_bytes())
+    alert.identifier, alert.sender = identifier, "bousai@city.joso.lg.jp"
+    alert.sent = utcnow().replace(microsecond=0)
+    for info in alert.infos:
+        info.effective, info.onset, info.expires = alert.sent, None, alert.sent + timedelta(hours=6)
+    return to_cap(alert)
