@@ -51,7 +51,7 @@ from alertd.intake import Hold, IntakeContext
 from alertd.json_alert import parse_json_alert
 from alertd.limits import ACK_MAX_BYTES
 from alertd.metrics import ACKS, DELIVERIES, REGISTRY, REJECTED
-from alertd.models import Alert, Issuer, Subscriber, utcnow
+from alertd.models import Alert, Issuer, Origin, Subscriber, utcnow
 from alertd.offload import run_blocking
 from alertd.openapi import spec
 from alertd.public import CachedView, PublicGate, ViewCache, respond, strong_etag
@@ -670,7 +670,7 @@ async def send_alert(
         # A big document is read off the event loop: reading it element by element
         # is Python work that would otherwise hold up flash deliveries.
         alert = await run_blocking(parse_cap, body) if len(body) > 64_000 else parse_cap(body)
-        alert.origin = "cap"
+        alert.origin = Origin.CAP
         alert.issuer_id = issuer.id
         content = fingerprint(alert.to_dict())  # the same document in other bytes (CRLF) is the same
     else:

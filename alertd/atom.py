@@ -18,7 +18,8 @@ from aiohttp import web
 from alertd.appkeys import ENGINE
 from alertd.contract import query_of
 from alertd.errors import UnknownArea
-from alertd.models import format_cap_time
+from alertd.inforce import Standing
+from alertd.models import Action, format_cap_time
 from alertd.schemas import FeedQuery
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -46,7 +47,12 @@ async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict
     changes = await engine.store.recent_changes(now)
     entries = []
     lifted = {a.id: set(m.get("lifted") or ()) for a, m in standing}
-    for alert, _meta in [*standing, *changes]:
+    now_dt = datetime.fromtimestamp(now, UTC)
+    # In force by the one rule every view uses (alertd.inforce.Standing); lifts and cancels
+    # stay in the feed until they expire, so a reader sees an order end.
+    in_force = [(a, m) for a, m in standing
+                if Standing(a, frozenset(lifted[a.id])).in_force(engine.registry, now_dt)]  # fmt: skip
+    for alert, _meta in [*in_force, *changes]:
         if alert.status.value != status:
             continue
         if alert.expires is not None and alert.expires.timestamp() <= now:
@@ -84,7 +90,7 @@ async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict
             f"<author><name>{escape(alert.source or alert.sender)}</name></author>",
             f'<link rel="alternate" type="application/cap+xml" href="{base}/api/v1/alerts/{escape(alert.id)}.cap"/>',
             f"<summary>{escape(alert.status.value)} {escape(alert.msg_type.value)}"
-            f"{' (lift)' if alert.action == 'lift' else ''} {escape(_where(engine.registry, alert, lifted))}</summary>",
+            f"{' (lift)' if alert.action == Action.LIFT else ''} {escape(_where(engine.registry, alert, lifted))}</summary>",
             "</entry>",
         ]
     parts.append("</feed>")

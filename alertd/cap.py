@@ -31,7 +31,18 @@ from lxml import etree
 
 from alertd.errors import InvalidInput
 from alertd.limits import check_element_counts
-from alertd.models import Alert, Area, Info, MsgType, Resource, Shelter, Status, format_cap_time, parse_time
+from alertd.models import (
+    Alert,
+    Area,
+    Info,
+    MsgType,
+    Origin,
+    Resource,
+    Shelter,
+    Status,
+    format_cap_time,
+    parse_time,
+)
 from alertd.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 
 __all__ = [
@@ -384,7 +395,7 @@ def _read_alert(c: _Children) -> Alert:
         references=references,
         incidents=c.text("incidents"),
         infos=infos,
-        origin="cap",
+        origin=Origin.CAP,
     )
     _read_profile(alert)
     return alert

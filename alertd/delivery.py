@@ -25,9 +25,8 @@ from alertd import logs, metrics, retry
 from alertd.breaker import CircuitBreaker
 from alertd.feed import FEED_SUBSCRIBER, Feed
 from alertd.ledger import DeliveryLedger
-from alertd.models import Alert, DeliveryState, Priority, Subscriber
+from alertd.models import Alert, AlertState, DeliveryState, Priority, Subscriber
 from alertd.recorder import Outcome, Recorder
-from alertd.store import AlertState
 
 log = logs.get("alertd.worker")
 

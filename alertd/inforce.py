@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from alertd.errors import Conflict
-from alertd.models import Alert, MsgType, format_cap_time
+from alertd.models import Action, Alert, AlertKind, MsgType, format_cap_time
 
 if TYPE_CHECKING:
     from geo.registry import Registry
@@ -60,7 +60,7 @@ class Standing:
     @property
     def is_order(self) -> bool:
         """An evacuation order of the desk (what a desk lift can end)."""
-        return self.alert.kind == "evacuation" and self.alert.action == "issue"
+        return self.alert.kind == AlertKind.EVACUATION and self.alert.action == Action.ISSUE
 
     def covers(self, registry: Registry, district: str) -> bool:
         chain = _chain(registry, district)

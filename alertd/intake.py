@@ -27,10 +27,23 @@ from alertd.inforce import InForce
 from alertd.jurisdiction import Jurisdiction
 from alertd.limits import check_alert
 from alertd.metrics import ALERTS_RECEIVED
-from alertd.models import Alert, Area, Issuer, MsgType, Priority, Status, parse_time, utcnow
+from alertd.models import (
+    AdapterKind,
+    Alert,
+    AlertKind,
+    AlertState,
+    Area,
+    Issuer,
+    MsgType,
+    Origin,
+    Priority,
+    Status,
+    parse_time,
+    utcnow,
+)
 from alertd.offload import run_blocking
 from alertd.routing import Router
-from alertd.store import AlertChange, AlertState, PlannedDelivery, Store, dedup_scope
+from alertd.store import AlertChange, PlannedDelivery, Store, dedup_scope
 
 if TYPE_CHECKING:
     from geo.geocoder import Geocoder
@@ -39,9 +52,10 @@ if TYPE_CHECKING:
 log = logs.get("alertd.intake")
 
 # National warnings with no time to spare, and the desk's highest level.
-FLASH_KINDS = frozenset({"eew", "tsunami", "missile", "special_warning", "national"})
+FLASH_KINDS = frozenset({AlertKind.EEW, AlertKind.TSUNAMI, AlertKind.MISSILE, AlertKind.SPECIAL_WARNING,
+                         AlertKind.NATIONAL})  # fmt: skip
 # What only the state (J-Alert) or JMA announces: a town's desk relays it, never originates it.
-NATIONAL_KINDS = frozenset({"eew", "tsunami", "missile", "national"})
+NATIONAL_KINDS = frozenset({AlertKind.EEW, AlertKind.TSUNAMI, AlertKind.MISSILE, AlertKind.NATIONAL})
 
 
 def inherit_from(alert: Alert, referenced: list[Alert]) -> None:
@@ -276,7 +290,7 @@ class References:
     async def _left_standing(self, cancel: Alert, referenced: list[Alert]) -> list[dict[str, Any]]:
         """What still stands, by level, where a Cancel withdraws evacuation orders: its text says so."""
         muni = cancel.municipality or next((r.municipality for r in referenced if r.municipality), None)
-        if muni is None or not any(r.kind == "evacuation" for r in referenced):
+        if muni is None or not any(r.kind == AlertKind.EVACUATION for r in referenced):
             return []
         gone = {r.id for r in referenced}
         standing = [s for s in await self.store.in_force(muni, cancel.status.value, self.registry, orders_only=True)
@@ -411,7 +425,7 @@ class Authorize:
         alert, issuer = ctx.alert, ctx.issuer
         if issuer is not None:
             self.jurisdiction.check(issuer, alert.districts)
-            if alert.origin != "desk":
+            if alert.origin != Origin.DESK:
                 self.jurisdiction.stamp_identity(alert, issuer)
         return False
 
@@ -434,7 +448,7 @@ class Route:
         alert, issuer = ctx.alert, ctx.issuer
         alert.id = "" if ctx.preview else new_alert_id()
         alert.accepted_at = utcnow()
-        if alert.origin != "jma":  # the JMA policy has already chosen the lane
+        if alert.origin != Origin.JMA:  # the JMA policy has already chosen the lane
             alert.priority = priority_for(alert) if alert.priority is Priority.ROUTINE else alert.priority
         if alert.adapters is None and (issuer is None or issuer.national):
             alert.adapters = adapters_from_codes(alert.codes)
@@ -448,7 +462,7 @@ class Route:
         ctx.answer = {
             "id": alert.id,
             "districts": alert.districts,
-            "deliveries": sum(1 for p in plan if p.adapter != "feed"),
+            "deliveries": sum(1 for p in plan if p.adapter != AdapterKind.FEED),
             "priority": alert.priority.value,
             "status": alert.status.value,
             "msg_type": alert.msg_type.value,

@@ -18,7 +18,7 @@ from alertd.cap import circle as cap_circle
 from alertd.cap import polygon as cap_polygon
 from alertd.errors import InvalidInput
 from alertd.limits import check_expiry
-from alertd.models import Alert, Area, Info, MsgType, Status, parse_time, utcnow
+from alertd.models import Alert, Area, Info, MsgType, Origin, Status, parse_time, utcnow
 
 LANG_TAGS = {"ja": "ja-JP", "en": "en-US", "zh": "zh-CN", "ko": "ko-KR"}
 
@@ -148,7 +148,7 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
         status=status,
         msg_type=msg_type,
         referenced_ids=list(refs),
-        origin="json",
+        origin=Origin.JSON,
         kind=str(body.get("kind") or "warning"),
         level=level,
         districts=[str(d) for d in districts],

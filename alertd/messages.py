@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alertd import places
-from alertd.models import Alert, Info, MsgType, Status
+from alertd.models import Action, Alert, AlertKind, Info, MsgType, Status
 from alertd.text_catalogs import load_catalogs
 
 # Order matters: it is the order signage shows the lines in.
@@ -266,7 +266,8 @@ _FALLBACK_CHAIN = {
     "ja-easy": ("ja", "en"),
 }
 
-_NATIONAL_KINDS = ("missile", "eew", "tsunami", "special_warning", "warning", "landslide", "flood")
+_NATIONAL_KINDS = (AlertKind.MISSILE, AlertKind.EEW, AlertKind.TSUNAMI, AlertKind.SPECIAL_WARNING, AlertKind.WARNING,
+                   AlertKind.LANDSLIDE, AlertKind.FLOOD)  # fmt: skip
 
 
 # --- composition ------------------------------------------------------------
@@ -307,8 +308,8 @@ class _Context:
 def _kind(alert: Alert) -> str:
     kind = (alert.kind or "").strip().lower()
     # A desk order that forgot its kind is still an evacuation order if it has a level and an action.
-    if not kind and alert.level in (3, 4, 5) and alert.action in ("issue", "lift"):
-        return "evacuation"
+    if not kind and alert.level in (3, 4, 5) and alert.action in (Action.ISSUE, Action.LIFT):
+        return AlertKind.EVACUATION
     return kind
 
 
@@ -613,7 +614,7 @@ def message(
     if alert.msg_type == MsgType.CANCEL:
         markers += p["cancel_marker"]
         where = _where(text_lang, ctx)
-        if _kind(alert) not in ("evacuation", "shelter", ""):
+        if _kind(alert) not in (AlertKind.EVACUATION, AlertKind.SHELTER, ""):
             # JMA's or the state's cancellation is not a mis-send by the town: say only that it is cancelled.
             main = p["cancel_body_national"].format(what=core.title)
         elif where:

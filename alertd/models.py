@@ -73,6 +73,57 @@ class AdapterKind(enum.StrEnum):
     ISP = "isp"
     SIGNAGE = "signage"
     RADIO = "radio"
+    # alertd's own MQTT feed (alerts/v1/<pref>/<muni>): planned and tracked like a receiver
+    # (subscriber "_feed"), never a kind a subscriber can register.
+    FEED = "feed"
+
+
+# What a subscriber may register as: every kind but alertd's own feed.
+SUBSCRIBER_ADAPTERS = tuple(k for k in AdapterKind if k is not AdapterKind.FEED)
+
+
+class Origin(enum.StrEnum):
+    """Which ingest path made an alert (counted in alertd_alerts_received_total{source})."""
+
+    DESK = "desk"  # an evacuation order or shelter notice from a desk route
+    CAP = "cap"  # CAP 1.2 posted to /api/v1/alerts
+    JSON = "json"  # the JSON alert posted to /api/v1/alerts
+    JMA = "jma"  # a JMA telegram (feed or drop folder)
+    TEST = "test"  # the transmission test
+    DRILL = "drill"
+
+
+class Action(enum.StrEnum):
+    """What a desk does with an evacuation order."""
+
+    ISSUE = "issue"  # 発令
+    LIFT = "lift"  # 解除
+
+
+class AlertKind(enum.StrEnum):
+    """What an alert is about; an alert's ``kind`` is one of these (or empty)."""
+
+    EVACUATION = "evacuation"  # 避難情報 from a desk
+    SHELTER = "shelter"  # 避難所 notices
+    EEW = "eew"  # 緊急地震速報
+    TSUNAMI = "tsunami"
+    MISSILE = "missile"  # J-Alert 弾道ミサイル情報
+    NATIONAL = "national"  # any other national warning (J-Alert)
+    SPECIAL_WARNING = "special_warning"  # 特別警報
+    WARNING = "warning"  # 警報
+    ADVISORY = "advisory"  # 注意報
+    LANDSLIDE = "landslide"  # 土砂災害警戒情報
+    FLOOD = "flood"  # 指定河川洪水予報
+
+
+class AlertState(enum.StrEnum):
+    """Where an alert stands (the ``state`` of GET /api/v1/alerts/{id})."""
+
+    ACTIVE = "active"
+    LIFTED = "lifted"  # an evacuation order a later 解除 lifted
+    UPDATED = "updated"  # replaced by an Update
+    CANCELLED = "cancelled"
+    ENDED = "ended"  # lifts, cancels and tests are never "in force" themselves
 
 
 def utcnow() -> datetime:
@@ -166,7 +217,7 @@ class Alert:
 
     # --- alertd's own -------------------------------------------------------
     id: str = ""  # alertd's id, assigned when accepted
-    origin: str = "json"  # desk | cap | jma | json | drill — which ingest path made it
+    origin: str = Origin.JSON  # an Origin: which ingest path made it (a str once read back from Redis)
     priority: Priority = Priority.ROUTINE
     districts: list[str] = field(default_factory=list)  # resolved registry codes
     municipality: str | None = None  # 5-digit code for desk orders

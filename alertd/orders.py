@@ -18,9 +18,21 @@ from alertd.inforce import InForce
 from alertd.json_alert import unknown_fields
 from alertd.jurisdiction import Jurisdiction
 from alertd.limits import MAX_SUGGESTED_NAMES, check_district_names, check_expiry
-from alertd.models import Alert, Area, Info, Issuer, MsgType, Shelter, Status, parse_time, utcnow
+from alertd.models import (
+    Alert,
+    AlertState,
+    Area,
+    Info,
+    Issuer,
+    MsgType,
+    Origin,
+    Shelter,
+    Status,
+    parse_time,
+    utcnow,
+)
 from alertd.offload import run_blocking
-from alertd.store import AlertChange, AlertState, Store
+from alertd.store import AlertChange, Store
 
 if TYPE_CHECKING:
     from geo.registry import Registry
@@ -185,7 +197,7 @@ class OrderBuilder:
             "sender": f"{issuer.id}@alertd",
             "sent": utcnow(),
             "status": _status(body),
-            "origin": "desk",
+            "origin": Origin.DESK,
             "issuer_id": issuer.id,
             "municipality": municipality,
             # 代行: a prefecture (or other wider authority) issuing for a municipality.

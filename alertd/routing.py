@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from alertd.feed import FEED_SUBSCRIBER
-from alertd.models import Alert, Status, Subscriber
+from alertd.models import AdapterKind, Alert, Status, Subscriber
 from alertd.store import PlannedDelivery, Store
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class Router:
     async def plan(self, alert: Alert) -> list[PlannedDelivery]:
         await self.refresh()
         plan = [PlannedDelivery(s.id, s.adapter.value) for s in self.matches(alert)]
-        if self.feed and (alert.adapters is None or "feed" in alert.adapters):
+        if self.feed and (alert.adapters is None or AdapterKind.FEED in alert.adapters):
             # First, so one feed publish is not queued behind thousands of webhooks.
-            plan.insert(0, PlannedDelivery(FEED_SUBSCRIBER, "feed"))
+            plan.insert(0, PlannedDelivery(FEED_SUBSCRIBER, AdapterKind.FEED))
         return plan

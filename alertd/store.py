@@ -27,6 +27,7 @@ from alertd.ledger import DeliveryLedger
 from alertd.models import (
     AdapterKind,
     Alert,
+    AlertState,
     Issuer,
     Priority,
     Subscriber,
@@ -108,14 +109,6 @@ class LaneBacklog:
     oldest_s: dict[str, float]
     # The flash delivery waiting longest for a retry: (alert id, subscriber id, seconds since accepted).
     stuck_flash: tuple[str, str, float] | None = None
-
-
-class AlertState:
-    ACTIVE = "active"
-    LIFTED = "lifted"  # an evacuation order a later 解除 lifted
-    UPDATED = "updated"  # replaced by an Update
-    CANCELLED = "cancelled"
-    ENDED = "ended"  # lifts, cancels and tests are never "in force" themselves
 
 
 class Store:

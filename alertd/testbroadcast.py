@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from alertd import logs
 from alertd.errors import InvalidInput, NotFound
 from alertd.metrics import TEST_BROADCAST
-from alertd.models import Alert, Info, MsgType, Status, utcnow
+from alertd.models import AdapterKind, Alert, Info, MsgType, Origin, Status, utcnow
 
 if TYPE_CHECKING:
     from alertd.intake import Intake
@@ -44,7 +44,7 @@ def test_alert(districts: list[str], run_id: str) -> Alert:
         sent=now,
         status=Status.TEST,
         msg_type=MsgType.ALERT,
-        origin="test",
+        origin=Origin.TEST,
         kind="test",
         districts=districts,
         source="alertd 情報伝達試験",
@@ -66,7 +66,7 @@ def test_alert(districts: list[str], run_id: str) -> Alert:
 def classify(rows: list[dict[str, Any]], final: bool) -> list[dict[str, Any]]:
     out = []
     for r in rows:
-        if r["adapter"] == "feed":
+        if r["adapter"] == AdapterKind.FEED:
             continue
         if r["state"] == "confirmed":
             result = "confirmed"

@@ -25,8 +25,9 @@ IBARAKI = GEO / "ibaraki-municipalities.geojson"
 needs_data = pytest.mark.skipif(
     not (JAPAN.exists() and IBARAKI.exists()), reason=f"boundary data absent from {GEO}"
 )
+# Derandomized: the same 25 examples every run, so CI never fails on a draw nobody can replay.
 SETTINGS = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
@@ -195,7 +196,10 @@ def test_point_inside_a_municipality_geocodes_to_it(
     rng = np.random.default_rng(seed)
     minx, miny, maxx, maxy = geom.bounds
     xs, ys = rng.uniform(minx, maxx, 400), rng.uniform(miny, maxy, 400)
-    inner = shapely.buffer(geom, -1e-4)  # off the boundary, where a neighbour could claim the point too
+    # Off the boundary, where a neighbour could claim the point too: the neighbouring
+    # prefectures come from the coarser national file, whose edges stray a few hundred metres
+    # over Ibaraki's (いわき市 07204 over 北茨城市 08215), so stay 300 m inside.
+    inner = shapely.buffer(geom, -3e-3)
     ok = shapely.contains_xy(inner, xs, ys)
     if ok.any():
         assert set(geocoder.points(xs[ok][:5], ys[ok][:5])) == {code}

@@ -26,8 +26,18 @@ from alertd.errors import Conflict, Forbidden, InvalidInput, OutsideJurisdiction
 from alertd.feed import FEED_SUBSCRIBER
 from alertd.intake import IntakeContext
 from alertd.json_alert import parse_json_alert
-from alertd.models import AdapterKind, Alert, DeliveryState, Issuer, MsgType, Priority, Subscriber, utcnow
-from alertd.store import AlertChange, AlertState, PlannedDelivery, token_hash
+from alertd.models import (
+    AdapterKind,
+    Alert,
+    AlertState,
+    DeliveryState,
+    Issuer,
+    MsgType,
+    Priority,
+    Subscriber,
+    utcnow,
+)
+from alertd.store import AlertChange, PlannedDelivery, token_hash
 from alertd.worker import Worker
 from tests.conftest import Sink, make_settings, wipe
 from tests.support import ROOT

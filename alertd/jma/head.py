@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from lxml import etree
 
 from alertd.errors import InvalidInput, UnknownArea
-from alertd.models import Alert, Area, Info, MsgType, Status, parse_time
+from alertd.models import Alert, Area, Info, MsgType, Origin, Status, parse_time
 
 SENDER = "jma.go.jp"
 
@@ -317,7 +317,7 @@ def build_alert(h: Header, part: Part) -> Alert:
         note=f"JMA {h.type_code} {h.control_title}",
         incidents=h.incident,
         infos=infos,
-        origin="jma",
+        origin=Origin.JMA,
         districts=part.districts,
         level=part.level,
         action=part.action,

@@ -35,8 +35,8 @@ import yaml
 from alertd.messages import PARAM_LIFTED_LEVEL as LIFTED_LEVEL
 from alertd.models import AdapterKind, Alert, MsgType, Priority, Status
 
-FEED = "feed"  # alertd's own public feeds (MQTT feed topics, Atom), not a subscriber adapter
-TARGETS = frozenset({*(a.value for a in AdapterKind), FEED})
+FEED = AdapterKind.FEED.value  # alertd's own public feeds (MQTT feed topics, Atom), not a subscriber adapter
+TARGETS = frozenset(a.value for a in AdapterKind)  # the subscriber kinds and the feed
 SCOPES = frozenset({"districts", "prefecture"})
 KINDS = frozenset({"eew", "tsunami", "special_warning", "warning", "advisory", "landslide", "flood"})
 ACTIONS = frozenset({"issue", "continue", "lift"})
@@ -352,7 +352,7 @@ def _rule(raw: Any, index: int, source: str) -> Rule:
         _as_list(raw.get("adapters", [FEED]), "adapters", where), TARGETS | {"all"}, "adapters", where
     )
     if "all" in adapters:
-        adapters = [a.value for a in AdapterKind] + [FEED]
+        adapters = [a.value for a in AdapterKind]  # every kind, the feed included
     try:
         priority = Priority(raw.get("priority", "routine"))
         msg_types = frozenset(MsgType(m) for m in _as_list(raw.get("msg_types", []), "msg_types", where))
