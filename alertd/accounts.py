@@ -277,6 +277,15 @@ class Accounts:
         users = [u for u in [await self.get_user(n) for n in names] if u is not None]
         return [u for u in users if issuer is None or u.issuer == issuer]
 
+    async def unlock(self, username: str) -> bool:
+        """Lift a sign-in lock and forget the failures; whether there was a lock."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.exists(self.keys.lock(username))
+            pipe.delete(self.keys.lock(username), self.keys.failures(username))
+            was_locked, _ = await pipe.execute()
+        log.info("login.unlocked", username=username, was_locked=bool(was_locked))
+        return bool(was_locked)
+
     async def delete_user(self, username: str) -> User:
         """Remove a user and end every session of theirs, at once."""
         user = await self.get_user(username)

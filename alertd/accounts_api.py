@@ -214,6 +214,22 @@ async def delete_user(request: web.Request) -> web.Response:
     people = request.app[PEOPLE]
     await people.accounts.delete_user(user.username)
     await record(request, caller, "user.delete", f"user:{user.username}", {"issuer": user.issuer})
+    # What a removed person drafted is withdrawn with them: an approver must not send, in their
+    # name, an order nobody at the desk stands behind any more.
+    for draft in await people.drafts.waiting(user.issuer):
+        if draft.drafted_by == f"user:{user.username}" and await people.drafts.claim(draft.id):
+            reason = f"withdrawn: {user.username}, who drafted it, was removed"
+            await people.drafts.decide(draft, "rejected", caller.actor, reason=reason)
+            await record(request, caller, "reject", f"draft:{draft.id}", {"reason": reason})
+    return web.Response(status=204)
+
+
+async def delete_lockout(request: web.Request) -> web.Response:
+    """Lift a sign-in lock at once: five wrong tries by anyone lock a username, and on a
+    disaster day the approver cannot wait 15 minutes."""
+    caller, user = await _managed_user(request)
+    was_locked = await request.app[PEOPLE].accounts.unlock(user.username)
+    await record(request, caller, "lockout.lifted", f"user:{user.username}", {"was_locked": was_locked})
     return web.Response(status=204)
 
 

@@ -241,7 +241,9 @@ async def _issuer_caller(request: web.Request, role: str | None) -> tuple[Issuer
         return issuer, Caller("issuer", issuer.id, issuer.id)
     session = await request.app[PEOPLE].accounts.session(token) if PEOPLE in request.app else None
     if session is None:
-        raise Unauthorized("That token does not belong to any registered issuer. Nothing was sent.")
+        raise Unauthorized("That token is neither a registered issuer's nor a current sign-in: a session "
+                           "ends when it is signed out, when it expires, or when its user is removed. "
+                           "Sign in again. Nothing was sent.")  # fmt: skip
     caller = Caller.of(session)
     issuer = await store.get_issuer(session.user.issuer)
     if issuer is None:
@@ -1120,6 +1122,7 @@ HANDLERS: dict[str, Handler] = {
     "listUsers": accounts_api.list_users,
     "getUser": accounts_api.get_user,
     "deleteUser": accounts_api.delete_user,
+    "unlockUser": accounts_api.delete_lockout,
     "signIn": accounts_api.post_session,
     "signOut": accounts_api.delete_current_session,
     "readAudit": accounts_api.get_audit,

@@ -59,7 +59,7 @@ FIELDS = frozenset({"seq", "ts", "actor", "action", "target", "detail", "prev", 
 # The vocabulary of the trail, fixed so an auditor can search it and a typo cannot
 # hide an action under a new name.
 ACTIONS = frozenset({
-    "login", "login.failed", "lockout", "logout",
+    "login", "login.failed", "lockout", "lockout.lifted", "logout",
     "user.create", "user.delete",
     "issuer.save", "issuer.delete",
     "subscriber.save", "subscriber.change", "subscriber.delete",

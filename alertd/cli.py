@@ -341,6 +341,13 @@ def _preview_summary(data: dict[str, Any]) -> str:
 
 
 def _accepted_summary(data: dict[str, Any]) -> str:
+    if data.get("state") == "awaiting_approval":
+        # Under the issuer's two-person rule nothing has gone out: never say SENT.
+        return "\n".join([
+            f"HELD FOR APPROVAL: draft {data.get('id')}. Nothing was sent.",
+            "Another person with the approver role must approve it: POST /api/v1/drafts/"
+            f"{data.get('id')}/approve (GET /api/v1/drafts lists what waits).",
+        ])  # fmt: skip
     lines = [
         f"SENT: alert {data.get('id')} ({data.get('status')}, {data.get('msg_type')}, {data.get('priority')} lane), "
         f"{data.get('deliveries')} receivers.",

@@ -89,6 +89,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/users", "listUsers", "desk", "admin-or-user"),
     Operation("GET", "/api/v1/users/{username}", "getUser", "desk", "admin-or-user"),
     Operation("DELETE", "/api/v1/users/{username}", "deleteUser", "desk", "admin-or-user"),
+    Operation("DELETE", "/api/v1/users/{username}/lockout", "unlockUser", "desk", "admin-or-user"),
     Operation("POST", "/api/v1/sessions", "signIn", "desk", "none", body=schemas.SignIn,
               valid_refusals={401: ("unauthorized",), 403: ("forbidden",), 429: ("too-many-requests",)}),
     Operation("DELETE", "/api/v1/sessions/current", "signOut", "desk", "user"),

@@ -723,6 +723,19 @@ PEOPLE_PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/v1/users/{username}/lockout": {
+        "parameters": [_USERNAME_PARAM],
+        "delete": {
+            "tags": ["people"],
+            "summary": "Lift a sign-in lock at once (five wrong tries by anyone lock a username)",
+            "description": "For the issuer's admin users and the admin token; audited as lockout.lifted. "
+            "Answers 204 whether or not the username was locked.",
+            "responses": {
+                "204": {"description": "Not locked any more; the failures are forgotten."},
+                **_people_problems(401, 403, 404, why={**_USERS_WHY, 404: "There is no such user you may manage."}),
+            },
+        },
+    },
     "/api/v1/sessions": {
         "post": {
             "tags": ["people"],
@@ -1069,12 +1082,15 @@ WEBHOOKS: dict[str, Any] = {
         "post": {
             "operationId": "receiveAlert",
             "summary": "What alertd POSTs to an ISP or portal subscriber's endpoint",
-            "description": "Answer 2xx once you have the alert; anything else is retried with backoff "
-            "until the alert expires. The same alert to the same subscriber always carries the same "
-            "Idempotency-Key, across retries and across alertd processes, so drop duplicates by it. "
-            'To verify a signed delivery, recompute "sha256=" + hex HMAC-SHA256(secret, timestamp + '
-            '"." + raw body) and compare it with X-Alertd-Signature in constant time; reject '
-            "timestamps more than a few minutes old, which stops a captured request being replayed. "
+            "description": "Answer 2xx once you have the alert (also to a repeat you already have); a 409 "
+            "to a retry counts as delivered too. 5xx, 408, 429, timeouts and refused connections are "
+            "retried with backoff until the alert expires; any other 4xx, and any 3xx (redirects are not "
+            "followed), fails the delivery for good. alertd reads at most 4 KB of the answer. The same "
+            "alert to the same subscriber always carries the same Idempotency-Key, across retries and "
+            "across alertd processes, so drop duplicates by it. To verify a signed delivery, take "
+            "X-Alertd-Signature 't=<ms>,v1=<hex>' and recompute hex HMAC-SHA256(secret, t + '.' + "
+            "Idempotency-Key + '.' + X-Alertd-Alert-Id + '.' + raw body); compare in constant time and "
+            "refuse a t more than 5 minutes from your clock (the README has a test vector). "
             "Broadcasters receive the CAP 1.2 document instead (application/cap+xml) with the same "
             "Idempotency-Key.",
             "parameters": [
@@ -1099,20 +1115,13 @@ WEBHOOKS: dict[str, Any] = {
                     "schema": {"type": "string"},
                 },
                 {
-                    "name": "X-Alertd-Timestamp",
-                    "in": "header",
-                    "required": False,
-                    "description": "Unix seconds when this attempt was sent. Present when the "
-                    "subscriber has a secret.",
-                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                },
-                {
                     "name": "X-Alertd-Signature",
                     "in": "header",
                     "required": False,
-                    "description": '"sha256=" + hex HMAC-SHA256(secret, timestamp + "." + body). '
-                    "Present when the subscriber has a secret.",
-                    "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+                    "description": "'t=<unix time in ms>,v1=<hex HMAC-SHA256(secret, t.Idempotency-Key."
+                    "X-Alertd-Alert-Id.body)>'. Present when the subscriber has a secret; every attempt "
+                    "is signed afresh. A later scheme would come as v2= beside v1.",
+                    "schema": {"type": "string", "pattern": "^t=[0-9]+,v1=[0-9a-f]{64}"},
                 },
             ],
             "requestBody": {
@@ -1133,7 +1142,8 @@ prefectural desks and national sources, and delivers them to broadcasters, ISPs 
 signage and radio.
 
 **Signing in.** Admin endpoints take the deployment's admin token; desk endpoints take the
-issuer's own token. Both go in `Authorization: Bearer <token>`. Reading endpoints, the feed
+issuer's own token, or a person's session (`POST /api/v1/sessions`, with password and one-time
+code) as a bearer token or the console's cookie. Tokens go in `Authorization: Bearer <token>`. Reading endpoints, the feed
 and receivers' acknowledgements need no token. The desk and the public endpoints may be served
 on different listeners (for example the desk on LGWAN only).
 
@@ -1148,8 +1158,8 @@ method an address does not take is 405, both as problem+json.
 header) sent twice by the same issuer gives the same 202 answer and is delivered once.
 
 **Receivers** get an `Idempotency-Key` header that is the same for every retry of one alert to
-them, and, when they have a secret, `X-Alertd-Timestamp` and
-`X-Alertd-Signature = "sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + body))`
+them, and, when they have a secret,
+`X-Alertd-Signature: t=<ms>,v1=<hex HMAC-SHA256(secret, t.Idempotency-Key.Alert-Id.body)>`
 (see the `alertDelivery` webhook).
 """
 

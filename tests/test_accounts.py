@@ -25,7 +25,7 @@ from alertd.api import make_app
 from alertd.config import Settings
 from alertd.engine import Engine
 from alertd.logs import JsonFormatter
-from tests.conftest import REDIS_URL, RunningEngine, free_port, make_settings, stop_engine
+from tests.conftest import ADMIN_TOKEN, REDIS_URL, RunningEngine, free_port, make_settings, stop_engine
 
 PASSWORD = "correct horse battery staple"
 
@@ -210,6 +210,13 @@ async def test_five_wrong_passwords_lock_the_username_even_for_the_right_one(des
     entries = await audit_entries(desk)
     assert [e["target"] for e in entries if e["action"] == "lockout"] == ["user:sato"]
     assert sum(e["action"] == "login.failed" and e["target"] == "user:sato" for e in entries) == 5
+    # Anyone who knows a username can lock it: the admin lifts the lock at once, and it is audited.
+    status, _, _ = await call(desk, "DELETE", "/api/v1/users/sato/lockout", token=ADMIN_TOKEN)
+    assert status == 204
+    status, data, _ = await login(desk, "sato", totp)
+    assert status == 201, data
+    entries = await audit_entries(desk)
+    assert [e["target"] for e in entries if e["action"] == "lockout.lifted"] == ["user:sato"]
 
 
 async def test_wrong_one_time_codes_and_unknown_usernames_count_too(desk: RunningEngine) -> None:

@@ -302,3 +302,20 @@ async def test_two_approvers_at_once_send_it_once(engine: RunningEngine) -> None
     assert sorted(status for status, _ in answers) == [202, 409], answers
     status, listed = await engine.get("/api/v1/alerts")
     assert status == 200 and len(listed) == 1, listed
+
+
+async def test_the_drafts_of_a_removed_person_are_withdrawn_with_them(engine: RunningEngine) -> None:
+    """A person removed from the desk leaves nothing behind for an approver to send in their name."""
+    await engine.add_issuer("joso", ["08211"], approval=POLICY)
+    tanaka = await signed_in(engine, "tanaka", ["operator"])
+    suzuki = await signed_in(engine, "suzuki", ["approver"])
+    status, held = await call(engine, "POST", "/api/v1/evacuation-orders", tanaka, ORDER)
+    assert status == 202 and held["state"] == "awaiting_approval"
+    status, _ = await call(engine, "DELETE", "/api/v1/users/tanaka", engine.admin["Authorization"][7:])
+    assert status == 204
+    status, listed = await call(engine, "GET", "/api/v1/drafts", suzuki)
+    assert status == 200 and listed == []
+    status, problem = await call(engine, "POST", f"/api/v1/drafts/{held['id']}/approve", suzuki)
+    assert status == 409 and "rejected" in problem["detail"], problem
+    status, alerts = await engine.get("/api/v1/alerts")
+    assert status == 200 and alerts == []
