@@ -101,6 +101,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
             detail[405] = f"This address does not take {request.method}; it takes {allow.replace(',', ', ')}."
         err = AlertdError(detail.get(exc.status, exc.reason))
         err.status, err.title = exc.status, exc.reason
+        # A type per kind, as for every other problem (a 404 is not a "bad request").
+        err.type_slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status, err.type_slug)
         response = problem_response(err)
         if allow is not None:
             # RFC 9110: a 405 says which methods the address does take.

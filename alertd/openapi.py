@@ -144,8 +144,9 @@ SCHEMAS: dict[str, Any] = {
                 "format": "uri",
                 "examples": ["https://alertd.example/problems/invalid-input"],
                 "description": "Stable per kind of problem: bad-request, malformed-input, forbidden-xml, "
-                "invalid-input, unknown-area, no-geometry, unauthorized, outside-jurisdiction, "
-                "not-found, conflict, too-large, unsupported-media-type.",
+                "invalid-input, invalid-geometry, unknown-area, no-geometry, unauthorized, forbidden, "
+                "outside-jurisdiction, not-found, method-not-allowed, conflict, draft-expired, too-large, "
+                "unsupported-media-type, too-many-requests, unavailable, internal-error.",
             },
             "title": {"type": "string", "examples": ["The message is not valid"]},
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
