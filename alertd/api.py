@@ -47,7 +47,7 @@ from alertd.errors import (
 )
 from alertd.feed import state_message
 from alertd.inforce import InForce, Standing
-from alertd.intake import Hold, IntakeContext
+from alertd.intake import Hold, IntakeContext, needs_approval
 from alertd.json_alert import parse_json_alert
 from alertd.limits import ACK_MAX_BYTES
 from alertd.metrics import ACKS, DELIVERIES, REGISTRY, REJECTED
@@ -556,7 +556,8 @@ async def _desk_message(request: web.Request, kind: str) -> web.Response:
     answer, created = await send_desk(request.app[ENGINE], issuer, kind, message, identifier, fingerprint(body), hold)
     if created:
         action = "lift" if message.get("action") == "lift" else "send"
-        await _record_sent(request, request[CALLER], action, answer)
+        await _record_sent(request, request[CALLER], action, answer, kind=kind, level=message.get("level"),
+                           order=message.get("action"))  # fmt: skip
     return json_response(answer, status=202)
 
 
@@ -580,9 +581,13 @@ async def send_desk(
                              retry_after_s=1)  # fmt: skip
 
 
-async def _record_sent(request: web.Request, caller: Caller, action: str, answer: dict[str, Any]) -> None:
+async def _record_sent(
+    request: web.Request, caller: Caller, action: str, answer: dict[str, Any], **what: Any
+) -> None:
     detail = {"status": answer.get("status"), "msg_type": answer.get("msg_type"),
               "districts": len(answer.get("districts") or []), "deliveries": answer.get("deliveries")}  # fmt: skip
+    # What was done, as the desk would say it: the level and, for an order, issue or lift.
+    detail.update({k: v for k, v in what.items() if v is not None})
     await record(request, caller, action, f"alert:{answer['id']}", detail)
 
 
@@ -611,7 +616,10 @@ async def preview_order(request: web.Request) -> web.Response:
     body.setdefault("identifier", "preview")
     built = await engine.orders.evacuation(body, issuer)
     answer, _ = await engine.intake.accept(built.alert, issuer, changes=built.changes, dry_run=True)
-    return json_response(preview_of(engine, built.alert, answer["deliveries"], built.changes, built.effect))
+    preview = preview_of(engine, built.alert, answer["deliveries"], built.changes, built.effect)
+    # Said before it is sent: under the issuer's two-person rule this order will wait for an approver.
+    preview["needs_approval"] = needs_approval(built.alert, issuer)
+    return json_response(preview)
 
 
 def preview_of(
@@ -746,9 +754,15 @@ async def _draft_of(request: web.Request, role: str | None) -> tuple[Caller, Dra
 
 async def list_drafts(request: web.Request) -> web.Response:
     caller = await authenticate(request)
+    people = request.app[PEOPLE]
+    if caller.kind == "admin":
+        # The deployment's view: everything that waits for an approver, every issuer's.
+        issuers = await request.app[ENGINE].store.list_issuers()
+        waiting = [d for i in issuers for d in await people.drafts.waiting(i.id)]
+        return json_response([d.view() for d in sorted(waiting, key=lambda d: d.created)])
     if caller.kind != "user" or caller.issuer_id is None:
-        raise Forbidden("Drafts are listed for people: sign in as a user of the issuer.")
-    drafts = await request.app[PEOPLE].drafts.waiting(caller.issuer_id)
+        raise Forbidden("Drafts are listed for people: sign in as a user of the issuer (or use the admin token).")
+    drafts = await people.drafts.waiting(caller.issuer_id)
     return json_response([d.view() for d in drafts])
 
 

@@ -281,6 +281,14 @@ def main(argv: list[str]) -> int:
         finally:
             if out is not sys.stdout:
                 out.close()
+        # An archive must not be taken for sound when it is not: the export is written either
+        # way (it is evidence), and the chain is checked as 'verify' would.
+        seq_raw, hash_raw = client.hmget(keys.head, ["seq", "hash"])
+        head = (int(seq_raw), hash_raw.decode()) if seq_raw and hash_raw else None
+        verdict = verify_entries(_entries(client, keys), head)
+        if not verdict.intact:
+            print(f"alertd audit export: written, but the chain is not intact: {verdict.sentence()}", file=sys.stderr)
+            return 1
         return 0
     except (RuntimeError, redis.RedisError, OSError) as exc:
         print(f"alertd audit: {exc}", file=sys.stderr)

@@ -94,7 +94,7 @@ OPERATIONS: tuple[Operation, ...] = (
               valid_refusals={401: ("unauthorized",), 403: ("forbidden",), 429: ("too-many-requests",)}),
     Operation("DELETE", "/api/v1/sessions/current", "signOut", "desk", "user"),
     Operation("GET", "/api/v1/audit", "readAudit", "desk", "admin-or-user", query=schemas.AuditQuery),
-    Operation("GET", "/api/v1/drafts", "listDrafts", "desk", "user"),
+    Operation("GET", "/api/v1/drafts", "listDrafts", "desk", "admin-or-user"),
     Operation("POST", "/api/v1/drafts/{id}/approve", "approveDraft", "desk", "user", valid_refusals=DESK_MESSAGE),
     Operation("POST", "/api/v1/drafts/{id}/reject", "rejectDraft", "desk", "user", body=schemas.Rejection),
     Operation("GET", "/api/v1/alerts", "listAlerts", "public", "none", query=schemas.AlertListQuery, valid_refusals=UNKNOWN_AREA),

@@ -145,7 +145,7 @@ class Engine:
         if self.run_ingest:
             await self._start_jma_poller()
         log.info("engine.started", redis=redact_url(s.redis_url), mqtt=redact_url(s.mqtt_url or ""),
-                 prefix=s.key_prefix)  # fmt: skip
+                 prefix=s.key_prefix, cap_signing=s.signing_cert if self.cap_signer else "off")  # fmt: skip
         return self
 
     async def stop(self) -> None:

@@ -53,7 +53,7 @@ def _problems(*statuses: int, why: dict[int, str] | None = None) -> dict[str, An
     why = why or {}
     return {
         str(status): {
-            "description": why.get(status, _GENERIC_WHY[status]),
+            "description": why[status] if status in why else _GENERIC_WHY[status],
             "content": {PROBLEM_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
         }
         for status in statuses
@@ -179,6 +179,8 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "districts": {"type": "array", "items": {"type": "string"}},
             "district_names": {"type": "array", "items": {"type": "string"}},
+            "needs_approval": {"type": "boolean", "description": "Sent now, it would wait as a draft for "
+                               "another person with the approver role (the issuer's two-person rule)."},
             "headline": {
                 "type": "object",
                 "additionalProperties": {"type": ["string", "null"]},
@@ -774,6 +776,8 @@ PEOPLE_PATHS: dict[str, Any] = {
             "drafts, approvals, rejections, transmission tests. Needs the admin token or the auditor role.",
             "responses": {
                 "200": {"description": "Entries after 'since'; a Link header (rel=\"next\") gives the next page.",
+                        "headers": {"Link": {"description": '<…?since=SEQ&limit=N>; rel="next" when a full page '
+                                             "came back.", "schema": {"type": "string"}}},
                         "content": {"application/json": {"schema": {
                             "type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}},
                 **_people_problems(401, 403, 422, why={**_USER_401, 403: "Needs the auditor role or the admin token.",
@@ -1223,7 +1227,30 @@ def _operation(operation: Operation) -> dict[str, Any]:
     _link(doc, operation.operation_id)
     for status, types in operation.valid_refusals.items():
         doc["responses"][str(status)]["x-problem-types"] = list(types)
+    _refusals_every_route_may_give(doc, operation)
     return doc
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before asking again.",
+                                "schema": {"type": "integer", "minimum": 1}}}  # fmt: skip
+
+
+def _refusals_every_route_may_give(doc: dict[str, Any], operation: Operation) -> None:
+    """What any route may answer, said on every one: 429 from the flood guard (a caller whose
+    requests keep being refused, or public reads too fast), 503 when Redis cannot be reached
+    (nothing was written) — both with Retry-After."""
+    responses = doc["responses"]
+    if operation.path in ("/healthz", "/metrics", "/api/openapi.json"):
+        return
+    if "429" not in responses:
+        why = ("You asked faster than alertd answers anyone on its public face." if operation.side == "public"
+               else "Too many of your recent requests were refused; alertd hears you again after Retry-After.")
+        responses.update(_problems(429, why={429: why}))
+    if "503" not in responses:
+        responses.update(_problems(503, why={503: "alertd cannot reach its database: nothing was written or "
+                                                 "sent. Send it again after Retry-After."}))  # fmt: skip
+    for status in ("429", "503"):
+        responses[status].setdefault("headers", {}).update(_RETRY_AFTER)
 
 
 # OpenAPI links: where the id an answer gives is used next (clients and fuzzers follow them).

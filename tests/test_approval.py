@@ -89,6 +89,12 @@ async def test_an_actual_level_4_order_waits_for_a_second_person(
     tanaka = await signed_in(engine, "tanaka", ["operator"])
     suzuki = await signed_in(engine, "suzuki", ["approver"])
 
+    # The preview says beforehand that it will wait; a drill would not.
+    status, preview = await call(engine, "POST", "/api/v1/evacuation-orders/preview", tanaka, ORDER)
+    assert status == 200 and preview["needs_approval"] is True, preview
+    status, drill = await call(engine, "POST", "/api/v1/evacuation-orders/preview", tanaka,
+                               {**ORDER, "status": "Exercise"})  # fmt: skip
+    assert status == 200 and drill["needs_approval"] is False, drill
     status, held = await call(engine, "POST", "/api/v1/evacuation-orders", tanaka, ORDER)
     assert status == 202, held
     assert held["state"] == "awaiting_approval" and held["deliveries"] == 0 and held["id"]
@@ -96,6 +102,9 @@ async def test_an_actual_level_4_order_waits_for_a_second_person(
     # The approver reads what it would do before approving.
     status, drafts = await call(engine, "GET", "/api/v1/drafts", suzuki)
     assert status == 200 and [d["id"] for d in drafts] == [held["id"]], drafts
+    # The deployment's operator sees what waits, whoever's it is.
+    status, everything = await call(engine, "GET", "/api/v1/drafts", engine.admin["Authorization"][7:])
+    assert status == 200 and [d["id"] for d in everything] == [held["id"]], everything
     preview = drafts[0]["preview"]
     assert preview["districts"] == ["08211:三坂町"] and "三坂町" in preview["district_names"][0]
     assert preview["deliveries"] == 2 and preview["level"] == 4 and preview["status"] == "Actual"

@@ -86,6 +86,10 @@ async def test_an_altered_entry_is_named(trail: AuditLog) -> None:
     done = await alertd_audit(trail, "verify")
     assert done.returncode == 1
     assert "seq 4" in done.stderr and "altered" in done.stderr
+    # An export of a broken chain is written (it is evidence) but never passes for sound.
+    done = await alertd_audit(trail, "export")
+    assert done.returncode == 1 and len(done.stdout.splitlines()) == 6
+    assert "not intact" in done.stderr and "seq 4" in done.stderr
 
 
 async def test_an_altered_entry_with_its_hash_recomputed_breaks_the_next_link(trail: AuditLog) -> None:
