@@ -1077,7 +1077,8 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
     contract's operations (alertd/contract.py), the same ones the OpenAPI document lists."""
     app = web.Application(middlewares=[flood_guard, problems], client_max_size=engine.settings.max_body_bytes)
     app[ENGINE] = engine
-    app[REFUSALS] = RefusalLimiter()
+    s = engine.settings
+    app[REFUSALS] = RefusalLimiter(s.refusal_limit, s.refusal_window_s, s.refusal_cooldown_s)
     app[READERS] = TokenBuckets(engine.settings.public_rate_per_s, engine.settings.public_burst)
     if desk:
         # People (users, sessions, the audit trail, drafts) are served on the desk side only.

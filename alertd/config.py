@@ -52,6 +52,11 @@ class Settings:
     # Public requests per client address (alertd/ratelimit.py).
     public_rate_per_s: float = 20.0
     public_burst: float = 100.0
+    # The flood guard on the desk side (alertd/ratelimit.py): this many refusals in the window
+    # shut a caller out for the cooldown. Sign-in attempts count like any request.
+    refusal_limit: int = 20
+    refusal_window_s: float = 10.0
+    refusal_cooldown_s: float = 10.0
     # /healthz answers 503 when a lane's oldest job has waited longer than this.
     health_flash_age_s: float = 30.0
     health_routine_age_s: float = 600.0
@@ -112,6 +117,9 @@ class Settings:
             health_flash_age_s=_env_float("ALERTD_HEALTH_FLASH_AGE_S", 30.0),
             public_rate_per_s=_env_float("ALERTD_PUBLIC_RATE", 20.0),
             public_burst=_env_float("ALERTD_PUBLIC_BURST", 100.0),
+            refusal_limit=_env_int("ALERTD_REFUSAL_LIMIT", 20),
+            refusal_window_s=_env_float("ALERTD_REFUSAL_WINDOW_S", 10.0),
+            refusal_cooldown_s=_env_float("ALERTD_REFUSAL_COOLDOWN_S", 10.0),
             health_routine_age_s=_env_float("ALERTD_HEALTH_ROUTINE_AGE_S", 600.0),
         )
 

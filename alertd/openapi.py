@@ -94,7 +94,8 @@ SAME_ANSWER = (
 
 WHY_ORDER = {
     403: "At least one district is outside the issuer's jurisdiction (a prefecture may issue on "
-    "behalf of (代行) its municipalities). Nothing was sent.",
+    "behalf of (代行) its municipalities), or a signed-in person without the operator role tried to "
+    "send. Nothing was sent.",
     409: "action 'lift' (解除), but no evacuation order with the same municipality, districts and "
     "status is in force to lift. Check the municipality, the districts and the status. Nothing was sent.",
     422: "A field is missing or not acceptable: status must be said explicitly (Actual, Exercise or "
@@ -795,7 +796,7 @@ PEOPLE_PATHS: dict[str, Any] = {
                 "200": {"description": "Drafts awaiting approval, oldest first.",
                         "content": {"application/json": {"schema": {
                             "type": "array", "items": {"$ref": "#/components/schemas/DraftView"}}}}},
-                **_people_problems(401, 403, why={**_USER_401, 403: "Drafts are for users of an issuer."}),
+                **_people_problems(401, 403, why={**_USER_401, 403: "Drafts are for users of an issuer (and the admin token)."}),
             },
         },
     },

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from alertd.cap import parse_cap, to_cap
 from alertd.models import Area, utcnow
-from tests.conftest import MQTT_HOST, MQTT_PORT, RunningEngine, Sink
+from tests.conftest import MQTT_HOST, MQTT_PORT, RunningEngine, Sink, make_settings, start_engine, stop_engine
 from tests.support import ROOT, free_port
 from tests.test_never_silent import LEVEL5, flash_reaches, radio_desk
 
@@ -323,3 +323,17 @@ async def test_refusals_without_a_real_token_never_shut_out_a_desk_at_the_same_a
             statuses.append(resp.status)
     assert set(statuses[20:]) == {429}, statuses  # the address is blocked for them
     await flash_reaches(engine, sink, joso, "desk-behind-the-same-nat")
+
+
+async def test_the_desk_flood_guard_is_configurable() -> None:
+    """ALERTD_REFUSAL_LIMIT and friends: a deployment may turn the guard tighter (or looser)."""
+    running = await start_engine(make_settings(refusal_limit=3, refusal_cooldown_s=30.0))
+    try:
+        statuses = []
+        for _ in range(5):
+            async with running.http.post(f"{running.url}/api/v1/sessions",
+                                         json={"username": "nobody.here", "password": "x" * 12, "otp": "000000"}) as resp:  # fmt: skip
+                statuses.append(resp.status)
+        assert statuses[:3] == [401, 401, 401] and statuses[3:] == [429, 429], statuses
+    finally:
+        await stop_engine(running)
