@@ -1,13 +1,13 @@
 """The OpenAPI 3.1 description of alertd's HTTP API, served at ``/api/openapi.json``.
 
 What the API decides is not written here but generated: the operations, who
-signs in for each, and the query and JSON body schemas come from
-``alertd.contract`` and the pydantic models in ``alertd.schemas`` — the same
-table the router is built from and the same models the handlers validate
-with, so the document cannot drift from the app. What stays here is prose a
-desk integrator reads: summaries, why each status happens, and the schemas
-of answers not yet modelled (alerts, deliveries, previews), as plain dicts.
-``paths()`` fails when prose and contract disagree.
+signs in for each, and every schema (query, JSON bodies, answers, problems,
+the webhook's payload) come from ``alertd.contract`` and the pydantic models
+in ``alertd.schemas`` — the same table the router is built from and the same
+models the handlers validate with (and tests hold real answers to), so the
+document cannot drift from the app. What stays here is prose a desk
+integrator reads: summaries and why each status happens. ``paths()`` fails
+when prose and contract disagree.
 """
 
 from __future__ import annotations
@@ -109,22 +109,6 @@ WHY_ADMIN_401 = {
     "A wrong admin token is 401, not 403.",
 }
 
-_NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
-_PAIR: dict[str, Any] = {
-    "type": "array",
-    "description": "A [valueName, value] pair, as in CAP <geocode>, <eventCode> and <parameter>.",
-    "items": {"type": "string"},
-    "minItems": 2,
-    "maxItems": 2,
-}
-_TIME: dict[str, Any] = {
-    "type": "string",
-    "format": "date-time",
-    "description": "CAP dateTime: seconds precision with an explicit offset; UTC is written -00:00.",
-    "examples": ["2099-11-24T12:00:00+09:00"],
-}
-_NULLABLE_TIME: dict[str, Any] = {**_TIME, "type": ["string", "null"]}
-
 _ACCEPTED_AGAIN = "Accepted and queued (or the answer already given for this identifier)."
 
 
@@ -132,278 +116,6 @@ def _accepted_or_held(description: str) -> dict[str, Any]:
     either = [{"$ref": "#/components/schemas/Accepted"}, {"$ref": "#/components/schemas/AwaitingApproval"}]
     return {"description": description, "content": {"application/json": {"schema": {"anyOf": either}}}}
 _CAP_BODY: dict[str, Any] = {"schema": {"type": "string", "description": "A CAP 1.2 <alert> document."}}
-
-SCHEMAS: dict[str, Any] = {
-    "Problem": {
-        "type": "object",
-        "description": "RFC 9457 problem details. 'detail' is a sentence for the person at the desk: "
-        "what was wrong and what to do. A refused request leaves nothing stored and sends nothing.",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {
-                "type": "string",
-                "format": "uri",
-                "examples": ["https://alertd.example/problems/invalid-input"],
-                "description": "Stable per kind of problem: bad-request, malformed-input, forbidden-xml, "
-                "invalid-input, invalid-geometry, unknown-area, no-geometry, unauthorized, forbidden, "
-                "outside-jurisdiction, not-found, method-not-allowed, conflict, draft-expired, too-large, "
-                "unsupported-media-type, too-many-requests, unavailable, internal-error.",
-            },
-            "title": {"type": "string", "examples": ["The message is not valid"]},
-            "status": {"type": "integer", "minimum": 400, "maximum": 599},
-            "detail": {"type": "string"},
-            "field": {"type": "string", "description": "The body field the problem is about, when one is."},
-            "districts": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "On 403: the district codes outside the issuer's jurisdiction.",
-            },
-            "unknown_districts": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "On 422 unknown-area: the codes alertd does not know.",
-            },
-            "unknown_references": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "On 409: the references that name no alert alertd has.",
-            },
-            "input": {"type": "string", "description": "The value that could not be resolved."},
-            "element": {"type": "string", "description": "For CAP: the XML element at fault."},
-        },
-        "additionalProperties": True,
-    },
-    "Preview": {
-        "type": "object",
-        "description": "What an order would do if sent now (誤発信 guard). Nothing is stored or sent.",
-        "required": ["districts", "district_names", "headline", "deliveries", "lifts", "geojson"],
-        "properties": {
-            "districts": {"type": "array", "items": {"type": "string"}},
-            "district_names": {"type": "array", "items": {"type": "string"}},
-            "needs_approval": {"type": "boolean", "description": "Sent now, it would wait as a draft for "
-                               "another person with the approver role (the issuer's two-person rule)."},
-            "headline": {
-                "type": "object",
-                "additionalProperties": {"type": ["string", "null"]},
-                "description": "By CAP language tag (ja-JP, en-US).",
-            },
-            "deliveries": {"type": "integer", "minimum": 0, "description": "Receivers it would reach."},
-            "lifts": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "Orders a lift would touch: those it ends and those it lifts some districts from.",
-            },
-            "ends": {"type": "array", "items": {"type": "string"}, "description": "Orders a lift would end."},
-            "lifts_from": {
-                "type": "object",
-                "additionalProperties": {"type": "array", "items": {"type": "string"}},
-                "description": "Orders that keep standing, with the districts the lift would take out of them.",
-            },
-            "levels": {
-                "type": "array",
-                "description": "Per district, the evacuation level in force before and after this order.",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "district": {"type": "string"},
-                        "name": {"type": "string"},
-                        "level_before": {"type": ["integer", "null"]},
-                        "level_after": {"type": ["integer", "null"]},
-                    },
-                },
-            },
-            "still_in_force": {
-                "type": "array",
-                "description": "What still stands in the lift's districts afterwards, highest level first.",
-                "items": {"type": "object"},
-            },
-            "geojson": {"type": ["object", "null"], "description": "The area, if boundary data is loaded."},
-        },
-    },
-    "Area": {
-        "type": "object",
-        "properties": {
-            "desc": {"type": "string"},
-            "polygons": {"type": "array", "items": {"type": "string"}},
-            "circles": {"type": "array", "items": {"type": "string"}},
-            "geocodes": {"type": "array", "items": _PAIR},
-            "altitude": {"type": ["number", "null"]},
-            "ceiling": {"type": ["number", "null"]},
-        },
-    },
-    "Info": {
-        "type": "object",
-        "description": "One CAP <info> block; usually one per language.",
-        "properties": {
-            "event": {"type": "string"},
-            "urgency": {"type": "string"},
-            "severity": {"type": "string"},
-            "certainty": {"type": "string"},
-            "language": {"type": "string", "examples": ["ja-JP"]},
-            "categories": {"type": "array", "items": {"type": "string"}},
-            "response_types": {"type": "array", "items": {"type": "string"}},
-            "audience": _NULLABLE_STR,
-            "event_codes": {"type": "array", "items": _PAIR},
-            "effective": _NULLABLE_TIME,
-            "onset": _NULLABLE_TIME,
-            "expires": _NULLABLE_TIME,
-            "sender_name": _NULLABLE_STR,
-            "headline": _NULLABLE_STR,
-            "description": _NULLABLE_STR,
-            "instruction": _NULLABLE_STR,
-            "web": _NULLABLE_STR,
-            "contact": _NULLABLE_STR,
-            "parameters": {"type": "array", "items": _PAIR},
-            "resources": {"type": "array", "items": {"type": "object"}},
-            "areas": {"type": "array", "items": {"$ref": "#/components/schemas/Area"}},
-        },
-    },
-    "Alert": {
-        "type": "object",
-        "description": "An accepted alert: the CAP 1.2 fields, what alertd resolved, and its state now.",
-        "required": ["id", "identifier", "sender", "sent", "status", "msg_type", "infos", "districts"],
-        "properties": {
-            "id": {"type": "string"},
-            "identifier": {"type": "string"},
-            "sender": {"type": "string", "description": "'<issuer id>@alertd' for desk and JSON alerts."},
-            "sent": _TIME,
-            "status": {"type": "string", "enum": ["Actual", "Exercise", "System", "Test", "Draft"]},
-            "msg_type": {"type": "string", "enum": ["Alert", "Update", "Cancel", "Ack", "Error"]},
-            "scope": {"type": "string"},
-            "source": _NULLABLE_STR,
-            "restriction": _NULLABLE_STR,
-            "addresses": _NULLABLE_STR,
-            "codes": {"type": "array", "items": {"type": "string"}},
-            "note": _NULLABLE_STR,
-            "references": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "CAP 'sender,identifier,sent' references.",
-            },
-            "incidents": _NULLABLE_STR,
-            "infos": {"type": "array", "items": {"$ref": "#/components/schemas/Info"}},
-            "origin": {"type": "string", "examples": ["desk", "cap", "jma", "json", "drill"]},
-            "priority": {"type": "string", "enum": ["flash", "routine"]},
-            "districts": {"type": "array", "items": {"type": "string"}},
-            "municipality": _NULLABLE_STR,
-            "on_behalf_of": {
-                "type": ["string", "null"],
-                "description": "代行: the municipality a prefecture issued for.",
-            },
-            "issuer_id": _NULLABLE_STR,
-            "level": {"type": ["integer", "null"], "minimum": 1, "maximum": 5},
-            "action": {"type": ["string", "null"], "enum": ["issue", "lift", None]},
-            "reason": _NULLABLE_STR,
-            "kind": _NULLABLE_STR,
-            "shelters": {"type": "array", "items": {"$ref": "#/components/schemas/Shelter"}},
-            "referenced_ids": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "alertd ids this alert updates, cancels or lifts.",
-            },
-            "adapters": {"type": ["array", "null"], "items": {"type": "string"}},
-            "accepted_at": _NULLABLE_TIME,
-            "state": {
-                "type": ["string", "null"],
-                "enum": ["active", "lifted", "updated", "cancelled", "ended", None],
-                "description": "active: in force. lifted/updated/cancelled: a later message ended it "
-                "(see superseded_by). ended: lifts, cancels and tests are never in force themselves.",
-            },
-            "superseded_by": {"type": ["string", "null"]},
-            "planned_deliveries": {"type": "integer", "minimum": 0},
-        },
-    },
-    "Health": {
-        "type": "object",
-        "required": ["status"],
-        "properties": {
-            "status": {"type": "string", "enum": ["ok", "unhealthy"]},
-            "queue_depth": {
-                "type": "object",
-                "additionalProperties": {"type": "integer"},
-                "description": "Waiting deliveries per lane (flash, routine) and retries scheduled.",
-            },
-            "redis": {"type": "string", "description": "When unhealthy: why Redis did not answer."},
-            "causes": {"type": "array", "items": {"type": "string"},
-                       "description": "Why it is unhealthy, one sentence each (empty when ok)."},
-            "warnings": {"type": "array", "items": {"type": "string"},
-                         "description": "What an operator must know though alertd can deliver: Redis lost "
-                         "its data and was seeded again, so what was in force is gone."},
-        },
-    },
-    "TestBroadcastResult": {
-        "allOf": [{"$ref": "#/components/schemas/TestBroadcast"}],
-        "type": "object",
-        "description": "The result so far; final once wait_s has passed. A receiver still queued or "
-        "retrying at the deadline counts as failed.",
-        "required": ["final", "summary", "subscribers"],
-        "properties": {
-            "final": {"type": "boolean"},
-            "summary": {
-                "type": "object",
-                "required": ["confirmed", "unconfirmed", "failed", "pending"],
-                "properties": {
-                    name: {"type": "integer", "minimum": 0}
-                    for name in ("confirmed", "unconfirmed", "failed", "pending")
-                },
-            },
-            "subscribers": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["subscriber", "adapter", "result", "attempts"],
-                    "properties": {
-                        "subscriber": {"type": "string"},
-                        "adapter": {"type": ["string", "null"]},
-                        "result": {
-                            "type": "string",
-                            "enum": ["confirmed", "unconfirmed", "failed", "pending"],
-                            "description": "confirmed: the receiver said it has it. unconfirmed: "
-                            "delivered, but the receiver did not confirm. failed: not delivered.",
-                        },
-                        "delivery_latency_ms": {"type": ["number", "null"]},
-                        "confirm_latency_ms": {"type": ["number", "null"]},
-                        "attempts": {"type": "integer", "minimum": 0},
-                        "last_error": _NULLABLE_STR,
-                    },
-                },
-            },
-        },
-    },
-    "WebhookAlert": {
-        "type": "object",
-        "description": "What an ISP or portal (adapter 'isp') receives: the alert with ready-made text.",
-        "required": ["id", "identifier", "sender", "sent", "status", "msg_type", "districts", "text"],
-        "properties": {
-            "id": {"type": "string"},
-            "identifier": {"type": "string"},
-            "sender": {"type": "string"},
-            "sent": _TIME,
-            "status": {"type": "string"},
-            "msg_type": {"type": "string"},
-            "references": {"type": "array", "items": {"type": "string"}},
-            "kind": _NULLABLE_STR,
-            "event": {"type": "string"},
-            "level": {"type": ["integer", "null"]},
-            "action": _NULLABLE_STR,
-            "reason": _NULLABLE_STR,
-            "priority": {"type": "string", "enum": ["flash", "routine"]},
-            "municipality": _NULLABLE_STR,
-            "on_behalf_of": _NULLABLE_STR,
-            "districts": {"type": "array", "items": {"type": "string"}},
-            "expires": _NULLABLE_TIME,
-            "text": {
-                "type": "object",
-                "description": "By language: {headline, body}.",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {"headline": {"type": "string"}, "body": {"type": "string"}},
-                },
-            },
-            "shelters": {"type": "array", "items": {"$ref": "#/components/schemas/Shelter"}},
-        },
-    },
-}
 
 _ISSUERS_PATH = {
     "get": {
@@ -1177,7 +889,8 @@ MODELS: tuple[type[models.BaseModel], ...] = (
     models.Ack, models.AckResult, models.EvacuationOrder, models.ShelterNotice, models.JsonAlert,
     models.Accepted, models.Deliveries, models.TestBroadcast, models.AwaitingApproval, models.NewUser,
     models.UserView, models.CreatedUser, models.SignIn, models.SessionView, models.AuditEntry, models.Rejection,
-    models.DraftView,
+    models.DraftView, models.Alert, models.Preview, models.Health, models.TestBroadcastResult,
+    models.WebhookAlert, models.Problem,
 )  # fmt: skip
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "user": USER,
@@ -1315,7 +1028,7 @@ def spec() -> dict[str, Any]:
         "paths": paths(),
         "webhooks": copy.deepcopy(WEBHOOKS),
         "components": {
-            "schemas": {**copy.deepcopy(SCHEMAS), **model_schemas()},
+            "schemas": model_schemas(),
             "securitySchemes": {
                 "adminToken": {
                     "type": "http",

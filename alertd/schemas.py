@@ -821,3 +821,241 @@ class TestBroadcast(BaseModel):
     started: float = Field(description="Unix seconds when the test started.")
     wait_s: float
     deliveries: int = Field(ge=0)
+
+
+class TestBroadcastSummary(BaseModel):
+    """How many receivers stand where."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    confirmed: int = Field(ge=0)
+    unconfirmed: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    pending: int = Field(ge=0)
+
+
+class TestBroadcastReceiver(BaseModel):
+    """One receiver's part in a transmission test."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    subscriber: str
+    adapter: str | None
+    result: Literal["confirmed", "unconfirmed", "failed", "pending"] = Field(
+        description="confirmed: the receiver said it has it. unconfirmed: delivered, but the receiver did not "
+        "confirm. failed: not delivered."
+    )
+    delivery_latency_ms: float | None = None
+    confirm_latency_ms: float | None = None
+    attempts: int = Field(ge=0)
+    last_error: str | None = None
+
+
+class TestBroadcastResult(TestBroadcast):
+    """The result so far; final once wait_s has passed. A receiver still queued or retrying at the
+    deadline counts as failed."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    final: bool
+    summary: TestBroadcastSummary
+    subscribers: list[TestBroadcastReceiver]
+
+
+# --- answers not read back: their schemas say only what a receiver may rely on ------
+def _answer_schema(schema: dict[str, Any]) -> None:
+    """An answer's field left out is simply not there: no default to show (a default is what a
+    reader of a request may omit; in an answer it would promise a value alertd never fills in)."""
+    for prop in schema.get("properties", {}).values():
+        prop.pop("default", None)
+
+
+class Answer(BaseModel):
+    """What alertd says back (or pushes): the schema of what a receiver reads, and the model
+    tests check real answers against (tests/test_openapi.py)."""
+
+    model_config = ConfigDict(json_schema_extra=_answer_schema)
+
+
+# A CAP dateTime as alertd writes it (alertd.models.format_cap_time).
+CapTime = Annotated[
+    str,
+    Field(
+        json_schema_extra={"format": "date-time"}, examples=["2099-11-24T12:00:00+09:00"],
+        description="CAP dateTime: seconds precision with an explicit offset; UTC is written -00:00.",
+    ),
+]  # fmt: skip
+Pair = Annotated[
+    list[str],
+    Field(min_length=2, max_length=2,
+          description="A [valueName, value] pair, as in CAP <geocode>, <eventCode> and <parameter>."),
+]  # fmt: skip
+
+
+class Problem(Answer):
+    """RFC 9457 problem details. 'detail' is a sentence for the person at the desk: what was wrong
+    and what to do. A refused request leaves nothing stored and sends nothing."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_answer_schema)
+    type: str = Field(
+        json_schema_extra={"format": "uri"}, examples=["https://alertd.example/problems/invalid-input"],
+        description="Stable per kind of problem: bad-request, malformed-input, forbidden-xml, invalid-input, "
+        "invalid-geometry, unknown-area, no-geometry, unauthorized, forbidden, outside-jurisdiction, not-found, "
+        "method-not-allowed, conflict, draft-expired, too-large, unsupported-media-type, too-many-requests, "
+        "unavailable, internal-error.",
+    )  # fmt: skip
+    title: str = Field(examples=["The message is not valid"])
+    status: int = Field(ge=400, le=599)
+    detail: str
+    field: str = Field("", description="The body field the problem is about, when one is.")
+    districts: list[str] = Field([], description="On 403: the district codes outside the issuer's "
+                                 "jurisdiction.")  # fmt: skip
+    unknown_districts: list[str] = Field([], description="On 422 unknown-area: the codes alertd does not "
+                                         "know.")  # fmt: skip
+    unknown_references: list[str] = Field([], description="On 409: the references that name no alert "
+                                          "alertd has.")  # fmt: skip
+    input: str = Field("", description="The value that could not be resolved.")
+    element: str = Field("", description="For CAP: the XML element at fault.")
+
+
+class Preview(Answer):
+    """What an order would do if sent now (誤発信 guard). Nothing is stored or sent."""
+
+    districts: list[str]
+    district_names: list[str]
+    needs_approval: bool = Field(False, description="Sent now, it would wait as a draft for another person "
+                                 "with the approver role (the issuer's two-person rule).")  # fmt: skip
+    headline: dict[str, str | None] = Field(description="By CAP language tag (ja-JP, en-US).")
+    deliveries: int = Field(ge=0, description="Receivers it would reach.")
+    lifts: list[str] = Field(
+        description="Orders a lift would touch: those it ends and those it lifts some districts from."
+    )
+    ends: list[str] = Field([], description="Orders a lift would end.")
+    lifts_from: dict[str, list[str]] = Field(
+        {}, description="Orders that keep standing, with the districts the lift would take out of them."
+    )
+    levels: list[LevelChange] = Field(
+        [], description="Per district, the evacuation level in force before and after this order."
+    )
+    still_in_force: list[dict[str, Any]] = Field(
+        [], description="What still stands in the lift's districts afterwards, highest level first."
+    )
+    geojson: dict[str, Any] | None = Field(description="The area, if boundary data is loaded.")
+
+
+class Health(Answer):
+    """What /healthz reports."""
+
+    status: Literal["ok", "unhealthy"]
+    queue_depth: dict[str, int] = Field(
+        {}, description="Waiting deliveries per lane (flash, routine) and retries scheduled."
+    )
+    redis: str = Field("", description="When unhealthy: why Redis did not answer.")
+    causes: list[str] = Field([], description="Why it is unhealthy, one sentence each (empty when ok).")
+    warnings: list[str] = Field(
+        [], description="What an operator must know though alertd can deliver: Redis lost its data and was "
+        "seeded again, so what was in force is gone.",
+    )  # fmt: skip
+
+
+class Area(Answer):
+    """One CAP <area>: a description plus any mix of geometry and codes."""
+
+    desc: str = ""
+    polygons: list[str] = []
+    circles: list[str] = []
+    geocodes: list[Pair] = []
+    altitude: float | None = None
+    ceiling: float | None = None
+
+
+class Info(Answer):
+    """One CAP <info> block; usually one per language."""
+
+    event: str = ""
+    urgency: str = ""
+    severity: str = ""
+    certainty: str = ""
+    language: str = Field("", examples=["ja-JP"])
+    categories: list[str] = []
+    response_types: list[str] = []
+    audience: str | None = None
+    event_codes: list[Pair] = []
+    effective: CapTime | None = None
+    onset: CapTime | None = None
+    expires: CapTime | None = None
+    sender_name: str | None = None
+    headline: str | None = None
+    description: str | None = None
+    instruction: str | None = None
+    web: str | None = None
+    contact: str | None = None
+    parameters: list[Pair] = []
+    resources: list[dict[str, Any]] = []
+    areas: list[Area] = []
+
+
+class Alert(Answer):
+    """An accepted alert: the CAP 1.2 fields, what alertd resolved, and its state now."""
+
+    id: str
+    identifier: str
+    sender: str = Field(description="'<issuer id>@alertd' for desk and JSON alerts.")
+    sent: CapTime
+    status: Literal["Actual", "Exercise", "System", "Test", "Draft"]
+    msg_type: Literal["Alert", "Update", "Cancel", "Ack", "Error"]
+    scope: str = ""
+    source: str | None = None
+    restriction: str | None = None
+    addresses: str | None = None
+    codes: list[str] = []
+    note: str | None = None
+    references: list[str] = Field([], description="CAP 'sender,identifier,sent' references.")
+    incidents: str | None = None
+    infos: list[Info]
+    origin: str = Field("", examples=["desk", "cap", "jma", "json", "drill"])
+    priority: Literal["flash", "routine"] = "routine"
+    districts: list[str]
+    municipality: str | None = None
+    on_behalf_of: str | None = Field(None, description="代行: the municipality a prefecture issued for.")
+    issuer_id: str | None = None
+    level: int | None = Field(None, ge=1, le=5)
+    action: Literal["issue", "lift"] | None = None
+    reason: str | None = None
+    kind: str | None = None
+    shelters: list[Shelter] = []
+    referenced_ids: list[str] = Field([], description="alertd ids this alert updates, cancels or lifts.")
+    adapters: list[str] | None = None
+    accepted_at: CapTime | None = None
+    state: Literal["active", "lifted", "updated", "cancelled", "ended"] | None = Field(
+        None, description="active: in force. lifted/updated/cancelled: a later message ended it (see "
+        "superseded_by). ended: lifts, cancels and tests are never in force themselves.",
+    )  # fmt: skip
+    superseded_by: str | None = None
+    planned_deliveries: int = Field(0, ge=0)
+
+
+class WebhookText(Answer):
+    headline: str = ""
+    body: str = ""
+
+
+class WebhookAlert(Answer):
+    """What an ISP or portal (adapter 'isp') receives: the alert with ready-made text."""
+
+    id: str
+    identifier: str
+    sender: str
+    sent: CapTime
+    status: str
+    msg_type: str
+    references: list[str] = []
+    kind: str | None = None
+    event: str = ""
+    level: int | None = None
+    action: str | None = None
+    reason: str | None = None
+    priority: Literal["flash", "routine"] = "routine"
+    municipality: str | None = None
+    on_behalf_of: str | None = None
+    districts: list[str]
+    expires: CapTime | None = None
+    text: dict[str, WebhookText] = Field(description="By language: {headline, body}.")
+    shelters: list[Shelter] = []
