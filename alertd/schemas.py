@@ -859,7 +859,7 @@ class TestBroadcastResult(TestBroadcast):
     subscribers: list[TestBroadcastReceiver]
 
 
-# --- answers not read back: their schemas say only what a receiver may rely on ------
+# --- answers: what a client or receiver reads -----------------------------------------
 def _answer_schema(schema: dict[str, Any]) -> None:
     """An answer's field left out is simply not there: no default to show (a default is what a
     reader of a request may omit; in an answer it would promise a value alertd never fills in)."""
@@ -947,7 +947,14 @@ class Health(Answer):
     queue_depth: dict[str, int] = Field(
         {}, description="Waiting deliveries per lane (flash, routine) and retries scheduled."
     )
-    redis: str = Field("", description="When unhealthy: why Redis did not answer.")
+    oldest_job_s: dict[str, float] = Field({}, description="Per lane, how long its oldest waiting delivery "
+                                           "has waited, in seconds.")  # fmt: skip
+    redis: Literal["ok", "unreachable"] = Field("ok", description="Whether Redis answers; when it does not, "
+                                                "'causes' says why.")  # fmt: skip
+    broker: Literal["ok", "unreachable"] = Field("ok", description="Whether the MQTT broker of the feed "
+                                                 "answers, when the feed is on.")  # fmt: skip
+    tasks: dict[str, dict[str, Any]] = Field({}, description="Per group of background tasks: how many run, "
+                                             "seconds since progress, failures, restarts, last error.")  # fmt: skip
     causes: list[str] = Field([], description="Why it is unhealthy, one sentence each (empty when ok).")
     warnings: list[str] = Field(
         [], description="What an operator must know though alertd can deliver: Redis lost its data and was "
@@ -1023,16 +1030,27 @@ class Alert(Answer):
     shelters: list[Shelter] = []
     referenced_ids: list[str] = Field([], description="alertd ids this alert updates, cancels or lifts.")
     adapters: list[str] | None = None
+    reach: list[str] = Field([], description="Where it is delivered beyond where it is in force (a tsunami "
+                             "warning reaches the whole prefecture); empty: where it is in force.")  # fmt: skip
     accepted_at: CapTime | None = None
+    remaining: list[dict[str, Any]] = Field([], description="For a lift or cancel: what still stands in its "
+                                            "districts afterwards, by level.")  # fmt: skip
+    ended: list[dict[str, Any]] = Field([], description="For a lift: what it ends, by level, highest first.")
+    corrections: list[dict[str, Any]] = Field([], description="For a correction (訂正): what it changes "
+                                              "(shelter, field, from, to).")  # fmt: skip
     state: Literal["active", "lifted", "updated", "cancelled", "ended"] | None = Field(
         None, description="active: in force. lifted/updated/cancelled: a later message ended it (see "
         "superseded_by). ended: lifts, cancels and tests are never in force themselves.",
     )  # fmt: skip
     superseded_by: str | None = None
     planned_deliveries: int = Field(0, ge=0)
+    lifted_districts: list[str] = Field([], description="Districts a lift took out of this alert, which "
+                                        "otherwise stands.")  # fmt: skip
 
 
 class WebhookText(Answer):
+    """An alert's text in one language, ready to show."""
+
     headline: str = ""
     body: str = ""
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from alertd.api import REFUSALS, make_app
 from alertd.openapi import PROBLEM_REF, PROBLEM_TYPE
@@ -310,6 +312,72 @@ async def test_real_answers_match_the_schemas(engine: RunningEngine, document: d
         problem.validate(body)
         assert body["status"] == status
         assert str(status) in document["paths"][path][method]["responses"], (method, path, status)
+
+
+def exactly(model: type[BaseModel], answer: Any) -> None:
+    """The answer is its model, no more and no less: every value of the type the model says
+    (strict: nothing coerced) and no key the model does not declare (it would vanish on the
+    way through), so an answer that changes shape fails here before a receiver sees it."""
+    parsed = model.model_validate(answer, strict=True)
+    assert parsed.model_dump(mode="json", exclude_unset=True) == answer, model.__name__
+
+
+async def test_real_answers_are_exactly_their_models(engine: RunningEngine) -> None:
+    """The models the document is generated from say what alertd really answers, key for key."""
+    from adapters.isp import alert_json
+    from alertd import schemas
+
+    token = await engine.add_issuer("joso", ["08211"])
+    await engine.add_subscriber(id="portal", adapter="isp", endpoint="http://127.0.0.1:9/p", districts=["08"])
+    order = {**ORDER, "districts": ["三坂町", "新石下"], "identifier": "exact-1",
+             "shelters": [{"name": "水海道小学校", "capacity": 300}]}  # fmt: skip
+    status, accepted = await engine.post("/api/v1/evacuation-orders", token, order)
+    assert status == 202, accepted
+    status, alert = await engine.get(f"/api/v1/alerts/{accepted['id']}")
+    assert status == 200 and alert["shelters"] and alert["infos"][0]["areas"], alert
+    exactly(schemas.Alert, alert)
+    status, listing = await engine.get("/api/v1/alerts?status=all")
+    assert status == 200 and listing, listing
+    for item in listing:
+        exactly(schemas.Alert, item)
+
+    # A lift of one of the two districts: it ends nothing, takes a district out, changes levels.
+    lift = {**ORDER, "action": "lift", "districts": ["三坂町"]}
+    status, preview = await engine.post("/api/v1/evacuation-orders/preview", token, lift)
+    assert status == 200 and preview["lifts_from"] and preview["levels"], preview
+    exactly(schemas.Preview, preview)
+    status, preview = await engine.post("/api/v1/evacuation-orders/preview", token, ORDER)
+    assert status == 200, preview
+    exactly(schemas.Preview, preview)
+
+    stored = await engine.engine.store.get_alert(accepted["id"])
+    assert stored is not None
+    exactly(schemas.WebhookAlert, json.loads(json.dumps(alert_json(stored, ["ja", "en"]))))
+
+    async with engine.http.get(f"{engine.url}/healthz") as resp:
+        assert resp.status == 200, await resp.text()
+        exactly(schemas.Health, await resp.json())
+
+    async with engine.http.post(
+        f"{engine.url}/api/v1/test-broadcasts", json={"districts": ["08"], "wait_s": 60}, headers=engine.admin
+    ) as resp:
+        assert resp.status == 202, await resp.text()
+        started = await resp.json()
+    exactly(schemas.TestBroadcast, started)
+    async with engine.http.get(f"{engine.url}/api/v1/test-broadcasts/{started['id']}", headers=engine.admin) as resp:
+        assert resp.status == 200, await resp.text()
+        result = await resp.json()
+    assert result["subscribers"], result
+    exactly(schemas.TestBroadcastResult, result)
+
+    for status, problem in (
+        await engine.get("/api/v1/alerts/no-such-alert"),
+        await engine.get("/api/v1/alerts?district=99999"),
+        await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "municipality": "08220", "districts": ["all"]}),
+        await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "level": 2}),
+    ):  # fmt: skip
+        assert status >= 400, problem
+        exactly(schemas.Problem, problem)
 
 
 async def test_an_undeclared_method_is_405_naming_the_methods_taken(
