@@ -653,7 +653,7 @@ PATHS: dict[str, Any] = {
             "in force, with the districts it still covers; 'except': districts a lift took out of it). Actual "
             "unless status= says otherwise.",
             "responses": {
-                "200": {"description": "In force now.", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "200": _json("InForceView", "In force now."),
                 **_problems(422, why={422: "'municipality' is not a municipality code, or 'status' is not one of the three."}),
             },
         },
@@ -890,7 +890,7 @@ MODELS: tuple[type[models.BaseModel], ...] = (
     models.Accepted, models.Deliveries, models.TestBroadcast, models.AwaitingApproval, models.NewUser,
     models.UserView, models.CreatedUser, models.SignIn, models.SessionView, models.AuditEntry, models.Rejection,
     models.DraftView, models.Alert, models.Preview, models.Health, models.TestBroadcastResult,
-    models.WebhookAlert, models.Problem,
+    models.WebhookAlert, models.Problem, models.InForceView,
 )  # fmt: skip
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "user": USER,

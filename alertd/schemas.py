@@ -1077,3 +1077,41 @@ class WebhookAlert(Answer):
     expires: CapTime | None = None
     text: dict[str, WebhookText] = Field(description="By language: {headline, body}.")
     shelters: list[Shelter] = []
+
+
+class DistrictInForce(Answer):
+    """One district (the whole town first) and what stands there."""
+
+    district: str = Field(description="The district code; the first row is the whole municipality.")
+    name: str
+    level: int | None = Field(ge=1, le=5, description="The highest evacuation level standing here.")
+    alerts: list[str] = Field(description="alertd ids of the orders standing here.")
+
+
+class StandingAlert(Answer):
+    """An alert in force, with the districts it still covers."""
+
+    alert_id: str
+    kind: str | None
+    level: int | None
+    event: str
+    districts: list[str] = Field(description="The districts it still covers.")
+    district_names: list[str]
+    except_: list[str] = Field(alias="except", description="Districts a lift took out of it.")
+    except_names: list[str]
+    expires: CapTime | None
+    on_behalf_of: str | None
+
+
+class InForceView(Answer):
+    """What is in force in one municipality, in the same shape as the retained MQTT state a
+    gateway or portal shows."""
+
+    municipality: str
+    name: str
+    status: Literal["Actual", "Exercise", "Test"]
+    in_force: bool = Field(description="True when anything stands.")
+    level: int | None = Field(ge=1, le=5, description="The highest evacuation level standing anywhere in the town.")
+    districts: list[DistrictInForce] = Field(description="Per district, when an evacuation order stands.")
+    alerts: list[StandingAlert] = Field(description="Every alert in force.")
+    updated: CapTime

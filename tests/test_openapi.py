@@ -319,7 +319,7 @@ def exactly(model: type[BaseModel], answer: Any) -> None:
     (strict: nothing coerced) and no key the model does not declare (it would vanish on the
     way through), so an answer that changes shape fails here before a receiver sees it."""
     parsed = model.model_validate(answer, strict=True)
-    assert parsed.model_dump(mode="json", exclude_unset=True) == answer, model.__name__
+    assert parsed.model_dump(mode="json", exclude_unset=True, by_alias=True) == answer, model.__name__
 
 
 async def test_real_answers_are_exactly_their_models(engine: RunningEngine) -> None:
@@ -340,6 +340,13 @@ async def test_real_answers_are_exactly_their_models(engine: RunningEngine) -> N
     assert status == 200 and listing, listing
     for item in listing:
         exactly(schemas.Alert, item)
+
+    status, standing = await engine.get("/api/v1/in-force?municipality=08211&status=Exercise")
+    assert status == 200 and standing["districts"] and standing["alerts"], standing
+    exactly(schemas.InForceView, standing)
+    status, quiet = await engine.get("/api/v1/in-force?municipality=08211")
+    assert status == 200 and not quiet["in_force"], quiet
+    exactly(schemas.InForceView, quiet)
 
     # A lift of one of the two districts: it ends nothing, takes a district out, changes levels.
     lift = {**ORDER, "action": "lift", "districts": ["三坂町"]}
