@@ -755,8 +755,8 @@ class DraftView(BaseModel):
     created: str = Field(json_schema_extra={"format": "date-time"})
     expires: str = Field(json_schema_extra={"format": "date-time"},
                          description="Past this it can no longer be approved (410).")
-    preview: dict[str, Any] = Field(description="As the preview route answers, plus 'texts' per language, "
-                                    "level, status, msg_type and action.")  # fmt: skip
+    preview: DraftPreview = Field(description="As the preview route answers, plus 'texts' per language, "
+                                  "level, status, msg_type, action and priority.")  # fmt: skip
 
 
 class AwaitingApproval(BaseModel):
@@ -938,6 +938,29 @@ class Preview(Answer):
         [], description="What still stands in the lift's districts afterwards, highest level first."
     )
     geojson: dict[str, Any] | None = Field(description="The area, if boundary data is loaded.")
+
+
+class DraftText(Answer):
+    """A held order's text in one language, as it would go out."""
+
+    headline: str | None
+    description: str | None
+    instruction: str | None
+
+
+class DraftPreview(Preview):
+    """What a held order would do, as the preview route says it, and what it says."""
+
+    levels: list[LevelChange] | None = Field(  # type: ignore[assignment]
+        None, description="Per district, the evacuation level in force before and after this order; "
+        "null for an alert that is not an evacuation order.",
+    )  # fmt: skip
+    texts: dict[str, DraftText] = Field(description="By CAP language tag (ja-JP, en-US).")
+    level: int | None = Field(ge=1, le=5)
+    status: Literal["Actual", "Exercise", "System", "Test", "Draft"]
+    msg_type: Literal["Alert", "Update", "Cancel", "Ack", "Error"]
+    action: Literal["issue", "lift"] | None
+    priority: Literal["flash", "routine"]
 
 
 class Health(Answer):

@@ -377,6 +377,20 @@ async def test_real_answers_are_exactly_their_models(engine: RunningEngine) -> N
     assert result["subscribers"], result
     exactly(schemas.TestBroadcastResult, result)
 
+    # Held under the two-person rule: an evacuation order and a JSON alert, each with its preview.
+    ruled = await engine.add_issuer("joso-ruled", ["08211"], approval={"status": ["Actual"], "min_level": 4})
+    status, held = await engine.post("/api/v1/evacuation-orders", ruled, {**ORDER, "status": "Actual"})
+    assert status == 202 and held["state"] == "awaiting_approval", held
+    json_alert = {"status": "Actual", "event": "大雨特別警報", "level": 5, "districts": ["08211"]}
+    status, held = await engine.post("/api/v1/alerts", ruled, json_alert)
+    assert status == 202 and held["state"] == "awaiting_approval", held
+    async with engine.http.get(f"{engine.url}/api/v1/drafts", headers=engine.admin) as resp:
+        assert resp.status == 200, await resp.text()
+        drafts = await resp.json()
+    assert {d["kind"] for d in drafts} == {"evacuation", "alert-json"}, drafts
+    for draft in drafts:
+        exactly(schemas.DraftView, draft)
+
     for status, problem in (
         await engine.get("/api/v1/alerts/no-such-alert"),
         await engine.get("/api/v1/alerts?district=99999"),
