@@ -179,3 +179,30 @@ steps:
     assert rep["view_mismatches"] == ["避難指示 (三坂町)"]
     (step,) = rep["steps"]
     assert any("expected level 5" in p and "level 4" in p for p in step["views"])
+
+
+async def test_a_drill_never_replaces_live_settings_and_leaves_nothing_behind(engine: RunningEngine) -> None:
+    """Run against a live engine, a drill once re-pointed real broadcasters at its own port
+    and gave a real desk a new token, and left both behind."""
+    scenario = load_scenario(SCENARIOS / "joso-demo.yaml")
+    live_desk = scenario.issuers[0]["id"]
+    token = await engine.add_issuer(live_desk, ["08211"])
+    with pytest.raises(ScenarioError, match="never replaces live settings"):
+        await DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
+    status, _ = await engine.get(f"/api/v1/issuers/{live_desk}", headers=engine.admin)
+    assert status == 200  # still there, and its token still works
+    status, _ = await engine.post("/api/v1/evacuation-orders/preview", token, {
+        "municipality": "08211", "level": 3, "action": "issue", "districts": ["all"], "reason": "洪水",
+        "status": "Exercise"})  # fmt: skip
+    assert status == 200
+    async with engine.http.delete(f"{engine.url}/api/v1/issuers/{live_desk}", headers=engine.admin) as resp:
+        assert resp.status in (200, 204)
+
+    rep = await DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
+    assert rep["step_errors"] == [] and rep["cleanup"]["errors"] == []
+    sent = {a for s in rep["steps"] for a in s["alert_ids"]}
+    for path in ("/api/v1/issuers", "/api/v1/subscribers"):
+        status, left = await engine.get(path, headers=engine.admin)
+        assert status == 200 and left == [], (path, left)
+    status, standing = await engine.get("/api/v1/alerts?active=true&status=Exercise")
+    assert status == 200 and not sent & {a["id"] for a in standing}, standing

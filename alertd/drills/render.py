@@ -36,6 +36,12 @@ def render_text(rep: dict[str, Any]) -> str:
             rows.append([f"{s['at']:>5.0f}s {s['name']}", "agree" if not s["views"] else "DIFFER", wanted])
             rows += [["", "", f"  {p}"] for p in s["views"] or []]
         lines.append(report.table(["step", "views", "expected"], rows, left={1, 2}))
+    done = rep.get("cleanup")
+    if done is not None:
+        lines += ["", f"Afterwards: cancelled {len(done['cancelled'])} drill alert(s) still standing; removed "
+                      f"{len(done['removed_receivers'])} receiver(s) and {len(done['removed_issuers'])} issuer(s) "
+                      "the drill registered."]  # fmt: skip
+        lines += [f"  NOT CLEANED UP: {e}" for e in done["errors"]]
     return "\n".join(lines)
 
 

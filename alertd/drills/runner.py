@@ -57,6 +57,11 @@ class DrillRunner:
         # Per JMA event (EventID): how far its telegrams are moved, fixed at its first one.
         self._jma_delta: dict[str, timedelta] = {}
         self.views_timeout = 10.0  # how long the views may take to agree after a step
+        # What this drill made on the engine, so it can take it all away again at the end:
+        # a drill never leaves an issuer, a receiver or a standing order behind.
+        self.created_issuers: list[str] = []
+        self.created_subscribers: list[str] = []
+        self.sent_by: dict[str, str] = {}  # alert id -> the token that sent it (to cancel it)
 
     async def _api(
         self, http: aiohttp.ClientSession, method: str, path: str, token: str, **kw: Any
@@ -74,25 +79,68 @@ class DrillRunner:
                 return resp.status, {"detail": text}
 
     async def setup(self, http: aiohttp.ClientSession) -> None:
-        await self.fleet.start()
-        if any(step.expect for step in self.scenario.steps):
-            await self.views.start()
-        for body in self.fleet.subscriber_bodies():
-            body["id"] = body["id"]
-            status, data = await self._api(http, "POST", "/api/v1/subscribers", self.admin_token, json=body)
-            if status != 201:
-                raise ScenarioError(f"could not register receiver {body['id']}: {data.get('detail')}")
         issuers = [
             *self.scenario.issuers,
             {"id": "drill-national", "name": "全国瞬時警報システム(訓練)", "national": True},
         ]
+        await self._refuse_live_ids([i["id"] for i in issuers], [r.id for r in self.scenario.receivers])
+        await self.fleet.start()
+        if any(step.expect for step in self.scenario.steps):
+            await self.views.start()
+        for body in self.fleet.subscriber_bodies():  # endpoints exist once the fleet listens
+            status, data = await self._api(http, "POST", "/api/v1/subscribers", self.admin_token, json=body)
+            if status != 201:
+                raise ScenarioError(f"could not register receiver {body['id']}: {data.get('detail')}")
+            self.created_subscribers.append(body["id"])
         for issuer in issuers:
             token = secrets.token_hex(16)
             body = {**issuer, "token": token, "jurisdiction": issuer.get("jurisdiction", [])}
             status, data = await self._api(http, "POST", "/api/v1/issuers", self.admin_token, json=body)
             if status != 201:
                 raise ScenarioError(f"could not register issuer {issuer['id']}: {data.get('detail')}")
+            self.created_issuers.append(issuer["id"])
             self.tokens[issuer["id"]] = token
+
+    async def _refuse_live_ids(self, issuers: list[str], subscribers: list[str]) -> None:
+        """A drill never replaces what the engine already has: registering an id that exists
+        would re-point a live receiver at the drill, or give a live desk a new token."""
+        taken = []
+        async with aiohttp.ClientSession() as http:
+            for kind, ids in (("issuer", issuers), ("subscriber", subscribers)):
+                status, existing = await self._api(http, "GET", f"/api/v1/{kind}s", self.admin_token)
+                if status != 200:
+                    raise ScenarioError(f"could not list the engine's {kind}s: {existing.get('detail')}")
+                have = {e["id"] for e in existing}
+                taken += [f"{kind} {ident!r}" for ident in ids if ident in have]
+        if taken:
+            raise ScenarioError(
+                f"the engine at {self.url} already has {', '.join(taken)}; a drill never replaces live "
+                "settings. Give the scenario's issuers and receivers ids of their own (e.g. drill-joso-desk)."
+            )
+
+    async def cleanup(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        """Cancel what the drill issued that still stands, then remove the receivers and
+        issuers it registered: the engine is left as the drill found it."""
+        done: dict[str, Any] = {"cancelled": [], "removed_issuers": [], "removed_receivers": [], "errors": []}
+        for alert_id, token in self.sent_by.items():
+            status, alert = await self._api(http, "GET", f"/api/v1/alerts/{alert_id}", self.admin_token)
+            if status != 200 or alert.get("state") != "active":
+                continue
+            cancel = {"status": alert.get("status") or "Exercise", "msg_type": "Cancel", "references": [alert_id],
+                      "identifier": f"drill-{self.run_id}-end-{alert_id}"}  # fmt: skip
+            status, data = await self._api(http, "POST", "/api/v1/alerts", token, json=cancel)
+            (done["cancelled"] if status == 202 else done["errors"]).append(
+                alert_id if status == 202 else f"cancel {alert_id}: {status} {data.get('detail')}"
+            )
+        for kind, ids, key in (("subscribers", self.created_subscribers, "removed_receivers"),
+                               ("issuers", self.created_issuers, "removed_issuers")):  # fmt: skip
+            for ident in ids:
+                status, data = await self._api(http, "DELETE", f"/api/v1/{kind}/{ident}", self.admin_token)
+                if status in (200, 204, 404):
+                    done[key].append(ident)
+                else:
+                    done["errors"].append(f"remove {ident}: {status} {data.get('detail')}")
+        return done
 
     def _issuer_token(self, step: Step) -> str:
         issuer = step.issuer or self.scenario.issuers[0]["id"]
@@ -156,6 +204,7 @@ class DrillRunner:
             result.error = f"{status}: {data.get('detail')}"
             return
         result.alert_ids.append(data["id"])
+        self.sent_by[data["id"]] = token
         result.planned += int(data.get("deliveries", 0))
         result.lanes.add(str(data.get("priority", "routine")))
 
@@ -284,8 +333,8 @@ class DrillRunner:
 
     async def run(self) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http:
-            await self.setup(http)
             try:
+                await self.setup(http)
                 start = time.monotonic()
                 for i, step in enumerate(self.scenario.steps, 1):
                     delay = start + step.at / self.speed - time.monotonic()
@@ -310,7 +359,12 @@ class DrillRunner:
                         break
                     await asyncio.sleep(0.2)
                 self.progress.done()
-                return self.build_report(await self.snapshot(http))
+                report = self.build_report(await self.snapshot(http))
+                report["cleanup"] = await self.cleanup(http)
+                return report
+            except BaseException:
+                await self.cleanup(http)  # a drill that fails still leaves nothing behind
+                raise
             finally:
                 await self.views.stop()
                 await self.fleet.stop()
@@ -366,8 +420,10 @@ async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
 
     settings = Settings.from_env()
     settings.admin_token = settings.admin_token or secrets.token_hex(16)
+    # On a shared Redis, its own keys under the deployment's prefix, removed at the end.
+    shared_redis = bool(settings.redis_url)
     settings.key_prefix = (
-        f"alertd-drill-{secrets.token_hex(3)}" if settings.redis_url else settings.key_prefix
+        f"{settings.key_prefix}-drill-{secrets.token_hex(3)}" if shared_redis else settings.key_prefix
     )
     settings.retry_base_s, settings.retry_max_s = 0.2, 2.0
     # Its own topics: a drill's retained states never land where live receivers read.
@@ -392,5 +448,20 @@ async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
     finally:
         await runner.cleanup()
         await engine.stop()
+        if shared_redis:
+            await _remove_keys(settings.redis_url or "", settings.key_prefix)
         os.environ.pop("ALERTD_JMA_SPOOL", None)
         shutil.rmtree(spool, ignore_errors=True)
+
+
+async def _remove_keys(redis_url: str, prefix: str) -> None:
+    """An embedded drill on a shared Redis leaves no keys behind (they piled up run after run)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        batch = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for i in range(0, len(batch), 500):
+            await client.delete(*batch[i:i + 500])
+    finally:
+        await client.aclose()
