@@ -19,6 +19,7 @@ import os
 import secrets
 import sys
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from alertd import logs
@@ -36,8 +37,11 @@ ALL_PREFECTURES = [f"{i:02d}" for i in range(1, 48)]
 RESULTS = ("confirmed", "unconfirmed", "failed")
 
 
-def test_alert(districts: list[str], run_id: str) -> Alert:
+def test_alert(districts: list[str], run_id: str, wait_s: float = 60.0) -> Alert:
     now = utcnow()
+    # The test ends when its wait does: retries stop there (the delivery chain drops what has
+    # expired), so no gateway hears "これはテストです" minutes after the result was published.
+    ends = now + timedelta(seconds=wait_s)
     return Alert(
         identifier=f"transmission-test-{run_id}",
         sender="alertd-transmission-test",
@@ -51,12 +55,12 @@ def test_alert(districts: list[str], run_id: str) -> Alert:
         infos=[
             Info(
                 language="ja-JP", event="情報伝達試験", categories=["Other"], urgency="Unknown",
-                severity="Minor", certainty="Unknown", headline="これは、Jアラートのテストです。",
+                severity="Minor", certainty="Unknown", headline="これは、Jアラートのテストです。", expires=ends,
                 description="これは、全国瞬時警報システムの情報伝達試験です。受信を確認してください。",
             ),
             Info(
                 language="en-US", event="Transmission test", categories=["Other"], urgency="Unknown",
-                severity="Minor", certainty="Unknown", headline="This is a test of the alert system.",
+                severity="Minor", certainty="Unknown", headline="This is a test of the alert system.", expires=ends,
                 description="This is a transmission test. Please confirm receipt.",
             ),
         ],
@@ -105,7 +109,7 @@ class TestBroadcasts:
         if not isinstance(wait_s, int | float) or not 1 <= wait_s <= 3600:
             raise InvalidInput("'wait_s' must be between 1 and 3600 seconds.", field="wait_s")
         run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{secrets.token_hex(3)}"
-        answer, _ = await self.intake.accept(test_alert(districts, run_id), None)
+        answer, _ = await self.intake.accept(test_alert(districts, run_id, float(wait_s)), None)
         started = time.time()
         record = {"id": run_id, "alert_id": answer["id"], "districts": answer["districts"],
                   "started": started, "wait_s": float(wait_s), "deliveries": answer["deliveries"]}  # fmt: skip
@@ -122,13 +126,19 @@ class TestBroadcasts:
         record = await self.store.test_run(run_id)
         if record is None:
             raise NotFound(f"There is no transmission test {run_id!r}.")
+        frozen = record.pop("final_result", None)
+        if frozen is not None:
+            return dict(frozen)  # final means final: what was published never changes afterwards
         final = time.time() >= record["started"] + record["wait_s"]
         rows = await self.store.deliveries(record["alert_id"])
         for r in rows:
             r["accepted_at"] = record["started"]
         subs = classify(rows, final)
         summary = {k: sum(1 for s in subs if s["result"] == k) for k in (*RESULTS, "pending")}
-        return {**record, "final": final, "summary": summary, "subscribers": subs}
+        answer = {**record, "final": final, "summary": summary, "subscribers": subs}
+        if final:
+            await self.store.put_test_run(run_id, {**record, "final_result": answer})
+        return answer
 
     async def _finish_later(self, run_id: str, wait_s: float) -> None:
         await asyncio.sleep(wait_s)

@@ -140,6 +140,21 @@ async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) 
             return 'alertd_test_broadcast_subscribers{result="failed"} 1.0' in text
 
         await until(gauge_counts_the_failure, what="the transmission-test gauge to count one failed subscriber")
+
+        # Final means final: retries to the dead portal stop with the test (its delivery
+        # expires), and the published result never changes afterwards.
+        async def portal_given_up() -> bool:
+            rows = await engine.deliveries(result["alert_id"])
+            return any(r["subscriber"] == "portal-down" and r["state"] in ("expired", "failed") for r in rows)
+
+        await until(portal_given_up, what="the dead portal's test delivery to end with the test")
+        attempts = next(r["attempts"] for r in await engine.deliveries(result["alert_id"])
+                        if r["subscriber"] == "portal-down")  # fmt: skip
+        status, later = await engine.get(f"/api/v1/test-broadcasts/{result['id']}", headers=engine.admin)
+        assert status == 200 and later["final"] is True
+        assert later["summary"] == result["summary"] and later["subscribers"] == result["subscribers"]
+        rows = await engine.wait_deliveries(result["alert_id"], {"confirmed", "delivered", "failed", "expired"})
+        assert next(r["attempts"] for r in rows if r["subscriber"] == "portal-down") == attempts
     finally:
         (ROOT / ".run-test-broadcast.json").unlink(missing_ok=True)
         await fleet.stop()
