@@ -409,6 +409,11 @@ class Compose:
                 info.headline = messages.headline(alert, lang)
             if not info.description:
                 info.description = messages.body(alert, lang)
+            # A drill or a test says so first in every title, CAP and Atom included, whoever
+            # wrote the headline: a national drill's 「大津波警報」 must never look real.
+            marker = messages.status_marker(alert.status, lang)
+            if marker and not info.headline.startswith(marker.strip()):
+                info.headline = f"{marker}{info.headline}"
 
 
 class Authorize:

@@ -706,6 +706,12 @@ def _plain(text: str) -> str:
     return _SPACES.sub(" ", text.replace("\n", " ")).strip()
 
 
+def status_marker(status: Status | str, lang: str) -> str:
+    """【訓練】, [DRILL] …: what a drill's or test's title starts with in ``lang`` ("" for Actual)."""
+    phrases = _PHRASES.get(lang) or _PHRASES["en"]
+    return str(phrases["status_marker"].get(str(status), ""))
+
+
 def headline(alert: Alert, lang: str) -> str:
     """A one-line title, with drill/test and cancellation markers first."""
     return message(alert, lang).headline

@@ -213,3 +213,27 @@ async def test_alerts_naming_several_towns_are_accepted_and_speak_for_no_single_
         assert status == 200
     assert views["eew"]["municipality"] is None and views["pref"]["municipality"] is None
     assert views["wards"]["municipality"] == "14100"  # 横浜市, of which both are wards
+
+
+async def test_a_national_drill_says_it_is_a_drill_first_in_every_title(engine: RunningEngine, sink: Sink) -> None:
+    """The Atom feed once showed 「大津波警報・津波警報・津波注意報」 as a drill's entry title for an
+    hour: a drill's or test's headline starts with 【訓練】 / [DRILL] (【試験】 / [TEST]) in every
+    language, in CAP and in the feed, whoever wrote it."""
+    cabinet = await engine.add_issuer("cabinet", [], national=True)
+    await engine.add_subscriber(id="tv", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["08"])
+    body = {"status": "Exercise", "kind": "tsunami", "event": "大津波警報", "level": 5, "districts": ["08202"],
+            "headline": {"ja": "大津波警報・津波警報・津波注意報", "en": "Major tsunami warning"}}  # fmt: skip
+    status, answer = await engine.post("/api/v1/alerts", cabinet, body)
+    assert status == 202, answer
+    await sink.wait_for(1)
+    cap = parse_cap(sink.at("/tv")[0]["body"])
+    headlines = {i.language: i.headline for i in cap.infos}
+    assert headlines["ja-JP"] == "【訓練】大津波警報・津波警報・津波注意報", headlines
+    assert headlines["en-US"].startswith("[DRILL]"), headlines
+    status, feed = await engine.get("/feeds/alerts.atom?status=Exercise")
+    assert status == 200 and "<title>【訓練】大津波警報" in feed
+    test = {**body, "status": "Test", "identifier": "t1"}
+    status, answer = await engine.post("/api/v1/alerts", cabinet, test)
+    assert status == 202, answer
+    status, shown = await engine.get(f"/api/v1/alerts/{answer['id']}")
+    assert status == 200 and all(i["headline"].startswith(("【試験】", "[TEST]")) for i in shown["infos"]), shown
