@@ -398,6 +398,8 @@ def _muni_part(lang: str, ctx: _Context, whole: bool) -> str:
 def _shelter_line(alert: Alert, lang: str, key: str) -> str:
     if key == "shelters_open":
         names = [s.name for s in alert.shelters if s.status == "open"]
+    elif key == "shelters_full":  # a 満員 shelter is said to be full, never left out in silence
+        names = [s.name for s in alert.shelters if s.status == "full"]
     else:
         names = [s.name for s in alert.shelters]
     if not names:
@@ -453,7 +455,7 @@ def _evacuation(alert: Alert, lang: str, ctx: _Context) -> _Core:
     body = p["evac_issue"].format(
         muni_part=muni_part, places=places, reason_part=reason_part, phrase=phrase, call=call
     )
-    body = _join([body, _shelter_line(alert, lang, "shelters_open")], lang)
+    body = _join([body, _shelter_line(alert, lang, "shelters_open"), _shelter_line(alert, lang, "shelters_full")], lang)
     # Spoken with the 、 form ("警戒レベル4、避難指示"): a space is no pause for TTS.
     return _Core(title_with_reason, phrase, body)
 
@@ -474,7 +476,8 @@ def _shelter(alert: Alert, lang: str, ctx: _Context) -> _Core:
     title = p["shelter_title"][action]
     body = p["shelter_body"][action].format(muni_part=_muni_part(lang, ctx, whole=False))
     line = _shelter_line(alert, lang, "shelters_open" if action == "issue" else "shelters_named")
-    return _Core(title, title, _join([body, line], lang))
+    full = _shelter_line(alert, lang, "shelters_full") if action == "issue" else ""
+    return _Core(title, title, _join([body, line, full], lang))
 
 
 def _national(alert: Alert, lang: str, ctx: _Context, kind: str) -> _Core | None:

@@ -137,6 +137,16 @@ def test_open_shelters_are_listed() -> None:
     assert "Open shelters: 石下総合体育館" in messages.body(alert, "en")
 
 
+def test_a_full_shelter_is_said_to_be_full_not_left_out() -> None:
+    """A 満員 shelter once just vanished from the text; people would walk to it."""
+    shelters = [Shelter("石下総合体育館"), Shelter("水海道小学校", status="full")]
+    for alert in (make_alert(shelters=shelters), make_alert(kind="shelter", level=None, shelters=shelters)):
+        ja, en = messages.body(alert, "ja"), messages.body(alert, "en")
+        assert "満員の避難所：水海道小学校" in ja and "ほかの避難所へ" in ja, ja
+        assert "Full: 水海道小学校" in en, en
+        assert all("水海道小学校" in messages.body(alert, lang) for lang in ("zh", "ko", "ja-easy"))
+
+
 def test_lift_says_the_order_is_lifted_and_gives_no_evacuation_call() -> None:
     alert = make_alert(level=4, action="lift")
     ja = messages.message(alert, "ja")
