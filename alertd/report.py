@@ -18,9 +18,12 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per adapter: planned, delivered, confirmed, failed, pending and latency p50/p99 (ms)."""
+    """Per adapter: planned, delivered, confirmed, failed (expired included), superseded, still
+    pending, and latency p50/p99 (ms). Every planned delivery is in exactly one of delivered,
+    failed, superseded and pending: nothing planned goes uncounted."""
     by: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"planned": 0, "delivered": 0, "confirmed": 0, "failed": 0, "pending": 0, "_lat": []}
+        lambda: {"planned": 0, "delivered": 0, "confirmed": 0, "failed": 0, "expired": 0, "superseded": 0,
+                 "pending": 0, "_lat": []}
     )
     for row in rows:
         s = by[row.get("adapter") or "?"]
@@ -34,6 +37,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             s["confirmed"] += 1
         elif state in ("failed", "expired"):
             s["failed"] += 1
+            s["expired"] += state == "expired"
+        elif state == "superseded":
+            s["superseded"] += 1  # a later update or cancel replaced it before it went out
         elif state in ("queued", "sent"):
             s["pending"] += 1
     out = {}
@@ -82,7 +88,8 @@ def table(headers: list[str], rows: list[list[Any]], *, left: set[int] | None = 
 
 
 def summary_table(summary: dict[str, dict[str, Any]]) -> str:
-    headers = ["adapter", "planned", "delivered", "confirmed", "failed", "pending", "p50 ms", "p99 ms"]
+    headers = ["adapter", "planned", "delivered", "confirmed", "failed", "superseded", "pending", "p50 ms",
+               "p99 ms"]  # fmt: skip
     rows = [
         [
             a,
@@ -90,6 +97,7 @@ def summary_table(summary: dict[str, dict[str, Any]]) -> str:
             s["delivered"],
             s["confirmed"],
             s["failed"],
+            s.get("superseded", 0),
             s["pending"],
             s["latency_p50_ms"],
             s["latency_p99_ms"],

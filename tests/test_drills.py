@@ -82,6 +82,12 @@ steps:
     assert rows["portal-silent"]["state"] == "delivered"
     assert rows["sign-down"]["state"] in ("queued", "sent") and rows["sign-down"]["attempts"] >= 2
     assert "503" in rows["sign-down"]["last_error"]
+    # Whatever was planned and never delivered is named, and the drill did not pass.
+    assert [(u["step"], u["subscriber"]) for u in rep["undelivered"]] == [("order", "sign-down")]
+    assert step["by_adapter"]["signage"]["pending"] + step["by_adapter"]["signage"]["failed"] == 1
+    from alertd.drills.render import render_text
+
+    assert "NOT DELIVERED (1)" in render_text(rep) and "sign-down" in render_text(rep)
 
 
 async def test_nankai_drill_sends_jma_warnings_through_the_flash_lane(engine: RunningEngine) -> None:

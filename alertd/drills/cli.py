@@ -62,4 +62,5 @@ def main(argv: list[str]) -> int:
         Path(args.json).write_text(json.dumps(rep, ensure_ascii=False, indent=2), encoding="utf-8")
     if args.markdown:
         Path(args.markdown).write_text(render_markdown(rep), encoding="utf-8")
-    return 1 if rep["step_errors"] or rep["view_mismatches"] else 0
+    # Non-zero when a step failed, a view disagreed, or anything planned was not delivered.
+    return 1 if rep["step_errors"] or rep["view_mismatches"] or rep["undelivered"] else 0

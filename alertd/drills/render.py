@@ -36,6 +36,14 @@ def render_text(rep: dict[str, Any]) -> str:
             rows.append([f"{s['at']:>5.0f}s {s['name']}", "agree" if not s["views"] else "DIFFER", wanted])
             rows += [["", "", f"  {p}"] for p in s["views"] or []]
         lines.append(report.table(["step", "views", "expected"], rows, left={1, 2}))
+    undelivered = rep.get("undelivered") or []
+    if undelivered:
+        lines += ["", f"NOT DELIVERED ({len(undelivered)}): the drill did not pass"]
+        lines.append(report.table(
+            ["step", "receiver", "state", "attempts", "last error"],
+            [[u["step"], u["subscriber"], u["state"], u["attempts"], (u["last_error"] or "")[:70]] for u in undelivered],
+            left={0, 1, 2, 4},
+        ))  # fmt: skip
     done = rep.get("cleanup")
     if done is not None:
         lines += ["", f"Afterwards: cancelled {len(done['cancelled'])} drill alert(s) still standing; removed "

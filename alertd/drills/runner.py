@@ -406,6 +406,10 @@ class DrillRunner:
             "signature_failures": self.fleet.signature_failures,
             "step_errors": [s["name"] for s in steps if s["error"]],
             "view_mismatches": [s["name"] for s in steps if s["views"]],
+            # Everything planned that never reached its receiver (failed, expired, still pending),
+            # by step: a drill with any of it did not pass, whatever else it shows.
+            "undelivered": [{"step": s["name"], **u} for s in steps for u in s["unconfirmed"]
+                            if u["state"] not in ("delivered", "superseded")],
         }
 
 
