@@ -818,6 +818,8 @@ class TestBroadcast(BaseModel):
     id: str = Field(description="The test's id; GET /api/v1/test-broadcasts/{id}.")
     alert_id: str = Field(description="The Test alert sent.")
     districts: list[str]
+    scope: list[str] = Field(default_factory=list, description="The district codes the test was asked for "
+                             "(every municipality in them is listed in the result).")
     started: float = Field(description="Unix seconds when the test started.")
     wait_s: float
     deliveries: int = Field(ge=0)
@@ -831,6 +833,7 @@ class TestBroadcastSummary(BaseModel):
     unconfirmed: int = Field(ge=0)
     failed: int = Field(ge=0)
     pending: int = Field(ge=0)
+    no_receiver: int = Field(0, ge=0, description="Municipalities in scope that no receiver covers.")
 
 
 class TestBroadcastReceiver(BaseModel):
@@ -847,6 +850,23 @@ class TestBroadcastReceiver(BaseModel):
     confirm_latency_ms: float | None = None
     attempts: int = Field(ge=0)
     last_error: str | None = None
+    cause: str | None = Field(None, description="Why it failed, as published results say it: refused, timeout, "
+                              "HTTP <status>, or the error itself.")
+
+
+class TestBroadcastTownReceiver(BaseModel):
+    subscriber: str
+    result: Literal["confirmed", "unconfirmed", "failed", "pending"]
+    cause: str | None = None
+
+
+class TestBroadcastTown(BaseModel):
+    """One municipality in scope: as good as its worst receiver, or 'no receiver'."""
+
+    municipality: str
+    name: str
+    result: Literal["confirmed", "unconfirmed", "failed", "pending", "no receiver"]
+    receivers: list[TestBroadcastTownReceiver]
 
 
 class TestBroadcastResult(TestBroadcast):
@@ -857,6 +877,9 @@ class TestBroadcastResult(TestBroadcast):
     final: bool
     summary: TestBroadcastSummary
     subscribers: list[TestBroadcastReceiver]
+    municipalities: list[TestBroadcastTown] = Field(
+        default_factory=list, description="Every municipality in scope by name, those with no receiver included."
+    )
 
 
 # --- answers: what a client or receiver reads -----------------------------------------

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -30,6 +31,7 @@ from alertd.models import AdapterKind, Alert, Info, MsgType, Origin, Status, utc
 if TYPE_CHECKING:
     from alertd.intake import Intake
     from alertd.store import Store
+    from geo.registry import Registry
 
 log = logs.get("alertd.testbroadcast")
 
@@ -93,6 +95,53 @@ def classify(rows: list[dict[str, Any]], final: bool) -> list[dict[str, Any]]:
     return out
 
 
+def cause(last_error: str | None) -> str | None:
+    """Why a receiver failed, in the words of the published results: refused, timeout or the
+    HTTP status (else the error itself)."""
+    if not last_error:
+        return None
+    text = last_error.lower()
+    if "refused" in text or "cannot connect" in text or "not reachable" in text:
+        return "refused"
+    if "no answer" in text or "timeout" in text or "timed out" in text:
+        return "timeout"
+    m = re.search(r"\b(?:http |status )?([1-5]\d\d)\b", last_error)
+    return f"HTTP {m.group(1)}" if m else last_error[:80]
+
+
+_WORST = ("failed", "pending", "unconfirmed", "confirmed")  # a town is as good as its worst receiver
+
+
+def municipality_results(registry: Registry, scope: list[str], receivers: list[dict[str, Any]],
+                         districts_of: dict[str, list[str]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Every municipality in scope by name, with the receivers that cover it and its result —
+    including the towns no receiver covers at all, as the national test's published tables do."""
+    munis: dict[str, Any] = {}
+    for code in scope:
+        d = registry.find(code)
+        if d is None:
+            continue
+        if d.level == "prefecture":
+            for m in registry.municipalities():
+                if m.level == "municipality" and m.code[:2] == d.code[:2]:
+                    munis[m.code] = m
+        else:
+            muni = registry.municipality_of(d.code)
+            if muni is not None:
+                munis[muni] = registry.get(muni)
+    out = []
+    for code, m in sorted(munis.items()):
+        mine = [r for r in receivers if registry.covers(districts_of.get(r["subscriber"], []), code)]
+        if not mine:
+            result = "no receiver"
+        else:
+            result = min((r["result"] for r in mine), key=_WORST.index)
+        out.append({"municipality": code, "name": m.full_name, "result": result,
+                    "receivers": [{"subscriber": r["subscriber"], "result": r["result"], "cause": r.get("cause")}
+                                  for r in mine]})  # fmt: skip
+    return out
+
+
 class TestBroadcasts:
     """Server side: start a test, answer for its result, publish the metric when it ends."""
 
@@ -111,7 +160,7 @@ class TestBroadcasts:
         run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{secrets.token_hex(3)}"
         answer, _ = await self.intake.accept(test_alert(districts, run_id, float(wait_s)), None)
         started = time.time()
-        record = {"id": run_id, "alert_id": answer["id"], "districts": answer["districts"],
+        record = {"id": run_id, "alert_id": answer["id"], "districts": answer["districts"], "scope": districts,
                   "started": started, "wait_s": float(wait_s), "deliveries": answer["deliveries"]}  # fmt: skip
         await self.store.put_test_run(run_id, record)
         task = asyncio.create_task(self._finish_later(run_id, float(wait_s)))
@@ -134,8 +183,17 @@ class TestBroadcasts:
         for r in rows:
             r["accepted_at"] = record["started"]
         subs = classify(rows, final)
+        for s in subs:
+            s["cause"] = cause(s["last_error"]) if s["result"] == "failed" else None
         summary = {k: sum(1 for s in subs if s["result"] == k) for k in (*RESULTS, "pending")}
-        answer = {**record, "final": final, "summary": summary, "subscribers": subs}
+        districts_of = {}
+        for s in subs:
+            sub = await self.store.get_subscriber(s["subscriber"])
+            districts_of[s["subscriber"]] = sub.districts if sub is not None else []
+        towns = municipality_results(self.intake.registry, record.get("scope") or record["districts"], subs,
+                                     districts_of)  # fmt: skip
+        summary["no_receiver"] = sum(1 for t in towns if t["result"] == "no receiver")
+        answer = {**record, "final": final, "summary": summary, "subscribers": subs, "municipalities": towns}
         if final:
             await self.store.put_test_run(run_id, {**record, "final_result": answer})
         return answer
@@ -161,6 +219,51 @@ def _table(result: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
+def _towns_table(result: dict[str, Any]) -> str:
+    from alertd.report import table
+
+    order = {"no receiver": 0, "failed": 1, "pending": 2, "unconfirmed": 3, "confirmed": 4}
+    towns = sorted(result.get("municipalities") or [], key=lambda t: (order[t["result"]], t["municipality"]))
+    return table(
+        ["municipality", "code", "result", "receivers", "cause"],
+        [[t["name"], t["municipality"], t["result"], len(t["receivers"]),
+          ", ".join(sorted({r["cause"] for r in t["receivers"] if r.get("cause")}))] for t in towns],
+        left={2, 4},
+    )  # fmt: skip
+
+
+def published_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The table a prefecture publishes: municipality, receiver, result, cause — one row per
+    receiver, and one for each municipality no receiver covers."""
+    rows = []
+    for t in result.get("municipalities") or []:
+        if not t["receivers"]:
+            rows.append([t["name"], t["municipality"], "-", "no receiver", ""])
+        for r in t["receivers"]:
+            rows.append([t["name"], t["municipality"], r["subscriber"], r["result"], r.get("cause") or ""])
+    return rows
+
+
+def write_csv(result: dict[str, Any], path: str) -> None:
+    import csv
+
+    with open(path, "w", encoding="utf-8-sig", newline="") as fh:  # with a BOM, so Excel reads Japanese
+        writer = csv.writer(fh)
+        writer.writerow(["municipality", "code", "receiver", "result", "cause"])
+        writer.writerows(published_rows(result))
+
+
+def write_markdown(result: dict[str, Any], path: str) -> None:
+    s = result["summary"]
+    lines = [f"# 情報伝達試験 / Transmission test {result['id']}", "",
+             f"confirmed {s['confirmed']}, delivered but not confirmed {s['unconfirmed']}, failed {s['failed']}, "
+             f"municipalities with no receiver {s.get('no_receiver', 0)}", "",
+             "| municipality | code | receiver | result | cause |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += ["| " + " | ".join(row) + " |" for row in published_rows(result)]
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
 def main(argv: list[str]) -> int:
     from alertd.httpclient import call as _http
     from alertd.report import Progress, bar
@@ -174,7 +277,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for confirmations")
     parser.add_argument("--json", help="write the result as JSON here")
-    parser.add_argument("--strict", action="store_true", help="count delivered-but-unconfirmed as failed")
+    parser.add_argument("--csv", help="write the published table (municipality, receiver, result, cause) here")
+    parser.add_argument("--markdown", help="the same table as Markdown")
+    parser.add_argument("--lenient", action="store_true",
+                        help="pass when receivers got it but did not confirm (by default that fails, as in the "
+                        "national test)")  # fmt: skip
+    parser.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     args = parser.parse_args(argv)
     if not args.admin_token:
         print("alertd test-broadcast: give --admin-token or set ALERTD_ADMIN_TOKEN", file=sys.stderr)
@@ -206,12 +314,21 @@ def main(argv: list[str]) -> int:
         time.sleep(0.5)
     progress.done()
     print(_table(result))
+    if result.get("municipalities"):
+        print()
+        print(_towns_table(result))
     s = result["summary"]
     print(
-        f"\nconfirmed {s['confirmed']}, delivered but not confirmed {s['unconfirmed']}, failed {s['failed']}"
+        f"\nconfirmed {s['confirmed']}, delivered but not confirmed {s['unconfirmed']}, failed {s['failed']}, "
+        f"municipalities with no receiver {s.get('no_receiver', 0)}"
     )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(result, fh, ensure_ascii=False, indent=2)
-    bad = s["failed"] + s["pending"] + (s["unconfirmed"] if args.strict else 0)
+    if args.csv:
+        write_csv(result, args.csv)
+    if args.markdown:
+        write_markdown(result, args.markdown)
+    # A town no receiver covers, or one that did not confirm, fails the test unless --lenient.
+    bad = s["failed"] + s["pending"] + s.get("no_receiver", 0) + (0 if args.lenient else s["unconfirmed"])
     return 1 if bad else 0

@@ -128,7 +128,8 @@ async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) 
         env = {**os.environ, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "alertd", "test-broadcast", "--url", engine.url, "--wait", "4", "--json",
-            str(ROOT / ".run-test-broadcast.json"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            str(ROOT / ".run-test-broadcast.json"), "--csv", str(ROOT / ".run-test-broadcast.csv"),
+            "--districts", "08", "13101", "47201", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         out, _ = await proc.communicate()
         assert proc.returncode == 1, out.decode()  # someone failed
@@ -139,6 +140,15 @@ async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) 
         assert by["sign-silent"]["result"] == "unconfirmed", by["sign-silent"]
         assert by["portal-down"]["result"] == "failed" and "503" in by["portal-down"]["last_error"]
         assert "portal-down" in out.decode()
+        # Every municipality in scope by name, those no receiver covers included, as published.
+        towns = {t["municipality"]: t for t in result["municipalities"]}
+        assert len([t for t in towns if t.startswith("08")]) == 44  # all of Ibaraki
+        assert towns["08211"]["name"] == "茨城県常総市" and towns["08211"]["result"] == "confirmed"
+        assert towns["13101"]["result"] == "unconfirmed"
+        assert towns["47201"]["result"] == "failed" and towns["47201"]["receivers"][0]["cause"] == "HTTP 503"
+        assert result["summary"]["no_receiver"] == 0  # tv-ok covers every town of Ibaraki
+        csv_text = (ROOT / ".run-test-broadcast.csv").read_text(encoding="utf-8-sig")
+        assert "茨城県常総市,08211,radio-ok,confirmed," in csv_text and ",portal-down,failed,HTTP 503" in csv_text
 
         # The gauge is set when the test's wait ends on the server, a moment after the CLI's.
         async def gauge_counts_the_failure() -> bool:
@@ -163,6 +173,7 @@ async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) 
         assert next(r["attempts"] for r in rows if r["subscriber"] == "portal-down") == attempts
     finally:
         (ROOT / ".run-test-broadcast.json").unlink(missing_ok=True)
+        (ROOT / ".run-test-broadcast.csv").unlink(missing_ok=True)
         await fleet.stop()
 
 
@@ -227,3 +238,18 @@ async def test_a_drill_never_replaces_live_settings_and_leaves_nothing_behind(en
         assert status == 200 and left == [], (path, left)
     status, standing = await engine.get("/api/v1/alerts?active=true&status=Exercise")
     assert status == 200 and not sent & {a["id"] for a in standing}, standing
+
+
+def test_a_town_no_receiver_covers_is_listed_and_causes_are_named_as_published() -> None:
+    """The national test's tables list every town, those with no receiver too, and say why a
+    receiver failed: refused, timeout or the HTTP status."""
+    from alertd.testbroadcast import cause, municipality_results
+    from geo.registry import Registry
+
+    receivers = [{"subscriber": "radio-joso", "result": "confirmed", "cause": None}]
+    towns = municipality_results(Registry.default(), ["08211", "08220"], receivers, {"radio-joso": ["08211"]})
+    assert [(t["name"], t["result"]) for t in towns] == [("茨城県常総市", "confirmed"), ("茨城県つくば市", "no receiver")]
+    assert cause("HTTP 503 from http://gw/radio") == "HTTP 503"
+    assert cause("no answer from http://gw within 5 s") == "timeout"
+    assert cause("Cannot connect to host 127.0.0.1:9 ssl:default [Connect call failed]") == "refused"
+    assert cause(None) is None
