@@ -15,7 +15,7 @@ from alertd.drills.receivers import Fleet, ReceiverSpec
 from alertd.drills.runner import DrillRunner
 from alertd.drills.scenario import SCENARIOS, ScenarioError, load_scenario
 from tests.conftest import ADMIN_TOKEN, MQTT_URL, RunningEngine
-from tests.support import ROOT, shared_data, until
+from tests.support import ROOT, SHARED, shared_data, until
 
 
 def test_every_shipped_scenario_loads() -> None:
@@ -253,3 +253,37 @@ def test_a_town_no_receiver_covers_is_listed_and_causes_are_named_as_published()
     assert cause("no answer from http://gw within 5 s") == "timeout"
     assert cause("Cannot connect to host 127.0.0.1:9 ssl:default [Connect call failed]") == "refused"
     assert cause(None) is None
+
+
+def test_drill_validate_names_every_problem_before_anything_is_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt 字, a cancel of a step that does not exist, a town outside the desk's
+    jurisdiction, a duplicated step name: all said at once, with their steps, and nothing sent."""
+    from alertd.drills.cli import main as drill
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("""
+name: bad
+issuers: [{id: joso, name: 常総市, jurisdiction: ["08211"]}]
+steps:
+  - {at: 0, name: 避難指示, order: {municipality: "08211", level: 4, action: issue, districts: [三坂町, 存在しない町],
+     reason: 洪水, status: Exercise}}
+  - {at: 1, name: 避難指示, order: {municipality: "08220", level: 4, action: issue, districts: [all], reason: 洪水,
+     status: Exercise}}
+  - {at: 2, name: 取消, cancel: 避難所開設}
+""", encoding="utf-8")
+    assert drill(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "'存在しない町' is not a district of 茨城県常総市" in out
+    assert "outside the jurisdiction of joso" in out and "used 2 times" in out
+    assert "cancels '避難所開設', which is not the name of an earlier step" in out
+    # 'run' refuses the same scenario before it registers or sends anything.
+    assert drill(["run", str(path), "--url", "http://127.0.0.1:9", "--admin-token", "x" * 20,
+                  "--mqtt-url", "mqtt://127.0.0.1:9"]) == 2  # fmt: skip
+    assert "nothing was sent" in capsys.readouterr().err
+    os.chdir(ROOT)  # the shipped JMA drills name the shared samples from the project root
+    for shipped in sorted(SCENARIOS.glob("*.yaml")):
+        if "shared/data" in shipped.read_text(encoding="utf-8") and not SHARED.exists():
+            continue  # needs ../shared beside the project
+        assert drill(["validate", str(shipped)]) == 0, capsys.readouterr().out

@@ -2,6 +2,7 @@
 
     alertd drill run SCENARIO [--speed N] [--json PATH] [--markdown PATH]
                               [--url URL --admin-token T]   (a running engine; default: embedded)
+    alertd drill validate SCENARIO   (every problem, before anything is sent)
 
 Every message a drill sends is forced to status Exercise (訓練), whatever the
 file says, so a drill can never go out as a real alert. The scenario format
@@ -20,7 +21,7 @@ from pathlib import Path
 from alertd import loop
 from alertd.drills.render import render_markdown, render_text
 from alertd.drills.runner import DrillRunner, run_embedded
-from alertd.drills.scenario import SCENARIOS, ScenarioError, load_scenario, resolve_scenario
+from alertd.drills.scenario import SCENARIOS, Scenario, ScenarioError, load_scenario, resolve_scenario
 
 
 def main(argv: list[str]) -> int:
@@ -37,13 +38,20 @@ def main(argv: list[str]) -> int:
     p.add_argument("--admin-token", default=os.environ.get("ALERTD_ADMIN_TOKEN"))
     p.add_argument("--mqtt-url", default=os.environ.get("ALERTD_MQTT_URL"))
     sub.add_parser("list", help="the shipped scenarios")
+    v = sub.add_parser("validate", help="check names, targets, jurisdictions and files; send nothing")
+    v.add_argument("scenario", help="a YAML file, or the name of a shipped scenario")
     args = parser.parse_args(argv)
+    if args.cmd == "validate":
+        return _validate(args.scenario)
     if args.cmd == "list":
         for path in sorted(SCENARIOS.glob("*.yaml")):
             print(f"{path.stem:<28} {load_scenario(path).description}")
         return 0
     try:
         scenario = load_scenario(resolve_scenario(args.scenario))
+        found = _problems(scenario)
+        if found:
+            raise ScenarioError("the scenario has problems; nothing was sent:\n  " + "\n  ".join(found))
         if args.url:
             if not args.admin_token or not args.mqtt_url:
                 raise ScenarioError(
@@ -64,3 +72,23 @@ def main(argv: list[str]) -> int:
         Path(args.markdown).write_text(render_markdown(rep), encoding="utf-8")
     # Non-zero when a step failed, a view disagreed, or anything planned was not delivered.
     return 1 if rep["step_errors"] or rep["view_mismatches"] or rep["undelivered"] else 0
+
+
+def _problems(scenario: Scenario) -> list[str]:
+    from alertd.drills.validate import problems
+    from geo.registry import Registry
+
+    return problems(scenario, Registry.default())
+
+
+def _validate(name: str) -> int:
+    try:
+        scenario = load_scenario(resolve_scenario(name))
+    except ScenarioError as exc:
+        print(f"alertd drill validate: {exc}", file=sys.stderr)
+        return 2
+    found = _problems(scenario)
+    for line in found:
+        print(line)
+    print(f"{scenario.name}: {len(scenario.steps)} steps, " + (f"{len(found)} problem(s)" if found else "no problems"))
+    return 1 if found else 0
