@@ -287,3 +287,23 @@ steps:
         if "shared/data" in shipped.read_text(encoding="utf-8") and not SHARED.exists():
             continue  # needs ../shared beside the project
         assert drill(["validate", str(shipped)]) == 0, capsys.readouterr().out
+
+
+async def test_the_prefecture_drill_shows_every_town_and_every_missed_loudspeaker(engine: RunningEngine) -> None:
+    """The shipped 44-town drill: the prefecture issues and lifts for its towns, two gateways are
+    down, and the closing transmission test lists all 44 municipalities by name with the two that
+    failed and why; what the broken gateways missed is named, and the drill does not pass."""
+    scenario = load_scenario(SCENARIOS / "ibaraki-44.yaml")
+    scenario.settle_s = 3  # the broken gateways never settle; do not wait the file's 20 s for them
+    rep = await DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
+    assert rep["step_errors"] == [], rep["step_errors"]
+    test = next(s["test_broadcast"] for s in rep["steps"] if s["test_broadcast"])
+    towns = {t["name"]: t for t in test["municipalities"]}
+    assert len(towns) == 44 and test["summary"]["no_receiver"] == 0
+    assert towns["茨城県行方市"]["result"] == towns["茨城県久慈郡大子町"]["result"] == "failed"
+    assert {r["cause"] for r in towns["茨城県行方市"]["receivers"] if r["result"] == "failed"} == {"HTTP 503"}
+    assert sum(t["result"] == "confirmed" for t in towns.values()) == 42
+    missed = {(u["step"], u["subscriber"]) for u in rep["undelivered"]}
+    assert ("高齢者等避難 (大子町)", "drill-radio-08364") in missed
+    assert all(sub in ("drill-radio-08233", "drill-radio-08364") for _step, sub in missed), missed
+    assert len(rep["cleanup"]["removed_receivers"]) == 45 and rep["cleanup"]["errors"] == []

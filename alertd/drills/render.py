@@ -13,16 +13,17 @@ def render_text(rep: dict[str, Any]) -> str:
     rows = []
     for s in rep["steps"]:
         if s["error"]:
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", "", "ERROR", s["error"][:70], "", "", "", "", ""])
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", "", "ERROR", s["error"][:70], "", "", "", "", "", "", ""])
             continue
         for adapter, t in s["by_adapter"].items():
             rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], adapter, t["planned"], t["delivered"], t["confirmed"], t["failed"],
-                         t["latency_p50_ms"], t["latency_p99_ms"]])  # fmt: skip
+                         t.get("superseded", 0), t.get("pending", 0), t["latency_p50_ms"], t["latency_p99_ms"]])  # fmt: skip
         if not s["by_adapter"] and s["kind"] not in ("fault", "wait"):
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], "-", 0, 0, 0, 0, None, None])
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], "-", 0, 0, 0, 0, 0, 0, None, None])
     lines.append(
         report.table(
-            ["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed", "p50 ms", "p99 ms"],
+            ["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed", "superseded", "pending",
+             "p50 ms", "p99 ms"],
             rows,
         )
     )
@@ -36,6 +37,15 @@ def render_text(rep: dict[str, Any]) -> str:
             rows.append([f"{s['at']:>5.0f}s {s['name']}", "agree" if not s["views"] else "DIFFER", wanted])
             rows += [["", "", f"  {p}"] for p in s["views"] or []]
         lines.append(report.table(["step", "views", "expected"], rows, left={1, 2}))
+    for s in rep["steps"]:
+        result = s.get("test_broadcast")
+        if result:
+            from alertd.testbroadcast import _towns_table
+
+            t = result["summary"]
+            lines += ["", f"Transmission test ({s['name']}): confirmed {t['confirmed']}, delivered but not "
+                          f"confirmed {t['unconfirmed']}, failed {t['failed']}, municipalities with no receiver "
+                          f"{t.get('no_receiver', 0)}", _towns_table(result)]  # fmt: skip
     undelivered = rep.get("undelivered") or []
     if undelivered:
         lines += ["", f"NOT DELIVERED ({len(undelivered)}): the drill did not pass"]

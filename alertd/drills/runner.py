@@ -34,6 +34,7 @@ class StepResult:
     lanes: set[str] = field(default_factory=set)
     # None: nothing expected; []: every view agreed with the expectation; else what differed.
     views: list[str] | None = None
+    test_broadcast: dict[str, Any] | None = None  # a transmission test step's final result
 
 
 # Delivery states that never change again (delivered may still become confirmed).
@@ -174,6 +175,8 @@ class DrillRunner:
                 )
             elif step.kind == "wait":
                 pass
+            elif step.kind == "test_broadcast":
+                await self._transmission_test(http, result, step.spec if isinstance(step.spec, dict) else {})
             elif step.kind in ("order", "shelter"):
                 path = "/api/v1/evacuation-orders" if step.kind == "order" else "/api/v1/shelters"
                 body = {**step.spec, "status": "Exercise", "identifier": ident}
@@ -200,6 +203,26 @@ class DrillRunner:
         except (ScenarioError, KeyError, ValueError) as exc:
             result.error = str(exc)
         return result
+
+    async def _transmission_test(self, http: aiohttp.ClientSession, result: StepResult, spec: dict[str, Any]) -> None:
+        """The 情報伝達試験 as a step: start it, wait until its result is final, keep it."""
+        body = {"districts": [str(d) for d in spec.get("districts") or []] or None,
+                "wait_s": float(spec.get("wait_s", 10))}  # fmt: skip
+        status, started = await self._api(http, "POST", "/api/v1/test-broadcasts", self.admin_token,
+                                          json={k: v for k, v in body.items() if v is not None})  # fmt: skip
+        if status != 202:
+            result.error = f"{status}: {started.get('detail')}"
+            return
+        result.alert_ids.append(started["alert_id"])
+        result.planned += int(started.get("deliveries", 0))
+        deadline = time.monotonic() + float(body["wait_s"]) + 30
+        while time.monotonic() < deadline:
+            status, found = await self._api(http, "GET", f"/api/v1/test-broadcasts/{started['id']}", self.admin_token)
+            if status == 200 and found.get("final"):
+                result.test_broadcast = found
+                return
+            await asyncio.sleep(0.5)
+        result.error = "the transmission test gave no final result"
 
     async def _submit(
         self, http: aiohttp.ClientSession, result: StepResult, path: str, token: str, **kw: Any
@@ -405,7 +428,7 @@ class DrillRunner:
                     "at": r.step.at, "name": r.step.name, "kind": r.step.kind, "alert_ids": r.alert_ids,
                     "error": r.error, "planned": len(rows), "by_adapter": report.summarize(rows),
                     "lane": "/".join(sorted(r.lanes)) or None,
-                    "expect": r.step.expect, "views": r.views,
+                    "expect": r.step.expect, "views": r.views, "test_broadcast": r.test_broadcast,
                     # Every receiver that did not confirm, with why: what a drill office follows up.
                     "unconfirmed": [{"alert_id": a, "subscriber": row["subscriber"], "state": row["state"],
                                      "attempts": row["attempts"], "last_error": row["last_error"]}

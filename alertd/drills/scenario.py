@@ -16,7 +16,7 @@ from alertd.drills.receivers import ReceiverSpec, default_fleet
 # The shipped scenarios are data beside the benchmarks (simulations/ is installed with alertd);
 # alertd reads them, it never imports simulations.
 SCENARIOS = Path(__file__).resolve().parents[2] / "simulations" / "scenarios"
-STEP_KINDS = ("order", "shelter", "alert", "cap", "jma", "spool", "cancel", "fault", "wait")
+STEP_KINDS = ("order", "shelter", "alert", "cap", "jma", "spool", "cancel", "fault", "wait", "test_broadcast")
 # Expectation keys that are alert kinds (the highest level of that kind in force in the
 # municipality); any other key is a district name (its evacuation level).
 KIND_KEYS = frozenset({"eew", "tsunami", "warning", "special_warning", "advisory", "landslide", "flood", "missile"})

@@ -22,6 +22,9 @@ def problems(scenario: Scenario, registry: Any) -> list[str]:
     names = Counter(step.name for step in scenario.steps)
     out += [f"step name {n!r} is used {c} times: a 'cancel' or 'corrects' could not tell which is meant"
             for n, c in names.items() if c > 1]  # fmt: skip
+    for what, ids in (("receiver", [r.id for r in scenario.receivers]), ("issuer", list(issuers))):
+        out += [f"{what} id {i!r} is used {c} times: the later one would replace the first"
+                for i, c in Counter(ids).items() if c > 1]  # fmt: skip
     earlier: set[str] = set()
     for step in scenario.steps:
         where = f"step {step.name!r}"
