@@ -307,3 +307,21 @@ async def test_the_prefecture_drill_shows_every_town_and_every_missed_loudspeake
     assert ("高齢者等避難 (大子町)", "drill-radio-08364") in missed
     assert all(sub in ("drill-radio-08233", "drill-radio-08364") for _step, sub in missed), missed
     assert len(rep["cleanup"]["removed_receivers"]) == 45 and rep["cleanup"]["errors"] == []
+    # Town by town, by name, as the office reports it; a CSV of every delivery; and a comparison
+    # with an earlier drill that names the towns that changed.
+    namegata = rep["by_municipality"]["茨城県行方市"]
+    assert namegata["planned"] > namegata["delivered"] and rep["by_municipality"]["茨城県水戸市"]["failed"] == 0
+    from alertd.drills.render import compare, write_csv
+
+    csv_path = ROOT / ".run-drill.csv"
+    try:
+        write_csv(rep, str(csv_path))
+        text = csv_path.read_text(encoding="utf-8-sig")
+        assert text.startswith("step,municipality,receiver,adapter,state,attempts,last_error")
+        assert "高齢者等避難 (大子町),茨城県久慈郡大子町,drill-radio-08364,radio," in text
+    finally:
+        csv_path.unlink(missing_ok=True)
+    earlier = {**rep, "by_municipality": {**rep["by_municipality"],
+                                          "茨城県行方市": {**namegata, "delivered": namegata["planned"]}}}  # fmt: skip
+    said = compare(rep, earlier)
+    assert "茨城県行方市" in said and "茨城県水戸市" not in said

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from alertd import loop
-from alertd.drills.render import render_markdown, render_text
+from alertd.drills.render import compare, render_markdown, render_text, write_csv
 from alertd.drills.runner import DrillRunner, run_embedded
 from alertd.drills.scenario import SCENARIOS, Scenario, ScenarioError, load_scenario, resolve_scenario
 
@@ -34,6 +34,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--speed", type=float, default=1.0, help="time compression: 10 runs ten times faster")
     p.add_argument("--json", help="write the report as JSON here")
     p.add_argument("--markdown", help="write the report as Markdown here")
+    p.add_argument("--csv", help="write every delivery (step, municipality, receiver, state, …) as CSV here")
+    p.add_argument("--compare", metavar="PREVIOUS.json", help="say what changed since that drill's --json report")
     p.add_argument("--url", help="a running engine (default: start an embedded one)")
     p.add_argument("--admin-token", default=os.environ.get("ALERTD_ADMIN_TOKEN"))
     p.add_argument("--mqtt-url", default=os.environ.get("ALERTD_MQTT_URL"))
@@ -66,6 +68,16 @@ def main(argv: list[str]) -> int:
         print(f"alertd drill: {exc}", file=sys.stderr)
         return 2
     print(render_text(rep))
+    if args.compare:
+        try:
+            previous = json.loads(Path(args.compare).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"alertd drill: cannot read {args.compare} to compare: {exc}", file=sys.stderr)
+        else:
+            print()
+            print(compare(rep, previous))
+    if args.csv:
+        write_csv(rep, args.csv)
     if args.json:
         Path(args.json).write_text(json.dumps(rep, ensure_ascii=False, indent=2), encoding="utf-8")
     if args.markdown:

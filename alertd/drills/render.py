@@ -9,7 +9,10 @@ from alertd.drills.views import _lv
 
 
 def render_text(rep: dict[str, Any]) -> str:
-    lines = [f"Drill: {rep['scenario']} (run {rep['run_id']}, status Exercise)", ""]
+    lines = [f"Drill: {rep['scenario']} (run {rep['run_id']}, status Exercise)"]
+    if rep.get("date"):
+        lines.append(f"{rep['date']}, speed ×{rep.get('speed', 1):g} — {rep.get('description') or ''}".rstrip(" —"))
+    lines.append("")
     rows = []
     for s in rep["steps"]:
         if s["error"]:
@@ -28,6 +31,11 @@ def render_text(rep: dict[str, Any]) -> str:
         )
     )
     lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
+    towns = rep.get("by_municipality") or {}
+    if len(towns) > 1:
+        cols = ("planned", "delivered", "confirmed", "failed", "superseded", "pending")
+        lines += ["", "By municipality:", report.table(["municipality", *cols],
+                                                       [[t, *(v[c] for c in cols)] for t, v in towns.items()])]  # fmt: skip
     checked = [s for s in rep["steps"] if s.get("expect")]
     if checked:
         lines += ["", "What is in force after each step (model, active list, Atom, MQTT state):"]
@@ -89,3 +97,32 @@ def render_markdown(rep: dict[str, Any]) -> str:
                 + " |"
             )
     return "\n".join(out) + "\n"
+
+
+def write_csv(rep: dict[str, Any], path: str) -> None:
+    """Every delivery of the drill: step, municipality, receiver, adapter, state, attempts, last error
+    (UTF-8 with a BOM, so a spreadsheet reads the Japanese)."""
+    import csv
+
+    with open(path, "w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", "municipality", "receiver", "adapter", "state", "attempts", "last_error"])
+        for d in rep.get("deliveries") or []:
+            writer.writerow([d["step"], d["municipality"], d["subscriber"], d["adapter"], d["state"], d["attempts"],
+                             d["last_error"] or ""])  # fmt: skip
+
+
+def compare(rep: dict[str, Any], previous: dict[str, Any]) -> str:
+    """What changed since the last drill, town by town: delivered of planned, then and now."""
+    before, now = previous.get("by_municipality") or {}, rep.get("by_municipality") or {}
+    rows = []
+    for town in sorted(set(before) | set(now)):
+        b, n = before.get(town), now.get(town)
+        was = f"{b['delivered']}/{b['planned']}" if b else "-"
+        is_ = f"{n['delivered']}/{n['planned']}" if n else "-"
+        if was != is_:
+            rows.append([town, was, is_])
+    head = f"Compared with {previous.get('scenario')} run {previous.get('run_id')} ({previous.get('date', '?')}):"
+    if not rows:
+        return head + " every municipality delivered as before."
+    return head + "\n" + report.table(["municipality", "delivered then", "delivered now"], rows)

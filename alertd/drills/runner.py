@@ -68,6 +68,7 @@ class DrillRunner:
         self.created_subscribers: list[str] = []
         self.sent_by: dict[str, str] = {}  # alert id -> the token that sent it (to cancel it)
         self._settled_rows: dict[str, list[dict[str, Any]]] = {}  # alerts whose deliveries all ended
+        self._towns: dict[str, str] | None = None  # receiver id -> the town it stands for, by name
 
     async def _api(
         self, http: aiohttp.ClientSession, method: str, path: str, token: str, **kw: Any
@@ -419,6 +420,30 @@ class DrillRunner:
                     return False
         return True
 
+    def _town_of(self, subscriber: str) -> str:
+        """The municipality (or prefecture) a drill receiver stands for, by name."""
+        if self._towns is None:
+            from geo.registry import Registry
+
+            registry, towns = Registry.default(), {}
+            for spec in self.scenario.receivers:
+                codes = {registry.municipality_of(d) or d for d in spec.districts if registry.find(d) is not None}
+                towns[spec.id] = "、".join(sorted(registry.get(c).full_name for c in codes)) or "-"
+            self._towns = towns
+        return self._towns.get(subscriber, "-")
+
+    def _by_municipality(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        by: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            if row["adapter"] != "feed":
+                by.setdefault(self._town_of(row["subscriber"]), []).append(row)
+        out = {}
+        for town, town_rows in sorted(by.items()):
+            totals = report.summarize([{**r, "adapter": "all"} for r in town_rows]).get("all", {})
+            out[town] = {k: totals.get(k, 0) for k in ("planned", "delivered", "confirmed", "failed", "superseded",
+                                                       "pending")}  # fmt: skip
+        return out
+
     def build_report(self, snap: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         steps = []
         for r in self.results:
@@ -436,10 +461,21 @@ class DrillRunner:
                 }
             )  # fmt: skip
         all_rows = [row for rows in snap.values() for row in rows]
+        step_of = {a: r.step.name for r in self.results for a in r.alert_ids}
         return {
             "scenario": self.scenario.name,
+            "description": self.scenario.description,
+            "date": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
+            "speed": self.speed,
             "run_id": self.run_id,
             "status": "Exercise",
+            # Per municipality, by name: what a prefecture's drill office reports town by town.
+            "by_municipality": self._by_municipality(all_rows),
+            # Every delivery, for the CSV a drill office files: step, town, receiver, outcome.
+            "deliveries": [{"step": step_of.get(a, ""), "municipality": self._town_of(row["subscriber"]),
+                            "subscriber": row["subscriber"], "adapter": row["adapter"], "state": row["state"],
+                            "attempts": row["attempts"], "last_error": row["last_error"]}
+                           for a, rows in snap.items() for row in rows if row["adapter"] != "feed"],
             "steps": steps,
             "total": report.summarize(all_rows),
             "duplicates_dropped_by_receivers": sum(1 for x in self.fleet.receipts if x.duplicate),
