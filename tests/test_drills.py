@@ -88,6 +88,7 @@ steps:
     from alertd.drills.render import render_text
 
     assert "NOT DELIVERED (1)" in render_text(rep) and "sign-down" in render_text(rep)
+    assert "Fault timeline:" in render_text(rep) and "sign-down down" in render_text(rep)
 
 
 async def test_nankai_drill_sends_jma_warnings_through_the_flash_lane(engine: RunningEngine) -> None:

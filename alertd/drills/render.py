@@ -30,6 +30,11 @@ def render_text(rep: dict[str, Any]) -> str:
             rows,
         )
     )
+    faults = [s for s in rep["steps"] if s.get("fault")]
+    if faults:
+        lines += ["", "Fault timeline:"]
+        lines += [f"  {s['at']:>5.0f}s  {s['name']}: {s['fault'].get('receiver')} {s['fault'].get('kind')}"
+                  + (f" ({s['fault']['seconds']} s)" if s["fault"].get("seconds") else "") for s in faults]  # fmt: skip
     lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
     towns = rep.get("by_municipality") or {}
     if len(towns) > 1:

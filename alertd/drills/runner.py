@@ -454,6 +454,7 @@ class DrillRunner:
                     "error": r.error, "planned": len(rows), "by_adapter": report.summarize(rows),
                     "lane": "/".join(sorted(r.lanes)) or None,
                     "expect": r.step.expect, "views": r.views, "test_broadcast": r.test_broadcast,
+                    "fault": r.step.spec if r.step.kind == "fault" else None,
                     # Every receiver that did not confirm, with why: what a drill office follows up.
                     "unconfirmed": [{"alert_id": a, "subscriber": row["subscriber"], "state": row["state"],
                                      "attempts": row["attempts"], "last_error": row["last_error"]}
