@@ -109,13 +109,22 @@ def cause(last_error: str | None) -> str | None:
     return f"HTTP {m.group(1)}" if m else last_error[:80]
 
 
-_WORST = ("failed", "pending", "unconfirmed", "confirmed")  # a town is as good as its worst receiver
+_WORST = ("failed", "pending", "unconfirmed", "confirmed")
+
+
+def _within(registry: Registry, district: str, town: str) -> bool:
+    """The district is the town or lies inside it (08211:三坂町 in 08211; 08 is not)."""
+    try:
+        return town in registry.ancestors(district)
+    except Exception:  # a district code the registry no longer knows
+        return False  # a town is as good as its worst receiver
 
 
 def municipality_results(registry: Registry, scope: list[str], receivers: list[dict[str, Any]],
                          districts_of: dict[str, list[str]]) -> list[dict[str, Any]]:  # fmt: skip
-    """Every municipality in scope by name, with the receivers that cover it and its result —
-    including the towns no receiver covers at all, as the national test's published tables do."""
+    """Every municipality in scope by name, with the town's own receivers and its result —
+    including the towns with none, as the national test's published tables do. A receiver for
+    the whole prefecture (a broadcaster) is not any one town's: it never makes a town look tested."""
     munis: dict[str, Any] = {}
     for code in scope:
         d = registry.find(code)
@@ -131,7 +140,7 @@ def municipality_results(registry: Registry, scope: list[str], receivers: list[d
                 munis[muni] = registry.get(muni)
     out = []
     for code, m in sorted(munis.items()):
-        mine = [r for r in receivers if registry.covers(districts_of.get(r["subscriber"], []), code)]
+        mine = [r for r in receivers if any(_within(registry, d, code) for d in districts_of.get(r["subscriber"], []))]
         if not mine:
             result = "no receiver"
         else:

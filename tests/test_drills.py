@@ -117,7 +117,7 @@ async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) 
         ReceiverSpec("radio-ok", "radio", ["08211"], transport="mqtt"),
         ReceiverSpec("tv-ok", "broadcaster", ["08"]),
         ReceiverSpec("sign-silent", "signage", ["13101"]),
-        ReceiverSpec("portal-down", "isp", ["47"]),
+        ReceiverSpec("portal-down", "isp", ["47201"]),
     ]
     fleet = Fleet(specs, engine.url, MQTT_URL)
     await fleet.start()
@@ -147,9 +147,13 @@ async def test_transmission_test_reports_each_subscriber(engine: RunningEngine) 
         assert towns["08211"]["name"] == "茨城県常総市" and towns["08211"]["result"] == "confirmed"
         assert towns["13101"]["result"] == "unconfirmed"
         assert towns["47201"]["result"] == "failed" and towns["47201"]["receivers"][0]["cause"] == "HTTP 503"
-        assert result["summary"]["no_receiver"] == 0  # tv-ok covers every town of Ibaraki
+        # tv-ok covers all of Ibaraki, but a prefecture-wide receiver is no town's own: the other
+        # 43 towns had no receiver of their own, and the published table says so.
+        assert result["summary"]["no_receiver"] == 43
+        assert [r["subscriber"] for r in towns["08211"]["receivers"]] == ["radio-ok"]
         csv_text = (ROOT / ".run-test-broadcast.csv").read_text(encoding="utf-8-sig")
         assert "茨城県常総市,08211,radio-ok,confirmed," in csv_text and ",portal-down,failed,HTTP 503" in csv_text
+        assert "茨城県水戸市,08201,-,no receiver," in csv_text
 
         # The gauge is set when the test's wait ends on the server, a moment after the CLI's.
         async def gauge_counts_the_failure() -> bool:

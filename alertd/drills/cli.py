@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def main(argv: list[str]) -> int:
         for path in sorted(SCENARIOS.glob("*.yaml")):
             print(f"{path.stem:<28} {load_scenario(path).description}")
         return 0
+    # SIGTERM (a service manager, a kill) ends the drill like Ctrl-C: the runner still cancels
+    # what it issued and removes what it registered before it exits.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         scenario = load_scenario(resolve_scenario(args.scenario))
         found = _problems(scenario)
@@ -59,14 +63,19 @@ def main(argv: list[str]) -> int:
                 raise ScenarioError(
                     "with --url, give --admin-token and --mqtt-url (or ALERTD_ADMIN_TOKEN / ALERTD_MQTT_URL)"
                 )
+            # The engine's topics (ALERTD_TOPIC_PREFIX), or the in-force check would read the wrong ones.
+            prefix = os.environ.get("ALERTD_TOPIC_PREFIX", "alerts/v1")
             rep = loop.run(
-                DrillRunner(scenario, args.url, args.admin_token, args.mqtt_url, args.speed).run()
+                DrillRunner(scenario, args.url, args.admin_token, args.mqtt_url, args.speed, topic_prefix=prefix).run()
             )
         else:
             rep = loop.run(run_embedded(scenario, args.speed))
     except ScenarioError as exc:
         print(f"alertd drill: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("alertd drill: stopped; what it issued was cancelled and what it registered removed", file=sys.stderr)
+        return 130
     print(render_text(rep))
     if args.compare:
         try:
@@ -104,3 +113,7 @@ def _validate(name: str) -> int:
         print(line)
     print(f"{scenario.name}: {len(scenario.steps)} steps, " + (f"{len(found)} problem(s)" if found else "no problems"))
     return 1 if found else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -77,32 +77,13 @@ def render_text(rep: dict[str, Any]) -> str:
 
 
 def render_markdown(rep: dict[str, Any]) -> str:
-    out = [f"# Drill report: {rep['scenario']}", "", f"Run `{rep['run_id']}`, status **Exercise**.", ""]
-    out += [
-        "| step | adapter | planned | delivered | confirmed | failed | p50 ms | p99 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for s in rep["steps"]:
-        if s["error"]:
-            out.append(f"| {s['at']:.0f}s {s['name']} | error | {s['error']} | | | | | |")
-        for adapter, t in s["by_adapter"].items():
-            cells = [
-                t["planned"],
-                t["delivered"],
-                t["confirmed"],
-                t["failed"],
-                t["latency_p50_ms"],
-                t["latency_p99_ms"],
-            ]
-            out.append(
-                f"| {s['at']:.0f}s {s['name']} | {adapter} | "
-                + " | ".join(
-                    "-" if c is None else (f"{c:.1f}" if isinstance(c, float) else str(c)) for c in cells
-                )
-                + " |"
-            )
+    """The same report as the terminal's — every section, failures first in mind — for the file
+    a drill office hands on."""
+    verdict = "did not pass" if rep.get("undelivered") or rep.get("step_errors") or rep.get("view_mismatches") else "passed"
+    out = [f"# Drill report: {rep['scenario']}", "",
+           f"Run `{rep['run_id']}`, status **Exercise**, {rep.get('date', '')}: **the drill {verdict}**.", "",
+           "```", render_text(rep), "```"]  # fmt: skip
     return "\n".join(out) + "\n"
-
 
 def write_csv(rep: dict[str, Any], path: str) -> None:
     """Every delivery of the drill: step, municipality, receiver, adapter, state, attempts, last error

@@ -133,8 +133,19 @@ class DrillRunner:
             status, alert = await self._api(http, "GET", f"/api/v1/alerts/{alert_id}", self.admin_token)
             if status != 200 or alert.get("state") != "active":
                 continue
+            ident = f"drill-{self.run_id}-end-{alert_id}"
+            if alert.get("kind") == "evacuation" and alert.get("action") == "issue" and alert.get("level"):
+                # An order the drill left standing is lifted (解除), never withdrawn as "sent in
+                # error": a 取消 would tell whoever heard it that it was a mistake.
+                lift = {"municipality": alert.get("municipality"), "level": alert["level"], "action": "lift",
+                        "districts": ["all"], "reason": alert.get("reason") or "訓練", "status": "Exercise",
+                        "identifier": ident}  # fmt: skip
+                status, data = await self._api(http, "POST", "/api/v1/evacuation-orders", token, json=lift)
+                if status == 202 or status == 409:  # 409: a lift of a higher level already ended it
+                    done["cancelled"].append(alert_id)
+                    continue
             cancel = {"status": alert.get("status") or "Exercise", "msg_type": "Cancel", "references": [alert_id],
-                      "identifier": f"drill-{self.run_id}-end-{alert_id}"}  # fmt: skip
+                      "identifier": ident}  # fmt: skip
             status, data = await self._api(http, "POST", "/api/v1/alerts", token, json=cancel)
             (done["cancelled"] if status == 202 else done["errors"]).append(
                 alert_id if status == 202 else f"cancel {alert_id}: {status} {data.get('detail')}"
