@@ -474,9 +474,13 @@ def _shelter(alert: Alert, lang: str, ctx: _Context) -> _Core:
         return _Core(p["correction_title"], p["correction_title"], _join([body, *lines], lang))
     action = "lift" if alert.action == "lift" else "issue"
     title = p["shelter_title"][action]
+    full = _shelter_line(alert, lang, "shelters_full") if action == "issue" else ""
+    if full and not any(s.status == "open" for s in alert.shelters):
+        # A notice that shelters are full is not an opening: say only that, and where else to go.
+        title = p["shelter_title"]["full"]
+        return _Core(title, title, full)
     body = p["shelter_body"][action].format(muni_part=_muni_part(lang, ctx, whole=False))
     line = _shelter_line(alert, lang, "shelters_open" if action == "issue" else "shelters_named")
-    full = _shelter_line(alert, lang, "shelters_full") if action == "issue" else ""
     return _Core(title, title, _join([body, line, full], lang))
 
 

@@ -277,9 +277,13 @@ steps:
   - {at: 1, name: 避難指示, order: {municipality: "08220", level: 4, action: issue, districts: [all], reason: 洪水,
      status: Exercise}}
   - {at: 2, name: 取消, cancel: 避難所開設}
+  - {at: 3, name: 避難勧告, order: {municipality: "08211", level: 2, action: issue, districts: [all], reason: 洪水,
+     status: Exercise}}
+  - {at: 4, name: 故障, fault: {receiver: radio-nowhere, kind: down}}
 """, encoding="utf-8")
     assert drill(["validate", str(path)]) == 1
     out = capsys.readouterr().out
+    assert "level 2 is not 3, 4 or 5" in out and "'radio-nowhere', which is not one of the scenario's receivers" in out
     assert "'存在しない町' is not a district of 茨城県常総市" in out
     assert "outside the jurisdiction of joso" in out and "used 2 times" in out
     assert "cancels '避難所開設', which is not the name of an earlier step" in out

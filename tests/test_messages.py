@@ -145,6 +145,10 @@ def test_a_full_shelter_is_said_to_be_full_not_left_out() -> None:
         assert "満員の避難所：水海道小学校" in ja and "ほかの避難所へ" in ja, ja
         assert "Full: 水海道小学校" in en, en
         assert all("水海道小学校" in messages.body(alert, lang) for lang in ("zh", "ko", "ja-easy"))
+    # A notice that shelters are full (none open) is not announced as an opening.
+    only_full = make_alert(kind="shelter", level=None, shelters=[Shelter("水海道小学校", status="full")])
+    assert "避難所の満員" in messages.headline(only_full, "ja") and "開設" not in messages.message(only_full, "ja").body
+    assert "Shelters full" in messages.headline(only_full, "en")
 
 
 def test_lift_says_the_order_is_lifted_and_gives_no_evacuation_call() -> None:

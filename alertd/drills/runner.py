@@ -200,6 +200,8 @@ class DrillRunner:
                 await self._submit(http, result, "/api/v1/alerts", self._issuer_token(step), json=body)
             elif step.kind == "cancel":
                 target = self.by_name[str(step.spec)]
+                if not target.alert_ids:
+                    result.error = f"nothing to cancel: step {target.step.name!r} sent no alert ({target.error or 'no error'})"
                 for alert_id in target.alert_ids:
                     body = {"status": "Exercise", "msg_type": "Cancel", "event": "取消", "references": [alert_id],
                             "identifier": f"{ident}-{alert_id}"}  # fmt: skip

@@ -31,6 +31,14 @@ def problems(scenario: Scenario, registry: Any) -> list[str]:
         issuer_id = step.issuer or (scenario.issuers[0]["id"] if scenario.issuers else None)
         if step.issuer is not None and step.issuer not in issuers:
             out.append(f"{where}: issuer {step.issuer!r} is not one of the scenario's issuers ({', '.join(issuers)})")
+        if step.kind == "fault" and isinstance(step.spec, dict):
+            receivers = {r.id for r in scenario.receivers}
+            if step.spec.get("receiver") not in receivers:
+                out.append(f"{where}: fault on {step.spec.get('receiver')!r}, which is not one of the scenario's receivers")
+            if step.spec.get("kind") not in ("down", "slow", "no-confirm", "recover"):
+                out.append(f"{where}: fault kind {step.spec.get('kind')!r} is not down, slow, no-confirm or recover")
+        if step.kind == "order" and isinstance(step.spec, dict) and step.spec.get("level") not in (3, 4, 5):
+            out.append(f"{where}: level {step.spec.get('level')!r} is not 3, 4 or 5 (避難勧告 was abolished in 2021)")
         if step.kind == "cancel" and str(step.spec) not in earlier:
             out.append(f"{where}: cancels {step.spec!r}, which is not the name of an earlier step")
         if step.kind in ("order", "shelter") and isinstance(step.spec, dict):
