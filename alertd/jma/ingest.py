@@ -30,10 +30,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+import alertd.jma.sequence as sequence
 from alertd import logs
 from alertd.constants import Keys
 from alertd.errors import AlertdError
-from alertd.jma import sequence
 from alertd.jma.head import AreaRegistry, Resolver
 from alertd.jma.metrics import ALERTS, IGNORED
 from alertd.jma.parse import ParseResult
