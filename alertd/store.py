@@ -45,6 +45,17 @@ return #ARGV - 2
 """
 
 
+async def remove_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every key of one deployment prefix (a finished drill, a test, a benchmark run)."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await client.delete(*keys[i : i + 500])
+    finally:
+        await client.aclose()
+
+
 def dedup_scope(issuer_id: str | None) -> str:
     return issuer_id or "-"  # "-": trusted internal sources (the JMA poller, tests of the system)
 

@@ -57,10 +57,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 import yaml
 
 from alertd.report import Progress, percentile, table
+from alertd.store import remove_prefix
 from simulations.bench_alertmanager import Alertmanager, find_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,13 +348,7 @@ class Bench:
                 proc.wait(timeout=5)
 
     async def wipe(self) -> None:
-        r = aioredis.Redis.from_url(self.o.redis_url)
-        try:
-            keys = [k async for k in r.scan_iter(match=f"{self.prefix}:*", count=1000)]
-            for i in range(0, len(keys), 500):
-                await r.delete(*keys[i : i + 500])
-        finally:
-            await r.aclose()
+        await remove_prefix(self.o.redis_url, self.prefix)
 
     # --- sink access -----------------------------------------------------------
     async def sink(self, path: str, **params: str) -> Any:

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 import yaml
 from aiohttp import web
 
 from alertd.report import percentile, table
+from alertd.store import remove_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench"
@@ -257,14 +257,8 @@ class HostileBench:
         self.procs.clear()
 
     async def _wipe(self) -> None:
-        r = aioredis.Redis.from_url(self.args.redis_url)
-        try:
-            for prefix in self.prefixes:
-                keys = [k async for k in r.scan_iter(match=f"{prefix}:*", count=1000)]
-                for i in range(0, len(keys), 500):
-                    await r.delete(*keys[i : i + 500])
-        finally:
-            await r.aclose()
+        for prefix in self.prefixes:
+            await remove_prefix(self.args.redis_url, prefix)
 
 
 def _free_port() -> int:

@@ -19,7 +19,6 @@ import aiohttp
 import aiomqtt
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from alertd.api import make_app
@@ -27,6 +26,7 @@ from alertd.config import Settings
 from alertd.constants import Topics
 from alertd.engine import Engine
 from alertd.models import TERMINAL_STATES
+from alertd.store import remove_prefix
 from tests.support import free_port, until
 
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -60,13 +60,7 @@ def _services() -> None:
 
 
 async def wipe(prefix: str) -> None:
-    r = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in r.scan_iter(match=f"{prefix}:*", count=1000)]
-        for i in range(0, len(keys), 500):
-            await r.delete(*keys[i : i + 500])
-    finally:
-        await r.aclose()
+    await remove_prefix(REDIS_URL, prefix)
 
 
 def make_settings(**overrides: Any) -> Settings:

@@ -23,6 +23,7 @@ from alertd.drills.receivers import Fleet
 from alertd.drills.scenario import Scenario, ScenarioError, Step
 from alertd.drills.views import Views
 from alertd.report import Progress, bar
+from alertd.store import remove_prefix
 
 
 @dataclass
@@ -543,19 +544,6 @@ async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
         await runner.cleanup()
         await engine.stop()
         if shared_redis:
-            await _remove_keys(settings.redis_url or "", settings.key_prefix)
+            await remove_prefix(settings.redis_url or "", settings.key_prefix)  # no keys left behind
         os.environ.pop("ALERTD_JMA_SPOOL", None)
         shutil.rmtree(spool, ignore_errors=True)
-
-
-async def _remove_keys(redis_url: str, prefix: str) -> None:
-    """An embedded drill on a shared Redis leaves no keys behind (they piled up run after run)."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        batch = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        for i in range(0, len(batch), 500):
-            await client.delete(*batch[i:i + 500])
-    finally:
-        await client.aclose()
