@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -16,6 +15,7 @@ from aiohttp import web
 from lxml import etree
 
 from alertd.cap import parse_cap, to_cap
+from alertd.drills.jma_replay import report_time, shift
 from alertd.models import utcnow
 from tests.conftest import RunningEngine, Sink, make_settings, start_engine, stop_engine
 from tests.support import ROOT, free_port, shared_data
@@ -128,7 +128,6 @@ async def test_atom_feed_lists_alerts_in_force_with_etag(engine: RunningEngine) 
 EEW_FILE = "37_01_02_240613_VXSE43.xml"
 
 
-ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:Z|[+-]\d{2}:\d{2})")
 
 
 def shift_to_now(text: str) -> str:
@@ -136,19 +135,7 @@ def shift_to_now(text: str) -> str:
 
     Samples are years old, and alertd rightly refuses to send what has already expired.
     """
-    report = datetime.fromisoformat(re.search(r"<ReportDateTime>([^<]+)<", text)[1])  # type: ignore[index]
-    delta = datetime.now(report.tzinfo) - report
-
-    def moved(m: re.Match[str]) -> str:
-        value = m[0]
-        when = datetime.fromisoformat(value.replace("Z", "+00:00")) + delta
-        return (
-            when.isoformat(timespec="seconds").replace("+00:00", "Z")
-            if value.endswith("Z")
-            else when.isoformat(timespec="seconds")
-        )
-
-    return ISO.sub(moved, text)
+    return shift(text, datetime.now(UTC) - report_time(text)).decode("utf-8")
 
 
 @pytest_asyncio.fixture
