@@ -8,10 +8,14 @@ from alertd.models import AdapterKind
 
 
 def registry(
-    call_signs: dict[str, str] | None = None, *, cap_signer: CapSigner | None = None
+    call_signs: dict[str, str] | None = None,
+    *,
+    cap_signer: CapSigner | None = None,
+    smtp_ca_file: str | None = None,
 ) -> dict[AdapterKind, Adapter]:
     from adapters.broadcaster import BroadcasterAdapter
     from adapters.isp import IspAdapter
+    from adapters.mail import EmailAdapter
     from adapters.radio import RadioAdapter
     from adapters.signage import SignageAdapter
 
@@ -20,4 +24,5 @@ def registry(
         AdapterKind.ISP: IspAdapter(),
         AdapterKind.SIGNAGE: SignageAdapter(),
         AdapterKind.RADIO: RadioAdapter(call_signs),
+        AdapterKind.EMAIL: EmailAdapter(smtp_ca_file),
     }

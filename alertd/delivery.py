@@ -185,7 +185,7 @@ class Send(Stage):
         recorder: Recorder,
         breaker: CircuitBreaker,
         feed: Feed | None,
-        send: Callable[[Alert, Subscriber, int], Awaitable[None]],
+        send: Callable[[Alert, Subscriber, int], Awaitable[str | None]],
     ) -> None:
         self.recorder = recorder
         self.breaker = breaker
@@ -197,12 +197,13 @@ class Send(Stage):
         assert alert is not None
         attempt = job.attempt = job.attempts + 1
         self.recorder.mark_sent(job.alert_id, job.sub_id)
+        report = None
         try:
             if sub is None:
                 assert self.feed is not None
                 await self.feed.publish(alert)
             else:
-                await self.send(alert, sub, attempt)
+                report = await self.send(alert, sub, attempt)
         except DeliveryError as exc:
             if sub is not None:
                 self.breaker.failure(sub.id, exc.message)
@@ -212,16 +213,15 @@ class Send(Stage):
             self.breaker.success(sub.id)
         latency_s = max(0.0, time.time() - job.accepted_ms / 1000)
         metrics.latency(job.adapter_label, job.lane.value, latency_s)
-        return self.decide(
-            job,
-            {
-                "state": _DELIVERED,
-                "attempts": attempt,
-                "latency_ms": f"{latency_s * 1000:.1f}",
-                "delivered_at": f"{time.time():.3f}",
-            },
-            "delivered",
-        )
+        fields: dict[str, Any] = {
+            "state": _DELIVERED,
+            "attempts": attempt,
+            "latency_ms": f"{latency_s * 1000:.1f}",
+            "delivered_at": f"{time.time():.3f}",
+        }
+        if report:
+            fields["report"] = report  # what the channel's library said (Apprise, SMTP refusals)
+        return self.decide(job, fields, "delivered")
 
     def after_record(self, job: Job) -> None:
         assert job.fields is not None
@@ -305,7 +305,7 @@ class DeliveryChain:
         recorder: Recorder,
         ledger: DeliveryLedger,
         feed: Feed | None,
-        send: Callable[[Alert, Subscriber, int], Awaitable[None]],
+        send: Callable[[Alert, Subscriber, int], Awaitable[str | None]],
         lane_key: Callable[[Priority], str],
         retry_base_s: float,
         retry_max_s: float,

@@ -134,10 +134,9 @@ class Engine:
         await self.store.mark_deployment(self.consumer)
         self.supervisor.every("data-guard", self._guard_data, 5.0)
         if self.run_workers:
-            self.worker = Worker(
-                self.redis, self.store, s, adapters.registry(s.call_signs, cap_signer=self.cap_signer), self.feed, self.supervisor,
-                topics=Topics(s.topic_prefix),
-            )
+            kinds = adapters.registry(s.call_signs, cap_signer=self.cap_signer, smtp_ca_file=s.smtp_ca_file)
+            self.worker = Worker(self.redis, self.store, s, kinds, self.feed, self.supervisor,
+                                 topics=Topics(s.topic_prefix))  # fmt: skip
             # Subscriber endpoints on the deployment's broker get in as the feed does.
             self.worker.mqtt.home = broker
             await self.worker.start()
@@ -344,4 +343,6 @@ def subscriber_from(item: dict[str, Any], *, default_timeout_s: float = 5.0) -> 
         max_in_flight=int(item.get("max_in_flight", 4)),
         name=item.get("name"),
         drills=bool(item.get("drills", False)),
+        recipients=[str(r) for r in item.get("recipients") or []],
+        sender=item.get("sender"),
     )

@@ -27,7 +27,7 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from adapters.base import Adapter, Payload, PermanentError
+from adapters.base import Adapter, DirectAdapter, Payload, PermanentError
 from adapters.transport import HttpTransport, MqttTransport
 from alertd import logs
 from alertd.breaker import CircuitBreaker
@@ -153,6 +153,9 @@ class Worker:
         await self.recorder.close()
         await self.http.close()
         await self.mqtt.close()
+        for adapter in self.adapters.values():
+            if isinstance(adapter, DirectAdapter):
+                await adapter.close()
 
     async def _ensure_group(self, stream: str) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
@@ -383,7 +386,7 @@ class Worker:
             log.exception("delivery.crashed", alert_id=job.alert_id, subscriber_id=job.sub_id,
                           lane=job.lane.value, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
-    async def _send(self, alert: Alert, sub: Subscriber, attempt: int = 1) -> None:
+    async def _send(self, alert: Alert, sub: Subscriber, attempt: int = 1) -> str | None:
         adapter = self.adapters[sub.adapter]
         rkey = (alert.id, *adapter.render_key(alert, sub))
         payload = self._renders.get(rkey)
@@ -402,6 +405,8 @@ class Worker:
             slot = self._sub_slots[sub.id] = asyncio.Semaphore(max(1, sub.max_in_flight))
         timeout = min(sub.timeout_s, self.settings.claim_idle_s / 2)
         async with slot:
+            if isinstance(adapter, DirectAdapter):
+                return await adapter.deliver(signed, sub, timeout)
             if sub.endpoint.startswith(("http://", "https://")):
                 await self.http.send(sub.endpoint, signed, timeout, attempt)
             elif sub.endpoint.startswith(("mqtt://", "mqtts://")):
@@ -409,3 +414,4 @@ class Worker:
                 await self.mqtt.send(sub.endpoint, signed, timeout, expiry)
             else:
                 raise PermanentError(f"the endpoint {redact_url(sub.endpoint)!r} is neither http(s):// nor mqtt://")
+        return None
