@@ -17,6 +17,7 @@ def registry(
     from adapters.isp import IspAdapter
     from adapters.mail import EmailAdapter
     from adapters.radio import RadioAdapter
+    from adapters.relay import AppriseAdapter
     from adapters.signage import SignageAdapter
 
     return {
@@ -25,4 +26,5 @@ def registry(
         AdapterKind.SIGNAGE: SignageAdapter(),
         AdapterKind.RADIO: RadioAdapter(call_signs),
         AdapterKind.EMAIL: EmailAdapter(smtp_ca_file),
+        AdapterKind.APPRISE: AppriseAdapter(),
     }

@@ -8,8 +8,6 @@ that would drift from the library.
 
 from __future__ import annotations
 
-import logging
-
 HELP = "see https://github.com/caronc/apprise/wiki for each service's address"
 
 
@@ -17,14 +15,10 @@ def apprise_problem(url: str) -> str | None:
     """None when Apprise can send to ``url``; else the sentence for the desk."""
     import apprise
 
-    # Apprise logs why it refused a URL at ERROR; the sentence below says it for the desk.
-    logging.getLogger("apprise").disabled = True
     try:
         plugin = apprise.Apprise.instantiate(url)
     except Exception:  # a library refusing hostile text in its own way: still a refusal
         plugin = None
-    finally:
-        logging.getLogger("apprise").disabled = False
     if plugin is None:
         scheme = url.partition("://")[0]
         return (f"An apprise subscriber's 'endpoint' must be an address Apprise can send to; "

@@ -53,6 +53,9 @@ def redact_text(text: str, url: str) -> str:
     except ValueError:
         return safe
     secrets = [parts.password, parts.username, *(v for _, v in parse_qsl(parts.query)), parts.query]
+    if parts.scheme.lower() not in HOST_SCHEMES:
+        # An Apprise service address: its "host" and path are bot tokens and keys.
+        secrets += [parts.netloc, *parts.path.split("/")]
     for secret in secrets:
         if secret and len(secret) >= 3:
             safe = safe.replace(secret, MASK)

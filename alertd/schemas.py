@@ -45,7 +45,10 @@ SUBSCRIBER_ENDPOINT_RE = r"^[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s]+$"
 # An e-mail address as SMTP carries it in RCPT TO: no display name, no list separators.
 EMAIL_RE = r"^[^@\s<>,;\"()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,253}$"
 SubscriberKind = Literal["broadcaster", "isp", "signage", "radio", "email", "apprise", "cbc"]
-EmailAddress = Annotated[str, Field(pattern=EMAIL_RE, max_length=320)]
+EmailAddress = Annotated[str, Field(pattern=EMAIL_RE, max_length=254)]  # RFC 5321 §4.5.3.1.3: a path is 256 with <>
+# Recipients of one e-mail subscriber: a list server's address counts as one, so a city with more
+# residents registered points alertd at its list server (or registers several subscribers).
+MAX_RECIPIENTS = 3000
 # Which endpoint each kind takes, as the refusal sentence says it.
 _KIND_ENDPOINTS = {
     "email": (("smtp", "smtps"), "an smtp://[user:password@]host:port[?starttls=1] or smtps:// address"),
@@ -267,7 +270,7 @@ class Subscriber(Shape):
         "max_in_flight": "'max_in_flight' must be a number from 1 to 1000.",
         "name": "'name' must be text: what the desk calls this receiver.",
         "recipients": "'recipients' must be a list of e-mail addresses such as \"bousai@example.jp\" "
-        "(at most 10,000).",
+        "(at most 3,000; for more, give the address of your mailing-list server).",
         "sender": "'sender' must be one e-mail address such as \"bousai@city.joso.ibaraki.jp\".",
     }
 
@@ -305,7 +308,7 @@ class Subscriber(Shape):
     max_in_flight: whole_number(1, 1000) | None = None
     name: str | None = None
     recipients: list[EmailAddress] | None = Field(
-        None, max_length=10_000, examples=[["bousai-list@example.jp"]],
+        None, max_length=MAX_RECIPIENTS, examples=[["bousai-list@example.jp"]],
         description="email only (required there): who gets each alert. They receive it by Bcc, in "
         "batches, so no recipient sees another's address.",
     )  # fmt: skip
@@ -372,7 +375,7 @@ class SubscriberChange(Shape):
     timeout_s: float | None = Field(None, ge=0.1, le=60)
     max_in_flight: whole_number(1, 1000) | None = None
     name: str | None = None
-    recipients: list[EmailAddress] | None = Field(None, max_length=10_000)
+    recipients: list[EmailAddress] | None = Field(None, max_length=MAX_RECIPIENTS)
     sender: EmailAddress | None = None
 
 
