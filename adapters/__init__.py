@@ -14,6 +14,7 @@ def registry(
     smtp_ca_file: str | None = None,
 ) -> dict[AdapterKind, Adapter]:
     from adapters.broadcaster import BroadcasterAdapter
+    from adapters.cbc import CbcAdapter
     from adapters.isp import IspAdapter
     from adapters.mail import EmailAdapter
     from adapters.radio import RadioAdapter
@@ -27,4 +28,5 @@ def registry(
         AdapterKind.RADIO: RadioAdapter(call_signs),
         AdapterKind.EMAIL: EmailAdapter(smtp_ca_file),
         AdapterKind.APPRISE: AppriseAdapter(),
+        AdapterKind.CBC: CbcAdapter(),
     }
