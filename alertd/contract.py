@@ -81,6 +81,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/districts", "listDistricts", "desk", "issuer", query=schemas.DistrictListQuery,
               valid_refusals=UNKNOWN_AREA),
     Operation("DELETE", "/api/v1/districts/{code}", "deleteDistrict", "desk", "issuer"),
+    Operation("PUT", "/api/v1/layers/{municipality}/{layer}", "putLayer", "desk", "issuer", body=schemas.LayerUpload,
+              valid_refusals={422: ("unknown-area", "invalid-geometry", "invalid-input:layer"),
+                              409: ("conflict",)}),
+    Operation("DELETE", "/api/v1/layers/{municipality}/{layer}", "deleteLayer", "desk", "issuer"),
     Operation("POST", "/api/v1/alerts", "postAlert", "desk", "issuer",
               body=schemas.JsonAlert, valid_refusals={422: ("unknown-area", "invalid-input:expires")}),
     # Who got what, and their errors, is for the desk, not the public segment.

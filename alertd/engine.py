@@ -99,6 +99,7 @@ class Engine:
         self.data_lost = False
         self.reseeded_at: float | None = None
         self._districts_version = -1
+        self._layers_loaded: set[tuple[str, str]] = set()
         await self.sync_districts()
         self.supervisor.every("districts", self.sync_districts, 5.0)
         if self.reader:
@@ -216,6 +217,14 @@ class Engine:
             return
         for muni, features in by_muni.items():
             self.registry.load_layer(muni, DESK_LAYER, {"type": "FeatureCollection", "features": features})
+        # The municipalities' own layers (自治区, 学区 …); one removed since is emptied here,
+        # or its districts would keep taking orders.
+        layers = await self.store.layers()
+        for muni, layer in self._layers_loaded - set(layers):
+            self.registry.load_layer(muni, layer, {"type": "FeatureCollection", "features": []})
+        for (muni, layer), features in layers.items():
+            self.registry.load_layer(muni, layer, {"type": "FeatureCollection", "features": features})
+        self._layers_loaded = set(layers)
         self._districts_version = version
 
     async def _expire(self) -> None:

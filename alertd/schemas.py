@@ -431,6 +431,32 @@ class DistrictAddition(Shape):
     geometry: dict[str, Any] | None = Field(None, description="A GeoJSON Polygon or MultiPolygon.")
 
 
+class LayerDistrict(Shape):
+    """One district of a municipality's own layer: a 自治区, a 学区, a shelter's catchment."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "name": "Each district of a layer needs a 'name' as residents know it (no ':'), e.g. 本石下自治区.",
+        "kana": "'kana' must be the name's reading in kana.",
+        "geometry": "'geometry' must be a GeoJSON Polygon or MultiPolygon.",
+    }
+    name: str = Field(min_length=1, max_length=50, pattern=r"^[^:]*\S[^:]*$", examples=["本石下自治区"])
+    kana: str | None = Field(None, max_length=100)
+    geometry: dict[str, Any] | None = Field(None, description="A GeoJSON Polygon or MultiPolygon (WGS 84).")
+
+
+class LayerUpload(Shape):
+    """A municipality's own layer of districts (自治区, 学区, 避難所の圏域), loaded as a whole:
+    it replaces the layer of that name. Orders name its districts like 町域 from then on."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "districts": "'districts' must be a list of 1–2,000 districts, each {{\"name\": …}} with an optional "
+        "\"kana\" and \"geometry\".",
+    }
+    districts: list[LayerDistrict] = Field(min_length=1, max_length=2000)
+
+
 class AddedDistrict(BaseModel):
     code: str = Field(examples=["08211:layer:desk:上三坂"])
     name: str
@@ -443,6 +469,12 @@ class AddedDistrictRow(BaseModel):
     name: str
     kana: str | None
     has_geometry: bool
+
+
+class LayerLoaded(BaseModel):
+    municipality: str = Field(examples=["08211"])
+    layer: str = Field(examples=["jichiku"])
+    districts: list[AddedDistrictRow]
 
 
 # --- receivers ----------------------------------------------------------------------

@@ -26,6 +26,11 @@ from alertd.report import Progress, bar
 from alertd.store import remove_prefix
 
 
+def drill_layer(layer: str) -> str:
+    """The name a drill loads a layer under: never a town's real one."""
+    return layer if layer.startswith("drill-") else f"drill-{layer}"
+
+
 @dataclass
 class StepResult:
     step: Step
@@ -67,6 +72,7 @@ class DrillRunner:
         # a drill never leaves an issuer, a receiver or a standing order behind.
         self.created_issuers: list[str] = []
         self.created_subscribers: list[str] = []
+        self.created_layers: list[str] = []  # API paths of the layers it loaded
         self.sent_by: dict[str, str] = {}  # alert id -> the token that sent it (to cancel it)
         self._settled_rows: dict[str, list[dict[str, Any]]] = {}  # alerts whose deliveries all ended
         self._towns: dict[str, str] | None = None  # receiver id -> the town it stands for, by name
@@ -108,6 +114,22 @@ class DrillRunner:
                 raise ScenarioError(f"could not register issuer {issuer['id']}: {data.get('detail')}")
             self.created_issuers.append(issuer["id"])
             self.tokens[issuer["id"]] = token
+        await self._load_layers(http)
+
+    async def _load_layers(self, http: aiohttp.ClientSession) -> None:
+        """The scenario's own districts (a made-up 自治区 layer), as the town's desk loads them."""
+        from alertd.layer_cli import read_layer
+
+        for spec in self.scenario.layers:
+            path = f"/api/v1/layers/{spec['municipality']}/{drill_layer(spec['layer'])}"
+            body = {"districts": read_layer(self._resolve_file(spec["file"]))}
+            status, data = await self._api(http, "PUT", path, self._issuer_token_of(None), json=body)
+            if status != 200:
+                raise ScenarioError(f"could not load layer {spec['layer']} from {spec['file']}: {data.get('detail')}")
+            self.created_layers.append(path)
+
+    def _issuer_token_of(self, issuer: str | None) -> str:
+        return self.tokens[issuer or self.scenario.issuers[0]["id"]]
 
     async def _refuse_live_ids(self, issuers: list[str], subscribers: list[str]) -> None:
         """A drill never replaces what the engine already has: registering an id that exists
@@ -151,6 +173,11 @@ class DrillRunner:
             (done["cancelled"] if status == 202 else done["errors"]).append(
                 alert_id if status == 202 else f"cancel {alert_id}: {status} {data.get('detail')}"
             )
+        # Its layers go once its orders are lifted, while its issuer can still remove them.
+        for path in self.created_layers:
+            status, data = await self._api(http, "DELETE", path, self._issuer_token_of(None))
+            if status not in (204, 404):
+                done["errors"].append(f"remove layer {path}: {status} {data.get('detail')}")
         for kind, ids, key in (("subscribers", self.created_subscribers, "removed_receivers"),
                                ("issuers", self.created_issuers, "removed_issuers")):  # fmt: skip
             for ident in ids:
