@@ -67,21 +67,9 @@ def test_the_units_pass_systemd_analyze_verify_and_are_hardened(tmp_path: Path) 
 async def test_redis_starts_on_the_deployment_settings_with_aof_and_no_eviction(tmp_path: Path) -> None:
     server = _tool("redis-server", "redis-server")
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        server, str(DEPLOY / "redis" / "alertd.conf"), "--port", str(port), "--dir", str(tmp_path),
-        "--daemonize", "no", "--logfile", str(tmp_path / "redis.log"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = await _redis(server, tmp_path, port)
     client = aioredis.Redis(port=port, password="change-me-redis-password")
     try:
-        async def answers() -> bool:
-            try:
-                return bool(await client.ping())
-            except Exception:
-                return proc.returncode is not None  # stopped: the settings were refused
-
-        await until(answers, what="redis-server to start on deploy/redis/alertd.conf", timeout=10)
-        assert proc.returncode is None, (tmp_path / "redis.log").read_text()
         settings = {k: (await client.config_get(k))[k] for k in ("appendonly", "appendfsync", "maxmemory-policy")}
         assert settings == {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction"}
         assert (await client.config_get("save"))["save"]  # RDB snapshots for backups as well
@@ -91,6 +79,82 @@ async def test_redis_starts_on_the_deployment_settings_with_aof_and_no_eviction(
         await client.aclose()
         proc.terminate()
         await proc.wait()
+
+
+async def _redis(server: str, where: Path, port: int, *extra: str) -> asyncio.subprocess.Process:
+    log = where / f"redis-{len(list(where.glob('redis-*.log')))}.log"
+    proc = await asyncio.create_subprocess_exec(
+        server, str(DEPLOY / "redis" / "alertd.conf"), "--port", str(port), "--dir", str(where),
+        "--daemonize", "no", "--logfile", str(log), *extra,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    async def listens() -> bool:
+        # A bare connect: redis-py's own retries would back off for seconds between tries.
+        if proc.returncode is not None:
+            raise AssertionError(f"redis-server refused deploy/redis/alertd.conf: {log.read_text()}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        writer.close()
+        await writer.wait_closed()
+        return True
+
+    await until(listens, what="redis-server to start on deploy/redis/alertd.conf", timeout=10)
+    return proc
+
+
+async def test_the_readmes_restore_brings_back_a_snapshot_under_aof(tmp_path: Path) -> None:
+    """README, Operating it: with appendonly on and no AOF, Redis would start empty; the
+    sequence there (snapshot loaded with AOF off, then AOF switched on) keeps the data."""
+    server = _tool("redis-server", "redis-server")
+    port = free_port()
+    live, restored = tmp_path / "live", tmp_path / "restored"
+    live.mkdir()
+    restored.mkdir()
+
+    def connect() -> aioredis.Redis:
+        # A client per server start: one whose server went away backs off for seconds.
+        return aioredis.Redis(port=port, password="change-me-redis-password")
+
+    running: list[asyncio.subprocess.Process] = []
+    try:
+        proc = await _redis(server, live, port)
+        running.append(proc)
+        async with connect() as client:
+            await client.set("alertd:before-backup", "1")
+            await client.save()  # the README's BGSAVE, waited for
+            shutil.copy(live / "alertd.rdb", restored / "alertd.rdb")
+            await client.set("alertd:after-backup", "1")
+        proc.terminate()  # SIGTERM: Redis's own clean shutdown (SHUTDOWN through redis-py retries for seconds)
+        await proc.wait()
+
+        proc = await _redis(server, restored, port, "--appendonly", "no")
+        running.append(proc)
+        async with connect() as client:
+            await client.config_set("appendonly", "yes")
+
+            async def rewritten() -> bool:
+                info = await client.info("persistence")
+                return bool(info["aof_enabled"] == 1 and info["aof_rewrite_in_progress"] == 0
+                            and not info.get("aof_rewrite_scheduled"))  # fmt: skip
+
+            await until(rewritten, what="the new append-only file")
+        proc.terminate()
+        await proc.wait()
+
+        proc = await _redis(server, restored, port)  # as redis-server.service starts it
+        running.append(proc)
+        async with connect() as client:
+            assert await client.get("alertd:before-backup") == b"1"
+            assert await client.get("alertd:after-backup") is None
+        proc.terminate()
+        await proc.wait()
+    finally:
+        for leftover in running:
+            if leftover.returncode is None:
+                leftover.kill()
+                await leftover.wait()
 
 
 async def test_mosquitto_lets_only_alertd_publish_alerts_and_a_gateway_only_its_acks(tmp_path: Path) -> None:
