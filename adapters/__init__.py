@@ -28,5 +28,5 @@ def registry(
         AdapterKind.RADIO: RadioAdapter(call_signs),
         AdapterKind.EMAIL: EmailAdapter(smtp_ca_file),
         AdapterKind.APPRISE: AppriseAdapter(),
-        AdapterKind.CBC: CbcAdapter(),
+        AdapterKind.CBC: CbcAdapter(cap_signer),
     }

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 from adapters.base import Adapter, Payload
 from alertd import messages, places
+from alertd.cap_signature import CapSigner
 from alertd.models import AdapterKind, Alert, Area, Info, Subscriber
 
 # language -> (short, long) in characters; see the module's docstring for each source.
@@ -90,12 +91,19 @@ def area_geometry(codes: list[str]) -> Any:
 class CbcAdapter(Adapter):
     kind: ClassVar[AdapterKind] = AdapterKind.CBC
 
+    def __init__(self, cap_signer: CapSigner | None = None) -> None:
+        # Signed like the broadcasters' CAP when the deployment has a signing key: a CBC
+        # that checks signatures then knows the alert is the authority's.
+        self.cap_signer = cap_signer
+
     def render(self, alert: Alert, subscriber: Subscriber) -> Payload:
         from alertd.cap import to_cap
 
         polygons = cap_polygons(area_geometry(alert.districts))
         infos = [self._info(alert, lang, polygons) for lang in LIMITS]
         document = to_cap(dataclasses.replace(alert, infos=infos))
+        if self.cap_signer is not None:
+            document = self.cap_signer.sign(document)
         return Payload(document, "application/cap+xml; charset=utf-8")
 
     def render_key(self, alert: Alert, subscriber: Subscriber) -> tuple[object, ...]:

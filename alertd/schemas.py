@@ -253,7 +253,9 @@ class IssuerView(Shape):
 
 class Subscriber(Shape):
     """A receiver alertd pushes alerts to: a broadcaster (CAP), an ISP or portal (signed JSON
-    webhook), signage or radio. Registering an id that exists replaces it."""
+    webhook), signage or radio; a registered-mail list (email, by SMTP), a social or chat service
+    (apprise, by Apprise URL) or a carrier's cell-broadcast centre (cbc, CAP 1.2 by HTTP POST).
+    Registering an id that exists replaces it."""
 
     refusals: ClassVar[dict[str, str]] = {
         "id": _ID_SENTENCE.format(what="subscriber"),
