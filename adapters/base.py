@@ -56,6 +56,9 @@ class Adapter(ABC):
     """
 
     kind: ClassVar[AdapterKind]
+    # Rendering does heavy work (cell broadcast simplifies polygons: tens of ms for one town):
+    # the worker runs it in a thread, so the event loop keeps delivering meanwhile.
+    render_off_loop: ClassVar[bool] = False
 
     @abstractmethod
     def render(self, alert: Alert, subscriber: Subscriber) -> Payload: ...

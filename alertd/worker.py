@@ -38,6 +38,7 @@ from alertd.feed import Feed
 from alertd.ledger import MOVE_DUE_SCRIPT
 from alertd.metrics import POISON_JOBS, QUEUE_DEPTH
 from alertd.models import AdapterKind, Alert, Priority, Subscriber
+from alertd.offload import run_blocking
 from alertd.recorder import Recorder
 from alertd.redact import redact_url
 from alertd.store import Store
@@ -392,7 +393,10 @@ class Worker:
         payload = self._renders.get(rkey)
         if payload is None:
             try:
-                payload = adapter.render(alert, sub)
+                if adapter.render_off_loop:
+                    payload = await run_blocking(adapter.render, alert, sub)
+                else:
+                    payload = adapter.render(alert, sub)
             except Exception as exc:
                 raise PermanentError(f"could not render the alert for {sub.adapter.value}: {exc}") from exc
             self._renders[rkey] = payload

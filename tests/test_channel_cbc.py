@@ -69,7 +69,8 @@ async def test_a_level_5_order_reaches_the_cbc_as_valid_cap_within_its_limits(
         assert 4 <= len(points) <= MAX_VERTICES and points[0] == points[-1]
         drawn.append(shapely.Polygon([(lon, lat) for lat, lon in points]))
     shape = shapely.union_all(drawn)
-    assert shape.intersection(city).area / city.area > 0.97 and city.intersection(shape).area / shape.area > 0.97
+    # Simplified outward: all of the city is inside (to the 5 decimals CAP carries), little else.
+    assert city.difference(shape).area / city.area < 0.001 and shape.area / city.area < 1.15
     geocodes = [g.findtext("c:value", namespaces=NS) for g in infos[0].iterfind("c:area/c:geocode", NS)]
     assert "08211" in geocodes
 
