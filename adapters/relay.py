@@ -74,6 +74,13 @@ class _ThreadLog(logging.Handler):
 class AppriseAdapter(DirectAdapter):
     kind: ClassVar[AdapterKind] = AdapterKind.APPRISE
 
+    def __init__(self) -> None:
+        # Apprise loads its hundred service modules on first use (~0.4 s): here, while the
+        # engine starts, rather than on the event loop when a desk registers a relay.
+        import apprise
+
+        apprise.Apprise.instantiate("json://localhost")
+
     def render(self, alert: Alert, subscriber: Subscriber) -> Payload:
         langs = messages.ordered_languages(ALWAYS, subscriber.languages)
         texts = [messages.message(alert, lang) for lang in langs]
