@@ -317,6 +317,17 @@ def _kind(alert: Alert) -> str:
 # lift ends, and the 最終報 mark of an earthquake early warning.
 PARAM_LIFTED_LEVEL = "LIFTED_LEVEL"
 PARAM_FINAL_REPORT = "JMA_FINAL_REPORT"
+# Earthquake reports (alertd/jma/quakes.py): the highest 震度 observed, and one
+# "<震度> <area>" per area (5+ 茨城県南部), most intense first.
+PARAM_MAX_INTENSITY = "JMA_MAX_INTENSITY"
+PARAM_AREA_INTENSITY = "JMA_AREA_INTENSITY"
+# Volcano warnings (alertd/jma/volcano.py): the 噴火警戒レベル, and the volcano's name.
+PARAM_VOLCANO_LEVEL = "JMA_VOLCANO_LEVEL"
+PARAM_VOLCANO = "JMA_VOLCANO"
+# 南海トラフ地震臨時情報 (alertd/jma/nankai.py): 巨大地震警戒 / 巨大地震注意 / 調査中 / 調査終了.
+PARAM_NANKAI_KIND = "JMA_NANKAI_KIND"
+# Tsunami information (VTSE51/52): one "<region> <arrival> <height>" per region.
+PARAM_TSUNAMI_REGION = "JMA_TSUNAMI_REGION"
 
 _TSUNAMI_GRADE_BY_LEVEL = {5: "major", 4: "warning", 3: "warning", 2: "advisory", 1: "forecast"}
 _TSUNAMI_LEVEL_BY_GRADE = {"major": 5, "warning": 4, "advisory": 2, "forecast": 1}

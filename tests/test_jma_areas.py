@@ -49,5 +49,5 @@ def test_an_unknown_area_is_still_an_unknown_area(registry) -> None:
 
 def test_the_table_is_read_whole() -> None:
     members, names = load_forecast_areas()
-    assert names["013000"] == "網走・北見・紋別地方"
+    assert names["網走・北見・紋別地方"] == "013000" and names["埼玉県"] == "110000"
     assert sum(1 for c in members if c.endswith("0000")) >= 44

@@ -72,6 +72,7 @@ def parse_files(
                 "type": result.type_code,
                 "title": result.title,
                 "unsupported": result.type_code,
+                "why": result.reason,
             }
             print(json.dumps(line, ensure_ascii=False), file=out)
             continue

@@ -44,6 +44,7 @@ class AreaRegistry(Protocol):
     def tsunami_region(self, code: str) -> Any: ...
     def tsunami_municipalities(self, code: str) -> list[str]: ...
     def find(self, code: str) -> Any: ...
+    def jma_forecast_area_named(self, name: str) -> str | None: ...
 
 
 class Resolver:
@@ -77,6 +78,12 @@ class Resolver:
             self.miss(f"tsunami:{code}")
             return []
         return [region.code, *munis]
+
+    def forecast_area_named(self, name: str) -> str | None:
+        code = self.registry.jma_forecast_area_named(name) if name else None
+        if code is None:
+            self.miss(name or "(no area name)")
+        return code
 
     def prefecture(self, pref: str) -> list[str]:
         if self.registry.find(pref) is None:
