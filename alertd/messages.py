@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from alertd import places
+from alertd import hazard_texts, places
 from alertd.models import Action, Alert, AlertKind, Info, MsgType, Status
 from alertd.text_catalogs import load_catalogs
 
@@ -317,17 +317,6 @@ def _kind(alert: Alert) -> str:
 # lift ends, and the 最終報 mark of an earthquake early warning.
 PARAM_LIFTED_LEVEL = "LIFTED_LEVEL"
 PARAM_FINAL_REPORT = "JMA_FINAL_REPORT"
-# Earthquake reports (alertd/jma/quakes.py): the highest 震度 observed, and one
-# "<震度> <area>" per area (5+ 茨城県南部), most intense first.
-PARAM_MAX_INTENSITY = "JMA_MAX_INTENSITY"
-PARAM_AREA_INTENSITY = "JMA_AREA_INTENSITY"
-# Volcano warnings (alertd/jma/volcano.py): the 噴火警戒レベル, and the volcano's name.
-PARAM_VOLCANO_LEVEL = "JMA_VOLCANO_LEVEL"
-PARAM_VOLCANO = "JMA_VOLCANO"
-# 南海トラフ地震臨時情報 (alertd/jma/nankai.py): 巨大地震警戒 / 巨大地震注意 / 調査中 / 調査終了.
-PARAM_NANKAI_KIND = "JMA_NANKAI_KIND"
-# Tsunami information (VTSE51/52): one "<region> <arrival> <height>" per region.
-PARAM_TSUNAMI_REGION = "JMA_TSUNAMI_REGION"
 
 _TSUNAMI_GRADE_BY_LEVEL = {5: "major", 4: "warning", 3: "warning", 2: "advisory", 1: "forecast"}
 _TSUNAMI_LEVEL_BY_GRADE = {"major": 5, "warning": 4, "advisory": 2, "forecast": 1}
@@ -521,6 +510,11 @@ def _national(alert: Alert, lang: str, ctx: _Context, kind: str) -> _Core | None
     if kind == "eew" and _final_report(alert):
         title = p["eew_final"]["title"].format(title=title)
         body = _join([body, p["eew_final"]["body"]], lang)
+    if kind == "tsunami" and "tsunami_regions" in p:
+        # 津波情報 (VTSE51): JMA's expected arrival and height per region, in JMA's words.
+        regions = [v for i in alert.infos[:1] for k, v in i.parameters if k == hazard_texts.PARAM_TSUNAMI_REGION]
+        if regions:
+            body = _join([body, p["tsunami_regions"].format(lines=p["list_sep"].join(regions))], lang)
     return _Core(title, spoken, _join([body, equiv, areas], lang))
 
 
@@ -542,7 +536,26 @@ def _template(alert: Alert, lang: str, ctx: _Context) -> _Core | None:
         return _test(alert, lang)
     if kind in _NATIONAL_KINDS:
         return _national(alert, lang, ctx, kind)
+    if kind in hazard_texts.HAZARD_KINDS:
+        return _hazard(alert, lang, ctx, kind)
     return None
+
+
+def _hazard(alert: Alert, lang: str, ctx: _Context, kind: str) -> _Core | None:
+    """Earthquake reports, volcanoes, great-earthquake information, record rain, tornadoes, heat."""
+    p = _PHRASES[lang]
+    composed = hazard_texts.compose(alert, kind, p)
+    if composed is None:
+        return None
+    title, body = composed
+    # The earthquake text lists its areas with their 震度; the megaquake prefectures are dozens.
+    areas = ""
+    if ctx.names and kind not in ("earthquake", "megaquake", "tsunami_info"):
+        areas = p["areas_line"].format(places=_places(lang, ctx)[0])
+    if alert.action == "lift" and kind != "megaquake":  # 調査終了 says what it ends itself
+        lifted = p["lift_title"].format(title=title)
+        return _Core(title, lifted, _join([p["national_lift"].format(title=title), areas], lang))
+    return _Core(title, title, _join([body, areas], lang))
 
 
 def _find_info(alert: Alert, lang: str) -> Info | None:

@@ -162,3 +162,42 @@ def test_unsupported_types_say_why(registry) -> None:
         result = parse(name, registry)
         assert not result.supported and words in (result.reason or "")
     assert "季節観測" in unsupported_reason("VGSK50") and "天気概況" in unsupported_reason("VPFG50")
+
+
+def test_an_earthquake_report_reads_naturally_in_every_language(registry) -> None:
+    from alertd import messages
+
+    alert = parse("32-35_01_01_100806_VXSE51.xml", registry).alerts[0]
+    for info in alert.infos:
+        info.parameters = [(k, v) for k, v in info.parameters if k not in ("JMA_MAX_INTENSITY", "JMA_AREA_INTENSITY")]
+        info.parameters += [("JMA_MAX_INTENSITY", "5+"), ("JMA_AREA_INTENSITY", "5+ 茨城県南部"),
+                            ("JMA_AREA_INTENSITY", "4 栃木県南部")]  # fmt: skip
+    headlines = {lang: messages.message(alert, lang).headline for lang in messages.LANGUAGES}
+    assert headlines["ja"] == "震度5強 茨城県南部"
+    assert headlines["en"] == "Seismic intensity 5+ in southern Ibaraki"
+    assert headlines["ko"] == "진도 5강 이바라키현 남부"
+    assert headlines["zh"] == "震度5强 茨城県南部"
+    assert headlines["ja-easy"] == "しんど5きょう 茨城県南部"
+    en = messages.message(alert, "en")
+    assert "Intensity 4: southern Tochigi." in en.body and en.source == "template"
+
+
+@pytest.mark.parametrize(
+    ("sample", "ja", "en"),
+    [
+        ("45_01_01_200522_VFVO50.xml", "浅間山 噴火警戒レベル3", "Volcanic alert level 3: 浅間山"),
+        ("67_01_01_140927_VFVO56.xml", "噴火速報 御嶽山", "Eruption: 御嶽山"),
+        ("74_01_02_200512_VYSE50.xml", "南海トラフ地震臨時情報（調査中）", "Nankai Trough: unusual activity under investigation"),
+        ("18_03_01_190412_VPOA50.xml", "記録的短時間大雨情報", "Record short-term heavy rain"),
+        ("19_08_04_250630_VPHW51.xml", "竜巻注意情報", "Tornado alert"),
+        ("57_03_01_240401_VPFT50.xml", "熱中症警戒アラート", "Heatstroke alert"),
+    ],
+)  # fmt: skip
+def test_every_new_kind_has_its_own_words(registry, sample, ja, en) -> None:
+    from alertd import messages
+
+    alert = parse(sample, registry).alerts[0]
+    for lang in messages.LANGUAGES:
+        assert messages.message(alert, lang).source == "template", (sample, lang)
+    assert messages.message(alert, "ja").headline.endswith(ja)
+    assert messages.message(alert, "en").headline.endswith(en)

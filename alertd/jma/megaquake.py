@@ -12,8 +12,8 @@ The 臨時情報 kind (InfoSerial/Name) is what municipalities act on: 巨大地
 
 from __future__ import annotations
 
+from alertd.hazard_texts import PARAM_NANKAI_KIND
 from alertd.jma.head import Header, Part, Resolver, text, unique
-from alertd.messages import PARAM_NANKAI_KIND
 
 NANKAI_PREFECTURES = (
     "08", "12", "13", "14", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29",

@@ -32,9 +32,9 @@ from typing import Any
 
 import yaml
 
+from alertd.hazard_texts import PARAM_MAX_INTENSITY
 from alertd.jma.levels import INTENSITIES
 from alertd.messages import PARAM_LIFTED_LEVEL as LIFTED_LEVEL
-from alertd.messages import PARAM_MAX_INTENSITY
 from alertd.models import AdapterKind, Alert, MsgType, Priority, Status
 
 FEED = AdapterKind.FEED.value  # alertd's own public feeds (MQTT feed topics, Atom), not a subscriber adapter

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from lxml import etree
 
+from alertd.hazard_texts import PARAM_AREA_INTENSITY, PARAM_MAX_INTENSITY
 from alertd.jma.head import GEOCODE_SEISMIC, Header, Part, Resolver, area, text, unique
 from alertd.jma.levels import INTENSITIES, intensity_level, normalize
-from alertd.messages import PARAM_AREA_INTENSITY, PARAM_MAX_INTENSITY
 
 EVENTS_EN = {
     "VXSE51": "Seismic intensity report",

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from lxml import etree
 
+from alertd.hazard_texts import PARAM_TSUNAMI_REGION
 from alertd.jma.head import GEOCODE_TSUNAMI, Header, Part, Resolver, area, text, unique
 from alertd.jma.seismic import parse_vtse41
-from alertd.messages import PARAM_TSUNAMI_REGION
 
 
 def _region_line(item: etree._Element) -> tuple[str, str]:

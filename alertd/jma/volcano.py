@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 
+from alertd.hazard_texts import PARAM_VOLCANO, PARAM_VOLCANO_LEVEL
 from alertd.jma.head import GEOCODE_JMA_AREA, Header, Part, Resolver, area, text, unique
 from alertd.jma.levels import normalize
-from alertd.messages import PARAM_VOLCANO, PARAM_VOLCANO_LEVEL
 
 GEOCODE_VOLCANO = "JP-JMA-VOLCANO"
 _LEVEL = re.compile(r"^レベル(\d)")
