@@ -46,6 +46,7 @@ MEGAQUAKE_KEYS = {
 }
 
 _STRONG = ("5-", "5+", "6-", "6+", "7")
+SHOWN_INTENSITIES = 2
 
 
 def _params(alert: Alert, name: str) -> list[str]:
@@ -90,7 +91,14 @@ def _earthquake(alert: Alert, p: dict[str, Any]) -> tuple[str, str]:
         title = t[key].format(intensity=words[top], area=first[0])
     else:
         title = t["title_plain"]
-    parts = [t["line"].format(intensity=words.get(i, i), areas=p["list_sep"].join(a)) for i, a in lines.items()]
+    # The two highest intensities by area; the rest as a count, so a loudspeaker reads it in
+    # seconds (a 震度速報 can name 40 areas; the CAP parameters keep every one).
+    shown = list(lines.items())[:SHOWN_INTENSITIES]
+    parts = [t["line"].format(intensity=words.get(i, i), areas=p["list_sep"].join(a)) for i, a in shown]
+    rest = list(lines.items())[SHOWN_INTENSITIES:]
+    if rest:
+        lowest = rest[-1][0]
+        parts.append(t["others"].format(n=sum(len(a) for _, a in rest), intensity=words.get(lowest, lowest)))
     place, magnitude, depth = (_param(alert, n) for n in (PARAM_HYPOCENTER, PARAM_MAGNITUDE, PARAM_DEPTH_KM))
     if place:
         parts.append(t["hypocenter"].format(place=area_name(place, p)))

@@ -26,7 +26,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
@@ -63,6 +63,20 @@ class Outcome:
 
 
 DONE = Outcome(True, "broadcast")
+
+
+# Types whose every report restates its event whole (EventID: the earthquake, the volcano, the
+# 臨時情報): a later 発表 replaces the earlier report, so it is an Update referencing it and
+# the earlier one stops being in force (調査中 → 巨大地震警戒 → 調査終了; レベル3 → レベル2). Not
+# 竜巻注意情報, 記録的短時間大雨情報 or 熱中症警戒アラート: their incident is the issuing office,
+# and a report for other towns must not end one still being delivered.
+RESTATED = frozenset({"VXSE51", "VXSE52", "VXSE53", "VTSE51", "VTSE52", "VFVO50", "VYSE50", "VYSE60"})
+
+
+class TelegramSink(Protocol):
+    """Where a source hands its telegrams: the Ingest path, or the drop-folder handover (handover.py)."""
+
+    async def handle(self, telegrams: list[Telegram], guard: Guard | None = None) -> dict[int, Outcome]: ...
 
 
 def order(telegrams: list[Telegram]) -> list[Telegram]:
@@ -184,15 +198,22 @@ class Ingest:
         return DONE
 
     async def _simple(self, t: Telegram) -> Outcome:
-        """Other types: a 訂正/取消 references the last broadcast report of the same incident."""
+        """Other types: a 訂正/取消 references the last broadcast report of the same incident.
+
+        For the types in RESTATED a new 発表 does too, and is an Update of it.
+        """
         sent: list[Alert] = []
+        header = t.result.header
+        restated = header is not None and header.type_code in RESTATED
         for alert in t.result.alerts:
             refs: list[str] = []
-            if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL):
+            if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) or restated:
                 refs = await self._incident_refs(alert.incidents)
                 alert.references = refs
                 if alert.msg_type is MsgType.UPDATE and not refs:
                     alert.msg_type = MsgType.ALERT  # a 訂正 of nothing alertd sent is news
+                elif alert.msg_type is MsgType.ALERT and refs:
+                    alert.msg_type = MsgType.UPDATE  # the event's newer report replaces the older
             if await self._send(t, alert, []) is not None:
                 sent.append(alert)
         if sent and sent[0].incidents:

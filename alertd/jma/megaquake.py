@@ -21,6 +21,11 @@ NANKAI_PREFECTURES = (
 )  # fmt: skip
 TRENCH_PREFECTURES = ("01", "02", "03", "04", "07", "08", "12")
 
+# One story per trough: each report has its own EventID, yet replaces the one before it
+# (調査中 → 巨大地震警戒 → … → 調査終了), so the incident is the trough (ingest.py: RESTATED).
+NANKAI_INCIDENT = "jma-VYSE50-nankai-trough"
+TRENCH_INCIDENT = "jma-VYSE60-japan-kuril-trench"
+
 # kind → (level, action, English)
 NANKAI_KINDS = {
     "巨大地震警戒": (4, "issue", "Nankai Trough megaquake warning"),
@@ -49,6 +54,7 @@ def parse_vyse50(h: Header, resolver: Resolver) -> list[Part]:
             jma_status=kind or h.info_type,
             parameters=[(PARAM_NANKAI_KIND, kind)] if kind else [],
             description=h.headline or None,
+            incident=NANKAI_INCIDENT,
         )
     ]
 
@@ -68,5 +74,6 @@ def parse_vyse60(h: Header, resolver: Resolver) -> list[Part]:
             jma_status=h.info_type,
             parameters=[(PARAM_NANKAI_KIND, "後発地震注意")],
             description=h.headline or None,
+            incident=TRENCH_INCIDENT,
         )
     ]

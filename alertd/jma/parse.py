@@ -17,7 +17,7 @@ from pathlib import PurePath
 from alertd.errors import InvalidInput
 from alertd.jma.flood import parse_vxkoii
 from alertd.jma.head import AreaRegistry, Header, Part, Resolver, build_alert, local, read_header
-from alertd.jma.megaquake import parse_vyse50, parse_vyse60
+from alertd.jma.megaquake import NANKAI_INCIDENT, TRENCH_INCIDENT, parse_vyse50, parse_vyse60
 from alertd.jma.quakes import parse_quake
 from alertd.jma.seismic import parse_vtse41, parse_vxse43
 from alertd.jma.tsunami_info import parse_vtse51, parse_vtse52
@@ -38,6 +38,7 @@ class Supported:
     code: str
     kind: str  # the alert kind a cancelled report of this type carries
     parser: Parser
+    incident: str | None = None  # the story a 取消 withdraws from, when the EventID does not name it
 
 
 def _parse_eew_forecast(h: Header, resolver: Resolver) -> list[Part]:
@@ -72,8 +73,8 @@ _SUPPORTED_TITLES: dict[str, Supported] = {
     "沖合の津波観測に関する情報": Supported("VTSE52", "tsunami_info", parse_vtse52),
     "噴火警報・予報": Supported("VFVO50", "volcano", parse_vfvo50),
     "噴火速報": Supported("VFVO56", "volcano", parse_vfvo56),
-    "南海トラフ地震臨時情報": Supported("VYSE50", "megaquake", parse_vyse50),
-    "北海道・三陸沖後発地震注意情報": Supported("VYSE60", "megaquake", parse_vyse60),
+    "南海トラフ地震臨時情報": Supported("VYSE50", "megaquake", parse_vyse50, NANKAI_INCIDENT),
+    "北海道・三陸沖後発地震注意情報": Supported("VYSE60", "megaquake", parse_vyse60, TRENCH_INCIDENT),
     "記録的短時間大雨情報": Supported("VPOA50", "heavy_rain", parse_vpoa50),
     "竜巻注意情報": Supported("VPHW50", "tornado", parse_vphw),
     "竜巻注意情報（目撃情報付き）": Supported("VPHW51", "tornado", parse_vphw),
@@ -337,6 +338,7 @@ def _cancel_part(h: Header, supported: Supported) -> Part:
         areas=[],
         jma_status="取消",
         description=h.headline or None,
+        incident=supported.incident,
     )
 
 
