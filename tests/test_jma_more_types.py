@@ -99,11 +99,11 @@ def test_every_sample_of_the_new_types_parses_with_districts_and_valid_cap(regis
         ("80_01_01_240821_VYSE60.xml", "megaquake", 3, {"01", "03", "12"}, {}, "nankai-advisory",
          {"signage"}, Priority.ROUTINE),
         # 記録的短時間大雨情報 for 石狩地方 and 後志地方 (一次細分区域 of a split Hokkaido 府県予報区).
-        ("18_03_01_190412_VPOA50.xml", "heavy_rain", 4, {"01101", "01202"} - {"01202"}, {}, "heavy-rain",
+        ("18_03_01_190412_VPOA50.xml", "heavy_rain", 4, {"01101", "01203"}, {}, "heavy-rain",
          {"radio"}, Priority.ROUTINE),
         ("19_08_04_250630_VPHW51.xml", "tornado", 3, {"11201"}, {}, "tornado-heat", {"signage"},
          Priority.ROUTINE),
-        ("57_03_01_240401_VPFT50.xml", "heat", 3, {"11201", "11100"} - {"11100"}, {}, "tornado-heat",
+        ("57_03_01_240401_VPFT50.xml", "heat", 3, {"11201", "11101"}, {}, "tornado-heat",
          {"isp"}, Priority.ROUTINE),
         ("91_01_01_241031_VXSUii.xml", "flood", 2, {"04421", "04424"}, {}, "advisory", {"feed"},
          Priority.ROUTINE),
@@ -123,9 +123,11 @@ def test_what_an_operator_sees(registry, sample, kind, level, some_districts, pa
 
 
 def test_a_split_forecast_area_is_only_its_towns(registry) -> None:
+    """石狩地方 and 後志地方 are 一次細分区域 of Hokkaido's split 府県予報区: their towns, not all of 北海道."""
     heavy = parse("18_03_01_190412_VPOA50.xml", registry).alerts[0]
-    assert "01100" in heavy.districts or any(d.startswith("011") for d in heavy.districts)  # 札幌市 (石狩地方)
-    assert not any(d.startswith("0120") and d in ("01202",) for d in heavy.districts)  # not 函館市
+    assert {"01101", "01203"} <= set(heavy.districts)  # 札幌市中央区 (石狩), 小樽市 (後志)
+    assert "01202" not in heavy.districts and "01204" not in heavy.districts  # not 函館市, not 旭川市
+    assert "01" not in heavy.districts and len(heavy.districts) < 60
 
 
 def test_intensity_thresholds_follow_the_policy(registry) -> None:
