@@ -116,6 +116,9 @@ def _volcano(alert: Alert, p: dict[str, Any]) -> tuple[str, str]:
     if _param(alert, "JMA_TYPE") == "VFVO56":
         return t["eruption"].format(volcano=volcano), t["eruption_body"].format(volcano=volcano)
     level = _param(alert, PARAM_VOLCANO_LEVEL)
+    if alert.action == "lift":  # 噴火予報：警報解除: the warning ends, the level is what remains
+        body = t["lifted_body"].format(n=level) if level else ""
+        return t["lifted"].format(volcano=volcano), p["sep"].join(x for x in (body, t["calls"][1]) if x)
     title = t["title"].format(volcano=volcano, n=level) if level else t["title_plain"].format(volcano=volcano)
     call = t["calls"].get(int(level)) if level.isdigit() else None
     if call is None:

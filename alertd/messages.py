@@ -552,7 +552,7 @@ def _hazard(alert: Alert, lang: str, ctx: _Context, kind: str) -> _Core | None:
     areas = ""
     if ctx.names and kind not in ("earthquake", "megaquake", "tsunami_info"):
         areas = p["areas_line"].format(places=_places(lang, ctx)[0])
-    if alert.action == "lift" and kind != "megaquake":  # 調査終了 says what it ends itself
+    if alert.action == "lift" and kind not in ("megaquake", "volcano"):  # 調査終了, 警報解除 say it themselves
         lifted = p["lift_title"].format(title=title)
         return _Core(title, lifted, _join([p["national_lift"].format(title=title), areas], lang))
     return _Core(title, title, _join([body, areas], lang))

@@ -203,3 +203,13 @@ def test_every_new_kind_has_its_own_words(registry, sample, ja, en) -> None:
         assert messages.message(alert, lang).source == "template", (sample, lang)
     assert messages.message(alert, "ja").headline.endswith(ja)
     assert messages.message(alert, "en").headline.endswith(en)
+
+
+def test_a_volcano_warning_lifted_is_a_lift_that_says_the_level_left(registry) -> None:
+    from alertd import messages
+
+    alert = parse("45_03_01_200731_VFVO50.xml", registry).alerts[0]  # 草津白根山 噴火予報：警報解除
+    assert (alert.action, alert.level, alert.infos[0].parameter("JMA_VOLCANO_LEVEL")) == ("lift", None, "1")
+    assert Policy.default().decide(alert).rule == "lift"
+    ja = messages.message(alert, "ja")
+    assert ja.headline.endswith("噴火警報解除") and "噴火警戒レベルは1になりました" in ja.body

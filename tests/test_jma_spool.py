@@ -36,6 +36,7 @@ SHIZUOKA_AOI = "22101"  # 静岡市葵区
 SHINDO = "32-35_01_01_100806_VXSE51.xml"  # 震度速報, 2009-08-11: 震度6弱 静岡県中部・西部
 NANKAI_INVESTIGATING = "74_01_01_200512_VYSE50.xml"  # 南海トラフ地震臨時情報（調査中）
 NANKAI_WARNING = "74_01_04_200512_VYSE50.xml"  # 南海トラフ地震臨時情報（巨大地震警戒）
+NANKAI_ENDED = "74_01_07_200512_VYSE50.xml"  # 南海トラフ地震臨時情報（調査終了）
 
 
 # --- the folder itself --------------------------------------------------------------
@@ -345,6 +346,13 @@ async def test_a_shindo_report_and_the_nankai_trough_information_dropped_in_the_
     rows = {r["identifier"]: r for r in await jma_alerts(engine)}
     assert rows[warning.identifier]["priority"] == "flash"
     assert not [r for r in await jma_alerts(engine, active="true") if r["identifier"] == investigating.identifier]
+
+    # 調査終了 is by policy for broadcasters and feeds only, yet it ends the 警戒: the loudspeaker that
+    # announced the 警戒 hears it too.
+    drop(spool_dir(engine), NANKAI_ENDED, shifted(NANKAI_ENDED, delta_to_now(NANKAI_ENDED)))
+    scripts = await until(lambda: _scripts(sink, "/radio", 3), what="the 調査終了 at the loudspeaker that heard the 警戒")
+    assert scripts[2]["msg_type"] == "Update" and "調査終了" in scripts[2]["text"]
+    assert not [r for r in await jma_alerts(engine, active="true") if r["kind"] == "megaquake"]
 
 
 async def _caps(sink: Sink, path: str, n: int) -> list[Alert]:

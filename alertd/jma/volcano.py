@@ -60,14 +60,16 @@ def parse_vfvo50(h: Header, resolver: Resolver) -> list[Part]:
     if volcano_level is not None:
         params.append((PARAM_VOLCANO_LEVEL, str(volcano_level)))
     event = f"{warning or '噴火警報・予報'}（{volcano}）" if volcano else (warning or h.title)
+    # 噴火予報：警報解除 ends a warning: a lift, heard wherever the warning was (ingest: RESTATED).
+    lifted = condition == "解除" or "解除" in normalize(warning)
     return [
         Part(
             key=f"volcano-{volcano_code or 'x'}",
             kind="volcano",
             event=event,
             event_en=f"Volcanic warning: {volcano}" if volcano else "Volcanic warning",
-            level=level,
-            action="lift" if condition == "解除" else "issue",
+            level=None if lifted else level,
+            action="lift" if lifted else "issue",
             reason="火山",
             districts=districts,
             areas=[*([area(volcano, volcano_code, GEOCODE_VOLCANO)] if volcano else []), *areas],
