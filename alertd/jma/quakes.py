@@ -102,7 +102,7 @@ def parse_quake(h: Header, resolver: Resolver) -> list[Part]:
             key="quake",
             kind="earthquake",
             event=h.title or h.control_title,
-            event_en=EVENTS_EN.get(h.type_code, "Earthquake information"),
+            event_en="Distant earthquake report" if "遠地" in h.title else EVENTS_EN.get(h.type_code, "Earthquake information"),
             level=intensity_level(max_int),
             action="issue",
             reason="地震",
