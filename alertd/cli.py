@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     sub.add_parser("geo", help="geo import PATH…: build the boundary cache from N03 data", add_help=False)
-    sub.add_parser("jma", help="JMA XML tools (jma parse FILE…)", add_help=False)
+    sub.add_parser("jma", help="JMA XML tools (jma parse FILE…; jma poll --to DIR)", add_help=False)
     sub.add_parser("drill", help="drill scenarios (drill run SCENARIO)", add_help=False)
     sub.add_parser("test-broadcast", help="the transmission test", add_help=False)
     sub.add_parser("audit", help="audit verify | audit export [--since SEQ]: check or archive the audit trail",
