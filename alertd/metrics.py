@@ -38,7 +38,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from alertd.models import SUBSCRIBER_ADAPTERS, Alert, Priority, Subscriber
+from alertd.models import SUBSCRIBER_ADAPTERS, Alert, Origin, Priority, Status, Subscriber
 
 # `_created` series are one useless sample per series here (29 of them before): off.
 prometheus_client.disable_created_metrics()
@@ -265,6 +265,9 @@ BUILD_INFO = Gauge(
 
 def _precreate() -> None:
     """Every label combination alertd can produce, at zero (see the module docstring)."""
+    for origin in Origin:
+        for status in Status:
+            ALERTS_RECEIVED.labels(origin.value, status.value)
     for adapter in ADAPTERS:
         for transport in TRANSPORTS:
             for lane in LANES:
