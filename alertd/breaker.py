@@ -9,11 +9,10 @@ itself within ``threshold`` attempts, which keeps the processes stateless.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
-from alertd.metrics import CIRCUIT_OPEN, CIRCUITS_OPEN
+from alertd.metrics import CIRCUIT_OPEN, CIRCUITS_OPEN, circuit_closed
 
 
 @dataclass
@@ -66,8 +65,7 @@ class CircuitBreaker:
         (a per-subscriber series left at 0 or 1 forever is what issue 17 found)."""
         if c is not None and c.opened_at is not None:
             CIRCUITS_OPEN.labels(adapter=c.adapter).dec()
-            with contextlib.suppress(KeyError):
-                CIRCUIT_OPEN.remove(key, c.adapter)
+            circuit_closed(key, c.adapter)
 
     def is_open(self, key: str) -> bool:
         c = self._circuits.get(key)

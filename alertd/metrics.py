@@ -21,6 +21,7 @@ engine layer reads it and hands it to ``Snapshot`` just before each scrape.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from collections.abc import Iterable, Iterator
@@ -320,6 +321,16 @@ def precreate_tasks(names: Iterable[str]) -> None:
         TASK_STEP_FAILURES.labels(name)
 
 
+def circuit_closed(subscriber: str, adapter: str) -> None:
+    """The subscriber's series goes. The multiprocess files cannot drop a series: there it
+    is set to 0, and /metrics leaves zeros out (_WithoutClosedCircuits)."""
+    if MULTIPROC_DIR is not None:
+        CIRCUIT_OPEN.labels(subscriber, adapter).set(0)
+        return
+    with contextlib.suppress(KeyError):
+        CIRCUIT_OPEN.remove(subscriber, adapter)
+
+
 # --- the hot path -------------------------------------------------------------------
 _children: dict[tuple[object, ...], object] = {}
 
@@ -417,7 +428,7 @@ def scrape_registry() -> CollectorRegistry:
         from prometheus_client import multiprocess
 
         _multi = CollectorRegistry()
-        multiprocess.MultiProcessCollector(_multi, path=MULTIPROC_DIR)
+        _multi.register(_WithoutClosedCircuits(multiprocess.MultiProcessCollector(None, path=MULTIPROC_DIR)))
         _multi.register(SNAPSHOT)
         ProcessCollector(registry=_multi)
         PlatformCollector(registry=_multi)
@@ -425,6 +436,20 @@ def scrape_registry() -> CollectorRegistry:
 
 
 _multi: CollectorRegistry | None = None
+
+
+class _WithoutClosedCircuits(Collector):
+    """The multiprocess files keep a removed series at its last value (0 once closed):
+    here a closed circuit's series goes, as it does in a single process."""
+
+    def __init__(self, inner: Collector) -> None:
+        self.inner = inner
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.inner.collect():
+            if metric.name == "alertd_circuit_open":
+                metric.samples = [s for s in metric.samples if s.value]
+            yield metric
 
 
 def mark_process_dead(pid: int) -> None:

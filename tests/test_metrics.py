@@ -113,6 +113,15 @@ async def test_attempts_and_completed_deliveries_are_counted_apart(engine: Runni
     pending = sum(value(text, "alertd_deliveries_pending", lane="routine", state=s) or 0
                   for s in ("new", "retry_wait", "parked"))  # fmt: skip
     assert pending >= 1
+    # The receiver confirms: one confirmation, with its latency, and a repeat counts nothing.
+    key = sink.at("/ok")[0]["headers"]["Idempotency-Key"]
+    for _ in range(2):
+        status, _ = await engine.post(f"/api/v1/alerts/{answer['id']}/ack", "-", {"subscriber": "ok",
+                                                                              "idempotency_key": key})  # fmt: skip
+        assert status == 200
+    text = await scrape(engine)
+    assert delta(text, "alertd_deliveries_confirmed_total", **lbl) == 1
+    assert delta(text, "alertd_confirmation_latency_seconds_count", adapter="signage", lane="routine") == 1
 
 
 async def test_a_circuit_counts_as_open_by_adapter_and_its_series_goes_with_the_subscriber(
