@@ -32,6 +32,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -416,6 +417,7 @@ REGISTRY.register(SNAPSHOT)
 if MULTIPROC_DIR is None:
     ProcessCollector(registry=REGISTRY)
     PlatformCollector(registry=REGISTRY)
+    GCCollector(registry=REGISTRY)
 
 
 def scrape_registry() -> CollectorRegistry:
