@@ -291,11 +291,15 @@ class Record(Stage):
         outcome = Outcome(
             self.streams[job.lane], job.entry_id, job.alert_id, job.sub_id, job.fields or {}, prev=job.prev
         )
-        if job.outcome in _COMPLETED and job.sub is not None:
+        state = job.fields.get("state") if job.fields else None
+        if state in _COMPLETED and job.sub_id != FEED_SUBSCRIBER:
             # A subscriber's delivery ended: counted here once, and its alert's fan-out
             # learns one fewer delivery is left (the recorder writes it with the outcome).
-            metrics.completed(job.adapter_label, job.transport, job.lane.value, job.outcome)
-            outcome.fanout = (job.lane.value, job.accepted_ms, job.outcome == _DELIVERED)
+            # A subscriber removed before delivery has no labels to count it by, but its
+            # delivery has ended all the same.
+            if job.sub is not None:
+                metrics.completed(job.adapter_label, job.transport, job.lane.value, state)
+            outcome.fanout = (job.lane.value, job.accepted_ms, state == _DELIVERED)
         if job.retry_in is not None:
             outcome.retry_member = self.ledger.retry_member(job.lane.value, job.alert_id, job.sub_id, job.accepted_ms,
                                                             parked=job.decided_by is not None and job.decided_by.name == "breaker")  # fmt: skip

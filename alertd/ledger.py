@@ -45,20 +45,21 @@ end
 return #due
 """
 
-# One subscriber delivery of an alert reached a final state (ARGV[1] = 1 if delivered,
-# ARGV[2] = now in unix ms). Returns {first, last}: first = 1 when this was the alert's
-# first delivery; last = the last delivery's time (ms) once no delivery is left, else
-# false. A missing hash (an alert from before, or counted out already) returns {0, false},
-# so a delivery recorded twice after a crash can never end a fan-out early or twice.
+# Subscriber deliveries of one alert reached a final state in one recorder batch
+# (ARGV[1] = how many, ARGV[2] = how many of them delivered, ARGV[3] = now in unix ms).
+# Returns {first, last}: first = 1 when these hold the alert's first delivery; last = its
+# last delivery's time (ms) once no delivery is left, else false. A missing hash (an alert
+# from before, or counted out already) returns {0, false}, so a delivery recorded twice
+# after a crash can never end a fan-out twice.
 FANOUT_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, false} end
 local first = 0
-if ARGV[1] == '1' then
-  first = redis.call('HSETNX', KEYS[1], 'first', ARGV[2])
+if tonumber(ARGV[2]) > 0 then
+  first = redis.call('HSETNX', KEYS[1], 'first', ARGV[3])
   local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
-  if tonumber(ARGV[2]) > last then redis.call('HSET', KEYS[1], 'last', ARGV[2]) end
+  if tonumber(ARGV[3]) > last then redis.call('HSET', KEYS[1], 'last', ARGV[3]) end
 end
-local left = redis.call('HINCRBY', KEYS[1], 'left', -1)
+local left = redis.call('HINCRBY', KEYS[1], 'left', -tonumber(ARGV[1]))
 if left <= 0 then
   local last = redis.call('HGET', KEYS[1], 'last') or '0'
   redis.call('DEL', KEYS[1])

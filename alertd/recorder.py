@@ -91,7 +91,9 @@ class Recorder:
         by_alert: dict[str, dict[str, Any]] = {}
         acks: dict[str, list[bytes | str]] = {}
         retries: dict[str, int] = {}
-        ends: list[Outcome] = []
+        # Per alert: (lane, accepted_ms, deliveries ended, of which delivered). One script
+        # call per alert and batch, not per delivery: a fan-out's batch is mostly one alert.
+        ends: dict[str, list[Any]] = {}
         record_mapping = self.ledger.record_mapping
         for outcome, _ in batch:
             if outcome.fields:
@@ -101,7 +103,10 @@ class Recorder:
             if outcome.retry_member is not None:
                 retries[outcome.retry_member] = outcome.retry_at_ms
             if outcome.fanout is not None:
-                ends.append(outcome)
+                lane, accepted_ms, delivered = outcome.fanout
+                end = ends.setdefault(outcome.alert_id, [lane, accepted_ms, 0, 0])
+                end[2] += 1
+                end[3] += delivered
         now_ms = int(time.time() * 1000)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -110,11 +115,8 @@ class Recorder:
                 for stream, ids in acks.items():
                     pipe.xack(stream, self.keys.group, *ids)
                     pipe.xdel(stream, *ids)
-                for outcome in ends:
-                    assert outcome.fanout is not None
-                    delivered = "1" if outcome.fanout[2] else "0"
-                    await self._fanout(keys=[self.keys.fanout(outcome.alert_id)], args=[delivered, now_ms],
-                                       client=pipe)  # fmt: skip
+                for alert_id, (_, _, n, delivered) in ends.items():
+                    await self._fanout(keys=[self.keys.fanout(alert_id)], args=[n, delivered, now_ms], client=pipe)
                 results = await pipe.execute()
         except Exception as exc:
             # Nothing was acknowledged: the jobs stay pending and are reclaimed.
@@ -123,17 +125,15 @@ class Recorder:
                     done.set_exception(exc)
             return
         if ends:
-            self._observe_fanouts(ends, results[len(results) - len(ends) :], now_ms)
+            self._observe_fanouts(list(ends.values()), results[len(results) - len(ends) :], now_ms)
         for _, done in batch:
             if not done.done():
                 done.set_result(None)
 
     @staticmethod
-    def _observe_fanouts(ends: list[Outcome], results: list[Any], now_ms: int) -> None:
+    def _observe_fanouts(ends: list[list[Any]], results: list[Any], now_ms: int) -> None:
         """An alert's first delivery, and its fan-out once its last delivery ended."""
-        for outcome, (first, last) in zip(ends, results, strict=True):
-            assert outcome.fanout is not None
-            lane, accepted_ms, _ = outcome.fanout
+        for (lane, accepted_ms, _, _), (first, last) in zip(ends, results, strict=True):
             if first:
                 metrics.FIRST_DELIVERY.labels(lane).observe(max(0.0, (now_ms - accepted_ms) / 1000))
             if last and int(last) > 0:  # none delivered at all: no fan-out duration to speak of
