@@ -228,7 +228,12 @@ def test_compose_passes_docker_compose_config_and_provisions_the_dashboard(tmp_p
     resolved = run.stdout
     for service in ("alertd:", "worker:", "redis:", "mosquitto:", "prometheus:", "grafana:"):
         assert f"\n  {service}\n" in resolved, service
-    assert f"{DEPLOY}/grafana/alertd.json:/var/lib/grafana/dashboards/alertd.json" in resolved
+    # The dashboard where deploy/grafana/provisioning/dashboards/alertd.yml looks for it.
+    provider = (DEPLOY / "grafana" / "provisioning" / "dashboards" / "alertd.yml").read_text(encoding="utf-8")
+    where = re.search(r"path: (\S+)", provider)
+    assert where and f"{DEPLOY}/grafana/alertd.json:{where.group(1)}/alertd.json" in resolved
+    assert f"{DEPLOY}/grafana/provisioning/datasources:/etc/grafana/provisioning/datasources" in resolved
+    assert f"{DEPLOY}/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml" in resolved
     assert f"{DEPLOY}/prometheus/alertd-rules.yml:/etc/prometheus/alertd-rules.yml" in resolved
     assert "redis://:r-pass@redis:6379/0" in resolved
     # A secret left unset stops it, naming the variable, instead of starting without a password.
