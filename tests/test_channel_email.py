@@ -21,6 +21,7 @@ from adapters.mail import BATCH
 from tests.conftest import RunningEngine, make_settings, start_engine, stop_engine
 from tests.servers import TlsFiles
 from tests.support import free_port
+from tests.test_metrics import scrape, value
 from tests.test_tls import make_pki
 
 USER, PASSWORD = "joso-bousai", "s3cret-pass"
@@ -121,6 +122,10 @@ async def test_an_order_reaches_every_recipient_by_bcc_in_batches_with_a_readabl
 
     # The list of deliveries never shows the login either.
     assert PASSWORD not in str(rows)
+    # Counted as what carried it: SMTP.
+    sent = value(await scrape(engine), "alertd_delivery_attempts_total", adapter="email", transport="smtp",
+                 lane="routine", result="success")  # fmt: skip
+    assert sent is not None and sent >= 1
 
 
 async def test_a_wrong_password_fails_at_once_and_says_so_without_the_password(
