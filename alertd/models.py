@@ -387,8 +387,8 @@ class Subscriber:
     timeout_s: float = 5.0
     max_in_flight: int = 4
     name: str | None = None
-    # A loudspeaker gateway that takes JMA drills (訓練): the JMA policy withholds them
-    # from radio unless the gateway opts in.
+    # A receiver that takes drills (訓練, status Exercise): without it no drill reaches it,
+    # whoever sent the drill (routing.takes); a drill's own receivers always have it.
     drills: bool = False
 
     def public(self) -> dict[str, Any]:

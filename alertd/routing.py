@@ -4,6 +4,13 @@ A subscriber's districts match an alert's districts in both directions of the
 hierarchy: a prefecture-wide station gets a town's evacuation order (the
 town is inside its prefecture), and one town's signage gets a warning for
 its whole prefecture (the prefecture contains the town).
+
+One rule keeps drills off live receivers, whatever sent them (a desk, a drill
+run with --url, CAP, JSON or the JMA feed): an Exercise (訓練) reaches only the
+receivers that take drills (``drills: true``) — a drill's own simulated
+receivers, and live ones that said they take part. A loudspeaker that did not
+opt in never speaks a drill. A Test goes to every receiver in scope: checking
+the live receivers is what the transmission test is for.
 """
 
 from __future__ import annotations
@@ -19,6 +26,11 @@ if TYPE_CHECKING:
 
 
 WITHHELD = "alertd:withheld="
+
+
+def takes(sub: Subscriber, alert: Alert) -> bool:
+    """Whether the receiver takes an alert of this status: a drill only if it opted in."""
+    return alert.status is not Status.EXERCISE or sub.drills
 
 
 def withheld_adapters(alert: Alert) -> set[str]:
@@ -75,6 +87,8 @@ class Router:
         out = []
         for i in sorted(hits):
             sub = self._subs[i]
+            if not takes(sub, alert):
+                continue
             opted_in = sub.drills and sub.adapter.value in withheld
             if allowed is not None and sub.adapter.value not in allowed and not opted_in:
                 continue

@@ -274,8 +274,9 @@ class Subscriber(Shape):
         description="Only alerts at this 警戒レベル or above (a lift, cancel or update of an alert it got "
         "still reaches it).",
     )  # fmt: skip
-    drills: bool = Field(False, description="A loudspeaker gateway that takes JMA drills (訓練), which the "
-                         "JMA policy otherwise keeps from radio.")  # fmt: skip
+    drills: bool = Field(False, description="A receiver that takes drills (訓練, status Exercise): a drill "
+                         "reaches only receivers that say so, whoever sends it (desk, drill run, CAP, JSON, "
+                         "JMA).")  # fmt: skip
     languages: list[str] | None = Field(None, examples=[["ja", "en"]])
     timeout_s: float | None = Field(None, ge=0.1, le=60)
     max_in_flight: whole_number(1, 1000) | None = None

@@ -14,8 +14,10 @@ import pytest
 from alertd.drills.receivers import Fleet, ReceiverSpec
 from alertd.drills.runner import DrillRunner
 from alertd.drills.scenario import SCENARIOS, ScenarioError, load_scenario
-from tests.conftest import ADMIN_TOKEN, MQTT_URL, RunningEngine
+from tests.conftest import ADMIN_TOKEN, MQTT_URL, RunningEngine, Sink
 from tests.support import ROOT, SHARED, shared_data, until
+
+ORDER_4 = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["all"], "reason": "洪水"}
 
 
 def test_every_shipped_scenario_loads() -> None:
@@ -334,3 +336,50 @@ async def test_the_prefecture_drill_shows_every_town_and_every_missed_loudspeake
                                           "茨城県行方市": {**namegata, "delivered": namegata["planned"]}}}  # fmt: skip
     said = compare(rep, earlier)
     assert "茨城県行方市" in said and "茨城県水戸市" not in said
+
+
+async def test_a_drill_reaches_its_own_receivers_and_no_live_loudspeaker_that_did_not_opt_in(
+    engine: RunningEngine, sink: Sink, tmp_path: Path
+) -> None:
+    """Run with --url, a desk-order drill once went to every live gateway of its towns: a live
+    loudspeaker could speak 【訓練】 to a town that was not in the drill. One rule, whatever sent
+    the drill (the drill runner, a desk, JSON): an Exercise reaches the drill's own receivers and
+    receivers that opted in, never a live gateway or broadcaster that did not."""
+    live = {"live-radio": "radio", "live-tv": "broadcaster", "live-signage": "signage"}
+    for sid, adapter in live.items():
+        await engine.add_subscriber(id=sid, adapter=adapter, endpoint=f"{sink.url}/{sid}", districts=["08211"],
+                                    drills=False)  # fmt: skip
+    await engine.add_subscriber(id="radio-in-the-drill", adapter="radio", endpoint=f"{sink.url}/opted-in",
+                                districts=["08211"], drills=True)  # fmt: skip
+    path = tmp_path / "desk-drill.yaml"
+    path.write_text("""
+name: desk-drill
+issuers: [{id: drill-joso, name: 常総市, jurisdiction: ["08211"]}]
+receivers: [{id: drill-radio-joso, adapter: radio, districts: ["08211"]}]
+settle_s: 1
+steps:
+  - {at: 0, name: 避難指示, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水}}
+  - {at: 0.1, name: 解除, order: {municipality: "08211", level: 4, action: lift, districts: [all], reason: 洪水}}
+""", encoding="utf-8")
+    rep = await DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=1).run()
+    assert rep["step_errors"] == [] and rep["undelivered"] == [], rep["undelivered"]
+    sent = [a for s in rep["steps"] for a in s["alert_ids"]]
+    # A desk's own Exercise order and a JSON alert take the same rule as the drill runner's.
+    joso = await engine.add_issuer("joso-desk", ["08211"])
+    for path_, body in (("/api/v1/evacuation-orders", {**ORDER_4, "status": "Exercise"}),
+                        ("/api/v1/alerts", {"status": "Exercise", "event": "大雨警報", "districts": ["08211"]})):
+        status, answer = await engine.post(path_, joso, body)
+        assert status == 202, answer
+        sent.append(answer["id"])
+    for alert_id in sent:
+        rows = await engine.wait_deliveries(alert_id, {"delivered", "confirmed", "superseded"})
+        got = {r["subscriber"] for r in rows if r["adapter"] != "feed"}
+        assert not got & set(live), (alert_id, got)
+        assert "radio-in-the-drill" in got, (alert_id, got)
+    assert not [r for r in sink.received if r["path"] != "/opted-in"], "a live receiver heard the drill"
+    # The same towns' live receivers still get what is real.
+    status, answer = await engine.post("/api/v1/evacuation-orders", joso, {**ORDER_4, "status": "Actual"})
+    assert status == 202, answer
+    rows = await engine.wait_deliveries(answer["id"], {"delivered", "confirmed"})
+    assert set(live) <= {r["subscriber"] for r in rows}
+

@@ -273,7 +273,7 @@ async def test_a_jma_drill_reaches_only_the_loudspeakers_that_opted_in(spool_eng
     """訓練 EEWs never reach loudspeaker gateways unless a gateway says it takes drills."""
     engine = spool_engine
     await engine.add_subscriber(id="radio-plain", adapter="radio", endpoint=f"{sink.url}/radio-plain",
-                                districts=["38"])  # fmt: skip
+                                districts=["38"], drills=False)  # fmt: skip
     await engine.add_subscriber(id="radio-drills", adapter="radio", endpoint=f"{sink.url}/radio-drills",
                                 districts=["38"], drills=True)  # fmt: skip
     await engine.add_subscriber(id="tv", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["38"])

@@ -76,7 +76,6 @@ def load_scenario(path: Path) -> Scenario:
             transport=r.get("transport", "http"),
             languages=r.get("languages", ["ja", "en"]),
             min_level=r.get("min_level"),
-            drills=bool(r.get("drills", False)),
         )
         for r in data.get("receivers") or []
     ] or default_fleet(str(data.get("municipality", "08211")))
