@@ -20,7 +20,7 @@ import re
 import secrets
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from alertd import logs
@@ -42,7 +42,9 @@ RESULTS = ("confirmed", "unconfirmed", "failed")
 def test_alert(districts: list[str], run_id: str, wait_s: float = 60.0) -> Alert:
     now = utcnow()
     # The test ends when its wait does: retries stop there (the delivery chain drops what has
-    # expired), so no gateway hears "これはテストです" minutes after the result was published.
+    # expired), so no gateway hears "これは、防災情報の伝達試験です" minutes after the result was published.
+    # It says what it is — alertd's own transmission test, never J-Alert's (alertd is not J-Alert);
+    # the loudspeakers speak the catalog's test.body_national (alertd/texts/*.yaml).
     ends = now + timedelta(seconds=wait_s)
     return Alert(
         identifier=f"transmission-test-{run_id}",
@@ -57,13 +59,14 @@ def test_alert(districts: list[str], run_id: str, wait_s: float = 60.0) -> Alert
         infos=[
             Info(
                 language="ja-JP", event="情報伝達試験", categories=["Other"], urgency="Unknown",
-                severity="Minor", certainty="Unknown", headline="これは、Jアラートのテストです。", expires=ends,
-                description="これは、全国瞬時警報システムの情報伝達試験です。受信を確認してください。",
+                severity="Minor", certainty="Unknown", headline="これは、防災情報の伝達試験です。", expires=ends,
+                description="これは、防災情報の伝達試験です。受信を確認してください。",
             ),
             Info(
                 language="en-US", event="Transmission test", categories=["Other"], urgency="Unknown",
-                severity="Minor", certainty="Unknown", headline="This is a test of the alert system.", expires=ends,
-                description="This is a transmission test. Please confirm receipt.",
+                severity="Minor", certainty="Unknown", headline="This is a transmission test of the disaster alert "
+                "system.", expires=ends, description="This is a transmission test of the disaster alert system. "
+                "Please confirm receipt.",
             ),
         ],
     )  # fmt: skip
@@ -241,15 +244,29 @@ def _towns_table(result: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
+JST = timezone(timedelta(hours=9))
+# The published table's columns. date and test_id came later: they are added at the end, so a
+# spreadsheet or script that reads the first five columns keeps working.
+CSV_COLUMNS = ["municipality", "code", "receiver", "result", "cause", "date", "test_id"]
+
+
+def test_date(result: dict[str, Any]) -> str:
+    """When the test was run, in Japan time (as the national results are dated): 2026-12-01T10:00:00+09:00."""
+    return datetime.fromtimestamp(float(result["started"]), JST).isoformat(timespec="seconds")
+
+
 def published_rows(result: dict[str, Any]) -> list[list[str]]:
     """The table a prefecture publishes: municipality, receiver, result, cause — one row per
-    receiver, and one for each municipality no receiver covers."""
+    receiver, and one for each municipality no receiver covers — each with the test's date and id,
+    so rows from several quarterly tests can be filed together."""
     rows = []
+    when, test_id = test_date(result), str(result["id"])
     for t in result.get("municipalities") or []:
         if not t["receivers"]:
-            rows.append([t["name"], t["municipality"], "-", "no receiver", ""])
+            rows.append([t["name"], t["municipality"], "-", "no receiver", "", when, test_id])
         for r in t["receivers"]:
-            rows.append([t["name"], t["municipality"], r["subscriber"], r["result"], r.get("cause") or ""])
+            rows.append([t["name"], t["municipality"], r["subscriber"], r["result"], r.get("cause") or "", when,
+                         test_id])  # fmt: skip
     return rows
 
 
@@ -258,17 +275,17 @@ def write_csv(result: dict[str, Any], path: str) -> None:
 
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:  # with a BOM, so Excel reads Japanese
         writer = csv.writer(fh)
-        writer.writerow(["municipality", "code", "receiver", "result", "cause"])
+        writer.writerow(CSV_COLUMNS)
         writer.writerows(published_rows(result))
 
 
 def write_markdown(result: dict[str, Any], path: str) -> None:
     s = result["summary"]
-    lines = [f"# 情報伝達試験 / Transmission test {result['id']}", "",
+    lines = [f"# 情報伝達試験 / Transmission test {result['id']}", "", f"Date: {test_date(result)}", "",
              f"confirmed {s['confirmed']}, delivered but not confirmed {s['unconfirmed']}, failed {s['failed']}, "
              f"municipalities with no receiver {s.get('no_receiver', 0)}", "",
              "| municipality | code | receiver | result | cause |", "|---|---|---|---|---|"]  # fmt: skip
-    lines += ["| " + " | ".join(row) + " |" for row in published_rows(result)]
+    lines += ["| " + " | ".join(row[:5]) + " |" for row in published_rows(result)]  # date and id are above
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
 

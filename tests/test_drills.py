@@ -383,3 +383,32 @@ steps:
     rows = await engine.wait_deliveries(answer["id"], {"delivered", "confirmed"})
     assert set(live) <= {r["subscriber"] for r in rows}
 
+
+async def test_the_transmission_test_says_what_it_is_and_its_table_carries_date_and_id(
+    engine: RunningEngine, sink: Sink, tmp_path: Path
+) -> None:
+    """A gateway heard 「これは、Jアラートのテストです」 from alertd, which is not J-Alert; and the
+    published CSV did not say which test, or when, its rows came from."""
+    from alertd.testbroadcast import write_csv
+
+    await engine.add_subscriber(id="radio-joso", adapter="radio", endpoint=f"{sink.url}/radio", districts=["08211"])
+    status, started = await engine.post("/api/v1/test-broadcasts", ADMIN_TOKEN, {"districts": ["08211"], "wait_s": 1})
+    assert status == 202, started
+    await sink.wait_for(1)
+    spoken = json.loads(sink.at("/radio")[0]["body"])["text"]
+    assert "これは、防災情報の伝達試験です。" in spoken and "Jアラート" not in spoken, spoken
+
+    async def final() -> dict[str, object] | None:
+        status, found = await engine.get(f"/api/v1/test-broadcasts/{started['id']}", headers=engine.admin)
+        return found if status == 200 and found["final"] else None
+
+    result = await until(final, what="the transmission test's final result")
+    write_csv(result, str(tmp_path / "result.csv"))
+    header, row = (tmp_path / "result.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert header == "municipality,code,receiver,result,cause,date,test_id"  # the old five first, as before
+    town, code, receiver, outcome, _cause, date, test_id = row.split(",")
+    assert (town, code, receiver, outcome) == ("茨城県常総市", "08211", "radio-joso", "unconfirmed")
+    assert test_id == started["id"] and date.endswith("+09:00")
+    from datetime import datetime
+
+    assert abs(datetime.fromisoformat(date).timestamp() - float(started["started"])) < 1
