@@ -341,6 +341,7 @@ class TestBroadcastRequest(Shape):
     refusals: ClassVar[dict[str, str]] = {
         "districts": "'districts' must be a list of district codes.",
         "wait_s": "'wait_s' must be between 1 and 3600 seconds.",
+        "drills": "'drills' must be true or false.",
     }
     districts: list[Code] | None = Field(
         None, examples=[["08"], ["08211", "08220"]],
@@ -349,6 +350,8 @@ class TestBroadcastRequest(Shape):
     )  # fmt: skip
     wait_s: float = Field(60, ge=1, le=3600,
                           description="How long to wait for receivers to confirm before the result is final.")
+    drills: bool = Field(False, description="A drill's own test (a drill's test_broadcast step): it reaches only "
+                         "receivers that take drills, never a live one that did not opt in.")
 
 
 # --- desk -----------------------------------------------------------------------
@@ -824,6 +827,7 @@ class TestBroadcast(BaseModel):
     started: float = Field(description="Unix seconds when the test started.")
     wait_s: float
     deliveries: int = Field(ge=0)
+    drills: bool = Field(False, description="A drill's own test: it went only to receivers that take drills.")
 
 
 class TestBroadcastSummary(BaseModel):

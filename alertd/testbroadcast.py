@@ -27,6 +27,7 @@ from alertd import logs
 from alertd.errors import InvalidInput, NotFound
 from alertd.metrics import TEST_BROADCAST
 from alertd.models import AdapterKind, Alert, Info, MsgType, Origin, Status, utcnow
+from alertd.routing import DRILLS_ONLY
 
 if TYPE_CHECKING:
     from alertd.intake import Intake
@@ -39,7 +40,7 @@ ALL_PREFECTURES = [f"{i:02d}" for i in range(1, 48)]
 RESULTS = ("confirmed", "unconfirmed", "failed")
 
 
-def test_alert(districts: list[str], run_id: str, wait_s: float = 60.0) -> Alert:
+def test_alert(districts: list[str], run_id: str, wait_s: float = 60.0, *, drills: bool = False) -> Alert:
     now = utcnow()
     # The test ends when its wait does: retries stop there (the delivery chain drops what has
     # expired), so no gateway hears "これは、防災情報の伝達試験です" minutes after the result was published.
@@ -55,6 +56,8 @@ def test_alert(districts: list[str], run_id: str, wait_s: float = 60.0) -> Alert
         origin=Origin.TEST,
         kind="test",
         districts=districts,
+        # A drill's own test reaches only receivers that take drills, like the rest of the drill.
+        codes=[DRILLS_ONLY] if drills else [],
         source="alertd 情報伝達試験",
         infos=[
             Info(
@@ -170,10 +173,12 @@ class TestBroadcasts:
         if not isinstance(wait_s, int | float) or not 1 <= wait_s <= 3600:
             raise InvalidInput("'wait_s' must be between 1 and 3600 seconds.", field="wait_s")
         run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{secrets.token_hex(3)}"
-        answer, _ = await self.intake.accept(test_alert(districts, run_id, float(wait_s)), None)
+        drills = bool(body.get("drills", False))
+        answer, _ = await self.intake.accept(test_alert(districts, run_id, float(wait_s), drills=drills), None)
         started = time.time()
         record = {"id": run_id, "alert_id": answer["id"], "districts": answer["districts"], "scope": districts,
-                  "started": started, "wait_s": float(wait_s), "deliveries": answer["deliveries"]}  # fmt: skip
+                  "started": started, "wait_s": float(wait_s), "deliveries": answer["deliveries"],
+                  "drills": drills}  # fmt: skip
         await self.store.put_test_run(run_id, record)
         task = asyncio.create_task(self._finish_later(run_id, float(wait_s)))
         self._tasks.add(task)

@@ -344,7 +344,8 @@ async def test_a_drill_reaches_its_own_receivers_and_no_live_loudspeaker_that_di
     """Run with --url, a desk-order drill once went to every live gateway of its towns: a live
     loudspeaker could speak 【訓練】 to a town that was not in the drill. One rule, whatever sent
     the drill (the drill runner, a desk, JSON): an Exercise reaches the drill's own receivers and
-    receivers that opted in, never a live gateway or broadcaster that did not."""
+    receivers that opted in, never a live gateway or broadcaster that did not. The transmission test
+    a drill runs as a step is part of the drill too."""
     live = {"live-radio": "radio", "live-tv": "broadcaster", "live-signage": "signage"}
     for sid, adapter in live.items():
         await engine.add_subscriber(id=sid, adapter=adapter, endpoint=f"{sink.url}/{sid}", districts=["08211"],
@@ -360,6 +361,7 @@ settle_s: 1
 steps:
   - {at: 0, name: 避難指示, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水}}
   - {at: 0.1, name: 解除, order: {municipality: "08211", level: 4, action: lift, districts: [all], reason: 洪水}}
+  - {at: 0.2, name: 情報伝達試験, test_broadcast: {districts: ["08211"], wait_s: 1}}
 """, encoding="utf-8")
     rep = await DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=1).run()
     assert rep["step_errors"] == [] and rep["undelivered"] == [], rep["undelivered"]

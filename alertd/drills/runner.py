@@ -221,8 +221,9 @@ class DrillRunner:
 
     async def _transmission_test(self, http: aiohttp.ClientSession, result: StepResult, spec: dict[str, Any]) -> None:
         """The 情報伝達試験 as a step: start it, wait until its result is final, keep it."""
+        # drills: the test is part of the drill, so it reaches the drill's receivers and no live one.
         body = {"districts": [str(d) for d in spec.get("districts") or []] or None,
-                "wait_s": float(spec.get("wait_s", 10))}  # fmt: skip
+                "wait_s": float(spec.get("wait_s", 10)), "drills": True}  # fmt: skip
         status, started = await self._api(http, "POST", "/api/v1/test-broadcasts", self.admin_token,
                                           json={k: v for k, v in body.items() if v is not None})  # fmt: skip
         if status != 202:
