@@ -96,7 +96,6 @@ steps:
 async def test_nankai_drill_sends_jma_warnings_through_the_flash_lane(engine: RunningEngine) -> None:
     shared_data("jmaxml", "37_01_02_240613_VXSE43.xml")
     scenario = load_scenario(SCENARIOS / "nankai-earthquake.yaml")
-    os.chdir(ROOT)  # the scenario names the samples relative to the project root
     runner = DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=10)
     rep = await runner.run()
     assert rep["step_errors"] == []
@@ -263,7 +262,7 @@ def test_a_town_no_receiver_covers_is_listed_and_causes_are_named_as_published()
 
 
 def test_drill_validate_names_every_problem_before_anything_is_sent(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A misspelt 字, a cancel of a step that does not exist, a town outside the desk's
     jurisdiction, a duplicated step name: all said at once, with their steps, and nothing sent."""
@@ -293,11 +292,13 @@ steps:
     assert drill(["run", str(path), "--url", "http://127.0.0.1:9", "--admin-token", "x" * 20,
                   "--mqtt-url", "mqtt://127.0.0.1:9"]) == 2  # fmt: skip
     assert "nothing was sent" in capsys.readouterr().err
-    os.chdir(ROOT)  # the shipped JMA drills name the shared samples from the project root
+    # By name, from any directory: a drill's files are found relative to the scenario file
+    # ('drill run nankai-earthquake' once worked only from the project root).
+    monkeypatch.chdir(tmp_path)
     for shipped in sorted(SCENARIOS.glob("*.yaml")):
         if "shared/data" in shipped.read_text(encoding="utf-8") and not SHARED.exists():
             continue  # needs ../shared beside the project
-        assert drill(["validate", str(shipped)]) == 0, capsys.readouterr().out
+        assert drill(["validate", shipped.stem]) == 0, capsys.readouterr().out
 
 
 async def test_the_prefecture_drill_shows_every_town_and_every_missed_loudspeaker(engine: RunningEngine) -> None:

@@ -294,10 +294,8 @@ async def test_the_jma_sequences_drill_shows_the_right_grades_in_force_after_eve
     from alertd.drills.runner import DrillRunner
     from alertd.drills.scenario import SCENARIOS, load_scenario
     from tests.conftest import ADMIN_TOKEN, MQTT_URL
-    from tests.support import ROOT
 
     sample_path(EEW[0])  # skips when the shared samples are absent
-    os.chdir(ROOT)  # the scenario names the samples relative to the project root
     engine = spool_engine
     runner = DrillRunner(load_scenario(SCENARIOS / "jma-sequences.yaml"), engine.url, ADMIN_TOKEN, MQTT_URL,
                          speed=8, topic_prefix=engine.engine.settings.topic_prefix, spool=spool_dir(engine))  # fmt: skip

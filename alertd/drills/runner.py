@@ -20,7 +20,7 @@ import aiohttp
 
 from alertd import report
 from alertd.drills.receivers import Fleet
-from alertd.drills.scenario import Scenario, ScenarioError, Step
+from alertd.drills.scenario import Scenario, ScenarioError, Step, resolve_file
 from alertd.drills.views import Views
 from alertd.report import Progress, bar
 from alertd.store import remove_prefix
@@ -170,13 +170,13 @@ class DrillRunner:
         return self.tokens[issuer]
 
     def _resolve_file(self, name: str) -> Path:
-        base = self.scenario.path.parent if self.scenario.path else Path.cwd()
-        for candidate in (Path(name), base / name, Path.cwd() / name):
-            if candidate.exists():
-                return candidate
-        hint = (" — the JMA samples come from the shared data set: run from the project root with"
-                " ../shared beside it") if "shared/data" in name else ""
-        raise ScenarioError(f"file {name!r} not found (relative to {base} or {Path.cwd()}){hint}")
+        found = resolve_file(name, self.scenario.path)
+        if found is None:
+            base = self.scenario.path.parent if self.scenario.path else Path.cwd()
+            hint = " — the JMA samples come from the shared data set (../shared beside the project)" \
+                if "shared/data" in name else ""
+            raise ScenarioError(f"file {name!r} not found (relative to {base} or {Path.cwd()}){hint}")
+        return found
 
     async def run_step(self, http: aiohttp.ClientSession, step: Step) -> StepResult:
         result = StepResult(step)

@@ -49,6 +49,16 @@ class Scenario:
     path: Path | None = None
 
 
+def resolve_file(name: str, scenario_path: Path | None) -> Path | None:
+    """A file a step names (jma:, cap:, spool:), relative to the scenario file, so a drill runs
+    from any directory; a path relative to the current directory still works for older files."""
+    base = scenario_path.resolve().parent if scenario_path else Path.cwd()
+    for candidate in (base / name, Path.cwd() / name):
+        if candidate.exists():
+            return candidate
+    return None
+
+
 def resolve_scenario(name: str) -> Path:
     path = Path(name)
     if path.exists():
