@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 
@@ -128,6 +128,10 @@ class AlertState(enum.StrEnum):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Japan time, for what a prefecture publishes (drill reports, transmission-test tables).
+JST = timezone(timedelta(hours=9))
 
 
 @dataclass

@@ -20,13 +20,13 @@ import re
 import secrets
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from alertd import logs
 from alertd.errors import InvalidInput, NotFound
 from alertd.metrics import TEST_BROADCAST
-from alertd.models import AdapterKind, Alert, Info, MsgType, Origin, Status, utcnow
+from alertd.models import JST, AdapterKind, Alert, Info, MsgType, Origin, Status, utcnow
 from alertd.routing import DRILLS_ONLY
 
 if TYPE_CHECKING:
@@ -249,7 +249,6 @@ def _towns_table(result: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
-JST = timezone(timedelta(hours=9))
 # The published table's columns. date and test_id came later: they are added at the end, so a
 # spreadsheet or script that reads the first five columns keeps working.
 CSV_COLUMNS = ["municipality", "code", "receiver", "result", "cause", "date", "test_id"]

@@ -91,6 +91,7 @@ steps:
 
     assert "NOT DELIVERED (1)" in render_text(rep) and "sign-down" in render_text(rep)
     assert "Fault timeline:" in render_text(rep) and "sign-down down" in render_text(rep)
+    assert rep["date"].endswith("+09:00")  # dated in Japan time, as the transmission test's table is
 
 
 async def test_nankai_drill_sends_jma_warnings_through_the_flash_lane(engine: RunningEngine) -> None:
@@ -323,6 +324,12 @@ async def test_the_prefecture_drill_shows_every_town_and_every_missed_loudspeake
     # with an earlier drill that names the towns that changed.
     namegata = rep["by_municipality"]["茨城県行方市"]
     assert namegata["planned"] > namegata["delivered"] and rep["by_municipality"]["茨城県水戸市"]["failed"] == 0
+    assert namegata["expired"] >= 1  # the transmission test it never got ended with the test's wait
+    from alertd.drills.render import render_text
+
+    # Each last error in full ("not sent yet: the receiver failed 5 times in a row (last: HTTP 503 fro" was cut).
+    shown = render_text(rep)
+    assert all(u["last_error"] in shown for u in rep["undelivered"] if u["last_error"]), rep["undelivered"]
     from alertd.drills.render import compare, write_csv
 
     csv_path = ROOT / ".run-drill.csv"

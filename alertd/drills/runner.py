@@ -22,6 +22,7 @@ from alertd import report
 from alertd.drills.receivers import Fleet
 from alertd.drills.scenario import Scenario, ScenarioError, Step, resolve_file
 from alertd.drills.views import Views
+from alertd.models import JST
 from alertd.report import Progress, bar
 from alertd.store import remove_prefix
 
@@ -455,8 +456,8 @@ class DrillRunner:
         out = {}
         for town, town_rows in sorted(by.items()):
             totals = report.summarize([{**r, "adapter": "all"} for r in town_rows]).get("all", {})
-            out[town] = {k: totals.get(k, 0) for k in ("planned", "delivered", "confirmed", "failed", "superseded",
-                                                       "pending")}  # fmt: skip
+            out[town] = {k: totals.get(k, 0) for k in ("planned", "delivered", "confirmed", "failed", "expired",
+                                                       "superseded", "pending")}  # fmt: skip
         return out
 
     def build_report(self, snap: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -481,7 +482,8 @@ class DrillRunner:
         return {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
-            "date": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
+            # In Japan time, as the transmission test's published table is dated.
+            "date": datetime.now(JST).isoformat(timespec="seconds"),
             "speed": self.speed,
             "run_id": self.run_id,
             "status": "Exercise",
