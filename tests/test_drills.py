@@ -422,3 +422,26 @@ async def test_the_transmission_test_says_what_it_is_and_its_table_carries_date_
     from datetime import datetime
 
     assert abs(datetime.fromisoformat(date).timestamp() - float(started["started"])) < 1
+
+
+async def test_an_engine_told_to_stop_its_jma_ingest_does_not_restart_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every embedded drill watches a drop folder; at its end the engine tells the JMA ingest to
+    hand its lease over before it stops the rest, and the supervisor took the ingest's return for
+    a fault: 'task.restarting jma-ingest … it returned while alertd was still running' at error
+    level, after a drill that went well."""
+    from tests.conftest import start_engine, stop_engine
+
+    monkeypatch.setenv("ALERTD_JMA_SPOOL", str(tmp_path))
+    monkeypatch.setenv("ALERTD_JMA_SPOOL_INTERVAL_S", "0.05")
+    monkeypatch.delenv("ALERTD_JMA_FEED_BASE", raising=False)
+    running = await start_engine()
+    try:
+        engine = running.engine
+        task, health = engine.supervisor._running["jma-ingest"], engine.supervisor.health("jma-ingest")
+        engine._jma_stop.set()  # what Engine.stop does first
+        await until(lambda: task.done() or health.restarts > 0, what="the JMA ingest to end")
+        assert health.restarts == 0 and task.done()
+    finally:
+        await stop_engine(running)
