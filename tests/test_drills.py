@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,8 @@ steps:
     rows = {r["subscriber"]: r for r in step["unconfirmed"]}
     assert "sign-ok" not in rows  # confirmed
     assert rows["portal-silent"]["state"] == "delivered"
-    assert rows["sign-down"]["state"] in ("queued", "sent") and rows["sign-down"]["attempts"] >= 2
+    # Tried, and still being retried when the drill ended: it does not wait for a receiver it took down.
+    assert rows["sign-down"]["state"] in ("queued", "sent") and rows["sign-down"]["attempts"] >= 1
     assert "503" in rows["sign-down"]["last_error"]
     # Whatever was planned and never delivered is named, and the drill did not pass.
     assert [(u["step"], u["subscriber"]) for u in rep["undelivered"]] == [("order", "sign-down")]
@@ -307,9 +309,14 @@ async def test_the_prefecture_drill_shows_every_town_and_every_missed_loudspeake
     down, and the closing transmission test lists all 44 municipalities by name with the two that
     failed and why; what the broken gateways missed is named, and the drill does not pass."""
     scenario = load_scenario(SCENARIOS / "ibaraki-44.yaml")
-    scenario.settle_s = 3  # the broken gateways never settle; do not wait the file's 20 s for them
+    began = time.monotonic()
     rep = await DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
+    took = time.monotonic() - began
     assert rep["step_errors"] == [], rep["step_errors"]
+    # Within twice what its steps and the test's wait need: the drill no longer sits out its
+    # settle_s (20 s) waiting for the gateways it took down itself.
+    needs = scenario.steps[-1].at / 20 + float(scenario.steps[-1].spec["wait_s"])
+    assert took < 2 * needs, (took, needs)
     test = next(s["test_broadcast"] for s in rep["steps"] if s["test_broadcast"])
     towns = {t["name"]: t for t in test["municipalities"]}
     assert len(towns) == 44 and test["summary"]["no_receiver"] == 0
