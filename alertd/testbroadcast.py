@@ -172,7 +172,8 @@ class TestBroadcasts:
             raise InvalidInput("'districts' must be a list of district codes.", field="districts")
         if not isinstance(wait_s, int | float) or not 1 <= wait_s <= 3600:
             raise InvalidInput("'wait_s' must be between 1 and 3600 seconds.", field="wait_s")
-        run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{secrets.token_hex(3)}"
+        # Named by its start in Japan time, like the date in its published table (not the server's zone).
+        run_id = datetime.now(JST).strftime("%Y%m%dT%H%M%S") + f"-{secrets.token_hex(3)}"
         drills = bool(body.get("drills", False))
         answer, _ = await self.intake.accept(test_alert(districts, run_id, float(wait_s), drills=drills), None)
         started = time.time()

@@ -429,6 +429,9 @@ async def test_the_transmission_test_says_what_it_is_and_its_table_carries_date_
     from datetime import datetime
 
     assert abs(datetime.fromisoformat(date).timestamp() - float(started["started"])) < 1
+    # The id reads as the same moment as the date (both Japan time), not the server's zone.
+    named = datetime.strptime(test_id.split("-")[0] + "+0900", "%Y%m%dT%H%M%S%z")
+    assert abs(named.timestamp() - float(started["started"])) < 2, (test_id, date)
 
 
 async def test_an_engine_told_to_stop_its_jma_ingest_does_not_restart_it(

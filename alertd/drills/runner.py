@@ -53,7 +53,7 @@ class DrillRunner:
         self.admin_token = admin_token
         self.mqtt_url = mqtt_url
         self.speed = max(speed, 0.001)
-        self.run_id = time.strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(2)
+        self.run_id = datetime.now(JST).strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(2)  # as the report's date
         self.fleet = Fleet(scenario.receivers, url, mqtt_url)
         self.tokens: dict[str, str] = {}
         self.results: list[StepResult] = []
