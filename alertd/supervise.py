@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from alertd import logs
-from alertd.metrics import TASK_RESTARTS, TASK_STEP_FAILURES
+from alertd.metrics import TASK_RESTARTS, TASK_STEP_FAILURES, precreate_tasks
 
 log = logs.get("alertd.supervise")
 
@@ -101,6 +101,7 @@ class Supervisor:
         holder handing its lease over at shutdown, before stop()), not a fault to restart."""
         state = TaskHealth(name, group or name, critical, stale_after_s)
         self.tasks[name] = state
+        precreate_tasks([state.group])  # at zero from the start: the first restart must show in rate()
         self._running[name] = asyncio.create_task(
             self._keep(state, factory, restart_base_s, restart_max_s, ends_when), name=name
         )
