@@ -126,7 +126,8 @@ class Engine:
         # One process of the deployment (the lease holder) listens for acks and
         # publishes the retained states; the others stand by.
         feed = self.feed
-        self.supervisor.spawn("mqtt-leader", lambda: feed.lead(self._feed_stop), critical=False)
+        self.supervisor.spawn("mqtt-leader", lambda: feed.lead(self._feed_stop), critical=False,
+                              ends_when=self._feed_stop)  # fmt: skip
         if s.seed_file:
             seed = load_seed(s.seed_file)
             # 防災行政無線 call signs per municipality, e.g. {"08211": "こちらは、防災じょうそうです。"}
@@ -192,7 +193,8 @@ class Engine:
             self._jma_stop = asyncio.Event()
             # An outage at JMA's end is the ingest's own business (its metrics and
             # backoff); it does not make this process unhealthy.
-            self.supervisor.spawn("jma-ingest", lambda: jma.run(self._jma_stop), critical=False)
+            self.supervisor.spawn("jma-ingest", lambda: jma.run(self._jma_stop), critical=False,
+                                  ends_when=self._jma_stop)  # told to stop at shutdown: not a fault  # fmt: skip
             log.info("jma.ingest.started", sources=jma.sources)
 
     async def _guard_data(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 
@@ -142,6 +142,10 @@ class AlertState(enum.StrEnum):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Japan time, for what a prefecture publishes (drill reports, transmission-test tables).
+JST = timezone(timedelta(hours=9))
 
 
 @dataclass
@@ -401,8 +405,8 @@ class Subscriber:
     timeout_s: float = 5.0
     max_in_flight: int = 4
     name: str | None = None
-    # A loudspeaker gateway that takes JMA drills (訓練): the JMA policy withholds them
-    # from radio unless the gateway opts in.
+    # A receiver that takes drills (訓練, status Exercise): without it no drill reaches it,
+    # whoever sent the drill (routing.takes); a drill's own receivers always have it.
     drills: bool = False
     # E-mail only: who gets the message (by Bcc) and whom it is from.
     recipients: list[str] = field(default_factory=list)

@@ -303,8 +303,9 @@ class Subscriber(Shape):
         description="Only alerts at this 警戒レベル or above (a lift, cancel or update of an alert it got "
         "still reaches it).",
     )  # fmt: skip
-    drills: bool = Field(False, description="A loudspeaker gateway that takes JMA drills (訓練), which the "
-                         "JMA policy otherwise keeps from radio.")  # fmt: skip
+    drills: bool = Field(False, description="A receiver that takes drills (訓練, status Exercise): a drill "
+                         "reaches only receivers that say so, whoever sends it (desk, drill run, CAP, JSON, "
+                         "JMA).")  # fmt: skip
     languages: list[str] | None = Field(None, examples=[["ja", "en"]])
     timeout_s: float | None = Field(None, ge=0.1, le=60)
     max_in_flight: whole_number(1, 1000) | None = None
@@ -406,6 +407,7 @@ class TestBroadcastRequest(Shape):
     refusals: ClassVar[dict[str, str]] = {
         "districts": "'districts' must be a list of district codes.",
         "wait_s": "'wait_s' must be between 1 and 3600 seconds.",
+        "drills": "'drills' must be true or false.",
     }
     districts: list[Code] | None = Field(
         None, examples=[["08"], ["08211", "08220"]],
@@ -414,6 +416,8 @@ class TestBroadcastRequest(Shape):
     )  # fmt: skip
     wait_s: float = Field(60, ge=1, le=3600,
                           description="How long to wait for receivers to confirm before the result is final.")
+    drills: bool = Field(False, description="A drill's own test (a drill's test_broadcast step): it reaches only "
+                         "receivers that take drills, never a live one that did not opt in.")
 
 
 # --- desk -----------------------------------------------------------------------
@@ -925,6 +929,7 @@ class TestBroadcast(BaseModel):
     started: float = Field(description="Unix seconds when the test started.")
     wait_s: float
     deliveries: int = Field(ge=0)
+    drills: bool = Field(False, description="A drill's own test: it went only to receivers that take drills.")
 
 
 class TestBroadcastSummary(BaseModel):

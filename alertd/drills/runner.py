@@ -20,8 +20,9 @@ import aiohttp
 
 from alertd import report
 from alertd.drills.receivers import Fleet
-from alertd.drills.scenario import Scenario, ScenarioError, Step
+from alertd.drills.scenario import Scenario, ScenarioError, Step, resolve_file
 from alertd.drills.views import Views
+from alertd.models import JST
 from alertd.report import Progress, bar
 from alertd.store import remove_prefix
 
@@ -57,7 +58,7 @@ class DrillRunner:
         self.admin_token = admin_token
         self.mqtt_url = mqtt_url
         self.speed = max(speed, 0.001)
-        self.run_id = time.strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(2)
+        self.run_id = datetime.now(JST).strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(2)  # as the report's date
         self.fleet = Fleet(scenario.receivers, url, mqtt_url)
         self.tokens: dict[str, str] = {}
         self.results: list[StepResult] = []
@@ -197,13 +198,13 @@ class DrillRunner:
         return self.tokens[issuer]
 
     def _resolve_file(self, name: str) -> Path:
-        base = self.scenario.path.parent if self.scenario.path else Path.cwd()
-        for candidate in (Path(name), base / name, Path.cwd() / name):
-            if candidate.exists():
-                return candidate
-        hint = (" — the JMA samples come from the shared data set: run from the project root with"
-                " ../shared beside it") if "shared/data" in name else ""
-        raise ScenarioError(f"file {name!r} not found (relative to {base} or {Path.cwd()}){hint}")
+        found = resolve_file(name, self.scenario.path)
+        if found is None:
+            base = self.scenario.path.parent if self.scenario.path else Path.cwd()
+            hint = " — the JMA samples come from the shared data set (../shared beside the project)" \
+                if "shared/data" in name else ""
+            raise ScenarioError(f"file {name!r} not found (relative to {base} or {Path.cwd()}){hint}")
+        return found
 
     async def run_step(self, http: aiohttp.ClientSession, step: Step) -> StepResult:
         result = StepResult(step)
@@ -248,8 +249,9 @@ class DrillRunner:
 
     async def _transmission_test(self, http: aiohttp.ClientSession, result: StepResult, spec: dict[str, Any]) -> None:
         """The 情報伝達試験 as a step: start it, wait until its result is final, keep it."""
+        # drills: the test is part of the drill, so it reaches the drill's receivers and no live one.
         body = {"districts": [str(d) for d in spec.get("districts") or []] or None,
-                "wait_s": float(spec.get("wait_s", 10))}  # fmt: skip
+                "wait_s": float(spec.get("wait_s", 10)), "drills": True}  # fmt: skip
         status, started = await self._api(http, "POST", "/api/v1/test-broadcasts", self.admin_token,
                                           json={k: v for k, v in body.items() if v is not None})  # fmt: skip
         if status != 202:
@@ -452,10 +454,14 @@ class DrillRunner:
                 await self.fleet.stop()
 
     def _settled(self, snap: dict[str, list[dict[str, Any]]]) -> bool:
-        no_confirm = self.fleet.faults.no_confirm | self.fleet.faults.down
+        """Nothing more can change that the drill waits for. A receiver the drill itself took down
+        will not take what it is being retried (it is reported as not delivered): waiting for it
+        made every drill with a broken gateway sit out the whole settle_s."""
+        down = self.fleet.faults.down
+        no_confirm = self.fleet.faults.no_confirm | down
         for rows in snap.values():
             for r in rows:
-                if r["state"] in ("queued", "sent"):
+                if r["state"] in ("queued", "sent") and r["subscriber"] not in down:
                     return False
                 if r["state"] == "delivered" and r["subscriber"] not in no_confirm:
                     return False
@@ -481,8 +487,8 @@ class DrillRunner:
         out = {}
         for town, town_rows in sorted(by.items()):
             totals = report.summarize([{**r, "adapter": "all"} for r in town_rows]).get("all", {})
-            out[town] = {k: totals.get(k, 0) for k in ("planned", "delivered", "confirmed", "failed", "superseded",
-                                                       "pending")}  # fmt: skip
+            out[town] = {k: totals.get(k, 0) for k in ("planned", "delivered", "confirmed", "failed", "expired",
+                                                       "superseded", "pending")}  # fmt: skip
         return out
 
     def build_report(self, snap: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -507,7 +513,8 @@ class DrillRunner:
         return {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
-            "date": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
+            # In Japan time, as the transmission test's published table is dated.
+            "date": datetime.now(JST).isoformat(timespec="seconds"),
             "speed": self.speed,
             "run_id": self.run_id,
             "status": "Exercise",

@@ -52,6 +52,16 @@ class Scenario:
     layers: list[dict[str, str]] = field(default_factory=list)
 
 
+def resolve_file(name: str, scenario_path: Path | None) -> Path | None:
+    """A file a step names (jma:, cap:, spool:), relative to the scenario file, so a drill runs
+    from any directory; a path relative to the current directory still works for older files."""
+    base = scenario_path.resolve().parent if scenario_path else Path.cwd()
+    for candidate in (base / name, Path.cwd() / name):
+        if candidate.exists():
+            return candidate
+    return None
+
+
 def resolve_scenario(name: str) -> Path:
     path = Path(name)
     if path.exists():
@@ -79,7 +89,6 @@ def load_scenario(path: Path) -> Scenario:
             transport=r.get("transport", "http"),
             languages=r.get("languages", ["ja", "en"]),
             min_level=r.get("min_level"),
-            drills=bool(r.get("drills", False)),
         )
         for r in data.get("receivers") or []
     ] or default_fleet(str(data.get("municipality", "08211")))

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from alertd.drills.scenario import Scenario, Step
+from alertd.drills.scenario import Scenario, Step, resolve_file
 
 
 def problems(scenario: Scenario, registry: Any) -> list[str]:
@@ -94,8 +94,7 @@ def _order_problems(
 
 
 def _file_problems(where: str, name: str, scenario_path: Path | None) -> list[str]:
-    base = scenario_path.parent if scenario_path else Path.cwd()
-    if any(p.exists() for p in (Path(name), base / name, Path.cwd() / name)):
+    if resolve_file(name, scenario_path) is not None:
         return []
-    hint = " (the JMA samples need ../shared beside the project: run from its root)" if "shared/data" in name else ""
+    hint = " (the JMA samples need ../shared beside the project)" if "shared/data" in name else ""
     return [f"{where}: file {name!r} is not there{hint}"]
