@@ -23,10 +23,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from alertd import accounts_api, logs, schemas
+from alertd import accounts_api, logs, map_page, schemas, static_files
 from alertd.accounts_api import PEOPLE, Caller, authenticate, people_of, record
 from alertd.appkeys import ENGINE
 from alertd.atom import build_feed
+from alertd.boundaries import boundaries
 from alertd.contract import OPERATION, OPERATIONS, Operation, query_of
 from alertd.drafts import WAITING, Draft, Gone
 from alertd.engine import Engine, issuer_from, subscriber_from
@@ -55,6 +56,7 @@ from alertd.models import Alert, Issuer, Origin, Subscriber, utcnow
 from alertd.offload import run_blocking
 from alertd.openapi import spec
 from alertd.public import CachedView, PublicGate, ViewCache, respond, strong_etag
+from alertd.public_map import base_areas, districts_under_order
 from alertd.ratelimit import RefusalLimiter, TokenBuckets, caller_key
 from alertd.store import StaleState
 from alertd.validation import validate_issuer, validate_subscriber
@@ -855,21 +857,30 @@ MAX_SCAN = 2_000
 
 
 def gated(handler: Handler) -> Handler:
-    """A public route under the app's concurrency gate."""
+    """A public route under the app's concurrency gate (a route both listeners serve has it only
+    where the public reads are: the desk-only listener has no gate)."""
 
     async def run(request: web.Request) -> web.StreamResponse:
-        return await request.app[PUBLIC_GATE].run(lambda: handler(request))
+        gate = request.app.get(PUBLIC_GATE)
+        return await (gate.run(lambda: handler(request)) if gate is not None else handler(request))
 
     run.alertd_public = True  # type: ignore[attr-defined]  # flood_guard limits it per address
     return run
 
 
-def public_view(build: Callable[[web.Request], Awaitable[View]]) -> Handler:
-    """A public read, gated and cached (with a strong ETag) until any alert changes."""
+async def _views_version(request: web.Request) -> int:
+    return await request.app[ENGINE].store.views_version()
+
+
+def public_view(
+    build: Callable[[web.Request], Awaitable[View]],
+    version_of: Callable[[web.Request], Awaitable[int]] = _views_version,
+) -> Handler:
+    """A public read, gated and cached (with a strong ETag) until any alert changes
+    (or, with ``version_of``, until what that counts changes)."""
 
     async def work(request: web.Request) -> web.StreamResponse:
-        engine = request.app[ENGINE]
-        version = await engine.store.views_version()
+        version = await version_of(request)
         key = request.path_qs
         view = request.app[VIEWS].get(key, version)
         if view is None:
@@ -954,6 +965,37 @@ async def build_in_force(request: web.Request) -> View:
     # Exactly what the retained MQTT state says: one model, one shape.
     body = state_message(engine.registry, district.code, status, model)
     return json.dumps(body, ensure_ascii=False).encode(), "application/json", None, {}
+
+
+async def build_order_map(request: web.Request) -> View:
+    query: schemas.MapQuery = query_of(request)
+    collection = await districts_under_order(request.app[ENGINE], query.status)
+    return json.dumps(collection, ensure_ascii=False).encode(), "application/json", None, {}
+
+
+async def build_map_page(request: web.Request) -> View:
+    """The public map, rendered with the districts under an order in it (it works without scripts)."""
+    engine = request.app[ENGINE]
+    query: schemas.MapPageQuery = query_of(request)
+    collection = await districts_under_order(engine, query.status)
+    areas = await base_areas(engine, collection)
+    # Only alertd's own files: the browser refuses anything from another host.
+    csp = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+           "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")  # fmt: skip
+    return map_page.render(collection, query.lang, query.status, areas), "text/html", "utf-8", {
+        "Content-Security-Policy": csp}  # fmt: skip
+
+
+async def _geometry_version(request: web.Request) -> int:
+    return request.app[ENGINE].registry.geometry_version
+
+
+async def build_boundaries(request: web.Request) -> View:
+    query: schemas.BoundaryQuery = query_of(request)
+    collection = await run_blocking(boundaries, request.app[ENGINE].registry, query.area)
+    # Boundaries change only when a desk draws a district: let browsers keep them a while.
+    return (json.dumps(collection, ensure_ascii=False, separators=(",", ":")).encode(), "application/json", None,
+            {"Cache-Control": "public, max-age=300"})  # fmt: skip
 
 
 async def _alert_or_404(request: web.Request) -> Alert:
@@ -1083,9 +1125,9 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
     if desk:
         # People (users, sessions, the audit trail, drafts) are served on the desk side only.
         app[PEOPLE] = people_of(engine)
+    app[VIEWS] = ViewCache()  # the boundaries are cached on both listeners
     if public:
         app[PUBLIC_GATE] = PublicGate(engine.settings.public_concurrency, engine.settings.public_backlog)
-        app[VIEWS] = ViewCache()
         app[ALERT_JSON] = AlertJson()
     serves = {"desk": desk, "public": public, "always": True}
     for operation in OPERATIONS:
@@ -1146,6 +1188,11 @@ HANDLERS: dict[str, Handler] = {
     "listDrafts": list_drafts,
     "approveDraft": approve_draft,
     "rejectDraft": reject_draft,
+    "mapPage": public_view(build_map_page),
+    "getOrderMap": public_view(build_order_map),
+    "getBoundaries": public_view(build_boundaries, _geometry_version),
+    "getWebFile": static_files.get_static,
+    "getVendorFile": static_files.get_vendor,
     "metrics": metrics,
     "healthz": healthz,
     "openapi": openapi,

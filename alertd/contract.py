@@ -103,6 +103,14 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/in-force", "getInForce", "public", "none", query=schemas.InForceQuery, valid_refusals=UNKNOWN_AREA),
     Operation("POST", "/api/v1/alerts/{id}/ack", "ackAlert", "public", "none", body=schemas.Ack),
     Operation("GET", "/feeds/alerts.atom", "alertsFeed", "public", "none", query=schemas.FeedQuery, valid_refusals=UNKNOWN_AREA),
+    # The maps: the public map page and what it draws (public side), alertd's own boundaries as
+    # the base map and the web files pages need (both sides: the console draws the same map).
+    Operation("GET", "/map/", "mapPage", "public", "none", query=schemas.MapPageQuery),
+    Operation("GET", "/api/v1/map", "getOrderMap", "public", "none", query=schemas.MapQuery),
+    Operation("GET", "/api/v1/boundaries", "getBoundaries", "always", "none", query=schemas.BoundaryQuery,
+              valid_refusals=UNKNOWN_AREA),
+    Operation("GET", "/static/{name}", "getWebFile", "always", "none"),
+    Operation("GET", "/static/vendor/{name}", "getVendorFile", "always", "none"),
     Operation("GET", "/metrics", "metrics", "always", "none"),
     Operation("GET", "/healthz", "healthz", "always", "none"),
     Operation("GET", "/api/openapi.json", "openapi", "always", "none"),

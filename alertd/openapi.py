@@ -365,6 +365,18 @@ _ALERTS_PATH = {
 _ETAG: dict[str, Any] = {"schema": {"type": "string"}, "description": "Send it back in If-None-Match."}
 _ALERT_ID = _id_param("alertd's id for the alert, as in the 202 answer.")
 _NO_ALERT = {404: "There is no alert with this id."}
+_NAME = {"name": "name", "in": "path", "required": True, "description": "The file name.",
+         "schema": {"type": "string", "minLength": 1}}
+_WEB_FILE: dict[str, Any] = {
+    "200": {
+        "description": "The file, served from alertd's package (cacheable for an hour; ETag).",
+        "headers": {"ETag": _ETAG},
+        "content": {media: {"schema": {"type": "string"}} for media in
+                    ("text/javascript", "text/css", "text/plain", "text/markdown", "image/svg+xml", "image/png")},
+    },
+    "304": {"description": "Nothing changed since the ETag in If-None-Match.", "headers": {"ETag": _ETAG}},
+    **_problems(404, why={404: "alertd has no web file by that name."}),
+}
 
 _USER_401 = {401: "No token or session, or one that ended (signed out, expired, or the user was removed)."}
 _USERNAME_PARAM = {"name": "username", "in": "path", "required": True, "description": "The username.",
@@ -755,6 +767,72 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/map/": {
+        "get": {
+            "operationId": "mapPage",
+            "tags": ["maps"],
+            "summary": "The public map of the districts under an evacuation order now (HTML)",
+            "description": "No sign-in. A page that works without JavaScript and with screen readers: the "
+            "districts under an order as a table (municipality, district, level, reason) and a legend of the "
+            "警戒レベル colours in ja, en, zh, ko and やさしい日本語; with scripts, a map drawn from alertd's own "
+            "boundaries that refreshes itself. Nothing on it comes from another host.",
+            "responses": {
+                "200": {"description": "The page.", "headers": {"ETag": _ETAG},
+                        "content": {"text/html": {"schema": {"type": "string"}}}},
+                "304": {"description": "Nothing changed since the ETag in If-None-Match.", "headers": {"ETag": _ETAG}},
+                **_problems(422, why={422: "'status' or 'lang' is not one alertd knows."}),
+            },
+        },
+    },
+    "/api/v1/map": {
+        "get": {
+            "operationId": "getOrderMap",
+            "tags": ["maps"],
+            "summary": "Every district under an evacuation order now, as GeoJSON",
+            "description": "What the public map draws, drawn from the same model as /api/v1/in-force: one "
+            "feature per district with its level (the highest standing there), official colour, "
+            "municipality and reason. A 町域 without a boundary of its own has a null geometry and "
+            "has_boundary false. Cached with a strong ETag until any alert changes.",
+            "responses": {
+                "200": {**_json("OrderMap", "The districts under an order."), "headers": {"ETag": _ETAG}},
+                "304": {"description": "Nothing changed since the ETag in If-None-Match.", "headers": {"ETag": _ETAG}},
+                **_problems(422, why={422: "'status' must be Actual, Exercise or Test."}),
+            },
+        },
+    },
+    "/api/v1/boundaries": {
+        "get": {
+            "operationId": "getBoundaries",
+            "tags": ["maps"],
+            "summary": "alertd's own boundaries as GeoJSON: the base map",
+            "description": "There is no external base map: a prefecture's municipalities, or a municipality's "
+            "outline with the districts its desk drew, simplified for the screen. Geometries are null where no "
+            "boundaries were imported (`alertd geo import`).",
+            "responses": {
+                "200": {**_json("BoundaryCollection", "The boundaries."), "headers": {"ETag": _ETAG}},
+                "304": {"description": "Nothing changed since the ETag in If-None-Match.", "headers": {"ETag": _ETAG}},
+                **_problems(422, why={422: "'area' is not a prefecture or municipality code alertd knows."}),
+            },
+        },
+    },
+    "/static/{name}": {
+        "parameters": [_NAME],
+        "get": {
+            "operationId": "getWebFile",
+            "tags": ["maps"],
+            "summary": "A script or style of alertd's pages",
+            "responses": _WEB_FILE,
+        },
+    },
+    "/static/vendor/{name}": {
+        "parameters": [_NAME],
+        "get": {
+            "operationId": "getVendorFile",
+            "tags": ["maps"],
+            "summary": "A vendored library file (Leaflet), with its licence",
+            "responses": _WEB_FILE,
+        },
+    },
     "/metrics": {
         "get": {
             "operationId": "metrics",
@@ -890,7 +968,7 @@ MODELS: tuple[type[models.BaseModel], ...] = (
     models.Accepted, models.Deliveries, models.TestBroadcast, models.AwaitingApproval, models.NewUser,
     models.UserView, models.CreatedUser, models.SignIn, models.SessionView, models.AuditEntry, models.Rejection,
     models.DraftView, models.Alert, models.Preview, models.Health, models.TestBroadcastResult,
-    models.WebhookAlert, models.Problem, models.InForceView,
+    models.WebhookAlert, models.Problem, models.InForceView, models.OrderMap, models.BoundaryCollection,
 )  # fmt: skip
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "user": USER,
@@ -1023,6 +1101,7 @@ def spec() -> dict[str, Any]:
             {"name": "reading", "description": "Alerts, deliveries and receivers' confirmations (no token)."},
             {"name": "feeds", "description": "Pull feeds for conveyors (no token)."},
             {"name": "people", "description": "Users, sign-in, the audit trail, drafts awaiting approval."},
+            {"name": "maps", "description": "The public map, alertd's own boundaries and the web files (no token)."},
             {"name": "operations", "description": "Metrics, health, this document."},
         ],
         "paths": paths(),

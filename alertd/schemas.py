@@ -1161,3 +1161,61 @@ class InForceView(Answer):
     districts: list[DistrictInForce] = Field(description="Per district, when an evacuation order stands.")
     alerts: list[StandingAlert] = Field(description="Every alert in force.")
     updated: CapTime
+
+
+# --- the maps (the public map and the console's) -----------------------------------
+class MapQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {"status": "'status' must be Actual, Exercise or Test."}
+    status: Literal["Actual", "Exercise", "Test"] = Field(
+        "Actual", description="Which orders: real ones (Actual), a drill's (Exercise) or a test's. They never mix."
+    )
+
+
+class MapPageQuery(MapQuery):
+    refusals: ClassVar[dict[str, str]] = {
+        **MapQuery.refusals,
+        "lang": "'lang' must be ja, en, zh, ko or ja-easy (やさしい日本語).",
+    }
+    lang: Literal["ja", "en", "zh", "ko", "ja-easy"] = Field("ja", description="The page's language.")
+
+
+class BoundaryQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "area": "'area' must be a prefecture code such as 08 or a municipality code such as 08211.",
+    }
+    area: str = Field(pattern=r"^([0-9]{2}|[0-9]{5,6})$", examples=["08", "08211"],
+                      description="A prefecture (its municipalities) or a municipality (its outline and the "
+                      "districts its desk drew). An unknown code is a 422 (unknown-area).")  # fmt: skip
+
+
+class GeoFeature(Answer):
+    """A GeoJSON Feature (RFC 7946); ``geometry`` is null where alertd knows no boundary."""
+
+    type: Literal["Feature"]
+    id: str
+    properties: dict[str, Any]
+    geometry: dict[str, Any] | None
+
+
+class BoundaryCollection(Answer):
+    """alertd's own boundaries, simplified (about 50 m; 200 m for a prefecture's towns)."""
+
+    type: Literal["FeatureCollection"]
+    area: str
+    name: str
+    has_geometry: bool = Field(description="False when no boundaries were imported (`alertd geo import`): "
+                               "every geometry is then null.")  # fmt: skip
+    features: list[GeoFeature]
+
+
+class OrderMap(Answer):
+    """Every district under an evacuation order now, one feature each: ``properties`` has the code,
+    name, municipality and its name, the level, its official colour, the reason (and the reason in
+    ja, en, zh, ko, ja-easy), the alerts standing there and ``has_boundary``."""
+
+    type: Literal["FeatureCollection"]
+    status: Literal["Actual", "Exercise", "Test"]
+    updated: str
+    features: list[GeoFeature]
