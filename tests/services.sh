@@ -77,7 +77,17 @@ ensure_xmlsec1() {
   command -v xmlsec1 >/dev/null && echo "xmlsec1: installed" || echo "xmlsec1: not available (apt-get install xmlsec1)"
 }
 
+# The browser tests drive Debian's own Chromium through its chromedriver (never a downloaded
+# browser: Selenium Manager is kept offline). Without them those tests fail saying so.
+ensure_chromium() {
+  { command -v chromium >/dev/null && [ -x /usr/bin/chromedriver ]; } && return 0
+  apt_install chromium chromium-driver || true
+  { command -v chromium >/dev/null && [ -x /usr/bin/chromedriver ]; } && echo "chromium: installed" \
+    || echo "chromium: not available (apt-get install chromium chromium-driver)"
+}
+
 ensure_redis || exit 1
 ensure_mosquitto || exit 1
 ensure_promtool
 ensure_xmlsec1
+ensure_chromium

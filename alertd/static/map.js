@@ -13,7 +13,8 @@
   const mapEl = document.getElementById("map");
   if (!window.L || !mapEl) return;
 
-  const map = L.map(mapEl, { attributionControl: false, zoomSnap: 0.25, keyboard: true });
+  // No zoom or fade animations: calmer for everyone, and what a screenshot shows is what is drawn.
+  const map = L.map(mapEl, { attributionControl: false, zoomSnap: 0.25, keyboard: true, zoomAnimation: false, fadeAnimation: false, markerZoomAnimation: false });
   map.setView([36.3, 140.2], 8);
   const base = L.geoJSON(null, {
     style: () => ({ color: "#5a6a78", weight: 1, fillColor: "#f7f7f2", fillOpacity: 1 }),
@@ -38,7 +39,7 @@
     }
     base.eachLayer((layer) => { outlines[layer.feature.properties.code] = layer; });
     const bounds = base.getBounds();
-    if (bounds.isValid()) map.fitBounds(bounds);
+    if (bounds.isValid()) map.fitBounds(bounds, { animate: false });
   }
 
   function label(p) {
@@ -49,8 +50,11 @@
   function draw(collection) {
     orders.remove();
     orders = L.layerGroup();
+    // Filled districts first, then the dashed outlines of districts without a boundary on top,
+    // so a whole-town level 3 never hides the level 4 of one of its 町域.
     const drawn = [];
-    for (const f of collection.features) {
+    const ordered = collection.features.filter((f) => f.geometry).concat(collection.features.filter((f) => !f.geometry));
+    for (const f of ordered) {
       const p = f.properties;
       const colour = COLOURS[p.level] || "#808080";
       let layer = null;
@@ -58,18 +62,18 @@
         layer = L.geoJSON(f, { style: () => ({ color: "#000", weight: 2, fillColor: colour, fillOpacity: 0.65, className: "district lv" + p.level }) });
       } else if (outlines[p.municipality]) {
         // A 町域 has no boundary of its own: outline its municipality, dashed, in the level's colour.
-        layer = L.geoJSON(outlines[p.municipality].feature, { style: () => ({ color: colour, weight: 4, dashArray: "8 6", fill: false, className: "district approximate lv" + p.level }) });
+        layer = L.geoJSON(outlines[p.municipality].feature, { style: () => ({ color: colour, weight: 5, dashArray: "10 6", fill: false, className: "district approximate lv" + p.level }) });
       }
       if (layer) {
         layer.bindTooltip(label(p), { sticky: true });
         orders.addLayer(layer);
+        drawn.push(p.code + ":" + p.level);
       }
-      drawn.push(p.code + ":" + p.level);
     }
     orders.addTo(map);
     mapEl.dataset.drawn = drawn.join(" ");
     const bounds = L.featureGroup(orders.getLayers()).getBounds();
-    if (bounds.isValid()) map.fitBounds(bounds, { maxZoom: 12 });
+    if (bounds.isValid()) map.fitBounds(bounds, { maxZoom: 11, padding: [24, 24], animate: false });
   }
 
   function cell(text) { const td = document.createElement("td"); td.textContent = text; return td; }
