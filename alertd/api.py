@@ -23,7 +23,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from alertd import accounts_api, logs, map_page, schemas, static_files
+from adapters.radio import RadioAdapter, plain_script
+from alertd import accounts_api, console_api, logs, map_page, messages, schemas, static_files
 from alertd.accounts_api import PEOPLE, Caller, authenticate, people_of, record
 from alertd.appkeys import ENGINE
 from alertd.atom import build_feed
@@ -629,6 +630,11 @@ def preview_of(
 ) -> dict[str, Any]:
     """What an order would do: the preview route's answer, and what an approver reads in a draft."""
     names = [engine.registry.get(d).full_name for d in alert.districts]
+    texts = {i.language: {"headline": i.headline, "description": i.description, "instruction": i.instruction}
+             for i in alert.infos}  # fmt: skip
+    # As the loudspeakers would read it: the desk hears its own words before anyone else does.
+    script = plain_script({"ja": messages.spoken(alert, "ja")},
+                          RadioAdapter(engine.settings.call_signs).call_sign_for(alert))  # fmt: skip
     return {
         "districts": alert.districts,
         "district_names": names,
@@ -640,6 +646,8 @@ def preview_of(
         "levels": levels,
         "still_in_force": alert.remaining,
         "geojson": _geojson(engine, alert.districts),
+        "texts": texts,
+        "radio_script": script,
     }
 
 
@@ -1191,6 +1199,9 @@ HANDLERS: dict[str, Handler] = {
     "mapPage": public_view(build_map_page),
     "getOrderMap": public_view(build_order_map),
     "getBoundaries": public_view(build_boundaries, _geometry_version),
+    "consolePage": console_api.console_page,
+    "getCurrentSession": console_api.get_me,
+    "listDeskOrders": console_api.get_orders,
     "getWebFile": static_files.get_static,
     "getVendorFile": static_files.get_vendor,
     "metrics": metrics,

@@ -109,6 +109,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/map", "getOrderMap", "public", "none", query=schemas.MapQuery),
     Operation("GET", "/api/v1/boundaries", "getBoundaries", "always", "none", query=schemas.BoundaryQuery,
               valid_refusals=UNKNOWN_AREA),
+    # The desk console: its page, who signed in, and the orders in force in the desk's jurisdiction.
+    Operation("GET", "/console/", "consolePage", "desk", "none"),
+    Operation("GET", "/api/v1/sessions/current", "getCurrentSession", "desk", "user"),
+    Operation("GET", "/api/v1/orders", "listDeskOrders", "desk", "issuer", query=schemas.MapQuery),
     Operation("GET", "/static/{name}", "getWebFile", "always", "none"),
     Operation("GET", "/static/vendor/{name}", "getVendorFile", "always", "none"),
     Operation("GET", "/metrics", "metrics", "always", "none"),

@@ -483,6 +483,16 @@ PEOPLE_PATHS: dict[str, Any] = {
         },
     },
     "/api/v1/sessions/current": {
+        "get": {
+            "tags": ["people"],
+            "summary": "Who is signed in: the person, their issuer, roles and jurisdiction",
+            "description": "What the console shows after sign-in: the municipalities the issuer may send for "
+            "(a prefecture's every town: 代行) and its two-person rule.",
+            "responses": {
+                "200": _json("Me", "The signed-in person."),
+                **_people_problems(401, 403, why={**_USER_401, 403: "The person's issuer is no longer registered."}),
+            },
+        },
         "delete": {
             "tags": ["people"],
             "summary": "Sign out (this session ends at once)",
@@ -815,6 +825,37 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/console/": {
+        "get": {
+            "operationId": "consolePage",
+            "tags": ["maps"],
+            "summary": "The desk console (HTML): sign in, see what stands, issue, approve, lift",
+            "description": "A page of alertd's own scripts (no build step, nothing from another host) on the "
+            "JSON API: everything it shows needs a sign-in with username, password and one-time code.",
+            "responses": {
+                "200": {"description": "The page.", "headers": {"ETag": _ETAG},
+                        "content": {"text/html": {"schema": {"type": "string"}}}},
+                "304": {"description": "Nothing changed since the ETag in If-None-Match.", "headers": {"ETag": _ETAG}},
+            },
+        },
+    },
+    "/api/v1/orders": {
+        "get": {
+            "operationId": "listDeskOrders",
+            "tags": ["desk"],
+            "summary": "The evacuation orders in force in the caller's jurisdiction, per district and per alert",
+            "description": "The desk's own view (also of drills and tests, with status=): the features the public "
+            "map draws, limited to the issuer's jurisdiction, and each order with the districts it still "
+            "covers, to lift or cancel from.",
+            "responses": {
+                "200": _json("DeskOrders", "What stands."),
+                **_problems(401, 403, 422, why={
+                    401: "No token or session, or one that ended.",
+                    403: "The admin token has no jurisdiction; the caller's issuer is no longer registered.",
+                    422: "'status' must be Actual, Exercise or Test."}),
+            },
+        },
+    },
     "/static/{name}": {
         "parameters": [_NAME],
         "get": {
@@ -969,6 +1010,7 @@ MODELS: tuple[type[models.BaseModel], ...] = (
     models.UserView, models.CreatedUser, models.SignIn, models.SessionView, models.AuditEntry, models.Rejection,
     models.DraftView, models.Alert, models.Preview, models.Health, models.TestBroadcastResult,
     models.WebhookAlert, models.Problem, models.InForceView, models.OrderMap, models.BoundaryCollection,
+    models.Me, models.DeskOrders,
 )  # fmt: skip
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "user": USER,

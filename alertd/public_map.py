@@ -10,6 +10,7 @@ where it ends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,16 +42,29 @@ async def municipalities_with_orders(engine: Engine, status: str) -> list[str]:
     return sorted(out)
 
 
-async def districts_under_order(engine: Engine, status: str) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection: one feature per district under an order of ``status``."""
+async def districts_under_order(
+    engine: Engine, status: str, *, within: Callable[[str], bool] | None = None, with_alerts: bool = False
+) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection: one feature per district under an order of ``status``
+    (``within``: only in the municipalities it accepts — a desk's jurisdiction). ``with_alerts``
+    adds each order in force with the districts it still covers, as the desk console lists them."""
     registry = engine.registry
     features: list[dict[str, Any]] = []
+    alerts: list[dict[str, Any]] = []
     updated: datetime = utcnow()
-    munis = await municipalities_with_orders(engine, status)
+    munis = [m for m in await municipalities_with_orders(engine, status) if within is None or within(m)]
     standing = await engine.store.in_force_many(munis, status, registry) if munis else {}
     for muni in munis:
         model = InForce(registry, muni, standing.get(muni, []))
         orders = {s.alert.id: s for s in model.orders()}
+        for s in orders.values():
+            remaining = s.remaining(registry)
+            alerts.append({
+                "alert_id": s.alert.id, "municipality": muni, "municipality_name": registry.get(muni).name,
+                "level": s.level, "reason": s.alert.reason, "status": status, "districts": remaining,
+                "district_names": [registry.get(d).name for d in remaining],
+                "expires": s.alert.expires.isoformat(timespec="seconds") if s.alert.expires else None,
+            })  # fmt: skip
         for row in model.per_district():
             if row["level"] is None:
                 continue
@@ -79,12 +93,15 @@ async def districts_under_order(engine: Engine, status: str) -> dict[str, Any]:
                 "geometry": geometry,
             })  # fmt: skip
     features.sort(key=lambda f: (-f["properties"]["level"], f["properties"]["code"]))
-    return {
+    collection = {
         "type": "FeatureCollection",
         "status": status,
         "updated": updated.isoformat(timespec="seconds"),
         "features": features,
     }
+    if with_alerts:
+        collection["alerts"] = sorted(alerts, key=lambda a: (-(a["level"] or 0), a["alert_id"]))
+    return collection
 
 
 async def base_areas(engine: Engine, collection: dict[str, Any], most: int = 3) -> list[str]:

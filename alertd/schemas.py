@@ -938,6 +938,14 @@ class Problem(Answer):
     element: str = Field("", description="For CAP: the XML element at fault.")
 
 
+class DraftText(Answer):
+    """A held order's text in one language, as it would go out."""
+
+    headline: str | None
+    description: str | None
+    instruction: str | None
+
+
 class Preview(Answer):
     """What an order would do if sent now (誤発信 guard). Nothing is stored or sent."""
 
@@ -961,14 +969,11 @@ class Preview(Answer):
         [], description="What still stands in the lift's districts afterwards, highest level first."
     )
     geojson: dict[str, Any] | None = Field(description="The area, if boundary data is loaded.")
+    texts: dict[str, DraftText] = Field({}, description="By CAP language tag (ja-JP, en-US): what it would say.")
+    radio_script: str | None = Field(None, description="The 防災行政無線 script as the loudspeakers would read it "
+                                     "(chimes, the message three times, the call sign).")  # fmt: skip
 
 
-class DraftText(Answer):
-    """A held order's text in one language, as it would go out."""
-
-    headline: str | None
-    description: str | None
-    instruction: str | None
 
 
 class DraftPreview(Preview):
@@ -1219,3 +1224,40 @@ class OrderMap(Answer):
     status: Literal["Actual", "Exercise", "Test"]
     updated: str
     features: list[GeoFeature]
+
+
+# --- the desk console ------------------------------------------------------------------
+class Place(Answer):
+    code: str
+    name: str
+
+
+class Me(Answer):
+    """The signed-in person, as the console shows them."""
+
+    username: str
+    issuer: str
+    issuer_name: str
+    roles: list[str]
+    jurisdiction: list[Place] = Field(description="Where the issuer may send: prefectures and municipalities.")
+    municipalities: list[Place] = Field(description="Every municipality the issuer may send for (代行 included).")
+    approval: dict[str, Any] | None = Field(description="The issuer's two-person rule, if any.")
+    expires: str
+
+
+class AlertInForce(Answer):
+    alert_id: str
+    municipality: str
+    municipality_name: str
+    level: int | None
+    reason: str | None
+    status: Literal["Actual", "Exercise", "Test"]
+    districts: list[str] = Field(description="Where it still stands (a lift may have taken some out).")
+    district_names: list[str]
+    expires: str | None
+
+
+class DeskOrders(OrderMap):
+    """The orders in force in the caller's jurisdiction: per district (as the public map) and per alert."""
+
+    alerts: list[AlertInForce]

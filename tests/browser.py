@@ -150,14 +150,14 @@ def geo_cache(path: Path) -> Path:
     return path
 
 
-def serve(tmp: Path, config: dict[str, Any]) -> Iterator[Server]:
+def serve(tmp: Path, config: dict[str, Any], port: int | None = None) -> Iterator[Server]:
     """Run ``alertd serve`` (desk and public on one port) until the generator is closed."""
     from tests.conftest import wipe
 
     prefix = f"alertd-test-{secrets.token_hex(4)}"
     seed = tmp / "seed.yaml"
     seed.write_text(yaml.safe_dump(config, allow_unicode=True))
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "ALERTD_REDIS_URL": REDIS_URL, "ALERTD_MQTT_URL": MQTT_URL, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN,
            "ALERTD_KEY_PREFIX": prefix, "ALERTD_TOPIC_PREFIX": f"{prefix}/alerts/v1", "ALERTD_CONFIG": str(seed),
            "ALERTD_GEO_CACHE": str(geo_cache(tmp / "geo")), "ALERTD_LOG_LEVEL": "WARNING",
@@ -188,3 +188,32 @@ def serve(tmp: Path, config: dict[str, Any]) -> Iterator[Server]:
         import asyncio
 
         asyncio.run(wipe(prefix))
+
+
+class FleetThread:
+    """The drills' simulated receivers (a webhook portal, an MQTT loudspeaker gateway …) on an
+    event loop of their own: the browser tests are synchronous, and the receivers must keep
+    answering and confirming while Selenium waits."""
+
+    def __init__(self, specs: list[Any], engine_url: str) -> None:
+        import asyncio
+        import threading
+
+        from alertd.drills.receivers import Fleet
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fleet", daemon=True)
+        self.thread.start()
+        self.fleet = Fleet(specs, engine_url, MQTT_URL)
+        asyncio.run_coroutine_threadsafe(self.fleet.start(), self.loop).result(20)
+
+    def subscribers(self) -> list[dict[str, Any]]:
+        return self.fleet.subscriber_bodies()
+
+    def stop(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.fleet.stop(), self.loop).result(20)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
