@@ -1202,6 +1202,7 @@ HANDLERS: dict[str, Handler] = {
     "consolePage": console_api.console_page,
     "getCurrentSession": console_api.get_me,
     "listDeskOrders": console_api.get_orders,
+    "getHistory": console_api.get_history,
     "getWebFile": static_files.get_static,
     "getVendorFile": static_files.get_vendor,
     "metrics": metrics,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from importlib.resources import files
 
 from aiohttp import web
@@ -21,7 +21,8 @@ from alertd import schemas
 from alertd.accounts_api import authenticate
 from alertd.appkeys import ENGINE
 from alertd.contract import query_of
-from alertd.errors import Forbidden, Unauthorized
+from alertd.errors import Forbidden, InvalidInput, Unauthorized
+from alertd.history import as_csv, as_geojson, history
 from alertd.models import Issuer
 from alertd.public_map import districts_under_order
 
@@ -98,3 +99,49 @@ async def get_orders(request: web.Request) -> web.Response:
 
     return _json(await districts_under_order(engine, query.status, within=within, with_alerts=True))
 
+
+
+JST = timezone(timedelta(hours=9))
+
+
+def _day(text: str | None, field: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        raise InvalidInput(f"'{field}' must be a real day such as 2026-12-01; {text!r} is not.", field=field) from None
+
+
+async def get_history(request: web.Request) -> web.Response:
+    """Past issuances of the caller's jurisdiction by municipality and date (Japan time), with
+    their delivery outcome; ``format=csv`` or ``geojson`` downloads the same rows."""
+    issuer = await _issuer_of(request)
+    engine = request.app[ENGINE]
+    registry = engine.registry
+    query: schemas.HistoryQuery = query_of(request)
+    until = _day(query.until, "until") or datetime.now(JST).date()
+    try:
+        since = _day(query.since, "since") or until - timedelta(days=7)
+        start = datetime.combine(since, time(0), JST)
+        end = datetime.combine(until + timedelta(days=1), time(0), JST)
+    except OverflowError:
+        raise InvalidInput("The dates must be between the years 1 and 9999.", field="since") from None
+    if since > until:
+        raise InvalidInput("'since' is after 'until': give the earlier day first.", field="since")
+    muni = query.municipality or None
+    if muni is not None and (registry.find(muni) is None or not (issuer.national or registry.covers(issuer.jurisdiction, muni))):
+        raise Forbidden(f"{muni} is not a municipality of {issuer.name}'s jurisdiction.")
+
+    def within(code: str) -> bool:
+        mine = issuer.national or registry.covers(issuer.jurisdiction, code)
+        return mine and (muni is None or code == muni)
+
+    rows = await history(engine, within, start=start, end=end, status=query.status or None)
+    name = f"alertd-history-{since:%Y%m%d}-{until:%Y%m%d}"
+    if query.format == "csv":
+        return web.Response(text=as_csv(rows), content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})  # fmt: skip
+    if query.format == "geojson":
+        body = json.dumps(as_geojson(engine, rows), ensure_ascii=False).encode()
+        return web.Response(body=body, content_type="application/geo+json",
+                            headers={"Content-Disposition": f'attachment; filename="{name}.geojson"'})  # fmt: skip
+    return _json(rows)

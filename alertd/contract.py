@@ -113,6 +113,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/console/", "consolePage", "desk", "none"),
     Operation("GET", "/api/v1/sessions/current", "getCurrentSession", "desk", "user"),
     Operation("GET", "/api/v1/orders", "listDeskOrders", "desk", "issuer", query=schemas.MapQuery),
+    Operation("GET", "/api/v1/history", "getHistory", "desk", "issuer", query=schemas.HistoryQuery,
+              valid_refusals={403: ("forbidden",), 422: ("invalid-input:since", "invalid-input:until")}),
     Operation("GET", "/static/{name}", "getWebFile", "always", "none"),
     Operation("GET", "/static/vendor/{name}", "getVendorFile", "always", "none"),
     Operation("GET", "/metrics", "metrics", "always", "none"),

@@ -856,6 +856,32 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/v1/history": {
+        "get": {
+            "operationId": "getHistory",
+            "tags": ["desk"],
+            "summary": "Past issuances of the caller's jurisdiction, with their delivery outcome",
+            "description": "Evacuation orders, lifts, cancels and shelter notices sent between 'since' and "
+            "'until' (Japan time, both days included; at most 200, newest first), each with its deliveries "
+            "counted by state. format=csv and format=geojson (each issuance with its districts' outlines) "
+            "download the same rows.",
+            "responses": {
+                "200": {
+                    "description": "The issuances.",
+                    "content": {
+                        "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryRow"}}},
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/geo+json": {"schema": {"type": "object"}},
+                    },
+                },
+                **_problems(401, 403, 422, why={
+                    401: "No token or session, or one that ended.",
+                    403: "The municipality is outside the caller's jurisdiction, or the admin token was used "
+                    "(it has no jurisdiction of its own).",
+                    422: "A date is not a date, 'since' is after 'until', or status/format is not one alertd knows."}),
+            },
+        },
+    },
     "/static/{name}": {
         "parameters": [_NAME],
         "get": {
@@ -1010,7 +1036,7 @@ MODELS: tuple[type[models.BaseModel], ...] = (
     models.UserView, models.CreatedUser, models.SignIn, models.SessionView, models.AuditEntry, models.Rejection,
     models.DraftView, models.Alert, models.Preview, models.Health, models.TestBroadcastResult,
     models.WebhookAlert, models.Problem, models.InForceView, models.OrderMap, models.BoundaryCollection,
-    models.Me, models.DeskOrders,
+    models.Me, models.DeskOrders, models.HistoryRow,
 )  # fmt: skip
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "user": USER,

@@ -1261,3 +1261,46 @@ class DeskOrders(OrderMap):
     """The orders in force in the caller's jurisdiction: per district (as the public map) and per alert."""
 
     alerts: list[AlertInForce]
+
+
+class HistoryQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": "'municipality' must be a municipality code such as 08211.",
+        "since": "'since' must be a date such as 2026-12-01.",
+        "until": "'until' must be a date such as 2026-12-01.",
+        "status": "'status' must be Actual, Exercise, Test, or empty for all.",
+        "format": "'format' must be json, csv or geojson.",
+    }
+    municipality: str | None = Field(None, pattern=r"^([0-9]{5,6})?$", examples=["08211"],
+                                     description="One municipality of the desk's jurisdiction; empty: all of it.")  # fmt: skip
+    since: str | None = Field(None, pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", examples=["2026-12-01"],
+                              description="From this day (Japan time); default: 7 days before 'until'.")  # fmt: skip
+    until: str | None = Field(None, pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", examples=["2026-12-01"],
+                              description="Through this day (Japan time); default: today.")  # fmt: skip
+    status: Literal["Actual", "Exercise", "Test", ""] = Field("", description="Empty: all three.")
+    format: Literal["json", "csv", "geojson"] = Field("json", description="csv and geojson download the same rows.")
+
+
+class DeliveryCounts(Answer):
+    planned: int
+    delivered: int
+    confirmed: int
+    failed: int = Field(description="Failed or expired.")
+    other: int = Field(description="Still queued or sending, or superseded.")
+
+
+class HistoryRow(Answer):
+    alert_id: str
+    sent: str
+    municipality: str
+    municipality_name: str
+    kind: str
+    msg_type: str
+    action: str | None
+    level: int | None
+    reason: str | None
+    status: str
+    districts: list[str]
+    district_names: list[str]
+    deliveries: DeliveryCounts

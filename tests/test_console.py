@@ -7,7 +7,7 @@ approves it and watches the delivery board reach confirmed for a webhook portal 
 loudspeaker gateway; the public map then shows the district at level 4; 鈴木 lifts it from the
 console (the confirmation names the district), 田中 approves the lift, and the public map
 clears. No page asks any other host for anything, and axe-core finds no serious or critical
-violation on the console. Screenshots of each step are under the test's tmp dir.
+violation on the console. The history lists both, with their deliveries, and exports CSV. Screenshots of each step are under the test's tmp dir.
 """
 
 from __future__ import annotations
@@ -194,6 +194,18 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     suzuki.get(server.url + "/map/")
     wait(lambda: suzuki.find_element("id", "none").is_displayed(), "the public map to clear")
     suzuki.save_screenshot(str(tmp_path / "7-lifted.png"))
+
+    # 5. History: both issuances with their delivery outcome, on the map and as CSV for the records.
+    tab(tanaka, "history")
+    wait(lambda: len(tanaka.find_elements("css selector", "#history-list tbody tr")) == 2, "the order and its lift in the history")
+    history = tanaka.find_element("id", "history-list").text
+    assert "警戒レベル4 避難指示 発令" in history and "警戒レベル4 避難指示 解除" in history
+    assert "2/2 受信確認" in history  # the order reached the portal and the gateway, and both confirmed
+    tanaka.save_screenshot(str(tmp_path / "8-history.png"))
+    status, csv_text, headers = server.call("GET", "/api/v1/history?format=csv", token=server.token)
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    lines = csv_text.splitlines()
+    assert lines[0].startswith("sent,alert_id,municipality") and len(lines) == 3 and all("上三坂" in line for line in lines[1:])
 
     # Nothing either page asked for came from another host.
     for driver in (tanaka, suzuki):

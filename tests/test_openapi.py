@@ -159,7 +159,7 @@ async def test_security_matches_the_handlers(document: dict[str, Any]) -> None:
             expected = {"adminToken", *user}  # the deployment's operator sees what waits
         elif path.startswith("/api/v1/drafts") or path == "/api/v1/sessions/current":
             expected = user
-        elif path == "/api/v1/orders":
+        elif path in ("/api/v1/orders", "/api/v1/history"):
             expected = {"issuerToken", *user}  # what stands in the desk's own jurisdiction
         elif method == "post" and path in (
             "/api/v1/evacuation-orders", "/api/v1/evacuation-orders/preview",

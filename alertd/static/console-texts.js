@@ -27,6 +27,10 @@ export const TEXTS = {
     queued: "待機中", sent_state: "送信中", delivered: "配信済み", confirmed: "受信確認済み", failed: "失敗",
     expired: "期限切れ", superseded: "置き換え済み", signed_in_as: "{user}（{issuer}）",
     pick: "地図で選ぶ地区", no_pick: "地図で選べる地区はありません（区域図のある地区がありません）。",
+    history: "履歴", since: "開始日", until: "終了日", all_status: "すべて", search: "表示", all_munis: "すべての市区町村",
+    export_csv: "CSVで保存", export_geojson: "GeoJSONで保存", no_history: "この期間の発信はありません。",
+    sent_at: "日時", what: "内容", outcome: "配信結果", outcome_text: "{confirmed}/{planned} 受信確認、失敗 {failed}",
+    kind_issue: "発令", kind_lift: "解除", kind_cancel: "取消", kind_shelter: "避難所情報",
   },
   en: {
     skip: "Skip to content", title: "alertd disaster desk console", signin: "Sign in", signout: "Sign out",
@@ -55,6 +59,10 @@ export const TEXTS = {
     queued: "queued", sent_state: "sending", delivered: "delivered", confirmed: "confirmed", failed: "failed",
     expired: "expired", superseded: "superseded", signed_in_as: "{user} ({issuer})",
     pick: "Districts on the map", no_pick: "No district can be picked on the map (none has a boundary).",
+    history: "History", since: "From", until: "Through", all_status: "All", search: "Show", all_munis: "All municipalities",
+    export_csv: "Save as CSV", export_geojson: "Save as GeoJSON", no_history: "Nothing was sent in this period.",
+    sent_at: "Sent", what: "What", outcome: "Deliveries", outcome_text: "{confirmed}/{planned} confirmed, {failed} failed",
+    kind_issue: "Issued", kind_lift: "Lifted", kind_cancel: "Cancelled", kind_shelter: "Shelters",
   },
 };
 

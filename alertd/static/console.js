@@ -101,16 +101,17 @@ $("signout").addEventListener("click", async () => {
 // --- views ----------------------------------------------------------------------------
 function show(view) {
   state.view = view;
-  for (const name of ["now", "issue", "approvals"]) $(name + "-view").hidden = name !== view;
+  for (const name of ["now", "issue", "approvals", "history"]) $(name + "-view").hidden = name !== view;
   for (const button of document.querySelectorAll("#tabs button")) {
     if (button.dataset.view === view) button.setAttribute("aria-current", "page");
     else button.removeAttribute("aria-current");
   }
   deskMap.clearPreview();
-  if (view === "now") refreshNow();
+  refreshNow(); // the map always shows what stands now, whichever view is open
   if (view === "issue") pickableFor($("municipality").value);
   else deskMap.clearPickable();
   if (view === "approvals") renderDrafts();
+  if (view === "history") renderHistory();
   banner();
 }
 
@@ -198,6 +199,8 @@ function watch(alertId, container) {
 
 // --- issue: the guided form, the preview, then send or submit for approval -------------
 function fillMunicipalities() {
+  $("history-municipality").replaceChildren(el("option", { value: "" }, t("all_munis")),
+    ...state.me.municipalities.map((m) => el("option", { value: m.code }, m.name)));
   const select = $("municipality");
   select.replaceChildren(...state.me.municipalities.map((m) => el("option", { value: m.code }, m.name + "（" + m.code + "）")));
   select.disabled = state.me.municipalities.length === 1; // a town's desk issues for itself only
@@ -342,6 +345,7 @@ async function approve(draft) {
   $("approval-result").replaceChildren(board);
   watch(data.id, board);
   renderDrafts();
+  refreshNow();
 }
 
 async function reject(draft, input) {
@@ -352,6 +356,48 @@ async function reject(draft, input) {
   renderDrafts();
 }
 
+// --- history: past issuances, on the map and as a timeline, with their deliveries --------
+function historyQuery(format) {
+  const q = new URLSearchParams();
+  for (const [key, id] of [["municipality", "history-municipality"], ["since", "history-since"], ["until", "history-until"], ["status", "history-status"]]) {
+    if ($(id).value) q.set(key, $(id).value);
+  }
+  if (format) q.set("format", format);
+  return "/api/v1/history?" + q.toString();
+}
+
+function kindText(row) {
+  if (row.msg_type === "Cancel") return t("kind_cancel");
+  if (row.kind === "shelter") return t("kind_shelter");
+  return t(row.action === "lift" ? "kind_lift" : "kind_issue");
+}
+
+async function renderHistory() {
+  if (!state.me) return;
+  $("export-csv").href = historyQuery("csv");
+  $("export-geojson").href = historyQuery("geojson");
+  const { status, data } = await api("GET", historyQuery());
+  const box = $("history-list");
+  if (status !== 200) { box.replaceChildren(el("p", {}, problemText(data))); return; }
+  if (!data.length) { box.replaceChildren(el("p", {}, t("no_history"))); deskMap.clearPreview(); return; }
+  const when = (iso) => new Date(iso).toLocaleString(state.lang === "ja" ? "ja-JP" : "en-GB", { timeZone: "Asia/Tokyo" });
+  box.replaceChildren(el("table", { class: "history" },
+    el("thead", {}, el("tr", {}, ...["sent_at", "municipality", "what", "districts", "reason", "outcome"].map((k) => el("th", { scope: "col" }, t(k))))),
+    el("tbody", {}, ...data.map((row) => el("tr", { "data-alert": row.alert_id, "data-status": row.status },
+      el("td", {}, el("time", { datetime: row.sent }, when(row.sent))),
+      el("td", {}, row.municipality_name),
+      el("td", {}, (row.level ? levelText(state.lang, row.level) + " " : "") + kindText(row) + (row.status !== "Actual" ? " [" + row.status + "]" : "")),
+      el("td", {}, row.district_names.join("、")),
+      el("td", {}, row.reason || ""),
+      el("td", {}, t("outcome_text", row.deliveries)))))));
+  const resp = await api("GET", historyQuery("geojson"));
+  if (resp.status === 200) deskMap.showPreview(resp.data);
+}
+
+$("history-form").addEventListener("submit", (event) => { event.preventDefault(); renderHistory(); });
+
 applyLanguage();
 loadMe();
+// What stands changes while the desk watches (another person approves, an order expires).
+setInterval(() => { if (state.me && !document.hidden) refreshNow(); }, 10000);
 window.alertdConsole = { refreshNow: refreshNow, renderDrafts: renderDrafts };
