@@ -139,15 +139,21 @@ class Server:
         return dict(answer)
 
 
+_GEO_CACHE: list[Path] = []
+
+
 def geo_cache(path: Path) -> Path:
-    """Ibaraki's municipalities, imported the way `alertd geo import` does (about 3 s)."""
+    """Ibaraki's municipalities, imported the way `alertd geo import` does (about 3 s), once
+    per test session: every server reads the same cache (a desk's drawn districts live in Redis)."""
     from geo.importer import import_boundaries
 
     source = GEO / "ibaraki-municipalities.geojson"
     if not source.exists():
         pytest.skip(f"boundary data absent from {GEO}")
-    import_boundaries([source], path)
-    return path
+    if not _GEO_CACHE:
+        import_boundaries([source], path)
+        _GEO_CACHE.append(path)
+    return _GEO_CACHE[0]
 
 
 def serve(tmp: Path, config: dict[str, Any], port: int | None = None) -> Iterator[Server]:
