@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from adapters.radio import RadioAdapter, plain_script
-from alertd import accounts_api, console_api, logs, map_page, messages, schemas, static_files
+from alertd import accounts_api, board_stream, console_api, logs, map_page, messages, schemas, static_files
 from alertd.accounts_api import PEOPLE, Caller, authenticate, people_of, record
 from alertd.appkeys import ENGINE
 from alertd.atom import build_feed
@@ -1052,13 +1052,17 @@ async def require_reader_of(request: web.Request, alert: Alert) -> None:
 async def get_deliveries(request: web.Request) -> web.Response:
     alert = await _alert_or_404(request)
     await require_reader_of(request, alert)
+    return json_response({"alert_id": alert.id, "deliveries": await _delivery_rows(request, alert)})
+
+
+async def _delivery_rows(request: web.Request, alert: Alert) -> list[dict[str, Any]]:
     rows = await request.app[ENGINE].store.deliveries(alert.id)
     for row in rows:
         if row["confirmed_at"]:
             row["confirmed_at"] = _iso(float(row["confirmed_at"]))
         if row["delivered_at"]:
             row["delivered_at"] = _iso(float(row["delivered_at"]))
-    return json_response({"alert_id": alert.id, "deliveries": rows})
+    return rows
 
 
 def _iso(ts: float) -> str:
@@ -1134,6 +1138,7 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
         # People (users, sessions, the audit trail, drafts) are served on the desk side only.
         app[PEOPLE] = people_of(engine)
     app[VIEWS] = ViewCache()  # the boundaries are cached on both listeners
+    board_stream.install(app)
     if public:
         app[PUBLIC_GATE] = PublicGate(engine.settings.public_concurrency, engine.settings.public_backlog)
         app[ALERT_JSON] = AlertJson()
@@ -1177,6 +1182,7 @@ HANDLERS: dict[str, Handler] = {
     "deleteDistrict": delete_district,
     "postAlert": post_alert,
     "getDeliveries": get_deliveries,
+    "streamDeliveries": board_stream.handler(_alert_or_404, require_reader_of, _delivery_rows),
     "startTestBroadcast": post_test_broadcast,
     "getTestBroadcast": get_test_broadcast,
     "listAlerts": public_view(build_alert_list),

@@ -79,6 +79,7 @@ OPERATIONS: tuple[Operation, ...] = (
               body=schemas.JsonAlert, valid_refusals={422: ("unknown-area", "invalid-input:expires")}),
     # Who got what, and their errors, is for the desk, not the public segment.
     Operation("GET", "/api/v1/alerts/{id}/deliveries", "getDeliveries", "desk", "admin-or-issuer"),
+    Operation("GET", "/api/v1/alerts/{id}/deliveries/events", "streamDeliveries", "desk", "admin-or-issuer"),
     Operation("POST", "/api/v1/test-broadcasts", "startTestBroadcast", "desk", "admin",
               body=schemas.TestBroadcastRequest, valid_refusals=UNKNOWN_AREA),
     Operation("GET", "/api/v1/test-broadcasts/{id}", "getTestBroadcast", "desk", "admin"),

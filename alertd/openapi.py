@@ -721,6 +721,27 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/v1/alerts/{id}/deliveries/events": {
+        "parameters": [_ALERT_ID],
+        "get": {
+            "operationId": "streamDeliveries",
+            "tags": ["reading"],
+            "summary": "Who has received an alert, live (Server-Sent Events)",
+            "description": "The same rows as /deliveries, as 'event: deliveries' whenever they change (checked "
+            "twice a second), then 'event: end' once every delivery is final (confirmed, failed, expired "
+            "or superseded). A stream lasts at most 2 minutes (EventSource reconnects by itself) and ends "
+            "when alertd shuts down. Who may read it: as for /deliveries.",
+            "responses": {
+                "200": {"description": "The event stream; each event's data is a Deliveries document (an "
+                        "'end' event's is {}).",
+                        "content": {"text/event-stream": {"schema": {
+                            "type": "object", "description": "One Server-Sent Event.",
+                            "properties": {"event": {"enum": ["deliveries", "end"]}, "data": {"type": "string"},
+                                           "retry": {"type": "integer"}, "id": {"type": "string"}}}}}},
+                **_problems(401, 403, 404, why={**_NO_ALERT, 403: "The alert is outside your jurisdiction."}),
+            },
+        },
+    },
     "/api/v1/alerts/{id}/ack": {
         "parameters": [_ALERT_ID],
         "post": {

@@ -169,6 +169,14 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     wait(lambda: board_states(suzuki) == {"city-portal": "confirmed", "radio-gateway": "confirmed"},
          "the delivery board to reach confirmed for the portal and the gateway", timeout=20)  # fmt: skip
     suzuki.save_screenshot(str(tmp_path / "4-board-confirmed.png"))
+    # The board's stream, as any client reads it: the rows, then 'end' once all are final.
+    [approved] = [a for a in server.call("GET", "/api/v1/orders", token=server.token)[1]["alerts"]]
+    status, events, headers = server.call("GET", f"/api/v1/alerts/{approved['alert_id']}/deliveries/events", token=server.token)
+    assert status == 200 and headers["Content-Type"] == "text/event-stream"
+    assert "event: deliveries" in events and '"state": "confirmed"' in events and events.rstrip().endswith("event: end\ndata: {}")
+    status, problem, headers = server.call("GET", "/api/v1/alerts/nope/deliveries/events", token=server.token)
+    assert status == 404 and headers["Content-Type"].startswith("application/problem+json"), problem
+    assert server.call("GET", f"/api/v1/alerts/{approved['alert_id']}/deliveries/events")[0] == 401
 
     # 3. The public map shows the district with its level.
     assert public_rows(server) == {code: 4}
@@ -211,4 +219,6 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     for driver in (tanaka, suzuki):
         urls = requested_urls(driver)
         assert any(u.endswith("/static/console.js") for u in urls)
+        # The board was pushed by alertd (Server-Sent Events), not fetched again and again.
+        assert any(u.endswith("/deliveries/events") for u in urls)
         assert foreign(urls, server.url) == []

@@ -5,7 +5,6 @@ import { api, problemText } from "/static/console-api.js";
 import { DeskMap } from "/static/console-map.js";
 
 const $ = (id) => document.getElementById(id);
-const FINAL = new Set(["confirmed", "failed", "expired", "superseded"]);
 const state = { lang: localStorage.getItem("alertd.lang") || "ja", me: null, view: "now", boards: new Map(), pending: null };
 const deskMap = new DeskMap($("map"), (name) => togglePicked(name));
 
@@ -93,7 +92,7 @@ $("signin-form").addEventListener("submit", async (event) => {
 
 $("signout").addEventListener("click", async () => {
   await api("DELETE", "/api/v1/sessions/current");
-  for (const timer of state.boards.values()) clearInterval(timer);
+  for (const source of state.boards.values()) source.close();
   state.boards.clear();
   showSignIn();
 });
@@ -176,13 +175,11 @@ async function confirmLift(alert) {
   }, { once: true });
 }
 
-// The delivery board: per receiver, queued → delivered → confirmed (or failed), kept up to date
-// until every delivery has ended.
+// The delivery board: per receiver, queued → delivered → confirmed (or failed), pushed by alertd
+// as Server-Sent Events while it changes, until every delivery has ended.
 function watch(alertId, container) {
-  if (state.boards.has(alertId)) clearInterval(state.boards.get(alertId));
-  const draw = async () => {
-    const { status, data } = await api("GET", "/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries");
-    if (status !== 200) { container.replaceChildren(el("p", {}, problemText(data))); return; }
+  if (state.boards.has(alertId)) state.boards.get(alertId).close();
+  const draw = (data) => {
     const rows = data.deliveries.filter((d) => d.adapter !== "feed");
     container.replaceChildren(el("table", { class: "deliveries" },
       el("caption", {}, t("deliveries") + " — " + t("alert_id") + " " + alertId),
@@ -191,10 +188,18 @@ function watch(alertId, container) {
         el("td", {}, d.subscriber), el("td", {}, d.adapter || ""),
         el("td", { class: "state " + d.state }, t(d.state === "sent" ? "sent_state" : d.state)),
         el("td", {}, String(d.attempts)), el("td", {}, d.last_error || ""))))));
-    if (rows.length && rows.every((d) => FINAL.has(d.state))) { clearInterval(state.boards.get(alertId)); state.boards.delete(alertId); }
   };
-  state.boards.set(alertId, setInterval(draw, 1500));
-  draw();
+  const source = new EventSource("/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries/events");
+  state.boards.set(alertId, source);
+  source.addEventListener("deliveries", (event) => draw(JSON.parse(event.data)));
+  source.addEventListener("end", () => { source.close(); state.boards.delete(alertId); });
+  source.addEventListener("error", async () => {
+    if (source.readyState !== EventSource.CLOSED) return; // a break: the browser reconnects by itself
+    state.boards.delete(alertId);
+    const { status, data } = await api("GET", "/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries");
+    if (status === 200) draw(data);
+    else container.replaceChildren(el("p", {}, problemText(data)));
+  });
 }
 
 // --- issue: the guided form, the preview, then send or submit for approval -------------
