@@ -7,7 +7,8 @@ approves it and watches the delivery board reach confirmed for a webhook portal 
 loudspeaker gateway; the public map then shows the district at level 4; 鈴木 lifts it from the
 console (the confirmation names the district), 田中 approves the lift, and the public map
 clears. No page asks any other host for anything, and axe-core finds no serious or critical
-violation on the console. The history lists both, with their deliveries, and exports CSV. Screenshots of each step are under the test's tmp dir.
+violation on the console. The history lists both, with their deliveries, and exports CSV; a
+drill's order is withdrawn as sent in error (取消) under the drill banner. Screenshots of each step are under the test's tmp dir.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     # 4. A lift from the console, confirmed by name, approved by the other person, clears it.
     suzuki.get(server.url + "/console/")
     wait(lambda: suzuki.find_elements("css selector", "#now-list article.alert"), "the order in force on suzuki's console")
-    suzuki.find_element("css selector", "#now-list article.alert button.danger").click()
+    suzuki.find_element("css selector", "#now-list article.alert button.lift").click()
     assert "上三坂" in text(suzuki, "confirm-text") and "警戒レベル4" in text(suzuki, "confirm-text")
     suzuki.save_screenshot(str(tmp_path / "6-lift-confirmation.png"))
     suzuki.find_element("id", "confirm-yes").click()
@@ -214,6 +215,21 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert status == 200 and headers["Content-Type"].startswith("text/csv")
     lines = csv_text.splitlines()
     assert lines[0].startswith("sent,alert_id,municipality") and len(lines) == 3 and all("上三坂" in line for line in lines[1:])
+
+    # 6. A drill's order withdrawn as sent in error (取消), under the drill banner, confirmed by name.
+    server.order(status="Exercise", level=3, districts=["all"], identifier="drill-1")
+    tab(tanaka, "now")
+    from selenium.webdriver.support.select import Select
+
+    Select(tanaka.find_element("id", "now-status")).select_by_value("Exercise")
+    wait(lambda: tanaka.find_elements("css selector", "#now-list article.alert button.cancel"), "the drill's order on the console")
+    assert "【訓練】" in text(tanaka, "banner")
+    tanaka.find_element("css selector", "#now-list article.alert button.cancel").click()
+    assert "全域" in text(tanaka, "confirm-text") and "誤発信" in text(tanaka, "confirm-text")
+    tanaka.find_element("id", "confirm-yes").click()
+    wait(lambda: not tanaka.find_elements("css selector", "#now-list article.alert"), "the drill's order to leave the console")
+    assert "送信しました" in text(tanaka, "message")
+    assert server.call("GET", "/api/v1/map?status=Exercise")[1]["features"] == []
 
     # Nothing either page asked for came from another host.
     for driver in (tanaka, suzuki):

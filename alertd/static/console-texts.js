@@ -31,6 +31,9 @@ export const TEXTS = {
     export_csv: "CSVで保存", export_geojson: "GeoJSONで保存", no_history: "この期間の発信はありません。",
     sent_at: "日時", what: "内容", outcome: "配信結果", outcome_text: "{confirmed}/{planned} 受信確認、失敗 {failed}",
     kind_issue: "発令", kind_lift: "解除", kind_cancel: "取消", kind_shelter: "避難所情報",
+    cancel_order: "取消（誤発信）…", confirm_cancel: "取り消す",
+    cancel_confirm: "{muni} の{level}（{names}）を誤発信として取り消します。受信者には、誤って送られたものだと伝わります。よろしいですか？",
+    shelters: "開設する避難所（読点・カンマ区切り、任意）",
   },
   en: {
     skip: "Skip to content", title: "alertd disaster desk console", signin: "Sign in", signout: "Sign out",
@@ -63,6 +66,9 @@ export const TEXTS = {
     export_csv: "Save as CSV", export_geojson: "Save as GeoJSON", no_history: "Nothing was sent in this period.",
     sent_at: "Sent", what: "What", outcome: "Deliveries", outcome_text: "{confirmed}/{planned} confirmed, {failed} failed",
     kind_issue: "Issued", kind_lift: "Lifted", kind_cancel: "Cancelled", kind_shelter: "Shelters",
+    cancel_order: "Cancel (sent in error)…", confirm_cancel: "Cancel it",
+    cancel_confirm: "Cancel the {level} in {muni} ({names}) as sent in error? Receivers are told it was sent by mistake.",
+    shelters: "Shelters to open (separated by commas, optional)",
   },
 };
 

@@ -152,27 +152,46 @@ async function refreshNow() {
       el("p", {}, alert.municipality_name + "：" + names + (alert.reason ? "（" + alert.reason + "）" : "")),
       el("div", { class: "buttons" },
         el("button", { type: "button", onclick: () => watch(alert.alert_id, board) }, t("deliveries")),
-        el("button", { type: "button", class: "danger", onclick: () => confirmLift(alert) }, t("lift"))),
+        el("button", { type: "button", class: "danger lift", onclick: () => confirmLift(alert) }, t("lift")),
+        el("button", { type: "button", class: "danger cancel", onclick: () => confirmCancel(alert) }, t("cancel_order"))),
       board));
   }
 }
 
-async function confirmLift(alert) {
-  const whole = alert.districts.length === 1 && alert.districts[0] === alert.municipality;
-  const names = whole ? t("whole") : alert.district_names.join("、");
-  $("confirm-text").textContent = t("lift_confirm", { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: names });
+// Nothing irreversible without a confirmation that names the districts.
+function confirmThen(text, yes, send) {
+  $("confirm-text").textContent = text;
+  $("confirm-yes").textContent = yes;
   const dialog = $("confirm");
+  dialog.returnValue = "";
   dialog.showModal();
   dialog.addEventListener("close", async () => {
     if (dialog.returnValue !== "yes") return;
-    const body = { municipality: alert.municipality, level: alert.level, action: "lift", status: alert.status,
-                   districts: whole ? ["all"] : alert.district_names, reason: alert.reason || "解除",
-                   identifier: crypto.randomUUID() };
-    const { status, data } = await api("POST", "/api/v1/evacuation-orders", body);
+    const { status, data } = await send();
     if (status !== 202) return say(problemText(data));
     say(data.state === "awaiting_approval" ? t("held") + "（" + t("draft_id") + " " + data.id + "）" : t("sent") + "（" + t("alert_id") + " " + data.id + "）", "ok");
     refreshNow();
   }, { once: true });
+}
+
+function placesOf(alert) {
+  const whole = alert.districts.length === 1 && alert.districts[0] === alert.municipality;
+  return { whole: whole, names: whole ? t("whole") : alert.district_names.join("、") };
+}
+
+function confirmLift(alert) {
+  const where = placesOf(alert);
+  const vars = { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: where.names };
+  confirmThen(t("lift_confirm", vars), t("confirm_lift"), () => api("POST", "/api/v1/evacuation-orders", {
+    municipality: alert.municipality, level: alert.level, action: "lift", status: alert.status,
+    districts: where.whole ? ["all"] : alert.district_names, reason: alert.reason || "解除", identifier: crypto.randomUUID() }));
+}
+
+// 取消: the order was sent in error. Receivers are told so, and it ends everywhere it stood.
+function confirmCancel(alert) {
+  const vars = { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: placesOf(alert).names };
+  confirmThen(t("cancel_confirm", vars), t("confirm_cancel"), () => api("POST", "/api/v1/alerts", {
+    msg_type: "Cancel", references: [alert.alert_id], status: alert.status, identifier: crypto.randomUUID() }));
 }
 
 // The delivery board: per receiver, queued → delivered → confirmed (or failed), pushed by alertd
@@ -241,7 +260,7 @@ function togglePicked(name) {
 function order() {
   const typed = $("typed").value.split(/[,、，\s]+/).map((s) => s.trim()).filter(Boolean);
   const districts = $("whole").checked ? ["all"] : [...new Set([...picked(), ...typed])];
-  return {
+  const body = {
     municipality: $("municipality").value,
     level: Number((document.querySelector("input[name=level]:checked") || {}).value),
     action: document.querySelector("input[name=action]:checked").value,
@@ -249,6 +268,9 @@ function order() {
     reason: $("reason").value.trim(),
     districts: districts,
   };
+  const shelters = $("shelters").value.split(/[,、，]+/).map((s) => s.trim()).filter(Boolean);
+  if (shelters.length && body.action === "issue") body.shelters = shelters.map((name) => ({ name: name, status: "open" }));
+  return body;
 }
 
 $("issue-form").addEventListener("submit", async (event) => {
