@@ -134,6 +134,7 @@ def render(collection: dict[str, Any], lang: str, status: str, areas: list[str])
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(t["title"])}</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/vendor/leaflet.css">
 <link rel="stylesheet" href="/static/map.css">
 </head>

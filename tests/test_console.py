@@ -131,6 +131,11 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     sign_in(tanaka, server, "tanaka", tanaka_otp)
     tanaka.save_screenshot(str(tmp_path / "1-signed-in.png"))
     assert axe_serious(tanaka) == []
+    tanaka.find_element("id", "lang-toggle").click()  # Japanese by default, English at a click
+    assert tanaka.title == "alertd disaster desk console" and text(tanaka, "now-heading") == "In force now"
+    assert tanaka.find_element("tag name", "html").get_attribute("lang") == "en"
+    tanaka.find_element("id", "lang-toggle").click()
+    assert text(tanaka, "now-heading") == "現在の発令"
     tab(tanaka, "issue")
     wait(lambda: "上三坂" in (tanaka.find_element("id", "map").get_attribute("data-pickable") or ""),
          "上三坂 to be pickable on the map")  # fmt: skip
@@ -233,6 +238,10 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
 
     # Nothing either page asked for came from another host.
     for driver in (tanaka, suzuki):
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        # What a refusal looks like in a browser's log is expected (the API's 401/404 above
+        # were read by urllib, not the page); anything else is a broken page.
+        assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
         urls = requested_urls(driver)
         assert any(u.endswith("/static/console.js") for u in urls)
         # The board was pushed by alertd (Server-Sent Events), not fetched again and again.

@@ -111,6 +111,9 @@ def test_the_map_shows_an_order_with_its_level_and_a_lift_clears_it(
     assert browser.find_element("id", "map").get_attribute("data-drawn") == ""
     browser.save_screenshot(str(tmp_path / "3-lifted.png"))
 
+    # The page broke none of its own Content-Security-Policy (Leaflet styles through the CSSOM).
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], errors
     urls = requested_urls(browser)
     assert any(u.endswith("/static/vendor/leaflet.js") for u in urls) and any("/api/v1/boundaries" in u for u in urls)
     assert foreign(urls, server.url) == []
