@@ -24,7 +24,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from adapters.radio import RadioAdapter, plain_script
-from alertd import accounts_api, board_stream, console_api, logs, map_page, messages, schemas, static_files
+from alertd import (
+    accounts_api,
+    board_stream,
+    console_api,
+    logs,
+    map_page,
+    messages,
+    metrics,
+    schemas,
+    static_files,
+)
 from alertd.accounts_api import PEOPLE, Caller, authenticate, people_of, record
 from alertd.appkeys import ENGINE
 from alertd.atom import build_feed
@@ -52,7 +62,7 @@ from alertd.inforce import InForce, Standing
 from alertd.intake import Hold, IntakeContext, needs_approval
 from alertd.json_alert import parse_json_alert
 from alertd.limits import ACK_MAX_BYTES
-from alertd.metrics import ACKS, DELIVERIES, REGISTRY, REJECTED
+from alertd.metrics import ACKS, REJECTED
 from alertd.models import Alert, Issuer, Origin, Subscriber, utcnow
 from alertd.offload import run_blocking
 from alertd.openapi import spec
@@ -131,6 +141,35 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
                 "Check with 'alertd status' whether it was sent before sending it again."
             )
         )
+
+
+LISTENER: web.AppKey[str] = web.AppKey("listener", str)
+
+
+def route_of(request: web.Request) -> str:
+    """The route template (/api/v1/alerts/{id}), never the raw path: one series per route,
+    however many alert ids there are."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer counted by listener, route and status, with its duration (outermost,
+    so refusals at the door and problem answers count too)."""
+    started = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        listener, route = request.app[LISTENER], route_of(request)
+        metrics.HTTP_REQUESTS.labels(listener, route, str(status)).inc()
+        metrics.HTTP_DURATION.labels(listener, route).observe(time.monotonic() - started)
 
 
 REFUSALS: web.AppKey[RefusalLimiter] = web.AppKey("refusals", RefusalLimiter)
@@ -1075,14 +1114,15 @@ async def post_ack(request: web.Request) -> web.Response:
     alert = await _alert_or_404(request)
     ack: schemas.Ack = await body_of(request, limit=ACK_MAX_BYTES)  # an ack is a few dozen bytes
     sub_id, key = ack.subscriber, ack.idempotency_key
-    confirmed = await engine.store.confirm(alert.id, sub_id, key, f"{time.time():.3f}")
+    now = time.time()
+    confirmed = await engine.store.confirm(alert.id, sub_id, key, f"{now:.3f}")
     if confirmed is None:
         ACKS.labels(path="http", outcome="refused").inc()
         log.warning("ack.refused", alert_id=alert.id, subscriber_id=sub_id, via="http")
         raise Forbidden("That subscriber and key do not match a delivery of this alert.")
     if confirmed:
         sub = await engine.store.get_subscriber(sub_id)
-        DELIVERIES.labels(adapter=sub.adapter.value if sub else "unknown", outcome="confirmed").inc()
+        metrics.confirmed(alert, sub, now)
         ACKS.labels(path="http", outcome="confirmed").inc()
         log.info("delivery.confirmed", alert_id=alert.id, subscriber_id=sub_id, via="http")
     else:
@@ -1105,8 +1145,10 @@ async def get_test_broadcast(request: web.Request) -> web.Response:
     return json_response(await request.app[ENGINE].test_broadcasts.result(request.match_info["id"]))
 
 
-async def metrics(request: web.Request) -> web.Response:
-    resp = web.Response(body=generate_latest(REGISTRY))
+async def get_metrics(request: web.Request) -> web.Response:
+    # The backlog and the dependencies as they are now, not as a sampler last saw them.
+    await request.app[ENGINE].scrape()
+    resp = web.Response(body=generate_latest(metrics.scrape_registry()))
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp
 
@@ -1129,8 +1171,11 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
     can be served on different listeners, so a deployment can keep the desk on
     LGWAN and the public outputs on the internet segment. The routes are the
     contract's operations (alertd/contract.py), the same ones the OpenAPI document lists."""
-    app = web.Application(middlewares=[flood_guard, problems], client_max_size=engine.settings.max_body_bytes)
+    app = web.Application(middlewares=[counted, flood_guard, problems],
+                          client_max_size=engine.settings.max_body_bytes)  # fmt: skip
     app[ENGINE] = engine
+    # One port serving both sides is the desk's (it is the one the desk uses).
+    app[LISTENER] = "desk" if desk else "public"
     s = engine.settings
     app[REFUSALS] = RefusalLimiter(s.refusal_limit, s.refusal_window_s, s.refusal_cooldown_s)
     app[READERS] = TokenBuckets(engine.settings.public_rate_per_s, engine.settings.public_burst)
@@ -1150,6 +1195,7 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
                 app.router.add_get(operation.path, handler)  # and HEAD, as before
             else:
                 app.router.add_route(operation.method, operation.path, handler)
+    metrics.precreate_routes(app[LISTENER], sorted({r.canonical for r in app.router.resources()}))
     return app
 
 
@@ -1211,7 +1257,7 @@ HANDLERS: dict[str, Handler] = {
     "getHistory": console_api.get_history,
     "getWebFile": static_files.get_static,
     "getVendorFile": static_files.get_vendor,
-    "metrics": metrics,
+    "metrics": get_metrics,
     "healthz": healthz,
     "openapi": openapi,
 }

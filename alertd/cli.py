@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -48,6 +50,24 @@ async def _until_signalled() -> None:
             watcher.cancel()
         return
     await stop.wait()
+
+
+def _metrics_dir(args: argparse.Namespace) -> str | None:
+    """With child processes, /metrics must count them too: prometheus-client's
+    multiprocess mode, each process writing its values to files in one directory that
+    the scraped process sums. Set before prometheus_client is first imported (it picks
+    its value store then). An operator's PROMETHEUS_MULTIPROC_DIR is used as it is (and
+    must be emptied before the deployment starts); otherwise a fresh one is made here
+    and removed at exit. Returns the directory to remove, if this made one."""
+    if "prometheus_client" in sys.modules:  # imported already (an embedding): leave it be
+        return None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    if args.workers <= 1 and args.public_port is None:
+        return None
+    path = tempfile.mkdtemp(prefix="alertd-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 def _start_failed(command: str, exc: Exception) -> int:
@@ -165,11 +185,14 @@ class ChildProcesses:
             self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
+        from alertd import metrics  # imported once the metrics directory is settled (_metrics_dir)
+
         log = logs.get("alertd.serve")
         while True:
             await asyncio.sleep(1)
             for name, proc in list(self.procs.items()):
                 if proc.poll() is not None:
+                    metrics.mark_process_dead(proc.pid)
                     log.warning("child.restarted", child=name, exit_status=proc.returncode)
                     now = time.monotonic()
                     self.exits[name] = [e for e in self.exits.get(name, []) if now - e[0] < 60]
@@ -190,6 +213,8 @@ class ChildProcesses:
         return out
 
     def stop(self) -> None:
+        from alertd import metrics
+
         if self._task is not None:
             self._task.cancel()
         for proc in self.procs.values():
@@ -200,6 +225,7 @@ class ChildProcesses:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            metrics.mark_process_dead(proc.pid)
 
 
 async def _public(args: argparse.Namespace) -> int:
@@ -224,25 +250,42 @@ async def _public(args: argparse.Namespace) -> int:
             tls = server_context(settings.tls_cert, settings.tls_key, names=("ALERTD_TLS_CERT", "ALERTD_TLS_KEY"))
     except ValueError as exc:
         return _start_failed("public", exc)
+    # Take the port before connecting to anything: a port that is taken (or an address
+    # that is not this host's) then fails in a moment, not after Redis and the broker.
+    try:
+        listening = _listen(args.host, args.port)
+    except OSError as exc:
+        return _start_failed("public", OSError(f"could not listen on {args.host}:{args.port}: {exc.strerror or exc}"))
     engine = Engine(settings, reader=True)
     try:
         await engine.start()
     except Exception as exc:
+        listening.close()
         await engine.stop()
         return _start_failed("public", exc)
     runner = web.AppRunner(make_app(engine, desk=False, public=True), access_log=None)
     await runner.setup()
-    try:
-        await web.TCPSite(runner, args.host, args.port, ssl_context=tls).start()
-    except OSError as exc:  # the port is taken, or the address is not this host's: say so and exit
-        await runner.cleanup()
-        await engine.stop()
-        return _start_failed("public", OSError(f"could not listen on {args.host}:{args.port}: {exc.strerror or exc}"))
+    await web.SockSite(runner, listening, ssl_context=tls).start()
     logs.get("alertd.public").info("public.listening", url=f"{scheme(tls)}://{args.host}:{args.port}")
     await _until_signalled()
     await runner.cleanup()
     await engine.stop()
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port, as aiohttp's TCPSite would open it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def _worker() -> int:
@@ -461,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     sub.add_parser("geo", help="geo import PATH…: build the boundary cache from N03 data", add_help=False)
-    sub.add_parser("jma", help="JMA XML tools (jma parse FILE…)", add_help=False)
+    sub.add_parser("jma", help="JMA XML tools (jma parse FILE…; jma poll --to DIR)", add_help=False)
     sub.add_parser("drill", help="drill scenarios (drill run SCENARIO)", add_help=False)
     sub.add_parser("test-broadcast", help="the transmission test", add_help=False)
     sub.add_parser("audit", help="audit verify | audit export [--since SEQ]: check or archive the audit trail",
@@ -503,7 +546,12 @@ def main(argv: list[str] | None = None) -> int:
         return demo_main(args)
     logs.setup(args.log_level)
     if args.command == "serve":
-        return loop.run(_serve(args))
+        owned = _metrics_dir(args)
+        try:
+            return loop.run(_serve(args))
+        finally:
+            if owned is not None:
+                shutil.rmtree(owned, ignore_errors=True)
     if args.command == "worker":
         return loop.run(_worker())
     if args.command == "public":

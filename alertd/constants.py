@@ -60,6 +60,11 @@ class Keys:
     def alert(self, alert_id: str) -> str:
         return f"{self.prefix}:alert:{alert_id}"  # hash: doc, state, superseded_by, answer
 
+    def fanout(self, alert_id: str) -> str:
+        # hash: "left" (subscriber deliveries not yet final), "first"/"last" (unix ms of the
+        # first and last delivered); alertd/ledger.py's FANOUT_SCRIPT keeps it
+        return f"{self.prefix}:fanout:{alert_id}"
+
     def deliveries(self, alert_id: str) -> str:
         # hash: "<subscriber>|state", "<subscriber>|r" (the rest, packed), "<subscriber>|confirmed_at";
         # the format is alertd/ledger.py's alone

@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 import adapters
-from alertd import logs
+from alertd import logs, metrics
 from alertd.broker import Broker
 from alertd.cap_signature import CapSigner, SigningConfigError
 from alertd.config import Settings, load_seed
@@ -183,6 +183,11 @@ class Engine:
         assert self.redis is not None
         env = {**os.environ, "ALERTD_KEY_PREFIX": self.settings.key_prefix}
         jma = build_jma(self.redis, on_alert, registry=self.registry, env=env)
+        metrics.JMA_ENABLED.set(0 if jma is None else 1)
+        if jma is not None and jma.poller is not None:
+            from alertd.jma.metrics import precreate
+
+            precreate(jma.poller.config.feeds)
         if jma is not None:
             self._jma_stop = asyncio.Event()
             # An outage at JMA's end is the ingest's own business (its metrics and
@@ -221,6 +226,22 @@ class Engine:
 
     async def _expire(self) -> None:
         await self.store.expire_active(time.time())
+
+    async def scrape(self) -> None:
+        """Read what /metrics shows as it stands now (the backlog, whether Redis and the
+        broker answer) into the metrics snapshot; a Redis that does not answer within a
+        second is down, and the backlog then reads as it last did."""
+        snap = metrics.SNAPSHOT
+        assert self.redis is not None
+        try:
+            snap.pending, snap.oldest = await asyncio.wait_for(self.store.pending(), 1.0)
+            snap.up["redis"] = 1
+        except Exception:
+            snap.up["redis"] = 0
+        if self.feed is not None:
+            snap.up["mqtt"] = 1 if self.feed.connected else 0
+        else:
+            snap.up.pop("mqtt", None)  # the public listener has no broker connection to report
 
     async def health(self) -> dict[str, Any]:
         """What /healthz reports: "ok", or "unhealthy" with every cause in a sentence."""

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from alertd import logs
-from alertd.metrics import TASK_RESTARTS, TASK_STEP_FAILURES
+from alertd.metrics import TASK_RESTARTS, TASK_STEP_FAILURES, precreate_tasks
 
 log = logs.get("alertd.supervise")
 
@@ -97,6 +97,7 @@ class Supervisor:
         """Run ``factory()`` until stopped, restarting it whenever it ends or raises."""
         state = TaskHealth(name, group or name, critical, stale_after_s)
         self.tasks[name] = state
+        precreate_tasks([state.group])  # at zero from the start: the first restart must show in rate()
         self._running[name] = asyncio.create_task(
             self._keep(state, factory, restart_base_s, restart_max_s), name=name
         )

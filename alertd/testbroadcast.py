@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from alertd import logs
 from alertd.errors import InvalidInput, NotFound
-from alertd.metrics import TEST_BROADCAST
+from alertd.metrics import TEST_BROADCAST, TEST_BROADCAST_LAST
 from alertd.models import AdapterKind, Alert, Info, MsgType, Origin, Status, utcnow
 
 if TYPE_CHECKING:
@@ -212,6 +212,7 @@ class TestBroadcasts:
         result = await self.result(run_id)
         for name in RESULTS:
             TEST_BROADCAST.labels(result=name).set(result["summary"][name])
+        TEST_BROADCAST_LAST.set_to_current_time()
         log.info("test_broadcast.finished", test_id=run_id, **result["summary"])
 
 

@@ -36,7 +36,7 @@ from alertd.constants import LANES, Keys, Topics
 from alertd.delivery import DeliveryChain, Job
 from alertd.feed import Feed
 from alertd.ledger import MOVE_DUE_SCRIPT
-from alertd.metrics import POISON_JOBS, QUEUE_DEPTH
+from alertd.metrics import JOBS_RECLAIMED, POISON_JOBS
 from alertd.models import AdapterKind, Alert, Priority, Subscriber
 from alertd.recorder import Recorder
 from alertd.redact import redact_url
@@ -132,7 +132,6 @@ class Worker:
             sup.every(f"reclaim:{lane.value}", partial(self._reclaim, lane),
                       max(0.2, self.settings.claim_idle_s / 4))  # fmt: skip
         sup.every("retries", self._move_retries, 0.1)
-        sup.every("queue-gauge", self._gauge, 1.0, critical=False)
         log.info("worker.started", consumer=self.consumer)
 
     async def stop(self) -> None:
@@ -151,6 +150,7 @@ class Worker:
     async def close(self) -> None:
         """Release connections; call after the supervisor has stopped this worker's tasks."""
         await self.recorder.close()
+        self.breaker.clear()
         await self.http.close()
         await self.mqtt.close()
 
@@ -234,6 +234,7 @@ class Worker:
             entries = [e for e in entries if e and e[1]]
             if entries:
                 log.info("worker.reclaimed", lane=lane.value, count=len(entries))
+                JOBS_RECLAIMED.labels(lane=lane.value).inc(len(entries))
                 await self._dispatch(lane, entries)
             if start in (b"0-0", "0-0"):
                 break
@@ -247,10 +248,6 @@ class Worker:
 
     async def _move_retries(self) -> None:
         await self._move_due(keys=[self.ledger.retry_key], args=[int(time.time() * 1000), self.ledger.lane_prefix])
-
-    async def _gauge(self) -> None:
-        for lane, depth in (await self.store.queue_depths()).items():
-            QUEUE_DEPTH.labels(lane=lane).set(depth)
 
     # --- one batch -----------------------------------------------------------
     def _job_from_entry(self, lane: Priority, entry_id: bytes, fields: dict[bytes, bytes] | None) -> Job | None:

@@ -85,8 +85,8 @@ async def test_order_reaches_webhook_and_mqtt_and_is_confirmed(
 
     # Prometheus shows the deliveries and their latency.
     status, text = await engine.get("/metrics")
-    assert 'alertd_deliveries_total{adapter="isp",outcome="delivered"}' in text
-    assert 'alertd_delivery_latency_seconds_count{adapter="radio",priority="routine"}' in text
+    assert 'alertd_deliveries_completed_total{adapter="isp",lane="routine",state="delivered",transport="http"}' in text
+    assert 'alertd_delivery_latency_seconds_count{adapter="radio",lane="routine",transport="mqtt"}' in text
 
 
 async def test_same_identifier_twice_gives_same_answer_and_one_fanout(
