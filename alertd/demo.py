@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
+import os
 import secrets
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -60,11 +64,42 @@ async def add_demo_account(url: str, admin_token: str) -> None:
     TOTP:      secret {secret} (30 s, 6 digits; add it to an authenticator app,
                or: python -c "import pyotp; print(pyotp.TOTP('{secret}').now())")
 """, file=sys.stderr, flush=True)
+    await wait_for_enter()
+
+
+# Ibaraki's boundaries, where the project's shared reference data sits beside it (../shared).
+SHARED_BOUNDARIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "geo" / "ibaraki-municipalities.geojson"
+
+
+def demo_boundaries() -> None:
+    """Give the map something to draw: with no boundaries imported (`alertd geo import`) but
+    Ibaraki's beside the project, import those into a cache of the demo's own (a few seconds;
+    the user's own cache is never written)."""
+    from geo.registry import default_cache_dir
+    from geo.store import CACHE_FILE
+
+    if (default_cache_dir() / CACHE_FILE).exists() or not SHARED_BOUNDARIES.exists():
+        return
+    from geo.importer import import_boundaries
+
+    cache = Path(tempfile.mkdtemp(prefix="alertd-demo-geo-"))
+    atexit.register(shutil.rmtree, cache, True)
+    print("importing Ibaraki's boundaries for the map (a few seconds)…", file=sys.stderr)
+    import_boundaries([SHARED_BOUNDARIES], cache)
+    os.environ["ALERTD_GEO_CACHE"] = str(cache)
+
+
+async def wait_for_enter() -> None:
+    """In a terminal, the drill starts when the person has had time to open the map."""
+    if interactive():
+        print("open the map, then press Enter to start the drill…", file=sys.stderr, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
 
 def main(args: argparse.Namespace) -> int:
     scenario = load_scenario(SCENARIOS / "joso-demo.yaml")
     print(f"alertd demo: {scenario.description}", file=sys.stderr)
+    demo_boundaries()
     print("starting embedded Redis, MQTT broker (amqtt), engine and demo receivers…", file=sys.stderr)
     reports: list[dict[str, Any]] = []
 
