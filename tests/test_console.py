@@ -174,6 +174,8 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     suzuki.find_element("css selector", "article.draft button.primary").click()
     wait(lambda: board_states(suzuki) == {"city-portal": "confirmed", "radio-gateway": "confirmed"},
          "the delivery board to reach confirmed for the portal and the gateway", timeout=20)  # fmt: skip
+    by_adapter = suzuki.find_element("css selector", ".by-adapter").text
+    assert "isp: 1/1 受信確認" in by_adapter and "radio: 1/1 受信確認" in by_adapter
     suzuki.save_screenshot(str(tmp_path / "4-board-confirmed.png"))
     # The board's stream, as any client reads it: the rows, then 'end' once all are final.
     [approved] = [a for a in server.call("GET", "/api/v1/orders", token=server.token)[1]["alerts"]]

@@ -200,7 +200,17 @@ function watch(alertId, container) {
   if (state.boards.has(alertId)) state.boards.get(alertId).close();
   const draw = (data) => {
     const rows = data.deliveries.filter((d) => d.adapter !== "feed");
-    container.replaceChildren(el("table", { class: "deliveries" },
+    // Per adapter first (how far each kind of receiver got), then per receiver.
+    const byAdapter = {};
+    for (const d of rows) {
+      const a = (byAdapter[d.adapter || "?"] ||= { planned: 0, confirmed: 0, failed: 0 });
+      a.planned += 1;
+      if (d.state === "confirmed") a.confirmed += 1;
+      if (d.state === "failed" || d.state === "expired") a.failed += 1;
+    }
+    const summary = el("ul", { class: "by-adapter" }, ...Object.entries(byAdapter).map(([adapter, n]) =>
+      el("li", { "data-adapter": adapter }, adapter + ": " + t("outcome_text", n))));
+    container.replaceChildren(summary, el("table", { class: "deliveries" },
       el("caption", {}, t("deliveries") + " — " + t("alert_id") + " " + alertId),
       el("thead", {}, el("tr", {}, ...["receiver", "adapter", "state", "attempts", "error"].map((k) => el("th", { scope: "col" }, t(k))))),
       el("tbody", {}, ...rows.map((d) => el("tr", { "data-subscriber": d.subscriber, "data-state": d.state },
