@@ -12,6 +12,7 @@ of the page itself are below.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
@@ -56,6 +57,14 @@ UI: dict[str, dict[str, str]] = {
 }  # fmt: skip
 
 _CATALOGS = load_catalogs(LANGUAGES)
+
+
+JST = timezone(timedelta(hours=9))
+
+
+def japan_time(iso: str) -> str:
+    """2026-12-01 12:29:55 JST: the clock the visitor's town runs on."""
+    return f"{datetime.fromisoformat(iso).astimezone(JST):%Y-%m-%d %H:%M:%S} JST"
 
 
 def level_name(level: int, lang: str) -> str:
@@ -153,7 +162,7 @@ def render(collection: dict[str, Any], lang: str, status: str, areas: list[str])
 <h2 id="list-heading">{escape(t["list"])}</h2>
 {none}
 {table}
-<p class="updated"><span id="updated" aria-live="polite">{escape(t["updated"])}: <time datetime="{escape(collection["updated"])}">{escape(collection["updated"])}</time></span>
+<p class="updated"><span id="updated" aria-live="polite">{escape(t["updated"])}: <time datetime="{escape(collection["updated"])}">{escape(japan_time(collection["updated"]))}</time></span>
 <a href="">{escape(t["reload"])}</a></p>
 </section>
 <section aria-labelledby="legend-heading">

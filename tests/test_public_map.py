@@ -99,6 +99,10 @@ def test_the_map_shows_an_order_with_its_level_and_a_lift_clears_it(
     assert browser.find_elements("css selector", "path.district.approximate.lv4")
     assert not browser.find_element("id", "none").is_displayed()
     browser.save_screenshot(str(tmp_path / "2-level-4-and-3.png"))
+    browser.set_window_size(820, 1180)  # a tablet, upright: the map and the list still both show
+    assert browser.find_element("id", "map").size["height"] >= 300 and browser.find_element("id", "orders").is_displayed()
+    browser.save_screenshot(str(tmp_path / "2b-tablet.png"))
+    browser.set_window_size(1366, 768)
 
     violations = axe_serious(browser)
     assert violations == [], violations

@@ -106,7 +106,8 @@
     document.getElementById("none").hidden = collection.features.length > 0;
     const time = document.querySelector("#updated time");
     time.dateTime = collection.updated;
-    time.textContent = collection.updated;
+    // As the server writes it (alertd.map_page.japan_time): the town's own clock.
+    time.textContent = new Date(collection.updated).toLocaleString("sv-SE", { timeZone: "Asia/Tokyo" }) + " JST";
   }
 
   async function refresh() {
