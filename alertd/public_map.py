@@ -18,7 +18,7 @@ from alertd.boundaries import outline
 from alertd.inforce import InForce
 from alertd.messages import level_style, reason_text
 from alertd.models import Action, AlertKind, utcnow
-from geo.romaji import hiragana, romanise
+from alertd.romaji import hiragana, romanise
 
 # The languages of the public map and its legend.
 LANGUAGES = ("ja", "en", "zh", "ko", "ja-easy")
