@@ -40,6 +40,8 @@ from alertd.appkeys import ENGINE
 from alertd.atom import build_feed
 from alertd.boundaries import boundaries
 from alertd.contract import OPERATION, OPERATIONS, Operation, query_of
+from alertd.district_shapes import check_geometry as _check_geometry
+from alertd.district_shapes import geometry_inside as _geometry_inside
 from alertd.drafts import WAITING, Draft, Gone
 from alertd.engine import Engine, issuer_from, subscriber_from
 from alertd.errors import (
@@ -469,12 +471,6 @@ async def delete_subscriber(request: web.Request) -> web.Response:
 
 
 # --- districts a municipality adds ----------------------------------------------
-class NotAGeometry(InvalidInput):
-    """A well-formed object that is no polygon: what only reading it can tell."""
-
-    type_slug = "invalid-geometry"
-
-
 async def post_district(request: web.Request) -> web.Response:
     """A 字 or 地区 the postal data does not list (上三坂), added by the town's own desk."""
     from alertd.engine import DESK_LAYER
@@ -501,51 +497,6 @@ async def post_district(request: web.Request) -> web.Response:
     log.info("district.added", municipality=muni, name=name, issuer_id=issuer.id)
     return json_response({"code": code, "name": name, "municipality": muni,
                           "full_name": engine.registry.get(code).full_name}, status=201)  # fmt: skip
-
-
-def _check_geometry(geometry: Any) -> Any:
-    import shapely
-
-    from geo.shapes import repaired
-
-    try:
-        shape = shapely.from_geojson(json.dumps(geometry))
-    except Exception as exc:  # shapely raises GEOSException for anything unreadable
-        raise NotAGeometry(f"'geometry' is not a GeoJSON geometry ({exc}).", field="geometry") from exc
-    if shape.geom_type not in ("Polygon", "MultiPolygon") or shape.is_empty:
-        raise NotAGeometry("'geometry' must be a GeoJSON Polygon or MultiPolygon.", field="geometry")
-    if shape.is_valid:
-        return shape
-    try:
-        return repaired(shape, "geometry")
-    except InvalidInput as exc:  # too big to repair: the same sentence, as a geometry problem
-        raise NotAGeometry(exc.detail, field="geometry") from exc
-
-
-# A desk draws its 字 by hand: an edge may stray a little over the town's boundary, and is
-# clipped to it; a district mostly outside the town is refused.
-DISTRICT_OUTSIDE_TOLERANCE = 0.05
-
-
-def _geometry_inside(shape: Any, engine: Engine, muni: str) -> dict[str, Any]:
-    """The district's GeoJSON, inside its own municipality: a town's district must never cover
-    another town (polygon alerts there would be refused for that town's own desk, and reach
-    this town's receivers)."""
-    import shapely
-
-    from geo.shapes import clip_to
-
-    boundary = engine.registry.geometry_of(muni)
-    if boundary is None:  # no boundaries loaded: polygon alerts cannot be placed at all
-        return dict(json.loads(shapely.to_geojson(shape)))
-    clipped, outside_share = clip_to(shape, boundary)
-    if clipped is None or outside_share > DISTRICT_OUTSIDE_TOLERANCE:
-        raise NotAGeometry(
-            f"The geometry lies {outside_share:.0%} outside {engine.registry.get(muni).full_name}: a district "
-            "must be inside its own municipality. Draw it within the town's boundary.",
-            field="geometry",
-        )
-    return dict(json.loads(shapely.to_geojson(clipped)))
 
 
 async def list_districts(request: web.Request) -> web.Response:
@@ -577,6 +528,40 @@ async def delete_district(request: web.Request) -> web.Response:
     if not await engine.store.delete_district(muni, rest):
         raise NotFound(f"There is no added district {code!r}.")
     await engine.sync_districts()
+    return web.Response(status=204)
+
+
+async def put_layer(request: web.Request) -> web.Response:
+    """A municipality's own layer of districts (自治区, 学区 …), loaded whole (alertd/layers.py)."""
+    from alertd import layers
+
+    issuer = await require_issuer(request)
+    engine = request.app[ENGINE]
+    layer = layers.checked_name(request.match_info["layer"])
+    muni = engine.orders.municipality_of({"municipality": request.match_info["municipality"]}, issuer)
+    upload: schemas.LayerUpload = await body_of(request)
+    features = await run_blocking(layers.features, engine, muni, layer, upload)
+    await engine.store.put_layer(muni, layer, features)
+    await engine.sync_districts()
+    log.info("layer.loaded", municipality=muni, layer=layer, districts=len(features), issuer_id=issuer.id)
+    return json_response({"municipality": muni, "layer": layer, "districts": layers.rows(muni, layer, features)})
+
+
+async def delete_layer(request: web.Request) -> web.Response:
+    from alertd import layers
+
+    issuer = await require_issuer(request)
+    engine = request.app[ENGINE]
+    layer = layers.checked_name(request.match_info["layer"])
+    muni = engine.orders.municipality_of({"municipality": request.match_info["municipality"]}, issuer)
+    standing = await layers.in_force_naming(engine, muni, layer)
+    if standing:
+        raise Conflict(f"An order in force names a district of the layer {layer!r}: lift it before removing "
+                       "the layer. Nothing was removed.", in_force=standing)  # fmt: skip
+    if not await engine.store.delete_layer(muni, layer):
+        raise NotFound(f"{engine.registry.get(muni).full_name} has no layer {layer!r}.")
+    await engine.sync_districts()
+    log.info("layer.removed", municipality=muni, layer=layer, issuer_id=issuer.id)
     return web.Response(status=204)
 
 
@@ -1226,6 +1211,8 @@ HANDLERS: dict[str, Handler] = {
     "addDistrict": post_district,
     "listDistricts": list_districts,
     "deleteDistrict": delete_district,
+    "putLayer": put_layer,
+    "deleteLayer": delete_layer,
     "postAlert": post_alert,
     "getDeliveries": get_deliveries,
     "streamDeliveries": board_stream.handler(_alert_or_404, require_reader_of, _delivery_rows),

@@ -503,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("alert", nargs="?")
     p.add_argument("--json", action="store_true")
 
-    sub.add_parser("geo", help="geo import PATH…: build the boundary cache from N03 data", add_help=False)
+    sub.add_parser("geo", help="geo import PATH…: build the boundary cache from N03 data; geo layer add MUNI "
+                   "LAYER FILE: load 自治区, 学区 … from GeoJSON or CSV", add_help=False)
     sub.add_parser("jma", help="JMA XML tools (jma parse FILE…; jma poll --to DIR)", add_help=False)
     sub.add_parser("drill", help="drill scenarios (drill run SCENARIO)", add_help=False)
     sub.add_parser("test-broadcast", help="the transmission test", add_help=False)
@@ -519,6 +520,10 @@ def main(argv: list[str] | None = None) -> int:
         from alertd.jma.cli import main as jma_main
 
         return jma_main(argv[1:])
+    if argv[:2] == ["geo", "layer"]:
+        from alertd.layer_cli import main as layer_main
+
+        return layer_main(argv[2:])
     if argv[:2] == ["geo", "import"]:
         from geo.importer import main_import
 

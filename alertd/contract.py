@@ -45,6 +45,11 @@ class Operation:
 
 # A well-formed district code alertd has no record of: only its data can tell.
 UNKNOWN_AREA: Mapping[int, tuple[str, ...]] = {422: ("unknown-area",)}
+# Which endpoint a subscriber takes, and whether it needs recipients and a sender, depends on
+# its adapter (and for apprise, on what Apprise knows): a check across fields the schema cannot state.
+SUBSCRIBER_REFUSALS: Mapping[int, tuple[str, ...]] = {
+    422: ("unknown-area", "invalid-input:endpoint", "invalid-input:recipients", "invalid-input:sender")
+}
 # A desk message may also name a code that is no municipality (08 is a prefecture), or an
 # expiry outside the window it may have (not past, at most 31 days away): "type:field".
 DESK_MESSAGE: Mapping[int, tuple[str, ...]] = {
@@ -58,11 +63,12 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/issuers", "listIssuers", "desk", "admin"),
     Operation("GET", "/api/v1/issuers/{id}", "getIssuer", "desk", "admin"),
     Operation("DELETE", "/api/v1/issuers/{id}", "deleteIssuer", "desk", "admin"),
-    Operation("POST", "/api/v1/subscribers", "putSubscriber", "desk", "admin", body=schemas.Subscriber, valid_refusals=UNKNOWN_AREA),
+    Operation("POST", "/api/v1/subscribers", "putSubscriber", "desk", "admin", body=schemas.Subscriber,
+              valid_refusals=SUBSCRIBER_REFUSALS),
     Operation("GET", "/api/v1/subscribers", "listSubscribers", "desk", "admin"),
     Operation("GET", "/api/v1/subscribers/{id}", "getSubscriber", "desk", "admin"),
     Operation("PATCH", "/api/v1/subscribers/{id}", "patchSubscriber", "desk", "admin",
-              body=schemas.SubscriberChange, valid_refusals=UNKNOWN_AREA),
+              body=schemas.SubscriberChange, valid_refusals=SUBSCRIBER_REFUSALS),
     Operation("DELETE", "/api/v1/subscribers/{id}", "deleteSubscriber", "desk", "admin"),
     Operation("POST", "/api/v1/evacuation-orders", "postEvacuationOrder", "desk", "issuer",
               body=schemas.EvacuationOrder, valid_refusals=DESK_MESSAGE),
@@ -75,6 +81,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/districts", "listDistricts", "desk", "issuer", query=schemas.DistrictListQuery,
               valid_refusals=UNKNOWN_AREA),
     Operation("DELETE", "/api/v1/districts/{code}", "deleteDistrict", "desk", "issuer"),
+    Operation("PUT", "/api/v1/layers/{municipality}/{layer}", "putLayer", "desk", "issuer", body=schemas.LayerUpload,
+              valid_refusals={422: ("unknown-area", "invalid-geometry", "invalid-input:layer"),
+                              409: ("conflict",)}),
+    Operation("DELETE", "/api/v1/layers/{municipality}/{layer}", "deleteLayer", "desk", "issuer"),
     Operation("POST", "/api/v1/alerts", "postAlert", "desk", "issuer",
               body=schemas.JsonAlert, valid_refusals={422: ("unknown-area", "invalid-input:expires")}),
     # Who got what, and their errors, is for the desk, not the public segment.

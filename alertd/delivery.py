@@ -189,7 +189,7 @@ class Send(Stage):
         recorder: Recorder,
         breaker: CircuitBreaker,
         feed: Feed | None,
-        send: Callable[[Alert, Subscriber, int], Awaitable[None]],
+        send: Callable[[Alert, Subscriber, int], Awaitable[str | None]],
     ) -> None:
         self.recorder = recorder
         self.breaker = breaker
@@ -202,12 +202,13 @@ class Send(Stage):
         attempt = job.attempt = job.attempts + 1
         self.recorder.mark_sent(job.alert_id, job.sub_id)
         started = time.monotonic()
+        report = None
         try:
             if sub is None:
                 assert self.feed is not None
                 await self.feed.publish(alert)
             else:
-                await self.send(alert, sub, attempt)
+                report = await self.send(alert, sub, attempt)
         except DeliveryError as exc:
             if sub is not None:
                 self.breaker.failure(sub.id, exc.message, sub.adapter.value)
@@ -221,16 +222,15 @@ class Send(Stage):
             lane = job.lane.value
             metrics.attempt(job.adapter_label, job.transport, lane, "success", time.monotonic() - started)
             metrics.latency(job.adapter_label, job.transport, lane, latency_s)
-        return self.decide(
-            job,
-            {
-                "state": _DELIVERED,
-                "attempts": attempt,
-                "latency_ms": f"{latency_s * 1000:.1f}",
-                "delivered_at": f"{time.time():.3f}",
-            },
-            "delivered",
-        )
+        fields: dict[str, Any] = {
+            "state": _DELIVERED,
+            "attempts": attempt,
+            "latency_ms": f"{latency_s * 1000:.1f}",
+            "delivered_at": f"{time.time():.3f}",
+        }
+        if report:
+            fields["report"] = report  # what the channel's library said (Apprise, SMTP refusals)
+        return self.decide(job, fields, "delivered")
 
     def after_record(self, job: Job) -> None:
         assert job.fields is not None
@@ -322,7 +322,7 @@ class DeliveryChain:
         recorder: Recorder,
         ledger: DeliveryLedger,
         feed: Feed | None,
-        send: Callable[[Alert, Subscriber, int], Awaitable[None]],
+        send: Callable[[Alert, Subscriber, int], Awaitable[str | None]],
         lane_key: Callable[[Priority], str],
         retry_base_s: float,
         retry_max_s: float,

@@ -10,7 +10,7 @@ Per alert, one hash (``Keys.deliveries``), with per subscriber:
                                  HMGET and "sent" can be written with HSETNX (it
                                  never overwrites a later state that got there first).
     "<subscriber>|r"             msgpack map of the rest: attempts, error, latency_ms,
-                                 delivered_at. Packed in one field so a 2,000-way
+                                 delivered_at, report (what a channel library said). Packed in one field so a 2,000-way
                                  fan-out writes few arguments.
     "<subscriber>|confirmed_at"  when the receiver confirmed (HSETNX: the first counts).
 
@@ -200,6 +200,7 @@ class DeliveryLedger:
                     "attempts": int(row.get("attempts", 0)),
                     "latency_ms": float(row["latency_ms"]) if "latency_ms" in row else None,
                     "last_error": row.get("error"),
+                    "report": row.get("report"),
                     "delivered_at": row.get("delivered_at"),
                     "confirmed_at": row.get("confirmed_at"),
                 }

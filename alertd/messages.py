@@ -319,7 +319,7 @@ class Message:
 @dataclass(frozen=True)
 class _Core:
     title: str  # written title without status/cancel markers
-    spoken_title: str  # "" when the body already says everything (J-Alert test)
+    spoken_title: str  # "" when the body already says everything (the transmission test)
     body: str
 
 
@@ -398,11 +398,14 @@ def _join(parts: Iterable[str], lang: str) -> str:
     return sep.join(p for p in parts if p)
 
 
-def _places(lang: str, ctx: _Context) -> tuple[str, bool]:
-    """The places phrase and whether it is the whole municipality."""
+def _places(lang: str, ctx: _Context, *, named: bool = True) -> tuple[str, bool]:
+    """The places phrase and whether it is the whole municipality.
+
+    ``named=False`` says "the whole area" rather than "the whole of 常総市" where the sentence
+    names the town elsewhere (代行: "… in 常総市 (issued by 茨城県 on its behalf)")."""
     p = _PHRASES[lang]
     if not ctx.names:
-        if ctx.muni and "whole_area_named" in p:
+        if named and ctx.muni and "whole_area_named" in p:
             return p["whole_area_named"].format(muni=ctx.muni), True
         return p["whole_area"], True
     names = ctx.names
@@ -439,7 +442,8 @@ def _evacuation(alert: Alert, lang: str, ctx: _Context) -> _Core:
     # compact: the guideline's key phrase instead of the full instruction, so a
     # small screen keeps what to do rather than losing it to trimming.
     p = _PHRASES[lang]
-    places, whole = _places(lang, ctx)
+    # 代行 names the town in its own phrase (on_behalf_part), so the places must not name it again.
+    places, whole = _places(lang, ctx, named=ctx.issuer is None)
     muni_part = _muni_part(lang, ctx, whole)
     reason = reason_text(alert.reason, lang)
     level = alert.level if alert.level in p["level_name"] else None
@@ -664,7 +668,7 @@ def message(
     markers = p["status_marker"].get(status, "")
     status_sentence = p["status_sentence"].get(status, "")
     if _kind(alert) == "test" and alert.status == Status.TEST:
-        status_sentence = ""  # "これは試験です。これは、Jアラートのテストです。" says it twice
+        status_sentence = ""  # "これは試験です。これは、防災情報の伝達試験です。" says it twice
     change = change_kind(alert)
     # What still stands where a lift or cancel ended something, and who spoke (代行).
     said_issuer = ctx.issuer is not None and _kind(alert) == "evacuation" and source == "template"

@@ -51,7 +51,14 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 LANES = tuple(p.value for p in Priority)
 ADAPTERS = tuple(a.value for a in SUBSCRIBER_ADAPTERS)
-TRANSPORTS = ("http", "mqtt")
+TRANSPORTS = ("http", "mqtt", "smtp", "apprise")
+# What can carry each kind: e-mail goes by SMTP, the relays through Apprise, cell broadcast
+# by HTTP; the rest by HTTP or MQTT. Series exist at zero for these pairs only.
+ADAPTER_TRANSPORTS = {"email": ("smtp",), "apprise": ("apprise",), "cbc": ("http",)}
+
+
+def transports_for(adapter: str) -> tuple[str, ...]:
+    return ADAPTER_TRANSPORTS.get(adapter, ("http", "mqtt"))
 ATTEMPT_RESULTS = ("success", "retryable_failure", "permanent_failure")
 COMPLETED_STATES = ("delivered", "failed", "expired", "superseded")
 PENDING_STATES = ("new", "retry_wait", "parked")
@@ -67,7 +74,12 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 def transport_of(endpoint: str) -> str:
     """The transport label of an endpoint: what carried the delivery, not what it carried."""
-    return "mqtt" if endpoint.startswith(("mqtt://", "mqtts://")) else "http"
+    scheme = endpoint.partition("://")[0].lower()
+    if scheme in ("mqtt", "mqtts"):
+        return "mqtt"
+    if scheme in ("http", "https"):
+        return "http"
+    return "smtp" if scheme in ("smtp", "smtps") else "apprise"  # any other scheme is an Apprise URL
 
 
 # --- intake ---------------------------------------------------------------------
@@ -271,7 +283,7 @@ def _precreate() -> None:
         for status in Status:
             ALERTS_RECEIVED.labels(origin.value, status.value)
     for adapter in ADAPTERS:
-        for transport in TRANSPORTS:
+        for transport in transports_for(adapter):
             for lane in LANES:
                 for result in ATTEMPT_RESULTS:
                     ATTEMPTS.labels(adapter, transport, lane, result)

@@ -664,6 +664,44 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/v1/layers/{municipality}/{layer}": {
+        "parameters": [
+            {"name": "municipality", "in": "path", "required": True, "schema": {"type": "string"},
+             "example": "08211"},
+            {"name": "layer", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"}, "example": "jichiku"},
+        ],
+        "put": {
+            "operationId": "putLayer",
+            "tags": ["desk"],
+            "summary": "Load a layer of the municipality's own districts (自治区, 学区, 避難所の圏域)",
+            "description": "Replaces the layer of that name. Orders name its districts like 町域, subscribers "
+            "subscribe to their codes (<municipality>:layer:<layer>:<name>), in every alertd process. Outlines "
+            "straying a little over the town's boundary are cut to it. `alertd geo layer add` sends a GeoJSON "
+            "or CSV file here.",
+            "responses": {
+                "200": _json("LayerLoaded", "Loaded; the codes its districts have."),
+                **_problems(400, 401, 403, 409, 413, 422, why={
+                    **_DESK_401,
+                    409: "A district of the layer has the name of another district of the town (a 町域): orders "
+                    "could not tell them apart. Nothing was loaded.",
+                    422: "The layer's name, a district or its outline is not usable. Nothing was loaded.",
+                }),
+            },
+        },
+        "delete": {
+            "operationId": "deleteLayer",
+            "tags": ["desk"],
+            "summary": "Remove a layer the municipality loaded",
+            "responses": {
+                "204": {"description": "Removed."},
+                **_problems(401, 403, 404, 409, 422, why={
+                    **_DESK_401, 404: "The municipality has no layer of this name.",
+                    409: "An order in force names one of its districts: lift it first. Nothing was removed.",
+                }),
+            },
+        },
+    },
     "/api/v1/in-force": {
         "get": {
             "operationId": "getInForce",
@@ -1052,6 +1090,7 @@ them, and, when they have a secret,
 MODELS: tuple[type[models.BaseModel], ...] = (
     models.Issuer, models.IssuerView, models.Subscriber, models.SubscriberChange, models.SubscriberView,
     models.TestBroadcastRequest, models.DistrictAddition, models.AddedDistrict, models.AddedDistrictRow,
+    models.LayerDistrict, models.LayerUpload, models.LayerLoaded,
     models.Ack, models.AckResult, models.EvacuationOrder, models.ShelterNotice, models.JsonAlert,
     models.Accepted, models.Deliveries, models.TestBroadcast, models.AwaitingApproval, models.NewUser,
     models.UserView, models.CreatedUser, models.SignIn, models.SessionView, models.AuditEntry, models.Rejection,

@@ -608,6 +608,29 @@ class Store:
             out[muni] = [_unpack(v) for _, v in sorted(raw.items())]
         return version, out
 
+    async def put_layer(self, municipality: str, layer: str, features: list[dict[str, Any]]) -> None:
+        """A municipality's own layer of districts, replacing the layer of that name."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.layers, f"{municipality}|{layer}", _pack(features))
+            pipe.incr(self.keys.districts_version)
+            await pipe.execute()
+
+    async def delete_layer(self, municipality: str, layer: str) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.layers, f"{municipality}|{layer}")
+            pipe.incr(self.keys.districts_version)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    async def layers(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """(municipality, layer) -> features of every layer municipalities loaded."""
+        raw = await self.redis.hgetall(self.keys.layers)
+        out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for k, v in sorted(raw.items()):
+            muni, _, layer = k.decode().partition("|")
+            out[(muni, layer)] = _unpack(v)
+        return out
+
     async def views_version(self) -> int:
         return int(await self.redis.get(self.keys.views_version) or 0)
 

@@ -27,7 +27,7 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from adapters.base import Adapter, Payload, PermanentError
+from adapters.base import Adapter, DirectAdapter, Payload, PermanentError
 from adapters.transport import HttpTransport, MqttTransport
 from alertd import logs
 from alertd.breaker import CircuitBreaker
@@ -38,6 +38,7 @@ from alertd.feed import Feed
 from alertd.ledger import MOVE_DUE_SCRIPT
 from alertd.metrics import JOBS_RECLAIMED, POISON_JOBS
 from alertd.models import AdapterKind, Alert, Priority, Subscriber
+from alertd.offload import run_blocking
 from alertd.recorder import Recorder
 from alertd.redact import redact_url
 from alertd.store import Store
@@ -153,6 +154,9 @@ class Worker:
         self.breaker.clear()
         await self.http.close()
         await self.mqtt.close()
+        for adapter in self.adapters.values():
+            if isinstance(adapter, DirectAdapter):
+                await adapter.close()
 
     async def _ensure_group(self, stream: str) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
@@ -380,13 +384,16 @@ class Worker:
             log.exception("delivery.crashed", alert_id=job.alert_id, subscriber_id=job.sub_id,
                           lane=job.lane.value, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
-    async def _send(self, alert: Alert, sub: Subscriber, attempt: int = 1) -> None:
+    async def _send(self, alert: Alert, sub: Subscriber, attempt: int = 1) -> str | None:
         adapter = self.adapters[sub.adapter]
         rkey = (alert.id, *adapter.render_key(alert, sub))
         payload = self._renders.get(rkey)
         if payload is None:
             try:
-                payload = adapter.render(alert, sub)
+                if adapter.render_off_loop:
+                    payload = await run_blocking(adapter.render, alert, sub)
+                else:
+                    payload = adapter.render(alert, sub)
             except Exception as exc:
                 raise PermanentError(f"could not render the alert for {sub.adapter.value}: {exc}") from exc
             self._renders[rkey] = payload
@@ -399,6 +406,8 @@ class Worker:
             slot = self._sub_slots[sub.id] = asyncio.Semaphore(max(1, sub.max_in_flight))
         timeout = min(sub.timeout_s, self.settings.claim_idle_s / 2)
         async with slot:
+            if isinstance(adapter, DirectAdapter):
+                return await adapter.deliver(signed, sub, timeout)
             if sub.endpoint.startswith(("http://", "https://")):
                 await self.http.send(sub.endpoint, signed, timeout, attempt)
             elif sub.endpoint.startswith(("mqtt://", "mqtts://")):
@@ -406,3 +415,4 @@ class Worker:
                 await self.mqtt.send(sub.endpoint, signed, timeout, expiry)
             else:
                 raise PermanentError(f"the endpoint {redact_url(sub.endpoint)!r} is neither http(s):// nor mqtt://")
+        return None

@@ -139,6 +139,10 @@ class RunningEngine:
         return token
 
     async def add_subscriber(self, **body: Any) -> dict[str, Any]:
+        # The suite sends Exercise (訓練), so nothing it does could look real, and an Exercise
+        # reaches only receivers that take drills: the suite's receivers take them unless a test
+        # says otherwise (drills=False: a live receiver that must never hear a drill).
+        body.setdefault("drills", True)
         async with self.http.post(f"{self.url}/api/v1/subscribers", json=body, headers=self.admin) as resp:
             assert resp.status == 201, await resp.text()
             return dict(await resp.json())

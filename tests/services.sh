@@ -97,8 +97,19 @@ ensure_chromium() {
     || echo "chromium: not available (apt-get install chromium chromium-driver)"
 }
 
+# The deployment files' checkers (tests/test_deploy.py): systemd-analyze verifies the units,
+# docker-compose (v1, Debian's) validates deploy/compose.yaml without a Docker daemon.
+# Best effort: the tests that need them skip, saying which package to install.
+ensure_deploy_tools() {
+  command -v systemd-analyze >/dev/null || apt_install --no-install-recommends systemd >/dev/null 2>&1 || true
+  command -v docker-compose >/dev/null || apt_install --no-install-recommends docker-compose >/dev/null 2>&1 || true
+  command -v systemd-analyze >/dev/null || echo "systemd-analyze: not available (apt-get install systemd)"
+  command -v docker-compose >/dev/null || echo "docker-compose: not available (apt-get install docker-compose)"
+}
+
 ensure_redis || exit 1
 ensure_mosquitto || exit 1
 ensure_prometheus || exit 1
 ensure_xmlsec1
+ensure_deploy_tools
 ensure_chromium

@@ -173,7 +173,8 @@ async def test_two_engines_share_the_work_without_delivering_twice(sink: Sink) -
         for i in range(n):
             sink.delay[f"/s/{i}"] = 0.01
         subs = [
-            {"id": f"s{i}", "adapter": "isp", "endpoint": f"{sink.url}/s/{i}", "districts": ["08211"]}
+            {"id": f"s{i}", "adapter": "isp", "endpoint": f"{sink.url}/s/{i}", "districts": ["08211"],
+             "drills": True}
             for i in range(n)
         ]
         from alertd.engine import subscriber_from

@@ -136,3 +136,12 @@ async def test_prefecture_issues_on_behalf_of_a_municipality(engine: RunningEngi
     assert status == 202, answer
     status, alert = await engine.get(f"/api/v1/alerts/{answer['id']}")
     assert alert["on_behalf_of"] == "08211" and alert["issuer_id"] == "ibaraki-pref"
+    # For the whole town, as a portal gets it: the town is named once, in every language it reads.
+    status, answer = await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "districts": ["all"]})
+    assert status == 202, answer
+    await sink.wait_for(2)
+    texts = json.loads(sink.at("/p")[-1]["body"])["text"]
+    assert set(texts) == {"ja", "en"}
+    for lang, text in texts.items():
+        assert text["body"].count("常総市") == 1, (lang, text["body"])
+    assert "the whole area in 常総市 (issued by 茨城県 on its behalf)" in texts["en"]["body"]

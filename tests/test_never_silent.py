@@ -294,7 +294,8 @@ async def test_redis_losing_its_data_is_seeded_again_from_the_configuration(
     token = "joso-desk-token-0123456789"
     seed.write_text(yaml.safe_dump({
         "issuers": [{"id": "joso", "name": "常総市", "token": token, "jurisdiction": ["08211"]}],
-        "subscribers": [{"id": "radio", "adapter": "radio", "endpoint": f"{sink.url}/radio", "districts": ["08211"]}],
+        "subscribers": [{"id": "radio", "adapter": "radio", "endpoint": f"{sink.url}/radio", "districts": ["08211"],
+                         "drills": True}],
     }, allow_unicode=True))  # fmt: skip
     running = await start_engine(make_settings(redis_url=private_redis.url, seed_file=str(seed)))
     control = aioredis.Redis.from_url(private_redis.url)

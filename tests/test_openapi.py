@@ -166,7 +166,7 @@ async def test_security_matches_the_handlers(document: dict[str, Any]) -> None:
             "/api/v1/shelters", "/api/v1/alerts",
         ):  # fmt: skip
             expected = {"issuerToken", *user}  # a user with the operator role acts as its issuer
-        elif path.startswith("/api/v1/districts"):
+        elif path.startswith(("/api/v1/districts", "/api/v1/layers")):
             expected = {"issuerToken", *user}
         elif path in ("/api/v1/alerts/{id}/deliveries", "/api/v1/alerts/{id}/deliveries/events"):
             expected = {"adminToken", "issuerToken", *user}  # who got what is not public

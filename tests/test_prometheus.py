@@ -147,7 +147,8 @@ async def test_prometheus_reads_the_flash_p99_within_one_bucket_after_a_restart(
                 async with http.post(f"{url}/api/v1/issuers", json=body, headers=admin) as resp:
                     assert resp.status == 201, await resp.text()
                 for i in range(RECEIVERS):
-                    body = {"id": f"r{i}", "adapter": "radio", "endpoint": f"{sink.url}/r{i}", "districts": ["08211"]}
+                    body = {"id": f"r{i}", "adapter": "radio", "endpoint": f"{sink.url}/r{i}", "districts": ["08211"],
+                            "drills": True}  # the order is an Exercise, which reaches only receivers taking drills
                     async with http.post(f"{url}/api/v1/subscribers", json=body, headers=admin) as resp:
                         assert resp.status == 201, await resp.text()
             async with serve(env, port) as url, prometheus(f"127.0.0.1:{port}", tmp_path) as prom:
