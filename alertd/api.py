@@ -23,10 +23,22 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from alertd import accounts_api, logs, metrics, schemas
+from adapters.radio import RadioAdapter, plain_script
+from alertd import (
+    accounts_api,
+    board_stream,
+    console_api,
+    logs,
+    map_page,
+    messages,
+    metrics,
+    schemas,
+    static_files,
+)
 from alertd.accounts_api import PEOPLE, Caller, authenticate, people_of, record
 from alertd.appkeys import ENGINE
 from alertd.atom import build_feed
+from alertd.boundaries import boundaries
 from alertd.contract import OPERATION, OPERATIONS, Operation, query_of
 from alertd.district_shapes import check_geometry as _check_geometry
 from alertd.district_shapes import geometry_inside as _geometry_inside
@@ -57,6 +69,7 @@ from alertd.models import Alert, Issuer, Origin, Subscriber, utcnow
 from alertd.offload import run_blocking
 from alertd.openapi import spec
 from alertd.public import CachedView, PublicGate, ViewCache, respond, strong_etag
+from alertd.public_map import base_areas, districts_under_order
 from alertd.ratelimit import RefusalLimiter, TokenBuckets, caller_key
 from alertd.store import StaleState
 from alertd.validation import validate_issuer, validate_subscriber
@@ -641,6 +654,11 @@ def preview_of(
 ) -> dict[str, Any]:
     """What an order would do: the preview route's answer, and what an approver reads in a draft."""
     names = [engine.registry.get(d).full_name for d in alert.districts]
+    texts = {i.language: {"headline": i.headline, "description": i.description, "instruction": i.instruction}
+             for i in alert.infos}  # fmt: skip
+    # As the loudspeakers would read it: the desk hears its own words before anyone else does.
+    script = plain_script({"ja": messages.spoken(alert, "ja")},
+                          RadioAdapter(engine.settings.call_signs).call_sign_for(alert))  # fmt: skip
     return {
         "districts": alert.districts,
         "district_names": names,
@@ -652,6 +670,8 @@ def preview_of(
         "levels": levels,
         "still_in_force": alert.remaining,
         "geojson": _geojson(engine, alert.districts),
+        "texts": texts,
+        "radio_script": script,
     }
 
 
@@ -869,21 +889,30 @@ MAX_SCAN = 2_000
 
 
 def gated(handler: Handler) -> Handler:
-    """A public route under the app's concurrency gate."""
+    """A public route under the app's concurrency gate (a route both listeners serve has it only
+    where the public reads are: the desk-only listener has no gate)."""
 
     async def run(request: web.Request) -> web.StreamResponse:
-        return await request.app[PUBLIC_GATE].run(lambda: handler(request))
+        gate = request.app.get(PUBLIC_GATE)
+        return await (gate.run(lambda: handler(request)) if gate is not None else handler(request))
 
     run.alertd_public = True  # type: ignore[attr-defined]  # flood_guard limits it per address
     return run
 
 
-def public_view(build: Callable[[web.Request], Awaitable[View]]) -> Handler:
-    """A public read, gated and cached (with a strong ETag) until any alert changes."""
+async def _views_version(request: web.Request) -> int:
+    return await request.app[ENGINE].store.views_version()
+
+
+def public_view(
+    build: Callable[[web.Request], Awaitable[View]],
+    version_of: Callable[[web.Request], Awaitable[int]] = _views_version,
+) -> Handler:
+    """A public read, gated and cached (with a strong ETag) until any alert changes
+    (or, with ``version_of``, until what that counts changes)."""
 
     async def work(request: web.Request) -> web.StreamResponse:
-        engine = request.app[ENGINE]
-        version = await engine.store.views_version()
+        version = await version_of(request)
         key = request.path_qs
         view = request.app[VIEWS].get(key, version)
         if view is None:
@@ -970,6 +999,37 @@ async def build_in_force(request: web.Request) -> View:
     return json.dumps(body, ensure_ascii=False).encode(), "application/json", None, {}
 
 
+async def build_order_map(request: web.Request) -> View:
+    query: schemas.MapQuery = query_of(request)
+    collection = await districts_under_order(request.app[ENGINE], query.status)
+    return json.dumps(collection, ensure_ascii=False).encode(), "application/json", None, {}
+
+
+async def build_map_page(request: web.Request) -> View:
+    """The public map, rendered with the districts under an order in it (it works without scripts)."""
+    engine = request.app[ENGINE]
+    query: schemas.MapPageQuery = query_of(request)
+    collection = await districts_under_order(engine, query.status)
+    areas = await base_areas(engine, collection)
+    # Only alertd's own files: the browser refuses anything from another host.
+    csp = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+           "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")  # fmt: skip
+    return map_page.render(collection, query.lang, query.status, areas), "text/html", "utf-8", {
+        "Content-Security-Policy": csp}  # fmt: skip
+
+
+async def _geometry_version(request: web.Request) -> int:
+    return request.app[ENGINE].registry.geometry_version
+
+
+async def build_boundaries(request: web.Request) -> View:
+    query: schemas.BoundaryQuery = query_of(request)
+    collection = await run_blocking(boundaries, request.app[ENGINE].registry, query.area)
+    # Boundaries change only when a desk draws a district: let browsers keep them a while.
+    return (json.dumps(collection, ensure_ascii=False, separators=(",", ":")).encode(), "application/json", None,
+            {"Cache-Control": "public, max-age=300"})  # fmt: skip
+
+
 async def _alert_or_404(request: web.Request) -> Alert:
     alert_id = request.match_info["id"]
     alert = await request.app[ENGINE].store.get_alert(alert_id)
@@ -1016,13 +1076,17 @@ async def require_reader_of(request: web.Request, alert: Alert) -> None:
 async def get_deliveries(request: web.Request) -> web.Response:
     alert = await _alert_or_404(request)
     await require_reader_of(request, alert)
+    return json_response({"alert_id": alert.id, "deliveries": await _delivery_rows(request, alert)})
+
+
+async def _delivery_rows(request: web.Request, alert: Alert) -> list[dict[str, Any]]:
     rows = await request.app[ENGINE].store.deliveries(alert.id)
     for row in rows:
         if row["confirmed_at"]:
             row["confirmed_at"] = _iso(float(row["confirmed_at"]))
         if row["delivered_at"]:
             row["delivered_at"] = _iso(float(row["delivered_at"]))
-    return json_response({"alert_id": alert.id, "deliveries": rows})
+    return rows
 
 
 def _iso(ts: float) -> str:
@@ -1103,9 +1167,10 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
     if desk:
         # People (users, sessions, the audit trail, drafts) are served on the desk side only.
         app[PEOPLE] = people_of(engine)
+    app[VIEWS] = ViewCache()  # the boundaries are cached on both listeners
+    board_stream.install(app)
     if public:
         app[PUBLIC_GATE] = PublicGate(engine.settings.public_concurrency, engine.settings.public_backlog)
-        app[VIEWS] = ViewCache()
         app[ALERT_JSON] = AlertJson()
     serves = {"desk": desk, "public": public, "always": True}
     for operation in OPERATIONS:
@@ -1150,6 +1215,7 @@ HANDLERS: dict[str, Handler] = {
     "deleteLayer": delete_layer,
     "postAlert": post_alert,
     "getDeliveries": get_deliveries,
+    "streamDeliveries": board_stream.handler(_alert_or_404, require_reader_of, _delivery_rows),
     "startTestBroadcast": post_test_broadcast,
     "getTestBroadcast": get_test_broadcast,
     "listAlerts": public_view(build_alert_list),
@@ -1169,6 +1235,15 @@ HANDLERS: dict[str, Handler] = {
     "listDrafts": list_drafts,
     "approveDraft": approve_draft,
     "rejectDraft": reject_draft,
+    "mapPage": public_view(build_map_page),
+    "getOrderMap": public_view(build_order_map),
+    "getBoundaries": public_view(build_boundaries, _geometry_version),
+    "consolePage": console_api.console_page,
+    "getCurrentSession": console_api.get_me,
+    "listDeskOrders": console_api.get_orders,
+    "getHistory": console_api.get_history,
+    "getWebFile": static_files.get_static,
+    "getVendorFile": static_files.get_vendor,
     "metrics": get_metrics,
     "healthz": healthz,
     "openapi": openapi,

@@ -89,6 +89,7 @@ OPERATIONS: tuple[Operation, ...] = (
               body=schemas.JsonAlert, valid_refusals={422: ("unknown-area", "invalid-input:expires")}),
     # Who got what, and their errors, is for the desk, not the public segment.
     Operation("GET", "/api/v1/alerts/{id}/deliveries", "getDeliveries", "desk", "admin-or-issuer"),
+    Operation("GET", "/api/v1/alerts/{id}/deliveries/events", "streamDeliveries", "desk", "admin-or-issuer"),
     Operation("POST", "/api/v1/test-broadcasts", "startTestBroadcast", "desk", "admin",
               body=schemas.TestBroadcastRequest, valid_refusals=UNKNOWN_AREA),
     Operation("GET", "/api/v1/test-broadcasts/{id}", "getTestBroadcast", "desk", "admin"),
@@ -113,6 +114,20 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/in-force", "getInForce", "public", "none", query=schemas.InForceQuery, valid_refusals=UNKNOWN_AREA),
     Operation("POST", "/api/v1/alerts/{id}/ack", "ackAlert", "public", "none", body=schemas.Ack),
     Operation("GET", "/feeds/alerts.atom", "alertsFeed", "public", "none", query=schemas.FeedQuery, valid_refusals=UNKNOWN_AREA),
+    # The maps: the public map page and what it draws (public side), alertd's own boundaries as
+    # the base map and the web files pages need (both sides: the console draws the same map).
+    Operation("GET", "/map/", "mapPage", "public", "none", query=schemas.MapPageQuery),
+    Operation("GET", "/api/v1/map", "getOrderMap", "public", "none", query=schemas.MapQuery),
+    Operation("GET", "/api/v1/boundaries", "getBoundaries", "always", "none", query=schemas.BoundaryQuery,
+              valid_refusals=UNKNOWN_AREA),
+    # The desk console: its page, who signed in, and the orders in force in the desk's jurisdiction.
+    Operation("GET", "/console/", "consolePage", "desk", "none"),
+    Operation("GET", "/api/v1/sessions/current", "getCurrentSession", "desk", "user"),
+    Operation("GET", "/api/v1/orders", "listDeskOrders", "desk", "issuer", query=schemas.MapQuery),
+    Operation("GET", "/api/v1/history", "getHistory", "desk", "issuer", query=schemas.HistoryQuery,
+              valid_refusals={403: ("forbidden",), 422: ("invalid-input:since", "invalid-input:until")}),
+    Operation("GET", "/static/{name}", "getWebFile", "always", "none"),
+    Operation("GET", "/static/vendor/{name}", "getVendorFile", "always", "none"),
     Operation("GET", "/metrics", "metrics", "always", "none"),
     Operation("GET", "/healthz", "healthz", "always", "none"),
     Operation("GET", "/api/openapi.json", "openapi", "always", "none"),

@@ -1045,6 +1045,14 @@ class Problem(Answer):
     element: str = Field("", description="For CAP: the XML element at fault.")
 
 
+class DraftText(Answer):
+    """A held order's text in one language, as it would go out."""
+
+    headline: str | None
+    description: str | None
+    instruction: str | None
+
+
 class Preview(Answer):
     """What an order would do if sent now (誤発信 guard). Nothing is stored or sent."""
 
@@ -1068,14 +1076,11 @@ class Preview(Answer):
         [], description="What still stands in the lift's districts afterwards, highest level first."
     )
     geojson: dict[str, Any] | None = Field(description="The area, if boundary data is loaded.")
+    texts: dict[str, DraftText] = Field({}, description="By CAP language tag (ja-JP, en-US): what it would say.")
+    radio_script: str | None = Field(None, description="The 防災行政無線 script as the loudspeakers would read it "
+                                     "(chimes, the message three times, the call sign).")  # fmt: skip
 
 
-class DraftText(Answer):
-    """A held order's text in one language, as it would go out."""
-
-    headline: str | None
-    description: str | None
-    instruction: str | None
 
 
 class DraftPreview(Preview):
@@ -1268,3 +1273,141 @@ class InForceView(Answer):
     districts: list[DistrictInForce] = Field(description="Per district, when an evacuation order stands.")
     alerts: list[StandingAlert] = Field(description="Every alert in force.")
     updated: CapTime
+
+
+# --- the maps (the public map and the console's) -----------------------------------
+class MapQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {"status": "'status' must be Actual, Exercise or Test."}
+    status: Literal["Actual", "Exercise", "Test"] = Field(
+        "Actual", description="Which orders: real ones (Actual), a drill's (Exercise) or a test's. They never mix."
+    )
+
+
+class MapPageQuery(MapQuery):
+    refusals: ClassVar[dict[str, str]] = {
+        **MapQuery.refusals,
+        "lang": "'lang' must be ja, en, zh, ko or ja-easy (やさしい日本語).",
+    }
+    lang: Literal["ja", "en", "zh", "ko", "ja-easy"] = Field("ja", description="The page's language.")
+
+
+class BoundaryQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "area": "'area' must be a prefecture code such as 08 or a municipality code such as 08211.",
+    }
+    area: str = Field(pattern=r"^([0-9]{2}|[0-9]{5,6})$", examples=["08", "08211"],
+                      description="A prefecture (its municipalities) or a municipality (its outline and the "
+                      "districts its desk drew). An unknown code is a 422 (unknown-area).")  # fmt: skip
+
+
+class GeoFeature(Answer):
+    """A GeoJSON Feature (RFC 7946); ``geometry`` is null where alertd knows no boundary."""
+
+    type: Literal["Feature"]
+    id: str
+    properties: dict[str, Any]
+    geometry: dict[str, Any] | None
+
+
+class BoundaryCollection(Answer):
+    """alertd's own boundaries, simplified (about 50 m; 200 m for a prefecture's towns)."""
+
+    type: Literal["FeatureCollection"]
+    area: str
+    name: str
+    has_geometry: bool = Field(description="False when no boundaries were imported (`alertd geo import`): "
+                               "every geometry is then null.")  # fmt: skip
+    features: list[GeoFeature]
+
+
+class OrderMap(Answer):
+    """Every district under an evacuation order now, one feature each: ``properties`` has the code,
+    name, municipality and its name, the level, its official colour, the reason (and the reason in
+    ja, en, zh, ko, ja-easy), the alerts standing there and ``has_boundary``."""
+
+    type: Literal["FeatureCollection"]
+    status: Literal["Actual", "Exercise", "Test"]
+    updated: str
+    features: list[GeoFeature]
+
+
+# --- the desk console ------------------------------------------------------------------
+class Place(Answer):
+    code: str
+    name: str
+
+
+class Me(Answer):
+    """The signed-in person, as the console shows them."""
+
+    username: str
+    issuer: str
+    issuer_name: str
+    roles: list[str]
+    jurisdiction: list[Place] = Field(description="Where the issuer may send: prefectures and municipalities.")
+    municipalities: list[Place] = Field(description="Every municipality the issuer may send for (代行 included).")
+    approval: dict[str, Any] | None = Field(description="The issuer's two-person rule, if any.")
+    expires: str
+
+
+class AlertInForce(Answer):
+    alert_id: str
+    municipality: str
+    municipality_name: str
+    level: int | None
+    reason: str | None
+    status: Literal["Actual", "Exercise", "Test"]
+    districts: list[str] = Field(description="Where it still stands (a lift may have taken some out).")
+    district_names: list[str]
+    expires: str | None
+
+
+class DeskOrders(OrderMap):
+    """The orders in force in the caller's jurisdiction: per district (as the public map) and per alert."""
+
+    alerts: list[AlertInForce]
+
+
+class HistoryQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": "'municipality' must be a municipality code such as 08211.",
+        "since": "'since' must be a date such as 2026-12-01.",
+        "until": "'until' must be a date such as 2026-12-01.",
+        "status": "'status' must be Actual, Exercise, Test, or empty for all.",
+        "format": "'format' must be json, csv or geojson.",
+    }
+    municipality: str | None = Field(None, pattern=r"^([0-9]{5,6})?$", examples=["08211"],
+                                     description="One municipality of the desk's jurisdiction; empty: all of it.")  # fmt: skip
+    since: str | None = Field(None, pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", examples=["2026-12-01"],
+                              description="From this day (Japan time); default: 7 days before 'until'.")  # fmt: skip
+    until: str | None = Field(None, pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", examples=["2026-12-01"],
+                              description="Through this day (Japan time); default: today.")  # fmt: skip
+    status: Literal["Actual", "Exercise", "Test", ""] = Field("", description="Empty: all three.")
+    format: Literal["json", "csv", "geojson"] = Field("json", description="csv and geojson download the same rows.")
+
+
+class DeliveryCounts(Answer):
+    planned: int
+    delivered: int
+    confirmed: int
+    failed: int = Field(description="Failed or expired.")
+    other: int = Field(description="Still queued or sending, or superseded.")
+
+
+class HistoryRow(Answer):
+    alert_id: str
+    sent: str
+    municipality: str
+    municipality_name: str
+    kind: str
+    msg_type: str
+    action: str | None
+    level: int | None
+    reason: str | None
+    status: str
+    districts: list[str]
+    district_names: list[str]
+    deliveries: DeliveryCounts

@@ -86,6 +86,17 @@ ensure_xmlsec1() {
   command -v xmlsec1 >/dev/null && echo "xmlsec1: installed" || echo "xmlsec1: not available (apt-get install xmlsec1)"
 }
 
+# The browser tests drive Debian's own Chromium through its chromedriver (never a downloaded
+# browser: Selenium Manager is kept offline). Without them those tests fail saying so.
+ensure_chromium() {
+  # A Japanese font, so the tests' screenshots can be read by the people who look at them (3.5 MB).
+  [ -d /usr/share/fonts/opentype/ipafont-gothic ] || apt_install --no-install-recommends fonts-ipafont-gothic >/dev/null 2>&1 || true
+  { command -v chromium >/dev/null && [ -x /usr/bin/chromedriver ]; } && return 0
+  apt_install chromium chromium-driver || true
+  { command -v chromium >/dev/null && [ -x /usr/bin/chromedriver ]; } && echo "chromium: installed" \
+    || echo "chromium: not available (apt-get install chromium chromium-driver)"
+}
+
 # The deployment files' checkers (tests/test_deploy.py): systemd-analyze verifies the units,
 # docker-compose (v1, Debian's) validates deploy/compose.yaml without a Docker daemon.
 # Best effort: the tests that need them skip, saying which package to install.
@@ -101,3 +112,4 @@ ensure_mosquitto || exit 1
 ensure_prometheus || exit 1
 ensure_xmlsec1
 ensure_deploy_tools
+ensure_chromium

@@ -37,6 +37,8 @@ def fixed_names(monkeypatch: pytest.MonkeyPatch) -> None:
         return f"茨城県{name}" if full and code == "08211" else name
 
     monkeypatch.setattr(messages, "place_name", fake)
+    # Nor on its kana readings: romanised names (en, ko) are tests/test_romaji.py's.
+    monkeypatch.setattr(messages, "readable_name", lambda code, name, lang: name)
 
 
 def national(kind: str, **kw: object) -> Alert:

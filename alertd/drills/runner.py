@@ -11,6 +11,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -538,8 +539,18 @@ class DrillRunner:
         }
 
 
-async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
-    """Start an engine on embedded Redis and MQTT (or the configured ones) and drill against it."""
+async def run_embedded(
+    scenario: Scenario,
+    speed: float,
+    *,
+    on_ready: Callable[[str, str], Awaitable[None]] | None = None,
+    on_report: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """Start an engine on embedded Redis and MQTT (or the configured ones) and drill against it.
+
+    ``on_ready(url, admin_token)`` runs once the engine answers, before the drill (``make demo``
+    adds its console account there); ``on_report(report)`` runs after the drill while the engine
+    still serves (the demo keeps it up there until Ctrl-C when a person is watching)."""
     from aiohttp import web
 
     from alertd.api import make_app
@@ -569,11 +580,17 @@ async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         assert settings.mqtt_url is not None
+        url = f"http://127.0.0.1:{port}"
+        if on_ready is not None:
+            await on_ready(url, settings.admin_token)
         drill = DrillRunner(
-            scenario, f"http://127.0.0.1:{port}", settings.admin_token, settings.mqtt_url, speed,
+            scenario, url, settings.admin_token, settings.mqtt_url, speed,
             topic_prefix=settings.topic_prefix, spool=spool,
         )  # fmt: skip
-        return await drill.run()
+        report = await drill.run()
+        if on_report is not None:
+            await on_report(report)
+        return report
     finally:
         await runner.cleanup()
         await engine.stop()
