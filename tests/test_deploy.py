@@ -64,6 +64,40 @@ def test_the_units_pass_systemd_analyze_verify_and_are_hardened(tmp_path: Path) 
         assert exposure and float(exposure.group(1)) <= 2.0, score.stdout[-500:]  # 10 is unprotected
 
 
+# System calls alertd's own imports make at start: numpy's OpenBLAS (under shapely/geopandas)
+# binds memory and threads (mbind, set_mempolicy, sched_setaffinity). A unit that filters one
+# of them without SystemCallErrorNumber kills alertd with SIGSYS before it logs a line.
+STARTUP_SYSCALLS = ("mbind", "set_mempolicy", "get_mempolicy", "sched_setaffinity", "sched_getaffinity",
+                    "setrlimit", "prlimit64", "madvise")  # fmt: skip
+
+
+def _expand(analyze: str, names: list[str]) -> set[str]:
+    """The system calls a SystemCallFilter= list names, groups (@…) expanded by systemd itself."""
+    out: set[str] = set()
+    for name in names:
+        if not name.startswith("@"):
+            out.add(name)
+            continue
+        listing = subprocess.run([analyze, "syscall-filter", "--no-pager", name], capture_output=True,
+                                 text=True, timeout=30, check=True).stdout  # fmt: skip
+        members = [line.strip() for line in listing.splitlines()[1:]]
+        out |= _expand(analyze, [m for m in members if m and not m.startswith("#")])
+    return out
+
+
+def test_the_units_syscall_filter_lets_alertd_start() -> None:
+    analyze = _tool("systemd-analyze", "systemd")
+    for name in UNITS:
+        text = (DEPLOY / "systemd" / name).read_text(encoding="utf-8")
+        denied: set[str] = set()
+        for value in re.findall(r"^SystemCallFilter=~(.*)$", text, flags=re.M):
+            denied |= _expand(analyze, value.split())
+        killed = sorted(denied & set(STARTUP_SYSCALLS))
+        assert not killed, f"{name} refuses {killed}, which alertd calls at start"
+        # Any call the filter does refuse fails with EPERM instead of killing the process.
+        assert re.search(r"^SystemCallErrorNumber=EPERM$", text, flags=re.M), name
+
+
 async def test_redis_starts_on_the_deployment_settings_with_aof_and_no_eviction(tmp_path: Path) -> None:
     server = _tool("redis-server", "redis-server")
     port = free_port()
