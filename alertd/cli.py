@@ -114,12 +114,19 @@ async def _serve(args: argparse.Namespace) -> int:
         desk_tls, public_tls, public_flags = _listener_tls(args, settings)
     except ValueError as exc:
         return _start_failed("serve", exc)
+    # The desk port first, before Redis, the broker or any child: serve must never run
+    # without its listener (a taken port once left it delivering with no desk and no error).
+    try:
+        desk_socket = _listen(args.host, args.port)
+    except OSError as exc:
+        return _start_failed("serve", OSError(f"could not listen on {args.host}:{args.port}: {exc.strerror or exc}"))
     engine = Engine(settings, workers=not args.no_workers)
     try:
         await engine.start()
     except Exception as exc:
         # A bad configuration (a short token, an unknown district) or an unreachable
         # server: say so and exit, never hang half-started.
+        desk_socket.close()
         await engine.stop()
         return _start_failed("serve", exc)
     # Extra delivery processes share the lanes through the consumer group: a
@@ -138,19 +145,24 @@ async def _serve(args: argparse.Namespace) -> int:
     engine.health_sources.append(children.problems)
     desk_app = make_app(engine, desk=True, public=not split)
     runner = web.AppRunner(desk_app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, args.host, args.port, ssl_context=desk_tls).start()
     log = logs.get("alertd.serve")
-    log.info(
-        "serve.listening", desk=f"{scheme(desk_tls)}://{args.host}:{args.port}",
-        public=f"{scheme(public_tls)}://{args.public_host}:{args.public_port} (own process)" if split else None,
-        redis=redact_url(settings.redis_url or ""), mqtt=redact_url(settings.mqtt_url or ""),
-    )  # fmt: skip
-    await _until_signalled()
-    log.info("serve.stopping")
-    await runner.cleanup()
-    children.stop()
-    await engine.stop()
+    try:
+        await runner.setup()
+        await web.SockSite(runner, desk_socket, ssl_context=desk_tls).start()
+        log.info(
+            "serve.listening", desk=f"{scheme(desk_tls)}://{args.host}:{args.port}",
+            public=f"{scheme(public_tls)}://{args.public_host}:{args.public_port} (own process)" if split else None,
+            redis=redact_url(settings.redis_url or ""), mqtt=redact_url(settings.mqtt_url or ""),
+        )  # fmt: skip
+        await _until_signalled()
+        log.info("serve.stopping")
+    finally:
+        # Whatever ended serve, its children and its engine end with it: no child left
+        # running (or dead and never reaped) under a serve that no longer watches it.
+        await runner.cleanup()
+        desk_socket.close()
+        children.stop()
+        await engine.stop()
     return 0
 
 
@@ -173,7 +185,10 @@ class ChildProcesses:
         self._task: asyncio.Task[None] | None = None
 
     def add(self, name: str, command: list[str]) -> None:
+        from alertd import metrics  # imported once the metrics directory is settled (_metrics_dir)
+
         self.commands[name] = command
+        metrics.precreate_tasks([f"child:{name}"])  # its restarts at zero from the start
 
     def _spawn(self, name: str) -> subprocess.Popen[bytes]:
         env = {**self.env, "ALERTD_CONSUMER": f"{socket.gethostname()}-{os.getpid()}-{name}"}
@@ -191,13 +206,20 @@ class ChildProcesses:
         while True:
             await asyncio.sleep(1)
             for name, proc in list(self.procs.items()):
-                if proc.poll() is not None:
-                    metrics.mark_process_dead(proc.pid)
+                # One child's trouble (its metrics files, a failed spawn) must not end the
+                # watch: a watcher that died once left a dead child unreaped for good.
+                try:
+                    if proc.poll() is None:  # poll() also reaps a child that ended
+                        continue
                     log.warning("child.restarted", child=name, exit_status=proc.returncode)
+                    metrics.TASK_RESTARTS.labels(f"child:{name}").inc()
                     now = time.monotonic()
                     self.exits[name] = [e for e in self.exits.get(name, []) if now - e[0] < 60]
                     self.exits[name].append((now, proc.returncode))
+                    metrics.mark_process_dead(proc.pid)
                     self.procs[name] = self._spawn(name)
+                except Exception as exc:
+                    log.error("child.watch_failed", child=name, error=f"{type(exc).__name__}: {exc}")
 
     def problems(self) -> list[str]:
         """For the desk's /healthz: a child that keeps stopping serves nothing (a public

@@ -233,7 +233,9 @@ PUBLIC_SHED = Counter(
 # --- background tasks ----------------------------------------------------------------
 TASK_RESTARTS = Counter(
     "alertd_task_restarts",
-    "Background tasks (lane readers, reclaimer, retry mover, expiry, feed, poller) restarted after they ended.",
+    "Background tasks (lane readers, reclaimer, retry mover, expiry, feed, poller) restarted after they ended; "
+    "task=\"child:<name>\": a child process of alertd serve (w0, w1 … delivery workers, public) started again "
+    "after it exited, counted by serve.",
     ["task"],
     registry=REGISTRY,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -329,6 +330,11 @@ async def test_a_public_port_that_cannot_be_had_shows_on_the_desk_health_and_no_
             causes = await until(public_listener_named, timeout=30,
                                  what="the desk's /healthz to name the public listener")  # fmt: skip
             assert "keeps stopping" in causes[0]
+            # serve counts each restart of a child, for an alert on a child that keeps dying.
+            async with http.get(f"{desk}/metrics") as resp:
+                scraped = await resp.text()
+            restarts = re.search(r'^alertd_task_restarts_total\{task="child:public"\} (\S+)$', scraped, re.M)
+            assert restarts and float(restarts.group(1)) >= 2, scraped[:300]
         squatter.close()
         # A kill -9 of serve: its children see their parent gone and stop.
         found = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
@@ -354,3 +360,28 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+def test_serve_whose_desk_port_is_taken_exits_2_saying_so_and_leaves_no_child() -> None:
+    """The README-only trial saw serve keep running with no desk listener and no error line,
+    its public child saying ok; with both ports taken, the public child was left defunct."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    prefix = f"alertd-test-{secrets.token_hex(4)}"
+    env = {**os.environ, "ALERTD_REDIS_URL": REDIS_URL, "ALERTD_MQTT_URL": MQTT_URL, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN,
+           "ALERTD_KEY_PREFIX": prefix, "ALERTD_LOG_LEVEL": "WARNING"}  # fmt: skip
+    public_port = free_port()
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "alertd", "serve", "--port", str(taken), "--public-port", str(public_port)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    finally:
+        squatter.close()
+    assert run.returncode == 2, run.stderr[-500:]
+    assert f"could not listen on 127.0.0.1:{taken}" in run.stderr, run.stderr[-500:]
+    # It stopped before starting anything: no public listener was left holding its port.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", public_port))
