@@ -244,7 +244,9 @@ class Engine:
         snap = metrics.SNAPSHOT
         assert self.redis is not None
         try:
-            snap.pending, snap.oldest = await asyncio.wait_for(self.store.pending(), 1.0)
+            backlog = await asyncio.wait_for(self.store.backlog(), 1.0)
+            snap.pending, snap.oldest = backlog.pending, backlog.oldest_new_s
+            snap.unfinished = {lane: u.age_s for lane, u in backlog.oldest_unfinished.items()}
             snap.up["redis"] = 1
         except Exception:
             snap.up["redis"] = 0
@@ -261,23 +263,29 @@ class Engine:
         assert self.redis is not None
         try:
             await asyncio.wait_for(self.redis.ping(), 2.0)
-            backlog = await asyncio.wait_for(self.store.lane_backlog(), 2.0)
+            backlog = await asyncio.wait_for(self.store.backlog(), 2.0)
             body["redis"] = "ok"
-            body["queue_depth"] = backlog.depths
-            body["oldest_job_s"] = {lane: round(age, 1) for lane, age in backlog.oldest_s.items()}
+            body["queue_depth"] = backlog.depths()
+            body["pending"] = {lane: {state: n for (ln, state), n in backlog.pending.items() if ln == lane}
+                               for lane in backlog.oldest_new_s}  # fmt: skip
+            body["oldest_job_s"] = {lane: round(age, 1) for lane, age in backlog.oldest_new_s.items()}
             limits = {"flash": s.health_flash_age_s, "routine": s.health_routine_age_s}
-            for lane, age in backlog.oldest_s.items():
+            # Only entries no worker has read yet: one in flight to a slow receiver is taken.
+            for lane, age in backlog.unread_s.items():
                 if age > limits[lane]:
                     causes.append(
-                        f"the {lane} lane's oldest delivery has waited {age:.0f} s (limit {limits[lane]:g} s): "
-                        "no delivery worker is taking work"
+                        f"the {lane} lane's oldest delivery has waited {age:.0f} s for a worker (limit "
+                        f"{limits[lane]:g} s): no delivery worker is taking {lane} work"
                     )
-            if backlog.stuck_flash is not None and backlog.stuck_flash[2] > s.health_flash_age_s:
-                alert_id, sub_id, age = backlog.stuck_flash
-                error = await self.store.last_error(alert_id, sub_id)
+            # From the alert's acceptance, however often the job re-entered its lane: a level 5
+            # that cannot reach its receiver keeps /healthz 503 until it goes out or ends.
+            stuck = backlog.oldest_unfinished.get("flash")
+            if stuck is not None and stuck.age_s > s.health_flash_age_s:
+                error = await self.store.last_error(stuck.alert_id, stuck.subscriber_id)
                 causes.append(
-                    f"a flash delivery (alert {alert_id} to {sub_id}) has not gone out {age:.0f} s after the "
-                    f"alert was accepted; last error: {error or 'none yet (its circuit is open)'}"
+                    f"a flash delivery (alert {stuck.alert_id} to {stuck.subscriber_id}) has not gone out "
+                    f"{stuck.age_s:.0f} s after the alert was accepted; last error: "
+                    f"{error or 'none yet (not tried, or its circuit is open)'}"
                 )
             if self.data_lost:
                 causes.append(

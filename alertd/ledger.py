@@ -38,7 +38,10 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 50
 for _, m in ipairs(due) do
   redis.call('ZREM', KEYS[1], m)
   local lane, a, s, t = string.match(m, '^([^|]+)|([^|]+)|([^|]+)|([^|]+)')
-  if lane then
+  if lane and string.sub(m, -2) == '|p' then
+    -- marked: the backlog counts it parked until a worker re-parks or tries it (alertd/backlog.py)
+    redis.call('XADD', ARGV[2] .. lane, '*', 'a', a, 's', s, 't', t, 'p', '1')
+  elseif lane then
     redis.call('XADD', ARGV[2] .. lane, '*', 'a', a, 's', s, 't', t)
   end
 end
@@ -66,25 +69,6 @@ if left <= 0 then
   return {first, last}
 end
 return {first, false}
-"""
-
-# Counts the retry zset's members by lane and kind in Redis (no member crosses the
-# network): returns {lane, parked (0/1), count, lane, parked, count, ...}.
-COUNT_WAITING_SCRIPT = """
-local counts = {}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local lane = string.match(m, '^([^|]+)|')
-  if lane then
-    local k = lane .. (string.sub(m, -2) == '|p' and '|1' or '|0')
-    counts[k] = (counts[k] or 0) + 1
-  end
-end
-local out = {}
-for k, n in pairs(counts) do
-  local lane, parked = string.match(k, '^(.*)|(%d)$')
-  table.insert(out, lane); table.insert(out, tonumber(parked)); table.insert(out, n)
-end
-return out
 """
 
 # HSETNX for a whole batch in one command: "sent" never overwrites a later state.

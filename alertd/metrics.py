@@ -394,13 +394,14 @@ class Snapshot(Collector):
         self.pending: dict[tuple[str, str], int] = {(lane, st): 0 for lane in LANES for st in PENDING_STATES}
         self.oldest: dict[str, float] = dict.fromkeys(LANES, 0.0)
         self.up: dict[str, int] = {"redis": 0, "mqtt": 0}
+        self.unfinished: dict[str, float] = {}
 
     def collect(self) -> Iterator[Metric]:
         pending = GaugeMetricFamily(
             "alertd_deliveries_pending",
             "Delivery jobs not yet finished, read from Redis at scrape time: new (in the lane, waiting or in "
             "flight), retry_wait (waiting for a retry after a failed attempt), parked (waiting for an open "
-            "circuit to let a probe through).",
+            "circuit to let a probe through, also while let back into the lane to be re-parked).",
             labels=["lane", "state"],
         )
         for (lane, state), n in sorted(self.pending.items()):
@@ -408,13 +409,23 @@ class Snapshot(Collector):
         yield pending
         oldest = GaugeMetricFamily(
             "alertd_queue_oldest_age_seconds",
-            "Age of the oldest job in the lane (waiting or in flight; retry_wait and parked jobs excluded), "
-            "read from Redis at scrape time; 0 when the lane is empty.",
+            "Seconds since the oldest job now in the lane entered it (waiting or in flight; retry_wait and "
+            "parked jobs excluded), read from Redis at scrape time; 0 when the lane is empty.",
             labels=["lane"],
         )
         for lane, age in sorted(self.oldest.items()):
             oldest.add_metric([lane], age)
         yield oldest
+        unfinished = GaugeMetricFamily(
+            "alertd_oldest_unfinished_delivery_age_seconds",
+            "Seconds since the alert was accepted, for the lane's oldest delivery not yet out (not delivered, "
+            "failed, expired or superseded: new, retry_wait or parked alike), read from Redis at scrape "
+            "time; 0 when none is unfinished. The flash lane is held to 30 s (/healthz, AlertdFlashDeliveryLate).",
+            labels=["lane"],
+        )
+        for lane in LANES:
+            unfinished.add_metric([lane], self.unfinished.get(lane, 0.0))
+        yield unfinished
         up = GaugeMetricFamily(
             "alertd_dependency_up",
             "1 when the dependency answered this process at scrape time (Redis: PING; mqtt: the feed's "

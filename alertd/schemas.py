@@ -1103,10 +1103,15 @@ class Health(Answer):
 
     status: Literal["ok", "unhealthy"]
     queue_depth: dict[str, int] = Field(
-        {}, description="Waiting deliveries per lane (flash, routine) and retries scheduled."
+        {}, description="Per lane (flash, routine): deliveries in the lane, waiting or in flight (parked ones "
+        "excluded)."
     )
-    oldest_job_s: dict[str, float] = Field({}, description="Per lane, how long its oldest waiting delivery "
-                                           "has waited, in seconds.")  # fmt: skip
+    pending: dict[str, dict[str, int]] = Field(
+        {}, description="Per lane: unfinished deliveries by state — new (in the lane), retry_wait (waiting for "
+        "a retry), parked (behind an open circuit). All zero: nothing more is on its way."
+    )
+    oldest_job_s: dict[str, float] = Field({}, description="Per lane, seconds since its oldest job in the lane "
+                                           "entered it (parked ones excluded).")  # fmt: skip
     redis: Literal["ok", "unreachable"] = Field("ok", description="Whether Redis answers; when it does not, "
                                                 "'causes' says why.")  # fmt: skip
     broker: Literal["ok", "unreachable"] = Field("ok", description="Whether the MQTT broker of the feed "

@@ -21,15 +21,15 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from alertd.backlog import Backlog, read_backlog
 from alertd.constants import Keys
 from alertd.inforce import Standing, is_standing_kind
-from alertd.ledger import COUNT_WAITING_SCRIPT, DeliveryLedger
+from alertd.ledger import DeliveryLedger
 from alertd.models import (
     AdapterKind,
     Alert,
     AlertState,
     Issuer,
-    Priority,
     Subscriber,
     utcnow,
 )
@@ -112,14 +112,6 @@ def _within(registry: Registry, district: str, municipality: str) -> bool:
         return municipality in registry.ancestors(district) or district in registry.ancestors(municipality)
     except Exception:
         return False
-
-
-@dataclass
-class LaneBacklog:
-    depths: dict[str, int]
-    oldest_s: dict[str, float]
-    # The flash delivery waiting longest for a retry: (alert id, subscriber id, seconds since accepted).
-    stuck_flash: tuple[str, str, float] | None = None
 
 
 class Store:
@@ -662,58 +654,6 @@ class Store:
             await self.redis.hsetnx(self.ledger.key(alert_id), self.ledger.confirmed_field(subscriber_id), at)
         )
 
-    async def lane_backlog(self) -> LaneBacklog:
-        """Depth of each lane and the age of its oldest job (a lane entry lives
-        from queueing until its outcome is recorded)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for lane in Priority:
-                pipe.xlen(self.keys.lane(lane))
-            for lane in Priority:
-                pipe.xrange(self.keys.lane(lane), "-", "+", count=1)
-            pipe.zcard(self.ledger.retry_key)
-            values = await pipe.execute()
-        n = len(Priority)
-        depths = {lane.value: int(v) for lane, v in zip(Priority, values[:n], strict=True)}
-        depths["retry"] = int(values[-1])
-        now = time.time()
-        oldest: dict[str, float] = {}
-        for lane, first in zip(Priority, values[n : 2 * n], strict=True):
-            if first:
-                entry_ms = int(first[0][0].split(b"-")[0])
-                oldest[lane.value] = max(0.0, now - entry_ms / 1000)
-            else:
-                oldest[lane.value] = 0.0
-        # A retried job re-enters its lane as a new entry, so lane age alone never shows a
-        # flash delivery that keeps failing; its member carries when the alert was accepted.
-        stuck: tuple[str, str, float] | None = None
-        for member in await self.redis.zrange(self.ledger.retry_key, 0, 4999):
-            entry = self.ledger.parse_retry_member(member)
-            age = now - entry.accepted_ms / 1000
-            if entry.lane == Priority.FLASH.value and (stuck is None or age > stuck[2]):
-                stuck = (entry.alert_id, entry.subscriber_id, age)
-        return LaneBacklog(depths, oldest, stuck)
-
-    async def pending(self) -> tuple[dict[tuple[str, str], int], dict[str, float]]:
-        """Unfinished delivery jobs per (lane, new | retry_wait | parked), and each lane's
-        oldest entry age in seconds: the backlog as it stands, for /metrics."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for lane in Priority:
-                pipe.xlen(self.keys.lane(lane))
-            for lane in Priority:
-                pipe.xrange(self.keys.lane(lane), "-", "+", count=1)
-            pipe.eval(COUNT_WAITING_SCRIPT, 1, self.ledger.retry_key)
-            values = await pipe.execute()
-        n = len(Priority)
-        counts = {(lane.value, state): 0 for lane in Priority for state in ("new", "retry_wait", "parked")}
-        oldest = dict.fromkeys((lane.value for lane in Priority), 0.0)
-        now = time.time()
-        for lane, depth, first in zip(Priority, values[:n], values[n : 2 * n], strict=True):
-            counts[(lane.value, "new")] = int(depth)
-            if first:
-                oldest[lane.value] = max(0.0, now - int(first[0][0].split(b"-")[0]) / 1000)
-        flat = values[-1]
-        for i in range(0, len(flat), 3):
-            lane = flat[i].decode() if isinstance(flat[i], bytes) else str(flat[i])
-            if lane in oldest:  # a member of a lane alertd does not know is not counted
-                counts[(lane, "parked" if int(flat[i + 1]) else "retry_wait")] = int(flat[i + 2])
-        return counts, oldest
+    async def backlog(self) -> Backlog:
+        """Unfinished deliveries per lane and state, how old, and which waits longest."""
+        return await read_backlog(self.redis, self.keys, self.ledger.retry_key)

@@ -197,7 +197,7 @@ class RunningEngine:
 
         async def lanes_empty() -> bool:
             status, health = await self.get("/healthz")
-            return status == 200 and not any(health["queue_depth"].values())
+            return status == 200 and not any(n for states in health["pending"].values() for n in states.values())
 
         await until(lanes_empty, what=f"every delivery lane to empty after alert {alert_id}", timeout=timeout)
         return rows

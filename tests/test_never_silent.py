@@ -388,3 +388,75 @@ async def test_a_removed_subscriber_leaves_no_open_circuit_behind(sink: Sink) ->
         await until(gauge_gone, timeout=10, what="the gauge of the removed subscriber going away")
     finally:
         await stop_engine(running)
+
+
+async def test_healthz_stays_503_naming_the_gateway_while_a_level_5_cannot_reach_it(sink: Sink) -> None:
+    """The trial saw /healthz flap 200/503 as the failing job re-entered its lane (age was
+    measured from the re-queue) and blame "no worker taking flash work" while workers idled."""
+    running = await start_engine(make_settings(health_flash_age_s=1.0, breaker_threshold=1000, retry_max_s=0.3))
+    try:
+        token = await running.add_issuer("joso", ["08211"])
+        await running.add_subscriber(id="dead-gateway", adapter="radio", endpoint=f"{sink.url}/dead",
+                                     districts=["08211"])  # fmt: skip
+        sink.status["/dead"] = 503
+        status, answer = await running.post("/api/v1/evacuation-orders", token, {**LEVEL5, "identifier": "stuck"})
+        assert status == 202
+
+        async def first_503() -> bool:
+            status, _ = await running.get("/healthz")
+            return status == 503
+
+        await until(first_503, timeout=15, what="/healthz to turn 503 for the late level 5")
+        async def tries() -> int:
+            rows = await running.deliveries(answer["id"])
+            return int(next(r for r in rows if r["subscriber"] == "dead-gateway")["attempts"])
+
+        first_tries = await tries()
+        samples: list[tuple[int, list[str]]] = []
+
+        async def sampled_through_retries() -> bool:
+            status, body = await running.get("/healthz")
+            samples.append((status, body["causes"]))
+            # Every answer, while the job cycles between the retry set and the lane: 503, naming it.
+            assert status == 503, samples[-3:]
+            assert any("dead-gateway" in c for c in body["causes"]), body["causes"]
+            assert not any("no delivery worker" in c for c in body["causes"]), body["causes"]
+            return await tries() >= first_tries + 4
+
+        await until(sampled_through_retries, timeout=15, what="four more tries at the dead gateway")
+        late = await metric(running, "alertd_oldest_unfinished_delivery_age_seconds", lane="flash")
+        assert late > 1.0
+        sink.status["/dead"] = 200  # the gateway is back: the delivery goes out and health recovers
+
+        async def recovered() -> bool:
+            status, _ = await running.get("/healthz")
+            return status == 200
+
+        await until(recovered, timeout=15, what="/healthz back to 200 once the level 5 went out")
+        assert await metric(running, "alertd_oldest_unfinished_delivery_age_seconds", lane="flash") == 0.0
+    finally:
+        await stop_engine(running)
+
+
+async def test_parked_jobs_let_back_into_the_lane_are_counted_parked_not_new(sink: Sink) -> None:
+    """A parked job moved back at a circuit's half-open probe is re-parked untried: neither the
+    lane's depth nor its age may count it (the README says parked jobs are not in the lane)."""
+    from alertd.ledger import MOVE_DUE_SCRIPT
+
+    running = await start_engine(make_settings(), workers=False)  # nobody reads: the entry stays put
+    try:
+        engine = running.engine
+        assert engine.redis is not None
+        ledger = engine.store.ledger
+        accepted = int(time.time() * 1000) - 40_000
+        await engine.redis.zadd(ledger.retry_key, {ledger.retry_member("flash", "a1", "gw", accepted, parked=True): 0})
+        await engine.redis.eval(MOVE_DUE_SCRIPT, 1, ledger.retry_key, int(time.time() * 1000), ledger.lane_prefix)
+        assert await metric(running, "alertd_deliveries_pending", lane="flash", state="parked") == 1
+        assert await metric(running, "alertd_deliveries_pending", lane="flash", state="new") == 0
+        assert await metric(running, "alertd_queue_oldest_age_seconds", lane="flash") == 0
+        assert await metric(running, "alertd_oldest_unfinished_delivery_age_seconds", lane="flash") >= 40
+        status, body = await running.get("/healthz")
+        assert status == 503 and body["queue_depth"]["flash"] == 0 and body["pending"]["flash"]["parked"] == 1
+        assert any("alert a1 to gw" in c and "40 s" in c for c in body["causes"]), body["causes"]
+    finally:
+        await stop_engine(running)

@@ -389,10 +389,11 @@ async def test_record_writes_through_the_ledger_and_schedules_the_retry(engine: 
     await worker.chain.record(job)
     rows = {r["subscriber"]: r for r in await engine.store.deliveries(alert.id)}
     assert rows["s"]["state"] == "queued" and rows["s"]["attempts"] == 2 and rows["s"]["last_error"] == "HTTP 503"
-    backlog = await engine.store.lane_backlog()
-    assert backlog.depths["retry"] == 1
-    assert backlog.stuck_flash is not None and backlog.stuck_flash[:2] == (alert.id, "s")
-    assert backlog.stuck_flash[2] >= 5  # its age counts from acceptance, not from the retry
+    backlog = await engine.store.backlog()
+    assert backlog.pending[("flash", "retry_wait")] == 1
+    stuck = backlog.oldest_unfinished["flash"]
+    assert (stuck.alert_id, stuck.subscriber_id) == (alert.id, "s")
+    assert stuck.age_s >= 5  # its age counts from acceptance, not from the retry
 
 
 async def test_the_chain_delivers_once_and_a_replayed_job_is_only_acknowledged(
