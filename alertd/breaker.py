@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from alertd.metrics import CIRCUIT_OPEN, CIRCUITS_OPEN, circuit_closed
+from alertd.metrics import CIRCUIT_OPEN, circuit_closed
 
 
 @dataclass
@@ -54,17 +54,15 @@ class CircuitBreaker:
         c.adapter = adapter or c.adapter
         c.probing = False
         if c.failures >= self.threshold:
-            if c.opened_at is None:  # counted once per opening, not per failed probe
-                CIRCUITS_OPEN.labels(adapter=c.adapter).inc()
+            if c.opened_at is None:  # set once per opening, not per failed probe
                 CIRCUIT_OPEN.labels(subscriber=key, adapter=c.adapter).set(1)
             c.opened_at = time.monotonic()
 
     @staticmethod
     def _closed(key: str, c: _Circuit | None) -> None:
-        """A circuit that was open no longer is: one fewer in the count, and its series goes
+        """A circuit that was open no longer is: its series goes, and with it one from the count
         (a per-subscriber series left at 0 or 1 forever is what issue 17 found)."""
         if c is not None and c.opened_at is not None:
-            CIRCUITS_OPEN.labels(adapter=c.adapter).dec()
             circuit_closed(key, c.adapter)
 
     def is_open(self, key: str) -> bool:

@@ -62,12 +62,37 @@ def _metrics_dir(args: argparse.Namespace) -> str | None:
     if "prometheus_client" in sys.modules:  # imported already (an embedding): leave it be
         return None
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _clear_dead_processes(os.environ["PROMETHEUS_MULTIPROC_DIR"])
         return None
     if args.workers <= 1 and args.public_port is None:
         return None
     path = tempfile.mkdtemp(prefix="alertd-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
+
+
+def _clear_dead_processes(path: str) -> None:
+    """Remove the metric files of processes no longer running (prometheus-client's files are
+    ``<kind>_<pid>.db``). Left there, a dead process's gauges (an open circuit, an old
+    build) stay in /metrics for ever, as the units keep the directory across restarts. Files
+    of running processes stay: an alertd-worker@ unit sharing the directory keeps counting."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return  # not there yet: prometheus-client says so at import, in words
+    for name in names:
+        stem, _, pid = name.removesuffix(".db").rpartition("_")
+        if not (name.endswith(".db") and stem and pid.isdigit()) or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # running
+        except PermissionError:
+            continue  # running, as another user
+        except ProcessLookupError:
+            pass
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(path, name))
 
 
 def _start_failed(command: str, exc: Exception) -> int:

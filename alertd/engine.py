@@ -247,6 +247,7 @@ class Engine:
             backlog = await asyncio.wait_for(self.store.backlog(), 1.0)
             snap.pending, snap.oldest = backlog.pending, backlog.oldest_new_s
             snap.unfinished = {lane: u.age_s for lane, u in backlog.oldest_unfinished.items()}
+            snap.subscribers = await asyncio.wait_for(self.store.subscriber_ids(), 1.0)
             snap.up["redis"] = 1
         except Exception:
             snap.up["redis"] = 0

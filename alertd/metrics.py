@@ -165,22 +165,15 @@ POISON_JOBS = Counter(
     ["lane"],
     registry=REGISTRY,
 )
-CIRCUITS_OPEN = Gauge(
-    "alertd_circuits_open",
-    "Subscribers whose circuit breaker is open (deliveries parked), by adapter; summed over processes, "
-    "each of which keeps its own breaker.",
-    ["adapter"],
-    registry=REGISTRY,
-    multiprocess_mode="livesum",
-)
 CIRCUIT_OPEN = Gauge(
     "alertd_circuit_open",
     "1 while a subscriber's circuit is open in some process; the series is removed when it closes or the "
     "subscriber is deleted.",
     ["subscriber", "adapter"],
-    registry=REGISTRY,
+    registry=None,  # shown through _Circuits, which also derives alertd_circuits_open from it
     multiprocess_mode="livemax",
 )
+
 
 # --- the feed and acks -------------------------------------------------------------
 FEED_PUBLISHED = Counter(
@@ -295,7 +288,6 @@ def _precreate() -> None:
                 DELIVERY_LATENCY.labels(adapter, transport, lane)
         for lane in LANES:
             CONFIRMATION_LATENCY.labels(adapter, lane)
-        CIRCUITS_OPEN.labels(adapter)
     for lane in LANES:
         for transport in TRANSPORTS:
             for result in ATTEMPT_RESULTS:
@@ -338,7 +330,7 @@ def precreate_tasks(names: Iterable[str]) -> None:
 
 def circuit_closed(subscriber: str, adapter: str) -> None:
     """The subscriber's series goes. The multiprocess files cannot drop a series: there it
-    is set to 0, and /metrics leaves zeros out (_WithoutClosedCircuits)."""
+    is set to 0, and /metrics leaves zeros out (_Circuits)."""
     if MULTIPROC_DIR is not None:
         CIRCUIT_OPEN.labels(subscriber, adapter).set(0)
         return
@@ -395,6 +387,9 @@ class Snapshot(Collector):
         self.oldest: dict[str, float] = dict.fromkeys(LANES, 0.0)
         self.up: dict[str, int] = {"redis": 0, "mqtt": 0}
         self.unfinished: dict[str, float] = {}
+        # Subscriber ids in Redis at the scrape (None: not read): a circuit series of a deleted
+        # subscriber goes at once, whichever process's breaker still holds it.
+        self.subscribers: set[str] | None = None
 
     def collect(self) -> Iterator[Metric]:
         pending = GaugeMetricFamily(
@@ -439,7 +434,51 @@ class Snapshot(Collector):
 
 SNAPSHOT = Snapshot()
 REGISTRY.register(SNAPSHOT)
+
+
+class _Circuits(Collector):
+    """Open circuits as they stand: per subscriber (series of closed circuits and deleted
+    subscribers left out: the multiprocess files can only set a series to 0, never drop
+    it), and ``alertd_circuits_open{adapter}`` counted from those, each receiver once
+    however many processes have it open (a per-process gauge summed counted it once per
+    process)."""
+
+    def __init__(self, inner: Collector) -> None:
+        self.inner = inner
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.inner.collect():
+            if metric.name != "alertd_circuit_open":
+                yield metric
+                continue
+            known = SNAPSHOT.subscribers
+            metric.samples = [s for s in metric.samples
+                              if s.value and (known is None or s.labels.get("subscriber") in known)]  # fmt: skip
+            yield metric
+            count = GaugeMetricFamily(
+                "alertd_circuits_open",
+                "Subscribers whose circuit breaker is open in at least one process (their deliveries parked), "
+                "by adapter; each receiver counted once, however many processes have it open.",
+                labels=["adapter"],
+            )
+            by_adapter = dict.fromkeys(ADAPTERS, 0)
+            for _subscriber, adapter in {(s.labels["subscriber"], s.labels["adapter"]) for s in metric.samples}:
+                by_adapter[adapter] = by_adapter.get(adapter, 0) + 1
+            for adapter, n in sorted(by_adapter.items()):
+                count.add_metric([adapter], n)
+            yield count
+
+
+class _Only(Collector):
+    def __init__(self, metric: Gauge) -> None:
+        self.metric = metric
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.metric.collect())
+
+
 if MULTIPROC_DIR is None:
+    REGISTRY.register(_Circuits(_Only(CIRCUIT_OPEN)))
     ProcessCollector(registry=REGISTRY)
     PlatformCollector(registry=REGISTRY)
     GCCollector(registry=REGISTRY)
@@ -455,7 +494,7 @@ def scrape_registry() -> CollectorRegistry:
         from prometheus_client import multiprocess
 
         _multi = CollectorRegistry()
-        _multi.register(_WithoutClosedCircuits(multiprocess.MultiProcessCollector(None, path=MULTIPROC_DIR)))
+        _multi.register(_Circuits(multiprocess.MultiProcessCollector(None, path=MULTIPROC_DIR)))
         _multi.register(SNAPSHOT)
         ProcessCollector(registry=_multi)
         PlatformCollector(registry=_multi)
@@ -463,20 +502,6 @@ def scrape_registry() -> CollectorRegistry:
 
 
 _multi: CollectorRegistry | None = None
-
-
-class _WithoutClosedCircuits(Collector):
-    """The multiprocess files keep a removed series at its last value (0 once closed):
-    here a closed circuit's series goes, as it does in a single process."""
-
-    def __init__(self, inner: Collector) -> None:
-        self.inner = inner
-
-    def collect(self) -> Iterator[Metric]:
-        for metric in self.inner.collect():
-            if metric.name == "alertd_circuit_open":
-                metric.samples = [s for s in metric.samples if s.value]
-            yield metric
 
 
 def mark_process_dead(pid: int) -> None:

@@ -240,6 +240,9 @@ class Store:
         raw = await self.redis.get(self.keys.subscriber(subscriber_id))
         return self._subscriber(raw) if raw else None
 
+    async def subscriber_ids(self) -> set[str]:
+        return {m.decode() for m in await self.redis.smembers(self.keys.subscribers)}
+
     async def list_subscribers(self) -> list[Subscriber]:
         ids = sorted(m.decode() for m in await self.redis.smembers(self.keys.subscribers))
         if not ids:

@@ -89,13 +89,14 @@ def test_the_alert_rules_pass_their_unit_tests() -> None:
 
 def test_the_scrape_config_and_rules_load() -> None:
     out = run_promtool("check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
-    assert "7 rules found" in out
+    assert "10 rules found" in out
 
 
 def test_the_rules_cover_what_on_call_must_hear() -> None:
     rules = {r["alert"] for g in yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"] for r in g["rules"]}
     assert {"AlertdDown", "AlertdFlashLaneNotDrained", "AlertdCircuitOpen", "AlertdDeliveryFailureRatioHigh",
-            "AlertdJmaNoPollSuccess", "AlertdTransmissionTestFailed"} <= rules  # fmt: skip
+            "AlertdJmaNoPollSuccess", "AlertdJmaNeverPolled", "AlertdTransmissionTestFailed",
+            "AlertdFlashDeliveryLate", "AlertdRoutineDeliveryLate"} <= rules  # fmt: skip
 
 
 def test_every_dashboard_panel_is_promql_that_parses(tmp_path: Path) -> None:

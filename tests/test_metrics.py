@@ -3,15 +3,20 @@ counting one thing, the backlog as Redis holds it, and it parses as Prometheus r
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from alertd import metrics
-from tests.conftest import RunningEngine, Sink
-from tests.support import until
+from tests.conftest import ADMIN_TOKEN, MQTT_URL, REDIS_URL, RunningEngine, Sink, wipe
+from tests.support import ROOT, free_port, until
 
 SAMPLE = re.compile(r"^(\w+)(?:\{(.*)\})? (\S+)$")
 
@@ -149,15 +154,11 @@ async def test_a_circuit_counts_as_open_by_adapter_and_its_series_goes_with_the_
     assert value(text, "alertd_circuit_open", subscriber="dead", adapter="broadcaster") == 1.0
     async with engine.http.delete(f"{engine.url}/api/v1/subscribers/dead", headers=engine.admin) as resp:
         assert resp.status == 204
-    await engine.add_subscriber(id="other", adapter="isp", endpoint=f"{sink.url}/other", districts=["08211"])
-    status, _ = await engine.post("/api/v1/evacuation-orders", token, {**order, "identifier": "o2"})
-
-    async def gone() -> bool:
-        text = await scrape(engine)
-        return ('subscriber="dead"' not in text
-                and value(text, "alertd_circuits_open", adapter="broadcaster") == base)  # fmt: skip
-
-    await until(gone, what="the deleted subscriber's circuit series removed and the count back down")
+    # The very next scrape, with no further work for any process's breaker to notice the deletion
+    # by: every process with the circuit open (an idle worker too) would otherwise keep its series.
+    text = await scrape(engine)
+    assert 'subscriber="dead"' not in text
+    assert value(text, "alertd_circuits_open", adapter="broadcaster") == base
 
 
 async def test_metrics_pass_promtool(engine: RunningEngine, sink: Sink) -> None:
@@ -174,3 +175,39 @@ async def test_metrics_pass_promtool(engine: RunningEngine, sink: Sink) -> None:
     text = await scrape(engine)
     proc = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+
+
+async def test_serve_clears_the_metric_files_of_processes_gone_from_a_kept_directory(tmp_path: Path) -> None:
+    """The units keep PROMETHEUS_MULTIPROC_DIR across restarts (RuntimeDirectoryPreserve): the
+    gauges of a process that ended before (an open circuit, an old build) must not show again."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    # A process of an earlier run: it wrote its values and ended.
+    subprocess.run([sys.executable, "-c", "from alertd import metrics; "
+                    "metrics.BUILD_INFO.labels('0.0.ghost', '3.0').set(1); "
+                    "metrics.POISON_JOBS.labels('flash').inc(7)"],
+                   env=env, cwd=ROOT, check=True, timeout=60)  # fmt: skip
+    assert list(tmp_path.glob("gauge_livemax_*.db"))
+    prefix = f"alertd-test-{secrets.token_hex(4)}"
+    port = free_port()
+    env.update(ALERTD_REDIS_URL=REDIS_URL, ALERTD_MQTT_URL=MQTT_URL, ALERTD_ADMIN_TOKEN=ADMIN_TOKEN,
+               ALERTD_KEY_PREFIX=prefix, ALERTD_LOG_LEVEL="WARNING")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "alertd", "serve", "--port", str(port)], env=env, cwd=ROOT)  # noqa: ASYNC220
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def scraped() -> str | None:
+                assert proc.poll() is None, "alertd serve exited"
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                        return await resp.text() if resp.status == 200 else None
+                except aiohttp.ClientError:
+                    return None
+
+            text = await until(scraped, timeout=30, what="alertd serve's /metrics")
+        assert "0.0.ghost" not in text
+        assert value(text, "alertd_poison_jobs_total", lane="flash") == 0
+        assert len(samples(text, "alertd_build_info")) == 1  # this build's, and no other
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        await wipe(prefix)
