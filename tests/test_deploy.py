@@ -15,6 +15,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 import redis.asyncio as aioredis
+import yaml
 
 from tests.support import ROOT, free_port, until
 
@@ -260,8 +261,13 @@ def test_compose_passes_docker_compose_config_and_provisions_the_dashboard(tmp_p
                          env=env, cwd=tmp_path, timeout=60)  # fmt: skip
     assert run.returncode == 0, run.stderr
     resolved = run.stdout
-    for service in ("alertd:", "worker:", "redis:", "mosquitto:", "prometheus:", "grafana:"):
+    for service in ("alertd:", "redis:", "mosquitto:", "prometheus:", "grafana:"):
         assert f"\n  {service}\n" in resolved, service
+    # Every delivery process is one /metrics counts: serve's children, no worker containers
+    # (the trial found two whose deliveries Prometheus never saw).
+    services = yaml.safe_load(resolved)["services"]
+    assert not any("worker" in (s.get("command") or []) for s in services.values())
+    assert int(services["alertd"]["environment"]["ALERTD_WORKERS"]) > 1
     # The dashboard where deploy/grafana/provisioning/dashboards/alertd.yml looks for it.
     provider = (DEPLOY / "grafana" / "provisioning" / "dashboards" / "alertd.yml").read_text(encoding="utf-8")
     where = re.search(r"path: (\S+)", provider)
