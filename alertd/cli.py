@@ -95,6 +95,20 @@ def _clear_dead_processes(path: str) -> None:
             os.remove(os.path.join(path, name))
 
 
+def _refuse_example_secrets(settings: Any) -> None:
+    """ValueError with the sentence to stop on, when a secret is an example's or too weak."""
+    from alertd import example_secrets
+    from alertd.config import load_seed
+
+    try:
+        seed = load_seed(settings.seed_file) if settings.seed_file else None
+    except (OSError, ValueError):
+        seed = None  # the engine's start says what is wrong with the file
+    refusal = example_secrets.refusal(settings, seed)
+    if refusal is not None:
+        raise ValueError(refusal)
+
+
 def _start_failed(command: str, exc: Exception) -> int:
     detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
     logs.get(f"alertd.{command}").error(f"{command}.start_failed", error=detail)
@@ -137,6 +151,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         # Before anything starts: a listener must never fall back to plain HTTP.
         desk_tls, public_tls, public_flags = _listener_tls(args, settings)
+        _refuse_example_secrets(settings)
     except ValueError as exc:
         return _start_failed("serve", exc)
     # The desk port first, before Redis, the broker or any child: serve must never run
@@ -340,7 +355,12 @@ async def _worker() -> int:
     from alertd.config import Settings
     from alertd.engine import Engine
 
-    engine = Engine(Settings.from_env(), workers=True, ingest=False)
+    settings = Settings.from_env()
+    try:
+        _refuse_example_secrets(settings)
+    except ValueError as exc:
+        return _start_failed("worker", exc)
+    engine = Engine(settings, workers=True, ingest=False)
     await engine.start()
     await _until_signalled()
     await engine.stop()

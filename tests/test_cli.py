@@ -8,7 +8,9 @@ import os
 import sys
 from typing import Any
 
-from tests.conftest import RunningEngine, Sink
+import pytest
+
+from tests.conftest import MQTT_URL, REDIS_URL, RunningEngine, Sink
 from tests.support import ROOT
 
 
@@ -111,3 +113,32 @@ async def test_a_desk_cancels_a_mis_sent_order_in_one_command(engine: RunningEng
     assert "SENT" in out and "Cancel" in out
     _status, alert = await engine.get(f"/api/v1/alerts/{mistake}")
     assert alert["state"] == "cancelled"
+
+
+async def test_serve_refuses_the_examples_secrets() -> None:
+    """The trial's deployment ran with ALERTD_ADMIN_TOKEN=change-me from the env example and
+    the example configuration's desk tokens: exit 2, naming each, never printing one."""
+    from tests.support import free_port
+
+    env = {"ALERTD_REDIS_URL": REDIS_URL, "ALERTD_MQTT_URL": MQTT_URL, "ALERTD_KEY_PREFIX": f"ex-{free_port()}",
+           "ALERTD_ADMIN_TOKEN": "change-me"}  # fmt: skip
+    code, _, err = await run("serve", "--port", str(free_port()), "--config", str(ROOT / "config/alertd.example.yaml"),
+                             env=env)  # fmt: skip
+    assert code == 2
+    assert "refusing to start with example or weak secrets" in err
+    assert "ALERTD_ADMIN_TOKEN is still the example's" in err and "issuer 'joso-desk'" in err
+    assert "change-me-joso-desk-token" not in err
+
+
+def test_a_short_admin_token_is_refused_and_a_demo_may_run_on_the_examples_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from alertd import example_secrets
+    from alertd.config import Settings
+
+    assert "ALERTD_ADMIN_TOKEN is 11 characters" in (example_secrets.refusal(Settings(admin_token="short-token"),
+                                                                             None) or "")  # fmt: skip
+    settings = Settings(admin_token="change-me")
+    assert example_secrets.refusal(settings, None) is not None
+    monkeypatch.setenv("ALERTD_ALLOW_EXAMPLE_SECRETS", "1")  # what `make demo`-style runs set
+    assert example_secrets.refusal(settings, None) is None
