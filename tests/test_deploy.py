@@ -197,7 +197,8 @@ async def test_mosquitto_lets_only_alertd_publish_alerts_and_a_gateway_only_its_
     passwd = _tool("mosquitto_passwd", "mosquitto")
     port = free_port()
     users = tmp_path / "alertd.passwd"
-    for n, (user, password) in enumerate((("alertd", "alertd-pass"), ("gw1", "gw1-pass"))):
+    for n, (user, password) in enumerate((("alertd", "alertd-pass"), ("gw1", "gw1-pass"),
+                                          ("joso-radio", "joso-pass"))):  # fmt: skip
         subprocess.run([passwd, "-b", *(["-c"] if n == 0 else []), str(users), user, password], check=True,
                        capture_output=True)  # fmt: skip
     text = (DEPLOY / "mosquitto" / "alertd.conf").read_text(encoding="utf-8")
@@ -246,6 +247,23 @@ async def test_mosquitto_lets_only_alertd_publish_alerts_and_a_gateway_only_its_
             async for message in gateway.messages:  # the gateway reads what alertd published
                 assert bytes(message.payload) == b"real"  # type: ignore[arg-type]
                 break
+        # An MQTT subscriber's own topic outside alerts/v1/#: alertd may publish there (the trial's
+        # ACL dropped it silently), the gateway of that topic reads it, another login may not write it.
+        async with (
+            aiomqtt.Client("127.0.0.1", port, username="alertd", password="alertd-pass") as me,
+            aiomqtt.Client("127.0.0.1", port, username="gw1", password="gw1-pass") as other,
+            aiomqtt.Client("127.0.0.1", port, username="joso-radio", password="joso-pass") as radio,
+        ):
+            await radio.subscribe("bousai/joso/broadcast", qos=1)
+            await other.publish("bousai/joso/broadcast", b"forged", qos=1)
+            await me.publish("bousai/joso/broadcast", b"loudspeaker", qos=1)
+
+            async def first() -> bytes:
+                async for message in radio.messages:
+                    return bytes(message.payload)  # type: ignore[arg-type]
+                return b""
+
+            assert await asyncio.wait_for(first(), 10) == b"loudspeaker"
         with pytest.raises(aiomqtt.MqttError):
             async with aiomqtt.Client("127.0.0.1", port):  # no anonymous logins
                 pass
