@@ -1181,6 +1181,8 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
             else:
                 app.router.add_route(operation.method, operation.path, handler)
     metrics.precreate_routes(app[LISTENER], sorted({r.canonical for r in app.router.resources()}))
+    if desk:
+        metrics.precreate_test_broadcast()  # the desk runs the transmission test: its result series
     return app
 
 

@@ -303,6 +303,10 @@ def _precreate() -> None:
             ACKS.labels(path, outcome)
     for result in TEST_RESULTS:
         TEST_BROADCAST.labels(result)
+    # What alertd answers with problem JSON (bad input, auth, limits, outages): the first
+    # refusal after a restart must show in rate(). Rarer codes appear when used.
+    for status in ("400", "401", "403", "404", "405", "409", "413", "415", "422", "429", "500", "503"):
+        REJECTED.labels(status)
     try:
         version = metadata.version("alertd")
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
@@ -320,6 +324,17 @@ def precreate_routes(listener: str, routes: Iterable[str]) -> None:
         HTTP_DURATION.labels(listener, route)
         for code in ("200", "500", "503"):
             HTTP_REQUESTS.labels(listener, route, code)
+
+
+def precreate_test_broadcast() -> None:
+    """The transmission test's series at zero in the process that runs it (the desk's), from
+    its start. Its gauge is "mostrecent" across processes, and prometheus-client leaves out a
+    value never set: so it is set here, once, and only here (zeros set by other processes
+    later would hide the desk's real result). One process makes its desk app once."""
+    for result in TEST_RESULTS:
+        child = TEST_BROADCAST.labels(result)
+        if MULTIPROC_DIR is not None:
+            child.set(0)
 
 
 def precreate_tasks(names: Iterable[str]) -> None:
@@ -447,6 +462,7 @@ class _Circuits(Collector):
         self.inner = inner
 
     def collect(self) -> Iterator[Metric]:
+        open_now: set[tuple[str, str]] = set()
         for metric in self.inner.collect():
             if metric.name != "alertd_circuit_open":
                 yield metric
@@ -454,19 +470,21 @@ class _Circuits(Collector):
             known = SNAPSHOT.subscribers
             metric.samples = [s for s in metric.samples
                               if s.value and (known is None or s.labels.get("subscriber") in known)]  # fmt: skip
+            open_now = {(s.labels["subscriber"], s.labels["adapter"]) for s in metric.samples}
             yield metric
-            count = GaugeMetricFamily(
-                "alertd_circuits_open",
-                "Subscribers whose circuit breaker is open in at least one process (their deliveries parked), "
-                "by adapter; each receiver counted once, however many processes have it open.",
-                labels=["adapter"],
-            )
-            by_adapter = dict.fromkeys(ADAPTERS, 0)
-            for _subscriber, adapter in {(s.labels["subscriber"], s.labels["adapter"]) for s in metric.samples}:
-                by_adapter[adapter] = by_adapter.get(adapter, 0) + 1
-            for adapter, n in sorted(by_adapter.items()):
-                count.add_metric([adapter], n)
-            yield count
+        # Also when no process has any circuit open (then there is no file series to read).
+        count = GaugeMetricFamily(
+            "alertd_circuits_open",
+            "Subscribers whose circuit breaker is open in at least one process (their deliveries parked), "
+            "by adapter; each receiver counted once, however many processes have it open.",
+            labels=["adapter"],
+        )
+        by_adapter = dict.fromkeys(ADAPTERS, 0)
+        for _subscriber, adapter in open_now:
+            by_adapter[adapter] = by_adapter.get(adapter, 0) + 1
+        for adapter, n in sorted(by_adapter.items()):
+            count.add_metric([adapter], n)
+        yield count
 
 
 class _Only(Collector):
@@ -498,6 +516,7 @@ def scrape_registry() -> CollectorRegistry:
         _multi.register(SNAPSHOT)
         ProcessCollector(registry=_multi)
         PlatformCollector(registry=_multi)
+        GCCollector(registry=_multi)  # like process_*: the scraped (desk) process's own
     return _multi
 
 

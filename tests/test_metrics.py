@@ -39,6 +39,17 @@ def value(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
+def readme_metrics() -> list[str]:
+    """The metrics README.md's Metrics table lists, less those it says appear later: JMA's
+    (JMA ingest off here), a receiver's open circuit, the lease holder's role."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Metrics"):text.index("### Monitoring that comes with it")]
+    names = {n for row in section.splitlines() if row.startswith("| `")
+             for n in re.findall(r"`([a-z_]+)`", row.split("|")[1])}  # fmt: skip
+    later = {"alertd_circuit_open", "alertd_leader"}
+    return sorted(n for n in names if (n not in later and not n.startswith("alertd_jma_")) or n == "alertd_jma_enabled")
+
+
 async def scrape(engine: RunningEngine) -> str:
     status, text = await engine.get("/metrics")
     assert status == 200
@@ -207,6 +218,11 @@ async def test_serve_clears_the_metric_files_of_processes_gone_from_a_kept_direc
         assert "0.0.ghost" not in text
         assert value(text, "alertd_poison_jobs_total", lane="flash") == 0
         assert len(samples(text, "alertd_build_info")) == 1  # this build's, and no other
+        # And every metric the README's table lists is there from startup in multiprocess mode
+        # (the trial found some only in a single process), but for the ones it says are not.
+        assert value(text, "alertd_test_broadcast_subscribers", result="failed") == 0
+        missing = [n for n in readme_metrics() if not samples(text, n) and not samples(text, f"{n}_bucket")]
+        assert missing == [], missing
     finally:
         proc.terminate()
         proc.wait(timeout=30)
