@@ -455,3 +455,105 @@ async def test_an_engine_told_to_stop_its_jma_ingest_does_not_restart_it(
         assert health.restarts == 0 and task.done()
     finally:
         await stop_engine(running)
+
+
+async def test_the_test_broadcast_counts_towns_lists_prefecture_wide_receivers_apart_and_saves_the_final_result(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
+    """A drill office read 'confirmed 43 … no receiver 0' for 44 towns with 42 confirmed rows: the
+    headline counted NHK's prefecture-wide receiver as a town, and the CSV and Markdown left it out.
+    And --json saved "final": false when everyone confirmed early, while a later GET said true."""
+    specs = [ReceiverSpec("radio-joso", "radio", ["08211"]), ReceiverSpec("tv-ibaraki", "broadcaster", ["08"])]
+    fleet = Fleet(specs, engine.url, MQTT_URL)
+    await fleet.start()
+    try:
+        for body in fleet.subscriber_bodies():
+            await engine.add_subscriber(**body)
+        env = {**os.environ, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN}
+        saved, csv_path, md_path = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.md"
+        began = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "alertd", "test-broadcast", "--url", engine.url, "--wait", "20", "--districts",
+            "08211", "--json", str(saved), "--csv", str(csv_path), "--markdown", str(md_path), env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out_b, _ = await proc.communicate()
+        out = out_b.decode()
+        assert proc.returncode == 0, out
+        assert time.monotonic() - began < 15  # it ended when everyone confirmed, not after its wait
+        result = json.loads(saved.read_text(encoding="utf-8"))
+        assert result["final"] is True
+        status, later = await engine.get(f"/api/v1/test-broadcasts/{result['id']}", headers=engine.admin)
+        assert status == 200 and later == result  # the saved file is the frozen result itself
+        # The headline counts towns (one in scope), the prefecture-wide receiver apart.
+        assert ("municipalities 1: confirmed 1, delivered but not confirmed 0, failed 0, no receiver 0; "
+                "receivers for more than one town 1: confirmed 1") in out, out  # fmt: skip
+        assert "茨城県 (全域)" in out and "tv-ibaraki" in out
+        assert [w["name"] for w in result["wide_receivers"]] == ["茨城県 (全域)"]
+        csv_text = csv_path.read_text(encoding="utf-8-sig")
+        assert "茨城県常総市,08211,radio-joso,confirmed," in csv_text
+        assert "茨城県 (全域),08,tv-ibaraki,confirmed," in csv_text
+        md = md_path.read_text(encoding="utf-8")
+        assert "## Receivers for more than one town" in md and "| 茨城県 (全域) | 08 | tv-ibaraki | confirmed |" in md
+    finally:
+        await fleet.stop()
+
+
+async def test_a_drill_test_that_a_town_did_not_confirm_fails_and_every_miss_is_named(
+    engine: RunningEngine, sink: Sink, tmp_path: Path
+) -> None:
+    """From the README alone, a drill office found: a drill's transmission test that one town's
+    gateway did not confirm exited 0; a live gateway that opted into drills showed as town '-';
+    and the orders a broken gateway never got showed as 'superseded', not as missed."""
+    await engine.add_subscriber(id="live-kashima", adapter="radio", endpoint=f"{sink.url}/kashima",
+                                districts=["08222"], drills=True)  # fmt: skip
+    previous = tmp_path / "previous.json"
+    previous.write_text(json.dumps({"scenario": "miss", "run_id": "earlier", "by_municipality": {
+        "茨城県鉾田市": {"planned": 2, "delivered": 1, "confirmed": 1, "failed": 0, "pending": 1}}}),
+        encoding="utf-8")  # fmt: skip
+    path = tmp_path / "miss.yaml"
+    path.write_text("""
+name: miss
+issuers: [{id: drill-pref, name: 茨城県, jurisdiction: ["08"]}]
+receivers:
+  - {id: drill-radio-joso, adapter: radio, districts: ["08211"]}
+  - {id: drill-radio-tsukuba, adapter: radio, districts: ["08220"]}
+  - {id: drill-radio-hokota, adapter: radio, districts: ["08234"]}
+settle_s: 2
+steps:
+  - {at: 0, name: 無応答, fault: {receiver: drill-radio-tsukuba, kind: no-confirm}}
+  - {at: 0, name: 故障, fault: {receiver: drill-radio-hokota, kind: down}}
+  - {at: 0.1, name: 避難指示 (鉾田市), order: {municipality: "08234", level: 4, action: issue, districts: [all],
+     reason: 洪水}}
+  - {at: 0.2, name: 高齢者等避難 (鹿嶋市), order: {municipality: "08222", level: 3, action: issue, districts: [all],
+     reason: 洪水}}
+  - {at: 1.5, name: 解除 (鉾田市), order: {municipality: "08234", level: 4, action: lift, districts: [all],
+     reason: 洪水}}
+  - {at: 1.6, name: 情報伝達試験, test_broadcast: {districts: ["08211", "08220"], wait_s: 1}}
+""", encoding="utf-8")
+    saved = tmp_path / "rep.json"
+    env = {**os.environ, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN,
+           "ALERTD_TOPIC_PREFIX": engine.engine.settings.topic_prefix}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alertd", "drill", "run", str(path), "--url", engine.url, "--mqtt-url", MQTT_URL,
+        "--json", str(saved), "--compare", str(previous), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out_b, err = await proc.communicate()
+    out = out_b.decode()
+    assert proc.returncode == 1, out + err.decode()
+    rep = json.loads(saved.read_text(encoding="utf-8"))
+    assert rep["step_errors"] == [], rep["step_errors"]
+    # The test's failure is named, receiver and cause, as 'alertd test-broadcast' would fail it.
+    assert [(f["municipality"], f["subscriber"], f["result"]) for f in rep["test_failures"]] == [
+        ("茨城県つくば市", "drill-radio-tsukuba", "unconfirmed")]
+    assert "TRANSMISSION TEST NOT PASSED (1)" in out and "delivered, but no confirmation" in out, out
+    # The live gateway that opted in is attributed to its town from its districts.
+    assert "茨城県鹿嶋市" in rep["by_municipality"] and "-" not in rep["by_municipality"], rep["by_municipality"]
+    assert {d["municipality"] for d in rep["deliveries"] if d["subscriber"] == "live-kashima"} == {"茨城県鹿嶋市"}
+    # The 避難指示 the broken gateway never got is missed, not hidden as superseded by the lift.
+    missed = {(u["step"], u["state"]) for u in rep["undelivered"] if u["subscriber"] == "drill-radio-hokota"}
+    assert ("避難指示 (鉾田市)", "superseded before delivery") in missed, rep["undelivered"]
+    assert rep["by_municipality"]["茨城県鉾田市"]["missed"] == 2
+    # --compare names the change in missed deliveries, in the JSON too.
+    (changed,) = [c for c in rep["compare"]["changed"] if c["municipality"] == "茨城県鉾田市"]
+    assert (changed["missed_then"], changed["missed_now"]) == (1, 2)

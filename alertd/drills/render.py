@@ -38,8 +38,9 @@ def render_text(rep: dict[str, Any]) -> str:
     lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
     towns = rep.get("by_municipality") or {}
     if len(towns) > 1:
-        cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending")
-        lines += ["", "By municipality (failed counts the expired too):",
+        cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending", "missed")
+        lines += ["", "By municipality (failed counts the expired too; missed: never heard — failed, pending, "
+                      "or superseded before delivery):",
                   report.table(["municipality", *cols], [[t, *(v.get(c, 0) for c in cols)] for t, v in towns.items()])]  # fmt: skip
     checked = [s for s in rep["steps"] if s.get("expect")]
     if checked:
@@ -53,12 +54,17 @@ def render_text(rep: dict[str, Any]) -> str:
     for s in rep["steps"]:
         result = s.get("test_broadcast")
         if result:
-            from alertd.testbroadcast import _towns_table
+            from alertd.testbroadcast import towns_report
 
-            t = result["summary"]
-            lines += ["", f"Transmission test ({s['name']}): confirmed {t['confirmed']}, delivered but not "
-                          f"confirmed {t['unconfirmed']}, failed {t['failed']}, municipalities with no receiver "
-                          f"{t.get('no_receiver', 0)}", _towns_table(result)]  # fmt: skip
+            lines += ["", f"Transmission test ({s['name']}): {towns_report(result)}"]
+            failing = [f for f in rep.get("test_failures") or [] if f["step"] == s["name"]]
+            if failing:
+                # By receiver, with why: what the drill office follows up with each gateway's operator.
+                lines += ["", f"TRANSMISSION TEST NOT PASSED ({len(failing)}):", report.table(
+                    ["municipality", "receiver", "result", "cause"],
+                    [[f["municipality"], f["subscriber"], f["result"], f["cause"]] for f in failing],
+                    left={0, 1, 2, 3},
+                )]  # fmt: skip
     undelivered = rep.get("undelivered") or []
     if undelivered:
         lines += ["", f"NOT DELIVERED ({len(undelivered)}): the drill did not pass"]
@@ -77,10 +83,17 @@ def render_text(rep: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def passed(rep: dict[str, Any]) -> bool:
+    """A drill passes when every step went in, every view agreed, everything planned was delivered
+    and its transmission test passed by the standalone test's rule."""
+    return not (rep.get("undelivered") or rep.get("step_errors") or rep.get("view_mismatches")
+                or rep.get("test_failures"))  # fmt: skip
+
+
 def render_markdown(rep: dict[str, Any]) -> str:
     """The same report as the terminal's — every section, failures first in mind — for the file
     a drill office hands on."""
-    verdict = "did not pass" if rep.get("undelivered") or rep.get("step_errors") or rep.get("view_mismatches") else "passed"
+    verdict = "passed" if passed(rep) else "did not pass"
     out = [f"# Drill report: {rep['scenario']}", "",
            f"Run `{rep['run_id']}`, status **Exercise**, {rep.get('date', '')}: **the drill {verdict}**.", "",
            "```", render_text(rep), "```"]  # fmt: skip
@@ -99,17 +112,40 @@ def write_csv(rep: dict[str, Any], path: str) -> None:
                              d["last_error"] or ""])  # fmt: skip
 
 
-def compare(rep: dict[str, Any], previous: dict[str, Any]) -> str:
-    """What changed since the last drill, town by town: delivered of planned, then and now."""
+def _missed_of(totals: dict[str, Any]) -> int:
+    """A town's missed deliveries; a report from before 'missed' existed counted failed and pending."""
+    if "missed" in totals:
+        return int(totals["missed"])
+    return int(totals.get("failed", 0)) + int(totals.get("pending", 0))
+
+
+def comparison(rep: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """What changed since the last drill, town by town: delivered of planned and missed, then and
+    now — kept in the JSON report, so the difference is on file, not only on the terminal."""
     before, now = previous.get("by_municipality") or {}, rep.get("by_municipality") or {}
-    rows = []
-    for town in sorted(set(before) | set(now)):
+    changed = []
+    for town in [*now, *(t for t in before if t not in now)]:
         b, n = before.get(town), now.get(town)
-        was = f"{b['delivered']}/{b['planned']}" if b else "-"
-        is_ = f"{n['delivered']}/{n['planned']}" if n else "-"
-        if was != is_:
-            rows.append([town, was, is_])
-    head = f"Compared with {previous.get('scenario')} run {previous.get('run_id')} ({previous.get('date', '?')}):"
-    if not rows:
+        row = {"municipality": town,
+               "delivered_then": f"{b['delivered']}/{b['planned']}" if b else None,
+               "delivered_now": f"{n['delivered']}/{n['planned']}" if n else None,
+               "missed_then": _missed_of(b) if b else None, "missed_now": _missed_of(n) if n else None}  # fmt: skip
+        if (row["delivered_then"], row["missed_then"]) != (row["delivered_now"], row["missed_now"]):
+            changed.append(row)
+    return {"scenario": previous.get("scenario"), "run_id": previous.get("run_id"), "date": previous.get("date"),
+            "changed": changed}  # fmt: skip
+
+
+def compare(rep: dict[str, Any], previous: dict[str, Any]) -> str:
+    """The comparison as the terminal shows it."""
+    found = rep.get("compare") or comparison(rep, previous)
+    head = f"Compared with {found['scenario']} run {found['run_id']} ({found.get('date') or '?'}):"
+    if not found["changed"]:
         return head + " every municipality delivered as before."
-    return head + "\n" + report.table(["municipality", "delivered then", "delivered now"], rows)
+    dash = "-"
+    return head + "\n" + report.table(
+        ["municipality", "delivered then", "delivered now", "missed then", "missed now"],
+        [[c["municipality"], c["delivered_then"] or dash, c["delivered_now"] or dash,
+          dash if c["missed_then"] is None else c["missed_then"],
+          dash if c["missed_now"] is None else c["missed_now"]] for c in found["changed"]],
+    )  # fmt: skip
