@@ -557,3 +557,49 @@ steps:
     # --compare names the change in missed deliveries, in the JSON too.
     (changed,) = [c for c in rep["compare"]["changed"] if c["municipality"] == "茨城県鉾田市"]
     assert (changed["missed_then"], changed["missed_now"]) == (1, 2)
+
+
+def test_drill_validate_catches_what_would_fail_at_run_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Validate passed scenarios that then failed mid-drill: a shelter status 'packed', an order
+    without 'reason', a misspelt town (鹿島市 for 鹿嶋市) or an unknown code in expect:, and a
+    scenario without receivers: whose orders are for a town the default fleet does not serve."""
+    from alertd.drills.cli import main as drill
+
+    path = tmp_path / "late.yaml"
+    path.write_text("""
+name: late
+issuers: [{id: pref, name: 茨城県, jurisdiction: ["08"]}]
+steps:
+  - {at: 0, name: 避難所開設, shelter: {municipality: "08211", shelters: [{name: 水海道小学校, status: packed}]}}
+  - {at: 1, name: 避難指示, order: {municipality: "08222", level: 4, action: issue, districts: [all]},
+     expect: {"鹿島市": {flood: 4}, "08999": {flood: 4}, "08211": {三坂町: 4, 存在しない町: 4}}}
+""", encoding="utf-8")
+    assert drill(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "step '避難所開設': shelter '水海道小学校': status 'packed' is not open, closed or full" in out, out
+    assert "step '避難指示': order" in out and "'reason'" in out
+    assert "step '避難指示': expect: '鹿島市' is not a municipality code" in out and "08222 (茨城県鹿嶋市)" in out
+    assert "'08999' is not a municipality code" in out
+    assert "'存在しない町' is neither a district of 茨城県常総市 nor an alert kind" in out
+    assert "the default fleet works only for 茨城県常総市 (08211); it names 茨城県鹿嶋市 (08222)" in out
+    assert "6 problem(s)" in out and "三坂町" not in out
+
+
+def test_a_refused_step_is_shown_whole_and_does_not_widen_the_table() -> None:
+    """A 422 in a step row was cut mid-sentence and stretched the adapter column for every row."""
+    from alertd.drills.render import render_text
+
+    detail = ("422: The shelter notice is not valid: 'shelters' must be a list of shelters, each with a name, "
+              "status open, closed or full, and whole numbers.")  # fmt: skip
+    ok = {"planned": 1, "delivered": 1, "confirmed": 1, "failed": 0, "superseded": 0, "pending": 0,
+          "latency_p50_ms": 1.0, "latency_p99_ms": 1.0}  # fmt: skip
+    step = {"at": 0, "kind": "order", "lane": "routine", "expect": None, "views": None, "test_broadcast": None}
+    rep = {"scenario": "s", "run_id": "r", "total": {"radio": ok}, "steps": [
+        {**step, "name": "避難指示", "error": None, "by_adapter": {"radio": ok}},
+        {**step, "at": 1, "name": "避難所開設", "kind": "shelter", "error": detail, "by_adapter": {}}]}  # fmt: skip
+    text = render_text(rep)
+    assert detail in text  # whole, ending with its full stop
+    table = text.split("\n\n")[1].splitlines()
+    assert table[0].startswith("step") and "ERROR" in table[-1]
+    # The step table is as wide with the refused step as without it (111 columns, not 180).
+    assert len(table[0]) < 120, table[0]

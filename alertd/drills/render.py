@@ -16,7 +16,9 @@ def render_text(rep: dict[str, Any]) -> str:
     rows = []
     for s in rep["steps"]:
         if s["error"]:
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", "", "ERROR", s["error"][:70], "", "", "", "", "", "", ""])
+            # The error in full below the table: cut to fit, a 422's sentence lost its end, and
+            # placed in a column it widened the whole table.
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", "", "ERROR", "", "", "", "", "", "", "", ""])
             continue
         for adapter, t in s["by_adapter"].items():
             rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], adapter, t["planned"], t["delivered"], t["confirmed"], t["failed"],
@@ -30,6 +32,10 @@ def render_text(rep: dict[str, Any]) -> str:
             rows,
         )
     )
+    failed = [s for s in rep["steps"] if s["error"]]
+    if failed:
+        lines += ["", "Step errors (the step was not sent):"]
+        lines += [f"  {s['at']:>5.0f}s  {s['name']}: {s['error']}" for s in failed]
     faults = [s for s in rep["steps"] if s.get("fault")]
     if faults:
         lines += ["", "Fault timeline:"]
