@@ -532,11 +532,10 @@ steps:
   - {at: 1.6, name: 情報伝達試験, test_broadcast: {districts: ["08211", "08220"], wait_s: 1}}
 """, encoding="utf-8")
     saved = tmp_path / "rep.json"
-    env = {**os.environ, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN,
-           "ALERTD_TOPIC_PREFIX": engine.engine.settings.topic_prefix}  # fmt: skip
+    env = {**os.environ, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "alertd", "drill", "run", str(path), "--url", engine.url, "--mqtt-url", MQTT_URL,
-        "--json", str(saved), "--compare", str(previous), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        "--topic-prefix", engine.engine.settings.topic_prefix, "--json", str(saved), "--compare", str(previous), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     out_b, err = await proc.communicate()
     out = out_b.decode()
@@ -603,3 +602,27 @@ def test_a_refused_step_is_shown_whole_and_does_not_widen_the_table() -> None:
     assert table[0].startswith("step") and "ERROR" in table[-1]
     # The step table is as wide with the refused step as without it (111 columns, not 180).
     assert len(table[0]) < 120, table[0]
+
+
+async def test_a_drill_reading_other_topics_than_the_engine_says_so(engine: RunningEngine, tmp_path: Path) -> None:
+    """With --url and the engine's ALERTD_TOPIC_PREFIX not given, every step read 'the MQTT state
+    says nothing' and nothing said why."""
+    from alertd.drills.render import render_text
+
+    path = tmp_path / "topics.yaml"
+    path.write_text("""
+name: topics
+issuers: [{id: joso, name: 常総市, jurisdiction: ["08211"]}]
+receivers: [{id: tv, adapter: broadcaster, districts: ["08"]}]
+settle_s: 1
+steps:
+  - {at: 0, name: 避難指示, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水},
+     expect: {"08211": {三坂町: 4}}}
+""", encoding="utf-8")
+    runner = DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=20,
+                         topic_prefix="elsewhere/alerts/v1")  # fmt: skip
+    runner.views_timeout = 1.0
+    rep = await runner.run()
+    assert rep["view_mismatches"] == ["避難指示"]
+    assert "--topic-prefix" in (rep["hint"] or "") and "elsewhere/alerts/v1" in rep["hint"]
+    assert "Hint: only the MQTT state said nothing" in render_text(rep)

@@ -1,7 +1,8 @@
 """Drill scenarios: replay a timeline of desk orders, national warnings and faults.
 
-    alertd drill run SCENARIO [--speed N] [--json PATH] [--markdown PATH]
-                              [--url URL --admin-token T]   (a running engine; default: embedded)
+    alertd drill run SCENARIO [--speed N] [--json PATH] [--markdown PATH] [--csv PATH] [--lenient]
+                              [--url URL --admin-token T --mqtt-url M --topic-prefix P]
+                              (a running engine; default: embedded)
     alertd drill validate SCENARIO   (every problem, before anything is sent)
 
 Every message a drill sends is forced to status Exercise (訓練), whatever the
@@ -40,6 +41,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--url", help="a running engine (default: start an embedded one)")
     p.add_argument("--admin-token", default=os.environ.get("ALERTD_ADMIN_TOKEN"))
     p.add_argument("--mqtt-url", default=os.environ.get("ALERTD_MQTT_URL"))
+    p.add_argument("--topic-prefix", default=os.environ.get("ALERTD_TOPIC_PREFIX", "alerts/v1"),
+                   help="with --url: the engine's ALERTD_TOPIC_PREFIX, where the drill reads the MQTT state "
+                   "(default: ALERTD_TOPIC_PREFIX, else alerts/v1)")  # fmt: skip
     p.add_argument("--lenient", action="store_true",
                    help="a transmission test step passes when receivers got it but did not confirm (by default "
                    "that fails, as in 'alertd test-broadcast')")  # fmt: skip
@@ -66,8 +70,8 @@ def main(argv: list[str]) -> int:
                 raise ScenarioError(
                     "with --url, give --admin-token and --mqtt-url (or ALERTD_ADMIN_TOKEN / ALERTD_MQTT_URL)"
                 )
-            # The engine's topics (ALERTD_TOPIC_PREFIX), or the in-force check would read the wrong ones.
-            prefix = os.environ.get("ALERTD_TOPIC_PREFIX", "alerts/v1")
+            # The engine's topics (its ALERTD_TOPIC_PREFIX), or the in-force check reads the wrong ones.
+            prefix = args.topic_prefix
             rep = loop.run(
                 DrillRunner(scenario, args.url, args.admin_token, args.mqtt_url, args.speed, topic_prefix=prefix,
                             lenient=args.lenient).run()

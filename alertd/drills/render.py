@@ -57,6 +57,8 @@ def render_text(rep: dict[str, Any]) -> str:
             rows.append([f"{s['at']:>5.0f}s {s['name']}", "agree" if not s["views"] else "DIFFER", wanted])
             rows += [["", "", f"  {p}"] for p in s["views"] or []]
         lines.append(report.table(["step", "views", "expected"], rows, left={1, 2}))
+        if rep.get("hint"):
+            lines.append(f"Hint: {rep['hint']}")
     for s in rep["steps"]:
         result = s.get("test_broadcast")
         if result:

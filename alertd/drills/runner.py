@@ -585,8 +585,19 @@ class DrillRunner:
             "undelivered": [{"step": s["name"], **u} for s in steps for u in s["unconfirmed"]
                             if u["state"] not in ("delivered", "superseded")],
             "test_failures": [f for s in steps for f in self._test_failures(s)],
+            "hint": self._topic_hint(steps),
             "lenient": self.lenient,
         }
+
+    def _topic_hint(self, steps: list[dict[str, Any]]) -> str | None:
+        """When the MQTT state alone says nothing, step after step, the drill most likely reads
+        other topics than the engine writes (--url with the engine's ALERTD_TOPIC_PREFIX unset)."""
+        differences = [p for s in steps for p in s["views"] or []]
+        if not differences or not all("the MQTT state says nothing" in p for p in differences):
+            return None
+        return (f"only the MQTT state said nothing, at every step: the drill read topics under "
+                f"'{self.views.topic_prefix}/…'; if the engine's ALERTD_TOPIC_PREFIX differs, give it with "
+                "--topic-prefix (or set ALERTD_TOPIC_PREFIX)")  # fmt: skip
 
     def _test_failures(self, step: dict[str, Any]) -> list[dict[str, Any]]:
         """What fails a drill's transmission test, by the standalone test's rule: a receiver that
