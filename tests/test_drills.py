@@ -548,7 +548,10 @@ steps:
     assert "TRANSMISSION TEST NOT PASSED (1)" in out and "delivered, but no confirmation" in out, out
     # The live gateway that opted in is attributed to its town from its districts.
     assert "茨城県鹿嶋市" in rep["by_municipality"] and "-" not in rep["by_municipality"], rep["by_municipality"]
-    assert {d["municipality"] for d in rep["deliveries"] if d["subscriber"] == "live-kashima"} == {"茨城県鹿嶋市"}
+    kashima = [d for d in rep["deliveries"] if d["subscriber"] == "live-kashima"]
+    assert {(d["municipality"], d["code"]) for d in kashima} == {("茨城県鹿嶋市", "08222")}
+    assert all(d["alert_id"] and d["delivered_at"].endswith("+09:00") for d in kashima), kashima
+    assert out.rstrip().splitlines()[-1].startswith("FAILED: ") and "transmission-test failure" in out
     # The 避難指示 the broken gateway never got is missed, not hidden as superseded by the lift.
     missed = {(u["step"], u["state"]) for u in rep["undelivered"] if u["subscriber"] == "drill-radio-hokota"}
     assert ("避難指示 (鉾田市)", "superseded before delivery") in missed, rep["undelivered"]
@@ -593,7 +596,7 @@ def test_a_refused_step_is_shown_whole_and_does_not_widen_the_table() -> None:
     ok = {"planned": 1, "delivered": 1, "confirmed": 1, "failed": 0, "superseded": 0, "pending": 0,
           "latency_p50_ms": 1.0, "latency_p99_ms": 1.0}  # fmt: skip
     step = {"at": 0, "kind": "order", "lane": "routine", "expect": None, "views": None, "test_broadcast": None}
-    rep = {"scenario": "s", "run_id": "r", "total": {"radio": ok}, "steps": [
+    rep = {"scenario": "s", "run_id": "r", "total": {"radio": ok}, "step_errors": ["避難所開設"], "steps": [
         {**step, "name": "避難指示", "error": None, "by_adapter": {"radio": ok}},
         {**step, "at": 1, "name": "避難所開設", "kind": "shelter", "error": detail, "by_adapter": {}}]}  # fmt: skip
     text = render_text(rep)
@@ -602,6 +605,14 @@ def test_a_refused_step_is_shown_whole_and_does_not_widen_the_table() -> None:
     assert table[0].startswith("step") and "ERROR" in table[-1]
     # The step table is as wide with the refused step as without it (111 columns, not 180).
     assert len(table[0]) < 120, table[0]
+    assert text.splitlines()[-1] == "FAILED: 1 step(s) refused."
+    # The Markdown file holds real tables, not the terminal's text in a code block.
+    from alertd.drills.render import render_markdown
+
+    md = render_markdown({**rep, "by_municipality": {"茨城県常総市": {"planned": 1, "delivered": 1}},
+                          "step_errors": ["避難所開設"]})  # fmt: skip
+    assert "```" not in md and "## Steps" in md and "| 0s 避難指示 | routine | radio | 1 |" in md, md
+    assert "| 茨城県常総市 | 1 | 1 |" in md and detail in md and md.rstrip().endswith("**FAILED: 1 step(s) refused.**")
 
 
 async def test_a_drill_reading_other_topics_than_the_engine_says_so(engine: RunningEngine, tmp_path: Path) -> None:

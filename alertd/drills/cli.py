@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from alertd import loop
-from alertd.drills.render import compare, comparison, passed, render_markdown, render_text, write_csv
+from alertd.drills.render import comparison, passed, render_markdown, render_text, write_csv
 from alertd.drills.runner import DrillRunner, run_embedded
 from alertd.drills.scenario import SCENARIOS, Scenario, ScenarioError, load_scenario, resolve_scenario
 
@@ -84,16 +84,14 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("alertd drill: stopped; what it issued was cancelled and what it registered removed", file=sys.stderr)
         return 130
-    print(render_text(rep))
     if args.compare:
         try:
             previous = json.loads(Path(args.compare).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             print(f"alertd drill: cannot read {args.compare} to compare: {exc}", file=sys.stderr)
         else:
-            rep["compare"] = comparison(rep, previous)  # in the JSON too
-            print()
-            print(compare(rep, previous))
+            rep["compare"] = comparison(rep, previous)  # in the report (terminal, JSON, Markdown) before its verdict
+    print(render_text(rep))
     if args.csv:
         write_csv(rep, args.csv)
     if args.json:

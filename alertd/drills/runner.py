@@ -45,6 +45,17 @@ class StepResult:
     test_broadcast: dict[str, Any] | None = None  # a transmission test step's final result
 
 
+def _jst(when: Any) -> str | None:
+    """A delivery's time (the API's RFC 3339) in Japan time, as the rest of the report is dated."""
+    if not when:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(when).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(JST).isoformat(timespec="seconds")
+
+
 def _missed(row: dict[str, Any]) -> bool:
     """The receiver never heard it: failed, expired, still queued, or superseded before delivery."""
     if row["state"] == "superseded":
@@ -90,6 +101,7 @@ class DrillRunner:
         self._settled_rows: dict[str, list[dict[str, Any]]] = {}  # alerts whose deliveries all ended
         self._towns: dict[str, str] | None = None  # receiver id -> the town it stands for, by name
         self._districts: dict[str, list[str]] = {}  # districts of receivers not the scenario's own
+        self.started: datetime | None = None
 
     async def _api(
         self, http: aiohttp.ClientSession, method: str, path: str, token: str, **kw: Any
@@ -429,6 +441,7 @@ class DrillRunner:
         )
 
     async def run(self) -> dict[str, Any]:
+        self.started = datetime.now(JST)  # the report's date: when the drill began, not when it ended
         async with aiohttp.ClientSession() as http:
             try:
                 await self.setup(http)
@@ -562,7 +575,7 @@ class DrillRunner:
             "scenario": self.scenario.name,
             "description": self.scenario.description,
             # In Japan time, as the transmission test's published table is dated.
-            "date": datetime.now(JST).isoformat(timespec="seconds"),
+            "date": (self.started or datetime.now(JST)).isoformat(timespec="seconds"),
             "speed": self.speed,
             "run_id": self.run_id,
             "status": "Exercise",
@@ -571,7 +584,10 @@ class DrillRunner:
             # Every delivery, for the CSV a drill office files: step, town, receiver, outcome.
             "deliveries": [{"step": step_of.get(a, ""), "municipality": self._town_of(row["subscriber"]),
                             "subscriber": row["subscriber"], "adapter": row["adapter"], "state": row["state"],
-                            "attempts": row["attempts"], "last_error": row["last_error"]}
+                            "attempts": row["attempts"], "last_error": row["last_error"],
+                            # Filed with the town's code, the alert and when it arrived (Japan time).
+                            "code": ",".join(self._town_codes(row["subscriber"])), "alert_id": a,
+                            "delivered_at": _jst(row.get("delivered_at"))}
                            for a, rows in snap.items() for row in rows if row["adapter"] != "feed"],
             "steps": steps,
             "total": report.summarize(all_rows),
