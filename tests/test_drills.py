@@ -375,8 +375,8 @@ receivers: [{id: drill-radio-joso, adapter: radio, districts: ["08211"]}]
 settle_s: 1
 steps:
   - {at: 0, name: 避難指示, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水}}
-  - {at: 0.1, name: 解除, order: {municipality: "08211", level: 4, action: lift, districts: [all], reason: 洪水}}
-  - {at: 0.2, name: 情報伝達試験, test_broadcast: {districts: ["08211"], wait_s: 1}}
+  - {at: 0.5, name: 解除, order: {municipality: "08211", level: 4, action: lift, districts: [all], reason: 洪水}}
+  - {at: 0.6, name: 情報伝達試験, test_broadcast: {districts: ["08211"], wait_s: 1}}
 """, encoding="utf-8")
     rep = await DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=1).run()
     assert rep["step_errors"] == [] and rep["undelivered"] == [], rep["undelivered"]
