@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from lxml import etree
 
 from alertd.errors import InvalidInput, UnknownArea
+from alertd.inforce import CODE_INFORMATION
 from alertd.models import Alert, Area, Info, MsgType, Origin, Status, parse_time
 
 SENDER = "jma.go.jp"
@@ -219,6 +220,12 @@ DEFAULT_EXPIRY = {
     "flood": timedelta(hours=24),
 }
 
+# Reports about an event rather than warnings of it: delivered, never standing in force
+# (alertd/inforce.py, CODE_INFORMATION). 津波情報 and 沖合の津波観測 restate or add to the
+# VTSE41 warning, whose own Updates and 解除 say what stands; 震度速報, 震源に関する情報 and
+# 震源・震度に関する情報 report shaking that has happened.
+INFORMATION_TYPES = frozenset({"VTSE51", "VTSE52", "VXSE51", "VXSE52", "VXSE53"})
+
 # CAP urgency / severity / certainty by alertd level; lifts are "Past".
 _CAP_GRADE = {
     5: ("Immediate", "Extreme", "Likely"),
@@ -325,6 +332,7 @@ def build_alert(h: Header, part: Part) -> Alert:
         msg_type=h.msg_type,
         source=h.editorial_office or None,
         note=f"JMA {h.type_code} {h.control_title}",
+        codes=[CODE_INFORMATION] if h.type_code in INFORMATION_TYPES else [],
         incidents=part.incident or h.incident,
         infos=infos,
         origin=Origin.JMA,
