@@ -1,0 +1,47 @@
+"""What a broadcaster's receiver shows of JMA samples (issue 13): parse and render only, no engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from alertd import messages
+from alertd.cap import parse_cap, to_cap
+from alertd.jma.parse import ParseResult, parse_message
+from tests.support import JMAXML
+
+pytestmark = pytest.mark.skipif(not JMAXML.is_dir(), reason="JMA samples not found at ../shared/data/jmaxml")
+
+
+@pytest.fixture(scope="module")
+def registry():
+    from geo.registry import Registry
+
+    return Registry.default()
+
+
+def parse(name: str, registry) -> ParseResult:
+    return parse_message((JMAXML / name).read_bytes(), registry, name=name)
+
+
+def test_each_tsunami_grade_describes_itself_and_only_the_gravest_carries_jma_headline(registry) -> None:
+    by_event = {a.event: a for a in parse("32-39_11_02_250206_VTSE41.xml", registry).alerts}
+    advisory = by_event["津波注意報"].infos[0].description or ""
+    assert "大津波警報" not in advisory and "東日本大震災" not in advisory, advisory
+    assert advisory.startswith("津波注意報：") and "静岡県" in advisory
+    major = by_event["大津波警報"].infos[0].description or ""
+    assert "東日本大震災クラスの津波が来襲します。" in major and "宮城県" in major
+    # The 解除 message: 「津波注意報を解除しました。」 belongs to the lift, not to the 津波予報 beside it.
+    by_event = {a.event: a for a in parse("32-39_11_13_250206_VTSE41.xml", registry).alerts}
+    assert "解除しました" in (by_event["津波注意報解除"].infos[0].description or "")
+    assert "解除" not in (by_event["津波予報（若干の海面変動）"].infos[0].description or "")
+
+
+def test_an_eruption_report_cancellation_names_its_volcano_on_every_channel(registry) -> None:
+    (alert,) = parse("67_01_04_140927_VFVO56.xml", registry).alerts
+    assert messages.message(alert, "ja").body.startswith("先ほどの「噴火速報 御嶽山」は取り消されました。")
+    for lang in messages.LANGUAGES:
+        assert "御嶽山" in messages.message(alert, lang).body, lang
+    alert.references = ["jma@alertd,jma-VFVO56-earlier,2014-09-27T12:00:00+09:00"]  # as ingest links it
+    cap = parse_cap(to_cap(alert))
+    en = cap.info_for("en")
+    assert en is not None and "御嶽山" in (en.headline or "") and "previous report" not in (en.headline or "")
