@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from alertd.errors import InvalidInput
+from alertd.hazard_texts import PARAM_VOLCANO
 from alertd.jma.flood import parse_vxkoii
 from alertd.jma.head import AreaRegistry, Header, Part, Resolver, build_alert, local, read_header
 from alertd.jma.megaquake import NANKAI_INCIDENT, TRENCH_INCIDENT, parse_vyse50, parse_vyse60
 from alertd.jma.quakes import parse_quake
 from alertd.jma.seismic import parse_vtse41, parse_vxse43
 from alertd.jma.tsunami_info import parse_vtse51, parse_vtse52
-from alertd.hazard_texts import PARAM_VOLCANO
 from alertd.jma.volcano import parse_vfvo50, parse_vfvo56, volcano_name
 from alertd.jma.warnings import parse_vpno50, parse_vpww, parse_vxww50
 from alertd.jma.weather_info import parse_vpft50, parse_vphw, parse_vpoa50
