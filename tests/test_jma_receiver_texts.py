@@ -45,3 +45,18 @@ def test_an_eruption_report_cancellation_names_its_volcano_on_every_channel(regi
     cap = parse_cap(to_cap(alert))
     en = cap.info_for("en")
     assert en is not None and "御嶽山" in (en.headline or "") and "previous report" not in (en.headline or "")
+
+
+def test_an_old_sample_is_replayed_now_as_a_drill_into_the_drop_folder(tmp_path, registry) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from alertd.jma.cli import main
+
+    name = "32-39_11_02_250206_VTSE41.xml"
+    assert main(["shift", str(JMAXML / name), "--to", str(tmp_path), "--drill"]) == 0
+    (written,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    data = written.read_bytes()
+    assert "<Status>訓練</Status>" in data.decode("utf-8")
+    result = parse_message(data, registry, name=written.name)
+    assert result.header is not None and result.header.status.value == "Exercise"
+    assert abs(datetime.now(UTC) - result.header.report_time) < timedelta(minutes=1)
