@@ -60,3 +60,31 @@ def test_an_old_sample_is_replayed_now_as_a_drill_into_the_drop_folder(tmp_path,
     result = parse_message(data, registry, name=written.name)
     assert result.header is not None and result.header.status.value == "Exercise"
     assert abs(datetime.now(UTC) - result.header.report_time) < timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("sample", "category", "certainty"),
+    [
+        ("32-35_01_01_100806_VXSE51.xml", "Geo", "Observed"),  # 震度速報: shaking that was measured
+        ("67_01_01_140927_VFVO56.xml", "Geo", "Likely"),  # 噴火速報
+        ("74_01_04_200512_VYSE50.xml", "Geo", "Likely"),  # 南海トラフ地震臨時情報（巨大地震警戒）
+    ],
+)
+def test_cap_for_broadcasters_says_geo_observed_and_english_in_english(registry, sample, category, certainty) -> None:
+    from lxml import etree
+
+    from alertd.xmlsafe import load_schema
+    from tests.support import CAP_XSD
+
+    alert = parse(sample, registry).alerts[0]
+    document = to_cap(alert)
+    load_schema(CAP_XSD).assertValid(etree.fromstring(document))
+    cap = parse_cap(document)
+    ja, en = cap.info_for("ja"), cap.info_for("en")
+    assert ja is not None and en is not None
+    assert (ja.categories, ja.certainty) == ([category], certainty)
+    reason = en.parameter("JP-ALERTD-REASON") or ""
+    assert reason.isascii() and reason, reason
+    # A 震度 report asks nobody to evacuate: no evacuation level for it in the profile.
+    if alert.kind == "earthquake":
+        assert ja.parameter("JP-ALERTD-LEVEL") is None and ja.parameter("JMA_MAX_INTENSITY") == "6-"
