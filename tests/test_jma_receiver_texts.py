@@ -88,3 +88,14 @@ def test_cap_for_broadcasters_says_geo_observed_and_english_in_english(registry,
     # A 震度 report asks nobody to evacuate: no evacuation level for it in the profile.
     if alert.kind == "earthquake":
         assert ja.parameter("JP-ALERTD-LEVEL") is None and ja.parameter("JMA_MAX_INTENSITY") == "6-"
+
+
+def test_english_texts_use_jma_english_intensities_and_romanised_names(registry) -> None:
+    quake = messages.message(parse("32-35_07_06_240613_VXSE53.xml", registry).alerts[0], "en")
+    assert quake.headline == "Seismic intensity 6 Lower in Izu (伊豆) in Shizuoka and other areas", quake.headline
+    assert "Intensity 5 Upper: eastern Shizuoka." in quake.body
+    assert "The epicentre was Suruga Bay (駿河湾)." in quake.body
+    eruption = messages.message(parse("67_01_01_140927_VFVO56.xml", registry).alerts[0], "en")
+    assert eruption.body.startswith("Ontakesan (御嶽山) has erupted."), eruption.body
+    # Japanese keeps JMA's words.
+    assert "御嶽山で噴火が発生しました" in messages.message(parse("67_01_01_140927_VFVO56.xml", registry).alerts[0], "ja").body
