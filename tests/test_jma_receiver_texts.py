@@ -99,3 +99,23 @@ def test_english_texts_use_jma_english_intensities_and_romanised_names(registry)
     assert eruption.body.startswith("Ontakesan (御嶽山) has erupted."), eruption.body
     # Japanese keeps JMA's words.
     assert "御嶽山で噴火が発生しました" in messages.message(parse("67_01_01_140927_VFVO56.xml", registry).alerts[0], "ja").body
+
+
+def test_cell_broadcast_says_the_hazard_first_and_english_in_gsm7(registry) -> None:
+    from adapters.cbc import _GSM7, CbcAdapter
+    from alertd.models import AdapterKind, MsgType, Status, Subscriber
+
+    alert = parse("74_01_04_200512_VYSE50.xml", registry).alerts[0]  # 南海トラフ地震臨時情報（巨大地震警戒）
+    alert.status, alert.msg_type = Status.EXERCISE, MsgType.UPDATE
+    alert.references = ["jma@alertd,jma-VYSE50-earlier,2020-05-12T12:00:00+09:00"]
+    subscriber = Subscriber(id="cbc", adapter=AdapterKind.CBC, endpoint="http://127.0.0.1:9/cbc", districts=["22"])
+    cap = parse_cap(CbcAdapter().render(alert, subscriber).body)
+    ja, en = cap.info_for("ja"), cap.info_for("en")
+    assert ja is not None and en is not None
+    assert ja.parameter("CMAMtext") == "南海トラフ巨大地震警戒(訓練)"
+    eruption = parse("67_01_01_140927_VFVO56.xml", registry).alerts[0]
+    en = parse_cap(CbcAdapter().render(eruption, subscriber).body).info_for("en")
+    assert en is not None
+    short, long = en.parameter("CMAMtext") or "", en.parameter("CMAMlongtext") or ""
+    assert short.startswith("Eruption: Ontakesan") and "Ontakesan has erupted" in long
+    assert set(short + long) <= _GSM7, set(short + long) - _GSM7
