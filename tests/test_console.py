@@ -20,12 +20,12 @@ from typing import Any
 
 import pyotp
 import pytest
-import shapely.geometry
 
 from alertd.drills.receivers import ReceiverSpec
 from tests.browser import (
     FleetThread,
     Server,
+    add_drawn_district,
     axe_serious,
     foreign,
     requested_urls,
@@ -63,17 +63,6 @@ def add_user(server: Server, username: str, roles: list[str]) -> pyotp.TOTP:
     status, answer, _ = server.call("POST", "/api/v1/users", body, token=ADMIN_TOKEN)
     assert status == 201, answer
     return pyotp.parse_uri(answer["totp_uri"])
-
-
-def add_drawn_district(server: Server, name: str) -> None:
-    """A district the desk drew itself (it has a boundary, so it can be picked on the map)."""
-    _, town, _ = server.call("GET", "/api/v1/boundaries?area=08211")
-    outline = shapely.geometry.shape(town["features"][0]["geometry"])
-    point = outline.representative_point()
-    box = shapely.box(point.x - 0.004, point.y - 0.003, point.x + 0.004, point.y + 0.003).intersection(outline)
-    body = {"municipality": "08211", "name": name, "geometry": shapely.geometry.mapping(box)}
-    status, answer, _ = server.call("POST", "/api/v1/districts", body, token=server.token)
-    assert status == 201, answer
 
 
 def sign_in(driver: Any, server: Server, username: str, totp: pyotp.TOTP) -> None:

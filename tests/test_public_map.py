@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import Server, axe_serious, foreign, requested_urls, serve, start_browser, wait
+from tests.browser import Server, add_drawn_district, axe_serious, foreign, requested_urls, serve, start_browser, wait
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,6 +69,13 @@ def test_without_javascript_the_page_lists_the_districts_and_answers_are_cacheab
     status, base, headers = server.call("GET", "/api/v1/boundaries?area=08")
     assert status == 200 and len(base["features"]) == 44 and all(f["geometry"] for f in base["features"])
     assert server.call("GET", "/api/v1/boundaries?area=08", headers={"If-None-Match": headers["ETag"]})[0] == 304
+    # A district the IT person adds shows at the next reload, not 5 minutes later: the browser
+    # must revalidate (no max-age), and the town's ETag changes with its districts.
+    status, town, headers = server.call("GET", "/api/v1/boundaries?area=08211")
+    assert "no-cache" in headers["Cache-Control"] and "max-age" not in headers["Cache-Control"]
+    add_drawn_district(server, "北区")
+    status, town, _ = server.call("GET", "/api/v1/boundaries?area=08211", headers={"If-None-Match": headers["ETag"]})
+    assert status == 200 and "北区" in [f["properties"]["name"] for f in town["features"]]
     status, problem, headers = server.call("GET", "/map/?lang=fr")
     assert status == 422 and headers["Content-Type"].startswith("application/problem+json")
     assert "ja, en, zh, ko or ja-easy" in problem["detail"]

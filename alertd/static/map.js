@@ -110,8 +110,11 @@
     time.textContent = new Date(collection.updated).toLocaleString("sv-SE", { timeZone: "Asia/Tokyo" }) + " JST";
   }
 
+  let based = null; // the base map's loading: nothing is drawn before the outlines it needs are known
+
   async function refresh() {
     try {
+      await based;
       const headers = etag ? { "If-None-Match": etag } : {};
       const resp = await fetch("/api/v1/map?" + params({}), { headers: headers, cache: "no-store" });
       if (resp.status === 304 || !resp.ok) return;
@@ -124,7 +127,8 @@
     }
   }
 
-  loadBase().then(refresh);
+  based = loadBase();
+  refresh();
   setInterval(refresh, REFRESH_MS);
   window.alertdMap = { refresh: refresh, map: map };
 })();
