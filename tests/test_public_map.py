@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 
-from tests.browser import Server, add_drawn_district, axe_serious, foreign, requested_urls, serve, start_browser, wait
+from tests.browser import (
+    Server,
+    add_drawn_district,
+    axe_serious,
+    foreign,
+    requested_urls,
+    serve,
+    start_browser,
+    wait,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
