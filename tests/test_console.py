@@ -227,6 +227,35 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert "送信しました" in text(tanaka, "message")
     assert server.call("GET", "/api/v1/map?status=Exercise")[1]["features"] == []
 
+    # 7. A shared desk PC: 田中 leaves a half-typed order and its preview, and signs out; 佐藤
+    # signs in on the same page and finds none of it (nor the history, the drill filter, a message).
+    sato_otp = add_user(server, "sato", ["operator"])
+    tab(tanaka, "issue")
+    tanaka.find_element("id", "typed").send_keys("若宮戸")
+    tanaka.find_element("css selector", "input[name=level][value='3']").click()
+    tanaka.find_element("css selector", "input[name=status][value='Exercise']").click()
+    tanaka.find_element("id", "reason").send_keys("土砂災害")
+    tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
+    wait(lambda: tanaka.find_element("id", "preview").is_displayed(), "tanaka's preview")
+    tanaka.find_element("id", "signout").click()
+    wait(lambda: tanaka.find_element("id", "username").is_displayed(), "the sign-in form after signing out")
+    assert not tanaka.find_element("id", "message").is_displayed()
+    assert tanaka.find_element("id", "username").get_attribute("value") == ""  # not even the last name
+    tanaka.find_element("id", "username").send_keys("sato")
+    tanaka.find_element("id", "password").send_keys(PASSWORD)
+    tanaka.find_element("id", "otp").send_keys(sato_otp.now())
+    tanaka.find_element("css selector", "#signin-form button[type=submit]").click()
+    wait(lambda: "sato" in text(tanaka, "who"), "sato to be signed in on tanaka's page")
+    assert tanaka.find_element("id", "now-status").get_attribute("value") == "Actual"
+    assert not tanaka.find_element("id", "banner").is_displayed()
+    assert tanaka.find_element("id", "history-list").get_attribute("innerHTML") == ""
+    tab(tanaka, "issue")
+    assert tanaka.find_element("id", "typed").get_attribute("value") == ""
+    assert tanaka.find_element("id", "reason").get_attribute("value") == ""
+    assert not tanaka.find_elements("css selector", "input[name=level]:checked, input[name=status]:checked")
+    assert not tanaka.find_element("id", "preview").is_displayed() and text(tanaka, "preview-body") == ""
+    assert not tanaka.find_element("id", "message").is_displayed()
+
     # Nothing either page asked for came from another host.
     for driver in (tanaka, suzuki):
         errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]

@@ -70,8 +70,29 @@ function renderWho() {
   $("who").textContent = t("signed_in_as", { user: state.me.username, issuer: state.me.issuer_name });
 }
 
+// A shared desk PC: whoever signs in next must find nothing of the last person's work — no
+// typed districts or reason, no preview, no delivery board, no history, no message, no filter.
+function resetDesk() {
+  for (const source of state.boards.values()) source.close();
+  state.boards.clear();
+  state.pending = null;
+  state.view = "now";
+  for (const id of ["signin-form", "issue-form", "history-form"]) $(id).reset();
+  $("now-status").value = "Actual";
+  $("preview").hidden = true;
+  for (const id of ["preview-body", "issue-result", "drafts", "approval-result", "now-list", "history-list", "map-districts"]) {
+    $(id).replaceChildren();
+  }
+  deskMap.clearPreview();
+  deskMap.clearPickable();
+  deskMap.showOrders({ features: [] });
+  say("");
+  banner();
+}
+
 function showSignIn() {
   state.me = null;
+  resetDesk();
   $("signin-view").hidden = false;
   $("app-view").hidden = true;
   $("signout").hidden = true;
@@ -86,14 +107,12 @@ $("signin-form").addEventListener("submit", async (event) => {
   $("password").value = "";
   $("otp").value = "";
   if (status !== 201) return say(problemText(data));
-  say("");
+  resetDesk();
   await loadMe();
 });
 
 $("signout").addEventListener("click", async () => {
   await api("DELETE", "/api/v1/sessions/current");
-  for (const source of state.boards.values()) source.close();
-  state.boards.clear();
   showSignIn();
 });
 
