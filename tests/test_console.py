@@ -188,8 +188,13 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     suzuki.find_element("css selector", "#now-list article.alert button.lift").click()
     assert "上三坂" in text(suzuki, "confirm-text") and "警戒レベル4" in text(suzuki, "confirm-text")
     suzuki.save_screenshot(str(tmp_path / "6-lift-confirmation.png"))
+    assert "常総市の次の地区" in text(suzuki, "confirm-text")  # no stray space after the town
     suzuki.find_element("id", "confirm-yes").click()
     wait(lambda: "承認待ち" in text(suzuki, "message"), "the lift to be held for approval")
+    # The card says a lift waits for approval, and offers no second one (that made duplicate drafts).
+    wait(lambda: suzuki.find_elements("css selector", "#now-list article.alert .pending"), "the card to show the waiting lift")
+    assert not suzuki.find_element("css selector", "#now-list article.alert button.lift").is_enabled()
+    assert not suzuki.find_element("css selector", "#now-list article.alert button.cancel").is_enabled()
     tab(tanaka, "now")
     tab(tanaka, "approvals")
     wait(lambda: tanaka.find_elements("css selector", "article.draft button.primary:enabled"), "the lift in tanaka's approvals")
@@ -213,15 +218,27 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert lines[0].startswith("sent,alert_id,municipality") and len(lines) == 3 and all("上三坂" in line for line in lines[1:])
 
     # 6. A drill's order withdrawn as sent in error (取消), under the drill banner, confirmed by name.
-    server.order(status="Exercise", level=3, districts=["all"], identifier="drill-1")
+    # First a partial lift: the dialog lists the order's districts, all ticked; 若宮戸 is unticked
+    # and stays under the order.
+    server.order(status="Exercise", level=3, districts=["三坂町", "若宮戸"], identifier="drill-1")
     tab(tanaka, "now")
     from selenium.webdriver.support.select import Select
 
     Select(tanaka.find_element("id", "now-status")).select_by_value("Exercise")
-    wait(lambda: tanaka.find_elements("css selector", "#now-list article.alert button.cancel"), "the drill's order on the console")
+    wait(lambda: tanaka.find_elements("css selector", "#now-list article.alert button.lift"), "the drill's order on the console")
     assert "【訓練】" in text(tanaka, "banner")
+    tanaka.find_element("css selector", "#now-list article.alert button.lift").click()
+    boxes = {b.get_attribute("value"): b for b in tanaka.find_elements("css selector", "#confirm-boxes input")}
+    assert set(boxes) == {"三坂町", "若宮戸"} and all(b.is_selected() for b in boxes.values())
+    boxes["若宮戸"].click()
+    assert "三坂町" in text(tanaka, "confirm-text") and "若宮戸" not in text(tanaka, "confirm-text")
+    tanaka.find_element("id", "confirm-yes").click()
+    wait(lambda: {f["properties"]["name"] for f in server.call("GET", "/api/v1/map?status=Exercise")[1]["features"]}
+         == {"若宮戸"}, "the partial lift to leave 若宮戸 under the order")  # fmt: skip
+    wait(lambda: "三坂町" not in tanaka.find_element("css selector", "#now-list article.alert").text,
+         "the card to show only 若宮戸")  # fmt: skip
     tanaka.find_element("css selector", "#now-list article.alert button.cancel").click()
-    assert "全域" in text(tanaka, "confirm-text") and "誤発信" in text(tanaka, "confirm-text")
+    assert "若宮戸" in text(tanaka, "confirm-text") and "誤発信" in text(tanaka, "confirm-text")
     tanaka.find_element("id", "confirm-yes").click()
     wait(lambda: not tanaka.find_elements("css selector", "#now-list article.alert"), "the drill's order to leave the console")
     assert "送信しました" in text(tanaka, "message")

@@ -22,7 +22,7 @@ export const TEXTS = {
     draft_id: "下書き番号", alert_id: "アラート番号", drafted_by: "作成者", created: "作成", approve: "承認して送信",
     reject: "却下", reject_reason: "却下の理由", own_draft: "自分が作成した下書きは承認できません。",
     no_drafts: "承認待ちの下書きはありません。", approved: "承認し、送信しました", rejected: "却下しました",
-    lift_confirm: "{muni} の次の地区の{level}を解除します：{names}。よろしいですか？",
+    lift_confirm: "{muni}の次の地区の{level}を解除します：{names}。よろしいですか？",
     receiver: "受信者", adapter: "種類", state: "状態", attempts: "試行", error: "エラー",
     queued: "待機中", sent_state: "送信中", delivered: "配信済み", confirmed: "受信確認済み", failed: "失敗",
     expired: "期限切れ", superseded: "置き換え済み", signed_in_as: "{user}（{issuer}）",
@@ -32,8 +32,10 @@ export const TEXTS = {
     sent_at: "日時", what: "内容", outcome: "配信結果", outcome_text: "{confirmed}/{planned} 受信確認、失敗 {failed}",
     kind_issue: "発令", kind_lift: "解除", kind_cancel: "取消", kind_shelter: "避難所情報",
     cancel_order: "取消（誤発信）…", confirm_cancel: "取り消す",
-    cancel_confirm: "{muni} の{level}（{names}）を誤発信として取り消します。受信者には、誤って送られたものだと伝わります。よろしいですか？",
+    cancel_confirm: "{muni}の{level}（{names}）を誤発信として取り消します。受信者には、誤って送られたものだと伝わります。よろしいですか？",
     shelters: "開設する避難所（読点・カンマ区切り、任意）",
+    lift_which: "解除する地区（残す地区のチェックを外してください）",
+    change_waiting: "この発令の解除・取消が承認待ちです（下書き番号 {id}）。承認されるまで、この発令は続いています。",
   },
   en: {
     skip: "Skip to content", title: "alertd disaster desk console", signin: "Sign in", signout: "Sign out",
@@ -69,6 +71,8 @@ export const TEXTS = {
     cancel_order: "Cancel (sent in error)…", confirm_cancel: "Cancel it",
     cancel_confirm: "Cancel the {level} in {muni} ({names}) as sent in error? Receivers are told it was sent by mistake.",
     shelters: "Shelters to open (separated by commas, optional)",
+    lift_which: "Districts to lift (untick those that stay under the order)",
+    change_waiting: "A lift or cancel of this order awaits approval (draft {id}). Until it is approved, the order stands.",
   },
 };
 

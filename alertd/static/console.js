@@ -5,7 +5,7 @@ import { api, problemText } from "/static/console-api.js";
 import { DeskMap } from "/static/console-map.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { lang: localStorage.getItem("alertd.lang") || "ja", me: null, view: "now", boards: new Map(), pending: null };
+const state = { lang: localStorage.getItem("alertd.lang") || "ja", me: null, view: "now", boards: new Map(), pending: null, inFlight: new Set() };
 const deskMap = new DeskMap($("map"), (name) => togglePicked(name));
 
 function t(key, vars) {
@@ -153,10 +153,25 @@ function banner() {
 // --- now: what stands, with its deliveries ---------------------------------------------
 $("now-status").addEventListener("change", () => { refreshNow(); banner(); });
 
+// Alert id → the draft that lifts or cancels it, waiting for approval: the card says so and
+// offers no second lift (pressing 解除 again made a duplicate draft).
+async function pendingChanges() {
+  const { status, data } = await api("GET", "/api/v1/drafts");
+  const out = new Map();
+  if (status !== 200) return out;
+  for (const draft of data) {
+    const p = draft.preview || {};
+    if (p.action !== "lift" && p.msg_type !== "Cancel") continue;
+    for (const id of p.lifts || []) out.set(id, draft.id);
+  }
+  return out;
+}
+
 async function refreshNow() {
   if (!state.me) return;
   const status = $("now-status").value;
-  const { status: code, data } = await api("GET", "/api/v1/orders?status=" + encodeURIComponent(status));
+  const [{ status: code, data }, pending] = await Promise.all([
+    api("GET", "/api/v1/orders?status=" + encodeURIComponent(status)), pendingChanges()]);
   if (code === 401) return showSignIn();
   if (code !== 200) return say(problemText(data));
   deskMap.showOrders(data, state.lang);
@@ -166,28 +181,38 @@ async function refreshNow() {
   for (const alert of data.alerts) {
     const board = el("div", { class: "board", id: "board-" + alert.alert_id });
     const names = alert.district_names.join("、");
+    const waiting = pending.get(alert.alert_id);
+    const busy = Boolean(waiting) || state.inFlight.has(alert.alert_id);
     list.append(el("article", { class: "card alert lv" + alert.level, "data-alert": alert.alert_id },
       el("h3", {}, el("span", { class: "swatch lv" + alert.level, "aria-hidden": "true" }), levelText(state.lang, alert.level)),
       el("p", {}, alert.municipality_name + "：" + names + (alert.reason ? "（" + alert.reason + "）" : "")),
+      waiting ? el("p", { class: "notice pending" }, t("change_waiting", { id: waiting })) : null,
       el("div", { class: "buttons" },
         el("button", { type: "button", onclick: () => watch(alert.alert_id, board) }, t("deliveries")),
-        el("button", { type: "button", class: "danger lift", onclick: () => confirmLift(alert) }, t("lift")),
-        el("button", { type: "button", class: "danger cancel", onclick: () => confirmCancel(alert) }, t("cancel_order"))),
+        el("button", { type: "button", class: "danger lift", disabled: busy, onclick: () => confirmLift(alert) }, t("lift")),
+        el("button", { type: "button", class: "danger cancel", disabled: busy, onclick: () => confirmCancel(alert) }, t("cancel_order"))),
       board));
   }
 }
 
-// Nothing irreversible without a confirmation that names the districts.
-function confirmThen(text, yes, send) {
+// Nothing irreversible without a confirmation that names the districts. While its request is
+// in flight the order's buttons stay disabled: a second press made a second draft.
+function confirmThen(alert, text, yes, send) {
+  const opener = document.activeElement;
   $("confirm-text").textContent = text;
   $("confirm-yes").textContent = yes;
   const dialog = $("confirm");
   dialog.returnValue = "";
   dialog.showModal();
   dialog.addEventListener("close", async () => {
+    if (opener && opener.isConnected) opener.focus(); // Escape or やめる: back where the officer was
     if (dialog.returnValue !== "yes") return;
-    const { status, data } = await send();
-    if (status !== 202) return say(problemText(data));
+    state.inFlight.add(alert.alert_id);
+    for (const button of document.querySelectorAll(`article[data-alert="${alert.alert_id}"] button.danger`)) button.disabled = true;
+    let answer;
+    try { answer = await send(); } finally { state.inFlight.delete(alert.alert_id); }
+    const { status, data } = answer;
+    if (status !== 202) { refreshNow(); return say(problemText(data)); }
     say(data.state === "awaiting_approval" ? t("held") + "（" + t("draft_id") + " " + data.id + "）" : t("sent") + "（" + t("alert_id") + " " + data.id + "）", "ok");
     refreshNow();
   }, { once: true });
@@ -198,18 +223,31 @@ function placesOf(alert) {
   return { whole: whole, names: whole ? t("whole") : alert.district_names.join("、") };
 }
 
+// A lift names its districts: every one still under the order, ticked; untick those that stay.
 function confirmLift(alert) {
   const where = placesOf(alert);
-  const vars = { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: where.names };
-  confirmThen(t("lift_confirm", vars), t("confirm_lift"), () => api("POST", "/api/v1/evacuation-orders", {
+  const boxes = $("confirm-boxes");
+  boxes.replaceChildren(...(where.whole ? [] : alert.district_names.map((name) =>
+    el("label", {}, el("input", { type: "checkbox", class: "lift-pick", value: name, checked: true, onchange: describe }), " " + name))));
+  $("confirm-choices").hidden = where.whole;
+  const chosen = () => [...boxes.querySelectorAll("input.lift-pick:checked")].map((i) => i.value);
+  function describe() {
+    const names = where.whole ? where.names : chosen().join("、");
+    $("confirm-text").textContent = t("lift_confirm", { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: names || "—" });
+    $("confirm-yes").disabled = !where.whole && !chosen().length;
+  }
+  confirmThen(alert, "", t("confirm_lift"), () => api("POST", "/api/v1/evacuation-orders", {
     municipality: alert.municipality, level: alert.level, action: "lift", status: alert.status,
-    districts: where.whole ? ["all"] : alert.district_names, reason: alert.reason || "解除", identifier: crypto.randomUUID() }));
+    districts: where.whole ? ["all"] : chosen(), reason: alert.reason || "解除", identifier: crypto.randomUUID() }));
+  describe();
 }
 
 // 取消: the order was sent in error. Receivers are told so, and it ends everywhere it stood.
 function confirmCancel(alert) {
   const vars = { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: placesOf(alert).names };
-  confirmThen(t("cancel_confirm", vars), t("confirm_cancel"), () => api("POST", "/api/v1/alerts", {
+  $("confirm-choices").hidden = true;
+  $("confirm-yes").disabled = false;
+  confirmThen(alert, t("cancel_confirm", vars), t("confirm_cancel"), () => api("POST", "/api/v1/alerts", {
     msg_type: "Cancel", references: [alert.alert_id], status: alert.status, identifier: crypto.randomUUID() }));
 }
 
