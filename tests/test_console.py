@@ -154,6 +154,10 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     tab(tanaka, "approvals")
     wait(lambda: tanaka.find_elements("css selector", "article.draft"), "the draft in tanaka's approvals")
     assert not tanaka.find_element("css selector", "article.draft button.primary").is_enabled()
+    draft_text = tanaka.find_element("css selector", "article.draft").text
+    assert "user:" not in draft_text and "JST" in draft_text  # a name and the town's clock
+    tanaka.find_element("css selector", "article.draft button.danger").click()  # rejecting needs a reason
+    assert text(tanaka, "message") == "却下の理由を入力してください。"
 
     sign_in(suzuki, server, "suzuki", suzuki_otp)
     tab(suzuki, "approvals")
@@ -248,17 +252,36 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     # signs in on the same page and finds none of it (nor the history, the drill filter, a message).
     sato_otp = add_user(server, "sato", ["operator"])
     tab(tanaka, "issue")
-    tanaka.find_element("id", "typed").send_keys("若宮戸")
+    # A typo among 中黒-separated names: said in Japanese, with the similar name, and the officer
+    # is sent to the system administrator, never told to make an API call.
+    tanaka.find_element("id", "typed").send_keys("三坂町・若宮土")
     tanaka.find_element("css selector", "input[name=level][value='3']").click()
     tanaka.find_element("css selector", "input[name=status][value='Exercise']").click()
     tanaka.find_element("id", "reason").send_keys("土砂災害")
     tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
+    wait(lambda: "「若宮土」" in text(tanaka, "message"), "the unknown name to be reported")
+    message = text(tanaka, "message")
+    assert "見つかりません" in message and "若宮戸" in message and "システム管理者" in message
+    assert "三坂町" not in message.split("詳細")[0] and "POST" not in message and "/api/" not in message
+    tanaka.find_element("id", "typed").clear()
+    tanaka.find_element("id", "typed").send_keys("三坂町・若宮戸")
+    tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
     wait(lambda: tanaka.find_element("id", "preview").is_displayed(), "tanaka's preview")
+    assert "三坂町" in text(tanaka, "preview-districts") and "若宮戸" in text(tanaka, "preview-districts")
+    body = {"municipality": "08211", "level": 3, "action": "issue", "districts": ["三坂町"], "reason": "   ",
+            "status": "Exercise"}  # fmt: skip
+    status, problem, _ = server.call("POST", "/api/v1/evacuation-orders/preview", body, token=server.token)
+    assert status == 422 and problem["field"] == "reason", problem  # a reason of only spaces says nothing
     tanaka.find_element("id", "signout").click()
     wait(lambda: tanaka.find_element("id", "username").is_displayed(), "the sign-in form after signing out")
     assert not tanaka.find_element("id", "message").is_displayed()
     assert tanaka.find_element("id", "username").get_attribute("value") == ""  # not even the last name
     tanaka.find_element("id", "username").send_keys("sato")
+    tanaka.find_element("id", "password").send_keys(PASSWORD)
+    tanaka.find_element("id", "otp").send_keys("000000")  # a wrong code: said in Japanese
+    tanaka.find_element("css selector", "#signin-form button[type=submit]").click()
+    wait(lambda: "ワンタイムコード" in text(tanaka, "message"), "the wrong code to be reported")
+    assert tanaka.find_elements("css selector", "#message details")  # the API's own words, one click away
     tanaka.find_element("id", "password").send_keys(PASSWORD)
     tanaka.find_element("id", "otp").send_keys(sato_otp.now())
     tanaka.find_element("css selector", "#signin-form button[type=submit]").click()
@@ -272,6 +295,9 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert not tanaka.find_elements("css selector", "input[name=level]:checked, input[name=status]:checked")
     assert not tanaka.find_element("id", "preview").is_displayed() and text(tanaka, "preview-body") == ""
     assert not tanaka.find_element("id", "message").is_displayed()
+    tab(tanaka, "history")  # the drill's rows say 訓練, not [Exercise]
+    wait(lambda: "【訓練】" in text(tanaka, "history-list"), "the drill in sato's history")
+    assert "Exercise" not in text(tanaka, "history-list")
 
     # Nothing either page asked for came from another host.
     for driver in (tanaka, suzuki):

@@ -25,11 +25,34 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-function say(text, kind) {
+function say(text, kind, detail) {
   const box = $("message");
   box.textContent = text;
+  // The API's own words (English, for whoever supports the desk) stay one click away.
+  if (detail && detail !== text) box.append(el("details", {}, el("summary", {}, t("problem_details")), el("p", { lang: "en" }, detail)));
   box.className = "message " + (kind || "error");
   box.hidden = !text;
+}
+
+// A refusal in the console's language: the problem's type (and field) picks a catalog text;
+// the API's detail is kept under 詳細. ``context`` tells apart the same field in two forms.
+function problemMessage(data, context) {
+  const slug = String((data && data.type) || "").split("/").pop().replaceAll("-", "_");
+  const field = (data && data.field) || "";
+  if (slug === "unknown_area" && field === "districts" && Array.isArray(data.unknown) && data.unknown.length) {
+    const names = data.unknown.map((u) => "「" + u.name + "」" +
+      (u.suggestions && u.suggestions.length ? t("problem_similar", { names: u.suggestions.join("、") }) : "")).join("、");
+    return t("problem_unknown_districts", { names: names });
+  }
+  for (const key of ["problem_" + context + "_" + slug + "_" + field, "problem_" + context + "_" + slug,
+                     "problem_" + slug + "_" + field, "problem_" + slug]) {
+    if (TEXTS[state.lang][key]) return t(key);
+  }
+  return t("problem_other");
+}
+
+function sayProblem(data, context) {
+  say(problemMessage(data, context || ""), "error", problemText(data));
 }
 
 // --- language -------------------------------------------------------------------------
@@ -106,7 +129,7 @@ $("signin-form").addEventListener("submit", async (event) => {
   const { status, data } = await api("POST", "/api/v1/sessions", body);
   $("password").value = "";
   $("otp").value = "";
-  if (status !== 201) return say(problemText(data));
+  if (status !== 201) return sayProblem(data, "signin");
   resetDesk();
   await loadMe();
 });
@@ -173,7 +196,7 @@ async function refreshNow() {
   const [{ status: code, data }, pending] = await Promise.all([
     api("GET", "/api/v1/orders?status=" + encodeURIComponent(status)), pendingChanges()]);
   if (code === 401) return showSignIn();
-  if (code !== 200) return say(problemText(data));
+  if (code !== 200) return sayProblem(data, "order");
   deskMap.showOrders(data, state.lang);
   const list = $("now-list");
   list.replaceChildren();
@@ -212,7 +235,7 @@ function confirmThen(alert, text, yes, send) {
     let answer;
     try { answer = await send(); } finally { state.inFlight.delete(alert.alert_id); }
     const { status, data } = answer;
-    if (status !== 202) { refreshNow(); return say(problemText(data)); }
+    if (status !== 202) { refreshNow(); return sayProblem(data, "order"); }
     say(data.state === "awaiting_approval" ? t("held") + "（" + t("draft_id") + " " + data.id + "）" : t("sent") + "（" + t("alert_id") + " " + data.id + "）", "ok");
     refreshNow();
   }, { once: true });
@@ -284,7 +307,7 @@ function watch(alertId, container) {
     state.boards.delete(alertId);
     const { status, data } = await api("GET", "/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries");
     if (status === 200) draw(data);
-    else container.replaceChildren(el("p", {}, problemText(data)));
+    else container.replaceChildren(el("p", {}, problemMessage(data, "")));
   });
 }
 
@@ -325,7 +348,7 @@ function togglePicked(name) {
 }
 
 function order() {
-  const typed = $("typed").value.split(/[,、，\s]+/).map((s) => s.trim()).filter(Boolean);
+  const typed = $("typed").value.split(/[,、，・\s]+/).map((s) => s.trim()).filter(Boolean);
   const districts = $("whole").checked ? ["all"] : [...new Set([...picked(), ...typed])];
   const body = {
     municipality: $("municipality").value,
@@ -344,7 +367,7 @@ $("issue-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const body = order();
   const { status, data } = await api("POST", "/api/v1/evacuation-orders/preview", body);
-  if (status !== 200) { $("preview").hidden = true; return say(problemText(data)); }
+  if (status !== 200) { $("preview").hidden = true; return sayProblem(data, "order"); }
   say("");
   state.pending = { body: body, needsApproval: data.needs_approval };
   renderPreview(body, data);
@@ -383,7 +406,7 @@ $("send").addEventListener("click", async () => {
   $("send").disabled = true;
   const { status, data } = await api("POST", "/api/v1/evacuation-orders", body);
   $("send").disabled = false;
-  if (status !== 202) return say(problemText(data));
+  if (status !== 202) return sayProblem(data, "order");
   state.pending = null;
   $("preview").hidden = true;
   const result = $("issue-result");
@@ -399,11 +422,18 @@ $("send").addEventListener("click", async () => {
 });
 
 // --- approvals ---------------------------------------------------------------------------
+// "user:sato" is the audit trail's name; the desk reads "sato". Times are the town's (JST).
+function personOf(actor) { return String(actor || "").replace(/^(user|issuer):/, ""); }
+
+function japanTime(iso) {
+  return new Date(iso).toLocaleString(state.lang === "ja" ? "ja-JP" : "en-GB", { timeZone: "Asia/Tokyo" }) + " JST";
+}
+
 async function renderDrafts() {
   if (!state.me) return;
   const { status, data } = await api("GET", "/api/v1/drafts");
   const box = $("drafts");
-  if (status !== 200) { box.replaceChildren(el("p", {}, problemText(data))); return; }
+  if (status !== 200) { box.replaceChildren(el("p", {}, problemMessage(data, ""))); return; }
   box.replaceChildren();
   if (!data.length) box.append(el("p", {}, t("no_drafts")));
   for (const draft of data) {
@@ -415,8 +445,8 @@ async function renderDrafts() {
       el("h3", {}, el("span", { class: "swatch lv" + p.level, "aria-hidden": "true" }), levelText(state.lang, p.level) + " — " + t("action_" + (p.action || "issue"))),
       el("p", {}, p.district_names.join("、")),
       el("dl", {},
-        el("dt", {}, t("drafted_by")), el("dd", {}, draft.drafted_by),
-        el("dt", {}, t("created")), el("dd", {}, draft.created),
+        el("dt", {}, t("drafted_by")), el("dd", {}, personOf(draft.drafted_by)),
+        el("dt", {}, t("created")), el("dd", {}, el("time", { datetime: draft.created }, japanTime(draft.created))),
         el("dt", {}, t("receivers")), el("dd", {}, String(p.deliveries))),
       el("p", { lang: "ja" }, el("strong", {}, ja.headline || "")),
       el("pre", { lang: "ja" }, p.radio_script || ""),
@@ -433,7 +463,7 @@ async function renderDrafts() {
 
 async function approve(draft) {
   const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/approve");
-  if (status !== 202) return say(problemText(data));
+  if (status !== 202) return sayProblem(data, "order");
   say(t("approved") + "（" + t("alert_id") + " " + data.id + "）", "ok");
   const board = el("div", { class: "board" });
   $("approval-result").replaceChildren(board);
@@ -443,9 +473,9 @@ async function approve(draft) {
 }
 
 async function reject(draft, input) {
-  if (!input.value.trim()) { input.focus(); return say(t("reject_reason")); }
+  if (!input.value.trim()) { input.focus(); return say(t("reject_needs_reason")); }
   const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/reject", { reason: input.value.trim() });
-  if (status !== 200) return say(problemText(data));
+  if (status !== 200) return sayProblem(data, "reject");
   say(t("rejected"), "ok");
   renderDrafts();
 }
@@ -472,15 +502,15 @@ async function renderHistory() {
   $("export-geojson").href = historyQuery("geojson");
   const { status, data } = await api("GET", historyQuery());
   const box = $("history-list");
-  if (status !== 200) { box.replaceChildren(el("p", {}, problemText(data))); return; }
+  if (status !== 200) { box.replaceChildren(el("p", {}, problemMessage(data, ""))); return; }
   if (!data.length) { box.replaceChildren(el("p", {}, t("no_history"))); deskMap.clearPreview(); return; }
-  const when = (iso) => new Date(iso).toLocaleString(state.lang === "ja" ? "ja-JP" : "en-GB", { timeZone: "Asia/Tokyo" });
+  const when = japanTime;
   box.replaceChildren(el("table", { class: "history" },
     el("thead", {}, el("tr", {}, ...["sent_at", "municipality", "what", "districts", "reason", "outcome"].map((k) => el("th", { scope: "col" }, t(k))))),
     el("tbody", {}, ...data.map((row) => el("tr", { "data-alert": row.alert_id, "data-status": row.status },
       el("td", {}, el("time", { datetime: row.sent }, when(row.sent))),
       el("td", {}, row.municipality_name),
-      el("td", {}, (row.level ? levelText(state.lang, row.level) + " " : "") + kindText(row) + (row.status !== "Actual" ? " [" + row.status + "]" : "")),
+      el("td", {}, (row.level ? levelText(state.lang, row.level) + " " : "") + kindText(row) + (row.status !== "Actual" ? " 【" + t("status_" + row.status) + "】" : "")),
       el("td", {}, row.district_names.join("、")),
       el("td", {}, row.reason || ""),
       el("td", {}, t("outcome_text", row.deliveries)))))));
