@@ -13,8 +13,11 @@ drill's order is withdrawn as sent in error (取消) under the drill banner. Scr
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -218,8 +221,16 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     tanaka.save_screenshot(str(tmp_path / "8-history.png"))
     status, csv_text, headers = server.call("GET", "/api/v1/history?format=csv", token=server.token)
     assert status == 200 and headers["Content-Type"].startswith("text/csv")
-    lines = csv_text.splitlines()
-    assert lines[0].startswith("sent,alert_id,municipality") and len(lines) == 3 and all("上三坂" in line for line in lines[1:])
+    # A spreadsheet opens it as UTF-8 (BOM), in Japan time, and the counts do not read as "0 delivered".
+    assert csv_text.startswith("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(csv_text.removeprefix("\ufeff"))))
+    assert len(rows) == 2 and all("上三坂" in r["district_names"] for r in rows)
+    issued = next(r for r in rows if r["action"] == "issue")
+    assert issued["delivered_total"] == "2" and issued["of_which_confirmed"] == "2" and issued["deliveries_planned"] == "2"
+    jst = datetime.strptime(issued["sent_jst"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone(timedelta(hours=9)))
+    assert abs((jst - datetime.now(UTC)).total_seconds()) < 600  # JST, not UTC: 9 hours off otherwise
+    status, exported, _ = server.call("GET", "/api/v1/history?format=geojson", token=server.token)
+    assert status == 200 and all(f["geometry"] for f in exported["features"])  # 上三坂 has its own boundary
 
     # 6. A drill's order withdrawn as sent in error (取消), under the drill banner, confirmed by name.
     # First a partial lift: the dialog lists the order's districts, all ticked; 若宮戸 is unticked
