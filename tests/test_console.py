@@ -165,7 +165,10 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     sign_in(suzuki, server, "suzuki", suzuki_otp)
     tab(suzuki, "approvals")
     wait(lambda: suzuki.find_elements("css selector", "article.draft"), "the draft in suzuki's approvals")
-    assert "上三坂" in suzuki.find_element("css selector", "article.draft").text
+    card = suzuki.find_element("css selector", "article.draft").text
+    # The approver reads what the drafter read: the status, before → after, the texts, the radio script.
+    assert "上三坂" in card and "種別" in card and "実際" in card and "— → 4" in card
+    assert "避難指示" in card and card.count("上三坂") >= 4  # the texts and the script read three times
     suzuki.save_screenshot(str(tmp_path / "3-awaiting-approval.png"))
     suzuki.find_element("css selector", "article.draft button.primary").click()
     wait(lambda: board_states(suzuki) == {"city-portal": "confirmed", "radio-gateway": "confirmed"},
@@ -205,6 +208,7 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     tab(tanaka, "now")
     tab(tanaka, "approvals")
     wait(lambda: tanaka.find_elements("css selector", "article.draft button.primary:enabled"), "the lift in tanaka's approvals")
+    assert "4 → —" in tanaka.find_element("css selector", "article.draft").text  # what the lift ends
     tanaka.find_element("css selector", "article.draft button.primary").click()
     wait(lambda: "承認し" in text(tanaka, "message"), "the lift to be approved")
     assert public_rows(server) == {}
@@ -279,6 +283,12 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
     wait(lambda: tanaka.find_element("id", "preview").is_displayed(), "tanaka's preview")
     assert "三坂町" in text(tanaka, "preview-districts") and "若宮戸" in text(tanaka, "preview-districts")
+    assert tanaka.find_elements("css selector", "path.preview.lv3")  # outlined in its level's colour
+    tanaka.find_element("id", "lang-toggle").click()  # the preview follows the language switch
+    wait(lambda: "Alert level 3" in text(tanaka, "preview-body") and "Drill" in text(tanaka, "preview-body"),
+         "the preview in English")  # fmt: skip
+    tanaka.find_element("id", "lang-toggle").click()
+    wait(lambda: "警戒レベル3" in text(tanaka, "preview-body"), "the preview in Japanese again")
     body = {"municipality": "08211", "level": 3, "action": "issue", "districts": ["三坂町"], "reason": "   ",
             "status": "Exercise"}  # fmt: skip
     status, problem, _ = server.call("POST", "/api/v1/evacuation-orders/preview", body, token=server.token)

@@ -90,10 +90,12 @@ export class DeskMap {
     this.element.dataset.pickable = "";
   }
 
-  showPreview(geojson) {
+  // The preview's outline in its level's colour (a level 4 order outlined purple), black without one.
+  showPreview(geojson, level) {
     this.preview.clearLayers();
     if (!geojson || !geojson.features) return;
-    const layer = L.geoJSON(geojson, { filter: (f) => !!f.geometry, style: () => ({ color: "#000", weight: 4, dashArray: "2 6", fill: false, className: "preview" }) });
+    const colour = COLOURS[level] || "#000";
+    const layer = L.geoJSON(geojson, { filter: (f) => !!f.geometry, style: () => ({ color: colour, weight: 4, dashArray: "2 6", fill: false, className: "preview" + (level ? " lv" + level : "") }) });
     this.preview.addLayer(layer);
     this.fit(layer, 13);
   }

@@ -64,7 +64,12 @@ function applyLanguage() {
   toggle.textContent = state.lang === "ja" ? "English" : "日本語";
   toggle.lang = state.lang === "ja" ? "en" : "ja";
   document.title = t("title");
-  if (state.me) { renderWho(); refreshNow(); renderDrafts(); }
+  if (state.me) {
+    renderWho(); refreshNow(); renderDrafts();
+    // What is on screen follows the switch: the preview (without moving focus) and the history.
+    if (state.pending && !$("preview").hidden) renderPreview(state.pending.body, state.pending.preview, false);
+    if (state.view === "history") renderHistory();
+  }
   banner();
 }
 
@@ -369,33 +374,49 @@ $("issue-form").addEventListener("submit", async (event) => {
   const { status, data } = await api("POST", "/api/v1/evacuation-orders/preview", body);
   if (status !== 200) { $("preview").hidden = true; return sayProblem(data, "order"); }
   say("");
-  state.pending = { body: body, needsApproval: data.needs_approval };
+  state.pending = { body: body, needsApproval: data.needs_approval, preview: data };
   renderPreview(body, data);
 });
 
-function renderPreview(body, preview) {
-  deskMap.showPreview(preview.geojson);
-  const texts = Object.entries(preview.texts || {});
-  $("preview-body").replaceChildren(
-    el("p", { class: preview.needs_approval ? "notice" : "" }, preview.needs_approval ? t("needs_approval") : t("no_approval")),
+// What an order would do, the same for the drafter's preview and the approver's card: an
+// approver of a partial lift must see what stays in force (per district, before → after).
+function previewParts(p, what) {
+  const texts = Object.entries(p.texts || {});
+  const approval = what.action === "lift" ? "needs_approval_lift" : "needs_approval";
+  return [
+    what.needsApproval === undefined ? null : el("p", { class: what.needsApproval ? "notice" : "" }, what.needsApproval ? t(approval) : t("no_approval")),
     el("dl", {},
-      el("dt", {}, t("municipality")), el("dd", {}, $("municipality").selectedOptions[0].textContent),
-      el("dt", {}, t("level")), el("dd", {}, levelText(state.lang, body.level) + " — " + t("action_" + body.action)),
-      el("dt", {}, t("districts")), el("dd", { id: "preview-districts" }, preview.district_names.join("、")),
-      el("dt", {}, t("receivers")), el("dd", { id: "preview-receivers" }, String(preview.deliveries))),
-    preview.levels && preview.levels.length ? el("table", {},
+      what.municipality ? [el("dt", {}, t("municipality")), el("dd", {}, what.municipality)] : null,
+      el("dt", {}, t("level")), el("dd", {}, levelText(state.lang, what.level) + " — " + t("action_" + (what.action || "issue"))),
+      el("dt", {}, t("kind_status")), el("dd", { class: "status-" + what.status }, t("status_" + what.status)),
+      el("dt", {}, t("districts")), el("dd", { class: "preview-districts" }, (p.district_names || []).join("、")),
+      el("dt", {}, t("receivers")), el("dd", { class: "preview-receivers" }, String(p.deliveries))),
+    p.levels && p.levels.length ? el("table", { class: "levels" },
       el("caption", {}, t("before_after")),
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, t("district")), el("th", { scope: "col" }, t("level")))),
-      el("tbody", {}, ...preview.levels.map((l) => el("tr", {}, el("td", {}, l.name), el("td", {}, (l.level_before ?? "—") + " → " + (l.level_after ?? "—")))))) : null,
+      el("tbody", {}, ...p.levels.map((l) => el("tr", {}, el("td", {}, l.name), el("td", {}, (l.level_before ?? "—") + " → " + (l.level_after ?? "—")))))) : null,
     el("h4", {}, t("texts")),
-    el("div", { id: "preview-texts" }, ...texts.map(([lang, text]) => el("div", { class: "text", lang: lang },
+    el("div", { class: "preview-texts" }, ...texts.map(([lang, text]) => el("div", { class: "text", lang: lang },
       el("strong", {}, text.headline || ""), el("p", {}, text.description || "")))),
     el("h4", {}, t("radio")),
-    el("pre", { id: "preview-radio", lang: "ja" }, preview.radio_script || ""));
+    el("pre", { class: "preview-radio", lang: "ja" }, p.radio_script || ""),
+  ];
+}
+
+function renderPreview(body, preview, focus = true) {
+  deskMap.showPreview(preview.geojson, body.level);
+  $("preview-body").replaceChildren(...previewParts(preview, {
+    needsApproval: preview.needs_approval, municipality: $("municipality").selectedOptions[0].textContent,
+    level: body.level, action: body.action, status: body.status }));
+  // The ids the page has always had, for people's bookmarks of the layout and for the tests.
+  $("preview-body").querySelector(".preview-districts").id = "preview-districts";
+  $("preview-body").querySelector(".preview-receivers").id = "preview-receivers";
+  $("preview-body").querySelector(".preview-texts").id = "preview-texts";
+  $("preview-body").querySelector(".preview-radio").id = "preview-radio";
   const send = $("send");
   send.textContent = preview.needs_approval ? t("submit") : t("send");
   $("preview").hidden = false;
-  $("preview").focus();
+  if (focus) $("preview").focus();
 }
 
 $("back").addEventListener("click", () => { $("preview").hidden = true; deskMap.clearPreview(); $("typed").focus(); });
@@ -440,16 +461,12 @@ async function renderDrafts() {
     const p = draft.preview;
     const mine = draft.drafted_by === "user:" + state.me.username;
     const reason = el("input", { id: "reject-" + draft.id, maxlength: "500" });
-    const ja = (p.texts && (p.texts["ja-JP"] || p.texts.ja)) || {};
     box.append(el("article", { class: "card draft", "data-draft": draft.id },
       el("h3", {}, el("span", { class: "swatch lv" + p.level, "aria-hidden": "true" }), levelText(state.lang, p.level) + " — " + t("action_" + (p.action || "issue"))),
-      el("p", {}, p.district_names.join("、")),
       el("dl", {},
         el("dt", {}, t("drafted_by")), el("dd", {}, personOf(draft.drafted_by)),
-        el("dt", {}, t("created")), el("dd", {}, el("time", { datetime: draft.created }, japanTime(draft.created))),
-        el("dt", {}, t("receivers")), el("dd", {}, String(p.deliveries))),
-      el("p", { lang: "ja" }, el("strong", {}, ja.headline || "")),
-      el("pre", { lang: "ja" }, p.radio_script || ""),
+        el("dt", {}, t("created")), el("dd", {}, el("time", { datetime: draft.created }, japanTime(draft.created)))),
+      ...previewParts(p, { level: p.level, action: p.action, status: p.status }),
       mine ? el("p", { class: "notice" }, t("own_draft")) : null,
       el("div", { class: "buttons" },
         el("button", { type: "button", class: "primary", disabled: mine || !state.me.roles.includes("approver"),
@@ -458,7 +475,7 @@ async function renderDrafts() {
         el("button", { type: "button", class: "danger", onclick: () => reject(draft, reason) }, t("reject")))));
     reason.required = true;
   }
-  if (state.view === "approvals" && data.length) deskMap.showPreview(data[0].preview.geojson);
+  if (state.view === "approvals" && data.length) deskMap.showPreview(data[0].preview.geojson, data[0].preview.level);
 }
 
 async function approve(draft) {
