@@ -289,6 +289,16 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
          "the preview in English")  # fmt: skip
     tanaka.find_element("id", "lang-toggle").click()
     wait(lambda: "警戒レベル3" in text(tanaka, "preview-body"), "the preview in Japanese again")
+    tanaka.find_element("id", "send").click()  # a drill needs no approval: sent at once
+    wait(lambda: "送信しました" in text(tanaka, "message"), "the drill order to be sent")
+    tab(tanaka, "now")  # 現在の発令 shows the drill just sent, not Actual only
+    assert tanaka.find_element("id", "now-status").get_attribute("value") == "Exercise"
+    wait(lambda: tanaka.find_elements("css selector", "#now-list article.alert"), "the drill in 現在の発令")
+    tab(tanaka, "issue")
+    tanaka.find_element("id", "typed").clear()
+    tanaka.find_element("id", "typed").send_keys("大輪町")  # the next order, previewed and left there
+    tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
+    wait(lambda: "大輪町" in text(tanaka, "preview-districts"), "tanaka's second preview")
     body = {"municipality": "08211", "level": 3, "action": "issue", "districts": ["三坂町"], "reason": "   ",
             "status": "Exercise"}  # fmt: skip
     status, problem, _ = server.call("POST", "/api/v1/evacuation-orders/preview", body, token=server.token)

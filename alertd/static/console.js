@@ -430,6 +430,8 @@ $("send").addEventListener("click", async () => {
   if (status !== 202) return sayProblem(data, "order");
   state.pending = null;
   $("preview").hidden = true;
+  // 現在の発令 shows what the officer just sent: a drill sent from here appears there, not Actual only.
+  $("now-status").value = body.status;
   const result = $("issue-result");
   if (data.state === "awaiting_approval") {
     say(t("held") + "（" + t("draft_id") + " " + data.id + "）", "ok");
@@ -481,6 +483,7 @@ async function renderDrafts() {
 async function approve(draft) {
   const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/approve");
   if (status !== 202) return sayProblem(data, "order");
+  if (draft.preview && draft.preview.status) $("now-status").value = draft.preview.status;
   say(t("approved") + "（" + t("alert_id") + " " + data.id + "）", "ok");
   const board = el("div", { class: "board" });
   $("approval-result").replaceChildren(board);
