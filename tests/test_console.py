@@ -294,6 +294,9 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     tab(tanaka, "now")  # 現在の発令 shows the drill just sent, not Actual only
     assert tanaka.find_element("id", "now-status").get_attribute("value") == "Exercise"
     wait(lambda: tanaka.find_elements("css selector", "#now-list article.alert"), "the drill in 現在の発令")
+    # 三坂町 and 若宮戸 have no boundary: the town's outline, dashed grey, not level 3 red over all of it.
+    outline = wait(lambda: tanaka.find_elements("css selector", "path.order.approximate"), "the town outline")[0]
+    assert outline.get_attribute("stroke") == "#595959" and outline.get_attribute("fill") == "none"
     tab(tanaka, "issue")
     tanaka.find_element("id", "typed").clear()
     tanaka.find_element("id", "typed").send_keys("大輪町")  # the next order, previewed and left there

@@ -202,7 +202,7 @@ async function refreshNow() {
     api("GET", "/api/v1/orders?status=" + encodeURIComponent(status)), pendingChanges()]);
   if (code === 401) return showSignIn();
   if (code !== 200) return sayProblem(data, "order");
-  deskMap.showOrders(data, state.lang);
+  deskMap.showOrders(data, t("no_boundary"));
   const list = $("now-list");
   list.replaceChildren();
   if (!data.alerts.length) list.append(el("p", {}, t("none")));
