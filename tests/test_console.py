@@ -246,6 +246,13 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     Select(tanaka.find_element("id", "now-status")).select_by_value("Exercise")
     wait(lambda: tanaka.find_elements("css selector", "#now-list article.alert button.lift"), "the drill's order on the console")
     assert "【訓練】" in text(tanaka, "banner")
+    from selenium.webdriver.common.keys import Keys
+
+    opener = tanaka.find_element("css selector", "#now-list article.alert button.lift")
+    opener.click()
+    tanaka.find_element("id", "confirm").send_keys(Keys.ESCAPE)  # changed their mind: back to the button
+    wait(lambda: not tanaka.find_element("id", "confirm").is_displayed(), "the dialog to close on Escape")
+    assert tanaka.switch_to.active_element == opener
     tanaka.find_element("css selector", "#now-list article.alert button.lift").click()
     boxes = {b.get_attribute("value"): b for b in tanaka.find_elements("css selector", "#confirm-boxes input")}
     assert set(boxes) == {"三坂町", "若宮戸"} and all(b.is_selected() for b in boxes.values())

@@ -233,7 +233,11 @@ function confirmThen(alert, text, yes, send) {
   dialog.returnValue = "";
   dialog.showModal();
   dialog.addEventListener("close", async () => {
-    if (opener && opener.isConnected) opener.focus(); // Escape or やめる: back where the officer was
+    // Escape or やめる: back where the officer was — the same button of the re-drawn card if the
+    // list was refreshed meanwhile (every 10 s).
+    const again = opener && !opener.isConnected && opener.className
+      ? document.querySelector(`article[data-alert="${alert.alert_id}"] button.${opener.className.split(" ").pop()}`) : null;
+    (again || opener)?.focus?.();
     if (dialog.returnValue !== "yes") return;
     state.inFlight.add(alert.alert_id);
     for (const button of document.querySelectorAll(`article[data-alert="${alert.alert_id}"] button.danger`)) button.disabled = true;
