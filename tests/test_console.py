@@ -324,7 +324,8 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     wait(lambda: "ワンタイムコード" in text(tanaka, "message"), "the wrong code to be reported")
     assert tanaka.find_elements("css selector", "#message details")  # the API's own words, one click away
     tanaka.find_element("id", "password").send_keys(PASSWORD)
-    tanaka.find_element("id", "otp").send_keys(sato_otp.now())
+    sato_code = sato_otp.now()
+    tanaka.find_element("id", "otp").send_keys(sato_code)
     tanaka.find_element("css selector", "#signin-form button[type=submit]").click()
     wait(lambda: "sato" in text(tanaka, "who"), "sato to be signed in on tanaka's page")
     assert tanaka.find_element("id", "now-status").get_attribute("value") == "Actual"
@@ -339,6 +340,14 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     tab(tanaka, "history")  # the drill's rows say 訓練, not [Exercise]
     wait(lambda: "【訓練】" in text(tanaka, "history-list"), "the drill in sato's history")
     assert "Exercise" not in text(tanaka, "history-list")
+    # Signing in again at once with the same code: told it was used, and to wait for the next.
+    tanaka.find_element("id", "signout").click()
+    wait(lambda: tanaka.find_element("id", "username").is_displayed(), "the sign-in form again")
+    tanaka.find_element("id", "username").send_keys("sato")
+    tanaka.find_element("id", "password").send_keys(PASSWORD)
+    tanaka.find_element("id", "otp").send_keys(sato_code)
+    tanaka.find_element("css selector", "#signin-form button[type=submit]").click()
+    wait(lambda: "このコードは使用済みです。次のコードをお待ちください" in text(tanaka, "message"), "the reused code to be named")
 
     # Nothing either page asked for came from another host.
     for driver in (tanaka, suzuki):
