@@ -1040,7 +1040,7 @@ class Problem(Answer):
     type: str = Field(
         json_schema_extra={"format": "uri"}, examples=["https://alertd.example/problems/invalid-input"],
         description="Stable per kind of problem: bad-request, malformed-input, forbidden-xml, invalid-input, "
-        "invalid-geometry, unknown-area, no-geometry, unauthorized, forbidden, outside-jurisdiction, not-found, "
+        "invalid-geometry, unknown-area, no-geometry, unauthorized, otp-used, forbidden, outside-jurisdiction, not-found, "
         "method-not-allowed, conflict, draft-expired, too-large, unsupported-media-type, too-many-requests, "
         "unavailable, internal-error.",
     )  # fmt: skip
