@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-geo lint services venv clean
+.PHONY: demo test bench bench-geo chaos lint services venv clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ bench: venv services
 	$(BIN)/python -m simulations.bench_geo
 	$(BIN)/python -m simulations.bench $(BENCH_ARGS)
 	$(BIN)/python -m simulations.bench_hostile
+
+# Fault injection (simulations/chaos.py): kills Redis, the broker, endpoints and engines
+# mid fan-out; writes bench/chaos.json and a table. CHAOS_ARGS=--short for the CI sizes.
+chaos: venv services
+	$(BIN)/python -m simulations.chaos $(CHAOS_ARGS)
 
 bench-geo: venv
 	$(BIN)/python -m simulations.bench_geo

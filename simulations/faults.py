@@ -1,0 +1,135 @@
+"""Real servers to break: a Redis that persists to its AOF, a Mosquitto that persists its
+sessions, each on a free loopback port, killed with ``kill -9`` and started again on the
+same port from what it left on disk.
+
+The chaos suite (``simulations/chaos.py``) and its short versions in the tests use them;
+the shared Redis and Mosquitto on 6379/1883 are never touched. Binaries come from PATH
+(``make test`` installs them: tests/services.sh).
+"""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"{what} within {timeout:g} s")
+
+
+def binary(name: str) -> str:
+    found = shutil.which(name) or next(
+        (str(Path(d) / name) for d in ("/usr/sbin", "/usr/bin", "/usr/local/bin") if (Path(d) / name).exists()), None
+    )
+    if found is None:
+        raise RuntimeError(f"{name} is not installed; `make test` installs it (tests/services.sh)")
+    return found
+
+
+class Process:
+    """A server process that can be killed hard and started again with the same arguments."""
+
+    name = "server"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix=f"alertd-chaos-{self.name}-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def args(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> Process:
+        log = open(Path(self.dir) / "server.log", "ab")
+        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+        log.close()
+        wait_for(lambda: port_open(self.port), 15, f"{self.name} did not listen on {self.port}")
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no final save; what is on disk is all that is left."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(5)
+        wait_for(lambda: not port_open(self.port), 5, f"{self.name} did not go away")
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisServer(Process):
+    """``redis-server`` with ``appendonly yes`` and the default ``appendfsync everysec``."""
+
+    name = "redis"
+
+    def __init__(self, *, fsync: str = "everysec", extra: list[str] | None = None) -> None:
+        super().__init__()
+        self.fsync = fsync
+        self.extra = extra or []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def args(self) -> list[str]:
+        return [
+            binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "yes", "--appendfsync", self.fsync, "--dir", self.dir, *self.extra,
+        ]  # fmt: skip
+
+
+class MosquittoServer(Process):
+    """``mosquitto`` keeping sessions, queued QoS 1 messages and retained messages on disk.
+
+    It writes its database every second (``autosave_interval 1``): a kill -9 loses what
+    changed in the last second, which is what alertd's republishing has to make good.
+    """
+
+    name = "mosquitto"
+
+    def args(self) -> list[str]:
+        conf = Path(self.dir) / "mosquitto.conf"
+        conf.write_text(
+            "\n".join([
+                f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
+                f"persistence_location {self.dir}/", "autosave_interval 1", "max_queued_messages 100000",
+                # As whoever runs this: as root it would switch to a user that cannot write the dir.
+                f"user {getpass.getuser()}",
+            ]) + "\n"
+        )  # fmt: skip
+        return [binary("mosquitto"), "-c", str(conf)]
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
