@@ -554,6 +554,20 @@ class Store:
         if members:
             await self.redis.sadd(self.keys.state_dirty, *members)
 
+    async def mark_standing_dirty(self, now: float) -> int:
+        """Mark dirty the retained state of every municipality with an alert in force or a
+        recent lift or cancel: after the broker came back it may have lost its retained
+        messages (a kill -9 between saves, a replaced broker), and states are otherwise
+        published only when they change. Returns how many states were marked."""
+        ids = {m.decode() for m in await self.redis.smembers(self.keys.active)}
+        ids |= {m.decode() for m in await self.redis.zrangebyscore(self.keys.changes, now, "+inf")}
+        members: set[str] = set()
+        if self.dirty_states is not None:
+            for alert, _ in await self._load(sorted(ids)):
+                members.update(self.dirty_states(alert, []))
+        await self.mark_dirty(sorted(members))
+        return len(members)
+
     async def recent_changes(self, now: float) -> list[tuple[Alert, dict[str, Any]]]:
         """Lifts, cancels and corrections that still matter (not yet expired), newest first."""
         await self.redis.zremrangebyscore(self.keys.changes, "-inf", now)
