@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -41,14 +42,30 @@ import yaml
 from alertd.report import table
 from alertd.store import remove_prefix
 from simulations.chaos_sink import Sink
-from simulations.faults import RedisServer, free_port
+from simulations.faults import MosquittoServer, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "chaos.json"
 ADMIN_TOKEN = "chaos-admin-token-0123456789abcdef"
-# Towns of 茨城県: one order each, so no order supersedes another's deliveries.
-TOWNS = ["08201", "08202", "08203", "08204", "08205", "08207", "08208", "08210", "08211", "08212", "08214",
-         "08215", "08216", "08217", "08219", "08220", "08221", "08222", "08223", "08224"]  # fmt: skip
+PREFECTURES = ["08", "09", "10"]  # 茨城, 栃木, 群馬: the chaos issuer's jurisdiction
+
+
+@functools.cache
+def towns() -> list[str]:
+    """The municipalities of the issuer's prefectures: one order each, so no order
+    supersedes another's deliveries and every town's retained state can be checked."""
+    from geo.registry import Registry
+
+    registry = Registry.load()
+    return [d.code for p in PREFECTURES for d in registry.children(p) if d.level in ("municipality", "ward")]
+
+
+@dataclass(frozen=True)
+class Shared:
+    """The machine's own Redis and broker, for the scenarios that break something else."""
+
+    redis_url: str
+    mqtt_url: str
 
 
 @dataclass
@@ -109,7 +126,7 @@ class Alertd:
 
     def seed(self, subscribers: list[dict[str, Any]]) -> None:
         path = self.workdir / f"{self.prefix}.yaml"
-        issuers = [{"id": "ibaraki", "name": "茨城県", "token": self.token, "jurisdiction": ["08"]}]
+        issuers = [{"id": "kanto", "name": "北関東", "token": self.token, "jurisdiction": PREFECTURES}]
         path.write_text(yaml.safe_dump({"issuers": issuers, "subscribers": subscribers}, allow_unicode=True))
         self.env["ALERTD_CONFIG"] = str(path)
 
@@ -202,7 +219,7 @@ async def until(check: Callable[[], Awaitable[Any] | Any], timeout: float, what:
 
 
 def webhooks(sink: Sink, n: int, kind: str = "ok", start: int = 0) -> list[dict[str, Any]]:
-    return [{"id": f"{kind}{i}", "adapter": "isp", "endpoint": f"{sink.url}/{kind}/{i}", "districts": ["08"]}
+    return [{"id": f"{kind}{i}", "adapter": "isp", "endpoint": f"{sink.url}/{kind}/{i}", "districts": PREFECTURES}
             for i in range(start, start + n)]  # fmt: skip
 
 
@@ -217,6 +234,19 @@ async def count_arrivals(sink: Sink, expected: set[tuple[str, str]], timeout: fl
     return expected - sink.delivered()
 
 
+async def recorded_delivered(alertd: Alertd, alert_ids: list[str], expected: int, timeout: float = 30) -> bool:
+    """Whether alertd's own record (the deliveries API) shows every webhook delivery delivered:
+    an arrival is recorded a moment after it lands, so this waits for it."""
+
+    async def check() -> bool:
+        rows = [r for a in alert_ids for r in await alertd.deliveries(a) if r["adapter"] != "feed"]
+        return len(rows) == expected and all(r["state"] in ("delivered", "confirmed") for r in rows)
+
+    with contextlib.suppress(TimeoutError):
+        return bool(await until(check, timeout, "every delivery recorded", interval=0.3))
+    return False
+
+
 # --- 1. Redis kill -9 mid fan-out, restarted from its AOF ------------------------------
 @dataclass
 class RedisKill:
@@ -229,19 +259,19 @@ class RedisKill:
     deadline_s: float = 120.0
 
 
-async def redis_kill(mqtt_url: str, p: RedisKill, workdir: Path) -> Row:
+async def redis_kill(shared: Shared, p: RedisKill, workdir: Path) -> Row:
     """Redis is killed with kill -9 in the middle of a fan-out and started again from its AOF."""
     t_start = time.monotonic()
     redis = RedisServer().start()
     sink = await Sink(delay=p.delay).start()
-    alertd = Alertd(redis.url, mqtt_url, workdir, ALERTD_ROUTINE_CONCURRENCY=str(p.concurrency))
+    alertd = Alertd(redis.url, shared.mqtt_url, workdir, ALERTD_ROUTINE_CONCURRENCY=str(p.concurrency))
     row = Row("redis-kill", f"redis kill -9 mid fan-out, down {p.outage_s:g} s, restarted from AOF (everysec)")
     try:
         alertd.seed(webhooks(sink, p.subscribers))
         await alertd.serve()
         accepted: list[str] = []
         for i in range(p.orders_before):
-            status, answer, _ = await alertd.order(TOWNS[i], f"before-{i}")
+            status, answer, _ = await alertd.order(towns()[i], f"before-{i}")
             assert status == 202, (status, answer)
             accepted.append(answer["id"])
         total = p.subscribers * (p.orders_before + p.orders_after)
@@ -252,7 +282,7 @@ async def redis_kill(mqtt_url: str, p: RedisKill, workdir: Path) -> Row:
         # While Redis is away: a desk order gets 503 + Retry-After (never 500, never a hang)
         # and /healthz says why.
         t0 = time.monotonic()
-        status, problem, headers = await alertd.order(TOWNS[-1], "during-outage")
+        status, problem, headers = await alertd.order(towns()[-1], "during-outage")
         row.latency["outage_answer_ms"] = ms(time.monotonic() - t0)
         row.checks["order during outage: 503"] = status == 503
         row.checks["order during outage: Retry-After"] = int(headers.get("Retry-After", "0") or 0) > 0
@@ -268,7 +298,7 @@ async def redis_kill(mqtt_url: str, p: RedisKill, workdir: Path) -> Row:
         row.latency["healthy_after_restart_ms"] = ms(await alertd.wait_healthy(timeout=60))
         row.latency["outage_ms"] = ms(time.monotonic() - t_kill)
         for i in range(p.orders_after):
-            status, answer, _ = await alertd.order(TOWNS[p.orders_before + i], f"after-{i}")
+            status, answer, _ = await alertd.order(towns()[p.orders_before + i], f"after-{i}")
             row.checks["orders after the restart: 202"] = row.checks.get("orders after the restart: 202", True) \
                 and status == 202  # fmt: skip
             if status == 202:
@@ -285,9 +315,7 @@ async def redis_kill(mqtt_url: str, p: RedisKill, workdir: Path) -> Row:
         last = sink.last_arrival()
         row.latency["kill_to_last_delivery_ms"] = ms(last - (time.time() - (time.monotonic() - t_kill))) \
             if last else None  # fmt: skip
-        recorded = [r for a in accepted for r in await alertd.deliveries(a) if r["adapter"] != "feed"]
-        row.checks["every delivery recorded delivered"] = len(recorded) == len(expected) and all(
-            r["state"] == "delivered" for r in recorded)  # fmt: skip
+        row.checks["every delivery recorded delivered"] = await recorded_delivered(alertd, accepted, len(expected))
     finally:
         await alertd.stop()
         await sink.stop()
@@ -296,13 +324,171 @@ async def redis_kill(mqtt_url: str, p: RedisKill, workdir: Path) -> Row:
     return row
 
 
+# --- 2. the MQTT broker killed and restarted during a feed burst ---------------------------
+@dataclass
+class BrokerKill:
+    orders: int = 100  # one per town, so each town's retained state can be checked
+    rate: float = 20.0  # orders a second in the burst
+    webhooks: int = 20  # HTTP receivers, which must keep getting alerts while the broker is away
+    outage_s: float = 3.0
+    deadline_s: float = 60.0
+
+
+class Receiver:
+    """An MQTT receiver with a persistent session (clean session off, QoS 1), reconnecting
+    on its own like a gateway does: it must get every message published after it subscribed."""
+
+    def __init__(self, host: str, port: int, topic_filter: str) -> None:
+        self.host, self.port, self.filter = host, port, topic_filter
+        self.client_id = f"chaos-rx-{secrets.token_hex(4)}"
+        self.got: dict[str, int] = {}
+        self.subscribed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Receiver:
+        self.task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.subscribed.wait(), 15)
+        return self
+
+    async def _run(self) -> None:
+        import aiomqtt
+
+        while True:
+            try:
+                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, clean_session=False,
+                                          protocol=aiomqtt.ProtocolVersion.V311) as client:  # fmt: skip
+                    await client.subscribe(self.filter, qos=1)
+                    self.subscribed.set()
+                    async for message in client.messages:
+                        self.got[str(message.topic)] = self.got.get(str(message.topic), 0) + 1
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+async def retained_states(port: int, topic_filter: str, want: int, timeout: float) -> dict[str, dict[str, Any]]:
+    """The retained messages a new (clean) client is handed for ``topic_filter``."""
+    import aiomqtt
+
+    states: dict[str, dict[str, Any]] = {}
+    with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
+        async with asyncio.timeout(timeout), aiomqtt.Client("127.0.0.1", port,
+                                                            identifier=f"chaos-look-{secrets.token_hex(4)}") as c:
+            await c.subscribe(topic_filter, qos=1)
+            async for message in c.messages:
+                states[str(message.topic)] = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                if len(states) >= want:
+                    break
+    return states
+
+
+async def broker_kill(shared: Shared, p: BrokerKill, workdir: Path) -> Row:
+    """The broker is killed with kill -9 in the middle of a burst of orders, then started again
+    from its own persistence; then replaced by an empty one, which alertd must fill again."""
+    t_start = time.monotonic()
+    broker = MosquittoServer().start()
+    sink = await Sink().start()
+    alertd = Alertd(shared.redis_url, broker.url, workdir)
+    row = Row("broker-kill", f"mosquitto kill -9 mid burst ({p.orders} orders at {p.rate:g}/s), down "
+                             f"{p.outage_s:g} s; then replaced by an empty broker")  # fmt: skip
+    receiver: Receiver | None = None
+    try:
+        alertd.seed(webhooks(sink, p.webhooks))
+        await alertd.serve()
+        receiver = await Receiver("127.0.0.1", broker.port, f"{alertd.topics}/+/+").start()
+        places = towns()[: p.orders]
+        accepted: dict[str, str] = {}  # alert id -> town
+        during: list[str] = []  # accepted while the broker was away
+        down = asyncio.Event()
+
+        async def burst() -> None:
+            for i, town in enumerate(places):
+                status, answer, _ = await alertd.order(town, f"burst-{i}")
+                if status == 202:
+                    accepted[answer["id"]] = town
+                    if down.is_set():
+                        during.append(answer["id"])
+                await asyncio.sleep(1 / p.rate)
+
+        sending = asyncio.create_task(burst())
+        await until(lambda: len(accepted) >= len(places) // 3 or sending.done(), 60, "a third of the burst")
+        broker.kill()
+        t_kill = time.monotonic()
+        down.set()
+        # HTTP keeps going without the broker: the orders accepted meanwhile reach the webhooks.
+        await asyncio.sleep(p.outage_s)
+        down.clear()
+        during_http = {(a, f"/ok/{i}") for a in during for i in range(p.webhooks)}
+        row.checks["webhooks delivered while the broker was down"] = bool(during) and \
+            len(during_http & sink.delivered()) > 0  # fmt: skip
+        row.notes["http_delivered_during_outage"] = f"{len(during_http & sink.delivered())} of {len(during_http)}"
+        broker.start()
+        await sending
+        row.latency["broker_outage_ms"] = ms(time.monotonic() - t_kill)
+        feed_topics = {f"{alertd.topics}/{town[:2]}/{town}" for town in accepted.values()}
+
+        def feed_missing() -> set[str]:
+            return feed_topics - set(receiver.got) if receiver else feed_topics
+
+        with contextlib.suppress(TimeoutError):
+            await until(lambda: not feed_missing(), p.deadline_s, "every alert on the receiver's topics")
+        row.latency["restart_to_last_mqtt_ms"] = ms(time.monotonic() - t_kill - p.outage_s)
+        expected_http = {(a, f"/ok/{i}") for a in accepted for i in range(p.webhooks)}
+        http_missing = await count_arrivals(sink, expected_http, p.deadline_s)
+        # Every MQTT delivery ends confirmed, delivered or failed with a reason: none silently lost.
+        feed_rows: list[dict[str, Any]] = []
+
+        async def feed_final() -> bool:
+            nonlocal feed_rows
+            feed_rows = [r for a in accepted for r in await alertd.deliveries(a) if r["adapter"] == "feed"]
+            return len(feed_rows) == len(accepted) and all(
+                r["state"] in ("delivered", "confirmed") or (r["state"] == "failed" and r.get("last_error"))
+                for r in feed_rows)  # fmt: skip
+
+        with contextlib.suppress(TimeoutError):
+            await until(feed_final, p.deadline_s, "every feed delivery recorded", interval=0.3)
+        row.checks["every MQTT delivery ended delivered or failed with a reason"] = await feed_final()
+        row.notes["feed_states"] = {s: sum(r["state"] == s for r in feed_rows) for s in {r["state"] for r in feed_rows}}
+        row.offered = len(feed_topics) + len(expected_http)
+        row.lost = len(feed_missing()) + len(http_missing)
+        row.delivered = row.offered - row.lost
+        row.notes["mqtt"] = {"offered": len(feed_topics), "received": len(feed_topics) - len(feed_missing())}
+        row.duplicated, row.repeats = sink.duplicated_beyond_key(), sink.repeats() + sum(
+            n - 1 for n in receiver.got.values())  # fmt: skip
+        # A replaced broker (empty disk): alertd publishes every town's retained state again.
+        broker.kill()
+        broker.forget()
+        broker.start()
+        t_new = time.monotonic()
+        states = await retained_states(broker.port, f"{alertd.topics}/+/+/state/exercise", len(places), p.deadline_s)
+        want = {f"{alertd.topics}/{t[:2]}/{t}/state/exercise" for t in accepted.values()}
+        row.checks["retained state of every town back on a new broker"] = want <= set(states) and all(
+            states[t]["in_force"] and states[t]["level"] == 4 for t in want)  # fmt: skip
+        row.notes["retained_states_back"] = f"{len(want & set(states))} of {len(want)}"
+        row.latency["new_broker_to_all_states_ms"] = ms(time.monotonic() - t_new)
+    finally:
+        if receiver is not None:
+            await receiver.stop()
+        await alertd.stop()
+        await sink.stop()
+        broker.stop()
+    row.seconds = round(time.monotonic() - t_start, 1)
+    return row
+
+
 # --- the run -------------------------------------------------------------------------
-SCENARIOS: dict[str, Callable[..., Awaitable[Row]]] = {"redis-kill": redis_kill}
+SCENARIOS: dict[str, Callable[..., Awaitable[Row]]] = {"redis-kill": redis_kill, "broker-kill": broker_kill}
 SHORT: dict[str, Any] = {
     "redis-kill": RedisKill(subscribers=200, orders_before=2, orders_after=1, delay=0.05, concurrency=20,
                             outage_s=1.0, deadline_s=30),
+    "broker-kill": BrokerKill(orders=15, rate=10, webhooks=5, outage_s=1.5, deadline_s=30),
 }  # fmt: skip
-FULL: dict[str, Any] = {"redis-kill": RedisKill()}
+FULL: dict[str, Any] = {"redis-kill": RedisKill(), "broker-kill": BrokerKill()}
 
 
 def render(rows: list[Row]) -> str:
@@ -319,6 +505,7 @@ async def amain(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m simulations.chaos", description=__doc__.split("\n\n")[0])
     ap.add_argument("--short", action="store_true", help="the sizes the test suite runs (about a minute)")
     ap.add_argument("--only", action="append", choices=list(SCENARIOS), help="run only this scenario (repeatable)")
+    ap.add_argument("--redis-url", default=os.environ.get("ALERTD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     ap.add_argument("--mqtt-url", default=os.environ.get("ALERTD_BENCH_MQTT_URL", "mqtt://127.0.0.1:1883"))
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args(argv)
@@ -329,7 +516,7 @@ async def amain(argv: list[str] | None = None) -> int:
         for n, name in enumerate(names, 1):
             print(f"[{n}/{len(names)}] {name} …", flush=True)
             try:
-                row = await SCENARIOS[name](a.mqtt_url, sizes[name], Path(tmp))
+                row = await SCENARIOS[name](Shared(a.redis_url, a.mqtt_url), sizes[name], Path(tmp))
             except Exception as exc:  # a scenario that breaks is a result too, never a silent skip
                 row = Row(name, "(the scenario itself failed)", checks={f"ran: {exc!r}"[:200]: False})
             rows.append(row)

@@ -133,3 +133,8 @@ class MosquittoServer(Process):
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    def forget(self) -> None:
+        """Lose everything on disk (sessions, queues, retained): as if the broker were replaced."""
+        for db in Path(self.dir).glob("*.db"):
+            db.unlink()

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from simulations import chaos
-from tests.conftest import MQTT_URL
+from tests.conftest import MQTT_URL, REDIS_URL
+
+SHARED = chaos.Shared(REDIS_URL, MQTT_URL)
 
 
 def assert_survived(row: chaos.Row) -> None:
@@ -21,7 +23,15 @@ def assert_survived(row: chaos.Row) -> None:
 
 
 async def test_redis_killed_mid_fanout_and_restarted_from_its_aof_loses_nothing(tmp_path: Path) -> None:
-    row = await chaos.redis_kill(MQTT_URL, chaos.SHORT["redis-kill"], tmp_path)
+    row = await chaos.redis_kill(SHARED, chaos.SHORT["redis-kill"], tmp_path)
     assert_survived(row)
     assert row.notes["delivered_before_kill"] < row.offered, "the fan-out ended before the kill"
     assert row.checks["order during outage: 503"] and row.checks["/healthz 503 naming Redis"]
+
+
+async def test_broker_killed_during_a_feed_burst_loses_nothing_and_states_come_back(tmp_path: Path) -> None:
+    row = await chaos.broker_kill(SHARED, chaos.SHORT["broker-kill"], tmp_path)
+    assert_survived(row)
+    assert row.notes["mqtt"]["received"] == row.notes["mqtt"]["offered"]
+    assert row.checks["webhooks delivered while the broker was down"]
+    assert row.checks["retained state of every town back on a new broker"], row.notes["retained_states_back"]
