@@ -9,7 +9,7 @@ endpoints:
   /flip/<n>   answers 500, then 200, then 500, … (per endpoint)
   /cut/<n>    sends half a response and closes the connection
 
-A refusing endpoint needs no server: it is a port nobody listens on (:func:`refused_url`).
+A refusing endpoint is a sink that was stopped: its port refuses every connection.
 
 Raw sockets rather than a framework: the "closing mid-response" case needs them, and a
 2,000-endpoint fan-out must not be slowed by the sink. Every 2xx answer is recorded
@@ -39,11 +39,13 @@ class Arrival:
 class Sink:
     delay: float = 0.0
     late_s: float = 10.0
+    all_good: bool = False
     arrivals: list[Arrival] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     port: int = 0
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -55,6 +57,7 @@ class Sink:
         return self
 
     async def stop(self) -> None:
+        self._closing.set()
         if self._server is not None:
             self._server.close()
             for w in list(self._writers):
@@ -90,16 +93,21 @@ class Sink:
                 path = lines[0].split(" ")[1]
                 headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
                 await reader.readexactly(int(headers.get("content-length", "0")))
-                kind = path.split("/")[1]
+                # In a baseline run every endpoint behaves: the same endpoints, all healthy.
+                kind = "ok" if self.all_good else path.split("/")[1]
                 self.attempts[path] += 1
                 if kind == "hang":
-                    await asyncio.Event().wait()
+                    await self._closing.wait()  # until the sink stops: never an answer
+                    return
                 if kind == "cut":
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")
                     await writer.drain()
                     return
                 if kind == "late":
-                    await asyncio.sleep(self.late_s)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._closing.wait(), self.late_s)
+                    if self._closing.is_set():
+                        return
                 elif self.delay:
                     await asyncio.sleep(self.delay)
                 status = 500 if kind == "flip" and self.attempts[path] % 2 == 1 else 200
@@ -112,11 +120,9 @@ class Sink:
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, IndexError, ValueError):
             pass
+        except asyncio.CancelledError:
+            pass  # the run is ending with this endpoint still busy: nothing to report
         finally:
             self._writers.discard(writer)
             writer.close()
 
-
-def refused_url() -> str:
-    """An endpoint whose port nobody listens on: every connection is refused at once."""
-    return f"http://127.0.0.1:{free_port()}/refused"

@@ -35,3 +35,13 @@ async def test_broker_killed_during_a_feed_burst_loses_nothing_and_states_come_b
     assert row.notes["mqtt"]["received"] == row.notes["mqtt"]["offered"]
     assert row.checks["webhooks delivered while the broker was down"]
     assert row.checks["retained state of every town back on a new broker"], row.notes["retained_states_back"]
+
+
+async def test_a_fifth_of_the_endpoints_bad_barely_slows_the_healthy_ones(tmp_path: Path) -> None:
+    row = await chaos.bad_endpoints(SHARED, chaos.SHORT["bad-endpoints"], tmp_path)
+    assert_survived(row)
+    assert row.checks["breaker state in /metrics"]
+    ends = row.notes["end_states"]
+    assert ends["flip"] == {"delivered": chaos.SHORT["bad-endpoints"].endpoints // 25}  # 500 then 200: delivered
+    for kind in ("refused", "hang", "late", "cut"):
+        assert set(ends[kind]) <= {"failed", "expired"}, (kind, ends[kind])
