@@ -25,6 +25,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -599,9 +600,80 @@ async def bad_endpoints(shared: Shared, p: BadEndpoints, workdir: Path) -> Row:
     return row
 
 
+# --- 4. engines killed again and again --------------------------------------------------------
+@dataclass
+class EngineKills:
+    subscribers: int = 2000
+    orders: int = 5  # subscribers x orders deliveries
+    workers: int = 3
+    every_s: float = 2.0  # a random worker is killed -9 this often, and started again
+    delay: float = 0.02
+    concurrency: int = 256  # per worker (ALERTD_ROUTINE_CONCURRENCY)
+    max_kills: int = 1000  # the short version stops killing after a few
+    deadline_s: float = 180.0
+
+
+async def engine_kills(shared: Shared, p: EngineKills, workdir: Path) -> Row:
+    """Worker processes share a fan-out; every ``every_s`` one of them, at random, is killed
+    with kill -9 and started again, until every delivery has arrived."""
+    t_start = time.monotonic()
+    sink = await Sink(delay=p.delay).start()
+    alertd = Alertd(shared.redis_url, shared.mqtt_url, workdir, ALERTD_ROUTINE_CONCURRENCY=str(p.concurrency))
+    total = p.subscribers * p.orders
+    row = Row("engine-kills", f"{p.workers} workers, a random one kill -9'd every {p.every_s:g} s and restarted")
+    rng = random.Random(11)
+    try:
+        alertd.seed(webhooks(sink, p.subscribers))
+        await alertd.serve("--no-workers")  # the API alone; the workers below deliver everything
+        names = [f"worker{i}" for i in range(p.workers)]
+        for name in names:
+            alertd.worker(name)
+        t0 = time.time()
+        accepted = []
+        for i in range(p.orders):
+            status, answer, _ = await alertd.order(towns()[i], f"kills-{i}")
+            assert status == 202, answer
+            accepted.append(answer["id"])
+        expected = {(a, f"/ok/{i}") for a in accepted for i in range(p.subscribers)}
+        # The clock of kills starts once the workers deliver: killing processes still
+        # importing Python would only test the start-up.
+        await until(lambda: len(sink.arrivals) > 0, 60, "the workers' first delivery")
+        kills: list[float] = []
+        at_kill: list[int] = []
+        deadline = time.monotonic() + p.deadline_s
+        while not expected <= sink.delivered() and time.monotonic() < deadline and len(kills) < p.max_kills:
+            with contextlib.suppress(TimeoutError):
+                await until(lambda: expected <= sink.delivered(), p.every_s, "the fan-out", interval=0.05)
+                break
+            victim = rng.choice(names)
+            at_kill.append(len(sink.delivered()))
+            alertd.kill(victim)
+            kills.append(round(time.time() - t0, 2))
+            alertd.worker(victim)
+        await count_arrivals(sink, expected, max(1.0, deadline - time.monotonic()))
+        done = sink.last_arrival()
+        row.latency["total_ms"] = ms(done - t0 if done else None)
+        row.notes["kills_at_s"] = kills
+        missing = expected - sink.delivered()
+        row.offered, row.lost = len(expected), len(missing)
+        row.delivered = row.offered - row.lost
+        row.duplicated, row.repeats = sink.duplicated_beyond_key(), sink.repeats()
+        row.notes["delivered_at_each_kill"] = at_kill
+        mid = sum(n < total for n in at_kill)
+        row.checks[f"at least {max(1, total // 5000)} kill mid fan-out"] = mid >= max(1, total // 5000)
+        row.checks["every delivery recorded delivered"] = await recorded_delivered(alertd, accepted, len(expected),
+                                                                                  timeout=60)  # fmt: skip
+    finally:
+        await alertd.stop()
+        await sink.stop()
+    row.seconds = round(time.monotonic() - t_start, 1)
+    return row
+
+
 # --- the run -------------------------------------------------------------------------
 SCENARIOS: dict[str, Callable[..., Awaitable[Row]]] = {
     "redis-kill": redis_kill, "broker-kill": broker_kill, "bad-endpoints": bad_endpoints,
+    "engine-kills": engine_kills,
 }
 SHORT: dict[str, Any] = {
     "redis-kill": RedisKill(subscribers=200, orders_before=2, orders_after=1, delay=0.05, concurrency=20,
@@ -609,8 +681,11 @@ SHORT: dict[str, Any] = {
     "broker-kill": BrokerKill(orders=15, rate=10, webhooks=5, outage_s=1.5, deadline_s=30),
     "bad-endpoints": BadEndpoints(endpoints=250, expires_s=4, timeout_s=1.5, late_s=3, breaker_cooldown_s=1.5,
                                   slack_s=0.5, deadline_s=30),
+    "engine-kills": EngineKills(subscribers=200, orders=4, every_s=1.0, delay=0.05, concurrency=10, max_kills=2,
+                                deadline_s=40),
 }  # fmt: skip
-FULL: dict[str, Any] = {"redis-kill": RedisKill(), "broker-kill": BrokerKill(), "bad-endpoints": BadEndpoints()}
+FULL: dict[str, Any] = {"redis-kill": RedisKill(), "broker-kill": BrokerKill(), "bad-endpoints": BadEndpoints(),
+                        "engine-kills": EngineKills()}
 
 
 def render(rows: list[Row]) -> str:

@@ -45,3 +45,9 @@ async def test_a_fifth_of_the_endpoints_bad_barely_slows_the_healthy_ones(tmp_pa
     assert ends["flip"] == {"delivered": chaos.SHORT["bad-endpoints"].endpoints // 25}  # 500 then 200: delivered
     for kind in ("refused", "hang", "late", "cut"):
         assert set(ends[kind]) <= {"failed", "expired"}, (kind, ends[kind])
+
+
+async def test_workers_killed_again_and_again_deliver_everything_once_per_key(tmp_path: Path) -> None:
+    row = await chaos.engine_kills(SHARED, chaos.SHORT["engine-kills"], tmp_path)
+    assert_survived(row)  # duplicated == 0: every repeat carried the key of the first
+    assert any(n < row.offered for n in row.notes["delivered_at_each_kill"]), "no kill landed mid fan-out"
