@@ -193,6 +193,16 @@ class Alertd:
         except (aiohttp.ClientError, TimeoutError) as exc:
             return 0, repr(exc), {}
 
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http, http.post(
+                self.url + path, json=body, headers={"Authorization": f"Bearer {self.token}"}
+            ) as resp:
+                text = await resp.text()
+                return resp.status, (json.loads(text) if "json" in resp.content_type else text)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return 0, repr(exc)
+
     async def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
         status, data = await self.get(f"/api/v1/alerts/{alert_id}/deliveries", ADMIN_TOKEN)
         return list(data["deliveries"]) if status == 200 else []
@@ -670,10 +680,76 @@ async def engine_kills(shared: Shared, p: EngineKills, workdir: Path) -> Row:
     return row
 
 
+# --- 6. degraded operation: one way out gone, the others keep going -----------------------------
+@dataclass
+class Degraded:
+    webhooks: int = 200  # all refusing: every HTTP receiver is down
+    gateways: int = 20  # radio gateways on the broker, which must keep getting alerts
+    orders: int = 3
+    deadline_s: float = 30.0
+
+
+async def degraded(shared: Shared, p: Degraded, workdir: Path) -> Row:
+    """Every webhook receiver down and no boundary data (geo cache missing): MQTT deliveries
+    continue; codes and district names still place alerts; a polygon gets a clear 422."""
+    t_start = time.monotonic()
+    gone = await Sink().start()
+    await gone.stop()  # its port now refuses every connection
+    empty_geo = workdir / f"geo-{secrets.token_hex(3)}"
+    empty_geo.mkdir()
+    alertd = Alertd(shared.redis_url, shared.mqtt_url, workdir, ALERTD_GEO_CACHE=str(empty_geo))
+    gateways = f"{alertd.prefix}/gw"
+    row = Row("degraded", f"all {p.webhooks} webhooks refusing + geo cache missing; {p.gateways} MQTT gateways")
+    host, port = shared.mqtt_url.split("://", 1)[1].split(":")
+    receiver = Receiver(host, int(port), f"{gateways}/+")
+    try:
+        subs = webhooks(gone, p.webhooks) + [
+            {"id": f"gw{i}", "adapter": "radio", "endpoint": f"{shared.mqtt_url}/{gateways}/{i}",
+             "districts": PREFECTURES} for i in range(p.gateways)]  # fmt: skip
+        alertd.seed(subs)
+        await alertd.serve()
+        await receiver.start()
+        t0 = time.monotonic()
+        accepted = []
+        # District names and codes need no boundaries.
+        by_name = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["若宮戸", "三坂町"],
+                   "reason": "洪水", "status": "Exercise", "identifier": "by-name"}  # fmt: skip
+        status, answer = await alertd.post("/api/v1/evacuation-orders", by_name)
+        row.checks["a desk order by district names: 202"] = status == 202
+        accepted += [answer["id"]] if status == 202 else []
+        for i in range(1, p.orders):
+            status, answer = await alertd.post("/api/v1/alerts", {
+                "status": "Exercise", "event": "大雨警報", "districts": [towns()[i]], "identifier": f"by-code-{i}"})
+            row.checks["a JSON alert by codes: 202"] = status == 202
+            accepted += [answer["id"]] if status == 202 else []
+        # A polygon cannot be placed without boundaries: a 422 that says so, never a 500.
+        status, problem = await alertd.post("/api/v1/alerts", {
+            "status": "Exercise", "event": "大雨警報", "identifier": "by-polygon",
+            "areas": [{"desc": "浸水想定区域", "polygon": "36.0,139.9 36.1,139.9 36.1,140.0 36.0,139.9"}]})
+        detail = problem.get("detail", "") if isinstance(problem, dict) else str(problem)
+        row.checks["a polygon without boundary data: 422 naming the cause"] = status == 422 and "boundar" in detail
+        row.notes["polygon_refusal"] = {"status": status, "detail": detail}
+        want = len(accepted) * p.gateways
+        with contextlib.suppress(TimeoutError):
+            await until(lambda: sum(receiver.got.values()) >= want, p.deadline_s, "every gateway message")
+        row.latency["mqtt_all_ms"] = ms(time.monotonic() - t0)
+        got = sum(receiver.got.values())
+        row.offered, row.delivered, row.lost = want, min(got, want), max(0, want - got)
+        refused_rows = [r for a in accepted for r in await alertd.deliveries(a) if r["adapter"] == "isp"]
+        row.notes["webhook_states"] = {s: sum(r["state"] == s for r in refused_rows)
+                                       for s in {r["state"] for r in refused_rows}}  # fmt: skip
+        row.checks["webhooks down do not hold up the gateways"] = row.lost == 0
+    finally:
+        await receiver.stop()
+        await alertd.stop()
+    row.seconds = round(time.monotonic() - t_start, 1)
+    return row
+
+
 # --- the run -------------------------------------------------------------------------
 SCENARIOS: dict[str, Callable[..., Awaitable[Row]]] = {
     "redis-kill": redis_kill, "broker-kill": broker_kill, "bad-endpoints": bad_endpoints,
-    "engine-kills": engine_kills,
+    "engine-kills": engine_kills, "degraded": degraded,
 }
 SHORT: dict[str, Any] = {
     "redis-kill": RedisKill(subscribers=200, orders_before=2, orders_after=1, delay=0.05, concurrency=20,
@@ -683,9 +759,10 @@ SHORT: dict[str, Any] = {
                                   slack_s=0.5, deadline_s=30),
     "engine-kills": EngineKills(subscribers=200, orders=4, every_s=1.0, delay=0.05, concurrency=10, max_kills=2,
                                 deadline_s=40),
+    "degraded": Degraded(webhooks=100, gateways=10),
 }  # fmt: skip
 FULL: dict[str, Any] = {"redis-kill": RedisKill(), "broker-kill": BrokerKill(), "bad-endpoints": BadEndpoints(),
-                        "engine-kills": EngineKills()}
+                        "engine-kills": EngineKills(), "degraded": Degraded()}
 
 
 def render(rows: list[Row]) -> str:

@@ -51,3 +51,11 @@ async def test_workers_killed_again_and_again_deliver_everything_once_per_key(tm
     row = await chaos.engine_kills(SHARED, chaos.SHORT["engine-kills"], tmp_path)
     assert_survived(row)  # duplicated == 0: every repeat carried the key of the first
     assert any(n < row.offered for n in row.notes["delivered_at_each_kill"]), "no kill landed mid fan-out"
+
+
+async def test_with_every_webhook_down_and_no_boundaries_gateways_still_get_alerts_by_code_and_name(
+    tmp_path: Path,
+) -> None:
+    row = await chaos.degraded(SHARED, chaos.SHORT["degraded"], tmp_path)
+    assert_survived(row)
+    assert "no municipal boundaries" in row.notes["polygon_refusal"]["detail"]
