@@ -117,3 +117,8 @@ STATE_PUBLISHED = Counter(
     "Retained per-municipality state messages published (what is in force).",
     registry=REGISTRY,
 )
+REPLICATION_SHORT = Counter(
+    "alertd_replication_short",
+    "Alerts answered 202 before the Redis replicas ALERTD_REDIS_WAIT_REPLICAS asks for confirmed them (WAIT timed out).",
+    registry=REGISTRY,
+)
