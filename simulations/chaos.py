@@ -41,10 +41,10 @@ from typing import Any
 import aiohttp
 import yaml
 
-from alertd.report import table
+from alertd.report import percentile, table
 from alertd.store import remove_prefix
 from simulations.chaos_sink import Sink
-from simulations.faults import MosquittoServer, RedisServer, free_port
+from simulations.faults import MosquittoServer, RedisServer, SentinelGroup, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "chaos.json"
@@ -132,6 +132,15 @@ class Alertd:
         path.write_text(yaml.safe_dump({"issuers": issuers, "subscribers": subscribers}, allow_unicode=True))
         self.env["ALERTD_CONFIG"] = str(path)
 
+    def twin(self, wait_replicas: str) -> Alertd:
+        """Another API process of this same deployment (its keys, seed and token), on its own
+        port, with ALERTD_REDIS_WAIT_REPLICAS set."""
+        other = Alertd(self.redis_url, self.mqtt_url, self.workdir, ALERTD_REDIS_WAIT_REPLICAS=wait_replicas)
+        other.prefix, other.topics, other.token = self.prefix, self.topics, self.token
+        for name in ("ALERTD_KEY_PREFIX", "ALERTD_TOPIC_PREFIX", "ALERTD_CONFIG"):
+            other.env[name] = self.env[name]
+        return other
+
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{self.prefix}-{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "alertd", *args], cwd=ROOT, env=self.env,
@@ -208,6 +217,12 @@ class Alertd:
         return list(data["deliveries"]) if status == 200 else []
 
     async def stop(self) -> None:
+        await self.stop_processes()
+        with contextlib.suppress(Exception):
+            await remove_prefix(self.redis_url, self.prefix)
+
+    async def stop_processes(self) -> None:
+        """SIGTERM every process (kill -9 after 10 s), leaving the keys in place."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -217,8 +232,6 @@ class Alertd:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        with contextlib.suppress(Exception):
-            await remove_prefix(self.redis_url, self.prefix)
 
 
 async def until(check: Callable[[], Awaitable[Any] | Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -680,6 +693,90 @@ async def engine_kills(shared: Shared, p: EngineKills, workdir: Path) -> Row:
     return row
 
 
+# --- 5. Redis Sentinel failover -----------------------------------------------------------------
+@dataclass
+class Failover:
+    subscribers: int = 1000
+    orders_before: int = 10  # half through a process that WAITs for the replica, half through one that does not
+    orders_during: int = 2  # sent while the master is dead, retried (same identifier) until accepted
+    delay: float = 0.05
+    concurrency: int = 50
+    deadline_s: float = 120.0
+
+
+async def sentinel_failover(shared: Shared, p: Failover, workdir: Path) -> Row:
+    """A master, a replica and three sentinels; the master is killed -9 in the middle of a
+    fan-out and the sentinels promote the replica: alertd must follow and lose nothing."""
+    t_start = time.monotonic()
+    group = SentinelGroup()
+    await asyncio.to_thread(group.start)
+    sink = await Sink(delay=p.delay).start()
+    alertd = Alertd(group.url, shared.mqtt_url, workdir, ALERTD_ROUTINE_CONCURRENCY=str(p.concurrency))
+    row = Row("sentinel-failover", "redis master kill -9 mid fan-out; 3 sentinels promote the replica")
+    try:
+        alertd.seed(webhooks(sink, p.subscribers))
+        await alertd.serve()
+        # What WAIT costs: two API-only processes of the same deployment, one waiting for the
+        # replica before 202 and one not, take turns (the workers run in the first process).
+        apis = {"wait": alertd.twin("1"), "nowait": alertd.twin("0")}
+        await asyncio.gather(*(api.serve("--no-workers") for api in apis.values()))
+        accepted: list[str] = []
+        took: dict[str, list[float]] = {"wait": [], "nowait": []}
+        for i in range(p.orders_before):
+            label = "wait" if i % 2 == 0 else "nowait"
+            t0 = time.monotonic()
+            status, answer, _ = await apis[label].order(towns()[i], f"before-{i}")
+            if i >= 2:  # each process's first order warms it up: not counted
+                took[label].append(time.monotonic() - t0)
+            assert status == 202, answer
+            accepted.append(answer["id"])
+        row.latency["order_202_p50_wait_ms"] = ms(percentile(took["wait"], 50))
+        row.latency["order_202_p50_nowait_ms"] = ms(percentile(took["nowait"], 50))
+        await asyncio.gather(*(api.stop_processes() for api in apis.values()))
+        total = p.subscribers * (p.orders_before + p.orders_during)
+        await until(lambda: len(sink.arrivals) >= total // 10, 60, "a tenth of the fan-out")
+        old_master = group.master.port
+        at_kill = len(sink.delivered())
+        t_kill = time.monotonic()
+        await asyncio.to_thread(group.master.kill)
+        # Orders during the failover: a desk retries with the same identifier until it is accepted.
+        first_202: float | None = None
+        for i in range(p.orders_during):
+            n = p.orders_before + i
+            while time.monotonic() - t_kill < p.deadline_s:
+                status, answer, _ = await alertd.order(towns()[n], f"during-{i}")
+                if status == 202:
+                    accepted.append(answer["id"])
+                    first_202 = first_202 or time.monotonic() - t_kill
+                    break
+                row.checks["refusals during the failover are 503"] = row.checks.get(
+                    "refusals during the failover are 503", True) and status == 503  # fmt: skip
+                await asyncio.sleep(0.2)
+        row.latency["kill_to_first_202_ms"] = ms(first_202)
+        row.notes["new_master_port"] = await asyncio.to_thread(group.master_port)
+        row.checks["the sentinels promoted the replica"] = row.notes["new_master_port"] not in (None, old_master)
+        row.latency["healthy_after_failover_ms"] = ms(time.monotonic() - t_kill) if await alertd.wait_healthy(
+            timeout=60) is not None else None  # fmt: skip
+        present = [await alertd.get(f"/api/v1/alerts/{a}") for a in accepted]
+        row.checks["every 202'd alert still there"] = all(s == 200 for s, _ in present)
+        expected = {(a, f"/ok/{i}") for a in accepted for i in range(p.subscribers)}
+        missing = await count_arrivals(sink, expected, p.deadline_s)
+        row.offered, row.lost = len(expected), len(missing)
+        row.delivered = row.offered - row.lost
+        row.duplicated, row.repeats = sink.duplicated_beyond_key(), sink.repeats()
+        row.notes["delivered_before_kill"] = at_kill
+        last = sink.last_arrival()
+        row.latency["kill_to_last_delivery_ms"] = ms(last - (time.time() - (time.monotonic() - t_kill))) \
+            if last else None  # fmt: skip
+        row.checks["every delivery recorded delivered"] = await recorded_delivered(alertd, accepted, len(expected))
+    finally:
+        await alertd.stop()
+        await sink.stop()
+        await asyncio.to_thread(group.stop)
+    row.seconds = round(time.monotonic() - t_start, 1)
+    return row
+
+
 # --- 6. degraded operation: one way out gone, the others keep going -----------------------------
 @dataclass
 class Degraded:
@@ -749,7 +846,7 @@ async def degraded(shared: Shared, p: Degraded, workdir: Path) -> Row:
 # --- the run -------------------------------------------------------------------------
 SCENARIOS: dict[str, Callable[..., Awaitable[Row]]] = {
     "redis-kill": redis_kill, "broker-kill": broker_kill, "bad-endpoints": bad_endpoints,
-    "engine-kills": engine_kills, "degraded": degraded,
+    "engine-kills": engine_kills, "sentinel-failover": sentinel_failover, "degraded": degraded,
 }
 SHORT: dict[str, Any] = {
     "redis-kill": RedisKill(subscribers=200, orders_before=2, orders_after=1, delay=0.05, concurrency=20,
@@ -759,10 +856,13 @@ SHORT: dict[str, Any] = {
                                   slack_s=0.5, deadline_s=30),
     "engine-kills": EngineKills(subscribers=200, orders=4, every_s=1.0, delay=0.05, concurrency=10, max_kills=2,
                                 deadline_s=40),
+    "sentinel-failover": Failover(subscribers=200, orders_before=6, orders_during=1, delay=0.05, concurrency=20,
+                                  deadline_s=40),
     "degraded": Degraded(webhooks=100, gateways=10),
 }  # fmt: skip
 FULL: dict[str, Any] = {"redis-kill": RedisKill(), "broker-kill": BrokerKill(), "bad-endpoints": BadEndpoints(),
-                        "engine-kills": EngineKills(), "degraded": Degraded()}
+                        "engine-kills": EngineKills(),
+                        "sentinel-failover": Failover(), "degraded": Degraded()}
 
 
 def render(rows: list[Row]) -> str:

@@ -138,3 +138,73 @@ class MosquittoServer(Process):
         """Lose everything on disk (sessions, queues, retained): as if the broker were replaced."""
         for db in Path(self.dir).glob("*.db"):
             db.unlink()
+
+
+class SentinelServer(Process):
+    """One ``redis-server --sentinel`` watching the master ``service``; it rewrites its own
+    config file (that is how Sentinel keeps what it learnt), so each has its own."""
+
+    name = "sentinel"
+
+    def __init__(self, master_port: int, service: str = "mymaster", quorum: int = 2) -> None:
+        super().__init__()
+        self.master_port = master_port
+        self.service = service
+        self.quorum = quorum
+        self.conf = Path(self.dir) / "sentinel.conf"
+        self.conf.write_text("\n".join([
+            f"port {self.port}", "bind 127.0.0.1", f"dir {self.dir}",
+            f"sentinel monitor {service} 127.0.0.1 {master_port} {quorum}",
+            # Down after 1 s of silence, failover at once: a test must not wait the 30 s default.
+            f"sentinel down-after-milliseconds {service} 1000",
+            f"sentinel failover-timeout {service} 5000",
+            f"sentinel parallel-syncs {service} 1",
+        ]) + "\n")  # fmt: skip
+
+    def args(self) -> list[str]:
+        return [binary("redis-server"), str(self.conf), "--sentinel"]
+
+
+class SentinelGroup:
+    """A master, one replica and three sentinels: the smallest setup that survives losing the master."""
+
+    def __init__(self, service: str = "mymaster") -> None:
+        self.service = service
+        # No 5 s wait for more replicas before the first (diskless) sync: there is only one.
+        self.master = RedisServer(extra=["--repl-diskless-sync-delay", "0"])
+        self.replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(self.master.port),
+                                          "--repl-diskless-sync-delay", "0"])  # fmt: skip
+        self.sentinels = [SentinelServer(self.master.port, service) for _ in range(3)]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}/0"
+
+    def start(self) -> SentinelGroup:
+        self.master.start()
+        self.replica.start()
+        wait_for(self._replica_in_sync, 15, "the replica did not sync with the master")
+        for s in self.sentinels:
+            s.start()
+        wait_for(self._sentinels_see_replica, 15, "the sentinels did not find the replica")
+        return self
+
+    def _info(self, port: int, *args: str) -> str:
+        out = subprocess.run([binary("redis-cli"), "-p", str(port), *args], capture_output=True, text=True, timeout=5)
+        return out.stdout
+
+    def _replica_in_sync(self) -> bool:
+        return "master_link_status:up" in self._info(self.replica.port, "INFO", "replication")
+
+    def _sentinels_see_replica(self) -> bool:
+        return all(f"slaves={1}" in self._info(s.port, "INFO", "sentinel") for s in self.sentinels)
+
+    def master_port(self) -> int | None:
+        """Where the sentinels say the master is now."""
+        out = self._info(self.sentinels[0].port, "SENTINEL", "get-master-addr-by-name", self.service).split()
+        return int(out[1]) if len(out) == 2 else None
+
+    def stop(self) -> None:
+        for server in (*self.sentinels, self.replica, self.master):
+            server.stop()

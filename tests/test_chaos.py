@@ -59,3 +59,12 @@ async def test_with_every_webhook_down_and_no_boundaries_gateways_still_get_aler
     row = await chaos.degraded(SHARED, chaos.SHORT["degraded"], tmp_path)
     assert_survived(row)
     assert "no municipal boundaries" in row.notes["polygon_refusal"]["detail"]
+
+
+async def test_the_redis_master_killed_mid_fanout_sentinel_promotes_the_replica_and_nothing_accepted_is_lost(
+    tmp_path: Path,
+) -> None:
+    row = await chaos.sentinel_failover(SHARED, chaos.SHORT["sentinel-failover"], tmp_path)
+    assert_survived(row)
+    assert row.checks["the sentinels promoted the replica"]
+    assert row.notes["delivered_before_kill"] < row.offered, "the fan-out ended before the kill"
