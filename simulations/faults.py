@@ -155,8 +155,8 @@ class SentinelServer(Process):
         self.conf.write_text("\n".join([
             f"port {self.port}", "bind 127.0.0.1", f"dir {self.dir}",
             f"sentinel monitor {service} 127.0.0.1 {master_port} {quorum}",
-            # Down after 1 s of silence, failover at once: a test must not wait the 30 s default.
-            f"sentinel down-after-milliseconds {service} 1000",
+            # Down after 0.5 s of silence, failover at once: a test must not wait the 30 s default.
+            f"sentinel down-after-milliseconds {service} 500",
             f"sentinel failover-timeout {service} 5000",
             f"sentinel parallel-syncs {service} 1",
         ]) + "\n")  # fmt: skip
