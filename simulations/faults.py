@@ -17,6 +17,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import redis
 
 
 def free_port() -> int:
@@ -187,23 +190,33 @@ class SentinelGroup:
         wait_for(self._replica_in_sync, 15, "the replica did not sync with the master")
         for s in self.sentinels:
             s.start()
-        wait_for(self._sentinels_see_replica, 15, "the sentinels did not find the replica")
+        wait_for(self._sentinels_see_replica, 15, "the sentinels did not find the replica and each other")
         return self
 
-    def _info(self, port: int, *args: str) -> str:
-        out = subprocess.run([binary("redis-cli"), "-p", str(port), *args], capture_output=True, text=True, timeout=5)
-        return out.stdout
+    @staticmethod
+    def _ask(port: int, *command: str) -> Any:
+        client = redis.Redis(port=port, socket_timeout=5, decode_responses=True)
+        try:
+            return client.execute_command(*command)
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
 
     def _replica_in_sync(self) -> bool:
-        return "master_link_status:up" in self._info(self.replica.port, "INFO", "replication")
+        info = self._ask(self.replica.port, "INFO", "replication") or {}
+        return info.get("master_link_status") == "up"
 
     def _sentinels_see_replica(self) -> bool:
-        return all(f"slaves={1}" in self._info(s.port, "INFO", "sentinel") for s in self.sentinels)
+        """Every sentinel knows the replica and the other sentinels (they find each other
+        through the master every 2 s): before that, losing the master would go unnoticed."""
+        infos = [(self._ask(s.port, "INFO", "sentinel") or {}).get("master0") or {} for s in self.sentinels]
+        return all(info.get("slaves") == 1 and info.get("sentinels") == len(self.sentinels) for info in infos)
 
     def master_port(self) -> int | None:
         """Where the sentinels say the master is now."""
-        out = self._info(self.sentinels[0].port, "SENTINEL", "get-master-addr-by-name", self.service).split()
-        return int(out[1]) if len(out) == 2 else None
+        answer = self._ask(self.sentinels[0].port, "SENTINEL", "get-master-addr-by-name", self.service)
+        return int(answer[1]) if answer else None
 
     def stop(self) -> None:
         for server in (*self.sentinels, self.replica, self.master):
