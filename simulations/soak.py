@@ -32,7 +32,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from alertd.report import table
-from simulations.chaos import ROOT, Alertd, Sink, towns, until, webhooks
+from simulations.chaos_harness import ROOT, Alertd, towns, until, webhooks
+from simulations.chaos_sink import Sink
 from simulations.faults import RedisServer
 
 OUT = ROOT / "bench" / "soak.json"
