@@ -204,6 +204,9 @@ class MqttConnection:
         # Successful connections so far: a change tells the feed the broker came back
         # (and may have lost its retained messages).
         self.connects = 0
+        # Set while the broker's last answer was a refused login: at start-up that is
+        # final (a wrong password does not get right by waiting), so start fails at once.
+        self.login_refused = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -217,9 +220,21 @@ class MqttConnection:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"mqtt:{self.host}:{self.port}")
 
-    async def wait_ready(self, timeout: float = 10.0) -> None:
+    async def wait_ready(self, timeout: float = 10.0, *, unless_refused: bool = False) -> None:
+        """Wait for a connection; with ``unless_refused``, return early if the broker refuses
+        alertd's login (the caller checks ``connected``)."""
         self.start()
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        if not unless_refused:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+            return
+        waits = [asyncio.ensure_future(self._ready.wait()), asyncio.ensure_future(self.login_refused.wait())]
+        try:
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if not done:
+            raise TimeoutError
 
     async def close(self) -> None:
         self._closing = True
@@ -282,6 +297,7 @@ class MqttConnection:
                         self.connects += 1
                         self._ready.set()
                         self.last_error = None
+                        self.login_refused.clear()
                         backoff = 0.2
                         log.info("mqtt.connected", broker=str(self.broker), tls=self.broker.tls, protocol=int(protocol))
                         async for message in client.messages:
@@ -326,6 +342,7 @@ class MqttConnection:
         reason = _without_password(str(exc), self.broker)
         if any(refusal in reason.lower() for refusal in LOGIN_REFUSED):
             reason = f"it refused the user name or password alertd gave: {reason}"
+            self.login_refused.set()
         self.last_error = reason
         log.warning("mqtt.disconnected", broker=str(self.broker), error=self.last_error)
 

@@ -224,25 +224,42 @@ async def _public(args: argparse.Namespace) -> int:
             tls = server_context(settings.tls_cert, settings.tls_key, names=("ALERTD_TLS_CERT", "ALERTD_TLS_KEY"))
     except ValueError as exc:
         return _start_failed("public", exc)
+    # Take the port before connecting to anything: a port that is taken (or an address
+    # that is not this host's) then fails in a moment, not after Redis and the broker.
+    try:
+        listening = _listen(args.host, args.port)
+    except OSError as exc:
+        return _start_failed("public", OSError(f"could not listen on {args.host}:{args.port}: {exc.strerror or exc}"))
     engine = Engine(settings, reader=True)
     try:
         await engine.start()
     except Exception as exc:
+        listening.close()
         await engine.stop()
         return _start_failed("public", exc)
     runner = web.AppRunner(make_app(engine, desk=False, public=True), access_log=None)
     await runner.setup()
-    try:
-        await web.TCPSite(runner, args.host, args.port, ssl_context=tls).start()
-    except OSError as exc:  # the port is taken, or the address is not this host's: say so and exit
-        await runner.cleanup()
-        await engine.stop()
-        return _start_failed("public", OSError(f"could not listen on {args.host}:{args.port}: {exc.strerror or exc}"))
+    await web.SockSite(runner, listening, ssl_context=tls).start()
     logs.get("alertd.public").info("public.listening", url=f"{scheme(tls)}://{args.host}:{args.port}")
     await _until_signalled()
     await runner.cleanup()
     await engine.stop()
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port, as aiohttp's TCPSite would open it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def _worker() -> int:
@@ -461,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     sub.add_parser("geo", help="geo import PATH…: build the boundary cache from N03 data", add_help=False)
-    sub.add_parser("jma", help="JMA XML tools (jma parse FILE…)", add_help=False)
+    sub.add_parser("jma", help="JMA XML tools (jma parse FILE…; jma poll --to DIR)", add_help=False)
     sub.add_parser("drill", help="drill scenarios (drill run SCENARIO)", add_help=False)
     sub.add_parser("test-broadcast", help="the transmission test", add_help=False)
     sub.add_parser("audit", help="audit verify | audit export [--since SEQ]: check or archive the audit trail",

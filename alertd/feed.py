@@ -122,12 +122,16 @@ class Feed:
 
     async def start(self) -> None:
         try:
-            await self.conn.wait_ready(timeout=15)
+            await self.conn.wait_ready(timeout=15, unless_refused=True)
         except TimeoutError:
+            pass
+        if not self.conn.connected:
             # Say which broker and why (a refused login, a certificate that did not
             # verify), never with the password: this sentence ends up on a terminal.
             why = self.conn.last_error or "no answer"
-            raise FeedUnavailable(f"the MQTT broker at {self.broker} could not be reached within 15 s ({why}).") from None
+            if self.conn.login_refused.is_set():
+                raise FeedUnavailable(f"the MQTT broker at {self.broker} would not let alertd in ({why}).")
+            raise FeedUnavailable(f"the MQTT broker at {self.broker} could not be reached within 15 s ({why}).")
 
     @property
     def connected(self) -> bool:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from alertd import places
+from alertd import hazard_texts, places
 from alertd.models import Action, Alert, AlertKind, Info, MsgType, Status
 from alertd.text_catalogs import load_catalogs
 
@@ -100,6 +100,13 @@ _KIND_PICTOGRAMS = {
     "tsunami": "tsunami",
     "eew": "earthquake",
     "earthquake": "earthquake",
+    "eew_forecast": "earthquake",
+    "megaquake": "earthquake",
+    "tsunami_info": "tsunami",
+    "volcano": "volcano",
+    "heavy_rain": "heavy-rain",
+    "tornado": "tornado",
+    "heat": "heat",
     "missile": "missile",
     "special_warning": "special-warning",
     "landslide": "landslide",
@@ -510,6 +517,11 @@ def _national(alert: Alert, lang: str, ctx: _Context, kind: str) -> _Core | None
     if kind == "eew" and _final_report(alert):
         title = p["eew_final"]["title"].format(title=title)
         body = _join([body, p["eew_final"]["body"]], lang)
+    if kind == "tsunami" and "tsunami_regions" in p:
+        # 津波情報 (VTSE51): JMA's expected arrival and height per region, in JMA's words.
+        regions = [v for i in alert.infos[:1] for k, v in i.parameters if k == hazard_texts.PARAM_TSUNAMI_REGION]
+        if regions:
+            body = _join([body, p["tsunami_regions"].format(lines=p["list_sep"].join(regions))], lang)
     return _Core(title, spoken, _join([body, equiv, areas], lang))
 
 
@@ -531,7 +543,26 @@ def _template(alert: Alert, lang: str, ctx: _Context) -> _Core | None:
         return _test(alert, lang)
     if kind in _NATIONAL_KINDS:
         return _national(alert, lang, ctx, kind)
+    if kind in hazard_texts.HAZARD_KINDS:
+        return _hazard(alert, lang, ctx, kind)
     return None
+
+
+def _hazard(alert: Alert, lang: str, ctx: _Context, kind: str) -> _Core | None:
+    """Earthquake reports, volcanoes, great-earthquake information, record rain, tornadoes, heat."""
+    p = _PHRASES[lang]
+    composed = hazard_texts.compose(alert, kind, p)
+    if composed is None:
+        return None
+    title, body = composed
+    # The earthquake text lists its areas with their 震度; the megaquake prefectures are dozens.
+    areas = ""
+    if ctx.names and kind not in ("earthquake", "megaquake", "tsunami_info"):
+        areas = p["areas_line"].format(places=_places(lang, ctx)[0])
+    if alert.action == "lift" and kind not in ("megaquake", "volcano"):  # 調査終了, 警報解除 say it themselves
+        lifted = p["lift_title"].format(title=title)
+        return _Core(title, lifted, _join([p["national_lift"].format(title=title), areas], lang))
+    return _Core(title, title, _join([body, areas], lang))
 
 
 def _find_info(alert: Alert, lang: str) -> Info | None:

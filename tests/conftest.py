@@ -7,11 +7,12 @@ data even on a developer's shared Redis, and the prefix is wiped afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,7 @@ def _reachable(host: str, port: int) -> bool:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _services() -> None:
+def _services() -> Iterator[None]:
     redis_host, redis_port = REDIS_URL.split("//")[1].split("/")[0].split(":")
     missing = []
     if not _reachable(redis_host, int(redis_port)):
@@ -57,13 +58,43 @@ def _services() -> None:
         # A hard failure, not a skip: a suite that silently skips its integration
         # tests would pass while testing nothing. `make test` starts both.
         pytest.fail(f"{' and '.join(missing)} not reachable; run `make test` (tests/services.sh starts them)")
+    yield
+    # The broker keeps retained "what is in force" states for ever: without this, every
+    # run of the suite would leave thousands more on a developer's (or CI's) Mosquitto.
+    if TOPIC_ROOTS:
+        asyncio.run(clear_retained(MQTT_HOST, MQTT_PORT, TOPIC_ROOTS))
+
+
+async def clear_retained(host: str, port: int, roots: set[str]) -> int:
+    """Remove every retained message under the given first topic levels."""
+    topics: set[str] = set()
+    async with aiomqtt.Client(host, port) as client:
+        await client.subscribe([(f"{root}/#", 0) for root in sorted(roots)])
+        # Retained messages come right after the subscription; a broker has no "that was
+        # all" signal, so a quiet half second ends the listing.
+        with contextlib.suppress(TimeoutError):
+            while True:
+                async with asyncio.timeout(0.5):
+                    message = await anext(client.messages)
+                if message.retain:
+                    topics.add(str(message.topic))
+        for topic in topics:
+            await client.publish(topic, b"", qos=1, retain=True)
+    return len(topics)
 
 
 async def wipe(prefix: str) -> None:
     await remove_prefix(REDIS_URL, prefix)
 
 
+# The first topic level of every engine this run made: their retained states are
+# cleared when the run ends, and nobody else's (a suite running beside this one).
+TOPIC_ROOTS: set[str] = set()
+
+
 def make_settings(**overrides: Any) -> Settings:
+    topic_root = f"alertd-test-{secrets.token_hex(4)}"
+    TOPIC_ROOTS.add(topic_root)
     s = Settings(
         redis_url=REDIS_URL,
         mqtt_url=MQTT_URL,
@@ -71,7 +102,7 @@ def make_settings(**overrides: Any) -> Settings:
         key_prefix=f"alertd-test-{secrets.token_hex(4)}",
         # Its own MQTT topics too: retained states of other tests (or of a suite running
         # beside this one on the same broker) are never in the way.
-        topic_prefix=f"alertd-test-{secrets.token_hex(4)}/alerts/v1",
+        topic_prefix=f"{topic_root}/alerts/v1",
         claim_idle_s=3.0,
         retry_base_s=0.1,
         retry_max_s=1.0,

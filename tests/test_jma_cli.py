@@ -41,7 +41,8 @@ def test_prints_one_json_line_per_alert_or_unsupported_type() -> None:
     assert first["districts"] == ["38", "39", "44", "35", "34"]
     assert (second["status"], second["event"], second["action"]) == ("Exercise", "津波注意報解除", "lift")
     assert all(d.startswith("tsunami:") or d.isdigit() for d in second["districts"])
-    assert third == {"file": other, "type": "VGSK50", "title": "季節観測", "unsupported": "VGSK50"}
+    assert third == {"file": other, "type": "VGSK50", "title": "季節観測", "unsupported": "VGSK50",
+                     "why": "seasonal and special observations (季節観測, 生物季節観測, 特殊気象報): not for public alerting"}
 
 
 def test_exit_code_2_when_a_file_is_not_jma_xml(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ from alertd.models import MsgType, Status
 from tests.support import JMAXML
 
 SUPPORTED = {"VPWW54", "VPWW55", "VPWW56", "VPWW57", "VPWW58", "VPWW59", "VPWW60", "VPWW61", "VPNO50",
-             "VXSE43", "VTSE41", "VXWW50", "VXKOii"}  # fmt: skip
+             "VXSE43", "VTSE41", "VXWW50", "VXKOii",
+             "VXSE44", "VXSE45", "VXSE51", "VXSE52", "VXSE53", "VTSE51", "VTSE52", "VFVO50", "VFVO56",
+             "VYSE50", "VYSE60", "VPOA50", "VPHW50", "VPHW51", "VPFT50", "VXSUii"}  # fmt: skip
 
 pytestmark = pytest.mark.skipif(not JMAXML.is_dir(), reason="JMA samples not found at ../shared/data/jmaxml")
 
@@ -49,8 +51,8 @@ def test_every_sample_yields_known_districts_or_is_named_unsupported(registry) -
             assert alert.origin == "jma" and alert.kind and alert.identifier
             unknown = [d for d in alert.districts if registry.find(d) is None]
             assert not unknown, f"{path.name}: districts not in the registry: {unknown}"
-    assert sum(supported.values()) == 73
-    assert sum(unsupported.values()) == 473
+    assert sum(supported.values()) == 242
+    assert sum(unsupported.values()) == 304
 
 
 def test_identifiers_are_unique_per_report_and_stable(registry) -> None:

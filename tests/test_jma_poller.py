@@ -27,7 +27,7 @@ from tests.jma_samples import EEW, JMAXML, shifted, text
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
 
 TSUNAMI = ["32-39_11_02_250206_VTSE41.xml", "38-39_02_01_250206_VTSE41.xml"]
-UNSUPPORTED = "32-35_01_01_100806_VXSE51.xml"
+UNSUPPORTED = "32-35_09_01_191111_VXSE56.xml"  # 地震の活動状況等に関する情報: explanatory, not relayed
 
 pytestmark = pytest.mark.skipif(not JMAXML.is_dir(), reason="JMA samples not found at ../shared/data/jmaxml")
 
@@ -192,7 +192,7 @@ async def test_conditional_get_and_each_entry_fetched_once_across_restart(server
         assert await poller.poll_once() == {"eqvol": "updated"}
         assert await poller.poll_once() == {"eqvol": "not_modified"}
     assert server.feed_requests == [("eqvol", None, 200), ("eqvol", '"eqvol-v1"', 304)]
-    assert server.fetches == Counter(EEW)  # the unsupported VXSE51 is skipped by its title
+    assert server.fetches == Counter(EEW)  # the unsupported VXSE56 is skipped by its title
     assert [a.msg_type for a in sink] == [MsgType.ALERT, MsgType.UPDATE, MsgType.CANCEL]
     serial1, serial2, cancel = sink
     assert serial2.references == [serial1.reference_key()]
@@ -282,7 +282,7 @@ async def test_test_telegrams_are_logged_and_counted(server, redis, registry, ca
     assert sink == []
     assert metric("alertd_jma_ignored_total", source="eqvol", type="VXSE43", reason="test") == before + 1
     reasons = {r.fields["reason"] for r in caplog.records if r.getMessage() == "jma.entry_ignored"}  # type: ignore[attr-defined]
-    assert reasons == {"test", "unsupported"}  # the skipped VXSE51 leaves a line too
+    assert reasons == {"test", "unsupported"}  # the skipped VXSE56 leaves a line too
 
 
 async def test_poll_entry_and_ignored_counters_are_separate(server, redis, registry) -> None:

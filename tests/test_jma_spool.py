@@ -32,6 +32,11 @@ from tests.support import until
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
 HITACHI, OSHIMA = "08202", "13361"  # 日立市 (茨城県, region 300), 大島町 (伊豆諸島, region 320)
 SATSUMASENDAI = "46215"  # 薩摩川内市 (鹿児島県西部, region 773)
+SHIZUOKA_AOI = "22101"  # 静岡市葵区
+SHINDO = "32-35_01_01_100806_VXSE51.xml"  # 震度速報, 2009-08-11: 震度6弱 静岡県中部・西部
+NANKAI_INVESTIGATING = "74_01_01_200512_VYSE50.xml"  # 南海トラフ地震臨時情報（調査中）
+NANKAI_WARNING = "74_01_04_200512_VYSE50.xml"  # 南海トラフ地震臨時情報（巨大地震警戒）
+NANKAI_ENDED = "74_01_07_200512_VYSE50.xml"  # 南海トラフ地震臨時情報（調査終了）
 
 
 # --- the folder itself --------------------------------------------------------------
@@ -308,3 +313,48 @@ async def test_the_jma_sequences_drill_shows_the_right_grades_in_force_after_eve
     # The radio that only takes level 5 heard serial 1, what replaced it, and the 取消.
     by_name = {s["name"]: s for s in rep["steps"]}
     assert all(by_name[n]["by_adapter"].get("radio", {}).get("delivered") for n in list(by_name)[:3])
+
+
+async def test_a_shindo_report_and_the_nankai_trough_information_dropped_in_the_folder_are_delivered(
+    spool_engine: RunningEngine, sink: Sink
+) -> None:
+    """Issue 13: 震度速報 and 南海トラフ地震臨時情報 through the drop folder to a loudspeaker and a broadcaster."""
+    engine = spool_engine
+    await engine.add_subscriber(id="radio-aoi", adapter="radio", endpoint=f"{sink.url}/radio",
+                                districts=[SHIZUOKA_AOI])  # fmt: skip
+    await engine.add_subscriber(id="tv-shizuoka", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["22"])
+    # 2009-08-11 (Actual): 震度6弱 in 静岡県中部 — named by area; 静岡市葵区 is in that prefecture.
+    drop(spool_dir(engine), SHINDO, shifted(SHINDO, delta_to_now(SHINDO)))
+    (script,) = await until(lambda: _scripts(sink, "/radio", 1), what="the 震度速報 at the loudspeaker")
+    assert "震度6弱 静岡県中部" in script["text"], script["text"]
+    (cap,) = await until(lambda: _caps(sink, "/tv", 1), what="the 震度速報 at the broadcaster")
+    assert cap.infos[0].parameter("JMA_MAX_INTENSITY") == "6-"
+
+    # 臨時情報（調査中） reaches the broadcaster only; （巨大地震警戒） replaces it, on the flash lane, to both.
+    delta = delta_to_now(NANKAI_WARNING)
+    drop(spool_dir(engine), NANKAI_INVESTIGATING, shifted(NANKAI_INVESTIGATING, delta))
+    caps = await until(lambda: _caps(sink, "/tv", 2), what="the 臨時情報（調査中） at the broadcaster")
+    investigating = caps[1]
+    assert investigating.infos[0].parameter("JMA_NANKAI_KIND") == "調査中"
+    drop(spool_dir(engine), NANKAI_WARNING, shifted(NANKAI_WARNING, delta))
+    caps = await until(lambda: _caps(sink, "/tv", 3), what="the 臨時情報（巨大地震警戒） at the broadcaster")
+    warning = caps[2]
+    assert warning.msg_type.value == "Update" and warning.references == [investigating.reference_key()]
+    assert "alertd:jma-rule=nankai-warning" in warning.codes
+    scripts = await until(lambda: _scripts(sink, "/radio", 2), what="the 巨大地震警戒 at the loudspeaker")
+    assert "巨大地震警戒" in scripts[1]["text"]
+    rows = {r["identifier"]: r for r in await jma_alerts(engine)}
+    assert rows[warning.identifier]["priority"] == "flash"
+    assert not [r for r in await jma_alerts(engine, active="true") if r["identifier"] == investigating.identifier]
+
+    # 調査終了 is by policy for broadcasters and feeds only, yet it ends the 警戒: the loudspeaker that
+    # announced the 警戒 hears it too.
+    drop(spool_dir(engine), NANKAI_ENDED, shifted(NANKAI_ENDED, delta_to_now(NANKAI_ENDED)))
+    scripts = await until(lambda: _scripts(sink, "/radio", 3), what="the 調査終了 at the loudspeaker that heard the 警戒")
+    assert scripts[2]["msg_type"] == "Update" and "調査終了" in scripts[2]["text"]
+    assert not [r for r in await jma_alerts(engine, active="true") if r["kind"] == "megaquake"]
+
+
+async def _caps(sink: Sink, path: str, n: int) -> list[Alert]:
+    caps = [parse_cap(r["body"]) for r in sink.at(path)]
+    return caps if len(caps) >= n else []

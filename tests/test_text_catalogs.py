@@ -30,6 +30,12 @@ OPTIONAL_KEYS: dict[tuple[Any, ...], set[str]] = {
     ("whole_area_named",): {"muni"},
     # やさしい日本語 explains a hard hazard word where it first appears (reason_text).
     ("reasons_explained",): set(),
+    # hazard_texts.area_name words JMA's area names where a language has these, else shows them as JMA wrote them.
+    ("prefectures",): set(),
+    ("area_parts",): {"pref"},
+    ("area_other",): {"pref", "rest"},
+    # messages._national adds JMA's per-region arrival and height (in JMA's words) only where a language reads them.
+    ("tsunami_regions",): {"lines"},
 }
 
 # Keys whose texts may use one of several placeholder sets, because the code

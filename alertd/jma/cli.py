@@ -72,6 +72,7 @@ def parse_files(
                 "type": result.type_code,
                 "title": result.title,
                 "unsupported": result.type_code,
+                "why": result.reason,
             }
             print(json.dumps(line, ensure_ascii=False), file=out)
             continue
@@ -85,6 +86,62 @@ def parse_files(
     return code
 
 
+JMA_FEED_BASE = "https://www.data.jma.go.jp/developer/xml/feed"
+
+
+def poll_to(directory: Path, feed_base: str | None, *, once: bool) -> int:
+    """``alertd jma poll --to DIR``: the poller's state in ALERTD_REDIS_URL, or an embedded Redis.
+
+    With an embedded Redis the record of fetched entries ends with the
+    process, so a restart writes the feeds' current entries again; the LGWAN
+    side announces each JMA report once whatever bytes carry it (dedup by
+    JMA identity), so that costs disk, not duplicate alerts.
+    """
+    import asyncio
+    import os
+    import signal
+
+    import redis.asyncio as aioredis
+
+    from alertd.embedded import EmbeddedServices
+    from alertd.jma.handover import build_handover_poller
+    from alertd.jma.poller import PollerConfig, PollerConfigError
+
+    env = dict(os.environ)
+    if feed_base:
+        env["ALERTD_JMA_FEED_BASE"] = feed_base
+    try:
+        config = PollerConfig.from_env(env)
+    except (PollerConfigError, ValueError) as exc:
+        print(f"poll: {exc}", file=sys.stderr)
+        return 1
+    if config is None:
+        print(f"poll: give --feed-base or set ALERTD_JMA_FEED_BASE (JMA: {JMA_FEED_BASE})", file=sys.stderr)
+        return 1
+
+    async def run(url: str) -> None:
+        client = aioredis.from_url(url)
+        poller = build_handover_poller(directory, config, client)
+        try:
+            if once:
+                outcomes = await poller.poll_once()
+                print(json.dumps(outcomes), file=sys.stdout)
+                await poller.close()
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await poller.run(stop)
+        finally:
+            await client.aclose()
+
+    with EmbeddedServices() as services:
+        url = os.environ.get("ALERTD_REDIS_URL") or services.start_redis()
+        asyncio.run(run(url))
+    return 0
+
+
 def main(argv: list[str], *, registry: AreaRegistry | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alertd jma", description="JMA disaster-prevention XML tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,7 +149,16 @@ def main(argv: list[str], *, registry: AreaRegistry | None = None) -> int:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--policy", help="JMA policy YAML (default: ALERTD_JMA_POLICY or the built-in policy)")
     p.add_argument("--no-policy", action="store_true", help="do not apply the broadcast policy")
+    q = sub.add_parser(
+        "poll",
+        help="internet side of the drop folder: poll JMA's feeds and write each telegram, sanitised, into DIR",
+    )
+    q.add_argument("--to", required=True, metavar="DIR", help="the drop folder LGWAN reads (ALERTD_JMA_SPOOL)")
+    q.add_argument("--feed-base", help="feed base URL (default: ALERTD_JMA_FEED_BASE; JMA: " + JMA_FEED_BASE + ")")
+    q.add_argument("--once", action="store_true", help="poll every feed once and exit")
     args = parser.parse_args(argv)
+    if args.command == "poll":
+        return poll_to(Path(args.to), args.feed_base, once=args.once)
 
     policy: Policy | None = None
     if not args.no_policy:

@@ -1,4 +1,4 @@
-"""Designated-river flood forecasts (指定河川洪水予報, VXKOii).
+"""River flood information: designated-river forecasts (指定河川洪水予報, VXKOii) and 水位周知河川 (VXSUii).
 
 The forecast is about a river reach, not a municipality; the towns at risk
 are the ones JMA lists as 浸水想定地区 (areas expected to be flooded), each
@@ -20,7 +20,8 @@ def parse_vxkoii(h: Header, resolver: Resolver) -> list[Part]:
     kind_code = ""
     reaches = []
     for info in h.head.findall("{*}Headline/{*}Information"):
-        if not (info.get("type") or "").endswith("（予報区域）"):
+        # 指定河川洪水予報 names its forecast reach （予報区域）; 水位周知河川 (VXSUii) its （発表区間）.
+        if not (info.get("type") or "").endswith(("（予報区域）", "（発表区間）")):
             continue
         for item in info.findall("{*}Item"):
             kind_name = kind_name or text(item, "{*}Kind/{*}Name")

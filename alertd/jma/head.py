@@ -44,6 +44,7 @@ class AreaRegistry(Protocol):
     def tsunami_region(self, code: str) -> Any: ...
     def tsunami_municipalities(self, code: str) -> list[str]: ...
     def find(self, code: str) -> Any: ...
+    def jma_forecast_area_named(self, name: str) -> str | None: ...
 
 
 class Resolver:
@@ -77,6 +78,12 @@ class Resolver:
             self.miss(f"tsunami:{code}")
             return []
         return [region.code, *munis]
+
+    def forecast_area_named(self, name: str) -> str | None:
+        code = self.registry.jma_forecast_area_named(name) if name else None
+        if code is None:
+            self.miss(name or "(no area name)")
+        return code
 
     def prefecture(self, pref: str) -> list[str]:
         if self.registry.find(pref) is None:
@@ -242,6 +249,9 @@ class Part:
     # a VTSE41 titled 大津波警報・津波警報・津波注意報 carries one alert per grade.
     headline: str | None = None
     headline_en: str | None = None
+    # The CAP <incidents>, when the EventID does not name the story: every 南海トラフ地震臨時情報
+    # has its own EventID, yet each one replaces the last (there is one Nankai Trough).
+    incident: str | None = None
 
 
 def _cap_grade(part: Part, kind: str) -> tuple[str, str, str]:
@@ -315,7 +325,7 @@ def build_alert(h: Header, part: Part) -> Alert:
         msg_type=h.msg_type,
         source=h.editorial_office or None,
         note=f"JMA {h.type_code} {h.control_title}",
-        incidents=h.incident,
+        incidents=part.incident or h.incident,
         infos=infos,
         origin=Origin.JMA,
         districts=part.districts,

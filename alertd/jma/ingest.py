@@ -26,7 +26,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
@@ -63,6 +63,20 @@ class Outcome:
 
 
 DONE = Outcome(True, "broadcast")
+
+
+# Types whose every report restates its event whole (EventID: the earthquake, the volcano, the
+# 臨時情報): a later 発表 replaces the earlier report, so it is an Update referencing it and
+# the earlier one stops being in force (調査中 → 巨大地震警戒 → 調査終了; レベル3 → レベル2). Not
+# 竜巻注意情報, 記録的短時間大雨情報 or 熱中症警戒アラート: their incident is the issuing office,
+# and a report for other towns must not end one still being delivered.
+RESTATED = frozenset({"VXSE51", "VXSE52", "VXSE53", "VTSE51", "VTSE52", "VFVO50", "VYSE50", "VYSE60"})
+
+
+class TelegramSink(Protocol):
+    """Where a source hands its telegrams: the Ingest path, or the drop-folder handover (handover.py)."""
+
+    async def handle(self, telegrams: list[Telegram], guard: Guard | None = None) -> dict[int, Outcome]: ...
 
 
 def order(telegrams: list[Telegram]) -> list[Telegram]:
@@ -184,30 +198,45 @@ class Ingest:
         return DONE
 
     async def _simple(self, t: Telegram) -> Outcome:
-        """Other types: a 訂正/取消 references the last broadcast report of the same incident."""
-        sent: list[Alert] = []
+        """Other types: a 訂正/取消 references the last broadcast report of the same incident.
+
+        For the types in RESTATED a new 発表 does too, and is an Update of it. Either way
+        it goes at least as far as that report went (a レベル5 → レベル3 reaches the
+        loudspeakers that announced レベル5).
+        """
+        sent: list[tuple[Alert, Decision]] = []
+        header = t.result.header
+        restated = header is not None and header.type_code in RESTATED
         for alert in t.result.alerts:
-            refs: list[str] = []
-            if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL):
-                refs = await self._incident_refs(alert.incidents)
+            inherit: list[Decision] = []
+            if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) or restated:
+                refs, inherit = await self._incident(alert.incidents)
                 alert.references = refs
                 if alert.msg_type is MsgType.UPDATE and not refs:
                     alert.msg_type = MsgType.ALERT  # a 訂正 of nothing alertd sent is news
-            if await self._send(t, alert, []) is not None:
-                sent.append(alert)
-        if sent and sent[0].incidents:
+                elif alert.msg_type is MsgType.ALERT and refs:
+                    alert.msg_type = MsgType.UPDATE  # the event's newer report replaces the older
+            decision = await self._send(t, alert, inherit)
+            if decision is not None:
+                sent.append((alert, decision))
+        if sent and sent[0][0].incidents:
+            record = {"refs": [a.reference_key() for a, _ in sent], "decisions": [d.to_dict() for _, d in sent]}
             await self.redis.set(
-                self.keys.jma(f"incident:{sent[0].incidents}"),
-                json.dumps([a.reference_key() for a in sent]),
-                ex=int(self.retention_s),
+                self.keys.jma(f"incident:{sent[0][0].incidents}"), json.dumps(record), ex=int(self.retention_s)
             )
         return DONE
 
-    async def _incident_refs(self, incident: str | None) -> list[str]:
+    async def _incident(self, incident: str | None) -> tuple[list[str], list[Decision]]:
+        """The reference keys and routing decisions of the incident's last broadcast report."""
         if not incident:
-            return []
+            return [], []
         raw = await self.redis.get(self.keys.jma(f"incident:{incident}"))
-        return list(json.loads(raw)) if raw else []
+        if not raw:
+            return [], []
+        data = json.loads(raw)
+        if isinstance(data, list):  # written before decisions were kept: references only
+            return list(data), []
+        return list(data.get("refs", [])), [Decision.from_dict(d) for d in data.get("decisions", [])]
 
     async def _send(self, t: Telegram, alert: Alert, inherit: list[Decision]) -> Decision | None:
         """Policy, then the core. The decision when the core took it; None when not sent or refused.

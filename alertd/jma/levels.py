@@ -177,6 +177,9 @@ def flood_grade(name: str) -> tuple[str, int | None, str] | None:
     ):
         if word in norm:
             return ("issue", explicit or level, english)
+    r06 = flood_level(norm)
+    if r06 is not None:
+        return ("issue", explicit or r06[0], r06[1])
     return None
 
 
@@ -193,3 +196,38 @@ def eew_level(max_from: str) -> int:
     if max_from in INTENSITIES and INTENSITIES.index(max_from) >= INTENSITIES.index("6-"):
         return 5
     return 4
+
+
+def intensity_level(max_int: str) -> int | None:
+    """Observed maximum 震度 → alertd level, so a subscriber's ``min_level`` filters earthquake reports sensibly.
+
+    震度 is not a 警戒レベル: an observed shaking report asks nobody to evacuate.
+    It is placed by what it means for a desk: 6弱 or more (collapse, fires,
+    a 災害対策本部) 4; 5弱/5強 (damage likely, the municipality's first response)
+    3; 4 (felt by all, little damage) 2; 3 or less 1. The policy's thresholds
+    are on the 震度 itself (``min_intensity``), not on this level.
+    """
+    if max_int not in INTENSITIES:
+        return None
+    i = INTENSITIES.index(max_int)
+    if i >= INTENSITIES.index("6-"):
+        return 4
+    if i >= INTENSITIES.index("5-"):
+        return 3
+    if i >= INTENSITIES.index("4"):
+        return 2
+    return 1
+
+
+def flood_level(name: str) -> tuple[int, str] | None:
+    """R06 river names (レベル２氾濫注意報 … レベル５氾濫特別警報) → (level, English), longest word first."""
+    norm = normalize(name)
+    for word, level, english in (
+        ("氾濫特別警報", 5, "River flood emergency warning"),
+        ("氾濫危険警報", 4, "River flood danger warning"),
+        ("氾濫警報", 3, "River flood warning"),
+        ("氾濫注意報", 2, "River flood advisory"),
+    ):
+        if word in norm:
+            return level, english
+    return None

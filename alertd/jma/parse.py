@@ -17,8 +17,13 @@ from pathlib import PurePath
 from alertd.errors import InvalidInput
 from alertd.jma.flood import parse_vxkoii
 from alertd.jma.head import AreaRegistry, Header, Part, Resolver, build_alert, local, read_header
+from alertd.jma.megaquake import NANKAI_INCIDENT, TRENCH_INCIDENT, parse_vyse50, parse_vyse60
+from alertd.jma.quakes import parse_quake
 from alertd.jma.seismic import parse_vtse41, parse_vxse43
+from alertd.jma.tsunami_info import parse_vtse51, parse_vtse52
+from alertd.jma.volcano import parse_vfvo50, parse_vfvo56
 from alertd.jma.warnings import parse_vpno50, parse_vpww, parse_vxww50
+from alertd.jma.weather_info import parse_vpft50, parse_vphw, parse_vpoa50
 from alertd.models import Alert, MsgType
 from alertd.xmlsafe import parse_xml
 
@@ -33,6 +38,23 @@ class Supported:
     code: str
     kind: str  # the alert kind a cancelled report of this type carries
     parser: Parser
+    incident: str | None = None  # the story a 取消 withdraws from, when the EventID does not name it
+
+
+def _parse_eew_forecast(h: Header, resolver: Resolver) -> list[Part]:
+    """緊急地震速報（予報／地震動予報）: read like the warning, but its own kind, which the default policy drops.
+
+    The forecast grade goes out for 震度3 or M3.5 and is revised many times a
+    second; it is for machines and specialists, not loudspeakers (docs/jma.md).
+    """
+    parts = parse_vxse43(h, resolver)
+    for part in parts:
+        part.kind = "eew_forecast"
+        part.event = h.control_title
+        part.event_en = "Earthquake early warning (forecast grade)"
+        part.level = None
+        part.headline = part.headline_en = None
+    return parts
 
 
 # Control/Title → supported type. R06 warnings share one title prefix.
@@ -43,7 +65,60 @@ _SUPPORTED_TITLES: dict[str, Supported] = {
     "津波警報・注意報・予報a": Supported("VTSE41", "tsunami", parse_vtse41),
     "土砂災害警戒情報": Supported("VXWW50", "landslide", parse_vxww50),
     "指定河川洪水予報": Supported("VXKOii", "flood", parse_vxkoii),
+    "水位周知河川に関する情報": Supported("VXSUii", "flood", parse_vxkoii),
+    "震度速報": Supported("VXSE51", "earthquake", parse_quake),
+    "震源に関する情報": Supported("VXSE52", "earthquake", parse_quake),
+    "震源・震度に関する情報": Supported("VXSE53", "earthquake", parse_quake),
+    "津波情報a": Supported("VTSE51", "tsunami", parse_vtse51),
+    "沖合の津波観測に関する情報": Supported("VTSE52", "tsunami_info", parse_vtse52),
+    "噴火警報・予報": Supported("VFVO50", "volcano", parse_vfvo50),
+    "噴火速報": Supported("VFVO56", "volcano", parse_vfvo56),
+    "南海トラフ地震臨時情報": Supported("VYSE50", "megaquake", parse_vyse50, NANKAI_INCIDENT),
+    "北海道・三陸沖後発地震注意情報": Supported("VYSE60", "megaquake", parse_vyse60, TRENCH_INCIDENT),
+    "記録的短時間大雨情報": Supported("VPOA50", "heavy_rain", parse_vpoa50),
+    "竜巻注意情報": Supported("VPHW50", "tornado", parse_vphw),
+    "竜巻注意情報（目撃情報付き）": Supported("VPHW51", "tornado", parse_vphw),
+    "熱中症警戒アラート": Supported("VPFT50", "heat", parse_vpft50),
+    "緊急地震速報（予報）": Supported("VXSE44", "eew_forecast", _parse_eew_forecast),
+    "緊急地震速報（地震動予報）": Supported("VXSE45", "eew_forecast", _parse_eew_forecast),
 }
+
+# Why a type is not relayed, by code prefix (longest first wins), for `alertd jma parse` and the logs.
+_UNSUPPORTED_WHY = {
+    "VGSK": "seasonal and special observations (季節観測, 生物季節観測, 特殊気象報): not for public alerting",
+    "VGUV": "UV observation data: not for public alerting",
+    "VPFG": "weather overview (天気概況): not for public alerting",
+    "VPFD": "weather forecast: not for public alerting",
+    "VPFW": "weekly forecast and warning outlook: not for public alerting; the warnings themselves are relayed",
+    "VPWW50": "pre-2010 warning format, replaced by VPWW54 and the R06 VPWW55–61, which are relayed",
+    "VPWW53": "pre-2015 warning format, replaced by VPWW54 and the R06 VPWW55–61, which are relayed",
+    "VPWP": "warning time series (時系列): the warnings themselves (VPWW) are relayed",
+    "VPT": "typhoon information: the warnings it leads to (VPWW, VPNO50) are relayed",
+    "VPC": "regional weather information, outlooks and marine warnings: not for municipal alerting",
+    "VPZ": "national weather information, outlooks and marine warnings: not for municipal alerting",
+    "VPA": "early weather information (早期天候情報): an outlook, not an alert",
+    "VPBS": "府県気象防災速報 in free text: the warnings and 竜巻注意情報 it accompanies are relayed",
+    "VPFJ": "府県気象情報 in free text: the warnings it explains are relayed",
+    "VPRN": "rain danger notification for specialists: the warnings are relayed",
+    "VMCJ": "tide information: the storm-surge warnings (高潮) are relayed",
+    "VZS": "weather charts (images): nothing to announce",
+    "VZ": "notices about the JMA service itself: nothing to announce",
+    "VXSE42": "EEW distribution test: never relayed",
+    "VXSE56": "earthquake activity commentary: explanatory, no call to action",
+    "VXSE6": "earthquake counts, hypocentre revisions and long-period motion observations: explanatory",
+    "VYSE5": "Nankai Trough commentary (解説情報): explanatory; the 臨時情報 (VYSE50) is relayed",
+    "VFVO5": "volcano commentary, observations and ash-fall forecasts: the 噴火警報 and 噴火速報 are relayed",
+    "VFVO6": "eruption plume direction: for aviation and specialists",
+    "VFSV": "volcanic marine warnings: for ships, not municipalities",
+}
+
+
+def unsupported_reason(code: str) -> str:
+    """Why alertd does not relay telegrams of type ``code`` (docs/jma.md lists them)."""
+    for prefix in sorted(_UNSUPPORTED_WHY, key=len, reverse=True):
+        if code.startswith(prefix):
+            return _UNSUPPORTED_WHY[prefix]
+    return "a type alertd has no parser for: not relayed"
 _R06_PREFIX = "気象警報・注意報（Ｒ０６）（"
 _R06_CODES = {
     "大雨": "VPWW55",
@@ -174,6 +249,8 @@ class ParseResult:
     # The message's Control/Head, for the sequencing done after parsing (EEW
     # serials, tsunami state per region) and for dedup by JMA identity.
     header: Header | None = None
+    # For an unsupported type: why it is not relayed, in words a desk operator reads.
+    reason: str | None = None
 
     @property
     def identity(self) -> str | None:
@@ -225,7 +302,9 @@ def parse_message(data: bytes, registry: AreaRegistry, *, name: str | None = Non
     hint = type_code_hint(name)
     code, supported = identify(control_title, hint)
     if supported is None:
-        return ParseResult(type_code=code, title=control_title, supported=False)
+        return ParseResult(
+            type_code=code, title=control_title, supported=False, reason=unsupported_reason(code)
+        )
 
     header = read_header(root, code)
     resolver = Resolver(registry)
@@ -259,6 +338,7 @@ def _cancel_part(h: Header, supported: Supported) -> Part:
         areas=[],
         jma_status="取消",
         description=h.headline or None,
+        incident=supported.incident,
     )
 
 
@@ -278,4 +358,4 @@ def _empty_part(h: Header, supported: Supported) -> Part:
     )
 
 
-__all__ = ["NotJmaXml", "ParseResult", "identify", "parse_message", "type_code_hint"]
+__all__ = ["NotJmaXml", "ParseResult", "identify", "parse_message", "type_code_hint", "unsupported_reason"]

@@ -32,13 +32,18 @@ from typing import Any
 
 import yaml
 
+from alertd.hazard_texts import PARAM_MAX_INTENSITY
+from alertd.jma.levels import INTENSITIES
 from alertd.messages import PARAM_LIFTED_LEVEL as LIFTED_LEVEL
 from alertd.models import AdapterKind, Alert, MsgType, Priority, Status
 
 FEED = AdapterKind.FEED.value  # alertd's own public feeds (MQTT feed topics, Atom), not a subscriber adapter
 TARGETS = frozenset(a.value for a in AdapterKind)  # the subscriber kinds and the feed
 SCOPES = frozenset({"districts", "prefecture"})
-KINDS = frozenset({"eew", "tsunami", "special_warning", "warning", "advisory", "landslide", "flood"})
+KINDS = frozenset({
+    "eew", "tsunami", "special_warning", "warning", "advisory", "landslide", "flood",
+    "earthquake", "eew_forecast", "tsunami_info", "volcano", "megaquake", "heavy_rain", "tornado", "heat",
+})  # fmt: skip
 ACTIONS = frozenset({"issue", "continue", "lift"})
 
 CODE_ADAPTERS = "alertd:adapters="
@@ -51,6 +56,8 @@ DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "config" / "jma-poli
 _RULE_KEYS = {
     "name",
     "kinds",
+    "types",
+    "min_intensity",
     "min_level",
     "max_level",
     "lifted_min_level",
@@ -130,6 +137,8 @@ DROP = Decision(broadcast=False, priority=Priority.ROUTINE, adapters=(), scope="
 class Rule:
     name: str
     kinds: frozenset[str] = frozenset()
+    types: frozenset[str] = frozenset()  # JMA type codes (VXSE51 …), for rules one kind is too coarse for
+    min_intensity: str | None = None  # observed maximum 震度 (JMA's 1 … 5- 5+ 6- 6+ 7)
     min_level: int | None = None
     max_level: int | None = None
     lifted_min_level: int | None = None
@@ -145,6 +154,12 @@ class Rule:
     def matches(self, alert: Alert) -> bool:
         if self.kinds and alert.kind not in self.kinds:
             return False
+        if self.types and jma_type(alert) not in self.types:
+            return False
+        if self.min_intensity is not None:
+            observed = max_intensity(alert)
+            if observed is None or INTENSITIES.index(observed) < INTENSITIES.index(self.min_intensity):
+                return False
         if self.actions and alert.action not in self.actions:
             return False
         if self.msg_types and alert.msg_type not in self.msg_types:
@@ -340,6 +355,25 @@ def lifted_level(alert: Alert) -> int | None:
     return None
 
 
+def _parameter(alert: Alert, name: str) -> str | None:
+    for info in alert.infos:
+        value = info.parameter(name)
+        if value is not None:
+            return value
+    return None
+
+
+def jma_type(alert: Alert) -> str | None:
+    """The JMA type code the parser recorded (CAP parameter JMA_TYPE)."""
+    return _parameter(alert, "JMA_TYPE")
+
+
+def max_intensity(alert: Alert) -> str | None:
+    """The highest 震度 an earthquake report observed, in JMA's notation, if it says."""
+    value = _parameter(alert, PARAM_MAX_INTENSITY)
+    return value if value in INTENSITIES else None
+
+
 def _rule(raw: Any, index: int, source: str) -> Rule:
     if not isinstance(raw, dict):
         raise PolicyError(f"{source}: rule #{index + 1} must be a mapping")
@@ -365,8 +399,15 @@ def _rule(raw: Any, index: int, source: str) -> Rule:
     broadcast = raw.get("broadcast", True)
     if not isinstance(broadcast, bool):
         raise PolicyError(f"{where}: broadcast must be true or false")
+    min_intensity = raw.get("min_intensity")
+    if min_intensity is not None:
+        min_intensity = str(min_intensity)
+        if min_intensity not in INTENSITIES:
+            raise PolicyError(f"{where}: min_intensity must be one of {INTENSITIES} (5- is 震度5弱), not {min_intensity!r}")
     return Rule(
         name=name,
+        types=frozenset(str(t) for t in _as_list(raw.get("types", []), "types", where)),
+        min_intensity=min_intensity,
         kinds=frozenset(_checked(_as_list(raw.get("kinds", []), "kinds", where), KINDS, "kinds", where)),
         min_level=_level(raw.get("min_level"), "min_level", where),
         max_level=_level(raw.get("max_level"), "max_level", where),
@@ -407,6 +448,16 @@ exercise: {withhold: [radio], priority: routine}
 rules:
   - {name: eew-tsunami-cancel, kinds: [eew, tsunami], msg_types: [Cancel], priority: flash,
      adapters: [radio, broadcaster, feed], scope: prefecture}
+  - {name: eruption, types: [VFVO56], actions: [issue], priority: flash, adapters: [all]}
+  - {name: volcano-residential, kinds: [volcano], actions: [issue], min_level: 4, priority: flash, adapters: [all]}
+  - {name: nankai-warning, kinds: [megaquake], actions: [issue], min_level: 4, priority: flash, adapters: [all],
+     scope: prefecture}
+  - {name: tsunami-information, types: [VTSE51], actions: [issue, continue], min_level: 4, priority: flash,
+     adapters: [broadcaster, feed], scope: prefecture}
+  - {name: tsunami-information-other, types: [VTSE51], adapters: [feed]}
+  - {name: tsunami-offshore, kinds: [tsunami_info], priority: flash, adapters: [broadcaster, feed],
+     scope: prefecture}
+  - {name: eew-forecast, kinds: [eew_forecast], broadcast: false}
   - {name: eew, kinds: [eew], priority: flash, adapters: [radio, broadcaster, feed], scope: prefecture}
   - {name: tsunami-warning, kinds: [tsunami], actions: [issue, continue], min_level: 4, priority: flash,
      adapters: [radio, broadcaster, feed], scope: prefecture}
@@ -420,11 +471,20 @@ rules:
   - {name: special-warning, kinds: [special_warning], actions: [issue], priority: flash, adapters: [all]}
   - {name: any-cancellation, msg_types: [Cancel], adapters: [all]}
   - {name: continuing, actions: [continue], adapters: [feed]}
+  - {name: quake-strong, kinds: [earthquake], min_intensity: 5-, adapters: [radio, broadcaster, isp, signage, feed]}
+  - {name: quake, kinds: [earthquake], min_intensity: '3', adapters: [broadcaster, isp, signage, feed]}
+  - {name: quake-minor, kinds: [earthquake], adapters: [feed]}
+  - {name: nankai-advisory, kinds: [megaquake], actions: [issue], min_level: 3,
+     adapters: [broadcaster, isp, signage, feed], scope: prefecture}
+  - {name: nankai-information, kinds: [megaquake], adapters: [broadcaster, feed], scope: prefecture}
+  - {name: heavy-rain, kinds: [heavy_rain], actions: [issue], adapters: [broadcaster, isp, signage, radio, feed]}
+  - {name: tornado-heat, kinds: [tornado, heat], actions: [issue], adapters: [broadcaster, isp, signage, feed]}
   - {name: level-4, kinds: [special_warning, warning, landslide, flood], actions: [issue], min_level: 4,
      adapters: [broadcaster, isp, signage, radio, feed]}
   - {name: warning, kinds: [warning, flood], actions: [issue], min_level: 3,
      adapters: [broadcaster, isp, signage, feed]}
-  - {name: lift, kinds: [special_warning, warning, landslide, flood], actions: [lift],
+  - {name: volcano, kinds: [volcano], actions: [issue], min_level: 2, adapters: [broadcaster, isp, signage, feed]}
+  - {name: lift, kinds: [special_warning, warning, landslide, flood, volcano, heavy_rain, tornado], actions: [lift],
      adapters: [broadcaster, isp, signage, feed]}
   - {name: advisory, adapters: [feed]}
 """

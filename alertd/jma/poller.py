@@ -35,7 +35,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -47,7 +47,7 @@ from alertd.constants import DEFAULT_PREFIX, Keys
 from alertd.errors import AlertdError
 from alertd.jma.atom import Entry, parse_feed
 from alertd.jma.head import AreaRegistry
-from alertd.jma.ingest import Guard, Ingest, OnAlert, Telegram
+from alertd.jma.ingest import Guard, Ingest, OnAlert, Telegram, TelegramSink
 from alertd.jma.metrics import ENTRIES, ENTRY_FAILURES, IGNORED, LAST_SUCCESS, POLL_FAILURES, POLLS
 from alertd.jma.parse import KNOWN_TITLES, ParseResult, identify, parse_message
 from alertd.jma.policy import Policy
@@ -207,14 +207,17 @@ class JmaPoller:
         registry: AreaRegistry | None = None,
         policy: Policy | None = None,
         session: aiohttp.ClientSession | None = None,
-        ingest: Ingest | None = None,
+        ingest: TelegramSink | None = None,
         lease: Lease | None = None,
+        keep_bytes: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.config = config
         self.redis = redis
         self._registry = registry
         self.keys = Keys(config.key_prefix)
-        self.ingest = ingest or Ingest(
+        # `alertd jma poll --to DIR` writes the fetched bytes on rather than broadcasting (handover.py).
+        self._keep_bytes = keep_bytes
+        self.ingest: TelegramSink = ingest or Ingest(
             redis,
             self.keys,
             on_alert,
@@ -406,6 +409,8 @@ class JmaPoller:
             result = await self._parse(feed, item.entry, item.data)
             if result is None:
                 continue
+            if self._keep_bytes is not None:
+                self._keep_bytes(item.entry.url, item.data)
             telegrams.append(Telegram(feed, item.entry.url, result, position))
             by_position[position] = item.entry
         if not telegrams:
