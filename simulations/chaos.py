@@ -179,7 +179,11 @@ async def broker_kill(shared: Shared, p: BrokerKill, workdir: Path) -> Row:
     try:
         alertd.seed(webhooks(sink, p.webhooks))
         await alertd.serve()
+        subscribed_at = time.time()
         receiver = await Receiver("127.0.0.1", broker.port, f"{alertd.topics}/+/+").start()
+        # Mosquitto writes its sessions to disk every second: a kill -9 before that would
+        # lose the receiver's subscription itself, which is the broker's promise, not alertd's.
+        await until(lambda: broker.saved_since(subscribed_at + 0.01), 10, "the broker saving the receiver's session")
         places = towns()[: p.orders]
         accepted: dict[str, str] = {}  # alert id -> town
         during: list[str] = []  # accepted while the broker was away

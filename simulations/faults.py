@@ -137,6 +137,12 @@ class MosquittoServer(Process):
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    def saved_since(self, t: float) -> bool:
+        """Whether the broker wrote its database after ``t`` (time.time()): what it knew then
+        (a new session, a subscription) now survives a kill -9."""
+        db = Path(self.dir) / "mosquitto.db"
+        return db.exists() and db.stat().st_mtime > t
+
     def forget(self) -> None:
         """Lose everything on disk (sessions, queues, retained): as if the broker were replaced."""
         for db in Path(self.dir).glob("*.db"):
