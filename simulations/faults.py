@@ -196,8 +196,12 @@ class SentinelGroup:
         wait_for(self._replica_in_sync, 15, "the replica did not sync with the master")
         for s in self.sentinels:
             s.start()
-        wait_for(self._sentinels_see_replica, 15, "the sentinels did not find the replica and each other")
         return self
+
+    def wait_ready(self) -> None:
+        """Until the sentinels could fail over (they find each other within about 2 s): a
+        caller may start its clients meanwhile, which need only one sentinel to answer."""
+        wait_for(self._sentinels_see_replica, 15, "the sentinels did not find the replica and each other")
 
     @staticmethod
     def _ask(port: int, *command: str) -> Any:
