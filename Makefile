@@ -22,8 +22,12 @@ demo: venv
 services: venv
 	@bash tests/services.sh
 
+# Two test processes: most tests wait on sockets, servers and subprocesses, so two share
+# a 2-core machine well. Each test file runs whole in one process (its module fixtures,
+# such as the imported boundaries, are built once). PYTEST_JOBS=0 runs in one process.
+PYTEST_JOBS ?= 2
 test: venv services
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check alertd adapters geo simulations tests

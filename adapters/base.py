@@ -56,6 +56,9 @@ class Adapter(ABC):
     """
 
     kind: ClassVar[AdapterKind]
+    # Rendering does heavy work (cell broadcast simplifies polygons: tens of ms for one town):
+    # the worker runs it in a thread, so the event loop keeps delivering meanwhile.
+    render_off_loop: ClassVar[bool] = False
 
     @abstractmethod
     def render(self, alert: Alert, subscriber: Subscriber) -> Payload: ...
@@ -74,3 +77,19 @@ class Adapter(ABC):
         if subscriber.secret:
             headers[SIGNATURE_HEADER] = sign(subscriber.secret, now_ms(), idempotency_key, alert_id, payload.body)
         return Payload(payload.body, payload.content_type, headers)
+
+
+class DirectAdapter(Adapter):
+    """An adapter that carries its own payloads (SMTP, Apprise): the endpoint's scheme is
+    the channel's, not one the HTTP or MQTT transport speaks.
+
+    ``deliver`` raises the adapter errors like a transport, and may return one line saying
+    what the channel reported (Apprise's word per service, the recipients an SMTP server
+    refused); the delivery's record keeps it as ``report``.
+    """
+
+    @abstractmethod
+    async def deliver(self, payload: Payload, subscriber: Subscriber, timeout_s: float) -> str | None: ...
+
+    async def close(self) -> None:
+        """Let go of connections and threads; the worker calls it when it stops."""

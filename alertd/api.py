@@ -23,11 +23,25 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from alertd import accounts_api, logs, schemas
+from adapters.radio import RadioAdapter, plain_script
+from alertd import (
+    accounts_api,
+    board_stream,
+    console_api,
+    logs,
+    map_page,
+    messages,
+    metrics,
+    schemas,
+    static_files,
+)
 from alertd.accounts_api import PEOPLE, Caller, authenticate, people_of, record
 from alertd.appkeys import ENGINE
 from alertd.atom import build_feed
+from alertd.boundaries import boundaries
 from alertd.contract import OPERATION, OPERATIONS, Operation, query_of
+from alertd.district_shapes import check_geometry as _check_geometry
+from alertd.district_shapes import geometry_inside as _geometry_inside
 from alertd.drafts import WAITING, Draft, Gone
 from alertd.engine import Engine, issuer_from, subscriber_from
 from alertd.errors import (
@@ -50,11 +64,12 @@ from alertd.inforce import InForce, Standing
 from alertd.intake import Hold, IntakeContext, needs_approval
 from alertd.json_alert import parse_json_alert
 from alertd.limits import ACK_MAX_BYTES
-from alertd.metrics import ACKS, DELIVERIES, REGISTRY, REJECTED
+from alertd.metrics import ACKS, REJECTED
 from alertd.models import Alert, Issuer, Origin, Subscriber, utcnow
 from alertd.offload import run_blocking
 from alertd.openapi import spec
 from alertd.public import CachedView, PublicGate, ViewCache, respond, strong_etag
+from alertd.public_map import base_areas, districts_under_order
 from alertd.ratelimit import RefusalLimiter, TokenBuckets, caller_key
 from alertd.store import StaleState
 from alertd.validation import validate_issuer, validate_subscriber
@@ -128,6 +143,35 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
                 "Check with 'alertd status' whether it was sent before sending it again."
             )
         )
+
+
+LISTENER: web.AppKey[str] = web.AppKey("listener", str)
+
+
+def route_of(request: web.Request) -> str:
+    """The route template (/api/v1/alerts/{id}), never the raw path: one series per route,
+    however many alert ids there are."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer counted by listener, route and status, with its duration (outermost,
+    so refusals at the door and problem answers count too)."""
+    started = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        listener, route = request.app[LISTENER], route_of(request)
+        metrics.HTTP_REQUESTS.labels(listener, route, str(status)).inc()
+        metrics.HTTP_DURATION.labels(listener, route).observe(time.monotonic() - started)
 
 
 REFUSALS: web.AppKey[RefusalLimiter] = web.AppKey("refusals", RefusalLimiter)
@@ -427,12 +471,6 @@ async def delete_subscriber(request: web.Request) -> web.Response:
 
 
 # --- districts a municipality adds ----------------------------------------------
-class NotAGeometry(InvalidInput):
-    """A well-formed object that is no polygon: what only reading it can tell."""
-
-    type_slug = "invalid-geometry"
-
-
 async def post_district(request: web.Request) -> web.Response:
     """A 字 or 地区 the postal data does not list (上三坂), added by the town's own desk."""
     from alertd.engine import DESK_LAYER
@@ -459,51 +497,6 @@ async def post_district(request: web.Request) -> web.Response:
     log.info("district.added", municipality=muni, name=name, issuer_id=issuer.id)
     return json_response({"code": code, "name": name, "municipality": muni,
                           "full_name": engine.registry.get(code).full_name}, status=201)  # fmt: skip
-
-
-def _check_geometry(geometry: Any) -> Any:
-    import shapely
-
-    from geo.shapes import repaired
-
-    try:
-        shape = shapely.from_geojson(json.dumps(geometry))
-    except Exception as exc:  # shapely raises GEOSException for anything unreadable
-        raise NotAGeometry(f"'geometry' is not a GeoJSON geometry ({exc}).", field="geometry") from exc
-    if shape.geom_type not in ("Polygon", "MultiPolygon") or shape.is_empty:
-        raise NotAGeometry("'geometry' must be a GeoJSON Polygon or MultiPolygon.", field="geometry")
-    if shape.is_valid:
-        return shape
-    try:
-        return repaired(shape, "geometry")
-    except InvalidInput as exc:  # too big to repair: the same sentence, as a geometry problem
-        raise NotAGeometry(exc.detail, field="geometry") from exc
-
-
-# A desk draws its 字 by hand: an edge may stray a little over the town's boundary, and is
-# clipped to it; a district mostly outside the town is refused.
-DISTRICT_OUTSIDE_TOLERANCE = 0.05
-
-
-def _geometry_inside(shape: Any, engine: Engine, muni: str) -> dict[str, Any]:
-    """The district's GeoJSON, inside its own municipality: a town's district must never cover
-    another town (polygon alerts there would be refused for that town's own desk, and reach
-    this town's receivers)."""
-    import shapely
-
-    from geo.shapes import clip_to
-
-    boundary = engine.registry.geometry_of(muni)
-    if boundary is None:  # no boundaries loaded: polygon alerts cannot be placed at all
-        return dict(json.loads(shapely.to_geojson(shape)))
-    clipped, outside_share = clip_to(shape, boundary)
-    if clipped is None or outside_share > DISTRICT_OUTSIDE_TOLERANCE:
-        raise NotAGeometry(
-            f"The geometry lies {outside_share:.0%} outside {engine.registry.get(muni).full_name}: a district "
-            "must be inside its own municipality. Draw it within the town's boundary.",
-            field="geometry",
-        )
-    return dict(json.loads(shapely.to_geojson(clipped)))
 
 
 async def list_districts(request: web.Request) -> web.Response:
@@ -535,6 +528,40 @@ async def delete_district(request: web.Request) -> web.Response:
     if not await engine.store.delete_district(muni, rest):
         raise NotFound(f"There is no added district {code!r}.")
     await engine.sync_districts()
+    return web.Response(status=204)
+
+
+async def put_layer(request: web.Request) -> web.Response:
+    """A municipality's own layer of districts (自治区, 学区 …), loaded whole (alertd/layers.py)."""
+    from alertd import layers
+
+    issuer = await require_issuer(request)
+    engine = request.app[ENGINE]
+    layer = layers.checked_name(request.match_info["layer"])
+    muni = engine.orders.municipality_of({"municipality": request.match_info["municipality"]}, issuer)
+    upload: schemas.LayerUpload = await body_of(request)
+    features = await run_blocking(layers.features, engine, muni, layer, upload)
+    await engine.store.put_layer(muni, layer, features)
+    await engine.sync_districts()
+    log.info("layer.loaded", municipality=muni, layer=layer, districts=len(features), issuer_id=issuer.id)
+    return json_response({"municipality": muni, "layer": layer, "districts": layers.rows(muni, layer, features)})
+
+
+async def delete_layer(request: web.Request) -> web.Response:
+    from alertd import layers
+
+    issuer = await require_issuer(request)
+    engine = request.app[ENGINE]
+    layer = layers.checked_name(request.match_info["layer"])
+    muni = engine.orders.municipality_of({"municipality": request.match_info["municipality"]}, issuer)
+    standing = await layers.in_force_naming(engine, muni, layer)
+    if standing:
+        raise Conflict(f"An order in force names a district of the layer {layer!r}: lift it before removing "
+                       "the layer. Nothing was removed.", in_force=standing)  # fmt: skip
+    if not await engine.store.delete_layer(muni, layer):
+        raise NotFound(f"{engine.registry.get(muni).full_name} has no layer {layer!r}.")
+    await engine.sync_districts()
+    log.info("layer.removed", municipality=muni, layer=layer, issuer_id=issuer.id)
     return web.Response(status=204)
 
 
@@ -627,6 +654,11 @@ def preview_of(
 ) -> dict[str, Any]:
     """What an order would do: the preview route's answer, and what an approver reads in a draft."""
     names = [engine.registry.get(d).full_name for d in alert.districts]
+    texts = {i.language: {"headline": i.headline, "description": i.description, "instruction": i.instruction}
+             for i in alert.infos}  # fmt: skip
+    # As the loudspeakers would read it: the desk hears its own words before anyone else does.
+    script = plain_script({"ja": messages.spoken(alert, "ja")},
+                          RadioAdapter(engine.settings.call_signs).call_sign_for(alert))  # fmt: skip
     return {
         "districts": alert.districts,
         "district_names": names,
@@ -638,6 +670,8 @@ def preview_of(
         "levels": levels,
         "still_in_force": alert.remaining,
         "geojson": _geojson(engine, alert.districts),
+        "texts": texts,
+        "radio_script": script,
     }
 
 
@@ -855,21 +889,30 @@ MAX_SCAN = 2_000
 
 
 def gated(handler: Handler) -> Handler:
-    """A public route under the app's concurrency gate."""
+    """A public route under the app's concurrency gate (a route both listeners serve has it only
+    where the public reads are: the desk-only listener has no gate)."""
 
     async def run(request: web.Request) -> web.StreamResponse:
-        return await request.app[PUBLIC_GATE].run(lambda: handler(request))
+        gate = request.app.get(PUBLIC_GATE)
+        return await (gate.run(lambda: handler(request)) if gate is not None else handler(request))
 
     run.alertd_public = True  # type: ignore[attr-defined]  # flood_guard limits it per address
     return run
 
 
-def public_view(build: Callable[[web.Request], Awaitable[View]]) -> Handler:
-    """A public read, gated and cached (with a strong ETag) until any alert changes."""
+async def _views_version(request: web.Request) -> int:
+    return await request.app[ENGINE].store.views_version()
+
+
+def public_view(
+    build: Callable[[web.Request], Awaitable[View]],
+    version_of: Callable[[web.Request], Awaitable[int]] = _views_version,
+) -> Handler:
+    """A public read, gated and cached (with a strong ETag) until any alert changes
+    (or, with ``version_of``, until what that counts changes)."""
 
     async def work(request: web.Request) -> web.StreamResponse:
-        engine = request.app[ENGINE]
-        version = await engine.store.views_version()
+        version = await version_of(request)
         key = request.path_qs
         view = request.app[VIEWS].get(key, version)
         if view is None:
@@ -956,6 +999,37 @@ async def build_in_force(request: web.Request) -> View:
     return json.dumps(body, ensure_ascii=False).encode(), "application/json", None, {}
 
 
+async def build_order_map(request: web.Request) -> View:
+    query: schemas.MapQuery = query_of(request)
+    collection = await districts_under_order(request.app[ENGINE], query.status)
+    return json.dumps(collection, ensure_ascii=False).encode(), "application/json", None, {}
+
+
+async def build_map_page(request: web.Request) -> View:
+    """The public map, rendered with the districts under an order in it (it works without scripts)."""
+    engine = request.app[ENGINE]
+    query: schemas.MapPageQuery = query_of(request)
+    collection = await districts_under_order(engine, query.status)
+    areas = await base_areas(engine, collection)
+    # Only alertd's own files: the browser refuses anything from another host.
+    csp = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+           "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")  # fmt: skip
+    return map_page.render(collection, query.lang, query.status, areas), "text/html", "utf-8", {
+        "Content-Security-Policy": csp}  # fmt: skip
+
+
+async def _geometry_version(request: web.Request) -> int:
+    return request.app[ENGINE].registry.geometry_version
+
+
+async def build_boundaries(request: web.Request) -> View:
+    query: schemas.BoundaryQuery = query_of(request)
+    collection = await run_blocking(boundaries, request.app[ENGINE].registry, query.area)
+    # Boundaries change only when a desk draws a district: let browsers keep them a while.
+    return (json.dumps(collection, ensure_ascii=False, separators=(",", ":")).encode(), "application/json", None,
+            {"Cache-Control": "public, max-age=300"})  # fmt: skip
+
+
 async def _alert_or_404(request: web.Request) -> Alert:
     alert_id = request.match_info["id"]
     alert = await request.app[ENGINE].store.get_alert(alert_id)
@@ -1002,13 +1076,17 @@ async def require_reader_of(request: web.Request, alert: Alert) -> None:
 async def get_deliveries(request: web.Request) -> web.Response:
     alert = await _alert_or_404(request)
     await require_reader_of(request, alert)
+    return json_response({"alert_id": alert.id, "deliveries": await _delivery_rows(request, alert)})
+
+
+async def _delivery_rows(request: web.Request, alert: Alert) -> list[dict[str, Any]]:
     rows = await request.app[ENGINE].store.deliveries(alert.id)
     for row in rows:
         if row["confirmed_at"]:
             row["confirmed_at"] = _iso(float(row["confirmed_at"]))
         if row["delivered_at"]:
             row["delivered_at"] = _iso(float(row["delivered_at"]))
-    return json_response({"alert_id": alert.id, "deliveries": rows})
+    return rows
 
 
 def _iso(ts: float) -> str:
@@ -1021,14 +1099,15 @@ async def post_ack(request: web.Request) -> web.Response:
     alert = await _alert_or_404(request)
     ack: schemas.Ack = await body_of(request, limit=ACK_MAX_BYTES)  # an ack is a few dozen bytes
     sub_id, key = ack.subscriber, ack.idempotency_key
-    confirmed = await engine.store.confirm(alert.id, sub_id, key, f"{time.time():.3f}")
+    now = time.time()
+    confirmed = await engine.store.confirm(alert.id, sub_id, key, f"{now:.3f}")
     if confirmed is None:
         ACKS.labels(path="http", outcome="refused").inc()
         log.warning("ack.refused", alert_id=alert.id, subscriber_id=sub_id, via="http")
         raise Forbidden("That subscriber and key do not match a delivery of this alert.")
     if confirmed:
         sub = await engine.store.get_subscriber(sub_id)
-        DELIVERIES.labels(adapter=sub.adapter.value if sub else "unknown", outcome="confirmed").inc()
+        metrics.confirmed(alert, sub, now)
         ACKS.labels(path="http", outcome="confirmed").inc()
         log.info("delivery.confirmed", alert_id=alert.id, subscriber_id=sub_id, via="http")
     else:
@@ -1051,8 +1130,10 @@ async def get_test_broadcast(request: web.Request) -> web.Response:
     return json_response(await request.app[ENGINE].test_broadcasts.result(request.match_info["id"]))
 
 
-async def metrics(request: web.Request) -> web.Response:
-    resp = web.Response(body=generate_latest(REGISTRY))
+async def get_metrics(request: web.Request) -> web.Response:
+    # The backlog and the dependencies as they are now, not as a sampler last saw them.
+    await request.app[ENGINE].scrape()
+    resp = web.Response(body=generate_latest(metrics.scrape_registry()))
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp
 
@@ -1075,17 +1156,21 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
     can be served on different listeners, so a deployment can keep the desk on
     LGWAN and the public outputs on the internet segment. The routes are the
     contract's operations (alertd/contract.py), the same ones the OpenAPI document lists."""
-    app = web.Application(middlewares=[flood_guard, problems], client_max_size=engine.settings.max_body_bytes)
+    app = web.Application(middlewares=[counted, flood_guard, problems],
+                          client_max_size=engine.settings.max_body_bytes)  # fmt: skip
     app[ENGINE] = engine
+    # One port serving both sides is the desk's (it is the one the desk uses).
+    app[LISTENER] = "desk" if desk else "public"
     s = engine.settings
     app[REFUSALS] = RefusalLimiter(s.refusal_limit, s.refusal_window_s, s.refusal_cooldown_s)
     app[READERS] = TokenBuckets(engine.settings.public_rate_per_s, engine.settings.public_burst)
     if desk:
         # People (users, sessions, the audit trail, drafts) are served on the desk side only.
         app[PEOPLE] = people_of(engine)
+    app[VIEWS] = ViewCache()  # the boundaries are cached on both listeners
+    board_stream.install(app)
     if public:
         app[PUBLIC_GATE] = PublicGate(engine.settings.public_concurrency, engine.settings.public_backlog)
-        app[VIEWS] = ViewCache()
         app[ALERT_JSON] = AlertJson()
     serves = {"desk": desk, "public": public, "always": True}
     for operation in OPERATIONS:
@@ -1095,6 +1180,7 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
                 app.router.add_get(operation.path, handler)  # and HEAD, as before
             else:
                 app.router.add_route(operation.method, operation.path, handler)
+    metrics.precreate_routes(app[LISTENER], sorted({r.canonical for r in app.router.resources()}))
     return app
 
 
@@ -1125,8 +1211,11 @@ HANDLERS: dict[str, Handler] = {
     "addDistrict": post_district,
     "listDistricts": list_districts,
     "deleteDistrict": delete_district,
+    "putLayer": put_layer,
+    "deleteLayer": delete_layer,
     "postAlert": post_alert,
     "getDeliveries": get_deliveries,
+    "streamDeliveries": board_stream.handler(_alert_or_404, require_reader_of, _delivery_rows),
     "startTestBroadcast": post_test_broadcast,
     "getTestBroadcast": get_test_broadcast,
     "listAlerts": public_view(build_alert_list),
@@ -1146,7 +1235,16 @@ HANDLERS: dict[str, Handler] = {
     "listDrafts": list_drafts,
     "approveDraft": approve_draft,
     "rejectDraft": reject_draft,
-    "metrics": metrics,
+    "mapPage": public_view(build_map_page),
+    "getOrderMap": public_view(build_order_map),
+    "getBoundaries": public_view(build_boundaries, _geometry_version),
+    "consolePage": console_api.console_page,
+    "getCurrentSession": console_api.get_me,
+    "listDeskOrders": console_api.get_orders,
+    "getHistory": console_api.get_history,
+    "getWebFile": static_files.get_static,
+    "getVendorFile": static_files.get_vendor,
+    "metrics": get_metrics,
     "healthz": healthz,
     "openapi": openapi,
 }

@@ -9,11 +9,10 @@ itself within ``threshold`` attempts, which keeps the processes stateless.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
-from alertd.metrics import CIRCUIT_OPEN
+from alertd.metrics import CIRCUIT_OPEN, CIRCUITS_OPEN, circuit_closed
 
 
 @dataclass
@@ -22,6 +21,7 @@ class _Circuit:
     opened_at: float | None = None
     probing: bool = False
     last_error: str | None = None
+    adapter: str = "unknown"
 
 
 class CircuitBreaker:
@@ -45,18 +45,27 @@ class CircuitBreaker:
         return 0.0
 
     def success(self, key: str) -> None:
-        c = self._circuits.pop(key, None)
-        if c is not None and c.opened_at is not None:
-            CIRCUIT_OPEN.labels(subscriber=key).set(0)
+        self._closed(key, self._circuits.pop(key, None))
 
-    def failure(self, key: str, error: str | None = None) -> None:
+    def failure(self, key: str, error: str | None = None, adapter: str | None = None) -> None:
         c = self._circuits.setdefault(key, _Circuit())
         c.failures += 1
         c.last_error = error or c.last_error
+        c.adapter = adapter or c.adapter
         c.probing = False
         if c.failures >= self.threshold:
+            if c.opened_at is None:  # counted once per opening, not per failed probe
+                CIRCUITS_OPEN.labels(adapter=c.adapter).inc()
+                CIRCUIT_OPEN.labels(subscriber=key, adapter=c.adapter).set(1)
             c.opened_at = time.monotonic()
-            CIRCUIT_OPEN.labels(subscriber=key).set(1)
+
+    @staticmethod
+    def _closed(key: str, c: _Circuit | None) -> None:
+        """A circuit that was open no longer is: one fewer in the count, and its series goes
+        (a per-subscriber series left at 0 or 1 forever is what issue 17 found)."""
+        if c is not None and c.opened_at is not None:
+            CIRCUITS_OPEN.labels(adapter=c.adapter).dec()
+            circuit_closed(key, c.adapter)
 
     def is_open(self, key: str) -> bool:
         c = self._circuits.get(key)
@@ -68,8 +77,11 @@ class CircuitBreaker:
             return None
         return f"not sent yet: the receiver failed {c.failures} times in a row (last: {c.last_error or 'unknown'})"
 
+    def clear(self) -> None:
+        """This process stops delivering: its circuits no longer count as open."""
+        for key in list(self._circuits):
+            self.forget(key)
+
     def forget(self, key: str) -> None:
         """A removed subscriber: no circuit, and no gauge saying one is open."""
-        self._circuits.pop(key, None)
-        with contextlib.suppress(KeyError):
-            CIRCUIT_OPEN.remove(key)
+        self._closed(key, self._circuits.pop(key, None))

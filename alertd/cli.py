@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -48,6 +50,24 @@ async def _until_signalled() -> None:
             watcher.cancel()
         return
     await stop.wait()
+
+
+def _metrics_dir(args: argparse.Namespace) -> str | None:
+    """With child processes, /metrics must count them too: prometheus-client's
+    multiprocess mode, each process writing its values to files in one directory that
+    the scraped process sums. Set before prometheus_client is first imported (it picks
+    its value store then). An operator's PROMETHEUS_MULTIPROC_DIR is used as it is (and
+    must be emptied before the deployment starts); otherwise a fresh one is made here
+    and removed at exit. Returns the directory to remove, if this made one."""
+    if "prometheus_client" in sys.modules:  # imported already (an embedding): leave it be
+        return None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    if args.workers <= 1 and args.public_port is None:
+        return None
+    path = tempfile.mkdtemp(prefix="alertd-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 def _start_failed(command: str, exc: Exception) -> int:
@@ -165,11 +185,14 @@ class ChildProcesses:
             self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
+        from alertd import metrics  # imported once the metrics directory is settled (_metrics_dir)
+
         log = logs.get("alertd.serve")
         while True:
             await asyncio.sleep(1)
             for name, proc in list(self.procs.items()):
                 if proc.poll() is not None:
+                    metrics.mark_process_dead(proc.pid)
                     log.warning("child.restarted", child=name, exit_status=proc.returncode)
                     now = time.monotonic()
                     self.exits[name] = [e for e in self.exits.get(name, []) if now - e[0] < 60]
@@ -190,6 +213,8 @@ class ChildProcesses:
         return out
 
     def stop(self) -> None:
+        from alertd import metrics
+
         if self._task is not None:
             self._task.cancel()
         for proc in self.procs.values():
@@ -200,6 +225,7 @@ class ChildProcesses:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            metrics.mark_process_dead(proc.pid)
 
 
 async def _public(args: argparse.Namespace) -> int:
@@ -477,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("alert", nargs="?")
     p.add_argument("--json", action="store_true")
 
-    sub.add_parser("geo", help="geo import PATH…: build the boundary cache from N03 data", add_help=False)
+    sub.add_parser("geo", help="geo import PATH…: build the boundary cache from N03 data; geo layer add MUNI "
+                   "LAYER FILE: load 自治区, 学区 … from GeoJSON or CSV", add_help=False)
     sub.add_parser("jma", help="JMA XML tools (jma parse FILE…; jma poll --to DIR)", add_help=False)
     sub.add_parser("drill", help="drill scenarios (drill run SCENARIO)", add_help=False)
     sub.add_parser("test-broadcast", help="the transmission test", add_help=False)
@@ -493,6 +520,10 @@ def main(argv: list[str] | None = None) -> int:
         from alertd.jma.cli import main as jma_main
 
         return jma_main(argv[1:])
+    if argv[:2] == ["geo", "layer"]:
+        from alertd.layer_cli import main as layer_main
+
+        return layer_main(argv[2:])
     if argv[:2] == ["geo", "import"]:
         from geo.importer import main_import
 
@@ -520,7 +551,12 @@ def main(argv: list[str] | None = None) -> int:
         return demo_main(args)
     logs.setup(args.log_level)
     if args.command == "serve":
-        return loop.run(_serve(args))
+        owned = _metrics_dir(args)
+        try:
+            return loop.run(_serve(args))
+        finally:
+            if owned is not None:
+                shutil.rmtree(owned, ignore_errors=True)
     if args.command == "worker":
         return loop.run(_worker())
     if args.command == "public":

@@ -88,6 +88,8 @@ class Settings:
     # The private CA that signed a rediss:// Redis's or an mqtts:// broker's certificate.
     redis_ca_file: str | None = None
     mqtt_ca_file: str | None = None
+    # The private CA of an SMTP relay that e-mail subscribers send through (STARTTLS or smtps://).
+    smtp_ca_file: str | None = None
     # The broker login, when ALERTD_MQTT_URL does not carry one (alertd/broker.py).
     mqtt_username: str | None = None
     mqtt_password: str | None = field(default=None, repr=False)
@@ -120,6 +122,7 @@ class Settings:
             public_tls_key=os.environ.get("ALERTD_PUBLIC_TLS_KEY") or None,
             redis_ca_file=os.environ.get("ALERTD_REDIS_CA_FILE") or None,
             mqtt_ca_file=os.environ.get("ALERTD_MQTT_CA_FILE") or None,
+            smtp_ca_file=os.environ.get("ALERTD_SMTP_CA_FILE") or None,
             mqtt_username=os.environ.get("ALERTD_MQTT_USERNAME") or None,
             mqtt_password=os.environ.get("ALERTD_MQTT_PASSWORD") or None,
             redis_socket_timeout_s=_env_float("ALERTD_REDIS_TIMEOUT_S", 5.0),

@@ -39,6 +39,9 @@ class Keys:
         self.views_updated = f"{p}:views:updated"  # ":<status>": unix ms of the last change of that status
         self.districts_version = f"{p}:districts:version"  # bumped when a municipality adds a district
         self.district_munis = f"{p}:districts:municipalities"  # set: municipalities with added districts
+        # hash: "<municipality>|<layer>" -> the layer's GeoJSON features (自治区, 学区, 避難所の圏域);
+        # changing one bumps districts_version too, so every process reloads it.
+        self.layers = f"{p}:districts:layers"
         self.feed_leader = f"{p}:feed:leader"  # lease: the ack listener and state publisher
 
     def active_in(self, prefecture: str) -> str:
@@ -59,6 +62,11 @@ class Keys:
 
     def alert(self, alert_id: str) -> str:
         return f"{self.prefix}:alert:{alert_id}"  # hash: doc, state, superseded_by, answer
+
+    def fanout(self, alert_id: str) -> str:
+        # hash: "left" (subscriber deliveries not yet final), "first"/"last" (unix ms of the
+        # first and last delivered); alertd/ledger.py's FANOUT_SCRIPT keeps it
+        return f"{self.prefix}:fanout:{alert_id}"
 
     def deliveries(self, alert_id: str) -> str:
         # hash: "<subscriber>|state", "<subscriber>|r" (the rest, packed), "<subscriber>|confirmed_at";

@@ -45,6 +45,11 @@ class Operation:
 
 # A well-formed district code alertd has no record of: only its data can tell.
 UNKNOWN_AREA: Mapping[int, tuple[str, ...]] = {422: ("unknown-area",)}
+# Which endpoint a subscriber takes, and whether it needs recipients and a sender, depends on
+# its adapter (and for apprise, on what Apprise knows): a check across fields the schema cannot state.
+SUBSCRIBER_REFUSALS: Mapping[int, tuple[str, ...]] = {
+    422: ("unknown-area", "invalid-input:endpoint", "invalid-input:recipients", "invalid-input:sender")
+}
 # A desk message may also name a code that is no municipality (08 is a prefecture), or an
 # expiry outside the window it may have (not past, at most 31 days away): "type:field".
 DESK_MESSAGE: Mapping[int, tuple[str, ...]] = {
@@ -58,11 +63,12 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/issuers", "listIssuers", "desk", "admin"),
     Operation("GET", "/api/v1/issuers/{id}", "getIssuer", "desk", "admin"),
     Operation("DELETE", "/api/v1/issuers/{id}", "deleteIssuer", "desk", "admin"),
-    Operation("POST", "/api/v1/subscribers", "putSubscriber", "desk", "admin", body=schemas.Subscriber, valid_refusals=UNKNOWN_AREA),
+    Operation("POST", "/api/v1/subscribers", "putSubscriber", "desk", "admin", body=schemas.Subscriber,
+              valid_refusals=SUBSCRIBER_REFUSALS),
     Operation("GET", "/api/v1/subscribers", "listSubscribers", "desk", "admin"),
     Operation("GET", "/api/v1/subscribers/{id}", "getSubscriber", "desk", "admin"),
     Operation("PATCH", "/api/v1/subscribers/{id}", "patchSubscriber", "desk", "admin",
-              body=schemas.SubscriberChange, valid_refusals=UNKNOWN_AREA),
+              body=schemas.SubscriberChange, valid_refusals=SUBSCRIBER_REFUSALS),
     Operation("DELETE", "/api/v1/subscribers/{id}", "deleteSubscriber", "desk", "admin"),
     Operation("POST", "/api/v1/evacuation-orders", "postEvacuationOrder", "desk", "issuer",
               body=schemas.EvacuationOrder, valid_refusals=DESK_MESSAGE),
@@ -75,10 +81,15 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/districts", "listDistricts", "desk", "issuer", query=schemas.DistrictListQuery,
               valid_refusals=UNKNOWN_AREA),
     Operation("DELETE", "/api/v1/districts/{code}", "deleteDistrict", "desk", "issuer"),
+    Operation("PUT", "/api/v1/layers/{municipality}/{layer}", "putLayer", "desk", "issuer", body=schemas.LayerUpload,
+              valid_refusals={422: ("unknown-area", "invalid-geometry", "invalid-input:layer"),
+                              409: ("conflict",)}),
+    Operation("DELETE", "/api/v1/layers/{municipality}/{layer}", "deleteLayer", "desk", "issuer"),
     Operation("POST", "/api/v1/alerts", "postAlert", "desk", "issuer",
               body=schemas.JsonAlert, valid_refusals={422: ("unknown-area", "invalid-input:expires")}),
     # Who got what, and their errors, is for the desk, not the public segment.
     Operation("GET", "/api/v1/alerts/{id}/deliveries", "getDeliveries", "desk", "admin-or-issuer"),
+    Operation("GET", "/api/v1/alerts/{id}/deliveries/events", "streamDeliveries", "desk", "admin-or-issuer"),
     Operation("POST", "/api/v1/test-broadcasts", "startTestBroadcast", "desk", "admin",
               body=schemas.TestBroadcastRequest, valid_refusals=UNKNOWN_AREA),
     Operation("GET", "/api/v1/test-broadcasts/{id}", "getTestBroadcast", "desk", "admin"),
@@ -103,6 +114,20 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/in-force", "getInForce", "public", "none", query=schemas.InForceQuery, valid_refusals=UNKNOWN_AREA),
     Operation("POST", "/api/v1/alerts/{id}/ack", "ackAlert", "public", "none", body=schemas.Ack),
     Operation("GET", "/feeds/alerts.atom", "alertsFeed", "public", "none", query=schemas.FeedQuery, valid_refusals=UNKNOWN_AREA),
+    # The maps: the public map page and what it draws (public side), alertd's own boundaries as
+    # the base map and the web files pages need (both sides: the console draws the same map).
+    Operation("GET", "/map/", "mapPage", "public", "none", query=schemas.MapPageQuery),
+    Operation("GET", "/api/v1/map", "getOrderMap", "public", "none", query=schemas.MapQuery),
+    Operation("GET", "/api/v1/boundaries", "getBoundaries", "always", "none", query=schemas.BoundaryQuery,
+              valid_refusals=UNKNOWN_AREA),
+    # The desk console: its page, who signed in, and the orders in force in the desk's jurisdiction.
+    Operation("GET", "/console/", "consolePage", "desk", "none"),
+    Operation("GET", "/api/v1/sessions/current", "getCurrentSession", "desk", "user"),
+    Operation("GET", "/api/v1/orders", "listDeskOrders", "desk", "issuer", query=schemas.MapQuery),
+    Operation("GET", "/api/v1/history", "getHistory", "desk", "issuer", query=schemas.HistoryQuery,
+              valid_refusals={403: ("forbidden",), 422: ("invalid-input:since", "invalid-input:until")}),
+    Operation("GET", "/static/{name}", "getWebFile", "always", "none"),
+    Operation("GET", "/static/vendor/{name}", "getVendorFile", "always", "none"),
     Operation("GET", "/metrics", "metrics", "always", "none"),
     Operation("GET", "/healthz", "healthz", "always", "none"),
     Operation("GET", "/api/openapi.json", "openapi", "always", "none"),

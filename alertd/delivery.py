@@ -30,6 +30,7 @@ from alertd.recorder import Outcome, Recorder
 
 log = logs.get("alertd.worker")
 
+_COMPLETED = frozenset(metrics.COMPLETED_STATES)
 _ENDED_STATES = frozenset({AlertState.UPDATED, AlertState.CANCELLED, AlertState.LIFTED})
 # The state names as plain strings, read once: an enum member's .value is a descriptor
 # call, and the chain writes one per delivery.
@@ -57,6 +58,7 @@ class Job:
     alert: Alert | None = None
     sub: Subscriber | None = None  # None for the feed
     adapter_label: str = "feed"
+    transport: str = "mqtt"  # what carried it (the feed is MQTT); set by Resolve for a subscriber
     attempt: int = 0  # the attempt under way (send) or just failed (retry)
     error: DeliveryError | None = None
     # Decided by the stages, written by ``Record``.
@@ -116,7 +118,9 @@ class Resolve(Stage):
         if alert is None or (sub is None and not is_feed):
             why = "the subscriber was removed before delivery" if alert else "unknown alert"
             return self.decide(job, {"state": _FAILED, "error": why})
-        job.adapter_label = "feed" if sub is None else sub.adapter.value
+        if sub is not None:
+            job.adapter_label = sub.adapter.value
+            job.transport = metrics.transport_of(sub.endpoint)
         return False
 
 
@@ -185,7 +189,7 @@ class Send(Stage):
         recorder: Recorder,
         breaker: CircuitBreaker,
         feed: Feed | None,
-        send: Callable[[Alert, Subscriber, int], Awaitable[None]],
+        send: Callable[[Alert, Subscriber, int], Awaitable[str | None]],
     ) -> None:
         self.recorder = recorder
         self.breaker = breaker
@@ -197,31 +201,36 @@ class Send(Stage):
         assert alert is not None
         attempt = job.attempt = job.attempts + 1
         self.recorder.mark_sent(job.alert_id, job.sub_id)
+        started = time.monotonic()
+        report = None
         try:
             if sub is None:
                 assert self.feed is not None
                 await self.feed.publish(alert)
             else:
-                await self.send(alert, sub, attempt)
+                report = await self.send(alert, sub, attempt)
         except DeliveryError as exc:
             if sub is not None:
-                self.breaker.failure(sub.id, exc.message)
+                self.breaker.failure(sub.id, exc.message, sub.adapter.value)
+                result = "retryable_failure" if exc.retryable else "permanent_failure"
+                metrics.attempt(job.adapter_label, job.transport, job.lane.value, result, time.monotonic() - started)
             job.error = exc
             return False
-        if sub is not None:
-            self.breaker.success(sub.id)
         latency_s = max(0.0, time.time() - job.accepted_ms / 1000)
-        metrics.latency(job.adapter_label, job.lane.value, latency_s)
-        return self.decide(
-            job,
-            {
-                "state": _DELIVERED,
-                "attempts": attempt,
-                "latency_ms": f"{latency_s * 1000:.1f}",
-                "delivered_at": f"{time.time():.3f}",
-            },
-            "delivered",
-        )
+        if sub is not None:  # the feed has its own counter (alertd_feed_messages_published_total)
+            self.breaker.success(sub.id)
+            lane = job.lane.value
+            metrics.attempt(job.adapter_label, job.transport, lane, "success", time.monotonic() - started)
+            metrics.latency(job.adapter_label, job.transport, lane, latency_s)
+        fields: dict[str, Any] = {
+            "state": _DELIVERED,
+            "attempts": attempt,
+            "latency_ms": f"{latency_s * 1000:.1f}",
+            "delivered_at": f"{time.time():.3f}",
+        }
+        if report:
+            fields["report"] = report  # what the channel's library said (Apprise, SMTP refusals)
+        return self.decide(job, fields, "delivered")
 
     def after_record(self, job: Job) -> None:
         assert job.fields is not None
@@ -279,13 +288,21 @@ class Record(Stage):
         self.streams = {lane: lane_key(lane) for lane in Priority}  # built once, read per delivery
 
     async def __call__(self, job: Job) -> None:
-        if job.outcome is not None:
-            metrics.delivered(job.adapter_label, job.outcome)
         outcome = Outcome(
             self.streams[job.lane], job.entry_id, job.alert_id, job.sub_id, job.fields or {}, prev=job.prev
         )
+        state = job.fields.get("state") if job.fields else None
+        if state in _COMPLETED and job.sub_id != FEED_SUBSCRIBER:
+            # A subscriber's delivery ended: counted here once, and its alert's fan-out
+            # learns one fewer delivery is left (the recorder writes it with the outcome).
+            # A subscriber removed before delivery has no labels to count it by, but its
+            # delivery has ended all the same.
+            if job.sub is not None:
+                metrics.completed(job.adapter_label, job.transport, job.lane.value, state)
+            outcome.fanout = (job.lane.value, job.accepted_ms, state == _DELIVERED)
         if job.retry_in is not None:
-            outcome.retry_member = self.ledger.retry_member(job.lane.value, job.alert_id, job.sub_id, job.accepted_ms)
+            outcome.retry_member = self.ledger.retry_member(job.lane.value, job.alert_id, job.sub_id, job.accepted_ms,
+                                                            parked=job.decided_by is not None and job.decided_by.name == "breaker")  # fmt: skip
             outcome.retry_at_ms = int((time.time() + job.retry_in) * 1000)
         await self.recorder.record(outcome)
         decided_by = job.decided_by
@@ -305,7 +322,7 @@ class DeliveryChain:
         recorder: Recorder,
         ledger: DeliveryLedger,
         feed: Feed | None,
-        send: Callable[[Alert, Subscriber, int], Awaitable[None]],
+        send: Callable[[Alert, Subscriber, int], Awaitable[str | None]],
         lane_key: Callable[[Priority], str],
         retry_base_s: float,
         retry_max_s: float,

@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 import adapters
-from alertd import logs, redis_client
+from alertd import logs, metrics, redis_client
 from alertd.broker import Broker
 from alertd.cap_signature import CapSigner, SigningConfigError
 from alertd.config import Settings, load_seed
@@ -102,6 +102,7 @@ class Engine:
         self.data_lost = False
         self.reseeded_at: float | None = None
         self._districts_version = -1
+        self._layers_loaded: set[tuple[str, str]] = set()
         await self.sync_districts()
         self.supervisor.every("districts", self.sync_districts, 5.0)
         if self.reader:
@@ -128,7 +129,8 @@ class Engine:
         # One process of the deployment (the lease holder) listens for acks and
         # publishes the retained states; the others stand by.
         feed = self.feed
-        self.supervisor.spawn("mqtt-leader", lambda: feed.lead(self._feed_stop), critical=False)
+        self.supervisor.spawn("mqtt-leader", lambda: feed.lead(self._feed_stop), critical=False,
+                              ends_when=self._feed_stop)  # fmt: skip
         if s.seed_file:
             seed = load_seed(s.seed_file)
             # 防災行政無線 call signs per municipality, e.g. {"08211": "こちらは、防災じょうそうです。"}
@@ -137,10 +139,9 @@ class Engine:
         await self.store.mark_deployment(self.consumer)
         self.supervisor.every("data-guard", self._guard_data, 5.0)
         if self.run_workers:
-            self.worker = Worker(
-                self.redis, self.store, s, adapters.registry(s.call_signs, cap_signer=self.cap_signer), self.feed, self.supervisor,
-                topics=Topics(s.topic_prefix),
-            )
+            kinds = adapters.registry(s.call_signs, cap_signer=self.cap_signer, smtp_ca_file=s.smtp_ca_file)
+            self.worker = Worker(self.redis, self.store, s, kinds, self.feed, self.supervisor,
+                                 topics=Topics(s.topic_prefix))  # fmt: skip
             # Subscriber endpoints on the deployment's broker get in as the feed does.
             self.worker.mqtt.home = broker
             await self.worker.start()
@@ -186,11 +187,17 @@ class Engine:
         assert self.redis is not None
         env = {**os.environ, "ALERTD_KEY_PREFIX": self.settings.key_prefix}
         jma = build_jma(self.redis, on_alert, registry=self.registry, env=env)
+        metrics.JMA_ENABLED.set(0 if jma is None else 1)
+        if jma is not None and jma.poller is not None:
+            from alertd.jma.metrics import precreate
+
+            precreate(jma.poller.config.feeds)
         if jma is not None:
             self._jma_stop = asyncio.Event()
             # An outage at JMA's end is the ingest's own business (its metrics and
             # backoff); it does not make this process unhealthy.
-            self.supervisor.spawn("jma-ingest", lambda: jma.run(self._jma_stop), critical=False)
+            self.supervisor.spawn("jma-ingest", lambda: jma.run(self._jma_stop), critical=False,
+                                  ends_when=self._jma_stop)  # told to stop at shutdown: not a fault  # fmt: skip
             log.info("jma.ingest.started", sources=jma.sources)
 
     async def _guard_data(self) -> None:
@@ -220,10 +227,34 @@ class Engine:
             return
         for muni, features in by_muni.items():
             self.registry.load_layer(muni, DESK_LAYER, {"type": "FeatureCollection", "features": features})
+        # The municipalities' own layers (自治区, 学区 …); one removed since is emptied here,
+        # or its districts would keep taking orders.
+        layers = await self.store.layers()
+        for muni, layer in self._layers_loaded - set(layers):
+            self.registry.load_layer(muni, layer, {"type": "FeatureCollection", "features": []})
+        for (muni, layer), features in layers.items():
+            self.registry.load_layer(muni, layer, {"type": "FeatureCollection", "features": features})
+        self._layers_loaded = set(layers)
         self._districts_version = version
 
     async def _expire(self) -> None:
         await self.store.expire_active(time.time())
+
+    async def scrape(self) -> None:
+        """Read what /metrics shows as it stands now (the backlog, whether Redis and the
+        broker answer) into the metrics snapshot; a Redis that does not answer within a
+        second is down, and the backlog then reads as it last did."""
+        snap = metrics.SNAPSHOT
+        assert self.redis is not None
+        try:
+            snap.pending, snap.oldest = await asyncio.wait_for(self.store.pending(), 1.0)
+            snap.up["redis"] = 1
+        except Exception:
+            snap.up["redis"] = 0
+        if self.feed is not None:
+            snap.up["mqtt"] = 1 if self.feed.connected else 0
+        else:
+            snap.up.pop("mqtt", None)  # the public listener has no broker connection to report
 
     async def health(self) -> dict[str, Any]:
         """What /healthz reports: "ok", or "unhealthy" with every cause in a sentence."""
@@ -347,4 +378,6 @@ def subscriber_from(item: dict[str, Any], *, default_timeout_s: float = 5.0) -> 
         max_in_flight=int(item.get("max_in_flight", 4)),
         name=item.get("name"),
         drills=bool(item.get("drills", False)),
+        recipients=[str(r) for r in item.get("recipients") or []],
+        sender=item.get("sender"),
     )

@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
-from alertd import logs
+from alertd import logs, metrics
 from alertd.broker import Broker
 from alertd.constants import Topics
 from alertd.inforce import InForce
 from alertd.lease import Lease
 from alertd.limits import ACK_MAX_BYTES
-from alertd.metrics import ACKS, DELIVERIES, FEED_PUBLISHED, STATE_PUBLISHED
+from alertd.metrics import ACKS, FEED_PUBLISHED, STATE_PUBLISHED
 from alertd.models import Alert, format_cap_time, utcnow
 
 if TYPE_CHECKING:
@@ -270,10 +270,11 @@ class Feed:
             log.warning("ack.malformed", subscriber_id=subscriber_id)
             ACKS.labels(path="mqtt", outcome="malformed").inc()
             return
-        ok = await self.store.confirm(alert_id, subscriber_id, key, f"{time.time():.3f}")
+        now = time.time()
+        ok = await self.store.confirm(alert_id, subscriber_id, key, f"{now:.3f}")
         if ok:
             sub = await self.store.get_subscriber(subscriber_id)
-            DELIVERIES.labels(adapter=sub.adapter.value if sub else "unknown", outcome="confirmed").inc()
+            metrics.confirmed(await self.store.get_alert(alert_id), sub, now)
             ACKS.labels(path="mqtt", outcome="confirmed").inc()
             log.info("delivery.confirmed", alert_id=alert_id, subscriber_id=subscriber_id, via="mqtt")
         elif ok is False:

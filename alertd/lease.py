@@ -33,6 +33,7 @@ LEADER = Gauge(
     "1 while this process holds the lease of a role (jma, mqtt).",
     ["role"],
     registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 
 _RENEW = """

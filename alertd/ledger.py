@@ -10,7 +10,7 @@ Per alert, one hash (``Keys.deliveries``), with per subscriber:
                                  HMGET and "sent" can be written with HSETNX (it
                                  never overwrites a later state that got there first).
     "<subscriber>|r"             msgpack map of the rest: attempts, error, latency_ms,
-                                 delivered_at. Packed in one field so a 2,000-way
+                                 delivered_at, report (what a channel library said). Packed in one field so a 2,000-way
                                  fan-out writes few arguments.
     "<subscriber>|confirmed_at"  when the receiver confirmed (HSETNX: the first counts).
 
@@ -31,17 +31,60 @@ from alertd.constants import Keys
 from alertd.models import DeliveryState
 
 # Moves due retries back into their lane atomically, so two processes never
-# move the same one. Members are "lane|alert|subscriber|accepted_ms".
+# move the same one. Members are "lane|alert|subscriber|accepted_ms", with "|p" after
+# them for a job parked behind an open circuit (the pattern ignores it).
 MOVE_DUE_SCRIPT = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
 for _, m in ipairs(due) do
   redis.call('ZREM', KEYS[1], m)
-  local lane, a, s, t = string.match(m, '^([^|]+)|([^|]+)|([^|]+)|([^|]+)$')
+  local lane, a, s, t = string.match(m, '^([^|]+)|([^|]+)|([^|]+)|([^|]+)')
   if lane then
     redis.call('XADD', ARGV[2] .. lane, '*', 'a', a, 's', s, 't', t)
   end
 end
 return #due
+"""
+
+# Subscriber deliveries of one alert reached a final state in one recorder batch
+# (ARGV[1] = how many, ARGV[2] = how many of them delivered, ARGV[3] = now in unix ms).
+# Returns {first, last}: first = 1 when these hold the alert's first delivery; last = its
+# last delivery's time (ms) once no delivery is left, else false. A missing hash (an alert
+# from before, or counted out already) returns {0, false}, so a delivery recorded twice
+# after a crash can never end a fan-out twice.
+FANOUT_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, false} end
+local first = 0
+if tonumber(ARGV[2]) > 0 then
+  first = redis.call('HSETNX', KEYS[1], 'first', ARGV[3])
+  local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
+  if tonumber(ARGV[3]) > last then redis.call('HSET', KEYS[1], 'last', ARGV[3]) end
+end
+local left = redis.call('HINCRBY', KEYS[1], 'left', -tonumber(ARGV[1]))
+if left <= 0 then
+  local last = redis.call('HGET', KEYS[1], 'last') or '0'
+  redis.call('DEL', KEYS[1])
+  return {first, last}
+end
+return {first, false}
+"""
+
+# Counts the retry zset's members by lane and kind in Redis (no member crosses the
+# network): returns {lane, parked (0/1), count, lane, parked, count, ...}.
+COUNT_WAITING_SCRIPT = """
+local counts = {}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local lane = string.match(m, '^([^|]+)|')
+  if lane then
+    local k = lane .. (string.sub(m, -2) == '|p' and '|1' or '|0')
+    counts[k] = (counts[k] or 0) + 1
+  end
+end
+local out = {}
+for k, n in pairs(counts) do
+  local lane, parked = string.match(k, '^(.*)|(%d)$')
+  table.insert(out, lane); table.insert(out, tonumber(parked)); table.insert(out, n)
+end
+return out
 """
 
 # HSETNX for a whole batch in one command: "sent" never overwrites a later state.
@@ -74,13 +117,15 @@ class DeliveryLedger:
 
     # --- the retry schedule ----------------------------------------------------
     @staticmethod
-    def retry_member(lane: str, alert_id: str, subscriber_id: str, accepted_ms: int) -> str:
-        return f"{lane}|{alert_id}|{subscriber_id}|{accepted_ms}"
+    def retry_member(lane: str, alert_id: str, subscriber_id: str, accepted_ms: int, parked: bool = False) -> str:
+        # "|p": parked behind an open circuit rather than waiting out a backoff, which the
+        # backlog metric tells apart (a dead endpoint's jobs are not a lane falling behind).
+        return f"{lane}|{alert_id}|{subscriber_id}|{accepted_ms}" + ("|p" if parked else "")
 
     @staticmethod
     def parse_retry_member(member: bytes | str) -> RetryEntry:
         text = member.decode() if isinstance(member, bytes) else member
-        lane, alert_id, sub_id, accepted_ms = text.split("|")
+        lane, alert_id, sub_id, accepted_ms = text.split("|")[:4]
         return RetryEntry(lane, alert_id, sub_id, int(accepted_ms))
 
     # --- the worker's batch read -------------------------------------------------
@@ -155,6 +200,7 @@ class DeliveryLedger:
                     "attempts": int(row.get("attempts", 0)),
                     "latency_ms": float(row["latency_ms"]) if "latency_ms" in row else None,
                     "last_error": row.get("error"),
+                    "report": row.get("report"),
                     "delivered_at": row.get("delivered_at"),
                     "confirmed_at": row.get("confirmed_at"),
                 }

@@ -26,6 +26,7 @@ from typing import Any
 
 from alertd import hazard_texts, places
 from alertd.models import Action, Alert, AlertKind, Info, MsgType, Status
+from alertd.romaji import romanise
 from alertd.text_catalogs import load_catalogs
 
 # Order matters: it is the order signage shows the lines in.
@@ -191,24 +192,43 @@ def place_name(code: str, *, full: bool = False) -> str:
     return name if isinstance(name, str) and name else code
 
 
-def _known_name(code: str | None) -> str | None:
+# Readers of these languages may not read kanji: a town's place names come romanised first,
+# Misaka-machi (三坂町), from the registry's kana readings (alertd.romaji).
+ROMANISED = ("en", "ko")
+
+
+def readable_name(code: str, name: str, lang: str | None) -> str:
+    """``name`` as a reader of ``lang`` reads it: "Misaka-machi (三坂町)" in en and ko where the
+    registry has a reading, else the name as it is."""
+    if lang not in ROMANISED:
+        return name
+    entry = places.entry(code)
+    kana = getattr(entry, "kana", None)
+    romaji = romanise(getattr(entry, "name", name), kana) if isinstance(kana, str) else None
+    return f"{romaji} ({name})" if romaji else name
+
+
+def _known_name(code: str | None, lang: str | None = None) -> str | None:
     """A municipality's name only when the registry really knows it (never a bare code in prose)."""
     if not code:
         return None
     name = place_name(code)
-    return None if name == code or name.isdigit() else name
+    return None if name == code or name.isdigit() else readable_name(code, name, lang)
 
 
-def district_names(alert: Alert) -> list[str]:
+def district_names(alert: Alert, lang: str | None = None) -> list[str]:
     """Names of the alert's districts, leaving out the municipality itself (that means 全域).
 
-    Without a municipality (national alerts) names carry their prefecture.
+    Without a municipality (national alerts) names carry their prefecture, and are not
+    romanised (a prefecture and town together would be too long for a line of signage).
     """
     names: list[str] = []
     for code in alert.districts:
         if alert.municipality and code == alert.municipality:
             continue
         name = place_name(code, full=alert.municipality is None)
+        if alert.municipality and name != code:
+            name = readable_name(code, name, lang)
         if name not in names:
             names.append(name)
     return names
@@ -299,7 +319,7 @@ class Message:
 @dataclass(frozen=True)
 class _Core:
     title: str  # written title without status/cancel markers
-    spoken_title: str  # "" when the body already says everything (J-Alert test)
+    spoken_title: str  # "" when the body already says everything (the transmission test)
     body: str
 
 
@@ -378,11 +398,14 @@ def _join(parts: Iterable[str], lang: str) -> str:
     return sep.join(p for p in parts if p)
 
 
-def _places(lang: str, ctx: _Context) -> tuple[str, bool]:
-    """The places phrase and whether it is the whole municipality."""
+def _places(lang: str, ctx: _Context, *, named: bool = True) -> tuple[str, bool]:
+    """The places phrase and whether it is the whole municipality.
+
+    ``named=False`` says "the whole area" rather than "the whole of 常総市" where the sentence
+    names the town elsewhere (代行: "… in 常総市 (issued by 茨城県 on its behalf)")."""
     p = _PHRASES[lang]
     if not ctx.names:
-        if ctx.muni and "whole_area_named" in p:
+        if named and ctx.muni and "whole_area_named" in p:
             return p["whole_area_named"].format(muni=ctx.muni), True
         return p["whole_area"], True
     names = ctx.names
@@ -419,7 +442,8 @@ def _evacuation(alert: Alert, lang: str, ctx: _Context) -> _Core:
     # compact: the guideline's key phrase instead of the full instruction, so a
     # small screen keeps what to do rather than losing it to trimming.
     p = _PHRASES[lang]
-    places, whole = _places(lang, ctx)
+    # 代行 names the town in its own phrase (on_behalf_part), so the places must not name it again.
+    places, whole = _places(lang, ctx, named=ctx.issuer is None)
     muni_part = _muni_part(lang, ctx, whole)
     reason = reason_text(alert.reason, lang)
     level = alert.level if alert.level in p["level_name"] else None
@@ -631,9 +655,9 @@ def message(
     official short instruction (危険な場所から全員避難) for displays.
     """
     lang = normalise_language(lang)
-    names = list(district_names) if district_names is not None else _names_for(alert)
+    names = list(district_names) if district_names is not None else _names_for(alert, lang)
     issuer = (_known_name(alert.on_behalf_of[:2]) or alert.source) if alert.on_behalf_of else None
-    ctx = _Context(names=names, max_places=max_places, muni=_known_name(alert.municipality), compact=compact,
+    ctx = _Context(names=names, max_places=max_places, muni=_known_name(alert.municipality, lang), compact=compact,
                    issuer=issuer)  # fmt: skip
     core, source, note = _resolve(alert, lang, ctx)
     # Markers and sentences come from the reader's language even when the
@@ -644,7 +668,7 @@ def message(
     markers = p["status_marker"].get(status, "")
     status_sentence = p["status_sentence"].get(status, "")
     if _kind(alert) == "test" and alert.status == Status.TEST:
-        status_sentence = ""  # "これは試験です。これは、Jアラートのテストです。" says it twice
+        status_sentence = ""  # "これは試験です。これは、防災情報の伝達試験です。" says it twice
     change = change_kind(alert)
     # What still stands where a lift or cancel ended something, and who spoke (代行).
     said_issuer = ctx.issuer is not None and _kind(alert) == "evacuation" and source == "template"
@@ -678,7 +702,14 @@ def message(
     # "This is a drill" goes before everything, even the fallback note.
     body = _join([status_sentence, note, main], text_lang)
     spoken = _join([status_sentence, note, spoken_main], text_lang)
+    if lang in ROMANISED:
+        # Read aloud, the romanised name is the name: a voice reading 三坂町 in English helps nobody.
+        spoken = _KANJI_ASIDE.sub("", spoken)
     return Message(lang=lang, headline=headline, body=body, spoken=_plain(spoken), source=source)
+
+
+# " (三坂町)" after a romanised name: kanji and kana only, in ASCII or full-width parentheses.
+_KANJI_ASIDE = re.compile(r" \([\u3040-\u30ff\u3400-\u9fff々〆ヶ]+\)")
 
 
 def change_kind(alert: Alert) -> str | None:
@@ -733,8 +764,8 @@ def _on_behalf(alert: Alert, lang: str) -> str:
     return _PHRASES[lang]["on_behalf"].format(issuer=issuer, muni=muni)
 
 
-def _names_for(alert: Alert) -> list[str]:
-    return district_names(alert)
+def _names_for(alert: Alert, lang: str | None = None) -> list[str]:
+    return district_names(alert, lang)
 
 
 _SPACES = re.compile(r"[ \t\u3000]+")

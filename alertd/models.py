@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 
@@ -73,6 +73,11 @@ class AdapterKind(enum.StrEnum):
     ISP = "isp"
     SIGNAGE = "signage"
     RADIO = "radio"
+    # Channels a city relays its loudspeaker texts to (issue 14): registered e-mail lists
+    # over SMTP, social and chat services through Apprise, a carrier's cell-broadcast centre (CAP).
+    EMAIL = "email"
+    APPRISE = "apprise"
+    CBC = "cbc"
     # alertd's own MQTT feed (alerts/v1/<pref>/<muni>): planned and tracked like a receiver
     # (subscriber "_feed"), never a kind a subscriber can register.
     FEED = "feed"
@@ -137,6 +142,10 @@ class AlertState(enum.StrEnum):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Japan time, for what a prefecture publishes (drill reports, transmission-test tables).
+JST = timezone(timedelta(hours=9))
 
 
 @dataclass
@@ -388,7 +397,7 @@ class Issuer:
 class Subscriber:
     id: str
     adapter: AdapterKind
-    endpoint: str  # http(s)://… or mqtt://host:port/topic
+    endpoint: str  # http(s)://…, mqtt://host:port/topic, smtp://host:port (email), an Apprise URL (apprise)
     districts: list[str]
     secret: str | None = None
     min_level: int | None = None
@@ -396,15 +405,18 @@ class Subscriber:
     timeout_s: float = 5.0
     max_in_flight: int = 4
     name: str | None = None
-    # A loudspeaker gateway that takes JMA drills (訓練): the JMA policy withholds them
-    # from radio unless the gateway opts in.
+    # A receiver that takes drills (訓練, status Exercise): without it no drill reaches it,
+    # whoever sent the drill (routing.takes); a drill's own receivers always have it.
     drills: bool = False
+    # E-mail only: who gets the message (by Bcc) and whom it is from.
+    recipients: list[str] = field(default_factory=list)
+    sender: str | None = None
 
     def public(self) -> dict[str, Any]:
-        from alertd.redact import redact_url
+        from alertd.redact import redact_endpoint
 
         d = asdict(self)
         d["adapter"] = self.adapter.value
         d["secret"] = "***" if self.secret else None
-        d["endpoint"] = redact_url(self.endpoint)  # credentials in the URL stay with alertd
+        d["endpoint"] = redact_endpoint(self.endpoint)  # credentials in the URL stay with alertd
         return d

@@ -365,6 +365,18 @@ _ALERTS_PATH = {
 _ETAG: dict[str, Any] = {"schema": {"type": "string"}, "description": "Send it back in If-None-Match."}
 _ALERT_ID = _id_param("alertd's id for the alert, as in the 202 answer.")
 _NO_ALERT = {404: "There is no alert with this id."}
+_NAME = {"name": "name", "in": "path", "required": True, "description": "The file name.",
+         "schema": {"type": "string", "minLength": 1}}
+_WEB_FILE: dict[str, Any] = {
+    "200": {
+        "description": "The file, served from alertd's package (cacheable for an hour; ETag).",
+        "headers": {"ETag": _ETAG},
+        "content": {media: {"schema": {"type": "string"}} for media in
+                    ("text/javascript", "text/css", "text/plain", "text/markdown", "image/svg+xml", "image/png")},
+    },
+    "304": {"description": "Nothing changed since the ETag in If-None-Match.", "headers": {"ETag": _ETAG}},
+    **_problems(404, why={404: "alertd has no web file by that name."}),
+}
 
 _USER_401 = {401: "No token or session, or one that ended (signed out, expired, or the user was removed)."}
 _USERNAME_PARAM = {"name": "username", "in": "path", "required": True, "description": "The username.",
@@ -471,6 +483,16 @@ PEOPLE_PATHS: dict[str, Any] = {
         },
     },
     "/api/v1/sessions/current": {
+        "get": {
+            "tags": ["people"],
+            "summary": "Who is signed in: the person, their issuer, roles and jurisdiction",
+            "description": "What the console shows after sign-in: the municipalities the issuer may send for "
+            "(a prefecture's every town: 代行) and its two-person rule.",
+            "responses": {
+                "200": _json("Me", "The signed-in person."),
+                **_people_problems(401, 403, why={**_USER_401, 403: "The person's issuer is no longer registered."}),
+            },
+        },
         "delete": {
             "tags": ["people"],
             "summary": "Sign out (this session ends at once)",
@@ -642,6 +664,44 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/v1/layers/{municipality}/{layer}": {
+        "parameters": [
+            {"name": "municipality", "in": "path", "required": True, "schema": {"type": "string"},
+             "example": "08211"},
+            {"name": "layer", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"}, "example": "jichiku"},
+        ],
+        "put": {
+            "operationId": "putLayer",
+            "tags": ["desk"],
+            "summary": "Load a layer of the municipality's own districts (自治区, 学区, 避難所の圏域)",
+            "description": "Replaces the layer of that name. Orders name its districts like 町域, subscribers "
+            "subscribe to their codes (<municipality>:layer:<layer>:<name>), in every alertd process. Outlines "
+            "straying a little over the town's boundary are cut to it. `alertd geo layer add` sends a GeoJSON "
+            "or CSV file here.",
+            "responses": {
+                "200": _json("LayerLoaded", "Loaded; the codes its districts have."),
+                **_problems(400, 401, 403, 409, 413, 422, why={
+                    **_DESK_401,
+                    409: "A district of the layer has the name of another district of the town (a 町域): orders "
+                    "could not tell them apart. Nothing was loaded.",
+                    422: "The layer's name, a district or its outline is not usable. Nothing was loaded.",
+                }),
+            },
+        },
+        "delete": {
+            "operationId": "deleteLayer",
+            "tags": ["desk"],
+            "summary": "Remove a layer the municipality loaded",
+            "responses": {
+                "204": {"description": "Removed."},
+                **_problems(401, 403, 404, 409, 422, why={
+                    **_DESK_401, 404: "The municipality has no layer of this name.",
+                    409: "An order in force names one of its districts: lift it first. Nothing was removed.",
+                }),
+            },
+        },
+    },
     "/api/v1/in-force": {
         "get": {
             "operationId": "getInForce",
@@ -695,6 +755,27 @@ PATHS: dict[str, Any] = {
             "last_error are masked.",
             "responses": {
                 "200": _json("Deliveries", "The deliveries of this alert."),
+                **_problems(401, 403, 404, why={**_NO_ALERT, 403: "The alert is outside your jurisdiction."}),
+            },
+        },
+    },
+    "/api/v1/alerts/{id}/deliveries/events": {
+        "parameters": [_ALERT_ID],
+        "get": {
+            "operationId": "streamDeliveries",
+            "tags": ["reading"],
+            "summary": "Who has received an alert, live (Server-Sent Events)",
+            "description": "The same rows as /deliveries, as 'event: deliveries' whenever they change (checked "
+            "twice a second), then 'event: end' once every delivery is final (confirmed, failed, expired "
+            "or superseded). A stream lasts at most 2 minutes (EventSource reconnects by itself) and ends "
+            "when alertd shuts down. Who may read it: as for /deliveries.",
+            "responses": {
+                "200": {"description": "The event stream; each event's data is a Deliveries document (an "
+                        "'end' event's is {}).",
+                        "content": {"text/event-stream": {"schema": {
+                            "type": "object", "description": "One Server-Sent Event.",
+                            "properties": {"event": {"enum": ["deliveries", "end"]}, "data": {"type": "string"},
+                                           "retry": {"type": "integer"}, "id": {"type": "string"}}}}}},
                 **_problems(401, 403, 404, why={**_NO_ALERT, 403: "The alert is outside your jurisdiction."}),
             },
         },
@@ -753,6 +834,129 @@ PATHS: dict[str, Any] = {
                 },
                 **_problems(422, why={422: "The municipality code is not one alertd knows."}),
             },
+        },
+    },
+    "/map/": {
+        "get": {
+            "operationId": "mapPage",
+            "tags": ["maps"],
+            "summary": "The public map of the districts under an evacuation order now (HTML)",
+            "description": "No sign-in. A page that works without JavaScript and with screen readers: the "
+            "districts under an order as a table (municipality, district, level, reason) and a legend of the "
+            "警戒レベル colours in ja, en, zh, ko and やさしい日本語; with scripts, a map drawn from alertd's own "
+            "boundaries that refreshes itself. Nothing on it comes from another host.",
+            "responses": {
+                "200": {"description": "The page.", "headers": {"ETag": _ETAG},
+                        "content": {"text/html": {"schema": {"type": "string"}}}},
+                "304": {"description": "Nothing changed since the ETag in If-None-Match.", "headers": {"ETag": _ETAG}},
+                **_problems(422, why={422: "'status' or 'lang' is not one alertd knows."}),
+            },
+        },
+    },
+    "/api/v1/map": {
+        "get": {
+            "operationId": "getOrderMap",
+            "tags": ["maps"],
+            "summary": "Every district under an evacuation order now, as GeoJSON",
+            "description": "What the public map draws, drawn from the same model as /api/v1/in-force: one "
+            "feature per district with its level (the highest standing there), official colour, "
+            "municipality and reason. A 町域 without a boundary of its own has a null geometry and "
+            "has_boundary false. Cached with a strong ETag until any alert changes.",
+            "responses": {
+                "200": {**_json("OrderMap", "The districts under an order."), "headers": {"ETag": _ETAG}},
+                "304": {"description": "Nothing changed since the ETag in If-None-Match.", "headers": {"ETag": _ETAG}},
+                **_problems(422, why={422: "'status' must be Actual, Exercise or Test."}),
+            },
+        },
+    },
+    "/api/v1/boundaries": {
+        "get": {
+            "operationId": "getBoundaries",
+            "tags": ["maps"],
+            "summary": "alertd's own boundaries as GeoJSON: the base map",
+            "description": "There is no external base map: a prefecture's municipalities, or a municipality's "
+            "outline with the districts its desk drew, simplified for the screen. Geometries are null where no "
+            "boundaries were imported (`alertd geo import`).",
+            "responses": {
+                "200": {**_json("BoundaryCollection", "The boundaries."), "headers": {"ETag": _ETAG}},
+                "304": {"description": "Nothing changed since the ETag in If-None-Match.", "headers": {"ETag": _ETAG}},
+                **_problems(422, why={422: "'area' is not a prefecture or municipality code alertd knows."}),
+            },
+        },
+    },
+    "/console/": {
+        "get": {
+            "operationId": "consolePage",
+            "tags": ["maps"],
+            "summary": "The desk console (HTML): sign in, see what stands, issue, approve, lift",
+            "description": "A page of alertd's own scripts (no build step, nothing from another host) on the "
+            "JSON API: everything it shows needs a sign-in with username, password and one-time code.",
+            "responses": {
+                "200": {"description": "The page.", "headers": {"ETag": _ETAG},
+                        "content": {"text/html": {"schema": {"type": "string"}}}},
+                "304": {"description": "Nothing changed since the ETag in If-None-Match.", "headers": {"ETag": _ETAG}},
+            },
+        },
+    },
+    "/api/v1/orders": {
+        "get": {
+            "operationId": "listDeskOrders",
+            "tags": ["desk"],
+            "summary": "The evacuation orders in force in the caller's jurisdiction, per district and per alert",
+            "description": "The desk's own view (also of drills and tests, with status=): the features the public "
+            "map draws, limited to the issuer's jurisdiction, and each order with the districts it still "
+            "covers, to lift or cancel from.",
+            "responses": {
+                "200": _json("DeskOrders", "What stands."),
+                **_problems(401, 403, 422, why={
+                    401: "No token or session, or one that ended.",
+                    403: "The admin token has no jurisdiction; the caller's issuer is no longer registered.",
+                    422: "'status' must be Actual, Exercise or Test."}),
+            },
+        },
+    },
+    "/api/v1/history": {
+        "get": {
+            "operationId": "getHistory",
+            "tags": ["desk"],
+            "summary": "Past issuances of the caller's jurisdiction, with their delivery outcome",
+            "description": "Evacuation orders, lifts, cancels and shelter notices sent between 'since' and "
+            "'until' (Japan time, both days included; at most 200, newest first), each with its deliveries "
+            "counted by state. format=csv and format=geojson (each issuance with its districts' outlines) "
+            "download the same rows.",
+            "responses": {
+                "200": {
+                    "description": "The issuances.",
+                    "content": {
+                        "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryRow"}}},
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/geo+json": {"schema": {"type": "object"}},
+                    },
+                },
+                **_problems(401, 403, 422, why={
+                    401: "No token or session, or one that ended.",
+                    403: "The municipality is outside the caller's jurisdiction, or the admin token was used "
+                    "(it has no jurisdiction of its own).",
+                    422: "A date is not a date, 'since' is after 'until', or status/format is not one alertd knows."}),
+            },
+        },
+    },
+    "/static/{name}": {
+        "parameters": [_NAME],
+        "get": {
+            "operationId": "getWebFile",
+            "tags": ["maps"],
+            "summary": "A script or style of alertd's pages",
+            "responses": _WEB_FILE,
+        },
+    },
+    "/static/vendor/{name}": {
+        "parameters": [_NAME],
+        "get": {
+            "operationId": "getVendorFile",
+            "tags": ["maps"],
+            "summary": "A vendored library file (Leaflet), with its licence",
+            "responses": _WEB_FILE,
         },
     },
     "/metrics": {
@@ -886,11 +1090,13 @@ them, and, when they have a secret,
 MODELS: tuple[type[models.BaseModel], ...] = (
     models.Issuer, models.IssuerView, models.Subscriber, models.SubscriberChange, models.SubscriberView,
     models.TestBroadcastRequest, models.DistrictAddition, models.AddedDistrict, models.AddedDistrictRow,
+    models.LayerDistrict, models.LayerUpload, models.LayerLoaded,
     models.Ack, models.AckResult, models.EvacuationOrder, models.ShelterNotice, models.JsonAlert,
     models.Accepted, models.Deliveries, models.TestBroadcast, models.AwaitingApproval, models.NewUser,
     models.UserView, models.CreatedUser, models.SignIn, models.SessionView, models.AuditEntry, models.Rejection,
     models.DraftView, models.Alert, models.Preview, models.Health, models.TestBroadcastResult,
-    models.WebhookAlert, models.Problem, models.InForceView,
+    models.WebhookAlert, models.Problem, models.InForceView, models.OrderMap, models.BoundaryCollection,
+    models.Me, models.DeskOrders, models.HistoryRow,
 )  # fmt: skip
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "user": USER,
@@ -1023,6 +1229,7 @@ def spec() -> dict[str, Any]:
             {"name": "reading", "description": "Alerts, deliveries and receivers' confirmations (no token)."},
             {"name": "feeds", "description": "Pull feeds for conveyors (no token)."},
             {"name": "people", "description": "Users, sign-in, the audit trail, drafts awaiting approval."},
+            {"name": "maps", "description": "The public map, alertd's own boundaries and the web files (no token)."},
             {"name": "operations", "description": "Metrics, health, this document."},
         ],
         "paths": paths(),

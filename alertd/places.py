@@ -14,12 +14,26 @@ from typing import Any
 
 # Returns the registry entry for a code (with .name and .full_name), or raises.
 _lookup: Callable[[str], Any] | None = None
+# Returns a district's shapely polygon (None when the registry has no boundary for it).
+_geometry: Callable[[str], Any] | None = None
 
 
-def provide(lookup: Callable[[str], Any]) -> None:
-    """Called by the registry that loads first: ``lookup(code)`` gives its entry for a code."""
-    global _lookup
+def provide(lookup: Callable[[str], Any], geometry: Callable[[str], Any] | None = None) -> None:
+    """Called by the registry that loads first: ``lookup(code)`` gives its entry for a code,
+    ``geometry(code)`` its polygon (cell broadcast draws the area from it)."""
+    global _lookup, _geometry
     _lookup = lookup
+    _geometry = geometry
+
+
+def geometry(code: str) -> Any | None:
+    """A district's polygon (shapely), or None: no boundaries loaded, or none for this code."""
+    if _geometry is None:
+        return None
+    try:
+        return _geometry(code)
+    except Exception:  # an unknown code: the alert still goes out, by geocode alone
+        return None
 
 
 def entry(code: str) -> Any | None:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from alertd import metrics
 from alertd.constants import Keys
-from alertd.ledger import DeliveryLedger
+from alertd.ledger import FANOUT_SCRIPT, DeliveryLedger
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Outcome:
     prev: dict[str, Any] = field(default_factory=dict)  # the delivery's record so far, merged under fields
     retry_member: str | None = None  # re-schedule: "lane|alert|subscriber|accepted_ms"
     retry_at_ms: int = 0
+    # A subscriber delivery that reached its final state: (lane, accepted_ms, delivered).
+    # Counted down in the alert's fan-out record in the same transaction.
+    fanout: tuple[str, int, bool] | None = None
 
 
 class Recorder:
@@ -47,6 +52,7 @@ class Recorder:
         self._sent: list[tuple[str, str]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        self._fanout = redis.register_script(FANOUT_SCRIPT)
 
     def mark_sent(self, alert_id: str, subscriber_id: str) -> None:
         """Note that an attempt is under way, without waiting for it to be written.
@@ -85,6 +91,9 @@ class Recorder:
         by_alert: dict[str, dict[str, Any]] = {}
         acks: dict[str, list[bytes | str]] = {}
         retries: dict[str, int] = {}
+        # Per alert: (lane, accepted_ms, deliveries ended, of which delivered). One script
+        # call per alert and batch, not per delivery: a fan-out's batch is mostly one alert.
+        ends: dict[str, list[Any]] = {}
         record_mapping = self.ledger.record_mapping
         for outcome, _ in batch:
             if outcome.fields:
@@ -93,6 +102,12 @@ class Recorder:
             acks.setdefault(outcome.stream, []).append(outcome.entry_id)
             if outcome.retry_member is not None:
                 retries[outcome.retry_member] = outcome.retry_at_ms
+            if outcome.fanout is not None:
+                lane, accepted_ms, delivered = outcome.fanout
+                end = ends.setdefault(outcome.alert_id, [lane, accepted_ms, 0, 0])
+                end[2] += 1
+                end[3] += delivered
+        now_ms = int(time.time() * 1000)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 self.ledger.queue_mark_sent(pipe, sent)
@@ -100,16 +115,29 @@ class Recorder:
                 for stream, ids in acks.items():
                     pipe.xack(stream, self.keys.group, *ids)
                     pipe.xdel(stream, *ids)
-                await pipe.execute()
+                for alert_id, (_, _, n, delivered) in ends.items():
+                    await self._fanout(keys=[self.keys.fanout(alert_id)], args=[n, delivered, now_ms], client=pipe)
+                results = await pipe.execute()
         except Exception as exc:
             # Nothing was acknowledged: the jobs stay pending and are reclaimed.
             for _, done in batch:
                 if not done.done():
                     done.set_exception(exc)
             return
+        if ends:
+            self._observe_fanouts(list(ends.values()), results[len(results) - len(ends) :], now_ms)
         for _, done in batch:
             if not done.done():
                 done.set_result(None)
+
+    @staticmethod
+    def _observe_fanouts(ends: list[list[Any]], results: list[Any], now_ms: int) -> None:
+        """An alert's first delivery, and its fan-out once its last delivery ended."""
+        for (lane, accepted_ms, _, _), (first, last) in zip(ends, results, strict=True):
+            if first:
+                metrics.FIRST_DELIVERY.labels(lane).observe(max(0.0, (now_ms - accepted_ms) / 1000))
+            if last and int(last) > 0:  # none delivered at all: no fan-out duration to speak of
+                metrics.FANOUT_DURATION.labels(lane).observe(max(0.0, (int(last) - accepted_ms) / 1000))
 
     async def close(self) -> None:
         self._start_flush()

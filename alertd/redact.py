@@ -29,14 +29,33 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+# Schemes whose host part is a host name: the rest (Apprise's tgram://, slack://, line://…)
+# often carry a token where the host would be, so nothing after the scheme is shown.
+HOST_SCHEMES = frozenset(
+    {"http", "https", "mqtt", "mqtts", "smtp", "smtps", "redis", "rediss", "json", "jsons", "xml", "xmls", "form", "forms"}
+)
+
+
+def redact_endpoint(url: str) -> str:
+    """A subscriber endpoint as alertd shows it: ``redact_url`` for addresses whose host is a
+    host; for any other scheme (an Apprise service URL) only the scheme."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme and scheme not in HOST_SCHEMES:
+        return f"{scheme}://{MASK}"
+    return redact_url(url)
+
+
 def redact_text(text: str, url: str) -> str:
     """An error message that may quote ``url`` (or pieces of it), with those pieces masked."""
-    safe = text.replace(url, redact_url(url))
+    safe = text.replace(url, redact_endpoint(url))
     try:
         parts = urlsplit(url)
     except ValueError:
         return safe
     secrets = [parts.password, parts.username, *(v for _, v in parse_qsl(parts.query)), parts.query]
+    if parts.scheme.lower() not in HOST_SCHEMES:
+        # An Apprise service address: its "host" and path are bot tokens and keys.
+        secrets += [parts.netloc, *parts.path.split("/")]
     for secret in secrets:
         if secret and len(secret) >= 3:
             safe = safe.replace(secret, MASK)

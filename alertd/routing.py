@@ -4,6 +4,15 @@ A subscriber's districts match an alert's districts in both directions of the
 hierarchy: a prefecture-wide station gets a town's evacuation order (the
 town is inside its prefecture), and one town's signage gets a warning for
 its whole prefecture (the prefecture contains the town).
+
+One rule keeps drills off live receivers, whatever sent them (a desk, a drill
+run with --url, CAP, JSON or the JMA feed): an Exercise (訓練) reaches only the
+receivers that take drills (``drills: true``) — a drill's own simulated
+receivers, and live ones that said they take part. A loudspeaker that did not
+opt in never speaks a drill. A Test goes to every receiver in scope: checking
+the live receivers is what the transmission test is for — except the
+transmission test a drill runs as one of its steps, which is part of the drill
+(marked ``alertd:drills-only``) and takes the drill's rule.
 """
 
 from __future__ import annotations
@@ -19,6 +28,14 @@ if TYPE_CHECKING:
 
 
 WITHHELD = "alertd:withheld="
+# A CAP code (special handling) for a message that is part of a drill without being an Exercise:
+# the transmission test a drill runs. It reaches only receivers that take drills.
+DRILLS_ONLY = "alertd:drills-only"
+
+
+def takes(sub: Subscriber, alert: Alert) -> bool:
+    """Whether the receiver takes this alert: a drill (or a drill's own test) only if it opted in."""
+    return sub.drills or not (alert.status is Status.EXERCISE or DRILLS_ONLY in alert.codes)
 
 
 def withheld_adapters(alert: Alert) -> set[str]:
@@ -75,6 +92,8 @@ class Router:
         out = []
         for i in sorted(hits):
             sub = self._subs[i]
+            if not takes(sub, alert):
+                continue
             opted_in = sub.drills and sub.adapter.value in withheld
             if allowed is not None and sub.adapter.value not in allowed and not opted_in:
                 continue

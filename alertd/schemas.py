@@ -14,6 +14,7 @@ field and which rule failed, which is what a refusal sentence needs.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -36,6 +37,24 @@ SENDER_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@:/-]{0,199}$"
 # An http(s) URL, or an mqtt(s) URL naming one topic (no wildcards): what a delivery can reach.
 _HOST = r"([^\s/?#@\[\]]+@)?([A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
 ENDPOINT_RE = rf"^(https?://{_HOST}([/?#][^\s]*)?|mqtts?://{_HOST}/[^\s#+/]+(/[^\s#+]*)?)$"
+
+
+# Any address a subscriber kind can take: the kind then says which schemes it accepts
+# (Subscriber._endpoint_fits). Apprise alone knows some hundred service schemes.
+SUBSCRIBER_ENDPOINT_RE = r"^[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s]+$"
+# An e-mail address as SMTP carries it in RCPT TO: no display name, no list separators.
+EMAIL_RE = r"^[^@\s<>,;\"()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,253}$"
+SubscriberKind = Literal["broadcaster", "isp", "signage", "radio", "email", "apprise", "cbc"]
+EmailAddress = Annotated[str, Field(pattern=EMAIL_RE, max_length=254)]  # RFC 5321 §4.5.3.1.3: a path is 256 with <>
+# Recipients of one e-mail subscriber: a list server's address counts as one, so a city with more
+# residents registered points alertd at its list server (or registers several subscribers).
+MAX_RECIPIENTS = 3000
+# Which endpoint each kind takes, as the refusal sentence says it.
+_KIND_ENDPOINTS = {
+    "email": (("smtp", "smtps"), "an smtp://[user:password@]host:port[?starttls=1] or smtps:// address"),
+    "cbc": (("http", "https"), "the http(s):// URL of the cell-broadcast centre's CAP interface"),
+}
+_DEFAULT_ENDPOINTS = (("http", "https", "mqtt", "mqtts"), "an http(s):// URL or mqtt://host:port/topic")
 
 
 # A district code as a list item: never empty ("" would name nothing alertd could look up).
@@ -234,11 +253,14 @@ class IssuerView(Shape):
 
 class Subscriber(Shape):
     """A receiver alertd pushes alerts to: a broadcaster (CAP), an ISP or portal (signed JSON
-    webhook), signage or radio. Registering an id that exists replaces it."""
+    webhook), signage or radio; a registered-mail list (email, by SMTP), a social or chat service
+    (apprise, by Apprise URL) or a carrier's cell-broadcast centre (cbc, CAP 1.2 by HTTP POST).
+    Registering an id that exists replaces it."""
 
     refusals: ClassVar[dict[str, str]] = {
         "id": _ID_SENTENCE.format(what="subscriber"),
-        "adapter": "'adapter' must be one of broadcaster, isp, signage, radio, not {value!r}.",
+        "adapter": "'adapter' must be one of broadcaster, isp, signage, radio, email, apprise, cbc, "
+        "not {value!r}.",
         "endpoint": "'endpoint' must be an http(s):// URL or mqtt://host:port/topic naming one topic "
         "(no wildcards).",
         "districts": _CODES_SENTENCE.format(name="districts"),
@@ -249,14 +271,21 @@ class Subscriber(Shape):
         "timeout_s": "'timeout_s' must be a number from 0.1 to 60.",
         "max_in_flight": "'max_in_flight' must be a number from 1 to 1000.",
         "name": "'name' must be text: what the desk calls this receiver.",
+        "recipients": "'recipients' must be a list of e-mail addresses such as \"bousai@example.jp\" "
+        "(at most 3,000; for more, give the address of your mailing-list server).",
+        "sender": "'sender' must be one e-mail address such as \"bousai@city.joso.ibaraki.jp\".",
     }
 
     id: str = Field(pattern=ID_RE)
-    adapter: Literal["broadcaster", "isp", "signage", "radio"]
-    endpoint: str = Field(pattern=ENDPOINT_RE, max_length=2000,
+    adapter: SubscriberKind
+    endpoint: str = Field(pattern=SUBSCRIBER_ENDPOINT_RE, max_length=2000,
                           examples=["https://portal.example.jp/alertd", "mqtt://broker.example.jp:1883/alerts/joso"],
-                          description="An http(s):// URL, or mqtt(s)://host:port/topic naming one topic "
-                          "(no wildcards).")  # fmt: skip
+                          description="broadcaster, isp, signage, radio: an http(s):// URL, or "
+                          "mqtt(s)://host:port/topic naming one topic (no wildcards). email: "
+                          "smtp://[user:password@]host:port[?starttls=1] (smtps:// for TLS from the start). "
+                          "apprise: any Apprise URL (json://host:port/path, tgram://…, line://…). cbc: the "
+                          "http(s):// URL of a cell-broadcast centre's CAP interface. Credentials in it are "
+                          "never shown back.")  # fmt: skip
     districts: list[Code] = Field(
         min_length=1, examples=[["08"], ["08211", "08220"]],
         description="District codes to receive alerts for; a wider code covers everything in it, and a "
@@ -274,23 +303,57 @@ class Subscriber(Shape):
         description="Only alerts at this 警戒レベル or above (a lift, cancel or update of an alert it got "
         "still reaches it).",
     )  # fmt: skip
-    drills: bool = Field(False, description="A loudspeaker gateway that takes JMA drills (訓練), which the "
-                         "JMA policy otherwise keeps from radio.")  # fmt: skip
+    drills: bool = Field(False, description="A receiver that takes drills (訓練, status Exercise): a drill "
+                         "reaches only receivers that say so, whoever sends it (desk, drill run, CAP, JSON, "
+                         "JMA).")  # fmt: skip
     languages: list[str] | None = Field(None, examples=[["ja", "en"]])
     timeout_s: float | None = Field(None, ge=0.1, le=60)
     max_in_flight: whole_number(1, 1000) | None = None
     name: str | None = None
+    recipients: list[EmailAddress] | None = Field(
+        None, max_length=MAX_RECIPIENTS, examples=[["bousai-list@example.jp"]],
+        description="email only (required there): who gets each alert. They receive it by Bcc, in "
+        "batches, so no recipient sees another's address.",
+    )  # fmt: skip
+    sender: EmailAddress | None = Field(None, examples=["bousai@city.joso.ibaraki.jp"],
+                                        description="email only (required there): the From address.")
 
     @model_validator(mode="after")
     def _endpoint_reachable(self) -> Subscriber:
-        # The pattern is what a reader can check; this is what a delivery needs (a host urlsplit reads).
+        self._endpoint_fits()
+        if self.adapter == "email":
+            if not self.recipients:
+                raise InvalidInput("An email subscriber needs 'recipients': the addresses that get each alert.",
+                                   field="recipients")  # fmt: skip
+            if not self.sender:
+                raise InvalidInput("An email subscriber needs 'sender': the From address of its messages.",
+                                   field="sender")  # fmt: skip
+        elif self.recipients:
+            raise InvalidInput(f"'recipients' is for email subscribers only, not {self.adapter}.", field="recipients")
+        return self
+
+    def _endpoint_fits(self) -> None:
+        """The pattern is what a reader can check; this is what a delivery of this kind needs."""
+        if self.adapter == "apprise":
+            from alertd.apprise_urls import apprise_problem
+
+            problem = apprise_problem(self.endpoint)
+            if problem is not None:
+                raise InvalidInput(problem, field="endpoint")
+            return
+        schemes, what = _KIND_ENDPOINTS.get(self.adapter, _DEFAULT_ENDPOINTS)
+        sentence = self.refusals["endpoint"] if schemes is _DEFAULT_ENDPOINTS[0] else (
+            f"A {self.adapter} subscriber's 'endpoint' must be {what}.")  # fmt: skip
+        scheme = self.endpoint.partition("://")[0].lower()
         try:
-            host = urlsplit(self.endpoint).hostname
+            parts = urlsplit(self.endpoint)
+            host, _ = parts.hostname, parts.port  # .port raises on a port that is not a number
         except ValueError:
             host = None
-        if not host:
-            raise InvalidInput(self.refusals["endpoint"], field="endpoint")
-        return self
+        if scheme not in schemes or not host:
+            raise InvalidInput(sentence, field="endpoint")
+        if scheme.startswith(("http", "mqtt")) and not re.match(ENDPOINT_RE, self.endpoint):
+            raise InvalidInput(sentence, field="endpoint")
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -305,7 +368,7 @@ class SubscriberChange(Shape):
     # What a subscriber cannot be without may be left out, not sent as null.
     id: str = Field(None, pattern=ID_RE, description="If given, the subscriber's own id.",  # type: ignore[assignment]
                     json_schema_extra=_no_default)
-    adapter: Literal["broadcaster", "isp", "signage", "radio"] = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
+    adapter: SubscriberKind = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
     endpoint: str = Field(None, pattern=ENDPOINT_RE, max_length=2000, json_schema_extra=_no_default)  # type: ignore[assignment]
     districts: list[Code] = Field(None, min_length=1, json_schema_extra=_no_default)  # type: ignore[assignment]
     secret: str | None = Field(None, min_length=16, json_schema_extra={"writeOnly": True})
@@ -315,13 +378,15 @@ class SubscriberChange(Shape):
     timeout_s: float | None = Field(None, ge=0.1, le=60)
     max_in_flight: whole_number(1, 1000) | None = None
     name: str | None = None
+    recipients: list[EmailAddress] | None = Field(None, max_length=MAX_RECIPIENTS)
+    sender: EmailAddress | None = None
 
 
 class SubscriberView(BaseModel):
     """A subscriber as alertd shows it: the secret is "***" when set, null when not."""
 
     id: str
-    adapter: Literal["broadcaster", "isp", "signage", "radio"]
+    adapter: SubscriberKind
     endpoint: str
     districts: list[str]
     secret: Literal["***"] | None
@@ -331,6 +396,8 @@ class SubscriberView(BaseModel):
     max_in_flight: int
     name: str | None = None
     drills: bool = False
+    recipients: list[str] = Field(default_factory=list)
+    sender: str | None = None
 
 
 class TestBroadcastRequest(Shape):
@@ -340,6 +407,7 @@ class TestBroadcastRequest(Shape):
     refusals: ClassVar[dict[str, str]] = {
         "districts": "'districts' must be a list of district codes.",
         "wait_s": "'wait_s' must be between 1 and 3600 seconds.",
+        "drills": "'drills' must be true or false.",
     }
     districts: list[Code] | None = Field(
         None, examples=[["08"], ["08211", "08220"]],
@@ -348,6 +416,8 @@ class TestBroadcastRequest(Shape):
     )  # fmt: skip
     wait_s: float = Field(60, ge=1, le=3600,
                           description="How long to wait for receivers to confirm before the result is final.")
+    drills: bool = Field(False, description="A drill's own test (a drill's test_broadcast step): it reaches only "
+                         "receivers that take drills, never a live one that did not opt in.")
 
 
 # --- desk -----------------------------------------------------------------------
@@ -367,6 +437,32 @@ class DistrictAddition(Shape):
     geometry: dict[str, Any] | None = Field(None, description="A GeoJSON Polygon or MultiPolygon.")
 
 
+class LayerDistrict(Shape):
+    """One district of a municipality's own layer: a 自治区, a 学区, a shelter's catchment."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "name": "Each district of a layer needs a 'name' as residents know it (no ':'), e.g. 本石下自治区.",
+        "kana": "'kana' must be the name's reading in kana.",
+        "geometry": "'geometry' must be a GeoJSON Polygon or MultiPolygon.",
+    }
+    name: str = Field(min_length=1, max_length=50, pattern=r"^[^:]*\S[^:]*$", examples=["本石下自治区"])
+    kana: str | None = Field(None, max_length=100)
+    geometry: dict[str, Any] | None = Field(None, description="A GeoJSON Polygon or MultiPolygon (WGS 84).")
+
+
+class LayerUpload(Shape):
+    """A municipality's own layer of districts (自治区, 学区, 避難所の圏域), loaded as a whole:
+    it replaces the layer of that name. Orders name its districts like 町域 from then on."""
+
+    model_config = ConfigDict(extra="forbid")
+    refusals: ClassVar[dict[str, str]] = {
+        "districts": "'districts' must be a list of 1–2,000 districts, each {{\"name\": …}} with an optional "
+        "\"kana\" and \"geometry\".",
+    }
+    districts: list[LayerDistrict] = Field(min_length=1, max_length=2000)
+
+
 class AddedDistrict(BaseModel):
     code: str = Field(examples=["08211:layer:desk:上三坂"])
     name: str
@@ -379,6 +475,12 @@ class AddedDistrictRow(BaseModel):
     name: str
     kana: str | None
     has_geometry: bool
+
+
+class LayerLoaded(BaseModel):
+    municipality: str = Field(examples=["08211"])
+    layer: str = Field(examples=["jichiku"])
+    districts: list[AddedDistrictRow]
 
 
 # --- receivers ----------------------------------------------------------------------
@@ -802,6 +904,10 @@ class Delivery(BaseModel):
     attempts: int = Field(ge=0)
     latency_ms: float | None = None
     last_error: str | None = None
+    report: str | None = Field(
+        None, description="What the channel's library reported on the last attempt: Apprise's word per "
+        "service, the SMTP server's refusals of single recipients.",
+    )  # fmt: skip
     delivered_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
     confirmed_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
 
@@ -823,6 +929,7 @@ class TestBroadcast(BaseModel):
     started: float = Field(description="Unix seconds when the test started.")
     wait_s: float
     deliveries: int = Field(ge=0)
+    drills: bool = Field(False, description="A drill's own test: it went only to receivers that take drills.")
 
 
 class TestBroadcastSummary(BaseModel):
@@ -938,6 +1045,14 @@ class Problem(Answer):
     element: str = Field("", description="For CAP: the XML element at fault.")
 
 
+class DraftText(Answer):
+    """A held order's text in one language, as it would go out."""
+
+    headline: str | None
+    description: str | None
+    instruction: str | None
+
+
 class Preview(Answer):
     """What an order would do if sent now (誤発信 guard). Nothing is stored or sent."""
 
@@ -961,14 +1076,11 @@ class Preview(Answer):
         [], description="What still stands in the lift's districts afterwards, highest level first."
     )
     geojson: dict[str, Any] | None = Field(description="The area, if boundary data is loaded.")
+    texts: dict[str, DraftText] = Field({}, description="By CAP language tag (ja-JP, en-US): what it would say.")
+    radio_script: str | None = Field(None, description="The 防災行政無線 script as the loudspeakers would read it "
+                                     "(chimes, the message three times, the call sign).")  # fmt: skip
 
 
-class DraftText(Answer):
-    """A held order's text in one language, as it would go out."""
-
-    headline: str | None
-    description: str | None
-    instruction: str | None
 
 
 class DraftPreview(Preview):
@@ -1161,3 +1273,141 @@ class InForceView(Answer):
     districts: list[DistrictInForce] = Field(description="Per district, when an evacuation order stands.")
     alerts: list[StandingAlert] = Field(description="Every alert in force.")
     updated: CapTime
+
+
+# --- the maps (the public map and the console's) -----------------------------------
+class MapQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {"status": "'status' must be Actual, Exercise or Test."}
+    status: Literal["Actual", "Exercise", "Test"] = Field(
+        "Actual", description="Which orders: real ones (Actual), a drill's (Exercise) or a test's. They never mix."
+    )
+
+
+class MapPageQuery(MapQuery):
+    refusals: ClassVar[dict[str, str]] = {
+        **MapQuery.refusals,
+        "lang": "'lang' must be ja, en, zh, ko or ja-easy (やさしい日本語).",
+    }
+    lang: Literal["ja", "en", "zh", "ko", "ja-easy"] = Field("ja", description="The page's language.")
+
+
+class BoundaryQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "area": "'area' must be a prefecture code such as 08 or a municipality code such as 08211.",
+    }
+    area: str = Field(pattern=r"^([0-9]{2}|[0-9]{5,6})$", examples=["08", "08211"],
+                      description="A prefecture (its municipalities) or a municipality (its outline and the "
+                      "districts its desk drew). An unknown code is a 422 (unknown-area).")  # fmt: skip
+
+
+class GeoFeature(Answer):
+    """A GeoJSON Feature (RFC 7946); ``geometry`` is null where alertd knows no boundary."""
+
+    type: Literal["Feature"]
+    id: str
+    properties: dict[str, Any]
+    geometry: dict[str, Any] | None
+
+
+class BoundaryCollection(Answer):
+    """alertd's own boundaries, simplified (about 50 m; 200 m for a prefecture's towns)."""
+
+    type: Literal["FeatureCollection"]
+    area: str
+    name: str
+    has_geometry: bool = Field(description="False when no boundaries were imported (`alertd geo import`): "
+                               "every geometry is then null.")  # fmt: skip
+    features: list[GeoFeature]
+
+
+class OrderMap(Answer):
+    """Every district under an evacuation order now, one feature each: ``properties`` has the code,
+    name, municipality and its name, the level, its official colour, the reason (and the reason in
+    ja, en, zh, ko, ja-easy), the alerts standing there and ``has_boundary``."""
+
+    type: Literal["FeatureCollection"]
+    status: Literal["Actual", "Exercise", "Test"]
+    updated: str
+    features: list[GeoFeature]
+
+
+# --- the desk console ------------------------------------------------------------------
+class Place(Answer):
+    code: str
+    name: str
+
+
+class Me(Answer):
+    """The signed-in person, as the console shows them."""
+
+    username: str
+    issuer: str
+    issuer_name: str
+    roles: list[str]
+    jurisdiction: list[Place] = Field(description="Where the issuer may send: prefectures and municipalities.")
+    municipalities: list[Place] = Field(description="Every municipality the issuer may send for (代行 included).")
+    approval: dict[str, Any] | None = Field(description="The issuer's two-person rule, if any.")
+    expires: str
+
+
+class AlertInForce(Answer):
+    alert_id: str
+    municipality: str
+    municipality_name: str
+    level: int | None
+    reason: str | None
+    status: Literal["Actual", "Exercise", "Test"]
+    districts: list[str] = Field(description="Where it still stands (a lift may have taken some out).")
+    district_names: list[str]
+    expires: str | None
+
+
+class DeskOrders(OrderMap):
+    """The orders in force in the caller's jurisdiction: per district (as the public map) and per alert."""
+
+    alerts: list[AlertInForce]
+
+
+class HistoryQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {
+        "municipality": "'municipality' must be a municipality code such as 08211.",
+        "since": "'since' must be a date such as 2026-12-01.",
+        "until": "'until' must be a date such as 2026-12-01.",
+        "status": "'status' must be Actual, Exercise, Test, or empty for all.",
+        "format": "'format' must be json, csv or geojson.",
+    }
+    municipality: str | None = Field(None, pattern=r"^([0-9]{5,6})?$", examples=["08211"],
+                                     description="One municipality of the desk's jurisdiction; empty: all of it.")  # fmt: skip
+    since: str | None = Field(None, pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", examples=["2026-12-01"],
+                              description="From this day (Japan time); default: 7 days before 'until'.")  # fmt: skip
+    until: str | None = Field(None, pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", examples=["2026-12-01"],
+                              description="Through this day (Japan time); default: today.")  # fmt: skip
+    status: Literal["Actual", "Exercise", "Test", ""] = Field("", description="Empty: all three.")
+    format: Literal["json", "csv", "geojson"] = Field("json", description="csv and geojson download the same rows.")
+
+
+class DeliveryCounts(Answer):
+    planned: int
+    delivered: int
+    confirmed: int
+    failed: int = Field(description="Failed or expired.")
+    other: int = Field(description="Still queued or sending, or superseded.")
+
+
+class HistoryRow(Answer):
+    alert_id: str
+    sent: str
+    municipality: str
+    municipality_name: str
+    kind: str
+    msg_type: str
+    action: str | None
+    level: int | None
+    reason: str | None
+    status: str
+    districts: list[str]
+    district_names: list[str]
+    deliveries: DeliveryCounts

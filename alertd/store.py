@@ -24,7 +24,7 @@ from redis.exceptions import WatchError
 from alertd import logs
 from alertd.constants import Keys
 from alertd.inforce import Standing, is_standing_kind
-from alertd.ledger import DeliveryLedger
+from alertd.ledger import COUNT_WAITING_SCRIPT, DeliveryLedger
 from alertd.metrics import REPLICATION_SHORT
 from alertd.models import (
     AdapterKind,
@@ -381,6 +381,14 @@ class Store:
                     # One command queues every job: a 2,000-way fan-out costs one round
                     # trip instead of 2,000 XADDs packed by the client.
                     pipe.eval(_FAN_OUT, 1, lane, alert.id, accepted_ms, *(p.subscriber_id for p in plan))
+                    receivers = sum(1 for p in plan if p.adapter != "feed")
+                    if receivers:
+                        # How many subscriber deliveries are left, for the fan-out's duration
+                        # (ledger.FANOUT_SCRIPT counts them down); gone a day after expiry at most.
+                        fanout = self.keys.fanout(alert.id)
+                        pipe.hset(fanout, "left", receivers)
+                        until_s = alert.expires.timestamp() if alert.expires else accepted_ms / 1000 + 86400
+                        pipe.expireat(fanout, int(until_s) + 86400)
                 await pipe.execute()
                 await self._replicated(alert.id)
             except WatchError:
@@ -639,6 +647,29 @@ class Store:
             out[muni] = [_unpack(v) for _, v in sorted(raw.items())]
         return version, out
 
+    async def put_layer(self, municipality: str, layer: str, features: list[dict[str, Any]]) -> None:
+        """A municipality's own layer of districts, replacing the layer of that name."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.layers, f"{municipality}|{layer}", _pack(features))
+            pipe.incr(self.keys.districts_version)
+            await pipe.execute()
+
+    async def delete_layer(self, municipality: str, layer: str) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.layers, f"{municipality}|{layer}")
+            pipe.incr(self.keys.districts_version)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    async def layers(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """(municipality, layer) -> features of every layer municipalities loaded."""
+        raw = await self.redis.hgetall(self.keys.layers)
+        out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for k, v in sorted(raw.items()):
+            muni, _, layer = k.decode().partition("|")
+            out[(muni, layer)] = _unpack(v)
+        return out
+
     async def views_version(self) -> int:
         return int(await self.redis.get(self.keys.views_version) or 0)
 
@@ -701,12 +732,27 @@ class Store:
                 stuck = (entry.alert_id, entry.subscriber_id, age)
         return LaneBacklog(depths, oldest, stuck)
 
-    async def queue_depths(self) -> dict[str, int]:
+    async def pending(self) -> tuple[dict[tuple[str, str], int], dict[str, float]]:
+        """Unfinished delivery jobs per (lane, new | retry_wait | parked), and each lane's
+        oldest entry age in seconds: the backlog as it stands, for /metrics."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for lane in Priority:
                 pipe.xlen(self.keys.lane(lane))
-            pipe.zcard(self.ledger.retry_key)
+            for lane in Priority:
+                pipe.xrange(self.keys.lane(lane), "-", "+", count=1)
+            pipe.eval(COUNT_WAITING_SCRIPT, 1, self.ledger.retry_key)
             values = await pipe.execute()
-        depths = {lane.value: int(v) for lane, v in zip(Priority, values[:-1], strict=True)}
-        depths["retry"] = int(values[-1])
-        return depths
+        n = len(Priority)
+        counts = {(lane.value, state): 0 for lane in Priority for state in ("new", "retry_wait", "parked")}
+        oldest = dict.fromkeys((lane.value for lane in Priority), 0.0)
+        now = time.time()
+        for lane, depth, first in zip(Priority, values[:n], values[n : 2 * n], strict=True):
+            counts[(lane.value, "new")] = int(depth)
+            if first:
+                oldest[lane.value] = max(0.0, now - int(first[0][0].split(b"-")[0]) / 1000)
+        flat = values[-1]
+        for i in range(0, len(flat), 3):
+            lane = flat[i].decode() if isinstance(flat[i], bytes) else str(flat[i])
+            if lane in oldest:  # a member of a lane alertd does not know is not counted
+                counts[(lane, "parked" if int(flat[i + 1]) else "retry_wait")] = int(flat[i + 2])
+        return counts, oldest

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from alertd import logs
-from alertd.metrics import TASK_RESTARTS, TASK_STEP_FAILURES
+from alertd.metrics import TASK_RESTARTS, TASK_STEP_FAILURES, precreate_tasks
 
 log = logs.get("alertd.supervise")
 
@@ -93,12 +93,17 @@ class Supervisor:
         stale_after_s: float = float("inf"),
         restart_base_s: float = 0.1,
         restart_max_s: float = 5.0,
+        ends_when: asyncio.Event | None = None,
     ) -> TaskHealth:
-        """Run ``factory()`` until stopped, restarting it whenever it ends or raises."""
+        """Run ``factory()`` until stopped, restarting it whenever it ends or raises.
+
+        ``ends_when``: once it is set, the task returning is the end it was asked for (a lease
+        holder handing its lease over at shutdown, before stop()), not a fault to restart."""
         state = TaskHealth(name, group or name, critical, stale_after_s)
         self.tasks[name] = state
+        precreate_tasks([state.group])  # at zero from the start: the first restart must show in rate()
         self._running[name] = asyncio.create_task(
-            self._keep(state, factory, restart_base_s, restart_max_s), name=name
+            self._keep(state, factory, restart_base_s, restart_max_s, ends_when), name=name
         )
         return state
 
@@ -147,14 +152,17 @@ class Supervisor:
         state = self.spawn(name, loop, group=group, critical=critical, stale_after_s=stale)
         return state
 
-    async def _keep(self, state: TaskHealth, factory: Step, base_s: float, max_s: float) -> None:
+    async def _keep(
+        self, state: TaskHealth, factory: Step, base_s: float, max_s: float, ends_when: asyncio.Event | None = None
+    ) -> None:
         restarts_in_a_row = 0
         while not self._stopping:
             state.running = True
             began = time.monotonic()
             try:
                 await factory()
-                if self._stopping:
+                if self._stopping or (ends_when is not None and ends_when.is_set()):
+                    state.running = False
                     return
                 why = "it returned while alertd was still running"
             except asyncio.CancelledError:

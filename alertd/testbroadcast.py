@@ -20,13 +20,14 @@ import re
 import secrets
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from alertd import logs
 from alertd.errors import InvalidInput, NotFound
-from alertd.metrics import TEST_BROADCAST
-from alertd.models import AdapterKind, Alert, Info, MsgType, Origin, Status, utcnow
+from alertd.metrics import TEST_BROADCAST, TEST_BROADCAST_LAST
+from alertd.models import JST, AdapterKind, Alert, Info, MsgType, Origin, Status, utcnow
+from alertd.routing import DRILLS_ONLY
 
 if TYPE_CHECKING:
     from alertd.intake import Intake
@@ -39,10 +40,12 @@ ALL_PREFECTURES = [f"{i:02d}" for i in range(1, 48)]
 RESULTS = ("confirmed", "unconfirmed", "failed")
 
 
-def test_alert(districts: list[str], run_id: str, wait_s: float = 60.0) -> Alert:
+def test_alert(districts: list[str], run_id: str, wait_s: float = 60.0, *, drills: bool = False) -> Alert:
     now = utcnow()
     # The test ends when its wait does: retries stop there (the delivery chain drops what has
-    # expired), so no gateway hears "これはテストです" minutes after the result was published.
+    # expired), so no gateway hears "これは、防災情報の伝達試験です" minutes after the result was published.
+    # It says what it is — alertd's own transmission test, never J-Alert's (alertd is not J-Alert);
+    # the loudspeakers speak the catalog's test.body_national (alertd/texts/*.yaml).
     ends = now + timedelta(seconds=wait_s)
     return Alert(
         identifier=f"transmission-test-{run_id}",
@@ -53,17 +56,20 @@ def test_alert(districts: list[str], run_id: str, wait_s: float = 60.0) -> Alert
         origin=Origin.TEST,
         kind="test",
         districts=districts,
+        # A drill's own test reaches only receivers that take drills, like the rest of the drill.
+        codes=[DRILLS_ONLY] if drills else [],
         source="alertd 情報伝達試験",
         infos=[
             Info(
                 language="ja-JP", event="情報伝達試験", categories=["Other"], urgency="Unknown",
-                severity="Minor", certainty="Unknown", headline="これは、Jアラートのテストです。", expires=ends,
-                description="これは、全国瞬時警報システムの情報伝達試験です。受信を確認してください。",
+                severity="Minor", certainty="Unknown", headline="これは、防災情報の伝達試験です。", expires=ends,
+                description="これは、防災情報の伝達試験です。受信を確認してください。",
             ),
             Info(
                 language="en-US", event="Transmission test", categories=["Other"], urgency="Unknown",
-                severity="Minor", certainty="Unknown", headline="This is a test of the alert system.", expires=ends,
-                description="This is a transmission test. Please confirm receipt.",
+                severity="Minor", certainty="Unknown", headline="This is a transmission test of the disaster alert "
+                "system.", expires=ends, description="This is a transmission test of the disaster alert system. "
+                "Please confirm receipt.",
             ),
         ],
     )  # fmt: skip
@@ -166,11 +172,14 @@ class TestBroadcasts:
             raise InvalidInput("'districts' must be a list of district codes.", field="districts")
         if not isinstance(wait_s, int | float) or not 1 <= wait_s <= 3600:
             raise InvalidInput("'wait_s' must be between 1 and 3600 seconds.", field="wait_s")
-        run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{secrets.token_hex(3)}"
-        answer, _ = await self.intake.accept(test_alert(districts, run_id, float(wait_s)), None)
+        # Named by its start in Japan time, like the date in its published table (not the server's zone).
+        run_id = datetime.now(JST).strftime("%Y%m%dT%H%M%S") + f"-{secrets.token_hex(3)}"
+        drills = bool(body.get("drills", False))
+        answer, _ = await self.intake.accept(test_alert(districts, run_id, float(wait_s), drills=drills), None)
         started = time.time()
         record = {"id": run_id, "alert_id": answer["id"], "districts": answer["districts"], "scope": districts,
-                  "started": started, "wait_s": float(wait_s), "deliveries": answer["deliveries"]}  # fmt: skip
+                  "started": started, "wait_s": float(wait_s), "deliveries": answer["deliveries"],
+                  "drills": drills}  # fmt: skip
         await self.store.put_test_run(run_id, record)
         task = asyncio.create_task(self._finish_later(run_id, float(wait_s)))
         self._tasks.add(task)
@@ -212,6 +221,7 @@ class TestBroadcasts:
         result = await self.result(run_id)
         for name in RESULTS:
             TEST_BROADCAST.labels(result=name).set(result["summary"][name])
+        TEST_BROADCAST_LAST.set_to_current_time()
         log.info("test_broadcast.finished", test_id=run_id, **result["summary"])
 
 
@@ -241,15 +251,28 @@ def _towns_table(result: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
+# The published table's columns. date and test_id came later: they are added at the end, so a
+# spreadsheet or script that reads the first five columns keeps working.
+CSV_COLUMNS = ["municipality", "code", "receiver", "result", "cause", "date", "test_id"]
+
+
+def test_date(result: dict[str, Any]) -> str:
+    """When the test was run, in Japan time (as the national results are dated): 2026-12-01T10:00:00+09:00."""
+    return datetime.fromtimestamp(float(result["started"]), JST).isoformat(timespec="seconds")
+
+
 def published_rows(result: dict[str, Any]) -> list[list[str]]:
     """The table a prefecture publishes: municipality, receiver, result, cause — one row per
-    receiver, and one for each municipality no receiver covers."""
+    receiver, and one for each municipality no receiver covers — each with the test's date and id,
+    so rows from several quarterly tests can be filed together."""
     rows = []
+    when, test_id = test_date(result), str(result["id"])
     for t in result.get("municipalities") or []:
         if not t["receivers"]:
-            rows.append([t["name"], t["municipality"], "-", "no receiver", ""])
+            rows.append([t["name"], t["municipality"], "-", "no receiver", "", when, test_id])
         for r in t["receivers"]:
-            rows.append([t["name"], t["municipality"], r["subscriber"], r["result"], r.get("cause") or ""])
+            rows.append([t["name"], t["municipality"], r["subscriber"], r["result"], r.get("cause") or "", when,
+                         test_id])  # fmt: skip
     return rows
 
 
@@ -258,17 +281,17 @@ def write_csv(result: dict[str, Any], path: str) -> None:
 
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:  # with a BOM, so Excel reads Japanese
         writer = csv.writer(fh)
-        writer.writerow(["municipality", "code", "receiver", "result", "cause"])
+        writer.writerow(CSV_COLUMNS)
         writer.writerows(published_rows(result))
 
 
 def write_markdown(result: dict[str, Any], path: str) -> None:
     s = result["summary"]
-    lines = [f"# 情報伝達試験 / Transmission test {result['id']}", "",
+    lines = [f"# 情報伝達試験 / Transmission test {result['id']}", "", f"Date: {test_date(result)}", "",
              f"confirmed {s['confirmed']}, delivered but not confirmed {s['unconfirmed']}, failed {s['failed']}, "
              f"municipalities with no receiver {s.get('no_receiver', 0)}", "",
              "| municipality | code | receiver | result | cause |", "|---|---|---|---|---|"]  # fmt: skip
-    lines += ["| " + " | ".join(row) + " |" for row in published_rows(result)]
+    lines += ["| " + " | ".join(row[:5]) + " |" for row in published_rows(result)]  # date and id are above
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
 

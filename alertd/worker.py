@@ -27,7 +27,7 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from adapters.base import Adapter, Payload, PermanentError
+from adapters.base import Adapter, DirectAdapter, Payload, PermanentError
 from adapters.transport import HttpTransport, MqttTransport
 from alertd import logs
 from alertd.breaker import CircuitBreaker
@@ -36,8 +36,9 @@ from alertd.constants import LANES, Keys, Topics
 from alertd.delivery import DeliveryChain, Job
 from alertd.feed import Feed
 from alertd.ledger import MOVE_DUE_SCRIPT
-from alertd.metrics import POISON_JOBS, QUEUE_DEPTH
+from alertd.metrics import JOBS_RECLAIMED, POISON_JOBS
 from alertd.models import AdapterKind, Alert, Priority, Subscriber
+from alertd.offload import run_blocking
 from alertd.recorder import Recorder
 from alertd.redact import redact_url
 from alertd.store import Store
@@ -132,7 +133,6 @@ class Worker:
             sup.every(f"reclaim:{lane.value}", partial(self._reclaim, lane),
                       max(0.2, self.settings.claim_idle_s / 4))  # fmt: skip
         sup.every("retries", self._move_retries, 0.1)
-        sup.every("queue-gauge", self._gauge, 1.0, critical=False)
         log.info("worker.started", consumer=self.consumer)
 
     async def stop(self) -> None:
@@ -151,8 +151,12 @@ class Worker:
     async def close(self) -> None:
         """Release connections; call after the supervisor has stopped this worker's tasks."""
         await self.recorder.close()
+        self.breaker.clear()
         await self.http.close()
         await self.mqtt.close()
+        for adapter in self.adapters.values():
+            if isinstance(adapter, DirectAdapter):
+                await adapter.close()
 
     async def _ensure_group(self, stream: str) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
@@ -234,6 +238,7 @@ class Worker:
             entries = [e for e in entries if e and e[1]]
             if entries:
                 log.info("worker.reclaimed", lane=lane.value, count=len(entries))
+                JOBS_RECLAIMED.labels(lane=lane.value).inc(len(entries))
                 await self._dispatch(lane, entries)
             if start in (b"0-0", "0-0"):
                 break
@@ -247,10 +252,6 @@ class Worker:
 
     async def _move_retries(self) -> None:
         await self._move_due(keys=[self.ledger.retry_key], args=[int(time.time() * 1000), self.ledger.lane_prefix])
-
-    async def _gauge(self) -> None:
-        for lane, depth in (await self.store.queue_depths()).items():
-            QUEUE_DEPTH.labels(lane=lane).set(depth)
 
     # --- one batch -----------------------------------------------------------
     def _job_from_entry(self, lane: Priority, entry_id: bytes, fields: dict[bytes, bytes] | None) -> Job | None:
@@ -383,13 +384,16 @@ class Worker:
             log.exception("delivery.crashed", alert_id=job.alert_id, subscriber_id=job.sub_id,
                           lane=job.lane.value, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
-    async def _send(self, alert: Alert, sub: Subscriber, attempt: int = 1) -> None:
+    async def _send(self, alert: Alert, sub: Subscriber, attempt: int = 1) -> str | None:
         adapter = self.adapters[sub.adapter]
         rkey = (alert.id, *adapter.render_key(alert, sub))
         payload = self._renders.get(rkey)
         if payload is None:
             try:
-                payload = adapter.render(alert, sub)
+                if adapter.render_off_loop:
+                    payload = await run_blocking(adapter.render, alert, sub)
+                else:
+                    payload = adapter.render(alert, sub)
             except Exception as exc:
                 raise PermanentError(f"could not render the alert for {sub.adapter.value}: {exc}") from exc
             self._renders[rkey] = payload
@@ -402,6 +406,8 @@ class Worker:
             slot = self._sub_slots[sub.id] = asyncio.Semaphore(max(1, sub.max_in_flight))
         timeout = min(sub.timeout_s, self.settings.claim_idle_s / 2)
         async with slot:
+            if isinstance(adapter, DirectAdapter):
+                return await adapter.deliver(signed, sub, timeout)
             if sub.endpoint.startswith(("http://", "https://")):
                 await self.http.send(sub.endpoint, signed, timeout, attempt)
             elif sub.endpoint.startswith(("mqtt://", "mqtts://")):
@@ -409,3 +415,4 @@ class Worker:
                 await self.mqtt.send(sub.endpoint, signed, timeout, expiry)
             else:
                 raise PermanentError(f"the endpoint {redact_url(sub.endpoint)!r} is neither http(s):// nor mqtt://")
+        return None

@@ -152,7 +152,7 @@ class Registry:
             if cls._default is None:
                 cls._default = cls.load()
                 # The texts name places through alertd.places (the domain cannot import geo).
-                places.provide(cls._default.get)
+                places.provide(cls._default.get, cls._default.geometry_of)
             return cls._default
 
     # ------------------------------------------------------------------ codes

@@ -266,7 +266,7 @@ class Bench:
         ]  # fmt: skip
         subs: list[dict[str, Any]] = [
             {"id": f"f{i}", "adapter": "isp", "endpoint": f"{self.sink_url}/f/{i}", "districts": [FLASH_PREF],
-             "secret": f"bench-secret-{i:06d}", "timeout_s": 5.0}
+             "secret": f"bench-secret-{i:06d}", "timeout_s": 5.0, "drills": True}
             for i in range(self.o.subscribers)
         ]  # fmt: skip
         for n, muni in enumerate(self.storm_munis):
@@ -274,6 +274,7 @@ class Bench:
                 subs.append({
                     "id": f"s{muni}-{k}", "adapter": "isp" if k % 2 else "broadcaster",
                     "endpoint": f"{self.sink_url}/s/{muni}/{k}", "districts": [muni], "timeout_s": 5.0,
+                    "drills": True,  # the bench sends Exercise, which reaches only receivers that take drills
                 })  # fmt: skip
         return {"issuers": issuers, "subscribers": subs}
 

@@ -134,7 +134,8 @@ class HostileBench:
         seed.write_text(yaml.safe_dump({
             "issuers": [{"id": "joso", "name": "常総市", "token": self.token_joso, "jurisdiction": ["08211"]},
                         {"id": "tsukuba", "name": "つくば市", "token": self.token_tsukuba, "jurisdiction": ["08220"]}],
-            "subscribers": [{"id": "radio", "adapter": "radio", "endpoint": gateway_url, "districts": ["08211"]}],
+            "subscribers": [{"id": "radio", "adapter": "radio", "endpoint": gateway_url, "districts": ["08211"],
+                             "drills": True}],  # it takes the Exercise orders the bench sends
         }, allow_unicode=True))  # fmt: skip
         desk, public = _free_port(), _free_port()
         env = {**os.environ, "ALERTD_REDIS_URL": self.args.redis_url, "ALERTD_MQTT_URL": self.args.mqtt_url,

@@ -588,7 +588,7 @@ async def degraded(shared: Shared, p: Degraded, workdir: Path) -> Row:
     try:
         subs = webhooks(gone, p.webhooks) + [
             {"id": f"gw{i}", "adapter": "radio", "endpoint": f"{shared.mqtt_url}/{gateways}/{i}",
-             "districts": PREFECTURES} for i in range(p.gateways)]  # fmt: skip
+             "districts": PREFECTURES, "drills": True} for i in range(p.gateways)]  # fmt: skip
         alertd.seed(subs)
         await alertd.serve()
         await receiver.start()

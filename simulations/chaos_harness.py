@@ -206,7 +206,10 @@ async def until(check: Callable[[], Awaitable[Any] | Any], timeout: float, what:
 
 
 def webhooks(sink: Sink, n: int, kind: str = "ok", start: int = 0) -> list[dict[str, Any]]:
-    return [{"id": f"{kind}{i}", "adapter": "isp", "endpoint": f"{sink.url}/{kind}/{i}", "districts": PREFECTURES}
+    """``n`` webhook receivers at ``/<kind>/<i>`` covering the issuer's prefectures; they
+    take drills, since every order the scenarios send is an Exercise."""
+    return [{"id": f"{kind}{i}", "adapter": "isp", "endpoint": f"{sink.url}/{kind}/{i}", "districts": PREFECTURES,
+             "drills": True}
             for i in range(start, start + n)]  # fmt: skip
 
 

@@ -62,12 +62,21 @@ ensure_mosquitto() {
   wait_port "$MQTT_PORT" && echo "mosquitto: started $bin on 127.0.0.1:$MQTT_PORT"
 }
 
-# promtool checks /metrics the way Prometheus will read it; best effort (the test
-# that uses it says clearly when it is missing).
-ensure_promtool() {
-  command -v promtool >/dev/null && return 0
+# Prometheus and promtool (Debian package prometheus): the metrics tests run a real
+# Prometheus against alertd (tests/test_prometheus.py), check /metrics and the shipped
+# rules and dashboard with promtool, and run the rules' unit tests
+# (deploy/prometheus/alertd-rules.test.yml). Required: those tests fail, never skip,
+# without them. The tests start their own Prometheus on a free port; the package's
+# own service (port 9090, where an init system starts it) is not used.
+ensure_prometheus() {
+  command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
   apt_install --no-install-recommends prometheus >/dev/null 2>&1 || true
-  command -v promtool >/dev/null && echo "promtool: installed" || echo "promtool: not available (apt-get install prometheus)"
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+    echo "prometheus: installed"
+  else
+    echo "prometheus: not available; install the Debian package 'prometheus' (it has promtool too)"
+    return 1
+  fi
 }
 
 # xmlsec1 is the independent verifier a broadcaster uses on signed CAP; best effort too.
@@ -77,7 +86,30 @@ ensure_xmlsec1() {
   command -v xmlsec1 >/dev/null && echo "xmlsec1: installed" || echo "xmlsec1: not available (apt-get install xmlsec1)"
 }
 
+# The browser tests drive Debian's own Chromium through its chromedriver (never a downloaded
+# browser: Selenium Manager is kept offline). Without them those tests fail saying so.
+ensure_chromium() {
+  # A Japanese font, so the tests' screenshots can be read by the people who look at them (3.5 MB).
+  [ -d /usr/share/fonts/opentype/ipafont-gothic ] || apt_install --no-install-recommends fonts-ipafont-gothic >/dev/null 2>&1 || true
+  { command -v chromium >/dev/null && [ -x /usr/bin/chromedriver ]; } && return 0
+  apt_install chromium chromium-driver || true
+  { command -v chromium >/dev/null && [ -x /usr/bin/chromedriver ]; } && echo "chromium: installed" \
+    || echo "chromium: not available (apt-get install chromium chromium-driver)"
+}
+
+# The deployment files' checkers (tests/test_deploy.py): systemd-analyze verifies the units,
+# docker-compose (v1, Debian's) validates deploy/compose.yaml without a Docker daemon.
+# Best effort: the tests that need them skip, saying which package to install.
+ensure_deploy_tools() {
+  command -v systemd-analyze >/dev/null || apt_install --no-install-recommends systemd >/dev/null 2>&1 || true
+  command -v docker-compose >/dev/null || apt_install --no-install-recommends docker-compose >/dev/null 2>&1 || true
+  command -v systemd-analyze >/dev/null || echo "systemd-analyze: not available (apt-get install systemd)"
+  command -v docker-compose >/dev/null || echo "docker-compose: not available (apt-get install docker-compose)"
+}
+
 ensure_redis || exit 1
 ensure_mosquitto || exit 1
-ensure_promtool
+ensure_prometheus || exit 1
 ensure_xmlsec1
+ensure_deploy_tools
+ensure_chromium

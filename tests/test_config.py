@@ -12,9 +12,11 @@ from tests.support import ROOT
 
 async def test_example_config_seeds_issuers_subscribers_and_call_signs(sink: Sink, tmp_path) -> None:
     data = yaml.safe_load((ROOT / "config" / "alertd.example.yaml").read_text(encoding="utf-8"))
-    # Same file, with the radio gateway pointed at our local sink so we can read what it says.
+    # Same file, with the radio gateway pointed at our local sink so we can read what it says, and
+    # every receiver taking drills (as a staging copy's would): the order below is an Exercise.
     for sub in data["subscribers"]:
         sub["endpoint"] = f"{sink.url}/{sub['id']}"
+        sub["drills"] = True
     seed = tmp_path / "alertd.yaml"
     seed.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     running = await start_engine(make_settings(seed_file=str(seed)))

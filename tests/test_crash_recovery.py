@@ -65,7 +65,8 @@ async def test_kill_9_mid_fanout_loses_nothing(sink: Sink, tmp_path: Path) -> No
             {
                 "issuers": [{"id": "joso", "name": "常総市", "token": token, "jurisdiction": ["08211"]}],
                 "subscribers": [
-                    {"id": f"s{i}", "adapter": "isp", "endpoint": f"{sink.url}/s/{i}", "districts": ["08211"]}
+                    {"id": f"s{i}", "adapter": "isp", "endpoint": f"{sink.url}/s/{i}", "districts": ["08211"],
+                     "drills": True}
                     for i in range(N)
                 ],
             },
@@ -149,7 +150,7 @@ async def test_mqtt_acks_sent_while_engines_crash_are_never_lost(tmp_path: Path)
     config.write_text(yaml.safe_dump({
         "issuers": [{"id": "joso", "name": "常総市", "token": token, "jurisdiction": ["08211"]}],
         "subscribers": [{"id": f"gw{i}", "adapter": "radio", "endpoint": f"{MQTT_URL}/{gateways}/{i}",
-                         "districts": ["08211"]} for i in range(n)],
+                         "districts": ["08211"], "drills": True} for i in range(n)],
     }, allow_unicode=True))  # fmt: skip
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -93,7 +93,7 @@ async def test_dead_endpoint_does_not_slow_the_others_and_opens_its_circuit(sink
 
         async def circuit_open() -> bool:
             _status, text = await running.get("/metrics")
-            return 'alertd_circuit_open{subscriber="hangs"} 1.0' in text
+            return 'alertd_circuit_open{adapter="isp",subscriber="hangs"} 1.0' in text
 
         await until(circuit_open, what="the circuit of the endpoint that never answers to open")
 
@@ -136,7 +136,8 @@ async def test_permanent_failure_is_not_retried(engine: RunningEngine, sink: Sin
     rows = await engine.wait_deliveries(answer["id"], {"failed"})
     assert rows[0]["attempts"] == 1 and "HTTP 410" in rows[0]["last_error"]
     _status, text = await engine.get("/metrics")
-    assert 'alertd_deliveries_total{adapter="isp",outcome="failed"} 1.0' in text
+    assert 'alertd_delivery_attempts_total{adapter="isp",lane="routine",result="permanent_failure",transport="http"}' in text
+    assert 'alertd_deliveries_completed_total{adapter="isp",lane="routine",state="failed",transport="http"} 1.0' in text
 
 
 async def test_cancel_supersedes_undelivered_work(engine: RunningEngine, sink: Sink) -> None:
@@ -172,7 +173,8 @@ async def test_two_engines_share_the_work_without_delivering_twice(sink: Sink) -
         for i in range(n):
             sink.delay[f"/s/{i}"] = 0.01
         subs = [
-            {"id": f"s{i}", "adapter": "isp", "endpoint": f"{sink.url}/s/{i}", "districts": ["08211"]}
+            {"id": f"s{i}", "adapter": "isp", "endpoint": f"{sink.url}/s/{i}", "districts": ["08211"],
+             "drills": True}
             for i in range(n)
         ]
         from alertd.engine import subscriber_from

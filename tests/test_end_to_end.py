@@ -85,8 +85,8 @@ async def test_order_reaches_webhook_and_mqtt_and_is_confirmed(
 
     # Prometheus shows the deliveries and their latency.
     status, text = await engine.get("/metrics")
-    assert 'alertd_deliveries_total{adapter="isp",outcome="delivered"}' in text
-    assert 'alertd_delivery_latency_seconds_count{adapter="radio",priority="routine"}' in text
+    assert 'alertd_deliveries_completed_total{adapter="isp",lane="routine",state="delivered",transport="http"}' in text
+    assert 'alertd_delivery_latency_seconds_count{adapter="radio",lane="routine",transport="mqtt"}' in text
 
 
 async def test_same_identifier_twice_gives_same_answer_and_one_fanout(
@@ -136,3 +136,13 @@ async def test_prefecture_issues_on_behalf_of_a_municipality(engine: RunningEngi
     assert status == 202, answer
     status, alert = await engine.get(f"/api/v1/alerts/{answer['id']}")
     assert alert["on_behalf_of"] == "08211" and alert["issuer_id"] == "ibaraki-pref"
+    # For the whole town, as a portal gets it: the town is named once, in every language it reads.
+    status, answer = await engine.post("/api/v1/evacuation-orders", token, {**ORDER, "districts": ["all"]})
+    assert status == 202, answer
+    await sink.wait_for(2)
+    texts = json.loads(sink.at("/p")[-1]["body"])["text"]
+    assert set(texts) == {"ja", "en"}
+    for lang, text in texts.items():
+        assert text["body"].count("常総市") == 1, (lang, text["body"])
+    # The town romanised first, for a reader who cannot read kanji (alertd.romaji).
+    assert "the whole area in Joso-shi (常総市) (issued by 茨城県 on its behalf)" in texts["en"]["body"]

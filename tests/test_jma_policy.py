@@ -11,6 +11,9 @@ from alertd.jma.policy import DEFAULT_POLICY_PATH, Decision, Policy, PolicyError
 from alertd.models import AdapterKind, Alert, Info, MsgType, Priority, Status
 from tests.support import ROOT
 
+# "adapters: [all]": every subscriber kind (cell broadcast and the relays included), then the feed.
+EVERY_KIND = tuple(a.value for a in AdapterKind)
+
 
 def alert(kind: str, level: int | None, action: str | None = "issue", *, msg_type: MsgType = MsgType.ALERT,
           status: Status = Status.ACTUAL) -> Alert:  # fmt: skip
@@ -53,7 +56,7 @@ def test_shipped_yaml_is_the_built_in_default() -> None:
         (
             alert("special_warning", 5),
             Priority.FLASH,
-            ("broadcaster", "isp", "signage", "radio", "feed"),
+            EVERY_KIND,
             "districts",
         ),
         (
@@ -129,7 +132,7 @@ def test_custom_policy_and_validation(tmp_path: Path) -> None:
     )
     policy = Policy.from_file(path)
     assert not policy.decide(alert("advisory", 2)).broadcast
-    assert policy.decide(alert("warning", 3)).adapters == ("broadcaster", "isp", "signage", "radio", "feed")
+    assert policy.decide(alert("warning", 3)).adapters == EVERY_KIND
     for bad, message in [
         ("rules: []", "non-empty"),
         ("rules:\n  - {adapters: [fax]}", "fax"),

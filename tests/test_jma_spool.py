@@ -278,7 +278,7 @@ async def test_a_jma_drill_reaches_only_the_loudspeakers_that_opted_in(spool_eng
     """訓練 EEWs never reach loudspeaker gateways unless a gateway says it takes drills."""
     engine = spool_engine
     await engine.add_subscriber(id="radio-plain", adapter="radio", endpoint=f"{sink.url}/radio-plain",
-                                districts=["38"])  # fmt: skip
+                                districts=["38"], drills=False)  # fmt: skip
     await engine.add_subscriber(id="radio-drills", adapter="radio", endpoint=f"{sink.url}/radio-drills",
                                 districts=["38"], drills=True)  # fmt: skip
     await engine.add_subscriber(id="tv", adapter="broadcaster", endpoint=f"{sink.url}/tv", districts=["38"])
@@ -299,10 +299,8 @@ async def test_the_jma_sequences_drill_shows_the_right_grades_in_force_after_eve
     from alertd.drills.runner import DrillRunner
     from alertd.drills.scenario import SCENARIOS, load_scenario
     from tests.conftest import ADMIN_TOKEN, MQTT_URL
-    from tests.support import ROOT
 
     sample_path(EEW[0])  # skips when the shared samples are absent
-    os.chdir(ROOT)  # the scenario names the samples relative to the project root
     engine = spool_engine
     runner = DrillRunner(load_scenario(SCENARIOS / "jma-sequences.yaml"), engine.url, ADMIN_TOKEN, MQTT_URL,
                          speed=8, topic_prefix=engine.engine.settings.topic_prefix, spool=spool_dir(engine))  # fmt: skip

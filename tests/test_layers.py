@@ -20,7 +20,7 @@ FOUNDATION = {
     f"alertd.{m}"
     for m in (
         "models errors messages cap cap_signature json_alert schemas constants limits redact logs xmlsafe places "
-        "text_catalogs hazard_texts metrics config loop offload retry ratelimit report tls broker"
+        "text_catalogs hazard_texts metrics config loop offload retry ratelimit report tls broker apprise_urls romaji"
     ).split()
 }
 # What only the outermost layer may import: the HTTP API, the command line, drills, the demo.

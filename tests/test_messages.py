@@ -37,6 +37,8 @@ def fixed_names(monkeypatch: pytest.MonkeyPatch) -> None:
         return f"茨城県{name}" if full and code == "08211" else name
 
     monkeypatch.setattr(messages, "place_name", fake)
+    # Nor on its kana readings: romanised names (en, ko) are tests/test_romaji.py's.
+    monkeypatch.setattr(messages, "readable_name", lambda code, name, lang: name)
 
 
 def national(kind: str, **kw: object) -> Alert:
@@ -426,7 +428,24 @@ def test_place_name_falls_back_to_the_code_without_a_registry(monkeypatch: pytes
 
 def test_place_name_uses_the_registry_when_it_knows_the_code(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.undo()
-    if messages.place_name("08211") == "08211":
-        pytest.skip("geo.registry is not available or does not know 08211")
+    from geo.registry import Registry
+
+    Registry.default()  # loading the registry is what hands alertd its place names
     assert messages.place_name("08211") == "常総市"
     assert messages.place_name("08211", full=True) == "茨城県常総市"
+
+
+@pytest.mark.parametrize("action", ["issue", "lift"])
+@pytest.mark.parametrize("districts", [[], ["08211:三坂町"]])
+def test_an_order_issued_on_a_towns_behalf_names_the_town_once_in_every_language(
+    action: str, districts: list[str]
+) -> None:
+    """代行: the English text said "for the whole of 常総市 in 常総市 (issued by 茨城県 on its behalf)"."""
+    alert = make_alert(districts=districts, action=action, on_behalf_of="08211", source="茨城県")
+    for lang in messages.LANGUAGES:
+        body = messages.body(alert, lang)
+        assert body.count("常総市") == 1 and "茨城県" in body, (lang, body)
+    en = messages.body(alert, "en")
+    assert "in 常総市 (issued by 茨城県 on its behalf)" in en, en
+    if not districts:
+        assert "the whole area in 常総市" in en, en

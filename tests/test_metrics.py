@@ -1,72 +1,176 @@
-"""The /metrics page is what Prometheus scrapes; it must parse and carry the pinned names."""
+"""The /metrics page is what Prometheus scrapes: every series there from the start, each
+counting one thing, the backlog as Redis holds it, and it parses as Prometheus reads it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
 import pytest
 
+from alertd import metrics
 from tests.conftest import RunningEngine, Sink
 from tests.support import until
 
-LANES = ("flash", "routine", "retry")
-PINNED = (
-    "alertd_alerts_received_total",
-    "alertd_deliveries_total",
-    "alertd_delivery_latency_seconds_bucket",
-    "alertd_queue_depth",
-    "alertd_circuit_open",
-)
+SAMPLE = re.compile(r"^(\w+)(?:\{(.*)\})? (\S+)$")
 
 
-async def _busy_metrics(engine: RunningEngine, sink: Sink) -> str:
+def samples(text: str, name: str) -> dict[str, float]:
+    """Every sample of one metric: label text → value."""
+    out = {}
+    for line in text.splitlines():
+        m = SAMPLE.match(line)
+        if m and m.group(1) == name:
+            out[m.group(2) or ""] = float(m.group(3))
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float | None:
+    want = sorted(f'{k}="{v}"' for k, v in labels.items())
+    for lbl, v in samples(text, name).items():
+        if sorted(x for x in lbl.split(",") if x) == want:
+            return v
+    return None
+
+
+async def scrape(engine: RunningEngine) -> str:
+    status, text = await engine.get("/metrics")
+    assert status == 200
+    return str(text)
+
+
+async def test_every_series_an_alert_rule_needs_is_there_at_zero_before_any_delivery(engine: RunningEngine) -> None:
+    text = await scrape(engine)
+    # rate() and histogram_quantile need a sample before the first burst after a restart.
+    for adapter in metrics.ADAPTERS:
+        for transport in metrics.transports_for(adapter):
+            for lane in metrics.LANES:
+                for result in metrics.ATTEMPT_RESULTS:
+                    assert value(text, "alertd_delivery_attempts_total", adapter=adapter, transport=transport,
+                                 lane=lane, result=result) is not None  # fmt: skip
+                for state in metrics.COMPLETED_STATES:
+                    assert value(text, "alertd_deliveries_completed_total", adapter=adapter, transport=transport,
+                                 lane=lane, state=state) is not None  # fmt: skip
+                assert value(text, "alertd_delivery_latency_seconds_bucket", adapter=adapter, transport=transport,
+                             lane=lane, le="0.05") is not None  # fmt: skip
+    for lane in metrics.LANES:
+        assert value(text, "alertd_fanout_duration_seconds_count", lane=lane) is not None
+        assert value(text, "alertd_first_delivery_seconds_bucket", lane=lane, le="0.075") is not None
+        assert value(text, "alertd_jobs_reclaimed_total", lane=lane) is not None
+        for state in ("new", "retry_wait", "parked"):
+            assert value(text, "alertd_deliveries_pending", lane=lane, state=state) == 0.0
+        assert value(text, "alertd_queue_oldest_age_seconds", lane=lane) == 0.0
+    assert value(text, "alertd_dependency_up", dependency="redis") == 1.0
+    assert value(text, "alertd_dependency_up", dependency="mqtt") == 1.0
+    assert value(text, "alertd_jma_enabled") == 0.0
+    assert value(text, "alertd_http_requests_total", listener="desk", route="/api/v1/evacuation-orders",
+                 code="500") is not None  # fmt: skip
+    assert value(text, "alertd_task_restarts_total", task="read:flash") is not None
+    assert 'alertd_build_info{python="' in text or "alertd_build_info{version=" in text
+    assert "process_cpu_seconds_total" in text and "python_info" in text
+    assert "_created" not in text
+    # The buckets tell the flash targets apart.
+    les = {re.search(r'le="([^"]+)"', k).group(1) for k in samples(text, "alertd_first_delivery_seconds_bucket")}  # type: ignore[union-attr]
+    for le in ("0.02", "0.03", "0.05", "0.075", "0.1", "0.15", "0.2", "0.3", "0.5", "1.0", "2.0", "5.0", "10.0",
+               "15.0", "20.0", "30.0"):  # fmt: skip
+        assert le in les, le
+
+
+async def test_attempts_and_completed_deliveries_are_counted_apart(engine: RunningEngine, sink: Sink) -> None:
     token = await engine.add_issuer("joso", ["08211"])
-    await engine.add_subscriber(id="ok", adapter="isp", endpoint=f"{sink.url}/ok", districts=["08211"])
-    await engine.add_subscriber(id="bad", adapter="isp", endpoint=f"{sink.url}/bad", districts=["08211"])
+    await engine.add_subscriber(id="ok", adapter="signage", endpoint=f"{sink.url}/ok", districts=["08211"])
+    await engine.add_subscriber(id="bad", adapter="signage", endpoint=f"{sink.url}/bad", districts=["08211"])
     sink.status["/bad"] = 500
-    order = {
-        "municipality": "08211",
-        "level": 3,
-        "action": "issue",
-        "districts": ["all"],
-        "reason": "洪水",
-        "status": "Exercise",
-    }
+    before = await scrape(engine)
+    order = {"municipality": "08211", "level": 3, "action": "issue", "districts": ["all"], "reason": "洪水",
+             "status": "Exercise"}  # fmt: skip
     status, answer = await engine.post("/api/v1/evacuation-orders", token, order)
     assert status == 202
 
-    async def failed_once() -> bool:
-        rows = {r["subscriber"]: r for r in await engine.deliveries(answer["id"])}
-        return rows["ok"]["state"] == "delivered" and rows["bad"]["attempts"] >= 1
+    def delta(text: str, name: str, **labels: str) -> float:
+        return (value(text, name, **labels) or 0.0) - (value(before, name, **labels) or 0.0)
 
-    await until(failed_once, what="one delivery through and the failing one tried at least once")
+    lbl = {"adapter": "signage", "transport": "http", "lane": "routine"}
 
-    async def sampled() -> str | None:
-        # The queue-depth gauge is set by a periodic sampler: its tick is what we wait for.
-        status, text = await engine.get("/metrics")
+    async def two_failures() -> str | None:
+        text = await scrape(engine)
+        return text if delta(text, "alertd_delivery_attempts_total", **lbl, result="retryable_failure") >= 2 else None
+
+    text = await until(two_failures, what="the failing receiver tried twice")
+    assert delta(text, "alertd_delivery_attempts_total", **lbl, result="success") == 1
+    # One delivery done; the failing one is not "completed" however often it is tried.
+    assert delta(text, "alertd_deliveries_completed_total", **lbl, state="delivered") == 1
+    assert delta(text, "alertd_deliveries_completed_total", **lbl, state="failed") == 0
+    assert delta(text, "alertd_delivery_attempt_duration_seconds_count", transport="http", lane="routine",
+                 result="retryable_failure") >= 2  # fmt: skip
+    assert delta(text, "alertd_first_delivery_seconds_count", lane="routine") == 1
+    # The route template, never the raw path.
+    assert delta(text, "alertd_http_requests_total", listener="desk", route="/api/v1/evacuation-orders",
+                 code="202") == 1  # fmt: skip
+    assert f"/api/v1/alerts/{answer['id']}" not in text
+    # The failing one waits out its backoff or goes round its lane: pending either way until it ends.
+    pending = sum(value(text, "alertd_deliveries_pending", lane="routine", state=s) or 0
+                  for s in ("new", "retry_wait", "parked"))  # fmt: skip
+    assert pending >= 1
+    # The receiver confirms: one confirmation, with its latency, and a repeat counts nothing.
+    key = sink.at("/ok")[0]["headers"]["Idempotency-Key"]
+    for _ in range(2):
+        status, _ = await engine.post(f"/api/v1/alerts/{answer['id']}/ack", "-", {"subscriber": "ok",
+                                                                              "idempotency_key": key})  # fmt: skip
         assert status == 200
-        return str(text) if all(f'alertd_queue_depth{{lane="{lane}"}}' in text for lane in LANES) else None
+    text = await scrape(engine)
+    assert delta(text, "alertd_deliveries_confirmed_total", **lbl) == 1
+    assert delta(text, "alertd_confirmation_latency_seconds_count", adapter="signage", lane="routine") == 1
 
-    return await until(sampled, what="the queue-depth sampler to report every lane")
 
+async def test_a_circuit_counts_as_open_by_adapter_and_its_series_goes_with_the_subscriber(
+    engine: RunningEngine, sink: Sink
+) -> None:
+    engine.engine.settings.breaker_threshold = 1
+    assert engine.engine.worker is not None
+    engine.engine.worker.breaker.threshold = 1
+    token = await engine.add_issuer("joso", ["08211"])
+    await engine.add_subscriber(id="dead", adapter="broadcaster", endpoint=f"{sink.url}/dead", districts=["08211"])
+    sink.status["/dead"] = 503
+    order = {"municipality": "08211", "level": 3, "action": "issue", "districts": ["all"], "reason": "洪水",
+             "status": "Exercise"}  # fmt: skip
+    base = value(await scrape(engine), "alertd_circuits_open", adapter="broadcaster") or 0.0
+    status, _ = await engine.post("/api/v1/evacuation-orders", token, order)
+    assert status == 202
 
-async def test_metrics_carry_the_pinned_names_with_labels(engine: RunningEngine, sink: Sink) -> None:
-    text = await _busy_metrics(engine, sink)
-    for name in PINNED:
-        assert name in text, name
-    assert 'alertd_alerts_received_total{source="desk",status="Exercise"}' in text
-    assert 'alertd_deliveries_total{adapter="isp",outcome="retry"}' in text
-    assert 'alertd_queue_depth{lane="flash"}' in text
-    assert 'alertd_delivery_latency_seconds_bucket{adapter="isp",le="0.05",priority="routine"}' in text
+    async def parked() -> str | None:
+        text = await scrape(engine)
+        open_ = value(text, "alertd_circuits_open", adapter="broadcaster") == base + 1
+        waiting = value(text, "alertd_deliveries_pending", lane="routine", state="parked") == 1
+        return text if open_ and waiting else None
+
+    text = await until(parked, what="the dead receiver's circuit open and its delivery parked")
+    assert value(text, "alertd_circuit_open", subscriber="dead", adapter="broadcaster") == 1.0
+    async with engine.http.delete(f"{engine.url}/api/v1/subscribers/dead", headers=engine.admin) as resp:
+        assert resp.status == 204
+    await engine.add_subscriber(id="other", adapter="isp", endpoint=f"{sink.url}/other", districts=["08211"])
+    status, _ = await engine.post("/api/v1/evacuation-orders", token, {**order, "identifier": "o2"})
+
+    async def gone() -> bool:
+        text = await scrape(engine)
+        return ('subscriber="dead"' not in text
+                and value(text, "alertd_circuits_open", adapter="broadcaster") == base)  # fmt: skip
+
+    await until(gone, what="the deleted subscriber's circuit series removed and the count back down")
 
 
 async def test_metrics_pass_promtool(engine: RunningEngine, sink: Sink) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool is not installed (apt-get install prometheus; tests/services.sh tries)")
-    text = await _busy_metrics(engine, sink)
-    proc = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
-    )
+        pytest.fail("promtool is not installed: `make test` installs it (apt-get install prometheus)")
+    token = await engine.add_issuer("joso", ["08211"])
+    await engine.add_subscriber(id="ok", adapter="isp", endpoint=f"{sink.url}/ok", districts=["08211"])
+    order = {"municipality": "08211", "level": 3, "action": "issue", "districts": ["all"], "reason": "洪水",
+             "status": "Exercise"}  # fmt: skip
+    status, answer = await engine.post("/api/v1/evacuation-orders", token, order)
+    assert status == 202
+    await engine.wait_deliveries(answer["id"], {"delivered"})
+    text = await scrape(engine)
+    proc = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()

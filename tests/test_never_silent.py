@@ -211,6 +211,8 @@ async def test_redis_down_gives_503_health_and_a_503_problem_with_retry_after(
     running = await start_engine(make_settings(redis_url=private_redis.url, redis_socket_timeout_s=2.5))
     try:
         token = await radio_desk(running, sink)
+        refused = {"listener": "desk", "route": "/api/v1/evacuation-orders", "code": "503"}
+        refused_before = await metric(running, "alertd_http_requests_total", **refused)
         private_redis.kill()
         status, body = await running.get("/healthz")
         assert status == 503
@@ -224,6 +226,9 @@ async def test_redis_down_gives_503_health_and_a_503_problem_with_retry_after(
             assert int(resp.headers["Retry-After"]) > 0
             problem = await resp.json()
             assert "nothing was sent" in problem["detail"]
+        # Prometheus sees it too: Redis down, and the refused order counted as a 503 of its route.
+        assert await metric(running, "alertd_dependency_up", dependency="redis") == 0.0
+        assert await metric(running, "alertd_http_requests_total", **refused) == refused_before + 1
     finally:
         await stop_engine(running, wipe_keys=False)
 
@@ -241,6 +246,7 @@ async def test_broker_down_gives_503_health() -> None:
             return status == 503 and any("MQTT broker" in c for c in body["causes"])
 
         await until(says_broker_down, timeout=10, what="/healthz reporting the broker down")
+        assert await metric(running, "alertd_dependency_up", dependency="mqtt") == 0.0
     finally:
         await stop_engine(running)
         broker.stop()
@@ -288,7 +294,8 @@ async def test_redis_losing_its_data_is_seeded_again_from_the_configuration(
     token = "joso-desk-token-0123456789"
     seed.write_text(yaml.safe_dump({
         "issuers": [{"id": "joso", "name": "常総市", "token": token, "jurisdiction": ["08211"]}],
-        "subscribers": [{"id": "radio", "adapter": "radio", "endpoint": f"{sink.url}/radio", "districts": ["08211"]}],
+        "subscribers": [{"id": "radio", "adapter": "radio", "endpoint": f"{sink.url}/radio", "districts": ["08211"],
+                         "drills": True}],
     }, allow_unicode=True))  # fmt: skip
     running = await start_engine(make_settings(redis_url=private_redis.url, seed_file=str(seed)))
     control = aioredis.Redis.from_url(private_redis.url)
@@ -358,7 +365,7 @@ async def test_a_removed_subscriber_leaves_no_open_circuit_behind(sink: Sink) ->
             assert status == 202
 
         async def circuit_open() -> bool:
-            return await metric(running, "alertd_circuit_open", subscriber="flaky") == 1.0
+            return await metric(running, "alertd_circuit_open", subscriber="flaky", adapter="isp") == 1.0
 
         await until(circuit_open, timeout=10, what="the circuit opening")
 
@@ -376,7 +383,7 @@ async def test_a_removed_subscriber_leaves_no_open_circuit_behind(sink: Sink) ->
 
         async def gauge_gone() -> bool:
             _, text = await running.get("/metrics")
-            return 'alertd_circuit_open{subscriber="flaky"}' not in text
+            return 'alertd_circuit_open{subscriber="flaky"' not in text
 
         await until(gauge_gone, timeout=10, what="the gauge of the removed subscriber going away")
     finally:

@@ -159,14 +159,16 @@ async def test_security_matches_the_handlers(document: dict[str, Any]) -> None:
             expected = {"adminToken", *user}  # the deployment's operator sees what waits
         elif path.startswith("/api/v1/drafts") or path == "/api/v1/sessions/current":
             expected = user
+        elif path in ("/api/v1/orders", "/api/v1/history"):
+            expected = {"issuerToken", *user}  # what stands in the desk's own jurisdiction
         elif method == "post" and path in (
             "/api/v1/evacuation-orders", "/api/v1/evacuation-orders/preview",
             "/api/v1/shelters", "/api/v1/alerts",
         ):  # fmt: skip
             expected = {"issuerToken", *user}  # a user with the operator role acts as its issuer
-        elif path.startswith("/api/v1/districts"):
+        elif path.startswith(("/api/v1/districts", "/api/v1/layers")):
             expected = {"issuerToken", *user}
-        elif path == "/api/v1/alerts/{id}/deliveries":
+        elif path in ("/api/v1/alerts/{id}/deliveries", "/api/v1/alerts/{id}/deliveries/events"):
             expected = {"adminToken", "issuerToken", *user}  # who got what is not public
         else:
             expected = set()

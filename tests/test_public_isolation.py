@@ -112,7 +112,8 @@ async def test_with_its_own_port_the_public_face_runs_apart_and_the_desk_does_no
     config = tmp_path / "seed.yaml"
     config.write_text(yaml.safe_dump({
         "issuers": [{"id": "joso", "name": "常総市", "token": token, "jurisdiction": ["08211"]}],
-        "subscribers": [{"id": "portal", "adapter": "isp", "endpoint": f"{sink.url}/p", "districts": ["08211"]}],
+        "subscribers": [{"id": "portal", "adapter": "isp", "endpoint": f"{sink.url}/p", "districts": ["08211"],
+                         "drills": True}],
     }, allow_unicode=True))  # fmt: skip
     desk_port, public_port = free_port(), free_port()
     env = {**os.environ, "ALERTD_REDIS_URL": REDIS_URL, "ALERTD_MQTT_URL": MQTT_URL, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN,

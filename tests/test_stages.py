@@ -167,8 +167,8 @@ async def test_authorize_refuses_districts_outside_the_jurisdiction(engine: Engi
 
 async def test_route_reaches_earlier_recipients_only_where_the_alert_speaks(engine: Engine) -> None:
     store = engine.store
-    here = Subscriber("here", AdapterKind.SIGNAGE, "http://127.0.0.1:9/a", ["08211"], min_level=5)
-    there = Subscriber("there", AdapterKind.SIGNAGE, "http://127.0.0.1:9/b", ["08220"], min_level=5)
+    here = Subscriber("here", AdapterKind.SIGNAGE, "http://127.0.0.1:9/a", ["08211"], min_level=5, drills=True)
+    there = Subscriber("there", AdapterKind.SIGNAGE, "http://127.0.0.1:9/b", ["08220"], min_level=5, drills=True)
     await store.put_subscribers([here, there])
     # What the lift references went to both (a wide alert, say).
     earlier = warning(DESK, level=5)

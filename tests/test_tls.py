@@ -154,7 +154,8 @@ async def test_serve_with_a_certificate_speaks_https_on_both_listeners_and_deliv
             issuer = {"id": "joso", "name": "常総市", "token": token, "jurisdiction": ["08211"]}
             async with http.post(f"{desk}/api/v1/issuers", json=issuer, headers=admin, ssl=tls) as resp:
                 assert resp.status == 201, await resp.text()
-            subscriber = {"id": "portal", "adapter": "isp", "endpoint": f"{sink.url}/portal", "districts": ["08211"]}
+            subscriber = {"id": "portal", "adapter": "isp", "endpoint": f"{sink.url}/portal", "districts": ["08211"],
+                          "drills": True}
             async with http.post(f"{desk}/api/v1/subscribers", json=subscriber, headers=admin, ssl=tls) as resp:
                 assert resp.status == 201, await resp.text()
             async with http.post(f"{desk}/api/v1/evacuation-orders", json=ORDER, ssl=tls,

@@ -39,7 +39,6 @@ class ReceiverSpec:
     transport: str = "http"  # http | mqtt
     languages: list[str] = field(default_factory=lambda: ["ja", "en"])
     min_level: int | None = None
-    drills: bool = False  # a loudspeaker gateway that takes JMA drills
 
 
 @dataclass
@@ -83,14 +82,14 @@ class Fleet:
                 endpoint = f"{self.mqtt_url.rstrip('/')}/{self._topic_prefix}/{s.id}"
             else:
                 endpoint = f"{self.url}/{s.adapter}/{s.id}"
+            # A drill's own receivers take drills: an Exercise reaches only receivers that do
+            # (routing.takes), so these get the drill and the engine's live receivers do not.
             body: dict[str, Any] = {
                 "id": s.id, "adapter": s.adapter, "endpoint": endpoint, "districts": s.districts,
-                "languages": s.languages, "secret": self.secrets[s.id], "timeout_s": 3.0,
+                "languages": s.languages, "secret": self.secrets[s.id], "timeout_s": 3.0, "drills": True,
             }  # fmt: skip
             if s.min_level is not None:
                 body["min_level"] = s.min_level
-            if s.drills:
-                body["drills"] = True
             out.append(body)
         return out
 

@@ -38,9 +38,9 @@ def render_text(rep: dict[str, Any]) -> str:
     lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
     towns = rep.get("by_municipality") or {}
     if len(towns) > 1:
-        cols = ("planned", "delivered", "confirmed", "failed", "superseded", "pending")
-        lines += ["", "By municipality:", report.table(["municipality", *cols],
-                                                       [[t, *(v[c] for c in cols)] for t, v in towns.items()])]  # fmt: skip
+        cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending")
+        lines += ["", "By municipality (failed counts the expired too):",
+                  report.table(["municipality", *cols], [[t, *(v.get(c, 0) for c in cols)] for t, v in towns.items()])]  # fmt: skip
     checked = [s for s in rep["steps"] if s.get("expect")]
     if checked:
         lines += ["", "What is in force after each step (model, active list, Atom, MQTT state):"]
@@ -64,7 +64,8 @@ def render_text(rep: dict[str, Any]) -> str:
         lines += ["", f"NOT DELIVERED ({len(undelivered)}): the drill did not pass"]
         lines.append(report.table(
             ["step", "receiver", "state", "attempts", "last error"],
-            [[u["step"], u["subscriber"], u["state"], u["attempts"], (u["last_error"] or "")[:70]] for u in undelivered],
+            # The whole last error: what a drill office follows up with the receiver's operator.
+            [[u["step"], u["subscriber"], u["state"], u["attempts"], u["last_error"] or ""] for u in undelivered],
             left={0, 1, 2, 4},
         ))  # fmt: skip
     done = rep.get("cleanup")

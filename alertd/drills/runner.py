@@ -11,6 +11,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,10 +21,16 @@ import aiohttp
 
 from alertd import report
 from alertd.drills.receivers import Fleet
-from alertd.drills.scenario import Scenario, ScenarioError, Step
+from alertd.drills.scenario import Scenario, ScenarioError, Step, resolve_file
 from alertd.drills.views import Views
+from alertd.models import JST
 from alertd.report import Progress, bar
 from alertd.store import remove_prefix
+
+
+def drill_layer(layer: str) -> str:
+    """The name a drill loads a layer under: never a town's real one."""
+    return layer if layer.startswith("drill-") else f"drill-{layer}"
 
 
 @dataclass
@@ -52,7 +59,7 @@ class DrillRunner:
         self.admin_token = admin_token
         self.mqtt_url = mqtt_url
         self.speed = max(speed, 0.001)
-        self.run_id = time.strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(2)
+        self.run_id = datetime.now(JST).strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(2)  # as the report's date
         self.fleet = Fleet(scenario.receivers, url, mqtt_url)
         self.tokens: dict[str, str] = {}
         self.results: list[StepResult] = []
@@ -67,6 +74,7 @@ class DrillRunner:
         # a drill never leaves an issuer, a receiver or a standing order behind.
         self.created_issuers: list[str] = []
         self.created_subscribers: list[str] = []
+        self.created_layers: list[str] = []  # API paths of the layers it loaded
         self.sent_by: dict[str, str] = {}  # alert id -> the token that sent it (to cancel it)
         self._settled_rows: dict[str, list[dict[str, Any]]] = {}  # alerts whose deliveries all ended
         self._towns: dict[str, str] | None = None  # receiver id -> the town it stands for, by name
@@ -108,6 +116,22 @@ class DrillRunner:
                 raise ScenarioError(f"could not register issuer {issuer['id']}: {data.get('detail')}")
             self.created_issuers.append(issuer["id"])
             self.tokens[issuer["id"]] = token
+        await self._load_layers(http)
+
+    async def _load_layers(self, http: aiohttp.ClientSession) -> None:
+        """The scenario's own districts (a made-up 自治区 layer), as the town's desk loads them."""
+        from alertd.layer_cli import read_layer
+
+        for spec in self.scenario.layers:
+            path = f"/api/v1/layers/{spec['municipality']}/{drill_layer(spec['layer'])}"
+            body = {"districts": read_layer(self._resolve_file(spec["file"]))}
+            status, data = await self._api(http, "PUT", path, self._issuer_token_of(None), json=body)
+            if status != 200:
+                raise ScenarioError(f"could not load layer {spec['layer']} from {spec['file']}: {data.get('detail')}")
+            self.created_layers.append(path)
+
+    def _issuer_token_of(self, issuer: str | None) -> str:
+        return self.tokens[issuer or self.scenario.issuers[0]["id"]]
 
     async def _refuse_live_ids(self, issuers: list[str], subscribers: list[str]) -> None:
         """A drill never replaces what the engine already has: registering an id that exists
@@ -151,6 +175,11 @@ class DrillRunner:
             (done["cancelled"] if status == 202 else done["errors"]).append(
                 alert_id if status == 202 else f"cancel {alert_id}: {status} {data.get('detail')}"
             )
+        # Its layers go once its orders are lifted, while its issuer can still remove them.
+        for path in self.created_layers:
+            status, data = await self._api(http, "DELETE", path, self._issuer_token_of(None))
+            if status not in (204, 404):
+                done["errors"].append(f"remove layer {path}: {status} {data.get('detail')}")
         for kind, ids, key in (("subscribers", self.created_subscribers, "removed_receivers"),
                                ("issuers", self.created_issuers, "removed_issuers")):  # fmt: skip
             for ident in ids:
@@ -170,13 +199,13 @@ class DrillRunner:
         return self.tokens[issuer]
 
     def _resolve_file(self, name: str) -> Path:
-        base = self.scenario.path.parent if self.scenario.path else Path.cwd()
-        for candidate in (Path(name), base / name, Path.cwd() / name):
-            if candidate.exists():
-                return candidate
-        hint = (" — the JMA samples come from the shared data set: run from the project root with"
-                " ../shared beside it") if "shared/data" in name else ""
-        raise ScenarioError(f"file {name!r} not found (relative to {base} or {Path.cwd()}){hint}")
+        found = resolve_file(name, self.scenario.path)
+        if found is None:
+            base = self.scenario.path.parent if self.scenario.path else Path.cwd()
+            hint = " — the JMA samples come from the shared data set (../shared beside the project)" \
+                if "shared/data" in name else ""
+            raise ScenarioError(f"file {name!r} not found (relative to {base} or {Path.cwd()}){hint}")
+        return found
 
     async def run_step(self, http: aiohttp.ClientSession, step: Step) -> StepResult:
         result = StepResult(step)
@@ -221,8 +250,9 @@ class DrillRunner:
 
     async def _transmission_test(self, http: aiohttp.ClientSession, result: StepResult, spec: dict[str, Any]) -> None:
         """The 情報伝達試験 as a step: start it, wait until its result is final, keep it."""
+        # drills: the test is part of the drill, so it reaches the drill's receivers and no live one.
         body = {"districts": [str(d) for d in spec.get("districts") or []] or None,
-                "wait_s": float(spec.get("wait_s", 10))}  # fmt: skip
+                "wait_s": float(spec.get("wait_s", 10)), "drills": True}  # fmt: skip
         status, started = await self._api(http, "POST", "/api/v1/test-broadcasts", self.admin_token,
                                           json={k: v for k, v in body.items() if v is not None})  # fmt: skip
         if status != 202:
@@ -425,10 +455,14 @@ class DrillRunner:
                 await self.fleet.stop()
 
     def _settled(self, snap: dict[str, list[dict[str, Any]]]) -> bool:
-        no_confirm = self.fleet.faults.no_confirm | self.fleet.faults.down
+        """Nothing more can change that the drill waits for. A receiver the drill itself took down
+        will not take what it is being retried (it is reported as not delivered): waiting for it
+        made every drill with a broken gateway sit out the whole settle_s."""
+        down = self.fleet.faults.down
+        no_confirm = self.fleet.faults.no_confirm | down
         for rows in snap.values():
             for r in rows:
-                if r["state"] in ("queued", "sent"):
+                if r["state"] in ("queued", "sent") and r["subscriber"] not in down:
                     return False
                 if r["state"] == "delivered" and r["subscriber"] not in no_confirm:
                     return False
@@ -454,8 +488,8 @@ class DrillRunner:
         out = {}
         for town, town_rows in sorted(by.items()):
             totals = report.summarize([{**r, "adapter": "all"} for r in town_rows]).get("all", {})
-            out[town] = {k: totals.get(k, 0) for k in ("planned", "delivered", "confirmed", "failed", "superseded",
-                                                       "pending")}  # fmt: skip
+            out[town] = {k: totals.get(k, 0) for k in ("planned", "delivered", "confirmed", "failed", "expired",
+                                                       "superseded", "pending")}  # fmt: skip
         return out
 
     def build_report(self, snap: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -480,7 +514,8 @@ class DrillRunner:
         return {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
-            "date": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
+            # In Japan time, as the transmission test's published table is dated.
+            "date": datetime.now(JST).isoformat(timespec="seconds"),
             "speed": self.speed,
             "run_id": self.run_id,
             "status": "Exercise",
@@ -504,8 +539,18 @@ class DrillRunner:
         }
 
 
-async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
-    """Start an engine on embedded Redis and MQTT (or the configured ones) and drill against it."""
+async def run_embedded(
+    scenario: Scenario,
+    speed: float,
+    *,
+    on_ready: Callable[[str, str], Awaitable[None]] | None = None,
+    on_report: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """Start an engine on embedded Redis and MQTT (or the configured ones) and drill against it.
+
+    ``on_ready(url, admin_token)`` runs once the engine answers, before the drill (``make demo``
+    adds its console account there); ``on_report(report)`` runs after the drill while the engine
+    still serves (the demo keeps it up there until Ctrl-C when a person is watching)."""
     from aiohttp import web
 
     from alertd.api import make_app
@@ -535,11 +580,17 @@ async def run_embedded(scenario: Scenario, speed: float) -> dict[str, Any]:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         assert settings.mqtt_url is not None
+        url = f"http://127.0.0.1:{port}"
+        if on_ready is not None:
+            await on_ready(url, settings.admin_token)
         drill = DrillRunner(
-            scenario, f"http://127.0.0.1:{port}", settings.admin_token, settings.mqtt_url, speed,
+            scenario, url, settings.admin_token, settings.mqtt_url, speed,
             topic_prefix=settings.topic_prefix, spool=spool,
         )  # fmt: skip
-        return await drill.run()
+        report = await drill.run()
+        if on_report is not None:
+            await on_report(report)
+        return report
     finally:
         await runner.cleanup()
         await engine.stop()

@@ -5,7 +5,7 @@ The format is documented in simulations/scenarios/README.md; the shipped scenari
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,19 @@ class Scenario:
     steps: list[Step]
     settle_s: float = 15.0
     path: Path | None = None
+    # The municipality's own districts the drill loads first (自治区 …): {municipality, layer,
+    # file}. Loaded as "drill-<layer>", so a drill never replaces a town's real layer.
+    layers: list[dict[str, str]] = field(default_factory=list)
+
+
+def resolve_file(name: str, scenario_path: Path | None) -> Path | None:
+    """A file a step names (jma:, cap:, spool:), relative to the scenario file, so a drill runs
+    from any directory; a path relative to the current directory still works for older files."""
+    base = scenario_path.resolve().parent if scenario_path else Path.cwd()
+    for candidate in (base / name, Path.cwd() / name):
+        if candidate.exists():
+            return candidate
+    return None
 
 
 def resolve_scenario(name: str) -> Path:
@@ -76,7 +89,6 @@ def load_scenario(path: Path) -> Scenario:
             transport=r.get("transport", "http"),
             languages=r.get("languages", ["ja", "en"]),
             min_level=r.get("min_level"),
-            drills=bool(r.get("drills", False)),
         )
         for r in data.get("receivers") or []
     ] or default_fleet(str(data.get("municipality", "08211")))
@@ -105,7 +117,13 @@ def load_scenario(path: Path) -> Scenario:
             )
         )
     steps.sort(key=lambda s: s.at)
+    layers = data.get("layers") or []
+    if not isinstance(layers, list) or not all(
+        isinstance(x, dict) and {"municipality", "layer", "file"} <= set(x) for x in layers
+    ):
+        raise ScenarioError(f"{path}: each of 'layers' needs municipality, layer and file")
     return Scenario(
         name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
         receivers=receivers, issuers=issuers, steps=steps, settle_s=float(data.get("settle_s", 15)), path=path,
+        layers=[{k: str(v) for k, v in x.items()} for x in layers],
     )  # fmt: skip

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from alertd.drills.scenario import Scenario, Step
+from alertd.drills.scenario import Scenario, Step, resolve_file
 
 
 def problems(scenario: Scenario, registry: Any) -> list[str]:
@@ -25,6 +25,21 @@ def problems(scenario: Scenario, registry: Any) -> list[str]:
     for what, ids in (("receiver", [r.id for r in scenario.receivers]), ("issuer", list(issuers))):
         out += [f"{what} id {i!r} is used {c} times: the later one would replace the first"
                 for i, c in Counter(ids).items() if c > 1]  # fmt: skip
+    layer_names: dict[str, set[str]] = {}  # municipality -> names the scenario's layers add
+    for spec in scenario.layers:
+        found = _file_problems(f"layer {spec['layer']!r}", spec["file"], scenario.path)
+        out += found
+        if not found:
+            from alertd.layer_cli import read_layer
+
+            base = scenario.path.parent if scenario.path else Path.cwd()
+            path = next(p for p in (Path(spec["file"]), base / spec["file"], Path.cwd() / spec["file"]) if p.exists())
+            try:
+                names = {d["name"] for d in read_layer(path)}
+            except Exception as exc:  # CliError: the file's own sentence
+                out.append(f"layer {spec['layer']!r}: {exc}")
+                names = set()
+            layer_names.setdefault(spec["municipality"], set()).update(names)
     earlier: set[str] = set()
     for step in scenario.steps:
         where = f"step {step.name!r}"
@@ -45,7 +60,7 @@ def problems(scenario: Scenario, registry: Any) -> list[str]:
             target = step.spec.get("corrects")
             if target is not None and str(target) not in earlier:
                 out.append(f"{where}: corrects {target!r}, which is not the name of an earlier step")
-            out += _order_problems(step, registry, issuers.get(issuer_id or ""))
+            out += _order_problems(step, registry, issuers.get(issuer_id or ""), layer_names)
         if step.kind in ("cap", "jma", "spool"):
             spec = step.spec if isinstance(step.spec, dict) else {"file": step.spec}
             out += _file_problems(where, str(spec.get("file", "")), scenario.path)
@@ -53,7 +68,9 @@ def problems(scenario: Scenario, registry: Any) -> list[str]:
     return out
 
 
-def _order_problems(step: Step, registry: Any, issuer: dict[str, Any] | None) -> list[str]:
+def _order_problems(
+    step: Step, registry: Any, issuer: dict[str, Any] | None, layer_names: dict[str, set[str]]
+) -> list[str]:
     where = f"step {step.name!r}"
     spec = step.spec
     muni = str(spec.get("municipality", ""))
@@ -67,6 +84,8 @@ def _order_problems(step: Step, registry: Any, issuer: dict[str, Any] | None) ->
                        f"{issuer['id']} ({', '.join(jurisdiction)})")  # fmt: skip
     if step.kind == "order":
         for name in spec.get("districts") or []:
+            if str(name) in layer_names.get(muni, set()):
+                continue  # a district of a layer the drill loads first
             try:
                 registry.resolve_name(muni, str(name), suggest=False)  # 助川 is 助川町, as the README says
             except Exception:
@@ -75,8 +94,7 @@ def _order_problems(step: Step, registry: Any, issuer: dict[str, Any] | None) ->
 
 
 def _file_problems(where: str, name: str, scenario_path: Path | None) -> list[str]:
-    base = scenario_path.parent if scenario_path else Path.cwd()
-    if any(p.exists() for p in (Path(name), base / name, Path.cwd() / name)):
+    if resolve_file(name, scenario_path) is not None:
         return []
-    hint = " (the JMA samples need ../shared beside the project: run from its root)" if "shared/data" in name else ""
+    hint = " (the JMA samples need ../shared beside the project)" if "shared/data" in name else ""
     return [f"{where}: file {name!r} is not there{hint}"]

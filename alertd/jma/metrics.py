@@ -51,6 +51,7 @@ LAST_SUCCESS = Gauge(
     "Unix time of the last successful poll of each feed (200 or 304); alert when it falls behind.",
     ["feed"],
     registry=REGISTRY,
+    multiprocess_mode="max",
 )
 ALERTS = Counter(
     "alertd_jma_alerts",
@@ -59,6 +60,19 @@ ALERTS = Counter(
     ["kind", "decision"],
     registry=REGISTRY,
 )
+
+
+def precreate(feeds: tuple[str, ...]) -> None:
+    """The configured feeds' series at zero before the first poll (a poller that never
+    succeeds must show as 0 polls and no success time, not as no series at all)."""
+    for feed in feeds:
+        for outcome in ("updated", "not_modified", "error"):
+            POLLS.labels(feed=feed, outcome=outcome)
+        POLL_FAILURES.labels(feed=feed)
+        ENTRIES.labels(feed=feed)
+        LAST_SUCCESS.labels(feed=feed)
+
+
 SPOOL_FILES = Counter(
     "alertd_jma_spool_files",
     "Files taken from the JMA drop folder, by outcome: done or rejected.",

@@ -1,0 +1,158 @@
+"""Cell broadcast: CAP 1.2 to a carrier's cell-broadcast centre (CBC), the side of 緊急速報メール,
+ETWS and WEA that takes alerts from authorities, by HTTP POST.
+
+A CBC does not lay text out: a handset shows what fits its limits, so the texts are cut here,
+and each figure below says where it comes from.
+
+- Short text first, the longer one after. Each <info> carries ``CMAMtext`` (the short
+  text) then ``CMAMlongtext`` (the longer one), the parameter names of the IPAWS CAP
+  profile, which is what CBC gateways commonly read; <headline> is the short text,
+  <description> the longer one.
+- English (WEA): 90 characters for the short text, the original WEA limit, and 360 for
+  the long one, the limit for 4G LTE and later handsets (47 CFR §10.430, as amended by
+  FCC 16-127).
+- Japanese (緊急速報メール over ETWS): title 15 and body 200 full-width characters, the
+  figures municipal guides quote for the three carriers' 緊急速報メール
+  (件名 全角15文字, 本文 全角200文字). They are not taken from a carrier's specification
+  here; a carrier with other figures changes ``LIMITS``.
+- The area: the districts' polygons from the registry, holes dropped (an alert's area
+  may only grow), each polygon simplified, never inward, until it has at most ``MAX_VERTICES`` points:
+  100, the polygon limit of WEA's CMAC interface (J-STD-101, which the IPAWS CAP profile
+  follows). The geocodes stay beside the polygons, so a CBC that places by code can.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, ClassVar
+
+from adapters.base import Adapter, Payload
+from alertd import messages, places
+from alertd.cap_signature import CapSigner
+from alertd.models import AdapterKind, Alert, Area, Info, Subscriber
+
+# language -> (short, long) in characters; see the module's docstring for each source.
+LIMITS = {"ja": (15, 200), "en": (90, 360)}
+MAX_VERTICES = 100
+MAX_POLYGONS = 10  # the largest parts of a scattered area; tiny islands add vertices, not reach
+CAP_LANGUAGES = {"ja": "ja-JP", "en": "en-US"}
+PARAM_SHORT = "CMAMtext"
+PARAM_LONG = "CMAMlongtext"
+
+
+def cap_polygons(geometry: Any, max_vertices: int = MAX_VERTICES) -> list[str]:
+    """CAP <polygon> texts ("lat,lon lat,lon …", closed) of a shapely geometry, each with at
+    most ``max_vertices`` points.
+
+    A polygon with more points is widened by a tolerance and then simplified by the same
+    tolerance (Douglas-Peucker moves no edge further than that), growing the tolerance until
+    it fits: the result covers the whole district, so nobody at its edge is left out, and
+    reaches a little beyond it (常総市: 2,820 points become 99, covering all of the city and
+    10 % more area, within about 150 m of its boundary)."""
+    import shapely
+
+    if geometry is None or geometry.is_empty:
+        return []
+    parts = sorted(getattr(geometry, "geoms", [geometry]), key=lambda g: g.area, reverse=True)
+    out: list[str] = []
+    for part in parts[:MAX_POLYGONS]:
+        if part.geom_type != "Polygon":
+            continue
+        shell = shapely.Polygon(part.exterior)  # no holes: CAP polygons have none
+        simple, tolerance = shell, 0.0002  # about 20 m, then 25 % more each round
+        while len(simple.exterior.coords) > max_vertices:
+            simple = shell.buffer(tolerance, join_style="mitre").simplify(tolerance, preserve_topology=True)
+            tolerance *= 1.25
+        coords = list(simple.exterior.coords)
+        if len(coords) < 4:
+            continue
+        out.append(" ".join(f"{lat:.5f},{lon:.5f}" for lon, lat in coords))
+    return out
+
+
+# Ways to say a headline in fewer characters, tried in turn until it fits: the reason in
+# brackets goes first (the body says it), then "警戒" of 警戒レベル, then the spaces. The
+# level and the action stay, and so does a drill's 【訓練】.
+_SQUEEZES = ((re.compile(r"[（(][^）)]*[）)]"), ""), (re.compile("警戒レベル"), "レベル"), (re.compile(r"\s+"), ""))
+
+
+def short_text(headline: str, limit: int) -> str:
+    text = headline
+    for pattern, replacement in _SQUEEZES:
+        if len(text) <= limit:
+            break
+        text = pattern.sub(replacement, text).strip()
+    return messages.shorten(text, limit)
+
+
+def area_geometry(codes: list[str]) -> Any:
+    import shapely
+
+    shapes = [g for g in (places.geometry(c) for c in codes) if g is not None and not g.is_empty]
+    return shapely.union_all(shapes) if shapes else None
+
+
+class CbcAdapter(Adapter):
+    kind: ClassVar[AdapterKind] = AdapterKind.CBC
+    render_off_loop: ClassVar[bool] = True  # polygon simplification: ~75 ms for 常総市
+
+    def __init__(self, cap_signer: CapSigner | None = None) -> None:
+        # Signed like the broadcasters' CAP when the deployment has a signing key: a CBC
+        # that checks signatures then knows the alert is the authority's.
+        self.cap_signer = cap_signer
+
+    def render(self, alert: Alert, subscriber: Subscriber) -> Payload:
+        from alertd.cap import to_cap
+
+        polygons = cap_polygons(area_geometry(alert.districts))
+        infos = [self._info(alert, lang, polygons) for lang in LIMITS]
+        document = to_cap(dataclasses.replace(alert, infos=infos))
+        if self.cap_signer is not None:
+            document = self.cap_signer.sign(document)
+        return Payload(document, "application/cap+xml; charset=utf-8")
+
+    def render_key(self, alert: Alert, subscriber: Subscriber) -> tuple[object, ...]:
+        return (self.kind,)  # Japanese and English for every CBC
+
+    @staticmethod
+    def _info(alert: Alert, lang: str, polygons: list[str]) -> Info:
+        cap_lang = CAP_LANGUAGES[lang]
+        template = next((i for i in alert.infos if i.language.lower().startswith(lang)), None)
+        if template is None:
+            template = alert.infos[0] if alert.infos else Info(event=messages.headline(alert, lang))
+        short_limit, long_limit = LIMITS[lang]
+        msg = messages.message(alert, lang, compact=True)
+        short = short_text(msg.headline, short_limit)
+        # The fewest place names that let the whole instruction fit, as signage does.
+        body = msg.body
+        for places_shown in (5, 3, 1):
+            body = messages.message(alert, lang, max_places=places_shown, compact=True).body
+            if len(body) <= long_limit:
+                break
+        long = messages.shorten(body, long_limit)
+        own = [(k, v) for k, v in template.parameters if k not in (PARAM_SHORT, PARAM_LONG)]
+        geocodes = [g for a in template.areas for g in a.geocodes]
+        desc = "; ".join(dict.fromkeys(a.desc for a in template.areas)) or ", ".join(alert.districts) or "-"
+        drawn = [p for a in template.areas for p in a.polygons]  # a CAP that came with its own shapes
+        area_polygons = polygons or [p for poly in drawn for p in _fit_text_polygon(poly)]
+        return dataclasses.replace(
+            template,
+            language=cap_lang,
+            headline=short,
+            description=long,
+            instruction=None,
+            parameters=[(PARAM_SHORT, short), (PARAM_LONG, long), *own],
+            areas=[Area(desc=desc, polygons=area_polygons, geocodes=geocodes)],
+        )
+
+
+def _fit_text_polygon(text: str) -> list[str]:
+    """A CAP polygon text within the vertex limit (as drawn by a sender, maybe with thousands)."""
+    import shapely
+
+    points = [tuple(float(x) for x in pair.split(",")) for pair in text.split()]
+    if len(points) <= MAX_VERTICES:
+        return [text]
+    shape = shapely.Polygon([(lon, lat) for lat, lon in points])
+    return cap_polygons(shape if shape.is_valid else shape.buffer(0))

@@ -1,0 +1,102 @@
+"""Past issuances of a desk's jurisdiction: what was sent, when, where, and how it was delivered.
+
+The L-Alert work asks for a view of past issuances; a desk also has to answer afterwards "did
+the loudspeakers get the 18:05 order?". This reads the alerts alertd keeps (newest first, the
+same store every view reads), keeps those of the desk's municipalities in a date range, and
+counts each one's deliveries by state. It writes the same rows as CSV (for the municipality's
+records) and GeoJSON (each issuance with the outline of its districts, for a GIS).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from alertd.boundaries import outline
+from alertd.models import Alert, AlertKind
+
+if TYPE_CHECKING:
+    from alertd.engine import Engine
+
+# A page of history is at most this many issuances; each costs one read of its deliveries.
+MOST = 200
+# How far back one request looks through the store, whatever it finds.
+SCAN = 5_000
+_KINDS = {AlertKind.EVACUATION, AlertKind.SHELTER}
+CSV_FIELDS = ("sent", "alert_id", "municipality", "municipality_name", "kind", "msg_type", "action", "level",
+              "reason", "status", "district_names", "planned", "delivered", "confirmed", "failed", "other")  # fmt: skip
+
+
+def _municipality(engine: Engine, alert: Alert) -> str | None:
+    if alert.municipality:
+        return alert.municipality
+    for code in alert.districts:
+        muni = engine.registry.municipality_of(code)
+        if muni:
+            return muni
+    return None
+
+
+async def history(
+    engine: Engine, within: Callable[[str], bool], *, start: datetime, end: datetime, status: str | None
+) -> list[dict[str, Any]]:
+    """The desk's issuances sent in [start, end), newest first, with their delivery outcome."""
+    registry = engine.registry
+    rows: list[dict[str, Any]] = []
+    cursor: str | None = None
+    scanned = 0
+    while len(rows) < MOST and scanned < SCAN:
+        batch = await engine.store.list_alerts(limit=200, before=cursor)
+        if not batch:
+            break
+        scanned += len(batch)
+        cursor = batch[-1][0].id
+        for alert, _meta in batch:
+            if not start <= alert.sent < end or alert.kind not in _KINDS or (status and alert.status.value != status):
+                continue
+            muni = _municipality(engine, alert)
+            if muni is None or not within(muni):
+                continue
+            counts = Counter(r["state"] for r in await engine.store.deliveries(alert.id) if r.get("adapter") != "feed")
+            rows.append({
+                "alert_id": alert.id, "sent": alert.sent.isoformat(timespec="seconds"), "municipality": muni,
+                "municipality_name": registry.get(muni).name, "kind": str(alert.kind), "msg_type": alert.msg_type.value,
+                "action": alert.action, "level": alert.level, "reason": alert.reason, "status": alert.status.value,
+                "districts": alert.districts, "district_names": [registry.get(d).name for d in alert.districts if registry.find(d)],
+                "deliveries": {"planned": sum(counts.values()), "delivered": counts["delivered"],
+                               "confirmed": counts["confirmed"], "failed": counts["failed"] + counts["expired"],
+                               "other": sum(counts.values()) - counts["delivered"] - counts["confirmed"]
+                               - counts["failed"] - counts["expired"]},
+            })  # fmt: skip
+        if batch[-1][0].sent < start:
+            break  # everything further back is older still
+    return rows[:MOST]
+
+
+def as_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_FIELDS)
+    for r in rows:
+        d = r["deliveries"]
+        writer.writerow([r["sent"], r["alert_id"], r["municipality"], r["municipality_name"], r["kind"], r["msg_type"],
+                         r["action"] or "", r["level"] or "", r["reason"] or "", r["status"],
+                         "、".join(r["district_names"]), d["planned"], d["delivered"], d["confirmed"], d["failed"],
+                         d["other"]])  # fmt: skip
+    return out.getvalue()
+
+
+def as_geojson(engine: Engine, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One feature per issuance; its geometry is a collection of its districts' outlines (null
+    where alertd knows none: a 町域 is listed by name only)."""
+    features = []
+    for r in rows:
+        shapes = [g for g in (outline(engine.registry, d) for d in r["districts"] if engine.registry.find(d)) if g]
+        geometry = {"type": "GeometryCollection", "geometries": shapes} if shapes else None
+        features.append({"type": "Feature", "id": r["alert_id"], "geometry": geometry,
+                         "properties": {k: v for k, v in r.items() if k != "districts"} | {"districts": r["districts"]}})  # fmt: skip
+    return {"type": "FeatureCollection", "features": features}

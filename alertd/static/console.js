@@ -1,0 +1,440 @@
+// The desk console: plain JavaScript modules (no build step) on alertd's JSON API.
+// The session is the HttpOnly cookie POST /api/v1/sessions sets; this code never sees a token.
+import { TEXTS, levelText } from "/static/console-texts.js";
+import { api, problemText } from "/static/console-api.js";
+import { DeskMap } from "/static/console-map.js";
+
+const $ = (id) => document.getElementById(id);
+const state = { lang: localStorage.getItem("alertd.lang") || "ja", me: null, view: "now", boards: new Map(), pending: null };
+const deskMap = new DeskMap($("map"), (name) => togglePicked(name));
+
+function t(key, vars) {
+  let text = TEXTS[state.lang][key] ?? TEXTS.ja[key] ?? key;
+  for (const [k, v] of Object.entries(vars || {})) text = text.replaceAll("{" + k + "}", v);
+  return text;
+}
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const child of children.flat()) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+function say(text, kind) {
+  const box = $("message");
+  box.textContent = text;
+  box.className = "message " + (kind || "error");
+  box.hidden = !text;
+}
+
+// --- language -------------------------------------------------------------------------
+function applyLanguage() {
+  document.documentElement.lang = state.lang;
+  for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
+  for (const node of document.querySelectorAll("[data-t-label]")) node.setAttribute("aria-label", t(node.dataset.tLabel));
+  const toggle = $("lang-toggle");
+  toggle.textContent = state.lang === "ja" ? "English" : "日本語";
+  toggle.lang = state.lang === "ja" ? "en" : "ja";
+  document.title = t("title");
+  if (state.me) { renderWho(); refreshNow(); renderDrafts(); }
+  banner();
+}
+
+$("lang-toggle").addEventListener("click", () => {
+  state.lang = state.lang === "ja" ? "en" : "ja";
+  localStorage.setItem("alertd.lang", state.lang);
+  applyLanguage();
+});
+
+// --- signing in -------------------------------------------------------------------------
+async function loadMe() {
+  const { status, data } = await api("GET", "/api/v1/sessions/current");
+  if (status !== 200) return showSignIn();
+  state.me = data;
+  $("signin-view").hidden = true;
+  $("app-view").hidden = false;
+  $("signout").hidden = false;
+  renderWho();
+  fillMunicipalities();
+  deskMap.map.invalidateSize(); // the map was made while the page was hidden: measure it now
+  await deskMap.showBase(data.jurisdiction.map((j) => j.code));
+  show(state.view);
+}
+
+function renderWho() {
+  $("who").textContent = t("signed_in_as", { user: state.me.username, issuer: state.me.issuer_name });
+}
+
+function showSignIn() {
+  state.me = null;
+  $("signin-view").hidden = false;
+  $("app-view").hidden = true;
+  $("signout").hidden = true;
+  $("who").textContent = "";
+  $("username").focus();
+}
+
+$("signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = { username: $("username").value.trim(), password: $("password").value, otp: $("otp").value.trim() };
+  const { status, data } = await api("POST", "/api/v1/sessions", body);
+  $("password").value = "";
+  $("otp").value = "";
+  if (status !== 201) return say(problemText(data));
+  say("");
+  await loadMe();
+});
+
+$("signout").addEventListener("click", async () => {
+  await api("DELETE", "/api/v1/sessions/current");
+  for (const source of state.boards.values()) source.close();
+  state.boards.clear();
+  showSignIn();
+});
+
+// --- views ----------------------------------------------------------------------------
+function show(view) {
+  state.view = view;
+  for (const name of ["now", "issue", "approvals", "history"]) $(name + "-view").hidden = name !== view;
+  for (const button of document.querySelectorAll("#tabs button")) {
+    if (button.dataset.view === view) button.setAttribute("aria-current", "page");
+    else button.removeAttribute("aria-current");
+  }
+  deskMap.clearPreview();
+  refreshNow(); // the map always shows what stands now, whichever view is open
+  if (view === "issue") pickableFor($("municipality").value);
+  else deskMap.clearPickable();
+  if (view === "approvals") renderDrafts();
+  if (view === "history") renderHistory();
+  banner();
+}
+
+for (const button of document.querySelectorAll("#tabs button")) button.addEventListener("click", () => show(button.dataset.view));
+
+function currentStatus() {
+  if (state.view === "issue") return (document.querySelector("input[name=status]:checked") || {}).value || "Actual";
+  if (state.view === "now") return $("now-status").value;
+  return "Actual";
+}
+
+// Exercise and Test are unmistakable: a banner across the page whenever one is shown or prepared.
+function banner() {
+  const status = state.me ? currentStatus() : "Actual";
+  const box = $("banner");
+  box.hidden = status === "Actual";
+  box.textContent = status === "Actual" ? "" : t("banner_" + status);
+  document.body.dataset.status = status;
+}
+
+// --- now: what stands, with its deliveries ---------------------------------------------
+$("now-status").addEventListener("change", () => { refreshNow(); banner(); });
+
+async function refreshNow() {
+  if (!state.me) return;
+  const status = $("now-status").value;
+  const { status: code, data } = await api("GET", "/api/v1/orders?status=" + encodeURIComponent(status));
+  if (code === 401) return showSignIn();
+  if (code !== 200) return say(problemText(data));
+  deskMap.showOrders(data, state.lang);
+  const list = $("now-list");
+  list.replaceChildren();
+  if (!data.alerts.length) list.append(el("p", {}, t("none")));
+  for (const alert of data.alerts) {
+    const board = el("div", { class: "board", id: "board-" + alert.alert_id });
+    const names = alert.district_names.join("、");
+    list.append(el("article", { class: "card alert lv" + alert.level, "data-alert": alert.alert_id },
+      el("h3", {}, el("span", { class: "swatch lv" + alert.level, "aria-hidden": "true" }), levelText(state.lang, alert.level)),
+      el("p", {}, alert.municipality_name + "：" + names + (alert.reason ? "（" + alert.reason + "）" : "")),
+      el("div", { class: "buttons" },
+        el("button", { type: "button", onclick: () => watch(alert.alert_id, board) }, t("deliveries")),
+        el("button", { type: "button", class: "danger lift", onclick: () => confirmLift(alert) }, t("lift")),
+        el("button", { type: "button", class: "danger cancel", onclick: () => confirmCancel(alert) }, t("cancel_order"))),
+      board));
+  }
+}
+
+// Nothing irreversible without a confirmation that names the districts.
+function confirmThen(text, yes, send) {
+  $("confirm-text").textContent = text;
+  $("confirm-yes").textContent = yes;
+  const dialog = $("confirm");
+  dialog.returnValue = "";
+  dialog.showModal();
+  dialog.addEventListener("close", async () => {
+    if (dialog.returnValue !== "yes") return;
+    const { status, data } = await send();
+    if (status !== 202) return say(problemText(data));
+    say(data.state === "awaiting_approval" ? t("held") + "（" + t("draft_id") + " " + data.id + "）" : t("sent") + "（" + t("alert_id") + " " + data.id + "）", "ok");
+    refreshNow();
+  }, { once: true });
+}
+
+function placesOf(alert) {
+  const whole = alert.districts.length === 1 && alert.districts[0] === alert.municipality;
+  return { whole: whole, names: whole ? t("whole") : alert.district_names.join("、") };
+}
+
+function confirmLift(alert) {
+  const where = placesOf(alert);
+  const vars = { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: where.names };
+  confirmThen(t("lift_confirm", vars), t("confirm_lift"), () => api("POST", "/api/v1/evacuation-orders", {
+    municipality: alert.municipality, level: alert.level, action: "lift", status: alert.status,
+    districts: where.whole ? ["all"] : alert.district_names, reason: alert.reason || "解除", identifier: crypto.randomUUID() }));
+}
+
+// 取消: the order was sent in error. Receivers are told so, and it ends everywhere it stood.
+function confirmCancel(alert) {
+  const vars = { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: placesOf(alert).names };
+  confirmThen(t("cancel_confirm", vars), t("confirm_cancel"), () => api("POST", "/api/v1/alerts", {
+    msg_type: "Cancel", references: [alert.alert_id], status: alert.status, identifier: crypto.randomUUID() }));
+}
+
+// The delivery board: per receiver, queued → delivered → confirmed (or failed), pushed by alertd
+// as Server-Sent Events while it changes, until every delivery has ended.
+function watch(alertId, container) {
+  if (state.boards.has(alertId)) state.boards.get(alertId).close();
+  const draw = (data) => {
+    const rows = data.deliveries.filter((d) => d.adapter !== "feed");
+    // Per adapter first (how far each kind of receiver got), then per receiver.
+    const byAdapter = {};
+    for (const d of rows) {
+      const a = (byAdapter[d.adapter || "?"] ||= { planned: 0, confirmed: 0, failed: 0 });
+      a.planned += 1;
+      if (d.state === "confirmed") a.confirmed += 1;
+      if (d.state === "failed" || d.state === "expired") a.failed += 1;
+    }
+    const summary = el("ul", { class: "by-adapter" }, ...Object.entries(byAdapter).map(([adapter, n]) =>
+      el("li", { "data-adapter": adapter }, adapter + ": " + t("outcome_text", n))));
+    container.replaceChildren(summary, el("table", { class: "deliveries" },
+      el("caption", {}, t("deliveries") + " — " + t("alert_id") + " " + alertId),
+      el("thead", {}, el("tr", {}, ...["receiver", "adapter", "state", "attempts", "error"].map((k) => el("th", { scope: "col" }, t(k))))),
+      el("tbody", {}, ...rows.map((d) => el("tr", { "data-subscriber": d.subscriber, "data-state": d.state },
+        el("td", {}, d.subscriber), el("td", {}, d.adapter || ""),
+        el("td", { class: "state " + d.state }, t(d.state === "sent" ? "sent_state" : d.state)),
+        el("td", {}, String(d.attempts)), el("td", {}, d.last_error || ""))))));
+  };
+  const source = new EventSource("/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries/events");
+  state.boards.set(alertId, source);
+  source.addEventListener("deliveries", (event) => draw(JSON.parse(event.data)));
+  source.addEventListener("end", () => { source.close(); state.boards.delete(alertId); });
+  source.addEventListener("error", async () => {
+    if (source.readyState !== EventSource.CLOSED) return; // a break: the browser reconnects by itself
+    state.boards.delete(alertId);
+    const { status, data } = await api("GET", "/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries");
+    if (status === 200) draw(data);
+    else container.replaceChildren(el("p", {}, problemText(data)));
+  });
+}
+
+// --- issue: the guided form, the preview, then send or submit for approval -------------
+function fillMunicipalities() {
+  $("history-municipality").replaceChildren(el("option", { value: "" }, t("all_munis")),
+    ...state.me.municipalities.map((m) => el("option", { value: m.code }, m.name)));
+  const select = $("municipality");
+  select.replaceChildren(...state.me.municipalities.map((m) => el("option", { value: m.code }, m.name + "（" + m.code + "）")));
+  select.disabled = state.me.municipalities.length === 1; // a town's desk issues for itself only
+}
+
+$("municipality").addEventListener("change", () => pickableFor($("municipality").value));
+for (const input of document.querySelectorAll("input[name=status]")) input.addEventListener("change", banner);
+
+async function pickableFor(muni) {
+  const names = await deskMap.showPickable(muni);
+  const box = $("map-districts");
+  box.replaceChildren();
+  if (!names.length) { box.append(el("p", { class: "hint" }, t("no_pick"))); return; }
+  box.append(el("p", { class: "hint" }, t("pick")));
+  for (const name of names) {
+    const id = "pick-" + name;
+    box.append(el("label", {}, el("input", { type: "checkbox", id: id, value: name, class: "pick",
+      onchange: () => deskMap.markPicked(picked()) }), " " + name));
+  }
+}
+
+function picked() {
+  return [...document.querySelectorAll("input.pick:checked")].map((i) => i.value);
+}
+
+function togglePicked(name) {
+  const box = [...document.querySelectorAll("input.pick")].find((i) => i.value === name);
+  if (!box) return;
+  box.checked = !box.checked;
+  deskMap.markPicked(picked());
+}
+
+function order() {
+  const typed = $("typed").value.split(/[,、，\s]+/).map((s) => s.trim()).filter(Boolean);
+  const districts = $("whole").checked ? ["all"] : [...new Set([...picked(), ...typed])];
+  const body = {
+    municipality: $("municipality").value,
+    level: Number((document.querySelector("input[name=level]:checked") || {}).value),
+    action: document.querySelector("input[name=action]:checked").value,
+    status: (document.querySelector("input[name=status]:checked") || {}).value,
+    reason: $("reason").value.trim(),
+    districts: districts,
+  };
+  const shelters = $("shelters").value.split(/[,、，]+/).map((s) => s.trim()).filter(Boolean);
+  if (shelters.length && body.action === "issue") body.shelters = shelters.map((name) => ({ name: name, status: "open" }));
+  return body;
+}
+
+$("issue-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = order();
+  const { status, data } = await api("POST", "/api/v1/evacuation-orders/preview", body);
+  if (status !== 200) { $("preview").hidden = true; return say(problemText(data)); }
+  say("");
+  state.pending = { body: body, needsApproval: data.needs_approval };
+  renderPreview(body, data);
+});
+
+function renderPreview(body, preview) {
+  deskMap.showPreview(preview.geojson);
+  const texts = Object.entries(preview.texts || {});
+  $("preview-body").replaceChildren(
+    el("p", { class: preview.needs_approval ? "notice" : "" }, preview.needs_approval ? t("needs_approval") : t("no_approval")),
+    el("dl", {},
+      el("dt", {}, t("municipality")), el("dd", {}, $("municipality").selectedOptions[0].textContent),
+      el("dt", {}, t("level")), el("dd", {}, levelText(state.lang, body.level) + " — " + t("action_" + body.action)),
+      el("dt", {}, t("districts")), el("dd", { id: "preview-districts" }, preview.district_names.join("、")),
+      el("dt", {}, t("receivers")), el("dd", { id: "preview-receivers" }, String(preview.deliveries))),
+    preview.levels && preview.levels.length ? el("table", {},
+      el("caption", {}, t("before_after")),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, t("district")), el("th", { scope: "col" }, t("level")))),
+      el("tbody", {}, ...preview.levels.map((l) => el("tr", {}, el("td", {}, l.name), el("td", {}, (l.level_before ?? "—") + " → " + (l.level_after ?? "—")))))) : null,
+    el("h4", {}, t("texts")),
+    el("div", { id: "preview-texts" }, ...texts.map(([lang, text]) => el("div", { class: "text", lang: lang },
+      el("strong", {}, text.headline || ""), el("p", {}, text.description || "")))),
+    el("h4", {}, t("radio")),
+    el("pre", { id: "preview-radio", lang: "ja" }, preview.radio_script || ""));
+  const send = $("send");
+  send.textContent = preview.needs_approval ? t("submit") : t("send");
+  $("preview").hidden = false;
+  $("preview").focus();
+}
+
+$("back").addEventListener("click", () => { $("preview").hidden = true; deskMap.clearPreview(); $("typed").focus(); });
+
+$("send").addEventListener("click", async () => {
+  if (!state.pending) return;
+  const body = { ...state.pending.body, identifier: crypto.randomUUID() };
+  $("send").disabled = true;
+  const { status, data } = await api("POST", "/api/v1/evacuation-orders", body);
+  $("send").disabled = false;
+  if (status !== 202) return say(problemText(data));
+  state.pending = null;
+  $("preview").hidden = true;
+  const result = $("issue-result");
+  if (data.state === "awaiting_approval") {
+    say(t("held") + "（" + t("draft_id") + " " + data.id + "）", "ok");
+    result.replaceChildren();
+  } else {
+    say(t("sent") + "（" + t("alert_id") + " " + data.id + "）", "ok");
+    const board = el("div", { class: "board" });
+    result.replaceChildren(board);
+    watch(data.id, board);
+  }
+});
+
+// --- approvals ---------------------------------------------------------------------------
+async function renderDrafts() {
+  if (!state.me) return;
+  const { status, data } = await api("GET", "/api/v1/drafts");
+  const box = $("drafts");
+  if (status !== 200) { box.replaceChildren(el("p", {}, problemText(data))); return; }
+  box.replaceChildren();
+  if (!data.length) box.append(el("p", {}, t("no_drafts")));
+  for (const draft of data) {
+    const p = draft.preview;
+    const mine = draft.drafted_by === "user:" + state.me.username;
+    const reason = el("input", { id: "reject-" + draft.id, maxlength: "500" });
+    const ja = (p.texts && (p.texts["ja-JP"] || p.texts.ja)) || {};
+    box.append(el("article", { class: "card draft", "data-draft": draft.id },
+      el("h3", {}, el("span", { class: "swatch lv" + p.level, "aria-hidden": "true" }), levelText(state.lang, p.level) + " — " + t("action_" + (p.action || "issue"))),
+      el("p", {}, p.district_names.join("、")),
+      el("dl", {},
+        el("dt", {}, t("drafted_by")), el("dd", {}, draft.drafted_by),
+        el("dt", {}, t("created")), el("dd", {}, draft.created),
+        el("dt", {}, t("receivers")), el("dd", {}, String(p.deliveries))),
+      el("p", { lang: "ja" }, el("strong", {}, ja.headline || "")),
+      el("pre", { lang: "ja" }, p.radio_script || ""),
+      mine ? el("p", { class: "notice" }, t("own_draft")) : null,
+      el("div", { class: "buttons" },
+        el("button", { type: "button", class: "primary", disabled: mine || !state.me.roles.includes("approver"),
+                       onclick: () => approve(draft) }, t("approve")),
+        el("label", { for: "reject-" + draft.id }, t("reject_reason")), reason,
+        el("button", { type: "button", class: "danger", onclick: () => reject(draft, reason) }, t("reject")))));
+    reason.required = true;
+  }
+  if (state.view === "approvals" && data.length) deskMap.showPreview(data[0].preview.geojson);
+}
+
+async function approve(draft) {
+  const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/approve");
+  if (status !== 202) return say(problemText(data));
+  say(t("approved") + "（" + t("alert_id") + " " + data.id + "）", "ok");
+  const board = el("div", { class: "board" });
+  $("approval-result").replaceChildren(board);
+  watch(data.id, board);
+  renderDrafts();
+  refreshNow();
+}
+
+async function reject(draft, input) {
+  if (!input.value.trim()) { input.focus(); return say(t("reject_reason")); }
+  const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/reject", { reason: input.value.trim() });
+  if (status !== 200) return say(problemText(data));
+  say(t("rejected"), "ok");
+  renderDrafts();
+}
+
+// --- history: past issuances, on the map and as a timeline, with their deliveries --------
+function historyQuery(format) {
+  const q = new URLSearchParams();
+  for (const [key, id] of [["municipality", "history-municipality"], ["since", "history-since"], ["until", "history-until"], ["status", "history-status"]]) {
+    if ($(id).value) q.set(key, $(id).value);
+  }
+  if (format) q.set("format", format);
+  return "/api/v1/history?" + q.toString();
+}
+
+function kindText(row) {
+  if (row.msg_type === "Cancel") return t("kind_cancel");
+  if (row.kind === "shelter") return t("kind_shelter");
+  return t(row.action === "lift" ? "kind_lift" : "kind_issue");
+}
+
+async function renderHistory() {
+  if (!state.me) return;
+  $("export-csv").href = historyQuery("csv");
+  $("export-geojson").href = historyQuery("geojson");
+  const { status, data } = await api("GET", historyQuery());
+  const box = $("history-list");
+  if (status !== 200) { box.replaceChildren(el("p", {}, problemText(data))); return; }
+  if (!data.length) { box.replaceChildren(el("p", {}, t("no_history"))); deskMap.clearPreview(); return; }
+  const when = (iso) => new Date(iso).toLocaleString(state.lang === "ja" ? "ja-JP" : "en-GB", { timeZone: "Asia/Tokyo" });
+  box.replaceChildren(el("table", { class: "history" },
+    el("thead", {}, el("tr", {}, ...["sent_at", "municipality", "what", "districts", "reason", "outcome"].map((k) => el("th", { scope: "col" }, t(k))))),
+    el("tbody", {}, ...data.map((row) => el("tr", { "data-alert": row.alert_id, "data-status": row.status },
+      el("td", {}, el("time", { datetime: row.sent }, when(row.sent))),
+      el("td", {}, row.municipality_name),
+      el("td", {}, (row.level ? levelText(state.lang, row.level) + " " : "") + kindText(row) + (row.status !== "Actual" ? " [" + row.status + "]" : "")),
+      el("td", {}, row.district_names.join("、")),
+      el("td", {}, row.reason || ""),
+      el("td", {}, t("outcome_text", row.deliveries)))))));
+  const resp = await api("GET", historyQuery("geojson"));
+  if (resp.status === 200) deskMap.showPreview(resp.data);
+}
+
+$("history-form").addEventListener("submit", (event) => { event.preventDefault(); renderHistory(); });
+
+applyLanguage();
+loadMe();
+// What stands changes while the desk watches (another person approves, an order expires).
+setInterval(() => { if (state.me && !document.hidden) refreshNow(); }, 10000);
+window.alertdConsole = { refreshNow: refreshNow, renderDrafts: renderDrafts };

@@ -1,0 +1,251 @@
+"""The desk console at /console/, in a real Chromium, the whole way a desk uses it.
+
+Two people of 常総市's desk, each signed in with password and TOTP in a browser of their own
+(the issuer holds Actual orders of level 4 and above for a second person): 田中 drafts a level 4
+order by picking a district on the map, reads the preview, and submits it for approval; 鈴木
+approves it and watches the delivery board reach confirmed for a webhook portal and an MQTT
+loudspeaker gateway; the public map then shows the district at level 4; 鈴木 lifts it from the
+console (the confirmation names the district), 田中 approves the lift, and the public map
+clears. No page asks any other host for anything, and axe-core finds no serious or critical
+violation on the console. The history lists both, with their deliveries, and exports CSV; a
+drill's order is withdrawn as sent in error (取消) under the drill banner. Screenshots of each step are under the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+import shapely.geometry
+
+from alertd.drills.receivers import ReceiverSpec
+from tests.browser import (
+    FleetThread,
+    Server,
+    axe_serious,
+    foreign,
+    requested_urls,
+    serve,
+    start_browser,
+    wait,
+)
+from tests.conftest import ADMIN_TOKEN
+from tests.support import free_port
+
+pytestmark = pytest.mark.timeout(180)
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def fleet_and_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FleetThread, Server]]:
+    port = free_port()
+    fleet = FleetThread([
+        ReceiverSpec("city-portal", "isp", ["08211"]),  # a webhook receiver
+        ReceiverSpec("radio-gateway", "radio", ["08211"], transport="mqtt"),  # a 防災行政無線 gateway over MQTT
+    ], f"http://127.0.0.1:{port}")  # fmt: skip
+    config = {
+        "issuers": [{"id": "joso", "name": "常総市", "token": f"joso-{secrets.token_hex(12)}", "jurisdiction": ["08211"],
+                     "approval": {"status": ["Actual"], "min_level": 4}}],
+        "subscribers": fleet.subscribers(),
+    }  # fmt: skip
+    try:
+        yield from ((fleet, server) for server in serve(tmp_path_factory.mktemp("console"), config, port))
+    finally:
+        fleet.stop()
+
+
+def add_user(server: Server, username: str, roles: list[str]) -> pyotp.TOTP:
+    body = {"username": username, "issuer": "joso", "roles": roles, "password": PASSWORD}
+    status, answer, _ = server.call("POST", "/api/v1/users", body, token=ADMIN_TOKEN)
+    assert status == 201, answer
+    return pyotp.parse_uri(answer["totp_uri"])
+
+
+def add_drawn_district(server: Server, name: str) -> None:
+    """A district the desk drew itself (it has a boundary, so it can be picked on the map)."""
+    _, town, _ = server.call("GET", "/api/v1/boundaries?area=08211")
+    outline = shapely.geometry.shape(town["features"][0]["geometry"])
+    point = outline.representative_point()
+    box = shapely.box(point.x - 0.004, point.y - 0.003, point.x + 0.004, point.y + 0.003).intersection(outline)
+    body = {"municipality": "08211", "name": name, "geometry": shapely.geometry.mapping(box)}
+    status, answer, _ = server.call("POST", "/api/v1/districts", body, token=server.token)
+    assert status == 201, answer
+
+
+def sign_in(driver: Any, server: Server, username: str, totp: pyotp.TOTP) -> None:
+    driver.get(server.url + "/console/")
+    wait(lambda: driver.find_element("id", "username").is_displayed(), "the sign-in form")
+    driver.find_element("id", "username").send_keys(username)
+    driver.find_element("id", "password").send_keys(PASSWORD)
+    driver.find_element("id", "otp").send_keys(totp.now())
+    driver.find_element("css selector", "#signin-form button[type=submit]").click()
+    wait(lambda: username in driver.find_element("id", "who").text, f"{username} to be signed in")
+
+
+def tab(driver: Any, view: str) -> None:
+    driver.find_element("css selector", f"#tabs button[data-view={view}]").click()
+
+
+def text(driver: Any, element_id: str) -> str:
+    return str(driver.find_element("id", element_id).text)
+
+
+def board_states(driver: Any) -> dict[str, str]:
+    return {tr.get_attribute("data-subscriber"): tr.get_attribute("data-state")
+            for tr in driver.find_elements("css selector", "table.deliveries tbody tr")}  # fmt: skip
+
+
+def public_rows(server: Server) -> dict[str, int]:
+    _, data, _ = server.call("GET", "/api/v1/map")
+    return {f["properties"]["code"]: f["properties"]["level"] for f in data["features"]}
+
+
+@pytest.fixture(scope="module")
+def browsers() -> Iterator[tuple[Any, Any]]:
+    first = start_browser()
+    try:
+        second = start_browser()
+        try:
+            yield first, second
+        finally:
+            second.quit()
+    finally:
+        first.quit()
+
+
+def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches_confirmed(
+    fleet_and_server: tuple[FleetThread, Server], browsers: tuple[Any, Any], tmp_path: Path
+) -> None:
+    _, server = fleet_and_server
+    tanaka, suzuki = browsers
+    tanaka_otp = add_user(server, "tanaka", ["operator", "approver"])
+    suzuki_otp = add_user(server, "suzuki", ["operator", "approver"])
+    add_drawn_district(server, "上三坂")
+    code = "08211:layer:desk:上三坂"
+
+    # 1. Sign in with password and TOTP; draft a level 4 order by picking the district on the map.
+    sign_in(tanaka, server, "tanaka", tanaka_otp)
+    tanaka.save_screenshot(str(tmp_path / "1-signed-in.png"))
+    assert axe_serious(tanaka) == []
+    tanaka.find_element("id", "lang-toggle").click()  # Japanese by default, English at a click
+    assert tanaka.title == "alertd disaster desk console" and text(tanaka, "now-heading") == "In force now"
+    assert tanaka.find_element("tag name", "html").get_attribute("lang") == "en"
+    tanaka.find_element("id", "lang-toggle").click()
+    assert text(tanaka, "now-heading") == "現在の発令"
+    tab(tanaka, "issue")
+    wait(lambda: "上三坂" in (tanaka.find_element("id", "map").get_attribute("data-pickable") or ""),
+         "上三坂 to be pickable on the map")  # fmt: skip
+    tanaka.find_element("css selector", "path.pickable").click()
+    assert tanaka.find_element("id", "map").get_attribute("data-picked") == "上三坂"
+    assert tanaka.find_element("id", "pick-上三坂").is_selected()  # the list below the map agrees
+    tanaka.find_element("css selector", "input[name=level][value='4']").click()
+    tanaka.find_element("css selector", "input[name=status][value='Actual']").click()
+    tanaka.find_element("id", "reason").send_keys("洪水")
+    tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
+    wait(lambda: tanaka.find_element("id", "preview").is_displayed(), "the preview")
+    assert "上三坂" in text(tanaka, "preview-districts")
+    assert text(tanaka, "preview-receivers") == "2"  # the portal and the gateway
+    texts = tanaka.find_element("id", "preview-texts")
+    assert texts.find_elements("css selector", "[lang='ja-JP']") and texts.find_elements("css selector", "[lang='en-US']")
+    assert "警戒レベル4" in texts.text and "上三坂" in texts.text
+    radio = text(tanaka, "preview-radio")
+    assert radio.count("上三坂") >= 3  # read three times, as the loudspeakers will
+    assert text(tanaka, "send") == "承認を依頼する"  # the two-person rule covers it
+    tanaka.save_screenshot(str(tmp_path / "2-preview.png"))
+    assert axe_serious(tanaka) == []
+
+    # 2. Submit for approval: nothing is sent; the drafter cannot approve their own.
+    tanaka.find_element("id", "send").click()
+    wait(lambda: "承認待ち" in text(tanaka, "message"), "the order to be held for approval")
+    assert public_rows(server) == {}
+    tab(tanaka, "approvals")
+    wait(lambda: tanaka.find_elements("css selector", "article.draft"), "the draft in tanaka's approvals")
+    assert not tanaka.find_element("css selector", "article.draft button.primary").is_enabled()
+
+    sign_in(suzuki, server, "suzuki", suzuki_otp)
+    tab(suzuki, "approvals")
+    wait(lambda: suzuki.find_elements("css selector", "article.draft"), "the draft in suzuki's approvals")
+    assert "上三坂" in suzuki.find_element("css selector", "article.draft").text
+    suzuki.save_screenshot(str(tmp_path / "3-awaiting-approval.png"))
+    suzuki.find_element("css selector", "article.draft button.primary").click()
+    wait(lambda: board_states(suzuki) == {"city-portal": "confirmed", "radio-gateway": "confirmed"},
+         "the delivery board to reach confirmed for the portal and the gateway", timeout=20)  # fmt: skip
+    by_adapter = suzuki.find_element("css selector", ".by-adapter").text
+    assert "isp: 1/1 受信確認" in by_adapter and "radio: 1/1 受信確認" in by_adapter
+    suzuki.save_screenshot(str(tmp_path / "4-board-confirmed.png"))
+    # The board's stream, as any client reads it: the rows, then 'end' once all are final.
+    [approved] = [a for a in server.call("GET", "/api/v1/orders", token=server.token)[1]["alerts"]]
+    status, events, headers = server.call("GET", f"/api/v1/alerts/{approved['alert_id']}/deliveries/events", token=server.token)
+    assert status == 200 and headers["Content-Type"] == "text/event-stream"
+    assert "event: deliveries" in events and '"state": "confirmed"' in events and events.rstrip().endswith("event: end\ndata: {}")
+    status, problem, headers = server.call("GET", "/api/v1/alerts/nope/deliveries/events", token=server.token)
+    assert status == 404 and headers["Content-Type"].startswith("application/problem+json"), problem
+    assert server.call("GET", f"/api/v1/alerts/{approved['alert_id']}/deliveries/events")[0] == 401
+
+    # 3. The public map shows the district with its level.
+    assert public_rows(server) == {code: 4}
+    suzuki.get(server.url + "/map/")
+    wait(lambda: f"{code}:4" in (suzuki.find_element("id", "map").get_attribute("data-drawn") or ""),
+         "the public map to draw 上三坂 at level 4")  # fmt: skip
+    suzuki.save_screenshot(str(tmp_path / "5-public-map.png"))
+
+    # 4. A lift from the console, confirmed by name, approved by the other person, clears it.
+    suzuki.get(server.url + "/console/")
+    wait(lambda: suzuki.find_elements("css selector", "#now-list article.alert"), "the order in force on suzuki's console")
+    suzuki.find_element("css selector", "#now-list article.alert button.lift").click()
+    assert "上三坂" in text(suzuki, "confirm-text") and "警戒レベル4" in text(suzuki, "confirm-text")
+    suzuki.save_screenshot(str(tmp_path / "6-lift-confirmation.png"))
+    suzuki.find_element("id", "confirm-yes").click()
+    wait(lambda: "承認待ち" in text(suzuki, "message"), "the lift to be held for approval")
+    tab(tanaka, "now")
+    tab(tanaka, "approvals")
+    wait(lambda: tanaka.find_elements("css selector", "article.draft button.primary:enabled"), "the lift in tanaka's approvals")
+    tanaka.find_element("css selector", "article.draft button.primary").click()
+    wait(lambda: "承認し" in text(tanaka, "message"), "the lift to be approved")
+    assert public_rows(server) == {}
+    suzuki.get(server.url + "/map/")
+    wait(lambda: suzuki.find_element("id", "none").is_displayed(), "the public map to clear")
+    suzuki.save_screenshot(str(tmp_path / "7-lifted.png"))
+
+    # 5. History: both issuances with their delivery outcome, on the map and as CSV for the records.
+    tab(tanaka, "history")
+    wait(lambda: len(tanaka.find_elements("css selector", "#history-list tbody tr")) == 2, "the order and its lift in the history")
+    history = tanaka.find_element("id", "history-list").text
+    assert "警戒レベル4 避難指示 発令" in history and "警戒レベル4 避難指示 解除" in history
+    assert "2/2 受信確認" in history  # the order reached the portal and the gateway, and both confirmed
+    tanaka.save_screenshot(str(tmp_path / "8-history.png"))
+    status, csv_text, headers = server.call("GET", "/api/v1/history?format=csv", token=server.token)
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    lines = csv_text.splitlines()
+    assert lines[0].startswith("sent,alert_id,municipality") and len(lines) == 3 and all("上三坂" in line for line in lines[1:])
+
+    # 6. A drill's order withdrawn as sent in error (取消), under the drill banner, confirmed by name.
+    server.order(status="Exercise", level=3, districts=["all"], identifier="drill-1")
+    tab(tanaka, "now")
+    from selenium.webdriver.support.select import Select
+
+    Select(tanaka.find_element("id", "now-status")).select_by_value("Exercise")
+    wait(lambda: tanaka.find_elements("css selector", "#now-list article.alert button.cancel"), "the drill's order on the console")
+    assert "【訓練】" in text(tanaka, "banner")
+    tanaka.find_element("css selector", "#now-list article.alert button.cancel").click()
+    assert "全域" in text(tanaka, "confirm-text") and "誤発信" in text(tanaka, "confirm-text")
+    tanaka.find_element("id", "confirm-yes").click()
+    wait(lambda: not tanaka.find_elements("css selector", "#now-list article.alert"), "the drill's order to leave the console")
+    assert "送信しました" in text(tanaka, "message")
+    assert server.call("GET", "/api/v1/map?status=Exercise")[1]["features"] == []
+
+    # Nothing either page asked for came from another host.
+    for driver in (tanaka, suzuki):
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        # What a refusal looks like in a browser's log is expected (the API's 401/404 above
+        # were read by urllib, not the page); anything else is a broken page.
+        assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
+        urls = requested_urls(driver)
+        assert any(u.endswith("/static/console.js") for u in urls)
+        # The board was pushed by alertd (Server-Sent Events), not fetched again and again.
+        assert any(u.endswith("/deliveries/events") for u in urls)
+        assert foreign(urls, server.url) == []
