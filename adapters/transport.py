@@ -269,6 +269,10 @@ class MqttConnection:
             tls_context=self._tls,
             **kwargs,  # type: ignore[arg-type]
         )
+        # aiomqtt warns on every publish once more than 10 wait for their PUBACK; alertd keeps
+        # up to max_inflight_messages in flight on purpose (a fan-out to every town), so
+        # that warning would be thousands of log lines per alert. Warn past the queue's size.
+        client.pending_calls_threshold = 100_000
         if persistent:
             # A QoS 1 message is acknowledged to the broker only once our handler has
             # recorded it: a process killed in between gets it again on the next session,
