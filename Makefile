@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-geo lint services venv clean
+.PHONY: demo test bench bench-geo chaos soak lint services venv clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,16 @@ bench: venv services
 	$(BIN)/python -m simulations.bench_geo
 	$(BIN)/python -m simulations.bench $(BENCH_ARGS)
 	$(BIN)/python -m simulations.bench_hostile
+
+# Fault injection (simulations/chaos.py): kills Redis, the broker, endpoints and engines
+# mid fan-out; writes bench/chaos.json and a table. CHAOS_ARGS=--short for the CI sizes.
+chaos: venv services
+	$(BIN)/python -m simulations.chaos $(CHAOS_ARGS)
+
+# 30 minutes of routine storm with Redis and workers killed on a schedule and a fifth of
+# the webhooks bad (simulations/soak.py): loss, engine RSS growth, Redis memory. Not CI.
+soak: venv services
+	$(BIN)/python -m simulations.soak $(SOAK_ARGS)
 
 bench-geo: venv
 	$(BIN)/python -m simulations.bench_geo

@@ -71,19 +71,77 @@ def cap_polygons(geometry: Any, max_vertices: int = MAX_VERTICES) -> list[str]:
     return out
 
 
-# Ways to say a headline in fewer characters, tried in turn until it fits: the reason in
-# brackets goes first (the body says it), then "警戒" of 警戒レベル, then the spaces. The
-# level and the action stay, and so does a drill's 【訓練】.
-_SQUEEZES = ((re.compile(r"[（(][^）)]*[）)]"), ""), (re.compile("警戒レベル"), "レベル"), (re.compile(r"\s+"), ""))
+# Ways to say a headline in fewer characters, tried in turn until it fits: JMA's 臨時情報 is
+# said by its kind (南海トラフ地震臨時情報（巨大地震警戒） → 南海トラフ巨大地震警戒: the kind is
+# what matters); the reason in brackets goes (the body says it), then "警戒" of 警戒レベル,
+# then the spaces. The level and the action stay, and so does a drill's marker.
+_SQUEEZES = (
+    (re.compile(r"地震臨時情報[（(]([^）)]*)[）)]"), r"\1"),
+    (re.compile(r"[（(][^）)]*[）)]"), ""),
+    (re.compile("警戒レベル"), "レベル"),
+    (re.compile(r"\s+"), ""),
+)
+
+
+# The markers a headline starts with: 【訓練】【更新】 in Japanese, [DRILL] [UPDATE] in English.
+_MARKER = re.compile(r"^\s*(?:【([^】]*)】|\[([^\]]*)\])\s*")
+# Markers a short text may drop: an update says the same hazard again. A drill, a cancellation
+# or a lift turns the meaning round and is always kept.
+_DROPPABLE = frozenset({"更新", "UPDATE", "こうしん"})
 
 
 def short_text(headline: str, limit: int) -> str:
+    """The headline in ``limit`` characters, the hazard first and the markers after it, short.
+
+    15 characters were eaten by prefixes (「【訓練】【更新】南海トラフ地…」): the phone showed
+    that something was a drill and an update, not of what. Now 「南海トラフ巨大地震警(訓練/更新)」,
+    and when even that does not fit the update marker goes before the hazard is cut.
+    """
+    markers: list[str] = []
     text = headline
+    while m := _MARKER.match(text):
+        markers.append((m.group(1) or m.group(2) or "").strip())
+        text = text[m.end() :]
+    essential = [m for m in markers if m not in _DROPPABLE]
+    space = " " if text.isascii() else ""  # "Eruption: Ontakesan (DRILL)", 「噴火速報(訓練)」
+    for chosen in (markers, essential):
+        suffix = f"{space}({'/'.join(chosen)})" if chosen else ""
+        core = _squeezed(text, limit - len(suffix))
+        if len(core) + len(suffix) <= limit and not core.endswith("…"):
+            return core + suffix
+    suffix = f"{space}({'/'.join(essential)})" if essential else ""
+    return messages.shorten(_squeezed(text, limit - len(suffix)), max(limit - len(suffix), 1)) + suffix
+
+
+def _squeezed(text: str, limit: int) -> str:
     for pattern, replacement in _SQUEEZES:
         if len(text) <= limit:
             break
         text = pattern.sub(replacement, text).strip()
-    return messages.shorten(text, limit)
+    return text if len(text) <= limit else messages.shorten(text, max(limit, 1))
+
+
+# GSM 03.38: the basic alphabet and its extension table (2 septets each). An English CMAM text
+# outside it is sent as UCS-2 by many CBCs, which halves what a segment holds, or garbled.
+_GSM7 = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€"
+)
+_TYPOGRAPHY = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "–": "-", "—": "-", "…": "...", "\u3000": " "})
+_KANJI_ASIDE = re.compile(r"\s*[(（][^()（）]*[^\x00-\x7f][^()（）]*[)）]")
+_NON_GSM = re.compile("[^" + re.escape("".join(sorted(_GSM7))) + "]+")
+
+
+def gsm7(text: str) -> str:
+    """``text`` in the GSM 7-bit alphabet: romanised names keep their romanisation and lose the
+    kanji aside ("Ontakesan (御嶽山)" → "Ontakesan"); typographic quotes become plain ones; a name
+    with no romanisation is left out, and a list left empty with it."""
+    text = _KANJI_ASIDE.sub("", text.translate(_TYPOGRAPHY))
+    text = _NON_GSM.sub("", text)
+    text = re.sub(r",\s*(?=[,.])", "", text)  # "A, , B, ." → "A, B."
+    text = re.sub(r":\s*(?:,\s*)+", ": ", text)  # "Areas: , B." → "Areas: B."
+    text = re.sub(r"\b[A-Z][a-z]+:\s*\.", "", text)  # "Areas: ." → nothing
+    return re.sub(r"\s{2,}", " ", text).strip()
 
 
 def area_geometry(codes: list[str]) -> Any:
@@ -123,11 +181,13 @@ class CbcAdapter(Adapter):
             template = alert.infos[0] if alert.infos else Info(event=messages.headline(alert, lang))
         short_limit, long_limit = LIMITS[lang]
         msg = messages.message(alert, lang, compact=True)
-        short = short_text(msg.headline, short_limit)
+        # English goes out as GSM-7 (WEA handsets; a UCS-2 text holds half as much).
+        plain = gsm7 if lang == "en" else (lambda text: text)
+        short = short_text(plain(msg.headline), short_limit)
         # The fewest place names that let the whole instruction fit, as signage does.
-        body = msg.body
+        body = plain(msg.body)
         for places_shown in (5, 3, 1):
-            body = messages.message(alert, lang, max_places=places_shown, compact=True).body
+            body = plain(messages.message(alert, lang, max_places=places_shown, compact=True).body)
             if len(body) <= long_limit:
                 break
         long = messages.shorten(body, long_limit)

@@ -201,6 +201,9 @@ class MqttConnection:
         # Why the last attempt failed ("Bad user name or password"), for /healthz and
         # the start error; it never holds the password.
         self.last_error: str | None = None
+        # Successful connections so far: a change tells the feed the broker came back
+        # (and may have lost its retained messages).
+        self.connects = 0
         # Set while the broker's last answer was a refused login: at start-up that is
         # final (a wrong password does not get right by waiting), so start fails at once.
         self.login_refused = asyncio.Event()
@@ -295,6 +298,7 @@ class MqttConnection:
                             if self.share_group and protocol == aiomqtt.ProtocolVersion.V5:
                                 topic = f"$share/{self.share_group}/{topic}"
                             await client.subscribe(topic, qos=1)
+                        self.connects += 1
                         self._ready.set()
                         self.last_error = None
                         self.login_refused.clear()

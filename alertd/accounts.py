@@ -77,6 +77,13 @@ def _decoy_hash() -> str:
     return _hasher.hash(secrets.token_urlsafe(16))
 
 
+class OneTimeCodeUsed(Unauthorized):
+    """The right one-time code, already used: its own type, so the console can say "wait for the
+    next code" instead of "something is wrong". It still counts towards the lockout."""
+
+    type_slug = "otp-used"
+
+
 class AccountKeys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -321,8 +328,10 @@ class Accounts:
                                     {"reason": "account expired", "address": address or "-"})  # fmt: skip
             raise Forbidden(f"The account {username!r} expired on {user.expires}; ask your municipality's alertd "
                             "administrator for a new one.")  # fmt: skip
-        if not await self._take_otp(user, otp):
-            await self._failed(username, "one-time code", address)
+        taken = await self._take_otp(user, otp)
+        if taken != "ok":
+            await self._failed(username, "one-time code" if taken == "wrong" else "one-time code reused", address,
+                               reused=taken == "used")  # fmt: skip
         token = secrets.token_urlsafe(32)
         session = Session(token_hash(token), user, time.time() + self.session_ttl_s)
         k = self.keys
@@ -353,7 +362,12 @@ class Accounts:
                 retry_after_s=max(1, -(-left_ms // 1000)),
             )
 
-    async def _failed(self, username: str, reason: str, address: str | None) -> NoReturn:
+    @staticmethod
+    def _reused() -> Unauthorized:
+        return OneTimeCodeUsed("That one-time code was already used to sign in. Wait for the next code (a new one "
+                               "every 30 seconds) and enter it.")  # fmt: skip
+
+    async def _failed(self, username: str, reason: str, address: str | None, *, reused: bool = False) -> NoReturn:
         """Count a failure (locking at the limit), audit it, and refuse."""
         now_ms = int(time.time() * 1000)
         counted = await self._fail(
@@ -375,20 +389,22 @@ class Accounts:
             await self.audit.append("alertd", "lockout", f"user:{username}",
                                     {"failures": LOCK_AFTER, "minutes": LOCK_S // 60, "address": where})  # fmt: skip
             log.warning("login.locked", username=username, minutes=LOCK_S // 60)
-        raise self._wrong()
+        raise self._reused() if reused else self._wrong()
 
-    async def _take_otp(self, user: User, otp: str) -> bool:
+    async def _take_otp(self, user: User, otp: str) -> str:
+        """"ok"; "used" for a right code already taken (someone pressed サインイン twice within its
+        30 s, or signed in again at once: they are told to wait for the next code); else "wrong"."""
         code = otp.strip().replace(" ", "")
         if len(code) != TOTP_DIGITS or not code.isascii() or not code.isdigit():
-            return False
+            return "wrong"
         totp, step = user.totp(), int(time.time()) // TOTP_STEP_S
         # One step either side: a phone clock a little off, or a code typed as it changes.
         for candidate in (step - 1, step, step + 1):
             if hmac.compare_digest(totp.generate_otp(candidate), code):
                 taken = await self._take_step(keys=[self.keys.otp_used(user.username)],
                                               args=[candidate, TOTP_STEP_S * 4])  # fmt: skip
-                return bool(taken)
-        return False
+                return "ok" if taken else "used"
+        return "wrong"
 
     # --- sessions ------------------------------------------------------------
     async def session(self, token: str) -> Session | None:

@@ -1025,9 +1025,11 @@ async def _geometry_version(request: web.Request) -> int:
 async def build_boundaries(request: web.Request) -> View:
     query: schemas.BoundaryQuery = query_of(request)
     collection = await run_blocking(boundaries, request.app[ENGINE].registry, query.area)
-    # Boundaries change only when a desk draws a district: let browsers keep them a while.
+    # Boundaries change only when a desk draws a district, but then a reload must show it at
+    # once (a max-age kept new districts off the console for 5 minutes): browsers revalidate
+    # every time, and the ETag (of the body) makes an unchanged map a 304 with no body.
     return (json.dumps(collection, ensure_ascii=False, separators=(",", ":")).encode(), "application/json", None,
-            {"Cache-Control": "public, max-age=300"})  # fmt: skip
+            {"Cache-Control": "public, no-cache"})  # fmt: skip
 
 
 async def _alert_or_404(request: web.Request) -> Alert:

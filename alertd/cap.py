@@ -735,11 +735,17 @@ def _number(value: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+# Reports that ask nobody to evacuate: their alertd level only ranks them for routing and
+# colour, and written as JP-ALERTD-LEVEL (4 = 避難指示 in the profile) a 震度速報 read as an
+# evacuation order. Their own numbers (JMA_MAX_INTENSITY …) travel as JMA parameters.
+NO_EVACUATION_LEVEL_KINDS = frozenset({"earthquake", "tsunami_info", "eew_forecast"})
+
+
 def _profile_parameters(alert: Alert) -> dict[str, list[str]]:
     profile: dict[str, list[str]] = {}
     if alert.id:
         profile[PARAM_ID] = [alert.id]
-    if alert.level is not None:
+    if alert.level is not None and alert.kind not in NO_EVACUATION_LEVEL_KINDS:
         profile[PARAM_LEVEL] = [str(alert.level)]
     for name, value in (
         (PARAM_ACTION, alert.action),

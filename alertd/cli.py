@@ -502,7 +502,11 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  ! {cause}")
     for a in alerts:
         event = (a.get("infos") or [{}])[0].get("event", "")
-        print(f"{a['id']}  {a['status']:<8} {a['msg_type']:<6} level={a.get('level')} {event}  {a['districts']}")
+        # Only what stands: a district a later lift ended is no longer under this order.
+        lifted = set(a.get("lifted_districts") or [])
+        stands = [d for d in a["districts"] if d not in lifted]
+        ended = f"  (lifted: {sorted(lifted)})" if lifted else ""
+        print(f"{a['id']}  {a['status']:<8} {a['msg_type']:<6} level={a.get('level')} {event}  {stands}{ended}")
     return 0
 
 

@@ -24,6 +24,11 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _env_optional_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
 @dataclass
 class Settings:
     redis_url: str | None = None
@@ -46,6 +51,10 @@ class Settings:
     # stay well above it, or every quiet read would end in a timeout.
     lane_block_ms: int = 1000
     redis_socket_timeout_s: float = 5.0
+    # Replicas that must hold an alert before it is answered 202 (Redis WAIT); None: one
+    # with a Sentinel URL (a failover must not lose what was accepted), none otherwise.
+    redis_wait_replicas: int | None = None
+    redis_wait_ms: int = 500
     # Anonymous reads worked on at once, and waiting, before a 503 (alertd/public.py).
     public_concurrency: int = 2
     public_backlog: int = 64
@@ -117,6 +126,8 @@ class Settings:
             mqtt_username=os.environ.get("ALERTD_MQTT_USERNAME") or None,
             mqtt_password=os.environ.get("ALERTD_MQTT_PASSWORD") or None,
             redis_socket_timeout_s=_env_float("ALERTD_REDIS_TIMEOUT_S", 5.0),
+            redis_wait_replicas=_env_optional_int("ALERTD_REDIS_WAIT_REPLICAS"),
+            redis_wait_ms=_env_int("ALERTD_REDIS_WAIT_MS", 500),
             health_flash_age_s=_env_float("ALERTD_HEALTH_FLASH_AGE_S", 30.0),
             public_rate_per_s=_env_float("ALERTD_PUBLIC_RATE", 20.0),
             public_burst=_env_float("ALERTD_PUBLIC_BURST", 100.0),

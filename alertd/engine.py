@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 import adapters
-from alertd import logs, metrics
+from alertd import logs, metrics, redis_client
 from alertd.broker import Broker
 from alertd.cap_signature import CapSigner, SigningConfigError
 from alertd.config import Settings, load_seed
@@ -85,15 +85,18 @@ class Engine:
         # An explicit socket timeout, well above the lane readers' block time: a
         # quiet XREADGROUP BLOCK must never look like a dead server, and a dead
         # server must not hang a request for ever.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            s.redis_url, max_connections=s.redis_connections, timeout=10, health_check_interval=30,
+        # One server or a master found through Sentinel (alertd/redis_client.py).
+        self.redis = redis_client.connect(
+            s.redis_url, max_connections=s.redis_connections, wait_s=10, health_check_interval=30,
             socket_timeout=s.redis_socket_timeout_s, socket_connect_timeout=5, socket_keepalive=True,
             **redis_tls,
         )  # fmt: skip
-        self.redis = aioredis.Redis(connection_pool=pool)
         await self.redis.ping()
         self.keys = Keys(s.key_prefix)
         self.store = Store(self.redis, self.keys)
+        wait = s.redis_wait_replicas
+        self.store.wait_replicas = (1 if redis_client.is_sentinel(s.redis_url) else 0) if wait is None else wait
+        self.store.wait_ms = s.redis_wait_ms
         self.registry = await asyncio.to_thread(Registry.default)
         self.jurisdiction = Jurisdiction(self.registry)
         self.data_lost = False

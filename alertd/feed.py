@@ -192,9 +192,16 @@ class Feed:
             subscriptions=(self.topics.ack_filter,), on_message=self._on_ack,
         )  # fmt: skip
         acks.start()
+        seen = self.conn.connects
         try:
             while not lost.is_set():
                 try:
+                    if self.conn.connects != seen and self.conn.connected:
+                        # The broker came back: what it retained may be gone (a kill -9
+                        # between its saves, a new broker), so every standing state again.
+                        marked = await self.store.mark_standing_dirty(time.time())
+                        seen = self.conn.connects
+                        log.info("state.republish", states=marked, broker=self.broker)
                     await self.publish_states()
                 except Exception as exc:  # the broker is down: the dirty set keeps them
                     log.warning("state.publish_failed", error=repr(exc))

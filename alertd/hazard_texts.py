@@ -62,19 +62,32 @@ def _param(alert: Alert, name: str) -> str:
     return values[0] if values else ""
 
 
+def _place(name: str, p: dict[str, Any]) -> str:
+    """A JMA name the catalog romanises (御嶽山 → "Ontakesan (御嶽山)"), else as JMA wrote it.
+
+    A volcano whose name JMA qualifies (草津白根山（白根山（湯釜付近））) is looked up by its first word.
+    """
+    names: dict[str, str] = p.get("place_names") or {}
+    head = name.split("（", 1)[0].split("(", 1)[0]
+    known = names.get(name) or names.get(head)
+    if not known:
+        return name
+    return str(p.get("place_name", "{name} ({kanji})")).format(name=known, kanji=name)
+
+
 def area_name(name: str, p: dict[str, Any]) -> str:
     """A JMA area name (茨城県南部) in the catalog's language, or as JMA wrote it (digits made half-width)."""
     name = unicodedata.normalize("NFKC", name)
     prefectures: dict[str, str] = p.get("prefectures") or {}
     pref = next((k for k in sorted(prefectures, key=len, reverse=True) if name.startswith(k)), None)
     if pref is None:
-        return name
+        return _place(name, p)
     rest = name[len(pref) :]
     if not rest:
         return prefectures[pref]
     part = (p.get("area_parts") or {}).get(rest)
     template = part if part is not None else p.get("area_other", "{pref} ({rest})")
-    return template.format(pref=prefectures[pref], rest=rest)
+    return template.format(pref=prefectures[pref], rest=_place(rest, p))
 
 
 def _earthquake(alert: Alert, p: dict[str, Any]) -> tuple[str, str]:
@@ -112,7 +125,7 @@ def _earthquake(alert: Alert, p: dict[str, Any]) -> tuple[str, str]:
 
 def _volcano(alert: Alert, p: dict[str, Any]) -> tuple[str, str]:
     t = p["volcano"]
-    volcano = _param(alert, PARAM_VOLCANO)
+    volcano = _place(_param(alert, PARAM_VOLCANO), p)
     if _param(alert, "JMA_TYPE") == "VFVO56":
         return t["eruption"].format(volcano=volcano), t["eruption_body"].format(volcano=volcano)
     level = _param(alert, PARAM_VOLCANO_LEVEL)

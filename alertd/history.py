@@ -13,7 +13,7 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from alertd.boundaries import outline
@@ -27,8 +27,15 @@ MOST = 200
 # How far back one request looks through the store, whatever it finds.
 SCAN = 5_000
 _KINDS = {AlertKind.EVACUATION, AlertKind.SHELTER}
-CSV_FIELDS = ("sent", "alert_id", "municipality", "municipality_name", "kind", "msg_type", "action", "level",
-              "reason", "status", "district_names", "planned", "delivered", "confirmed", "failed", "other")  # fmt: skip
+# Read by people in a spreadsheet: Japan time, and counts that cannot be misread. A confirmed
+# delivery was delivered too, so "delivered_total" counts both (a column "delivered" of 0 beside
+# "confirmed" 2 read as "nothing arrived").
+CSV_FIELDS = ("sent_jst", "alert_id", "municipality", "municipality_name", "kind", "msg_type", "action", "level",
+              "reason", "status", "district_names", "deliveries_planned", "delivered_total", "of_which_confirmed",
+              "failed", "not_finished")  # fmt: skip
+JST = timezone(timedelta(hours=9))
+# Excel opens a CSV as UTF-8 only when it starts with a byte-order mark; without it 常総市 is mojibake.
+BOM = "\ufeff"
 
 
 def _municipality(engine: Engine, alert: Alert) -> str | None:
@@ -79,14 +86,16 @@ async def history(
 
 def as_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
+    out.write(BOM)
     writer = csv.writer(out)
     writer.writerow(CSV_FIELDS)
     for r in rows:
         d = r["deliveries"]
-        writer.writerow([r["sent"], r["alert_id"], r["municipality"], r["municipality_name"], r["kind"], r["msg_type"],
+        sent = f"{datetime.fromisoformat(r['sent']).astimezone(JST):%Y-%m-%d %H:%M:%S}"
+        writer.writerow([sent, r["alert_id"], r["municipality"], r["municipality_name"], r["kind"], r["msg_type"],
                          r["action"] or "", r["level"] or "", r["reason"] or "", r["status"],
-                         "、".join(r["district_names"]), d["planned"], d["delivered"], d["confirmed"], d["failed"],
-                         d["other"]])  # fmt: skip
+                         "、".join(r["district_names"]), d["planned"], d["delivered"] + d["confirmed"], d["confirmed"],
+                         d["failed"], d["other"]])  # fmt: skip
     return out.getvalue()
 
 
@@ -94,9 +103,15 @@ def as_geojson(engine: Engine, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One feature per issuance; its geometry is a collection of its districts' outlines (null
     where alertd knows none: a 町域 is listed by name only)."""
     features = []
+    registry = engine.registry
     for r in rows:
-        shapes = [g for g in (outline(engine.registry, d) for d in r["districts"] if engine.registry.find(d)) if g]
+        known = [d for d in r["districts"] if registry.find(d)]
+        drawn = {d: g for d in known if (g := outline(registry, d))}
+        shapes = list(drawn.values())
         geometry = {"type": "GeometryCollection", "geometries": shapes} if shapes else None
+        # Which districts the geometry leaves out, by name: a GIS user must not read the shapes as all of it.
+        missing = [registry.get(d).name for d in known if d not in drawn]
         features.append({"type": "Feature", "id": r["alert_id"], "geometry": geometry,
-                         "properties": {k: v for k, v in r.items() if k != "districts"} | {"districts": r["districts"]}})  # fmt: skip
+                         "properties": {k: v for k, v in r.items() if k != "districts"}
+                         | {"districts": r["districts"], "districts_without_boundary": missing}})  # fmt: skip
     return {"type": "FeatureCollection", "features": features}

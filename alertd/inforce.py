@@ -40,9 +40,21 @@ if TYPE_CHECKING:
 LEVEL_NAMES = {3: "高齢者等避難", 4: "避難指示", 5: "緊急安全確保"}
 
 
+# CAP <code> of an alert that informs about something rather than being it: JMA's 津波情報
+# (the heights and arrival times under a 津波警報) and observed-earthquake reports. It is
+# delivered like any alert, but never stands in force: the warning it is about does (the
+# VTSE41 and its 解除 decide what is in force), and a 震度 report asks nobody to do
+# anything for 24 hours. Without it a 津波情報 stood on after the warning's 解除.
+CODE_INFORMATION = "alertd:information"
+
+
 def is_standing_kind(alert: Alert) -> bool:
-    """Alerts that are themselves 'in force' once accepted (not lifts, cancels or tests)."""
-    return alert.msg_type in (MsgType.ALERT, MsgType.UPDATE) and alert.action != "lift"
+    """Alerts that are themselves 'in force' once accepted (not lifts, cancels, tests or information)."""
+    return (
+        alert.msg_type in (MsgType.ALERT, MsgType.UPDATE)
+        and alert.action != "lift"
+        and CODE_INFORMATION not in alert.codes
+    )
 
 
 @dataclass(frozen=True)

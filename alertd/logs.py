@@ -24,7 +24,9 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if fields:
-            event.update(fields)
+            # A field never overwrites the line's own keys: an alert's "level" (4) once
+            # replaced the log level ("info"), and a pipeline filtering on level lost the line.
+            event.update({(f"field_{k}" if k in event else k): v for k, v in fields.items()})
         if record.exc_info:
             event["exc"] = self.formatException(record.exc_info)
         return json.dumps(event, ensure_ascii=False, default=str)

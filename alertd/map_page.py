@@ -83,7 +83,13 @@ def _legend() -> str:
         cells = "".join(f'<td lang="{HTML_LANG[lang]}">{escape(level_name(level, lang))}</td>' for lang in LANGUAGES)
         rows.append(f'<tr><th scope="row"><span class="swatch lv{level}" aria-hidden="true"></span>'
                     f"{level}</th>{cells}</tr>")  # fmt: skip
-    return f"<table class=legend><thead><tr><th scope=col>Lv</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    table = f"<table class=legend><thead><tr><th scope=col>Lv</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    # The dashed grey line on the map: a 町域 alertd has no boundary for, shown by its town's
+    # outline. Said in every language, so nobody reads the whole town as under the order.
+    notes = "".join(f'<li lang="{HTML_LANG[lang]}"><span class="swatch approximate" aria-hidden="true"></span>'
+                    f'{escape(UI["no_boundary"][lang])}</li>' for lang in LANGUAGES)  # fmt: skip
+    return f'{table}<ul class="legend-note">{notes}</ul>'
+
 
 
 # Languages whose readers may not read kanji: the romanised name comes first.

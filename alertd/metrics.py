@@ -271,6 +271,12 @@ BUILD_INFO = Gauge(
     multiprocess_mode="livemax",
 )
 
+REPLICATION_SHORT = Counter(
+    "alertd_replication_short",
+    "Alerts answered 202 before the Redis replicas ALERTD_REDIS_WAIT_REPLICAS asks for confirmed them (WAIT timed out).",
+    registry=REGISTRY,
+)
+
 
 def _precreate() -> None:
     """Every label combination alertd can produce, at zero (see the module docstring)."""

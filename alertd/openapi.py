@@ -922,8 +922,9 @@ PATHS: dict[str, Any] = {
             "summary": "Past issuances of the caller's jurisdiction, with their delivery outcome",
             "description": "Evacuation orders, lifts, cancels and shelter notices sent between 'since' and "
             "'until' (Japan time, both days included; at most 200, newest first), each with its deliveries "
-            "counted by state. format=csv and format=geojson (each issuance with its districts' outlines) "
-            "download the same rows.",
+            "counted by state. format=csv (UTF-8 with a BOM, times in JST; delivered_total counts confirmed "
+            "deliveries too) and format=geojson (each issuance with its districts' outlines, and the names of "
+            "those alertd has no boundary for) download the same rows.",
             "responses": {
                 "200": {
                     "description": "The issuances.",

@@ -176,6 +176,9 @@ class OrderBuilder:
     def _resolve_names(self, municipality: str, names: list[str]) -> list[str]:
         codes: list[str] = []
         unknown: list[str] = []
+        # Each unknown name with its similar names, so the desk console can say it in its own
+        # language (the detail is English, for the API's callers).
+        named: list[dict[str, Any]] = []
         for name in names:
             try:
                 district = self.registry.resolve_name(
@@ -184,10 +187,12 @@ class OrderBuilder:
                 codes.append(district.code)
             except UnknownArea as exc:
                 unknown.append(exc.detail)
+                named.append({"name": name, "suggestions": list(exc.extra.get("suggestions") or [])})
         if unknown:
             shown = unknown[:MAX_SUGGESTED_NAMES]
             more = f" …and {len(unknown) - len(shown)} more unknown names." if len(unknown) > len(shown) else ""
-            raise UnknownArea(" ".join(shown) + more, field="districts", unknown_count=len(unknown))
+            raise UnknownArea(" ".join(shown) + more, field="districts", unknown_count=len(unknown),
+                              unknown=named[:MAX_SUGGESTED_NAMES])  # fmt: skip
         return list(dict.fromkeys(codes))
 
     def _base(self, body: dict[str, Any], issuer: Issuer, municipality: str) -> dict[str, Any]:
@@ -221,7 +226,10 @@ class OrderBuilder:
             raise InvalidInput(
                 f"'action' must be 'issue' (発令) or 'lift' (解除), not {action!r}.", field="action"
             )
-        reason = str(_require(body, "reason", "say why, e.g. 洪水 or 土砂災害"))
+        # A reason of only spaces says nothing: refused as missing, not sent as " ".
+        reason = str(_require(body, "reason", "say why, e.g. 洪水 or 土砂災害")).strip()
+        if not reason:
+            raise InvalidInput("'reason' is missing: say why, e.g. 洪水 or 土砂災害.", field="reason")
         if len(reason) > 50:
             raise InvalidInput("'reason' must be a short word such as 洪水 or 土砂災害.", field="reason")
         districts = await self._districts(

@@ -976,9 +976,19 @@ class TestBroadcastTown(BaseModel):
     receivers: list[TestBroadcastTownReceiver]
 
 
+class TestBroadcastWide(BaseModel):
+    """Receivers that cover more than one town (a prefecture-wide broadcaster, a portal): no town's
+    own, so listed apart under what they cover."""
+
+    code: str = Field(description="The district codes they cover, comma-separated: 08.")
+    name: str = Field(description="What they cover, by name: 茨城県 (全域).")
+    result: Literal["confirmed", "unconfirmed", "failed", "pending"]
+    receivers: list[TestBroadcastTownReceiver]
+
+
 class TestBroadcastResult(TestBroadcast):
-    """The result so far; final once wait_s has passed. A receiver still queued or retrying at the
-    deadline counts as failed."""
+    """The result so far; final once wait_s has passed, or as soon as every receiver confirmed. A
+    receiver still queued or retrying at the deadline counts as failed."""
 
     __test__ = False  # not a pytest test class, whatever its name
     final: bool
@@ -986,6 +996,9 @@ class TestBroadcastResult(TestBroadcast):
     subscribers: list[TestBroadcastReceiver]
     municipalities: list[TestBroadcastTown] = Field(
         default_factory=list, description="Every municipality in scope by name, those with no receiver included."
+    )
+    wide_receivers: list[TestBroadcastWide] = Field(
+        default_factory=list, description="Receivers that cover more than one town (prefecture-wide), apart."
     )
 
 
@@ -1027,7 +1040,7 @@ class Problem(Answer):
     type: str = Field(
         json_schema_extra={"format": "uri"}, examples=["https://alertd.example/problems/invalid-input"],
         description="Stable per kind of problem: bad-request, malformed-input, forbidden-xml, invalid-input, "
-        "invalid-geometry, unknown-area, no-geometry, unauthorized, forbidden, outside-jurisdiction, not-found, "
+        "invalid-geometry, unknown-area, no-geometry, unauthorized, otp-used, forbidden, outside-jurisdiction, not-found, "
         "method-not-allowed, conflict, draft-expired, too-large, unsupported-media-type, too-many-requests, "
         "unavailable, internal-error.",
     )  # fmt: skip

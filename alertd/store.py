@@ -21,10 +21,12 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from alertd import logs
 from alertd.backlog import Backlog, read_backlog
 from alertd.constants import Keys
 from alertd.inforce import Standing, is_standing_kind
 from alertd.ledger import DeliveryLedger
+from alertd.metrics import REPLICATION_SHORT
 from alertd.models import (
     AdapterKind,
     Alert,
@@ -33,9 +35,12 @@ from alertd.models import (
     Subscriber,
     utcnow,
 )
+from alertd.redis_client import connect
 
 if TYPE_CHECKING:
     from geo.registry import Registry
+
+log = logs.get("alertd.store")
 
 _FAN_OUT = """
 for i = 3, #ARGV do
@@ -47,7 +52,7 @@ return #ARGV - 2
 
 async def remove_prefix(redis_url: str, prefix: str) -> None:
     """Delete every key of one deployment prefix (a finished drill, a test, a benchmark run)."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     try:
         keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
         for i in range(0, len(keys), 500):
@@ -125,6 +130,10 @@ class Store:
         # Which retained states an alert touches ("<status>|<municipality>"); the engine
         # sets it (it needs the registry), so expiry can mark them as a commit does.
         self.dirty_states: Callable[[Alert, list[Alert]], list[str]] | None = None
+        # Replicas that must hold a commit before it is answered 202 (Redis WAIT), and how
+        # long to wait for them: with Sentinel, a failover then cannot lose an accepted alert.
+        self.wait_replicas = 0
+        self.wait_ms = 500
 
     # --- deployment secret ---------------------------------------------------
     async def secret(self) -> bytes:
@@ -376,12 +385,28 @@ class Store:
                         until_s = alert.expires.timestamp() if alert.expires else accepted_ms / 1000 + 86400
                         pipe.expireat(fanout, int(until_s) + 86400)
                 await pipe.execute()
+                await self._replicated(alert.id)
             except WatchError:
                 previous = await self.answer_for(scope, alert.sender, alert.identifier)
                 if previous is None and changes:
                     raise StaleState(",".join(changes)) from None  # a referenced alert changed meanwhile
                 return (previous or {}), False
         return answer, True
+
+    async def _replicated(self, alert_id: str) -> None:
+        """Wait until ``wait_replicas`` replicas hold everything written so far (WAIT).
+
+        A replica that does not answer in ``wait_ms`` does not refuse the alert: it is
+        committed on the master already, and a disaster desk must not be stopped by a dead
+        replica. It is logged and counted instead (alertd_replication_short_total), since
+        a failover in that window could lose it."""
+        if self.wait_replicas <= 0:
+            return
+        acked = int(await self.redis.execute_command("WAIT", self.wait_replicas, self.wait_ms))
+        if acked < self.wait_replicas:
+            REPLICATION_SHORT.inc()
+            log.warning("store.replication_short", alert_id=alert_id, replicas=acked, wanted=self.wait_replicas,
+                        wait_ms=self.wait_ms)  # fmt: skip
 
     async def earlier_message(
         self, scope: str, sender: str, identifier: str
@@ -556,6 +581,20 @@ class Store:
     async def mark_dirty(self, members: list[str]) -> None:
         if members:
             await self.redis.sadd(self.keys.state_dirty, *members)
+
+    async def mark_standing_dirty(self, now: float) -> int:
+        """Mark dirty the retained state of every municipality with an alert in force or a
+        recent lift or cancel: after the broker came back it may have lost its retained
+        messages (a kill -9 between saves, a replaced broker), and states are otherwise
+        published only when they change. Returns how many states were marked."""
+        ids = {m.decode() for m in await self.redis.smembers(self.keys.active)}
+        ids |= {m.decode() for m in await self.redis.zrangebyscore(self.keys.changes, now, "+inf")}
+        members: set[str] = set()
+        if self.dirty_states is not None:
+            for alert, _ in await self._load(sorted(ids)):
+                members.update(self.dirty_states(alert, []))
+        await self.mark_dirty(sorted(members))
+        return len(members)
 
     async def recent_changes(self, now: float) -> list[tuple[Alert, dict[str, Any]]]:
         """Lifts, cancels and corrections that still matter (not yet expired), newest first."""

@@ -146,7 +146,8 @@ def municipality_results(registry: Registry, scope: list[str], receivers: list[d
                 munis[muni] = registry.get(muni)
     out = []
     for code, m in sorted(munis.items()):
-        mine = [r for r in receivers if any(_within(registry, d, code) for d in districts_of.get(r["subscriber"], []))]
+        mine = [r for r in receivers if not _is_wide(registry, districts_of.get(r["subscriber"], []))
+                and any(_within(registry, d, code) for d in districts_of.get(r["subscriber"], []))]  # fmt: skip
         if not mine:
             result = "no receiver"
         else:
@@ -155,6 +156,69 @@ def municipality_results(registry: Registry, scope: list[str], receivers: list[d
                     "receivers": [{"subscriber": r["subscriber"], "result": r["result"], "cause": r.get("cause")}
                                   for r in mine]})  # fmt: skip
     return out
+
+
+def _is_wide(registry: Registry, districts: list[str]) -> bool:
+    """A receiver for more than one town — a prefecture code (NHK, a portal) or several towns'
+    codes: it is listed apart, with its own counts, never as one of those towns' own."""
+    towns = set()
+    for d in districts:
+        try:
+            muni = registry.municipality_of(d)
+        except Exception:  # a code the registry no longer knows
+            continue
+        if muni is None:
+            return True  # a prefecture, a region or the whole country
+        towns.add(muni)
+    return len(towns) > 1
+
+
+def wide_results(registry: Registry, receivers: list[dict[str, Any]],
+                 districts_of: dict[str, list[str]]) -> list[dict[str, Any]]:  # fmt: skip
+    """The receivers that cover more than one town, grouped by what they cover, under a name the
+    published table can show in its municipality column: 茨城県 (全域)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in receivers:
+        districts = districts_of.get(r["subscriber"], [])
+        if _is_wide(registry, districts):
+            groups.setdefault(",".join(sorted(districts)), []).append(r)
+    out = []
+    for key, mine in sorted(groups.items()):
+        names = []
+        for d in key.split(","):
+            found = registry.find(d)
+            if found is None:
+                names.append(d)
+            elif registry.municipality_of(found.code) is None:
+                names.append(f"{found.full_name} (全域)")
+            else:
+                names.append(found.full_name)
+        out.append({"code": key, "name": "、".join(names),
+                    "result": min((r["result"] for r in mine), key=_WORST.index),
+                    "receivers": [{"subscriber": r["subscriber"], "result": r["result"], "cause": r.get("cause")}
+                                  for r in mine]})  # fmt: skip
+    return out
+
+
+def town_counts(towns: list[dict[str, Any]]) -> dict[str, int]:
+    """The headline in towns, so it sums to the number of towns in scope, as the table lists them."""
+    return {k.replace(" ", "_"): sum(1 for t in towns if t["result"] == k)
+            for k in ("confirmed", "unconfirmed", "failed", "pending", "no receiver")}  # fmt: skip
+
+
+def headline(result: dict[str, Any]) -> str:
+    """One line a desk reads: the towns (summing to the towns in scope), then the receivers that
+    cover more than one town, counted apart."""
+    towns = result.get("municipalities") or []
+    t = town_counts(towns)
+    line = (f"municipalities {len(towns)}: confirmed {t['confirmed']}, delivered but not confirmed "
+            f"{t['unconfirmed']}, failed {t['failed'] + t['pending']}, no receiver {t['no_receiver']}")  # fmt: skip
+    wide = [r for w in result.get("wide_receivers") or [] for r in w["receivers"]]
+    if wide:
+        w = {k: sum(1 for r in wide if r["result"] == k) for k in ("confirmed", "unconfirmed", "failed", "pending")}
+        line += (f"; receivers for more than one town {len(wide)}: confirmed {w['confirmed']}, delivered but not "
+                 f"confirmed {w['unconfirmed']}, failed {w['failed'] + w['pending']}")  # fmt: skip
+    return line
 
 
 class TestBroadcasts:
@@ -211,7 +275,13 @@ class TestBroadcasts:
         towns = municipality_results(self.intake.registry, record.get("scope") or record["districts"], subs,
                                      districts_of)  # fmt: skip
         summary["no_receiver"] = sum(1 for t in towns if t["result"] == "no receiver")
-        answer = {**record, "final": final, "summary": summary, "subscribers": subs, "municipalities": towns}
+        wide = wide_results(self.intake.registry, subs, districts_of)
+        answer = {**record, "final": final, "summary": summary, "subscribers": subs, "municipalities": towns,
+                  "wide_receivers": wide}  # fmt: skip
+        if not final and subs and summary["confirmed"] == len(subs):
+            # Every receiver confirmed: nothing can change any more, so the result is final now —
+            # the CLI that stops early then saves the same frozen result a later GET gives.
+            answer["final"] = final = True
         if final:
             await self.store.put_test_run(run_id, {**record, "final_result": answer})
         return answer
@@ -251,6 +321,27 @@ def _towns_table(result: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
+def _wide_table(result: dict[str, Any]) -> str:
+    """The receivers that cover more than one town (NHK, a portal): in their own table, so the
+    towns' table above sums to the towns in scope."""
+    from alertd.report import table
+
+    return table(
+        ["covers", "code", "receiver", "result", "cause"],
+        [[w["name"], w["code"], r["subscriber"], r["result"], r.get("cause") or ""]
+         for w in result.get("wide_receivers") or [] for r in w["receivers"]],
+        left={0, 2, 3, 4},
+    )  # fmt: skip
+
+
+def towns_report(result: dict[str, Any]) -> str:
+    """The headline, the towns' table and, when there are any, the receivers for more than one town."""
+    out = [headline(result), _towns_table(result)]
+    if result.get("wide_receivers"):
+        out += ["", "Receivers for more than one town (no town's own; counted apart):", _wide_table(result)]
+    return "\n".join(out)
+
+
 # The published table's columns. date and test_id came later: they are added at the end, so a
 # spreadsheet or script that reads the first five columns keeps working.
 CSV_COLUMNS = ["municipality", "code", "receiver", "result", "cause", "date", "test_id"]
@@ -273,6 +364,10 @@ def published_rows(result: dict[str, Any]) -> list[list[str]]:
         for r in t["receivers"]:
             rows.append([t["name"], t["municipality"], r["subscriber"], r["result"], r.get("cause") or "", when,
                          test_id])  # fmt: skip
+    # Then the receivers for more than one town, under what they cover: 茨城県 (全域).
+    for w in result.get("wide_receivers") or []:
+        for r in w["receivers"]:
+            rows.append([w["name"], w["code"], r["subscriber"], r["result"], r.get("cause") or "", when, test_id])
     return rows
 
 
@@ -286,12 +381,15 @@ def write_csv(result: dict[str, Any], path: str) -> None:
 
 
 def write_markdown(result: dict[str, Any], path: str) -> None:
-    s = result["summary"]
     lines = [f"# 情報伝達試験 / Transmission test {result['id']}", "", f"Date: {test_date(result)}", "",
-             f"confirmed {s['confirmed']}, delivered but not confirmed {s['unconfirmed']}, failed {s['failed']}, "
-             f"municipalities with no receiver {s.get('no_receiver', 0)}", "",
+             headline(result), "", "## By municipality", "",
              "| municipality | code | receiver | result | cause |", "|---|---|---|---|---|"]  # fmt: skip
-    lines += ["| " + " | ".join(row[:5]) + " |" for row in published_rows(result)]  # date and id are above
+    towns_only = {**result, "wide_receivers": []}
+    lines += ["| " + " | ".join(row[:5]) + " |" for row in published_rows(towns_only)]  # date and id are above
+    if result.get("wide_receivers"):
+        lines += ["", "## Receivers for more than one town (prefecture-wide)", "",
+                  "| covers | code | receiver | result | cause |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += ["| " + " | ".join(row[:5]) + " |" for row in published_rows({**result, "municipalities": []})]
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
 
@@ -340,19 +438,20 @@ def main(argv: list[str]) -> int:
             f"{bar(int(elapsed), int(args.wait))} {elapsed:4.0f}/{args.wait:.0f}s  subscribers {len(result['subscribers'])}"
             f"  confirmed {s['confirmed']}  unconfirmed {s['unconfirmed']}  failed {s['failed']}  pending {s['pending']}"
         )
-        everyone_confirmed = result["subscribers"] and s["confirmed"] == len(result["subscribers"])
-        if result["final"] or everyone_confirmed:
+        # The engine itself calls the result final once every receiver confirmed (nothing can change
+        # then): stopping here early, what --json saves is that frozen result, as a later GET gives it.
+        if result["final"]:
             break
         time.sleep(0.5)
     progress.done()
     print(_table(result))
+    s = result["summary"]
     if result.get("municipalities"):
         print()
-        print(_towns_table(result))
-    s = result["summary"]
+        print(towns_report(result))
     print(
-        f"\nconfirmed {s['confirmed']}, delivered but not confirmed {s['unconfirmed']}, failed {s['failed']}, "
-        f"municipalities with no receiver {s.get('no_receiver', 0)}"
+        f"\nreceivers {len(result['subscribers'])}: confirmed {s['confirmed']}, delivered but not confirmed "
+        f"{s['unconfirmed']}, failed {s['failed'] + s['pending']}"
     )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -139,6 +139,20 @@ class Server:
         return dict(answer)
 
 
+def add_drawn_district(server: Server, name: str) -> None:
+    """A district the desk drew itself (it has a boundary, so it can be picked on the map)."""
+    import shapely
+    import shapely.geometry
+
+    _, town, _ = server.call("GET", "/api/v1/boundaries?area=08211")
+    outline = shapely.geometry.shape(town["features"][0]["geometry"])
+    point = outline.representative_point()
+    box = shapely.box(point.x - 0.004, point.y - 0.003, point.x + 0.004, point.y + 0.003).intersection(outline)
+    body = {"municipality": "08211", "name": name, "geometry": shapely.geometry.mapping(box)}
+    status, answer, _ = server.call("POST", "/api/v1/districts", body, token=server.token)
+    assert status == 201, answer
+
+
 _GEO_CACHE: list[Path] = []
 
 

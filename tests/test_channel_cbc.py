@@ -76,7 +76,19 @@ async def test_a_level_5_order_reaches_the_cbc_as_valid_cap_within_its_limits(
 
 
 def test_headlines_are_squeezed_before_they_are_cut() -> None:
-    assert short_text("【訓練】警戒レベル5 緊急安全確保（洪水）", 15) == "【訓練】レベル5 緊急安全確保"
+    # The hazard first, the markers after it, short: a drill is still said, an update dropped if need be.
+    assert short_text("【訓練】警戒レベル5 緊急安全確保（洪水）", 15) == "レベル5 緊急安全確保(訓練)"
+    assert short_text("【訓練】【更新】南海トラフ地震臨時情報（巨大地震警戒）", 15) == "南海トラフ巨大地震警戒(訓練)"
+    assert short_text("【取消】噴火速報 御嶽山", 15) == "噴火速報 御嶽山(取消)"
     assert short_text("警戒レベル4 避難指示", 15) == "警戒レベル4 避難指示"  # fits: untouched
     assert len(short_text("Alert Level 5: " + "x" * 200, 90)) <= 90
+    assert len(short_text("[DRILL] [UPDATE] Alert Level 5: " + "x" * 200, 90)) <= 90
+
+
+def test_english_cell_broadcast_text_is_gsm7_with_romanised_names() -> None:
+    from adapters.cbc import _GSM7, gsm7
+
+    text = gsm7("The earlier “Eruption: Ontakesan (御嶽山)” has been cancelled. Areas: 長野県木曽郡王滝村, Misaka-machi (三坂町).")
+    assert text == 'The earlier "Eruption: Ontakesan" has been cancelled. Areas: Misaka-machi.'
+    assert set(text) <= _GSM7
 

@@ -56,6 +56,16 @@ async def test_issue_preview_send_and_status(engine: RunningEngine, sink: Sink, 
     assert code == 0 and json.loads(out)["active"][0]["id"] == alert_id
     code, out, err = await run("status", "--url", engine.url)
     assert code == 0 and alert_id in out and "Traceback" not in err
+    # A partial lift: the status lists only what still stands under the order.
+    order = {"municipality": "08211", "level": 3, "action": "issue", "districts": ["若宮戸", "大輪町"], "reason": "洪水",
+             "status": "Exercise"}  # fmt: skip
+    status, two = await engine.post("/api/v1/evacuation-orders", token, order)
+    assert status == 202, two
+    status, _ = await engine.post("/api/v1/evacuation-orders", token, {**order, "action": "lift", "districts": ["若宮戸"]})
+    assert status == 202
+    code, out, _ = await run("status", "--url", engine.url)
+    [line] = [line for line in out.splitlines() if two["id"] in line]
+    assert "'08211:大輪町']" in line and "lifted: ['08211:若宮戸']" in line and line.count("若宮戸") == 1
 
 
 async def test_no_engine_is_one_sentence_not_a_traceback() -> None:

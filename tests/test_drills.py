@@ -375,8 +375,8 @@ receivers: [{id: drill-radio-joso, adapter: radio, districts: ["08211"]}]
 settle_s: 1
 steps:
   - {at: 0, name: 避難指示, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水}}
-  - {at: 0.1, name: 解除, order: {municipality: "08211", level: 4, action: lift, districts: [all], reason: 洪水}}
-  - {at: 0.2, name: 情報伝達試験, test_broadcast: {districts: ["08211"], wait_s: 1}}
+  - {at: 0.5, name: 解除, order: {municipality: "08211", level: 4, action: lift, districts: [all], reason: 洪水}}
+  - {at: 0.6, name: 情報伝達試験, test_broadcast: {districts: ["08211"], wait_s: 1}}
 """, encoding="utf-8")
     rep = await DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=1).run()
     assert rep["step_errors"] == [] and rep["undelivered"] == [], rep["undelivered"]
@@ -455,3 +455,185 @@ async def test_an_engine_told_to_stop_its_jma_ingest_does_not_restart_it(
         assert health.restarts == 0 and task.done()
     finally:
         await stop_engine(running)
+
+
+async def test_the_test_broadcast_counts_towns_lists_prefecture_wide_receivers_apart_and_saves_the_final_result(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
+    """A drill office read 'confirmed 43 … no receiver 0' for 44 towns with 42 confirmed rows: the
+    headline counted NHK's prefecture-wide receiver as a town, and the CSV and Markdown left it out.
+    And --json saved "final": false when everyone confirmed early, while a later GET said true."""
+    specs = [ReceiverSpec("radio-joso", "radio", ["08211"]), ReceiverSpec("tv-ibaraki", "broadcaster", ["08"])]
+    fleet = Fleet(specs, engine.url, MQTT_URL)
+    await fleet.start()
+    try:
+        for body in fleet.subscriber_bodies():
+            await engine.add_subscriber(**body)
+        env = {**os.environ, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN}
+        saved, csv_path, md_path = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.md"
+        began = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "alertd", "test-broadcast", "--url", engine.url, "--wait", "20", "--districts",
+            "08211", "--json", str(saved), "--csv", str(csv_path), "--markdown", str(md_path), env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out_b, _ = await proc.communicate()
+        out = out_b.decode()
+        assert proc.returncode == 0, out
+        assert time.monotonic() - began < 15  # it ended when everyone confirmed, not after its wait
+        result = json.loads(saved.read_text(encoding="utf-8"))
+        assert result["final"] is True
+        status, later = await engine.get(f"/api/v1/test-broadcasts/{result['id']}", headers=engine.admin)
+        assert status == 200 and later == result  # the saved file is the frozen result itself
+        # The headline counts towns (one in scope), the prefecture-wide receiver apart.
+        assert ("municipalities 1: confirmed 1, delivered but not confirmed 0, failed 0, no receiver 0; "
+                "receivers for more than one town 1: confirmed 1") in out, out  # fmt: skip
+        assert "茨城県 (全域)" in out and "tv-ibaraki" in out
+        assert [w["name"] for w in result["wide_receivers"]] == ["茨城県 (全域)"]
+        csv_text = csv_path.read_text(encoding="utf-8-sig")
+        assert "茨城県常総市,08211,radio-joso,confirmed," in csv_text
+        assert "茨城県 (全域),08,tv-ibaraki,confirmed," in csv_text
+        md = md_path.read_text(encoding="utf-8")
+        assert "## Receivers for more than one town" in md and "| 茨城県 (全域) | 08 | tv-ibaraki | confirmed |" in md
+    finally:
+        await fleet.stop()
+
+
+async def test_a_drill_test_that_a_town_did_not_confirm_fails_and_every_miss_is_named(
+    engine: RunningEngine, sink: Sink, tmp_path: Path
+) -> None:
+    """From the README alone, a drill office found: a drill's transmission test that one town's
+    gateway did not confirm exited 0; a live gateway that opted into drills showed as town '-';
+    and the orders a broken gateway never got showed as 'superseded', not as missed."""
+    await engine.add_subscriber(id="live-kashima", adapter="radio", endpoint=f"{sink.url}/kashima",
+                                districts=["08222"], drills=True)  # fmt: skip
+    previous = tmp_path / "previous.json"
+    previous.write_text(json.dumps({"scenario": "miss", "run_id": "earlier", "by_municipality": {
+        "茨城県鉾田市": {"planned": 2, "delivered": 1, "confirmed": 1, "failed": 0, "pending": 1}}}),
+        encoding="utf-8")  # fmt: skip
+    path = tmp_path / "miss.yaml"
+    path.write_text("""
+name: miss
+issuers: [{id: drill-pref, name: 茨城県, jurisdiction: ["08"]}]
+receivers:
+  - {id: drill-radio-joso, adapter: radio, districts: ["08211"]}
+  - {id: drill-radio-tsukuba, adapter: radio, districts: ["08220"]}
+  - {id: drill-radio-hokota, adapter: radio, districts: ["08234"]}
+settle_s: 2
+steps:
+  - {at: 0, name: 無応答, fault: {receiver: drill-radio-tsukuba, kind: no-confirm}}
+  - {at: 0, name: 故障, fault: {receiver: drill-radio-hokota, kind: down}}
+  - {at: 0.1, name: 避難指示 (鉾田市), order: {municipality: "08234", level: 4, action: issue, districts: [all],
+     reason: 洪水}}
+  - {at: 0.2, name: 高齢者等避難 (鹿嶋市), order: {municipality: "08222", level: 3, action: issue, districts: [all],
+     reason: 洪水}}
+  - {at: 1.5, name: 解除 (鉾田市), order: {municipality: "08234", level: 4, action: lift, districts: [all],
+     reason: 洪水}}
+  - {at: 1.6, name: 情報伝達試験, test_broadcast: {districts: ["08211", "08220"], wait_s: 1}}
+""", encoding="utf-8")
+    saved = tmp_path / "rep.json"
+    env = {**os.environ, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alertd", "drill", "run", str(path), "--url", engine.url, "--mqtt-url", MQTT_URL,
+        "--topic-prefix", engine.engine.settings.topic_prefix, "--json", str(saved), "--compare", str(previous), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out_b, err = await proc.communicate()
+    out = out_b.decode()
+    assert proc.returncode == 1, out + err.decode()
+    rep = json.loads(saved.read_text(encoding="utf-8"))
+    assert rep["step_errors"] == [], rep["step_errors"]
+    # The test's failure is named, receiver and cause, as 'alertd test-broadcast' would fail it.
+    assert [(f["municipality"], f["subscriber"], f["result"]) for f in rep["test_failures"]] == [
+        ("茨城県つくば市", "drill-radio-tsukuba", "unconfirmed")]
+    assert "TRANSMISSION TEST NOT PASSED (1)" in out and "delivered, but no confirmation" in out, out
+    # The live gateway that opted in is attributed to its town from its districts.
+    assert "茨城県鹿嶋市" in rep["by_municipality"] and "-" not in rep["by_municipality"], rep["by_municipality"]
+    kashima = [d for d in rep["deliveries"] if d["subscriber"] == "live-kashima"]
+    assert {(d["municipality"], d["code"]) for d in kashima} == {("茨城県鹿嶋市", "08222")}
+    assert all(d["alert_id"] and d["delivered_at"].endswith("+09:00") for d in kashima), kashima
+    assert out.rstrip().splitlines()[-1].startswith("FAILED: ") and "transmission-test failure" in out
+    # The 避難指示 the broken gateway never got is missed, not hidden as superseded by the lift.
+    missed = {(u["step"], u["state"]) for u in rep["undelivered"] if u["subscriber"] == "drill-radio-hokota"}
+    assert ("避難指示 (鉾田市)", "superseded before delivery") in missed, rep["undelivered"]
+    assert rep["by_municipality"]["茨城県鉾田市"]["missed"] == 2
+    # --compare names the change in missed deliveries, in the JSON too.
+    (changed,) = [c for c in rep["compare"]["changed"] if c["municipality"] == "茨城県鉾田市"]
+    assert (changed["missed_then"], changed["missed_now"]) == (1, 2)
+
+
+def test_drill_validate_catches_what_would_fail_at_run_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Validate passed scenarios that then failed mid-drill: a shelter status 'packed', an order
+    without 'reason', a misspelt town (鹿島市 for 鹿嶋市) or an unknown code in expect:, and a
+    scenario without receivers: whose orders are for a town the default fleet does not serve."""
+    from alertd.drills.cli import main as drill
+
+    path = tmp_path / "late.yaml"
+    path.write_text("""
+name: late
+issuers: [{id: pref, name: 茨城県, jurisdiction: ["08"]}]
+steps:
+  - {at: 0, name: 避難所開設, shelter: {municipality: "08211", shelters: [{name: 水海道小学校, status: packed}]}}
+  - {at: 1, name: 避難指示, order: {municipality: "08222", level: 4, action: issue, districts: [all]},
+     expect: {"鹿島市": {flood: 4}, "08999": {flood: 4}, "08211": {三坂町: 4, 存在しない町: 4}}}
+""", encoding="utf-8")
+    assert drill(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "step '避難所開設': shelter '水海道小学校': status 'packed' is not open, closed or full" in out, out
+    assert "step '避難指示': order" in out and "'reason'" in out
+    assert "step '避難指示': expect: '鹿島市' is not a municipality code" in out and "08222 (茨城県鹿嶋市)" in out
+    assert "'08999' is not a municipality code" in out
+    assert "'存在しない町' is neither a district of 茨城県常総市 nor an alert kind" in out
+    assert "the default fleet works only for 茨城県常総市 (08211); it names 茨城県鹿嶋市 (08222)" in out
+    assert "6 problem(s)" in out and "三坂町" not in out
+
+
+def test_a_refused_step_is_shown_whole_and_does_not_widen_the_table() -> None:
+    """A 422 in a step row was cut mid-sentence and stretched the adapter column for every row."""
+    from alertd.drills.render import render_text
+
+    detail = ("422: The shelter notice is not valid: 'shelters' must be a list of shelters, each with a name, "
+              "status open, closed or full, and whole numbers.")  # fmt: skip
+    ok = {"planned": 1, "delivered": 1, "confirmed": 1, "failed": 0, "superseded": 0, "pending": 0,
+          "latency_p50_ms": 1.0, "latency_p99_ms": 1.0}  # fmt: skip
+    step = {"at": 0, "kind": "order", "lane": "routine", "expect": None, "views": None, "test_broadcast": None}
+    rep = {"scenario": "s", "run_id": "r", "total": {"radio": ok}, "step_errors": ["避難所開設"], "steps": [
+        {**step, "name": "避難指示", "error": None, "by_adapter": {"radio": ok}},
+        {**step, "at": 1, "name": "避難所開設", "kind": "shelter", "error": detail, "by_adapter": {}}]}  # fmt: skip
+    text = render_text(rep)
+    assert detail in text  # whole, ending with its full stop
+    table = text.split("\n\n")[1].splitlines()
+    assert table[0].startswith("step") and "ERROR" in table[-1]
+    # The step table is as wide with the refused step as without it (111 columns, not 180).
+    assert len(table[0]) < 120, table[0]
+    assert text.splitlines()[-1] == "FAILED: 1 step(s) refused."
+    # The Markdown file holds real tables, not the terminal's text in a code block.
+    from alertd.drills.render import render_markdown
+
+    md = render_markdown({**rep, "by_municipality": {"茨城県常総市": {"planned": 1, "delivered": 1}},
+                          "step_errors": ["避難所開設"]})  # fmt: skip
+    assert "```" not in md and "## Steps" in md and "| 0s 避難指示 | routine | radio | 1 |" in md, md
+    assert "| 茨城県常総市 | 1 | 1 |" in md and detail in md and md.rstrip().endswith("**FAILED: 1 step(s) refused.**")
+
+
+async def test_a_drill_reading_other_topics_than_the_engine_says_so(engine: RunningEngine, tmp_path: Path) -> None:
+    """With --url and the engine's ALERTD_TOPIC_PREFIX not given, every step read 'the MQTT state
+    says nothing' and nothing said why."""
+    from alertd.drills.render import render_text
+
+    path = tmp_path / "topics.yaml"
+    path.write_text("""
+name: topics
+issuers: [{id: joso, name: 常総市, jurisdiction: ["08211"]}]
+receivers: [{id: tv, adapter: broadcaster, districts: ["08"]}]
+settle_s: 1
+steps:
+  - {at: 0, name: 避難指示, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水},
+     expect: {"08211": {三坂町: 4}}}
+""", encoding="utf-8")
+    runner = DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=20,
+                         topic_prefix="elsewhere/alerts/v1")  # fmt: skip
+    runner.views_timeout = 1.0
+    rep = await runner.run()
+    assert rep["view_mismatches"] == ["避難指示"]
+    assert "--topic-prefix" in (rep["hint"] or "") and "elsewhere/alerts/v1" in rep["hint"]
+    assert "Hint: only the MQTT state said nothing" in render_text(rep)

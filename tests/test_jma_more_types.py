@@ -176,7 +176,7 @@ def test_an_earthquake_report_reads_naturally_in_every_language(registry) -> Non
                             ("JMA_AREA_INTENSITY", "4 栃木県南部")]  # fmt: skip
     headlines = {lang: messages.message(alert, lang).headline for lang in messages.LANGUAGES}
     assert headlines["ja"] == "震度5強 茨城県南部"
-    assert headlines["en"] == "Seismic intensity 5+ in southern Ibaraki"
+    assert headlines["en"] == "Seismic intensity 5 Upper in southern Ibaraki"
     assert headlines["ko"] == "진도 5강 이바라키현 남부"
     assert headlines["zh"] == "震度5强 茨城県南部"
     assert headlines["ja-easy"] == "しんど5きょう 茨城県南部"
@@ -187,8 +187,8 @@ def test_an_earthquake_report_reads_naturally_in_every_language(registry) -> Non
 @pytest.mark.parametrize(
     ("sample", "ja", "en"),
     [
-        ("45_01_01_200522_VFVO50.xml", "浅間山 噴火警戒レベル3", "Volcanic alert level 3: 浅間山"),
-        ("67_01_01_140927_VFVO56.xml", "噴火速報 御嶽山", "Eruption: 御嶽山"),
+        ("45_01_01_200522_VFVO50.xml", "浅間山 噴火警戒レベル3", "Volcanic alert level 3: Asamayama (浅間山)"),
+        ("67_01_01_140927_VFVO56.xml", "噴火速報 御嶽山", "Eruption: Ontakesan (御嶽山)"),
         ("74_01_02_200512_VYSE50.xml", "南海トラフ地震臨時情報（調査中）", "Nankai Trough: unusual activity under investigation"),
         ("18_03_01_190412_VPOA50.xml", "記録的短時間大雨情報", "Record short-term heavy rain"),
         ("19_08_04_250630_VPHW51.xml", "竜巻注意情報", "Tornado alert"),

@@ -38,17 +38,18 @@ def test_shipped_yaml_is_the_built_in_default() -> None:
 @pytest.mark.parametrize(
     ("case", "priority", "adapters", "scope"),
     [
-        # EEW and tsunami warnings reach the MQTT feed too, so the retained state shows them.
-        (alert("eew", 4), Priority.FLASH, ("radio", "broadcaster", "feed"), "prefecture"),
+        # EEW and tsunami warnings reach the MQTT feed too, so the retained state shows them, and
+        # cell broadcast (緊急速報メール/ETWS), whose main use they are.
+        (alert("eew", 4), Priority.FLASH, ("radio", "broadcaster", "cbc", "feed"), "prefecture"),
         (
             alert("eew", None, None, msg_type=MsgType.CANCEL),
             Priority.FLASH,
-            ("radio", "broadcaster", "feed"),
+            ("radio", "broadcaster", "cbc", "feed"),
             "prefecture",
         ),
-        (alert("tsunami", 5), Priority.FLASH, ("radio", "broadcaster", "feed"), "prefecture"),
-        (alert("tsunami", 4), Priority.FLASH, ("radio", "broadcaster", "feed"), "prefecture"),
-        (lifting(4), Priority.FLASH, ("radio", "broadcaster", "feed"), "prefecture"),
+        (alert("tsunami", 5), Priority.FLASH, ("radio", "broadcaster", "cbc", "feed"), "prefecture"),
+        (alert("tsunami", 4), Priority.FLASH, ("radio", "broadcaster", "cbc", "feed"), "prefecture"),
+        (lifting(4), Priority.FLASH, ("radio", "broadcaster", "cbc", "feed"), "prefecture"),
         (lifting(2), Priority.ROUTINE, ("radio", "broadcaster", "feed"), "districts"),
         (lifting(1), Priority.ROUTINE, ("feed",), "districts"),
         (alert("tsunami", 2), Priority.ROUTINE, ("radio", "broadcaster", "feed"), "districts"),
@@ -118,7 +119,7 @@ def test_an_update_goes_as_far_as_what_it_references() -> None:
     downgrade = alert("tsunami", 2, msg_type=MsgType.UPDATE)
     decision = policy.apply(downgrade, inherit=[warning])
     assert (decision.priority, decision.scope) == (Priority.FLASH, "prefecture")
-    assert set(decision.adapters) == {"radio", "broadcaster", "feed"}
+    assert set(decision.adapters) == {"radio", "broadcaster", "cbc", "feed"}
     forecast_end = lifting(1)
     assert policy.decide(forecast_end, [policy.decide(alert("tsunami", 1))]).adapters == ("feed",)
     # A decision survives the JSON it is stored as between telegrams.

@@ -34,6 +34,9 @@ OPTIONAL_KEYS: dict[tuple[Any, ...], set[str]] = {
     ("prefectures",): set(),
     ("area_parts",): {"pref"},
     ("area_other",): {"pref", "rest"},
+    # hazard_texts._place romanises JMA's names where a language lists them ("Ontakesan (御嶽山)").
+    ("place_names",): set(),
+    ("place_name",): {"name", "kanji"},
     # messages._national adds JMA's per-region arrival and height (in JMA's words) only where a language reads them.
     ("tsunami_regions",): {"lines"},
 }

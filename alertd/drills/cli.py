@@ -1,7 +1,8 @@
 """Drill scenarios: replay a timeline of desk orders, national warnings and faults.
 
-    alertd drill run SCENARIO [--speed N] [--json PATH] [--markdown PATH]
-                              [--url URL --admin-token T]   (a running engine; default: embedded)
+    alertd drill run SCENARIO [--speed N] [--json PATH] [--markdown PATH] [--csv PATH] [--lenient]
+                              [--url URL --admin-token T --mqtt-url M --topic-prefix P]
+                              (a running engine; default: embedded)
     alertd drill validate SCENARIO   (every problem, before anything is sent)
 
 Every message a drill sends is forced to status Exercise (訓練), whatever the
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 
 from alertd import loop
-from alertd.drills.render import compare, render_markdown, render_text, write_csv
+from alertd.drills.render import comparison, passed, render_markdown, render_text, write_csv
 from alertd.drills.runner import DrillRunner, run_embedded
 from alertd.drills.scenario import SCENARIOS, Scenario, ScenarioError, load_scenario, resolve_scenario
 
@@ -40,6 +41,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--url", help="a running engine (default: start an embedded one)")
     p.add_argument("--admin-token", default=os.environ.get("ALERTD_ADMIN_TOKEN"))
     p.add_argument("--mqtt-url", default=os.environ.get("ALERTD_MQTT_URL"))
+    p.add_argument("--topic-prefix", default=os.environ.get("ALERTD_TOPIC_PREFIX", "alerts/v1"),
+                   help="with --url: the engine's ALERTD_TOPIC_PREFIX, where the drill reads the MQTT state "
+                   "(default: ALERTD_TOPIC_PREFIX, else alerts/v1)")  # fmt: skip
+    p.add_argument("--lenient", action="store_true",
+                   help="a transmission test step passes when receivers got it but did not confirm (by default "
+                   "that fails, as in 'alertd test-broadcast')")  # fmt: skip
     sub.add_parser("list", help="the shipped scenarios")
     v = sub.add_parser("validate", help="check names, targets, jurisdictions and files; send nothing")
     v.add_argument("scenario", help="a YAML file, or the name of a shipped scenario")
@@ -63,36 +70,37 @@ def main(argv: list[str]) -> int:
                 raise ScenarioError(
                     "with --url, give --admin-token and --mqtt-url (or ALERTD_ADMIN_TOKEN / ALERTD_MQTT_URL)"
                 )
-            # The engine's topics (ALERTD_TOPIC_PREFIX), or the in-force check would read the wrong ones.
-            prefix = os.environ.get("ALERTD_TOPIC_PREFIX", "alerts/v1")
+            # The engine's topics (its ALERTD_TOPIC_PREFIX), or the in-force check reads the wrong ones.
+            prefix = args.topic_prefix
             rep = loop.run(
-                DrillRunner(scenario, args.url, args.admin_token, args.mqtt_url, args.speed, topic_prefix=prefix).run()
+                DrillRunner(scenario, args.url, args.admin_token, args.mqtt_url, args.speed, topic_prefix=prefix,
+                            lenient=args.lenient).run()
             )
         else:
-            rep = loop.run(run_embedded(scenario, args.speed))
+            rep = loop.run(run_embedded(scenario, args.speed, lenient=args.lenient))
     except ScenarioError as exc:
         print(f"alertd drill: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("alertd drill: stopped; what it issued was cancelled and what it registered removed", file=sys.stderr)
         return 130
-    print(render_text(rep))
     if args.compare:
         try:
             previous = json.loads(Path(args.compare).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             print(f"alertd drill: cannot read {args.compare} to compare: {exc}", file=sys.stderr)
         else:
-            print()
-            print(compare(rep, previous))
+            rep["compare"] = comparison(rep, previous)  # in the report (terminal, JSON, Markdown) before its verdict
+    print(render_text(rep))
     if args.csv:
         write_csv(rep, args.csv)
     if args.json:
         Path(args.json).write_text(json.dumps(rep, ensure_ascii=False, indent=2), encoding="utf-8")
     if args.markdown:
         Path(args.markdown).write_text(render_markdown(rep), encoding="utf-8")
-    # Non-zero when a step failed, a view disagreed, or anything planned was not delivered.
-    return 1 if rep["step_errors"] or rep["view_mismatches"] or rep["undelivered"] else 0
+    # Non-zero when a step failed, a view disagreed, anything planned was not delivered, or the
+    # transmission test did not pass.
+    return 0 if passed(rep) else 1
 
 
 def _problems(scenario: Scenario) -> list[str]:

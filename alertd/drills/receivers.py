@@ -198,7 +198,11 @@ class Fleet:
             raise ValueError(f"unknown fault {kind!r}: use down, slow, no-confirm or recover")
 
 
-def default_fleet(municipality: str = "08211") -> list[ReceiverSpec]:
+# The town the default fleet is built for: its signs stand in 常総市's 三坂町 and 本石下.
+DEFAULT_FLEET_TOWN = "08211"
+
+
+def default_fleet(municipality: str = DEFAULT_FLEET_TOWN) -> list[ReceiverSpec]:
     """Four kinds of conveyor around one town, as a prefecture's L-Alert would have."""
     pref = municipality[:2]
     return [

@@ -16,7 +16,9 @@ def render_text(rep: dict[str, Any]) -> str:
     rows = []
     for s in rep["steps"]:
         if s["error"]:
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", "", "ERROR", s["error"][:70], "", "", "", "", "", "", ""])
+            # The error in full below the table: cut to fit, a 422's sentence lost its end, and
+            # placed in a column it widened the whole table.
+            rows.append([f"{s['at']:>5.0f}s {s['name']}", "", "ERROR", "", "", "", "", "", "", "", ""])
             continue
         for adapter, t in s["by_adapter"].items():
             rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], adapter, t["planned"], t["delivered"], t["confirmed"], t["failed"],
@@ -30,6 +32,10 @@ def render_text(rep: dict[str, Any]) -> str:
             rows,
         )
     )
+    failed = [s for s in rep["steps"] if s["error"]]
+    if failed:
+        lines += ["", "Step errors (the step was not sent):"]
+        lines += [f"  {s['at']:>5.0f}s  {s['name']}: {s['error']}" for s in failed]
     faults = [s for s in rep["steps"] if s.get("fault")]
     if faults:
         lines += ["", "Fault timeline:"]
@@ -38,8 +44,9 @@ def render_text(rep: dict[str, Any]) -> str:
     lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
     towns = rep.get("by_municipality") or {}
     if len(towns) > 1:
-        cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending")
-        lines += ["", "By municipality (failed counts the expired too):",
+        cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending", "missed")
+        lines += ["", "By municipality (failed counts the expired too; missed: never heard — failed, pending, "
+                      "or superseded before delivery):",
                   report.table(["municipality", *cols], [[t, *(v.get(c, 0) for c in cols)] for t, v in towns.items()])]  # fmt: skip
     checked = [s for s in rep["steps"] if s.get("expect")]
     if checked:
@@ -50,15 +57,22 @@ def render_text(rep: dict[str, Any]) -> str:
             rows.append([f"{s['at']:>5.0f}s {s['name']}", "agree" if not s["views"] else "DIFFER", wanted])
             rows += [["", "", f"  {p}"] for p in s["views"] or []]
         lines.append(report.table(["step", "views", "expected"], rows, left={1, 2}))
+        if rep.get("hint"):
+            lines.append(f"Hint: {rep['hint']}")
     for s in rep["steps"]:
         result = s.get("test_broadcast")
         if result:
-            from alertd.testbroadcast import _towns_table
+            from alertd.testbroadcast import towns_report
 
-            t = result["summary"]
-            lines += ["", f"Transmission test ({s['name']}): confirmed {t['confirmed']}, delivered but not "
-                          f"confirmed {t['unconfirmed']}, failed {t['failed']}, municipalities with no receiver "
-                          f"{t.get('no_receiver', 0)}", _towns_table(result)]  # fmt: skip
+            lines += ["", f"Transmission test ({s['name']}): {towns_report(result)}"]
+            failing = [f for f in rep.get("test_failures") or [] if f["step"] == s["name"]]
+            if failing:
+                # By receiver, with why: what the drill office follows up with each gateway's operator.
+                lines += ["", f"TRANSMISSION TEST NOT PASSED ({len(failing)}):", report.table(
+                    ["municipality", "receiver", "result", "cause"],
+                    [[f["municipality"], f["subscriber"], f["result"], f["cause"]] for f in failing],
+                    left={0, 1, 2, 3},
+                )]  # fmt: skip
     undelivered = rep.get("undelivered") or []
     if undelivered:
         lines += ["", f"NOT DELIVERED ({len(undelivered)}): the drill did not pass"]
@@ -69,22 +83,120 @@ def render_text(rep: dict[str, Any]) -> str:
             left={0, 1, 2, 4},
         ))  # fmt: skip
     done = rep.get("cleanup")
+    ending = [verdict_line(rep)]
     if done is not None:
         lines += ["", f"Afterwards: cancelled {len(done['cancelled'])} drill alert(s) still standing; removed "
                       f"{len(done['removed_receivers'])} receiver(s) and {len(done['removed_issuers'])} issuer(s) "
                       "the drill registered."]  # fmt: skip
         lines += [f"  NOT CLEANED UP: {e}" for e in done["errors"]]
+    if rep.get("compare"):
+        lines += ["", compare(rep, {})]
+    lines += ["", *ending]
     return "\n".join(lines)
 
 
+def verdict_line(rep: dict[str, Any]) -> str:
+    """The last line: PASSED, or FAILED with what failed it."""
+    if passed(rep):
+        return "PASSED: every step sent, every view agreed, everything delivered."
+    why = [f"{n} {what}" for n, what in (
+        (len(rep.get("step_errors") or []), "step(s) refused"),
+        (len(rep.get("view_mismatches") or []), "step(s) whose views differed"),
+        (len(rep.get("undelivered") or []), "delivery(ies) not delivered"),
+        (len(rep.get("test_failures") or []), "transmission-test failure(s)"),
+    ) if n]  # fmt: skip
+    return "FAILED: " + ", ".join(why) + "."
+
+
+def passed(rep: dict[str, Any]) -> bool:
+    """A drill passes when every step went in, every view agreed, everything planned was delivered
+    and its transmission test passed by the standalone test's rule."""
+    return not (rep.get("undelivered") or rep.get("step_errors") or rep.get("view_mismatches")
+                or rep.get("test_failures"))  # fmt: skip
+
+
+def _md(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown table (a | in a cell would split it, so it is escaped)."""
+
+    def cell(v: Any) -> str:
+        return ("-" if v is None else str(v)).replace("|", "\\|").replace("\n", " ")
+
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)]  # fmt: skip
+
+
 def render_markdown(rep: dict[str, Any]) -> str:
-    """The same report as the terminal's — every section, failures first in mind — for the file
-    a drill office hands on."""
-    verdict = "did not pass" if rep.get("undelivered") or rep.get("step_errors") or rep.get("view_mismatches") else "passed"
+    """The same report as the terminal's, as Markdown tables — steps, by municipality, the
+    transmission test, not delivered — for the file a drill office hands on."""
+    verdict = "passed" if passed(rep) else "did not pass"
     out = [f"# Drill report: {rep['scenario']}", "",
-           f"Run `{rep['run_id']}`, status **Exercise**, {rep.get('date', '')}: **the drill {verdict}**.", "",
-           "```", render_text(rep), "```"]  # fmt: skip
+           f"Run `{rep['run_id']}`, status **Exercise**, {rep.get('date', '')}: **the drill {verdict}**.", ""]  # fmt: skip
+    if rep.get("description"):
+        out += [rep["description"], ""]
+    rows = []
+    for s in rep["steps"]:
+        name = f"{s['at']:.0f}s {s['name']}"
+        if s["error"]:
+            rows.append([name, "", "ERROR", "", "", "", "", "", "", "", ""])
+        for adapter, t in s["by_adapter"].items():
+            rows.append([name, s["lane"], adapter, t["planned"], t["delivered"], t["confirmed"], t["failed"],
+                         t.get("superseded", 0), t.get("pending", 0), t["latency_p50_ms"], t["latency_p99_ms"]])  # fmt: skip
+    out += ["## Steps", "", *_md(["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed",
+                                   "superseded", "pending", "p50 ms", "p99 ms"], rows), ""]  # fmt: skip
+    out += [f"- **{s['name']}** was refused: {s['error']}" for s in rep["steps"] if s["error"]]
+    towns = rep.get("by_municipality") or {}
+    if towns:
+        cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending", "missed")
+        out += ["", "## By municipality", "", "missed: never heard — failed, pending, or superseded before delivery.",
+                "", *_md(["municipality", *cols], [[t, *(v.get(c, 0) for c in cols)] for t, v in towns.items()])]  # fmt: skip
+    checked = [s for s in rep["steps"] if s.get("expect")]
+    if checked:
+        out += ["", "## What is in force after each step", ""]
+        for s in checked:
+            out.append(f"- {s['name']}: " + ("agree" if not s["views"] else "DIFFER: " + "; ".join(s["views"])))
+        if rep.get("hint"):
+            out += ["", f"Hint: {rep['hint']}"]
+    for s in rep["steps"]:
+        result = s.get("test_broadcast")
+        if not result:
+            continue
+        from alertd.testbroadcast import headline
+
+        out += ["", f"## Transmission test: {s['name']}", "", headline(result), "",
+                *_md(["municipality", "code", "result", "receivers", "cause"],
+                     [[t["name"], t["municipality"], t["result"], len(t["receivers"]),
+                       ", ".join(sorted({r["cause"] for r in t["receivers"] if r.get("cause")}))]
+                      for t in result.get("municipalities") or []])]  # fmt: skip
+        wide = [[w["name"], w["code"], r["subscriber"], r["result"], r.get("cause") or ""]
+                for w in result.get("wide_receivers") or [] for r in w["receivers"]]  # fmt: skip
+        if wide:
+            out += ["", "Receivers for more than one town:", "", *_md(["covers", "code", "receiver", "result", "cause"], wide)]
+        failing = [f for f in rep.get("test_failures") or [] if f["step"] == s["name"]]
+        if failing:
+            out += ["", f"Not passed ({len(failing)}):", "", *_md(["municipality", "receiver", "result", "cause"],
+                    [[f["municipality"], f["subscriber"], f["result"], f["cause"]] for f in failing])]  # fmt: skip
+    undelivered = rep.get("undelivered") or []
+    if undelivered:
+        out += ["", f"## Not delivered ({len(undelivered)})", "",
+                *_md(["step", "receiver", "state", "attempts", "last error"],
+                     [[u["step"], u["subscriber"], u["state"], u["attempts"], u["last_error"] or ""]
+                      for u in undelivered])]  # fmt: skip
+    done = rep.get("cleanup")
+    if done is not None:
+        out += ["", f"Afterwards: cancelled {len(done['cancelled'])} drill alert(s) still standing; removed "
+                    f"{len(done['removed_receivers'])} receiver(s) and {len(done['removed_issuers'])} issuer(s)."]  # fmt: skip
+    if rep.get("compare"):
+        c = rep["compare"]
+        out += ["", "## Compared with an earlier drill", "",
+                f"{c['scenario']} run {c['run_id']} ({c.get('date') or '?'}): "
+                + ("every municipality delivered as before." if not c["changed"] else ""), ""]  # fmt: skip
+        if c["changed"]:
+            out += _md(["municipality", "delivered then", "delivered now", "missed then", "missed now"],
+                       [[x["municipality"], x["delivered_then"], x["delivered_now"], x["missed_then"], x["missed_now"]]
+                        for x in c["changed"]])  # fmt: skip
+    out += ["", f"**{verdict_line(rep)}**"]
     return "\n".join(out) + "\n"
+
 
 def write_csv(rep: dict[str, Any], path: str) -> None:
     """Every delivery of the drill: step, municipality, receiver, adapter, state, attempts, last error
@@ -93,23 +205,49 @@ def write_csv(rep: dict[str, Any], path: str) -> None:
 
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["step", "municipality", "receiver", "adapter", "state", "attempts", "last_error"])
+        # code, alert_id and delivered_at came later: at the end, so readers of the first columns keep working.
+        writer.writerow(["step", "municipality", "receiver", "adapter", "state", "attempts", "last_error", "code",
+                         "alert_id", "delivered_at"])  # fmt: skip
         for d in rep.get("deliveries") or []:
             writer.writerow([d["step"], d["municipality"], d["subscriber"], d["adapter"], d["state"], d["attempts"],
-                             d["last_error"] or ""])  # fmt: skip
+                             d["last_error"] or "", d.get("code", ""), d.get("alert_id", ""),
+                             d.get("delivered_at") or ""])  # fmt: skip
+
+
+def _missed_of(totals: dict[str, Any]) -> int:
+    """A town's missed deliveries; a report from before 'missed' existed counted failed and pending."""
+    if "missed" in totals:
+        return int(totals["missed"])
+    return int(totals.get("failed", 0)) + int(totals.get("pending", 0))
+
+
+def comparison(rep: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """What changed since the last drill, town by town: delivered of planned and missed, then and
+    now — kept in the JSON report, so the difference is on file, not only on the terminal."""
+    before, now = previous.get("by_municipality") or {}, rep.get("by_municipality") or {}
+    changed = []
+    for town in [*now, *(t for t in before if t not in now)]:
+        b, n = before.get(town), now.get(town)
+        row = {"municipality": town,
+               "delivered_then": f"{b['delivered']}/{b['planned']}" if b else None,
+               "delivered_now": f"{n['delivered']}/{n['planned']}" if n else None,
+               "missed_then": _missed_of(b) if b else None, "missed_now": _missed_of(n) if n else None}  # fmt: skip
+        if (row["delivered_then"], row["missed_then"]) != (row["delivered_now"], row["missed_now"]):
+            changed.append(row)
+    return {"scenario": previous.get("scenario"), "run_id": previous.get("run_id"), "date": previous.get("date"),
+            "changed": changed}  # fmt: skip
 
 
 def compare(rep: dict[str, Any], previous: dict[str, Any]) -> str:
-    """What changed since the last drill, town by town: delivered of planned, then and now."""
-    before, now = previous.get("by_municipality") or {}, rep.get("by_municipality") or {}
-    rows = []
-    for town in sorted(set(before) | set(now)):
-        b, n = before.get(town), now.get(town)
-        was = f"{b['delivered']}/{b['planned']}" if b else "-"
-        is_ = f"{n['delivered']}/{n['planned']}" if n else "-"
-        if was != is_:
-            rows.append([town, was, is_])
-    head = f"Compared with {previous.get('scenario')} run {previous.get('run_id')} ({previous.get('date', '?')}):"
-    if not rows:
+    """The comparison as the terminal shows it."""
+    found = rep.get("compare") or comparison(rep, previous)
+    head = f"Compared with {found['scenario']} run {found['run_id']} ({found.get('date') or '?'}):"
+    if not found["changed"]:
         return head + " every municipality delivered as before."
-    return head + "\n" + report.table(["municipality", "delivered then", "delivered now"], rows)
+    dash = "-"
+    return head + "\n" + report.table(
+        ["municipality", "delivered then", "delivered now", "missed then", "missed now"],
+        [[c["municipality"], c["delivered_then"] or dash, c["delivered_now"] or dash,
+          dash if c["missed_then"] is None else c["missed_then"],
+          dash if c["missed_now"] is None else c["missed_now"]] for c in found["changed"]],
+    )  # fmt: skip

@@ -45,6 +45,24 @@ class StepResult:
     test_broadcast: dict[str, Any] | None = None  # a transmission test step's final result
 
 
+def _jst(when: Any) -> str | None:
+    """A delivery's time (the API's RFC 3339) in Japan time, as the rest of the report is dated."""
+    if not when:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(when).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(JST).isoformat(timespec="seconds")
+
+
+def _missed(row: dict[str, Any]) -> bool:
+    """The receiver never heard it: failed, expired, still queued, or superseded before delivery."""
+    if row["state"] == "superseded":
+        return not row.get("delivered_at")
+    return row["state"] not in ("delivered", "confirmed")
+
+
 # Delivery states that never change again (delivered may still become confirmed).
 _ENDED = frozenset({"confirmed", "failed", "expired", "superseded"})
 
@@ -53,8 +71,12 @@ class DrillRunner:
     def __init__(
         self, scenario: Scenario, url: str, admin_token: str, mqtt_url: str, speed: float = 1.0,
         *, topic_prefix: str = "alerts/v1", spool: Path | None = None, public_url: str | None = None,
+        lenient: bool = False,
     ) -> None:
         self.scenario = scenario
+        # The standalone test's rule: a receiver that got the test but did not confirm fails it,
+        # unless lenient.
+        self.lenient = lenient
         self.url = url.rstrip("/")
         self.admin_token = admin_token
         self.mqtt_url = mqtt_url
@@ -78,6 +100,8 @@ class DrillRunner:
         self.sent_by: dict[str, str] = {}  # alert id -> the token that sent it (to cancel it)
         self._settled_rows: dict[str, list[dict[str, Any]]] = {}  # alerts whose deliveries all ended
         self._towns: dict[str, str] | None = None  # receiver id -> the town it stands for, by name
+        self._districts: dict[str, list[str]] = {}  # districts of receivers not the scenario's own
+        self.started: datetime | None = None
 
     async def _api(
         self, http: aiohttp.ClientSession, method: str, path: str, token: str, **kw: Any
@@ -417,6 +441,7 @@ class DrillRunner:
         )
 
     async def run(self) -> dict[str, Any]:
+        self.started = datetime.now(JST)  # the report's date: when the drill began, not when it ended
         async with aiohttp.ClientSession() as http:
             try:
                 await self.setup(http)
@@ -444,7 +469,9 @@ class DrillRunner:
                         break
                     await asyncio.sleep(0.2)
                 self.progress.done()
-                report = self.build_report(await self.snapshot(http))
+                final = await self.snapshot(http)
+                await self._learn_districts(http, final)
+                report = self.build_report(final)
                 report["cleanup"] = await self.cleanup(http)
                 return report
             except BaseException:
@@ -468,28 +495,59 @@ class DrillRunner:
                     return False
         return True
 
+    async def _learn_districts(self, http: aiohttp.ClientSession, snap: dict[str, list[dict[str, Any]]]) -> None:
+        """The districts of every receiver that took part and is not the scenario's own (a live
+        gateway that opted into drills): the engine knows them, whoever registered it."""
+        known = {spec.id for spec in self.scenario.receivers} | set(self._districts)
+        for sub in sorted({r["subscriber"] for rows in snap.values() for r in rows} - known):
+            status, data = await self._api(http, "GET", f"/api/v1/subscribers/{sub}", self.admin_token)
+            if status == 200 and isinstance(data.get("districts"), list):
+                self._districts[sub] = [str(d) for d in data["districts"]]
+        self._towns = None
+
+    def _town_codes(self, subscriber: str) -> list[str]:
+        """The municipalities (or prefectures) a receiver stands for, by code, from its districts
+        (the registry knows each district's municipality)."""
+        from geo.registry import Registry
+
+        registry = Registry.default()
+        districts = self._districts.get(subscriber)
+        if districts is None:
+            districts = next((spec.districts for spec in self.scenario.receivers if spec.id == subscriber), [])
+        return sorted({registry.municipality_of(d) or d for d in districts if registry.find(d) is not None})
+
     def _town_of(self, subscriber: str) -> str:
-        """The municipality (or prefecture) a drill receiver stands for, by name."""
+        """The municipality (or prefecture) a receiver stands for, by name; one for a whole
+        prefecture is '茨城県 (全域)', as the transmission test's table lists it."""
         if self._towns is None:
+            self._towns = {}
+        found = self._towns.get(subscriber)
+        if found is None:
             from geo.registry import Registry
 
-            registry, towns = Registry.default(), {}
-            for spec in self.scenario.receivers:
-                codes = {registry.municipality_of(d) or d for d in spec.districts if registry.find(d) is not None}
-                towns[spec.id] = "、".join(sorted(registry.get(c).full_name for c in codes)) or "-"
-            self._towns = towns
-        return self._towns.get(subscriber, "-")
+            registry = Registry.default()
+            names = [registry.get(c).full_name + ("" if registry.municipality_of(c) else " (全域)")
+                     for c in self._town_codes(subscriber)]  # fmt: skip
+            found = self._towns[subscriber] = "、".join(names) or "-"
+        return found
 
     def _by_municipality(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Per town by name, in the order of the towns' codes (as the prefecture's lists run)."""
         by: dict[str, list[dict[str, Any]]] = {}
+        code_of: dict[str, str] = {}
         for row in rows:
             if row["adapter"] != "feed":
-                by.setdefault(self._town_of(row["subscriber"]), []).append(row)
+                town = self._town_of(row["subscriber"])
+                by.setdefault(town, []).append(row)
+                code_of.setdefault(town, ",".join(self._town_codes(row["subscriber"])) or "~")
         out = {}
-        for town, town_rows in sorted(by.items()):
+        for town, town_rows in sorted(by.items(), key=lambda kv: (code_of[kv[0]], kv[0])):
             totals = report.summarize([{**r, "adapter": "all"} for r in town_rows]).get("all", {})
             out[town] = {k: totals.get(k, 0) for k in ("planned", "delivered", "confirmed", "failed", "expired",
                                                        "superseded", "pending")}  # fmt: skip
+            # What the town never heard: failed, still pending, or superseded before it was delivered
+            # (a lift that replaced an order the gateway never got does not make the order heard).
+            out[town]["missed"] = sum(1 for r in town_rows if _missed(r))
         return out
 
     def build_report(self, snap: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -504,7 +562,9 @@ class DrillRunner:
                     "expect": r.step.expect, "views": r.views, "test_broadcast": r.test_broadcast,
                     "fault": r.step.spec if r.step.kind == "fault" else None,
                     # Every receiver that did not confirm, with why: what a drill office follows up.
-                    "unconfirmed": [{"alert_id": a, "subscriber": row["subscriber"], "state": row["state"],
+                    "unconfirmed": [{"alert_id": a, "subscriber": row["subscriber"],
+                                     "state": "superseded before delivery" if row["state"] == "superseded"
+                                     and _missed(row) else row["state"],
                                      "attempts": row["attempts"], "last_error": row["last_error"]}
                                     for a in r.alert_ids for row in snap.get(a, []) if row["state"] != "confirmed"],
                 }
@@ -515,7 +575,7 @@ class DrillRunner:
             "scenario": self.scenario.name,
             "description": self.scenario.description,
             # In Japan time, as the transmission test's published table is dated.
-            "date": datetime.now(JST).isoformat(timespec="seconds"),
+            "date": (self.started or datetime.now(JST)).isoformat(timespec="seconds"),
             "speed": self.speed,
             "run_id": self.run_id,
             "status": "Exercise",
@@ -524,7 +584,10 @@ class DrillRunner:
             # Every delivery, for the CSV a drill office files: step, town, receiver, outcome.
             "deliveries": [{"step": step_of.get(a, ""), "municipality": self._town_of(row["subscriber"]),
                             "subscriber": row["subscriber"], "adapter": row["adapter"], "state": row["state"],
-                            "attempts": row["attempts"], "last_error": row["last_error"]}
+                            "attempts": row["attempts"], "last_error": row["last_error"],
+                            # Filed with the town's code, the alert and when it arrived (Japan time).
+                            "code": ",".join(self._town_codes(row["subscriber"])), "alert_id": a,
+                            "delivered_at": _jst(row.get("delivered_at"))}
                            for a, rows in snap.items() for row in rows if row["adapter"] != "feed"],
             "steps": steps,
             "total": report.summarize(all_rows),
@@ -532,11 +595,45 @@ class DrillRunner:
             "signature_failures": self.fleet.signature_failures,
             "step_errors": [s["name"] for s in steps if s["error"]],
             "view_mismatches": [s["name"] for s in steps if s["views"]],
-            # Everything planned that never reached its receiver (failed, expired, still pending),
-            # by step: a drill with any of it did not pass, whatever else it shows.
+            # Everything planned that never reached its receiver (failed, expired, still pending,
+            # superseded before it was delivered: the town never heard that order), by step: a
+            # drill with any of it did not pass, whatever else it shows.
             "undelivered": [{"step": s["name"], **u} for s in steps for u in s["unconfirmed"]
                             if u["state"] not in ("delivered", "superseded")],
+            "test_failures": [f for s in steps for f in self._test_failures(s)],
+            "hint": self._topic_hint(steps),
+            "lenient": self.lenient,
         }
+
+    def _topic_hint(self, steps: list[dict[str, Any]]) -> str | None:
+        """When the MQTT state alone says nothing, step after step, the drill most likely reads
+        other topics than the engine writes (--url with the engine's ALERTD_TOPIC_PREFIX unset)."""
+        differences = [p for s in steps for p in s["views"] or []]
+        if not differences or not all("the MQTT state says nothing" in p for p in differences):
+            return None
+        return (f"only the MQTT state said nothing, at every step: the drill read topics under "
+                f"'{self.views.topic_prefix}/…'; if the engine's ALERTD_TOPIC_PREFIX differs, give it with "
+                "--topic-prefix (or set ALERTD_TOPIC_PREFIX)")  # fmt: skip
+
+    def _test_failures(self, step: dict[str, Any]) -> list[dict[str, Any]]:
+        """What fails a drill's transmission test, by the standalone test's rule: a receiver that
+        failed, or did not confirm (unless lenient), and a town with no receiver — each named."""
+        result = step.get("test_broadcast")
+        if not result:
+            return []
+        bad = {"failed", "pending"} | (set() if self.lenient else {"unconfirmed"})
+        why = {"unconfirmed": "delivered, but no confirmation", "pending": "still pending when the test ended"}
+        out = []
+        groups = [*(result.get("municipalities") or []), *(result.get("wide_receivers") or [])]
+        for town in groups:
+            if town["result"] == "no receiver":
+                out.append({"step": step["name"], "municipality": town["name"], "subscriber": "-",
+                            "result": "no receiver", "cause": "no receiver covers this town"})  # fmt: skip
+            for r in town["receivers"]:
+                if r["result"] in bad:
+                    out.append({"step": step["name"], "municipality": town["name"], "subscriber": r["subscriber"],
+                                "result": r["result"], "cause": r.get("cause") or why.get(r["result"], "")})  # fmt: skip
+        return out
 
 
 async def run_embedded(
@@ -545,6 +642,7 @@ async def run_embedded(
     *,
     on_ready: Callable[[str, str], Awaitable[None]] | None = None,
     on_report: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    lenient: bool = False,
 ) -> dict[str, Any]:
     """Start an engine on embedded Redis and MQTT (or the configured ones) and drill against it.
 
@@ -585,7 +683,7 @@ async def run_embedded(
             await on_ready(url, settings.admin_token)
         drill = DrillRunner(
             scenario, url, settings.admin_token, settings.mqtt_url, speed,
-            topic_prefix=settings.topic_prefix, spool=spool,
+            topic_prefix=settings.topic_prefix, spool=spool, lenient=lenient,
         )  # fmt: skip
         report = await drill.run()
         if on_report is not None:

@@ -50,6 +50,9 @@ class Scenario:
     # The municipality's own districts the drill loads first (自治区 …): {municipality, layer,
     # file}. Loaded as "drill-<layer>", so a drill never replaces a town's real layer.
     layers: list[dict[str, str]] = field(default_factory=list)
+    # No 'receivers:' in the file: the default fleet stands in, built around fleet_town.
+    default_fleet: bool = False
+    fleet_town: str = "08211"
 
 
 def resolve_file(name: str, scenario_path: Path | None) -> Path | None:
@@ -91,7 +94,10 @@ def load_scenario(path: Path) -> Scenario:
             min_level=r.get("min_level"),
         )
         for r in data.get("receivers") or []
-    ] or default_fleet(str(data.get("municipality", "08211")))
+    ]
+    fleet_town = str(data.get("municipality", "08211"))
+    defaulted = not receivers
+    receivers = receivers or default_fleet(fleet_town)
     issuers = data.get("issuers") or [{"id": "desk", "name": "災害対策本部", "jurisdiction": ["08211"]}]
     steps = []
     for i, raw in enumerate(data["steps"]):
@@ -125,5 +131,5 @@ def load_scenario(path: Path) -> Scenario:
     return Scenario(
         name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
         receivers=receivers, issuers=issuers, steps=steps, settle_s=float(data.get("settle_s", 15)), path=path,
-        layers=[{k: str(v) for k, v in x.items()} for x in layers],
+        layers=[{k: str(v) for k, v in x.items()} for x in layers], default_fleet=defaulted, fleet_town=fleet_town,
     )  # fmt: skip

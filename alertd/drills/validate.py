@@ -61,11 +61,99 @@ def problems(scenario: Scenario, registry: Any) -> list[str]:
             if target is not None and str(target) not in earlier:
                 out.append(f"{where}: corrects {target!r}, which is not the name of an earlier step")
             out += _order_problems(step, registry, issuers.get(issuer_id or ""), layer_names)
+            out += _body_problems(step)
+        if step.expect:
+            out += _expect_problems(step, registry, layer_names)
         if step.kind in ("cap", "jma", "spool"):
             spec = step.spec if isinstance(step.spec, dict) else {"file": step.spec}
             out += _file_problems(where, str(spec.get("file", "")), scenario.path)
         earlier.add(step.name)
+    out += _fleet_problems(scenario, registry)
     return out
+
+
+def _body_problems(step: Step) -> list[str]:
+    """The order or shelter notice as the engine will read it (status and id as the runner sets
+    them): a shelter status 'packed' or an order without 'reason' is said here, not as a 422 mid-drill."""
+    from alertd.errors import InvalidInput
+    from alertd.schemas import EvacuationOrder, ShelterNotice, parse
+
+    if step.kind == "shelter":
+        # Each shelter by name: the engine's sentence covers the whole list and not which one.
+        bad = [f"step {step.name!r}: shelter {sh.get('name')!r}: status {sh.get('status')!r} is not open, closed "
+               "or full" for sh in step.spec.get("shelters") or []
+               if isinstance(sh, dict) and sh.get("status", "open") not in ("open", "closed", "full")]  # fmt: skip
+        if bad:
+            return bad
+    body = {**step.spec, "status": "Exercise", "identifier": "drill-validate"}
+    if "corrects" in body:
+        body["corrects"] = "drill-validate-earlier"  # the earlier step's alert id, known only at run time
+    try:
+        parse(EvacuationOrder if step.kind == "order" else ShelterNotice, body)
+    except InvalidInput as exc:
+        field = f" (field {exc.field!r})" if getattr(exc, "field", None) else ""
+        return [f"step {step.name!r}: {step.kind}{field}: {exc}"]
+    return []
+
+
+def _expect_problems(step: Step, registry: Any, layer_names: dict[str, set[str]]) -> list[str]:
+    """expect: names municipalities by code and, within each, districts by name or alert kinds: a
+    misspelt town (鹿島市 for 鹿嶋市) or an unknown code would only show as a difference mid-drill."""
+    from alertd.drills.scenario import KIND_KEYS
+
+    out = []
+    where = f"step {step.name!r}: expect"
+    for muni, wanted in (step.expect or {}).items():
+        found = registry.find(muni)
+        if found is None or found.level not in ("municipality", "ward"):
+            hint = _closest_town(registry, muni, step.spec if isinstance(step.spec, dict) else {})
+            out.append(f"{where}: {muni!r} is not a municipality code alertd knows (expect: takes codes such as "
+                       f"\"08211\"){hint}")  # fmt: skip
+            continue
+        for key in wanted:
+            if key in KIND_KEYS or str(key) in layer_names.get(muni, set()):
+                continue
+            try:
+                registry.resolve_name(muni, str(key), suggest=False)
+            except Exception:
+                out.append(f"{where}: {key!r} is neither a district of {found.full_name} nor an alert kind "
+                           f"({', '.join(sorted(KIND_KEYS))})")  # fmt: skip
+    return out
+
+
+def _closest_town(registry: Any, text: str, spec: dict[str, Any]) -> str:
+    """' — did you mean 08222 (茨城県鹿嶋市)?' for a town written by name or a mistyped code, looking
+    first in the prefecture the step is about."""
+    import difflib
+
+    pref = str(spec.get("municipality") or "")[:2]
+    towns = [m for m in registry.municipalities() if m.level == "municipality"]
+    local = [m for m in towns if m.code[:2] == pref] or towns
+    for pool in (local, towns):
+        by_name = {m.name: m for m in pool} if not text.isdigit() else {m.code: m for m in pool}
+        close = difflib.get_close_matches(text, list(by_name), n=1, cutoff=0.6)
+        if close:
+            m = by_name[close[0]]
+            return f" — did you mean {m.code} ({m.full_name})?"
+    return ""
+
+
+def _fleet_problems(scenario: Scenario, registry: Any) -> list[str]:
+    """A scenario without 'receivers:' gets the default fleet, which is 常総市's (its signs stand in
+    三坂町 and 本石下): orders for any other town would reach no receiver of it, or fail to register."""
+    if not scenario.default_fleet:
+        return []
+    from alertd.drills.receivers import DEFAULT_FLEET_TOWN
+
+    towns = sorted({str(step.spec.get("municipality")) for step in scenario.steps
+                    if step.kind in ("order", "shelter") and isinstance(step.spec, dict)} - {DEFAULT_FLEET_TOWN})  # fmt: skip
+    if scenario.fleet_town != DEFAULT_FLEET_TOWN:
+        towns = sorted({*towns, scenario.fleet_town})
+    if not towns:
+        return []
+    named = ", ".join(f"{registry.get(t).full_name} ({t})" if registry.find(t) else t for t in towns)
+    return [f"receivers: the scenario has none, and the default fleet works only for 茨城県常総市 "
+            f"({DEFAULT_FLEET_TOWN}); it names {named}: add 'receivers:' for those towns"]
 
 
 def _order_problems(

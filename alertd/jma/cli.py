@@ -142,6 +142,34 @@ def poll_to(directory: Path, feed_base: str | None, *, once: bool) -> int:
     return 0
 
 
+def shift_to(samples: list[Path], directory: Path, *, drill: bool) -> int:
+    """``alertd jma shift SAMPLE… --to DIR [--drill]``: replay old telegrams now, through the drop folder.
+
+    A sample years old is refused as expired (rejected/ says so). The samples are moved in
+    time by one amount — relative order and spacing as JMA wrote them, the latest sent
+    five seconds ago — and written the way the sanitising side writes (temporary name,
+    then rename). ``--drill`` makes them 訓練 (Exercise): never to loudspeakers, never flash.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from alertd.drills.jma_replay import drop, report_time, shift
+
+    try:
+        texts = [(p, p.read_text(encoding="utf-8")) for p in samples]
+        latest = max(report_time(t) for _, t in texts)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"shift: {exc}", file=sys.stderr)
+        return 1
+    if not directory.is_dir():
+        print(f"shift: {directory} is not a directory (the drop folder, ALERTD_JMA_SPOOL)", file=sys.stderr)
+        return 1
+    delta = datetime.now(UTC) - timedelta(seconds=5) - latest
+    for path, text in sorted(texts, key=lambda pt: report_time(pt[1])):
+        target = drop(directory, path.name, shift(text, delta, status="訓練" if drill else None))
+        print(target)
+    return 0
+
+
 def main(argv: list[str], *, registry: AreaRegistry | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alertd jma", description="JMA disaster-prevention XML tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,7 +184,16 @@ def main(argv: list[str], *, registry: AreaRegistry | None = None) -> int:
     q.add_argument("--to", required=True, metavar="DIR", help="the drop folder LGWAN reads (ALERTD_JMA_SPOOL)")
     q.add_argument("--feed-base", help="feed base URL (default: ALERTD_JMA_FEED_BASE; JMA: " + JMA_FEED_BASE + ")")
     q.add_argument("--once", action="store_true", help="poll every feed once and exit")
+    r = sub.add_parser(
+        "shift",
+        help="replay old JMA samples now: move their times so the latest was sent now, write them into DIR",
+    )
+    r.add_argument("samples", nargs="+", metavar="SAMPLE", type=Path)
+    r.add_argument("--to", required=True, metavar="DIR", help="the drop folder (ALERTD_JMA_SPOOL)")
+    r.add_argument("--drill", action="store_true", help="as 訓練 (Exercise): never to loudspeakers, never flash")
     args = parser.parse_args(argv)
+    if args.command == "shift":
+        return shift_to(args.samples, Path(args.to), drill=args.drill)
     if args.command == "poll":
         return poll_to(Path(args.to), args.feed_base, once=args.once)
 

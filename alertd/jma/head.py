@@ -17,7 +17,10 @@ from typing import Any, Protocol
 
 from lxml import etree
 
+from alertd.cap import PARAM_REASON
 from alertd.errors import InvalidInput, UnknownArea
+from alertd.inforce import CODE_INFORMATION
+from alertd.messages import reason_text
 from alertd.models import Alert, Area, Info, MsgType, Origin, Status, parse_time
 
 SENDER = "jma.go.jp"
@@ -219,6 +222,12 @@ DEFAULT_EXPIRY = {
     "flood": timedelta(hours=24),
 }
 
+# Reports about an event rather than warnings of it: delivered, never standing in force
+# (alertd/inforce.py, CODE_INFORMATION). 津波情報 and 沖合の津波観測 restate or add to the
+# VTSE41 warning, whose own Updates and 解除 say what stands; 震度速報, 震源に関する情報 and
+# 震源・震度に関する情報 report shaking that has happened.
+INFORMATION_TYPES = frozenset({"VTSE51", "VTSE52", "VXSE51", "VXSE52", "VXSE53"})
+
 # CAP urgency / severity / certainty by alertd level; lifts are "Past".
 _CAP_GRADE = {
     5: ("Immediate", "Extreme", "Likely"),
@@ -254,6 +263,18 @@ class Part:
     incident: str | None = None
 
 
+# CAP <category>: the solid earth (Geo) for quakes, tsunami, volcanoes and the Nankai Trough;
+# the weather (Met) for the rest; heat illness is a health warning.
+GEO_KINDS = frozenset({"eew", "eew_forecast", "tsunami", "tsunami_info", "earthquake", "volcano", "megaquake"})
+# What these report has been seen to happen (震度 measured, a tsunami on the buoys, rain at a
+# disaster rate on the gauges): CAP certainty Observed, not the forecast grade's Likely.
+OBSERVED_KINDS = frozenset({"earthquake", "tsunami_info", "heavy_rain"})
+
+
+def _category(kind: str) -> str:
+    return "Geo" if kind in GEO_KINDS else "Health" if kind == "heat" else "Met"
+
+
 def _cap_grade(part: Part, kind: str) -> tuple[str, str, str]:
     if part.action == "lift":
         return ("Past", "Minor", "Observed")
@@ -261,6 +282,8 @@ def _cap_grade(part: Part, kind: str) -> tuple[str, str, str]:
     if kind == "eew":
         # The shaking is forecast, not observed, and arrives within seconds.
         return ("Immediate", grade[1], "Likely")
+    if kind in OBSERVED_KINDS:
+        return (grade[0], grade[1], "Observed")
     return grade
 
 
@@ -288,7 +311,7 @@ def build_alert(h: Header, part: Part) -> Alert:
         "urgency": urgency,
         "severity": severity,
         "certainty": certainty,
-        "categories": ["Geo"] if part.kind in ("eew", "tsunami") else ["Met"],
+        "categories": [_category(part.kind)],
         "effective": h.report_time,
         "expires": expires,
         "sender_name": h.publishing_office or h.editorial_office or "気象庁",
@@ -313,7 +336,7 @@ def build_alert(h: Header, part: Part) -> Alert:
                 language="en-US",
                 headline=(part.headline_en or part.event_en)
                 + (" (cancelled)" if h.msg_type is MsgType.CANCEL else ""),
-                parameters=list(params),
+                parameters=[*params, *_english_reason(part.reason)],
                 **common,
             )
         )
@@ -325,6 +348,7 @@ def build_alert(h: Header, part: Part) -> Alert:
         msg_type=h.msg_type,
         source=h.editorial_office or None,
         note=f"JMA {h.type_code} {h.control_title}",
+        codes=[CODE_INFORMATION] if h.type_code in INFORMATION_TYPES else [],
         incidents=part.incident or h.incident,
         infos=infos,
         origin=Origin.JMA,
@@ -334,6 +358,13 @@ def build_alert(h: Header, part: Part) -> Alert:
         reason=part.reason,
         kind=part.kind,
     )
+
+
+def _english_reason(reason: str | None) -> list[tuple[str, str]]:
+    """JP-ALERTD-REASON for the en-US block, in English: the block's own value is kept when CAP is
+    written, so the Alert's 津波 no longer fills it (docs/cap-profile.md)."""
+    english = reason_text(reason, "en") if reason else None
+    return [(PARAM_REASON, english)] if english and english != reason else []
 
 
 def area(name: str, code: str, value_name: str = GEOCODE_JMA_AREA) -> Area:

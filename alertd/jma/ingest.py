@@ -59,7 +59,10 @@ class Telegram:
 @dataclass(frozen=True)
 class Outcome:
     done: bool  # False: hand the telegram over again later (the core could not take it)
-    reason: str  # broadcast | ignored:<why> | retry | not_leader
+    reason: str  # broadcast | refused | ignored:<why> | retry | not_leader
+    # Why the core refused the telegram's alerts (expired, …), for "refused": the drop
+    # folder writes it beside the file in rejected/, so nobody reads "broadcast" in the log.
+    detail: str = ""
 
 
 DONE = Outcome(True, "broadcast")
@@ -121,6 +124,8 @@ class Ingest:
         self.retention_s = retention_s
         self.events = sequence.EventStore(redis, keys, retention_s)
         self._lock = asyncio.Lock()
+        self._refused: list[str] = []  # the core's refusals for the telegram in hand (under _lock)
+        self._sent = 0  # and how many of its alerts the core took
 
     @property
     def registry(self) -> AreaRegistry:
@@ -158,12 +163,18 @@ class Ingest:
                 type=result.type_code,
                 codes=result.unresolved,
             )
+        self._refused = []
+        self._sent = 0
         if header.status is Status.TEST:
             outcome = self._ignored(t, "test")
         elif sequence.is_sequenced(header):
             outcome = await self._sequenced(t)
         else:
             outcome = await self._simple(t)
+        if outcome is DONE and self._refused and not self._sent:
+            # Every alert the policy would have sent was refused: nothing went out, and the
+            # outcome must say so (the same telegram again would be refused again: done).
+            outcome = Outcome(True, "refused", "; ".join(dict.fromkeys(self._refused)))
         if outcome.done:
             await self.redis.set(identity_key, "1", ex=int(self.retention_s))
         return outcome
@@ -263,6 +274,7 @@ class Ingest:
         try:
             await self.on_alert(alert)
         except AlertdError as exc:
+            self._refused.append(exc.detail)
             ALERTS.labels(kind=alert.kind or "", decision="refused").inc()
             log.error(
                 "jma.alert_refused",
@@ -271,6 +283,7 @@ class Ingest:
                 error=exc.detail,
             )
             return None
+        self._sent += 1
         ALERTS.labels(kind=alert.kind or "", decision="broadcast").inc()
         log.info(
             "jma.alert_sent",
@@ -278,7 +291,7 @@ class Ingest:
             identifier=alert.identifier,
             msg_type=alert.msg_type.value,
             kind=alert.kind,
-            level=alert.level,
+            alert_level=alert.level,
             action=alert.action,
             references=len(alert.references),
             priority=alert.priority.value,

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from alertd.errors import InvalidInput
+from alertd.hazard_texts import PARAM_VOLCANO
 from alertd.jma.flood import parse_vxkoii
 from alertd.jma.head import AreaRegistry, Header, Part, Resolver, build_alert, local, read_header
 from alertd.jma.megaquake import NANKAI_INCIDENT, TRENCH_INCIDENT, parse_vyse50, parse_vyse60
 from alertd.jma.quakes import parse_quake
 from alertd.jma.seismic import parse_vtse41, parse_vxse43
 from alertd.jma.tsunami_info import parse_vtse51, parse_vtse52
-from alertd.jma.volcano import parse_vfvo50, parse_vfvo56
+from alertd.jma.volcano import parse_vfvo50, parse_vfvo56, volcano_name
 from alertd.jma.warnings import parse_vpno50, parse_vpww, parse_vxww50
 from alertd.jma.weather_info import parse_vpft50, parse_vphw, parse_vpoa50
 from alertd.models import Alert, MsgType
@@ -326,17 +327,21 @@ def parse_message(data: bytes, registry: AreaRegistry, *, name: str | None = Non
 
 
 def _cancel_part(h: Header, supported: Supported) -> Part:
+    # A volcano's 取消 names its volcano (in Head/Title only): the texts say which report is withdrawn.
+    volcano = volcano_name(h) if supported.kind == "volcano" else ""
+    english = "Eruption report" if h.type_code == "VFVO56" else "Volcanic warning"
     return Part(
         key="cancel",
         kind=supported.kind,
         event=f"{h.title}（取消）",
-        event_en="Cancellation of the previous report",
+        event_en=f"{english}: {volcano}" if volcano else "Cancellation of the previous report",
         level=None,
         action=None,
         reason=None,
         districts=[],
         areas=[],
         jma_status="取消",
+        parameters=[(PARAM_VOLCANO, volcano)] if volcano else [],
         description=h.headline or None,
         incident=supported.incident,
     )

@@ -447,7 +447,7 @@ statuses: [Actual, Exercise]
 exercise: {withhold: [radio], priority: routine}
 rules:
   - {name: eew-tsunami-cancel, kinds: [eew, tsunami], msg_types: [Cancel], priority: flash,
-     adapters: [radio, broadcaster, feed], scope: prefecture}
+     adapters: [radio, broadcaster, cbc, feed], scope: prefecture}
   - {name: eruption, types: [VFVO56], actions: [issue], priority: flash, adapters: [all]}
   - {name: volcano-residential, kinds: [volcano], actions: [issue], min_level: 4, priority: flash, adapters: [all]}
   - {name: nankai-warning, kinds: [megaquake], actions: [issue], min_level: 4, priority: flash, adapters: [all],
@@ -458,11 +458,11 @@ rules:
   - {name: tsunami-offshore, kinds: [tsunami_info], priority: flash, adapters: [broadcaster, feed],
      scope: prefecture}
   - {name: eew-forecast, kinds: [eew_forecast], broadcast: false}
-  - {name: eew, kinds: [eew], priority: flash, adapters: [radio, broadcaster, feed], scope: prefecture}
+  - {name: eew, kinds: [eew], priority: flash, adapters: [radio, broadcaster, cbc, feed], scope: prefecture}
   - {name: tsunami-warning, kinds: [tsunami], actions: [issue, continue], min_level: 4, priority: flash,
-     adapters: [radio, broadcaster, feed], scope: prefecture}
+     adapters: [radio, broadcaster, cbc, feed], scope: prefecture}
   - {name: tsunami-warning-lift, kinds: [tsunami], actions: [lift], lifted_min_level: 4, priority: flash,
-     adapters: [radio, broadcaster, feed], scope: prefecture}
+     adapters: [radio, broadcaster, cbc, feed], scope: prefecture}
   - {name: tsunami-advisory, kinds: [tsunami], actions: [issue, continue], min_level: 2,
      adapters: [radio, broadcaster, feed]}
   - {name: tsunami-forecast-end, kinds: [tsunami], actions: [lift], lifted_max_level: 1, adapters: [feed]}

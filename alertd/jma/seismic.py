@@ -135,7 +135,26 @@ def parse_vtse41(h: Header, resolver: Resolver) -> list[Part]:
         part.districts = unique([*part.districts, *resolver.tsunami(a_code)])
         part.areas.append(area(a_name, a_code, GEOCODE_TSUNAMI))
     # Most urgent first: a reader of the CLI output (or a log) sees 大津波警報 at the top.
-    return sorted(groups.values(), key=lambda p: (p.action == "lift", -(p.level or 0), -_lifted(p)))
+    parts = sorted(groups.values(), key=lambda p: (p.action == "lift", -(p.level or 0), -_lifted(p)))
+    _describe(parts, h.headline)
+    return parts
+
+
+def _describe(parts: list[Part], headline: str) -> None:
+    """Each grade's own description: its grade and regions, and JMA's headline only for the top grade.
+
+    JMA's Head/Headline speaks of the message's gravest grade (「東日本大震災クラスの津波が来襲
+    します。大津波警報・津波警報を発表しました。」); under a 津波注意報 alert it told people in
+    harbours a 大津波警報 had come. The top grade is the highest level issued or lifted (a
+    「津波注意報を解除しました。」 belongs to the 注意報解除, not to the 津波予報 beside it).
+    """
+    if not parts:
+        return
+    top = max(parts, key=lambda p: (p.level or _lifted(p), p.action != "lift"))
+    for part in parts:
+        regions = "、".join(a.desc for a in part.areas)
+        own = f"{part.event}：{regions}" if regions else part.event
+        part.description = _join(headline, own) if part is top else own
 
 
 def _lifted(part: Part) -> int:

@@ -16,7 +16,8 @@ The writer's side of the contract (docs/jma.md):
 
 alertd's side: each file is processed once, then moved to ``done/``, or to
 ``rejected/`` with ``<name>.reason.txt`` beside it saying why (not XML, hostile
-XML, not a JMA message, too large). A file the core could not take (Redis
+XML, not a JMA message, too large, or refused by the engine — an expired
+telegram — so that nothing was sent). A file the core could not take (Redis
 down) stays where it is and is tried again at the next scan. Files are taken
 oldest first (modification time, then name), so an EEW's serial 1 dropped
 before serial 2 is told first — and within one scan the ingest path orders
@@ -183,7 +184,13 @@ class SpoolWatcher:
             return {**results, **{p.name: "retry" for p in paths.values()}}
         for position, outcome in outcomes.items():
             path = paths[position]
-            if outcome.done:
+            if outcome.reason == "refused":
+                # Nothing was sent (expired, outside any district …): not "done", and the
+                # reason beside the file says what to fix (docs/jma.md, replaying a sample).
+                why = f"refused by the engine, nothing was sent: {outcome.detail}"
+                await asyncio.to_thread(self._reject, path, why, "refused")
+                results[path.name] = "rejected"
+            elif outcome.done:
                 await asyncio.to_thread(self._move, path, DONE_DIR)
                 SPOOL_FILES.labels(outcome="done").inc()
                 log.info("jma.spool_done", **{"file": path.name, "outcome": outcome.reason})
@@ -205,7 +212,7 @@ class SpoolWatcher:
         except OSError as exc:
             return f"cannot read: {exc.strerror or exc}"
 
-    def _reject(self, path: Path, reason: str) -> None:
+    def _reject(self, path: Path, reason: str, failure: str = "unparsable") -> None:
         target = _free_name(self.config.directory / REJECTED_DIR, path.name)
         # The reason first, written atomically, so a reader of rejected/ never sees a file without one.
         note = target.with_name(target.name + REASON_SUFFIX)
@@ -214,7 +221,7 @@ class SpoolWatcher:
         tmp.replace(note)
         path.replace(target)
         SPOOL_FILES.labels(outcome="rejected").inc()
-        ENTRY_FAILURES.labels(source=SOURCE, reason="unparsable").inc()
+        ENTRY_FAILURES.labels(source=SOURCE, reason=failure).inc()
         log.error("jma.spool_rejected", **{"file": path.name, "moved_to": str(target),
                                                           "reason": reason})  # fmt: skip
 

@@ -21,6 +21,20 @@ from alertd.jma.levels import normalize
 
 GEOCODE_VOLCANO = "JP-JMA-VOLCANO"
 _LEVEL = re.compile(r"^レベル(\d)")
+_TITLE_NAME = re.compile(r"火山名\s*(\S+)")  # Head/Title 「火山名　御嶽山　噴火速報」
+
+
+def volcano_name(h: Header) -> str:
+    """The volcano a telegram is about: Head/Headline's area, or its Head/Title.
+
+    A 取消 of a 噴火速報 has no Headline/Information, only 「火山名　御嶽山　噴火速報」: without
+    the title every channel said 「先ほどの「噴火速報 」は取り消されました。」, naming no volcano.
+    """
+    name = text(h.head, "{*}Headline/{*}Information/{*}Item/{*}Areas/{*}Area/{*}Name")
+    if name:
+        return name
+    m = _TITLE_NAME.search(h.title)
+    return m.group(1) if m else ""
 
 
 def _warning_level(name: str) -> int:
@@ -84,7 +98,7 @@ def parse_vfvo50(h: Header, resolver: Resolver) -> list[Part]:
 def parse_vfvo56(h: Header, resolver: Resolver) -> list[Part]:
     infos = h.body.findall("{*}VolcanoInfo") if h.body is not None else []
     towns = [i for i in infos if (i.get("type") or "").endswith("（対象市町村等）")]
-    volcano = text(h.head, "{*}Headline/{*}Information/{*}Item/{*}Areas/{*}Area/{*}Name")
+    volcano = volcano_name(h)
     volcano_code = text(h.head, "{*}Headline/{*}Information/{*}Item/{*}Areas/{*}Area/{*}Code")
     districts, areas = _towns(towns, resolver)
     return [

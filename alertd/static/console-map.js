@@ -34,7 +34,7 @@ export class DeskMap {
     if (bounds.isValid()) this.map.fitBounds(bounds, { maxZoom: maxZoom || 12, padding: [16, 16], animate: false });
   }
 
-  showOrders(collection) {
+  showOrders(collection, noBoundary) {
     this.orders.clearLayers();
     const drawn = [];
     const features = collection.features.filter((f) => f.geometry).concat(collection.features.filter((f) => !f.geometry));
@@ -45,10 +45,13 @@ export class DeskMap {
       if (f.geometry) {
         layer = L.geoJSON(f, { style: () => ({ color: "#000", weight: 2, fillColor: colour, fillOpacity: 0.6, className: "order lv" + p.level }) });
       } else if (this.outlines[p.municipality]) {
-        layer = L.geoJSON(this.outlines[p.municipality].feature, { style: () => ({ color: colour, weight: 5, dashArray: "10 6", fill: false, className: "order approximate lv" + p.level }) });
+        // A 町域 without a boundary: its town's outline dashed grey, unfilled — "area not drawn",
+        // as on the public map, never the level's colour (it read as the whole town under the order).
+        layer = L.geoJSON(this.outlines[p.municipality].feature, { style: () => ({ color: "#595959", weight: 3, dashArray: "8 6", fill: false, className: "order approximate" }) });
       }
       if (layer) {
-        layer.bindTooltip(p.municipality_name + " " + p.name + " — " + p.level, { sticky: true });
+        const note = !p.has_boundary && !p.whole_municipality && noBoundary ? " " + noBoundary : "";
+        layer.bindTooltip(p.municipality_name + " " + p.name + " — " + p.level + note, { sticky: true });
         this.orders.addLayer(layer);
         drawn.push(p.code + ":" + p.level);
       }
@@ -90,10 +93,12 @@ export class DeskMap {
     this.element.dataset.pickable = "";
   }
 
-  showPreview(geojson) {
+  // The preview's outline in its level's colour (a level 4 order outlined purple), black without one.
+  showPreview(geojson, level) {
     this.preview.clearLayers();
     if (!geojson || !geojson.features) return;
-    const layer = L.geoJSON(geojson, { filter: (f) => !!f.geometry, style: () => ({ color: "#000", weight: 4, dashArray: "2 6", fill: false, className: "preview" }) });
+    const colour = COLOURS[level] || "#000";
+    const layer = L.geoJSON(geojson, { filter: (f) => !!f.geometry, style: () => ({ color: colour, weight: 4, dashArray: "2 6", fill: false, className: "preview" + (level ? " lv" + level : "") }) });
     this.preview.addLayer(layer);
     this.fit(layer, 13);
   }

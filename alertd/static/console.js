@@ -5,7 +5,7 @@ import { api, problemText } from "/static/console-api.js";
 import { DeskMap } from "/static/console-map.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { lang: localStorage.getItem("alertd.lang") || "ja", me: null, view: "now", boards: new Map(), pending: null };
+const state = { lang: localStorage.getItem("alertd.lang") || "ja", me: null, view: "now", boards: new Map(), pending: null, inFlight: new Set() };
 const deskMap = new DeskMap($("map"), (name) => togglePicked(name));
 
 function t(key, vars) {
@@ -25,11 +25,34 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-function say(text, kind) {
+function say(text, kind, detail) {
   const box = $("message");
   box.textContent = text;
+  // The API's own words (English, for whoever supports the desk) stay one click away.
+  if (detail && detail !== text) box.append(el("details", {}, el("summary", {}, t("problem_details")), el("p", { lang: "en" }, detail)));
   box.className = "message " + (kind || "error");
   box.hidden = !text;
+}
+
+// A refusal in the console's language: the problem's type (and field) picks a catalog text;
+// the API's detail is kept under 詳細. ``context`` tells apart the same field in two forms.
+function problemMessage(data, context) {
+  const slug = String((data && data.type) || "").split("/").pop().replaceAll("-", "_");
+  const field = (data && data.field) || "";
+  if (slug === "unknown_area" && field === "districts" && Array.isArray(data.unknown) && data.unknown.length) {
+    const names = data.unknown.map((u) => "「" + u.name + "」" +
+      (u.suggestions && u.suggestions.length ? t("problem_similar", { names: u.suggestions.join("、") }) : "")).join("、");
+    return t("problem_unknown_districts", { names: names });
+  }
+  for (const key of ["problem_" + context + "_" + slug + "_" + field, "problem_" + context + "_" + slug,
+                     "problem_" + slug + "_" + field, "problem_" + slug]) {
+    if (TEXTS[state.lang][key]) return t(key);
+  }
+  return t("problem_other");
+}
+
+function sayProblem(data, context) {
+  say(problemMessage(data, context || ""), "error", problemText(data));
 }
 
 // --- language -------------------------------------------------------------------------
@@ -41,7 +64,12 @@ function applyLanguage() {
   toggle.textContent = state.lang === "ja" ? "English" : "日本語";
   toggle.lang = state.lang === "ja" ? "en" : "ja";
   document.title = t("title");
-  if (state.me) { renderWho(); refreshNow(); renderDrafts(); }
+  if (state.me) {
+    renderWho(); refreshNow(); renderDrafts();
+    // What is on screen follows the switch: the preview (without moving focus) and the history.
+    if (state.pending && !$("preview").hidden) renderPreview(state.pending.body, state.pending.preview, false);
+    if (state.view === "history") renderHistory();
+  }
   banner();
 }
 
@@ -70,8 +98,29 @@ function renderWho() {
   $("who").textContent = t("signed_in_as", { user: state.me.username, issuer: state.me.issuer_name });
 }
 
+// A shared desk PC: whoever signs in next must find nothing of the last person's work — no
+// typed districts or reason, no preview, no delivery board, no history, no message, no filter.
+function resetDesk() {
+  for (const source of state.boards.values()) source.close();
+  state.boards.clear();
+  state.pending = null;
+  state.view = "now";
+  for (const id of ["signin-form", "issue-form", "history-form"]) $(id).reset();
+  $("now-status").value = "Actual";
+  $("preview").hidden = true;
+  for (const id of ["preview-body", "issue-result", "drafts", "approval-result", "now-list", "history-list", "map-districts"]) {
+    $(id).replaceChildren();
+  }
+  deskMap.clearPreview();
+  deskMap.clearPickable();
+  deskMap.showOrders({ features: [] });
+  say("");
+  banner();
+}
+
 function showSignIn() {
   state.me = null;
+  resetDesk();
   $("signin-view").hidden = false;
   $("app-view").hidden = true;
   $("signout").hidden = true;
@@ -85,15 +134,13 @@ $("signin-form").addEventListener("submit", async (event) => {
   const { status, data } = await api("POST", "/api/v1/sessions", body);
   $("password").value = "";
   $("otp").value = "";
-  if (status !== 201) return say(problemText(data));
-  say("");
+  if (status !== 201) return sayProblem(data, "signin");
+  resetDesk();
   await loadMe();
 });
 
 $("signout").addEventListener("click", async () => {
   await api("DELETE", "/api/v1/sessions/current");
-  for (const source of state.boards.values()) source.close();
-  state.boards.clear();
   showSignIn();
 });
 
@@ -134,41 +181,70 @@ function banner() {
 // --- now: what stands, with its deliveries ---------------------------------------------
 $("now-status").addEventListener("change", () => { refreshNow(); banner(); });
 
+// Alert id → the draft that lifts or cancels it, waiting for approval: the card says so and
+// offers no second lift (pressing 解除 again made a duplicate draft).
+async function pendingChanges() {
+  const { status, data } = await api("GET", "/api/v1/drafts");
+  const out = new Map();
+  if (status !== 200) return out;
+  for (const draft of data) {
+    const p = draft.preview || {};
+    if (p.action !== "lift" && p.msg_type !== "Cancel") continue;
+    for (const id of p.lifts || []) out.set(id, draft.id);
+  }
+  return out;
+}
+
 async function refreshNow() {
   if (!state.me) return;
   const status = $("now-status").value;
-  const { status: code, data } = await api("GET", "/api/v1/orders?status=" + encodeURIComponent(status));
+  const [{ status: code, data }, pending] = await Promise.all([
+    api("GET", "/api/v1/orders?status=" + encodeURIComponent(status)), pendingChanges()]);
   if (code === 401) return showSignIn();
-  if (code !== 200) return say(problemText(data));
-  deskMap.showOrders(data, state.lang);
+  if (code !== 200) return sayProblem(data, "order");
+  deskMap.showOrders(data, t("no_boundary"));
   const list = $("now-list");
   list.replaceChildren();
   if (!data.alerts.length) list.append(el("p", {}, t("none")));
   for (const alert of data.alerts) {
     const board = el("div", { class: "board", id: "board-" + alert.alert_id });
     const names = alert.district_names.join("、");
+    const waiting = pending.get(alert.alert_id);
+    const busy = Boolean(waiting) || state.inFlight.has(alert.alert_id);
     list.append(el("article", { class: "card alert lv" + alert.level, "data-alert": alert.alert_id },
       el("h3", {}, el("span", { class: "swatch lv" + alert.level, "aria-hidden": "true" }), levelText(state.lang, alert.level)),
       el("p", {}, alert.municipality_name + "：" + names + (alert.reason ? "（" + alert.reason + "）" : "")),
+      waiting ? el("p", { class: "notice pending" }, t("change_waiting", { id: waiting })) : null,
       el("div", { class: "buttons" },
         el("button", { type: "button", onclick: () => watch(alert.alert_id, board) }, t("deliveries")),
-        el("button", { type: "button", class: "danger lift", onclick: () => confirmLift(alert) }, t("lift")),
-        el("button", { type: "button", class: "danger cancel", onclick: () => confirmCancel(alert) }, t("cancel_order"))),
+        el("button", { type: "button", class: "danger lift", disabled: busy, onclick: () => confirmLift(alert) }, t("lift")),
+        el("button", { type: "button", class: "danger cancel", disabled: busy, onclick: () => confirmCancel(alert) }, t("cancel_order"))),
       board));
   }
 }
 
-// Nothing irreversible without a confirmation that names the districts.
-function confirmThen(text, yes, send) {
+// Nothing irreversible without a confirmation that names the districts. While its request is
+// in flight the order's buttons stay disabled: a second press made a second draft.
+function confirmThen(alert, text, yes, send) {
+  const opener = document.activeElement;
   $("confirm-text").textContent = text;
   $("confirm-yes").textContent = yes;
   const dialog = $("confirm");
   dialog.returnValue = "";
   dialog.showModal();
   dialog.addEventListener("close", async () => {
+    // Escape or やめる: back where the officer was — the same button of the re-drawn card if the
+    // list was refreshed meanwhile (every 10 s).
+    const again = opener && !opener.isConnected && opener.className
+      ? document.querySelector(`article[data-alert="${alert.alert_id}"] button.${opener.className.split(" ").pop()}`) : null;
+    (again || opener)?.focus?.();
     if (dialog.returnValue !== "yes") return;
-    const { status, data } = await send();
-    if (status !== 202) return say(problemText(data));
+    state.inFlight.add(alert.alert_id);
+    for (const button of document.querySelectorAll(`article[data-alert="${alert.alert_id}"] button.danger`)) button.disabled = true;
+    let answer;
+    try { answer = await send(); } finally { state.inFlight.delete(alert.alert_id); }
+    const { status, data } = answer;
+    if (status !== 202) { refreshNow(); return sayProblem(data, "order"); }
     say(data.state === "awaiting_approval" ? t("held") + "（" + t("draft_id") + " " + data.id + "）" : t("sent") + "（" + t("alert_id") + " " + data.id + "）", "ok");
     refreshNow();
   }, { once: true });
@@ -179,18 +255,31 @@ function placesOf(alert) {
   return { whole: whole, names: whole ? t("whole") : alert.district_names.join("、") };
 }
 
+// A lift names its districts: every one still under the order, ticked; untick those that stay.
 function confirmLift(alert) {
   const where = placesOf(alert);
-  const vars = { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: where.names };
-  confirmThen(t("lift_confirm", vars), t("confirm_lift"), () => api("POST", "/api/v1/evacuation-orders", {
+  const boxes = $("confirm-boxes");
+  boxes.replaceChildren(...(where.whole ? [] : alert.district_names.map((name) =>
+    el("label", {}, el("input", { type: "checkbox", class: "lift-pick", value: name, checked: true, onchange: describe }), " " + name))));
+  $("confirm-choices").hidden = where.whole;
+  const chosen = () => [...boxes.querySelectorAll("input.lift-pick:checked")].map((i) => i.value);
+  function describe() {
+    const names = where.whole ? where.names : chosen().join("、");
+    $("confirm-text").textContent = t("lift_confirm", { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: names || "—" });
+    $("confirm-yes").disabled = !where.whole && !chosen().length;
+  }
+  confirmThen(alert, "", t("confirm_lift"), () => api("POST", "/api/v1/evacuation-orders", {
     municipality: alert.municipality, level: alert.level, action: "lift", status: alert.status,
-    districts: where.whole ? ["all"] : alert.district_names, reason: alert.reason || "解除", identifier: crypto.randomUUID() }));
+    districts: where.whole ? ["all"] : chosen(), reason: alert.reason || "解除", identifier: crypto.randomUUID() }));
+  describe();
 }
 
 // 取消: the order was sent in error. Receivers are told so, and it ends everywhere it stood.
 function confirmCancel(alert) {
   const vars = { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: placesOf(alert).names };
-  confirmThen(t("cancel_confirm", vars), t("confirm_cancel"), () => api("POST", "/api/v1/alerts", {
+  $("confirm-choices").hidden = true;
+  $("confirm-yes").disabled = false;
+  confirmThen(alert, t("cancel_confirm", vars), t("confirm_cancel"), () => api("POST", "/api/v1/alerts", {
     msg_type: "Cancel", references: [alert.alert_id], status: alert.status, identifier: crypto.randomUUID() }));
 }
 
@@ -227,7 +316,7 @@ function watch(alertId, container) {
     state.boards.delete(alertId);
     const { status, data } = await api("GET", "/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries");
     if (status === 200) draw(data);
-    else container.replaceChildren(el("p", {}, problemText(data)));
+    else container.replaceChildren(el("p", {}, problemMessage(data, "")));
   });
 }
 
@@ -268,7 +357,7 @@ function togglePicked(name) {
 }
 
 function order() {
-  const typed = $("typed").value.split(/[,、，\s]+/).map((s) => s.trim()).filter(Boolean);
+  const typed = $("typed").value.split(/[,、，・\s]+/).map((s) => s.trim()).filter(Boolean);
   const districts = $("whole").checked ? ["all"] : [...new Set([...picked(), ...typed])];
   const body = {
     municipality: $("municipality").value,
@@ -287,35 +376,51 @@ $("issue-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const body = order();
   const { status, data } = await api("POST", "/api/v1/evacuation-orders/preview", body);
-  if (status !== 200) { $("preview").hidden = true; return say(problemText(data)); }
+  if (status !== 200) { $("preview").hidden = true; return sayProblem(data, "order"); }
   say("");
-  state.pending = { body: body, needsApproval: data.needs_approval };
+  state.pending = { body: body, needsApproval: data.needs_approval, preview: data };
   renderPreview(body, data);
 });
 
-function renderPreview(body, preview) {
-  deskMap.showPreview(preview.geojson);
-  const texts = Object.entries(preview.texts || {});
-  $("preview-body").replaceChildren(
-    el("p", { class: preview.needs_approval ? "notice" : "" }, preview.needs_approval ? t("needs_approval") : t("no_approval")),
+// What an order would do, the same for the drafter's preview and the approver's card: an
+// approver of a partial lift must see what stays in force (per district, before → after).
+function previewParts(p, what) {
+  const texts = Object.entries(p.texts || {});
+  const approval = what.action === "lift" ? "needs_approval_lift" : "needs_approval";
+  return [
+    what.needsApproval === undefined ? null : el("p", { class: what.needsApproval ? "notice" : "" }, what.needsApproval ? t(approval) : t("no_approval")),
     el("dl", {},
-      el("dt", {}, t("municipality")), el("dd", {}, $("municipality").selectedOptions[0].textContent),
-      el("dt", {}, t("level")), el("dd", {}, levelText(state.lang, body.level) + " — " + t("action_" + body.action)),
-      el("dt", {}, t("districts")), el("dd", { id: "preview-districts" }, preview.district_names.join("、")),
-      el("dt", {}, t("receivers")), el("dd", { id: "preview-receivers" }, String(preview.deliveries))),
-    preview.levels && preview.levels.length ? el("table", {},
+      what.municipality ? [el("dt", {}, t("municipality")), el("dd", {}, what.municipality)] : null,
+      el("dt", {}, t("level")), el("dd", {}, levelText(state.lang, what.level) + " — " + t("action_" + (what.action || "issue"))),
+      el("dt", {}, t("kind_status")), el("dd", { class: "status-" + what.status }, t("status_" + what.status)),
+      el("dt", {}, t("districts")), el("dd", { class: "preview-districts" }, (p.district_names || []).join("、")),
+      el("dt", {}, t("receivers")), el("dd", { class: "preview-receivers" }, String(p.deliveries))),
+    p.levels && p.levels.length ? el("table", { class: "levels" },
       el("caption", {}, t("before_after")),
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, t("district")), el("th", { scope: "col" }, t("level")))),
-      el("tbody", {}, ...preview.levels.map((l) => el("tr", {}, el("td", {}, l.name), el("td", {}, (l.level_before ?? "—") + " → " + (l.level_after ?? "—")))))) : null,
+      el("tbody", {}, ...p.levels.map((l) => el("tr", {}, el("td", {}, l.name), el("td", {}, (l.level_before ?? "—") + " → " + (l.level_after ?? "—")))))) : null,
     el("h4", {}, t("texts")),
-    el("div", { id: "preview-texts" }, ...texts.map(([lang, text]) => el("div", { class: "text", lang: lang },
+    el("div", { class: "preview-texts" }, ...texts.map(([lang, text]) => el("div", { class: "text", lang: lang },
       el("strong", {}, text.headline || ""), el("p", {}, text.description || "")))),
     el("h4", {}, t("radio")),
-    el("pre", { id: "preview-radio", lang: "ja" }, preview.radio_script || ""));
+    el("pre", { class: "preview-radio", lang: "ja" }, p.radio_script || ""),
+  ];
+}
+
+function renderPreview(body, preview, focus = true) {
+  deskMap.showPreview(preview.geojson, body.level);
+  $("preview-body").replaceChildren(...previewParts(preview, {
+    needsApproval: preview.needs_approval, municipality: $("municipality").selectedOptions[0].textContent,
+    level: body.level, action: body.action, status: body.status }));
+  // The ids the page has always had, for people's bookmarks of the layout and for the tests.
+  $("preview-body").querySelector(".preview-districts").id = "preview-districts";
+  $("preview-body").querySelector(".preview-receivers").id = "preview-receivers";
+  $("preview-body").querySelector(".preview-texts").id = "preview-texts";
+  $("preview-body").querySelector(".preview-radio").id = "preview-radio";
   const send = $("send");
   send.textContent = preview.needs_approval ? t("submit") : t("send");
   $("preview").hidden = false;
-  $("preview").focus();
+  if (focus) $("preview").focus();
 }
 
 $("back").addEventListener("click", () => { $("preview").hidden = true; deskMap.clearPreview(); $("typed").focus(); });
@@ -326,9 +431,11 @@ $("send").addEventListener("click", async () => {
   $("send").disabled = true;
   const { status, data } = await api("POST", "/api/v1/evacuation-orders", body);
   $("send").disabled = false;
-  if (status !== 202) return say(problemText(data));
+  if (status !== 202) return sayProblem(data, "order");
   state.pending = null;
   $("preview").hidden = true;
+  // 現在の発令 shows what the officer just sent: a drill sent from here appears there, not Actual only.
+  $("now-status").value = body.status;
   const result = $("issue-result");
   if (data.state === "awaiting_approval") {
     say(t("held") + "（" + t("draft_id") + " " + data.id + "）", "ok");
@@ -342,27 +449,30 @@ $("send").addEventListener("click", async () => {
 });
 
 // --- approvals ---------------------------------------------------------------------------
+// "user:sato" is the audit trail's name; the desk reads "sato". Times are the town's (JST).
+function personOf(actor) { return String(actor || "").replace(/^(user|issuer):/, ""); }
+
+function japanTime(iso) {
+  return new Date(iso).toLocaleString(state.lang === "ja" ? "ja-JP" : "en-GB", { timeZone: "Asia/Tokyo" }) + " JST";
+}
+
 async function renderDrafts() {
   if (!state.me) return;
   const { status, data } = await api("GET", "/api/v1/drafts");
   const box = $("drafts");
-  if (status !== 200) { box.replaceChildren(el("p", {}, problemText(data))); return; }
+  if (status !== 200) { box.replaceChildren(el("p", {}, problemMessage(data, ""))); return; }
   box.replaceChildren();
   if (!data.length) box.append(el("p", {}, t("no_drafts")));
   for (const draft of data) {
     const p = draft.preview;
     const mine = draft.drafted_by === "user:" + state.me.username;
     const reason = el("input", { id: "reject-" + draft.id, maxlength: "500" });
-    const ja = (p.texts && (p.texts["ja-JP"] || p.texts.ja)) || {};
     box.append(el("article", { class: "card draft", "data-draft": draft.id },
       el("h3", {}, el("span", { class: "swatch lv" + p.level, "aria-hidden": "true" }), levelText(state.lang, p.level) + " — " + t("action_" + (p.action || "issue"))),
-      el("p", {}, p.district_names.join("、")),
       el("dl", {},
-        el("dt", {}, t("drafted_by")), el("dd", {}, draft.drafted_by),
-        el("dt", {}, t("created")), el("dd", {}, draft.created),
-        el("dt", {}, t("receivers")), el("dd", {}, String(p.deliveries))),
-      el("p", { lang: "ja" }, el("strong", {}, ja.headline || "")),
-      el("pre", { lang: "ja" }, p.radio_script || ""),
+        el("dt", {}, t("drafted_by")), el("dd", {}, personOf(draft.drafted_by)),
+        el("dt", {}, t("created")), el("dd", {}, el("time", { datetime: draft.created }, japanTime(draft.created)))),
+      ...previewParts(p, { level: p.level, action: p.action, status: p.status }),
       mine ? el("p", { class: "notice" }, t("own_draft")) : null,
       el("div", { class: "buttons" },
         el("button", { type: "button", class: "primary", disabled: mine || !state.me.roles.includes("approver"),
@@ -371,12 +481,13 @@ async function renderDrafts() {
         el("button", { type: "button", class: "danger", onclick: () => reject(draft, reason) }, t("reject")))));
     reason.required = true;
   }
-  if (state.view === "approvals" && data.length) deskMap.showPreview(data[0].preview.geojson);
+  if (state.view === "approvals" && data.length) deskMap.showPreview(data[0].preview.geojson, data[0].preview.level);
 }
 
 async function approve(draft) {
   const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/approve");
-  if (status !== 202) return say(problemText(data));
+  if (status !== 202) return sayProblem(data, "order");
+  if (draft.preview && draft.preview.status) $("now-status").value = draft.preview.status;
   say(t("approved") + "（" + t("alert_id") + " " + data.id + "）", "ok");
   const board = el("div", { class: "board" });
   $("approval-result").replaceChildren(board);
@@ -386,9 +497,9 @@ async function approve(draft) {
 }
 
 async function reject(draft, input) {
-  if (!input.value.trim()) { input.focus(); return say(t("reject_reason")); }
+  if (!input.value.trim()) { input.focus(); return say(t("reject_needs_reason")); }
   const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/reject", { reason: input.value.trim() });
-  if (status !== 200) return say(problemText(data));
+  if (status !== 200) return sayProblem(data, "reject");
   say(t("rejected"), "ok");
   renderDrafts();
 }
@@ -415,15 +526,15 @@ async function renderHistory() {
   $("export-geojson").href = historyQuery("geojson");
   const { status, data } = await api("GET", historyQuery());
   const box = $("history-list");
-  if (status !== 200) { box.replaceChildren(el("p", {}, problemText(data))); return; }
+  if (status !== 200) { box.replaceChildren(el("p", {}, problemMessage(data, ""))); return; }
   if (!data.length) { box.replaceChildren(el("p", {}, t("no_history"))); deskMap.clearPreview(); return; }
-  const when = (iso) => new Date(iso).toLocaleString(state.lang === "ja" ? "ja-JP" : "en-GB", { timeZone: "Asia/Tokyo" });
+  const when = japanTime;
   box.replaceChildren(el("table", { class: "history" },
     el("thead", {}, el("tr", {}, ...["sent_at", "municipality", "what", "districts", "reason", "outcome"].map((k) => el("th", { scope: "col" }, t(k))))),
     el("tbody", {}, ...data.map((row) => el("tr", { "data-alert": row.alert_id, "data-status": row.status },
       el("td", {}, el("time", { datetime: row.sent }, when(row.sent))),
       el("td", {}, row.municipality_name),
-      el("td", {}, (row.level ? levelText(state.lang, row.level) + " " : "") + kindText(row) + (row.status !== "Actual" ? " [" + row.status + "]" : "")),
+      el("td", {}, (row.level ? levelText(state.lang, row.level) + " " : "") + kindText(row) + (row.status !== "Actual" ? " 【" + t("status_" + row.status) + "】" : "")),
       el("td", {}, row.district_names.join("、")),
       el("td", {}, row.reason || ""),
       el("td", {}, t("outcome_text", row.deliveries)))))));

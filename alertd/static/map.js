@@ -9,6 +9,7 @@
   const areas = (body.dataset.areas || "").split(",").filter(Boolean);
   const texts = JSON.parse(document.getElementById("texts").textContent);
   const COLOURS = { 5: "#0C000C", 4: "#AA00AA", 3: "#FF2800" };
+  const APPROXIMATE = "#595959"; // grey, 7:1 on the base map's fill: "area not drawn", not a level
   const REFRESH_MS = 30000;
   const mapEl = document.getElementById("map");
   if (!window.L || !mapEl) return;
@@ -49,6 +50,9 @@
     return name;
   }
 
+  // A district drawn as its municipality's outline: a 町域 alertd has no boundary for.
+  function approximate(p) { return !p.has_boundary && !p.whole_municipality; }
+
   function label(p) {
     const town = place(p.municipality_name, p.municipality_romaji, p.municipality_kana);
     const where = town + " " + (p.whole_municipality ? texts.whole : place(p.name, p.name_romaji, p.name_kana));
@@ -69,11 +73,13 @@
       if (f.geometry) {
         layer = L.geoJSON(f, { style: () => ({ color: "#000", weight: 2, fillColor: colour, fillOpacity: 0.65, className: "district lv" + p.level }) });
       } else if (outlines[p.municipality]) {
-        // A 町域 has no boundary of its own: outline its municipality, dashed, in the level's colour.
-        layer = L.geoJSON(outlines[p.municipality].feature, { style: () => ({ color: colour, weight: 5, dashArray: "10 6", fill: false, className: "district approximate lv" + p.level }) });
+        // A 町域 has no boundary of its own: its municipality's outline, dashed grey and unfilled.
+        // Never the level's colour: a visitor read a purple town outline as the whole city under
+        // level 4. The tooltip, the list and the legend say what the dashed line means.
+        layer = L.geoJSON(outlines[p.municipality].feature, { style: () => ({ color: APPROXIMATE, weight: 3, dashArray: "8 6", fill: false, className: "district approximate" }) });
       }
       if (layer) {
-        layer.bindTooltip(label(p), { sticky: true });
+        layer.bindTooltip(label(p) + (approximate(p) ? " " + texts.no_boundary : ""), { sticky: true });
         orders.addLayer(layer);
         drawn.push(p.code + ":" + p.level);
       }
@@ -93,8 +99,14 @@
       const p = f.properties;
       const tr = document.createElement("tr");
       tr.dataset.code = p.code;
-      tr.append(cell(place(p.municipality_name, p.municipality_romaji, p.municipality_kana)),
-        cell(p.whole_municipality ? texts.whole : place(p.name, p.name_romaji, p.name_kana)));
+      const where = cell(p.whole_municipality ? texts.whole : place(p.name, p.name_romaji, p.name_kana));
+      if (approximate(p)) {
+        // As the server page writes it (alertd.map_page._rows): the note stays after a refresh.
+        const note = document.createElement("small");
+        note.textContent = texts.no_boundary;
+        where.append(" ", note);
+      }
+      tr.append(cell(place(p.municipality_name, p.municipality_romaji, p.municipality_kana)), where);
       const level = cell(texts.level_n.replace("{n}", p.level) + " " + texts.levels[p.level]);
       const swatch = document.createElement("span");
       swatch.className = "swatch lv" + p.level;
@@ -110,8 +122,11 @@
     time.textContent = new Date(collection.updated).toLocaleString("sv-SE", { timeZone: "Asia/Tokyo" }) + " JST";
   }
 
+  let based = null; // the base map's loading: nothing is drawn before the outlines it needs are known
+
   async function refresh() {
     try {
+      await based;
       const headers = etag ? { "If-None-Match": etag } : {};
       const resp = await fetch("/api/v1/map?" + params({}), { headers: headers, cache: "no-store" });
       if (resp.status === 304 || !resp.ok) return;
@@ -124,7 +139,8 @@
     }
   }
 
-  loadBase().then(refresh);
+  based = loadBase();
+  refresh();
   setInterval(refresh, REFRESH_MS);
   window.alertdMap = { refresh: refresh, map: map };
 })();

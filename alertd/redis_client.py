@@ -1,0 +1,95 @@
+"""How alertd reaches Redis from ``ALERTD_REDIS_URL``: one server, or a master found through Sentinel.
+
+Two forms:
+
+  redis://[:password@]host:6379/0          one server (rediss:// for TLS: alertd/tls.py)
+  redis+sentinel://[:password@]host:26379,host:26380,host:26381/mymaster/0
+                                           the master that these sentinels name ``mymaster``,
+                                           database 0; the password is the master's
+
+With Sentinel, every new connection asks the sentinels where the master is, so after a
+failover alertd follows the new master by itself: the connections to the dead one fail,
+are dropped, and the next ones go to whichever server the sentinels promoted. A replica
+that was promoted while alertd still talked to the old master answers writes with
+READONLY; that too drops the connection and asks again.
+
+Both forms give a *blocking* pool: hundreds of concurrent deliveries wait their turn for a
+connection instead of failing with "Too many connections".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+SENTINEL_SCHEME = "redis+sentinel"
+SENTINEL_PORT = 26379
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int = 0
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelUrl:
+        bad = ValueError(
+            "ALERTD_REDIS_URL in the Sentinel form must look like "
+            "redis+sentinel://host:26379,host:26380/mastername/0 (the database number may be left out)"
+        )
+        parts = urlsplit(url)
+        if parts.scheme != SENTINEL_SCHEME:
+            raise bad
+        auth, _, hosts = parts.netloc.rpartition("@")
+        password = unquote(auth.partition(":")[2]) if auth else None
+        sentinels = []
+        for hostport in hosts.split(","):
+            host, _, port = hostport.strip().rpartition(":") if ":" in hostport else (hostport.strip(), "", "")
+            if not host:
+                raise bad
+            try:
+                sentinels.append((host, int(port) if port else SENTINEL_PORT))
+            except ValueError:
+                raise bad from None
+        path = [p for p in parts.path.split("/") if p]
+        if not path or len(path) > 2:
+            raise bad
+        try:
+            db = int(path[1]) if len(path) == 2 else 0
+        except ValueError:
+            raise bad from None
+        return cls(sentinels, path[0], db, password or None)
+
+
+def is_sentinel(url: str) -> bool:
+    return url.startswith(f"{SENTINEL_SCHEME}://")
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's master-following connections, with the blocking pool's waiting for a free one."""
+
+
+def connect(url: str, *, max_connections: int = 64, wait_s: float = 10, **options: Any) -> aioredis.Redis:
+    """A client for either form of URL; ``options`` are redis-py connection options
+    (socket timeouts, keepalive, TLS) and apply to the master's connections."""
+    if not is_sentinel(url):
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=wait_s, **options)
+        return aioredis.Redis(connection_pool=pool)
+    target = SentinelUrl.parse(url)
+    timeouts = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")}
+    sentinel = Sentinel(target.sentinels, sentinel_kwargs=timeouts)
+    pool = _BlockingSentinelPool(
+        target.service, sentinel, max_connections=max_connections, timeout=wait_s, db=target.db,
+        password=target.password, **options,
+    )  # fmt: skip
+    return aioredis.Redis(connection_pool=pool)
+
+
+__all__ = ["SENTINEL_SCHEME", "SentinelUrl", "connect", "is_sentinel"]

@@ -1,0 +1,70 @@
+"""The short versions of ``make chaos`` (simulations/chaos.py): each scenario starts its own
+servers on free loopback ports, breaks one for real (kill -9), and counts what arrived.
+
+The scenarios are the same functions ``make chaos`` runs, at smaller sizes, so what the
+README quotes and what CI checks cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from simulations import chaos
+from tests.conftest import MQTT_URL, REDIS_URL
+
+SHARED = chaos.Shared(REDIS_URL, MQTT_URL)
+
+
+def assert_survived(row: chaos.Row) -> None:
+    assert row.offered > 0, "nothing was offered: the scenario proves nothing"
+    assert not row.failed_checks(), f"{row.scenario}: {row.failed_checks()} ({row.notes})"
+    assert row.lost == 0, f"{row.scenario}: {row.lost} of {row.offered} accepted deliveries never arrived"
+    assert row.duplicated == 0, f"{row.scenario}: {row.duplicated} deliveries arrived under two idempotency keys"
+
+
+async def test_redis_killed_mid_fanout_and_restarted_from_its_aof_loses_nothing(tmp_path: Path) -> None:
+    row = await chaos.redis_kill(SHARED, chaos.SHORT["redis-kill"], tmp_path)
+    assert_survived(row)
+    assert row.notes["delivered_before_kill"] < row.offered, "the fan-out ended before the kill"
+    assert row.checks["order during outage: 503"] and row.checks["/healthz 503 naming Redis"]
+
+
+async def test_broker_killed_during_a_feed_burst_loses_nothing_and_states_come_back(tmp_path: Path) -> None:
+    row = await chaos.broker_kill(SHARED, chaos.SHORT["broker-kill"], tmp_path)
+    assert_survived(row)
+    assert row.notes["mqtt"]["received"] == row.notes["mqtt"]["offered"]
+    assert row.checks["webhooks delivered while the broker was down"]
+    assert row.checks["retained state of every town back on a new broker"], row.notes["retained_states_back"]
+
+
+async def test_a_fifth_of_the_endpoints_bad_barely_slows_the_healthy_ones(tmp_path: Path) -> None:
+    row = await chaos.bad_endpoints(SHARED, chaos.SHORT["bad-endpoints"], tmp_path)
+    assert_survived(row)
+    assert row.checks["breaker state in /metrics"]
+    ends = row.notes["end_states"]
+    assert ends["flip"] == {"delivered": chaos.SHORT["bad-endpoints"].endpoints // 25}  # 500 then 200: delivered
+    for kind in ("refused", "hang", "late", "cut"):
+        assert set(ends[kind]) <= {"failed", "expired"}, (kind, ends[kind])
+
+
+async def test_workers_killed_again_and_again_deliver_everything_once_per_key(tmp_path: Path) -> None:
+    row = await chaos.engine_kills(SHARED, chaos.SHORT["engine-kills"], tmp_path)
+    assert_survived(row)  # duplicated == 0: every repeat carried the key of the first
+    assert any(n < row.offered for n in row.notes["delivered_at_each_kill"]), "no kill landed mid fan-out"
+
+
+async def test_with_every_webhook_down_and_no_boundaries_gateways_still_get_alerts_by_code_and_name(
+    tmp_path: Path,
+) -> None:
+    row = await chaos.degraded(SHARED, chaos.SHORT["degraded"], tmp_path)
+    assert_survived(row)
+    assert "no municipal boundaries" in row.notes["polygon_refusal"]["detail"]
+
+
+async def test_the_redis_master_killed_mid_fanout_sentinel_promotes_the_replica_and_nothing_accepted_is_lost(
+    tmp_path: Path,
+) -> None:
+    row = await chaos.sentinel_failover(SHARED, chaos.SHORT["sentinel-failover"], tmp_path)
+    assert_survived(row)
+    assert row.checks["the sentinels promoted the replica"]
+    assert row.notes["delivered_before_kill"] < row.offered, "the fan-out ended before the kill"
