@@ -637,3 +637,46 @@ steps:
     assert rep["view_mismatches"] == ["避難指示"]
     assert "--topic-prefix" in (rep["hint"] or "") and "elsewhere/alerts/v1" in rep["hint"]
     assert "Hint: only the MQTT state said nothing" in render_text(rep)
+
+
+SILENT_TOWN = """
+name: silent-town
+issuers: [{id: drill-pref, name: 茨城県, jurisdiction: ["08"]}]
+receivers:
+  - {id: drill-radio-joso, adapter: radio, districts: ["08211"]}
+settle_s: 3
+%s
+steps:
+  - {at: 0, name: 常総市 L4, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水}}
+  - {at: 0, name: 潮来市 L4, order: {municipality: "08223", level: 4, action: issue, districts: [all], reason: 洪水}}
+"""
+
+
+async def test_a_town_an_order_names_that_no_receiver_covers_fails_the_drill(
+    engine: RunningEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A prefecture order for 潮来市, where the drill has no receiver, once passed as 'planned 0':
+    the town heard nothing, yet the drill said PASSED. Now validate warns, the town is listed as
+    'no receiver', and the drill fails — unless the scenario says that town is expected to."""
+    from alertd.drills.cli import main as drill
+    from alertd.drills.render import passed, render_markdown, render_text
+
+    path = tmp_path / "silent.yaml"
+    path.write_text(SILENT_TOWN % "", encoding="utf-8")
+    assert drill(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "no receiver covers 茨城県潮来市 (08223)" in out and "1 warning(s)" in out
+    rep = await DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
+    assert rep["by_municipality"]["茨城県潮来市"].get("no_receiver") is True
+    assert [u["code"] for u in rep["no_receiver"]] == ["08223"] and not passed(rep)
+    shown = render_text(rep)
+    assert "no receiver" in shown.split("By municipality", 1)[1] and "NO RECEIVER: 茨城県潮来市" in shown
+    assert "FAILED:" in shown and "1 town(s) an order named that no receiver covers" in shown
+    assert "茨城県潮来市 | no receiver" in render_markdown(rep)
+    # Said to be expected: still listed, no longer a failure.
+    expected = tmp_path / "expected.yaml"
+    expected.write_text(SILENT_TOWN % 'no_receiver_expected: ["08223"]', encoding="utf-8")
+    assert drill(["validate", str(expected)]) == 0 and "warning" not in capsys.readouterr().out
+    rep = await DrillRunner(load_scenario(expected), engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
+    assert rep["no_receiver"] == [] and rep["no_receiver_expected"][0]["code"] == "08223"
+    assert rep["by_municipality"]["茨城県潮来市"].get("no_receiver") is True and passed(rep), rep["undelivered"]

@@ -65,6 +65,8 @@ def main(argv: list[str]) -> int:
         found = _problems(scenario)
         if found:
             raise ScenarioError("the scenario has problems; nothing was sent:\n  " + "\n  ".join(found))
+        for line in _warnings(scenario):
+            print(f"alertd drill: warning: {line}", file=sys.stderr)
         if args.url:
             if not args.admin_token or not args.mqtt_url:
                 raise ScenarioError(
@@ -110,6 +112,13 @@ def _problems(scenario: Scenario) -> list[str]:
     return problems(scenario, Registry.default())
 
 
+def _warnings(scenario: Scenario) -> list[str]:
+    from alertd.drills.validate import warnings
+    from geo.registry import Registry
+
+    return warnings(scenario, Registry.default())
+
+
 def _validate(name: str) -> int:
     try:
         scenario = load_scenario(resolve_scenario(name))
@@ -119,7 +128,11 @@ def _validate(name: str) -> int:
     found = _problems(scenario)
     for line in found:
         print(line)
-    print(f"{scenario.name}: {len(scenario.steps)} steps, " + (f"{len(found)} problem(s)" if found else "no problems"))
+    warned = _warnings(scenario)
+    for line in warned:
+        print(f"warning: {line}")
+    print(f"{scenario.name}: {len(scenario.steps)} steps, " + (f"{len(found)} problem(s)" if found else "no problems")
+          + (f", {len(warned)} warning(s)" if warned else ""))  # fmt: skip
     return 1 if found else 0
 
 

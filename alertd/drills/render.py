@@ -43,11 +43,11 @@ def render_text(rep: dict[str, Any]) -> str:
                   + (f" ({s['fault']['seconds']} s)" if s["fault"].get("seconds") else "") for s in faults]  # fmt: skip
     lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
     towns = rep.get("by_municipality") or {}
-    if len(towns) > 1:
+    if len(towns) > 1 or any(v.get("no_receiver") for v in towns.values()):
         cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending", "missed")
         lines += ["", "By municipality (failed counts the expired too; missed: never heard — failed, pending, "
                       "or superseded before delivery):",
-                  report.table(["municipality", *cols], [[t, *(v.get(c, 0) for c in cols)] for t, v in towns.items()])]  # fmt: skip
+                  report.table(["municipality", *cols], [_town_row(t, v, cols) for t, v in towns.items()])]  # fmt: skip
     checked = [s for s in rep["steps"] if s.get("expect")]
     if checked:
         lines += ["", "What is in force after each step (model, active list, Atom, MQTT state):"]
@@ -73,6 +73,9 @@ def render_text(rep: dict[str, Any]) -> str:
                     [[f["municipality"], f["subscriber"], f["result"], f["cause"]] for f in failing],
                     left={0, 1, 2, 3},
                 )]  # fmt: skip
+    for u in rep.get("no_receiver") or []:
+        lines += ["", f"NO RECEIVER: {u['municipality']} ({u['code']}), named by {u['step']!r}, heard nothing: "
+                      "no receiver of the drill covers it"]  # fmt: skip
     undelivered = rep.get("undelivered") or []
     if undelivered:
         lines += ["", f"NOT DELIVERED ({len(undelivered)}): the drill did not pass"]
@@ -104,6 +107,7 @@ def verdict_line(rep: dict[str, Any]) -> str:
         (len(rep.get("view_mismatches") or []), "step(s) whose views differed"),
         (len(rep.get("undelivered") or []), "delivery(ies) not delivered"),
         (len(rep.get("test_failures") or []), "transmission-test failure(s)"),
+        (len({u["code"] for u in rep.get("no_receiver") or []}), "town(s) an order named that no receiver covers"),
     ) if n]  # fmt: skip
     return "FAILED: " + ", ".join(why) + "."
 
@@ -112,7 +116,14 @@ def passed(rep: dict[str, Any]) -> bool:
     """A drill passes when every step went in, every view agreed, everything planned was delivered
     and its transmission test passed by the standalone test's rule."""
     return not (rep.get("undelivered") or rep.get("step_errors") or rep.get("view_mismatches")
-                or rep.get("test_failures"))  # fmt: skip
+                or rep.get("test_failures") or rep.get("no_receiver"))  # fmt: skip
+
+
+def _town_row(town: str, totals: dict[str, Any], cols: tuple[str, ...]) -> list[Any]:
+    """A town's row; one no receiver covers says so in place of counts that would read as "all well"."""
+    if totals.get("no_receiver"):
+        return [town, "no receiver", *("" for _ in cols[1:])]
+    return [town, *(totals.get(c, 0) for c in cols)]
 
 
 def _md(headers: list[str], rows: list[list[Any]]) -> list[str]:
@@ -144,11 +155,13 @@ def render_markdown(rep: dict[str, Any]) -> str:
     out += ["## Steps", "", *_md(["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed",
                                    "superseded", "pending", "p50 ms", "p99 ms"], rows), ""]  # fmt: skip
     out += [f"- **{s['name']}** was refused: {s['error']}" for s in rep["steps"] if s["error"]]
+    out += [f"- **{u['municipality']}** ({u['code']}), named by {u['step']}, heard nothing: no receiver covers it"
+            for u in rep.get("no_receiver") or []]  # fmt: skip
     towns = rep.get("by_municipality") or {}
     if towns:
         cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending", "missed")
         out += ["", "## By municipality", "", "missed: never heard — failed, pending, or superseded before delivery.",
-                "", *_md(["municipality", *cols], [[t, *(v.get(c, 0) for c in cols)] for t, v in towns.items()])]  # fmt: skip
+                "", *_md(["municipality", *cols], [_town_row(t, v, cols) for t, v in towns.items()])]  # fmt: skip
     checked = [s for s in rep["steps"] if s.get("expect")]
     if checked:
         out += ["", "## What is in force after each step", ""]

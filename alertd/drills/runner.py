@@ -505,15 +505,40 @@ class DrillRunner:
                 self._districts[sub] = [str(d) for d in data["districts"]]
         self._towns = None
 
+    def _districts_of(self, subscriber: str) -> list[str]:
+        districts = self._districts.get(subscriber)
+        if districts is None:
+            districts = next((spec.districts for spec in self.scenario.receivers if spec.id == subscriber), [])
+        return districts
+
+    def _unreached(self, snap: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Towns an order named that no receiver of it covers: planned 0 there is not "nothing went
+        wrong" but "nobody heard it", and a drill that passed over it hid a silent town."""
+        from geo.registry import Registry
+
+        registry = Registry.default()
+        out = []
+        for r in self.results:
+            spec = r.step.spec
+            if r.step.kind != "order" or not r.alert_ids or not isinstance(spec, dict):
+                continue
+            muni = str(spec.get("municipality") or "")
+            if registry.find(muni) is None:
+                continue
+            subscribers = {row["subscriber"] for a in r.alert_ids for row in snap.get(a, [])}
+            if any(registry.covers(self._districts_of(sub), muni) for sub in subscribers):
+                continue
+            out.append({"step": r.step.name, "code": muni, "municipality": registry.get(muni).full_name,
+                        "expected": muni in self.scenario.no_receiver_expected})  # fmt: skip
+        return out
+
     def _town_codes(self, subscriber: str) -> list[str]:
         """The municipalities (or prefectures) a receiver stands for, by code, from its districts
         (the registry knows each district's municipality)."""
         from geo.registry import Registry
 
         registry = Registry.default()
-        districts = self._districts.get(subscriber)
-        if districts is None:
-            districts = next((spec.districts for spec in self.scenario.receivers if spec.id == subscriber), [])
+        districts = self._districts_of(subscriber)
         return sorted({registry.municipality_of(d) or d for d in districts if registry.find(d) is not None})
 
     def _town_of(self, subscriber: str) -> str:
@@ -531,10 +556,16 @@ class DrillRunner:
             found = self._towns[subscriber] = "、".join(names) or "-"
         return found
 
-    def _by_municipality(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Per town by name, in the order of the towns' codes (as the prefecture's lists run)."""
+    def _by_municipality(
+        self, rows: list[dict[str, Any]], unreached: list[dict[str, Any]] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Per town by name, in the order of the towns' codes (as the prefecture's lists run); a town
+        an order named that no receiver covers is listed too, marked no_receiver."""
         by: dict[str, list[dict[str, Any]]] = {}
         code_of: dict[str, str] = {}
+        for town in unreached or []:
+            by.setdefault(town["municipality"], [])
+            code_of.setdefault(town["municipality"], town["code"])
         for row in rows:
             if row["adapter"] != "feed":
                 town = self._town_of(row["subscriber"])
@@ -548,6 +579,8 @@ class DrillRunner:
             # What the town never heard: failed, still pending, or superseded before it was delivered
             # (a lift that replaced an order the gateway never got does not make the order heard).
             out[town]["missed"] = sum(1 for r in town_rows if _missed(r))
+            if not town_rows:
+                out[town]["no_receiver"] = True
         return out
 
     def build_report(self, snap: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -571,6 +604,7 @@ class DrillRunner:
             )  # fmt: skip
         all_rows = [row for rows in snap.values() for row in rows]
         step_of = {a: r.step.name for r in self.results for a in r.alert_ids}
+        unreached = self._unreached(snap)
         return {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
@@ -580,7 +614,11 @@ class DrillRunner:
             "run_id": self.run_id,
             "status": "Exercise",
             # Per municipality, by name: what a prefecture's drill office reports town by town.
-            "by_municipality": self._by_municipality(all_rows),
+            "by_municipality": self._by_municipality(all_rows, unreached),
+            # Towns an order named that no receiver covered: they heard nothing. Those the scenario
+            # lists under no_receiver_expected are shown but do not fail the drill.
+            "no_receiver": [u for u in unreached if not u["expected"]],
+            "no_receiver_expected": [u for u in unreached if u["expected"]],
             # Every delivery, for the CSV a drill office files: step, town, receiver, outcome.
             "deliveries": [{"step": step_of.get(a, ""), "municipality": self._town_of(row["subscriber"]),
                             "subscriber": row["subscriber"], "adapter": row["adapter"], "state": row["state"],

@@ -72,6 +72,25 @@ def problems(scenario: Scenario, registry: Any) -> list[str]:
     return out
 
 
+def warnings(scenario: Scenario, registry: Any) -> list[str]:
+    """What can run but will fail the drill: an order for a town no receiver of the scenario
+    covers (潮来市 named, no gateway there) is heard by nobody; say so before the drill does."""
+    if scenario.default_fleet:
+        return []  # _fleet_problems already says the default fleet is 常総市's only
+    out = []
+    for step in scenario.steps:
+        if step.kind != "order" or not isinstance(step.spec, dict):
+            continue
+        muni = str(step.spec.get("municipality") or "")
+        if registry.find(muni) is None or muni in scenario.no_receiver_expected:
+            continue
+        if not any(registry.covers(r.districts, muni) for r in scenario.receivers):
+            out.append(f"step {step.name!r}: no receiver covers {registry.get(muni).full_name} ({muni}), so nobody "
+                       "there will hear it and the drill will fail; add a receiver for it, or list it under "
+                       "no_receiver_expected if that is the point")  # fmt: skip
+    return out
+
+
 def _body_problems(step: Step) -> list[str]:
     """The order or shelter notice as the engine will read it (status and id as the runner sets
     them): a shelter status 'packed' or an order without 'reason' is said here, not as a 422 mid-drill."""
