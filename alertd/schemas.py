@@ -917,6 +917,22 @@ class Deliveries(BaseModel):
     deliveries: list[Delivery]
 
 
+class EndDeliveries(Shape):
+    """Why the deliveries still unfinished are ended (shown as their last error)."""
+
+    refusals: ClassVar[dict[str, str]] = {
+        "reason": "'reason' must be a short sentence (1 to 200 characters) saying why the deliveries end.",
+    }
+    reason: str = Field(min_length=1, max_length=200, examples=["ended by the drill (訓練終了)"],
+                        description="Shown as the last error of every delivery this ends.")  # fmt: skip
+
+
+class EndedDeliveries(BaseModel):
+    alert_id: str
+    ended: list[str] = Field(description="The subscribers whose delivery this ended (superseded).")
+    deliveries: list[Delivery] = Field(description="Every delivery of the alert, as it is now.")
+
+
 class TestBroadcast(BaseModel):
     """A started transmission test."""
 

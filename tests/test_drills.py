@@ -83,12 +83,13 @@ steps:
     rows = {r["subscriber"]: r for r in step["unconfirmed"]}
     assert "sign-ok" not in rows  # confirmed
     assert rows["portal-silent"]["state"] == "delivered"
-    # Tried, and still being retried when the drill ended: it does not wait for a receiver it took down.
-    assert rows["sign-down"]["state"] in ("queued", "sent") and rows["sign-down"]["attempts"] >= 1
-    assert "503" in rows["sign-down"]["last_error"]
+    # Tried, still being retried when the drill ended (it does not wait for a receiver it took down),
+    # then ended by the drill: it says so, and its attempts stay on file.
+    assert rows["sign-down"]["state"] == "ended by the drill" and rows["sign-down"]["attempts"] >= 1
+    assert rows["sign-down"]["last_error"].startswith("ended by the drill") and "503" in rows["sign-down"]["last_error"]
     # Whatever was planned and never delivered is named, and the drill did not pass.
     assert [(u["step"], u["subscriber"]) for u in rep["undelivered"]] == [("order", "sign-down")]
-    assert step["by_adapter"]["signage"]["pending"] + step["by_adapter"]["signage"]["failed"] == 1
+    assert step["by_adapter"]["signage"]["superseded"] == 1 and step["by_adapter"]["signage"]["pending"] == 0
     from alertd.drills.render import render_text
 
     assert "NOT DELIVERED (1)" in render_text(rep) and "sign-down" in render_text(rep)
@@ -680,3 +681,65 @@ async def test_a_town_an_order_names_that_no_receiver_covers_fails_the_drill(
     rep = await DrillRunner(load_scenario(expected), engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
     assert rep["no_receiver"] == [] and rep["no_receiver_expected"][0]["code"] == "08223"
     assert rep["by_municipality"]["茨城県潮来市"].get("no_receiver") is True and passed(rep), rep["undelivered"]
+
+
+async def test_a_drill_ends_every_delivery_it_left_unfinished_so_a_gateway_that_comes_back_hears_nothing(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
+    """A live gateway opted into drills had its port closed; after the drill said it cleaned up, the
+    drill's 解除 stayed queued for it (attempts 4, 5…) and, when the port opened, it announced the
+    lift of an order it never heard. Now the drill ends every unfinished delivery of its alerts, the
+    report reads the states after that, and the gateway that comes back hears only what is real."""
+    from aiohttp import web
+
+    from tests.support import free_port
+
+    port = free_port()
+    await engine.add_subscriber(id="live-radio-closed", adapter="radio", endpoint=f"http://127.0.0.1:{port}/gw",
+                                districts=["08211"], drills=True)  # fmt: skip
+    path = tmp_path / "closed.yaml"
+    path.write_text("""
+name: closed-gateway
+issuers: [{id: drill-joso, name: 常総市, jurisdiction: ["08211"]}]
+receivers: [{id: drill-radio-joso, adapter: radio, districts: ["08211"]}]
+settle_s: 0.5
+steps:
+  - {at: 0, name: 避難指示, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水}}
+""", encoding="utf-8")
+    rep = await DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=1).run()
+    done = rep["cleanup"]
+    assert rep["final"] is True and len(done["cleanup_alerts"]) == 1
+    lift = done["cleanup_alerts"][0]
+    ended = {(e["alert_id"], e["subscriber"]) for e in done["ended"]}
+    order = rep["steps"][0]["alert_ids"][0]
+    assert {(order, "live-radio-closed"), (lift, "live-radio-closed")} <= ended, ended
+    # The report shows the order ended by the drill (with the error that kept it out), not "queued".
+    missed = {u["subscriber"]: u for u in rep["undelivered"]}
+    assert missed["live-radio-closed"]["state"] == "ended by the drill", missed
+    assert "last error" in missed["live-radio-closed"]["last_error"]
+    from alertd.drills.render import render_text
+
+    assert "with 1 cleanup message(s)" in render_text(rep)
+    row = next(r for r in await engine.deliveries(lift) if r["subscriber"] == "live-radio-closed")
+    assert row["state"] == "superseded" and row["last_error"].startswith("ended by the drill"), row
+    assert all(r["state"] not in ("queued", "sent") for r in await engine.deliveries(order))
+    # The port opens: a real order gets through, and nothing of the drill ever does.
+    heard: list[str] = []
+
+    async def gateway(request: web.Request) -> web.Response:
+        heard.append((await request.read()).decode(errors="replace"))
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/gw", gateway)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        joso = await engine.add_issuer("joso-desk", ["08211"])
+        status, answer = await engine.post("/api/v1/evacuation-orders", joso, {**ORDER_4, "status": "Actual"})
+        assert status == 202, answer
+        await engine.wait_deliveries(answer["id"], {"delivered", "confirmed"}, timeout=15)
+        assert heard and not [h for h in heard if "訓練" in h or "Exercise" in h], heard
+    finally:
+        await runner.cleanup()

@@ -88,14 +88,22 @@ def render_text(rep: dict[str, Any]) -> str:
     done = rep.get("cleanup")
     ending = [verdict_line(rep)]
     if done is not None:
-        lines += ["", f"Afterwards: cancelled {len(done['cancelled'])} drill alert(s) still standing; removed "
-                      f"{len(done['removed_receivers'])} receiver(s) and {len(done['removed_issuers'])} issuer(s) "
-                      "the drill registered."]  # fmt: skip
+        lines += ["", f"Afterwards: {_cleanup_sentence(done)}"]
         lines += [f"  NOT CLEANED UP: {e}" for e in done["errors"]]
     if rep.get("compare"):
         lines += ["", compare(rep, {})]
     lines += ["", *ending]
     return "\n".join(lines)
+
+
+def _cleanup_sentence(done: dict[str, Any]) -> str:
+    """What the drill's end did, counted: the lifts and cancels it sent (cleanup messages the
+    receivers heard), the deliveries it ended, what it removed."""
+    return (f"ended {len(done['cancelled'])} drill alert(s) still standing with "
+            f"{len(done.get('cleanup_alerts') or [])} cleanup message(s); ended {len(done.get('ended') or [])} "
+            f"delivery(ies) still unfinished (never delivered: 'ended by the drill'); removed "
+            f"{len(done['removed_receivers'])} receiver(s) and {len(done['removed_issuers'])} issuer(s) the drill "
+            "registered.")  # fmt: skip
 
 
 def verdict_line(rep: dict[str, Any]) -> str:
@@ -196,8 +204,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
                       for u in undelivered])]  # fmt: skip
     done = rep.get("cleanup")
     if done is not None:
-        out += ["", f"Afterwards: cancelled {len(done['cancelled'])} drill alert(s) still standing; removed "
-                    f"{len(done['removed_receivers'])} receiver(s) and {len(done['removed_issuers'])} issuer(s)."]  # fmt: skip
+        out += ["", f"Afterwards: {_cleanup_sentence(done)}"]
     if rep.get("compare"):
         c = rep["compare"]
         out += ["", "## Compared with an earlier drill", "",
