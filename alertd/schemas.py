@@ -723,9 +723,12 @@ class JsonAlert(Shape):
         "urgency": "'urgency' must be a CAP urgency such as Immediate.",
         "severity": "'severity' must be a CAP severity such as Severe.",
         "certainty": "'certainty' must be a CAP certainty such as Likely.",
+        "drill_end": "'drill_end' must be true or false.",
     }
     status: DeskStatus = Field(description=_DESK_STATUS)
     msg_type: Literal["Alert", "Update", "Cancel"] = "Alert"
+    drill_end: bool = Field(False, description="An Exercise Cancel that ends a drill: its text says the drill is "
+                            "over (訓練終了), not that the message was sent in error.")  # fmt: skip
     event: str | None = Field(None, examples=["大雨警報"])
     level: whole_number(1, 5) | None = Field(None, description="警戒レベル; 5 is flash.")
     references: list[str] = Field(

@@ -743,3 +743,38 @@ steps:
         assert heard and not [h for h in heard if "訓練" in h or "Exercise" in h], heard
     finally:
         await runner.cleanup()
+
+
+async def test_a_drill_cleanup_says_the_drill_is_over_and_names_the_full_shelter_notice(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
+    """The cleanup Cancels of shelter notices told residents 「…「避難所開設」は取り消します。誤って送信された
+    ものです。」, even for the 満員 notice. Now they say the drill is over and name what they cancel."""
+    path = tmp_path / "shelters.yaml"
+    path.write_text("""
+name: shelter-drill
+issuers: [{id: drill-joso, name: 常総市, jurisdiction: ["08211"]}]
+receivers: [{id: drill-sign-joso, adapter: signage, districts: ["08211"]}]
+settle_s: 1
+steps:
+  - {at: 0, name: 開設, shelter: {municipality: "08211", shelters: [{name: 石下総合体育館, status: open}]}}
+  - {at: 0, name: 満員, shelter: {municipality: "08211", shelters: [{name: 水海道体育館, status: full}]}}
+""", encoding="utf-8")
+    rep = await DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
+    cleanup = rep["cleanup"]["cleanup_alerts"]
+    assert len(cleanup) == 2, rep["cleanup"]
+    said = []
+    for alert_id in cleanup:
+        _status, alert = await engine.get(f"/api/v1/alerts/{alert_id}", headers=engine.admin)
+        ja = next(i for i in alert["infos"] if i["language"].startswith("ja"))
+        assert "誤って" not in ja["description"] and "訓練を終了します" in ja["description"], ja
+        said.append(ja["description"])
+    assert any("「避難所の満員」" in d for d in said) and any("「避難所開設」" in d for d in said), said
+    from alertd.drills.render import render_text
+
+    assert "with 2 cleanup message(s)" in render_text(rep)
+    # Only an Exercise Cancel may say a drill ended.
+    desk = await engine.add_issuer("joso-desk", ["08211"])
+    status, answer = await engine.post("/api/v1/alerts", desk, {"status": "Actual", "msg_type": "Cancel",
+                                                              "references": [cleanup[0]], "drill_end": True})  # fmt: skip
+    assert status == 422 and "drill_end" in answer["detail"], answer

@@ -222,8 +222,9 @@ class DrillRunner:
                     if status == 202:
                         done["cleanup_alerts"].append(data["id"])
                     continue
+            # drill_end: the text says the drill is over (訓練終了), never "sent in error".
             cancel = {"status": alert.get("status") or "Exercise", "msg_type": "Cancel", "references": [alert_id],
-                      "identifier": ident}  # fmt: skip
+                      "identifier": ident, "drill_end": (alert.get("status") or "Exercise") == "Exercise"}  # fmt: skip
             status, data = await self._api(http, "POST", "/api/v1/alerts", token, json=cancel)
             (done["cancelled"] if status == 202 else done["errors"]).append(
                 alert_id if status == 202 else f"cancel {alert_id}: {status} {data.get('detail')}"
