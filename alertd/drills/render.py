@@ -68,7 +68,9 @@ def render_text(rep: dict[str, Any]) -> str:
             failing = [f for f in rep.get("test_failures") or [] if f["step"] == s["name"]]
             if failing:
                 # By receiver, with why: what the drill office follows up with each gateway's operator.
-                lines += ["", f"TRANSMISSION TEST NOT PASSED ({len(failing)}):", report.table(
+                towns = len({f["municipality"] for f in failing})
+                receivers = sum(1 for f in failing if f["subscriber"] != "-")
+                lines += ["", f"TRANSMISSION TEST NOT PASSED ({towns} town(s), {receivers} receiver(s)):", report.table(
                     ["municipality", "receiver", "result", "cause"],
                     [[f["municipality"], f["subscriber"], f["result"], f["cause"]] for f in failing],
                     left={0, 1, 2, 3},
@@ -114,10 +116,21 @@ def verdict_line(rep: dict[str, Any]) -> str:
         (len(rep.get("step_errors") or []), "step(s) refused"),
         (len(rep.get("view_mismatches") or []), "step(s) whose views differed"),
         (len(rep.get("undelivered") or []), "delivery(ies) not delivered"),
-        (len(rep.get("test_failures") or []), "transmission-test failure(s)"),
+        (_test_failure_towns(rep), "town(s) failing the transmission test"
+         + (f" ({_test_failure_receivers(rep)} receiver(s))" if _test_failure_receivers(rep) else "")),
         (len({u["code"] for u in rep.get("no_receiver") or []}), "town(s) an order named that no receiver covers"),
     ) if n]  # fmt: skip
     return "FAILED: " + ", ".join(why) + "."
+
+
+def _test_failure_towns(rep: dict[str, Any]) -> int:
+    """Towns (or prefecture-wide receivers' areas) that failed a transmission test: the unit the
+    test's headline counts in; a town with two failed gateways is one town."""
+    return len({(f["step"], f["municipality"]) for f in rep.get("test_failures") or []})
+
+
+def _test_failure_receivers(rep: dict[str, Any]) -> int:
+    return sum(1 for f in rep.get("test_failures") or [] if f["subscriber"] != "-")
 
 
 def passed(rep: dict[str, Any]) -> bool:

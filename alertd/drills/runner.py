@@ -648,7 +648,28 @@ class DrillRunner:
                 out[town]["no_receiver"] = True
         return out
 
+    def _as_the_test_classed(self, snap: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        """A transmission test's deliveries as its frozen final result classed them: its step row
+        and its towns then say what its table says (failed 2), not the live states that went on
+        after the test ended (pending 2, or ended by the drill)."""
+        out = dict(snap)
+        state_of = {"confirmed": "confirmed", "unconfirmed": "delivered", "failed": "failed", "pending": "failed"}
+        for r in self.results:
+            frozen = {s["subscriber"]: s for s in (r.test_broadcast or {}).get("subscribers") or []}
+            if not frozen:
+                continue
+            for alert_id in r.alert_ids:
+                out[alert_id] = [
+                    {**row, "state": state_of[frozen[row["subscriber"]]["result"]],
+                     "attempts": frozen[row["subscriber"]].get("attempts", row["attempts"]),
+                     "last_error": frozen[row["subscriber"]].get("last_error")}
+                    if row["subscriber"] in frozen else row
+                    for row in snap.get(alert_id, [])
+                ]  # fmt: skip
+        return out
+
     def build_report(self, snap: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        snap = self._as_the_test_classed(snap)
         steps = []
         for r in self.results:
             rows = [row for a in r.alert_ids for row in snap.get(a, [])]
