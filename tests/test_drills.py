@@ -485,16 +485,25 @@ async def test_the_test_broadcast_counts_towns_lists_prefecture_wide_receivers_a
         result = json.loads(saved.read_text(encoding="utf-8"))
         assert result["final"] is True
         status, later = await engine.get(f"/api/v1/test-broadcasts/{result['id']}", headers=engine.admin)
-        assert status == 200 and later == result  # the saved file is the frozen result itself
+        # The saved file is the frozen result itself, with its verdict and its counts in one unit each.
+        assert result.pop("verdict") == {"passed": True, "result": "PASSED", "reasons": [], "lenient": False,
+                                         "final": True}  # fmt: skip
+        assert result.pop("totals") == {
+            "municipalities": {"confirmed": 1, "unconfirmed": 0, "failed": 0, "no_receiver": 0},
+            "receivers": {"confirmed": 2, "unconfirmed": 0, "failed": 0}}
+        assert status == 200 and later == result
+        assert out.rstrip().splitlines()[-1].startswith("PASSED: every municipality in scope passed"), out
         # The headline counts towns (one in scope), the prefecture-wide receiver apart.
         assert ("municipalities 1: confirmed 1, delivered but not confirmed 0, failed 0, no receiver 0; "
                 "receivers for more than one town 1: confirmed 1") in out, out  # fmt: skip
         assert "茨城県 (全域)" in out and "tv-ibaraki" in out
         assert [w["name"] for w in result["wide_receivers"]] == ["茨城県 (全域)"]
         csv_text = csv_path.read_text(encoding="utf-8-sig")
-        assert "茨城県常総市,08211,radio-joso,confirmed," in csv_text
+        assert csv_text.startswith("municipality,code,receiver,result,cause,date,test_id,verdict,lenient,final")
+        assert "茨城県常総市,08211,radio-joso,confirmed," in csv_text and csv_text.rstrip().endswith(",PASSED,no,yes")
         assert "茨城県 (全域),08,tv-ibaraki,confirmed," in csv_text
         md = md_path.read_text(encoding="utf-8")
+        assert "**PASSED: every municipality in scope passed (not confirming fails).** Final result: yes" in md
         assert "## Receivers for more than one town" in md and "| 茨城県 (全域) | 08 | tv-ibaraki | confirmed |" in md
     finally:
         await fleet.stop()
@@ -543,6 +552,9 @@ steps:
     assert proc.returncode == 1, out + err.decode()
     rep = json.loads(saved.read_text(encoding="utf-8"))
     assert rep["step_errors"] == [], rep["step_errors"]
+    # The saved report says it is final, and its verdict with every reason.
+    assert rep["final"] is True and rep["verdict"]["passed"] is False and rep["verdict"]["result"] == "FAILED"
+    assert "2 town(s) failing the transmission test (2 receiver(s))" in rep["verdict"]["reasons"]
     # The test's failure is named, receiver and cause, as 'alertd test-broadcast' would fail it.
     assert [(f["municipality"], f["subscriber"], f["result"]) for f in rep["test_failures"]] == [
         ("茨城県つくば市", "drill-radio-tsukuba", "unconfirmed"), ("茨城県鉾田市", "drill-radio-hokota", "failed")]

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from alertd import loop
-from alertd.drills.render import comparison, passed, render_markdown, render_text, write_csv
+from alertd.drills.render import comparison, passed, render_markdown, render_text, verdict, write_csv
 from alertd.drills.runner import DrillRunner, run_embedded
 from alertd.drills.scenario import SCENARIOS, Scenario, ScenarioError, load_scenario, resolve_scenario
 
@@ -93,6 +93,8 @@ def main(argv: list[str]) -> int:
             print(f"alertd drill: cannot read {args.compare} to compare: {exc}", file=sys.stderr)
         else:
             rep["compare"] = comparison(rep, previous)  # in the report (terminal, JSON, Markdown) before its verdict
+    # Saved with what it says of itself: the verdict, and final (read after the drill ended what it left).
+    rep["verdict"] = verdict(rep)
     print(render_text(rep))
     if args.csv:
         write_csv(rep, args.csv)

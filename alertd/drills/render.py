@@ -108,11 +108,20 @@ def _cleanup_sentence(done: dict[str, Any]) -> str:
             "registered.")  # fmt: skip
 
 
+def verdict(rep: dict[str, Any]) -> dict[str, Any]:
+    """What the saved report says of itself: passed or failed, and each reason, as the last line."""
+    return {"passed": passed(rep), "result": "PASSED" if passed(rep) else "FAILED", "reasons": _reasons(rep)}
+
+
 def verdict_line(rep: dict[str, Any]) -> str:
     """The last line: PASSED, or FAILED with what failed it."""
     if passed(rep):
         return "PASSED: every step sent, every view agreed, everything delivered."
-    why = [f"{n} {what}" for n, what in (
+    return "FAILED: " + ", ".join(_reasons(rep)) + "."
+
+
+def _reasons(rep: dict[str, Any]) -> list[str]:
+    return [f"{n} {what}" for n, what in (
         (len(rep.get("step_errors") or []), "step(s) refused"),
         (len(rep.get("view_mismatches") or []), "step(s) whose views differed"),
         (len(rep.get("undelivered") or []), "delivery(ies) not delivered"),
@@ -120,7 +129,6 @@ def verdict_line(rep: dict[str, Any]) -> str:
          + (f" ({_test_failure_receivers(rep)} receiver(s))" if _test_failure_receivers(rep) else "")),
         (len({u["code"] for u in rep.get("no_receiver") or []}), "town(s) an order named that no receiver covers"),
     ) if n]  # fmt: skip
-    return "FAILED: " + ", ".join(why) + "."
 
 
 def _test_failure_towns(rep: dict[str, Any]) -> int:
