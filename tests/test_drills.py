@@ -518,7 +518,7 @@ async def test_a_drill_test_that_a_town_did_not_confirm_fails_and_every_miss_is_
     await engine.add_subscriber(id="live-kashima", adapter="radio", endpoint=f"{sink.url}/kashima",
                                 districts=["08222"], drills=True)  # fmt: skip
     previous = tmp_path / "previous.json"
-    previous.write_text(json.dumps({"scenario": "miss", "run_id": "earlier", "by_municipality": {
+    previous.write_text(json.dumps({"scenario": "miss-2025", "run_id": "earlier", "by_municipality": {
         "茨城県鉾田市": {"planned": 2, "delivered": 1, "confirmed": 1, "failed": 0, "pending": 1}}}),
         encoding="utf-8")  # fmt: skip
     path = tmp_path / "miss.yaml"
@@ -550,6 +550,7 @@ steps:
     out_b, err = await proc.communicate()
     out = out_b.decode()
     assert proc.returncode == 1, out + err.decode()
+    assert "is a report of scenario 'miss-2025', not 'miss'" in err.decode()  # said, and compared all the same
     rep = json.loads(saved.read_text(encoding="utf-8"))
     assert rep["step_errors"] == [], rep["step_errors"]
     # The saved report says it is final, and its verdict with every reason.
@@ -799,3 +800,21 @@ steps:
     status, answer = await engine.post("/api/v1/alerts", desk, {"status": "Actual", "msg_type": "Cancel",
                                                               "references": [cleanup[0]], "drill_end": True})  # fmt: skip
     assert status == 422 and "drill_end" in answer["detail"], answer
+
+
+def test_compare_with_a_file_that_is_missing_or_no_drill_report_stops_before_anything_is_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--compare with a mistyped path once ran the whole drill and then said it could not read it;
+    a file that was no drill report compared as 'every municipality delivered as before'."""
+    from alertd.drills.cli import main as drill
+
+    scenario = str(SCENARIOS / "joso-demo.yaml")
+    nothing = ["--url", "http://127.0.0.1:9", "--admin-token", "x" * 20, "--mqtt-url", "mqtt://127.0.0.1:9"]
+    assert drill(["run", scenario, "--compare", str(tmp_path / "missing.json"), *nothing]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"id": "20261201T100005-3fa2c1", "summary": {}}), encoding="utf-8")
+    assert drill(["run", scenario, "--compare", str(other), *nothing]) == 2
+    err = capsys.readouterr().err
+    assert "is not a drill report" in err and "nothing was sent" in err
