@@ -27,6 +27,7 @@ from alertd import logs
 from alertd.errors import InvalidInput, NotFound
 from alertd.metrics import TEST_BROADCAST, TEST_BROADCAST_LAST
 from alertd.models import JST, AdapterKind, Alert, Info, MsgType, Origin, Status, utcnow
+from alertd.redact import public_error
 from alertd.routing import DRILLS_ONLY
 
 if TYPE_CHECKING:
@@ -112,7 +113,10 @@ def cause(last_error: str | None) -> str | None:
     if "no answer" in text or "timeout" in text or "timed out" in text:
         return "timeout"
     m = re.search(r"\b(?:http |status )?([1-5]\d\d)\b", last_error)
-    return f"HTTP {m.group(1)}" if m else last_error[:80]
+    if m:
+        return f"HTTP {m.group(1)}"
+    # Published as is: the receiver's internal address (host:port, URL) stays out.
+    return public_error(last_error)[:80]
 
 
 _WORST = ("failed", "pending", "unconfirmed", "confirmed")

@@ -197,6 +197,11 @@ async def test_the_flood_day_drill_checks_every_view_after_every_step(engine: Ru
     rep = await runner.run()
     assert rep["step_errors"] == [] and rep["view_mismatches"] == [], rep["steps"]
     assert all(s["views"] == [] for s in rep["steps"])
+    from alertd.drills.render import render_markdown
+
+    # The Markdown a drill office hands on shows what was expected beside what was seen.
+    md = render_markdown(rep)
+    assert "| step | expected | seen | views |" in md and "as expected, in every view" in md
 
 
 async def test_a_view_that_differs_from_the_expectation_is_reported(engine: RunningEngine, tmp_path: Path) -> None:
@@ -338,7 +343,7 @@ async def test_the_prefecture_drill_shows_every_town_and_every_missed_loudspeake
     # Each last error in full ("not sent yet: the receiver failed 5 times in a row (last: HTTP 503 fro" was cut).
     shown = render_text(rep)
     assert all(u["last_error"] in shown for u in rep["undelivered"] if u["last_error"]), rep["undelivered"]
-    from alertd.drills.render import compare, write_csv
+    from alertd.drills.render import compare, render_markdown, write_csv
 
     csv_path = ROOT / ".run-drill.csv"
     try:
@@ -346,6 +351,10 @@ async def test_the_prefecture_drill_shows_every_town_and_every_missed_loudspeake
         text = csv_path.read_text(encoding="utf-8-sig")
         assert text.startswith("step,municipality,receiver,adapter,state,attempts,last_error")
         assert "高齢者等避難 (大子町),茨城県久慈郡大子町,drill-radio-08364,radio," in text
+        # Published without the receivers' internal addresses; simulated receivers marked as such.
+        assert "127.0.0.1" not in text and "HTTP 503" in text and text.splitlines()[1].endswith(",simulated")
+        md = render_markdown(rep)
+        assert "## Fault timeline" in md and "## Totals by adapter" in md and "127.0.0.1" not in md
     finally:
         csv_path.unlink(missing_ok=True)
     earlier = {**rep, "by_municipality": {**rep["by_municipality"],
@@ -818,3 +827,25 @@ def test_compare_with_a_file_that_is_missing_or_no_drill_report_stops_before_any
     assert drill(["run", scenario, "--compare", str(other), *nothing]) == 2
     err = capsys.readouterr().err
     assert "is not a drill report" in err and "nothing was sent" in err
+
+
+def test_drill_validate_warns_of_an_expected_town_in_another_prefecture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """鹿島市 (Saga, 41207) in expect: for an Ibaraki drill was accepted; the drill only 'agreed' that
+    nothing stood in a town it never spoke to. 鹿嶋市 (08222) was meant."""
+    from alertd.drills.cli import main as drill
+
+    path = tmp_path / "kashima.yaml"
+    path.write_text("""
+name: kashima
+issuers: [{id: drill-pref, name: 茨城県, jurisdiction: ["08"]}]
+receivers: [{id: drill-radio-kashima, adapter: radio, districts: ["08222"]}]
+steps:
+  - {at: 0, name: 避難指示, order: {municipality: "08222", level: 4, action: issue, districts: [all], reason: 洪水},
+     expect: {"41207": {鹿島市: 4}}}
+""", encoding="utf-8")
+    drill(["validate", str(path)])
+    out = capsys.readouterr().out
+    assert "expect names 佐賀県鹿島市 (41207), which is not in the scenario's prefecture(s)" in out, out
+    assert "did you mean 08222 (茨城県鹿嶋市)?" in out, out

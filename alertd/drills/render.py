@@ -6,6 +6,7 @@ from typing import Any
 
 from alertd import report
 from alertd.drills.views import _lv
+from alertd.redact import public_error
 
 
 def render_text(rep: dict[str, Any]) -> str:
@@ -191,11 +192,27 @@ def render_markdown(rep: dict[str, Any]) -> str:
         cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending", "missed")
         out += ["", "## By municipality", "", "missed: never heard — failed, pending, or superseded before delivery.",
                 "", *_md(["municipality", *cols], [_town_row(t, v, cols) for t, v in towns.items()])]  # fmt: skip
+    faults = [s for s in rep["steps"] if s.get("fault")]
+    if faults:
+        out += ["", "## Fault timeline", "", *_md(["at", "step", "receiver", "fault", "seconds"], [
+            [f"{s['at']:.0f}s", s["name"], s["fault"].get("receiver"), s["fault"].get("kind"), s["fault"].get("seconds")]
+            for s in faults])]  # fmt: skip
+    total = rep.get("total") or {}
+    if total:
+        cols = ("planned", "delivered", "confirmed", "failed", "superseded", "pending", "latency_p50_ms",
+                "latency_p99_ms")  # fmt: skip
+        out += ["", "## Totals by adapter", "", *_md(["adapter", *(c.replace("latency_", "").replace("_ms", " ms")
+                                                                    for c in cols)],
+                                                      [[a, *(t.get(c, 0) for c in cols)] for a, t in total.items()])]  # fmt: skip
     checked = [s for s in rep["steps"] if s.get("expect")]
     if checked:
         out += ["", "## What is in force after each step", ""]
+        rows = []
         for s in checked:
-            out.append(f"- {s['name']}: " + ("agree" if not s["views"] else "DIFFER: " + "; ".join(s["views"])))
+            wanted = "; ".join(f"{m} " + ", ".join(f"{k} {_lv(v)}" for k, v in e.items()) for m, e in s["expect"].items())
+            rows.append([s["name"], wanted, "as expected, in every view" if not s["views"] else "; ".join(s["views"]),
+                         "agree" if not s["views"] else "DIFFER"])  # fmt: skip
+        out += _md(["step", "expected", "seen", "views"], rows)
         if rep.get("hint"):
             out += ["", f"Hint: {rep['hint']}"]
     for s in rep["steps"]:
@@ -221,7 +238,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
     if undelivered:
         out += ["", f"## Not delivered ({len(undelivered)})", "",
                 *_md(["step", "receiver", "state", "attempts", "last error"],
-                     [[u["step"], u["subscriber"], u["state"], u["attempts"], u["last_error"] or ""]
+                     [[u["step"], u["subscriber"], u["state"], u["attempts"], public_error(u["last_error"])]
                       for u in undelivered])]  # fmt: skip
     done = rep.get("cleanup")
     if done is not None:
@@ -247,12 +264,14 @@ def write_csv(rep: dict[str, Any], path: str) -> None:
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
         # code, alert_id and delivered_at came later: at the end, so readers of the first columns keep working.
+        # receiver_type (simulated: the drill's own; live: an engine's receiver that opted into drills) too.
         writer.writerow(["step", "municipality", "receiver", "adapter", "state", "attempts", "last_error", "code",
-                         "alert_id", "delivered_at"])  # fmt: skip
+                         "alert_id", "delivered_at", "receiver_type"])  # fmt: skip
         for d in rep.get("deliveries") or []:
             writer.writerow([d["step"], d["municipality"], d["subscriber"], d["adapter"], d["state"], d["attempts"],
-                             d["last_error"] or "", d.get("code", ""), d.get("alert_id", ""),
-                             d.get("delivered_at") or ""])  # fmt: skip
+                             public_error(d["last_error"]), d.get("code", ""), d.get("alert_id", ""),
+                             d.get("delivered_at") or "",
+                             "simulated" if d.get("simulated") else "live" if "simulated" in d else ""])  # fmt: skip
 
 
 def _missed_of(totals: dict[str, Any]) -> int:

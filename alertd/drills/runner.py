@@ -690,6 +690,7 @@ class DrillRunner:
         all_rows = [row for rows in snap.values() for row in rows]
         step_of = {a: r.step.name for r in self.results for a in r.alert_ids}
         unreached = self._unreached(snap)
+        own = {spec.id for spec in self.scenario.receivers}
         return {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
@@ -710,7 +711,9 @@ class DrillRunner:
                             "attempts": row["attempts"], "last_error": row["last_error"],
                             # Filed with the town's code, the alert and when it arrived (Japan time).
                             "code": ",".join(self._town_codes(row["subscriber"])), "alert_id": a,
-                            "delivered_at": _jst(row.get("delivered_at"))}
+                            "delivered_at": _jst(row.get("delivered_at")),
+                            # The drill's own simulated receiver, or a live one that opted into drills.
+                            "simulated": row["subscriber"] in own}
                            for a, rows in snap.items() for row in rows if row["adapter"] != "feed"],
             "steps": steps,
             "total": report.summarize(all_rows),
