@@ -849,3 +849,45 @@ steps:
     out = capsys.readouterr().out
     assert "expect names 佐賀県鹿島市 (41207), which is not in the scenario's prefecture(s)" in out, out
     assert "did you mean 08222 (茨城県鹿嶋市)?" in out, out
+
+
+async def test_a_drill_stopped_with_sigterm_also_ends_what_it_left_unfinished(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
+    """SIGTERM (a service manager stopping the drill) ends it like its normal end: a live gateway
+    whose port is closed keeps no delivery of the drill queued."""
+    import signal
+
+    from tests.support import free_port
+
+    await engine.add_subscriber(id="live-radio-down", adapter="radio", endpoint=f"http://127.0.0.1:{free_port()}/gw",
+                                districts=["08211"], drills=True)  # fmt: skip
+    path = tmp_path / "long.yaml"
+    path.write_text("""
+name: long
+issuers: [{id: drill-joso, name: 常総市, jurisdiction: ["08211"]}]
+receivers: [{id: drill-radio-joso, adapter: radio, districts: ["08211"]}]
+steps:
+  - {at: 0, name: 避難指示, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水}}
+  - {at: 600, name: 解除, order: {municipality: "08211", level: 4, action: lift, districts: [all], reason: 洪水}}
+""", encoding="utf-8")
+    env = {**os.environ, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alertd", "drill", "run", str(path), "--url", engine.url, "--mqtt-url", MQTT_URL,
+        "--topic-prefix", engine.engine.settings.topic_prefix, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+    async def tried() -> str | None:
+        status, alerts = await engine.get("/api/v1/alerts?status=Exercise&limit=10", headers=engine.admin)
+        for alert in alerts if status == 200 else []:
+            rows = {r["subscriber"]: r for r in await engine.deliveries(alert["id"])}
+            if rows.get("live-radio-down", {}).get("attempts", 0) >= 1:
+                return str(alert["id"])
+        return None
+
+    order = await until(tried, what="the drill's order to be tried at the closed gateway")
+    proc.send_signal(signal.SIGTERM)
+    _out, err = await proc.communicate()
+    assert proc.returncode == 130, err.decode()
+    row = next(r for r in await engine.deliveries(order) if r["subscriber"] == "live-radio-down")
+    assert row["state"] == "superseded" and row["last_error"].startswith("ended by the drill"), row
