@@ -1081,6 +1081,17 @@ async def get_deliveries(request: web.Request) -> web.Response:
     return json_response({"alert_id": alert.id, "deliveries": await _delivery_rows(request, alert)})
 
 
+async def post_end_deliveries(request: web.Request) -> web.Response:
+    """End every delivery of an alert not yet final (superseded, with the reason): a drill's
+    cleanup, so a retry still parked for a gateway never speaks after the drill ended."""
+    require_admin(request)
+    alert = await _alert_or_404(request)
+    body: schemas.EndDeliveries = await body_of(request)
+    ended = await request.app[ENGINE].store.end_deliveries(alert.id, body.reason)
+    await record(request, ADMIN_CALLER, "deliveries.end", f"alert:{alert.id}", {"ended": len(ended)})
+    return json_response({"alert_id": alert.id, "ended": ended, "deliveries": await _delivery_rows(request, alert)})
+
+
 async def _delivery_rows(request: web.Request, alert: Alert) -> list[dict[str, Any]]:
     rows = await request.app[ENGINE].store.deliveries(alert.id)
     for row in rows:
@@ -1219,6 +1230,7 @@ HANDLERS: dict[str, Handler] = {
     "deleteLayer": delete_layer,
     "postAlert": post_alert,
     "getDeliveries": get_deliveries,
+    "endDeliveries": post_end_deliveries,
     "streamDeliveries": board_stream.handler(_alert_or_404, require_reader_of, _delivery_rows),
     "startTestBroadcast": post_test_broadcast,
     "getTestBroadcast": get_test_broadcast,

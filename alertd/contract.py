@@ -86,10 +86,14 @@ OPERATIONS: tuple[Operation, ...] = (
                               409: ("conflict",)}),
     Operation("DELETE", "/api/v1/layers/{municipality}/{layer}", "deleteLayer", "desk", "issuer"),
     Operation("POST", "/api/v1/alerts", "postAlert", "desk", "issuer",
-              body=schemas.JsonAlert, valid_refusals={422: ("unknown-area", "invalid-input:expires")}),
+              body=schemas.JsonAlert,
+              valid_refusals={422: ("unknown-area", "invalid-input:expires", "invalid-input:drill_end")}),
     # Who got what, and their errors, is for the desk, not the public segment.
     Operation("GET", "/api/v1/alerts/{id}/deliveries", "getDeliveries", "desk", "admin-or-issuer"),
     Operation("GET", "/api/v1/alerts/{id}/deliveries/events", "streamDeliveries", "desk", "admin-or-issuer"),
+    # A drill ends what it sent: nothing it queued may reach a receiver after it said it cleaned up.
+    Operation("POST", "/api/v1/alerts/{id}/deliveries/end", "endDeliveries", "desk", "admin",
+              body=schemas.EndDeliveries),
     Operation("POST", "/api/v1/test-broadcasts", "startTestBroadcast", "desk", "admin",
               body=schemas.TestBroadcastRequest, valid_refusals=UNKNOWN_AREA),
     Operation("GET", "/api/v1/test-broadcasts/{id}", "getTestBroadcast", "desk", "admin"),

@@ -68,6 +68,9 @@ def inherit_from(alert: Alert, referenced: list[Alert]) -> None:
     alert.municipality = alert.municipality or first.municipality
     alert.on_behalf_of = alert.on_behalf_of or first.on_behalf_of
     if alert.msg_type is MsgType.CANCEL:
+        if not alert.shelters and first.kind == "shelter":
+            # What is cancelled is named by its shelters: a 満員 notice is 「避難所の満員」, not 「避難所開設」.
+            alert.shelters = list(first.shelters)
         for info in alert.infos:  # "取消" alone says nothing: it is the 取消 of that event
             ref = first.info_for(info.language)
             if ref is not None and info.event in ("", "取消"):

@@ -18,7 +18,7 @@ from alertd.cap import circle as cap_circle
 from alertd.cap import polygon as cap_polygon
 from alertd.errors import InvalidInput
 from alertd.limits import check_expiry
-from alertd.models import Alert, Area, Info, MsgType, Origin, Status, parse_time, utcnow
+from alertd.models import DRILL_END_NOTE, Alert, Area, Info, MsgType, Origin, Status, parse_time, utcnow
 
 LANG_TAGS = {"ja": "ja-JP", "en": "en-US", "zh": "zh-CN", "ko": "ko-KR"}
 
@@ -76,6 +76,9 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
     if type_raw not in ("Alert", "Update", "Cancel"):
         raise InvalidInput(f"'msg_type' must be Alert, Update or Cancel, not {type_raw!r}.", field="msg_type")
     status, msg_type = Status(status_raw), MsgType(type_raw)
+    if body.get("drill_end") and (msg_type is not MsgType.CANCEL or status is not Status.EXERCISE):
+        raise InvalidInput("'drill_end' is only for a Cancel with status Exercise: it says a drill is over.",
+                           field="drill_end")  # fmt: skip
     event = body.get("event")
     if msg_type is MsgType.CANCEL and not event:
         event = "取消"  # a Cancel is about what it references; alertd names that (intake)
@@ -154,4 +157,5 @@ def parse_json_alert(body: dict[str, Any], sender: str) -> Alert:
         districts=[str(d) for d in districts],
         adapters=adapters,
         infos=infos,
+        note=DRILL_END_NOTE if body.get("drill_end") else None,
     )

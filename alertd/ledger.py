@@ -160,6 +160,22 @@ class DeliveryLedger:
         if retries:
             pipe.zadd(self.retry_key, retries)
 
+    def end_mapping(self, raw: dict[bytes, bytes], subscribers: Iterable[str], reason: str) -> dict[str, Any]:
+        """The HSET that ends every delivery of ``subscribers`` not yet in a final state as
+        superseded, with ``reason`` as its last error (what the delivery list shows): a job still
+        in its lane or waiting for a retry then meets the terminal stage and is never sent."""
+        mapping: dict[str, Any] = {}
+        for sub in subscribers:
+            state = raw.get(f"{sub}|state".encode(), b"").decode() or DeliveryState.QUEUED.value
+            if DeliveryState(state).terminal or raw.get(self.confirmed_field(sub).encode()):
+                continue
+            prev = raw.get(self.record_field(sub).encode())
+            record = msgpack.unpackb(prev, raw=False) if prev else {}
+            # The error that kept it from being delivered stays readable after the reason.
+            error = f"{reason} (last error: {record['error']})" if record.get("error") else reason
+            self.record_mapping(mapping, sub, {"state": DeliveryState.SUPERSEDED.value, "error": error}, record)
+        return mapping
+
     # --- reads for people ----------------------------------------------------------
     def rows(self, raw: dict[bytes, bytes], plan: list[tuple[str, str]]) -> list[dict[str, Any]]:
         """Every planned delivery of an alert as the API shows it, from its hash (HGETALL)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alertd import hazard_texts, places
-from alertd.models import Action, Alert, AlertKind, Info, MsgType, Status
+from alertd.models import DRILL_END_NOTE, Action, Alert, AlertKind, Info, MsgType, Status
 from alertd.romaji import romanise
 from alertd.text_catalogs import load_catalogs
 
@@ -676,7 +676,10 @@ def message(
     if alert.msg_type == MsgType.CANCEL:
         markers += p["cancel_marker"]
         where = _where(text_lang, ctx)
-        if _kind(alert) not in (AlertKind.EVACUATION, AlertKind.SHELTER, ""):
+        if alert.note == DRILL_END_NOTE and alert.status == Status.EXERCISE:
+            # A drill's cleanup: the drill is over, nothing was sent in error.
+            main = p["cancel_body_drill_end"].format(what=core.title)
+        elif _kind(alert) not in (AlertKind.EVACUATION, AlertKind.SHELTER, ""):
             # JMA's or the state's cancellation is not a mis-send by the town: say only that it is cancelled.
             main = p["cancel_body_national"].format(what=core.title)
         elif where:

@@ -43,6 +43,10 @@ class Priority(enum.StrEnum):
     ROUTINE = "routine"
 
 
+# The note (CAP <note>) of a Cancel that ends a drill: said as 訓練終了, never as "sent in error".
+DRILL_END_NOTE = "訓練終了"
+
+
 class DeliveryState(enum.StrEnum):
     QUEUED = "queued"
     SENT = "sent"

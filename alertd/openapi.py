@@ -759,6 +759,22 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/v1/alerts/{id}/deliveries/end": {
+        "parameters": [_ALERT_ID],
+        "post": {
+            "operationId": "endDeliveries",
+            "tags": ["admin"],
+            "summary": "End every delivery of an alert not yet final",
+            "description": "Every delivery still queued, sent or waiting for a retry is marked superseded, "
+            "with the reason as its last error, and is never sent: what a drill calls when it ends, so a "
+            "gateway that was down hears nothing of the drill afterwards. Delivered and confirmed ones stay.",
+            "responses": {
+                "200": _json("EndedDeliveries", "What was ended, and every delivery as it is now."),
+                **_problems(400, 401, 404, 422, why={**WHY_ADMIN_401, **_NO_ALERT,
+                                                     422: "'reason' is missing, empty or too long."}),
+            },
+        },
+    },
     "/api/v1/alerts/{id}/deliveries/events": {
         "parameters": [_ALERT_ID],
         "get": {
@@ -1093,7 +1109,7 @@ MODELS: tuple[type[models.BaseModel], ...] = (
     models.TestBroadcastRequest, models.DistrictAddition, models.AddedDistrict, models.AddedDistrictRow,
     models.LayerDistrict, models.LayerUpload, models.LayerLoaded,
     models.Ack, models.AckResult, models.EvacuationOrder, models.ShelterNotice, models.JsonAlert,
-    models.Accepted, models.Deliveries, models.TestBroadcast, models.AwaitingApproval, models.NewUser,
+    models.Accepted, models.Deliveries, models.EndDeliveries, models.EndedDeliveries, models.TestBroadcast, models.AwaitingApproval, models.NewUser,
     models.UserView, models.CreatedUser, models.SignIn, models.SessionView, models.AuditEntry, models.Rejection,
     models.DraftView, models.Alert, models.Preview, models.Health, models.TestBroadcastResult,
     models.WebhookAlert, models.Problem, models.InForceView, models.OrderMap, models.BoundaryCollection,

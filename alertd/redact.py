@@ -8,6 +8,7 @@ Receivers often put credentials in the URL they give alertd
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 MASK = "***"
@@ -60,3 +61,17 @@ def redact_text(text: str, url: str) -> str:
         if secret and len(secret) >= 3:
             safe = safe.replace(secret, MASK)
     return safe
+
+
+_ADDRESS_AFTER = re.compile(r"\s+(?:from|to|at)\s+(?:https?|mqtts?|wss?)://\S+?(?=[\s)]|$)")
+_URL = re.compile(r"(?:https?|mqtts?|wss?)://\S+?(?=[\s)]|$)")
+_SOCKET = re.compile(r"\('(?:\d{1,3}\.){3}\d{1,3}',\s*\d+\)|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b")
+
+
+def public_error(text: str | None) -> str:
+    """A delivery's last error as a published file shows it (a drill's or a transmission test's
+    table): the receiver's internal address — URL, host:port — left out, the reason kept
+    ("HTTP 503 from http://10.0.0.5:8080/radio" → "HTTP 503")."""
+    if not text:
+        return ""
+    return _SOCKET.sub("the receiver", _URL.sub("the receiver", _ADDRESS_AFTER.sub("", text)))

@@ -723,9 +723,12 @@ class JsonAlert(Shape):
         "urgency": "'urgency' must be a CAP urgency such as Immediate.",
         "severity": "'severity' must be a CAP severity such as Severe.",
         "certainty": "'certainty' must be a CAP certainty such as Likely.",
+        "drill_end": "'drill_end' must be true or false.",
     }
     status: DeskStatus = Field(description=_DESK_STATUS)
     msg_type: Literal["Alert", "Update", "Cancel"] = "Alert"
+    drill_end: bool = Field(False, description="An Exercise Cancel that ends a drill: its text says the drill is "
+                            "over (訓練終了), not that the message was sent in error.")  # fmt: skip
     event: str | None = Field(None, examples=["大雨警報"])
     level: whole_number(1, 5) | None = Field(None, description="警戒レベル; 5 is flash.")
     references: list[str] = Field(
@@ -915,6 +918,22 @@ class Delivery(BaseModel):
 class Deliveries(BaseModel):
     alert_id: str
     deliveries: list[Delivery]
+
+
+class EndDeliveries(Shape):
+    """Why the deliveries still unfinished are ended (shown as their last error)."""
+
+    refusals: ClassVar[dict[str, str]] = {
+        "reason": "'reason' must be a short sentence (1 to 200 characters) saying why the deliveries end.",
+    }
+    reason: str = Field(min_length=1, max_length=200, examples=["ended by the drill (訓練終了)"],
+                        description="Shown as the last error of every delivery this ends.")  # fmt: skip
+
+
+class EndedDeliveries(BaseModel):
+    alert_id: str
+    ended: list[str] = Field(description="The subscribers whose delivery this ended (superseded).")
+    deliveries: list[Delivery] = Field(description="Every delivery of the alert, as it is now.")
 
 
 class TestBroadcast(BaseModel):

@@ -25,7 +25,7 @@ from alertd import logs
 from alertd.backlog import Backlog, read_backlog
 from alertd.constants import Keys
 from alertd.inforce import Standing, is_standing_kind
-from alertd.ledger import DeliveryLedger
+from alertd.ledger import FANOUT_SCRIPT, DeliveryLedger
 from alertd.metrics import REPLICATION_SHORT
 from alertd.models import (
     AdapterKind,
@@ -676,6 +676,30 @@ class Store:
     async def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
         plan = await self.plan(alert_id)
         return self.ledger.rows(await self.redis.hgetall(self.ledger.key(alert_id)), plan)
+
+    async def end_deliveries(self, alert_id: str, reason: str) -> list[str]:
+        """End every unfinished subscriber delivery of an alert as superseded, with the reason, in
+        one transaction (retried if a worker records an outcome meanwhile); the subscribers ended.
+
+        What a drill calls at its end: a retry still parked for a live gateway would otherwise
+        announce, hours later, the lift of an order that gateway never heard."""
+        key = self.ledger.key(alert_id)
+        subscribers = [s for s, adapter in await self.plan(alert_id) if adapter != "feed"]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    mapping = self.ledger.end_mapping(await pipe.hgetall(key), subscribers, reason)
+                    ended = sorted({k.rpartition("|")[0] for k in mapping})
+                    pipe.multi()
+                    if mapping:
+                        pipe.hset(key, mapping=mapping)
+                        # These deliveries are over: the fan-out counts them down as the recorder would.
+                        pipe.eval(FANOUT_SCRIPT, 1, self.keys.fanout(alert_id), len(ended), 0, int(time.time() * 1000))
+                    await pipe.execute()
+                    return ended
+                except WatchError:
+                    continue
 
     async def last_error(self, alert_id: str, subscriber_id: str) -> str | None:
         return self.ledger.error_of(

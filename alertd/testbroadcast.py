@@ -27,6 +27,7 @@ from alertd import logs
 from alertd.errors import InvalidInput, NotFound
 from alertd.metrics import TEST_BROADCAST, TEST_BROADCAST_LAST
 from alertd.models import JST, AdapterKind, Alert, Info, MsgType, Origin, Status, utcnow
+from alertd.redact import public_error
 from alertd.routing import DRILLS_ONLY
 
 if TYPE_CHECKING:
@@ -112,7 +113,10 @@ def cause(last_error: str | None) -> str | None:
     if "no answer" in text or "timeout" in text or "timed out" in text:
         return "timeout"
     m = re.search(r"\b(?:http |status )?([1-5]\d\d)\b", last_error)
-    return f"HTTP {m.group(1)}" if m else last_error[:80]
+    if m:
+        return f"HTTP {m.group(1)}"
+    # Published as is: the receiver's internal address (host:port, URL) stays out.
+    return public_error(last_error)[:80]
 
 
 _WORST = ("failed", "pending", "unconfirmed", "confirmed")
@@ -371,19 +375,68 @@ def published_rows(result: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def write_csv(result: dict[str, Any], path: str) -> None:
+def totals(result: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """The headline counts, each in one unit: municipalities (summing to the towns in scope; a town
+    counts as its worst receiver) and receivers. The API's ``summary`` mixes them (its confirmed
+    and failed count receivers, its no_receiver towns) and stays as it is for those who read it."""
+    t = town_counts(result.get("municipalities") or [])
+    subs = result.get("subscribers") or []
+    r = {k: sum(1 for x in subs if x["result"] == k) for k in ("confirmed", "unconfirmed", "failed", "pending")}
+    return {
+        "municipalities": {"confirmed": t["confirmed"], "unconfirmed": t["unconfirmed"],
+                           "failed": t["failed"] + t["pending"], "no_receiver": t["no_receiver"]},
+        "receivers": {"confirmed": r["confirmed"], "unconfirmed": r["unconfirmed"],
+                      "failed": r["failed"] + r["pending"]},
+    }  # fmt: skip
+
+
+def verdict(result: dict[str, Any], lenient: bool) -> dict[str, Any]:
+    """PASSED or NOT PASSED, and why, in towns: a town failed, has no receiver, or did not confirm
+    (unless lenient); a receiver for more than one town that failed (or did not confirm) too."""
+    t = totals(result)["municipalities"]
+    wide = [r for w in result.get("wide_receivers") or [] for r in w["receivers"]]
+    bad_wide = sum(1 for r in wide if r["result"] in ("failed", "pending") or (r["result"] == "unconfirmed"
+                                                                                 and not lenient))  # fmt: skip
+    reasons = [text for n, text in (
+        (t["failed"], f"{t['failed']} municipality(ies) failed"),
+        (t["no_receiver"], f"{t['no_receiver']} municipality(ies) with no receiver"),
+        (0 if lenient else t["unconfirmed"], f"{t['unconfirmed']} municipality(ies) delivered but not confirmed"),
+        (bad_wide, f"{bad_wide} receiver(s) for more than one town did not pass"),
+    ) if n]  # fmt: skip
+    return {"passed": not reasons, "result": "NOT PASSED" if reasons else "PASSED", "reasons": reasons,
+            "lenient": lenient, "final": bool(result.get("final"))}  # fmt: skip
+
+
+def verdict_line(v: dict[str, Any]) -> str:
+    """The last line, as a drill's: PASSED, or NOT PASSED with what failed it."""
+    rule = "not confirming passes (--lenient)" if v["lenient"] else "not confirming fails"
+    if v["passed"]:
+        return f"PASSED: every municipality in scope passed ({rule})."
+    return f"NOT PASSED: {', '.join(v['reasons'])} ({rule})."
+
+
+def write_csv(result: dict[str, Any], path: str, outcome: dict[str, Any] | None = None) -> None:
+    """The published table; with ``outcome`` (the verdict) every row also says the test's verdict,
+    whether --lenient was used, and whether the result was final — added at the end, as date and
+    test_id were, so readers of the first columns keep working."""
     import csv
 
+    extra = ([outcome["result"], "yes" if outcome["lenient"] else "no", "yes" if outcome["final"] else "no"]
+             if outcome else [])  # fmt: skip
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:  # with a BOM, so Excel reads Japanese
         writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(published_rows(result))
+        writer.writerow(CSV_COLUMNS + (["verdict", "lenient", "final"] if outcome else []))
+        writer.writerows(row + extra for row in published_rows(result))
 
 
-def write_markdown(result: dict[str, Any], path: str) -> None:
+def write_markdown(result: dict[str, Any], path: str, outcome: dict[str, Any] | None = None) -> None:
     lines = [f"# 情報伝達試験 / Transmission test {result['id']}", "", f"Date: {test_date(result)}", "",
-             headline(result), "", "## By municipality", "",
-             "| municipality | code | receiver | result | cause |", "|---|---|---|---|---|"]  # fmt: skip
+             headline(result), ""]  # fmt: skip
+    if outcome:
+        lines += [f"**{verdict_line(outcome)}** Final result: {'yes' if outcome['final'] else 'no'}; "
+                  f"--lenient: {'yes' if outcome['lenient'] else 'no'}.", ""]  # fmt: skip
+    lines += ["## By municipality", "",
+              "| municipality | code | receiver | result | cause |", "|---|---|---|---|---|"]  # fmt: skip
     towns_only = {**result, "wide_receivers": []}
     lines += ["| " + " | ".join(row[:5]) + " |" for row in published_rows(towns_only)]  # date and id are above
     if result.get("wide_receivers"):
@@ -453,13 +506,15 @@ def main(argv: list[str]) -> int:
         f"\nreceivers {len(result['subscribers'])}: confirmed {s['confirmed']}, delivered but not confirmed "
         f"{s['unconfirmed']}, failed {s['failed'] + s['pending']}"
     )
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, ensure_ascii=False, indent=2)
-    if args.csv:
-        write_csv(result, args.csv)
-    if args.markdown:
-        write_markdown(result, args.markdown)
     # A town no receiver covers, or one that did not confirm, fails the test unless --lenient.
-    bad = s["failed"] + s["pending"] + s.get("no_receiver", 0) + (0 if args.lenient else s["unconfirmed"])
-    return 1 if bad else 0
+    outcome = verdict(result, args.lenient)
+    print(f"\n{verdict_line(outcome)}")
+    if args.json:
+        # The frozen result as the API gives it, plus the counts in one unit each and the verdict.
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({**result, "totals": totals(result), "verdict": outcome}, fh, ensure_ascii=False, indent=2)
+    if args.csv:
+        write_csv(result, args.csv, outcome)
+    if args.markdown:
+        write_markdown(result, args.markdown, outcome)
+    return 0 if outcome["passed"] else 1

@@ -83,12 +83,13 @@ steps:
     rows = {r["subscriber"]: r for r in step["unconfirmed"]}
     assert "sign-ok" not in rows  # confirmed
     assert rows["portal-silent"]["state"] == "delivered"
-    # Tried, and still being retried when the drill ended: it does not wait for a receiver it took down.
-    assert rows["sign-down"]["state"] in ("queued", "sent") and rows["sign-down"]["attempts"] >= 1
-    assert "503" in rows["sign-down"]["last_error"]
+    # Tried, still being retried when the drill ended (it does not wait for a receiver it took down),
+    # then ended by the drill: it says so, and its attempts stay on file.
+    assert rows["sign-down"]["state"] == "ended by the drill" and rows["sign-down"]["attempts"] >= 1
+    assert rows["sign-down"]["last_error"].startswith("ended by the drill") and "503" in rows["sign-down"]["last_error"]
     # Whatever was planned and never delivered is named, and the drill did not pass.
     assert [(u["step"], u["subscriber"]) for u in rep["undelivered"]] == [("order", "sign-down")]
-    assert step["by_adapter"]["signage"]["pending"] + step["by_adapter"]["signage"]["failed"] == 1
+    assert step["by_adapter"]["signage"]["superseded"] == 1 and step["by_adapter"]["signage"]["pending"] == 0
     from alertd.drills.render import render_text
 
     assert "NOT DELIVERED (1)" in render_text(rep) and "sign-down" in render_text(rep)
@@ -196,6 +197,11 @@ async def test_the_flood_day_drill_checks_every_view_after_every_step(engine: Ru
     rep = await runner.run()
     assert rep["step_errors"] == [] and rep["view_mismatches"] == [], rep["steps"]
     assert all(s["views"] == [] for s in rep["steps"])
+    from alertd.drills.render import render_markdown
+
+    # The Markdown a drill office hands on shows what was expected beside what was seen.
+    md = render_markdown(rep)
+    assert "| step | expected | seen | views |" in md and "as expected, in every view" in md
 
 
 async def test_a_view_that_differs_from_the_expectation_is_reported(engine: RunningEngine, tmp_path: Path) -> None:
@@ -337,7 +343,7 @@ async def test_the_prefecture_drill_shows_every_town_and_every_missed_loudspeake
     # Each last error in full ("not sent yet: the receiver failed 5 times in a row (last: HTTP 503 fro" was cut).
     shown = render_text(rep)
     assert all(u["last_error"] in shown for u in rep["undelivered"] if u["last_error"]), rep["undelivered"]
-    from alertd.drills.render import compare, write_csv
+    from alertd.drills.render import compare, render_markdown, write_csv
 
     csv_path = ROOT / ".run-drill.csv"
     try:
@@ -345,6 +351,10 @@ async def test_the_prefecture_drill_shows_every_town_and_every_missed_loudspeake
         text = csv_path.read_text(encoding="utf-8-sig")
         assert text.startswith("step,municipality,receiver,adapter,state,attempts,last_error")
         assert "高齢者等避難 (大子町),茨城県久慈郡大子町,drill-radio-08364,radio," in text
+        # Published without the receivers' internal addresses; simulated receivers marked as such.
+        assert "127.0.0.1" not in text and "HTTP 503" in text and text.splitlines()[1].endswith(",simulated")
+        md = render_markdown(rep)
+        assert "## Fault timeline" in md and "## Totals by adapter" in md and "127.0.0.1" not in md
     finally:
         csv_path.unlink(missing_ok=True)
     earlier = {**rep, "by_municipality": {**rep["by_municipality"],
@@ -484,16 +494,25 @@ async def test_the_test_broadcast_counts_towns_lists_prefecture_wide_receivers_a
         result = json.loads(saved.read_text(encoding="utf-8"))
         assert result["final"] is True
         status, later = await engine.get(f"/api/v1/test-broadcasts/{result['id']}", headers=engine.admin)
-        assert status == 200 and later == result  # the saved file is the frozen result itself
+        # The saved file is the frozen result itself, with its verdict and its counts in one unit each.
+        assert result.pop("verdict") == {"passed": True, "result": "PASSED", "reasons": [], "lenient": False,
+                                         "final": True}  # fmt: skip
+        assert result.pop("totals") == {
+            "municipalities": {"confirmed": 1, "unconfirmed": 0, "failed": 0, "no_receiver": 0},
+            "receivers": {"confirmed": 2, "unconfirmed": 0, "failed": 0}}
+        assert status == 200 and later == result
+        assert out.rstrip().splitlines()[-1].startswith("PASSED: every municipality in scope passed"), out
         # The headline counts towns (one in scope), the prefecture-wide receiver apart.
         assert ("municipalities 1: confirmed 1, delivered but not confirmed 0, failed 0, no receiver 0; "
                 "receivers for more than one town 1: confirmed 1") in out, out  # fmt: skip
         assert "茨城県 (全域)" in out and "tv-ibaraki" in out
         assert [w["name"] for w in result["wide_receivers"]] == ["茨城県 (全域)"]
         csv_text = csv_path.read_text(encoding="utf-8-sig")
-        assert "茨城県常総市,08211,radio-joso,confirmed," in csv_text
+        assert csv_text.startswith("municipality,code,receiver,result,cause,date,test_id,verdict,lenient,final")
+        assert "茨城県常総市,08211,radio-joso,confirmed," in csv_text and csv_text.rstrip().endswith(",PASSED,no,yes")
         assert "茨城県 (全域),08,tv-ibaraki,confirmed," in csv_text
         md = md_path.read_text(encoding="utf-8")
+        assert "**PASSED: every municipality in scope passed (not confirming fails).** Final result: yes" in md
         assert "## Receivers for more than one town" in md and "| 茨城県 (全域) | 08 | tv-ibaraki | confirmed |" in md
     finally:
         await fleet.stop()
@@ -508,7 +527,7 @@ async def test_a_drill_test_that_a_town_did_not_confirm_fails_and_every_miss_is_
     await engine.add_subscriber(id="live-kashima", adapter="radio", endpoint=f"{sink.url}/kashima",
                                 districts=["08222"], drills=True)  # fmt: skip
     previous = tmp_path / "previous.json"
-    previous.write_text(json.dumps({"scenario": "miss", "run_id": "earlier", "by_municipality": {
+    previous.write_text(json.dumps({"scenario": "miss-2025", "run_id": "earlier", "by_municipality": {
         "茨城県鉾田市": {"planned": 2, "delivered": 1, "confirmed": 1, "failed": 0, "pending": 1}}}),
         encoding="utf-8")  # fmt: skip
     path = tmp_path / "miss.yaml"
@@ -529,7 +548,7 @@ steps:
      reason: 洪水}}
   - {at: 1.5, name: 解除 (鉾田市), order: {municipality: "08234", level: 4, action: lift, districts: [all],
      reason: 洪水}}
-  - {at: 1.6, name: 情報伝達試験, test_broadcast: {districts: ["08211", "08220"], wait_s: 1}}
+  - {at: 1.6, name: 情報伝達試験, test_broadcast: {districts: ["08211", "08220", "08234"], wait_s: 1}}
 """, encoding="utf-8")
     saved = tmp_path / "rep.json"
     env = {**os.environ, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN}
@@ -540,25 +559,38 @@ steps:
     out_b, err = await proc.communicate()
     out = out_b.decode()
     assert proc.returncode == 1, out + err.decode()
+    assert "is a report of scenario 'miss-2025', not 'miss'" in err.decode()  # said, and compared all the same
     rep = json.loads(saved.read_text(encoding="utf-8"))
     assert rep["step_errors"] == [], rep["step_errors"]
+    # The saved report says it is final, and its verdict with every reason.
+    assert rep["final"] is True and rep["verdict"]["passed"] is False and rep["verdict"]["result"] == "FAILED"
+    assert "2 town(s) failing the transmission test (2 receiver(s))" in rep["verdict"]["reasons"]
     # The test's failure is named, receiver and cause, as 'alertd test-broadcast' would fail it.
     assert [(f["municipality"], f["subscriber"], f["result"]) for f in rep["test_failures"]] == [
-        ("茨城県つくば市", "drill-radio-tsukuba", "unconfirmed")]
-    assert "TRANSMISSION TEST NOT PASSED (1)" in out and "delivered, but no confirmation" in out, out
+        ("茨城県つくば市", "drill-radio-tsukuba", "unconfirmed"), ("茨城県鉾田市", "drill-radio-hokota", "failed")]
+    assert "TRANSMISSION TEST NOT PASSED (2 town(s), 2 receiver(s))" in out and "delivered, but no confirmation" in out, out
     # The live gateway that opted in is attributed to its town from its districts.
     assert "茨城県鹿嶋市" in rep["by_municipality"] and "-" not in rep["by_municipality"], rep["by_municipality"]
     kashima = [d for d in rep["deliveries"] if d["subscriber"] == "live-kashima"]
     assert {(d["municipality"], d["code"]) for d in kashima} == {("茨城県鹿嶋市", "08222")}
     assert all(d["alert_id"] and d["delivered_at"].endswith("+09:00") for d in kashima), kashima
-    assert out.rstrip().splitlines()[-1].startswith("FAILED: ") and "transmission-test failure" in out
+    assert out.rstrip().splitlines()[-1].startswith("FAILED: ")
+    assert "2 town(s) failing the transmission test (2 receiver(s))" in out.rstrip().splitlines()[-1]
+    # The test's step row and its town read the test's frozen result (the same as its table): the
+    # broken gateway failed it, however its retries went on after the test ended.
+    radio = next(s for s in rep["steps"] if s["test_broadcast"])["by_adapter"]["radio"]
+    assert (radio["confirmed"], radio["failed"], radio["pending"], radio["superseded"]) == (1, 1, 0, 0), radio
+    test_step = next(s for s in rep["steps"] if s["test_broadcast"])
+    assert {u["subscriber"]: u["state"] for u in test_step["unconfirmed"]} == {
+        "drill-radio-tsukuba": "delivered", "drill-radio-hokota": "failed"}
     # The 避難指示 the broken gateway never got is missed, not hidden as superseded by the lift.
     missed = {(u["step"], u["state"]) for u in rep["undelivered"] if u["subscriber"] == "drill-radio-hokota"}
-    assert ("避難指示 (鉾田市)", "superseded before delivery") in missed, rep["undelivered"]
-    assert rep["by_municipality"]["茨城県鉾田市"]["missed"] == 2
+    assert ("避難指示 (鉾田市)", "superseded before delivery") in missed or (
+        "避難指示 (鉾田市)", "ended by the drill") in missed, rep["undelivered"]
+    assert rep["by_municipality"]["茨城県鉾田市"]["missed"] == 3  # the order, its lift, and the test
     # --compare names the change in missed deliveries, in the JSON too.
     (changed,) = [c for c in rep["compare"]["changed"] if c["municipality"] == "茨城県鉾田市"]
-    assert (changed["missed_then"], changed["missed_now"]) == (1, 2)
+    assert (changed["missed_then"], changed["missed_now"]) == (1, 3)
 
 
 def test_drill_validate_catches_what_would_fail_at_run_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -637,3 +669,225 @@ steps:
     assert rep["view_mismatches"] == ["避難指示"]
     assert "--topic-prefix" in (rep["hint"] or "") and "elsewhere/alerts/v1" in rep["hint"]
     assert "Hint: only the MQTT state said nothing" in render_text(rep)
+
+
+SILENT_TOWN = """
+name: silent-town
+issuers: [{id: drill-pref, name: 茨城県, jurisdiction: ["08"]}]
+receivers:
+  - {id: drill-radio-joso, adapter: radio, districts: ["08211"]}
+settle_s: 3
+%s
+steps:
+  - {at: 0, name: 常総市 L4, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水}}
+  - {at: 0, name: 潮来市 L4, order: {municipality: "08223", level: 4, action: issue, districts: [all], reason: 洪水}}
+"""
+
+
+async def test_a_town_an_order_names_that_no_receiver_covers_fails_the_drill(
+    engine: RunningEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A prefecture order for 潮来市, where the drill has no receiver, once passed as 'planned 0':
+    the town heard nothing, yet the drill said PASSED. Now validate warns, the town is listed as
+    'no receiver', and the drill fails — unless the scenario says that town is expected to."""
+    from alertd.drills.cli import main as drill
+    from alertd.drills.render import passed, render_markdown, render_text
+
+    path = tmp_path / "silent.yaml"
+    path.write_text(SILENT_TOWN % "", encoding="utf-8")
+    assert drill(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "no receiver covers 茨城県潮来市 (08223)" in out and "1 warning(s)" in out
+    rep = await DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
+    assert rep["by_municipality"]["茨城県潮来市"].get("no_receiver") is True
+    assert [u["code"] for u in rep["no_receiver"]] == ["08223"] and not passed(rep)
+    shown = render_text(rep)
+    assert "no receiver" in shown.split("By municipality", 1)[1] and "NO RECEIVER: 茨城県潮来市" in shown
+    assert "FAILED:" in shown and "1 town(s) an order named that no receiver covers" in shown
+    assert "茨城県潮来市 | no receiver" in render_markdown(rep)
+    # Said to be expected: still listed, no longer a failure.
+    expected = tmp_path / "expected.yaml"
+    expected.write_text(SILENT_TOWN % 'no_receiver_expected: ["08223"]', encoding="utf-8")
+    assert drill(["validate", str(expected)]) == 0 and "warning" not in capsys.readouterr().out
+    rep = await DrillRunner(load_scenario(expected), engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
+    assert rep["no_receiver"] == [] and rep["no_receiver_expected"][0]["code"] == "08223"
+    assert rep["by_municipality"]["茨城県潮来市"].get("no_receiver") is True and passed(rep), rep["undelivered"]
+
+
+async def test_a_drill_ends_every_delivery_it_left_unfinished_so_a_gateway_that_comes_back_hears_nothing(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
+    """A live gateway opted into drills had its port closed; after the drill said it cleaned up, the
+    drill's 解除 stayed queued for it (attempts 4, 5…) and, when the port opened, it announced the
+    lift of an order it never heard. Now the drill ends every unfinished delivery of its alerts, the
+    report reads the states after that, and the gateway that comes back hears only what is real."""
+    from aiohttp import web
+
+    from tests.support import free_port
+
+    port = free_port()
+    await engine.add_subscriber(id="live-radio-closed", adapter="radio", endpoint=f"http://127.0.0.1:{port}/gw",
+                                districts=["08211"], drills=True)  # fmt: skip
+    path = tmp_path / "closed.yaml"
+    path.write_text("""
+name: closed-gateway
+issuers: [{id: drill-joso, name: 常総市, jurisdiction: ["08211"]}]
+receivers: [{id: drill-radio-joso, adapter: radio, districts: ["08211"]}]
+settle_s: 0.5
+steps:
+  - {at: 0, name: 避難指示, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水}}
+""", encoding="utf-8")
+    rep = await DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=1).run()
+    done = rep["cleanup"]
+    assert rep["final"] is True and len(done["cleanup_alerts"]) == 1
+    lift = done["cleanup_alerts"][0]
+    ended = {(e["alert_id"], e["subscriber"]) for e in done["ended"]}
+    order = rep["steps"][0]["alert_ids"][0]
+    assert {(order, "live-radio-closed"), (lift, "live-radio-closed")} <= ended, ended
+    # The report shows the order ended by the drill (with the error that kept it out), not "queued".
+    missed = {u["subscriber"]: u for u in rep["undelivered"]}
+    assert missed["live-radio-closed"]["state"] == "ended by the drill", missed
+    assert "last error" in missed["live-radio-closed"]["last_error"]
+    from alertd.drills.render import render_text
+
+    assert "with 1 cleanup message(s)" in render_text(rep)
+    row = next(r for r in await engine.deliveries(lift) if r["subscriber"] == "live-radio-closed")
+    assert row["state"] == "superseded" and row["last_error"].startswith("ended by the drill"), row
+    assert all(r["state"] not in ("queued", "sent") for r in await engine.deliveries(order))
+    # The port opens: a real order gets through, and nothing of the drill ever does.
+    heard: list[str] = []
+
+    async def gateway(request: web.Request) -> web.Response:
+        heard.append((await request.read()).decode(errors="replace"))
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/gw", gateway)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        joso = await engine.add_issuer("joso-desk", ["08211"])
+        status, answer = await engine.post("/api/v1/evacuation-orders", joso, {**ORDER_4, "status": "Actual"})
+        assert status == 202, answer
+        await engine.wait_deliveries(answer["id"], {"delivered", "confirmed"}, timeout=15)
+        assert heard and not [h for h in heard if "訓練" in h or "Exercise" in h], heard
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_drill_cleanup_says_the_drill_is_over_and_names_the_full_shelter_notice(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
+    """The cleanup Cancels of shelter notices told residents 「…「避難所開設」は取り消します。誤って送信された
+    ものです。」, even for the 満員 notice. Now they say the drill is over and name what they cancel."""
+    path = tmp_path / "shelters.yaml"
+    path.write_text("""
+name: shelter-drill
+issuers: [{id: drill-joso, name: 常総市, jurisdiction: ["08211"]}]
+receivers: [{id: drill-sign-joso, adapter: signage, districts: ["08211"]}]
+settle_s: 1
+steps:
+  - {at: 0, name: 開設, shelter: {municipality: "08211", shelters: [{name: 石下総合体育館, status: open}]}}
+  - {at: 0, name: 満員, shelter: {municipality: "08211", shelters: [{name: 水海道体育館, status: full}]}}
+""", encoding="utf-8")
+    rep = await DrillRunner(load_scenario(path), engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
+    cleanup = rep["cleanup"]["cleanup_alerts"]
+    assert len(cleanup) == 2, rep["cleanup"]
+    said = []
+    for alert_id in cleanup:
+        _status, alert = await engine.get(f"/api/v1/alerts/{alert_id}", headers=engine.admin)
+        ja = next(i for i in alert["infos"] if i["language"].startswith("ja"))
+        assert "誤って" not in ja["description"] and "訓練を終了します" in ja["description"], ja
+        said.append(ja["description"])
+    assert any("「避難所の満員」" in d for d in said) and any("「避難所開設」" in d for d in said), said
+    from alertd.drills.render import render_text
+
+    assert "with 2 cleanup message(s)" in render_text(rep)
+    # Only an Exercise Cancel may say a drill ended.
+    desk = await engine.add_issuer("joso-desk", ["08211"])
+    status, answer = await engine.post("/api/v1/alerts", desk, {"status": "Actual", "msg_type": "Cancel",
+                                                              "references": [cleanup[0]], "drill_end": True})  # fmt: skip
+    assert status == 422 and "drill_end" in answer["detail"], answer
+
+
+def test_compare_with_a_file_that_is_missing_or_no_drill_report_stops_before_anything_is_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--compare with a mistyped path once ran the whole drill and then said it could not read it;
+    a file that was no drill report compared as 'every municipality delivered as before'."""
+    from alertd.drills.cli import main as drill
+
+    scenario = str(SCENARIOS / "joso-demo.yaml")
+    nothing = ["--url", "http://127.0.0.1:9", "--admin-token", "x" * 20, "--mqtt-url", "mqtt://127.0.0.1:9"]
+    assert drill(["run", scenario, "--compare", str(tmp_path / "missing.json"), *nothing]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"id": "20261201T100005-3fa2c1", "summary": {}}), encoding="utf-8")
+    assert drill(["run", scenario, "--compare", str(other), *nothing]) == 2
+    err = capsys.readouterr().err
+    assert "is not a drill report" in err and "nothing was sent" in err
+
+
+def test_drill_validate_warns_of_an_expected_town_in_another_prefecture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """鹿島市 (Saga, 41207) in expect: for an Ibaraki drill was accepted; the drill only 'agreed' that
+    nothing stood in a town it never spoke to. 鹿嶋市 (08222) was meant."""
+    from alertd.drills.cli import main as drill
+
+    path = tmp_path / "kashima.yaml"
+    path.write_text("""
+name: kashima
+issuers: [{id: drill-pref, name: 茨城県, jurisdiction: ["08"]}]
+receivers: [{id: drill-radio-kashima, adapter: radio, districts: ["08222"]}]
+steps:
+  - {at: 0, name: 避難指示, order: {municipality: "08222", level: 4, action: issue, districts: [all], reason: 洪水},
+     expect: {"41207": {鹿島市: 4}}}
+""", encoding="utf-8")
+    drill(["validate", str(path)])
+    out = capsys.readouterr().out
+    assert "expect names 佐賀県鹿島市 (41207), which is not in the scenario's prefecture(s)" in out, out
+    assert "did you mean 08222 (茨城県鹿嶋市)?" in out, out
+
+
+async def test_a_drill_stopped_with_sigterm_also_ends_what_it_left_unfinished(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
+    """SIGTERM (a service manager stopping the drill) ends it like its normal end: a live gateway
+    whose port is closed keeps no delivery of the drill queued."""
+    import signal
+
+    from tests.support import free_port
+
+    await engine.add_subscriber(id="live-radio-down", adapter="radio", endpoint=f"http://127.0.0.1:{free_port()}/gw",
+                                districts=["08211"], drills=True)  # fmt: skip
+    path = tmp_path / "long.yaml"
+    path.write_text("""
+name: long
+issuers: [{id: drill-joso, name: 常総市, jurisdiction: ["08211"]}]
+receivers: [{id: drill-radio-joso, adapter: radio, districts: ["08211"]}]
+steps:
+  - {at: 0, name: 避難指示, order: {municipality: "08211", level: 4, action: issue, districts: [all], reason: 洪水}}
+  - {at: 600, name: 解除, order: {municipality: "08211", level: 4, action: lift, districts: [all], reason: 洪水}}
+""", encoding="utf-8")
+    env = {**os.environ, "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alertd", "drill", "run", str(path), "--url", engine.url, "--mqtt-url", MQTT_URL,
+        "--topic-prefix", engine.engine.settings.topic_prefix, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+    async def tried() -> str | None:
+        status, alerts = await engine.get("/api/v1/alerts?status=Exercise&limit=10", headers=engine.admin)
+        for alert in alerts if status == 200 else []:
+            rows = {r["subscriber"]: r for r in await engine.deliveries(alert["id"])}
+            if rows.get("live-radio-down", {}).get("attempts", 0) >= 1:
+                return str(alert["id"])
+        return None
+
+    order = await until(tried, what="the drill's order to be tried at the closed gateway")
+    proc.send_signal(signal.SIGTERM)
+    _out, err = await proc.communicate()
+    assert proc.returncode == 130, err.decode()
+    row = next(r for r in await engine.deliveries(order) if r["subscriber"] == "live-radio-down")
+    assert row["state"] == "superseded" and row["last_error"].startswith("ended by the drill"), row

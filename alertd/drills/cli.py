@@ -19,9 +19,10 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from alertd import loop
-from alertd.drills.render import comparison, passed, render_markdown, render_text, write_csv
+from alertd.drills.render import comparison, passed, render_markdown, render_text, verdict, write_csv
 from alertd.drills.runner import DrillRunner, run_embedded
 from alertd.drills.scenario import SCENARIOS, Scenario, ScenarioError, load_scenario, resolve_scenario
 
@@ -61,10 +62,15 @@ def main(argv: list[str]) -> int:
     # what it issued and removes what it registered before it exits.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        # The earlier report is read before anything is sent: a typo in its path found after the
+        # drill would cost the whole drill.
+        previous = _previous_report(args.compare) if args.compare else None
         scenario = load_scenario(resolve_scenario(args.scenario))
         found = _problems(scenario)
         if found:
             raise ScenarioError("the scenario has problems; nothing was sent:\n  " + "\n  ".join(found))
+        for line in _warnings(scenario):
+            print(f"alertd drill: warning: {line}", file=sys.stderr)
         if args.url:
             if not args.admin_token or not args.mqtt_url:
                 raise ScenarioError(
@@ -84,13 +90,14 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("alertd drill: stopped; what it issued was cancelled and what it registered removed", file=sys.stderr)
         return 130
-    if args.compare:
-        try:
-            previous = json.loads(Path(args.compare).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            print(f"alertd drill: cannot read {args.compare} to compare: {exc}", file=sys.stderr)
-        else:
-            rep["compare"] = comparison(rep, previous)  # in the report (terminal, JSON, Markdown) before its verdict
+    if previous is not None:
+        if previous.get("scenario") != rep["scenario"]:
+            print(f"alertd drill: warning: {args.compare} is a report of scenario {previous.get('scenario')!r}, not "
+                  f"{rep['scenario']!r}: towns that differ may only be towns the two scenarios do not share",
+                  file=sys.stderr)  # fmt: skip
+        rep["compare"] = comparison(rep, previous)  # in the report (terminal, JSON, Markdown) before its verdict
+    # Saved with what it says of itself: the verdict, and final (read after the drill ended what it left).
+    rep["verdict"] = verdict(rep)
     print(render_text(rep))
     if args.csv:
         write_csv(rep, args.csv)
@@ -103,11 +110,35 @@ def main(argv: list[str]) -> int:
     return 0 if passed(rep) else 1
 
 
+def _previous_report(path: str) -> dict[str, Any]:
+    """An earlier drill's --json report, or a ScenarioError (exit 2) saying what is wrong with it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"cannot read {path} to compare with ({exc}); nothing was sent") from exc
+    try:
+        previous = json.loads(text)
+    except ValueError:
+        previous = None
+    if not isinstance(previous, dict) or not isinstance(previous.get("by_municipality"), dict) \
+            or "scenario" not in previous:
+        raise ScenarioError(f"{path} is not a drill report (the file 'alertd drill run --json' writes), so there "
+                            "is nothing to compare with; nothing was sent")  # fmt: skip
+    return previous
+
+
 def _problems(scenario: Scenario) -> list[str]:
     from alertd.drills.validate import problems
     from geo.registry import Registry
 
     return problems(scenario, Registry.default())
+
+
+def _warnings(scenario: Scenario) -> list[str]:
+    from alertd.drills.validate import warnings
+    from geo.registry import Registry
+
+    return warnings(scenario, Registry.default())
 
 
 def _validate(name: str) -> int:
@@ -119,7 +150,11 @@ def _validate(name: str) -> int:
     found = _problems(scenario)
     for line in found:
         print(line)
-    print(f"{scenario.name}: {len(scenario.steps)} steps, " + (f"{len(found)} problem(s)" if found else "no problems"))
+    warned = _warnings(scenario)
+    for line in warned:
+        print(f"warning: {line}")
+    print(f"{scenario.name}: {len(scenario.steps)} steps, " + (f"{len(found)} problem(s)" if found else "no problems")
+          + (f", {len(warned)} warning(s)" if warned else ""))  # fmt: skip
     return 1 if found else 0
 
 

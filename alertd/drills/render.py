@@ -6,6 +6,7 @@ from typing import Any
 
 from alertd import report
 from alertd.drills.views import _lv
+from alertd.redact import public_error
 
 
 def render_text(rep: dict[str, Any]) -> str:
@@ -43,11 +44,11 @@ def render_text(rep: dict[str, Any]) -> str:
                   + (f" ({s['fault']['seconds']} s)" if s["fault"].get("seconds") else "") for s in faults]  # fmt: skip
     lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
     towns = rep.get("by_municipality") or {}
-    if len(towns) > 1:
+    if len(towns) > 1 or any(v.get("no_receiver") for v in towns.values()):
         cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending", "missed")
         lines += ["", "By municipality (failed counts the expired too; missed: never heard — failed, pending, "
                       "or superseded before delivery):",
-                  report.table(["municipality", *cols], [[t, *(v.get(c, 0) for c in cols)] for t, v in towns.items()])]  # fmt: skip
+                  report.table(["municipality", *cols], [_town_row(t, v, cols) for t, v in towns.items()])]  # fmt: skip
     checked = [s for s in rep["steps"] if s.get("expect")]
     if checked:
         lines += ["", "What is in force after each step (model, active list, Atom, MQTT state):"]
@@ -68,11 +69,16 @@ def render_text(rep: dict[str, Any]) -> str:
             failing = [f for f in rep.get("test_failures") or [] if f["step"] == s["name"]]
             if failing:
                 # By receiver, with why: what the drill office follows up with each gateway's operator.
-                lines += ["", f"TRANSMISSION TEST NOT PASSED ({len(failing)}):", report.table(
+                towns = len({f["municipality"] for f in failing})
+                receivers = sum(1 for f in failing if f["subscriber"] != "-")
+                lines += ["", f"TRANSMISSION TEST NOT PASSED ({towns} town(s), {receivers} receiver(s)):", report.table(
                     ["municipality", "receiver", "result", "cause"],
                     [[f["municipality"], f["subscriber"], f["result"], f["cause"]] for f in failing],
                     left={0, 1, 2, 3},
                 )]  # fmt: skip
+    for u in rep.get("no_receiver") or []:
+        lines += ["", f"NO RECEIVER: {u['municipality']} ({u['code']}), named by {u['step']!r}, heard nothing: "
+                      "no receiver of the drill covers it"]  # fmt: skip
     undelivered = rep.get("undelivered") or []
     if undelivered:
         lines += ["", f"NOT DELIVERED ({len(undelivered)}): the drill did not pass"]
@@ -85,9 +91,7 @@ def render_text(rep: dict[str, Any]) -> str:
     done = rep.get("cleanup")
     ending = [verdict_line(rep)]
     if done is not None:
-        lines += ["", f"Afterwards: cancelled {len(done['cancelled'])} drill alert(s) still standing; removed "
-                      f"{len(done['removed_receivers'])} receiver(s) and {len(done['removed_issuers'])} issuer(s) "
-                      "the drill registered."]  # fmt: skip
+        lines += ["", f"Afterwards: {_cleanup_sentence(done)}"]
         lines += [f"  NOT CLEANED UP: {e}" for e in done["errors"]]
     if rep.get("compare"):
         lines += ["", compare(rep, {})]
@@ -95,24 +99,61 @@ def render_text(rep: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cleanup_sentence(done: dict[str, Any]) -> str:
+    """What the drill's end did, counted: the lifts and cancels it sent (cleanup messages the
+    receivers heard), the deliveries it ended, what it removed."""
+    return (f"ended {len(done['cancelled'])} drill alert(s) still standing with "
+            f"{len(done.get('cleanup_alerts') or [])} cleanup message(s); ended {len(done.get('ended') or [])} "
+            f"delivery(ies) still unfinished (never delivered: 'ended by the drill'); removed "
+            f"{len(done['removed_receivers'])} receiver(s) and {len(done['removed_issuers'])} issuer(s) the drill "
+            "registered.")  # fmt: skip
+
+
+def verdict(rep: dict[str, Any]) -> dict[str, Any]:
+    """What the saved report says of itself: passed or failed, and each reason, as the last line."""
+    return {"passed": passed(rep), "result": "PASSED" if passed(rep) else "FAILED", "reasons": _reasons(rep)}
+
+
 def verdict_line(rep: dict[str, Any]) -> str:
     """The last line: PASSED, or FAILED with what failed it."""
     if passed(rep):
         return "PASSED: every step sent, every view agreed, everything delivered."
-    why = [f"{n} {what}" for n, what in (
+    return "FAILED: " + ", ".join(_reasons(rep)) + "."
+
+
+def _reasons(rep: dict[str, Any]) -> list[str]:
+    return [f"{n} {what}" for n, what in (
         (len(rep.get("step_errors") or []), "step(s) refused"),
         (len(rep.get("view_mismatches") or []), "step(s) whose views differed"),
         (len(rep.get("undelivered") or []), "delivery(ies) not delivered"),
-        (len(rep.get("test_failures") or []), "transmission-test failure(s)"),
+        (_test_failure_towns(rep), "town(s) failing the transmission test"
+         + (f" ({_test_failure_receivers(rep)} receiver(s))" if _test_failure_receivers(rep) else "")),
+        (len({u["code"] for u in rep.get("no_receiver") or []}), "town(s) an order named that no receiver covers"),
     ) if n]  # fmt: skip
-    return "FAILED: " + ", ".join(why) + "."
+
+
+def _test_failure_towns(rep: dict[str, Any]) -> int:
+    """Towns (or prefecture-wide receivers' areas) that failed a transmission test: the unit the
+    test's headline counts in; a town with two failed gateways is one town."""
+    return len({(f["step"], f["municipality"]) for f in rep.get("test_failures") or []})
+
+
+def _test_failure_receivers(rep: dict[str, Any]) -> int:
+    return sum(1 for f in rep.get("test_failures") or [] if f["subscriber"] != "-")
 
 
 def passed(rep: dict[str, Any]) -> bool:
     """A drill passes when every step went in, every view agreed, everything planned was delivered
     and its transmission test passed by the standalone test's rule."""
     return not (rep.get("undelivered") or rep.get("step_errors") or rep.get("view_mismatches")
-                or rep.get("test_failures"))  # fmt: skip
+                or rep.get("test_failures") or rep.get("no_receiver"))  # fmt: skip
+
+
+def _town_row(town: str, totals: dict[str, Any], cols: tuple[str, ...]) -> list[Any]:
+    """A town's row; one no receiver covers says so in place of counts that would read as "all well"."""
+    if totals.get("no_receiver"):
+        return [town, "no receiver", *("" for _ in cols[1:])]
+    return [town, *(totals.get(c, 0) for c in cols)]
 
 
 def _md(headers: list[str], rows: list[list[Any]]) -> list[str]:
@@ -144,16 +185,34 @@ def render_markdown(rep: dict[str, Any]) -> str:
     out += ["## Steps", "", *_md(["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed",
                                    "superseded", "pending", "p50 ms", "p99 ms"], rows), ""]  # fmt: skip
     out += [f"- **{s['name']}** was refused: {s['error']}" for s in rep["steps"] if s["error"]]
+    out += [f"- **{u['municipality']}** ({u['code']}), named by {u['step']}, heard nothing: no receiver covers it"
+            for u in rep.get("no_receiver") or []]  # fmt: skip
     towns = rep.get("by_municipality") or {}
     if towns:
         cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending", "missed")
         out += ["", "## By municipality", "", "missed: never heard — failed, pending, or superseded before delivery.",
-                "", *_md(["municipality", *cols], [[t, *(v.get(c, 0) for c in cols)] for t, v in towns.items()])]  # fmt: skip
+                "", *_md(["municipality", *cols], [_town_row(t, v, cols) for t, v in towns.items()])]  # fmt: skip
+    faults = [s for s in rep["steps"] if s.get("fault")]
+    if faults:
+        out += ["", "## Fault timeline", "", *_md(["at", "step", "receiver", "fault", "seconds"], [
+            [f"{s['at']:.0f}s", s["name"], s["fault"].get("receiver"), s["fault"].get("kind"), s["fault"].get("seconds")]
+            for s in faults])]  # fmt: skip
+    total = rep.get("total") or {}
+    if total:
+        cols = ("planned", "delivered", "confirmed", "failed", "superseded", "pending", "latency_p50_ms",
+                "latency_p99_ms")  # fmt: skip
+        out += ["", "## Totals by adapter", "", *_md(["adapter", *(c.replace("latency_", "").replace("_ms", " ms")
+                                                                    for c in cols)],
+                                                      [[a, *(t.get(c, 0) for c in cols)] for a, t in total.items()])]  # fmt: skip
     checked = [s for s in rep["steps"] if s.get("expect")]
     if checked:
         out += ["", "## What is in force after each step", ""]
+        rows = []
         for s in checked:
-            out.append(f"- {s['name']}: " + ("agree" if not s["views"] else "DIFFER: " + "; ".join(s["views"])))
+            wanted = "; ".join(f"{m} " + ", ".join(f"{k} {_lv(v)}" for k, v in e.items()) for m, e in s["expect"].items())
+            rows.append([s["name"], wanted, "as expected, in every view" if not s["views"] else "; ".join(s["views"]),
+                         "agree" if not s["views"] else "DIFFER"])  # fmt: skip
+        out += _md(["step", "expected", "seen", "views"], rows)
         if rep.get("hint"):
             out += ["", f"Hint: {rep['hint']}"]
     for s in rep["steps"]:
@@ -179,12 +238,11 @@ def render_markdown(rep: dict[str, Any]) -> str:
     if undelivered:
         out += ["", f"## Not delivered ({len(undelivered)})", "",
                 *_md(["step", "receiver", "state", "attempts", "last error"],
-                     [[u["step"], u["subscriber"], u["state"], u["attempts"], u["last_error"] or ""]
+                     [[u["step"], u["subscriber"], u["state"], u["attempts"], public_error(u["last_error"])]
                       for u in undelivered])]  # fmt: skip
     done = rep.get("cleanup")
     if done is not None:
-        out += ["", f"Afterwards: cancelled {len(done['cancelled'])} drill alert(s) still standing; removed "
-                    f"{len(done['removed_receivers'])} receiver(s) and {len(done['removed_issuers'])} issuer(s)."]  # fmt: skip
+        out += ["", f"Afterwards: {_cleanup_sentence(done)}"]
     if rep.get("compare"):
         c = rep["compare"]
         out += ["", "## Compared with an earlier drill", "",
@@ -206,12 +264,14 @@ def write_csv(rep: dict[str, Any], path: str) -> None:
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
         # code, alert_id and delivered_at came later: at the end, so readers of the first columns keep working.
+        # receiver_type (simulated: the drill's own; live: an engine's receiver that opted into drills) too.
         writer.writerow(["step", "municipality", "receiver", "adapter", "state", "attempts", "last_error", "code",
-                         "alert_id", "delivered_at"])  # fmt: skip
+                         "alert_id", "delivered_at", "receiver_type"])  # fmt: skip
         for d in rep.get("deliveries") or []:
             writer.writerow([d["step"], d["municipality"], d["subscriber"], d["adapter"], d["state"], d["attempts"],
-                             d["last_error"] or "", d.get("code", ""), d.get("alert_id", ""),
-                             d.get("delivered_at") or ""])  # fmt: skip
+                             public_error(d["last_error"]), d.get("code", ""), d.get("alert_id", ""),
+                             d.get("delivered_at") or "",
+                             "simulated" if d.get("simulated") else "live" if "simulated" in d else ""])  # fmt: skip
 
 
 def _missed_of(totals: dict[str, Any]) -> int:

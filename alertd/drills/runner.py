@@ -63,6 +63,20 @@ def _missed(row: dict[str, Any]) -> bool:
     return row["state"] not in ("delivered", "confirmed")
 
 
+# The last error of every delivery the drill ended at its end (POST …/deliveries/end): it was
+# never delivered, and never will be — the drill is over.
+DRILL_ENDED = "ended by the drill (訓練終了): never delivered"
+
+
+def _state_of(row: dict[str, Any]) -> str:
+    """A delivery's state as the report names it: one the drill ended says so, not 'superseded'."""
+    if row["state"] == "superseded" and str(row.get("last_error") or "").startswith(DRILL_ENDED):
+        return "ended by the drill"
+    if row["state"] == "superseded" and _missed(row):
+        return "superseded before delivery"
+    return str(row["state"])
+
+
 # Delivery states that never change again (delivered may still become confirmed).
 _ENDED = frozenset({"confirmed", "failed", "expired", "superseded"})
 
@@ -175,10 +189,23 @@ class DrillRunner:
             )
 
     async def cleanup(self, http: aiohttp.ClientSession) -> dict[str, Any]:
-        """Cancel what the drill issued that still stands, then remove the receivers and
-        issuers it registered: the engine is left as the drill found it."""
-        done: dict[str, Any] = {"cancelled": [], "removed_issuers": [], "removed_receivers": [], "errors": []}
-        for alert_id, token in self.sent_by.items():
+        """The whole end of a drill, as a SIGTERM'd one does it too: what stands is lifted or
+        cancelled, every delivery still unfinished is ended, then what it registered is removed."""
+        done = await self.end_alerts(http)
+        await self.remove_registered(http, done)
+        return done
+
+    async def end_alerts(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        """Lift or cancel what the drill issued that still stands; give those messages a moment
+        to reach receivers that are up; then end every delivery of the drill's alerts not yet
+        final (superseded, 'ended by the drill'): a gateway that was down must not hear the
+        drill's 解除 when its port opens, hours later, for an order it never heard."""
+        done: dict[str, Any] = {"cancelled": [], "removed_issuers": [], "removed_receivers": [], "errors": [],
+                                "cleanup_alerts": [], "ended": []}  # fmt: skip
+        # The steps' alerts first: what a receiver missed is then "ended by the drill", not
+        # "superseded" by the cleanup's own lift a moment later.
+        await self._end_deliveries(http, [a for r in self.results for a in r.alert_ids], done)
+        for alert_id, token in list(self.sent_by.items()):
             status, alert = await self._api(http, "GET", f"/api/v1/alerts/{alert_id}", self.admin_token)
             if status != 200 or alert.get("state") != "active":
                 continue
@@ -192,13 +219,47 @@ class DrillRunner:
                 status, data = await self._api(http, "POST", "/api/v1/evacuation-orders", token, json=lift)
                 if status == 202 or status == 409:  # 409: a lift of a higher level already ended it
                     done["cancelled"].append(alert_id)
+                    if status == 202:
+                        done["cleanup_alerts"].append(data["id"])
                     continue
+            # drill_end: the text says the drill is over (訓練終了), never "sent in error".
             cancel = {"status": alert.get("status") or "Exercise", "msg_type": "Cancel", "references": [alert_id],
-                      "identifier": ident}  # fmt: skip
+                      "identifier": ident, "drill_end": (alert.get("status") or "Exercise") == "Exercise"}  # fmt: skip
             status, data = await self._api(http, "POST", "/api/v1/alerts", token, json=cancel)
             (done["cancelled"] if status == 202 else done["errors"]).append(
                 alert_id if status == 202 else f"cancel {alert_id}: {status} {data.get('detail')}"
             )
+            if status == 202:
+                done["cleanup_alerts"].append(data["id"])
+        await self._let_cleanup_arrive(http, done["cleanup_alerts"])
+        await self._end_deliveries(http, done["cleanup_alerts"], done)
+        return done
+
+    async def _end_deliveries(self, http: aiohttp.ClientSession, alert_ids: list[str], done: dict[str, Any]) -> None:
+        for alert_id in alert_ids:
+            status, data = await self._api(http, "POST", f"/api/v1/alerts/{alert_id}/deliveries/end", self.admin_token,
+                                           json={"reason": DRILL_ENDED})  # fmt: skip
+            if status == 200:
+                done["ended"] += [{"alert_id": alert_id, "subscriber": sub} for sub in data["ended"]]
+                self._settled_rows.pop(alert_id, None)  # read again: the report shows the states after this
+            elif status != 404:
+                done["errors"].append(f"end deliveries of {alert_id}: {status} {data.get('detail')}")
+
+    async def _let_cleanup_arrive(self, http: aiohttp.ClientSession, alert_ids: list[str], timeout: float = 2.0) -> None:
+        """The lifts and cancels reach the receivers that are up (a few hundred ms) before what
+        is left is ended; a receiver the drill took down, or one already failing (a live gateway
+        whose port is closed), is not waited for."""
+        down = self.fleet.faults.down
+        deadline = time.monotonic() + timeout
+        while alert_ids and time.monotonic() < deadline:
+            rows = [row for a in alert_ids for row in await self.deliveries(http, a)]
+            if all(r["state"] not in ("queued", "sent") or r["subscriber"] in down or r.get("last_error")
+                   for r in rows):  # fmt: skip
+                return
+            await asyncio.sleep(0.1)
+
+    async def remove_registered(self, http: aiohttp.ClientSession, done: dict[str, Any]) -> None:
+        """Remove the layers, receivers and issuers the drill registered."""
         # Its layers go once its orders are lifted, while its issuer can still remove them.
         for path in self.created_layers:
             status, data = await self._api(http, "DELETE", path, self._issuer_token_of(None))
@@ -212,7 +273,6 @@ class DrillRunner:
                     done[key].append(ident)
                 else:
                     done["errors"].append(f"remove {ident}: {status} {data.get('detail')}")
-        return done
 
     def _issuer_token(self, step: Step) -> str:
         issuer = step.issuer or self.scenario.issuers[0]["id"]
@@ -469,10 +529,15 @@ class DrillRunner:
                         break
                     await asyncio.sleep(0.2)
                 self.progress.done()
+                # The report reads the states after the drill ended what was unfinished: what it
+                # files is final, and a delivery it ended says so instead of "queued".
+                done = await self.end_alerts(http)
                 final = await self.snapshot(http)
                 await self._learn_districts(http, final)
                 report = self.build_report(final)
-                report["cleanup"] = await self.cleanup(http)
+                await self.remove_registered(http, done)
+                report["cleanup"] = done
+                report["final"] = True
                 return report
             except BaseException:
                 await self.cleanup(http)  # a drill that fails still leaves nothing behind
@@ -505,15 +570,40 @@ class DrillRunner:
                 self._districts[sub] = [str(d) for d in data["districts"]]
         self._towns = None
 
+    def _districts_of(self, subscriber: str) -> list[str]:
+        districts = self._districts.get(subscriber)
+        if districts is None:
+            districts = next((spec.districts for spec in self.scenario.receivers if spec.id == subscriber), [])
+        return districts
+
+    def _unreached(self, snap: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Towns an order named that no receiver of it covers: planned 0 there is not "nothing went
+        wrong" but "nobody heard it", and a drill that passed over it hid a silent town."""
+        from geo.registry import Registry
+
+        registry = Registry.default()
+        out = []
+        for r in self.results:
+            spec = r.step.spec
+            if r.step.kind != "order" or not r.alert_ids or not isinstance(spec, dict):
+                continue
+            muni = str(spec.get("municipality") or "")
+            if registry.find(muni) is None:
+                continue
+            subscribers = {row["subscriber"] for a in r.alert_ids for row in snap.get(a, [])}
+            if any(registry.covers(self._districts_of(sub), muni) for sub in subscribers):
+                continue
+            out.append({"step": r.step.name, "code": muni, "municipality": registry.get(muni).full_name,
+                        "expected": muni in self.scenario.no_receiver_expected})  # fmt: skip
+        return out
+
     def _town_codes(self, subscriber: str) -> list[str]:
         """The municipalities (or prefectures) a receiver stands for, by code, from its districts
         (the registry knows each district's municipality)."""
         from geo.registry import Registry
 
         registry = Registry.default()
-        districts = self._districts.get(subscriber)
-        if districts is None:
-            districts = next((spec.districts for spec in self.scenario.receivers if spec.id == subscriber), [])
+        districts = self._districts_of(subscriber)
         return sorted({registry.municipality_of(d) or d for d in districts if registry.find(d) is not None})
 
     def _town_of(self, subscriber: str) -> str:
@@ -531,10 +621,16 @@ class DrillRunner:
             found = self._towns[subscriber] = "、".join(names) or "-"
         return found
 
-    def _by_municipality(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Per town by name, in the order of the towns' codes (as the prefecture's lists run)."""
+    def _by_municipality(
+        self, rows: list[dict[str, Any]], unreached: list[dict[str, Any]] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Per town by name, in the order of the towns' codes (as the prefecture's lists run); a town
+        an order named that no receiver covers is listed too, marked no_receiver."""
         by: dict[str, list[dict[str, Any]]] = {}
         code_of: dict[str, str] = {}
+        for town in unreached or []:
+            by.setdefault(town["municipality"], [])
+            code_of.setdefault(town["municipality"], town["code"])
         for row in rows:
             if row["adapter"] != "feed":
                 town = self._town_of(row["subscriber"])
@@ -548,9 +644,32 @@ class DrillRunner:
             # What the town never heard: failed, still pending, or superseded before it was delivered
             # (a lift that replaced an order the gateway never got does not make the order heard).
             out[town]["missed"] = sum(1 for r in town_rows if _missed(r))
+            if not town_rows:
+                out[town]["no_receiver"] = True
+        return out
+
+    def _as_the_test_classed(self, snap: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        """A transmission test's deliveries as its frozen final result classed them: its step row
+        and its towns then say what its table says (failed 2), not the live states that went on
+        after the test ended (pending 2, or ended by the drill)."""
+        out = dict(snap)
+        state_of = {"confirmed": "confirmed", "unconfirmed": "delivered", "failed": "failed", "pending": "failed"}
+        for r in self.results:
+            frozen = {s["subscriber"]: s for s in (r.test_broadcast or {}).get("subscribers") or []}
+            if not frozen:
+                continue
+            for alert_id in r.alert_ids:
+                out[alert_id] = [
+                    {**row, "state": state_of[frozen[row["subscriber"]]["result"]],
+                     "attempts": frozen[row["subscriber"]].get("attempts", row["attempts"]),
+                     "last_error": frozen[row["subscriber"]].get("last_error")}
+                    if row["subscriber"] in frozen else row
+                    for row in snap.get(alert_id, [])
+                ]  # fmt: skip
         return out
 
     def build_report(self, snap: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        snap = self._as_the_test_classed(snap)
         steps = []
         for r in self.results:
             rows = [row for a in r.alert_ids for row in snap.get(a, [])]
@@ -563,14 +682,15 @@ class DrillRunner:
                     "fault": r.step.spec if r.step.kind == "fault" else None,
                     # Every receiver that did not confirm, with why: what a drill office follows up.
                     "unconfirmed": [{"alert_id": a, "subscriber": row["subscriber"],
-                                     "state": "superseded before delivery" if row["state"] == "superseded"
-                                     and _missed(row) else row["state"],
+                                     "state": _state_of(row),
                                      "attempts": row["attempts"], "last_error": row["last_error"]}
                                     for a in r.alert_ids for row in snap.get(a, []) if row["state"] != "confirmed"],
                 }
             )  # fmt: skip
         all_rows = [row for rows in snap.values() for row in rows]
         step_of = {a: r.step.name for r in self.results for a in r.alert_ids}
+        unreached = self._unreached(snap)
+        own = {spec.id for spec in self.scenario.receivers}
         return {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
@@ -580,14 +700,20 @@ class DrillRunner:
             "run_id": self.run_id,
             "status": "Exercise",
             # Per municipality, by name: what a prefecture's drill office reports town by town.
-            "by_municipality": self._by_municipality(all_rows),
+            "by_municipality": self._by_municipality(all_rows, unreached),
+            # Towns an order named that no receiver covered: they heard nothing. Those the scenario
+            # lists under no_receiver_expected are shown but do not fail the drill.
+            "no_receiver": [u for u in unreached if not u["expected"]],
+            "no_receiver_expected": [u for u in unreached if u["expected"]],
             # Every delivery, for the CSV a drill office files: step, town, receiver, outcome.
             "deliveries": [{"step": step_of.get(a, ""), "municipality": self._town_of(row["subscriber"]),
-                            "subscriber": row["subscriber"], "adapter": row["adapter"], "state": row["state"],
+                            "subscriber": row["subscriber"], "adapter": row["adapter"], "state": _state_of(row),
                             "attempts": row["attempts"], "last_error": row["last_error"],
                             # Filed with the town's code, the alert and when it arrived (Japan time).
                             "code": ",".join(self._town_codes(row["subscriber"])), "alert_id": a,
-                            "delivered_at": _jst(row.get("delivered_at"))}
+                            "delivered_at": _jst(row.get("delivered_at")),
+                            # The drill's own simulated receiver, or a live one that opted into drills.
+                            "simulated": row["subscriber"] in own}
                            for a, rows in snap.items() for row in rows if row["adapter"] != "feed"],
             "steps": steps,
             "total": report.summarize(all_rows),

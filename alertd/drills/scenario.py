@@ -53,6 +53,9 @@ class Scenario:
     # No 'receivers:' in the file: the default fleet stands in, built around fleet_town.
     default_fleet: bool = False
     fleet_town: str = "08211"
+    # Towns an order may name knowing no receiver of the drill covers them (by code): without it,
+    # a town that heard nothing fails the drill, as a town whose gateway missed the order does.
+    no_receiver_expected: list[str] = field(default_factory=list)
 
 
 def resolve_file(name: str, scenario_path: Path | None) -> Path | None:
@@ -132,4 +135,5 @@ def load_scenario(path: Path) -> Scenario:
         name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
         receivers=receivers, issuers=issuers, steps=steps, settle_s=float(data.get("settle_s", 15)), path=path,
         layers=[{k: str(v) for k, v in x.items()} for x in layers], default_fleet=defaulted, fleet_town=fleet_town,
+        no_receiver_expected=[str(c) for c in data.get("no_receiver_expected") or []],
     )  # fmt: skip

@@ -72,6 +72,43 @@ def problems(scenario: Scenario, registry: Any) -> list[str]:
     return out
 
 
+def warnings(scenario: Scenario, registry: Any) -> list[str]:
+    """What can run but will fail the drill: an order for a town no receiver of the scenario
+    covers (潮来市 named, no gateway there) is heard by nobody; say so before the drill does."""
+    if scenario.default_fleet:
+        return []  # _fleet_problems already says the default fleet is 常総市's only
+    out = _expect_elsewhere(scenario, registry)
+    for step in scenario.steps:
+        if step.kind != "order" or not isinstance(step.spec, dict):
+            continue
+        muni = str(step.spec.get("municipality") or "")
+        if registry.find(muni) is None or muni in scenario.no_receiver_expected:
+            continue
+        if not any(registry.covers(r.districts, muni) for r in scenario.receivers):
+            out.append(f"step {step.name!r}: no receiver covers {registry.get(muni).full_name} ({muni}), so nobody "
+                       "there will hear it and the drill will fail; add a receiver for it, or list it under "
+                       "no_receiver_expected if that is the point")  # fmt: skip
+    return out
+
+
+def _expect_elsewhere(scenario: Scenario, registry: Any) -> list[str]:
+    """expect: naming a town of another prefecture (鹿島市 is Saga's; Ibaraki's is 鹿嶋市) checks a
+    town the drill never speaks to: it can only 'agree' that nothing is in force there."""
+    prefectures = {str(c)[:2] for i in scenario.issuers for c in i.get("jurisdiction") or []} | {
+        str(step.spec.get("municipality"))[:2] for step in scenario.steps
+        if step.kind in ("order", "shelter") and isinstance(step.spec, dict)}  # fmt: skip
+    if not prefectures:
+        return []
+    out = []
+    for step in scenario.steps:
+        for muni in step.expect or {}:
+            if registry.find(muni) is not None and muni[:2] not in prefectures:
+                hint = _closest_town(registry, registry.get(muni).name, {"municipality": sorted(prefectures)[0]})
+                out.append(f"step {step.name!r}: expect names {registry.get(muni).full_name} ({muni}), which is not in "
+                           f"the scenario's prefecture(s){hint}")  # fmt: skip
+    return out
+
+
 def _body_problems(step: Step) -> list[str]:
     """The order or shelter notice as the engine will read it (status and id as the runner sets
     them): a shelter status 'packed' or an order without 'reason' is said here, not as a 422 mid-drill."""
