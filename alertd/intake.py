@@ -243,6 +243,17 @@ class References:
                 + ". Check the reference (sender,identifier,sent) or the alert id.",
                 unknown_references=missing,
             )
+        crossed = [t for t in found if t.status is not alert.status]
+        if crossed:
+            # A drill must never change a real alert, nor a real message a drill: an
+            # Exercise lift of an Actual 警戒 would silence the real warning.
+            raise Conflict(
+                f"This {alert.status.value} message references "
+                + ", ".join(f"{t.id} ({t.status.value})" for t in crossed)
+                + f"; a message may only change alerts of its own status ({alert.status.value}). "
+                "Nothing was sent.",
+                cross_status_references=[t.id for t in crossed],
+            )
         if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not found and alert.action != "lift":
             raise InvalidInput(
                 f"A {alert.msg_type.value} must reference the alert it changes; this one references none."

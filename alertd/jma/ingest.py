@@ -221,7 +221,7 @@ class Ingest:
         for alert in t.result.alerts:
             inherit: list[Decision] = []
             if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) or restated:
-                refs, inherit = await self._incident(alert.incidents)
+                refs, inherit = await self._incident(alert.status, alert.incidents)
                 alert.references = refs
                 if alert.msg_type is MsgType.UPDATE and not refs:
                     alert.msg_type = MsgType.ALERT  # a 訂正 of nothing alertd sent is news
@@ -231,17 +231,24 @@ class Ingest:
             if decision is not None:
                 sent.append((alert, decision))
         if sent and sent[0][0].incidents:
+            first = sent[0][0]
             record = {"refs": [a.reference_key() for a, _ in sent], "decisions": [d.to_dict() for _, d in sent]}
             await self.redis.set(
-                self.keys.jma(f"incident:{sent[0][0].incidents}"), json.dumps(record), ex=int(self.retention_s)
+                self._incident_key(first.status, first.incidents), json.dumps(record), ex=int(self.retention_s)
             )
         return DONE
 
-    async def _incident(self, incident: str | None) -> tuple[list[str], list[Decision]]:
-        """The reference keys and routing decisions of the incident's last broadcast report."""
+    def _incident_key(self, status: Status, incident: str) -> str:
+        """One record per (status, incident): a drill (Exercise) report must never find, and
+        so reference, update or lift, the Actual report of the same incident — the
+        南海トラフ臨時情報 of a drill and of the real trough share one incident — nor the reverse."""
+        return self.keys.jma(f"incident:{status.value}:{incident}")
+
+    async def _incident(self, status: Status, incident: str | None) -> tuple[list[str], list[Decision]]:
+        """The reference keys and routing decisions of the incident's last broadcast report of this status."""
         if not incident:
             return [], []
-        raw = await self.redis.get(self.keys.jma(f"incident:{incident}"))
+        raw = await self.redis.get(self._incident_key(status, incident))
         if not raw:
             return [], []
         data = json.loads(raw)
