@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from alertd import logs
 from alertd.errors import Conflict, Forbidden, InvalidInput, UnknownArea
-from alertd.feed import FEED_SUBSCRIBER, municipalities_of
+from alertd.feed import FEED_SUBSCRIBER, municipalities_of, with_city_and_wards
 from alertd.inforce import InForce
 from alertd.jurisdiction import Jurisdiction
 from alertd.limits import check_alert
@@ -619,10 +619,11 @@ class Intake:
 
     def dirty_states(self, alert: Alert, referenced: list[Alert]) -> list[str]:
         """The retained states ("<status>|<municipality>") an alert changes: its own towns
-        and those of every alert it lifts, cancels or replaces. Tests have no state."""
+        and those of every alert it lifts, cancels or replaces, with the designated city of
+        a ward and the wards of a city (feed.with_city_and_wards). Tests have no state."""
         if alert.status not in (Status.ACTUAL, Status.EXERCISE):
             return []
         munis: dict[str, None] = {}
         for a in (alert, *referenced):
             munis.update(dict.fromkeys(municipalities_of(self.registry, a)))
-        return [f"{alert.status.value}|{m}" for m in munis]
+        return [f"{alert.status.value}|{m}" for m in with_city_and_wards(self.registry, list(munis))]
