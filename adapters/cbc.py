@@ -132,11 +132,28 @@ _KANJI_ASIDE = re.compile(r"\s*[(（][^()（）]*[^\x00-\x7f][^()（）]*[)）]"
 _NON_GSM = re.compile("[^" + re.escape("".join(sorted(_GSM7))) + "]+")
 
 
+# The English areas line (alertd/texts/en.yaml: areas_line, more_places, list_sep).
+_AREAS = re.compile(r"Areas: (?P<names>[^.]*?)(?:\s*\band (?P<more>\d+) more areas)?\.")
+
+
+def _areas_in_gsm7(m: re.Match[str]) -> str:
+    """The areas line with only the names GSM 7-bit can carry; those it cannot are counted, so a
+    list of unromanised names reads "In 38 areas." rather than "Areas: and 36 more areas."."""
+    names = [n.strip() for n in m["names"].split(", ") if n.strip()]
+    kept = [n for n in names if not _NON_GSM.search(n)]
+    more = int(m["more"] or 0) + len(names) - len(kept)
+    areas = "area" if more == 1 else "areas"
+    if not kept:
+        return f"In {more} {areas}." if more else ""
+    return f"Areas: {', '.join(kept)}" + (f" and {more} more {areas}." if more else ".")
+
+
 def gsm7(text: str) -> str:
     """``text`` in the GSM 7-bit alphabet: romanised names keep their romanisation and lose the
     kanji aside ("Ontakesan (御嶽山)" → "Ontakesan"); typographic quotes become plain ones; a name
     with no romanisation is left out, and a list left empty with it."""
     text = _KANJI_ASIDE.sub("", text.translate(_TYPOGRAPHY))
+    text = _AREAS.sub(_areas_in_gsm7, text)
     text = _NON_GSM.sub("", text)
     text = re.sub(r",\s*(?=[,.])", "", text)  # "A, , B, ." → "A, B."
     text = re.sub(r":\s*(?:,\s*)+", ": ", text)  # "Areas: , B." → "Areas: B."
