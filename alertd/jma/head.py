@@ -168,7 +168,13 @@ class Header:
         if not _SAFE_KEY.match(key):
             basis = key or f"{self.editorial_office}|{self.title}"
             key = hashlib.sha1(basis.encode("utf-8")).hexdigest()[:12]
-        return f"jma-{self.type_code}-{key}"
+        # 震度速報, 震源に関する情報 and 震源・震度に関する情報 are reports of one quake (one
+        # EventID): one story, so a VXSE53 is an Update of the VXSE51 before it.
+        story = "quake" if self.type_code in QUAKE_REPORTS else self.type_code
+        return f"jma-{story}-{key}"
+
+
+QUAKE_REPORTS = frozenset({"VXSE51", "VXSE52", "VXSE53"})
 
 
 def read_header(root: etree._Element, type_code: str) -> Header:
