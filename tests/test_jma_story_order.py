@@ -1,0 +1,76 @@
+"""JMA telegrams told in story order: a quake's reports are one story, a drop folder's files go by telegram time.
+
+Over real Redis, through the drop folder's scan; the core is a list of what it was handed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from alertd.jma.spool import SpoolConfig, SpoolWatcher
+from alertd.models import Alert
+from tests.jma_samples import delta_to_now, drop, shifted
+
+REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
+SHINDO = "32-35_07_01_100915_VXSE51.xml"  # 震度速報, EventID 20090811050711
+HYPOCENTRE_SHINDO = "32-35_07_06_240613_VXSE53.xml"  # 震源・震度に関する情報, the same EventID
+# 2011-03-11: 津波警報 (VTSE41) and 津波情報 (VTSE51), alternating.
+TSUNAMI_2011 = ["32-39_11_02_250206_VTSE41.xml", "32-39_11_03_250206_VTSE51.xml",
+                "32-39_11_06_250206_VTSE41.xml", "32-39_11_08_250206_VTSE51.xml"]  # fmt: skip
+
+
+@pytest_asyncio.fixture
+async def watcher(tmp_path: Path) -> AsyncIterator[tuple[SpoolWatcher, list[Alert]]]:
+    from geo.registry import Registry
+
+    client = aioredis.from_url(REDIS_URL)
+    prefix = f"test-story-{secrets.token_hex(6)}"
+    sink: list[Alert] = []
+
+    async def on_alert(alert: Alert) -> None:
+        sink.append(alert)
+
+    yield SpoolWatcher(SpoolConfig(tmp_path, key_prefix=prefix), client, on_alert, registry=Registry.default()), sink
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def test_the_hypocentre_and_intensity_report_updates_the_intensity_report_of_the_same_quake(
+    watcher, tmp_path: Path
+) -> None:
+    spool, sink = watcher
+    delta = delta_to_now(HYPOCENTRE_SHINDO)
+    drop(tmp_path, SHINDO, shifted(SHINDO, delta))
+    assert await spool.scan_once() == {SHINDO: "done"}
+    first = list(sink)
+    assert first and all(a.msg_type.value == "Alert" for a in first)
+    drop(tmp_path, HYPOCENTRE_SHINDO, shifted(HYPOCENTRE_SHINDO, delta))
+    assert await spool.scan_once() == {HYPOCENTRE_SHINDO: "done"}
+    later = sink[len(first) :]
+    assert later and all(a.msg_type.value == "Update" for a in later)
+    assert all(set(a.references) == {f.reference_key() for f in first} for a in later)
+    assert {a.incidents for a in sink} == {"jma-quake-20090811050711"}
+
+
+async def test_files_dropped_together_are_told_in_telegram_order_not_file_order(watcher, tmp_path: Path) -> None:
+    spool, sink = watcher
+    delta = delta_to_now(TSUNAMI_2011[-1])
+    # Written newest first: file order (mtime) is the reverse of telegram order.
+    for age, name in enumerate(TSUNAMI_2011):
+        path = drop(tmp_path, name, shifted(name, delta))
+        os.utime(path, ns=(1_000_000_000 * (2_000_000 - age),) * 2)
+    results = await spool.scan_once()
+    assert results == dict.fromkeys(TSUNAMI_2011, "done")
+    told = [a.sent for a in sink]
+    assert told == sorted(told), [(a.sent.isoformat(), a.event) for a in sink]
+    # 津波警報, then the 津波情報 about it, then the next 津波警報 …: not both VTSE41 first.
+    kinds = [a.incidents.split("-")[1] for a in sink]
+    assert [k for i, k in enumerate(kinds) if i == 0 or k != kinds[i - 1]] == ["VTSE41", "VTSE51"] * 2
