@@ -74,3 +74,30 @@ async def test_files_dropped_together_are_told_in_telegram_order_not_file_order(
     # 津波警報, then the 津波情報 about it, then the next 津波警報 …: not both VTSE41 first.
     kinds = [a.incidents.split("-")[1] for a in sink]
     assert [k for i, k in enumerate(kinds) if i == 0 or k != kinds[i - 1]] == ["VTSE41", "VTSE51"] * 2
+
+
+def test_shift_replays_a_51_hour_sequence_now_in_order_seconds_apart_never_in_the_future(tmp_path: Path) -> None:
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from alertd.jma.cli import main
+    from tests.jma_samples import path
+
+    samples = ["32-39_11_13_250206_VTSE41.xml", *TSUNAMI_2011]  # the 解除, 51 hours later, given first
+    before = datetime.now(UTC)
+    assert main(["shift", *(str(path(n)) for n in samples), "--to", str(tmp_path)]) == 0
+    after = datetime.now(UTC)
+
+    def times(name: str) -> tuple[datetime, datetime]:
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        control = re.search(r"<Control>.*?<DateTime>([^<]+)<", text, flags=re.S)
+        reported = re.search(r"<ReportDateTime>([^<]+)<", text)
+        assert control and reported
+        return datetime.fromisoformat(control[1].replace("Z", "+00:00")), datetime.fromisoformat(reported[1])
+
+    told = [times(n) for n in [*TSUNAMI_2011, samples[0]]]
+    assert all(c <= after and r <= after for c, r in told), told  # nothing from the future
+    assert after - max(c for c, _ in told) < timedelta(seconds=5)  # the last was sent just now
+    reported = [r for _, r in told]
+    assert reported == sorted(reported)
+    assert reported[-1] - reported[0] <= timedelta(seconds=2 * 4) and before - reported[0] < timedelta(minutes=3)

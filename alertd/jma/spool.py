@@ -192,7 +192,10 @@ class SpoolWatcher:
             if outcome.reason == "refused":
                 # Nothing was sent (expired, outside any district …): not "done", and the
                 # reason beside the file says what to fix (docs/jma.md, replaying a sample).
-                why = f"refused by the engine, nothing was sent: {outcome.detail}"
+                detail = outcome.detail
+                # The core's own detail usually says it already ("…; nothing was sent.").
+                why = (f"refused by the engine: {detail}" if "nothing was sent" in detail.lower()
+                       else f"refused by the engine, nothing was sent: {detail}")  # fmt: skip
                 await asyncio.to_thread(self._reject, path, why, "refused")
                 results[path.name] = "rejected"
             elif outcome.done:
