@@ -88,6 +88,8 @@ _MARKER = re.compile(r"^\s*(?:【([^】]*)】|\[([^\]]*)\])\s*")
 # Markers a short text may drop: an update says the same hazard again. A drill, a cancellation
 # or a lift turns the meaning round and is always kept.
 _DROPPABLE = frozenset({"更新", "UPDATE", "こうしん"})
+_LIFT_MARKERS = frozenset({"解除", "かいじょ"})
+_SAYS_ITS_END = ("終了", "解除")
 
 
 def short_text(headline: str, limit: int) -> str:
@@ -102,7 +104,10 @@ def short_text(headline: str, limit: int) -> str:
     while m := _MARKER.match(text):
         markers.append((m.group(1) or m.group(2) or "").strip())
         text = text[m.end() :]
-    essential = [m for m in markers if m not in _DROPPABLE]
+    # 【解除】 of a hazard that says its own end (調査終了, 警報解除) is said twice: it goes
+    # before the hazard is cut, so a drill's 「南海トラフ調査終了(訓練)」 keeps 終了.
+    ends_itself = any(word in text for word in _SAYS_ITS_END)
+    essential = [m for m in markers if m not in _DROPPABLE and not (ends_itself and m in _LIFT_MARKERS)]
     space = " " if text.isascii() else ""  # "Eruption: Ontakesan (DRILL)", 「噴火速報(訓練)」
     for chosen in (markers, essential):
         suffix = f"{space}({'/'.join(chosen)})" if chosen else ""

@@ -420,6 +420,8 @@ class Compose:
                 info.headline = messages.headline(alert, lang)
             if not info.description:
                 info.description = messages.body(alert, lang)
+            elif alert.status is not Status.ACTUAL:
+                info.description = messages.with_status_sentence(info.description, alert.status, lang)
             # A drill or a test says so first in every title, CAP and Atom included, whoever
             # wrote the headline: a national drill's 「大津波警報」 must never look real.
             marker = messages.status_marker(alert.status, lang)

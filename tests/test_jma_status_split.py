@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from alertd.cap import parse_cap
 from tests.conftest import RunningEngine, start_engine, stop_engine
 from tests.jma_samples import delta_to_now, drop, shifted
 from tests.support import until
@@ -82,3 +83,13 @@ async def test_a_drill_nankai_sequence_neither_updates_nor_lifts_the_real_warnin
     drills = [r for r in rows if r["status"] == "Exercise"]
     ended = [r for r in drills if r["msg_type"] == "Update" and r["references"]]
     assert ended and all(real["identifier"] not in ref for r in ended for ref in r["references"])
+
+    # JMA's own description reads word for word like the real one: a drill's says so first.
+    async with engine.http.get(f"{engine.url}/api/v1/alerts/{ended[0]['id']}.cap") as resp:
+        assert resp.status == 200
+        cap = parse_cap(await resp.read())
+    ja = cap.info_for("ja")
+    assert ja is not None and (ja.description or "").startswith("これは訓練です。"), ja.description
+    async with engine.http.get(f"{engine.url}/api/v1/alerts/{real['id']}.cap") as resp:
+        real_ja = parse_cap(await resp.read()).info_for("ja")
+    assert real_ja is not None and "訓練" not in (real_ja.description or "")

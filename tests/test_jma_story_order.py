@@ -101,3 +101,22 @@ def test_shift_replays_a_51_hour_sequence_now_in_order_seconds_apart_never_in_th
     reported = [r for _, r in told]
     assert reported == sorted(reported)
     assert reported[-1] - reported[0] <= timedelta(seconds=2 * 4) and before - reported[0] < timedelta(minutes=3)
+
+
+def test_quake_reports_say_intensities_hypocentre_and_magnitude_in_japanese_too() -> None:
+    from alertd.jma.parse import parse_message
+    from geo.registry import Registry
+    from tests.jma_samples import path
+
+    (alert,) = parse_message(path(HYPOCENTRE_SHINDO).read_bytes(), Registry.default(), name=HYPOCENTRE_SHINDO).alerts
+    ja = alert.infos[0].description or ""
+    assert ja.startswith("１１日０５時０７分ころ、地震がありました。")  # JMA's words first
+    for said in ("震度6弱：静岡県伊豆、静岡県中部、静岡県西部。", "震源地は駿河湾です。", "マグニチュード）は6.6"):
+        assert said in ja, ja
+
+
+def test_cell_broadcast_short_text_of_a_drill_investigation_end_keeps_its_end() -> None:
+    from adapters.cbc import short_text
+
+    assert short_text("【訓練】【解除】南海トラフ地震臨時情報（調査終了）", 15) == "南海トラフ調査終了(訓練)"
+    assert short_text("【訓練】【解除】大雨警報", 15) == "大雨警報(訓練/解除)"  # no end of its own: the marker stays

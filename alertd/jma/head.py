@@ -20,7 +20,7 @@ from lxml import etree
 from alertd.cap import PARAM_REASON
 from alertd.errors import InvalidInput, UnknownArea
 from alertd.inforce import CODE_INFORMATION
-from alertd.messages import reason_text
+from alertd.messages import quake_details, reason_text
 from alertd.models import Alert, Area, Info, MsgType, Origin, Status, parse_time
 
 SENDER = "jma.go.jp"
@@ -346,7 +346,7 @@ def build_alert(h: Header, part: Part) -> Alert:
                 **common,
             )
         )
-    return Alert(
+    alert = Alert(
         identifier=identifier,
         sender=SENDER,
         sent=h.report_time,
@@ -364,6 +364,11 @@ def build_alert(h: Header, part: Part) -> Alert:
         reason=part.reason,
         kind=part.kind,
     )
+    if h.type_code in QUAKE_REPORTS and part.kind == "earthquake":
+        # 震度 by area, 震源 and magnitude in the Japanese description too, after JMA's words.
+        ja = alert.infos[0]
+        ja.description = "\n".join(t for t in (ja.description, quake_details(alert, "ja")) if t) or None
+    return alert
 
 
 def _english_reason(reason: str | None) -> list[tuple[str, str]]:
