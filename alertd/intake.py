@@ -204,6 +204,17 @@ class References:
         if issuer is not None:
             for ref in referenced:
                 self.jurisdiction.check_may_change(issuer, ref)
+        crossed = [t for t in referenced if t.status is not alert.status]
+        if crossed:
+            # A drill must never change a real alert, nor a real message a drill: an
+            # Exercise lift of an Actual 警戒 would silence the real warning.
+            raise Conflict(
+                f"This {alert.status.value} message references "
+                + ", ".join(f"{t.id} ({t.status.value})" for t in crossed)
+                + f"; a message may only change alerts of its own status ({alert.status.value}). "
+                "Nothing was sent.",
+                cross_status_references=[t.id for t in crossed],
+            )
         if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not ctx.changes:
             # A desk lift arrives with its exact changes (alertd/inforce.py); any other
             # Update replaces what it references, a lift ends it, a Cancel withdraws it.
@@ -242,17 +253,6 @@ class References:
                 + "; ".join(missing)
                 + ". Check the reference (sender,identifier,sent) or the alert id.",
                 unknown_references=missing,
-            )
-        crossed = [t for t in found if t.status is not alert.status]
-        if crossed:
-            # A drill must never change a real alert, nor a real message a drill: an
-            # Exercise lift of an Actual 警戒 would silence the real warning.
-            raise Conflict(
-                f"This {alert.status.value} message references "
-                + ", ".join(f"{t.id} ({t.status.value})" for t in crossed)
-                + f"; a message may only change alerts of its own status ({alert.status.value}). "
-                "Nothing was sent.",
-                cross_status_references=[t.id for t in crossed],
             )
         if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not found and alert.action != "lift":
             raise InvalidInput(

@@ -93,3 +93,20 @@ async def test_a_drill_nankai_sequence_neither_updates_nor_lifts_the_real_warnin
     async with engine.http.get(f"{engine.url}/api/v1/alerts/{real['id']}.cap") as resp:
         real_ja = parse_cap(await resp.read()).info_for("ja")
     assert real_ja is not None and "訓練" not in (real_ja.description or "")
+
+    # The second guard, for every origin: the core refuses an Exercise that references an Actual alert.
+    joso = await engine.add_issuer("joso", ["08211"])
+    status, order = await engine.post("/api/v1/alerts", joso, {"status": "Actual", "event": "避難指示", "level": 4,
+                                                               "districts": ["08211"]})  # fmt: skip
+    assert status == 202, order
+    drill_cancel = {"status": "Exercise", "event": "避難指示", "msg_type": "Cancel", "references": [order["id"]]}
+    status, problem = await engine.post("/api/v1/alerts", joso, drill_cancel)
+    assert status == 409 and "only change alerts of its own status" in problem["detail"], problem
+    assert order["id"] in {r["id"] for r in await _alerts_any(engine, active="true", status="Actual")}
+
+
+async def _alerts_any(engine: RunningEngine, **query: str) -> list[dict[str, Any]]:
+    qs = "&".join(f"{k}={v}" for k, v in {"limit": "200", **query}.items())
+    status, rows = await engine.get(f"/api/v1/alerts?{qs}")
+    assert status == 200
+    return list(rows)
