@@ -17,8 +17,8 @@ from tests.conftest import RunningEngine, start_engine, stop_engine
 from tests.jma_samples import delta_to_now, drop, shifted
 from tests.support import until
 
-# 2011-03-11 (Actual): two serials of 津波情報, the second an Update of the first.
-INFO = ["32-39_11_03_250206_VTSE51.xml", "32-39_11_08_250206_VTSE51.xml"]
+# 2015-11-14 (Actual): two serials of 津波情報, the second an Update of the first.
+INFO = ["38-39_02_03_250206_VTSE51.xml", "38-39_02_05_250206_VTSE51.xml"]
 
 
 @pytest_asyncio.fixture
