@@ -88,6 +88,8 @@ _MARKER = re.compile(r"^\s*(?:【([^】]*)】|\[([^\]]*)\])\s*")
 # Markers a short text may drop: an update says the same hazard again. A drill, a cancellation
 # or a lift turns the meaning round and is always kept.
 _DROPPABLE = frozenset({"更新", "UPDATE", "こうしん"})
+_LIFT_MARKERS = frozenset({"解除", "かいじょ"})
+_SAYS_ITS_END = ("終了", "解除")
 
 
 def short_text(headline: str, limit: int) -> str:
@@ -102,7 +104,10 @@ def short_text(headline: str, limit: int) -> str:
     while m := _MARKER.match(text):
         markers.append((m.group(1) or m.group(2) or "").strip())
         text = text[m.end() :]
-    essential = [m for m in markers if m not in _DROPPABLE]
+    # 【解除】 of a hazard that says its own end (調査終了, 警報解除) is said twice: it goes
+    # before the hazard is cut, so a drill's 「南海トラフ調査終了(訓練)」 keeps 終了.
+    ends_itself = any(word in text for word in _SAYS_ITS_END)
+    essential = [m for m in markers if m not in _DROPPABLE and not (ends_itself and m in _LIFT_MARKERS)]
     space = " " if text.isascii() else ""  # "Eruption: Ontakesan (DRILL)", 「噴火速報(訓練)」
     for chosen in (markers, essential):
         suffix = f"{space}({'/'.join(chosen)})" if chosen else ""
@@ -132,11 +137,28 @@ _KANJI_ASIDE = re.compile(r"\s*[(（][^()（）]*[^\x00-\x7f][^()（）]*[)）]"
 _NON_GSM = re.compile("[^" + re.escape("".join(sorted(_GSM7))) + "]+")
 
 
+# The English areas line (alertd/texts/en.yaml: areas_line, more_places, list_sep).
+_AREAS = re.compile(r"Areas: (?P<names>[^.]*?)(?:\s*\band (?P<more>\d+) more areas)?\.")
+
+
+def _areas_in_gsm7(m: re.Match[str]) -> str:
+    """The areas line with only the names GSM 7-bit can carry; those it cannot are counted, so a
+    list of unromanised names reads "In 38 areas." rather than "Areas: and 36 more areas."."""
+    names = [n.strip() for n in m["names"].split(", ") if n.strip()]
+    kept = [n for n in names if not _NON_GSM.search(n)]
+    more = int(m["more"] or 0) + len(names) - len(kept)
+    areas = "area" if more == 1 else "areas"
+    if not kept:
+        return f"In {more} {areas}." if more else ""
+    return f"Areas: {', '.join(kept)}" + (f" and {more} more {areas}." if more else ".")
+
+
 def gsm7(text: str) -> str:
     """``text`` in the GSM 7-bit alphabet: romanised names keep their romanisation and lose the
     kanji aside ("Ontakesan (御嶽山)" → "Ontakesan"); typographic quotes become plain ones; a name
     with no romanisation is left out, and a list left empty with it."""
     text = _KANJI_ASIDE.sub("", text.translate(_TYPOGRAPHY))
+    text = _AREAS.sub(_areas_in_gsm7, text)
     text = _NON_GSM.sub("", text)
     text = re.sub(r",\s*(?=[,.])", "", text)  # "A, , B, ." → "A, B."
     text = re.sub(r":\s*(?:,\s*)+", ": ", text)  # "Areas: , B." → "Areas: B."

@@ -18,7 +18,7 @@ from aiohttp import web
 from alertd.appkeys import ENGINE
 from alertd.contract import query_of
 from alertd.errors import UnknownArea
-from alertd.inforce import Standing
+from alertd.inforce import CODE_INFORMATION, Standing
 from alertd.models import Action, format_cap_time
 from alertd.schemas import FeedQuery
 
@@ -54,6 +54,10 @@ async def build_feed(request: web.Request) -> tuple[bytes, str, str | None, dict
                 if Standing(a, frozenset(lifted[a.id])).in_force(engine.registry, now_dt)]  # fmt: skip
     for alert, _meta in [*in_force, *changes]:
         if alert.status.value != status:
+            continue
+        if CODE_INFORMATION in alert.codes:
+            # 津波情報 and quake reports are about a warning, never one themselves (docs/jma.md):
+            # a later serial is an Update, and as a "change" it showed 大津波警報 after the 解除.
             continue
         if alert.expires is not None and alert.expires.timestamp() <= now:
             continue

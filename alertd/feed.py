@@ -83,6 +83,38 @@ def municipalities_of(registry: Registry, alert: Alert, *, reach: bool = False) 
     return list(out)
 
 
+# Registry → {designated city: its wards}, built once per registry (the registry is immutable).
+_WARDS: dict[int, tuple[Registry, dict[str, list[str]]]] = {}
+
+
+def _wards_of(registry: Registry) -> dict[str, list[str]]:
+    held = _WARDS.get(id(registry))
+    if held is None or held[0] is not registry:
+        wards: dict[str, list[str]] = {}
+        for d in registry.municipalities():
+            if d.level == "ward" and d.parent:
+                wards.setdefault(d.parent, []).append(d.code)
+        held = _WARDS[id(registry)] = (registry, wards)
+    return held[1]
+
+
+def with_city_and_wards(registry: Registry, municipalities: list[str]) -> list[str]:
+    """The towns whose retained state changes with these: a designated city's state
+    (千葉市 12100, 横浜市 14100 …) is the sum of its wards' (store._within), so a change in
+    one ward changes the city's too, and a change naming the city changes every ward's.
+    Without it a 解除 naming only wards left the city topic showing the 津波警報."""
+    wards = _wards_of(registry)
+    out: dict[str, None] = dict.fromkeys(municipalities)
+    for code in municipalities:
+        district = registry.find(code)
+        if district is None:
+            continue
+        if district.level == "ward" and district.parent:
+            out[district.parent] = None
+        out.update(dict.fromkeys(wards.get(code, ())))
+    return list(out)
+
+
 def state_message(registry: Registry, municipality: str, status: str, model: InForce) -> dict[str, Any]:
     """What is in force in one municipality: the retained state a gateway or a portal shows."""
     orders = model.orders()

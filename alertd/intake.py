@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from alertd import logs
 from alertd.errors import Conflict, Forbidden, InvalidInput, UnknownArea
-from alertd.feed import FEED_SUBSCRIBER, municipalities_of
+from alertd.feed import FEED_SUBSCRIBER, municipalities_of, with_city_and_wards
 from alertd.inforce import InForce
 from alertd.jurisdiction import Jurisdiction
 from alertd.limits import check_alert
@@ -207,6 +207,17 @@ class References:
         if issuer is not None:
             for ref in referenced:
                 self.jurisdiction.check_may_change(issuer, ref)
+        crossed = [t for t in referenced if t.status is not alert.status]
+        if crossed:
+            # A drill must never change a real alert, nor a real message a drill: an
+            # Exercise lift of an Actual 警戒 would silence the real warning.
+            raise Conflict(
+                f"This {alert.status.value} message references "
+                + ", ".join(f"{t.id} ({t.status.value})" for t in crossed)
+                + f"; a message may only change alerts of its own status ({alert.status.value}). "
+                "Nothing was sent.",
+                cross_status_references=[t.id for t in crossed],
+            )
         if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not ctx.changes:
             # A desk lift arrives with its exact changes (alertd/inforce.py); any other
             # Update replaces what it references, a lift ends it, a Cancel withdraws it.
@@ -412,6 +423,8 @@ class Compose:
                 info.headline = messages.headline(alert, lang)
             if not info.description:
                 info.description = messages.body(alert, lang)
+            elif alert.status is not Status.ACTUAL:
+                info.description = messages.with_status_sentence(info.description, alert.status, lang)
             # A drill or a test says so first in every title, CAP and Atom included, whoever
             # wrote the headline: a national drill's 「大津波警報」 must never look real.
             marker = messages.status_marker(alert.status, lang)
@@ -611,10 +624,11 @@ class Intake:
 
     def dirty_states(self, alert: Alert, referenced: list[Alert]) -> list[str]:
         """The retained states ("<status>|<municipality>") an alert changes: its own towns
-        and those of every alert it lifts, cancels or replaces. Tests have no state."""
+        and those of every alert it lifts, cancels or replaces, with the designated city of
+        a ward and the wards of a city (feed.with_city_and_wards). Tests have no state."""
         if alert.status not in (Status.ACTUAL, Status.EXERCISE):
             return []
         munis: dict[str, None] = {}
         for a in (alert, *referenced):
             munis.update(dict.fromkeys(municipalities_of(self.registry, a)))
-        return [f"{alert.status.value}|{m}" for m in munis]
+        return [f"{alert.status.value}|{m}" for m in with_city_and_wards(self.registry, list(munis))]

@@ -778,6 +778,25 @@ def _plain(text: str) -> str:
     return _SPACES.sub(" ", text.replace("\n", " ")).strip()
 
 
+def quake_details(alert: Alert, lang: str) -> str:
+    """The 震度 by area, hypocentre, magnitude and depth of an earthquake report, as the
+    English body says them: JMA's own Japanese description is only its headline."""
+    composed = hazard_texts.compose(alert, "earthquake", _PHRASES.get(lang) or _PHRASES["en"])
+    return composed[1] if composed else ""
+
+
+def with_status_sentence(text: str, status: Status, lang: str) -> str:
+    """``text`` starting with 「これは訓練です。」/"This is a drill." for a drill or test: JMA's
+    own description of a 訓練 telegram reads word for word like the real one."""
+    if not text:
+        return text
+    p = _PHRASES.get(lang) or _PHRASES["en"]
+    sentence = str(p["status_sentence"].get(status.value, ""))
+    if not sentence or text.startswith(sentence):
+        return text
+    return _join([sentence, text], lang if lang in _PHRASES else "en")
+
+
 def status_marker(status: Status | str, lang: str) -> str:
     """【訓練】, [DRILL] …: what a drill's or test's title starts with in ``lang`` ("" for Actual)."""
     phrases = _PHRASES.get(lang) or _PHRASES["en"]

@@ -89,6 +89,18 @@ def test_english_cell_broadcast_text_is_gsm7_with_romanised_names() -> None:
     from adapters.cbc import _GSM7, gsm7
 
     text = gsm7("The earlier “Eruption: Ontakesan (御嶽山)” has been cancelled. Areas: 長野県木曽郡王滝村, Misaka-machi (三坂町).")
-    assert text == 'The earlier "Eruption: Ontakesan" has been cancelled. Areas: Misaka-machi.'
+    # The unromanised name is counted, not silently dropped: 王滝村 still hears it is included.
+    assert text == 'The earlier "Eruption: Ontakesan" has been cancelled. Areas: Misaka-machi and 1 more area.'
     assert set(text) <= _GSM7
+
+
+def test_english_cell_broadcast_areas_with_no_romanisation_are_counted_never_an_empty_list() -> None:
+    from adapters.cbc import gsm7
+
+    # What a receiver author got for a 津波警報: "Areas: and 36 more areas."
+    assert gsm7("Tsunami warning. Areas: 千葉市, 横浜市 and 36 more areas. Evacuate.") == (
+        "Tsunami warning. In 38 areas. Evacuate."
+    )
+    assert gsm7("Tsunami warning. Areas: and 36 more areas.") == "Tsunami warning. In 36 areas."
+    assert gsm7("Areas: Chiba-shi, 横浜市 and 3 more areas.") == "Areas: Chiba-shi and 4 more areas."
 

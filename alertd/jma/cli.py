@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -142,29 +145,55 @@ def poll_to(directory: Path, feed_base: str | None, *, once: bool) -> int:
     return 0
 
 
-def shift_to(samples: list[Path], directory: Path, *, drill: bool) -> int:
-    """``alertd jma shift SAMPLE… --to DIR [--drill]``: replay old telegrams now, through the drop folder.
+def _control_time(text: str) -> datetime | None:
+    """Control/DateTime: when the telegram was sent, often a minute after its ReportDateTime."""
+    m = re.search(r"<Control>.*?<DateTime>([^<]+)<", text, flags=re.S)
+    return datetime.fromisoformat(m[1].replace("Z", "+00:00")) if m else None
 
-    A sample years old is refused as expired (rejected/ says so). The samples are moved in
-    time by one amount — relative order and spacing as JMA wrote them, the latest sent
-    five seconds ago — and written the way the sanitising side writes (temporary name,
-    then rename). ``--drill`` makes them 訓練 (Exercise): never to loudspeakers, never flash.
+
+def replay_deltas(texts: list[str], now: datetime, gap_s: float) -> list[timedelta]:
+    """How far to move each telegram (given in telegram order): ReportDateTimes in the same
+    order, each at most ``gap_s`` after the one before — JMA's spacing (51 hours for the 2011
+    tsunami) would expire the early ones on arrival — and the whole moved so that the latest
+    time sent (Control/DateTime) is a second before ``now``: nothing in the future."""
+    from alertd.drills.jma_replay import report_time
+
+    reported = [report_time(t) for t in texts]
+    offsets = [0.0]  # each ReportDateTime's place on the compressed line, from the first
+    for before, after in pairwise(reported):
+        offsets.append(offsets[-1] + min(max((after - before).total_seconds(), 0.0), gap_s))
+    # How long after its ReportDateTime each telegram was sent.
+    lag = [max(((_control_time(t) or r) - r).total_seconds(), 0.0) for t, r in zip(texts, reported, strict=True)]
+    start = now - timedelta(seconds=1 + max(o + g for o, g in zip(offsets, lag, strict=True)))
+    return [start + timedelta(seconds=o) - r for o, r in zip(offsets, reported, strict=True)]
+
+
+def shift_to(samples: list[Path], directory: Path, *, drill: bool, gap_s: float = 2.0) -> int:
+    """``alertd jma shift SAMPLE… --to DIR [--drill] [--gap S]``: replay old telegrams now, through the drop folder.
+
+    A sample years old is refused as expired (rejected/ says so). The samples are told in
+    telegram order (ReportDateTime, then Serial), at most ``gap_s`` seconds apart, the last
+    sent just now and none in the future (replay_deltas), and written the way the
+    sanitising side writes (temporary name, then rename). ``--drill`` makes them 訓練
+    (Exercise): never to loudspeakers, never flash.
     """
-    from datetime import UTC, datetime, timedelta
-
     from alertd.drills.jma_replay import drop, report_time, shift
+
+    def serial(text: str) -> int:
+        m = re.search(r"<Serial>(\d+)</Serial>", text)
+        return int(m[1]) if m else 0
 
     try:
         texts = [(p, p.read_text(encoding="utf-8")) for p in samples]
-        latest = max(report_time(t) for _, t in texts)
+        texts.sort(key=lambda pt: (report_time(pt[1]), serial(pt[1])))
+        deltas = replay_deltas([t for _, t in texts], datetime.now(UTC), gap_s)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         print(f"shift: {exc}", file=sys.stderr)
         return 1
     if not directory.is_dir():
         print(f"shift: {directory} is not a directory (the drop folder, ALERTD_JMA_SPOOL)", file=sys.stderr)
         return 1
-    delta = datetime.now(UTC) - timedelta(seconds=5) - latest
-    for path, text in sorted(texts, key=lambda pt: report_time(pt[1])):
+    for (path, text), delta in zip(texts, deltas, strict=True):
         target = drop(directory, path.name, shift(text, delta, status="訓練" if drill else None))
         print(target)
     return 0
@@ -186,14 +215,19 @@ def main(argv: list[str], *, registry: AreaRegistry | None = None) -> int:
     q.add_argument("--once", action="store_true", help="poll every feed once and exit")
     r = sub.add_parser(
         "shift",
-        help="replay old JMA samples now: move their times so the latest was sent now, write them into DIR",
+        help="replay old JMA samples now: the latest sent now, at most --gap seconds apart, written into DIR",
     )
     r.add_argument("samples", nargs="+", metavar="SAMPLE", type=Path)
     r.add_argument("--to", required=True, metavar="DIR", help="the drop folder (ALERTD_JMA_SPOOL)")
     r.add_argument("--drill", action="store_true", help="as 訓練 (Exercise): never to loudspeakers, never flash")
+    r.add_argument("--gap", type=float, default=2.0, metavar="SECONDS",
+                   help="at most this many seconds between consecutive telegrams (default 2)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "shift":
-        return shift_to(args.samples, Path(args.to), drill=args.drill)
+        if args.gap < 0:
+            print("shift: --gap must be 0 seconds or more", file=sys.stderr)
+            return 2
+        return shift_to(args.samples, Path(args.to), drill=args.drill, gap_s=args.gap)
     if args.command == "poll":
         return poll_to(Path(args.to), args.feed_base, once=args.once)
 

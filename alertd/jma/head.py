@@ -20,7 +20,7 @@ from lxml import etree
 from alertd.cap import PARAM_REASON
 from alertd.errors import InvalidInput, UnknownArea
 from alertd.inforce import CODE_INFORMATION
-from alertd.messages import reason_text
+from alertd.messages import quake_details, reason_text
 from alertd.models import Alert, Area, Info, MsgType, Origin, Status, parse_time
 
 SENDER = "jma.go.jp"
@@ -168,7 +168,13 @@ class Header:
         if not _SAFE_KEY.match(key):
             basis = key or f"{self.editorial_office}|{self.title}"
             key = hashlib.sha1(basis.encode("utf-8")).hexdigest()[:12]
-        return f"jma-{self.type_code}-{key}"
+        # 震度速報, 震源に関する情報 and 震源・震度に関する情報 are reports of one quake (one
+        # EventID): one story, so a VXSE53 is an Update of the VXSE51 before it.
+        story = "quake" if self.type_code in QUAKE_REPORTS else self.type_code
+        return f"jma-{story}-{key}"
+
+
+QUAKE_REPORTS = frozenset({"VXSE51", "VXSE52", "VXSE53"})
 
 
 def read_header(root: etree._Element, type_code: str) -> Header:
@@ -340,7 +346,7 @@ def build_alert(h: Header, part: Part) -> Alert:
                 **common,
             )
         )
-    return Alert(
+    alert = Alert(
         identifier=identifier,
         sender=SENDER,
         sent=h.report_time,
@@ -358,6 +364,11 @@ def build_alert(h: Header, part: Part) -> Alert:
         reason=part.reason,
         kind=part.kind,
     )
+    if h.type_code in QUAKE_REPORTS and part.kind == "earthquake":
+        # 震度 by area, 震源 and magnitude in the Japanese description too, after JMA's words.
+        ja = alert.infos[0]
+        ja.description = "\n".join(t for t in (ja.description, quake_details(alert, "ja")) if t) or None
+    return alert
 
 
 def _english_reason(reason: str | None) -> list[tuple[str, str]]:

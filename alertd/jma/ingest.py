@@ -4,9 +4,10 @@ Whatever carried a telegram (the Atom poller, a file in ALERTD_JMA_SPOOL),
 it goes through here, one telegram at a time (a lock; one ingester per
 deployment holds the lease, see lease.py):
 
-1. order: telegrams of one EventID by Serial, then ReportDateTime, then
-   InfoType (発表 before 取消) — never by feed timestamp alone, so two serials
-   published in the same second are told oldest first;
+1. order: arrival order (the drop folder: ReportDateTime, then Serial), and
+   within one EventID by Serial, then ReportDateTime, then InfoType (発表 before
+   取消) — never by feed timestamp alone, so two serials published in the same
+   second are told oldest first;
 2. dedup by JMA identity (type, offices, title, EventID, Serial,
    ReportDateTime, InfoType), not by bytes: the same telegram with CRLF line
    endings, or from another relay, is announced once;
@@ -83,9 +84,13 @@ class TelegramSink(Protocol):
 
 
 def order(telegrams: list[Telegram]) -> list[Telegram]:
-    """Events in arrival order of their first telegram; within an event, by Serial/ReportDateTime/InfoType."""
+    """Arrival order, except that within an event its telegrams go by Serial/ReportDateTime/InfoType.
+
+    Each event keeps the arrival slots its telegrams took and fills them in story order, so
+    two events dropped together stay interleaved as they arrived (a 津波情報 after the 津波警報
+    it is about) rather than one whole event going before the other.
+    """
     arrival = sorted(telegrams, key=lambda t: t.position)
-    first: dict[Any, int] = {}
 
     def group(t: Telegram) -> Any:
         h = t.result.header
@@ -94,15 +99,18 @@ def order(telegrams: list[Telegram]) -> list[Telegram]:
             return (h.type_code, h.status.value, " ".join(sorted(h.event_id.split())))
         return ("", t.position)
 
-    for t in arrival:
-        first.setdefault(group(t), t.position)
-
-    def key(t: Telegram) -> tuple[Any, ...]:
+    def within(t: Telegram) -> tuple[Any, ...]:
         h = t.result.header
-        within = sequence.order_key(h) if h is not None and sequence.is_sequenced(h) else (-1, "", 0)
-        return (first[group(t)], within, t.position)
+        return (sequence.order_key(h) if h is not None and sequence.is_sequenced(h) else (-1, "", 0), t.position)
 
-    return sorted(arrival, key=key)
+    members: dict[Any, list[Telegram]] = {}
+    for t in arrival:
+        members.setdefault(group(t), []).append(t)
+    slots: list[tuple[int, Telegram]] = []
+    for group_members in members.values():
+        positions = [t.position for t in group_members]
+        slots.extend(zip(positions, sorted(group_members, key=within), strict=True))
+    return [t for _, t in sorted(slots, key=lambda st: st[0])]
 
 
 class Ingest:
@@ -221,7 +229,7 @@ class Ingest:
         for alert in t.result.alerts:
             inherit: list[Decision] = []
             if alert.msg_type in (MsgType.UPDATE, MsgType.CANCEL) or restated:
-                refs, inherit = await self._incident(alert.incidents)
+                refs, inherit = await self._incident(alert.status, alert.incidents)
                 alert.references = refs
                 if alert.msg_type is MsgType.UPDATE and not refs:
                     alert.msg_type = MsgType.ALERT  # a 訂正 of nothing alertd sent is news
@@ -231,17 +239,24 @@ class Ingest:
             if decision is not None:
                 sent.append((alert, decision))
         if sent and sent[0][0].incidents:
+            first = sent[0][0]
             record = {"refs": [a.reference_key() for a, _ in sent], "decisions": [d.to_dict() for _, d in sent]}
             await self.redis.set(
-                self.keys.jma(f"incident:{sent[0][0].incidents}"), json.dumps(record), ex=int(self.retention_s)
+                self._incident_key(first.status, first.incidents), json.dumps(record), ex=int(self.retention_s)
             )
         return DONE
 
-    async def _incident(self, incident: str | None) -> tuple[list[str], list[Decision]]:
-        """The reference keys and routing decisions of the incident's last broadcast report."""
+    def _incident_key(self, status: Status, incident: str) -> str:
+        """One record per (status, incident): a drill (Exercise) report must never find, and
+        so reference, update or lift, the Actual report of the same incident — the
+        南海トラフ臨時情報 of a drill and of the real trough share one incident — nor the reverse."""
+        return self.keys.jma(f"incident:{status.value}:{incident}")
+
+    async def _incident(self, status: Status, incident: str | None) -> tuple[list[str], list[Decision]]:
+        """The reference keys and routing decisions of the incident's last broadcast report of this status."""
         if not incident:
             return [], []
-        raw = await self.redis.get(self.keys.jma(f"incident:{incident}"))
+        raw = await self.redis.get(self._incident_key(status, incident))
         if not raw:
             return [], []
         data = json.loads(raw)

@@ -165,12 +165,17 @@ class SpoolWatcher:
         results: dict[str, str] = {}
         telegrams: list[Telegram] = []
         paths: dict[int, Path] = {}
-        for position, path in enumerate(files):
+        parsed_files: list[tuple[ParseResult, Path]] = []
+        for path in files:
             parsed = await self._parse(path)
             if isinstance(parsed, str):
                 await asyncio.to_thread(self._reject, path, parsed)
                 results[path.name] = "rejected"
                 continue
+            parsed_files.append((parsed, path))
+        # Files dropped together are told in telegram order, not file order: an older serial
+        # is never sent after a newer one, a 津波情報 not before the 津波警報 it is about.
+        for position, (parsed, path) in enumerate(sorted(parsed_files, key=lambda pp: telegram_order(pp[0]))):
             telegrams.append(Telegram(SOURCE, path.name, parsed, position))
             paths[position] = path
         if not telegrams:
@@ -187,7 +192,10 @@ class SpoolWatcher:
             if outcome.reason == "refused":
                 # Nothing was sent (expired, outside any district …): not "done", and the
                 # reason beside the file says what to fix (docs/jma.md, replaying a sample).
-                why = f"refused by the engine, nothing was sent: {outcome.detail}"
+                detail = outcome.detail
+                # The core's own detail usually says it already ("…; nothing was sent.").
+                why = (f"refused by the engine: {detail}" if "nothing was sent" in detail.lower()
+                       else f"refused by the engine, nothing was sent: {detail}")  # fmt: skip
                 await asyncio.to_thread(self._reject, path, why, "refused")
                 results[path.name] = "rejected"
             elif outcome.done:
@@ -227,6 +235,14 @@ class SpoolWatcher:
 
     def _move(self, path: Path, sub: str) -> None:
         path.replace(_free_name(self.config.directory / sub, path.name))
+
+
+def telegram_order(result: ParseResult) -> tuple[float, int]:
+    """ReportDateTime, then Serial (none counts as 0); a file with no header first (it is ignored)."""
+    h = result.header
+    if h is None:
+        return (float("-inf"), 0)
+    return (h.report_time.timestamp(), int(h.serial) if h.serial.isdigit() else 0)
 
 
 def _free_name(directory: Path, name: str) -> Path:
