@@ -423,7 +423,9 @@ class Store:
             return None
         raw_answer, fingerprint = await self.redis.hmget(self.keys.alert(alert_id.decode()), ["answer", "fingerprint"])
         if raw_answer is None:
-            return None
+            # The alert itself is past its retention (alertd/retention.py) but its marker is
+            # kept longer: the resend is the same message, answered with the first id.
+            return {"id": alert_id.decode()}, ""
         return _unpack(raw_answer), fingerprint.decode() if fingerprint is not None else ""
 
     async def in_force(
@@ -525,6 +527,10 @@ class Store:
                     values[k] = _unpack(v) if k == "lifted" else v.decode()
             out.append((alert, values))
         return out
+
+    def forget(self, alert_id: str) -> None:
+        """The retention sweeper deleted this alert: its document is no longer worth keeping."""
+        self._docs.pop(alert_id, None)
 
     def _remember(self, alert: Alert) -> Alert:
         self._docs[alert.id] = alert
