@@ -67,14 +67,17 @@ class Retention:
         self.page = page
         self.max_pages = max_pages
         self.sweeps = 0  # finished sweeps, for tests and logs
+        # Where a sweep that hit max_pages stopped: the next goes on from there, so many old
+        # alerts that must stay (in force, still delivering) never hide the ones behind them.
+        self._resume = 0
         self.last = SweepResult()
 
     async def sweep(self, now: float | None = None) -> SweepResult:
         now = time.time() if now is None else now
         cutoff_ms = int((now - self.retention_s) * 1000)
         result = SweepResult()
-        offset = 0
-        for _ in range(self.max_pages):
+        offset, self._resume = self._resume, 0
+        for page in range(self.max_pages):
             raw = await self.redis.zrangebyscore(
                 self.keys.alerts, "-inf", cutoff_ms, start=offset, num=self.page
             )
@@ -91,6 +94,8 @@ class Retention:
             offset += kept  # deleted ones left the index: the next page starts after those kept
             if len(ids) < self.page:
                 break
+            if page == self.max_pages - 1:
+                self._resume = offset  # more to look at: the next sweep starts here
         result.log_trimmed = await self._trim_log(cutoff_ms)
         self.sweeps += 1
         self.last = result
