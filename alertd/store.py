@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 
 log = logs.get("alertd.store")
 
-# Decoded alert documents kept in each process (see Store._docs): ~30 MB at most.
-DOC_CACHE = 4096
+# Decoded alert documents kept in each process (see Store._docs): ~8 MB at most. Fewer than
+# a large disaster keeps in force is fine: a miss costs one decode (tens of microseconds).
+DOC_CACHE = 1024
 
 _FAN_OUT = """
 for i = 3, #ARGV do
@@ -139,8 +140,7 @@ class Store:
         # Decoded alert documents by id, for listings and the in-force reads (documents are
         # write-once), least recently used out first. A decoded alert costs about 7.6 KiB
         # (against 2 KiB packed): the old bound of 20,000 was ~150 MB, and the soak's 27 %
-        # RSS growth was this cache filling (one entry per alert ever in force). DOC_CACHE
-        # holds what is in force in a large disaster plus a few pages of history.
+        # RSS growth was this cache filling (one entry per alert ever in force).
         self._docs: OrderedDict[str, Alert] = OrderedDict()
         self.doc_cache = DOC_CACHE
         # Which retained states an alert touches ("<status>|<municipality>"); the engine
@@ -531,7 +531,8 @@ class Store:
                     continue
                 alert = self._remember(Alert.from_dict(_unpack(raw_doc)))
             elif row[0] is None:
-                continue  # deleted meanwhile
+                self._docs.pop(alert_id, None)  # deleted meanwhile (by another process's retention sweep)
+                continue
             values: dict[str, Any] = {}
             for k, v in zip(names, row, strict=True):
                 if v is not None:
