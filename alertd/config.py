@@ -74,6 +74,12 @@ class Settings:
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 10.0
     default_expiry_h: float = 24.0
+    # The retention policy (alertd/retention.py): an alert and its delivery records are
+    # deleted this long after it stopped standing and its last delivery ended (0: never);
+    # its dedup marker lives dedup_days longer; the sweeper runs every retention_sweep_s.
+    retention_days: float = 30.0
+    dedup_days: float = 30.0
+    retention_sweep_s: float = 300.0
     call_signs: dict[str, str] = field(default_factory=dict)
     seed_file: str | None = None
     # PEM files: with both set, every CAP document alertd emits carries an XML-DSig signature.
@@ -135,6 +141,9 @@ class Settings:
             refusal_window_s=_env_float("ALERTD_REFUSAL_WINDOW_S", 10.0),
             refusal_cooldown_s=_env_float("ALERTD_REFUSAL_COOLDOWN_S", 10.0),
             health_routine_age_s=_env_float("ALERTD_HEALTH_ROUTINE_AGE_S", 600.0),
+            retention_days=_env_float("ALERTD_RETENTION_DAYS", 30.0),
+            dedup_days=_env_float("ALERTD_DEDUP_DAYS", 30.0),
+            retention_sweep_s=_env_float("ALERTD_RETENTION_SWEEP_S", 300.0),
         )
 
     def __post_init__(self) -> None:

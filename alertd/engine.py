@@ -31,6 +31,7 @@ from alertd.jurisdiction import Jurisdiction
 from alertd.models import AdapterKind, Alert, Issuer, Subscriber
 from alertd.orders import OrderBuilder
 from alertd.redact import redact_url
+from alertd.retention import DAY_S, Retention
 from alertd.routing import Router
 from alertd.store import Store, token_hash
 from alertd.supervise import Supervisor
@@ -146,6 +147,12 @@ class Engine:
             self.worker.mqtt.home = broker
             await self.worker.start()
         self.supervisor.every("expire", self._expire, 10.0)
+        self.retention: Retention | None = None
+        if s.retention_days > 0:
+            # Redis stays bounded: what ended long ago is deleted (alertd/retention.py).
+            self.retention = Retention(self.store, s.retention_days * DAY_S, s.dedup_days * DAY_S)
+            self.supervisor.every("retention", self.retention.sweep, s.retention_sweep_s, critical=False,
+                                  stale_after_s=max(900.0, 4 * s.retention_sweep_s))  # fmt: skip
         if self.run_ingest:
             await self._start_jma_poller()
         log.info("engine.started", redis=redact_url(s.redis_url), mqtt=redact_url(s.mqtt_url or ""),

@@ -51,6 +51,10 @@ class Options:
     sample_every: float
     mqtt_url: str
     out: Path
+    # Seconds an ended alert is kept (ALERTD_RETENTION_DAYS scaled down), so a short soak shows
+    # Redis levelling off; None: alertd's default (30 days, nothing deleted within a soak).
+    retention_s: float | None = None
+    expires_s: float = 600.0  # each order's expiry: how long it stands unless the next ends it
 
 
 def rss_kib(pid: int) -> int | None:
@@ -72,7 +76,11 @@ async def soak(o: Options, workdir: Path) -> dict[str, Any]:
     n_good = o.subscribers - n_bad * len(BAD)
     subs = webhooks(sink, n_good) + [s for kind in BAD for s in webhooks(refusing if kind == "refused" else sink,
                                                                        n_bad, kind)]  # fmt: skip
-    alertd = Alertd(redis.url, o.mqtt_url, workdir, ALERTD_RETRY_MAX_S="10")
+    retention = {} if o.retention_s is None else {
+        "ALERTD_RETENTION_DAYS": repr(o.retention_s / 86_400),
+        "ALERTD_RETENTION_SWEEP_S": repr(max(1.0, min(30.0, o.retention_s / 4))),
+    }  # fmt: skip
+    alertd = Alertd(redis.url, o.mqtt_url, workdir, ALERTD_RETRY_MAX_S="10", **retention)
     control = aioredis.Redis.from_url(redis.url)
     rng = random.Random(7)
     accepted: dict[str, float] = {}
@@ -96,7 +104,7 @@ async def soak(o: Options, workdir: Path) -> dict[str, Any]:
                 due = t0 + i / o.rate
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 town = towns()[i % len(towns())]
-                status, answer, _ = await alertd.order(town, f"soak-{i}", level=3 + i % 2, expires_in_s=600)
+                status, answer, _ = await alertd.order(town, f"soak-{i}", level=3 + i % 2, expires_in_s=o.expires_s)
                 if status == 202:
                     accepted[answer["id"]] = time.monotonic() - t0
                 else:
@@ -145,7 +153,8 @@ async def soak(o: Options, workdir: Path) -> dict[str, Any]:
         await alertd.wait_healthy(timeout=60)
 
         # Every healthy receiver's delivery of every accepted order ends (delivered, or
-        # superseded by the town's next order); anything else is lost.
+        # superseded by the town's next order); anything else is lost. An alert the retention
+        # policy deleted had every delivery final (it deletes no other), and reads as none here.
         healthy_states: dict[str, int] = {}
         stuck: list[tuple[str, str, str]] = []
 
@@ -170,7 +179,7 @@ async def soak(o: Options, workdir: Path) -> dict[str, Any]:
         mem = [(s["minute"], s["redis_used_bytes"]) for s in samples if s["redis_used_bytes"]]
         return {
             "minutes": o.minutes, "rate_per_s": o.rate, "subscribers": o.subscribers, "bad": n_bad * len(BAD),
-            "workers": o.workers, "faults": faults, "accepted": len(accepted), "refused": refused,
+            "workers": o.workers, "retention_s": o.retention_s, "faults": faults, "accepted": len(accepted), "refused": refused,
             "healthy_states": healthy_states, "healthy_lost": len(stuck), "stuck_examples": stuck[:10],
             "serve_rss_kib_minute5": at5, "serve_rss_kib_end": last,
             "rss_growth_5_to_end": round(last / at5 - 1, 3) if at5 and last else None,
@@ -198,11 +207,15 @@ async def amain(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-every", type=float, default=30.0)
     ap.add_argument("--mqtt-url", default=os.environ.get("ALERTD_BENCH_MQTT_URL", "mqtt://127.0.0.1:1883"))
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--retention-s", type=float, default=None,
+                    help="keep ended alerts this many seconds (default: alertd's 30 days)")  # fmt: skip
+    ap.add_argument("--expires-s", type=float, default=600.0, help="each order's expiry (default 600 s)")
     a = ap.parse_args(argv)
     o = Options(
         minutes=max(0.2, min(a.minutes, 240.0)), rate=max(0.1, min(a.rate, 100.0)), subscribers=max(10, a.subscribers),
         workers=max(1, a.workers), redis_every=a.redis_every, worker_every=a.worker_every,
-        sample_every=a.sample_every, mqtt_url=a.mqtt_url, out=a.out,
+        sample_every=a.sample_every, mqtt_url=a.mqtt_url, out=a.out, retention_s=a.retention_s,
+        expires_s=max(60.0, a.expires_s),
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="alertd-soak-") as tmp:
         res = await soak(o, Path(tmp))
