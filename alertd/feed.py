@@ -323,4 +323,28 @@ async def _sleep_unless(event: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(event.wait(), seconds)
 
 
-__all__ = ["FEED_SUBSCRIBER", "Feed", "broker_address", "municipalities_of", "state_message"]
+async def clear_retained(broker: Broker, roots: set[str]) -> int:
+    """Remove every retained message under the given first topic levels (a test run's or a
+    benchmark's own engines), so the broker does not keep their states for ever."""
+    topics: set[str] = set()
+    async with aiomqtt.Client(**broker.client_options()) as client:
+        await client.subscribe([(f"{root}/#", 0) for root in sorted(roots)])
+        # Retained messages come right after the subscription; a broker has no "that was
+        # all" signal, so a quiet half second ends the listing.
+        with contextlib.suppress(TimeoutError):
+            while True:
+                async with asyncio.timeout(0.5):
+                    message = await anext(client.messages)
+                if message.retain:
+                    topics.add(str(message.topic))
+        # QoS 0 so thousands of topics take no round trip each; the broker handles one
+        # connection's messages in order, so the acknowledged last one means all are done.
+        ordered = sorted(topics)
+        for topic in ordered[:-1]:
+            await client.publish(topic, b"", qos=0, retain=True)
+        if ordered:
+            await client.publish(ordered[-1], b"", qos=1, retain=True)
+    return len(topics)
+
+
+__all__ = ["FEED_SUBSCRIBER", "Feed", "broker_address", "clear_retained", "municipalities_of", "state_message"]

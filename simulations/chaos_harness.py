@@ -25,6 +25,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from alertd.broker import Broker
+from alertd.feed import clear_retained
 from alertd.store import remove_prefix
 from simulations.chaos_sink import Sink
 from simulations.faults import free_port
@@ -177,6 +179,8 @@ class Alertd:
         await self.stop_processes()
         with contextlib.suppress(Exception):
             await remove_prefix(self.redis_url, self.prefix)
+        with contextlib.suppress(Exception):
+            await clear_retained(Broker.parse(self.mqtt_url), {self.prefix})
 
     async def stop_processes(self) -> None:
         """SIGTERM every process (kill -9 after 10 s), leaving the keys in place."""

@@ -7,7 +7,6 @@ data even on a developer's shared Redis, and the prefix is wiped afterwards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import secrets
@@ -23,9 +22,11 @@ import pytest_asyncio
 from aiohttp import web
 
 from alertd.api import make_app
+from alertd.broker import Broker
 from alertd.config import Settings
 from alertd.constants import Topics
 from alertd.engine import Engine
+from alertd.feed import clear_retained
 from alertd.models import TERMINAL_STATES
 from alertd.store import remove_prefix
 from tests.support import free_port, until
@@ -62,30 +63,7 @@ def _services() -> Iterator[None]:
     # The broker keeps retained "what is in force" states for ever: without this, every
     # run of the suite would leave thousands more on a developer's (or CI's) Mosquitto.
     if TOPIC_ROOTS:
-        asyncio.run(clear_retained(MQTT_HOST, MQTT_PORT, TOPIC_ROOTS))
-
-
-async def clear_retained(host: str, port: int, roots: set[str]) -> int:
-    """Remove every retained message under the given first topic levels."""
-    topics: set[str] = set()
-    async with aiomqtt.Client(host, port) as client:
-        await client.subscribe([(f"{root}/#", 0) for root in sorted(roots)])
-        # Retained messages come right after the subscription; a broker has no "that was
-        # all" signal, so a quiet half second ends the listing.
-        with contextlib.suppress(TimeoutError):
-            while True:
-                async with asyncio.timeout(0.5):
-                    message = await anext(client.messages)
-                if message.retain:
-                    topics.add(str(message.topic))
-        # QoS 0 so thousands of topics take no round trip each; the broker handles one
-        # connection's messages in order, so the acknowledged last one means all are done.
-        ordered = sorted(topics)
-        for topic in ordered[:-1]:
-            await client.publish(topic, b"", qos=0, retain=True)
-        if ordered:
-            await client.publish(ordered[-1], b"", qos=1, retain=True)
-    return len(topics)
+        asyncio.run(clear_retained(Broker.parse(MQTT_URL), TOPIC_ROOTS))
 
 
 async def wipe(prefix: str) -> None:
