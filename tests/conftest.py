@@ -13,12 +13,14 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import aiomqtt
 import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from alertd.api import make_app
@@ -27,7 +29,8 @@ from alertd.config import Settings
 from alertd.constants import Topics
 from alertd.engine import Engine
 from alertd.feed import clear_retained
-from alertd.models import TERMINAL_STATES
+from alertd.jma.spool import SpoolConfig, SpoolWatcher
+from alertd.models import TERMINAL_STATES, Alert
 from alertd.store import remove_prefix
 from tests.support import free_port, until
 
@@ -281,3 +284,39 @@ async def mqtt() -> AsyncIterator[aiomqtt.Client]:
         MQTT_HOST, MQTT_PORT, identifier=f"test-{secrets.token_hex(4)}", protocol=aiomqtt.ProtocolVersion.V5
     ) as client:
         yield client
+
+
+# --- the JMA drop folder ---------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def spool_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningEngine]:
+    """An engine watching its own drop folder (``ALERTD_JMA_SPOOL``), scanned every 0.1 s."""
+    monkeypatch.setenv("ALERTD_JMA_SPOOL", str(tmp_path / "spool"))
+    monkeypatch.setenv("ALERTD_JMA_SPOOL_INTERVAL_S", "0.1")
+    monkeypatch.delenv("ALERTD_JMA_FEED_BASE", raising=False)
+    (tmp_path / "spool").mkdir()
+    running = await start_engine()
+    try:
+        yield running
+    finally:
+        await stop_engine(running)
+
+
+@pytest_asyncio.fixture
+async def watcher(tmp_path: Path) -> AsyncIterator[tuple[SpoolWatcher, list[Alert]]]:
+    """The drop-folder watcher alone over ``tmp_path``, and the alerts it hands on."""
+    from geo.registry import Registry
+
+    client = aioredis.from_url(REDIS_URL)
+    prefix = f"test-spool-{secrets.token_hex(6)}"
+    sink: list[Alert] = []
+
+    async def on_alert(alert: Alert) -> None:
+        sink.append(alert)
+
+    yield SpoolWatcher(SpoolConfig(tmp_path, key_prefix=prefix), client, on_alert, registry=Registry.default()), sink
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

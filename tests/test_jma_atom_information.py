@@ -7,31 +7,15 @@ the 解除: the first VTSE51 was left out, the later serials (Updates) were not.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-import pytest_asyncio
-
-from tests.conftest import RunningEngine, start_engine, stop_engine
+from tests.conftest import RunningEngine
 from tests.jma_samples import delta_to_now, drop, shifted
 from tests.support import until
 
 # 2015-11-14 (Actual): two serials of 津波情報, the second an Update of the first.
 INFO = ["38-39_02_03_250206_VTSE51.xml", "38-39_02_05_250206_VTSE51.xml"]
 
-
-@pytest_asyncio.fixture
-async def spool_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningEngine]:
-    monkeypatch.setenv("ALERTD_JMA_SPOOL", str(tmp_path / "spool"))
-    monkeypatch.setenv("ALERTD_JMA_SPOOL_INTERVAL_S", "0.1")
-    monkeypatch.delenv("ALERTD_JMA_FEED_BASE", raising=False)
-    (tmp_path / "spool").mkdir()
-    running = await start_engine()
-    try:
-        yield running
-    finally:
-        await stop_engine(running)
 
 
 async def test_no_tsunami_information_serial_is_an_atom_entry(spool_engine: RunningEngine) -> None:

@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_asyncio
 
 from alertd.logs import JsonFormatter
-from tests.conftest import RunningEngine, start_engine, stop_engine
+from tests.conftest import RunningEngine
 from tests.jma_samples import delta_to_now, drop, shifted
 from tests.jma_samples import text as sample_text
 from tests.support import until
@@ -47,16 +45,8 @@ class Lines(logging.Handler):
 
 
 @pytest_asyncio.fixture
-async def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningEngine]:
-    monkeypatch.setenv("ALERTD_JMA_SPOOL", str(tmp_path / "spool"))
-    monkeypatch.setenv("ALERTD_JMA_SPOOL_INTERVAL_S", "0.1")
-    monkeypatch.delenv("ALERTD_JMA_FEED_BASE", raising=False)
-    (tmp_path / "spool").mkdir()
-    running = await start_engine()
-    try:
-        yield running
-    finally:
-        await stop_engine(running)
+async def engine(spool_engine: RunningEngine) -> RunningEngine:
+    return spool_engine
 
 
 def _spool() -> Path:

@@ -10,21 +10,18 @@ import asyncio
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from alertd.cap import parse_cap
 from alertd.jma.spool import SpoolConfig, SpoolWatcher
 from alertd.metrics import REGISTRY
 from alertd.models import Alert
-from tests.conftest import RunningEngine, Sink, start_engine, stop_engine
+from tests.conftest import RunningEngine, Sink
 from tests.jma_samples import EEW, TSUNAMI_2015, delta_to_now, drop, report_time, shifted, with_head
 from tests.jma_samples import path as sample_path
 from tests.support import until
@@ -41,23 +38,6 @@ NANKAI_ENDED = "74_01_07_200512_VYSE50.xml"  # 南海トラフ地震臨時情報
 
 # --- the folder itself --------------------------------------------------------------
 
-
-@pytest_asyncio.fixture
-async def watcher(tmp_path: Path) -> AsyncIterator[tuple[SpoolWatcher, list[Alert]]]:
-    from geo.registry import Registry
-
-    client = aioredis.from_url(REDIS_URL)
-    prefix = f"test-spool-{secrets.token_hex(6)}"
-    sink: list[Alert] = []
-
-    async def on_alert(alert: Alert) -> None:
-        sink.append(alert)
-
-    yield SpoolWatcher(SpoolConfig(tmp_path, key_prefix=prefix), client, on_alert, registry=Registry.default()), sink
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def test_each_file_once_to_done_or_rejected_with_a_reason(watcher, tmp_path: Path) -> None:
@@ -123,18 +103,6 @@ async def test_a_file_the_core_cannot_take_stays_for_the_next_scan(tmp_path: Pat
 
 # --- through a real engine ----------------------------------------------------------
 
-
-@pytest_asyncio.fixture
-async def spool_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningEngine]:
-    monkeypatch.setenv("ALERTD_JMA_SPOOL", str(tmp_path / "spool"))
-    monkeypatch.setenv("ALERTD_JMA_SPOOL_INTERVAL_S", "0.1")
-    monkeypatch.delenv("ALERTD_JMA_FEED_BASE", raising=False)
-    (tmp_path / "spool").mkdir()
-    running = await start_engine()
-    try:
-        yield running
-    finally:
-        await stop_engine(running)
 
 
 def spool_dir(engine: RunningEngine) -> Path:

@@ -8,15 +8,11 @@ real trough may be under 巨大地震警戒: the drill's 調査終了 must not l
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import pytest_asyncio
-
 from alertd.cap import parse_cap
-from tests.conftest import RunningEngine, start_engine, stop_engine
+from tests.conftest import RunningEngine
 from tests.jma_samples import delta_to_now, drop, shifted
 from tests.support import until
 
@@ -25,18 +21,6 @@ NANKAI_WARNING = "74_01_04_200512_VYSE50.xml"  # 南海トラフ地震臨時情�
 NANKAI_ENDED = "74_01_07_200512_VYSE50.xml"  # 南海トラフ地震臨時情報（調査終了）
 DRILL = "訓練"
 
-
-@pytest_asyncio.fixture
-async def spool_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningEngine]:
-    monkeypatch.setenv("ALERTD_JMA_SPOOL", str(tmp_path / "spool"))
-    monkeypatch.setenv("ALERTD_JMA_SPOOL_INTERVAL_S", "0.1")
-    monkeypatch.delenv("ALERTD_JMA_FEED_BASE", raising=False)
-    (tmp_path / "spool").mkdir()
-    running = await start_engine()
-    try:
-        yield running
-    finally:
-        await stop_engine(running)
 
 
 async def _alerts(engine: RunningEngine, **query: str) -> list[dict[str, Any]]:

@@ -6,15 +6,8 @@ Over real Redis, through the drop folder's scan; the core is a list of what it w
 from __future__ import annotations
 
 import os
-import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest_asyncio
-import redis.asyncio as aioredis
-
-from alertd.jma.spool import SpoolConfig, SpoolWatcher
-from alertd.models import Alert
 from tests.jma_samples import delta_to_now, drop, shifted
 
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
@@ -24,23 +17,6 @@ HYPOCENTRE_SHINDO = "32-35_07_06_240613_VXSE53.xml"  # 震源・震度に関す�
 TSUNAMI_2011 = ["32-39_11_02_250206_VTSE41.xml", "32-39_11_03_250206_VTSE51.xml",
                 "32-39_11_06_250206_VTSE41.xml", "32-39_11_08_250206_VTSE51.xml"]  # fmt: skip
 
-
-@pytest_asyncio.fixture
-async def watcher(tmp_path: Path) -> AsyncIterator[tuple[SpoolWatcher, list[Alert]]]:
-    from geo.registry import Registry
-
-    client = aioredis.from_url(REDIS_URL)
-    prefix = f"test-story-{secrets.token_hex(6)}"
-    sink: list[Alert] = []
-
-    async def on_alert(alert: Alert) -> None:
-        sink.append(alert)
-
-    yield SpoolWatcher(SpoolConfig(tmp_path, key_prefix=prefix), client, on_alert, registry=Registry.default()), sink
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def test_the_hypocentre_and_intensity_report_updates_the_intensity_report_of_the_same_quake(
