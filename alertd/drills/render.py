@@ -10,10 +10,30 @@ from alertd.redact import public_error
 
 
 def render_text(rep: dict[str, Any]) -> str:
+    """The terminal report: one section per question a drill office asks, in reading order."""
     lines = [f"Drill: {rep['scenario']} (run {rep['run_id']}, status Exercise)"]
     if rep.get("date"):
         lines.append(f"{rep['date']}, speed ×{rep.get('speed', 1):g} — {rep.get('description') or ''}".rstrip(" —"))
-    lines.append("")
+    lines += ["", _steps_text(rep)]
+    lines += _step_errors_text(rep)
+    lines += _faults_text(rep)
+    lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
+    lines += _towns_text(rep)
+    lines += _in_force_text(rep)
+    lines += _tests_text(rep)
+    lines += _missed_text(rep)
+    done = rep.get("cleanup")
+    if done is not None:
+        lines += ["", f"Afterwards: {_cleanup_sentence(done)}"]
+        lines += [f"  NOT CLEANED UP: {e}" for e in done["errors"]]
+    if rep.get("compare"):
+        lines += ["", compare(rep, {})]
+    lines += ["", verdict_line(rep)]
+    return "\n".join(lines)
+
+
+def _steps_text(rep: dict[str, Any]) -> str:
+    """What each step planned and what became of it, per adapter."""
     rows = []
     for s in rep["steps"]:
         if s["error"]:
@@ -26,56 +46,82 @@ def render_text(rep: dict[str, Any]) -> str:
                          t.get("superseded", 0), t.get("pending", 0), t["latency_p50_ms"], t["latency_p99_ms"]])  # fmt: skip
         if not s["by_adapter"] and s["kind"] not in ("fault", "wait"):
             rows.append([f"{s['at']:>5.0f}s {s['name']}", s["lane"], "-", 0, 0, 0, 0, 0, 0, None, None])
-    lines.append(
-        report.table(
-            ["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed", "superseded", "pending",
-             "p50 ms", "p99 ms"],
-            rows,
-        )
+    return report.table(
+        ["step", "lane", "adapter", "planned", "delivered", "confirmed", "failed", "superseded", "pending",
+         "p50 ms", "p99 ms"],
+        rows,
     )
+
+
+def _step_errors_text(rep: dict[str, Any]) -> list[str]:
     failed = [s for s in rep["steps"] if s["error"]]
-    if failed:
-        lines += ["", "Step errors (the step was not sent):"]
-        lines += [f"  {s['at']:>5.0f}s  {s['name']}: {s['error']}" for s in failed]
+    if not failed:
+        return []
+    return ["", "Step errors (the step was not sent):",
+            *[f"  {s['at']:>5.0f}s  {s['name']}: {s['error']}" for s in failed]]  # fmt: skip
+
+
+def _faults_text(rep: dict[str, Any]) -> list[str]:
     faults = [s for s in rep["steps"] if s.get("fault")]
-    if faults:
-        lines += ["", "Fault timeline:"]
-        lines += [f"  {s['at']:>5.0f}s  {s['name']}: {s['fault'].get('receiver')} {s['fault'].get('kind')}"
-                  + (f" ({s['fault']['seconds']} s)" if s["fault"].get("seconds") else "") for s in faults]  # fmt: skip
-    lines += ["", "Totals by adapter:", report.summary_table(rep["total"])]
+    if not faults:
+        return []
+    return ["", "Fault timeline:",
+            *[f"  {s['at']:>5.0f}s  {s['name']}: {s['fault'].get('receiver')} {s['fault'].get('kind')}"
+              + (f" ({s['fault']['seconds']} s)" if s["fault"].get("seconds") else "") for s in faults]]  # fmt: skip
+
+
+def _towns_text(rep: dict[str, Any]) -> list[str]:
     towns = rep.get("by_municipality") or {}
-    if len(towns) > 1 or any(v.get("no_receiver") for v in towns.values()):
-        cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending", "missed")
-        lines += ["", "By municipality (failed counts the expired too; missed: never heard — failed, pending, "
-                      "or superseded before delivery):",
-                  report.table(["municipality", *cols], [_town_row(t, v, cols) for t, v in towns.items()])]  # fmt: skip
+    if not (len(towns) > 1 or any(v.get("no_receiver") for v in towns.values())):
+        return []
+    cols = ("planned", "delivered", "confirmed", "failed", "expired", "superseded", "pending", "missed")
+    return ["", "By municipality (failed counts the expired too; missed: never heard — failed, pending, "
+                "or superseded before delivery):",
+            report.table(["municipality", *cols], [_town_row(t, v, cols) for t, v in towns.items()])]  # fmt: skip
+
+
+def _in_force_text(rep: dict[str, Any]) -> list[str]:
     checked = [s for s in rep["steps"] if s.get("expect")]
-    if checked:
-        lines += ["", "What is in force after each step (model, active list, Atom, MQTT state):"]
-        rows = []
-        for s in checked:
-            wanted = "; ".join(f"{m} " + ", ".join(f"{k} {_lv(v)}" for k, v in e.items()) for m, e in s["expect"].items())
-            rows.append([f"{s['at']:>5.0f}s {s['name']}", "agree" if not s["views"] else "DIFFER", wanted])
-            rows += [["", "", f"  {p}"] for p in s["views"] or []]
-        lines.append(report.table(["step", "views", "expected"], rows, left={1, 2}))
-        if rep.get("hint"):
-            lines.append(f"Hint: {rep['hint']}")
+    if not checked:
+        return []
+    lines = ["", "What is in force after each step (model, active list, Atom, MQTT state):"]
+    rows = []
+    for s in checked:
+        wanted = "; ".join(f"{m} " + ", ".join(f"{k} {_lv(v)}" for k, v in e.items()) for m, e in s["expect"].items())
+        rows.append([f"{s['at']:>5.0f}s {s['name']}", "agree" if not s["views"] else "DIFFER", wanted])
+        rows += [["", "", f"  {p}"] for p in s["views"] or []]
+    lines.append(report.table(["step", "views", "expected"], rows, left={1, 2}))
+    if rep.get("hint"):
+        lines.append(f"Hint: {rep['hint']}")
+    return lines
+
+
+def _tests_text(rep: dict[str, Any]) -> list[str]:
+    """Each transmission-test step: its headline, and the receivers that did not pass, with why."""
+    from alertd.testbroadcast import towns_report
+
+    lines: list[str] = []
     for s in rep["steps"]:
         result = s.get("test_broadcast")
-        if result:
-            from alertd.testbroadcast import towns_report
+        if not result:
+            continue
+        lines += ["", f"Transmission test ({s['name']}): {towns_report(result)}"]
+        failing = [f for f in rep.get("test_failures") or [] if f["step"] == s["name"]]
+        if failing:
+            # By receiver, with why: what the drill office follows up with each gateway's operator.
+            towns = len({f["municipality"] for f in failing})
+            receivers = sum(1 for f in failing if f["subscriber"] != "-")
+            lines += ["", f"TRANSMISSION TEST NOT PASSED ({towns} town(s), {receivers} receiver(s)):", report.table(
+                ["municipality", "receiver", "result", "cause"],
+                [[f["municipality"], f["subscriber"], f["result"], f["cause"]] for f in failing],
+                left={0, 1, 2, 3},
+            )]  # fmt: skip
+    return lines
 
-            lines += ["", f"Transmission test ({s['name']}): {towns_report(result)}"]
-            failing = [f for f in rep.get("test_failures") or [] if f["step"] == s["name"]]
-            if failing:
-                # By receiver, with why: what the drill office follows up with each gateway's operator.
-                towns = len({f["municipality"] for f in failing})
-                receivers = sum(1 for f in failing if f["subscriber"] != "-")
-                lines += ["", f"TRANSMISSION TEST NOT PASSED ({towns} town(s), {receivers} receiver(s)):", report.table(
-                    ["municipality", "receiver", "result", "cause"],
-                    [[f["municipality"], f["subscriber"], f["result"], f["cause"]] for f in failing],
-                    left={0, 1, 2, 3},
-                )]  # fmt: skip
+
+def _missed_text(rep: dict[str, Any]) -> list[str]:
+    """Towns no receiver covers, and every delivery that never arrived."""
+    lines: list[str] = []
     for u in rep.get("no_receiver") or []:
         lines += ["", f"NO RECEIVER: {u['municipality']} ({u['code']}), named by {u['step']!r}, heard nothing: "
                       "no receiver of the drill covers it"]  # fmt: skip
@@ -88,15 +134,7 @@ def render_text(rep: dict[str, Any]) -> str:
             [[u["step"], u["subscriber"], u["state"], u["attempts"], u["last_error"] or ""] for u in undelivered],
             left={0, 1, 2, 4},
         ))  # fmt: skip
-    done = rep.get("cleanup")
-    ending = [verdict_line(rep)]
-    if done is not None:
-        lines += ["", f"Afterwards: {_cleanup_sentence(done)}"]
-        lines += [f"  NOT CLEANED UP: {e}" for e in done["errors"]]
-    if rep.get("compare"):
-        lines += ["", compare(rep, {})]
-    lines += ["", *ending]
-    return "\n".join(lines)
+    return lines
 
 
 def _cleanup_sentence(done: dict[str, Any]) -> str:
