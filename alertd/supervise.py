@@ -30,6 +30,9 @@ from alertd.metrics import TASK_RESTARTS, TASK_STEP_FAILURES, precreate_tasks
 
 log = logs.get("alertd.supervise")
 
+# How long stop() waits for cancelled tasks before it names the ones still running and goes on.
+STOP_TIMEOUT_S = 10.0
+
 Step = Callable[[], Awaitable[None]]
 
 
@@ -225,12 +228,17 @@ class Supervisor:
             if task is not None:
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                     await asyncio.wait_for(asyncio.shield(task), seconds)
-        tasks = list(self._running.values())
-        for task in tasks:
+        names = {task: name for name, task in self._running.items()}
+        for task in names:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Bounded: a task that swallows its cancellation (a library awaiting inside a
+        # suppress(CancelledError)) must not hang shutdown for ever. Name it instead.
+        _done, stuck = await asyncio.wait(names, timeout=STOP_TIMEOUT_S) if names else (set(), set())
+        for task in stuck:
+            log.error("task.would_not_stop", task=names[task], waited_s=STOP_TIMEOUT_S)
+        for task in names:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: its failure was logged where it happened
         self._running.clear()
 
 

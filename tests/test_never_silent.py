@@ -460,3 +460,42 @@ async def test_parked_jobs_let_back_into_the_lane_are_counted_parked_not_new(sin
         assert any("alert a1 to gw" in c and "40 s" in c for c in body["causes"]), body["causes"]
     finally:
         await stop_engine(running)
+
+
+async def test_a_task_that_will_not_stop_is_named_and_does_not_hang_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CI run once hung 300 s in an engine's stop: cancelled tasks were awaited without end.
+    A task that swallows its cancellation is now named in the log, and stop() goes on."""
+    import logging
+
+    from alertd import supervise
+    from alertd.logs import JsonFormatter
+
+    monkeypatch.setattr(supervise, "STOP_TIMEOUT_S", 0.3)
+    release = asyncio.Event()
+    said: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(JsonFormatter().format(record))
+
+    handler = Lines()
+    logging.getLogger("alertd.supervise").addHandler(handler)
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                continue  # what a library awaiting inside suppress(CancelledError) amounts to
+
+    supervisor = supervise.Supervisor("test")
+    supervisor.spawn("stubborn", stubborn)
+    await asyncio.sleep(0)  # let it start
+    try:
+        began = time.monotonic()
+        await asyncio.wait_for(supervisor.stop(), timeout=5)
+        assert time.monotonic() - began < 2
+        assert any("task.would_not_stop" in line and "stubborn" in line for line in said), said
+    finally:
+        release.set()
+        logging.getLogger("alertd.supervise").removeHandler(handler)
