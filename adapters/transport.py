@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import aiomqtt
+import yarl
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -39,6 +40,9 @@ class HttpTransport:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        # Parsed once per endpoint: yarl's parse and quoting cost as much per request as
+        # writing the request line does, and an endpoint is posted to on every alert.
+        self._urls: dict[str, yarl.URL] = {}
 
     async def start(self) -> None:
         # One pooled session for every endpoint: connection reuse is most of
@@ -73,15 +77,22 @@ class HttpTransport:
             exc.args = (exc.message,)
             raise
 
+    def _url(self, endpoint: str) -> yarl.URL:
+        url = self._urls.get(endpoint)
+        if url is None:
+            if len(self._urls) >= 20_000:  # subscribers come and go; the cache must not grow for ever
+                self._urls.clear()
+            url = self._urls[endpoint] = yarl.URL(endpoint)
+        return url
+
     async def _post(self, endpoint: str, payload: Payload, timeout_s: float, attempt: int) -> None:
         if self._session is None:
             await self.start()
         assert self._session is not None
         headers = {"Content-Type": payload.content_type, **payload.headers}
-        where = redact_url(endpoint)
         try:
             async with self._session.post(
-                endpoint,
+                self._url(endpoint),
                 data=payload.body,
                 headers=headers,
                 timeout=self._timeout(timeout_s),
@@ -94,16 +105,16 @@ class HttpTransport:
                     # "I have this one already": a receiver that refuses repeats answering
                     # a retry whose first attempt reached it (its answer lost on the way).
                     return
-                message = f"HTTP {resp.status} from {where}"
+                message = f"HTTP {resp.status} from {redact_url(endpoint)}"
                 if resp.status >= 500 or resp.status in RETRYABLE_STATUS:
                     raise RetryableError(message)
                 raise PermanentError(message)
         except TimeoutError as exc:
-            raise RetryableError(f"no answer from {where} within {timeout_s:g} s") from exc
-        except aiohttp.InvalidURL as exc:
-            raise PermanentError(f"the endpoint {where!r} is not a valid URL") from exc
+            raise RetryableError(f"no answer from {redact_url(endpoint)} within {timeout_s:g} s") from exc
+        except (aiohttp.InvalidURL, ValueError) as exc:
+            raise PermanentError(f"the endpoint {redact_url(endpoint)!r} is not a valid URL") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise RetryableError(f"{type(exc).__name__} talking to {where}: {exc}") from exc
+            raise RetryableError(f"{type(exc).__name__} talking to {redact_url(endpoint)}: {exc}") from exc
 
 
 async def _discard_body(resp: aiohttp.ClientResponse) -> None:

@@ -27,3 +27,33 @@ def test_the_sentinel_form_names_every_sentinel_the_master_and_the_database() ->
 def test_a_sentinel_url_without_a_master_or_with_a_bad_number_says_how_it_must_look(url: str) -> None:
     with pytest.raises(ValueError, match=r"redis\+sentinel://host:26379,host:26380/mastername/0"):
         SentinelUrl.parse(url)
+
+
+async def test_commands_packed_by_hiredis_round_trip_every_type_alertd_writes() -> None:
+    """The C serializer alertd swaps in must write what redis-py's own would: text in
+    Japanese, bytes, ints, floats, commands with a space in their name, and a big batch
+    in one transaction; a value Redis cannot take is refused as redis-py refuses it."""
+    import secrets
+
+    from redis.exceptions import DataError
+
+    from alertd.redis_client import connect
+
+    client = connect("redis://127.0.0.1:6379/0")
+    key = f"alertd-test-pack-{secrets.token_hex(4)}"
+    try:
+        assert client.connection_pool.connection_class.__name__.startswith("Hiredis")
+        await client.hset(key, mapping={"名前": "避難指示", "b": b"\x00\xff", "n": 7, "f": 0.1})
+        assert await client.hgetall(key) == {"名前".encode(): "避難指示".encode(), b"b": b"\x00\xff",
+                                             b"n": b"7", b"f": b"0.1"}  # fmt: skip
+        assert isinstance(await client.execute_command("CONFIG GET", "maxmemory"), list | dict)
+        async with client.pipeline(transaction=True) as pipe:
+            for i in range(2000):
+                pipe.hset(key, f"s{i}|state", "delivered")
+            await pipe.execute()
+        assert await client.hlen(key) == 4 + 2000
+        with pytest.raises(DataError):
+            await client.set(key, None)  # type: ignore[arg-type]
+    finally:
+        await client.delete(key)
+        await client.aclose()
