@@ -1138,7 +1138,9 @@ async def post_test_broadcast(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     test: schemas.TestBroadcastRequest = await body_of(request)
     districts = await drills_api.check_test_scope(request, issuer, test.districts)
-    started = await engine.test_broadcasts.start({**test.model_dump(exclude_none=True), "districts": districts})
+    started = await engine.test_broadcasts.start(
+        {**test.model_dump(exclude_none=True), "districts": districts}
+    )
     await drills_api.record_test(request, caller, started, len(test.districts or []) or "all")
     return json_response(started, status=202)
 

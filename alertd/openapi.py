@@ -625,10 +625,16 @@ PATHS: dict[str, Any] = {
                 "200": _json(
                     "TestBroadcastResult", "Per receiver: confirmed, unconfirmed, failed or pending."
                 ),
-                **_problems(401, 403, 404, why={
-                    401: "No token or session, or one that ended.",
-                    403: "The test covers districts outside the caller's jurisdiction.",
-                    404: "There is no transmission test with this id."}),
+                **_problems(
+                    401,
+                    403,
+                    404,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The test covers districts outside the caller's jurisdiction.",
+                        404: "There is no transmission test with this id.",
+                    },
+                ),
             },
         },
     },
@@ -639,9 +645,14 @@ PATHS: dict[str, Any] = {
             "summary": "The shipped drill scenarios, whether the caller may start each, and the one running",
             "responses": {
                 "200": _json("DrillList", "The scenarios."),
-                **_problems(401, 403, why={
-                    401: "No token or session, or one that ended.",
-                    403: "The caller's issuer is no longer registered."}),
+                **_problems(
+                    401,
+                    403,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The caller's issuer is no longer registered.",
+                    },
+                ),
             },
         },
         "post": {
@@ -657,13 +668,23 @@ PATHS: dict[str, Any] = {
             "have their delivery board (GET /api/v1/alerts/{id}/deliveries/events).",
             "responses": {
                 "202": _json("DrillRun", "Started."),
-                **_problems(400, 401, 403, 404, 409, 413, 422, why={
-                    401: "No token or session, or one that ended.",
-                    403: "The scenario covers an area outside the caller's jurisdiction, or sends national "
-                    "warnings, or the person lacks the operator role. Nothing was started.",
-                    404: "There is no shipped scenario of that name.",
-                    409: "A drill is already running, or the deployment has no admin token for drills to use.",
-                    422: "'scenario' or 'speed' is not acceptable."}),
+                **_problems(
+                    400,
+                    401,
+                    403,
+                    404,
+                    409,
+                    413,
+                    422,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The scenario covers an area outside the caller's jurisdiction, or sends national "
+                        "warnings, or the person lacks the operator role. Nothing was started.",
+                        404: "There is no shipped scenario of that name.",
+                        409: "A drill is already running, or the deployment has no admin token for drills to use.",
+                        422: "'scenario' or 'speed' is not acceptable.",
+                    },
+                ),
             },
         },
     },
@@ -675,10 +696,16 @@ PATHS: dict[str, Any] = {
             "summary": "A drill started from the desk: its steps and their alerts so far, then its verdict",
             "responses": {
                 "200": _json("DrillRun", "The drill."),
-                **_problems(401, 403, 404, why={
-                    401: "No token or session, or one that ended.",
-                    403: "The drill covers an area outside the caller's jurisdiction.",
-                    404: "There is no drill with this id (one is kept for 7 days after it ends)."}),
+                **_problems(
+                    401,
+                    403,
+                    404,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The drill covers an area outside the caller's jurisdiction.",
+                        404: "There is no drill with this id (one is kept for 7 days after it ends).",
+                    },
+                ),
             },
         },
     },
@@ -981,10 +1008,16 @@ PATHS: dict[str, Any] = {
             "covers, to lift or cancel from.",
             "responses": {
                 "200": _json("DeskOrders", "What stands."),
-                **_problems(401, 403, 422, why={
-                    401: "No token or session, or one that ended.",
-                    403: "The admin token has no jurisdiction; the caller's issuer is no longer registered.",
-                    422: "'status' must be Actual, Exercise or Test."}),
+                **_problems(
+                    401,
+                    403,
+                    422,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The admin token has no jurisdiction; the caller's issuer is no longer registered.",
+                        422: "'status' must be Actual, Exercise or Test.",
+                    },
+                ),
             },
         },
     },
@@ -1004,17 +1037,27 @@ PATHS: dict[str, Any] = {
                 "200": {
                     "description": "The issuances.",
                     "content": {
-                        "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryRow"}}},
+                        "application/json": {
+                            "schema": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryRow"}}
+                        },
                         "text/csv": {"schema": {"type": "string"}},
                         "application/geo+json": {"schema": {"type": "object"}},
-                        "application/zip": {"schema": {"type": "string", "contentMediaType": "application/zip"}},
+                        "application/zip": {
+                            "schema": {"type": "string", "contentMediaType": "application/zip"}
+                        },
                     },
                 },
-                **_problems(401, 403, 422, why={
-                    401: "No token or session, or one that ended.",
-                    403: "The municipality is outside the caller's jurisdiction, or the admin token was used "
-                    "(it has no jurisdiction of its own).",
-                    422: "A date is not a date, 'since' is after 'until', or status/format is not one alertd knows."}),
+                **_problems(
+                    401,
+                    403,
+                    422,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The municipality is outside the caller's jurisdiction, or the admin token was used "
+                        "(it has no jurisdiction of its own).",
+                        422: "A date is not a date, 'since' is after 'until', or status/format is not one alertd knows.",
+                    },
+                ),
             },
         },
     },
@@ -1254,12 +1297,24 @@ def _refusals_every_route_may_give(doc: dict[str, Any], operation: Operation) ->
 _BY_ID = {"id": "$response.body#/id"}
 LINKS: dict[tuple[str, str], dict[str, dict[str, str]]] = {
     ("putIssuer", "201"): {"getIssuer": _BY_ID, "deleteIssuer": _BY_ID},
-    ("putSubscriber", "201"): {"getSubscriber": _BY_ID, "patchSubscriber": _BY_ID, "deleteSubscriber": _BY_ID},
+    ("putSubscriber", "201"): {
+        "getSubscriber": _BY_ID,
+        "patchSubscriber": _BY_ID,
+        "deleteSubscriber": _BY_ID,
+    },
     **{
-        (sent, "202"): {"getAlert": _BY_ID, "getAlertCap": _BY_ID, "getDeliveries": _BY_ID, "ackAlert": _BY_ID}
+        (sent, "202"): {
+            "getAlert": _BY_ID,
+            "getAlertCap": _BY_ID,
+            "getDeliveries": _BY_ID,
+            "ackAlert": _BY_ID,
+        }
         for sent in ("postEvacuationOrder", "postShelterNotice", "postAlert")
     },
-    ("startTestBroadcast", "202"): {"getTestBroadcast": _BY_ID, "getAlert": {"id": "$response.body#/alert_id"}},
+    ("startTestBroadcast", "202"): {
+        "getTestBroadcast": _BY_ID,
+        "getAlert": {"id": "$response.body#/alert_id"},
+    },
     ("startDrill", "202"): {"getDrill": _BY_ID},
     ("addDistrict", "201"): {"deleteDistrict": {"code": "$response.body#/code"}},
 }

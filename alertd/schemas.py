@@ -1424,7 +1424,9 @@ class HistoryQuery(Shape):
                               description="Through this day (Japan time); default: today.")  # fmt: skip
     status: Literal["Actual", "Exercise", "Test", ""] = Field("", description="Empty: all three.")
     format: Literal["json", "csv", "geojson", "cap"] = Field(
-        "json", description="csv, geojson and cap download the same rows (cap: a zip of one CAP 1.2 document each).")
+        "json",
+        description="csv, geojson and cap download the same rows (cap: a zip of one CAP 1.2 document each).",
+    )
 
 
 class DeliveryCounts(Answer):
@@ -1463,7 +1465,9 @@ class DrillStart(Shape):
     }
     scenario: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$", examples=["joso-flood-day"],
                           description="A shipped scenario's name (GET /api/v1/drills lists them).")  # fmt: skip
-    speed: float = Field(1.0, ge=1, le=20, description="Run the timeline this many times faster (1: as written).")
+    speed: float = Field(
+        1.0, ge=1, le=20, description="Run the timeline this many times faster (1: as written)."
+    )
 
 
 class DrillStep(Answer):
@@ -1489,8 +1493,12 @@ class DrillRun(Answer):
     status: Literal["Exercise"] = Field(description="Every message of a drill is an Exercise (訓練).")
     steps: list[DrillStep]
     total_steps: int | None = None
-    verdict: dict[str, Any] | None = Field(description="Once ended: {passed, result, reasons}, as the drill's report.")
-    error: str | None = Field(description="Why the drill could not run (it cleaned up what it had registered).")
+    verdict: dict[str, Any] | None = Field(
+        description="Once ended: {passed, result, reasons}, as the drill's report."
+    )
+    error: str | None = Field(
+        description="Why the drill could not run (it cleaned up what it had registered)."
+    )
     cleanup: dict[str, int] | None = None
 
 
@@ -1511,4 +1519,5 @@ class DrillList(Answer):
     running: DrillRun | None = Field(description="The drill running now on this deployment (one at a time).")
     test_broadcast_scope: list[Place] = Field(
         description="What a transmission test started by the caller covers when it names no districts: its "
-        "issuer's jurisdiction (empty for the admin token and national issuers: all 47 prefectures).")
+        "issuer's jurisdiction (empty for the admin token and national issuers: all 47 prefectures)."
+    )
