@@ -173,10 +173,12 @@ async def test_a_town_desk_runs_a_shipped_drill_of_its_own_town_only(desk: Runni
     )
     assert status == 202, run
     assert run["started_by"] == "user:tanaka" and run["status"] == "Exercise"
-    # One drill at a time on the deployment.
+    # One drill at a time on the deployment; another town is told which scenario, not whose.
     assert_problem(
         *await call(desk, "POST", "/api/v1/drills", tanaka, {"scenario": "joso-demo"}), 409, "conflict"
     )
+    status, listing, _ = await call(desk, "GET", "/api/v1/drills", sato)
+    assert status == 200 and listing["running"] is None  # not つくば市's drill to follow
 
     async def ended() -> dict[str, Any] | None:
         status, found, _ = await call(desk, "GET", f"/api/v1/drills/{run['id']}", tanaka)
