@@ -625,7 +625,8 @@ function drawDrillRun() {
   }
   card.dataset.state = run.state;
   card.querySelector(".run-title").textContent = t("drill_run", { title: run.scenario, id: run.id, state: t("drill_state_" + run.state) });
-  const verdict = run.verdict ? run.verdict.result + (run.verdict.reasons && run.verdict.reasons.length ? "：" + run.verdict.reasons.join(" / ") : "") : (run.error || "");
+  // The title says passed or not in the console's language; the drill report's reasons (its own words) follow.
+  const verdict = run.verdict ? (run.verdict.reasons || []).join(" / ") : (run.error || "");
   card.querySelector(".run-verdict").textContent = verdict;
   const list = card.querySelector(".run-steps");
   run.steps.forEach((step, i) => {
