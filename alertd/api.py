@@ -28,6 +28,7 @@ from alertd import (
     accounts_api,
     board_stream,
     console_api,
+    drills_api,
     logs,
     map_page,
     messages,
@@ -52,6 +53,7 @@ from alertd.errors import (
     InvalidInput,
     MalformedInput,
     NotFound,
+    OutsideJurisdiction,
     ServiceUnavailable,
     TooLarge,
     TooManyRequests,
@@ -1130,18 +1132,29 @@ async def post_ack(request: web.Request) -> web.Response:
 
 
 async def post_test_broadcast(request: web.Request) -> web.Response:
-    require_admin(request)
+    """The admin token anywhere; an operator (or the issuer's token) inside its jurisdiction,
+    all of it by default (alertd/drills_api.py)."""
+    caller, issuer = await drills_api.caller_and_issuer(request)
     engine = request.app[ENGINE]
     test: schemas.TestBroadcastRequest = await body_of(request)
-    started = await engine.test_broadcasts.start(test.model_dump(exclude_none=True))
-    await record(request, ADMIN_CALLER, "test-broadcast", f"test-broadcast:{started.get('id')}",
-                 {"districts": len(test.districts or []) or "all"})  # fmt: skip
+    districts = await drills_api.check_test_scope(request, issuer, test.districts)
+    started = await engine.test_broadcasts.start(
+        {**test.model_dump(exclude_none=True), "districts": districts}
+    )
+    await drills_api.record_test(request, caller, started, len(test.districts or []) or "all")
     return json_response(started, status=202)
 
 
 async def get_test_broadcast(request: web.Request) -> web.Response:
-    require_admin(request)
-    return json_response(await request.app[ENGINE].test_broadcasts.result(request.match_info["id"]))
+    _, issuer = await drills_api.caller_and_issuer(request, role=None)
+    result = await request.app[ENGINE].test_broadcasts.result(request.match_info["id"])
+    if issuer is not None and not issuer.national:
+        try:
+            request.app[ENGINE].jurisdiction.check(issuer, list(result.get("scope") or result["districts"]))
+        except OutsideJurisdiction:
+            raise Forbidden(f"Transmission test {result['id']} covers districts outside {issuer.name}'s "
+                            "jurisdiction.") from None  # fmt: skip
+    return json_response(result)
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -1183,6 +1196,8 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
         app[PEOPLE] = people_of(engine)
     app[VIEWS] = ViewCache()  # the boundaries are cached on both listeners
     board_stream.install(app)
+    if desk:
+        drills_api.install(app)  # drills started from the console run on this engine
     if public:
         app[PUBLIC_GATE] = PublicGate(engine.settings.public_concurrency, engine.settings.public_backlog)
         app[ALERT_JSON] = AlertJson()
@@ -1235,6 +1250,9 @@ HANDLERS: dict[str, Handler] = {
     "streamDeliveries": board_stream.handler(_alert_or_404, require_reader_of, _delivery_rows),
     "startTestBroadcast": post_test_broadcast,
     "getTestBroadcast": get_test_broadcast,
+    "listDrills": drills_api.list_drills,
+    "startDrill": drills_api.start_drill,
+    "getDrill": drills_api.get_drill,
     "listAlerts": public_view(build_alert_list),
     "getAlertCap": public_view(build_alert_cap),
     "getAlert": public_view(build_alert),

@@ -65,7 +65,7 @@ ACTIONS = frozenset({
     "subscriber.save", "subscriber.change", "subscriber.delete",
     "token.rotate",
     "draft", "approve", "reject", "send", "lift", "cancel",
-    "test-broadcast", "deliveries.end", "config.reload",
+    "test-broadcast", "drill", "deliveries.end", "config.reload",
 })  # fmt: skip
 
 # Words that mark a secret; a detail key containing one is refused.

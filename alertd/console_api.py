@@ -22,7 +22,7 @@ from alertd.accounts_api import authenticate
 from alertd.appkeys import ENGINE
 from alertd.contract import query_of
 from alertd.errors import Forbidden, InvalidInput, Unauthorized
-from alertd.history import as_csv, as_geojson, history
+from alertd.history import as_cap_zip, as_csv, as_geojson, history
 from alertd.models import Issuer
 from alertd.public_map import districts_under_order
 
@@ -144,4 +144,7 @@ async def get_history(request: web.Request) -> web.Response:
         body = json.dumps(as_geojson(engine, rows), ensure_ascii=False).encode()
         return web.Response(body=body, content_type="application/geo+json",
                             headers={"Content-Disposition": f'attachment; filename="{name}.geojson"'})  # fmt: skip
+    if query.format == "cap":
+        return web.Response(body=await as_cap_zip(engine, rows), content_type="application/zip",
+                            headers={"Content-Disposition": f'attachment; filename="{name}-cap.zip"'})  # fmt: skip
     return _json(rows)

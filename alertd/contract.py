@@ -94,9 +94,17 @@ OPERATIONS: tuple[Operation, ...] = (
     # A drill ends what it sent: nothing it queued may reach a receiver after it said it cleaned up.
     Operation("POST", "/api/v1/alerts/{id}/deliveries/end", "endDeliveries", "desk", "admin",
               body=schemas.EndDeliveries),
-    Operation("POST", "/api/v1/test-broadcasts", "startTestBroadcast", "desk", "admin",
-              body=schemas.TestBroadcastRequest, valid_refusals=UNKNOWN_AREA),
-    Operation("GET", "/api/v1/test-broadcasts/{id}", "getTestBroadcast", "desk", "admin"),
+    # The transmission test and drills: the admin token anywhere; an operator (or the issuer's
+    # token) inside its jurisdiction (alertd/drills_api.py says why).
+    Operation("POST", "/api/v1/test-broadcasts", "startTestBroadcast", "desk", "admin-or-issuer",
+              body=schemas.TestBroadcastRequest,
+              valid_refusals={**UNKNOWN_AREA, 403: ("forbidden", "outside-jurisdiction")}),
+    Operation("GET", "/api/v1/test-broadcasts/{id}", "getTestBroadcast", "desk", "admin-or-issuer"),
+    Operation("GET", "/api/v1/drills", "listDrills", "desk", "admin-or-issuer"),
+    # A well-formed name may name no shipped scenario, and one drill runs at a time.
+    Operation("POST", "/api/v1/drills", "startDrill", "desk", "admin-or-issuer", body=schemas.DrillStart,
+              valid_refusals={403: ("forbidden", "outside-jurisdiction"), 404: ("not-found",), 409: ("conflict",)}),
+    Operation("GET", "/api/v1/drills/{id}", "getDrill", "desk", "admin-or-issuer"),
     # People: users (admin token, or a user with the admin role for their own issuer), sign-in,
     # the audit trail (admin token or the auditor role), and drafts awaiting a second person.
     Operation("POST", "/api/v1/users", "createUser", "desk", "admin-or-user", body=schemas.NewUser,

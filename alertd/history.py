@@ -4,13 +4,15 @@ The L-Alert work asks for a view of past issuances; a desk also has to answer af
 the loudspeakers get the 18:05 order?". This reads the alerts alertd keeps (newest first, the
 same store every view reads), keeps those of the desk's municipalities in a date range, and
 counts each one's deliveries by state. It writes the same rows as CSV (for the municipality's
-records) and GeoJSON (each issuance with the outline of its districts, for a GIS).
+records), GeoJSON (each issuance with the outline of its districts, for a GIS) and CAP (the
+CAP 1.2 document of each issuance, as receivers got it, in a zip).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -115,3 +117,29 @@ def as_geojson(engine: Engine, rows: list[dict[str, Any]]) -> dict[str, Any]:
                          "properties": {k: v for k, v in r.items() if k != "districts"}
                          | {"districts": r["districts"], "districts_without_boundary": missing}})  # fmt: skip
     return {"type": "FeatureCollection", "features": features}
+
+
+async def as_cap_zip(engine: Engine, rows: list[dict[str, Any]]) -> bytes:
+    """The CAP 1.2 document of every listed issuance, one ``.xml`` file each, in a zip.
+
+    Why a zip of documents and not one XML or an Atom feed: a CAP document is a whole XML
+    document of its own (the OASIS schema has no element that holds several), and the tools that
+    read CAP — validators, archives, a prefecture's L-Alert check, GIS importers — open one
+    document per file. Each file is byte for byte what ``GET /api/v1/alerts/{id}.cap`` serves,
+    signed when alertd signs CAP (an enveloped signature must not be re-wrapped: inside a feed its
+    bytes would be re-serialised and a strict verifier could refuse it). Atom stays the live feed
+    (``/feeds/alerts.atom``); this is the record. Names sort by time: ``<JST sent>_<alert id>.xml``.
+    """
+    from alertd.engine import cap_document
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for r in rows:
+            alert = await engine.store.get_alert(r["alert_id"])
+            if alert is None:
+                continue  # removed by retention between the listing and now: nothing left to export
+            sent = datetime.fromisoformat(r["sent"]).astimezone(JST)
+            info = zipfile.ZipInfo(f"{sent:%Y%m%dT%H%M%S}_{alert.id}.xml", date_time=sent.timetuple()[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, cap_document(engine, alert))
+    return out.getvalue()

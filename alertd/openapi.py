@@ -588,20 +588,26 @@ PATHS: dict[str, Any] = {
     "/api/v1/test-broadcasts": {
         "post": {
             "operationId": "startTestBroadcast",
-            "tags": ["admin"],
+            "tags": ["desk"],
             "summary": "Start a transmission test (情報伝達試験)",
             "description": "Sends a status-Test message to every subscriber in the districts and waits "
             "wait_s seconds for receivers to confirm (POST /api/v1/alerts/{id}/ack). Read the result "
-            "with GET /api/v1/test-broadcasts/{id}.",
+            "with GET /api/v1/test-broadcasts/{id}. The admin token may test anywhere (default: all 47 "
+            "prefectures); a person with the operator role, or the issuer's token, tests inside the issuer's "
+            "jurisdiction (default: all of it). No approval: a test is never an order. Audited as "
+            "test-broadcast under the caller's name.",
             "responses": {
                 "202": _json("TestBroadcast", "Started."),
                 **_problems(
                     400,
                     401,
+                    403,
                     413,
                     422,
                     why={
-                        **WHY_ADMIN_401,
+                        401: "No token or session, or one that ended.",
+                        403: "A district is outside the caller's jurisdiction, or the person lacks the operator "
+                        "role. Nothing was sent.",
                         422: "'districts' is not a list of known district codes, or wait_s is not "
                         "between 1 and 3600 seconds.",
                     },
@@ -613,14 +619,92 @@ PATHS: dict[str, Any] = {
         "parameters": [_id_param("The transmission test's id, from the 202 answer.")],
         "get": {
             "operationId": "getTestBroadcast",
-            "tags": ["admin"],
+            "tags": ["desk"],
             "summary": "A transmission test's result",
             "responses": {
                 "200": _json(
                     "TestBroadcastResult", "Per receiver: confirmed, unconfirmed, failed or pending."
                 ),
                 **_problems(
-                    401, 404, why={**WHY_ADMIN_401, 404: "There is no transmission test with this id."}
+                    401,
+                    403,
+                    404,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The test covers districts outside the caller's jurisdiction.",
+                        404: "There is no transmission test with this id.",
+                    },
+                ),
+            },
+        },
+    },
+    "/api/v1/drills": {
+        "get": {
+            "operationId": "listDrills",
+            "tags": ["desk"],
+            "summary": "The shipped drill scenarios, whether the caller may start each, and the one running",
+            "responses": {
+                "200": _json("DrillList", "The scenarios."),
+                **_problems(
+                    401,
+                    403,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The caller's issuer is no longer registered.",
+                    },
+                ),
+            },
+        },
+        "post": {
+            "operationId": "startDrill",
+            "tags": ["desk"],
+            "summary": "Start a shipped drill scenario on this engine (訓練)",
+            "description": "The scenario runs as 'alertd drill run' would against this engine: its own simulated "
+            "receivers and issuers, every message Exercise (reaching only receivers that take drills), "
+            "everything it registered removed at the end. The admin token may start any; a person with the "
+            "operator role, or the issuer's token, one inside the issuer's jurisdiction that sends nothing "
+            "national. No approval: a drill is never an order. One drill at a time per deployment. Audited "
+            "as drill under the caller's name. Follow it with GET /api/v1/drills/{id}: each step's alerts "
+            "have their delivery board (GET /api/v1/alerts/{id}/deliveries/events).",
+            "responses": {
+                "202": _json("DrillRun", "Started."),
+                **_problems(
+                    400,
+                    401,
+                    403,
+                    404,
+                    409,
+                    413,
+                    422,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The scenario covers an area outside the caller's jurisdiction, or sends national "
+                        "warnings, or the person lacks the operator role. Nothing was started.",
+                        404: "There is no shipped scenario of that name.",
+                        409: "A drill is already running, or the deployment has no admin token for drills to use.",
+                        422: "'scenario' or 'speed' is not acceptable.",
+                    },
+                ),
+            },
+        },
+    },
+    "/api/v1/drills/{id}": {
+        "parameters": [_id_param("The drill's id, from the 202 answer.")],
+        "get": {
+            "operationId": "getDrill",
+            "tags": ["desk"],
+            "summary": "A drill started from the desk: its steps and their alerts so far, then its verdict",
+            "responses": {
+                "200": _json("DrillRun", "The drill."),
+                **_problems(
+                    401,
+                    403,
+                    404,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The drill covers an area outside the caller's jurisdiction.",
+                        404: "There is no drill with this id (one is kept for 7 days after it ends).",
+                    },
                 ),
             },
         },
@@ -924,10 +1008,16 @@ PATHS: dict[str, Any] = {
             "covers, to lift or cancel from.",
             "responses": {
                 "200": _json("DeskOrders", "What stands."),
-                **_problems(401, 403, 422, why={
-                    401: "No token or session, or one that ended.",
-                    403: "The admin token has no jurisdiction; the caller's issuer is no longer registered.",
-                    422: "'status' must be Actual, Exercise or Test."}),
+                **_problems(
+                    401,
+                    403,
+                    422,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The admin token has no jurisdiction; the caller's issuer is no longer registered.",
+                        422: "'status' must be Actual, Exercise or Test.",
+                    },
+                ),
             },
         },
     },
@@ -939,22 +1029,35 @@ PATHS: dict[str, Any] = {
             "description": "Evacuation orders, lifts, cancels and shelter notices sent between 'since' and "
             "'until' (Japan time, both days included; at most 200, newest first), each with its deliveries "
             "counted by state. format=csv (UTF-8 with a BOM, times in JST; delivered_total counts confirmed "
-            "deliveries too) and format=geojson (each issuance with its districts' outlines, and the names of "
-            "those alertd has no boundary for) download the same rows.",
+            "deliveries too), format=geojson (each issuance with its districts' outlines, and the names of "
+            "those alertd has no boundary for) and format=cap (a zip of each issuance's CAP 1.2 document, "
+            "byte for byte what GET /api/v1/alerts/{id}.cap serves, signed when alertd signs CAP) download "
+            "the same rows.",
             "responses": {
                 "200": {
                     "description": "The issuances.",
                     "content": {
-                        "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryRow"}}},
+                        "application/json": {
+                            "schema": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryRow"}}
+                        },
                         "text/csv": {"schema": {"type": "string"}},
                         "application/geo+json": {"schema": {"type": "object"}},
+                        "application/zip": {
+                            "schema": {"type": "string", "contentMediaType": "application/zip"}
+                        },
                     },
                 },
-                **_problems(401, 403, 422, why={
-                    401: "No token or session, or one that ended.",
-                    403: "The municipality is outside the caller's jurisdiction, or the admin token was used "
-                    "(it has no jurisdiction of its own).",
-                    422: "A date is not a date, 'since' is after 'until', or status/format is not one alertd knows."}),
+                **_problems(
+                    401,
+                    403,
+                    422,
+                    why={
+                        401: "No token or session, or one that ended.",
+                        403: "The municipality is outside the caller's jurisdiction, or the admin token was used "
+                        "(it has no jurisdiction of its own).",
+                        422: "A date is not a date, 'since' is after 'until', or status/format is not one alertd knows.",
+                    },
+                ),
             },
         },
     },
@@ -1113,7 +1216,7 @@ MODELS: tuple[type[models.BaseModel], ...] = (
     models.UserView, models.CreatedUser, models.SignIn, models.SessionView, models.AuditEntry, models.Rejection,
     models.DraftView, models.Alert, models.Preview, models.Health, models.TestBroadcastResult,
     models.WebhookAlert, models.Problem, models.InForceView, models.OrderMap, models.BoundaryCollection,
-    models.Me, models.DeskOrders, models.HistoryRow,
+    models.Me, models.DeskOrders, models.HistoryRow, models.DrillStart, models.DrillRun, models.DrillList,
 )  # fmt: skip
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "user": USER,
@@ -1194,12 +1297,25 @@ def _refusals_every_route_may_give(doc: dict[str, Any], operation: Operation) ->
 _BY_ID = {"id": "$response.body#/id"}
 LINKS: dict[tuple[str, str], dict[str, dict[str, str]]] = {
     ("putIssuer", "201"): {"getIssuer": _BY_ID, "deleteIssuer": _BY_ID},
-    ("putSubscriber", "201"): {"getSubscriber": _BY_ID, "patchSubscriber": _BY_ID, "deleteSubscriber": _BY_ID},
+    ("putSubscriber", "201"): {
+        "getSubscriber": _BY_ID,
+        "patchSubscriber": _BY_ID,
+        "deleteSubscriber": _BY_ID,
+    },
     **{
-        (sent, "202"): {"getAlert": _BY_ID, "getAlertCap": _BY_ID, "getDeliveries": _BY_ID, "ackAlert": _BY_ID}
+        (sent, "202"): {
+            "getAlert": _BY_ID,
+            "getAlertCap": _BY_ID,
+            "getDeliveries": _BY_ID,
+            "ackAlert": _BY_ID,
+        }
         for sent in ("postEvacuationOrder", "postShelterNotice", "postAlert")
     },
-    ("startTestBroadcast", "202"): {"getTestBroadcast": _BY_ID, "getAlert": {"id": "$response.body#/alert_id"}},
+    ("startTestBroadcast", "202"): {
+        "getTestBroadcast": _BY_ID,
+        "getAlert": {"id": "$response.body#/alert_id"},
+    },
+    ("startDrill", "202"): {"getDrill": _BY_ID},
     ("addDistrict", "201"): {"deleteDistrict": {"code": "$response.body#/code"}},
 }
 

@@ -1414,7 +1414,7 @@ class HistoryQuery(Shape):
         "since": "'since' must be a date such as 2026-12-01.",
         "until": "'until' must be a date such as 2026-12-01.",
         "status": "'status' must be Actual, Exercise, Test, or empty for all.",
-        "format": "'format' must be json, csv or geojson.",
+        "format": "'format' must be json, csv, geojson or cap.",
     }
     municipality: str | None = Field(None, pattern=r"^([0-9]{5,6})?$", examples=["08211"],
                                      description="One municipality of the desk's jurisdiction; empty: all of it.")  # fmt: skip
@@ -1423,7 +1423,10 @@ class HistoryQuery(Shape):
     until: str | None = Field(None, pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", examples=["2026-12-01"],
                               description="Through this day (Japan time); default: today.")  # fmt: skip
     status: Literal["Actual", "Exercise", "Test", ""] = Field("", description="Empty: all three.")
-    format: Literal["json", "csv", "geojson"] = Field("json", description="csv and geojson download the same rows.")
+    format: Literal["json", "csv", "geojson", "cap"] = Field(
+        "json",
+        description="csv, geojson and cap download the same rows (cap: a zip of one CAP 1.2 document each).",
+    )
 
 
 class DeliveryCounts(Answer):
@@ -1448,3 +1451,73 @@ class HistoryRow(Answer):
     districts: list[str]
     district_names: list[str]
     deliveries: DeliveryCounts
+
+
+# --- drills started from the desk ----------------------------------------------------------
+class DrillStart(Shape):
+    """Start a shipped drill scenario (simulations/scenarios) on this engine."""
+
+    model_config = ConfigDict(extra="forbid")
+    unknown_is_refused: ClassVar[bool] = True
+    refusals: ClassVar[dict[str, str]] = {
+        "scenario": "'scenario' must name a shipped drill scenario, such as joso-flood-day.",
+        "speed": "'speed' must be a number from 1 to 20 (how many times faster than its timeline).",
+    }
+    scenario: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$", examples=["joso-flood-day"],
+                          description="A shipped scenario's name (GET /api/v1/drills lists them).")  # fmt: skip
+    speed: float = Field(
+        1.0, ge=1, le=20, description="Run the timeline this many times faster (1: as written)."
+    )
+
+
+class DrillStep(Answer):
+    name: str
+    at: float = Field(description="Seconds from the start, in the scenario's time.")
+    kind: str
+    alert_ids: list[str] = Field(description="The alerts this step sent: each has its delivery board.")
+    error: str | None
+
+
+class DrillRun(Answer):
+    """A drill started from the desk: its steps so far, then its verdict."""
+
+    id: str
+    scenario: str
+    title: str
+    description: str
+    speed: float
+    started_by: str = Field(description="Who started it, as the audit trail names them (user:tanaka).")
+    started: str
+    ended: str | None = None
+    state: Literal["starting", "running", "passed", "failed", "error"]
+    status: Literal["Exercise"] = Field(description="Every message of a drill is an Exercise (訓練).")
+    steps: list[DrillStep]
+    total_steps: int | None = None
+    verdict: dict[str, Any] | None = Field(
+        description="Once ended: {passed, result, reasons}, as the drill's report."
+    )
+    error: str | None = Field(
+        description="Why the drill could not run (it cleaned up what it had registered)."
+    )
+    cleanup: dict[str, int] | None = None
+
+
+class DrillScenario(Answer):
+    id: str = Field(description="What POST /api/v1/drills takes as 'scenario'.")
+    title: str
+    description: str
+    steps: int
+    duration_s: float = Field(description="The timeline's length at speed 1 (plus settling).")
+    national: bool = Field(description="Sends national warnings: a national issuer or the admin token only.")
+    scope: list[Place] = Field(description="Every area its issuers speak for.")
+    allowed: bool = Field(description="Whether the caller may start it (its jurisdiction covers the scope).")
+    why_not: str | None
+
+
+class DrillList(Answer):
+    scenarios: list[DrillScenario]
+    running: DrillRun | None = Field(description="The drill running now on this deployment (one at a time).")
+    test_broadcast_scope: list[Place] = Field(
+        description="What a transmission test started by the caller covers when it names no districts: its "
+        "issuer's jurisdiction (empty for the admin token and national issuers: all 47 prefectures)."
+    )

@@ -9,6 +9,10 @@ console (the confirmation names the district), 田中 approves the lift, and the
 clears. No page asks any other host for anything, and axe-core finds no serious or critical
 violation on the console. The history lists both, with their deliveries, and exports CSV; a
 drill's order is withdrawn as sent in error (取消) under the drill banner. Screenshots of each step are under the test's tmp dir.
+
+In the 訓練 view a third person of the desk starts 常総市's shipped drill and then the town's
+transmission test, and watches both on the same delivery board (the drill's and the test's banners
+shown, axe-core clean, the audit trail naming them).
 """
 
 from __future__ import annotations
@@ -360,3 +364,84 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
         # The board was pushed by alertd (Server-Sent Events), not fetched again and again.
         assert any(u.endswith("/deliveries/events") for u in urls)
         assert foreign(urls, server.url) == []
+
+
+def test_a_desk_starts_its_drill_and_its_transmission_test_and_watches_them_on_the_board(
+    fleet_and_server: tuple[FleetThread, Server], tmp_path: Path
+) -> None:
+    """訓練 view: an operator of 常総市 sees the shipped scenarios (those beyond the town offered but
+    not startable), starts 常総市's flood-day drill from the keyboard and watches its orders reach
+    the live portal (which takes drills) on the delivery board, under the drill banner; then the town's
+    transmission test, confirmed by name, reaches confirmed under the test banner. Both are in
+    the audit trail under the person's name."""
+    from selenium.webdriver.common.keys import Keys
+
+    _, server = fleet_and_server
+    otp = add_user(server, "yamada", ["operator"])
+    driver = start_browser()
+    try:
+        sign_in(driver, server, "yamada", otp)
+        tab(driver, "drills")
+
+        def choice(scenario: str) -> Any:
+            return driver.find_element("css selector", f"#drill-scenarios input[value='{scenario}']")
+
+        wait(lambda: choice("joso-demo"), "the scenarios")
+        assert choice("joso-demo").is_enabled() and choice("joso-flood-day").is_enabled()
+        assert not choice("ibaraki-44").is_enabled() and not choice("missile-alert").is_enabled()
+        assert "【訓練】" in text(driver, "banner") and "茨城県常総市" in text(driver, "test-scope")
+        driver.save_screenshot(str(tmp_path / "drills-1-view.png"))
+        assert axe_serious(driver) == []
+
+        # The drill, from the keyboard: the scenario's radio button, the speed, Enter.
+        choice("joso-flood-day").send_keys(Keys.SPACE)
+        assert choice("joso-flood-day").is_selected()
+        speed = driver.find_element("id", "drill-speed")
+        speed.send_keys("10")
+        driver.find_element("css selector", "#drill-form button[type=submit]").send_keys(Keys.ENTER)
+        wait(lambda: "訓練を開始しました" in text(driver, "message"), "the drill to start")
+        run = wait(lambda: driver.find_elements("css selector", "article.drill-run:is([data-state=passed], "
+                   "[data-state=failed], [data-state=error])"), "the drill to end", timeout=60)[0]  # fmt: skip
+        assert run.get_attribute("data-state") == "passed", run.text
+        assert "終了：合格" in run.text and "避難指示 (若宮戸・本石下)" in run.text
+
+        def portal_states() -> set[str]:
+            return {tr.get_attribute("data-state") for tr in driver.find_elements(
+                "css selector", "article.drill-run table.deliveries tr[data-subscriber='city-portal']")}  # fmt: skip
+
+        wait(lambda: portal_states() == {"confirmed"}, "every drill message to reach the portal, confirmed")
+        assert len(driver.find_elements("css selector", "article.drill-run table.deliveries")) >= 4
+        assert "【訓練】" in text(driver, "banner")
+        driver.save_screenshot(str(tmp_path / "drills-2-drill-board.png"))
+        assert axe_serious(driver) == []
+
+        # The transmission test of the town: confirmed by name first, then the board reaches confirmed.
+        wait_s = driver.find_element("id", "test-wait")
+        wait_s.clear()
+        wait_s.send_keys("10")
+        wait_s.send_keys(Keys.ENTER)
+        wait(lambda: driver.find_element("id", "confirm").is_displayed(), "the confirmation")
+        assert "茨城県常総市" in text(driver, "confirm-text") and "伝達試験" in text(driver, "confirm-text")
+        driver.find_element("id", "confirm-yes").click()
+        wait(lambda: "情報伝達試験を開始しました" in text(driver, "message"), "the test to start")
+        assert "【試験】" in text(driver, "banner")
+        wait(lambda: board_states(driver) == {"city-portal": "confirmed", "radio-gateway": "confirmed"},
+             "the test's board to reach confirmed for the portal and the gateway", timeout=20)  # fmt: skip
+        wait(lambda: driver.find_elements("css selector", "article.test-run[data-final=yes]"), "the result")
+        assert "受信確認 2、未確認 0、失敗 0" in driver.find_element("css selector", "article.test-run").text
+        driver.save_screenshot(str(tmp_path / "drills-3-test-confirmed.png"))
+        driver.find_element("id", "lang-toggle").click()  # the run follows the language switch
+        wait(lambda: "Transmission test" in text(driver, "drill-run") and "[TEST]" in text(driver, "banner"),
+             "the test in English")  # fmt: skip
+        driver.find_element("id", "lang-toggle").click()
+        assert axe_serious(driver) == []
+
+        status, entries, _ = server.call("GET", "/api/v1/audit?limit=1000", token=ADMIN_TOKEN)
+        assert status == 200, entries
+        mine = {e["action"] for e in entries if e["actor"] == "user:yamada"}
+        assert {"drill", "test-broadcast"} <= mine, mine
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
+        assert foreign(requested_urls(driver), server.url) == []
+    finally:
+        driver.quit()

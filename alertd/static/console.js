@@ -5,7 +5,8 @@ import { api, problemText } from "/static/console-api.js";
 import { DeskMap } from "/static/console-map.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { lang: localStorage.getItem("alertd.lang") || "ja", me: null, view: "now", boards: new Map(), pending: null, inFlight: new Set() };
+const state = { lang: localStorage.getItem("alertd.lang") || "ja", me: null, view: "now", boards: new Map(), pending: null, inFlight: new Set(),
+  drill: { status: null, timers: new Set(), run: null, test: null, result: null, watched: new Set() } };
 const deskMap = new DeskMap($("map"), (name) => togglePicked(name));
 
 function t(key, vars) {
@@ -69,6 +70,7 @@ function applyLanguage() {
     // What is on screen follows the switch: the preview (without moving focus) and the history.
     if (state.pending && !$("preview").hidden) renderPreview(state.pending.body, state.pending.preview, false);
     if (state.view === "history") renderHistory();
+    if (state.view === "drills") { renderDrills(); drawDrillRun(); }
   }
   banner();
 }
@@ -103,12 +105,15 @@ function renderWho() {
 function resetDesk() {
   for (const source of state.boards.values()) source.close();
   state.boards.clear();
+  for (const timer of state.drill.timers) clearTimeout(timer);
+  state.drill = { status: null, timers: new Set(), run: null, test: null, result: null, watched: new Set() };
   state.pending = null;
   state.view = "now";
-  for (const id of ["signin-form", "issue-form", "history-form"]) $(id).reset();
+  for (const id of ["signin-form", "issue-form", "history-form", "drill-form", "test-form"]) $(id).reset();
   $("now-status").value = "Actual";
   $("preview").hidden = true;
-  for (const id of ["preview-body", "issue-result", "drafts", "approval-result", "now-list", "history-list", "map-districts"]) {
+  for (const id of ["preview-body", "issue-result", "drafts", "approval-result", "now-list", "history-list", "map-districts",
+                    "drill-scenarios", "drill-run", "test-scope"]) {
     $(id).replaceChildren();
   }
   deskMap.clearPreview();
@@ -147,7 +152,7 @@ $("signout").addEventListener("click", async () => {
 // --- views ----------------------------------------------------------------------------
 function show(view) {
   state.view = view;
-  for (const name of ["now", "issue", "approvals", "history"]) $(name + "-view").hidden = name !== view;
+  for (const name of ["now", "issue", "approvals", "history", "drills"]) $(name + "-view").hidden = name !== view;
   for (const button of document.querySelectorAll("#tabs button")) {
     if (button.dataset.view === view) button.setAttribute("aria-current", "page");
     else button.removeAttribute("aria-current");
@@ -158,6 +163,7 @@ function show(view) {
   else deskMap.clearPickable();
   if (view === "approvals") renderDrafts();
   if (view === "history") renderHistory();
+  if (view === "drills") renderDrills();
   banner();
 }
 
@@ -166,6 +172,7 @@ for (const button of document.querySelectorAll("#tabs button")) button.addEventL
 function currentStatus() {
   if (state.view === "issue") return (document.querySelector("input[name=status]:checked") || {}).value || "Actual";
   if (state.view === "now") return $("now-status").value;
+  if (state.view === "drills") return state.drill.status || "Exercise"; // nothing here is ever Actual
   return "Actual";
 }
 
@@ -524,6 +531,7 @@ async function renderHistory() {
   if (!state.me) return;
   $("export-csv").href = historyQuery("csv");
   $("export-geojson").href = historyQuery("geojson");
+  $("export-cap").href = historyQuery("cap");
   const { status, data } = await api("GET", historyQuery());
   const box = $("history-list");
   if (status !== 200) { box.replaceChildren(el("p", {}, problemMessage(data, ""))); return; }
@@ -544,8 +552,162 @@ async function renderHistory() {
 
 $("history-form").addEventListener("submit", (event) => { event.preventDefault(); renderHistory(); });
 
+// --- drills and the transmission test: start one, watch its alerts on the delivery board ------
+// A drill is Exercise and reaches only receivers that take drills; the transmission test is Test
+// and reaches every receiver in scope. Neither is an order, so neither waits for approval.
+async function renderDrills() {
+  if (!state.me) return;
+  const { status, data } = await api("GET", "/api/v1/drills");
+  const box = $("drill-scenarios");
+  if (status === 401) return showSignIn();
+  if (status !== 200) { box.replaceChildren(el("p", {}, problemMessage(data, "drill"))); return; }
+  const chosen = (document.querySelector("input[name=scenario]:checked") || {}).value;
+  box.replaceChildren(...data.scenarios.map((s) => el("label", { class: "scenario" + (s.allowed ? "" : " not-allowed") },
+    el("input", { type: "radio", name: "scenario", value: s.id, disabled: !s.allowed, checked: s.allowed && s.id === chosen }),
+    " ", el("strong", {}, s.id), " — " + s.description + " ",
+    el("small", {}, "（" + t("drill_steps", { steps: s.steps, seconds: Math.round(s.duration_s) }) + "、" +
+      t("drill_scope", { names: s.scope.map((p) => p.name).join("、") }) + (s.allowed ? "" : "、" + t("drill_not_allowed")) + "）"))));
+  if (!data.scenarios.some((s) => s.allowed)) box.append(el("p", {}, t("drill_none")));
+  state.drill.scope = data.test_broadcast_scope;
+  $("test-scope").textContent = data.test_broadcast_scope.length
+    ? t("test_scope", { names: data.test_broadcast_scope.map((p) => p.name).join("、") }) : t("test_scope_all");
+  if (data.running && (!state.drill.run || state.drill.run.id !== data.running.id)) followDrill(data.running);
+}
+
+$("drill-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const scenario = (document.querySelector("input[name=scenario]:checked") || {}).value;
+  if (!scenario) return say(t("drill_pick"));
+  const button = event.submitter || $("drill-form").querySelector("button");
+  button.disabled = true;
+  const { status, data } = await api("POST", "/api/v1/drills", { scenario: scenario, speed: Number($("drill-speed").value) });
+  button.disabled = false;
+  if (status !== 202) return sayProblem(data, "drill");
+  say(t("drill_started", { id: data.id }), "ok");
+  state.drill.status = "Exercise";
+  $("now-status").value = "Exercise"; // 現在の発令 then shows the drill's orders too
+  banner();
+  followDrill(data);
+});
+
+function later(fn, ms) {
+  const timer = setTimeout(() => { state.drill.timers.delete(timer); fn(); }, ms);
+  state.drill.timers.add(timer);
+}
+
+// The run's steps, each with the boards of the alerts it sent, read again every second until it ends.
+function followDrill(run) {
+  state.drill.run = run;
+  state.drill.test = null;
+  state.drill.watched = new Set();
+  $("drill-run").replaceChildren();
+  drawDrillRun();
+  document.querySelector(".panel").scrollTop = 0; // the run is shown above the forms
+  const poll = async () => {
+    if (!state.me || !state.drill.run || state.drill.run.id !== run.id) return;
+    const { status, data } = await api("GET", "/api/v1/drills/" + encodeURIComponent(run.id));
+    if (status === 200) { state.drill.run = data; drawDrillRun(); if (state.view === "drills") refreshNow(); }
+    if (status !== 200 || ["starting", "running"].includes(data.state)) later(poll, 1000);
+  };
+  later(poll, 300);
+}
+
+function drawDrillRun() {
+  const box = $("drill-run");
+  if (state.drill.test) return drawTest();
+  const run = state.drill.run;
+  if (!run) return;
+  let card = box.querySelector("article.drill-run");
+  if (!card || card.dataset.run !== run.id) {
+    card = el("article", { class: "card drill-run", "data-run": run.id },
+      el("h3", { class: "run-title" }), el("p", { class: "run-verdict", role: "status" }), el("ol", { class: "run-steps" }));
+    box.replaceChildren(card);
+  }
+  card.dataset.state = run.state;
+  card.querySelector(".run-title").textContent = t("drill_run", { title: run.scenario, id: run.id, state: t("drill_state_" + run.state) });
+  // The title says passed or not in the console's language; the drill report's reasons (its own words) follow.
+  const verdict = run.verdict ? (run.verdict.reasons || []).join(" / ") : (run.error || "");
+  card.querySelector(".run-verdict").textContent = verdict;
+  const list = card.querySelector(".run-steps");
+  run.steps.forEach((step, i) => {
+    let item = list.querySelector(`li[data-step="${i}"]`);
+    if (!item) {
+      item = el("li", { "data-step": String(i) }, el("h4", {}, step.name), el("p", { class: "step-error" }), el("div", { class: "step-boards" }));
+      list.append(item);
+    }
+    item.querySelector(".step-error").textContent = step.error || (step.alert_ids.length || step.kind === "fault" || step.kind === "wait" ? "" : t("drill_waiting"));
+    for (const alertId of step.alert_ids) {
+      if (state.drill.watched.has(alertId)) continue;
+      state.drill.watched.add(alertId);
+      const board = el("div", { class: "board", id: "board-" + alertId });
+      item.querySelector(".step-boards").append(board);
+      watch(alertId, board);
+    }
+  });
+}
+
+function confirmAction(text, yes, action) {
+  const opener = document.activeElement;
+  $("confirm-text").textContent = text;
+  $("confirm-yes").textContent = yes;
+  $("confirm-yes").disabled = false;
+  $("confirm-choices").hidden = true;
+  const dialog = $("confirm");
+  dialog.returnValue = "";
+  dialog.showModal();
+  dialog.addEventListener("close", () => {
+    opener?.focus?.();
+    if (dialog.returnValue === "yes") action();
+  }, { once: true });
+}
+
+$("test-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const wait = Number($("test-wait").value);
+  const scope = state.drill.scope || [];
+  const names = scope.length ? scope.map((p) => p.name).join("、") : t("test_scope_all");
+  confirmAction(t("test_confirm", { names: names }), t("test_confirm_yes"), async () => {
+    const { status, data } = await api("POST", "/api/v1/test-broadcasts", { wait_s: wait });
+    if (status !== 202) return sayProblem(data, "drill");
+    say(t("test_started", { id: data.id }), "ok");
+    state.drill.status = "Test";
+    state.drill.run = null;
+    state.drill.test = data;
+    state.drill.result = null;
+    state.drill.watched = new Set();
+    $("drill-run").replaceChildren();
+    banner();
+    drawTest();
+    document.querySelector(".panel").scrollTop = 0;
+    const poll = async () => {
+      if (!state.me || !state.drill.test || state.drill.test.id !== data.id) return;
+      const answer = await api("GET", "/api/v1/test-broadcasts/" + encodeURIComponent(data.id));
+      if (answer.status === 200) { state.drill.result = answer.data; drawTest(); }
+      if (answer.status !== 200 || !answer.data.final) later(poll, 1000);
+    };
+    later(poll, 500);
+  });
+});
+
+function drawTest() {
+  const test = state.drill.test;
+  const box = $("drill-run");
+  let card = box.querySelector("article.test-run");
+  if (!card || card.dataset.test !== test.id) {
+    const board = el("div", { class: "board", id: "board-" + test.alert_id });
+    card = el("article", { class: "card test-run", "data-test": test.id },
+      el("h3", { class: "run-title" }), el("p", { class: "run-verdict", role: "status" }), board);
+    box.replaceChildren(card);
+    watch(test.alert_id, board);
+  }
+  const result = state.drill.result;
+  card.dataset.final = result && result.final ? "yes" : "no";
+  card.querySelector(".run-title").textContent = t("test_result", { id: test.id, state: t(result && result.final ? "test_final" : "test_pending") });
+  card.querySelector(".run-verdict").textContent = result ? t("test_summary", result.summary) : "";
+}
+
 applyLanguage();
 loadMe();
 // What stands changes while the desk watches (another person approves, an order expires).
 setInterval(() => { if (state.me && !document.hidden) refreshNow(); }, 10000);
-window.alertdConsole = { refreshNow: refreshNow, renderDrafts: renderDrafts };
+window.alertdConsole = { refreshNow: refreshNow, renderDrafts: renderDrafts, renderDrills: renderDrills };
