@@ -89,6 +89,8 @@ class Worker:
         self.ledger = store.ledger
         self._move_due = self.redis.register_script(MOVE_DUE_SCRIPT)
         self.recorder = Recorder(redis, self.keys)
+        # An entry whose outcome waits for Redis to write again (disk full) stays held until written.
+        self.recorder.on_written = lambda ids: [self._held.pop(i, None) for i in ids]
         self.chain = DeliveryChain(
             alert_of=self._alert, subscribers=self._subs, breaker=self.breaker, recorder=self.recorder,
             ledger=self.ledger, feed=feed, send=self._send, lane_key=self.keys.lane,
@@ -339,7 +341,8 @@ class Worker:
             try:
                 await self._run_job(job)
             finally:
-                self._held.pop(job.entry_id, None)
+                if not self.recorder.owes(job.entry_id):
+                    self._held.pop(job.entry_id, None)
                 queue.task_done()
                 if lane is Priority.FLASH:
                     self._flash_inflight -= 1
