@@ -32,7 +32,10 @@ RETRY_AFTER_S = 30
 
 # redis-py strips the "OOM " error code from the memory refusal (it raises OutOfMemoryError),
 # and a pipeline's error quotes the refusal after the command: the sentences are looked for.
-_MARKS: tuple[tuple[str, Full], ...] = (("MISCONF", "disk"), ("command not allowed when used memory", "memory"))
+_MARKS: tuple[tuple[str, Full], ...] = (
+    ("MISCONF", "disk"),
+    ("command not allowed when used memory", "memory"),
+)
 
 
 def full_kind(exc: BaseException | None) -> Full | None:

@@ -80,7 +80,9 @@ async def _desk(running: RunningEngine, sink: Sink) -> str:
     for i in range(SUBSCRIBERS):
         # Slow receivers, few at a time: the fan-out is still under way when Redis stops writing.
         sink.delay[f"/s/{i}"] = 0.15
-        await running.add_subscriber(id=f"s{i}", adapter="isp", endpoint=f"{sink.url}/s/{i}", districts=["08211"])
+        await running.add_subscriber(
+            id=f"s{i}", adapter="isp", endpoint=f"{sink.url}/s/{i}", districts=["08211"]
+        )
     return token
 
 
@@ -92,7 +94,9 @@ async def _refuses_writes(c: aioredis.Redis, mark: str) -> bool:
     return False
 
 
-async def _the_refusal(running: RunningEngine, token: str, identifier: str) -> tuple[int, dict[str, str], Any]:
+async def _the_refusal(
+    running: RunningEngine, token: str, identifier: str
+) -> tuple[int, dict[str, str], Any]:
     async with running.http.post(
         f"{running.url}/api/v1/evacuation-orders", json={**ORDER, "identifier": identifier},
         headers={"Authorization": f"Bearer {token}"},
@@ -147,17 +151,24 @@ def _healthy(running: RunningEngine) -> Any:
 async def test_a_full_disk_refuses_new_alerts_with_a_clear_503_and_keeps_delivering(
     sink: Sink, small_disk: SmallDisk, redis_on_small_disk: RedisServer, client: aioredis.Redis
 ) -> None:
-    running = await start_engine(make_settings(redis_url=redis_on_small_disk.url, routine_concurrency=3,
-                                                claim_idle_s=CLAIM_IDLE_S))
+    running = await start_engine(
+        make_settings(redis_url=redis_on_small_disk.url, routine_concurrency=3, claim_idle_s=CLAIM_IDLE_S)
+    )
     try:
         token = await _desk(running, sink)
-        status, answer = await running.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": "before"})
+        status, answer = await running.post(
+            "/api/v1/evacuation-orders", token, {**ORDER, "identifier": "before"}
+        )
         assert status == 202, answer
         await sink.wait_for(1)
         small_disk.fill()
-        await until(lambda: _refuses_writes(client, "MISCONF"), timeout=10, what="Redis refusing writes (MISCONF)")
+        await until(
+            lambda: _refuses_writes(client, "MISCONF"), timeout=10, what="Redis refusing writes (MISCONF)"
+        )
         assert len(sink.received) < SUBSCRIBERS, "the fan-out ended before the disk was full"
-        problem = await _while_redis_cannot_write(running, sink, token, answer["id"], "No space left on device")
+        problem = await _while_redis_cannot_write(
+            running, sink, token, answer["id"], "No space left on device"
+        )
         assert "disk" in problem["detail"]
         small_disk.free()  # Redis writes again by itself within a second
         await _after_redis_writes_again(running, sink, token, answer["id"])
@@ -170,25 +181,34 @@ async def test_a_full_disk_refuses_new_alerts_with_a_clear_503_and_keeps_deliver
 async def test_redis_at_its_memory_limit_refuses_new_alerts_and_keeps_delivering(
     sink: Sink, private_redis: RedisServer, client: aioredis.Redis
 ) -> None:
-    running = await start_engine(make_settings(redis_url=private_redis.url, routine_concurrency=3,
-                                                claim_idle_s=CLAIM_IDLE_S))
+    running = await start_engine(
+        make_settings(redis_url=private_redis.url, routine_concurrency=3, claim_idle_s=CLAIM_IDLE_S)
+    )
     try:
         token = await _desk(running, sink)
-        status, answer = await running.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": "before"})
+        status, answer = await running.post(
+            "/api/v1/evacuation-orders", token, {**ORDER, "identifier": "before"}
+        )
         assert status == 202, answer
         await sink.wait_for(1)
         used = int((await client.info("memory"))["used_memory"])
         # Well under what it holds: acknowledgements (allowed at the limit) free a little, not that much.
         await client.config_set("maxmemory", str(used // 2))
-        await until(lambda: _refuses_writes(client, "used memory"), timeout=10, what="Redis refusing writes (OOM)")
+        await until(
+            lambda: _refuses_writes(client, "used memory"), timeout=10, what="Redis refusing writes (OOM)"
+        )
         assert len(sink.received) < SUBSCRIBERS, "the fan-out ended before the memory limit"
-        problem = await _while_redis_cannot_write(running, sink, token, answer["id"], "OOM command not allowed")
+        problem = await _while_redis_cannot_write(
+            running, sink, token, answer["id"], "OOM command not allowed"
+        )
         assert "memory limit" in problem["detail"]
         # The reclaimer runs on (XAUTOCLAIM works under OOM) well past the claim time: the
         # deliveries whose records wait are still held, not taken and sent again.
         reclaimer = running.engine.supervisor.tasks["reclaim:routine"]
         past = time.monotonic() + 3 * CLAIM_IDLE_S
-        await until(lambda: reclaimer.last_beat > past, timeout=10, what="the reclaimer running past the claim time")
+        await until(
+            lambda: reclaimer.last_beat > past, timeout=10, what="the reclaimer running past the claim time"
+        )
         assert len(sink.received) == SUBSCRIBERS, "a delivery whose record waited was sent again"
         await client.config_set("maxmemory", "0")
         await _after_redis_writes_again(running, sink, token, answer["id"])
