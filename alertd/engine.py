@@ -99,6 +99,10 @@ class Engine:
         wait = s.redis_wait_replicas
         self.store.wait_replicas = (1 if redis_client.is_sentinel(s.redis_url) else 0) if wait is None else wait
         self.store.wait_ms = s.redis_wait_ms
+        if s.redis_waitaof:
+            # Refused at start, in a sentence, where it cannot work (Redis < 7.2, no AOF).
+            self.store.waitaof = redis_client.WaitAof.parse(s.redis_waitaof)
+            await redis_client.check_waitaof(self.redis, self.store.waitaof)
         self.registry = await asyncio.to_thread(Registry.default)
         self.jurisdiction = Jurisdiction(self.registry)
         self.data_lost = False
