@@ -28,9 +28,11 @@ from simulations.faults import RedisServer, SmallDisk
 from tests.conftest import RunningEngine, Sink, make_settings, start_engine, stop_engine
 from tests.support import until
 
-SUBSCRIBERS = 12
+# More than the flash lane's read of 64: the rest are read while the disk is full (with XRANGE).
+SUBSCRIBERS = 80
 CLAIM_IDLE_S = 1.0
-ORDER = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["三坂町"], "reason": "洪水",
+# Level 5 (緊急安全確保) travels in the flash lane.
+ORDER = {"municipality": "08211", "level": 5, "action": "issue", "districts": ["all"], "reason": "洪水",
          "status": "Exercise"}  # fmt: skip
 
 
@@ -79,7 +81,7 @@ async def _desk(running: RunningEngine, sink: Sink) -> str:
     token = await running.add_issuer("joso", ["08211"])
     for i in range(SUBSCRIBERS):
         # Slow receivers, few at a time: the fan-out is still under way when Redis stops writing.
-        sink.delay[f"/s/{i}"] = 0.15
+        sink.delay[f"/s/{i}"] = 0.05
         await running.add_subscriber(
             id=f"s{i}", adapter="isp", endpoint=f"{sink.url}/s/{i}", districts=["08211"]
         )
@@ -152,7 +154,7 @@ async def test_a_full_disk_refuses_new_alerts_with_a_clear_503_and_keeps_deliver
     sink: Sink, small_disk: SmallDisk, redis_on_small_disk: RedisServer, client: aioredis.Redis
 ) -> None:
     running = await start_engine(
-        make_settings(redis_url=redis_on_small_disk.url, routine_concurrency=3, claim_idle_s=CLAIM_IDLE_S)
+        make_settings(redis_url=redis_on_small_disk.url, flash_concurrency=4, claim_idle_s=CLAIM_IDLE_S)
     )
     try:
         token = await _desk(running, sink)
@@ -170,6 +172,7 @@ async def test_a_full_disk_refuses_new_alerts_with_a_clear_503_and_keeps_deliver
             running, sink, token, answer["id"], "No space left on device"
         )
         assert "disk" in problem["detail"]
+        assert running.engine.worker.readonly._since is not None, "no job was read while the disk was full"  # type: ignore[union-attr]
         small_disk.free()  # Redis writes again by itself within a second
         await _after_redis_writes_again(running, sink, token, answer["id"])
     finally:
@@ -182,7 +185,7 @@ async def test_redis_at_its_memory_limit_refuses_new_alerts_and_keeps_delivering
     sink: Sink, private_redis: RedisServer, client: aioredis.Redis
 ) -> None:
     running = await start_engine(
-        make_settings(redis_url=private_redis.url, routine_concurrency=3, claim_idle_s=CLAIM_IDLE_S)
+        make_settings(redis_url=private_redis.url, flash_concurrency=4, claim_idle_s=CLAIM_IDLE_S)
     )
     try:
         token = await _desk(running, sink)
@@ -204,7 +207,7 @@ async def test_redis_at_its_memory_limit_refuses_new_alerts_and_keeps_delivering
         assert "memory limit" in problem["detail"]
         # The reclaimer runs on (XAUTOCLAIM works under OOM) well past the claim time: the
         # deliveries whose records wait are still held, not taken and sent again.
-        reclaimer = running.engine.supervisor.tasks["reclaim:routine"]
+        reclaimer = running.engine.supervisor.tasks["reclaim:flash"]
         past = time.monotonic() + 3 * CLAIM_IDLE_S
         await until(
             lambda: reclaimer.last_beat > past, timeout=10, what="the reclaimer running past the claim time"
