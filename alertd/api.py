@@ -33,6 +33,7 @@ from alertd import (
     map_page,
     messages,
     metrics,
+    redis_full,
     schemas,
     static_files,
 )
@@ -48,6 +49,7 @@ from alertd.engine import Engine, issuer_from, subscriber_from
 from alertd.errors import (
     AlertdError,
     Conflict,
+    DatabaseFull,
     Forbidden,
     InternalError,
     InvalidInput,
@@ -128,6 +130,14 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     except (RedisError, OSError) as exc:
         # Redis down or timing out: the request could not be written, so nothing
         # was sent (the commit is one transaction). Say when to try again.
+        full = redis_full.full_kind(exc)
+        if full is not None:
+            # Redis answers but cannot write (disk full, memory limit): a person must act,
+            # and the desk must know its alert was not accepted.
+            words = redis_full.redis_words(exc)
+            log.error("request.refused_database_full", path=request.path, full=full, error=words)
+            return problem_response(DatabaseFull(redis_full.desk_detail(full), retry_after_s=redis_full.RETRY_AFTER_S,
+                                                 database=words))  # fmt: skip
         log.error("request.unavailable", path=request.path, error=f"{type(exc).__name__}: {exc}")
         return problem_response(
             ServiceUnavailable(

@@ -55,6 +55,9 @@ class Settings:
     # with a Sentinel URL (a failover must not lose what was accepted), none otherwise.
     redis_wait_replicas: int | None = None
     redis_wait_ms: int = 500
+    # "numlocal,numreplicas,timeout_ms": Redis WAITAOF after each accepted alert (Redis 7.2 or
+    # later), so a 202 means the alert is fsynced to disk; start-up fails on an older Redis.
+    redis_waitaof: str | None = None
     # Anonymous reads worked on at once, and waiting, before a 503 (alertd/public.py).
     public_concurrency: int = 2
     public_backlog: int = 64
@@ -134,6 +137,7 @@ class Settings:
             redis_socket_timeout_s=_env_float("ALERTD_REDIS_TIMEOUT_S", 5.0),
             redis_wait_replicas=_env_optional_int("ALERTD_REDIS_WAIT_REPLICAS"),
             redis_wait_ms=_env_int("ALERTD_REDIS_WAIT_MS", 500),
+            redis_waitaof=os.environ.get("ALERTD_REDIS_WAITAOF") or None,
             health_flash_age_s=_env_float("ALERTD_HEALTH_FLASH_AGE_S", 30.0),
             public_rate_per_s=_env_float("ALERTD_PUBLIC_RATE", 20.0),
             public_burst=_env_float("ALERTD_PUBLIC_BURST", 100.0),

@@ -18,6 +18,9 @@ class Keys:
         self.secret = f"{p}:secret"  # HMAC key for idempotency keys, made once per deployment
         # Written when a deployment first starts; gone means Redis lost alertd's data.
         self.deployment = f"{p}:deployment"
+        # /healthz writes it (with a short expiry) to learn whether Redis can write at all:
+        # a full disk or a reached memory limit still answers reads.
+        self.write_probe = f"{p}:health:write-probe"
         self.log = f"{p}:log"  # stream: the durable log of every accepted alert
         self.alerts = f"{p}:alerts"  # zset: alert id -> accepted time (ms)
         self.active = f"{p}:alerts:active"  # set of alert ids still in force

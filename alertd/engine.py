@@ -17,9 +17,10 @@ from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 import adapters
-from alertd import logs, metrics, redis_client
+from alertd import logs, metrics, redis_client, redis_full
 from alertd.broker import Broker
 from alertd.cap_signature import CapSigner, SigningConfigError
 from alertd.config import Settings, load_seed
@@ -98,6 +99,10 @@ class Engine:
         wait = s.redis_wait_replicas
         self.store.wait_replicas = (1 if redis_client.is_sentinel(s.redis_url) else 0) if wait is None else wait
         self.store.wait_ms = s.redis_wait_ms
+        if s.redis_waitaof:
+            # Refused at start, in a sentence, where it cannot work (Redis < 7.2, no AOF).
+            self.store.waitaof = redis_client.WaitAof.parse(s.redis_waitaof)
+            await redis_client.check_waitaof(self.redis, self.store.waitaof)
         self.registry = await asyncio.to_thread(Registry.default)
         self.jurisdiction = Jurisdiction(self.registry)
         self.data_lost = False
@@ -273,9 +278,18 @@ class Engine:
         body: dict[str, Any] = {}
         assert self.redis is not None
         try:
-            await asyncio.wait_for(self.redis.ping(), 2.0)
+            full = await self._cannot_write()
             backlog = await asyncio.wait_for(self.store.backlog(), 2.0)
             body["redis"] = "ok"
+            if full is not None:
+                # Reads still work, so the backlog below is still reported.
+                body["redis"] = "cannot-write"
+                causes.append(redis_full.health_cause(*full))
+            if self.worker is not None and self.worker.recorder.owed:
+                causes.append(
+                    f"{self.worker.recorder.owed} delivery outcomes of this process wait to be written to Redis "
+                    "(the deliveries went out; their records are kept in memory and retried every second)"
+                )
             body["queue_depth"] = backlog.depths()
             body["pending"] = {lane: {state: n for (ln, state), n in backlog.pending.items() if ln == lane}
                                for lane in backlog.oldest_new_s}  # fmt: skip
@@ -324,6 +338,22 @@ class Engine:
                 "states may show what alertd no longer knows. Run Redis with appendonly yes."
             ]
         return {"status": "unhealthy" if causes else "ok", "causes": causes, **body}
+
+    async def _cannot_write(self) -> tuple[redis_full.Full, str] | None:
+        """Whether Redis refuses writes though it answers: (kind, Redis's words), or None.
+
+        Under MISCONF (disk) Redis refuses even PING; under OOM (memory) PING answers but
+        a write does not, so a small write with a short expiry is the truthful probe."""
+        assert self.redis is not None
+        try:
+            await asyncio.wait_for(self.redis.ping(), 2.0)
+            await asyncio.wait_for(self.redis.set(self.keys.write_probe, b"1", px=60_000), 2.0)
+        except RedisError as exc:
+            kind = redis_full.full_kind(exc)
+            if kind is None:
+                raise
+            return kind, redis_full.redis_words(exc)
+        return None
 
     async def seed(self, data: dict[str, Any]) -> None:
         """Issuers and subscribers from a config file, as the admin API would take them."""

@@ -119,6 +119,14 @@ class ServiceUnavailable(AlertdError):
         self.retry_after_s = retry_after_s
 
 
+class DatabaseFull(ServiceUnavailable):
+    """Redis answers but refuses writes: its disk is full (MISCONF) or its memory limit is
+    reached (OOM). Nothing was written; a person has to free space first."""
+
+    title = "alertd's database cannot write"
+    type_slug = "database-full"
+
+
 class TooManyRequests(ServiceUnavailable):
     status = 429
     title = "Too many requests"

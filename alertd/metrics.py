@@ -277,6 +277,12 @@ REPLICATION_SHORT = Counter(
     registry=REGISTRY,
 )
 
+FSYNC_SHORT = Counter(
+    "alertd_fsync_short",
+    "Alerts answered 202 before Redis confirmed the AOF fsync ALERTD_REDIS_WAITAOF asks for (WAITAOF timed out).",
+    registry=REGISTRY,
+)
+
 
 def _precreate() -> None:
     """Every label combination alertd can produce, at zero (see the module docstring)."""

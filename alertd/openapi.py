@@ -1287,8 +1287,9 @@ def _refusals_every_route_may_give(doc: dict[str, Any], operation: Operation) ->
                else "Too many of your recent requests were refused; alertd hears you again after Retry-After.")
         responses.update(_problems(429, why={429: why}))
     if "503" not in responses:
-        responses.update(_problems(503, why={503: "alertd cannot reach its database: nothing was written or "
-                                                 "sent. Send it again after Retry-After."}))  # fmt: skip
+        responses.update(_problems(503, why={503: "alertd cannot reach its database, or its database cannot "
+                                                 "write (disk full or memory limit: type database-full): nothing "
+                                                 "was written or sent. Send it again after Retry-After."}))  # fmt: skip
     for status in ("429", "503"):
         responses[status].setdefault("headers", {}).update(_RETRY_AFTER)
 

@@ -7,6 +7,13 @@ much as the HTTP request itself. The recorder collects outcomes for up to
 Each caller still waits until its own outcome is written, so the rule
 "record, then acknowledge" holds exactly as before — only the round trips
 are shared.
+
+When Redis answers but cannot write (its disk full, its memory limit reached:
+alertd/redis_full.py), the deliveries have gone out all the same. Their outcomes are
+then kept here, in memory, and written by a retry every second until Redis can write
+again; the callers go on delivering meanwhile. Their lane entries stay pending in Redis
+and held by this process (``owes``), so no reclaim sends them a second time; should
+the process die first, they are reclaimed and sent again under the same idempotency key.
 """
 
 from __future__ import annotations
@@ -14,14 +21,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from alertd import metrics
+from alertd import logs, metrics, redis_full
 from alertd.constants import Keys
 from alertd.ledger import FANOUT_SCRIPT, DeliveryLedger
+
+log = logs.get("alertd.recorder")
+
+# How often outcomes Redis could not take are offered again, and how many go in one
+# transaction then.
+OWED_RETRY_S = 1.0
+OWED_CHUNK = 256
 
 
 @dataclass
@@ -53,6 +68,22 @@ class Recorder:
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._fanout = redis.register_script(FANOUT_SCRIPT)
+        # Outcomes (and sent marks) Redis refused because it could not write: see the module doc.
+        self._owed: list[Outcome] = []
+        self._owed_sent: list[tuple[str, str]] = []
+        self._owed_ids: set[bytes | str] = set()
+        self._owed_task: asyncio.Task[None] | None = None
+        # Told the lane entries whose outcomes are finally written (the worker lets go of them).
+        self.on_written: Callable[[list[bytes | str]], object] | None = None
+
+    @property
+    def owed(self) -> int:
+        """How many delivery outcomes wait in memory for Redis to write again."""
+        return len(self._owed)
+
+    def owes(self, entry_id: bytes | str) -> bool:
+        """Whether this lane entry was delivered and its outcome waits to be written."""
+        return entry_id in self._owed_ids
 
     def mark_sent(self, alert_id: str, subscriber_id: str) -> None:
         """Note that an attempt is under way, without waiting for it to be written.
@@ -88,6 +119,60 @@ class Recorder:
     async def _flush(
         self, batch: list[tuple[Outcome, asyncio.Future[None]]], sent: list[tuple[str, str]]
     ) -> None:
+        try:
+            await self._write([outcome for outcome, _ in batch], sent)
+        except Exception as exc:
+            if redis_full.full_kind(exc) is not None:
+                # Redis cannot write: the deliveries went out, so their outcomes are kept
+                # and written later; the callers go on.
+                self._owe([outcome for outcome, _ in batch], sent, exc)
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+                return
+            # Nothing was acknowledged: the jobs stay pending and are reclaimed.
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
+
+    def _owe(self, outcomes: list[Outcome], sent: list[tuple[str, str]], exc: BaseException) -> None:
+        if not self._owed:
+            log.error("recorder.redis_cannot_write", error=redis_full.redis_words(exc),
+                      action="outcomes kept in memory, retried every second")  # fmt: skip
+        self._owed += outcomes
+        self._owed_sent += sent
+        self._owed_ids.update(o.entry_id for o in outcomes)
+        if self._owed_task is None or self._owed_task.done():
+            self._owed_task = asyncio.get_running_loop().create_task(self._write_owed())
+
+    async def _write_owed(self) -> None:
+        """Offer the kept outcomes to Redis every second until it takes them all."""
+        while self._owed or self._owed_sent:
+            await asyncio.sleep(OWED_RETRY_S)
+            while self._owed or self._owed_sent:
+                chunk, sent = self._owed[:OWED_CHUNK], self._owed_sent[:OWED_CHUNK]
+                try:
+                    await self._write(chunk, sent)
+                except Exception as exc:
+                    log.debug("recorder.owed_retry_failed", owed=len(self._owed), error=repr(exc))
+                    break  # wait a second, then try again
+                del self._owed[: len(chunk)]
+                del self._owed_sent[: len(sent)]
+                written = [o.entry_id for o in chunk]
+                self._owed_ids.difference_update(written)
+                if self.on_written is not None and written:
+                    self.on_written(written)
+                if not self._owed:
+                    log.warning(
+                        "recorder.owed_written", action="Redis writes again: all outcomes kept written"
+                    )
+
+    async def _write(self, outcomes: list[Outcome], sent: list[tuple[str, str]]) -> None:
+        """Write outcomes and sent marks in one transaction; raises what Redis said."""
         by_alert: dict[str, dict[str, Any]] = {}
         acks: dict[str, list[bytes | str]] = {}
         retries: dict[str, int] = {}
@@ -95,7 +180,7 @@ class Recorder:
         # call per alert and batch, not per delivery: a fan-out's batch is mostly one alert.
         ends: dict[str, list[Any]] = {}
         record_mapping = self.ledger.record_mapping
-        for outcome, _ in batch:
+        for outcome in outcomes:
             if outcome.fields:
                 mapping = by_alert.setdefault(outcome.alert_id, {})
                 record_mapping(mapping, outcome.subscriber_id, outcome.fields, outcome.prev)
@@ -108,27 +193,18 @@ class Recorder:
                 end[2] += 1
                 end[3] += delivered
         now_ms = int(time.time() * 1000)
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                self.ledger.queue_mark_sent(pipe, sent)
-                self.ledger.queue_records(pipe, by_alert, retries)
-                for stream, ids in acks.items():
-                    pipe.xack(stream, self.keys.group, *ids)
-                    pipe.xdel(stream, *ids)
-                for alert_id, (_, _, n, delivered) in ends.items():
-                    await self._fanout(keys=[self.keys.fanout(alert_id)], args=[n, delivered, now_ms], client=pipe)
-                results = await pipe.execute()
-        except Exception as exc:
-            # Nothing was acknowledged: the jobs stay pending and are reclaimed.
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.ledger.queue_mark_sent(pipe, sent)
+            self.ledger.queue_records(pipe, by_alert, retries)
+            for stream, ids in acks.items():
+                pipe.xack(stream, self.keys.group, *ids)
+                pipe.xdel(stream, *ids)
+            for alert_id, (_, _, n, delivered) in ends.items():
+                args = [n, delivered, now_ms]
+                await self._fanout(keys=[self.keys.fanout(alert_id)], args=args, client=pipe)
+            results = await pipe.execute()
         if ends:
             self._observe_fanouts(list(ends.values()), results[len(results) - len(ends) :], now_ms)
-        for _, done in batch:
-            if not done.done():
-                done.set_result(None)
 
     @staticmethod
     def _observe_fanouts(ends: list[list[Any]], results: list[Any], now_ms: int) -> None:
@@ -144,3 +220,12 @@ class Recorder:
         if self._flushes:
             with contextlib.suppress(Exception):
                 await asyncio.gather(*self._flushes, return_exceptions=True)
+        if self._owed_task is not None:
+            self._owed_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._owed_task
+        if self._owed:
+            # Still pending in their lanes: another process (or this one, restarted)
+            # reclaims them and sends them again under the same idempotency key.
+            log.error("recorder.owed_dropped", owed=len(self._owed),
+                      action="their lane entries stay pending and are delivered again (same idempotency key)")  # fmt: skip

@@ -27,7 +27,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.exceptions import DataError
+from redis.exceptions import DataError, ResponseError
 
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
@@ -122,4 +122,55 @@ def connect(url: str, *, max_connections: int = 64, wait_s: float = 10, **option
     return aioredis.Redis(connection_pool=pool)
 
 
-__all__ = ["SENTINEL_SCHEME", "SentinelUrl", "connect", "is_sentinel"]
+@dataclass(frozen=True)
+class WaitAof:
+    """``ALERTD_REDIS_WAITAOF``: after each accepted alert, wait until ``numlocal`` (0 or 1)
+    Redis has fsynced its AOF and ``numreplicas`` replicas have, for at most ``timeout_ms``."""
+
+    numlocal: int
+    numreplicas: int
+    timeout_ms: int
+
+    @classmethod
+    def parse(cls, text: str) -> WaitAof:
+        bad = ValueError(
+            f"ALERTD_REDIS_WAITAOF={text!r} is not numlocal,numreplicas,timeout_ms — for example 1,0,1000: "
+            "this Redis's own fsync (1), no replica (0), waiting at most 1,000 ms"
+        )
+        try:
+            numlocal, numreplicas, timeout_ms = (int(part) for part in text.split(","))
+        except ValueError:
+            raise bad from None
+        if numlocal not in (0, 1) or numreplicas < 0 or timeout_ms < 0 or numlocal + numreplicas == 0:
+            raise bad
+        return cls(numlocal, numreplicas, timeout_ms)
+
+
+async def check_waitaof(redis: aioredis.Redis, wanted: WaitAof) -> None:
+    """Refuse to start, in a sentence, where WAITAOF cannot do what it is asked: a Redis
+    older than 7.2 does not have it, and a local fsync needs ``appendonly yes``. Never
+    ignored silently: an operator who set it believes every 202 is on disk."""
+    info = await redis.info("server")
+    version = info.get("redis_version", "?")
+    try:
+        # Asks for nothing, so it answers at once where the command exists.
+        await redis.execute_command("WAITAOF", 0, 0, 1)
+    except ResponseError as exc:
+        if "unknown command" not in str(exc).lower():
+            raise
+        raise RuntimeError(
+            f"ALERTD_REDIS_WAITAOF is set, but this Redis ({version}) has no WAITAOF command: it needs Redis "
+            "7.2 or later. Upgrade Redis, or unset ALERTD_REDIS_WAITAOF and set 'appendfsync always' in "
+            "redis.conf, which flushes every write to disk before Redis answers (the same guarantee for "
+            "accepted alerts, paid on every write)."
+        ) from None
+    if wanted.numlocal:
+        persistence = await redis.info("persistence")
+        if not int(persistence.get("aof_enabled", 0)):
+            raise RuntimeError(
+                "ALERTD_REDIS_WAITAOF asks Redis to fsync its AOF (numlocal 1), but this Redis runs without "
+                "'appendonly yes': set it in redis.conf, or set numlocal to 0."
+            )
+
+
+__all__ = ["SENTINEL_SCHEME", "SentinelUrl", "WaitAof", "check_waitaof", "connect", "is_sentinel"]

@@ -1144,8 +1144,9 @@ class Health(Answer):
     )
     oldest_job_s: dict[str, float] = Field({}, description="Per lane, seconds since its oldest job in the lane "
                                            "entered it (parked ones excluded).")  # fmt: skip
-    redis: Literal["ok", "unreachable"] = Field("ok", description="Whether Redis answers; when it does not, "
-                                                "'causes' says why.")  # fmt: skip
+    redis: Literal["ok", "unreachable", "cannot-write"] = Field(
+        "ok", description="Whether Redis answers, and writes: 'cannot-write' when it answers but refuses writes "
+        "(its disk full, or its memory limit reached). 'causes' says why.")  # fmt: skip
     broker: Literal["ok", "unreachable"] = Field("ok", description="Whether the MQTT broker of the feed "
                                                  "answers, when the feed is on.")  # fmt: skip
     tasks: dict[str, dict[str, Any]] = Field({}, description="Per group of background tasks: how many run, "

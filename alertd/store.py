@@ -26,7 +26,7 @@ from alertd.backlog import Backlog, read_backlog
 from alertd.constants import Keys
 from alertd.inforce import Standing, is_standing_kind
 from alertd.ledger import FANOUT_SCRIPT, DeliveryLedger
-from alertd.metrics import REPLICATION_SHORT
+from alertd.metrics import FSYNC_SHORT, REPLICATION_SHORT
 from alertd.models import (
     AdapterKind,
     Alert,
@@ -35,7 +35,7 @@ from alertd.models import (
     Subscriber,
     utcnow,
 )
-from alertd.redis_client import connect
+from alertd.redis_client import WaitAof, connect
 
 if TYPE_CHECKING:
     from geo.registry import Registry
@@ -142,6 +142,8 @@ class Store:
         # long to wait for them: with Sentinel, a failover then cannot lose an accepted alert.
         self.wait_replicas = 0
         self.wait_ms = 500
+        # ALERTD_REDIS_WAITAOF: the AOF fsynced (here and/or on replicas) before 202.
+        self.waitaof: WaitAof | None = None
 
     # --- deployment secret ---------------------------------------------------
     async def secret(self) -> bytes:
@@ -408,13 +410,22 @@ class Store:
         committed on the master already, and a disaster desk must not be stopped by a dead
         replica. It is logged and counted instead (alertd_replication_short_total), since
         a failover in that window could lose it."""
-        if self.wait_replicas <= 0:
-            return
-        acked = int(await self.redis.execute_command("WAIT", self.wait_replicas, self.wait_ms))
-        if acked < self.wait_replicas:
-            REPLICATION_SHORT.inc()
-            log.warning("store.replication_short", alert_id=alert_id, replicas=acked, wanted=self.wait_replicas,
-                        wait_ms=self.wait_ms)  # fmt: skip
+        if self.wait_replicas > 0:
+            acked = int(await self.redis.execute_command("WAIT", self.wait_replicas, self.wait_ms))
+            if acked < self.wait_replicas:
+                REPLICATION_SHORT.inc()
+                log.warning("store.replication_short", alert_id=alert_id, replicas=acked, wanted=self.wait_replicas,
+                            wait_ms=self.wait_ms)  # fmt: skip
+        aof = self.waitaof
+        if aof is not None:
+            # Like WAIT: a short answer does not refuse the alert (it is committed), it is
+            # logged and counted — an operating-system crash in that window could lose it.
+            local, replicas = await self.redis.execute_command("WAITAOF", aof.numlocal, aof.numreplicas,
+                                                               aof.timeout_ms)  # fmt: skip
+            if int(local) < aof.numlocal or int(replicas) < aof.numreplicas:
+                FSYNC_SHORT.inc()
+                log.warning("store.fsync_short", alert_id=alert_id, local=int(local), replicas=int(replicas),
+                            wanted=f"{aof.numlocal},{aof.numreplicas}", timeout_ms=aof.timeout_ms)  # fmt: skip
 
     async def earlier_message(
         self, scope: str, sender: str, identifier: str

@@ -29,7 +29,7 @@ from redis.exceptions import ResponseError
 
 from adapters.base import Adapter, DirectAdapter, Payload, PermanentError
 from adapters.transport import HttpTransport, MqttTransport
-from alertd import logs
+from alertd import logs, redis_full
 from alertd.breaker import CircuitBreaker
 from alertd.config import Settings
 from alertd.constants import LANES, Keys, Topics
@@ -39,6 +39,7 @@ from alertd.ledger import MOVE_DUE_SCRIPT
 from alertd.metrics import JOBS_RECLAIMED, POISON_JOBS
 from alertd.models import AdapterKind, Alert, Priority, Subscriber
 from alertd.offload import run_blocking
+from alertd.readonly_lanes import ReadOnlyLanes
 from alertd.recorder import Recorder
 from alertd.redact import redact_url
 from alertd.store import Store
@@ -89,6 +90,9 @@ class Worker:
         self.ledger = store.ledger
         self._move_due = self.redis.register_script(MOVE_DUE_SCRIPT)
         self.recorder = Recorder(redis, self.keys)
+        # An entry whose outcome waits for Redis to write again (disk full) stays held until written.
+        self.recorder.on_written = lambda ids: [self._held.pop(i, None) for i in ids]
+        self.readonly = ReadOnlyLanes(redis, self.keys, self.consumer)
         self.chain = DeliveryChain(
             alert_of=self._alert, subscribers=self._subs, breaker=self.breaker, recorder=self.recorder,
             ledger=self.ledger, feed=feed, send=self._send, lane_key=self.keys.lane,
@@ -190,6 +194,14 @@ class Worker:
                 await self._ensure_group(stream)
                 return
             self._recover[lane] = True
+            if redis_full.full_kind(exc) == "disk":
+                # Disk full: XREADGROUP (a write) is refused, reads are not (alertd/readonly_lanes.py).
+                entries = await self.readonly.read(lane, 64 if lane is Priority.FLASH else 500)
+                if entries:
+                    await self._dispatch(lane, entries, reader)
+                else:
+                    await asyncio.sleep(self.settings.lane_block_ms / 1000)
+                return
             raise
         except Exception:
             # A read that timed out may still have handed this consumer entries
@@ -339,7 +351,8 @@ class Worker:
             try:
                 await self._run_job(job)
             finally:
-                self._held.pop(job.entry_id, None)
+                if not self.recorder.owes(job.entry_id):
+                    self._held.pop(job.entry_id, None)
                 queue.task_done()
                 if lane is Priority.FLASH:
                     self._flash_inflight -= 1

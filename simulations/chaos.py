@@ -50,7 +50,7 @@ from simulations.chaos_harness import (
     webhooks,
 )
 from simulations.chaos_sink import Sink
-from simulations.faults import MosquittoServer, RedisServer, SentinelGroup
+from simulations.faults import MosquittoServer, RedisServer, SentinelGroup, SmallDisk
 
 OUT = Path(__file__).resolve().parent.parent / "bench" / "chaos.json"
 
@@ -174,6 +174,108 @@ async def redis_kill(shared: Shared, p: RedisKill, workdir: Path) -> Row:
         redis.stop()
     row.seconds = round(time.monotonic() - t_start, 1)
     return row
+
+
+# --- 1b. Redis's disk full mid fan-out, then freed -------------------------------------------
+@dataclass
+class RedisFull:
+    subscribers: int = 1000
+    orders_before: int = 1
+    orders_after: int = 1
+    delay: float = 0.05
+    concurrency: int = 50
+    workers: int = 2  # delivery processes beside serve's own, which split the lanes while Redis cannot write
+    disk_kb: int = 65536  # the tmpfs Redis keeps its AOF on
+    full_s: float = 5.0  # how long the disk stays full at least
+    deadline_s: float = 120.0
+
+
+async def _redis_writes(url: str) -> bool:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.set("chaos-write-probe", "x" * 256)
+        return True
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
+
+
+async def redis_full(shared: Shared, p: RedisFull, workdir: Path) -> Row:
+    """The disk under Redis's AOF fills up for real (a tmpfs of its own, filled to the last byte)
+    in the middle of a fan-out, stays full a while, and is freed."""
+    t_start = time.monotonic()
+    disk = SmallDisk(p.disk_kb).mount()
+    redis = RedisServer(extra=["--dir", disk.path]).start()
+    sink = await Sink(delay=p.delay).start()
+    alertd = Alertd(redis.url, shared.mqtt_url, workdir, ALERTD_ROUTINE_CONCURRENCY=str(p.concurrency))
+    row = Row("redis-full", f"the disk under Redis's AOF full mid fan-out (ENOSPC), for {p.full_s:g} s, then freed")
+    try:
+        alertd.seed(webhooks(sink, p.subscribers))
+        await alertd.serve()
+        for i in range(p.workers):
+            alertd.worker(f"w{i}")
+        accepted: list[str] = []
+        for i in range(p.orders_before):
+            status, answer, _ = await alertd.order(towns()[i], f"before-{i}")
+            assert status == 202, (status, answer)
+            accepted.append(answer["id"])
+        await until(lambda: len(sink.arrivals) >= p.subscribers // 10, 60, "a tenth of the fan-out")
+        disk.fill()
+        t_full = time.monotonic()
+        await until(lambda: _refused(redis.url), 15, "Redis refusing writes")
+        row.latency["fill_to_refusal_ms"] = ms(time.monotonic() - t_full)
+        at_full = len(sink.delivered())
+        t0 = time.monotonic()
+        status, problem, headers = await alertd.order(towns()[-1], "while-full")
+        row.latency["refusal_answer_ms"] = ms(time.monotonic() - t0)
+        detail = (problem or {}).get("detail", "") if isinstance(problem, dict) else str(problem)
+        row.checks["order while full: 503"] = status == 503
+        row.checks["order while full: Retry-After"] = int(headers.get("Retry-After", "0") or 0) > 0
+        row.checks["order while full: problem+json saying NOT accepted"] = "NOT accepted" in detail
+        hstatus, health = await alertd.get("/healthz")
+        causes = (health or {}).get("causes", []) if isinstance(health, dict) else []
+        row.checks["/healthz 503: Redis cannot write"] = hstatus == 503 and any("cannot write" in c for c in causes)
+        row.notes["order_while_full"] = {"status": status, "detail": detail}
+        row.notes["healthz_while_full"] = causes
+        # The alerts accepted before go on being delivered while the disk is full, all of them.
+        before = {(a, f"/ok/{i}") for a in accepted for i in range(p.subscribers)}
+        with contextlib.suppress(TimeoutError, AssertionError):
+            await until(lambda: before <= sink.delivered(), p.deadline_s, "every delivery while the disk is full")
+        row.checks["every accepted delivery went out while the disk was full"] = before <= sink.delivered()
+        row.latency["full_to_all_delivered_ms"] = ms(time.monotonic() - t_full)
+        row.notes["delivered_at_full"] = at_full
+        row.notes["delivered_while_full"] = len(sink.delivered()) - at_full
+        row.notes["repeats_while_full"] = sink.repeats()
+        await asyncio.sleep(max(0.0, p.full_s - (time.monotonic() - t_full)))  # the full disk itself
+        disk.free()
+        row.latency["healthy_after_free_ms"] = ms(await alertd.wait_healthy(timeout=60))
+        for i in range(p.orders_after):
+            status, answer, _ = await alertd.order(towns()[p.orders_before + i], f"after-{i}")
+            row.checks["orders after freeing: 202"] = row.checks.get("orders after freeing: 202", True) \
+                and status == 202  # fmt: skip
+            if status == 202:
+                accepted.append(answer["id"])
+        row.checks["every 202'd alert still there"] = await all_present(alertd, accepted, row)
+        expected = {(a, f"/ok/{i}") for a in accepted for i in range(p.subscribers)}
+        missing = await count_arrivals(sink, expected, p.deadline_s)
+        row.offered, row.lost = len(expected), len(missing)
+        row.delivered = row.offered - row.lost
+        row.duplicated, row.repeats = sink.duplicated_beyond_key(), sink.repeats()
+        row.checks["every delivery recorded delivered"] = await recorded_delivered(alertd, accepted, len(expected))
+    finally:
+        await alertd.stop()
+        await sink.stop()
+        redis.stop()
+        disk.close()
+    row.seconds = round(time.monotonic() - t_start, 1)
+    return row
+
+
+async def _refused(url: str) -> bool:
+    return not await _redis_writes(url)
 
 
 # --- 2. the MQTT broker killed and restarted during a feed burst ---------------------------
@@ -631,12 +733,14 @@ async def degraded(shared: Shared, p: Degraded, workdir: Path) -> Row:
 
 # --- the run -------------------------------------------------------------------------
 SCENARIOS: dict[str, Callable[..., Awaitable[Row]]] = {
-    "redis-kill": redis_kill, "broker-kill": broker_kill, "bad-endpoints": bad_endpoints,
+    "redis-kill": redis_kill, "redis-full": redis_full, "broker-kill": broker_kill, "bad-endpoints": bad_endpoints,
     "engine-kills": engine_kills, "sentinel-failover": sentinel_failover, "degraded": degraded,
 }
 SHORT: dict[str, Any] = {
     "redis-kill": RedisKill(subscribers=200, orders_before=2, orders_after=1, delay=0.05, concurrency=20,
                             outage_s=1.0, deadline_s=30),
+    "redis-full": RedisFull(subscribers=200, delay=0.05, concurrency=10, workers=1, disk_kb=8192, full_s=1.0,
+                            deadline_s=30),
     "broker-kill": BrokerKill(orders=15, rate=10, webhooks=5, outage_s=1.5, deadline_s=30),
     "bad-endpoints": BadEndpoints(endpoints=250, expires_s=3, timeout_s=1.5, late_s=3, breaker_cooldown_s=1.5,
                                   slack_s=0.5, deadline_s=30),
@@ -647,7 +751,7 @@ SHORT: dict[str, Any] = {
                                   measure_wait=False, deadline_s=40),
     "degraded": Degraded(webhooks=100, gateways=10),
 }  # fmt: skip
-FULL: dict[str, Any] = {"redis-kill": RedisKill(), "broker-kill": BrokerKill(), "bad-endpoints": BadEndpoints(),
+FULL: dict[str, Any] = {"redis-kill": RedisKill(), "redis-full": RedisFull(), "broker-kill": BrokerKill(), "bad-endpoints": BadEndpoints(),
                         "engine-kills": EngineKills(),
                         "sentinel-failover": Failover(), "degraded": Degraded()}
 

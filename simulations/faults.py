@@ -112,6 +112,54 @@ class RedisServer(Process):
         ]  # fmt: skip
 
 
+class SmallDisk:
+    """A tiny filesystem of its own (a tmpfs of ``size_kb``) that can be filled to the last
+    byte and freed again: a Redis whose ``--dir`` is on it meets a real full disk (its AOF
+    write fails with ENOSPC) without touching any other disk on the machine.
+
+    Mounting needs root (CAP_SYS_ADMIN), as ``make test`` and CI run; ``mount()`` raises
+    ``OSError`` saying so where it is not allowed, and a test skips on that alone.
+    """
+
+    def __init__(self, size_kb: int = 4096) -> None:
+        self.size_kb = size_kb
+        self.path = tempfile.mkdtemp(prefix="alertd-smalldisk-")
+        self.mounted = False
+        self.filler = Path(self.path) / "filler"
+
+    def mount(self) -> SmallDisk:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.size_kb}k,mode=0777", "tmpfs", self.path],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode != 0:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise OSError(f"cannot mount a {self.size_kb} KB tmpfs (needs root): {done.stderr.strip()}")
+        self.mounted = True
+        return self
+
+    def fill(self) -> int:
+        """Write a filler file until the disk is full; returns the bytes it took."""
+        written = 0
+        chunk = b"\0" * 4096
+        with open(self.filler, "ab", buffering=0) as f:
+            try:
+                while True:
+                    written += f.write(chunk)
+            except OSError:  # ENOSPC: the disk is full
+                pass
+        return written
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", self.path], capture_output=True)
+            self.mounted = False
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
 class MosquittoServer(Process):
     """``mosquitto`` keeping sessions, queued QoS 1 messages and retained messages on disk.
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from simulations import chaos
+from simulations.faults import SmallDisk
 from tests.conftest import MQTT_URL, REDIS_URL
 
 SHARED = chaos.Shared(REDIS_URL, MQTT_URL)
@@ -19,7 +22,9 @@ def assert_survived(row: chaos.Row) -> None:
     assert row.offered > 0, "nothing was offered: the scenario proves nothing"
     assert not row.failed_checks(), f"{row.scenario}: {row.failed_checks()} ({row.notes})"
     assert row.lost == 0, f"{row.scenario}: {row.lost} of {row.offered} accepted deliveries never arrived"
-    assert row.duplicated == 0, f"{row.scenario}: {row.duplicated} deliveries arrived under two idempotency keys"
+    assert row.duplicated == 0, (
+        f"{row.scenario}: {row.duplicated} deliveries arrived under two idempotency keys"
+    )
 
 
 async def test_redis_killed_mid_fanout_and_restarted_from_its_aof_loses_nothing(tmp_path: Path) -> None:
@@ -42,7 +47,9 @@ async def test_a_fifth_of_the_endpoints_bad_barely_slows_the_healthy_ones(tmp_pa
     assert_survived(row)
     assert row.checks["breaker state in /metrics"]
     ends = row.notes["end_states"]
-    assert ends["flip"] == {"delivered": chaos.SHORT["bad-endpoints"].endpoints // 25}  # 500 then 200: delivered
+    assert ends["flip"] == {
+        "delivered": chaos.SHORT["bad-endpoints"].endpoints // 25
+    }  # 500 then 200: delivered
     for kind in ("refused", "hang", "late", "cut"):
         assert set(ends[kind]) <= {"failed", "expired"}, (kind, ends[kind])
 
@@ -68,3 +75,18 @@ async def test_the_redis_master_killed_mid_fanout_sentinel_promotes_the_replica_
     assert_survived(row)
     assert row.checks["the sentinels promoted the replica"]
     assert row.notes["delivered_before_kill"] < row.offered, "the fan-out ended before the kill"
+
+
+async def test_redis_disk_full_mid_fanout_refuses_new_orders_and_still_delivers_the_accepted_ones(
+    tmp_path: Path,
+) -> None:
+    try:
+        SmallDisk(64).mount().close()
+    except OSError as exc:
+        pytest.skip(f"a full disk cannot be made here: {exc}")
+    row = await chaos.redis_full(SHARED, chaos.SHORT["redis-full"], tmp_path)
+    assert_survived(row)
+    assert row.notes["delivered_while_full"] > 0, "nothing was left to deliver when the disk filled"
+    assert row.notes["repeats_while_full"] == 0, (
+        "processes sharing the lanes sent the same job while Redis could not write"
+    )
