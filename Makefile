@@ -32,7 +32,9 @@ test: venv services
 lint: venv
 	$(BIN)/ruff check alertd adapters geo simulations tests
 
-bench: venv services
+# The services as for the tests, and Alertmanager (the flash fan-out's peer) installed if missing.
+bench: venv
+	@bash tests/services.sh bench
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m simulations.bench_geo
 	$(BIN)/python -m simulations.bench $(BENCH_ARGS)

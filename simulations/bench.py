@@ -13,6 +13,18 @@ What it measures, all on 127.0.0.1, in one run:
                   concurrency, raw aiomqtt publishes of the feed's messages,
                   the same fan-out with Apprise, and with Prometheus
                   Alertmanager when its binary is installed.
+  national        one missile alert to all 47 prefectures: a webhook per
+                  municipality (1,741), 1,400 broadcaster and portal
+                  endpoints, the feed on every municipality topic
+                  (simulations/bench_national.py), on an engine of its own.
+  scale-out       deliveries/s of one large flash fan-out with 1, 2 and 4
+                  delivery processes (``alertd serve --workers N``), the
+                  engine pinned away from the sink and this driver
+                  (simulations/bench_scaleout.py).
+
+``--phases flash,storm,national,scaleout`` (the default: all) picks phases;
+``--no-national`` and ``--no-scaleout`` drop one. "flash" includes the raw
+ceilings and the peers, "storm" the raw routine ceiling.
 
 Placement on this 2-core machine (documented because it shapes the numbers):
   - alertd runs as ``python -m alertd serve`` in its own process (API, intake,
@@ -25,6 +37,10 @@ Placement on this 2-core machine (documented because it shapes the numbers):
   - Redis and Mosquitto are the machine's system services.
   Nothing is pinned to a core: Redis and Mosquitto float anyway, and the
   ceilings get exactly the same arrangement (client process → sink process).
+  The national and scale-out phases start an engine of their own (own key
+  prefix, own subscribers) after the main engine has stopped, so no phase
+  delivers to another's subscribers. Only the scale-out phase pins: engine
+  processes on one set of cores, sink and driver on another (see there).
 
 Clocks: every latency is ``time.time()`` at the sink minus ``time.time()`` in
 the sender just before it sent (same host, same clock). The engine's own
@@ -45,33 +61,54 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
 
-from alertd.report import Progress, percentile, table
+from alertd.report import Progress, table
 from alertd.store import remove_prefix
 from simulations.bench_alertmanager import Alertmanager, find_binary
+from simulations.bench_common import (
+    ADMIN,
+    ADMIN_TOKEN,
+    OUT_DIR,
+    ROOT,
+    EngineProc,
+    FanoutRun,
+    expires_iso,
+    free_port,
+    ge,
+    host_port,
+    le,
+    ms,
+    p,
+    pin,
+    reachable,
+    rel,
+    row,
+    speed,
+    summarize_runs,
+)
+from simulations.bench_national import feed_root as national_feed_root
+from simulations.bench_national import national_rows, phase_national
+from simulations.bench_scaleout import phase_scaleout, scaleout_rows
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT_DIR = ROOT / "bench"
 FLASH_PREF = "13"  # Tokyo: the flash alert's area, and the one prefecture the storm leaves alone
-ADMIN_TOKEN = secrets.token_hex(16)
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 TARGET_RATIO = 0.7
 TARGET_FLASH_LAST_P99_MS = 500.0
 TARGET_FIRST_P99_MS = 50.0
+PHASES = ("flash", "storm", "national", "scaleout")
 
 
 # --- options -----------------------------------------------------------------
@@ -92,6 +129,12 @@ class Options:
     out: Path
     engine_env: dict[str, str]
     profile: bool
+    phases: tuple[str, ...] = PHASES
+    national_conveyors: int = 1400
+    scaleout_deliveries: int = 10_000
+    scaleout_runs: int = 3
+    scaleout_workers: tuple[int, ...] = (1, 2, 4)
+    scaleout_placements: tuple[str, ...] = ("pinned", "shared")
 
     def concurrency(self, lane: str) -> int:
         """The engine's lane budget as this run configures it: the raw ceiling uses the same."""
@@ -120,12 +163,41 @@ class Options:
                         help="py-spy the alertd process during the flash and storm phases (bench/profile-*.txt)")
         ap.add_argument("--engine-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for alertd serve, e.g. ALERTD_FLASH_CONCURRENCY=128")  # fmt: skip
+        ap.add_argument("--phases", default=",".join(PHASES),
+                        help=f"comma-separated phases to run (default: all of {','.join(PHASES)})")  # fmt: skip
+        ap.add_argument("--no-national", action="store_true", help="skip the national flash phase")
+        ap.add_argument("--no-scaleout", action="store_true", help="skip the scale-out phase")
+        ap.add_argument("--national-conveyors", type=int, default=1400,
+                        help="broadcaster and portal endpoints of the national phase (L-Alert has ~1,400)")  # fmt: skip
+        ap.add_argument("--scaleout-deliveries", type=int, default=10_000,
+                        help="webhook deliveries of the scale-out fan-out (default 10,000; --quick 4,000)")  # fmt: skip
+        ap.add_argument("--scaleout-runs", type=int, default=3, help="measured fan-outs per process count")
+        ap.add_argument("--scaleout-workers", default="1,2,4", help="delivery process counts to measure")
+        ap.add_argument("--scaleout-placement", default=None,
+                        help="pinned (engine and sink on separate cores), shared (no pinning) or both: "
+                             "pinned,shared (the default; --quick: pinned)")  # fmt: skip
         a = ap.parse_args(argv)
+        phases = [x.strip() for x in a.phases.split(",") if x.strip()]
+        unknown = sorted(set(phases) - set(PHASES))
+        if unknown or not phases:
+            ap.error(f"--phases takes some of {','.join(PHASES)}, not {a.phases!r}")
+        phases = [x for x in PHASES if x in phases and not (x == "national" and a.no_national)
+                  and not (x == "scaleout" and a.no_scaleout)]  # fmt: skip
+        try:
+            workers = tuple(sorted({max(1, min(int(x), 16)) for x in a.scaleout_workers.split(",") if x.strip()}))
+        except ValueError:
+            ap.error(f"--scaleout-workers takes numbers such as 1,2,4, not {a.scaleout_workers!r}")
+        placements = tuple(x.strip() for x in (a.scaleout_placement or ("pinned" if a.quick else "pinned,shared"))
+                           .split(",") if x.strip())  # fmt: skip
+        if not placements or set(placements) - {"pinned", "shared"}:
+            ap.error(f"--scaleout-placement takes pinned, shared or pinned,shared, not {a.scaleout_placement!r}")
         if a.quick:
             a.runs = min(a.runs, 3)
             a.storm_seconds = min(a.storm_seconds, 15.0)
             a.storm_flashes = min(a.storm_flashes, 2)
             a.raw_storm_seconds = min(a.raw_storm_seconds, 5.0)
+            a.scaleout_deliveries = min(a.scaleout_deliveries, 4000)
+            a.scaleout_runs = min(a.scaleout_runs, 2)
         # Bounded on purpose: the bench must always stop by itself.
         a.runs = max(1, min(a.runs, 50))
         a.storm_seconds = max(1.0, min(a.storm_seconds, 600.0))
@@ -136,92 +208,11 @@ class Options:
             raw_storm_seconds=max(1.0, min(a.raw_storm_seconds, 60.0)), peers=not a.no_peers,
             alertmanager=not a.no_peers and not a.no_alertmanager, quick=a.quick, out=a.out,
             engine_env=dict(kv.split("=", 1) for kv in a.engine_env if "=" in kv), profile=a.profile,
+            phases=tuple(phases), national_conveyors=max(0, min(a.national_conveyors, 10_000)),
+            scaleout_deliveries=max(100, min(a.scaleout_deliveries, 20_000)),
+            scaleout_runs=max(1, min(a.scaleout_runs, 20)), scaleout_workers=workers or (1,),
+            scaleout_placements=placements,
         )  # fmt: skip
-
-
-# --- small helpers -------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def host_port(url: str, default: int) -> tuple[str, int]:
-    rest = url.split("://", 1)[-1].split("/", 1)[0]
-    host, _, port = rest.partition(":")
-    return host or "127.0.0.1", int(port or default)
-
-
-def reachable(url: str, default: int) -> bool:
-    try:
-        socket.create_connection(host_port(url, default), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-def ms(values: list[float]) -> list[float]:
-    return [v * 1000 for v in values]
-
-
-def p(values: list[float], q: float) -> float | None:
-    return percentile(values, q)
-
-
-def rel(times: list[float], t0: float) -> tuple[float | None, float | None]:
-    """First and last receipt after t0, in ms."""
-    if not times:
-        return None, None
-    return (min(times) - t0) * 1000, (max(times) - t0) * 1000
-
-
-def expires_iso(minutes: float = 10) -> str:
-    # Short expiry: the retained feed state the bench leaves on the broker goes away by itself.
-    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
-
-
-@dataclass
-class FanoutRun:
-    """One fan-out as seen at the sink: first/last receipt after the send, per-delivery latencies."""
-
-    t0: float
-    times: list[float]
-    expected: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def first_ms(self) -> float | None:
-        return rel(self.times, self.t0)[0]
-
-    @property
-    def last_ms(self) -> float | None:
-        # A fan-out that lost deliveries has no "last": None rather than a flattering number.
-        return rel(self.times, self.t0)[1] if len(self.times) >= self.expected else None
-
-    @property
-    def per_s(self) -> float | None:
-        last = self.last_ms
-        return self.expected / (last / 1000) if last else None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "received": len(self.times), "expected": self.expected, "first_ms": self.first_ms,
-            "last_ms": self.last_ms, "per_s": self.per_s, **self.extra,
-        }  # fmt: skip
-
-
-def summarize_runs(runs: list[FanoutRun]) -> dict[str, Any]:
-    firsts = [r.first_ms for r in runs if r.first_ms is not None]
-    lasts = [r.last_ms for r in runs if r.last_ms is not None]
-    rates = [r.per_s for r in runs if r.per_s is not None]
-    return {
-        "runs": len(runs),
-        "complete_runs": len(lasts),
-        "first_p50_ms": p(firsts, 50), "first_p99_ms": p(firsts, 99),
-        "last_p50_ms": p(lasts, 50), "last_p99_ms": p(lasts, 99),
-        "per_s_p50": p(rates, 50),
-        "each": [r.as_dict() for r in runs],
-    }  # fmt: skip
 
 
 # --- the bench ---------------------------------------------------------------------
@@ -241,6 +232,9 @@ class Bench:
         self.results: dict[str, Any] = {}
         self.http: aiohttp.ClientSession | None = None
         self.alert_seq = 0
+        self.prefixes: list[str] = []  # every engine's key prefix, wiped at the end
+        self.main_engine: EngineProc | None = None
+        self.sink_proc: subprocess.Popen[bytes] | None = None
 
     def say(self, text: str) -> None:
         self.progress.show(f"[bench] {text}")
@@ -298,44 +292,80 @@ class Bench:
         port = free_port()
         mqtt_host, mqtt_port = host_port(self.o.mqtt_url, 1883)
         self.sink_url = f"http://127.0.0.1:{port}"
-        limit = 600 + self.o.storm_seconds * 3
+        # Stops by itself after the longest the run can take: the main phases, then the
+        # national and scale-out phases (each engine start, warm-up and runs bounded).
+        limit = 600 + self.o.storm_seconds * 3 + 300 + 200 * len(self.o.scaleout_workers) * len(
+            self.o.scaleout_placements
+        )
         await self.start_process(
             [sys.executable, "-m", "simulations.bench_sink", "--port", str(port), "--mqtt-host", mqtt_host,
              "--mqtt-port", str(mqtt_port), "--topic", f"alerts/v1/{FLASH_PREF}/+",
-             "--topic", f"bench/{self.run_id}/+/+", "--max-seconds", str(int(limit))],
+             "--topic", f"bench/{self.run_id}/+/+", "--topic", f"{national_feed_root(self.run_id)}/+/+",
+             "--max-seconds", str(int(limit))],
             None, OUT_DIR / "sink.log", "READY",
         )  # fmt: skip
+        self.sink_proc = self.procs[-1]
 
     async def start_alertd(self, seed: Path) -> None:
+        """The main engine: the flash, storm and priority phases run against it."""
+        engine = await self.start_engine(seed, prefix=self.prefix, log=OUT_DIR / "alertd.log")
+        self.main_engine = engine
+        self.alertd_url = engine.url
+        self.alertd_pid = engine.proc.pid
+
+    async def start_engine(self, seed: Path, *, prefix: str, log: Path, args: tuple[str, ...] = (),
+                           env: dict[str, str] | None = None, cpus: set[int] | None = None) -> EngineProc:  # fmt: skip
+        """``alertd serve`` on a free port with its own key prefix, healthy when this returns.
+
+        ``cpus``: run it (and the delivery processes it starts, which inherit the mask) on
+        those cores only, through taskset when installed."""
         port = free_port()
-        self.alertd_url = f"http://127.0.0.1:{port}"
-        env = {
+        self.prefixes.append(prefix)
+        full_env = {
             **os.environ,
             "ALERTD_REDIS_URL": self.o.redis_url,
             "ALERTD_MQTT_URL": self.o.mqtt_url,
             "ALERTD_ADMIN_TOKEN": ADMIN_TOKEN,
-            "ALERTD_KEY_PREFIX": self.prefix,
+            "ALERTD_KEY_PREFIX": prefix,
             "ALERTD_CONFIG": str(seed),
             "ALERTD_CONSUMER": f"bench-{self.run_id}",
             **self.o.engine_env,
+            **(env or {}),
         }
-        await self.start_process(
-            [sys.executable, "-m", "alertd", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env, OUT_DIR / "alertd.log", None,
-        )  # fmt: skip
-        proc = self.procs[-1]
-        self.alertd_pid = proc.pid
+        command = [sys.executable, "-m", "alertd", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+        if cpus and shutil.which("taskset"):
+            command = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
+        proc = self.spawn(command, full_env, log, None)
+        if cpus and command[0] != "taskset":
+            pin(proc.pid, cpus)  # before the interpreter has started any thread or child
+        engine = EngineProc(f"http://127.0.0.1:{port}", proc, prefix)
         assert self.http is not None
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"alertd serve exited with {proc.returncode}; see {OUT_DIR / 'alertd.log'}")
+                raise RuntimeError(f"alertd serve exited with {proc.returncode}; see {log}")
             with contextlib.suppress(aiohttp.ClientError):
-                async with self.http.get(f"{self.alertd_url}/healthz") as resp:
+                async with self.http.get(f"{engine.url}/healthz") as resp:
                     if resp.status == 200:
-                        return
+                        return engine
             await asyncio.sleep(0.2)
-        raise RuntimeError("alertd serve did not become healthy within 90 s")
+        raise RuntimeError(f"alertd serve did not become healthy within 90 s; see {log}")
+
+    async def stop_engine(self, engine: EngineProc) -> None:
+        """SIGTERM (serve stops its delivery processes), then its keys go."""
+        await asyncio.to_thread(self.stop_proc, engine.proc)
+        await remove_prefix(self.o.redis_url, engine.prefix)
+
+    def stop_proc(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        if proc in self.procs:
+            self.procs.remove(proc)
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
@@ -349,7 +379,8 @@ class Bench:
                 proc.wait(timeout=5)
 
     async def wipe(self) -> None:
-        await remove_prefix(self.o.redis_url, self.prefix)
+        for prefix in self.prefixes:
+            await remove_prefix(self.o.redis_url, prefix)
 
     # --- sink access -----------------------------------------------------------
     async def sink(self, path: str, **params: str) -> Any:
@@ -386,35 +417,39 @@ class Bench:
         return dict(json.loads(out))
 
     # --- alertd requests -----------------------------------------------------------
-    def flash_body(self, label: str) -> dict[str, Any]:
+    def flash_body(self, label: str, districts: list[str] | None = None) -> dict[str, Any]:
         self.alert_seq += 1
         return {
             "identifier": f"bench-{self.run_id}-{label}-{self.alert_seq}", "status": "Exercise",
             "msg_type": "Alert", "kind": "missile", "event": "弾道ミサイル情報",
-            "districts": [FLASH_PREF], "expires": expires_iso(),
+            "districts": districts or [FLASH_PREF], "expires": expires_iso(),
             "headline": {"ja": "ミサイル発射。ミサイル発射。建物の中、又は地下に避難して下さい。(訓練)",
                          "en": "Missile launch. Take shelter inside a building or underground. (exercise)"},
         }  # fmt: skip
 
-    async def post_flash(self, label: str) -> tuple[float, dict[str, Any]]:
+    async def post_flash(self, label: str, *, url: str | None = None,
+                         districts: list[str] | None = None) -> tuple[float, dict[str, Any]]:  # fmt: skip
+        """POST one flash alert (to the main engine unless ``url``); the send time and the 202's answer."""
         assert self.http is not None
-        body = json.dumps(self.flash_body(label), ensure_ascii=False).encode()
+        body = json.dumps(self.flash_body(label, districts), ensure_ascii=False).encode()
         headers = {"Authorization": f"Bearer {self.national_token}", "Content-Type": "application/json"}
         t0 = time.time()
-        async with self.http.post(f"{self.alertd_url}/api/v1/alerts", data=body, headers=headers) as resp:
+        async with self.http.post(f"{url or self.alertd_url}/api/v1/alerts", data=body, headers=headers) as resp:
             answer = await resp.json()
             if resp.status != 202:
                 raise RuntimeError(f"alertd refused the flash alert: {resp.status} {answer}")
         answer["accepted_ms"] = (time.time() - t0) * 1000
         return t0, answer
 
-    async def engine_latencies(self, alert_id: str, expect: int, timeout: float = 20) -> dict[str, list[float]]:
+    async def engine_latencies(self, alert_id: str, expect: int, timeout: float = 20,
+                               url: str | None = None) -> dict[str, list[float]]:  # fmt: skip
         """accepted → delivered as alertd recorded it, by adapter, once every row is final."""
         assert self.http is not None
         deadline = time.monotonic() + timeout
         rows: list[dict[str, Any]] = []
+        base = url or self.alertd_url
         while time.monotonic() < deadline:
-            async with self.http.get(f"{self.alertd_url}/api/v1/alerts/{alert_id}/deliveries", headers=ADMIN) as resp:
+            async with self.http.get(f"{base}/api/v1/alerts/{alert_id}/deliveries", headers=ADMIN) as resp:
                 rows = (await resp.json())["deliveries"]
             if len(rows) >= expect and all(r["state"] not in ("queued", "sent") for r in rows):
                 break
@@ -446,8 +481,9 @@ class Bench:
         return run
 
     # --- phases ---------------------------------------------------------------
-    async def phase_flash(self) -> None:
-        # One warm-up (not reported): opens the pool to the sink, as every system gets.
+    async def warm_up(self) -> None:
+        """One flash fan-out, not reported: opens the pool to the sink, as every system gets,
+        and keeps one delivery (body and headers) and the CAP for the ceilings to replay."""
         self.say("flash warm-up")
         _, answer = await self.post_flash("warmup")
         await self.wait_count(answer["id"], int(answer["deliveries"]), 30)
@@ -459,6 +495,9 @@ class Bench:
         async with self.http.get(f"{self.alertd_url}/api/v1/alerts/{answer['id']}.cap") as resp:
             self.cap_body = await resp.read()
         self.sample = sample
+
+    async def phase_flash(self) -> None:
+        await self.warm_up()
         runs = []
         for i in range(self.o.runs):
             self.say(f"flash fan-out run {i + 1}/{self.o.runs} to {self.o.subscribers} webhooks + feed")
@@ -703,14 +742,15 @@ class Bench:
             "flash_during": fs,
         }  # fmt: skip
 
-    async def profiled(self, phase: str, fn: Callable[[], Awaitable[None]]) -> None:
-        """Run a phase, under py-spy when --profile asked for it (the profile itself costs a little)."""
+    async def profiled(self, phase: str, fn: Callable[[], Awaitable[Any]], pid: int | None = None) -> None:
+        """Run a phase, under py-spy when --profile asked for it (the profile itself costs a little);
+        ``pid``: the engine to profile, the main one by default."""
         if not self.o.profile:
             await fn()
             return
         from simulations.bench_profile import Profiler
 
-        prof = Profiler(self.alertd_pid, OUT_DIR / f"profile-{phase}.txt")
+        prof = Profiler(pid or self.alertd_pid, OUT_DIR / f"profile-{phase}.txt")
         if not prof.start():
             self.results.setdefault("profiles", {})[phase] = "py-spy not installed"
             await fn()
@@ -724,6 +764,30 @@ class Bench:
             self.results.setdefault("profiles", {})[phase] = str(OUT_DIR / f"profile-{phase}-summary.txt")
 
     # --- the whole run -------------------------------------------------------------
+    async def main_phases(self, seed: Path) -> None:
+        """Flash (with its ceilings and peers) and storm, on the main engine, which stops after."""
+        self.say("loading the municipality registry and writing the seed")
+        population = await asyncio.to_thread(self.plan_population)
+        await asyncio.to_thread(seed.write_text, yaml.safe_dump(population, allow_unicode=True))
+        self.say(f"starting alertd ({len(population['subscribers'])} subscribers, prefix {self.prefix})")
+        await self.start_alertd(seed)
+        if "flash" in self.o.phases:
+            await self.profiled("flash", self.phase_flash)
+            await self.phase_raw_http()
+            await self.phase_raw_mqtt()
+            if self.o.peers:
+                await self.phase_apprise()
+            else:
+                self.results["apprise"] = {"status": "skipped"}
+            await self.phase_alertmanager()
+        else:
+            await self.warm_up()  # the raw routine ceiling replays a delivery's body
+        if "storm" in self.o.phases:
+            await self.phase_raw_storm()
+            await self.profiled("storm", self.phase_storm)
+        assert self.main_engine is not None
+        await self.stop_engine(self.main_engine)  # the phases after it get the machine to themselves
+
     async def run(self) -> dict[str, Any]:
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         missing = [n for n, u, d in (("Redis", self.o.redis_url, 6379), ("Mosquitto", self.o.mqtt_url, 1883))
@@ -733,24 +797,16 @@ class Bench:
         started = time.time()
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         seed = OUT_DIR / f"seed-{self.run_id}.yaml"
+        phases = self.o.phases
         try:
             self.say("starting the sink")
             await self.start_sink()
-            self.say("loading the municipality registry and writing the seed")
-            population = await asyncio.to_thread(self.plan_population)
-            seed.write_text(yaml.safe_dump(population, allow_unicode=True))
-            self.say(f"starting alertd ({len(population['subscribers'])} subscribers, prefix {self.prefix})")
-            await self.start_alertd(seed)
-            await self.profiled("flash", self.phase_flash)
-            await self.phase_raw_http()
-            await self.phase_raw_mqtt()
-            if self.o.peers:
-                await self.phase_apprise()
-            else:
-                self.results["apprise"] = {"status": "skipped"}
-            await self.phase_alertmanager()
-            await self.phase_raw_storm()
-            await self.profiled("storm", self.phase_storm)
+            if "flash" in phases or "storm" in phases:
+                await self.main_phases(seed)
+            if "national" in phases:
+                await phase_national(self)
+            if "scaleout" in phases:
+                await phase_scaleout(self)
         finally:
             self.progress.done()
             await self.http.close()
@@ -763,48 +819,33 @@ class Bench:
             "seconds": time.time() - started, "cpus": os.cpu_count(), "python": platform.python_version(),
             "machine": platform.platform(), "subscribers": self.o.subscribers, "runs": self.o.runs,
             "storm_munis": len(self.storm_munis), "feed_municipalities": len(self.feed_munis),
-            "quick": self.o.quick, "engine_env": self.o.engine_env,
+            "quick": self.o.quick, "engine_env": self.o.engine_env, "phases": list(self.o.phases),
             "flash_concurrency": self.o.concurrency("flash"), "routine_concurrency": self.o.concurrency("routine"),
             "placement": "alertd serve, sink, driver and each ceiling/peer in separate processes; "
-                         "Redis and Mosquitto are system services; no CPU pinning (2 cores shared)",
+                         "Redis and Mosquitto are system services; no CPU pinning except in the "
+                         "scale-out phase (see scaleout.series[].where)",
         }  # fmt: skip
         return self.results
 
 
 # --- the report ------------------------------------------------------------------------
-def _speed(alertd: float | None, raw: float | None, *, rate: bool) -> float | None:
-    if alertd is None or raw is None or alertd <= 0 or raw <= 0:
-        return None
-    return round(alertd / raw if rate else raw / alertd, 2)
-
-
 def build_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table: each phase's rows, for the phases this run had."""
+    return [*flash_rows(res), *storm_rows(res), *national_rows(res), *scaleout_rows(res)]
+
+
+def flash_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    if "alertd_flash" not in res:
+        return []
     fl, raw, rm = res["alertd_flash"], res["raw_http"], res["raw_mqtt"]
-    ap, am, st = res.get("apprise", {}), res.get("alertmanager", {}), res["storm"]
-    rs, fd = res["raw_storm"], res["storm"]["flash_during"]
+    ap, am = res.get("apprise", {}), res.get("alertmanager", {})
 
     def peer(d: dict[str, Any], k: str) -> Any:
         return d.get(k) if k in d else (d.get("status") if "not installed" in str(d.get("status")) else None)
 
-    def row(measure: str, a: Any, r: Any, rate: bool | None, apv: Any, amv: Any, target: str,
-            met: bool | None) -> dict[str, Any]:  # fmt: skip
-        ratio = _speed(a, r, rate=rate) if rate is not None and isinstance(r, int | float) else None
-        return {"measure": measure, "alertd": a, "raw": r, "ratio": ratio, "apprise": apv,
-                "alertmanager": amv, "target": target, "met": met}  # fmt: skip
-
-    def le(v: float | None, limit: float) -> bool | None:
-        return None if v is None else v <= limit
-
-    def ge(v: float | None, limit: float) -> bool | None:
-        return None if v is None else v >= limit
-
     n = res["meta"]["subscribers"]
-    http_ratio = _speed(fl["per_s_p50"], raw["per_s_p50"], rate=True)
-    mqtt_ratio = _speed(fl["feed_per_s_p50"], rm["per_s_p50"], rate=True)
-    # The storm is rate-limited (offered load), so its rate is compared with the offer, not the
-    # ceiling: the raw column shows how far the routine lane could go on this machine.
-    storm_rate = st["deliveries_per_s_overall"]
-    offered = st["deliveries_planned"] / max(1e-9, st["send_window_s"])
+    http_ratio = speed(fl["per_s_p50"], raw["per_s_p50"], rate=True)
+    mqtt_ratio = speed(fl["feed_per_s_p50"], rm["per_s_p50"], rate=True)
     return [
         row("flash: first webhook p50 (ms)", fl["first_p50_ms"], raw["first_p50_ms"], False,
             peer(ap, "first_p50_ms"), peer(am, "first_p50_ms"), "", None),
@@ -826,6 +867,19 @@ def build_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
             None, None, "", None),
         row("feed: MQTT publishes/s (p50)", fl["feed_per_s_p50"], rm["per_s_p50"], True, None, None,
             f"ratio ≥ {TARGET_RATIO:g}", ge(mqtt_ratio, TARGET_RATIO)),
+    ]  # fmt: skip
+
+
+def storm_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    if "storm" not in res:
+        return []
+    st, rs, fd = res["storm"], res["raw_storm"], res["storm"]["flash_during"]
+    n = res["meta"]["subscribers"]
+    # The storm is rate-limited (offered load), so its rate is compared with the offer, not the
+    # ceiling: the raw column shows how far the routine lane could go on this machine.
+    storm_rate = st["deliveries_per_s_overall"]
+    offered = st["deliveries_planned"] / max(1e-9, st["send_window_s"])
+    return [
         row(f"storm: HTTP deliveries/s (offered {offered:.0f}/s)", storm_rate, rs["per_s"], None, None, None,
             "keeps up", ge(storm_rate, 0.95 * offered) if offered else None),
         row("storm: accepted→delivered p50, engine (ms)", st["engine_p50_ms"], None, None, None, None, "", None),
@@ -853,16 +907,26 @@ def render(rows: list[dict[str, Any]], res: dict[str, Any]) -> str:
     body = [[r["measure"], cell(r["alertd"]), cell(r["raw"]), r["ratio"], cell(r["apprise"]),
              cell(r["alertmanager"]), r["target"] or "-", met(r["met"])] for r in rows]  # fmt: skip
     meta = res["meta"]
-    st = res["storm"]
     notes = [
-        f"runs={meta['runs']} (p99 of {meta['runs']} runs is their maximum), subscribers={meta['subscribers']}, "
-        f"feed municipalities={meta['feed_municipalities']}, storm municipalities={meta['storm_munis']}, "
-        f"storm {st['seconds']:g} s at {st['offered_orders_per_s']:g} orders/s: {st['orders_accepted']} accepted, "
-        f"{st['orders_refused']} refused, {st['deliveries_received']}/{st['deliveries_planned']} delivered, "
-        f"drain after window {st['drain_after_window_s']:.1f} s",
-        f"Apprise: {res['apprise'].get('status')}; Alertmanager: {res['alertmanager'].get('status')}",
-        "ratio = alertd's speed as a fraction of the raw ceiling (rates alertd/raw, times raw/alertd)",
+        f"phases: {', '.join(meta['phases'])}; runs={meta['runs']} (p99 of {meta['runs']} runs is their maximum), "
+        f"subscribers={meta['subscribers']}, feed municipalities={meta['feed_municipalities']}, "
+        f"storm municipalities={meta['storm_munis']}",
     ]
+    if "storm" in res:
+        st = res["storm"]
+        notes.append(
+            f"storm {st['seconds']:g} s at {st['offered_orders_per_s']:g} orders/s: {st['orders_accepted']} accepted, "
+            f"{st['orders_refused']} refused, {st['deliveries_received']}/{st['deliveries_planned']} delivered, "
+            f"drain after window {st['drain_after_window_s']:.1f} s"
+        )
+    if "apprise" in res or "alertmanager" in res:
+        notes.append(f"Apprise: {res.get('apprise', {}).get('status')}; "
+                     f"Alertmanager: {res.get('alertmanager', {}).get('status')}")  # fmt: skip
+    if "national" in res:
+        notes.append(res["national"]["note"])
+    if "scaleout" in res:
+        notes.append(res["scaleout"]["note"])
+    notes.append("ratio = alertd's speed as a fraction of the raw ceiling (rates alertd/raw, times raw/alertd)")
     return table(headers, body) + "\n" + "\n".join(notes)
 
 

@@ -8,11 +8,17 @@ used when it sent the POST that created the alert — same host, so the
 difference is a real end-to-end latency.
 
 Receipts are grouped by a key so the driver can tell runs and systems apart:
-  - an alertd delivery: its ``X-Alertd-Alert-Id`` header;
+  - an alertd delivery (paths ``/f/``, ``/s/``, ``/n/``, ``/x/``, see ``ALERTD_PATHS``):
+    its ``X-Alertd-Alert-Id`` header;
   - anything else: the first two path segments (``/raw/3/17`` -> ``raw/3``,
     ``/am/17`` -> ``am``);
   - MQTT: ``feed`` for alertd's ``alerts/v1/...`` topics, the first three
-    levels otherwise (``bench/<id>/raw3/...`` -> ``bench/<id>/raw3``).
+    levels otherwise (``bench/<id>/raw3/...`` -> ``bench/<id>/raw3``; the national
+    phase's engine publishes under ``bench/<id>/national/...``).
+
+Any number of endpoints: a path is an endpoint (3,141 for the national phase,
+10,000 for the scale-out), limited only by the listen backlog (4,096) and the
+process's open files (every engine process keeps up to 512 connections).
 
 Control (GET, under ``/_``): ``/_count?key=``, ``/_take?key=`` (returns and
 forgets), ``/_sample?key=`` (one body and its headers, for the raw ceiling
@@ -36,6 +42,8 @@ from aiohttp import web
 # Headers worth replaying: the raw ceiling sends exactly what alertd sent.
 _REPLAY = ("Content-Type", "Idempotency-Key", "X-Alertd-Alert-Id", "X-Alertd-Subscriber-Id",
            "X-Alertd-Timestamp", "X-Alertd-Signature", "User-Agent")  # fmt: skip
+# First path segments of alertd's own subscribers: flash (f), storm (s), national (n), scale-out (x).
+ALERTD_PATHS = ("f", "s", "n", "x")
 
 
 class Sink:
@@ -50,9 +58,9 @@ class Sink:
     async def on_post(self, request: web.Request) -> web.Response:
         at = time.time()
         parts = request.path.strip("/").split("/")
-        # alertd's own endpoints (/f/..., /s/...) are keyed by alert; the ceilings replay
-        # alertd's headers byte for byte, so they are keyed by their path instead.
-        key = request.headers.get("X-Alertd-Alert-Id", "") if parts[0] in ("f", "s") else ""
+        # alertd's own endpoints (/f/..., /s/..., ALERTD_PATHS) are keyed by alert; the ceilings
+        # replay alertd's headers byte for byte, so they are keyed by their path instead.
+        key = request.headers.get("X-Alertd-Alert-Id", "") if parts[0] in ALERTD_PATHS else ""
         if not key:
             key = "/".join(parts[:2]) if len(parts) > 2 else parts[0]
         body = await request.read()

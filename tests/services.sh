@@ -107,9 +107,24 @@ ensure_deploy_tools() {
   command -v docker-compose >/dev/null || echo "docker-compose: not available (apt-get install docker-compose)"
 }
 
+# Prometheus Alertmanager (Debian package prometheus-alertmanager) is the bench's peer for
+# the flash fan-out (simulations/bench_alertmanager.py). Only `make bench` asks for it
+# (`tests/services.sh bench`); best effort: without it the bench says "not installed".
+ensure_alertmanager() {
+  { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } && return 0
+  apt_install --no-install-recommends prometheus-alertmanager >/dev/null 2>&1 || true
+  if command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; then
+    echo "alertmanager: installed"
+  else
+    echo "alertmanager: not available (apt-get install prometheus-alertmanager); the bench runs without it"
+  fi
+}
+
 ensure_redis || exit 1
 ensure_mosquitto || exit 1
 ensure_prometheus || exit 1
 ensure_xmlsec1
 ensure_deploy_tools
 ensure_chromium
+[ "${1:-}" = bench ] && ensure_alertmanager
+exit 0
