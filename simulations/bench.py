@@ -184,13 +184,14 @@ class Options:
         phases = [x for x in PHASES if x in phases and not (x == "national" and a.no_national)
                   and not (x == "scaleout" and a.no_scaleout)]  # fmt: skip
         try:
-            workers = tuple(sorted({max(1, min(int(x), 16)) for x in a.scaleout_workers.split(",") if x.strip()}))
+            counts = [int(x) for x in a.scaleout_workers.split(",") if x.strip()]
+            workers = tuple(sorted({max(1, min(n, 16)) for n in counts}))
         except ValueError:
             ap.error(f"--scaleout-workers takes numbers such as 1,2,4, not {a.scaleout_workers!r}")
         placements = tuple(x.strip() for x in (a.scaleout_placement or ("pinned" if a.quick else "pinned,shared"))
                            .split(",") if x.strip())  # fmt: skip
         if not placements or set(placements) - {"pinned", "shared"}:
-            ap.error(f"--scaleout-placement takes pinned, shared or pinned,shared, not {a.scaleout_placement!r}")
+            ap.error(f"--scaleout-placement takes pinned, shared or both, not {a.scaleout_placement!r}")
         if a.quick:
             a.runs = min(a.runs, 3)
             a.storm_seconds = min(a.storm_seconds, 15.0)
@@ -294,9 +295,8 @@ class Bench:
         self.sink_url = f"http://127.0.0.1:{port}"
         # Stops by itself after the longest the run can take: the main phases, then the
         # national and scale-out phases (each engine start, warm-up and runs bounded).
-        limit = 600 + self.o.storm_seconds * 3 + 300 + 200 * len(self.o.scaleout_workers) * len(
-            self.o.scaleout_placements
-        )
+        curves = len(self.o.scaleout_workers) * len(self.o.scaleout_placements)
+        limit = 600 + self.o.storm_seconds * 3 + 300 + 200 * curves
         await self.start_process(
             [sys.executable, "-m", "simulations.bench_sink", "--port", str(port), "--mqtt-host", mqtt_host,
              "--mqtt-port", str(mqtt_port), "--topic", f"alerts/v1/{FLASH_PREF}/+",
@@ -434,7 +434,8 @@ class Bench:
         body = json.dumps(self.flash_body(label, districts), ensure_ascii=False).encode()
         headers = {"Authorization": f"Bearer {self.national_token}", "Content-Type": "application/json"}
         t0 = time.time()
-        async with self.http.post(f"{url or self.alertd_url}/api/v1/alerts", data=body, headers=headers) as resp:
+        target = f"{url or self.alertd_url}/api/v1/alerts"
+        async with self.http.post(target, data=body, headers=headers) as resp:
             answer = await resp.json()
             if resp.status != 202:
                 raise RuntimeError(f"alertd refused the flash alert: {resp.status} {answer}")
@@ -907,11 +908,11 @@ def render(rows: list[dict[str, Any]], res: dict[str, Any]) -> str:
     body = [[r["measure"], cell(r["alertd"]), cell(r["raw"]), r["ratio"], cell(r["apprise"]),
              cell(r["alertmanager"]), r["target"] or "-", met(r["met"])] for r in rows]  # fmt: skip
     meta = res["meta"]
-    notes = [
-        f"phases: {', '.join(meta['phases'])}; runs={meta['runs']} (p99 of {meta['runs']} runs is their maximum), "
-        f"subscribers={meta['subscribers']}, feed municipalities={meta['feed_municipalities']}, "
-        f"storm municipalities={meta['storm_munis']}",
-    ]
+    runs = meta["runs"]
+    notes = [f"phases: {', '.join(meta['phases'])}; runs={runs} (p99 of {runs} runs is their maximum)"]
+    if "alertd_flash" in res or "storm" in res:
+        notes[0] += (f"; main engine: subscribers={meta['subscribers']}, feed municipalities="
+                     f"{meta['feed_municipalities']}, storm municipalities={meta['storm_munis']}")  # fmt: skip
     if "storm" in res:
         st = res["storm"]
         notes.append(
@@ -926,7 +927,7 @@ def render(rows: list[dict[str, Any]], res: dict[str, Any]) -> str:
         notes.append(res["national"]["note"])
     if "scaleout" in res:
         notes.append(res["scaleout"]["note"])
-    notes.append("ratio = alertd's speed as a fraction of the raw ceiling (rates alertd/raw, times raw/alertd)")
+    notes.append("ratio = alertd's speed as a fraction of the raw ceiling (rates alertd/raw, times raw/alertd)")  # fmt: skip
     return table(headers, body) + "\n" + "\n".join(notes)
 
 
