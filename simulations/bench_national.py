@@ -127,7 +127,7 @@ async def national_run(bench: Bench, url: str, pop: Population, label: str) -> F
 
 
 async def end_drill(bench: Bench, url: str, pop: Population, run: FanoutRun) -> None:
-    """Cancel a run's alert and wait until its cancel has reached everyone and the engine is idle.
+    """Cancel a run's alert (訓練終了) and wait until the cancel has reached every webhook and topic.
 
     Without it every run would leave one more national alert in force, and each
     municipality's retained state — republished for all 1,747 towns by every run —
