@@ -20,7 +20,9 @@ of a 2-core machine; a quarter of a bigger one), so the curve shows the
 engine rather than the sink running out of CPU. Redis and Mosquitto are the
 machine's services and float. On this 2-core machine the engine has one core:
 2 and 4 processes can gain only what one process leaves that core idle
-(waiting on Redis, the sink), and 4 cannot beat 2.
+(waiting on Redis, the sink), and 4 cannot beat 2. Unpinned, more processes also win a
+larger share of a machine other sessions are using (the scheduler shares CPU per
+thread): a gain from 2 to 4 there is that, not the engine scaling.
 measures with no pinning instead (everything shares every core).
 
 The engine CPU each delivery costs (user + system of serve and its children,
