@@ -239,6 +239,8 @@ class Feed:
         self._alerts_busy = 0
         self._alerts_idle = asyncio.Event()
         self._alerts_idle.set()
+        # How long a publish waits for the broker (a connection, then each PUBACK).
+        self.publish_timeout_s = 5.0
 
     async def start(self) -> None:
         try:
@@ -290,8 +292,9 @@ class Feed:
         self._alerts_idle.clear()
         try:
             outcomes = await self.conn.publish_many(
-                [(t, body) for t in topics], expiry_s=expiry, content_type="application/cap+xml"
-            )
+                [(t, body) for t in topics], expiry_s=expiry, content_type="application/cap+xml",
+                timeout_s=self.publish_timeout_s,
+            )  # fmt: skip
         finally:
             self._alerts_busy -= 1
             if not self._alerts_busy:
@@ -418,7 +421,7 @@ class Feed:
             # All in flight together, one publish per town per round; the next round starts
             # only once every PUBACK of this one came, so an older state never lands after a
             # newer one.
-            outcomes = await self.conn.publish_many(messages, retain=True)
+            outcomes = await self.conn.publish_many(messages, retain=True, timeout_s=self.publish_timeout_s)
             failures = [o for o in outcomes if o is not None]
             STATE_PUBLISHED.inc(len(messages) - len(failures))
             if failures:
