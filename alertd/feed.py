@@ -15,6 +15,8 @@ what is in force (alertd/inforce.py) whenever that changes. A change marks its
 municipalities dirty in Redis in the same transaction; one process (holding
 the ``mqtt`` lease) publishes the state of dirty municipalities, in order, so
 an older state can never overwrite a newer one.
+A town's state waits for the alert messages of the alerts it lists (their
+``_feed`` delivery), so it never goes before them, nor delays them.
 
 The same lease holder listens for acks, with one stable client identity and a
 persistent session: acks published while it was down are queued by the broker
