@@ -489,7 +489,7 @@ class Feed:
         ids = sorted(recent)
         async with self.store.redis.pipeline(transaction=False) as pipe:
             for alert_id in ids:
-                pipe.hget(self.store.ledger.key(alert_id), f"{FEED_SUBSCRIBER}|state")
+                pipe.hget(self.store.ledger.key(alert_id), self.store.ledger.state_field(FEED_SUBSCRIBER))
             states = await pipe.execute()
         return {a for a, v in zip(ids, states, strict=True) if (v.decode() if v else "queued") in _UNDER_WAY}
 

@@ -14,6 +14,7 @@ import pytest
 from adapters.base import RetryableError
 from alertd.feed import FEED_SUBSCRIBER, Feed
 from alertd.metrics import REGISTRY
+from alertd.models import DeliveryState
 from tests.conftest import MQTT_HOST, MQTT_PORT, RunningEngine, start_engine, stop_engine
 from tests.support import free_port
 from tests.test_delivery import retained_state
@@ -158,7 +159,10 @@ async def test_a_towns_state_waits_while_the_alerts_own_messages_are_under_way()
         all_towns = towns(running)
         later = await feed._publish_states("Exercise", all_towns)
         assert sorted(later) == sorted(all_towns), "no state may list the alert before its own messages"
-        await store.redis.hset(store.ledger.key(alert_id), f"{FEED_SUBSCRIBER}|state", "delivered")
+        ledger = store.ledger
+        await store.redis.hset(
+            ledger.key(alert_id), ledger.state_field(FEED_SUBSCRIBER), DeliveryState.DELIVERED.value
+        )
         assert await feed._publish_states("Exercise", all_towns) == []
         topic = running.topics.state(all_towns[0], "Exercise")
         assert topic is not None
