@@ -169,3 +169,20 @@ async def test_a_towns_state_waits_while_the_alerts_own_messages_are_under_way()
         await retained_state(topic, lambda s: alert_id in {a["alert_id"] for a in s["alerts"]})
     finally:
         await stop_engine(running)
+
+
+@pytest.mark.parametrize(("count", "size"), [(900, 8000), (2500, 3000)])
+async def test_more_than_the_socket_takes_at_once_or_paho_keeps_in_flight_all_go_out(
+    engine: RunningEngine, count: int, size: int
+) -> None:
+    # 900 × 8 KB: within paho's 1,000 in flight but past the socket's send buffer (the rest
+    # goes when the socket is writable). 2,500 (a national alert reaches ~1,900 towns): past
+    # paho's 1,000 in flight too (the rest wait for PUBACKs). Each outcome is None only once
+    # the broker's PUBACK for that message came. (No subscriber counts them: Mosquitto's
+    # default queue of 1,000 per subscriber would drop some.)
+    conn = engine.engine.feed.conn
+    base = f"{engine.topics.prefix}/test/{secrets.token_hex(3)}"
+    outcomes = await conn.publish_many([(f"{base}/{i}", b"x" * size) for i in range(count)], timeout_s=20)
+    assert len(outcomes) == count and [o for o in outcomes if o is not None] == []
+    # And the connection still works the ordinary way afterwards (its writer hook intact).
+    await conn.publish(f"{base}/after", b"1")
