@@ -59,6 +59,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from alertd.broker import Broker
+from alertd.feed import clear_retained
 from alertd.report import Progress, percentile, table
 from alertd.store import remove_prefix
 from simulations.bench_alertmanager import Alertmanager, find_binary
@@ -230,6 +232,9 @@ class Bench:
         self.o = opts
         self.run_id = time.strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(2)
         self.prefix = f"alertd-bench-{self.run_id}"
+        # Its own MQTT topics: with the default alerts/v1, any other engine on the broker
+        # publishing for Tokyo counted as this run's feed (a receipt before the POST was seen).
+        self.topic_prefix = f"{self.prefix}/alerts/v1"
         self.progress = Progress()
         self.procs: list[subprocess.Popen[bytes]] = []
         self.sink_url = ""
@@ -311,7 +316,7 @@ class Bench:
         self.mqtt_sink_url = f"http://127.0.0.1:{port}"
         await self.start_process(
             [sys.executable, "-m", "simulations.bench_sink", "--port", str(port), "--mqtt-host", mqtt_host,
-             "--mqtt-port", str(mqtt_port), "--topic", f"alerts/v1/{FLASH_PREF}/+",
+             "--mqtt-port", str(mqtt_port), "--topic", f"{self.topic_prefix}/{FLASH_PREF}/+",
              "--topic", f"bench/{self.run_id}/+/+", "--max-seconds", limit],
             None, OUT_DIR / "sink-mqtt.log", "READY",
         )  # fmt: skip
@@ -327,6 +332,7 @@ class Bench:
             "ALERTD_KEY_PREFIX": self.prefix,
             "ALERTD_CONFIG": str(seed),
             "ALERTD_CONSUMER": f"bench-{self.run_id}",
+            "ALERTD_TOPIC_PREFIX": self.topic_prefix,
             **self.o.engine_env,
         }
         await self.start_process(
@@ -360,6 +366,8 @@ class Bench:
 
     async def wipe(self) -> None:
         await remove_prefix(self.o.redis_url, self.prefix)
+        # The retained states the run's engine left under its own topics.
+        await clear_retained(Broker.parse(self.o.mqtt_url), {self.prefix})
 
     # --- sink access -----------------------------------------------------------
     async def sink(self, path: str, **params: str) -> Any:
