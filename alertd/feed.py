@@ -15,6 +15,8 @@ what is in force (alertd/inforce.py) whenever that changes. A change marks its
 municipalities dirty in Redis in the same transaction; one process (holding
 the ``mqtt`` lease) publishes the state of dirty municipalities, in order, so
 an older state can never overwrite a newer one.
+A town's state waits for the alert messages of the alerts it lists (their
+``_feed`` delivery), so it never goes before them, nor delays them.
 
 The same lease holder listens for acks, with one stable client identity and a
 persistent session: acks published while it was down are queued by the broker
@@ -26,22 +28,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from adapters.base import RetryableError
+from adapters.transport import MqttConnection
 from alertd import logs, metrics
 from alertd.broker import Broker
 from alertd.constants import Topics
-from alertd.inforce import InForce
+from alertd.inforce import InForce, Standing
 from alertd.lease import Lease
 from alertd.limits import ACK_MAX_BYTES
 from alertd.metrics import ACKS, FEED_PUBLISHED, STATE_PUBLISHED
-from alertd.models import Alert, format_cap_time, utcnow
+from alertd.models import AdapterKind, Alert, DeliveryState, format_cap_time, utcnow
 
 if TYPE_CHECKING:
-    from adapters.transport import MqttConnection
     from alertd.cap_signature import CapSigner
     from alertd.store import Store
     from geo.registry import Registry
@@ -56,7 +63,14 @@ class FeedUnavailable(RuntimeError):
         super().__init__(detail)
         self.detail = detail
 
+
 FEED_SUBSCRIBER = "_feed"
+
+# A town's retained state follows the alert messages of the alerts it lists: while an
+# alert's own feed delivery is under way (queued, sent) its towns' states wait, for at
+# most this long after its acceptance (a feed that keeps failing must not hold them).
+FEED_FIRST_S = 10.0
+_UNDER_WAY = {DeliveryState.QUEUED.value, DeliveryState.SENT.value}
 
 
 def broker_address(url: str) -> tuple[str, int]:
@@ -115,8 +129,15 @@ def with_city_and_wards(registry: Registry, municipalities: list[str]) -> list[s
     return list(out)
 
 
-def state_message(registry: Registry, municipality: str, status: str, model: InForce) -> dict[str, Any]:
-    """What is in force in one municipality: the retained state a gateway or a portal shows."""
+def state_message(
+    registry: Registry, municipality: str, status: str, model: InForce,
+    summaries: dict[tuple[str, frozenset[str]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """What is in force in one municipality: the retained state a gateway or a portal shows.
+
+    ``summaries`` caches each alert's summary across one round of towns: a summary depends
+    only on the alert and what was lifted from it, and a prefecture-wide alert is the same
+    in each of its 62 towns (summarising it per town was most of a round's time)."""
     orders = model.orders()
     district = registry.find(municipality)
     return {
@@ -127,18 +148,175 @@ def state_message(registry: Registry, municipality: str, status: str, model: InF
         # The highest evacuation level standing anywhere in the town, and per district.
         "level": max((s.level for s in orders if s.level is not None), default=None),
         "districts": model.per_district() if orders else [],
-        "alerts": [s.summary(registry) for s in model.standing],
+        "alerts": [_summary(registry, s, summaries) for s in model.standing],
         "updated": format_cap_time(utcnow()),
     }
 
 
+def _summary(
+    registry: Registry, standing: Standing, cache: dict[tuple[str, frozenset[str]], dict[str, Any]] | None
+) -> dict[str, Any]:
+    if cache is None:
+        return standing.summary(registry)
+    key = (standing.alert.id, standing.lifted)
+    held = cache.get(key)
+    if held is None:
+        held = cache[key] = standing.summary(registry)
+    return held
+
+
+class FeedConnection(MqttConnection):
+    """The feed's connection: many QoS 1 publishes sent together, every PUBACK awaited.
+
+    ``MqttConnection.publish`` is one message: it checks the connection through two
+    nested ``wait_for`` tasks and builds its MQTT 5 properties, then aiomqtt hands the
+    message to paho, which asks the loop (``call_soon_threadsafe(add_writer)``) to
+    write it when the socket is writable: four or five loop turns before the bytes
+    leave, against none for a webhook (the HTTP transport writes at once). On a loop
+    that is also posting 2,000 webhooks a turn is milliseconds, so the feed's first
+    message left 15–45 ms after the first webhook although its job runs first.
+
+    Here the connection is checked once, the properties built once, every message is
+    handed to paho in one go and written to the socket at once (the rest, if the socket
+    takes only part, as soon as it is writable); then every PUBACK is awaited together.
+    This uses aiomqtt's pending-publish table and paho's socket calls (aiomqtt has no
+    batch publish); without them (another aiomqtt) it falls back to aiomqtt's publish.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # True while publish_many hands messages to paho: it writes them itself right after.
+        self._batching = False
+        self._tuned: object | None = None
+
+    def _make_client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        client = super()._make_client(protocol)
+        paho = client._client
+        register = paho.on_socket_register_write  # aiomqtt's: add_writer, one loop turn later
+
+        def register_write(c: Any, userdata: Any, sock: Any) -> None:
+            if not self._batching:
+                register(c, userdata, sock)
+
+        paho.on_socket_register_write = register_write
+        return client
+
+    async def publish_many(
+        self, messages: list[tuple[str, bytes]], *, retain: bool = False, expiry_s: int | None = None,
+        content_type: str | None = None, timeout_s: float = 5.0,
+    ) -> list[BaseException | None]:  # fmt: skip
+        """Publish each (topic, body) at QoS 1; the outcome of each, in order: None once the
+        broker's PUBACK came, else why not (a ``RetryableError``, like ``publish``'s)."""
+        client = self._client if self.connected else None
+        if client is None:
+            try:
+                await asyncio.wait_for(self.wait_ready(timeout_s), timeout_s)
+            except TimeoutError:
+                why = f" ({self.last_error})" if self.last_error else ""
+                return [RetryableError(f"MQTT broker {self.broker} is not reachable{why}")] * len(messages)
+            client = self._client
+            if client is None:
+                return [RetryableError(f"MQTT broker {self.broker} connection was lost")] * len(messages)
+        props = None
+        if self.v5:
+            props = Properties(PacketTypes.PUBLISH)
+            if expiry_s is not None:
+                props.MessageExpiryInterval = max(1, int(expiry_s))
+            if content_type:
+                props.ContentType = content_type
+        if not (hasattr(client, "_pending_publishes") and hasattr(client, "_disconnected")):
+            return await self._publish_each(client, messages, retain, props, timeout_s)
+
+        paho = client._client
+        pending: dict[int, asyncio.Event] = client._pending_publishes
+        outcomes: list[BaseException | None] = [None] * len(messages)
+        waits: list[tuple[int, int, asyncio.Event]] = []  # (index, mid, set on its PUBACK)
+        self._batching = True
+        try:
+            for i, (topic, body) in enumerate(messages):
+                try:
+                    info = paho.publish(topic, body, 1, retain, props)
+                except Exception as exc:  # paho refuses the message itself (a wildcard topic)
+                    outcomes[i] = RetryableError(f"MQTT publish to {topic} failed: {exc}")
+                    continue
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    outcomes[i] = RetryableError(
+                        f"MQTT publish to {topic} failed: {mqtt.error_string(info.rc)}"
+                    )
+                elif not info.is_published():
+                    # aiomqtt's on_publish sets it; no PUBACK can be read before the next await.
+                    event = pending[info.mid] = asyncio.Event()
+                    waits.append((i, info.mid, event))
+        finally:
+            self._batching = False
+            self._flush(client)
+        try:
+            async with asyncio.timeout(timeout_s):
+                for _, _, event in waits:
+                    await event.wait()
+        except TimeoutError:
+            pass
+        for i, mid, event in waits:
+            pending.pop(mid, None)
+            if not event.is_set():
+                outcomes[i] = RetryableError(f"no PUBACK for {messages[i][0]} within {timeout_s:g} s")
+        return outcomes
+
+    def _flush(self, client: aiomqtt.Client) -> None:
+        """Write what paho holds now; what the socket does not take goes when it is writable."""
+        paho = client._client
+        sock = paho.socket()
+        if sock is None:
+            return
+        if sock is not self._tuned:
+            # A 62-town alert is ~200 KB: room for it in one write, not a loop turn per 64 KB.
+            with contextlib.suppress(OSError, AttributeError):  # AttributeError: a websocket
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            self._tuned = sock
+
+        def write() -> None:
+            try:
+                paho.loop_write()
+            except Exception as exc:  # a broken pipe: the connection is gone (as aiomqtt does)
+                if not client._disconnected.done():
+                    client._disconnected.set_exception(exc)
+
+        write()
+        if paho.want_write():
+            asyncio.get_running_loop().add_writer(sock.fileno(), write)
+
+    @staticmethod
+    async def _publish_each(
+        client: aiomqtt.Client, messages: list[tuple[str, bytes]], retain: bool, props: Properties | None,
+        timeout_s: float,
+    ) -> list[BaseException | None]:  # fmt: skip
+        async def one(topic: str, body: bytes) -> None:
+            try:
+                await client.publish(topic, body, qos=1, retain=retain, properties=props, timeout=timeout_s)
+            except aiomqtt.MqttError as exc:
+                # aiomqtt reports a PUBACK that did not come in time as "Operation timed out".
+                if "timed out" in str(exc):
+                    raise RetryableError(f"no PUBACK for {topic} within {timeout_s:g} s") from exc
+                raise RetryableError(f"MQTT publish to {topic} failed: {exc}") from exc
+            except ValueError as exc:  # paho refuses the message itself (a wildcard topic)
+                raise RetryableError(f"MQTT publish to {topic} failed: {exc}") from exc
+
+        results = await asyncio.gather(*(one(t, b) for t, b in messages), return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+
 class Feed:
     def __init__(
-        self, mqtt_url: str | Broker, registry: Registry, store: Store, consumer: str, *,
-        topics: Topics | None = None, lease_ttl_s: float = 15.0, cap_signer: CapSigner | None = None,
+        self,
+        mqtt_url: str | Broker,
+        registry: Registry,
+        store: Store,
+        consumer: str,
+        *,
+        topics: Topics | None = None,
+        lease_ttl_s: float = 15.0,
+        cap_signer: CapSigner | None = None,
     ) -> None:
-        from adapters.transport import MqttConnection
-
         # The feed, the ack listener and the state publisher all get in the same way.
         self.access = mqtt_url if isinstance(mqtt_url, Broker) else Broker.parse(mqtt_url)
         self.host, self.port = self.access.host, self.access.port
@@ -148,9 +326,16 @@ class Feed:
         self.consumer = consumer
         self.cap_signer = cap_signer
         # Alert messages and states go out on a plain (clean-session) connection.
-        self.conn: MqttConnection = MqttConnection(self.access, client_id=f"alertd-{store.keys.prefix}-{consumer}")
+        self.conn = FeedConnection(self.access, client_id=f"alertd-{store.keys.prefix}-{consumer}")
         # A dead holder blocks its successor this long: acks wait queued in the broker meanwhile.
         self.lease = Lease(store.redis, store.keys.feed_leader, ttl_s=lease_ttl_s, role="mqtt")
+        # Alert publishes under way in this process: the state publisher waits for them
+        # (alert messages first; a state round is tens of ms of rendering on the same loop).
+        self._alerts_busy = 0
+        self._alerts_idle = asyncio.Event()
+        self._alerts_idle.set()
+        # How long a publish waits for the broker (a connection, then each PUBACK).
+        self.publish_timeout_s = 5.0
 
     async def start(self) -> None:
         try:
@@ -163,7 +348,9 @@ class Feed:
             why = self.conn.last_error or "no answer"
             if self.conn.login_refused.is_set():
                 raise FeedUnavailable(f"the MQTT broker at {self.broker} would not let alertd in ({why}).")
-            raise FeedUnavailable(f"the MQTT broker at {self.broker} could not be reached within 15 s ({why}).")
+            raise FeedUnavailable(
+                f"the MQTT broker at {self.broker} could not be reached within 15 s ({why})."
+            )
 
     @property
     def connected(self) -> bool:
@@ -186,28 +373,34 @@ class Feed:
 
     # --- the alert messages ------------------------------------------------------
     async def publish(self, alert: Alert) -> None:
+        """Every alert message of one alert, all in flight at once, each PUBACK awaited; a
+        failed one is counted and logged, and the first failure raised (the delivery job
+        retries the alert's messages)."""
         from alertd.cap import to_cap
 
         body = to_cap(alert)
         if self.cap_signer is not None:
             body = self.cap_signer.sign(body)
         expiry = int(alert.expires.timestamp() - time.time()) if alert.expires else None
-
-        async def one(muni: str) -> None:
-            try:
-                await self.conn.publish(
-                    self.topics.alert(muni), body, expiry_s=expiry, content_type="application/cap+xml"
-                )
-            except Exception:
-                FEED_PUBLISHED.labels(outcome="failed").inc()
-                raise
-            FEED_PUBLISHED.labels(outcome="published").inc()
-
-        # Concurrently: each publish waits for its PUBACK, and the client keeps many in flight.
-        results = await asyncio.gather(*(one(m) for m in self.municipalities(alert)), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
+        topics = [self.topics.alert(m) for m in self.municipalities(alert)]
+        self._alerts_busy += 1
+        self._alerts_idle.clear()
+        try:
+            outcomes = await self.conn.publish_many(
+                [(t, body) for t in topics], expiry_s=expiry, content_type="application/cap+xml",
+                timeout_s=self.publish_timeout_s,
+            )  # fmt: skip
+        finally:
+            self._alerts_busy -= 1
+            if not self._alerts_busy:
+                self._alerts_idle.set()
+        failures = [(t, o) for t, o in zip(topics, outcomes, strict=True) if o is not None]
+        FEED_PUBLISHED.labels(outcome="published").inc(len(topics) - len(failures))
         if failures:
-            raise failures[0]
+            FEED_PUBLISHED.labels(outcome="failed").inc(len(failures))
+            log.warning("feed.publish_failed", alert_id=alert.id, failed=len(failures), of=len(topics),
+                        topic=failures[0][0], error=str(failures[0][1]))  # fmt: skip
+            raise failures[0][1]
 
     # --- the lease holder: acks and states -----------------------------------------
     async def lead(self, stop: asyncio.Event) -> None:
@@ -215,8 +408,6 @@ class Feed:
         await self.lease.run_while_held(stop, self._while_leading)
 
     async def _while_leading(self, lost: asyncio.Event) -> None:
-        from adapters.transport import MqttConnection
-
         # One stable identity per deployment and a persistent session: the broker
         # queues acks while nobody listens and hands them to the next holder.
         acks = MqttConnection(
@@ -234,6 +425,7 @@ class Feed:
                         marked = await self.store.mark_standing_dirty(time.time())
                         seen = self.conn.connects
                         log.info("state.republish", states=marked, broker=self.broker)
+                    await self._after_alerts(lost)
                     await self.publish_states()
                 except Exception as exc:  # the broker is down: the dirty set keeps them
                     log.warning("state.publish_failed", error=repr(exc))
@@ -242,44 +434,99 @@ class Feed:
         finally:
             await acks.close()
 
+    async def _after_alerts(self, lost: asyncio.Event, most_s: float = 2.0) -> None:
+        """Wait until this process has no alert messages in flight (for at most ``most_s``:
+        alerts back to back must not keep the states from going out at all), so a state
+        round's rendering and publishes never delay the alert messages it follows."""
+        deadline = time.monotonic() + most_s
+        while not self._alerts_idle.is_set() and not lost.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._alerts_idle.wait(), left)
+
     async def publish_states(self, batch: int = 500) -> int:
-        """Publish the state of every municipality whose state changed."""
+        """Publish the state of every municipality whose state changed (those waiting for
+        an alert's own messages stay dirty for the next round)."""
         published = 0
-        while True:
-            dirty = await self.store.take_dirty_states(batch)
-            if not dirty:
-                return published
-            by_status: dict[str, list[str]] = {}
-            for status, muni in dirty:
-                by_status.setdefault(status, []).append(muni)
-            try:
-                for status, munis in by_status.items():
-                    await self._publish_states(status, munis)
-            except Exception:
-                await self.store.mark_dirty([f"{s}|{m}" for s, m in dirty])  # all again, next round
-                raise
-            published += len(dirty)
+        later: list[str] = []
+        try:
+            while True:
+                dirty = await self.store.take_dirty_states(batch)
+                if not dirty:
+                    return published
+                by_status: dict[str, list[str]] = {}
+                for status, muni in dirty:
+                    by_status.setdefault(status, []).append(muni)
+                try:
+                    for status, munis in by_status.items():
+                        later += [f"{status}|{m}" for m in await self._publish_states(status, munis)]
+                except Exception:
+                    await self.store.mark_dirty([f"{s}|{m}" for s, m in dirty])  # all again, next round
+                    raise
+                published += len(dirty)
+        finally:
+            if later:
+                await self.store.mark_dirty(later)
+                published -= len(later)
 
-    async def _publish_states(self, status: str, munis: list[str]) -> None:
+    async def _feed_pending(self, standing: dict[str, list[Standing]]) -> set[str]:
+        """The alerts standing here whose own feed messages are not out yet (their ``_feed``
+        delivery neither delivered nor given up), among those accepted in the last
+        ``FEED_FIRST_S``: a feed that keeps failing must not hold the states back for ever."""
+        now = time.time()
+        recent = {
+            s.alert.id
+            for rows in standing.values()
+            for s in rows
+            if s.alert.accepted_at is not None
+            and now - s.alert.accepted_at.timestamp() < FEED_FIRST_S
+            and (s.alert.adapters is None or AdapterKind.FEED in s.alert.adapters)
+        }
+        if not recent:
+            return set()
+        ids = sorted(recent)
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for alert_id in ids:
+                pipe.hget(self.store.ledger.key(alert_id), self.store.ledger.state_field(FEED_SUBSCRIBER))
+            states = await pipe.execute()
+        return {a for a, v in zip(ids, states, strict=True) if (v.decode() if v else "queued") in _UNDER_WAY}
+
+    async def _publish_states(self, status: str, munis: list[str], *, defer: bool = True) -> list[str]:
+        """Publish these towns' states; returns the towns left for later: with ``defer``,
+        those where an alert's own messages are not out yet (the state follows them)."""
         standing = await self.store.in_force_many(munis, status, self.registry)
-
-        async def one(muni: str) -> None:
+        pending = await self._feed_pending(standing) if defer else set()
+        later = [m for m in munis if any(s.alert.id in pending for s in standing[m])]
+        summaries: dict[tuple[str, frozenset[str]], dict[str, Any]] = {}
+        messages: list[tuple[str, bytes]] = []
+        for i, muni in enumerate(m for m in munis if m not in later):
             topic = self.topics.state(muni, status)
             if topic is None:
-                return
-            body = state_message(self.registry, muni, status, InForce(self.registry, muni, standing[muni]))
-            await self.conn.publish(topic, json.dumps(body, ensure_ascii=False).encode(), retain=True)
-            STATE_PUBLISHED.inc()
-
-        # Concurrently (the client keeps many publishes in flight); one publish per town per round.
-        for i in range(0, len(munis), 200):
-            results = await asyncio.gather(*(one(m) for m in munis[i : i + 200]), return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
+                continue
+            model = InForce(self.registry, muni, standing[muni])
+            body = state_message(self.registry, muni, status, model, summaries)
+            messages.append((topic, json.dumps(body, ensure_ascii=False).encode()))
+            if i % 16 == 15:
+                # A round of a thousand towns is a lot of rendering: let the loop run the
+                # alert publishes and deliveries in between rather than after all of it.
+                await asyncio.sleep(0)
+        if messages:
+            # All in flight together, one publish per town per round; the next round starts
+            # only once every PUBACK of this one came, so an older state never lands after a
+            # newer one.
+            outcomes = await self.conn.publish_many(messages, retain=True, timeout_s=self.publish_timeout_s)
+            failures = [o for o in outcomes if o is not None]
+            STATE_PUBLISHED.inc(len(messages) - len(failures))
             if failures:
+                log.warning("state.publish_failed_some", failed=len(failures), of=len(messages),
+                            error=str(failures[0]))  # fmt: skip
                 raise failures[0]
+        return later
 
     async def publish_state(self, status: str, municipality: str) -> None:
-        await self._publish_states(status, [municipality])
+        await self._publish_states(status, [municipality], defer=False)
 
     async def _on_ack(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
@@ -347,4 +594,11 @@ async def clear_retained(broker: Broker, roots: set[str]) -> int:
     return len(topics)
 
 
-__all__ = ["FEED_SUBSCRIBER", "Feed", "broker_address", "clear_retained", "municipalities_of", "state_message"]
+__all__ = [
+    "FEED_SUBSCRIBER",
+    "Feed",
+    "broker_address",
+    "clear_retained",
+    "municipalities_of",
+    "state_message",
+]

@@ -101,7 +101,9 @@ class DeliveryLedger:
 
     # --- the retry schedule ----------------------------------------------------
     @staticmethod
-    def retry_member(lane: str, alert_id: str, subscriber_id: str, accepted_ms: int, parked: bool = False) -> str:
+    def retry_member(
+        lane: str, alert_id: str, subscriber_id: str, accepted_ms: int, parked: bool = False
+    ) -> str:
         # "|p": parked behind an open circuit rather than waiting out a backoff, which the
         # backlog metric tells apart (a dead endpoint's jobs are not a lane falling behind).
         return f"{lane}|{alert_id}|{subscriber_id}|{accepted_ms}" + ("|p" if parked else "")
@@ -173,7 +175,9 @@ class DeliveryLedger:
             record = msgpack.unpackb(prev, raw=False) if prev else {}
             # The error that kept it from being delivered stays readable after the reason.
             error = f"{reason} (last error: {record['error']})" if record.get("error") else reason
-            self.record_mapping(mapping, sub, {"state": DeliveryState.SUPERSEDED.value, "error": error}, record)
+            self.record_mapping(
+                mapping, sub, {"state": DeliveryState.SUPERSEDED.value, "error": error}, record
+            )
         return mapping
 
     # --- reads for people ----------------------------------------------------------
@@ -206,6 +210,10 @@ class DeliveryLedger:
                 }
             )
         return out
+
+    @staticmethod
+    def state_field(subscriber_id: str) -> str:
+        return f"{subscriber_id}|state"
 
     @staticmethod
     def record_field(subscriber_id: str) -> str:

@@ -75,6 +75,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from alertd.broker import Broker
+from alertd.feed import clear_retained
 from alertd.report import Progress, table
 from alertd.store import remove_prefix
 from simulations.bench_alertmanager import Alertmanager, find_binary
@@ -222,9 +224,13 @@ class Bench:
         self.o = opts
         self.run_id = time.strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(2)
         self.prefix = f"alertd-bench-{self.run_id}"
+        # Its own MQTT topics: with the default alerts/v1, any other engine on the broker
+        # publishing for Tokyo counted as this run's feed (a receipt before the POST was seen).
+        self.topic_prefix = f"{self.prefix}/alerts/v1"
         self.progress = Progress()
         self.procs: list[subprocess.Popen[bytes]] = []
         self.sink_url = ""
+        self.mqtt_sink_url = ""
         self.alertd_url = ""
         self.national_token = secrets.token_hex(16)
         self.pref_tokens: dict[str, str] = {}
@@ -290,19 +296,28 @@ class Bench:
                 raise RuntimeError(f"{args[2]} did not start; see {log}")
 
     async def start_sink(self) -> None:
-        port = free_port()
         mqtt_host, mqtt_port = host_port(self.o.mqtt_url, 1883)
+        port = free_port()
         self.sink_url = f"http://127.0.0.1:{port}"
         # Stops by itself after the longest the run can take: the main phases, then the
         # national and scale-out phases (each engine start, warm-up and runs bounded).
         curves = len(self.o.scaleout_workers) * len(self.o.scaleout_placements)
-        limit = 600 + self.o.storm_seconds * 3 + 300 + 200 * curves
+        limit = str(int(600 + self.o.storm_seconds * 3 + 300 + 200 * curves))
+        await self.start_process(
+            [sys.executable, "-m", "simulations.bench_sink", "--port", str(port), "--max-seconds", limit],
+            None, OUT_DIR / "sink.log", "READY",
+        )  # fmt: skip
+        # The MQTT subscriber in a process of its own: stamped on the loop that is taking the
+        # flash's 2,000 webhooks, the feed's receipts waited for that loop (the raw ceiling's,
+        # sent with no webhooks about, did not), so the sink measured itself as much as alertd.
+        port = free_port()
+        self.mqtt_sink_url = f"http://127.0.0.1:{port}"
         await self.start_process(
             [sys.executable, "-m", "simulations.bench_sink", "--port", str(port), "--mqtt-host", mqtt_host,
-             "--mqtt-port", str(mqtt_port), "--topic", f"alerts/v1/{FLASH_PREF}/+",
+             "--mqtt-port", str(mqtt_port), "--topic", f"{self.topic_prefix}/{FLASH_PREF}/+",
              "--topic", f"bench/{self.run_id}/+/+", "--topic", f"{national_feed_root(self.run_id)}/+/+",
-             "--max-seconds", str(int(limit))],
-            None, OUT_DIR / "sink.log", "READY",
+             "--max-seconds", limit],
+            None, OUT_DIR / "sink-mqtt.log", "READY",
         )  # fmt: skip
         self.sink_proc = self.procs[-1]
 
@@ -329,6 +344,7 @@ class Bench:
             "ALERTD_KEY_PREFIX": prefix,
             "ALERTD_CONFIG": str(seed),
             "ALERTD_CONSUMER": f"bench-{self.run_id}",
+            "ALERTD_TOPIC_PREFIX": self.topic_prefix,
             **self.o.engine_env,
             **(env or {}),
         }
@@ -381,11 +397,16 @@ class Bench:
     async def wipe(self) -> None:
         for prefix in self.prefixes:
             await remove_prefix(self.o.redis_url, prefix)
+        # The retained states the run's main engine left under its own topics.
+        await clear_retained(Broker.parse(self.o.mqtt_url), {self.prefix})
 
     # --- sink access -----------------------------------------------------------
     async def sink(self, path: str, **params: str) -> Any:
         assert self.http is not None
-        async with self.http.get(f"{self.sink_url}{path}", params=params) as resp:
+        key = params.get("key", "")
+        # The feed's and the raw MQTT ceiling's receipts are the MQTT sink's.
+        base = self.mqtt_sink_url if key == "feed" or key.startswith("bench/") else self.sink_url
+        async with self.http.get(f"{base}{path}", params=params) as resp:
             return await resp.json()
 
     async def wait_count(self, key: str, n: int, timeout: float) -> int:

@@ -8,8 +8,13 @@ prints one JSON result on stdout. Jobs:
               limit): the most a Python asyncio sender can do here.
   raw_storm   the same, sustained for a number of seconds at the routine
               lane's concurrency: the routine deliveries/s ceiling.
-  raw_mqtt    the same MQTT publishes the feed makes (QoS 1, one at a time,
-              waiting for each PUBACK, as alertd's feed does).
+  raw_mqtt    the same MQTT publishes the feed makes, made as the feed makes
+              them: QoS 1 with the same MQTT 5 properties, every alert message
+              in flight at once (each PUBACK awaited), then every retained
+              state, also all in flight. (Until issue 12 it published CAP then
+              state per town, one at a time, waiting for each PUBACK: alertd's
+              feed never did that; it kept them all in flight, so that ceiling
+              was a floor.)
   apprise     the same fan-out done with Apprise's json:// notifier.
 
 Every job starts with one unmeasured warm-up round, because alertd's
@@ -65,7 +70,12 @@ async def raw_http(job: dict[str, Any]) -> dict[str, Any]:
             urls = [f"{base}/raw/{run}/{i}" for i in range(n)]
             t0 = time.time()
             failures = await _post_all(
-                session, urls, body, headers, int(job["concurrency"]), time.monotonic() + float(job["timeout_s"])
+                session,
+                urls,
+                body,
+                headers,
+                int(job["concurrency"]),
+                time.monotonic() + float(job["timeout_s"]),
             )
             t1 = time.time()
             if run >= 0:
@@ -107,24 +117,42 @@ async def raw_storm(job: dict[str, Any]) -> dict[str, Any]:
 
 
 async def raw_mqtt(job: dict[str, Any]) -> dict[str, Any]:
-    """The feed's publishes (CAP body then state, per municipality), one at a time with PUBACK."""
+    """The feed's publishes: every CAP body in flight at once, then every state, all QoS 1."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
     body = base64.b64decode(job["body"])
     state = base64.b64decode(job["state"])
     topics: list[str] = job["topics"]
     runs = int(job["runs"])
+    # What alertd's feed sets on each alert message: its expiry and content type.
+    props = Properties(PacketTypes.PUBLISH)
+    props.MessageExpiryInterval = 600
+    props.ContentType = "application/cap+xml"
     out = []
     async with aiomqtt.Client(job["host"], int(job["port"]), identifier=f"bench-raw-{time.time_ns()}",
                               protocol=aiomqtt.ProtocolVersion.V5, max_inflight_messages=1000) as client:  # fmt: skip
+        client.pending_calls_threshold = 100_000  # as alertd's: no warning per publish past 10 in flight
         for run in range(-1, runs):
             prefix = f"{job['prefix']}/raw{run}"
             t0 = time.time()
-            for topic in topics:
-                await client.publish(f"{prefix}/{topic}", body, qos=1)
-                await client.publish(f"{prefix}/{topic}/state", state, qos=1)
+            await asyncio.gather(
+                *(client.publish(f"{prefix}/{t}", body, qos=1, properties=props) for t in topics)
+            )
             t1 = time.time()
+            await asyncio.gather(
+                *(client.publish(f"{prefix}/{t}/state", state, qos=1, retain=True) for t in topics)
+            )
             if run >= 0:
-                out.append({"key": prefix, "t0": t0, "t_done": t1})
+                out.append({"key": prefix, "t0": t0, "t_done": t1, "t_states": time.time()})
             await asyncio.sleep(0.3)
+        for run in range(-1, runs):  # the retained states go again
+            await asyncio.gather(
+                *(
+                    client.publish(f"{job['prefix']}/raw{run}/{t}/state", b"", qos=1, retain=True)
+                    for t in topics
+                )
+            )
     return {"runs": out}
 
 

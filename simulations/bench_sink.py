@@ -12,7 +12,7 @@ Receipts are grouped by a key so the driver can tell runs and systems apart:
     its ``X-Alertd-Alert-Id`` header;
   - anything else: the first two path segments (``/raw/3/17`` -> ``raw/3``,
     ``/am/17`` -> ``am``);
-  - MQTT: ``feed`` for alertd's ``alerts/v1/...`` topics, the first three
+  - MQTT: ``feed`` for alertd's topics (``<prefix>/alerts/v1/...``), the first three
     levels otherwise (``bench/<id>/raw3/...`` -> ``bench/<id>/raw3``; the national
     phase's engine publishes under ``bench/<id>/national/...``).
 
@@ -89,7 +89,9 @@ class Sink:
         prefix = request.query.get("prefix", "")
         exclude = tuple(x for x in request.query.get("exclude", "").split(",") if x)
         out = {
-            k: v for k, v in self.times.items() if k.startswith(prefix) and not (exclude and k.startswith(exclude))
+            k: v
+            for k, v in self.times.items()
+            if k.startswith(prefix) and not (exclude and k.startswith(exclude))
         }
         if request.query.get("forget"):
             for k in out:
@@ -107,7 +109,8 @@ class Sink:
                     async for message in client.messages:
                         at = time.time()
                         topic = str(message.topic)
-                        key = "feed" if topic.startswith("alerts/v1/") else "/".join(topic.split("/")[:3])
+                        # The raw ceiling's bench/<run>/raw<n>/...; anything else is alertd's feed.
+                        key = "/".join(topic.split("/")[:3]) if topic.startswith("bench/") else "feed"
                         self.record(key, at)
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.2)
@@ -161,4 +164,3 @@ def _run(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(_run())
-
