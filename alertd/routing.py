@@ -47,6 +47,17 @@ def withheld_adapters(alert: Alert) -> set[str]:
     return set()
 
 
+# The order a fan-out's deliveries are queued in: the carriers' cell broadcast and the
+# town's loudspeakers (J-Alert's purpose) reach people directly; broadcasters, signage and
+# portals relay; mail and chat services last. In a national flash to 3,000 receivers the
+# loudspeakers otherwise waited behind every portal registered before them.
+DELIVERY_ORDER: dict[AdapterKind, int] = {
+    kind: rank
+    for rank, kind in enumerate((AdapterKind.CBC, AdapterKind.RADIO, AdapterKind.BROADCASTER, AdapterKind.SIGNAGE,
+                                 AdapterKind.ISP, AdapterKind.EMAIL, AdapterKind.APPRISE))
+}  # fmt: skip
+
+
 class Router:
     def __init__(self, store: Store, registry: Registry, *, feed: bool) -> None:
         self.store = store
@@ -105,7 +116,10 @@ class Router:
 
     async def plan(self, alert: Alert) -> list[PlannedDelivery]:
         await self.refresh()
-        plan = [PlannedDelivery(s.id, s.adapter.value) for s in self.matches(alert)]
+        # A lane is read in order: within a fan-out, the channels that speak to people at
+        # once go first (stable, so subscribers keep their order within a kind).
+        subs = sorted(self.matches(alert), key=lambda s: DELIVERY_ORDER.get(s.adapter, len(DELIVERY_ORDER)))
+        plan = [PlannedDelivery(s.id, s.adapter.value) for s in subs]
         if self.feed and (alert.adapters is None or AdapterKind.FEED in alert.adapters):
             # First, so one feed publish is not queued behind thousands of webhooks.
             plan.insert(0, PlannedDelivery(FEED_SUBSCRIBER, AdapterKind.FEED))
