@@ -34,7 +34,7 @@ import aiohttp
 from alertd.report import percentile, table
 from simulations.bench import OUT_DIR, ROOT, free_port
 
-CLIENTS = ("aiohttp", "alertd", "aiohttp_tuned", "pyreqwest", "pyreqwest_full", "aiosonic", "curl_cffi", "pycurl",
+CLIENTS = ("aiohttp", "alertd", "alertd_httptools", "aiohttp_tuned", "pyreqwest", "pyreqwest_full", "aiosonic", "curl_cffi", "pycurl",
            "httptools", "niquests", "httpx")  # fmt: skip
 SLOW = ("niquests", "httpx")  # one run each is enough to see they are not in the race
 

@@ -67,6 +67,18 @@ class AlertdSender(_Base):
         await self.transport.close()
 
 
+class AlertdHttptoolsSender(AlertdSender):
+    """adapters.http_httptools.HttptoolsTransport: the candidate transport, as the engine would call it."""
+
+    async def start(self) -> None:
+        await super().start()
+        from adapters.http_httptools import HttptoolsTransport
+
+        await self.transport.close()
+        self.transport = HttptoolsTransport(self.connections)  # type: ignore[assignment]
+        await self.transport.start()
+
+
 class AiohttpTunedSender(_Base):
     """aiohttp with everything alertd does not need turned off, and the cheapest call path."""
 
@@ -128,6 +140,11 @@ class PyreqwestSender(_Base):
         async with builder.build_streamed() as resp:
             # Capped read, as alertd's _discard_body: a small answer read to the end
             # (connection reused), a large one cut off when the response is closed.
+            length = resp.get_header("content-length")
+            if length is not None and length.isdigit() and int(length) <= RESPONSE_READ_BYTES:
+                if length != "0":
+                    await resp.bytes()
+                return resp.status
             reader = resp.body_reader
             seen = 0
             while seen <= RESPONSE_READ_BYTES:
@@ -490,6 +507,7 @@ class NiquestsSender(_Base):
 
 SENDERS: dict[str, type[_Base]] = {
     "alertd": AlertdSender,
+    "alertd_httptools": AlertdHttptoolsSender,
     "aiohttp_tuned": AiohttpTunedSender,
     "pyreqwest": PyreqwestSender,
     "pyreqwest_full": PyreqwestFullSender,
