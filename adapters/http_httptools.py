@@ -81,8 +81,8 @@ class _Target:
         if start.count("\n") != lines or start.count("\r") != lines:
             raise ValueError("a line break in the URL")
         self.line_start = start
-        # Line breaks a request to this endpoint has when no header smuggles one in.
-        self.newlines = start.count("\n") + 4
+        # Line breaks of the request line, Host and Authorization: a header smuggling one in shows.
+        self.newlines = start.count("\n")
 
 
 class _AnswerError(Exception):
@@ -266,15 +266,21 @@ class HttptoolsTransport:
 
     @staticmethod
     def _request(target: _Target, payload: Payload) -> bytes:
-        lines = [target.line_start, f"User-Agent: {USER_AGENT}\r\nContent-Type: {payload.content_type}\r\n"]
-        for name, value in payload.headers.items():
+        headers = payload.headers
+        lines = [target.line_start]
+        # The payload's own User-Agent or Content-Type wins, as in HttpTransport.
+        if "User-Agent" not in headers:
+            lines.append(f"User-Agent: {USER_AGENT}\r\n")
+        if "Content-Type" not in headers:
+            lines.append(f"Content-Type: {payload.content_type}\r\n")
+        for name, value in headers.items():
             lines.append(f"{name}: {value}\r\n")
         lines.append(f"Content-Length: {len(payload.body)}\r\n\r\n")
         head = "".join(lines)
         # Header names and values are alertd's own (ids, signatures), but a line break in
         # one would let it write a second header or request: refuse rather than send that.
         breaks = head.count("\n")
-        if breaks != target.newlines + len(payload.headers) or head.count("\r") != breaks:
+        if breaks != target.newlines + len(lines) or head.count("\r") != breaks:
             raise PermanentError("a header of this delivery holds a line break; it was not sent")
         return head.encode("utf-8") + payload.body
 

@@ -90,6 +90,15 @@ async def test_a_2xx_is_delivered_with_the_payloads_bytes_and_headers_over_one_k
     assert len(server.seen) == 4 and len(server.connections) == 1
 
 
+async def test_the_payloads_own_user_agent_and_content_type_are_sent_once_in_place_of_the_defaults(
+    server: Server, transport: HttptoolsTransport
+) -> None:
+    own = Payload(b"<x/>", "application/xml", {"User-Agent": "relay/2", "Content-Type": "text/xml"})
+    await transport.send(server.url("/hook"), own, 5)
+    _, headers, _ = server.seen[0]
+    assert (headers["User-Agent"], headers["Content-Type"]) == ("relay/2", "text/xml")
+
+
 async def test_a_chunked_answer_with_a_body_is_read_and_the_connection_reused(
     server: Server, transport: HttptoolsTransport
 ) -> None:
