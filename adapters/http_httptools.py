@@ -40,6 +40,9 @@ from alertd.limits import RESPONSE_READ_BYTES
 from alertd.redact import redact_text, redact_url
 
 USER_AGENT = "alertd/0.1"
+HEADER_REFUSED = (
+    "a header of this delivery holds a line break or another character HTTP forbids; it was not sent"
+)
 # An answer whose headers go on longer than this is not a webhook receiver's.
 MAX_HEAD_BYTES = 64 * 1024
 # Characters left as they are in a request target; everything else is percent-encoded
@@ -281,7 +284,7 @@ class HttptoolsTransport:
         # one would let it write a second header or request: refuse rather than send that.
         breaks = head.count("\n")
         if breaks != target.newlines + len(lines) or head.count("\r") != breaks:
-            raise PermanentError("a header of this delivery holds a line break; it was not sent")
+            raise PermanentError(HEADER_REFUSED)
         return head.encode("utf-8") + payload.body
 
     async def _exchange(self, target: _Target, request: bytes, timeout_s: float) -> int:

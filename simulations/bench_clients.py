@@ -8,7 +8,9 @@ prints one JSON result on stdout. Jobs:
               limit): the most a Python asyncio sender can do here. Its
               ``client`` field picks the HTTP client (``aiohttp``, the
               default, or one of ``simulations.http_senders.SENDERS``);
-              every run reports the process's CPU seconds (all threads).
+              every run reports the process's CPU seconds (all threads) and
+              the event loop thread's alone (what competes with alertd's own
+              Python work; a Rust client's I/O runs on threads of its own).
   raw_storm   the same, sustained for a number of seconds at the routine
               lane's concurrency: the routine deliveries/s ceiling.
   raw_mqtt    the same MQTT publishes the feed makes (QoS 1, one at a time,
@@ -104,7 +106,7 @@ async def raw_http(job: dict[str, Any]) -> dict[str, Any]:
     try:
         for run in range(-1, runs):  # -1: warm-up, not reported
             urls = [f"{base}/{prefix}/{run}/{i}" for i in range(n)]
-            cpu0, t0 = cpu_seconds(), time.time()
+            cpu0, loop0, t0 = cpu_seconds(), time.thread_time(), time.time()
             if session is not None:
                 failures = await _post_all(
                     session, urls, body, headers, concurrency, time.monotonic() + timeout_s
@@ -112,10 +114,10 @@ async def raw_http(job: dict[str, Any]) -> dict[str, Any]:
             else:
                 assert sender is not None
                 failures = await _send_all(sender.post, urls, concurrency)
-            t1, cpu1 = time.time(), cpu_seconds()
+            t1, cpu1, loop1 = time.time(), cpu_seconds(), time.thread_time()
             if run >= 0:
                 out.append({"key": f"{prefix}/{run}", "t0": t0, "t_done": t1, "failures": failures,
-                            "cpu_s": cpu1 - cpu0})  # fmt: skip
+                            "cpu_s": cpu1 - cpu0, "loop_cpu_s": loop1 - loop0})  # fmt: skip
             await asyncio.sleep(float(job.get("pause_s", 0.5)))
     finally:
         if session is not None:

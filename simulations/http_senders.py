@@ -79,6 +79,18 @@ class AlertdHttptoolsSender(AlertdSender):
         await self.transport.start()
 
 
+class AlertdPyreqwestSender(AlertdSender):
+    """adapters.http_pyreqwest.PyreqwestTransport, as the engine would call it."""
+
+    async def start(self) -> None:
+        await super().start()
+        from adapters.http_pyreqwest import PyreqwestTransport
+
+        await self.transport.close()
+        self.transport = PyreqwestTransport(self.connections)  # type: ignore[assignment]
+        await self.transport.start()
+
+
 class AiohttpTunedSender(_Base):
     """aiohttp with everything alertd does not need turned off, and the cheapest call path."""
 
@@ -135,6 +147,7 @@ class PyreqwestSender(_Base):
 
     async def post(self, url: str) -> int:
         builder = self.client.post(url).headers(self.headers).body_bytes(self.body).timeout(self.timeout)
+        builder = builder.streamed_read_buffer_limit(RESPONSE_READ_BYTES + 1)
         if not self.streamed:
             return (await builder.build().send()).status
         async with builder.build_streamed() as resp:
@@ -508,6 +521,7 @@ class NiquestsSender(_Base):
 SENDERS: dict[str, type[_Base]] = {
     "alertd": AlertdSender,
     "alertd_httptools": AlertdHttptoolsSender,
+    "alertd_pyreqwest": AlertdPyreqwestSender,
     "aiohttp_tuned": AiohttpTunedSender,
     "pyreqwest": PyreqwestSender,
     "pyreqwest_full": PyreqwestFullSender,
