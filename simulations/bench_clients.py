@@ -12,7 +12,8 @@ prints one JSON result on stdout. Jobs:
               the event loop thread's alone (what competes with alertd's own
               Python work; a Rust client's I/O runs on threads of its own).
   raw_storm   the same, sustained for a number of seconds at the routine
-              lane's concurrency: the routine deliveries/s ceiling.
+              lane's concurrency: the routine deliveries/s ceiling (``client``
+              as for raw_http).
   raw_mqtt    the same MQTT publishes the feed makes (QoS 1, one at a time,
               waiting for each PUBACK, as alertd's feed does).
   apprise     the same fan-out done with Apprise's json:// notifier.
@@ -132,12 +133,28 @@ async def raw_storm(job: dict[str, Any]) -> dict[str, Any]:
     body = base64.b64decode(job["body"])
     headers = dict(job["headers"])
     seconds, concurrency, base = float(job["seconds"]), int(job["concurrency"]), job["base"]
-    connector = aiohttp.TCPConnector(limit=int(job["connections"]), limit_per_host=0)
+    client = job.get("client", "aiohttp")
     sent = failures = 0
-    async with aiohttp.ClientSession(connector=connector) as session:
+    session: aiohttp.ClientSession | None = None
+    if client == "aiohttp":
+        connector = aiohttp.TCPConnector(limit=int(job["connections"]), limit_per_host=0)
+        session = aiohttp.ClientSession(connector=connector)
+        timeout = aiohttp.ClientTimeout(total=5)
+
+        async def send(url: str) -> int:
+            assert session is not None
+            async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+                await resp.read()
+                return resp.status
+    else:
+        from simulations.http_senders import SENDERS
+
+        sender = SENDERS[client](body, headers, int(job["connections"]), 5.0)
+        await sender.start()
+        send = sender.post
+    try:
         # Warm the pool first, like the engine's is after the flash runs.
-        await _post_all(session, [f"{base}/warm/{i}" for i in range(concurrency)], body, headers,
-                        concurrency, time.monotonic() + 10)  # fmt: skip
+        await _send_all(send, [f"{base}/warm/{i}" for i in range(concurrency)], concurrency)
         t0 = time.time()
         stop_at = time.monotonic() + seconds
 
@@ -146,17 +163,21 @@ async def raw_storm(job: dict[str, Any]) -> dict[str, Any]:
             i = 0
             while time.monotonic() < stop_at:
                 try:
-                    async with session.post(f"{base}/rawstorm/{k}/{i}", data=body, headers=headers,
-                                            timeout=aiohttp.ClientTimeout(total=5)) as resp:  # fmt: skip
-                        await resp.read()
-                        sent += 1
-                except (aiohttp.ClientError, TimeoutError, OSError):
+                    await send(f"{base}/rawstorm/{k}/{i}")
+                    sent += 1
+                except Exception:  # every client has its own errors; each one is a failed delivery
                     failures += 1
                 i += 1
 
         await asyncio.gather(*(lane(k) for k in range(concurrency)))
         t1 = time.time()
-    return {"t0": t0, "t1": t1, "sent": sent, "failures": failures, "per_s": sent / max(1e-9, t1 - t0)}
+    finally:
+        if session is not None:
+            await session.close()
+        else:
+            await sender.close()
+    return {"t0": t0, "t1": t1, "sent": sent, "failures": failures, "per_s": sent / max(1e-9, t1 - t0),
+            "client": client}  # fmt: skip
 
 
 async def raw_mqtt(job: dict[str, Any]) -> dict[str, Any]:
