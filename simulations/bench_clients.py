@@ -5,9 +5,15 @@ prints one JSON result on stdout. Jobs:
 
   raw_http    the same bytes alertd sent, POSTed to the same sink at the
               same concurrency (alertd's flash lane budget and connector
-              limit): the most a Python asyncio sender can do here.
+              limit): the most a Python asyncio sender can do here. Its
+              ``client`` field picks the HTTP client (``aiohttp``, the
+              default, or one of ``simulations.http_senders.SENDERS``);
+              every run reports the process's CPU seconds (all threads) and
+              the event loop thread's alone (what competes with alertd's own
+              Python work; a Rust client's I/O runs on threads of its own).
   raw_storm   the same, sustained for a number of seconds at the routine
-              lane's concurrency: the routine deliveries/s ceiling.
+              lane's concurrency: the routine deliveries/s ceiling (``client``
+              as for raw_http).
   raw_mqtt    the same MQTT publishes the feed makes, made as the feed makes
               them: QoS 1 with the same MQTT 5 properties, every alert message
               in flight at once (each PUBACK awaited), then every retained
@@ -27,8 +33,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import resource
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -59,29 +67,70 @@ async def _post_all(
     return failures
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this whole process, every thread included (a Rust client's runtime too)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _send_all(send: Callable[[str], Awaitable[int]], urls: list[str], concurrency: int) -> int:
+    """The same bounded fan-out through any sender; returns the failures."""
+    slots = asyncio.Semaphore(concurrency)
+    failures = 0
+
+    async def one(url: str) -> None:
+        nonlocal failures
+        async with slots:
+            try:
+                if await send(url) >= 300:
+                    failures += 1
+            except Exception:  # every client has its own errors; each one is a failed delivery
+                failures += 1
+
+    await asyncio.gather(*(one(u) for u in urls))
+    return failures
+
+
 async def raw_http(job: dict[str, Any]) -> dict[str, Any]:
     body = base64.b64decode(job["body"])
     headers = dict(job["headers"])
     n, runs, base = int(job["n"]), int(job["runs"]), job["base"]
-    connector = aiohttp.TCPConnector(limit=int(job["connections"]), limit_per_host=0)
+    client = job.get("client", "aiohttp")
+    prefix = job.get("prefix", "raw")
+    concurrency, timeout_s = int(job["concurrency"]), float(job["timeout_s"])
     out = []
-    async with aiohttp.ClientSession(connector=connector) as session:
+    sender = None
+    session = None
+    if client == "aiohttp":
+        connector = aiohttp.TCPConnector(limit=int(job["connections"]), limit_per_host=0)
+        session = aiohttp.ClientSession(connector=connector)
+    else:
+        from simulations.http_senders import SENDERS
+
+        sender = SENDERS[client](body, headers, int(job["connections"]), timeout_s)
+        await sender.start()
+    try:
         for run in range(-1, runs):  # -1: warm-up, not reported
-            urls = [f"{base}/raw/{run}/{i}" for i in range(n)]
-            t0 = time.time()
-            failures = await _post_all(
-                session,
-                urls,
-                body,
-                headers,
-                int(job["concurrency"]),
-                time.monotonic() + float(job["timeout_s"]),
-            )
-            t1 = time.time()
+            urls = [f"{base}/{prefix}/{run}/{i}" for i in range(n)]
+            cpu0, loop0, t0 = cpu_seconds(), time.thread_time(), time.time()
+            if session is not None:
+                failures = await _post_all(
+                    session, urls, body, headers, concurrency, time.monotonic() + timeout_s
+                )
+            else:
+                assert sender is not None
+                failures = await _send_all(sender.post, urls, concurrency)
+            t1, cpu1, loop1 = time.time(), cpu_seconds(), time.thread_time()
             if run >= 0:
-                out.append({"key": f"raw/{run}", "t0": t0, "t_done": t1, "failures": failures})
+                out.append({"key": f"{prefix}/{run}", "t0": t0, "t_done": t1, "failures": failures,
+                            "cpu_s": cpu1 - cpu0, "loop_cpu_s": loop1 - loop0})  # fmt: skip
             await asyncio.sleep(float(job.get("pause_s", 0.5)))
-    return {"runs": out}
+    finally:
+        if session is not None:
+            await session.close()
+        if sender is not None:
+            await sender.close()
+    return {"runs": out, "client": client}
 
 
 async def raw_storm(job: dict[str, Any]) -> dict[str, Any]:
@@ -89,12 +138,28 @@ async def raw_storm(job: dict[str, Any]) -> dict[str, Any]:
     body = base64.b64decode(job["body"])
     headers = dict(job["headers"])
     seconds, concurrency, base = float(job["seconds"]), int(job["concurrency"]), job["base"]
-    connector = aiohttp.TCPConnector(limit=int(job["connections"]), limit_per_host=0)
+    client = job.get("client", "aiohttp")
     sent = failures = 0
-    async with aiohttp.ClientSession(connector=connector) as session:
+    session: aiohttp.ClientSession | None = None
+    if client == "aiohttp":
+        connector = aiohttp.TCPConnector(limit=int(job["connections"]), limit_per_host=0)
+        session = aiohttp.ClientSession(connector=connector)
+        timeout = aiohttp.ClientTimeout(total=5)
+
+        async def send(url: str) -> int:
+            assert session is not None
+            async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+                await resp.read()
+                return resp.status
+    else:
+        from simulations.http_senders import SENDERS
+
+        sender = SENDERS[client](body, headers, int(job["connections"]), 5.0)
+        await sender.start()
+        send = sender.post
+    try:
         # Warm the pool first, like the engine's is after the flash runs.
-        await _post_all(session, [f"{base}/warm/{i}" for i in range(concurrency)], body, headers,
-                        concurrency, time.monotonic() + 10)  # fmt: skip
+        await _send_all(send, [f"{base}/warm/{i}" for i in range(concurrency)], concurrency)
         t0 = time.time()
         stop_at = time.monotonic() + seconds
 
@@ -103,17 +168,21 @@ async def raw_storm(job: dict[str, Any]) -> dict[str, Any]:
             i = 0
             while time.monotonic() < stop_at:
                 try:
-                    async with session.post(f"{base}/rawstorm/{k}/{i}", data=body, headers=headers,
-                                            timeout=aiohttp.ClientTimeout(total=5)) as resp:  # fmt: skip
-                        await resp.read()
-                        sent += 1
-                except (aiohttp.ClientError, TimeoutError, OSError):
+                    await send(f"{base}/rawstorm/{k}/{i}")
+                    sent += 1
+                except Exception:  # every client has its own errors; each one is a failed delivery
                     failures += 1
                 i += 1
 
         await asyncio.gather(*(lane(k) for k in range(concurrency)))
         t1 = time.time()
-    return {"t0": t0, "t1": t1, "sent": sent, "failures": failures, "per_s": sent / max(1e-9, t1 - t0)}
+    finally:
+        if session is not None:
+            await session.close()
+        else:
+            await sender.close()
+    return {"t0": t0, "t1": t1, "sent": sent, "failures": failures, "per_s": sent / max(1e-9, t1 - t0),
+            "client": client}  # fmt: skip
 
 
 async def raw_mqtt(job: dict[str, Any]) -> dict[str, Any]:
