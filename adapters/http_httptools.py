@@ -129,17 +129,20 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
-        if self.in_head:
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD_BYTES:
-                self._fail(BadAnswerError(f"the answer's headers ran past {MAX_HEAD_BYTES} bytes"))
-                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(BadAnswerError("the receiver switched protocols instead of answering"))
+            return
         except httptools.HttpParserError as exc:
             self._fail(BadAnswerError(f"the answer was not valid HTTP: {exc}"))
+            return
+        # Counted after parsing: one read often holds the headers and the start of a body,
+        # and only headers that never end are the receiver's fault.
+        if self.in_head:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._fail(BadAnswerError(f"the answer's headers ran past {MAX_HEAD_BYTES} bytes"))
 
     # --- httptools callbacks -----------------------------------------------------------
     def on_headers_complete(self) -> None:

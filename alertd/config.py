@@ -46,6 +46,10 @@ class Settings:
     flash_concurrency: int = 512
     routine_concurrency: int = 256
     http_connections: int = 512
+    # What carries webhooks (issue 12; README "Which HTTP client carries the webhooks"):
+    # "httptools" (the thin keep-alive client, a third of aiohttp's CPU per delivery),
+    # "aiohttp" (what alertd used before), or "pyreqwest" (Rust; I/O off the loop's thread).
+    http_client: str = "httptools"
     redis_connections: int = 64
     # Lane readers block this long in XREADGROUP; the Redis socket timeout must
     # stay well above it, or every quiet read would end in a timeout.
@@ -122,6 +126,7 @@ class Settings:
             breaker_cooldown_s=_env_float("ALERTD_BREAKER_COOLDOWN_S", 10.0),
             flash_concurrency=_env_int("ALERTD_FLASH_CONCURRENCY", 512),
             routine_concurrency=_env_int("ALERTD_ROUTINE_CONCURRENCY", 256),
+            http_client=os.environ.get("ALERTD_HTTP_CLIENT") or "httptools",
             seed_file=os.environ.get("ALERTD_CONFIG") or None,
             signing_key=os.environ.get("ALERTD_SIGNING_KEY") or None,
             signing_cert=os.environ.get("ALERTD_SIGNING_CERT") or None,

@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from adapters.base import Adapter, DirectAdapter, Payload, PermanentError
-from adapters.transport import HttpTransport, MqttTransport
+from adapters.transport import MqttTransport, http_transport
 from alertd import logs, redis_full
 from alertd.breaker import CircuitBreaker
 from alertd.config import Settings
@@ -65,7 +65,7 @@ class Worker:
         self.settings = settings
         self.adapters = adapters
         self.feed = feed
-        self.http = HttpTransport(settings.http_connections)
+        self.http = http_transport(settings.http_client, settings.http_connections)
         self.mqtt = MqttTransport(topics or Topics())
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
         self.consumer = settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
