@@ -147,6 +147,10 @@ async def test_a_town_desk_runs_a_shipped_drill_of_its_own_town_only(desk: Runni
     assert status == 200, listing
     allowed = {s["id"]: s["allowed"] for s in listing["scenarios"]}
     assert allowed["joso-demo"] and allowed["joso-flood-day"]
+    # What each is, in the console's two languages (descriptions.ja / .en); description is the Japanese.
+    jma = next(s for s in listing["scenarios"] if s["id"] == "jma-sequences")
+    assert jma["descriptions"]["ja"].startswith("気象庁の電文") and jma["descriptions"]["en"].startswith("JMA")
+    assert jma["description"] == jma["descriptions"]["ja"]
     assert not allowed["ibaraki-44"] and not allowed["missile-alert"] and not allowed["nankai-earthquake"]
     assert listing["running"] is None and listing["test_broadcast_scope"] == [
         {"code": "08211", "name": "茨城県常総市"}

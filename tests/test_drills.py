@@ -29,6 +29,19 @@ def test_every_shipped_scenario_loads() -> None:
         assert scenario.steps and scenario.receivers
 
 
+def test_every_shipped_scenario_describes_itself_in_japanese_and_english() -> None:
+    """The console showed jma-sequences' description in English only on its Japanese page, and
+    joso-demo's with literal backticks ("the `make demo` drill")."""
+    import re
+
+    for path in SCENARIOS.glob("*.yaml"):
+        texts = load_scenario(path).descriptions
+        assert set(texts) == {"ja", "en"} and all(texts.values()), (path.stem, texts)
+        assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", texts["ja"]), (path.stem, texts["ja"])
+        assert not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", texts["en"]), (path.stem, texts["en"])
+        assert "`" not in texts["ja"] + texts["en"], (path.stem, texts)
+
+
 def test_a_broken_scenario_says_where(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nsteps:\n  - at: 0\n    order: {}\n    fault: {}\n", encoding="utf-8")

@@ -170,7 +170,10 @@ class DeskDrills:
             )
         record: dict[str, Any] = {
             "id": run_id, "scenario": found.id, "title": found.scenario.name,
-            "description": found.scenario.description, "speed": speed, "started_by": started_by,
+            "description": found.scenario.descriptions.get("ja") or found.scenario.description,
+            "descriptions": {"ja": found.scenario.descriptions.get("ja") or found.scenario.description,
+                             "en": found.scenario.descriptions.get("en") or found.scenario.description},
+            "speed": speed, "started_by": started_by,
             "started": datetime.now(JST).isoformat(timespec="seconds"), "state": "starting",
             "status": "Exercise", "steps": [], "verdict": None, "error": None,
         }  # fmt: skip
