@@ -832,14 +832,14 @@ async def run_embedded(
     scenario: Scenario,
     speed: float,
     *,
-    on_ready: Callable[[str, str], Awaitable[None]] | None = None,
+    on_ready: Callable[[str, str, str], Awaitable[None]] | None = None,
     on_report: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     lenient: bool = False,
 ) -> dict[str, Any]:
     """Start an engine on embedded Redis and MQTT (or the configured ones) and drill against it.
 
-    ``on_ready(url, admin_token)`` runs once the engine answers, before the drill (``make demo``
-    adds its console account there); ``on_report(report)`` runs after the drill while the engine
+    ``on_ready(url, admin_token, mqtt_url)`` runs once the engine answers, before the drill (``make demo``
+    adds its console accounts there); ``on_report(report)`` runs after the drill while the engine
     still serves (the demo keeps it up there until Ctrl-C when a person is watching)."""
     from aiohttp import web
 
@@ -872,7 +872,7 @@ async def run_embedded(
         assert settings.mqtt_url is not None
         url = f"http://127.0.0.1:{port}"
         if on_ready is not None:
-            await on_ready(url, settings.admin_token)
+            await on_ready(url, settings.admin_token, settings.mqtt_url)
         drill = DrillRunner(
             scenario, url, settings.admin_token, settings.mqtt_url, speed,
             topic_prefix=settings.topic_prefix, spool=spool, lenient=lenient,
