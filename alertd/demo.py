@@ -110,7 +110,7 @@ def accounts_banner(url: str, accounts: list[Account]) -> str:
     lines += [
         f"  two-person approval: the demo desk holds Actual orders of level {DEMO_APPROVAL['min_level']} and above for a",
         f"    second person — send one as {DEMO_USER}, then sign in as {DEMO_APPROVER} (another browser or a",
-        "    private window) and approve it under 承認 (Approvals); Exercise orders and drills are not held.",
+        "    private window) and approve it under 承認待ち (Awaiting approval); Exercise orders and drills are not held.",
         "",
     ]
     return "\n".join(lines)

@@ -50,7 +50,7 @@ async def test_the_demo_desk_has_an_approver_and_a_two_person_rule_and_codes_tha
         command = next(line.split("code with: ", 1)[1].removesuffix(")") for line in banner.splitlines()
                        if f"'{account.secret}'" in line)  # fmt: skip
         tokens[account.username] = await signed_in(engine, account.username, account.password, command)
-    assert "approve it under 承認" in banner
+    assert "approve it under 承認待ち" in banner
 
     status, issuer, _ = await call(engine, "GET", f"/api/v1/issuers/{DEMO_ISSUER}", ADMIN_TOKEN)
     assert status == 200 and issuer["approval"] == {"status": ["Actual"], "min_level": 4}, issuer
