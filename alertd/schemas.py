@@ -1507,6 +1507,10 @@ class DrillRun(Answer):
         description="Why the drill could not run (it cleaned up what it had registered)."
     )
     cleanup: dict[str, int] | None = None
+    engine_ids: dict[str, dict[str, str]] | None = Field(
+        None, description="The ids its issuers and receivers have on the engine (the delivery boards name them "
+        "so), by the scenario's names: {issuers: {joso-desk: drill-…-joso-desk}, receivers: {…}}."
+    )
 
 
 class DrillScenario(Answer):

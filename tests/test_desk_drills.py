@@ -251,6 +251,8 @@ async def test_a_town_set_up_from_the_example_config_runs_its_shipped_drills(sin
         status, board, _ = await call(town, "GET", f"/api/v1/alerts/{first}/deliveries", token)
         subscribers = {r["subscriber"] for r in board["deliveries"] if r["adapter"] != "feed"}
         assert subscribers and all(s.startswith(f"drill-{run['id'].rsplit('-', 1)[1]}-") for s in subscribers)
+        assert subscribers <= set(found["engine_ids"]["receivers"].values()), found["engine_ids"]
+        assert found["engine_ids"]["receivers"]["nhk-mito"] != "nhk-mito"
 
         # The command line against the same engine, as the README runs it.
         env = {**os.environ, "PYTHONPATH": str(ROOT), "ALERTD_LOG_LEVEL": "WARNING"}

@@ -220,6 +220,8 @@ class DeskDrills:
                 id_tag=record["id"].rsplit("-", 1)[1],  # its receivers on the board: drill-<this>-nhk-mito
             )  # fmt: skip
             drill.progress = _Quiet()  # a server has no terminal line to update
+            # Its boards name its receivers so: the console may show the scenario's names beside them.
+            record["engine_ids"] = {"issuers": drill.issuer_ids, "receivers": drill.receiver_ids}
 
             async def started() -> None:
                 record["state"] = "running"
