@@ -26,6 +26,7 @@ from alertd import schemas
 from alertd.accounts_api import PEOPLE, Caller, authenticate, body_of, record
 from alertd.appkeys import ENGINE
 from alertd.drills.desk import DeskDrills, ShippedScenario, find, scenarios
+from alertd.drills.scenario import DESCRIPTION_LANGUAGES
 from alertd.errors import Forbidden, OutsideJurisdiction
 from alertd.models import Issuer
 
@@ -90,6 +91,14 @@ def may_start(request: web.Request, issuer: Issuer | None, found: ShippedScenari
     return None
 
 
+def descriptions(found: ShippedScenario) -> dict[str, object]:
+    """What the scenario is, per console language (descriptions.ja, descriptions.en); description
+    alone is the Japanese, as the console showed it before it chose by language."""
+    texts = found.scenario.descriptions
+    both = {lang: texts.get(lang) or found.scenario.description for lang in DESCRIPTION_LANGUAGES}
+    return {"description": both["ja"], "descriptions": both}
+
+
 async def list_drills(request: web.Request) -> web.Response:
     _, issuer = await caller_and_issuer(request, role=None)
     running = await request.app[DESK_DRILLS].running()
@@ -101,7 +110,7 @@ async def list_drills(request: web.Request) -> web.Response:
             running = None
     return _json({
         "scenarios": [{
-            "id": s.id, "title": s.scenario.name, "description": s.scenario.description,
+            "id": s.id, "title": s.scenario.name, **descriptions(s),
             "steps": len(s.scenario.steps), "duration_s": s.duration_s, "national": s.national,
             "scope": _names(request, s.scope), "allowed": may_start(request, issuer, s) is None,
             "why_not": may_start(request, issuer, s),

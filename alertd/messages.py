@@ -208,6 +208,18 @@ def readable_name(code: str, name: str, lang: str | None) -> str:
     return f"{romaji} ({name})" if romaji else name
 
 
+def readable_district(municipality: str | None, name: str, lang: str | None) -> str:
+    """A district a lift or what still stands names by its name (三坂町), as a reader of ``lang``
+    reads it: romanised first in en and ko like the order's own places; the town's own name, one
+    the registry does not know, or a national alert's place stays as written."""
+    if not municipality or lang not in ROMANISED:
+        return name
+    if name == place_name(municipality):
+        return readable_name(municipality, name, lang)
+    code = f"{municipality}:{name}"
+    return readable_name(code, name, lang) if places.entry(code) is not None else name
+
+
 def _known_name(code: str | None, lang: str | None = None) -> str | None:
     """A municipality's name only when the registry really knows it (never a bare code in prose)."""
     if not code:
@@ -463,11 +475,14 @@ def _evacuation(alert: Alert, lang: str, ctx: _Context) -> _Core:
         if ended:
             # Each level with the places it ended in: 「若宮戸の警戒レベル4 避難指示、全域の警戒レベル3
             # 高齢者等避難を解除しました」, never "全域の避難指示" when it stood in one district.
+            # The lift names places as the order did: romanised first in en and ko ("Misaka-machi
+            # (三坂町)"), and the town itself (its kanji name, whatever ctx.muni reads) is 全域.
+            town = place_name(alert.municipality) if alert.municipality else None
             items = [
                 p["ended_item"].format(
                     title=p["level_title"].format(n=e["level"], name=p["level_name"][e["level"]]),
-                    places=p["whole_area"] if e.get("districts") in ([], [ctx.muni]) else
-                    p["list_sep"].join(e["districts"]),
+                    places=p["whole_area"] if e.get("districts") in ([], [town], [ctx.muni]) else
+                    p["list_sep"].join(readable_district(alert.municipality, n, lang) for n in e["districts"]),
                 )
                 for e in ended
             ]
@@ -751,7 +766,7 @@ def _still_standing(alert: Alert, lang: str) -> str:
         if level not in p["level_name"]:
             continue
         phrase = p["level_title"].format(n=level, name=p["level_name"][level])
-        places = p["list_sep"].join(item.get("districts") or [])
+        places = p["list_sep"].join(readable_district(alert.municipality, n, lang) for n in item.get("districts") or [])
         sentences.append(p["still_standing"].format(places=places, phrases=phrase))
     return _join(sentences, lang)
 

@@ -665,7 +665,9 @@ PATHS: dict[str, Any] = {
             "operator role, or the issuer's token, one inside the issuer's jurisdiction that sends nothing "
             "national. No approval: a drill is never an order. One drill at a time per deployment. Audited "
             "as drill under the caller's name. Follow it with GET /api/v1/drills/{id}: each step's alerts "
-            "have their delivery board (GET /api/v1/alerts/{id}/deliveries/events).",
+            "have their delivery board (GET /api/v1/alerts/{id}/deliveries/events). The 202 comes once the drill "
+            "has started (its issuers and receivers registered, under ids of its run: drill-<run>-nhk-mito), "
+            "with state 'running' ('starting' if that took longer than 20 s).",
             "responses": {
                 "202": _json("DrillRun", "Started."),
                 **_problems(
@@ -681,7 +683,8 @@ PATHS: dict[str, Any] = {
                         403: "The scenario covers an area outside the caller's jurisdiction, or sends national "
                         "warnings, or the person lacks the operator role. Nothing was started.",
                         404: "There is no shipped scenario of that name.",
-                        409: "A drill is already running, or the deployment has no admin token for drills to use.",
+                        409: "A drill is already running, the deployment has no admin token for drills to use, or "
+                        "the drill could not start (the detail says why, Japanese first). Nothing was sent.",
                         422: "'scenario' or 'speed' is not acceptable.",
                     },
                 ),

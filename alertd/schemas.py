@@ -1485,12 +1485,18 @@ class DrillRun(Answer):
     id: str
     scenario: str
     title: str
-    description: str
+    description: str = Field(description="What the scenario is, in Japanese (descriptions has every language).")
+    descriptions: dict[str, str] | None = Field(
+        None, description="What the scenario is, per console language: {ja, en}.", examples=[{"ja": "…", "en": "…"}]
+    )
     speed: float
     started_by: str = Field(description="Who started it, as the audit trail names them (user:tanaka).")
     started: str
     ended: str | None = None
-    state: Literal["starting", "running", "passed", "failed", "error"]
+    state: Literal["starting", "running", "passed", "failed", "error"] = Field(
+        description="running: it has started (its issuers and receivers registered); starting: not yet; "
+        "passed or failed: its verdict; error: it could not run (error says why, Japanese first)."
+    )
     status: Literal["Exercise"] = Field(description="Every message of a drill is an Exercise (訓練).")
     steps: list[DrillStep]
     total_steps: int | None = None
@@ -1501,12 +1507,19 @@ class DrillRun(Answer):
         description="Why the drill could not run (it cleaned up what it had registered)."
     )
     cleanup: dict[str, int] | None = None
+    engine_ids: dict[str, dict[str, str]] | None = Field(
+        None, description="The ids its issuers and receivers have on the engine (the delivery boards name them "
+        "so), by the scenario's names: {issuers: {joso-desk: drill-…-joso-desk}, receivers: {…}}."
+    )
 
 
 class DrillScenario(Answer):
     id: str = Field(description="What POST /api/v1/drills takes as 'scenario'.")
     title: str
-    description: str
+    description: str = Field(description="What the scenario is, in Japanese (descriptions has every language).")
+    descriptions: dict[str, str] = Field(
+        description="What the scenario is, per console language: {ja, en}.", examples=[{"ja": "…", "en": "…"}]
+    )
     steps: int
     duration_s: float = Field(description="The timeline's length at speed 1 (plus settling).")
     national: bool = Field(description="Sends national warnings: a national issuer or the admin token only.")

@@ -12,6 +12,7 @@ transmission test started by a town's desk.
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from collections.abc import AsyncIterator
 from typing import Any
@@ -146,6 +147,10 @@ async def test_a_town_desk_runs_a_shipped_drill_of_its_own_town_only(desk: Runni
     assert status == 200, listing
     allowed = {s["id"]: s["allowed"] for s in listing["scenarios"]}
     assert allowed["joso-demo"] and allowed["joso-flood-day"]
+    # What each is, in the console's two languages (descriptions.ja / .en); description is the Japanese.
+    jma = next(s for s in listing["scenarios"] if s["id"] == "jma-sequences")
+    assert jma["descriptions"]["ja"].startswith("気象庁の電文") and jma["descriptions"]["en"].startswith("JMA")
+    assert jma["description"] == jma["descriptions"]["ja"]
     assert not allowed["ibaraki-44"] and not allowed["missile-alert"] and not allowed["nankai-earthquake"]
     assert listing["running"] is None and listing["test_broadcast_scope"] == [
         {"code": "08211", "name": "茨城県常総市"}
@@ -206,3 +211,87 @@ async def test_a_town_desk_runs_a_shipped_drill_of_its_own_town_only(desk: Runni
     assert [d for d in done if d[1] == "drill"] == [
         d for d in done if d[0] == "user:tanaka" and d[1] == "drill"
     ]
+
+
+async def test_a_town_set_up_from_the_example_config_runs_its_shipped_drills(sink: Any, tmp_path: Any) -> None:
+    """The trial's town, configured from config/alertd.example.yaml, could run none of its drills:
+    the scenarios' joso-desk, nhk-mito, radio-joso were the config's live ids and the runner refused
+    — while the console showed 訓練を開始しました. Now a drill's issuers and receivers have ids of
+    their run; the console's start answers only once the drill has started, and `alertd drill run
+    --url` runs too. The live receivers (which do not take drills) hear nothing."""
+    import asyncio
+    import sys
+
+    import yaml
+
+    from tests.conftest import MQTT_URL, make_settings
+    from tests.support import ROOT
+
+    data = yaml.safe_load((ROOT / "config" / "alertd.example.yaml").read_text(encoding="utf-8"))
+    for sub in data["subscribers"]:  # the ids as shipped; the endpoints here, to see nothing arrives
+        sub["endpoint"] = f"{sink.url}/{sub['id']}" if sub["adapter"] != "radio" else f"{MQTT_URL}/live/{sub['id']}"
+    seed = tmp_path / "alertd.yaml"
+    seed.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    town = await start_engine(make_settings(seed_file=str(seed)))
+    try:
+        live = {s["id"] for s in data["subscribers"]}
+        token = next(i["token"] for i in data["issuers"] if i["id"] == "joso-desk")  # the town desk's own token
+        status, run, _ = await call(town, "POST", "/api/v1/drills", token, {"scenario": "joso-flood-day", "speed": 20})
+        assert status == 202, run
+        assert run["state"] == "running" and run["error"] is None, run  # started: what the console may say
+
+        async def ended() -> dict[str, Any] | None:
+            status, found, _ = await call(town, "GET", f"/api/v1/drills/{run['id']}", token)
+            assert status == 200, found
+            return found if found["state"] in ("passed", "failed", "error") else None
+
+        found = await until(ended, what="joso-flood-day to end", timeout=90)
+        assert found["state"] == "passed", found
+        first = found["steps"][0]["alert_ids"][0]
+        status, board, _ = await call(town, "GET", f"/api/v1/alerts/{first}/deliveries", token)
+        subscribers = {r["subscriber"] for r in board["deliveries"] if r["adapter"] != "feed"}
+        assert subscribers and all(s.startswith(f"drill-{run['id'].rsplit('-', 1)[1]}-") for s in subscribers)
+        assert subscribers <= set(found["engine_ids"]["receivers"].values()), found["engine_ids"]
+        assert found["engine_ids"]["receivers"]["nhk-mito"] != "nhk-mito"
+
+        # The command line against the same engine, as the README runs it.
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "ALERTD_LOG_LEVEL": "WARNING"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "alertd", "drill", "run", "joso-demo", "--speed", "20", "--url", town.url,
+            "--admin-token", ADMIN_TOKEN, "--mqtt-url", MQTT_URL, "--topic-prefix", town.engine.settings.topic_prefix,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, (out.decode()[-2000:], err.decode()[-2000:])
+
+        # Live settings untouched, nothing of the drills left, no live receiver heard a drill.
+        status, subs, _ = await call(town, "GET", "/api/v1/subscribers", ADMIN_TOKEN)
+        assert {s["id"] for s in subs} == live
+        status, issuers, _ = await call(town, "GET", "/api/v1/issuers", ADMIN_TOKEN)
+        assert {i["id"] for i in issuers} == {i["id"] for i in data["issuers"]}
+        assert sink.received == []
+    finally:
+        await stop_engine(town)
+
+
+async def test_a_drill_that_cannot_start_is_a_problem_not_a_start(desk: RunningEngine, monkeypatch: Any) -> None:
+    """The console showed 訓練を開始しました beside the drill's failure: the start answered 202
+    before the drill had tried to register anything. A drill that cannot start is now a 409
+    problem saying why, Japanese first, and the next start is not blocked."""
+    from alertd.drills import runner as drill_runner
+
+    tanaka = await person(desk, "tanaka", ["operator"])
+    real = drill_runner.engine_ids
+    taken = "drill-taken-joso-desk"
+    await desk.add_issuer(taken, ["08211"])
+    # A live id the run's own would be (in life a 1 in 16 million chance): the refusal still holds.
+    monkeypatch.setattr(drill_runner, "engine_ids",
+                        lambda names, tag: {n: taken if n == "joso-desk" else real([n], tag)[n] for n in names})  # fmt: skip
+    status, problem, headers = await call(desk, "POST", "/api/v1/drills", tanaka, {"scenario": "joso-demo"})
+    assert_problem(status, problem, headers, 409, "conflict")
+    assert problem["detail"].startswith("訓練 joso-demo を開始できませんでした"), problem
+    assert "すでに本番の設定にあります" in problem["detail"] and "never replaces live settings" in problem["detail"]
+    status, listing, _ = await call(desk, "GET", "/api/v1/drills", tanaka)
+    assert listing["running"] is None
+    status, issuers, _ = await call(desk, "GET", "/api/v1/issuers", ADMIN_TOKEN)
+    assert sorted(i["id"] for i in issuers) == sorted(["joso", "tsukuba", taken])

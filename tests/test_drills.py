@@ -29,6 +29,19 @@ def test_every_shipped_scenario_loads() -> None:
         assert scenario.steps and scenario.receivers
 
 
+def test_every_shipped_scenario_describes_itself_in_japanese_and_english() -> None:
+    """The console showed jma-sequences' description in English only on its Japanese page, and
+    joso-demo's with literal backticks ("the `make demo` drill")."""
+    import re
+
+    for path in SCENARIOS.glob("*.yaml"):
+        texts = load_scenario(path).descriptions
+        assert set(texts) == {"ja", "en"} and all(texts.values()), (path.stem, texts)
+        assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", texts["ja"]), (path.stem, texts["ja"])
+        assert not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", texts["en"]), (path.stem, texts["en"])
+        assert "`" not in texts["ja"] + texts["en"], (path.stem, texts)
+
+
 def test_a_broken_scenario_says_where(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nsteps:\n  - at: 0\n    order: {}\n    fault: {}\n", encoding="utf-8")
@@ -230,29 +243,46 @@ steps:
 
 async def test_a_drill_never_replaces_live_settings_and_leaves_nothing_behind(engine: RunningEngine) -> None:
     """Run against a live engine, a drill once re-pointed real broadcasters at its own port
-    and gave a real desk a new token, and left both behind."""
+    and gave a real desk a new token, and left both behind. Then it refused to start where the
+    live ids were the scenario's own (a town set up from the example config could run none of its
+    drills): now each run registers its issuers and receivers under ids of its own."""
     scenario = load_scenario(SCENARIOS / "joso-demo.yaml")
     live_desk = scenario.issuers[0]["id"]
     token = await engine.add_issuer(live_desk, ["08211"])
-    with pytest.raises(ScenarioError, match="never replaces live settings"):
-        await DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
+    # As the example config has it: a live broadcaster that does not take drills.
+    live = {"id": "nhk-mito", "adapter": "broadcaster", "endpoint": "http://127.0.0.1:9/cap", "districts": ["08"],
+            "drills": False}
+    await engine.add_subscriber(**live)
+    runner = DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=20)
+    assert runner.issuer_ids[live_desk].startswith("drill-") and runner.receiver_ids["nhk-mito"] != "nhk-mito"
+    rep = await runner.run()
+    assert rep["step_errors"] == [] and rep["cleanup"]["errors"] == [] and not rep["undelivered"], rep
+    # The report names the drill's receivers as the scenario does; the engine knew them by the run's ids.
+    assert {d["subscriber"] for d in rep["deliveries"]} == {r.id for r in scenario.receivers}
+    assert all(d["simulated"] for d in rep["deliveries"])  # the live broadcaster takes no drill
+    assert rep["engine_ids"]["receivers"]["nhk-mito"] in rep["cleanup"]["removed_receivers"]
     status, _ = await engine.get(f"/api/v1/issuers/{live_desk}", headers=engine.admin)
     assert status == 200  # still there, and its token still works
     status, _ = await engine.post("/api/v1/evacuation-orders/preview", token, {
         "municipality": "08211", "level": 3, "action": "issue", "districts": ["all"], "reason": "洪水",
         "status": "Exercise"})  # fmt: skip
     assert status == 200
-    async with engine.http.delete(f"{engine.url}/api/v1/issuers/{live_desk}", headers=engine.admin) as resp:
-        assert resp.status in (200, 204)
-
-    rep = await DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=20).run()
-    assert rep["step_errors"] == [] and rep["cleanup"]["errors"] == []
+    status, subscriber = await engine.get("/api/v1/subscribers/nhk-mito", headers=engine.admin)
+    assert status == 200 and subscriber["endpoint"] == live["endpoint"], subscriber
+    for path, left in (("/api/v1/issuers", [live_desk]), ("/api/v1/subscribers", ["nhk-mito"])):
+        status, rows = await engine.get(path, headers=engine.admin)
+        assert status == 200 and [r["id"] for r in rows] == left, (path, rows)
     sent = {a for s in rep["steps"] for a in s["alert_ids"]}
-    for path in ("/api/v1/issuers", "/api/v1/subscribers"):
-        status, left = await engine.get(path, headers=engine.admin)
-        assert status == 200 and left == [], (path, left)
     status, standing = await engine.get("/api/v1/alerts?active=true&status=Exercise")
     assert status == 200 and not sent & {a["id"] for a in standing}, standing
+
+    # Should a live id ever be the run's own, the drill still refuses, in Japanese first, and sends nothing.
+    clash = DrillRunner(scenario, engine.url, ADMIN_TOKEN, MQTT_URL, speed=20)
+    await engine.add_issuer(clash.issuer_ids[live_desk], ["08211"])
+    with pytest.raises(ScenarioError, match="never replaces live settings") as refused:
+        await clash.run()
+    assert str(refused.value).startswith("この訓練が登録する発信者・受信者のID"), refused.value
+    assert clash.created_issuers == clash.created_subscribers == []
 
 
 def test_a_town_no_receiver_covers_is_listed_and_causes_are_named_as_published() -> None:

@@ -34,3 +34,23 @@ def test_en_and_ko_texts_name_places_romanised_and_the_loudspeaker_reads_them_wi
     ja = messages.message(alert, "ja")
     assert "三坂町、若宮戸" in ja.body and "Misaka" not in ja.body  # Japanese readers read the kanji
     assert "Misaka" not in messages.message(alert, "zh").body  # and so do Chinese readers
+
+
+def test_a_lift_names_its_districts_romanised_in_en_and_ko_and_the_town_as_the_whole_area() -> None:
+    """The trial's lift read "Lifted in Joso-shi (常総市): … for 三坂町": the districts a lift ends
+    (and those it leaves standing) were named in kanji only, and the town's own 全域 as "常総市"."""
+    Registry.default()
+    alert = make_alert(districts=["08211"], municipality="08211", level=4, action="lift", kind="evacuation",
+                       reason="洪水")  # fmt: skip
+    # As alertd.orders builds a lift: what it ended and what still stands, by district name.
+    alert.ended = [{"level": 4, "districts": ["三坂町", "若宮戸"]}, {"level": 3, "districts": ["常総市"]}]
+    alert.remaining = [{"level": 4, "districts": ["本石下"]}]
+    en = messages.message(alert, "en")
+    assert "for Misaka-machi (三坂町), Wakamiyado (若宮戸)" in en.body, en.body
+    assert "evacuate for the whole area" in en.body and "for 常総市" not in en.body, en.body
+    assert "in force in Motoishige (本石下)" in en.body, en.body
+    assert "Misaka-machi, Wakamiyado" in en.spoken and "三坂町" not in en.spoken
+    ko = messages.message(alert, "ko").body
+    assert "Misaka-machi (三坂町), Wakamiyado (若宮戸)의" in ko and "Motoishige (本石下)" in ko, ko
+    ja = messages.message(alert, "ja").body
+    assert "三坂町、若宮戸の警戒レベル4" in ja and "全域の警戒レベル3" in ja and "Misaka" not in ja, ja

@@ -19,9 +19,17 @@ Who may start what (the route checks it, this module says what a scenario covers
 No second person: a drill is Exercise, never an order anyone acts on, and reaches only receivers
 that take drills (``alertd.routing``) — the two-person rule holds Actual orders, as issuers set it.
 
-One drill at a time per deployment (the scenarios' issuer and receiver ids are fixed, and two at
-once would fight over them): a Redis lock says which, on every alertd process. The run's progress
-is kept in Redis too, so any process answers for it.
+The drill registers its issuers and receivers under ids of its own run (``drill-<run>-nhk-mito``,
+``alertd.drills.runner.engine_ids``), so a town configured from the example configuration — whose
+live ids are the shipped scenarios' joso-desk, nhk-mito, radio-joso — runs its drills as shipped.
+
+The start answers once the drill has really started (its issuers and receivers registered), so
+the console never says 訓練を開始しました for a drill that could not start: that is a 409 problem
+saying why, Japanese first.
+
+One drill at a time per deployment (two at once would read each other's orders as in force in
+their checks): a Redis lock says which, on every alertd process. The run's progress is kept in
+Redis too, so any process answers for it.
 """
 
 from __future__ import annotations
@@ -58,6 +66,10 @@ KEEP_S = 7 * 24 * 3600
 LOCK_S = 1800
 # How often a running drill's progress is written for other processes and the console.
 SAVE_EVERY_S = 0.5
+# How long the start waits for the drill to have started before answering "starting" (then the
+# console follows GET /api/v1/drills/{id}): registering takes well under a second, a broker that
+# is slow to answer the fleet's connection longer.
+START_WAIT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -158,18 +170,30 @@ class DeskDrills:
             )
         record: dict[str, Any] = {
             "id": run_id, "scenario": found.id, "title": found.scenario.name,
-            "description": found.scenario.description, "speed": speed, "started_by": started_by,
+            "description": found.scenario.descriptions.get("ja") or found.scenario.description,
+            "descriptions": {"ja": found.scenario.descriptions.get("ja") or found.scenario.description,
+                             "en": found.scenario.descriptions.get("en") or found.scenario.description},
+            "speed": speed, "started_by": started_by,
             "started": datetime.now(JST).isoformat(timespec="seconds"), "state": "starting",
             "status": "Exercise", "steps": [], "verdict": None, "error": None,
         }  # fmt: skip
         await self._save(record)
-        task = asyncio.create_task(self._run(found, speed, record))
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._run(found, speed, record, ready))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ready), START_WAIT_S)
+        if record["state"] in ("error", "failed"):
+            # It never started (its lock is released, what it registered removed): a problem, not a 202.
+            raise Conflict(f"訓練 {found.id} を開始できませんでした（何も送信していません）。"
+                           f"The drill {found.id} could not start; nothing was sent. {record['error'] or ''}".rstrip())  # fmt: skip
         log.info("drill.started", drill_id=run_id, scenario=found.id, started_by=started_by)
         return record
 
-    async def _run(self, found: ShippedScenario, speed: float, record: dict[str, Any]) -> None:
+    async def _run(
+        self, found: ShippedScenario, speed: float, record: dict[str, Any], ready: asyncio.Future[None]
+    ) -> None:
         """The drill against a private listener of this engine, its progress saved as it goes."""
         from aiohttp import web
 
@@ -193,9 +217,19 @@ class DeskDrills:
             drill = DrillRunner(
                 scenario, f"http://127.0.0.1:{port}", settings.admin_token, settings.mqtt_url, speed,
                 topic_prefix=settings.topic_prefix, spool=Path(spool) if spool else None,
+                id_tag=record["id"].rsplit("-", 1)[1],  # its receivers on the board: drill-<this>-nhk-mito
             )  # fmt: skip
             drill.progress = _Quiet()  # a server has no terminal line to update
-            record["state"] = "running"
+            # Its boards name its receivers so: the console may show the scenario's names beside them.
+            record["engine_ids"] = {"issuers": drill.issuer_ids, "receivers": drill.receiver_ids}
+
+            async def started() -> None:
+                record["state"] = "running"
+                await self._save(record)
+                if not ready.done():
+                    ready.set_result(None)
+
+            drill.on_setup = started
             saver = asyncio.create_task(self._keep_saving(drill, record))
             report = await drill.run()
             record["verdict"] = verdict(report)
@@ -220,6 +254,8 @@ class DeskDrills:
                     await self._redis.delete(self._lock_key)
             await runner.cleanup()
             log.info("drill.ended", drill_id=record["id"], state=record["state"])
+            if not ready.done():  # it ended before it started: the start answers with why
+                ready.set_result(None)
 
     async def _keep_saving(self, drill: DrillRunner, record: dict[str, Any]) -> None:
         while True:

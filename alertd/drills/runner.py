@@ -4,6 +4,7 @@ every delivery counted, every view checked after every step."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -12,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,29 @@ from alertd.store import remove_prefix
 def drill_layer(layer: str) -> str:
     """The name a drill loads a layer under: never a town's real one."""
     return layer if layer.startswith("drill-") else f"drill-{layer}"
+
+
+# The national issuer every drill registers besides the scenario's (its JMA and CAP steps send as it).
+NATIONAL = "drill-national"
+ID_MAX = 64  # schemas.ID_RE
+
+
+def engine_ids(names: list[str], tag: str) -> dict[str, str]:
+    """The ids a drill registers its issuers and receivers under: ``drill-<tag>-<name>``, one set
+    per run, so a drill never shares an id with a live desk or receiver (the shipped scenarios
+    say joso-desk and nhk-mito, as the example configuration does) nor with another run.
+    A scenario's own "drill-" is not doubled; an id too long for the engine is shortened with a
+    hash of the whole name, so two names never meet in one id."""
+    prefix = f"drill-{tag}-"
+    out: dict[str, str] = {}
+    for name in names:
+        base = name.removeprefix("drill-") or name
+        ident = prefix + base
+        if len(ident) > ID_MAX or ident in out.values():
+            digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+            ident = f"{prefix}{base[: ID_MAX - len(prefix) - 9]}-{digest}"
+        out[name] = ident
+    return out
 
 
 @dataclass
@@ -85,7 +109,7 @@ class DrillRunner:
     def __init__(
         self, scenario: Scenario, url: str, admin_token: str, mqtt_url: str, speed: float = 1.0,
         *, topic_prefix: str = "alerts/v1", spool: Path | None = None, public_url: str | None = None,
-        lenient: bool = False,
+        lenient: bool = False, id_tag: str | None = None,
     ) -> None:
         self.scenario = scenario
         # The standalone test's rule: a receiver that got the test but did not confirm fails it,
@@ -96,7 +120,13 @@ class DrillRunner:
         self.mqtt_url = mqtt_url
         self.speed = max(speed, 0.001)
         self.run_id = datetime.now(JST).strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(2)  # as the report's date
-        self.fleet = Fleet(scenario.receivers, url, mqtt_url)
+        # The scenario's names (what its steps and faults say) -> the ids registered on the engine.
+        tag = id_tag or self.run_id.rsplit("-", 1)[1]
+        self.receiver_ids = engine_ids([r.id for r in scenario.receivers], tag)
+        self.issuer_ids = engine_ids([*(str(i["id"]) for i in scenario.issuers), NATIONAL], tag)
+        self._own = {self.receiver_ids[r.id]: r for r in scenario.receivers}  # engine id -> its spec
+        self._name_of = {ident: name for name, ident in self.receiver_ids.items()}
+        self.fleet = Fleet([replace(r, id=self.receiver_ids[r.id]) for r in scenario.receivers], url, mqtt_url)
         self.tokens: dict[str, str] = {}
         self.results: list[StepResult] = []
         self.by_name: dict[str, StepResult] = {}
@@ -116,6 +146,9 @@ class DrillRunner:
         self._towns: dict[str, str] | None = None  # receiver id -> the town it stands for, by name
         self._districts: dict[str, list[str]] = {}  # districts of receivers not the scenario's own
         self.started: datetime | None = None
+        # Called once the drill's issuers and receivers are registered and its first step is due:
+        # the drill has started (the console says 訓練を開始しました only then).
+        self.on_setup: Callable[[], Awaitable[None]] | None = None
 
     async def _api(
         self, http: aiohttp.ClientSession, method: str, path: str, token: str, **kw: Any
@@ -135,9 +168,9 @@ class DrillRunner:
     async def setup(self, http: aiohttp.ClientSession) -> None:
         issuers = [
             *self.scenario.issuers,
-            {"id": "drill-national", "name": "全国瞬時警報システム(訓練)", "national": True},
+            {"id": NATIONAL, "name": "全国瞬時警報システム(訓練)", "national": True},
         ]
-        await self._refuse_live_ids([i["id"] for i in issuers], [r.id for r in self.scenario.receivers])
+        await self._refuse_live_ids(list(self.issuer_ids.values()), list(self.receiver_ids.values()))
         await self.fleet.start()
         if any(step.expect for step in self.scenario.steps):
             await self.views.start()
@@ -148,12 +181,13 @@ class DrillRunner:
             self.created_subscribers.append(body["id"])
         for issuer in issuers:
             token = secrets.token_hex(16)
-            body = {**issuer, "token": token, "jurisdiction": issuer.get("jurisdiction", [])}
+            ident = self.issuer_ids[str(issuer["id"])]
+            body = {**issuer, "id": ident, "token": token, "jurisdiction": issuer.get("jurisdiction", [])}
             status, data = await self._api(http, "POST", "/api/v1/issuers", self.admin_token, json=body)
             if status != 201:
-                raise ScenarioError(f"could not register issuer {issuer['id']}: {data.get('detail')}")
-            self.created_issuers.append(issuer["id"])
-            self.tokens[issuer["id"]] = token
+                raise ScenarioError(f"could not register issuer {ident}: {data.get('detail')}")
+            self.created_issuers.append(ident)
+            self.tokens[str(issuer["id"])] = token  # by the scenario's name, as its steps say it
         await self._load_layers(http)
 
     async def _load_layers(self, http: aiohttp.ClientSession) -> None:
@@ -174,18 +208,24 @@ class DrillRunner:
     async def _refuse_live_ids(self, issuers: list[str], subscribers: list[str]) -> None:
         """A drill never replaces what the engine already has: registering an id that exists
         would re-point a live receiver at the drill, or give a live desk a new token."""
-        taken = []
+        taken: list[str] = []
+        ids: list[str] = []
         async with aiohttp.ClientSession() as http:
-            for kind, ids in (("issuer", issuers), ("subscriber", subscribers)):
+            for kind, wanted in (("issuer", issuers), ("subscriber", subscribers)):
                 status, existing = await self._api(http, "GET", f"/api/v1/{kind}s", self.admin_token)
                 if status != 200:
                     raise ScenarioError(f"could not list the engine's {kind}s: {existing.get('detail')}")
                 have = {e["id"] for e in existing}
-                taken += [f"{kind} {ident!r}" for ident in ids if ident in have]
+                taken += [f"{kind} {ident!r}" for ident in wanted if ident in have]
+                ids += [ident for ident in wanted if ident in have]
         if taken:
+            # Shown to desk staff in the console: Japanese first, then the English.
             raise ScenarioError(
-                f"the engine at {self.url} already has {', '.join(taken)}; a drill never replaces live "
-                "settings. Give the scenario's issuers and receivers ids of their own (e.g. drill-joso-desk)."
+                f"この訓練が登録する発信者・受信者のID（{'、'.join(ids)}）が、すでに本番の設定にあります。"
+                "訓練は本番の設定を置き換えないため、開始しませんでした（何も送信していません）。"
+                "もう一度開始してください（IDは訓練ごとに変わります）。"
+                f" The engine at {self.url} already has {', '.join(taken)}; a drill never replaces live "
+                "settings, so nothing was started or sent. Start it again: a drill's ids change with every run."
             )
 
     async def cleanup(self, http: aiohttp.ClientSession) -> dict[str, Any]:
@@ -296,8 +336,10 @@ class DrillRunner:
         ident = f"drill-{self.run_id}-{len(self.results) + 1}"
         try:
             if step.kind == "fault":
+                # The scenario names its receiver; the fleet knows it by its id on the engine.
+                name = str(step.spec["receiver"])
                 self.fleet.apply_fault(
-                    step.spec["receiver"], step.spec["kind"], float(step.spec.get("seconds", 2))
+                    self.receiver_ids.get(name, name), step.spec["kind"], float(step.spec.get("seconds", 2))
                 )
             elif step.kind == "wait":
                 pass
@@ -376,7 +418,7 @@ class DrillRunner:
         alert.identifier = ident
         alert.sender = "drill@alertd"
         await self._submit(
-            http, result, "/api/v1/alerts", self.tokens["drill-national"], data=to_cap(alert),
+            http, result, "/api/v1/alerts", self.tokens[NATIONAL], data=to_cap(alert),
             headers={"Content-Type": "application/cap+xml"},
         )  # fmt: skip
 
@@ -416,7 +458,7 @@ class DrillRunner:
                 "expires": format_cap_time(utcnow() + timedelta(hours=1)),
             }  # fmt: skip
             body = {k: v for k, v in body.items() if v is not None}
-            await self._submit(http, result, "/api/v1/alerts", self.tokens["drill-national"], json=body)
+            await self._submit(http, result, "/api/v1/alerts", self.tokens[NATIONAL], json=body)
 
     def _drop_telegram(self, step: Step, ident: str) -> Path:
         """A JMA telegram through the engine's drop folder: the real path (sequencing, policy).
@@ -505,6 +547,8 @@ class DrillRunner:
         async with aiohttp.ClientSession() as http:
             try:
                 await self.setup(http)
+                if self.on_setup is not None:
+                    await self.on_setup()
                 start = time.monotonic()
                 for i, step in enumerate(self.scenario.steps, 1):
                     delay = start + step.at / self.speed - time.monotonic()
@@ -563,7 +607,7 @@ class DrillRunner:
     async def _learn_districts(self, http: aiohttp.ClientSession, snap: dict[str, list[dict[str, Any]]]) -> None:
         """The districts of every receiver that took part and is not the scenario's own (a live
         gateway that opted into drills): the engine knows them, whoever registered it."""
-        known = {spec.id for spec in self.scenario.receivers} | set(self._districts)
+        known = set(self._own) | set(self._districts)
         for sub in sorted({r["subscriber"] for rows in snap.values() for r in rows} - known):
             status, data = await self._api(http, "GET", f"/api/v1/subscribers/{sub}", self.admin_token)
             if status == 200 and isinstance(data.get("districts"), list):
@@ -571,10 +615,22 @@ class DrillRunner:
         self._towns = None
 
     def _districts_of(self, subscriber: str) -> list[str]:
-        districts = self._districts.get(subscriber)
-        if districts is None:
-            districts = next((spec.districts for spec in self.scenario.receivers if spec.id == subscriber), [])
-        return districts
+        own = self._own.get(subscriber)
+        return own.districts if own is not None else self._districts.get(subscriber, [])
+
+    def shown(self, subscriber: str) -> str:
+        """A receiver as the report names it: the drill's own by the scenario's name (what its faults
+        say, and the same from run to run, so --compare matches), a live one by its id."""
+        return self._name_of.get(subscriber, subscriber)
+
+    def _shown_in(self, data: Any) -> Any:
+        """``data`` with every "subscriber" of the drill's own receivers named as the scenario names it."""
+        if isinstance(data, list):
+            return [self._shown_in(x) for x in data]
+        if isinstance(data, dict):
+            return {k: self.shown(v) if k == "subscriber" and isinstance(v, str) else self._shown_in(v)
+                    for k, v in data.items()}  # fmt: skip
+        return data
 
     def _unreached(self, snap: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """Towns an order named that no receiver of it covers: planned 0 there is not "nothing went
@@ -670,6 +726,10 @@ class DrillRunner:
 
     def build_report(self, snap: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         snap = self._as_the_test_classed(snap)
+        # A live receiver that opted into drills keeps its id in the report; should it be one of the
+        # scenario's names (a live nhk-mito), the drill's own nhk-mito keeps its run's id instead.
+        live = {row["subscriber"] for rows in snap.values() for row in rows} - set(self._own)
+        self._name_of = {ident: name for name, ident in self.receiver_ids.items() if name not in live}
         steps = []
         for r in self.results:
             rows = [row for a in r.alert_ids for row in snap.get(a, [])]
@@ -690,8 +750,8 @@ class DrillRunner:
         all_rows = [row for rows in snap.values() for row in rows]
         step_of = {a: r.step.name for r in self.results for a in r.alert_ids}
         unreached = self._unreached(snap)
-        own = {spec.id for spec in self.scenario.receivers}
-        return {
+        own = set(self._own)
+        out: dict[str, Any] = {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
             # In Japan time, as the transmission test's published table is dated.
@@ -729,7 +789,13 @@ class DrillRunner:
             "test_failures": [f for s in steps for f in self._test_failures(s)],
             "hint": self._topic_hint(steps),
             "lenient": self.lenient,
+            # The ids the drill's issuers and receivers had on the engine (its delivery boards and
+            # logs name them so), by the scenario's names, which the report uses.
+            "engine_ids": {"issuers": dict(self.issuer_ids), "receivers": dict(self.receiver_ids)},
         }
+        for key in ("steps", "deliveries", "undelivered", "test_failures"):
+            out[key] = self._shown_in(out[key])
+        return out
 
     def _topic_hint(self, steps: list[dict[str, Any]]) -> str | None:
         """When the MQTT state alone says nothing, step after step, the drill most likely reads
@@ -766,14 +832,14 @@ async def run_embedded(
     scenario: Scenario,
     speed: float,
     *,
-    on_ready: Callable[[str, str], Awaitable[None]] | None = None,
+    on_ready: Callable[[str, str, str], Awaitable[None]] | None = None,
     on_report: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     lenient: bool = False,
 ) -> dict[str, Any]:
     """Start an engine on embedded Redis and MQTT (or the configured ones) and drill against it.
 
-    ``on_ready(url, admin_token)`` runs once the engine answers, before the drill (``make demo``
-    adds its console account there); ``on_report(report)`` runs after the drill while the engine
+    ``on_ready(url, admin_token, mqtt_url)`` runs once the engine answers, before the drill (``make demo``
+    adds its console accounts there); ``on_report(report)`` runs after the drill while the engine
     still serves (the demo keeps it up there until Ctrl-C when a person is watching)."""
     from aiohttp import web
 
@@ -806,7 +872,7 @@ async def run_embedded(
         assert settings.mqtt_url is not None
         url = f"http://127.0.0.1:{port}"
         if on_ready is not None:
-            await on_ready(url, settings.admin_token)
+            await on_ready(url, settings.admin_token, settings.mqtt_url)
         drill = DrillRunner(
             scenario, url, settings.admin_token, settings.mqtt_url, speed,
             topic_prefix=settings.topic_prefix, spool=spool, lenient=lenient,

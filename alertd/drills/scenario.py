@@ -38,10 +38,14 @@ class Step:
     expect: dict[str, dict[str, int | None]] | None = None
 
 
+# The languages a scenario describes itself in: the console shows the one it speaks.
+DESCRIPTION_LANGUAGES = ("ja", "en")
+
+
 @dataclass
 class Scenario:
     name: str
-    description: str
+    description: str  # in English, for the command line and the report; every language in descriptions
     receivers: list[ReceiverSpec]
     issuers: list[dict[str, Any]]
     steps: list[Step]
@@ -56,6 +60,8 @@ class Scenario:
     # Towns an order may name knowing no receiver of the drill covers them (by code): without it,
     # a town that heard nothing fails the drill, as a town whose gateway missed the order does.
     no_receiver_expected: list[str] = field(default_factory=list)
+    # {"ja": …, "en": …}: what the console shows in its language.
+    descriptions: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_file(name: str, scenario_path: Path | None) -> Path | None:
@@ -78,6 +84,18 @@ def resolve_scenario(name: str) -> Path:
     raise ScenarioError(
         f"no scenario {name!r}: give a file path or one of {sorted(p.stem for p in SCENARIOS.glob('*.yaml'))}"
     )
+
+
+def read_descriptions(raw: Any, where: Path) -> dict[str, str]:
+    """``description: {ja: …, en: …}`` (or one plain string, for a scenario of one's own: then
+    every language shows it)."""
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        return dict.fromkeys(DESCRIPTION_LANGUAGES, raw.strip())
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ScenarioError(f"{where}: 'description' is a text, or one per language: {{ja: …, en: …}}")
+    return {str(k): v.strip() for k, v in raw.items()}
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -131,8 +149,10 @@ def load_scenario(path: Path) -> Scenario:
         isinstance(x, dict) and {"municipality", "layer", "file"} <= set(x) for x in layers
     ):
         raise ScenarioError(f"{path}: each of 'layers' needs municipality, layer and file")
+    descriptions = read_descriptions(data.get("description"), path)
     return Scenario(
-        name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
+        name=str(data.get("name", path.stem)),
+        description=descriptions.get("en") or next(iter(descriptions.values()), ""), descriptions=descriptions,
         receivers=receivers, issuers=issuers, steps=steps, settle_s=float(data.get("settle_s", 15)), path=path,
         layers=[{k: str(v) for k, v in x.items()} for x in layers], default_fleet=defaulted, fleet_town=fleet_town,
         no_receiver_expected=[str(c) for c in data.get("no_receiver_expected") or []],
