@@ -15,7 +15,6 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -116,35 +115,6 @@ class HttpTransport:
             raise PermanentError(f"the endpoint {redact_url(endpoint)!r} is not a valid URL") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise RetryableError(f"{type(exc).__name__} talking to {redact_url(endpoint)}: {exc}") from exc
-
-
-class WebhookTransport(Protocol):
-    """What the worker needs of an HTTP client: HttpTransport, HttptoolsTransport and
-    PyreqwestTransport give the same answers, errors and redaction (tests/test_http_transports.py)."""
-
-    async def start(self) -> None: ...
-    async def close(self) -> None: ...
-    async def send(self, endpoint: str, payload: Payload, timeout_s: float, attempt: int = 1) -> None: ...
-
-
-HTTP_CLIENTS = ("httptools", "aiohttp", "pyreqwest")
-
-
-def http_transport(client: str, connections: int) -> WebhookTransport:
-    """The webhook transport ALERTD_HTTP_CLIENT names. The thin httptools client is the
-    default: it spent a third of aiohttp's CPU per delivery on the 2,000-webhook fan-out
-    (README, "Which HTTP client carries the webhooks"); aiohttp stays as the fallback."""
-    if client == "httptools":
-        from adapters.http_httptools import HttptoolsTransport
-
-        return HttptoolsTransport(connections)
-    if client == "aiohttp":
-        return HttpTransport(connections)
-    if client == "pyreqwest":
-        from adapters.http_pyreqwest import PyreqwestTransport  # loads Rust's runtime only when chosen
-
-        return PyreqwestTransport(connections)
-    raise ValueError(f"ALERTD_HTTP_CLIENT must be one of {', '.join(HTTP_CLIENTS)}, not {client!r}.")
 
 
 async def _discard_body(resp: aiohttp.ClientResponse) -> None:

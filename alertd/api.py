@@ -1207,7 +1207,7 @@ def make_app(engine: Engine, *, desk: bool = True, public: bool = True) -> web.A
     app[VIEWS] = ViewCache()  # the boundaries are cached on both listeners
     board_stream.install(app)
     if desk:
-        drills_api.install(app)  # drills started from the console run on this engine
+        drills_api.install(app, make_app)  # drills started from the console run on this engine
     if public:
         app[PUBLIC_GATE] = PublicGate(engine.settings.public_concurrency, engine.settings.public_backlog)
         app[ALERT_JSON] = AlertJson()

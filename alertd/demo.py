@@ -35,9 +35,9 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 
 from alertd import loop
+from alertd.drills.embedded import run_embedded
 from alertd.drills.receivers import Fleet, ReceiverSpec
 from alertd.drills.render import render_text
-from alertd.drills.runner import run_embedded
 from alertd.drills.scenario import SCENARIOS, load_scenario
 
 DEMO_ISSUER = "demo-desk"

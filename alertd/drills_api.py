@@ -19,6 +19,7 @@ Reading a run or a test's result takes any role of an issuer whose jurisdiction 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -27,14 +28,15 @@ from alertd.accounts_api import PEOPLE, Caller, authenticate, body_of, record
 from alertd.appkeys import ENGINE
 from alertd.drills.desk import DeskDrills, ShippedScenario, find, scenarios
 from alertd.drills.scenario import DESCRIPTION_LANGUAGES
+from alertd.engine import Engine
 from alertd.errors import Forbidden, OutsideJurisdiction
 from alertd.models import Issuer
 
 DESK_DRILLS: web.AppKey[DeskDrills] = web.AppKey("desk_drills", DeskDrills)
 
 
-def install(app: web.Application) -> None:
-    app[DESK_DRILLS] = DeskDrills(app[ENGINE])
+def install(app: web.Application, make_app: Callable[[Engine], web.Application]) -> None:
+    app[DESK_DRILLS] = DeskDrills(app[ENGINE], make_app)
 
     async def stop(app: web.Application) -> None:
         await app[DESK_DRILLS].stop()

@@ -28,7 +28,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from adapters.base import Adapter, DirectAdapter, Payload, PermanentError
-from adapters.transport import MqttTransport, http_transport
+from adapters.transport import MqttTransport
+from adapters.webhooks import http_transport
 from alertd import logs, redis_full
 from alertd.breaker import CircuitBreaker
 from alertd.config import Settings

@@ -11,10 +11,13 @@ import secrets
 import socket
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import aiohttp
 
 from alertd.report import percentile
 
@@ -179,3 +182,29 @@ def le(v: float | None, limit: float) -> bool | None:
 
 def ge(v: float | None, limit: float) -> bool | None:
     return None if v is None else v >= limit
+
+
+class BenchRun(Protocol):
+    """What the national and scale-out phases use of ``simulations.bench.Bench``: written out
+    so those modules need not import the module that imports them."""
+
+    o: Any  # simulations.bench.Options
+    run_id: str
+    prefix: str
+    national_token: str
+    sink_url: str
+    sink_proc: subprocess.Popen[bytes] | None
+    results: dict[str, Any]
+    http: aiohttp.ClientSession | None
+
+    def say(self, text: str) -> None: ...
+    async def wait_count(self, key: str, n: int, timeout: float) -> int: ...
+    async def take(self, key: str) -> list[float]: ...
+    async def start_engine(self, seed: Path, *, prefix: str, log: Path, args: tuple[str, ...] = (),
+                           env: dict[str, str] | None = None, cpus: set[int] | None = None) -> EngineProc: ...  # fmt: skip
+    async def stop_engine(self, engine: EngineProc) -> None: ...
+    async def post_flash(self, label: str, *, url: str | None = None,
+                         districts: list[str] | None = None) -> tuple[float, dict[str, Any]]: ...  # fmt: skip
+    async def engine_latencies(self, alert_id: str, expect: int, timeout: float = 20,
+                               url: str | None = None) -> dict[str, list[float]]: ...  # fmt: skip
+    async def profiled(self, phase: str, fn: Callable[[], Awaitable[Any]], pid: int | None = None) -> None: ...

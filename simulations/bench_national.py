@@ -37,6 +37,7 @@ from alertd.broker import Broker
 from alertd.feed import clear_retained
 from simulations.bench_common import (
     OUT_DIR,
+    BenchRun,
     FanoutRun,
     expires_iso,
     le,
@@ -49,7 +50,6 @@ from simulations.bench_common import (
 
 if TYPE_CHECKING:
     from geo.registry import Registry
-    from simulations.bench import Bench
 
 TARGET_NATIONAL_LAST_P99_MS = 1000.0
 TARGET_NATIONAL_FIRST_P99_MS = 50.0
@@ -105,7 +105,7 @@ def plan(registry: Registry, sink_url: str, token: str, conveyors: int) -> Popul
     return Population(prefectures, municipalities, feed_topics, {"issuers": issuers, "subscribers": subs})
 
 
-async def national_run(bench: Bench, url: str, pop: Population, label: str) -> FanoutRun:
+async def national_run(bench: BenchRun, url: str, pop: Population, label: str) -> FanoutRun:
     """One national alert: every webhook receipt and the feed's publishes, as the sink saw them."""
     t0, answer = await bench.post_flash(label, url=url, districts=pop.prefectures)
     alert_id, n = answer["id"], int(answer["deliveries"])
@@ -122,7 +122,7 @@ async def national_run(bench: Bench, url: str, pop: Population, label: str) -> F
     })  # fmt: skip
 
 
-async def engine_side(bench: Bench, url: str, run: FanoutRun) -> None:
+async def engine_side(bench: BenchRun, url: str, run: FanoutRun) -> None:
     """alertd's own accepted → delivered for a run, by receiver kind. Read after all the runs:
     listing 3,142 deliveries costs the engine more than a little, and must not fall inside a
     run (or its profile)."""
@@ -134,7 +134,7 @@ async def engine_side(bench: Bench, url: str, run: FanoutRun) -> None:
     })  # fmt: skip
 
 
-async def end_drill(bench: Bench, url: str, pop: Population, run: FanoutRun) -> None:
+async def end_drill(bench: BenchRun, url: str, pop: Population, run: FanoutRun) -> None:
     """Cancel a run's alert (訓練終了) and wait until the cancel has reached every webhook and topic.
 
     Without it every run would leave one more national alert in force, and each
@@ -158,7 +158,7 @@ async def end_drill(bench: Bench, url: str, pop: Population, run: FanoutRun) -> 
     await bench.take(feed_root(bench.run_id))
 
 
-async def phase_national(bench: Bench) -> None:
+async def phase_national(bench: BenchRun) -> None:
     from geo.registry import Registry
 
     o = bench.o

@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -45,10 +45,17 @@ from alertd.constants import Keys
 from alertd.feed import clear_retained
 from alertd.models import Priority
 from alertd.redis_client import connect
-from simulations.bench_common import OUT_DIR, FanoutRun, cpu_seconds, p, pin, row, summarize_runs, wait_idle
-
-if TYPE_CHECKING:
-    from simulations.bench import Bench
+from simulations.bench_common import (
+    OUT_DIR,
+    BenchRun,
+    FanoutRun,
+    cpu_seconds,
+    p,
+    pin,
+    row,
+    summarize_runs,
+    wait_idle,
+)
 
 SCALEOUT_PREF = "13"  # the subscribers' area; the engine is the phase's own, so any prefecture does
 
@@ -96,7 +103,7 @@ async def wait_consumers(redis_url: str, prefix: str, n: int, timeout: float) ->
     return seen
 
 
-async def fanout(bench: Bench, url: str, label: str, n: int) -> FanoutRun:
+async def fanout(bench: BenchRun, url: str, label: str, n: int) -> FanoutRun:
     t0, answer = await bench.post_flash(label, url=url, districts=[SCALEOUT_PREF])
     alert_id = answer["id"]
     await bench.wait_count(alert_id, n, 120)
@@ -105,7 +112,7 @@ async def fanout(bench: Bench, url: str, label: str, n: int) -> FanoutRun:
     )
 
 
-async def point(bench: Bench, seed: Any, workers: int, cpus: set[int] | None) -> dict[str, Any]:
+async def point(bench: BenchRun, seed: Any, workers: int, cpus: set[int] | None) -> dict[str, Any]:
     """One point of the curve: an engine with ``workers`` delivery processes, its fan-outs, then it stops."""
     o = bench.o
     n = o.scaleout_deliveries
@@ -148,7 +155,7 @@ async def point(bench: Bench, seed: Any, workers: int, cpus: set[int] | None) ->
     return s
 
 
-async def phase_scaleout(bench: Bench) -> None:
+async def phase_scaleout(bench: BenchRun) -> None:
     o = bench.o
     seed = OUT_DIR / f"seed-{bench.run_id}-scaleout.yaml"
     population = plan(bench.sink_url, bench.national_token, o.scaleout_deliveries)
@@ -174,7 +181,7 @@ async def phase_scaleout(bench: Bench) -> None:
     }  # fmt: skip
 
 
-async def curve(bench: Bench, seed: Any, split: tuple[set[int], set[int]] | None) -> dict[str, Any]:
+async def curve(bench: BenchRun, seed: Any, split: tuple[set[int], set[int]] | None) -> dict[str, Any]:
     """1, 2, 4 delivery processes in one placement: ``split`` pins the engine to its first set of
     cores and the sink and this driver (every thread of both) to its second."""
     before = os.sched_getaffinity(0)

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from alertd import loop
+from alertd.drills.embedded import run_embedded
 from alertd.drills.render import comparison, passed, render_markdown, render_text, verdict, write_csv
-from alertd.drills.runner import DrillRunner, run_embedded
+from alertd.drills.runner import DrillRunner
 from alertd.drills.scenario import SCENARIOS, Scenario, ScenarioError, load_scenario, resolve_scenario
 
 

@@ -52,6 +52,10 @@ from alertd.intake import NATIONAL_KINDS
 from alertd.models import JST
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aiohttp import web
+
     from alertd.drills.runner import DrillRunner
     from alertd.engine import Engine
 
@@ -128,8 +132,11 @@ async def find(name: str) -> ShippedScenario:
 class DeskDrills:
     """Start a shipped scenario on this engine, and answer for its progress from Redis."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, make_app: Callable[[Engine], web.Application]) -> None:
         self.engine = engine
+        # The API's app factory, handed in by the API (which imports this module): the drill
+        # talks to a private listener of this engine, as a drill run from the CLI talks to one.
+        self._make_app = make_app
         prefix = engine.settings.key_prefix
         self._lock_key = f"{prefix}:desk-drill:running"
         self._run_key = f"{prefix}:desk-drill:run:"
@@ -197,12 +204,11 @@ class DeskDrills:
         """The drill against a private listener of this engine, its progress saved as it goes."""
         from aiohttp import web
 
-        from alertd.api import make_app  # the API imports this module's caller; import at run time
         from alertd.drills.render import verdict
         from alertd.drills.runner import DrillRunner
 
         settings = self.engine.settings
-        runner = web.AppRunner(make_app(self.engine), access_log=None)
+        runner = web.AppRunner(self._make_app(self.engine), access_log=None)
         drill: DrillRunner | None = None
         saver: asyncio.Task[None] | None = None
         try:
