@@ -192,6 +192,11 @@ class Registry:
             return None
 
     def get(self, code: str) -> District:
+        # A code already in its canonical form (what alertd itself passes around) needs no
+        # normalising: a national alert looks up its 1,747 towns several times over.
+        exact = self._districts.get(code)
+        if exact is not None:
+            return exact
         norm = self.normalize_code(code)
         found = self._districts.get(norm)
         if found is not None:
