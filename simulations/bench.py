@@ -108,13 +108,17 @@ from simulations.bench_scaleout import phase_scaleout, scaleout_rows
 
 FLASH_PREF = "13"  # Tokyo: the flash alert's area, and the one prefecture the storm leaves alone
 
-TARGET_RATIO = 0.7
+TARGET_RATIO = 0.7  # the routine-era ratio target, kept for the routine rows
+# Issue 12's targets: the flash fan-out at least as fast as Alertmanager in the same run
+# (checked row by row against its column), the first delivery within 20 ms with and without
+# the storm, and the feed's publish rate at least 0.9 of the raw aiomqtt client's.
+TARGET_MQTT_RATIO = 0.9
 # The client of the raw ceilings: the one with the least CPU per delivery on this fan-out
 # (simulations/bench_http_clients.py, bench/http-clients.json), so the ratio is against the
 # fastest Python sender there is, not against alertd's own client.
 RAW_CLIENT = "httptools"
 TARGET_FLASH_LAST_P99_MS = 500.0
-TARGET_FIRST_P99_MS = 50.0
+TARGET_FIRST_P99_MS = 20.0
 PHASES = ("flash", "storm", "national", "scaleout")
 
 
@@ -501,6 +505,10 @@ class Bench:
         run.extra.update({
             "feed_received": len(feed), "feed_expected": len(self.feed_munis),
             "feed_first_ms": feed_first, "feed_last_ms": feed_last if len(feed) >= len(self.feed_munis) else None,
+            # The feed's own publishing window, first message to last: the raw client's clock
+            # starts at its first publish, alertd's at the POST (intake and dispatch first).
+            "feed_window_ms": (feed_last - feed_first) if len(feed) >= len(self.feed_munis) and feed_last is not None
+                              and feed_first is not None else None,
             "engine_http_p50_ms": p(lat.get("isp", []), 50), "engine_http_p99_ms": p(lat.get("isp", []), 99),
             "engine_feed_ms": (lat.get("feed") or [None])[0],
             "per_delivery_ms": ms([t - t0 for t in times]),
@@ -539,6 +547,8 @@ class Bench:
             "feed_first_p50_ms": p(feed_first, 50), "feed_last_p50_ms": p(feed_last, 50),
             "feed_last_p99_ms": p(feed_last, 99), "feed_messages": len(self.feed_munis),
             "feed_per_s_p50": p([len(self.feed_munis) / (x / 1000) for x in feed_last], 50),
+            "feed_window_per_s_p50": p([(len(self.feed_munis) - 1) / max(x, 0.1) * 1000 for x in
+                                        (r.extra["feed_window_ms"] for r in runs) if x is not None], 50),
             "engine_http_p99_ms_p50": p(eng, 50), "engine_http_p99_ms_max": max(eng) if eng else None,
             "per_delivery_p50_ms": p(per, 50), "per_delivery_p99_ms": p(per, 99),
             "accepted_ms_p50": p([r.extra["accepted_ms"] for r in runs], 50),
@@ -576,7 +586,7 @@ class Bench:
             "state": base64.b64encode(state).decode(),
         }  # fmt: skip
         res = await self.client_job(job, 120)
-        lasts, firsts = [], []
+        lasts, firsts, windows = [], [], []
         for r in res["runs"]:
             await self.wait_count(r["key"], len(self.feed_munis), 5)
             times = await self.take(r["key"])
@@ -585,10 +595,13 @@ class Bench:
                 firsts.append(first)
             if last is not None and len(times) >= len(self.feed_munis):
                 lasts.append(last)
+                if first is not None:
+                    windows.append(last - first)
         await self.take(f"bench/{self.run_id}/raw-1")
         self.results["raw_mqtt"] = {
             "first_p50_ms": p(firsts, 50), "last_p50_ms": p(lasts, 50), "last_p99_ms": p(lasts, 99),
             "per_s_p50": p([len(self.feed_munis) / (x / 1000) for x in lasts], 50), "runs": len(lasts),
+            "window_per_s_p50": p([(len(self.feed_munis) - 1) / max(x, 0.1) * 1000 for x in windows], 50),
         }  # fmt: skip
 
     async def phase_apprise(self) -> None:
@@ -872,8 +885,14 @@ def flash_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
         return d.get(k) if k in d else (d.get("status") if "not installed" in str(d.get("status")) else None)
 
     n = res["meta"]["subscribers"]
-    http_ratio = speed(fl["per_s_p50"], raw["per_s_p50"], rate=True)
-    mqtt_ratio = speed(fl["feed_per_s_p50"], rm["per_s_p50"], rate=True)
+    window_ratio = speed(fl.get("feed_window_per_s_p50"), rm.get("window_per_s_p50"), rate=True)
+
+    def beats_am(ours: Any, key: str, *, rate: bool) -> bool | None:
+        theirs = am.get(key)
+        if not isinstance(ours, int | float) or not isinstance(theirs, int | float):
+            return None
+        return ours >= theirs if rate else ours <= theirs
+
     return [
         row("flash: first webhook p50 (ms)", fl["first_p50_ms"], raw["first_p50_ms"], False,
             peer(ap, "first_p50_ms"), peer(am, "first_p50_ms"), "", None),
@@ -881,20 +900,25 @@ def flash_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
             peer(ap, "first_p99_ms"), peer(am, "first_p99_ms"), f"≤ {TARGET_FIRST_P99_MS:g}",
             le(fl["first_p99_ms"], TARGET_FIRST_P99_MS)),
         row(f"flash: last of {n} p50 (ms)", fl["last_p50_ms"], raw["last_p50_ms"], False,
-            peer(ap, "last_p50_ms"), peer(am, "last_p50_ms"), "", None),
+            peer(ap, "last_p50_ms"), peer(am, "last_p50_ms"), "≤ Alertmanager",
+            beats_am(fl["last_p50_ms"], "last_p50_ms", rate=False)),
         row(f"flash: last of {n} p99 (ms)", fl["last_p99_ms"], raw["last_p99_ms"], False,
-            peer(ap, "last_p99_ms"), peer(am, "last_p99_ms"), f"≤ {TARGET_FLASH_LAST_P99_MS:g}",
-            le(fl["last_p99_ms"], TARGET_FLASH_LAST_P99_MS)),
+            peer(ap, "last_p99_ms"), peer(am, "last_p99_ms"), "≤ Alertmanager",
+            beats_am(fl["last_p99_ms"], "last_p99_ms", rate=False)),
         row("flash: HTTP deliveries/s (p50)", fl["per_s_p50"], raw["per_s_p50"], True,
-            peer(ap, "per_s_p50"), peer(am, "per_s_p50"), f"ratio ≥ {TARGET_RATIO:g}", ge(http_ratio, TARGET_RATIO)),
+            peer(ap, "per_s_p50"), peer(am, "per_s_p50"), "≥ Alertmanager",
+            beats_am(fl["per_s_p50"], "per_s_p50", rate=True)),
         row("flash: per-delivery p99, sink (ms)", fl["per_delivery_p99_ms"], None, None, None, None, "", None),
         row("flash: accepted→delivered p99, engine (ms)", fl["engine_http_p99_ms_max"], None, None, None, None,
             "", None),
         row("flash: POST→202 p50 (ms)", fl["accepted_ms_p50"], None, None, None, None, "", None),
         row(f"feed: last of {fl['feed_messages']} MQTT p50 (ms)", fl["feed_last_p50_ms"], rm["last_p50_ms"], False,
             None, None, "", None),
-        row("feed: MQTT publishes/s (p50)", fl["feed_per_s_p50"], rm["per_s_p50"], True, None, None,
-            f"ratio ≥ {TARGET_RATIO:g}", ge(mqtt_ratio, TARGET_RATIO)),
+        row("feed: MQTT publishes/s from the POST (p50)", fl["feed_per_s_p50"], rm["per_s_p50"], True, None, None,
+            "", None),
+        row("feed: MQTT publishes/s, first → last message (p50)", fl.get("feed_window_per_s_p50"),
+            rm.get("window_per_s_p50"), True, None, None, f"ratio ≥ {TARGET_MQTT_RATIO:g}",
+            ge(window_ratio, TARGET_MQTT_RATIO)),
     ]  # fmt: skip
 
 
