@@ -26,7 +26,7 @@ from alertd import schemas
 from alertd.accounts_api import PEOPLE, Caller, authenticate, body_of, record
 from alertd.appkeys import ENGINE
 from alertd.drills.desk import DeskDrills, ShippedScenario, find, scenarios
-from alertd.errors import Forbidden, OutsideJurisdiction
+from alertd.errors import Forbidden, NationalOnly, OutsideJurisdiction
 from alertd.models import Issuer
 
 DESK_DRILLS: web.AppKey[DeskDrills] = web.AppKey("desk_drills", DeskDrills)
@@ -117,6 +117,8 @@ async def start_drill(request: web.Request) -> web.Response:
     body: schemas.DrillStart = await body_of(request)
     found = await find(body.scenario)
     why = may_start(request, issuer, found)
+    if why is not None and found.national:
+        raise NationalOnly(f"{why} Nothing was started.", districts=list(found.scope))
     if why is not None:
         raise OutsideJurisdiction(f"{why} Nothing was started.", districts=list(found.scope))
     started = await request.app[DESK_DRILLS].start(found, body.speed, caller.actor)

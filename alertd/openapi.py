@@ -678,8 +678,9 @@ PATHS: dict[str, Any] = {
                     422,
                     why={
                         401: "No token or session, or one that ended.",
-                        403: "The scenario covers an area outside the caller's jurisdiction, or sends national "
-                        "warnings, or the person lacks the operator role. Nothing was started.",
+                        403: "The scenario covers an area outside the caller's jurisdiction (type "
+                        "outside-jurisdiction), or sends national warnings (type national-only), or the person "
+                        "lacks the operator role (type forbidden). Nothing was started.",
                         404: "There is no shipped scenario of that name.",
                         409: "A drill is already running, or the deployment has no admin token for drills to use.",
                         422: "'scenario' or 'speed' is not acceptable.",

@@ -51,7 +51,8 @@ PASSWORD = "correct horse battery staple"
 def fleet_and_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FleetThread, Server]]:
     port = free_port()
     fleet = FleetThread([
-        ReceiverSpec("city-portal", "isp", ["08211"]),  # a webhook receiver
+        # a webhook receiver taking every language alertd writes
+        ReceiverSpec("city-portal", "isp", ["08211"], languages=["ja", "en", "zh", "ko", "ja-easy"]),
         ReceiverSpec("radio-gateway", "radio", ["08211"], transport="mqtt"),  # a 防災行政無線 gateway over MQTT
     ], f"http://127.0.0.1:{port}")  # fmt: skip
     config = {
@@ -144,10 +145,17 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
     wait(lambda: tanaka.find_element("id", "preview").is_displayed(), "the preview")
     assert "上三坂" in text(tanaka, "preview-districts")
-    assert text(tanaka, "preview-receivers") == "2"  # the portal and the gateway
+    receivers = tanaka.find_element("id", "preview-receivers")
+    assert receivers.find_element("css selector", ".receiver-count").text == "2"  # the portal and the gateway, by name:
+    assert {li.get_attribute("data-receiver") for li in receivers.find_elements("css selector", "li")} == {
+        "city-portal", "radio-gateway"}
+    assert "radio-gateway — 防災行政無線" in receivers.text  # the kind of receiver in Japanese, not "radio"
+    assert not tanaka.find_elements("css selector", "#preview .no-receivers")
     texts = tanaka.find_element("id", "preview-texts")
-    assert texts.find_elements("css selector", "[lang='ja-JP']") and texts.find_elements("css selector", "[lang='en-US']")
-    assert "警戒レベル4" in texts.text and "上三坂" in texts.text
+    # Every language a receiver will get, not only the CAP's two: the portal takes all five.
+    shown = [s.get_attribute("data-lang") for s in texts.find_elements("css selector", "section.text")]
+    assert shown == ["ja", "en", "zh", "ko", "ja-easy"], shown
+    assert "警戒レベル4" in texts.text and "上三坂" in texts.text and "やさしい日本語" in texts.text
     radio = text(tanaka, "preview-radio")
     assert radio.count("上三坂") >= 3  # read three times, as the loudspeakers will
     assert text(tanaka, "send") == "承認を依頼する"  # the two-person rule covers it
@@ -178,7 +186,7 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     wait(lambda: board_states(suzuki) == {"city-portal": "confirmed", "radio-gateway": "confirmed"},
          "the delivery board to reach confirmed for the portal and the gateway", timeout=20)  # fmt: skip
     by_adapter = suzuki.find_element("css selector", ".by-adapter").text
-    assert "isp: 1/1 受信確認" in by_adapter and "radio: 1/1 受信確認" in by_adapter
+    assert "配信事業者・ポータル: 1/1 受信確認" in by_adapter and "防災行政無線: 1/1 受信確認" in by_adapter
     suzuki.save_screenshot(str(tmp_path / "4-board-confirmed.png"))
     # The board's stream, as any client reads it: the rows, then 'end' once all are final.
     [approved] = [a for a in server.call("GET", "/api/v1/orders", token=server.token)[1]["alerts"]]
@@ -294,7 +302,10 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
     wait(lambda: tanaka.find_element("id", "preview").is_displayed(), "tanaka's preview")
     assert "三坂町" in text(tanaka, "preview-districts") and "若宮戸" in text(tanaka, "preview-districts")
-    assert tanaka.find_elements("css selector", "path.preview.lv3")  # outlined in its level's colour
+    # 三坂町 and 若宮戸 have no outline of their own: the town's, dashed grey (not level 3 red), and said so.
+    outline = wait(lambda: tanaka.find_elements("css selector", "path.preview.approximate.lv3"), "the preview's outline")[0]
+    assert outline.get_attribute("stroke") == "#595959"
+    assert "区域図なし" in text(tanaka, "preview-body") and "点線" in text(tanaka, "preview-body")
     tanaka.find_element("id", "lang-toggle").click()  # the preview follows the language switch
     wait(lambda: "Alert level 3" in text(tanaka, "preview-body") and "Drill" in text(tanaka, "preview-body"),
          "the preview in English")  # fmt: skip
@@ -428,7 +439,9 @@ def test_a_desk_starts_its_drill_and_its_transmission_test_and_watches_them_on_t
         wait(lambda: board_states(driver) == {"city-portal": "confirmed", "radio-gateway": "confirmed"},
              "the test's board to reach confirmed for the portal and the gateway", timeout=20)  # fmt: skip
         wait(lambda: driver.find_elements("css selector", "article.test-run[data-final=yes]"), "the result")
-        assert "受信確認 2、未確認 0、失敗 0" in driver.find_element("css selector", "article.test-run").text
+        result = driver.find_element("css selector", "article.test-run").text
+        assert "判定：合格" in result and "受信確認 2、未確認 0、失敗 0" in result and "受信者なしの市区町村 0" in result
+        assert "茨城県常総市" in driver.find_element("css selector", "article.test-run table.test-towns").text
         driver.save_screenshot(str(tmp_path / "drills-3-test-confirmed.png"))
         driver.find_element("id", "lang-toggle").click()  # the run follows the language switch
         wait(lambda: "Transmission test" in text(driver, "drill-run") and "[TEST]" in text(driver, "banner"),

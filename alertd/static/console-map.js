@@ -94,11 +94,16 @@ export class DeskMap {
   }
 
   // The preview's outline in its level's colour (a level 4 order outlined purple), black without one.
+  // A 町域 without a boundary (drawn with its town's outline) is dashed grey, as on the public map
+  // and in 現在の発令: the whole town in the level's colour read as the whole town under the order.
   showPreview(geojson, level) {
     this.preview.clearLayers();
     if (!geojson || !geojson.features) return;
     const colour = COLOURS[level] || "#000";
-    const layer = L.geoJSON(geojson, { filter: (f) => !!f.geometry, style: () => ({ color: colour, weight: 4, dashArray: "2 6", fill: false, className: "preview" + (level ? " lv" + level : "") }) });
+    const lv = level ? " lv" + level : "";
+    const layer = L.geoJSON(geojson, { filter: (f) => !!f.geometry, style: (f) => (f.properties && f.properties.approximate
+      ? { color: "#595959", weight: 3, dashArray: "8 6", fill: false, className: "preview approximate" + lv }
+      : { color: colour, weight: 4, dashArray: "2 6", fill: false, className: "preview" + lv }) });
     this.preview.addLayer(layer);
     this.fit(layer, 13);
   }
