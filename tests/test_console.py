@@ -45,6 +45,7 @@ from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(180)
 PASSWORD = "correct horse battery staple"
+BANDO_TOKEN = f"bando-{secrets.token_hex(12)}"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,9 @@ def fleet_and_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     ], f"http://127.0.0.1:{port}")  # fmt: skip
     config = {
         "issuers": [{"id": "joso", "name": "常総市", "token": f"joso-{secrets.token_hex(12)}", "jurisdiction": ["08211"],
-                     "approval": {"status": ["Actual"], "min_level": 4}}],
+                     "approval": {"status": ["Actual"], "min_level": 4}},
+                    # A town with no receiver at all (as 常総市 after the demo drill removed its own).
+                    {"id": "bando", "name": "坂東市", "token": BANDO_TOKEN, "jurisdiction": ["08228"]}],
         "subscribers": fleet.subscribers(),
     }  # fmt: skip
     try:
@@ -66,8 +69,8 @@ def fleet_and_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         fleet.stop()
 
 
-def add_user(server: Server, username: str, roles: list[str]) -> pyotp.TOTP:
-    body = {"username": username, "issuer": "joso", "roles": roles, "password": PASSWORD}
+def add_user(server: Server, username: str, roles: list[str], issuer: str = "joso") -> pyotp.TOTP:
+    body = {"username": username, "issuer": issuer, "roles": roles, "password": PASSWORD}
     status, answer, _ = server.call("POST", "/api/v1/users", body, token=ADMIN_TOKEN)
     assert status == 201, answer
     return pyotp.parse_uri(answer["totp_uri"])
@@ -457,4 +460,98 @@ def test_a_desk_starts_its_drill_and_its_transmission_test_and_watches_them_on_t
         assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
         assert foreign(requested_urls(driver), server.url) == []
     finally:
+        driver.quit()
+
+
+def test_a_town_with_no_receiver_is_told_so_and_a_retrying_board_stays_live(
+    fleet_and_server: tuple[FleetThread, Server], tmp_path: Path
+) -> None:
+    """坂東市 has no receiver: the preview says nobody would get the order, and the transmission
+    test is 不合格 with the town counted as 受信者なし (it looked like a pass: all zeros). Then a
+    receiver whose server refuses connections: its delivery retries, the board explains why in
+    Japanese (alertd's English one click away), and it stays open and live through the console's
+    redraws (it vanished 5–10 s after opening while the delivery still retried)."""
+    from selenium.webdriver.support.select import Select
+
+    _, server = fleet_and_server
+    otp = add_user(server, "kimura", ["operator"], issuer="bando")
+    driver = start_browser()
+    try:
+        sign_in(driver, server, "kimura", otp)
+        tab(driver, "issue")
+        driver.find_element("id", "whole").click()
+        driver.find_element("css selector", "input[name=level][value='3']").click()
+        driver.find_element("css selector", "input[name=status][value='Exercise']").click()
+        driver.find_element("id", "reason").send_keys("洪水")
+        driver.find_element("css selector", "#issue-form button[type=submit]").click()
+        wait(lambda: driver.find_element("id", "preview").is_displayed(), "the preview")
+        assert "この発令を受け取る受信者が登録されていません" in text(driver, "preview-body")
+        assert driver.find_element("css selector", "#preview-receivers .receiver-count").text == "0"
+        driver.save_screenshot(str(tmp_path / "no-receiver-1-preview.png"))
+        assert axe_serious(driver) == []
+
+        # The transmission test of a town with no receiver is not passed, and says why.
+        tab(driver, "drills")
+        wait(lambda: "坂東市" in text(driver, "test-scope"), "the test's scope")
+        wait_s = driver.find_element("id", "test-wait")
+        wait_s.clear()
+        wait_s.send_keys("5")
+        driver.find_element("css selector", "#test-form button[type=submit]").click()
+        wait(lambda: driver.find_element("id", "confirm").is_displayed(), "the confirmation")
+        driver.find_element("id", "confirm-yes").click()
+        card = wait(lambda: driver.find_elements("css selector", "article.test-run[data-final=yes]"), "the result",
+                    timeout=30)[0]  # fmt: skip
+        assert card.get_attribute("data-verdict") == "test_verdict_fail", card.text
+        assert "判定：不合格" in card.text and "受信者が登録されていない市区町村 1" in card.text
+        assert "受信者なしの市区町村 1" in card.text
+        [row] = card.find_elements("css selector", "table.test-towns tbody tr")
+        assert "坂東市" in row.text and "受信者なし" in row.text
+        driver.save_screenshot(str(tmp_path / "no-receiver-2-test.png"))
+
+        # A receiver that refuses connections: its drill order retries on the board.
+        body = {"id": "bando-signage", "adapter": "signage", "endpoint": f"http://127.0.0.1:{free_port()}/alerts",
+                "districts": ["08228"], "drills": True, "secret": secrets.token_hex(16)}  # fmt: skip
+        status, answer, _ = server.call("POST", "/api/v1/subscribers", body, token=ADMIN_TOKEN)
+        assert status == 201, answer
+        order = {"municipality": "08228", "level": 3, "action": "issue", "districts": ["all"], "reason": "洪水",
+                 "status": "Exercise", "identifier": "bando-drill-1"}  # fmt: skip
+        status, sent, _ = server.call("POST", "/api/v1/evacuation-orders", order, token=BANDO_TOKEN)
+        assert status == 202, sent
+        tab(driver, "now")
+        Select(driver.find_element("id", "now-status")).select_by_value("Exercise")
+        wait(lambda: driver.find_elements("css selector", "#now-list article.alert"), "the order in 現在の発令")
+        driver.find_element("css selector", "#now-list article.alert .buttons button").click()  # 配信状況
+        selector = "#now-list table.deliveries tr[data-subscriber='bando-signage']"
+        row = wait(lambda: [r for r in driver.find_elements("css selector", selector)
+                            if r.find_elements("css selector", "td.error .err-text")], "the refused delivery")[0]  # fmt: skip
+        explained = row.find_element("css selector", ".err-text")
+        assert explained.get_attribute("data-kind") in ("err_refused", "err_circuit"), explained.text
+        assert "届きません" in explained.text or "まだ送っていません" in explained.text, explained.text
+        raw = row.find_element("css selector", "td.error details code").get_attribute("textContent")
+        assert "Cannot connect" in raw or "not sent yet" in raw, raw  # alertd's own words, for the administrator
+        assert "デジタルサイネージ" in row.text
+        # The 状態 column is one line (待機中 was stacked a character a line), and the board fits its panel.
+        assert driver.execute_script("""
+            const cell = arguments[0].querySelector("td.state"), range = document.createRange();
+            range.selectNodeContents(cell);
+            return range.getClientRects().length;""", row) == 1  # fmt: skip
+        board = driver.find_element("css selector", "#now-list div.board")
+        assert driver.execute_script("return arguments[0].getBoundingClientRect().right <= "
+                                     "document.querySelector('.panel').getBoundingClientRect().right + 1", board)  # fmt: skip
+
+        # The console redraws 現在の発令 every 10 s and after every action: the board stays, and live.
+        attempts = int(row.find_element("css selector", "td.attempts").text)
+        for _ in range(2):
+            driver.execute_async_script("window.alertdConsole.refreshNow().then(arguments[arguments.length - 1])")
+        assert board.is_displayed()  # the same element: a new, empty one would leave this one stale
+        wait(lambda: int(driver.find_element("css selector", selector + " td.attempts").text) > attempts,
+             "the board to go on showing the retries", timeout=30)  # fmt: skip
+        driver.find_element("id", "lang-toggle").click()
+        wait(lambda: "Digital signage" in driver.find_element("css selector", selector).text, "the board in English")
+        assert driver.find_element("css selector", selector + " .err-text").text.startswith(("Cannot reach", "Not sent yet"))
+        driver.save_screenshot(str(tmp_path / "no-receiver-3-board.png"))
+        driver.find_element("id", "lang-toggle").click()
+        assert axe_serious(driver) == []
+    finally:
+        server.call("DELETE", "/api/v1/subscribers/bando-signage", token=ADMIN_TOKEN)
         driver.quit()
