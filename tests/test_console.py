@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -133,6 +134,7 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert axe_serious(tanaka) == []
     tanaka.find_element("id", "lang-toggle").click()  # Japanese by default, English at a click
     assert tanaka.title == "alertd disaster desk console" and text(tanaka, "now-heading") == "In force now"
+    assert tanaka.find_element("css selector", "#history-municipality option").get_attribute("textContent") == "All municipalities"
     assert tanaka.find_element("tag name", "html").get_attribute("lang") == "en"
     tanaka.find_element("id", "lang-toggle").click()
     assert text(tanaka, "now-heading") == "現在の発令"
@@ -174,6 +176,7 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert not tanaka.find_element("css selector", "article.draft button.primary").is_enabled()
     draft_text = tanaka.find_element("css selector", "article.draft").text
     assert "user:" not in draft_text and "JST" in draft_text  # a name and the town's clock
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d JST", draft_text), draft_text  # ISO: 01/12 read as January
     tanaka.find_element("css selector", "article.draft button.danger").click()  # rejecting needs a reason
     assert text(tanaka, "message") == "却下の理由を入力してください。"
 
@@ -186,6 +189,11 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert "避難指示" in card and card.count("上三坂") >= 4  # the texts and the script read three times
     suzuki.save_screenshot(str(tmp_path / "3-awaiting-approval.png"))
     suzuki.find_element("css selector", "article.draft button.primary").click()
+    # Approving sends at once: a confirmation names the level and the district first.
+    wait(lambda: suzuki.find_element("id", "confirm").is_displayed(), "the approval's confirmation")
+    confirm = text(suzuki, "confirm-text")
+    assert "上三坂" in confirm and "警戒レベル4" in confirm and "承認" in confirm and "tanaka" in confirm
+    suzuki.find_element("id", "confirm-yes").click()
     wait(lambda: board_states(suzuki) == {"city-portal": "confirmed", "radio-gateway": "confirmed"},
          "the delivery board to reach confirmed for the portal and the gateway", timeout=20)  # fmt: skip
     by_adapter = suzuki.find_element("css selector", ".by-adapter").text
@@ -217,7 +225,8 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     suzuki.find_element("id", "confirm-yes").click()
     wait(lambda: "承認待ち" in text(suzuki, "message"), "the lift to be held for approval")
     # The card says a lift waits for approval, and offers no second one (that made duplicate drafts).
-    wait(lambda: suzuki.find_elements("css selector", "#now-list article.alert .pending"), "the card to show the waiting lift")
+    pending = wait(lambda: suzuki.find_elements("css selector", "#now-list article.alert .pending"), "the card to show the waiting lift")
+    assert "解除が承認待ち" in pending[0].text  # which of 解除 and 取消 waits
     assert not suzuki.find_element("css selector", "#now-list article.alert button.lift").is_enabled()
     assert not suzuki.find_element("css selector", "#now-list article.alert button.cancel").is_enabled()
     tab(tanaka, "now")
@@ -225,6 +234,8 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     wait(lambda: tanaka.find_elements("css selector", "article.draft button.primary:enabled"), "the lift in tanaka's approvals")
     assert "4 → —" in tanaka.find_element("css selector", "article.draft").text  # what the lift ends
     tanaka.find_element("css selector", "article.draft button.primary").click()
+    wait(lambda: "解除" in text(tanaka, "confirm-text"), "the lift approval's confirmation")
+    tanaka.find_element("id", "confirm-yes").click()
     wait(lambda: "承認し" in text(tanaka, "message"), "the lift to be approved")
     assert public_rows(server) == {}
     suzuki.get(server.url + "/map/")
@@ -250,6 +261,9 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert abs((jst - datetime.now(UTC)).total_seconds()) < 600  # JST, not UTC: 9 hours off otherwise
     status, exported, _ = server.call("GET", "/api/v1/history?format=geojson", token=server.token)
     assert status == 200 and all(f["geometry"] for f in exported["features"])  # 上三坂 has its own boundary
+    # The same clock as the CSV: JST with its offset (a GIS user read UTC as JST), and sent_jst as in the CSV.
+    assert {f["properties"]["sent_jst"] for f in exported["features"]} == {r["sent_jst"] for r in rows}
+    assert all(f["properties"]["sent"].endswith("+09:00") for f in exported["features"])
 
     # 6. A drill's order withdrawn as sent in error (取消), under the drill banner, confirmed by name.
     # First a partial lift: the dialog lists the order's districts, all ticked; 若宮戸 is unticked
@@ -314,8 +328,11 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
          "the preview in English")  # fmt: skip
     tanaka.find_element("id", "lang-toggle").click()
     wait(lambda: "警戒レベル3" in text(tanaka, "preview-body"), "the preview in Japanese again")
-    tanaka.find_element("id", "send").click()  # a drill needs no approval: sent at once
+    tanaka.find_element("id", "send").click()  # a level 3 drill needs no approval, nor a confirmation: sent at once
     wait(lambda: "送信しました" in text(tanaka, "message"), "the drill order to be sent")
+    # The form is empty again: a filled form invited sending the same order twice.
+    assert tanaka.find_element("id", "typed").get_attribute("value") == ""
+    assert not tanaka.find_elements("css selector", "input[name=level]:checked, input[name=status]:checked")
     tab(tanaka, "now")  # 現在の発令 shows the drill just sent, not Actual only
     assert tanaka.find_element("id", "now-status").get_attribute("value") == "Exercise"
     wait(lambda: tanaka.find_elements("css selector", "#now-list article.alert"), "the drill in 現在の発令")
@@ -323,7 +340,9 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     outline = wait(lambda: tanaka.find_elements("css selector", "path.order.approximate"), "the town outline")[0]
     assert outline.get_attribute("stroke") == "#595959" and outline.get_attribute("fill") == "none"
     tab(tanaka, "issue")
-    tanaka.find_element("id", "typed").clear()
+    tanaka.find_element("css selector", "input[name=level][value='3']").click()
+    tanaka.find_element("css selector", "input[name=status][value='Exercise']").click()
+    tanaka.find_element("id", "reason").send_keys("土砂災害")
     tanaka.find_element("id", "typed").send_keys("大輪町")  # the next order, previewed and left there
     tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
     wait(lambda: "大輪町" in text(tanaka, "preview-districts"), "tanaka's second preview")
@@ -403,6 +422,12 @@ def test_a_desk_starts_its_drill_and_its_transmission_test_and_watches_them_on_t
         wait(lambda: choice("joso-demo"), "the scenarios")
         assert choice("joso-demo").is_enabled() and choice("joso-flood-day").is_enabled()
         assert not choice("ibaraki-44").is_enabled() and not choice("missile-alert").is_enabled()
+        # Each says why: the prefecture's drill lies outside the town; a national one sends national warnings.
+        def label(scenario: str) -> str:
+            return str(choice(scenario).find_element("xpath", "ancestor::label").text)
+
+        assert "管轄外" in label("ibaraki-44")
+        assert "全国向けの警報を送る訓練は国の発信者だけが実施できます" in label("missile-alert") and "管轄外" not in label("missile-alert")
         assert "【訓練】" in text(driver, "banner") and "茨城県常総市" in text(driver, "test-scope")
         driver.save_screenshot(str(tmp_path / "drills-1-view.png"))
         assert axe_serious(driver) == []
@@ -449,6 +474,10 @@ def test_a_desk_starts_its_drill_and_its_transmission_test_and_watches_them_on_t
         driver.find_element("id", "lang-toggle").click()  # the run follows the language switch
         wait(lambda: "Transmission test" in text(driver, "drill-run") and "[TEST]" in text(driver, "banner"),
              "the test in English")  # fmt: skip
+        assert "Verdict: passed" in text(driver, "drill-run")
+        # English punctuation in English: "(12 steps, about 12 s, Covers: …)", not 「（…、…）」.
+        details = [e.text for e in driver.find_elements("css selector", "#drill-scenarios label small")]
+        assert details and not [d for d in details if "（" in d or "、" in d], details
         driver.find_element("id", "lang-toggle").click()
         assert axe_serious(driver) == []
 

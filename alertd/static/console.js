@@ -71,7 +71,7 @@ function applyLanguage() {
   document.title = t("title");
   mapHint();
   if (state.me) {
-    renderWho(); refreshNow(); renderDrafts();
+    renderWho(); refreshNow(); renderDrafts(); fillMunicipalities();
     // What is on screen follows the switch: the preview (without moving focus) and the history.
     if (state.pending && !$("preview").hidden) renderPreview(state.pending.body, state.pending.preview, false);
     if (state.view === "history") renderHistory();
@@ -204,7 +204,7 @@ async function pendingChanges() {
   for (const draft of data) {
     const p = draft.preview || {};
     if (p.action !== "lift" && p.msg_type !== "Cancel") continue;
-    for (const id of p.lifts || []) out.set(id, draft.id);
+    for (const id of p.lifts || []) out.set(id, { id: draft.id, kind: p.msg_type === "Cancel" ? "cancel" : "lift" });
   }
   return out;
 }
@@ -232,7 +232,7 @@ async function refreshNow() {
     list.append(el("article", { class: "card alert lv" + alert.level, "data-alert": alert.alert_id },
       el("h3", {}, el("span", { class: "swatch lv" + alert.level, "aria-hidden": "true" }), levelText(state.lang, alert.level)),
       el("p", {}, alert.municipality_name + (state.lang === "ja" ? "：" : ": ") + names + (alert.reason ? paren(alert.reason) : "")),
-      waiting ? el("p", { class: "notice pending" }, t("change_waiting", { id: waiting })) : null,
+      waiting ? el("p", { class: "notice pending", "data-kind": waiting.kind }, t("change_waiting_" + waiting.kind, { id: waiting.id })) : null,
       el("div", { class: "buttons" },
         el("button", { type: "button", onclick: () => watch(alert.alert_id, board) }, t("deliveries")),
         el("button", { type: "button", class: "danger lift", disabled: busy, onclick: () => confirmLift(alert) }, t("lift")),
@@ -381,11 +381,15 @@ function errorCell(raw) {
 }
 
 // --- issue: the guided form, the preview, then send or submit for approval -------------
+// Filled at sign-in and again on a language switch (「すべての市区町村」 stayed Japanese), keeping the choices.
 function fillMunicipalities() {
+  const history = $("history-municipality").value, chosen = $("municipality").value;
   $("history-municipality").replaceChildren(el("option", { value: "" }, t("all_munis")),
     ...state.me.municipalities.map((m) => el("option", { value: m.code }, m.name)));
+  $("history-municipality").value = history;
   const select = $("municipality");
   select.replaceChildren(...state.me.municipalities.map((m) => el("option", { value: m.code }, m.name + paren(m.code))));
+  if (chosen) select.value = chosen;
   select.disabled = state.me.municipalities.length === 1; // a town's desk issues for itself only
 }
 
@@ -522,7 +526,34 @@ function renderPreview(body, preview, focus = true) {
 
 $("back").addEventListener("click", () => { $("preview").hidden = true; deskMap.clearPreview(); $("typed").focus(); });
 
-$("send").addEventListener("click", async () => {
+$("send").addEventListener("click", () => {
+  if (!state.pending) return;
+  const { body, preview } = state.pending;
+  // Level 4 and above sent at once (no second person will look at it): said back, by level and
+  // districts, before it goes — as a lift and a 取消 are.
+  if (body.level >= 4 && !preview.needs_approval) {
+    return confirmAction(t("send_confirm", orderWords(body, preview)), t("send"), send);
+  }
+  send();
+});
+
+// What a confirmation names: the town, the districts, the level, issue or lift, and the status.
+function orderWords(body, p) {
+  const muni = (state.me.municipalities.find((m) => m.code === body.municipality) || {}).name || body.municipality;
+  return { muni: muni, names: joined(p.district_names || []), level: levelText(state.lang, body.level),
+           action: t("verb_" + (body.action || "issue")), status: t("status_" + body.status) };
+}
+
+// After a send the form is empty again: a filled form invited sending the same order twice.
+function resetIssueForm() {
+  $("issue-form").reset();
+  deskMap.markPicked([]);
+  deskMap.clearPreview();
+  pickableFor($("municipality").value);
+  banner();
+}
+
+async function send() {
   if (!state.pending) return;
   const body = { ...state.pending.body, identifier: crypto.randomUUID() };
   $("send").disabled = true;
@@ -531,6 +562,7 @@ $("send").addEventListener("click", async () => {
   if (status !== 202) return sayProblem(data, "order");
   state.pending = null;
   $("preview").hidden = true;
+  resetIssueForm();
   // 現在の発令 shows what the officer just sent: a drill sent from here appears there, not Actual only.
   $("now-status").value = body.status;
   const result = $("issue-result");
@@ -543,14 +575,17 @@ $("send").addEventListener("click", async () => {
     result.replaceChildren(board);
     watch(data.id, board);
   }
-});
+}
 
 // --- approvals ---------------------------------------------------------------------------
 // "user:sato" is the audit trail's name; the desk reads "sato". Times are the town's (JST).
 function personOf(actor) { return String(actor || "").replace(/^(user|issuer):/, ""); }
 
+// 2026-12-01 12:29 JST in both languages: 01/12/2026 read as January 12th.
 function japanTime(iso) {
-  return new Date(iso).toLocaleString(state.lang === "ja" ? "ja-JP" : "en-GB", { timeZone: "Asia/Tokyo" }) + " JST";
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Tokyo", year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).formatToParts(new Date(iso)).map((x) => [x.type, x.value]));
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute} JST`;
 }
 
 async function renderDrafts() {
@@ -581,7 +616,16 @@ async function renderDrafts() {
   if (state.view === "approvals" && data.length) deskMap.showPreview(data[0].preview.geojson, data[0].preview.level);
 }
 
-async function approve(draft) {
+// Approving sends at once: the dialog names what goes out, as the lift and 取消 dialogs do.
+function approve(draft) {
+  const p = draft.preview || {};
+  const words = { names: joined(p.district_names || []), level: levelText(state.lang, p.level),
+                  action: t("verb_" + (p.msg_type === "Cancel" ? "cancel" : p.action || "issue")), status: t("status_" + p.status),
+                  who: personOf(draft.drafted_by) };
+  confirmAction(t("approve_confirm", words), t("approve"), () => approveNow(draft));
+}
+
+async function approveNow(draft) {
   const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/approve");
   if (status !== 202) return sayProblem(data, "order");
   if (draft.preview && draft.preview.status) $("now-status").value = draft.preview.status;
