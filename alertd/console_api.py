@@ -78,7 +78,13 @@ def _municipalities(request: web.Request, issuer: Issuer) -> list[dict[str, str]
 
 
 async def get_me(request: web.Request) -> web.Response:
-    caller = await authenticate(request)
+    query: schemas.SessionQuery = query_of(request)
+    try:
+        caller = await authenticate(request)
+    except Unauthorized:
+        if query.probe:  # the console's first look: nobody signed in is no error
+            return _json({"signed_in": False})
+        raise
     if caller.session is None:
         raise Unauthorized("Sign in as a person first (POST /api/v1/sessions): tokens have no console.")
     issuer = await _issuer_of(request)

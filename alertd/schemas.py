@@ -1398,6 +1398,20 @@ class Place(Answer):
     name: str
 
 
+class SessionQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {"probe": "'probe' must be true or false."}
+    probe: bool = Field(False, description="true: with no session (or one that ended), answer 200 "
+                        "{\"signed_in\": false} instead of a 401 — the console's first look on loading, "
+                        "so an ordinary page load logs no error.")  # fmt: skip
+
+
+class NoSession(Answer):
+    """No one is signed in: the answer to ?probe=true without a live session."""
+
+    signed_in: Literal[False]
+
+
 class Me(Answer):
     """The signed-in person, as the console shows them."""
 

@@ -207,6 +207,8 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     status, problem, headers = server.call("GET", "/api/v1/alerts/nope/deliveries/events", token=server.token)
     assert status == 404 and headers["Content-Type"].startswith("application/problem+json"), problem
     assert server.call("GET", f"/api/v1/alerts/{approved['alert_id']}/deliveries/events")[0] == 401
+    assert server.call("GET", "/api/v1/sessions/current?probe=true")[:2] == (200, {"signed_in": False})
+    assert server.call("GET", "/api/v1/sessions/current")[0] == 401  # without probe, as before
 
     # 3. The public map shows the district with its level.
     assert public_rows(server) == {code: 4}
@@ -392,6 +394,8 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
         # What a refusal looks like in a browser's log is expected (the API's 401/404 above
         # were read by urllib, not the page); anything else is a broken page.
         assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
+        # Loading the page signed out asks with probe=true: no 401 in the browser's console on every load.
+        assert not [e for e in errors if "sessions/current" in e], errors
         urls = requested_urls(driver)
         assert any(u.endswith("/static/console.js") for u in urls)
         # The board was pushed by alertd (Server-Sent Events), not fetched again and again.

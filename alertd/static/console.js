@@ -89,8 +89,9 @@ $("lang-toggle").addEventListener("click", () => {
 
 // --- signing in -------------------------------------------------------------------------
 async function loadMe() {
-  const { status, data } = await api("GET", "/api/v1/sessions/current");
-  if (status !== 200) return showSignIn();
+  // probe: nobody signed in is a 200 {signed_in: false}, so a page load logs no 401 in the browser.
+  const { status, data } = await api("GET", "/api/v1/sessions/current?probe=true");
+  if (status !== 200 || data.signed_in === false) return showSignIn();
   state.me = data;
   $("signin-view").hidden = true;
   $("app-view").hidden = false;
