@@ -539,6 +539,8 @@ def test_a_town_with_no_receiver_is_told_so_and_a_retrying_board_stays_live(
         assert "受信者なしの市区町村 1" in card.text
         [row] = card.find_elements("css selector", "table.test-towns tbody tr")
         assert "坂東市" in row.text and "受信者なし" in row.text
+        # Its board says nobody received it, rather than showing an empty table.
+        wait(lambda: card.find_elements("css selector", ".board .no-deliveries"), "the empty board to say so")
         driver.save_screenshot(str(tmp_path / "no-receiver-2-test.png"))
 
         # A receiver that refuses connections: its drill order retries on the board.

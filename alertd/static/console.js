@@ -319,6 +319,8 @@ function watch(alertId, container) {
     }
     const summary = el("ul", { class: "by-adapter" }, ...Object.entries(byAdapter).map(([adapter, n]) =>
       el("li", { "data-adapter": adapter }, adapterName(adapter) + ": " + t("outcome_text", n))));
+    // No receiver at all: said, not an empty table (the desk read an empty board as nothing wrong).
+    if (!rows.length) { container.replaceChildren(el("p", { class: "notice no-deliveries" }, t("board_empty"))); return; }
     container.replaceChildren(summary, el("table", { class: "deliveries" },
       el("caption", {}, t("deliveries") + " — " + t("alert_id") + " " + alertId),
       el("thead", {}, el("tr", {}, ...["receiver", "adapter", "state", "attempts", "error"].map((k) => el("th", { scope: "col", class: k }, t(k))))),
