@@ -583,6 +583,7 @@ def test_a_town_with_no_receiver_is_told_so_and_a_retrying_board_stays_live(
              "the board to go on showing the retries", timeout=30)  # fmt: skip
         driver.find_element("id", "lang-toggle").click()
         wait(lambda: "Digital signage" in driver.find_element("css selector", selector).text, "the board in English")
+        assert text(driver, "message").startswith("The transmission test has started")  # the message follows too
         assert driver.find_element("css selector", selector + " .err-text").text.startswith(("Cannot reach", "Not sent yet"))
         driver.save_screenshot(str(tmp_path / "no-receiver-3-board.png"))
         driver.find_element("id", "lang-toggle").click()

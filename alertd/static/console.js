@@ -30,7 +30,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// ``text`` may be a function of the console's language: the message then follows a switch to
+// English (or back) like everything else on the page.
 function say(text, kind, detail) {
+  state.message = typeof text === "function" ? { text: text, kind: kind, detail: detail } : null;
+  if (typeof text === "function") text = text();
   const box = $("message");
   box.textContent = text;
   // The API's own words (English, for whoever supports the desk) stay one click away.
@@ -57,7 +61,7 @@ function problemMessage(data, context) {
 }
 
 function sayProblem(data, context) {
-  say(problemMessage(data, context || ""), "error", problemText(data));
+  say(() => problemMessage(data, context || ""), "error", problemText(data));
 }
 
 // --- language -------------------------------------------------------------------------
@@ -70,6 +74,7 @@ function applyLanguage() {
   toggle.lang = state.lang === "ja" ? "en" : "ja";
   document.title = t("title");
   mapHint();
+  if (state.message) say(state.message.text, state.message.kind, state.message.detail);
   if (state.me) {
     renderWho(); refreshNow(); renderDrafts(); fillMunicipalities();
     // What is on screen follows the switch: the preview (without moving focus) and the history.
@@ -264,7 +269,7 @@ function confirmThen(alert, text, yes, send) {
     try { answer = await send(); } finally { state.inFlight.delete(alert.alert_id); }
     const { status, data } = answer;
     if (status !== 202) { refreshNow(); return sayProblem(data, "order"); }
-    say(data.state === "awaiting_approval" ? t("held") + paren(t("draft_id") + " " + data.id) : t("sent") + paren(t("alert_id") + " " + data.id), "ok");
+    say(() => data.state === "awaiting_approval" ? t("held") + paren(t("draft_id") + " " + data.id) : t("sent") + paren(t("alert_id") + " " + data.id), "ok");
     refreshNow();
   }, { once: true });
 }
@@ -570,10 +575,10 @@ async function send() {
   $("now-status").value = body.status;
   const result = $("issue-result");
   if (data.state === "awaiting_approval") {
-    say(t("held") + paren(t("draft_id") + " " + data.id), "ok");
+    say(() => t("held") + paren(t("draft_id") + " " + data.id), "ok");
     result.replaceChildren();
   } else {
-    say(t("sent") + paren(t("alert_id") + " " + data.id), "ok");
+    say(() => t("sent") + paren(t("alert_id") + " " + data.id), "ok");
     const board = el("div", { class: "board" });
     result.replaceChildren(board);
     watch(data.id, board);
@@ -632,7 +637,7 @@ async function approveNow(draft) {
   const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/approve");
   if (status !== 202) return sayProblem(data, "order");
   if (draft.preview && draft.preview.status) $("now-status").value = draft.preview.status;
-  say(t("approved") + paren(t("alert_id") + " " + data.id), "ok");
+  say(() => t("approved") + paren(t("alert_id") + " " + data.id), "ok");
   const board = el("div", { class: "board" });
   $("approval-result").replaceChildren(board);
   watch(data.id, board);
@@ -641,10 +646,10 @@ async function approveNow(draft) {
 }
 
 async function reject(draft, input) {
-  if (!input.value.trim()) { input.focus(); return say(t("reject_needs_reason")); }
+  if (!input.value.trim()) { input.focus(); return say(() => t("reject_needs_reason")); }
   const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/reject", { reason: input.value.trim() });
   if (status !== 200) return sayProblem(data, "reject");
-  say(t("rejected"), "ok");
+  say(() => t("rejected"), "ok");
   renderDrafts();
 }
 
@@ -715,13 +720,13 @@ async function renderDrills() {
 $("drill-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const scenario = (document.querySelector("input[name=scenario]:checked") || {}).value;
-  if (!scenario) return say(t("drill_pick"));
+  if (!scenario) return say(() => t("drill_pick"));
   const button = event.submitter || $("drill-form").querySelector("button");
   button.disabled = true;
   const { status, data } = await api("POST", "/api/v1/drills", { scenario: scenario, speed: Number($("drill-speed").value) });
   button.disabled = false;
   if (status !== 202) return sayProblem(data, "drill");
-  say(t("drill_started", { id: data.id }), "ok");
+  say(() => t("drill_started", { id: data.id }), "ok");
   state.drill.status = "Exercise";
   $("now-status").value = "Exercise"; // 現在の発令 then shows the drill's orders too
   banner();
@@ -745,6 +750,8 @@ function followDrill(run) {
     if (!state.me || !state.drill.run || state.drill.run.id !== run.id) return;
     const { status, data } = await api("GET", "/api/v1/drills/" + encodeURIComponent(run.id));
     if (status === 200) { state.drill.run = data; drawDrillRun(); if (state.view === "drills") refreshNow(); }
+    // A drill that stopped in error does not leave 「訓練を開始しました」 in green above its error.
+    if (status === 200 && data.state === "error") say(() => t("drill_error", { id: run.id }), "error", data.error);
     if (status !== 200 || ["starting", "running"].includes(data.state)) later(poll, 1000);
   };
   later(poll, 300);
@@ -807,7 +814,7 @@ $("test-form").addEventListener("submit", (event) => {
   confirmAction(t("test_confirm", { names: names }), t("test_confirm_yes"), async () => {
     const { status, data } = await api("POST", "/api/v1/test-broadcasts", { wait_s: wait });
     if (status !== 202) return sayProblem(data, "drill");
-    say(t("test_started", { id: data.id }), "ok");
+    say(() => t("test_started", { id: data.id }), "ok");
     state.drill.status = "Test";
     state.drill.run = null;
     state.drill.test = data;
