@@ -557,34 +557,41 @@ def test_a_town_with_no_receiver_is_told_so_and_a_retrying_board_stays_live(
         wait(lambda: driver.find_elements("css selector", "#now-list article.alert"), "the order in 現在の発令")
         driver.find_element("css selector", "#now-list article.alert .buttons button").click()  # 配信状況
         selector = "#now-list table.deliveries tr[data-subscriber='bando-signage']"
-        row = wait(lambda: [r for r in driver.find_elements("css selector", selector)
-                            if r.find_elements("css selector", "td.error .err-text")], "the refused delivery")[0]  # fmt: skip
-        explained = row.find_element("css selector", ".err-text")
-        assert explained.get_attribute("data-kind") in ("err_refused", "err_circuit"), explained.text
-        assert "届きません" in explained.text or "まだ送っていません" in explained.text, explained.text
-        raw = row.find_element("css selector", "td.error details code").get_attribute("textContent")
-        assert "Cannot connect" in raw or "not sent yet" in raw, raw  # alertd's own words, for the administrator
-        assert "デジタルサイネージ" in row.text
+
+        def delivery() -> dict[str, Any] | None:
+            """The row as one snapshot: the board redraws it whenever the attempts change."""
+            return driver.execute_script("""
+                const row = document.querySelector(arguments[0]);
+                const explained = row && row.querySelector("td.error .err-text");
+                if (!explained) return null;
+                const range = document.createRange();
+                range.selectNodeContents(row.querySelector("td.state"));
+                return {kind: explained.dataset.kind, text: explained.textContent, row: row.textContent,
+                        raw: row.querySelector("td.error details code").textContent,
+                        state_lines: range.getClientRects().length,
+                        attempts: Number(row.querySelector("td.attempts").textContent)};""", selector)  # fmt: skip
+
+        got = wait(delivery, "the refused delivery, explained")
+        assert got["kind"] in ("err_refused", "err_circuit"), got
+        assert "届きません" in got["text"] or "まだ送っていません" in got["text"], got
+        assert "Cannot connect" in got["raw"] or "not sent yet" in got["raw"], got  # alertd's own words, for the administrator
+        assert "デジタルサイネージ" in got["row"], got
         # The 状態 column is one line (待機中 was stacked a character a line), and the board fits its panel.
-        assert driver.execute_script("""
-            const cell = arguments[0].querySelector("td.state"), range = document.createRange();
-            range.selectNodeContents(cell);
-            return range.getClientRects().length;""", row) == 1  # fmt: skip
+        assert got["state_lines"] == 1, got
         board = driver.find_element("css selector", "#now-list div.board")
         assert driver.execute_script("return arguments[0].getBoundingClientRect().right <= "
                                      "document.querySelector('.panel').getBoundingClientRect().right + 1", board)  # fmt: skip
 
         # The console redraws 現在の発令 every 10 s and after every action: the board stays, and live.
-        attempts = int(row.find_element("css selector", "td.attempts").text)
+        attempts = got["attempts"]
         for _ in range(2):
             driver.execute_async_script("window.alertdConsole.refreshNow().then(arguments[arguments.length - 1])")
         assert board.is_displayed()  # the same element: a new, empty one would leave this one stale
-        wait(lambda: int(driver.find_element("css selector", selector + " td.attempts").text) > attempts,
-             "the board to go on showing the retries", timeout=30)  # fmt: skip
+        wait(lambda: (d := delivery()) and d["attempts"] > attempts, "the board to go on showing the retries", timeout=30)
         driver.find_element("id", "lang-toggle").click()
-        wait(lambda: "Digital signage" in driver.find_element("css selector", selector).text, "the board in English")
+        english = wait(lambda: (d := delivery()) and "Digital signage" in d["row"] and d, "the board in English")
+        assert english["text"].startswith(("Cannot reach", "Not sent yet")), english
         assert text(driver, "message").startswith("The transmission test has started")  # the message follows too
-        assert driver.find_element("css selector", selector + " .err-text").text.startswith(("Cannot reach", "Not sent yet"))
         driver.save_screenshot(str(tmp_path / "no-receiver-3-board.png"))
         driver.find_element("id", "lang-toggle").click()
         assert axe_serious(driver) == []

@@ -335,17 +335,44 @@ function watch(alertId, container) {
         el("td", { class: "attempts" }, String(d.attempts)), el("td", { class: "error" }, errorCell(d.last_error)))))));
   };
   container.redraw = () => { if (container.lastDeliveries) draw(container.lastDeliveries); };
-  const source = new EventSource("/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries/events");
+  const path = "/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries";
+  const forget = (handle) => { if (state.boards.get(alertId) === handle) state.boards.delete(alertId); };
+  // A browser keeps at most 6 connections to alertd, and every open stream holds one as long as a
+  // delivery retries: beyond a few live boards (a drill's steps), the rest are read every 2 s, so
+  // the console's own requests never wait behind them.
+  if ([...state.boards.values()].filter((b) => b instanceof EventSource).length >= LIVE_STREAMS) {
+    const handle = { closed: false, close() { this.closed = true; } };
+    state.boards.set(alertId, handle);
+    const tick = async () => {
+      if (handle.closed || !state.me) return forget(handle);
+      const { status, data } = await api("GET", path);
+      if (handle.closed) return forget(handle);
+      if (status !== 200) { forget(handle); container.replaceChildren(el("p", {}, problemMessage(data, ""))); return; }
+      draw(data);
+      if (allFinal(data.deliveries)) return forget(handle);
+      setTimeout(tick, 2000);
+    };
+    tick();
+    return;
+  }
+  const source = new EventSource(path + "/events");
   state.boards.set(alertId, source);
   source.addEventListener("deliveries", (event) => draw(JSON.parse(event.data)));
-  source.addEventListener("end", () => { source.close(); state.boards.delete(alertId); });
+  source.addEventListener("end", () => { source.close(); forget(source); });
   source.addEventListener("error", async () => {
     if (source.readyState !== EventSource.CLOSED) return; // a break: the browser reconnects by itself
-    state.boards.delete(alertId);
-    const { status, data } = await api("GET", "/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries");
+    forget(source);
+    const { status, data } = await api("GET", path);
     if (status === 200) draw(data);
     else container.replaceChildren(el("p", {}, problemMessage(data, "")));
   });
+}
+
+const LIVE_STREAMS = 3;
+// As alertd.board_stream._ended: every receiver's delivery final, and the feed's publish gone out or failed.
+function allFinal(rows) {
+  return rows.every((r) => r.adapter === "feed" ? !["queued", "sent"].includes(r.state)
+    : ["confirmed", "failed", "expired", "superseded"].includes(r.state));
 }
 
 // A kind of receiver as the desk calls it: 防災行政無線, not "radio".
