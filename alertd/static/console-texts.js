@@ -4,7 +4,7 @@ export const TEXTS = {
   ja: {
     skip: "本文へ移動", title: "alertd 防災コンソール", signin: "サインイン", signout: "サインアウト",
     username: "ユーザー名", password: "パスワード", otp: "ワンタイムコード（認証アプリの6桁）",
-    now: "現在の発令", issue: "発令・解除", approvals: "承認待ち", map: "地図",
+    now: "現在の発令", issue: "発令・解除", approvals: "承認待ち", map: "地図", menu: "メニュー",
     map_hint: "地図は alertd の区域データです。", map_hint_pick: "地区を選ぶには、地図をクリックするか、地区の一覧・入力欄を使ってください。",
     map_hint_type: "この市区町村には地図で選べる地区がありません。地区名は「地区名を入力」の欄に入力してください。",
     show_status: "表示する種別", Actual: "実際の発令（Actual）", Exercise: "訓練（Exercise）", Test: "試験（Test）",
@@ -121,7 +121,7 @@ export const TEXTS = {
   en: {
     skip: "Skip to content", title: "alertd disaster desk console", signin: "Sign in", signout: "Sign out",
     username: "Username", password: "Password", otp: "One-time code (6 digits from your authenticator app)",
-    now: "In force now", issue: "Issue or lift", approvals: "Awaiting approval", map: "Map",
+    now: "In force now", issue: "Issue or lift", approvals: "Awaiting approval", map: "Map", menu: "Menu",
     map_hint: "The map is alertd's own district data.", map_hint_pick: " Pick districts by clicking the map, or use the list and the text field of the form.",
     map_hint_type: " No district of this municipality can be picked on the map: type the district names in the form.",
     show_status: "Show", Actual: "Actual orders", Exercise: "Drill (Exercise)", Test: "Test",
