@@ -119,8 +119,9 @@ async def reach(engine: Engine, alert: Alert, subscriber_ids: list[str]) -> dict
     adapters do. The desk checks every one before sending, not only the two in the CAP."""
     receivers = []
     langs = ["ja", "en"]  # every receiver gets at least these (adapters put them first)
+    known_subs = engine.router.by_id()  # as the plan just routed: no Redis read per receiver
     for sub_id in subscriber_ids:
-        sub = await engine.store.get_subscriber(sub_id)
+        sub = known_subs.get(sub_id) or await engine.store.get_subscriber(sub_id)
         if sub is None:  # removed between routing and now: it will not be sent to either
             continue
         mine = messages.ordered_languages((), sub.languages)
