@@ -656,6 +656,7 @@ async def preview_order(request: web.Request) -> web.Response:
     built = await engine.orders.evacuation(body, issuer)
     answer, _ = await engine.intake.accept(built.alert, issuer, changes=built.changes, dry_run=True)
     preview = preview_of(engine, built.alert, answer["deliveries"], built.changes, built.effect)
+    preview.update(await console_api.reach(engine, built.alert, answer["subscribers"]))
     # Said before it is sent: under the issuer's two-person rule this order will wait for an approver.
     preview["needs_approval"] = needs_approval(built.alert, issuer)
     return json_response(preview)
@@ -761,6 +762,7 @@ class DraftHold:
                  for i in alert.infos}  # fmt: skip
         preview = {
             **preview_of(engine, alert, ctx.answer["deliveries"], ctx.changes, levels), "texts": texts,
+            **await console_api.reach(engine, alert, [p.subscriber_id for p in ctx.plan if p.adapter != "feed"]),
             "level": alert.level, "status": alert.status.value, "msg_type": alert.msg_type.value,
             "action": alert.action, "priority": alert.priority.value,
         }  # fmt: skip

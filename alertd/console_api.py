@@ -14,17 +14,21 @@ import hashlib
 import json
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from importlib.resources import files
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from alertd import schemas
+from alertd import messages, schemas
 from alertd.accounts_api import authenticate
 from alertd.appkeys import ENGINE
 from alertd.contract import query_of
 from alertd.errors import Forbidden, InvalidInput, Unauthorized
 from alertd.history import as_cap_zip, as_csv, as_geojson, history
-from alertd.models import Issuer
+from alertd.models import Alert, Issuer
 from alertd.public_map import districts_under_order
+
+if TYPE_CHECKING:
+    from alertd.engine import Engine
 
 # The page is the same for everyone: what it shows comes from the API after sign-in.
 _PAGE = (files("alertd") / "static" / "console.html").read_bytes()
@@ -74,7 +78,13 @@ def _municipalities(request: web.Request, issuer: Issuer) -> list[dict[str, str]
 
 
 async def get_me(request: web.Request) -> web.Response:
-    caller = await authenticate(request)
+    query: schemas.SessionQuery = query_of(request)
+    try:
+        caller = await authenticate(request)
+    except Unauthorized:
+        if query.probe:  # the console's first look: nobody signed in is no error
+            return _json({"signed_in": False})
+        raise
     if caller.session is None:
         raise Unauthorized("Sign in as a person first (POST /api/v1/sessions): tokens have no console.")
     issuer = await _issuer_of(request)
@@ -99,6 +109,30 @@ async def get_orders(request: web.Request) -> web.Response:
 
     return _json(await districts_under_order(engine, query.status, within=within, with_alerts=True))
 
+
+
+async def reach(engine: Engine, alert: Alert, subscriber_ids: list[str]) -> dict[str, Any]:
+    """Who an order would reach, by name, and what it would say in every language they take.
+
+    The preview's ``texts`` are the CAP blocks (ja-JP, en-US); receivers also get zh, ko or
+    やさしい日本語 when they ask for them, rendered per language by alertd.messages as the
+    adapters do. The desk checks every one before sending, not only the two in the CAP."""
+    receivers = []
+    langs = ["ja", "en"]  # every receiver gets at least these (adapters put them first)
+    known_subs = engine.router.by_id()  # as the plan just routed: no Redis read per receiver
+    for sub_id in subscriber_ids:
+        sub = known_subs.get(sub_id) or await engine.store.get_subscriber(sub_id)
+        if sub is None:  # removed between routing and now: it will not be sent to either
+            continue
+        mine = messages.ordered_languages((), sub.languages)
+        receivers.append({"id": sub.id, "name": sub.name or sub.id, "adapter": sub.adapter.value, "languages": mine})
+        langs = messages.ordered_languages(tuple(langs), mine)
+    known = messages.supported_languages()
+    texts = {}
+    for lang in sorted((lang for lang in langs if lang in known), key=known.index):
+        said = messages.message(alert, lang)
+        texts[lang] = {"headline": said.headline, "body": said.body}
+    return {"receivers": receivers, "texts_by_language": texts}
 
 
 JST = timezone(timedelta(hours=9))

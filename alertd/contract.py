@@ -103,7 +103,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/drills", "listDrills", "desk", "admin-or-issuer"),
     # A well-formed name may name no shipped scenario, and one drill runs at a time.
     Operation("POST", "/api/v1/drills", "startDrill", "desk", "admin-or-issuer", body=schemas.DrillStart,
-              valid_refusals={403: ("forbidden", "outside-jurisdiction"), 404: ("not-found",), 409: ("conflict",)}),
+              valid_refusals={403: ("forbidden", "outside-jurisdiction", "national-only"), 404: ("not-found",),
+                              409: ("conflict",)}),
     Operation("GET", "/api/v1/drills/{id}", "getDrill", "desk", "admin-or-issuer"),
     # People: users (admin token, or a user with the admin role for their own issuer), sign-in,
     # the audit trail (admin token or the auditor role), and drafts awaiting a second person.
@@ -134,7 +135,7 @@ OPERATIONS: tuple[Operation, ...] = (
               valid_refusals=UNKNOWN_AREA),
     # The desk console: its page, who signed in, and the orders in force in the desk's jurisdiction.
     Operation("GET", "/console/", "consolePage", "desk", "none"),
-    Operation("GET", "/api/v1/sessions/current", "getCurrentSession", "desk", "user"),
+    Operation("GET", "/api/v1/sessions/current", "getCurrentSession", "desk", "user", query=schemas.SessionQuery),
     Operation("GET", "/api/v1/orders", "listDeskOrders", "desk", "issuer", query=schemas.MapQuery),
     Operation("GET", "/api/v1/history", "getHistory", "desk", "issuer", query=schemas.HistoryQuery,
               valid_refusals={403: ("forbidden",), 422: ("invalid-input:since", "invalid-input:until")}),

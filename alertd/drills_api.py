@@ -29,7 +29,7 @@ from alertd.appkeys import ENGINE
 from alertd.drills.desk import DeskDrills, ShippedScenario, find, scenarios
 from alertd.drills.scenario import DESCRIPTION_LANGUAGES
 from alertd.engine import Engine
-from alertd.errors import Forbidden, OutsideJurisdiction
+from alertd.errors import Forbidden, NationalOnly, OutsideJurisdiction
 from alertd.models import Issuer
 
 DESK_DRILLS: web.AppKey[DeskDrills] = web.AppKey("desk_drills", DeskDrills)
@@ -128,6 +128,8 @@ async def start_drill(request: web.Request) -> web.Response:
     body: schemas.DrillStart = await body_of(request)
     found = await find(body.scenario)
     why = may_start(request, issuer, found)
+    if why is not None and found.national:
+        raise NationalOnly(f"{why} Nothing was started.", districts=list(found.scope))
     if why is not None:
         raise OutsideJurisdiction(f"{why} Nothing was started.", districts=list(found.scope))
     started = await request.app[DESK_DRILLS].start(found, body.speed, caller.actor)

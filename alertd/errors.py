@@ -76,6 +76,15 @@ class OutsideJurisdiction(AlertdError):
     type_slug = "outside-jurisdiction"
 
 
+class NationalOnly(AlertdError):
+    """A national warning's drill asked for by a town or prefecture: not where (its jurisdiction)
+    but what it sends (JMA, J-ALERT, CAP files) is the reason, so the desk is told that instead."""
+
+    status = 403
+    title = "Only a national issuer may do this"
+    type_slug = "national-only"
+
+
 class Forbidden(AlertdError):
     status = 403
     title = "Not allowed"

@@ -113,9 +113,13 @@ def as_geojson(engine: Engine, rows: list[dict[str, Any]]) -> dict[str, Any]:
         geometry = {"type": "GeometryCollection", "geometries": shapes} if shapes else None
         # Which districts the geometry leaves out, by name: a GIS user must not read the shapes as all of it.
         missing = [registry.get(d).name for d in known if d not in drawn]
+        # The town's clock, as the CSV: the same instant with its +09:00 offset, and sent_jst as in the CSV
+        # (a GIS user read the UTC time as JST, 9 hours off).
+        sent = datetime.fromisoformat(r["sent"]).astimezone(JST)
         features.append({"type": "Feature", "id": r["alert_id"], "geometry": geometry,
                          "properties": {k: v for k, v in r.items() if k != "districts"}
-                         | {"districts": r["districts"], "districts_without_boundary": missing}})  # fmt: skip
+                         | {"sent": sent.isoformat(timespec="seconds"), "sent_jst": f"{sent:%Y-%m-%d %H:%M:%S}",
+                            "districts": r["districts"], "districts_without_boundary": missing}})  # fmt: skip
     return {"type": "FeatureCollection", "features": features}
 
 

@@ -619,7 +619,9 @@ class Intake:
                 break
         assert ctx.answer is not None
         if dry_run:
-            return {**ctx.answer, "id": None, "references": alert.referenced_ids}, False
+            # The preview names who it would reach (the desk reads receivers by name, not a count).
+            receivers = [p.subscriber_id for p in ctx.plan if p.adapter != AdapterKind.FEED]
+            return {**ctx.answer, "id": None, "references": alert.referenced_ids, "subscribers": receivers}, False
         return ctx.answer, ctx.created
 
     def dirty_states(self, alert: Alert, referenced: list[Alert]) -> list[str]:

@@ -134,8 +134,10 @@ def render(collection: dict[str, Any], lang: str, status: str, areas: list[str])
     )  # fmt: skip
     banner = f'<p class="banner" role="alert">{escape(t[status])}</p>' if status in ("Exercise", "Test") else ""
     has_rows = bool(collection["features"])
+    # With nothing in force the table is hidden, caption and all: "districts under an order now"
+    # above an empty table contradicted the "no district" line just before it.
     table = (
-        f'<table class="orders" id="orders"><caption>{escape(t["intro"])}</caption><thead><tr>'
+        f'<table class="orders" id="orders"{"" if has_rows else " hidden"}><caption>{escape(t["intro"])}</caption><thead><tr>'
         f'<th scope="col">{escape(t["municipality"])}</th><th scope="col">{escape(t["district"])}</th>'
         f'<th scope="col">{escape(t["level"])}</th><th scope="col">{escape(t["reason"])}</th></tr></thead>'
         f'<tbody>{_rows(collection, lang)}</tbody></table>'

@@ -489,7 +489,10 @@ PEOPLE_PATHS: dict[str, Any] = {
             "description": "What the console shows after sign-in: the municipalities the issuer may send for "
             "(a prefecture's every town: 代行) and its two-person rule.",
             "responses": {
-                "200": _json("Me", "The signed-in person."),
+                "200": {"description": "The signed-in person; with probe=true and no live session, "
+                        "{\"signed_in\": false}.",
+                        "content": {"application/json": {"schema": {"anyOf": [
+                            {"$ref": "#/components/schemas/Me"}, {"$ref": "#/components/schemas/NoSession"}]}}}},
                 **_people_problems(401, 403, why={**_USER_401, 403: "The person's issuer is no longer registered."}),
             },
         },
@@ -680,8 +683,9 @@ PATHS: dict[str, Any] = {
                     422,
                     why={
                         401: "No token or session, or one that ended.",
-                        403: "The scenario covers an area outside the caller's jurisdiction, or sends national "
-                        "warnings, or the person lacks the operator role. Nothing was started.",
+                        403: "The scenario covers an area outside the caller's jurisdiction (type "
+                        "outside-jurisdiction), or sends national warnings (type national-only), or the person "
+                        "lacks the operator role (type forbidden). Nothing was started.",
                         404: "There is no shipped scenario of that name.",
                         409: "A drill is already running, the deployment has no admin token for drills to use, or "
                         "the drill could not start (the detail says why, Japanese first). Nothing was sent.",
@@ -1219,7 +1223,7 @@ MODELS: tuple[type[models.BaseModel], ...] = (
     models.UserView, models.CreatedUser, models.SignIn, models.SessionView, models.AuditEntry, models.Rejection,
     models.DraftView, models.Alert, models.Preview, models.Health, models.TestBroadcastResult,
     models.WebhookAlert, models.Problem, models.InForceView, models.OrderMap, models.BoundaryCollection,
-    models.Me, models.DeskOrders, models.HistoryRow, models.DrillStart, models.DrillRun, models.DrillList,
+    models.Me, models.NoSession, models.DeskOrders, models.HistoryRow, models.DrillStart, models.DrillRun, models.DrillList,
 )  # fmt: skip
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": ADMIN, "issuer": ISSUER, "admin-or-issuer": [*ADMIN, *ISSUER], "user": USER,

@@ -92,6 +92,11 @@ class Router:
         self._subs, self._exact, self._within = subs, exact, within
         self._version = version
 
+    def by_id(self) -> dict[str, Subscriber]:
+        """The subscribers as of the last refresh (every plan refreshes), by id: the preview names
+        those it routes to without asking Redis once per receiver."""
+        return {s.id: s for s in self._subs}
+
     def matches(self, alert: Alert, *, ignore_min_level: bool = False) -> list[Subscriber]:
         hits: set[int] = set()
         for d in [*alert.districts, *alert.reach]:

@@ -1085,6 +1085,22 @@ class DraftText(Answer):
     instruction: str | None
 
 
+class PreviewReceiver(Answer):
+    """A receiver an order would reach."""
+
+    id: str
+    name: str = Field(description="Its name (its id when it has none).")
+    adapter: str = Field(description="What kind of receiver: broadcaster, isp, radio, signage, email, apprise, cbc.")
+    languages: list[str] = Field(description="The languages it asked for (ja, en, zh, ko, ja-easy).")
+
+
+class LanguageText(Answer):
+    """What a receiver reading one language would get."""
+
+    headline: str
+    body: str
+
+
 class Preview(Answer):
     """What an order would do if sent now (誤発信 guard). Nothing is stored or sent."""
 
@@ -1111,6 +1127,11 @@ class Preview(Answer):
     texts: dict[str, DraftText] = Field({}, description="By CAP language tag (ja-JP, en-US): what it would say.")
     radio_script: str | None = Field(None, description="The 防災行政無線 script as the loudspeakers would read it "
                                      "(chimes, the message three times, the call sign).")  # fmt: skip
+    receivers: list[PreviewReceiver] = Field([], description="The receivers it would reach, by name.")
+    texts_by_language: dict[str, LanguageText] = Field(
+        {}, description="By alertd language (ja, en, zh, ko, ja-easy): what it would say in every language its "
+        "receivers take — ja and en always."
+    )
 
 
 
@@ -1375,6 +1396,20 @@ class OrderMap(Answer):
 class Place(Answer):
     code: str
     name: str
+
+
+class SessionQuery(Shape):
+    model_config = ConfigDict(strict=False)
+    refusals: ClassVar[dict[str, str]] = {"probe": "'probe' must be true or false."}
+    probe: bool = Field(False, description="true: with no session (or one that ended), answer 200 "
+                        "{\"signed_in\": false} instead of a 401 — the console's first look on loading, "
+                        "so an ordinary page load logs no error.")  # fmt: skip
+
+
+class NoSession(Answer):
+    """No one is signed in: the answer to ?probe=true without a live session."""
+
+    signed_in: Literal[False]
 
 
 class Me(Answer):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -45,18 +46,22 @@ from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(180)
 PASSWORD = "correct horse battery staple"
+BANDO_TOKEN = f"bando-{secrets.token_hex(12)}"
 
 
 @pytest.fixture(scope="module")
 def fleet_and_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FleetThread, Server]]:
     port = free_port()
     fleet = FleetThread([
-        ReceiverSpec("city-portal", "isp", ["08211"]),  # a webhook receiver
+        # a webhook receiver taking every language alertd writes
+        ReceiverSpec("city-portal", "isp", ["08211"], languages=["ja", "en", "zh", "ko", "ja-easy"]),
         ReceiverSpec("radio-gateway", "radio", ["08211"], transport="mqtt"),  # a 防災行政無線 gateway over MQTT
     ], f"http://127.0.0.1:{port}")  # fmt: skip
     config = {
         "issuers": [{"id": "joso", "name": "常総市", "token": f"joso-{secrets.token_hex(12)}", "jurisdiction": ["08211"],
-                     "approval": {"status": ["Actual"], "min_level": 4}}],
+                     "approval": {"status": ["Actual"], "min_level": 4}},
+                    # A town with no receiver at all (as 常総市 after the demo drill removed its own).
+                    {"id": "bando", "name": "坂東市", "token": BANDO_TOKEN, "jurisdiction": ["08228"]}],
         "subscribers": fleet.subscribers(),
     }  # fmt: skip
     try:
@@ -65,8 +70,8 @@ def fleet_and_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         fleet.stop()
 
 
-def add_user(server: Server, username: str, roles: list[str]) -> pyotp.TOTP:
-    body = {"username": username, "issuer": "joso", "roles": roles, "password": PASSWORD}
+def add_user(server: Server, username: str, roles: list[str], issuer: str = "joso") -> pyotp.TOTP:
+    body = {"username": username, "issuer": issuer, "roles": roles, "password": PASSWORD}
     status, answer, _ = server.call("POST", "/api/v1/users", body, token=ADMIN_TOKEN)
     assert status == 201, answer
     return pyotp.parse_uri(answer["totp_uri"])
@@ -129,6 +134,7 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert axe_serious(tanaka) == []
     tanaka.find_element("id", "lang-toggle").click()  # Japanese by default, English at a click
     assert tanaka.title == "alertd disaster desk console" and text(tanaka, "now-heading") == "In force now"
+    assert tanaka.find_element("css selector", "#history-municipality option").get_attribute("textContent") == "All municipalities"
     assert tanaka.find_element("tag name", "html").get_attribute("lang") == "en"
     tanaka.find_element("id", "lang-toggle").click()
     assert text(tanaka, "now-heading") == "現在の発令"
@@ -144,10 +150,17 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
     wait(lambda: tanaka.find_element("id", "preview").is_displayed(), "the preview")
     assert "上三坂" in text(tanaka, "preview-districts")
-    assert text(tanaka, "preview-receivers") == "2"  # the portal and the gateway
+    receivers = tanaka.find_element("id", "preview-receivers")
+    assert receivers.find_element("css selector", ".receiver-count").text == "2"  # the portal and the gateway, by name:
+    assert {li.get_attribute("data-receiver") for li in receivers.find_elements("css selector", "li")} == {
+        "city-portal", "radio-gateway"}
+    assert "radio-gateway — 防災行政無線" in receivers.text  # the kind of receiver in Japanese, not "radio"
+    assert not tanaka.find_elements("css selector", "#preview .no-receivers")
     texts = tanaka.find_element("id", "preview-texts")
-    assert texts.find_elements("css selector", "[lang='ja-JP']") and texts.find_elements("css selector", "[lang='en-US']")
-    assert "警戒レベル4" in texts.text and "上三坂" in texts.text
+    # Every language a receiver will get, not only the CAP's two: the portal takes all five.
+    shown = [s.get_attribute("data-lang") for s in texts.find_elements("css selector", "section.text")]
+    assert shown == ["ja", "en", "zh", "ko", "ja-easy"], shown
+    assert "警戒レベル4" in texts.text and "上三坂" in texts.text and "やさしい日本語" in texts.text
     radio = text(tanaka, "preview-radio")
     assert radio.count("上三坂") >= 3  # read three times, as the loudspeakers will
     assert text(tanaka, "send") == "承認を依頼する"  # the two-person rule covers it
@@ -163,6 +176,7 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert not tanaka.find_element("css selector", "article.draft button.primary").is_enabled()
     draft_text = tanaka.find_element("css selector", "article.draft").text
     assert "user:" not in draft_text and "JST" in draft_text  # a name and the town's clock
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d JST", draft_text), draft_text  # ISO: 01/12 read as January
     tanaka.find_element("css selector", "article.draft button.danger").click()  # rejecting needs a reason
     assert text(tanaka, "message") == "却下の理由を入力してください。"
 
@@ -175,10 +189,15 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert "避難指示" in card and card.count("上三坂") >= 4  # the texts and the script read three times
     suzuki.save_screenshot(str(tmp_path / "3-awaiting-approval.png"))
     suzuki.find_element("css selector", "article.draft button.primary").click()
+    # Approving sends at once: a confirmation names the level and the district first.
+    wait(lambda: suzuki.find_element("id", "confirm").is_displayed(), "the approval's confirmation")
+    confirm = text(suzuki, "confirm-text")
+    assert "上三坂" in confirm and "警戒レベル4" in confirm and "承認" in confirm and "tanaka" in confirm
+    suzuki.find_element("id", "confirm-yes").click()
     wait(lambda: board_states(suzuki) == {"city-portal": "confirmed", "radio-gateway": "confirmed"},
          "the delivery board to reach confirmed for the portal and the gateway", timeout=20)  # fmt: skip
     by_adapter = suzuki.find_element("css selector", ".by-adapter").text
-    assert "isp: 1/1 受信確認" in by_adapter and "radio: 1/1 受信確認" in by_adapter
+    assert "配信事業者・ポータル: 1/1 受信確認" in by_adapter and "防災行政無線: 1/1 受信確認" in by_adapter
     suzuki.save_screenshot(str(tmp_path / "4-board-confirmed.png"))
     # The board's stream, as any client reads it: the rows, then 'end' once all are final.
     [approved] = [a for a in server.call("GET", "/api/v1/orders", token=server.token)[1]["alerts"]]
@@ -188,6 +207,8 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     status, problem, headers = server.call("GET", "/api/v1/alerts/nope/deliveries/events", token=server.token)
     assert status == 404 and headers["Content-Type"].startswith("application/problem+json"), problem
     assert server.call("GET", f"/api/v1/alerts/{approved['alert_id']}/deliveries/events")[0] == 401
+    assert server.call("GET", "/api/v1/sessions/current?probe=true")[:2] == (200, {"signed_in": False})
+    assert server.call("GET", "/api/v1/sessions/current")[0] == 401  # without probe, as before
 
     # 3. The public map shows the district with its level.
     assert public_rows(server) == {code: 4}
@@ -206,7 +227,8 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     suzuki.find_element("id", "confirm-yes").click()
     wait(lambda: "承認待ち" in text(suzuki, "message"), "the lift to be held for approval")
     # The card says a lift waits for approval, and offers no second one (that made duplicate drafts).
-    wait(lambda: suzuki.find_elements("css selector", "#now-list article.alert .pending"), "the card to show the waiting lift")
+    pending = wait(lambda: suzuki.find_elements("css selector", "#now-list article.alert .pending"), "the card to show the waiting lift")
+    assert "解除が承認待ち" in pending[0].text  # which of 解除 and 取消 waits
     assert not suzuki.find_element("css selector", "#now-list article.alert button.lift").is_enabled()
     assert not suzuki.find_element("css selector", "#now-list article.alert button.cancel").is_enabled()
     tab(tanaka, "now")
@@ -214,6 +236,8 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     wait(lambda: tanaka.find_elements("css selector", "article.draft button.primary:enabled"), "the lift in tanaka's approvals")
     assert "4 → —" in tanaka.find_element("css selector", "article.draft").text  # what the lift ends
     tanaka.find_element("css selector", "article.draft button.primary").click()
+    wait(lambda: "解除" in text(tanaka, "confirm-text"), "the lift approval's confirmation")
+    tanaka.find_element("id", "confirm-yes").click()
     wait(lambda: "承認し" in text(tanaka, "message"), "the lift to be approved")
     assert public_rows(server) == {}
     suzuki.get(server.url + "/map/")
@@ -239,6 +263,9 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert abs((jst - datetime.now(UTC)).total_seconds()) < 600  # JST, not UTC: 9 hours off otherwise
     status, exported, _ = server.call("GET", "/api/v1/history?format=geojson", token=server.token)
     assert status == 200 and all(f["geometry"] for f in exported["features"])  # 上三坂 has its own boundary
+    # The same clock as the CSV: JST with its offset (a GIS user read UTC as JST), and sent_jst as in the CSV.
+    assert {f["properties"]["sent_jst"] for f in exported["features"]} == {r["sent_jst"] for r in rows}
+    assert all(f["properties"]["sent"].endswith("+09:00") for f in exported["features"])
 
     # 6. A drill's order withdrawn as sent in error (取消), under the drill banner, confirmed by name.
     # First a partial lift: the dialog lists the order's districts, all ticked; 若宮戸 is unticked
@@ -294,14 +321,20 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
     wait(lambda: tanaka.find_element("id", "preview").is_displayed(), "tanaka's preview")
     assert "三坂町" in text(tanaka, "preview-districts") and "若宮戸" in text(tanaka, "preview-districts")
-    assert tanaka.find_elements("css selector", "path.preview.lv3")  # outlined in its level's colour
+    # 三坂町 and 若宮戸 have no outline of their own: the town's, dashed grey (not level 3 red), and said so.
+    outline = wait(lambda: tanaka.find_elements("css selector", "path.preview.approximate.lv3"), "the preview's outline")[0]
+    assert outline.get_attribute("stroke") == "#595959"
+    assert "区域図なし" in text(tanaka, "preview-body") and "点線" in text(tanaka, "preview-body")
     tanaka.find_element("id", "lang-toggle").click()  # the preview follows the language switch
     wait(lambda: "Alert level 3" in text(tanaka, "preview-body") and "Drill" in text(tanaka, "preview-body"),
          "the preview in English")  # fmt: skip
     tanaka.find_element("id", "lang-toggle").click()
     wait(lambda: "警戒レベル3" in text(tanaka, "preview-body"), "the preview in Japanese again")
-    tanaka.find_element("id", "send").click()  # a drill needs no approval: sent at once
+    tanaka.find_element("id", "send").click()  # a level 3 drill needs no approval, nor a confirmation: sent at once
     wait(lambda: "送信しました" in text(tanaka, "message"), "the drill order to be sent")
+    # The form is empty again: a filled form invited sending the same order twice.
+    assert tanaka.find_element("id", "typed").get_attribute("value") == ""
+    assert not tanaka.find_elements("css selector", "input[name=level]:checked, input[name=status]:checked")
     tab(tanaka, "now")  # 現在の発令 shows the drill just sent, not Actual only
     assert tanaka.find_element("id", "now-status").get_attribute("value") == "Exercise"
     wait(lambda: tanaka.find_elements("css selector", "#now-list article.alert"), "the drill in 現在の発令")
@@ -309,7 +342,9 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     outline = wait(lambda: tanaka.find_elements("css selector", "path.order.approximate"), "the town outline")[0]
     assert outline.get_attribute("stroke") == "#595959" and outline.get_attribute("fill") == "none"
     tab(tanaka, "issue")
-    tanaka.find_element("id", "typed").clear()
+    tanaka.find_element("css selector", "input[name=level][value='3']").click()
+    tanaka.find_element("css selector", "input[name=status][value='Exercise']").click()
+    tanaka.find_element("id", "reason").send_keys("土砂災害")
     tanaka.find_element("id", "typed").send_keys("大輪町")  # the next order, previewed and left there
     tanaka.find_element("css selector", "#issue-form button[type=submit]").click()
     wait(lambda: "大輪町" in text(tanaka, "preview-districts"), "tanaka's second preview")
@@ -359,6 +394,8 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
         # What a refusal looks like in a browser's log is expected (the API's 401/404 above
         # were read by urllib, not the page); anything else is a broken page.
         assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
+        # Loading the page signed out asks with probe=true: no 401 in the browser's console on every load.
+        assert not [e for e in errors if "sessions/current" in e], errors
         urls = requested_urls(driver)
         assert any(u.endswith("/static/console.js") for u in urls)
         # The board was pushed by alertd (Server-Sent Events), not fetched again and again.
@@ -389,6 +426,12 @@ def test_a_desk_starts_its_drill_and_its_transmission_test_and_watches_them_on_t
         wait(lambda: choice("joso-demo"), "the scenarios")
         assert choice("joso-demo").is_enabled() and choice("joso-flood-day").is_enabled()
         assert not choice("ibaraki-44").is_enabled() and not choice("missile-alert").is_enabled()
+        # Each says why: the prefecture's drill lies outside the town; a national one sends national warnings.
+        def label(scenario: str) -> str:
+            return str(choice(scenario).find_element("xpath", "ancestor::label").text)
+
+        assert "管轄外" in label("ibaraki-44")
+        assert "全国向けの警報を送る訓練は国の発信者だけが実施できます" in label("missile-alert") and "管轄外" not in label("missile-alert")
         assert "【訓練】" in text(driver, "banner") and "茨城県常総市" in text(driver, "test-scope")
         driver.save_screenshot(str(tmp_path / "drills-1-view.png"))
         assert axe_serious(driver) == []
@@ -428,11 +471,17 @@ def test_a_desk_starts_its_drill_and_its_transmission_test_and_watches_them_on_t
         wait(lambda: board_states(driver) == {"city-portal": "confirmed", "radio-gateway": "confirmed"},
              "the test's board to reach confirmed for the portal and the gateway", timeout=20)  # fmt: skip
         wait(lambda: driver.find_elements("css selector", "article.test-run[data-final=yes]"), "the result")
-        assert "受信確認 2、未確認 0、失敗 0" in driver.find_element("css selector", "article.test-run").text
+        result = driver.find_element("css selector", "article.test-run").text
+        assert "判定：合格" in result and "受信確認 2、未確認 0、失敗 0" in result and "受信者なしの市区町村 0" in result
+        assert "茨城県常総市" in driver.find_element("css selector", "article.test-run table.test-towns").text
         driver.save_screenshot(str(tmp_path / "drills-3-test-confirmed.png"))
         driver.find_element("id", "lang-toggle").click()  # the run follows the language switch
         wait(lambda: "Transmission test" in text(driver, "drill-run") and "[TEST]" in text(driver, "banner"),
              "the test in English")  # fmt: skip
+        assert "Verdict: passed" in text(driver, "drill-run")
+        # English punctuation in English: "(12 steps, about 12 s, Covers: …)", not 「（…、…）」.
+        details = [e.text for e in driver.find_elements("css selector", "#drill-scenarios label small")]
+        assert details and not [d for d in details if "（" in d or "、" in d], details
         driver.find_element("id", "lang-toggle").click()
         assert axe_serious(driver) == []
 
@@ -444,4 +493,108 @@ def test_a_desk_starts_its_drill_and_its_transmission_test_and_watches_them_on_t
         assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
         assert foreign(requested_urls(driver), server.url) == []
     finally:
+        driver.quit()
+
+
+def test_a_town_with_no_receiver_is_told_so_and_a_retrying_board_stays_live(
+    fleet_and_server: tuple[FleetThread, Server], tmp_path: Path
+) -> None:
+    """坂東市 has no receiver: the preview says nobody would get the order, and the transmission
+    test is 不合格 with the town counted as 受信者なし (it looked like a pass: all zeros). Then a
+    receiver whose server refuses connections: its delivery retries, the board explains why in
+    Japanese (alertd's English one click away), and it stays open and live through the console's
+    redraws (it vanished 5–10 s after opening while the delivery still retried)."""
+    from selenium.webdriver.support.select import Select
+
+    _, server = fleet_and_server
+    otp = add_user(server, "kimura", ["operator"], issuer="bando")
+    driver = start_browser()
+    try:
+        sign_in(driver, server, "kimura", otp)
+        tab(driver, "issue")
+        driver.find_element("id", "whole").click()
+        driver.find_element("css selector", "input[name=level][value='3']").click()
+        driver.find_element("css selector", "input[name=status][value='Exercise']").click()
+        driver.find_element("id", "reason").send_keys("洪水")
+        driver.find_element("css selector", "#issue-form button[type=submit]").click()
+        wait(lambda: driver.find_element("id", "preview").is_displayed(), "the preview")
+        assert "この発令を受け取る受信者が登録されていません" in text(driver, "preview-body")
+        assert driver.find_element("css selector", "#preview-receivers .receiver-count").text == "0"
+        driver.save_screenshot(str(tmp_path / "no-receiver-1-preview.png"))
+        assert axe_serious(driver) == []
+
+        # The transmission test of a town with no receiver is not passed, and says why.
+        tab(driver, "drills")
+        wait(lambda: "坂東市" in text(driver, "test-scope"), "the test's scope")
+        wait_s = driver.find_element("id", "test-wait")
+        wait_s.clear()
+        wait_s.send_keys("5")
+        driver.find_element("css selector", "#test-form button[type=submit]").click()
+        wait(lambda: driver.find_element("id", "confirm").is_displayed(), "the confirmation")
+        driver.find_element("id", "confirm-yes").click()
+        card = wait(lambda: driver.find_elements("css selector", "article.test-run[data-final=yes]"), "the result",
+                    timeout=30)[0]  # fmt: skip
+        assert card.get_attribute("data-verdict") == "test_verdict_fail", card.text
+        assert "判定：不合格" in card.text and "受信者が登録されていない市区町村 1" in card.text
+        assert "受信者なしの市区町村 1" in card.text
+        [row] = card.find_elements("css selector", "table.test-towns tbody tr")
+        assert "坂東市" in row.text and "受信者なし" in row.text
+        # Its board says nobody received it, rather than showing an empty table.
+        wait(lambda: card.find_elements("css selector", ".board .no-deliveries"), "the empty board to say so")
+        driver.save_screenshot(str(tmp_path / "no-receiver-2-test.png"))
+
+        # A receiver that refuses connections: its drill order retries on the board.
+        body = {"id": "bando-signage", "adapter": "signage", "endpoint": f"http://127.0.0.1:{free_port()}/alerts",
+                "districts": ["08228"], "drills": True, "secret": secrets.token_hex(16)}  # fmt: skip
+        status, answer, _ = server.call("POST", "/api/v1/subscribers", body, token=ADMIN_TOKEN)
+        assert status == 201, answer
+        order = {"municipality": "08228", "level": 3, "action": "issue", "districts": ["all"], "reason": "洪水",
+                 "status": "Exercise", "identifier": "bando-drill-1"}  # fmt: skip
+        status, sent, _ = server.call("POST", "/api/v1/evacuation-orders", order, token=BANDO_TOKEN)
+        assert status == 202, sent
+        tab(driver, "now")
+        Select(driver.find_element("id", "now-status")).select_by_value("Exercise")
+        wait(lambda: driver.find_elements("css selector", "#now-list article.alert"), "the order in 現在の発令")
+        driver.find_element("css selector", "#now-list article.alert .buttons button").click()  # 配信状況
+        selector = "#now-list table.deliveries tr[data-subscriber='bando-signage']"
+
+        def delivery() -> dict[str, Any] | None:
+            """The row as one snapshot: the board redraws it whenever the attempts change."""
+            return driver.execute_script("""
+                const row = document.querySelector(arguments[0]);
+                const explained = row && row.querySelector("td.error .err-text");
+                if (!explained) return null;
+                const range = document.createRange();
+                range.selectNodeContents(row.querySelector("td.state"));
+                return {kind: explained.dataset.kind, text: explained.textContent, row: row.textContent,
+                        raw: row.querySelector("td.error details code").textContent,
+                        state_lines: range.getClientRects().length,
+                        attempts: Number(row.querySelector("td.attempts").textContent)};""", selector)  # fmt: skip
+
+        got = wait(delivery, "the refused delivery, explained")
+        assert got["kind"] in ("err_refused", "err_circuit"), got
+        assert "届きません" in got["text"] or "まだ送っていません" in got["text"], got
+        assert "Cannot connect" in got["raw"] or "not sent yet" in got["raw"], got  # alertd's own words, for the administrator
+        assert "デジタルサイネージ" in got["row"], got
+        # The 状態 column is one line (待機中 was stacked a character a line), and the board fits its panel.
+        assert got["state_lines"] == 1, got
+        board = driver.find_element("css selector", "#now-list div.board")
+        assert driver.execute_script("return arguments[0].getBoundingClientRect().right <= "
+                                     "document.querySelector('.panel').getBoundingClientRect().right + 1", board)  # fmt: skip
+
+        # The console redraws 現在の発令 every 10 s and after every action: the board stays, and live.
+        attempts = got["attempts"]
+        for _ in range(2):
+            driver.execute_async_script("window.alertdConsole.refreshNow().then(arguments[arguments.length - 1])")
+        assert board.is_displayed()  # the same element: a new, empty one would leave this one stale
+        wait(lambda: (d := delivery()) and d["attempts"] > attempts, "the board to go on showing the retries", timeout=30)
+        driver.find_element("id", "lang-toggle").click()
+        english = wait(lambda: (d := delivery()) and "Digital signage" in d["row"] and d, "the board in English")
+        assert english["text"].startswith(("Cannot reach", "Not sent yet")), english
+        assert text(driver, "message").startswith("The transmission test has started")  # the message follows too
+        driver.save_screenshot(str(tmp_path / "no-receiver-3-board.png"))
+        driver.find_element("id", "lang-toggle").click()
+        assert axe_serious(driver) == []
+    finally:
+        server.call("DELETE", "/api/v1/subscribers/bando-signage", token=ADMIN_TOKEN)
         driver.quit()

@@ -62,6 +62,8 @@ def test_without_javascript_the_page_lists_the_districts_and_answers_are_cacheab
     easy = server.call("GET", "/map/?status=Exercise&lang=ja-easy")[1]
     assert "若宮戸（わかみやど）" in easy and "【くんれん】" in easy
     assert "[DRILL] This is a drill." in page  # an Exercise says so before anything else
+    quiet = server.call("GET", "/map/?lang=en")[1]  # nothing Actual: the empty table is hidden, caption and all
+    assert '<table class="orders" id="orders" hidden>' in quiet and '<p id="none">' in quiet
     for name in ("緊急安全確保", "Secure safety immediately", "紧急确保安全", "긴급 안전 확보", "きんきゅうあんぜんかくほ"):
         assert name in page  # the legend in ja, en, zh, ko and やさしい日本語
     assert "default-src 'self'" in headers["Content-Security-Policy"]
@@ -100,6 +102,13 @@ def test_the_map_shows_an_order_with_its_level_and_a_lift_clears_it(
     browser.get(server.url + "/map/")
     wait(lambda: browser.execute_script("return !!window.alertdMap"), "the map script to start")
     assert browser.find_element("id", "none").is_displayed()
+    # Nothing in force: no empty table under a caption saying "the districts under an order now".
+    assert not browser.find_element("id", "orders").is_displayed()
+    # Outside the prefecture is neutral grey (blue read as sea), and Korean text names the fonts
+    # a visitor's device may have (no font is shipped: a CJK font is several MB).
+    assert browser.execute_script("return getComputedStyle(document.getElementById('map')).backgroundColor") == "rgb(228, 228, 228)"
+    korean = browser.execute_script("return getComputedStyle(document.querySelector('td[lang=ko]')).fontFamily")
+    assert "Malgun Gothic" in korean and "Apple SD Gothic Neo" in korean and "Noto Sans CJK KR" in korean
     browser.save_screenshot(str(tmp_path / "1-nothing-in-force.png"))
 
     server.order(identifier="map-1")  # level 4 for 三坂町
@@ -134,7 +143,7 @@ def test_the_map_shows_an_order_with_its_level_and_a_lift_clears_it(
     server.order(districts=["all"], level=3, action="lift", identifier="map-4")
     browser.execute_script("window.alertdMap.refresh()")
     wait(lambda: browser.find_element("id", "none").is_displayed(), "the lift to clear the map")
-    assert rows(browser) == {}
+    assert rows(browser) == {} and not browser.find_element("id", "orders").is_displayed()
     assert browser.find_element("id", "map").get_attribute("data-drawn") == ""
     browser.save_screenshot(str(tmp_path / "3-lifted.png"))
 

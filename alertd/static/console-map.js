@@ -17,6 +17,14 @@ export class DeskMap {
     this.pickable = L.layerGroup().addTo(this.map);
     this.pickLayers = {};
     this.preview = L.layerGroup().addTo(this.map);
+    // A sticky tooltip closes when the pointer leaves its shape; when the shape is redrawn or
+    // covered under a still pointer (a refresh, a preview) or the pointer leaves the map fast,
+    // it never did, and 「常総市」 stayed on the map. Closed on leaving and on every redraw.
+    element.addEventListener("mouseleave", () => this.closeTooltips());
+  }
+
+  closeTooltips() {
+    this.map.eachLayer((layer) => { if (layer.closeTooltip) layer.closeTooltip(); });
   }
 
   async showBase(areas) {
@@ -35,6 +43,7 @@ export class DeskMap {
   }
 
   showOrders(collection, noBoundary) {
+    this.closeTooltips();
     this.orders.clearLayers();
     const drawn = [];
     const features = collection.features.filter((f) => f.geometry).concat(collection.features.filter((f) => !f.geometry));
@@ -61,6 +70,7 @@ export class DeskMap {
 
   // The districts of a municipality that have a boundary of their own: click to pick.
   async showPickable(muni) {
+    this.closeTooltips();
     this.clearPickable();
     const resp = await fetch("/api/v1/boundaries?area=" + encodeURIComponent(muni));
     if (!resp.ok) return [];
@@ -94,16 +104,23 @@ export class DeskMap {
   }
 
   // The preview's outline in its level's colour (a level 4 order outlined purple), black without one.
+  // A 町域 without a boundary (drawn with its town's outline) is dashed grey, as on the public map
+  // and in 現在の発令: the whole town in the level's colour read as the whole town under the order.
   showPreview(geojson, level) {
+    this.closeTooltips();
     this.preview.clearLayers();
     if (!geojson || !geojson.features) return;
     const colour = COLOURS[level] || "#000";
-    const layer = L.geoJSON(geojson, { filter: (f) => !!f.geometry, style: () => ({ color: colour, weight: 4, dashArray: "2 6", fill: false, className: "preview" + (level ? " lv" + level : "") }) });
+    const lv = level ? " lv" + level : "";
+    const layer = L.geoJSON(geojson, { filter: (f) => !!f.geometry, style: (f) => (f.properties && f.properties.approximate
+      ? { color: "#595959", weight: 3, dashArray: "8 6", fill: false, className: "preview approximate" + lv }
+      : { color: colour, weight: 4, dashArray: "2 6", fill: false, className: "preview" + lv }) });
     this.preview.addLayer(layer);
     this.fit(layer, 13);
   }
 
   clearPreview() {
+    this.closeTooltips();
     this.preview.clearLayers();
   }
 }

@@ -15,6 +15,10 @@ function t(key, vars) {
   return text;
 }
 
+// Punctuation follows the console's language: 「A、B（C）」 in Japanese, "A, B (C)" in English.
+function joined(items) { return items.join(state.lang === "ja" ? "、" : ", "); }
+function paren(text) { return state.lang === "ja" ? "（" + text + "）" : " (" + text + ")"; }
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -26,7 +30,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// ``text`` may be a function of the console's language: the message then follows a switch to
+// English (or back) like everything else on the page.
 function say(text, kind, detail) {
+  state.message = typeof text === "function" ? { text: text, kind: kind, detail: detail } : null;
+  if (typeof text === "function") text = text();
   const box = $("message");
   box.textContent = text;
   // The API's own words (English, for whoever supports the desk) stay one click away.
@@ -41,8 +49,8 @@ function problemMessage(data, context) {
   const slug = String((data && data.type) || "").split("/").pop().replaceAll("-", "_");
   const field = (data && data.field) || "";
   if (slug === "unknown_area" && field === "districts" && Array.isArray(data.unknown) && data.unknown.length) {
-    const names = data.unknown.map((u) => "「" + u.name + "」" +
-      (u.suggestions && u.suggestions.length ? t("problem_similar", { names: u.suggestions.join("、") }) : "")).join("、");
+    const names = joined(data.unknown.map((u) => (state.lang === "ja" ? "「" + u.name + "」" : "\u201c" + u.name + "\u201d") +
+      (u.suggestions && u.suggestions.length ? t("problem_similar", { names: joined(u.suggestions) }) : "")));
     return t("problem_unknown_districts", { names: names });
   }
   for (const key of ["problem_" + context + "_" + slug + "_" + field, "problem_" + context + "_" + slug,
@@ -53,7 +61,7 @@ function problemMessage(data, context) {
 }
 
 function sayProblem(data, context) {
-  say(problemMessage(data, context || ""), "error", problemText(data));
+  say(() => problemMessage(data, context || ""), "error", problemText(data));
 }
 
 // --- language -------------------------------------------------------------------------
@@ -65,12 +73,15 @@ function applyLanguage() {
   toggle.textContent = state.lang === "ja" ? "English" : "日本語";
   toggle.lang = state.lang === "ja" ? "en" : "ja";
   document.title = t("title");
+  mapHint();
+  if (state.message) say(state.message.text, state.message.kind, state.message.detail);
   if (state.me) {
-    renderWho(); refreshNow(); renderDrafts();
+    renderWho(); refreshNow(); renderDrafts(); fillMunicipalities();
     // What is on screen follows the switch: the preview (without moving focus) and the history.
     if (state.pending && !$("preview").hidden) renderPreview(state.pending.body, state.pending.preview, false);
     if (state.view === "history") renderHistory();
     if (state.view === "drills") { renderDrills(); drawDrillRun(); }
+    for (const board of document.querySelectorAll("div.board")) board.redraw?.();
   }
   banner();
 }
@@ -83,8 +94,9 @@ $("lang-toggle").addEventListener("click", () => {
 
 // --- signing in -------------------------------------------------------------------------
 async function loadMe() {
-  const { status, data } = await api("GET", "/api/v1/sessions/current");
-  if (status !== 200) return showSignIn();
+  // probe: nobody signed in is a 200 {signed_in: false}, so a page load logs no 401 in the browser.
+  const { status, data } = await api("GET", "/api/v1/sessions/current?probe=true");
+  if (status !== 200 || data.signed_in === false) return showSignIn();
   state.me = data;
   $("signin-view").hidden = true;
   $("app-view").hidden = false;
@@ -164,6 +176,7 @@ function show(view) {
   if (view === "approvals") renderDrafts();
   if (view === "history") renderHistory();
   if (view === "drills") renderDrills();
+  mapHint();
   banner();
 }
 
@@ -197,7 +210,7 @@ async function pendingChanges() {
   for (const draft of data) {
     const p = draft.preview || {};
     if (p.action !== "lift" && p.msg_type !== "Cancel") continue;
-    for (const id of p.lifts || []) out.set(id, draft.id);
+    for (const id of p.lifts || []) out.set(id, { id: draft.id, kind: p.msg_type === "Cancel" ? "cancel" : "lift" });
   }
   return out;
 }
@@ -211,17 +224,21 @@ async function refreshNow() {
   if (code !== 200) return sayProblem(data, "order");
   deskMap.showOrders(data, t("no_boundary"));
   const list = $("now-list");
+  // An open delivery board survives the redraw (every 10 s, and after every action): the same
+  // element, still fed by its stream, moves into the new card. Redrawing it empty made the
+  // board vanish while deliveries were still retrying.
+  const open = new Map([...list.querySelectorAll("div.board[data-board]")].map((b) => [b.dataset.board, b]));
   list.replaceChildren();
   if (!data.alerts.length) list.append(el("p", {}, t("none")));
   for (const alert of data.alerts) {
-    const board = el("div", { class: "board", id: "board-" + alert.alert_id });
-    const names = alert.district_names.join("、");
+    const board = open.get(alert.alert_id) || el("div", { class: "board", id: "board-" + alert.alert_id, "data-board": alert.alert_id });
+    const names = joined(alert.district_names);
     const waiting = pending.get(alert.alert_id);
     const busy = Boolean(waiting) || state.inFlight.has(alert.alert_id);
     list.append(el("article", { class: "card alert lv" + alert.level, "data-alert": alert.alert_id },
       el("h3", {}, el("span", { class: "swatch lv" + alert.level, "aria-hidden": "true" }), levelText(state.lang, alert.level)),
-      el("p", {}, alert.municipality_name + "：" + names + (alert.reason ? "（" + alert.reason + "）" : "")),
-      waiting ? el("p", { class: "notice pending" }, t("change_waiting", { id: waiting })) : null,
+      el("p", {}, alert.municipality_name + (state.lang === "ja" ? "：" : ": ") + names + (alert.reason ? paren(alert.reason) : "")),
+      waiting ? el("p", { class: "notice pending", "data-kind": waiting.kind }, t("change_waiting_" + waiting.kind, { id: waiting.id })) : null,
       el("div", { class: "buttons" },
         el("button", { type: "button", onclick: () => watch(alert.alert_id, board) }, t("deliveries")),
         el("button", { type: "button", class: "danger lift", disabled: busy, onclick: () => confirmLift(alert) }, t("lift")),
@@ -252,14 +269,14 @@ function confirmThen(alert, text, yes, send) {
     try { answer = await send(); } finally { state.inFlight.delete(alert.alert_id); }
     const { status, data } = answer;
     if (status !== 202) { refreshNow(); return sayProblem(data, "order"); }
-    say(data.state === "awaiting_approval" ? t("held") + "（" + t("draft_id") + " " + data.id + "）" : t("sent") + "（" + t("alert_id") + " " + data.id + "）", "ok");
+    say(() => data.state === "awaiting_approval" ? t("held") + paren(t("draft_id") + " " + data.id) : t("sent") + paren(t("alert_id") + " " + data.id), "ok");
     refreshNow();
   }, { once: true });
 }
 
 function placesOf(alert) {
   const whole = alert.districts.length === 1 && alert.districts[0] === alert.municipality;
-  return { whole: whole, names: whole ? t("whole") : alert.district_names.join("、") };
+  return { whole: whole, names: whole ? t("whole") : joined(alert.district_names) };
 }
 
 // A lift names its districts: every one still under the order, ticked; untick those that stay.
@@ -271,7 +288,7 @@ function confirmLift(alert) {
   $("confirm-choices").hidden = where.whole;
   const chosen = () => [...boxes.querySelectorAll("input.lift-pick:checked")].map((i) => i.value);
   function describe() {
-    const names = where.whole ? where.names : chosen().join("、");
+    const names = where.whole ? where.names : joined(chosen());
     $("confirm-text").textContent = t("lift_confirm", { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: names || "—" });
     $("confirm-yes").disabled = !where.whole && !chosen().length;
   }
@@ -295,6 +312,7 @@ function confirmCancel(alert) {
 function watch(alertId, container) {
   if (state.boards.has(alertId)) state.boards.get(alertId).close();
   const draw = (data) => {
+    container.lastDeliveries = data; // redrawn from this when the language changes
     const rows = data.deliveries.filter((d) => d.adapter !== "feed");
     // Per adapter first (how far each kind of receiver got), then per receiver.
     const byAdapter = {};
@@ -305,42 +323,125 @@ function watch(alertId, container) {
       if (d.state === "failed" || d.state === "expired") a.failed += 1;
     }
     const summary = el("ul", { class: "by-adapter" }, ...Object.entries(byAdapter).map(([adapter, n]) =>
-      el("li", { "data-adapter": adapter }, adapter + ": " + t("outcome_text", n))));
+      el("li", { "data-adapter": adapter }, adapterName(adapter) + ": " + t("outcome_text", n))));
+    // No receiver at all: said, not an empty table (the desk read an empty board as nothing wrong).
+    if (!rows.length) { container.replaceChildren(el("p", { class: "notice no-deliveries" }, t("board_empty"))); return; }
     container.replaceChildren(summary, el("table", { class: "deliveries" },
       el("caption", {}, t("deliveries") + " — " + t("alert_id") + " " + alertId),
-      el("thead", {}, el("tr", {}, ...["receiver", "adapter", "state", "attempts", "error"].map((k) => el("th", { scope: "col" }, t(k))))),
+      el("thead", {}, el("tr", {}, ...["receiver", "adapter", "state", "attempts", "error"].map((k) => el("th", { scope: "col", class: k }, t(k))))),
       el("tbody", {}, ...rows.map((d) => el("tr", { "data-subscriber": d.subscriber, "data-state": d.state },
-        el("td", {}, d.subscriber), el("td", {}, d.adapter || ""),
+        el("td", { class: "receiver" }, d.subscriber), el("td", { class: "adapter", "data-adapter": d.adapter || "" }, adapterName(d.adapter)),
         el("td", { class: "state " + d.state }, t(d.state === "sent" ? "sent_state" : d.state)),
-        el("td", {}, String(d.attempts)), el("td", {}, d.last_error || ""))))));
+        el("td", { class: "attempts" }, String(d.attempts)), el("td", { class: "error" }, errorCell(d.last_error)))))));
   };
-  const source = new EventSource("/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries/events");
+  container.redraw = () => { if (container.lastDeliveries) draw(container.lastDeliveries); };
+  const path = "/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries";
+  const forget = (handle) => { if (state.boards.get(alertId) === handle) state.boards.delete(alertId); };
+  // A browser keeps at most 6 connections to alertd, and every open stream holds one as long as a
+  // delivery retries: beyond a few live boards (a drill's steps), the rest are read every 2 s, so
+  // the console's own requests never wait behind them.
+  if ([...state.boards.values()].filter((b) => b instanceof EventSource).length >= LIVE_STREAMS) {
+    const handle = { closed: false, close() { this.closed = true; } };
+    state.boards.set(alertId, handle);
+    const tick = async () => {
+      if (handle.closed || !state.me) return forget(handle);
+      const { status, data } = await api("GET", path);
+      if (handle.closed) return forget(handle);
+      if (status !== 200) { forget(handle); container.replaceChildren(el("p", {}, problemMessage(data, ""))); return; }
+      draw(data);
+      if (allFinal(data.deliveries)) return forget(handle);
+      setTimeout(tick, 2000);
+    };
+    tick();
+    return;
+  }
+  const source = new EventSource(path + "/events");
   state.boards.set(alertId, source);
   source.addEventListener("deliveries", (event) => draw(JSON.parse(event.data)));
-  source.addEventListener("end", () => { source.close(); state.boards.delete(alertId); });
+  source.addEventListener("end", () => { source.close(); forget(source); });
   source.addEventListener("error", async () => {
     if (source.readyState !== EventSource.CLOSED) return; // a break: the browser reconnects by itself
-    state.boards.delete(alertId);
-    const { status, data } = await api("GET", "/api/v1/alerts/" + encodeURIComponent(alertId) + "/deliveries");
+    forget(source);
+    const { status, data } = await api("GET", path);
     if (status === 200) draw(data);
     else container.replaceChildren(el("p", {}, problemMessage(data, "")));
   });
 }
 
+const LIVE_STREAMS = 3;
+// As alertd.board_stream._ended: every receiver's delivery final, and the feed's publish gone out or failed.
+function allFinal(rows) {
+  return rows.every((r) => r.adapter === "feed" ? !["queued", "sent"].includes(r.state)
+    : ["confirmed", "failed", "expired", "superseded"].includes(r.state));
+}
+
+// A kind of receiver as the desk calls it: 防災行政無線, not "radio".
+function adapterName(adapter) {
+  return adapter ? t("adapter_" + adapter) : "";
+}
+
+// Why a delivery failed, as a desk officer reads it: the kind of trouble in the console's
+// language. The receivers' errors are alertd's own English (for whoever supports the desk):
+// they stay one click away, and in the cell's title.
+function errorKind(raw) {
+  const text = String(raw || "");
+  const circuit = text.match(/^not sent yet: the receiver failed (\d+) times in a row(?: \(last: ([\s\S]*)\))?/);
+  if (circuit) return { key: "err_circuit", vars: { n: circuit[1] }, last: circuit[2] };
+  if (/MQTT broker|no PUBACK|MQTT publish/.test(text)) return { key: "err_broker" };
+  if (/refused the login|refused every recipient|not a valid URL|is not an? (?:mqtt|smtp):|names no publishable topic|does not take the address/.test(text)) {
+    return { key: "err_config" };
+  }
+  const http = text.match(/\bHTTP ([45]\d\d)\b/);
+  if (http) return { key: http[1][0] === "4" ? "err_http4" : "err_http5", vars: { code: http[1] } };
+  if (/DNSError|Name or service not known|nodename nor servname|name resolution|getaddrinfo|No address associated/i.test(text)) return { key: "err_dns" };
+  if (/no answer|timed? ?out|timeout/i.test(text)) return { key: "err_timeout" };
+  if (/refused|Cannot connect|Connect call failed|unreachable/i.test(text)) return { key: "err_refused" };
+  return { key: "err_other" };
+}
+
+function explainError(raw) {
+  const kind = errorKind(raw);
+  let text = t(kind.key, kind.vars);
+  if (kind.last) {
+    const last = errorKind(kind.last);
+    if (last.key !== "err_other") text += t("err_last", { what: t(last.key + "_short", last.vars) });
+  }
+  return text;
+}
+
+function errorCell(raw) {
+  if (!raw) return "";
+  return [el("span", { class: "err-text", title: raw, "data-kind": errorKind(raw).key }, explainError(raw)),
+    el("details", { class: "raw-error" }, el("summary", {}, t("raw_error")), el("code", { lang: "en" }, raw))];
+}
+
 // --- issue: the guided form, the preview, then send or submit for approval -------------
+// Filled at sign-in and again on a language switch (「すべての市区町村」 stayed Japanese), keeping the choices.
 function fillMunicipalities() {
+  const history = $("history-municipality").value, chosen = $("municipality").value;
   $("history-municipality").replaceChildren(el("option", { value: "" }, t("all_munis")),
     ...state.me.municipalities.map((m) => el("option", { value: m.code }, m.name)));
+  $("history-municipality").value = history;
   const select = $("municipality");
-  select.replaceChildren(...state.me.municipalities.map((m) => el("option", { value: m.code }, m.name + "（" + m.code + "）")));
+  select.replaceChildren(...state.me.municipalities.map((m) => el("option", { value: m.code }, m.name + paren(m.code))));
+  if (chosen) select.value = chosen;
   select.disabled = state.me.municipalities.length === 1; // a town's desk issues for itself only
 }
 
 $("municipality").addEventListener("change", () => pickableFor($("municipality").value));
 for (const input of document.querySelectorAll("input[name=status]")) input.addEventListener("change", banner);
 
+// The hint under the map says what the map can do here: only the issue view picks on it, and
+// only districts with a boundary of their own (it said "click the map" where nothing could be).
+function mapHint() {
+  const pick = state.view === "issue" ? (state.pickable ? t("map_hint_pick") : t("map_hint_type")) : "";
+  $("map-hint").textContent = t("map_hint") + pick;
+}
+
 async function pickableFor(muni) {
   const names = await deskMap.showPickable(muni);
+  state.pickable = names.length;
+  mapHint();
   const box = $("map-districts");
   box.replaceChildren();
   if (!names.length) { box.append(el("p", { class: "hint" }, t("no_pick"))); return; }
@@ -392,26 +493,54 @@ $("issue-form").addEventListener("submit", async (event) => {
 // What an order would do, the same for the drafter's preview and the approver's card: an
 // approver of a partial lift must see what stays in force (per district, before → after).
 function previewParts(p, what) {
-  const texts = Object.entries(p.texts || {});
   const approval = what.action === "lift" ? "needs_approval_lift" : "needs_approval";
+  const approximate = ((p.geojson && p.geojson.features) || []).filter((f) => f.properties && f.properties.approximate);
   return [
     what.needsApproval === undefined ? null : el("p", { class: what.needsApproval ? "notice" : "" }, what.needsApproval ? t(approval) : t("no_approval")),
+    // Nobody would get it: said before sending, not found out from an empty board afterwards.
+    p.deliveries === 0 ? el("p", { class: "message error no-receivers" }, t("no_receivers")) : null,
     el("dl", {},
       what.municipality ? [el("dt", {}, t("municipality")), el("dd", {}, what.municipality)] : null,
       el("dt", {}, t("level")), el("dd", {}, levelText(state.lang, what.level) + " — " + t("action_" + (what.action || "issue"))),
       el("dt", {}, t("kind_status")), el("dd", { class: "status-" + what.status }, t("status_" + what.status)),
-      el("dt", {}, t("districts")), el("dd", { class: "preview-districts" }, (p.district_names || []).join("、")),
-      el("dt", {}, t("receivers")), el("dd", { class: "preview-receivers" }, String(p.deliveries))),
+      el("dt", {}, t("districts")), el("dd", { class: "preview-districts" }, joined(p.district_names || []),
+        approximate.length ? el("p", { class: "hint no-outline" }, t("no_outline", { names: joined(approximate.map((f) => f.properties.name)) })) : null),
+      el("dt", {}, t("receivers")), el("dd", { class: "preview-receivers" }, receiverList(p))),
     p.levels && p.levels.length ? el("table", { class: "levels" },
       el("caption", {}, t("before_after")),
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, t("district")), el("th", { scope: "col" }, t("level")))),
       el("tbody", {}, ...p.levels.map((l) => el("tr", {}, el("td", {}, l.name), el("td", {}, (l.level_before ?? "—") + " → " + (l.level_after ?? "—")))))) : null,
     el("h4", {}, t("texts")),
-    el("div", { class: "preview-texts" }, ...texts.map(([lang, text]) => el("div", { class: "text", lang: lang },
-      el("strong", {}, text.headline || ""), el("p", {}, text.description || "")))),
+    el("div", { class: "preview-texts" }, ...previewTexts(p)),
     el("h4", {}, t("radio")),
     el("pre", { class: "preview-radio", lang: "ja" }, p.radio_script || ""),
   ];
+}
+
+// Every language the receivers will get (ja, en, zh, ko, やさしい日本語), as alertd renders it for
+// them; a draft held before alertd said so has only its CAP blocks (ja-JP, en-US).
+const LANGUAGES = { ja: ["日本語", "ja"], en: ["English", "en"], zh: ["中文", "zh-Hans"], ko: ["한국어", "ko"], "ja-easy": ["やさしい日本語", "ja"] };
+
+function previewTexts(p) {
+  const rendered = Object.entries(p.texts_by_language || {});
+  if (rendered.length) {
+    return rendered.map(([lang, text]) => el("section", { class: "text", "data-lang": lang, lang: (LANGUAGES[lang] || [lang, lang])[1] },
+      el("h5", { lang: state.lang }, (LANGUAGES[lang] || [lang])[0]), el("strong", {}, text.headline || ""), el("p", {}, text.body || "")));
+  }
+  return Object.entries(p.texts || {}).map(([lang, text]) => el("div", { class: "text", lang: lang },
+    el("strong", {}, text.headline || ""), el("p", {}, text.description || "")));
+}
+
+// Who it reaches, by name: the count first, the names below (folded away when there are many).
+function receiverList(p) {
+  const count = el("span", { class: "receiver-count" }, String(p.deliveries));
+  const receivers = p.receivers || [];
+  if (!receivers.length) return count;
+  const items = el("ul", { class: "receiver-names" }, ...receivers.map((r) => el("li", { "data-receiver": r.id },
+    r.name + " — " + adapterName(r.adapter) +
+    (r.languages.length ? paren(r.languages.map((l) => (LANGUAGES[l] || [l])[0]).join(state.lang === "ja" ? "・" : ", ")) : ""))));
+  if (receivers.length <= 5) return [count, items];
+  return [count, el("details", { class: "receiver-more" }, el("summary", {}, t("show_receivers", { n: receivers.length })), items)];
 }
 
 function renderPreview(body, preview, focus = true) {
@@ -432,7 +561,34 @@ function renderPreview(body, preview, focus = true) {
 
 $("back").addEventListener("click", () => { $("preview").hidden = true; deskMap.clearPreview(); $("typed").focus(); });
 
-$("send").addEventListener("click", async () => {
+$("send").addEventListener("click", () => {
+  if (!state.pending) return;
+  const { body, preview } = state.pending;
+  // Level 4 and above sent at once (no second person will look at it): said back, by level and
+  // districts, before it goes — as a lift and a 取消 are.
+  if (body.level >= 4 && !preview.needs_approval) {
+    return confirmAction(t("send_confirm", orderWords(body, preview)), t("send"), send);
+  }
+  send();
+});
+
+// What a confirmation names: the town, the districts, the level, issue or lift, and the status.
+function orderWords(body, p) {
+  const muni = (state.me.municipalities.find((m) => m.code === body.municipality) || {}).name || body.municipality;
+  return { muni: muni, names: joined(p.district_names || []), level: levelText(state.lang, body.level),
+           action: t("verb_" + (body.action || "issue")), status: t("status_" + body.status) };
+}
+
+// After a send the form is empty again: a filled form invited sending the same order twice.
+function resetIssueForm() {
+  $("issue-form").reset();
+  deskMap.markPicked([]);
+  deskMap.clearPreview();
+  pickableFor($("municipality").value);
+  banner();
+}
+
+async function send() {
   if (!state.pending) return;
   const body = { ...state.pending.body, identifier: crypto.randomUUID() };
   $("send").disabled = true;
@@ -441,26 +597,30 @@ $("send").addEventListener("click", async () => {
   if (status !== 202) return sayProblem(data, "order");
   state.pending = null;
   $("preview").hidden = true;
+  resetIssueForm();
   // 現在の発令 shows what the officer just sent: a drill sent from here appears there, not Actual only.
   $("now-status").value = body.status;
   const result = $("issue-result");
   if (data.state === "awaiting_approval") {
-    say(t("held") + "（" + t("draft_id") + " " + data.id + "）", "ok");
+    say(() => t("held") + paren(t("draft_id") + " " + data.id), "ok");
     result.replaceChildren();
   } else {
-    say(t("sent") + "（" + t("alert_id") + " " + data.id + "）", "ok");
+    say(() => t("sent") + paren(t("alert_id") + " " + data.id), "ok");
     const board = el("div", { class: "board" });
     result.replaceChildren(board);
     watch(data.id, board);
   }
-});
+}
 
 // --- approvals ---------------------------------------------------------------------------
 // "user:sato" is the audit trail's name; the desk reads "sato". Times are the town's (JST).
 function personOf(actor) { return String(actor || "").replace(/^(user|issuer):/, ""); }
 
+// 2026-12-01 12:29 JST in both languages: 01/12/2026 read as January 12th.
 function japanTime(iso) {
-  return new Date(iso).toLocaleString(state.lang === "ja" ? "ja-JP" : "en-GB", { timeZone: "Asia/Tokyo" }) + " JST";
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Tokyo", year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).formatToParts(new Date(iso)).map((x) => [x.type, x.value]));
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute} JST`;
 }
 
 async function renderDrafts() {
@@ -491,11 +651,20 @@ async function renderDrafts() {
   if (state.view === "approvals" && data.length) deskMap.showPreview(data[0].preview.geojson, data[0].preview.level);
 }
 
-async function approve(draft) {
+// Approving sends at once: the dialog names what goes out, as the lift and 取消 dialogs do.
+function approve(draft) {
+  const p = draft.preview || {};
+  const words = { names: joined(p.district_names || []), level: levelText(state.lang, p.level),
+                  action: t("verb_" + (p.msg_type === "Cancel" ? "cancel" : p.action || "issue")), status: t("status_" + p.status),
+                  who: personOf(draft.drafted_by) };
+  confirmAction(t("approve_confirm", words), t("approve"), () => approveNow(draft));
+}
+
+async function approveNow(draft) {
   const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/approve");
   if (status !== 202) return sayProblem(data, "order");
   if (draft.preview && draft.preview.status) $("now-status").value = draft.preview.status;
-  say(t("approved") + "（" + t("alert_id") + " " + data.id + "）", "ok");
+  say(() => t("approved") + paren(t("alert_id") + " " + data.id), "ok");
   const board = el("div", { class: "board" });
   $("approval-result").replaceChildren(board);
   watch(data.id, board);
@@ -504,10 +673,10 @@ async function approve(draft) {
 }
 
 async function reject(draft, input) {
-  if (!input.value.trim()) { input.focus(); return say(t("reject_needs_reason")); }
+  if (!input.value.trim()) { input.focus(); return say(() => t("reject_needs_reason")); }
   const { status, data } = await api("POST", "/api/v1/drafts/" + encodeURIComponent(draft.id) + "/reject", { reason: input.value.trim() });
   if (status !== 200) return sayProblem(data, "reject");
-  say(t("rejected"), "ok");
+  say(() => t("rejected"), "ok");
   renderDrafts();
 }
 
@@ -543,7 +712,7 @@ async function renderHistory() {
       el("td", {}, el("time", { datetime: row.sent }, when(row.sent))),
       el("td", {}, row.municipality_name),
       el("td", {}, (row.level ? levelText(state.lang, row.level) + " " : "") + kindText(row) + (row.status !== "Actual" ? " 【" + t("status_" + row.status) + "】" : "")),
-      el("td", {}, row.district_names.join("、")),
+      el("td", {}, joined(row.district_names)),
       el("td", {}, row.reason || ""),
       el("td", {}, t("outcome_text", row.deliveries)))))));
   const resp = await api("GET", historyQuery("geojson"));
@@ -565,25 +734,26 @@ async function renderDrills() {
   box.replaceChildren(...data.scenarios.map((s) => el("label", { class: "scenario" + (s.allowed ? "" : " not-allowed") },
     el("input", { type: "radio", name: "scenario", value: s.id, disabled: !s.allowed, checked: s.allowed && s.id === chosen }),
     " ", el("strong", {}, s.id), " — " + s.description + " ",
-    el("small", {}, "（" + t("drill_steps", { steps: s.steps, seconds: Math.round(s.duration_s) }) + "、" +
-      t("drill_scope", { names: s.scope.map((p) => p.name).join("、") }) + (s.allowed ? "" : "、" + t("drill_not_allowed")) + "）"))));
+    el("small", {}, paren(joined([t("drill_steps", { steps: s.steps, seconds: Math.round(s.duration_s) }),
+      t("drill_scope", { names: joined(s.scope.map((p) => p.name)) })]))),
+    s.allowed ? null : el("span", { class: "why-not" }, " " + t(s.national ? "drill_national" : "drill_not_allowed")))));
   if (!data.scenarios.some((s) => s.allowed)) box.append(el("p", {}, t("drill_none")));
   state.drill.scope = data.test_broadcast_scope;
   $("test-scope").textContent = data.test_broadcast_scope.length
-    ? t("test_scope", { names: data.test_broadcast_scope.map((p) => p.name).join("、") }) : t("test_scope_all");
+    ? t("test_scope", { names: joined(data.test_broadcast_scope.map((p) => p.name)) }) : t("test_scope_all");
   if (data.running && (!state.drill.run || state.drill.run.id !== data.running.id)) followDrill(data.running);
 }
 
 $("drill-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const scenario = (document.querySelector("input[name=scenario]:checked") || {}).value;
-  if (!scenario) return say(t("drill_pick"));
+  if (!scenario) return say(() => t("drill_pick"));
   const button = event.submitter || $("drill-form").querySelector("button");
   button.disabled = true;
   const { status, data } = await api("POST", "/api/v1/drills", { scenario: scenario, speed: Number($("drill-speed").value) });
   button.disabled = false;
   if (status !== 202) return sayProblem(data, "drill");
-  say(t("drill_started", { id: data.id }), "ok");
+  say(() => t("drill_started", { id: data.id }), "ok");
   state.drill.status = "Exercise";
   $("now-status").value = "Exercise"; // 現在の発令 then shows the drill's orders too
   banner();
@@ -607,6 +777,8 @@ function followDrill(run) {
     if (!state.me || !state.drill.run || state.drill.run.id !== run.id) return;
     const { status, data } = await api("GET", "/api/v1/drills/" + encodeURIComponent(run.id));
     if (status === 200) { state.drill.run = data; drawDrillRun(); if (state.view === "drills") refreshNow(); }
+    // A drill that stopped in error does not leave 「訓練を開始しました」 in green above its error.
+    if (status === 200 && data.state === "error") say(() => t("drill_error", { id: run.id }), "error", data.error);
     if (status !== 200 || ["starting", "running"].includes(data.state)) later(poll, 1000);
   };
   later(poll, 300);
@@ -665,11 +837,11 @@ $("test-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const wait = Number($("test-wait").value);
   const scope = state.drill.scope || [];
-  const names = scope.length ? scope.map((p) => p.name).join("、") : t("test_scope_all");
+  const names = scope.length ? joined(scope.map((p) => p.name)) : t("test_scope_all");
   confirmAction(t("test_confirm", { names: names }), t("test_confirm_yes"), async () => {
     const { status, data } = await api("POST", "/api/v1/test-broadcasts", { wait_s: wait });
     if (status !== 202) return sayProblem(data, "drill");
-    say(t("test_started", { id: data.id }), "ok");
+    say(() => t("test_started", { id: data.id }), "ok");
     state.drill.status = "Test";
     state.drill.run = null;
     state.drill.test = data;
@@ -703,7 +875,50 @@ function drawTest() {
   const result = state.drill.result;
   card.dataset.final = result && result.final ? "yes" : "no";
   card.querySelector(".run-title").textContent = t("test_result", { id: test.id, state: t(result && result.final ? "test_final" : "test_pending") });
-  card.querySelector(".run-verdict").textContent = result ? t("test_summary", result.summary) : "";
+  const verdict = result ? testVerdict(result) : null;
+  card.dataset.verdict = verdict ? verdict.key : "";
+  const line = card.querySelector(".run-verdict");
+  line.className = "run-verdict" + (verdict ? " " + verdict.key : "");
+  line.replaceChildren(...(verdict ? [el("strong", { class: "verdict" }, t(verdict.key) + (verdict.reasons.length ? t("test_because", { reasons: joined(verdict.reasons) }) : "")),
+    el("br"), t("test_summary", { no_receiver: 0, ...result.summary })] : []));
+  card.querySelector(".test-towns")?.remove();
+  if (result && (result.municipalities || []).length + (result.wide_receivers || []).length) card.insertBefore(testTowns(result), card.querySelector(".board"));
+}
+
+// The transmission test's verdict, as the published one (alertd.testbroadcast.verdict) counts
+// it — in municipalities, a town as good as its worst receiver: a town that failed or has no
+// receiver at all fails the test (a town with no receiver is never a pass: nobody there heard
+// it); delivered but not confirmed is 要確認 (someone must check it reached the people).
+function testVerdict(result) {
+  const towns = result.municipalities || [];
+  const count = (k) => towns.filter((m) => m.result === k).length;
+  const wide = (result.wide_receivers || []).flatMap((w) => w.receivers);
+  const failed = count("failed") + (result.final ? count("pending") : 0);
+  const wideFailed = wide.filter((r) => r.result === "failed" || (result.final && r.result === "pending")).length;
+  const noReceiver = count("no receiver");
+  const unconfirmed = count("unconfirmed") + wide.filter((r) => r.result === "unconfirmed").length;
+  const reasons = [];
+  if (failed) reasons.push(t("test_reason_failed", { n: failed }));
+  if (noReceiver) reasons.push(t("test_reason_no_receiver", { n: noReceiver }));
+  if (wideFailed) reasons.push(t("test_reason_wide", { n: wideFailed }));
+  if (unconfirmed) reasons.push(t("test_reason_unconfirmed", { n: unconfirmed }));
+  if (failed || noReceiver || wideFailed) return { key: "test_verdict_fail", reasons: reasons };
+  if (!result.final) return { key: "test_verdict_pending", reasons: [] };
+  if (unconfirmed) return { key: "test_verdict_check", reasons: reasons };
+  return { key: "test_verdict_pass", reasons: [] };
+}
+
+function testTowns(result) {
+  const who = (receivers) => receivers.length
+    ? joined(receivers.map((r) => r.subscriber + paren(t("tres_" + r.result.replace(" ", "_"))))) : "—";
+  const row = (name, res, receivers, wide) => el("tr", { "data-result": res, class: wide ? "wide" : null },
+    el("td", {}, name), el("td", { class: "result " + res.replace(" ", "-") }, t("tres_" + res.replace(" ", "_"))), el("td", {}, who(receivers)));
+  return el("table", { class: "test-towns" },
+    el("caption", {}, t("test_towns")),
+    el("thead", {}, el("tr", {}, ...["municipality", "test_result_col", "receivers_col"].map((k) => el("th", { scope: "col" }, t(k))))),
+    el("tbody", {},
+      ...(result.municipalities || []).map((m) => row(m.name, m.result, m.receivers, false)),
+      ...(result.wide_receivers || []).map((w) => row(w.name, w.result, w.receivers, true))));
 }
 
 applyLanguage();

@@ -116,6 +116,7 @@
       tbody.append(tr);
     }
     document.getElementById("none").hidden = collection.features.length > 0;
+    document.getElementById("orders").hidden = collection.features.length === 0; // as the server page: no empty table
     const time = document.querySelector("#updated time");
     time.dateTime = collection.updated;
     // As the server writes it (alertd.map_page.japan_time): the town's own clock.
