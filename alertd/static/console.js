@@ -733,7 +733,7 @@ async function renderDrills() {
   const chosen = (document.querySelector("input[name=scenario]:checked") || {}).value;
   box.replaceChildren(...data.scenarios.map((s) => el("label", { class: "scenario" + (s.allowed ? "" : " not-allowed") },
     el("input", { type: "radio", name: "scenario", value: s.id, disabled: !s.allowed, checked: s.allowed && s.id === chosen }),
-    " ", el("strong", {}, s.id), " — " + s.description + " ",
+    " ", el("strong", {}, s.id), " — " + ((s.descriptions || {})[state.lang] || s.description) + " ",
     el("small", {}, paren(joined([t("drill_steps", { steps: s.steps, seconds: Math.round(s.duration_s) }),
       t("drill_scope", { names: joined(s.scope.map((p) => p.name)) })]))),
     s.allowed ? null : el("span", { class: "why-not" }, " " + t(s.national ? "drill_national" : "drill_not_allowed")))));
