@@ -165,6 +165,10 @@ def _summary(
     return held
 
 
+# How many feed messages are handed to paho at once (see FeedConnection.publish_many).
+PUBLISH_WINDOW = 500
+
+
 class FeedConnection(MqttConnection):
     """The feed's connection: many QoS 1 publishes sent together, every PUBACK awaited.
 
@@ -227,6 +231,19 @@ class FeedConnection(MqttConnection):
         if not (hasattr(client, "_pending_publishes") and hasattr(client, "_disconnected")):
             return await self._publish_each(client, messages, retain, props, timeout_s)
 
+        # In windows: paho holds no more than a window at once (it has no in-flight cap, see
+        # adapters/transport.py), and a broker's queue for a slow subscriber of every town
+        # (mosquitto's max_queued_messages, 1,000 by default) is not overrun by one burst.
+        outcomes: list[BaseException | None] = []
+        for start in range(0, len(messages), PUBLISH_WINDOW):
+            window = messages[start : start + PUBLISH_WINDOW]
+            outcomes += await self._publish_window(client, window, retain, props, timeout_s)
+        return outcomes
+
+    async def _publish_window(
+        self, client: aiomqtt.Client, messages: list[tuple[str, bytes]], retain: bool, props: Properties | None,
+        timeout_s: float,
+    ) -> list[BaseException | None]:  # fmt: skip
         paho = client._client
         pending: dict[int, asyncio.Event] = client._pending_publishes
         outcomes: list[BaseException | None] = [None] * len(messages)
