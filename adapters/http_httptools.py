@@ -115,6 +115,7 @@ class _Connection(asyncio.Protocol):
         self.body_bytes = 0
         self.idle_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.framed = False  # the answer says where its body ends (Content-Length or chunked)
 
     # --- asyncio.Protocol --------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -123,9 +124,14 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         if not self.in_head and self.waiter is not None and not self.waiter.done():
-            # The status line and headers came: an answer whose body ends with the
-            # connection (no Content-Length, not chunked) is complete, and only the status counts.
-            self._resolve(self.parser.get_status_code(), reusable=False)
+            if not self.framed:
+                # An answer whose body ends with the connection (no Content-Length, not
+                # chunked) is complete, and only the status counts.
+                self._resolve(self.parser.get_status_code(), reusable=False)
+            else:
+                # Cut short of its own Content-Length or last chunk: a broken answer, tried
+                # again, as aiohttp's payload error was (the receiver may not have kept it).
+                self._fail(ServerDisconnectedError("the receiver closed the connection in the middle of its answer"))
         self._fail(ServerDisconnectedError("the receiver closed the connection before answering"))
 
     def data_received(self, data: bytes) -> None:
@@ -146,6 +152,11 @@ class _Connection(asyncio.Protocol):
                 self._fail(BadAnswerError(f"the answer's headers ran past {MAX_HEAD_BYTES} bytes"))
 
     # --- httptools callbacks -----------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
+            self.framed = True
+
     def on_headers_complete(self) -> None:
         self.in_head = False
 
@@ -160,7 +171,7 @@ class _Connection(asyncio.Protocol):
         status = self.parser.get_status_code()
         if status < 200:
             # 100 Continue and other interim answers: the real one follows.
-            self.in_head, self.head_bytes, self.body_bytes = True, 0, 0
+            self.in_head, self.head_bytes, self.body_bytes, self.framed = True, 0, 0, False
             return
         self._resolve(status, reusable=self.parser.should_keep_alive())
 
@@ -197,6 +208,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.reusable = self.got_bytes = False
         self.in_head, self.head_bytes, self.body_bytes = True, 0, 0
+        self.framed = False
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
         self.timer = loop.call_at(deadline, self._expire)

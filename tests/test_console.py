@@ -574,7 +574,7 @@ def test_a_town_with_no_receiver_is_told_so_and_a_retrying_board_stays_live(
         got = wait(delivery, "the refused delivery, explained")
         assert got["kind"] in ("err_refused", "err_circuit"), got
         assert "届きません" in got["text"] or "まだ送っていません" in got["text"], got
-        assert "Cannot connect" in got["raw"] or "not sent yet" in got["raw"], got  # alertd's own words, for the administrator
+        assert "talking to http://127.0.0.1" in got["raw"] or "not sent yet" in got["raw"], got  # alertd's own words, for the administrator
         assert "デジタルサイネージ" in got["row"], got
         # The 状態 column is one line (待機中 was stacked a character a line), and the board fits its panel.
         assert got["state_lines"] == 1, got

@@ -259,6 +259,29 @@ async def test_an_answer_whose_body_ends_with_the_connection_counts_by_its_statu
         srv.close()
 
 
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart",  # short of its Content-Length
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npart\r\n",  # no last chunk
+], ids=["content-length", "chunked"])  # fmt: skip
+async def test_an_answer_cut_off_in_the_middle_is_retryable_not_delivered(transport: Transport, answer: bytes) -> None:
+    """A receiver that dies mid-answer may not have kept the alert: tried again (as aiohttp's
+    payload error was), never counted delivered on its status line alone."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/hook"
+    try:
+        with pytest.raises(RetryableError, match=r"talking to http://127\.0\.0\.1:\d+/hook"):
+            await transport.send(url, PAYLOAD, 5)
+    finally:
+        srv.close()
+
+
 async def test_an_answer_that_is_not_http_is_retryable(transport: Transport) -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
