@@ -325,6 +325,7 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     outline = wait(lambda: tanaka.find_elements("css selector", "path.preview.approximate.lv3"), "the preview's outline")[0]
     assert outline.get_attribute("stroke") == "#595959"
     assert "区域図なし" in text(tanaka, "preview-body") and "点線" in text(tanaka, "preview-body")
+    assert "null" not in text(tanaka, "preview-body")  # an absent part is left out, not written as "null"
     tanaka.find_element("id", "lang-toggle").click()  # the preview follows the language switch
     wait(lambda: "Alert level 3" in text(tanaka, "preview-body") and "Drill" in text(tanaka, "preview-body"),
          "the preview in English")  # fmt: skip

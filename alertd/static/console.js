@@ -317,13 +317,16 @@ function watch(alertId, container) {
     // Per adapter first (how far each kind of receiver got), then per receiver.
     const byAdapter = {};
     for (const d of rows) {
-      const a = (byAdapter[d.adapter || "?"] ||= { planned: 0, confirmed: 0, failed: 0 });
+      const a = (byAdapter[d.adapter || "?"] ||= { planned: 0, confirmed: 0, failed: 0, retrying: 0 });
       a.planned += 1;
       if (d.state === "confirmed") a.confirmed += 1;
       if (d.state === "failed" || d.state === "expired") a.failed += 1;
+      if ((d.state === "queued" || d.state === "sent") && d.attempts > 0) a.retrying += 1;
     }
+    // Retries counted apart: "failed 0" while every delivery keeps failing read as no problem.
     const summary = el("ul", { class: "by-adapter" }, ...Object.entries(byAdapter).map(([adapter, n]) =>
-      el("li", { "data-adapter": adapter }, adapterName(adapter) + ": " + t("outcome_text", n))));
+      el("li", { "data-adapter": adapter }, adapterName(adapter) + ": " + t("outcome_text", n)
+        + (n.retrying ? t("outcome_retrying", n) : ""))));
     // No receiver at all: said, not an empty table (the desk read an empty board as nothing wrong).
     if (!rows.length) { container.replaceChildren(el("p", { class: "notice no-deliveries" }, t("board_empty"))); return; }
     container.replaceChildren(summary, el("table", { class: "deliveries" },
@@ -331,7 +334,9 @@ function watch(alertId, container) {
       el("thead", {}, el("tr", {}, ...["receiver", "adapter", "state", "attempts", "error"].map((k) => el("th", { scope: "col", class: k }, t(k))))),
       el("tbody", {}, ...rows.map((d) => el("tr", { "data-subscriber": d.subscriber, "data-state": d.state },
         el("td", { class: "receiver" }, d.subscriber), el("td", { class: "adapter", "data-adapter": d.adapter || "" }, adapterName(d.adapter)),
-        el("td", { class: "state " + d.state }, t(d.state === "sent" ? "sent_state" : d.state)),
+        // "queued" after a failed attempt is a retry waiting its turn, not a delivery at rest.
+        el("td", { class: "state " + d.state }, t(d.state === "sent" ? "sent_state"
+          : d.state === "queued" && d.attempts > 0 ? "retry_state" : d.state)),
         el("td", { class: "attempts" }, String(d.attempts)), el("td", { class: "error" }, errorCell(d.last_error)))))));
   };
   container.redraw = () => { if (container.lastDeliveries) draw(container.lastDeliveries); };
@@ -547,7 +552,7 @@ function renderPreview(body, preview, focus = true) {
   deskMap.showPreview(preview.geojson, body.level);
   $("preview-body").replaceChildren(...previewParts(preview, {
     needsApproval: preview.needs_approval, municipality: $("municipality").selectedOptions[0].textContent,
-    level: body.level, action: body.action, status: body.status }));
+    level: body.level, action: body.action, status: body.status }).filter((part) => part !== null));
   // The ids the page has always had, for people's bookmarks of the layout and for the tests.
   $("preview-body").querySelector(".preview-districts").id = "preview-districts";
   $("preview-body").querySelector(".preview-receivers").id = "preview-receivers";
