@@ -67,8 +67,10 @@ OPERATIONS: tuple[Operation, ...] = (
               valid_refusals=SUBSCRIBER_REFUSALS),
     Operation("GET", "/api/v1/subscribers", "listSubscribers", "desk", "admin"),
     Operation("GET", "/api/v1/subscribers/{id}", "getSubscriber", "desk", "admin"),
+    # An id in the body must be the subscriber's own: whether it is, only the path can tell.
     Operation("PATCH", "/api/v1/subscribers/{id}", "patchSubscriber", "desk", "admin",
-              body=schemas.SubscriberChange, valid_refusals=SUBSCRIBER_REFUSALS),
+              body=schemas.SubscriberChange,
+              valid_refusals={422: (*SUBSCRIBER_REFUSALS[422], "invalid-input:id")}),
     Operation("DELETE", "/api/v1/subscribers/{id}", "deleteSubscriber", "desk", "admin"),
     Operation("POST", "/api/v1/evacuation-orders", "postEvacuationOrder", "desk", "issuer",
               body=schemas.EvacuationOrder, valid_refusals=DESK_MESSAGE),

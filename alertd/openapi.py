@@ -493,7 +493,8 @@ PEOPLE_PATHS: dict[str, Any] = {
                         "{\"signed_in\": false}.",
                         "content": {"application/json": {"schema": {"anyOf": [
                             {"$ref": "#/components/schemas/Me"}, {"$ref": "#/components/schemas/NoSession"}]}}}},
-                **_people_problems(401, 403, why={**_USER_401, 403: "The person's issuer is no longer registered."}),
+                **_people_problems(401, 403, 422, why={**_USER_401, 403: "The person's issuer is no longer registered.",
+                                                       422: "probe is neither true nor false."}),
             },
         },
         "delete": {
