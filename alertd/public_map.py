@@ -64,6 +64,7 @@ async def districts_under_order(
                 "alert_id": s.alert.id, "municipality": muni, "municipality_name": registry.get(muni).name,
                 "level": s.level, "reason": s.alert.reason, "status": status, "districts": remaining,
                 "district_names": [registry.get(d).name for d in remaining],
+                "sent": s.alert.sent.isoformat(timespec="seconds"),
                 "expires": s.alert.expires.isoformat(timespec="seconds") if s.alert.expires else None,
             })  # fmt: skip
         for row in model.per_district():

@@ -1434,6 +1434,7 @@ class AlertInForce(Answer):
     status: Literal["Actual", "Exercise", "Test"]
     districts: list[str] = Field(description="Where it still stands (a lift may have taken some out).")
     district_names: list[str]
+    sent: str = Field(description="When the order was issued (ISO 8601).")
     expires: str | None
 
 

@@ -224,6 +224,8 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert "上三坂" in text(suzuki, "confirm-text") and "警戒レベル4" in text(suzuki, "confirm-text")
     suzuki.save_screenshot(str(tmp_path / "6-lift-confirmation.png"))
     assert "常総市の次の地区" in text(suzuki, "confirm-text")  # no stray space after the town
+    assert "承認が必要" in text(suzuki, "confirm-text")  # said before: the lift waits for an approver
+    assert "発令 20" in text(suzuki, "now-list")  # the card says when the order was issued (JST)
     suzuki.find_element("id", "confirm-yes").click()
     wait(lambda: "承認待ち" in text(suzuki, "message"), "the lift to be held for approval")
     # The card says a lift waits for approval, and offers no second one (that made duplicate drafts).

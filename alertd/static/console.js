@@ -238,6 +238,7 @@ async function refreshNow() {
     list.append(el("article", { class: "card alert lv" + alert.level, "data-alert": alert.alert_id },
       el("h3", {}, el("span", { class: "swatch lv" + alert.level, "aria-hidden": "true" }), levelText(state.lang, alert.level)),
       el("p", {}, alert.municipality_name + (state.lang === "ja" ? "：" : ": ") + names + (alert.reason ? paren(alert.reason) : "")),
+      alert.sent ? el("p", { class: "sent-at" }, t("issued_at") + " ", el("time", { datetime: alert.sent }, japanTime(alert.sent))) : null,
       waiting ? el("p", { class: "notice pending", "data-kind": waiting.kind }, t("change_waiting_" + waiting.kind, { id: waiting.id })) : null,
       el("div", { class: "buttons" },
         el("button", { type: "button", onclick: () => watch(alert.alert_id, board) }, t("deliveries")),
@@ -249,7 +250,7 @@ async function refreshNow() {
 
 // Nothing irreversible without a confirmation that names the districts. While its request is
 // in flight the order's buttons stay disabled: a second press made a second draft.
-function confirmThen(alert, text, yes, send) {
+function confirmThen(alert, text, yes, send, doneKey = "sent") {
   const opener = document.activeElement;
   $("confirm-text").textContent = text;
   $("confirm-yes").textContent = yes;
@@ -269,9 +270,15 @@ function confirmThen(alert, text, yes, send) {
     try { answer = await send(); } finally { state.inFlight.delete(alert.alert_id); }
     const { status, data } = answer;
     if (status !== 202) { refreshNow(); return sayProblem(data, "order"); }
-    say(() => data.state === "awaiting_approval" ? t("held") + paren(t("draft_id") + " " + data.id) : t("sent") + paren(t("alert_id") + " " + data.id), "ok");
+    say(() => data.state === "awaiting_approval" ? t("held") + paren(t("draft_id") + " " + data.id) : t(doneKey) + paren(t("alert_id") + " " + data.id), "ok");
     refreshNow();
   }, { once: true });
+}
+
+// The issuer's two-person rule (alertd's intake.needs_approval): a lift has the level of what it ends.
+function liftNeedsApproval(alert) {
+  const rule = state.me && state.me.approval;
+  return Boolean(rule && (rule.status || []).includes(alert.status) && alert.level != null && alert.level >= rule.min_level);
 }
 
 function placesOf(alert) {
@@ -289,12 +296,14 @@ function confirmLift(alert) {
   const chosen = () => [...boxes.querySelectorAll("input.lift-pick:checked")].map((i) => i.value);
   function describe() {
     const names = where.whole ? where.names : joined(chosen());
-    $("confirm-text").textContent = t("lift_confirm", { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: names || "—" });
+    // Said before, not found out after: under the issuer's two-person rule the lift waits for an approver.
+    $("confirm-text").textContent = t("lift_confirm", { muni: alert.municipality_name, level: levelText(state.lang, alert.level), names: names || "—" })
+      + (liftNeedsApproval(alert) ? " " + t("lift_needs_approval") : "");
     $("confirm-yes").disabled = !where.whole && !chosen().length;
   }
   confirmThen(alert, "", t("confirm_lift"), () => api("POST", "/api/v1/evacuation-orders", {
     municipality: alert.municipality, level: alert.level, action: "lift", status: alert.status,
-    districts: where.whole ? ["all"] : chosen(), reason: alert.reason || "解除", identifier: crypto.randomUUID() }));
+    districts: where.whole ? ["all"] : chosen(), reason: alert.reason || "解除", identifier: crypto.randomUUID() }), "lifted_ok");
   describe();
 }
 
@@ -304,7 +313,7 @@ function confirmCancel(alert) {
   $("confirm-choices").hidden = true;
   $("confirm-yes").disabled = false;
   confirmThen(alert, t("cancel_confirm", vars), t("confirm_cancel"), () => api("POST", "/api/v1/alerts", {
-    msg_type: "Cancel", references: [alert.alert_id], status: alert.status, identifier: crypto.randomUUID() }));
+    msg_type: "Cancel", references: [alert.alert_id], status: alert.status, identifier: crypto.randomUUID() }), "cancelled_ok");
 }
 
 // The delivery board: per receiver, queued → delivered → confirmed (or failed), pushed by alertd
