@@ -10,6 +10,7 @@ cost seconds at start-up that most processes never need.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import re
@@ -86,6 +87,26 @@ class _TownIndex:
             for index, k in ((self.by_kana, kk), (self.by_short_kana, nm.short_kana_key(kk))):
                 if code not in index[k]:
                     index[k].append(code)
+
+
+@functools.cache
+def _kakasi() -> Any:
+    import pykakasi  # loaded on first use (its dictionaries take about half a second): only refusals need it
+
+    return pykakasi.kakasi()
+
+
+def _reading(text: str) -> str | None:
+    """The reading of a name that mixes kanji with kana (三坂まち → みさかまち); None otherwise."""
+    has_kana = any("ぁ" <= c <= "ヺ" for c in text)
+    has_kanji = any("一" <= c <= "鿿" for c in text)
+    if not (has_kana and has_kanji):
+        return None
+    with _kakasi_lock:  # pykakasi's converter is not documented as thread-safe
+        return "".join(part["hira"] for part in _kakasi().convert(text)) or None
+
+
+_kakasi_lock = threading.Lock()
 
 
 class Registry:
@@ -390,6 +411,16 @@ class Registry:
                     keys.setdefault(k, codes[0])
             close = difflib.get_close_matches(key, list(keys), n=3, cutoff=0.6)
             suggestions = [self._districts[keys[k]].name for k in close]
+            # Kanji and kana mixed (三坂まち): read as a whole and looked up by reading, which
+            # spelling similarity cannot find. Still only a suggestion, never taken for it.
+            reading = _reading(text)
+            if reading:
+                kk = nm.kana_key(reading)
+                for index in indexes:
+                    for attr, k in (("by_kana", kk), ("by_short_kana", nm.short_kana_key(kk))):
+                        for c in getattr(index, attr).get(k, []):
+                            if self._districts[c].name not in suggestions:
+                                suggestions.append(self._districts[c].name)
         # Suggestions are other districts, never a spelling fix: a desk under pressure must
         # not send a neighbouring district by accepting one.
         hint = (

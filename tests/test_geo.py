@@ -139,6 +139,14 @@ def test_unknown_name_names_input_municipality_and_suggests(plain: Registry) -> 
     assert "三坂町" in err.value.extra["suggestions"]
 
 
+def test_a_name_half_in_kana_is_suggested_by_its_reading_never_taken_for_it(plain: Registry) -> None:
+    """三坂まち (the desk typed the end in kana): spelling similarity misses it, the reading does
+    not; it stays a suggestion, since a neighbouring district must never be sent by accident."""
+    with pytest.raises(UnknownArea) as err:
+        plain.resolve_name("08211", "三坂まち")
+    assert err.value.extra["suggestions"] == ["三坂町"]
+
+
 def test_name_keys_fold_width_and_numerals() -> None:
     assert nm.district_key("大字ＡＢ町二十三丁目") == nm.district_key("AB町23丁目") == "AB町"
 
