@@ -35,9 +35,9 @@ from urllib.parse import quote, unquote, urlsplit
 import httptools
 
 from adapters.base import DeliveryError, Payload, PermanentError, RetryableError
-from adapters.transport import RETRYABLE_STATUS
+from adapters.transport import check_status, redact_error
 from alertd.limits import RESPONSE_READ_BYTES
-from alertd.redact import redact_text, redact_url
+from alertd.redact import redact_url
 
 USER_AGENT = "alertd/0.1"
 HEADER_REFUSED = (
@@ -262,8 +262,7 @@ class HttptoolsTransport:
         try:
             await self._post(endpoint, payload, timeout_s, attempt)
         except DeliveryError as exc:
-            exc.message = redact_text(exc.message, endpoint)
-            exc.args = (exc.message,)
+            redact_error(exc, endpoint)
             raise
 
     async def _post(self, endpoint: str, payload: Payload, timeout_s: float, attempt: int) -> None:
@@ -277,16 +276,7 @@ class HttptoolsTransport:
             raise RetryableError(f"no answer from {redact_url(endpoint)} within {timeout_s:g} s") from exc
         except (_AnswerError, OSError) as exc:
             raise RetryableError(f"{type(exc).__name__} talking to {redact_url(endpoint)}: {exc}") from exc
-        if 200 <= status < 300:
-            return
-        if status == 409 and attempt > 1:
-            # "I have this one already": a receiver that refuses repeats answering
-            # a retry whose first attempt reached it (its answer lost on the way).
-            return
-        message = f"HTTP {status} from {redact_url(endpoint)}"
-        if status >= 500 or status in RETRYABLE_STATUS:
-            raise RetryableError(message)
-        raise PermanentError(message)
+        check_status(status, endpoint, attempt)
 
     def _target(self, endpoint: str) -> _Target:
         target = self._targets.get(endpoint)

@@ -35,6 +35,27 @@ log = logs.get("alertd.transport")
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
+def check_status(status: int, endpoint: str, attempt: int) -> None:
+    """A webhook's answer by its status, the same for every HTTP client: 2xx is delivered;
+    5xx, 408, 425 and 429 are worth another try; other answers are final."""
+    if 200 <= status < 300:
+        return
+    if status == 409 and attempt > 1:
+        # "I have this one already": a receiver that refuses repeats answering
+        # a retry whose first attempt reached it (its answer lost on the way).
+        return
+    message = f"HTTP {status} from {redact_url(endpoint)}"
+    if status >= 500 or status in RETRYABLE_STATUS:
+        raise RetryableError(message)
+    raise PermanentError(message)
+
+
+def redact_error(exc: DeliveryError, endpoint: str) -> None:
+    """Take the endpoint's secrets out of the error's message, whatever part raised it."""
+    exc.message = redact_text(exc.message, endpoint)
+    exc.args = (exc.message,)
+
+
 class HttpTransport:
     def __init__(self, connections: int = 512) -> None:
         self._connections = connections
@@ -73,8 +94,7 @@ class HttpTransport:
         try:
             await self._post(endpoint, payload, timeout_s, attempt)
         except DeliveryError as exc:
-            exc.message = redact_text(exc.message, endpoint)
-            exc.args = (exc.message,)
+            redact_error(exc, endpoint)
             raise
 
     def _url(self, endpoint: str) -> yarl.URL:
@@ -99,16 +119,7 @@ class HttpTransport:
                 allow_redirects=False,
             ) as resp:
                 await _discard_body(resp)
-                if 200 <= resp.status < 300:
-                    return
-                if resp.status == 409 and attempt > 1:
-                    # "I have this one already": a receiver that refuses repeats answering
-                    # a retry whose first attempt reached it (its answer lost on the way).
-                    return
-                message = f"HTTP {resp.status} from {redact_url(endpoint)}"
-                if resp.status >= 500 or resp.status in RETRYABLE_STATUS:
-                    raise RetryableError(message)
-                raise PermanentError(message)
+                check_status(resp.status, endpoint, attempt)
         except TimeoutError as exc:
             raise RetryableError(f"no answer from {redact_url(endpoint)} within {timeout_s:g} s") from exc
         except (aiohttp.InvalidURL, ValueError) as exc:
