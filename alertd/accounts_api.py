@@ -54,7 +54,7 @@ def people_of(engine: Any) -> People:
     """Built from a started ``Engine`` (its Redis, key prefix, store and admin token)."""
     if engine.redis is None:
         raise RuntimeError("start the engine before serving the people routes")
-    prefix = engine.settings.key_prefix
+    prefix = engine.keys.prefix  # hash-tagged on a Redis Cluster, like every alertd key
     audit = AuditLog(engine.redis, prefix)
     accounts = Accounts(engine.redis, prefix, audit, session_ttl_s=session_ttl_from_env())
     drafts = Drafts(engine.redis, prefix, ttl_s=draft_ttl_from_env())

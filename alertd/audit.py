@@ -233,8 +233,6 @@ def _entries(client: Any, keys: AuditKeys, since: int = 0) -> Iterator[bytes]:
 
 
 def _connect() -> tuple[Any, AuditKeys]:
-    import redis
-
     url = os.environ.get("ALERTD_REDIS_URL")
     if not url:
         raise RuntimeError(
@@ -244,8 +242,11 @@ def _connect() -> tuple[Any, AuditKeys]:
 
     # rediss:// with ALERTD_REDIS_CA_FILE, as the engine connects.
     tls = redis_tls_options(url, os.environ.get("ALERTD_REDIS_CA_FILE") or None)
-    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, **tls)
-    return client, AuditKeys(os.environ.get("ALERTD_KEY_PREFIX", "alertd"))
+    from alertd.redis_client import connect_sync, key_root
+
+    # Any form the engine takes: one server, Sentinel, Cluster.
+    client = connect_sync(url, socket_timeout=10, socket_connect_timeout=5, **tls)
+    return client, AuditKeys(key_root(os.environ.get("ALERTD_KEY_PREFIX", "alertd"), url))
 
 
 def build_parser() -> argparse.ArgumentParser:

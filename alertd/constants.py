@@ -21,6 +21,8 @@ class Keys:
         # /healthz writes it (with a short expiry) to learn whether Redis can write at all:
         # a full disk or a reached memory limit still answers reads.
         self.write_probe = f"{p}:health:write-probe"
+        # Written just before WAIT / WAITAOF on the same connection (redis_client.wait_for_copies).
+        self.wait_fence = f"{p}:wait-fence"
         self.log = f"{p}:log"  # stream: the durable log of every accepted alert
         self.alerts = f"{p}:alerts"  # zset: alert id -> accepted time (ms)
         self.active = f"{p}:alerts:active"  # set of alert ids still in force

@@ -87,17 +87,18 @@ class Engine:
         # An explicit socket timeout, well above the lane readers' block time: a
         # quiet XREADGROUP BLOCK must never look like a dead server, and a dead
         # server must not hang a request for ever.
-        # One server or a master found through Sentinel (alertd/redis_client.py).
+        # One server, a master found through Sentinel, or a Cluster (alertd/redis_client.py).
         self.redis = redis_client.connect(
             s.redis_url, max_connections=s.redis_connections, wait_s=10, health_check_interval=30,
             socket_timeout=s.redis_socket_timeout_s, socket_connect_timeout=5, socket_keepalive=True,
             **redis_tls,
         )  # fmt: skip
         await self.redis.ping()
-        self.keys = Keys(s.key_prefix)
+        # Hash-tagged on a Redis Cluster, so every key is in one slot (alertd/redis_client.py).
+        self.keys = Keys(redis_client.key_root(s.key_prefix, s.redis_url))
         self.store = Store(self.redis, self.keys)
         wait = s.redis_wait_replicas
-        self.store.wait_replicas = (1 if redis_client.is_sentinel(s.redis_url) else 0) if wait is None else wait
+        self.store.wait_replicas = (1 if redis_client.has_replicas(s.redis_url) else 0) if wait is None else wait
         self.store.wait_ms = s.redis_wait_ms
         if s.redis_waitaof:
             # Refused at start, in a sentence, where it cannot work (Redis < 7.2, no AOF).

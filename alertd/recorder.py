@@ -74,7 +74,6 @@ class Recorder:
         self._sent_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
-        self._fanout = redis.register_script(FANOUT_SCRIPT)
         # Outcomes (and sent marks) Redis refused because it could not write: see the module doc.
         self._owed: list[Outcome] = []
         self._owed_sent: list[tuple[str, str]] = []
@@ -229,8 +228,10 @@ class Recorder:
                 pipe.xack(stream, self.keys.group, *ids)
                 pipe.xdel(stream, *ids)
             for alert_id, (_, _, n, delivered) in ends.items():
-                args = [n, delivered, now_ms]
-                await self._fanout(keys=[self.keys.fanout(alert_id)], args=args, client=pipe)
+                # EVAL rather than a registered Script: redis-py checks a Script's cache with
+                # a SCRIPT EXISTS round trip before each pipeline, and a cluster pipeline
+                # refuses EVALSHA outright. Redis caches the body by its digest either way.
+                pipe.eval(FANOUT_SCRIPT, 1, self.keys.fanout(alert_id), n, delivered, now_ms)
             results = await pipe.execute()
         if ends:
             self._observe_fanouts(list(ends.values()), results[len(results) - len(ends) :], now_ms)

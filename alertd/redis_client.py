@@ -1,11 +1,21 @@
-"""How alertd reaches Redis from ``ALERTD_REDIS_URL``: one server, or a master found through Sentinel.
+"""How alertd reaches Redis from ``ALERTD_REDIS_URL``: one server, a master found through
+Sentinel, or a Redis Cluster.
 
-Two forms:
+Three forms:
 
   redis://[:password@]host:6379/0          one server (rediss:// for TLS: alertd/tls.py)
   redis+sentinel://[:password@]host:26379,host:26380,host:26381/mymaster/0
                                            the master that these sentinels name ``mymaster``,
                                            database 0; the password is the master's
+  redis+cluster://[:password@]host:7000,host:7001,host:7002
+                                           a Redis Cluster, found from any of these nodes
+
+On a cluster every alertd key carries the hash tag ``{prefix}`` (``key_root``), so all of
+them live in one slot: alertd's transactions and scripts span many keys (an alert, its
+indexes, its log entry and its fan-out are written in one MULTI), and Redis runs a
+multi-key transaction only within one slot. The cluster then gives alertd automatic
+failover to the slot's replica; it does not spread alertd over several masters (README,
+"Redis Cluster").
 
 With Sentinel, every new connection asks the sentinels where the master is, so after a
 failover alertd follows the new master by itself: the connections to the dead one fail,
@@ -24,13 +34,19 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import hiredis
+import redis
 import redis.asyncio as aioredis
-from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
+import redis.cluster
+import redis.sentinel
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import BlockingConnectionPool, Connection, ConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
+CLUSTER_SCHEME = "redis+cluster"
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,53 @@ def is_sentinel(url: str) -> bool:
     return url.startswith(f"{SENTINEL_SCHEME}://")
 
 
+def is_cluster(url: str) -> bool:
+    return url.startswith(f"{CLUSTER_SCHEME}://")
+
+
+def has_replicas(url: str) -> bool:
+    """Whether this form of URL means a master with replicas (Sentinel, Cluster), where an
+    alert should be on a replica before it is answered 202."""
+    return is_sentinel(url) or is_cluster(url)
+
+
+def key_root(prefix: str, url: str) -> str:
+    """The start of every alertd key: the prefix, hash-tagged on a cluster so that every
+    key falls in one slot (a multi-key transaction must); unchanged elsewhere, so a
+    single server keeps the key names it always had."""
+    if is_cluster(url) and not (prefix.startswith("{") and prefix.endswith("}")):
+        return "{" + prefix + "}"
+    return prefix
+
+
+@dataclass(frozen=True)
+class ClusterUrl:
+    nodes: list[tuple[str, int]]
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, url: str) -> ClusterUrl:
+        bad = ValueError(
+            "ALERTD_REDIS_URL in the Cluster form must look like "
+            "redis+cluster://host:7000,host:7001,host:7002 (any nodes of the cluster; a cluster has only database 0)"
+        )
+        parts = urlsplit(url)
+        if parts.scheme != CLUSTER_SCHEME or parts.path.strip("/") not in ("", "0"):
+            raise bad
+        auth, _, hosts = parts.netloc.rpartition("@")
+        password = unquote(auth.partition(":")[2]) if auth else None
+        nodes = []
+        for hostport in hosts.split(","):
+            host, _, port = hostport.strip().rpartition(":")
+            if not host or not port:
+                raise bad
+            try:
+                nodes.append((host, int(port)))
+            except ValueError:
+                raise bad from None
+        return cls(nodes, password or None)
+
+
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's master-following connections, with the blocking pool's waiting for a free one."""
 
@@ -105,8 +168,10 @@ def _pack_with_hiredis(pool: ConnectionPool) -> None:
 
 
 def connect(url: str, *, max_connections: int = 64, wait_s: float = 10, **options: Any) -> aioredis.Redis:
-    """A client for either form of URL; ``options`` are redis-py connection options
+    """A client for any form of URL; ``options`` are redis-py connection options
     (socket timeouts, keepalive, TLS) and apply to the master's connections."""
+    if is_cluster(url):
+        return _connect_cluster(url, max_connections=max_connections, **options)
     if not is_sentinel(url):
         pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=wait_s, **options)
         _pack_with_hiredis(pool)
@@ -120,6 +185,92 @@ def connect(url: str, *, max_connections: int = 64, wait_s: float = 10, **option
     )  # fmt: skip
     _pack_with_hiredis(pool)
     return aioredis.Redis(connection_pool=pool)
+
+
+def _connect_cluster(url: str, *, max_connections: int, **options: Any) -> aioredis.Redis:
+    """A RedisCluster client. It follows MOVED answers and a failover by itself (it asks
+    the nodes for the slot map again). Its pools do not block when full, they refuse:
+    each node gets room for many more connections than the blocking pool's, so a burst of
+    deliveries opens connections rather than failing."""
+    target = ClusterUrl.parse(url)
+    connection_class = type("HiredisClusterConnection", (_HiredisPacking, Connection), {})
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], password=target.password,
+        max_connections=max(max_connections * 8, 512), **options,
+    )  # fmt: skip
+    # RedisCluster takes its connection class from the keyword only at construction of
+    # each node; set it on the nodes' shared options so every node packs with hiredis.
+    client.connection_kwargs["connection_class"] = connection_class
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = connection_class
+    return client  # type: ignore[return-value]  # the same commands; alertd types against Redis
+
+
+def connect_sync(url: str, **options: Any) -> redis.Redis:
+    """A synchronous client for any form of URL, for the command-line tools (alertd audit)."""
+    if is_cluster(url):
+        target = ClusterUrl.parse(url)
+        nodes = [redis.cluster.ClusterNode(host, port) for host, port in target.nodes]
+        return redis.cluster.RedisCluster(startup_nodes=nodes, password=target.password, **options)  # type: ignore[return-value]
+    if is_sentinel(url):
+        sentinel_target = SentinelUrl.parse(url)
+        timeouts = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")}
+        sentinel = redis.sentinel.Sentinel(sentinel_target.sentinels, sentinel_kwargs=timeouts, **options)
+        return sentinel.master_for(sentinel_target.service, db=sentinel_target.db, password=sentinel_target.password)
+    return redis.Redis.from_url(url, **options)
+
+
+async def wait_for_copies(
+    redis: aioredis.Redis, fence_key: str, replicas: int, wait_ms: int, aof: WaitAof | None
+) -> tuple[int | None, tuple[int, int] | None]:
+    """Wait until ``replicas`` replicas (WAIT), and the AOF fsyncs that ``aof`` asks for
+    (WAITAOF), hold everything this process has written so far. Returns what was
+    confirmed: (replicas, None if not asked), ((local, replicas), None if not asked).
+
+    WAIT and WAITAOF wait for the last write *of the connection they are sent on*; the
+    commit's own connection has gone back to the pool by now, so another could carry this.
+    A small write first (the fence) on the same connection makes its last write later than
+    the commit's: replication offsets only grow, so a copy of the fence is a copy of the
+    commit. On a cluster the fence is in alertd's slot, so it goes to the commit's master."""
+    commands: list[tuple[Any, ...]] = [("SET", fence_key, "1", "PX", 60_000)]
+    if replicas > 0:
+        commands.append(("WAIT", replicas, wait_ms))
+    if aof is not None:
+        commands.append(("WAITAOF", aof.numlocal, aof.numreplicas, aof.timeout_ms))
+    if len(commands) == 1:
+        return None, None
+    if isinstance(redis, RedisCluster):
+        answers = await _on_one_cluster_connection(redis, fence_key, commands)
+    else:
+        async with redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            answers = await pipe.execute()
+    answers = answers[1:]
+    acked = int(answers.pop(0)) if replicas > 0 else None
+    fsynced = (int(answers[0][0]), int(answers[0][1])) if aof is not None else None
+    return acked, fsynced
+
+
+async def _on_one_cluster_connection(redis: RedisCluster, key: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+    # A cluster pipeline routes by key and would refuse WAIT (it names no key): send the
+    # commands on one connection of the node serving the key's slot.
+    node = redis.get_node_from_key(key)
+    if node is None:
+        raise RedisConnectionError(f"no Redis Cluster node serves the slot of {key}")
+    connection = node.acquire_connection()
+    try:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        answers = [await connection.read_response() for _ in commands]
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        node.release(connection)
+    for answer in answers:
+        if isinstance(answer, ResponseError):
+            raise answer
+    return answers
 
 
 @dataclass(frozen=True)
@@ -173,4 +324,7 @@ async def check_waitaof(redis: aioredis.Redis, wanted: WaitAof) -> None:
             )
 
 
-__all__ = ["SENTINEL_SCHEME", "SentinelUrl", "WaitAof", "check_waitaof", "connect", "is_sentinel"]
+__all__ = [
+    "CLUSTER_SCHEME", "SENTINEL_SCHEME", "ClusterUrl", "SentinelUrl", "WaitAof", "check_waitaof", "connect",
+    "connect_sync", "has_replicas", "is_cluster", "is_sentinel", "key_root", "wait_for_copies",
+]  # fmt: skip

@@ -35,7 +35,7 @@ from alertd.models import (
     Subscriber,
     utcnow,
 )
-from alertd.redis_client import WaitAof, connect
+from alertd.redis_client import WaitAof, connect, key_root, wait_for_copies
 
 if TYPE_CHECKING:
     from geo.registry import Registry
@@ -57,8 +57,9 @@ return #ARGV - 2
 async def remove_prefix(redis_url: str, prefix: str) -> None:
     """Delete every key of one deployment prefix (a finished drill, a test, a benchmark run)."""
     client = connect(redis_url)
+    root = key_root(prefix, redis_url)  # hash-tagged on a cluster, as the engine names them
     try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        keys = [key async for key in client.scan_iter(match=f"{root}:*", count=1000)]
         for i in range(0, len(keys), 500):
             await client.delete(*keys[i : i + 500])
     finally:
@@ -410,21 +411,19 @@ class Store:
         committed on the master already, and a disaster desk must not be stopped by a dead
         replica. It is logged and counted instead (alertd_replication_short_total), since
         a failover in that window could lose it."""
-        if self.wait_replicas > 0:
-            acked = int(await self.redis.execute_command("WAIT", self.wait_replicas, self.wait_ms))
-            if acked < self.wait_replicas:
-                REPLICATION_SHORT.inc()
-                log.warning("store.replication_short", alert_id=alert_id, replicas=acked, wanted=self.wait_replicas,
-                            wait_ms=self.wait_ms)  # fmt: skip
         aof = self.waitaof
-        if aof is not None:
+        acked, fsynced = await wait_for_copies(self.redis, self.keys.wait_fence, self.wait_replicas, self.wait_ms, aof)
+        if acked is not None and acked < self.wait_replicas:
+            REPLICATION_SHORT.inc()
+            log.warning("store.replication_short", alert_id=alert_id, replicas=acked, wanted=self.wait_replicas,
+                        wait_ms=self.wait_ms)  # fmt: skip
+        if aof is not None and fsynced is not None:
             # Like WAIT: a short answer does not refuse the alert (it is committed), it is
             # logged and counted — an operating-system crash in that window could lose it.
-            local, replicas = await self.redis.execute_command("WAITAOF", aof.numlocal, aof.numreplicas,
-                                                               aof.timeout_ms)  # fmt: skip
-            if int(local) < aof.numlocal or int(replicas) < aof.numreplicas:
+            local, replicas = fsynced
+            if local < aof.numlocal or replicas < aof.numreplicas:
                 FSYNC_SHORT.inc()
-                log.warning("store.fsync_short", alert_id=alert_id, local=int(local), replicas=int(replicas),
+                log.warning("store.fsync_short", alert_id=alert_id, local=local, replicas=replicas,
                             wanted=f"{aof.numlocal},{aof.numreplicas}", timeout_ms=aof.timeout_ms)  # fmt: skip
 
     async def earlier_message(

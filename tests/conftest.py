@@ -52,7 +52,8 @@ def _reachable(host: str, port: int) -> bool:
 
 @pytest.fixture(scope="session", autouse=True)
 def _services() -> Iterator[None]:
-    redis_host, redis_port = REDIS_URL.split("//")[1].split("/")[0].split(":")
+    # The first server named (ALERTD_TEST_REDIS_URL may name a cluster's nodes, comma-separated).
+    redis_host, redis_port = REDIS_URL.split("//")[1].split("/")[0].split("@")[-1].split(",")[0].split(":")
     missing = []
     if not _reachable(redis_host, int(redis_port)):
         missing.append(f"Redis at {redis_host}:{redis_port}")

@@ -1,10 +1,10 @@
-"""ALERTD_REDIS_URL's Sentinel form is read as documented, and a wrong one is refused in a sentence."""
+"""ALERTD_REDIS_URL's Sentinel and Cluster forms are read as documented, and a wrong one is refused in a sentence."""
 
 from __future__ import annotations
 
 import pytest
 
-from alertd.redis_client import SentinelUrl, is_sentinel
+from alertd.redis_client import ClusterUrl, SentinelUrl, has_replicas, is_cluster, is_sentinel, key_root
 
 
 def test_the_sentinel_form_names_every_sentinel_the_master_and_the_database() -> None:
@@ -27,6 +27,30 @@ def test_the_sentinel_form_names_every_sentinel_the_master_and_the_database() ->
 def test_a_sentinel_url_without_a_master_or_with_a_bad_number_says_how_it_must_look(url: str) -> None:
     with pytest.raises(ValueError, match=r"redis\+sentinel://host:26379,host:26380/mastername/0"):
         SentinelUrl.parse(url)
+
+
+def test_the_cluster_form_names_its_nodes_and_makes_every_key_share_one_slot() -> None:
+    url = "redis+cluster://:s3cret@10.0.0.1:7000,10.0.0.2:7001"
+    target = ClusterUrl.parse(url)
+    assert is_cluster(url) and has_replicas(url) and not is_sentinel(url)
+    assert target.nodes == [("10.0.0.1", 7000), ("10.0.0.2", 7001)]
+    assert target.password == "s3cret" and "s3cret" not in repr(target)
+    assert ClusterUrl.parse("redis+cluster://127.0.0.1:7000/0").nodes == [("127.0.0.1", 7000)]
+    # Every key starts with the hash tag on a cluster, and keeps its old name elsewhere.
+    assert key_root("alertd", url) == "{alertd}"
+    assert key_root("{alertd}", url) == "{alertd}"  # a worker handed the tagged prefix
+    assert key_root("alertd", "redis://127.0.0.1:6379/0") == "alertd"
+    assert not has_replicas("redis://127.0.0.1:6379/0")
+
+
+@pytest.mark.parametrize("url", [
+    "redis+cluster://127.0.0.1",  # no port
+    "redis+cluster://127.0.0.1:7000/1",  # a cluster has only database 0
+    "redis+cluster://127.0.0.1:port",
+])  # fmt: skip
+def test_a_cluster_url_without_ports_or_with_a_database_says_how_it_must_look(url: str) -> None:
+    with pytest.raises(ValueError, match=r"redis\+cluster://host:7000,host:7001,host:7002"):
+        ClusterUrl.parse(url)
 
 
 async def test_commands_packed_by_hiredis_round_trip_every_type_alertd_writes() -> None:

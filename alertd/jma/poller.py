@@ -52,6 +52,7 @@ from alertd.jma.metrics import ENTRIES, ENTRY_FAILURES, IGNORED, LAST_SUCCESS, P
 from alertd.jma.parse import KNOWN_TITLES, ParseResult, identify, parse_message
 from alertd.jma.policy import Policy
 from alertd.lease import Lease
+from alertd.redis_client import key_root
 
 log = logs.get("alertd.jma")
 
@@ -141,7 +142,7 @@ class PollerConfig:
             base_url=base,
             feeds=feeds,
             interval_s=float(env.get("ALERTD_JMA_INTERVAL_S") or MIN_INTERVAL_S),
-            key_prefix=env.get("ALERTD_KEY_PREFIX", DEFAULT_PREFIX),
+            key_prefix=key_root(env.get("ALERTD_KEY_PREFIX", DEFAULT_PREFIX), env.get("ALERTD_REDIS_URL") or ""),
             allow_fast_poll=env.get("ALERTD_JMA_ALLOW_FAST_POLL", "").strip().lower() in ("1", "true", "yes"),
             lease_ttl_s=float(env.get("ALERTD_JMA_LEASE_TTL_S") or 30.0),
         )

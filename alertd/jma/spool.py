@@ -48,6 +48,7 @@ from alertd.jma.metrics import ENTRY_FAILURES, SPOOL_FILES
 from alertd.jma.parse import ParseResult, parse_message
 from alertd.jma.policy import Policy
 from alertd.lease import Lease
+from alertd.redis_client import key_root
 
 log = logs.get("alertd.jma")
 
@@ -77,7 +78,7 @@ class SpoolConfig:
         return cls(
             directory=Path(directory),
             interval_s=float(env.get("ALERTD_JMA_SPOOL_INTERVAL_S") or 1.0),
-            key_prefix=env.get("ALERTD_KEY_PREFIX", DEFAULT_PREFIX),
+            key_prefix=key_root(env.get("ALERTD_KEY_PREFIX", DEFAULT_PREFIX), env.get("ALERTD_REDIS_URL") or ""),
             lease_ttl_s=float(env.get("ALERTD_JMA_LEASE_TTL_S") or 30.0),
         )
 
