@@ -89,7 +89,7 @@ class Engine:
         # server must not hang a request for ever.
         # One server, a master found through Sentinel, or a Cluster (alertd/redis_client.py).
         self.redis = redis_client.connect(
-            s.redis_url, max_connections=s.redis_connections, wait_s=10, health_check_interval=30,
+            s.redis_url, key_prefix=s.key_prefix, max_connections=s.redis_connections, wait_s=10, health_check_interval=30,
             socket_timeout=s.redis_socket_timeout_s, socket_connect_timeout=5, socket_keepalive=True,
             **redis_tls,
         )  # fmt: skip

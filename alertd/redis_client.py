@@ -13,15 +13,19 @@ Three forms:
 On a cluster every alertd key carries the hash tag ``{prefix}`` (``key_root``), so all of
 them live in one slot: alertd's transactions and scripts span many keys (an alert, its
 indexes, its log entry and its fan-out are written in one MULTI), and Redis runs a
-multi-key transaction only within one slot. The cluster then gives alertd automatic
-failover to the slot's replica; it does not spread alertd over several masters (README,
-"Redis Cluster").
+multi-key transaction only within one slot. alertd therefore talks to one node, the
+master of that slot, through an ordinary client, exactly as to a single server: each new
+connection asks the cluster which node that is (CLUSTER SLOTS), the way a Sentinel
+connection asks the sentinels. redis-py's RedisCluster client was measured and not used:
+its transactions run every queued command on a new thread with its own event loop, which
+blocked alertd's loop and cut a 2,000-webhook fan-out to a third of its speed.
 
 With Sentinel, every new connection asks the sentinels where the master is, so after a
 failover alertd follows the new master by itself: the connections to the dead one fail,
 are dropped, and the next ones go to whichever server the sentinels promoted. A replica
 that was promoted while alertd still talked to the old master answers writes with
-READONLY; that too drops the connection and asks again.
+READONLY; that too drops the connection and asks again. On a cluster the same holds,
+with MOVED or CLUSTERDOWN from a node that no longer serves the slot.
 
 Both forms give a *blocking* pool: hundreds of concurrent deliveries wait their turn for a
 connection instead of failing with "Too many connections".
@@ -29,6 +33,8 @@ connection instead of failing with "Too many connections".
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -38,11 +44,21 @@ import redis
 import redis.asyncio as aioredis
 import redis.cluster
 import redis.sentinel
-from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool, Connection, ConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    DataError,
+    MasterDownError,
+    MovedError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
@@ -167,11 +183,20 @@ def _pack_with_hiredis(pool: ConnectionPool) -> None:
         pool.connection_class = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
 
 
-def connect(url: str, *, max_connections: int = 64, wait_s: float = 10, **options: Any) -> aioredis.Redis:
+def connect(
+    url: str, *, key_prefix: str = "alertd", max_connections: int = 64, wait_s: float = 10, **options: Any
+) -> aioredis.Redis:
     """A client for any form of URL; ``options`` are redis-py connection options
-    (socket timeouts, keepalive, TLS) and apply to the master's connections."""
+    (socket timeouts, keepalive, TLS) and apply to the master's connections. On a cluster,
+    ``key_prefix`` says whose slot: the client talks to the master of that slot."""
     if is_cluster(url):
-        return _connect_cluster(url, max_connections=max_connections, **options)
+        target = ClusterUrl.parse(url)
+        slot = key_slot(f"{key_root(key_prefix, url)}:".encode())
+        pool = _SlotMasterPool(
+            target, slot, max_connections=max_connections, timeout=wait_s, password=target.password, **options
+        )  # fmt: skip
+        _pack_with_hiredis(pool)
+        return aioredis.Redis(connection_pool=pool)
     if not is_sentinel(url):
         pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=wait_s, **options)
         _pack_with_hiredis(pool)
@@ -187,23 +212,89 @@ def connect(url: str, *, max_connections: int = 64, wait_s: float = 10, **option
     return aioredis.Redis(connection_pool=pool)
 
 
-def _connect_cluster(url: str, *, max_connections: int, **options: Any) -> aioredis.Redis:
-    """A RedisCluster client. It follows MOVED answers and a failover by itself (it asks
-    the nodes for the slot map again). Its pools do not block when full, they refuse:
-    each node gets room for many more connections than the blocking pool's, so a burst of
-    deliveries opens connections rather than failing."""
-    target = ClusterUrl.parse(url)
-    connection_class = type("HiredisClusterConnection", (_HiredisPacking, Connection), {})
-    client = RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], password=target.password,
-        max_connections=max(max_connections * 8, 512), **options,
-    )  # fmt: skip
-    # RedisCluster takes its connection class from the keyword only at construction of
-    # each node; set it on the nodes' shared options so every node packs with hiredis.
-    client.connection_kwargs["connection_class"] = connection_class
-    for node in client.nodes_manager.startup_nodes.values():
-        node.connection_class = connection_class
-    return client  # type: ignore[return-value]  # the same commands; alertd types against Redis
+class _SlotMasterConnection(Connection):
+    """A connection to whichever node is the master of alertd's slot when it connects."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.slot_pool = kwargs.pop("slot_pool")
+        super().__init__(**kwargs)
+
+    async def _connect(self) -> None:
+        self.host, self.port = await self.slot_pool.master_address()
+        try:
+            await super()._connect()
+        except BaseException:
+            self.slot_pool.forget()  # a dead master: the next connection asks the cluster again
+            raise
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except (MovedError, AskError, ClusterDownError, TryAgainError, MasterDownError, ReadOnlyError) as exc:
+            # This node no longer serves the slot (a failover moved it), or the cluster is
+            # between masters: like an unreachable server, so the caller answers 503 and
+            # the next connection goes to the new master.
+            await self.disconnect()
+            self.slot_pool.forget()
+            raise RedisConnectionError(f"the Redis Cluster is moving alertd's slot: {exc}") from exc
+
+
+class _SlotMasterPool(BlockingConnectionPool):
+    """Connections to the master of one slot, found by asking the cluster's nodes."""
+
+    def __init__(self, target: ClusterUrl, slot: int, **kwargs: Any) -> None:
+        super().__init__(connection_class=_SlotMasterConnection, **kwargs)
+        self.connection_kwargs["slot_pool"] = weakref.proxy(self)
+        self.slot = slot
+        # Every node ever named, the URL's first: any one that answers can say who serves the slot.
+        self.nodes: list[tuple[str, int]] = list(target.nodes)
+        self.password = target.password
+        self.probe_options = {
+            k: v for k, v in kwargs.items() if k in ("socket_timeout", "socket_connect_timeout", "username")
+        }  # fmt: skip
+        self._master: tuple[str, int] | None = None
+        self._asking: asyncio.Lock | None = None
+
+    def forget(self) -> None:
+        self._master = None
+
+    async def master_address(self) -> tuple[str, int]:
+        if self._master is not None:
+            return self._master
+        if self._asking is None:
+            self._asking = asyncio.Lock()
+        async with self._asking:  # one question to the cluster, however many connect at once
+            if self._master is None:
+                self._master = await self._ask_cluster()
+        return self._master
+
+    async def _ask_cluster(self) -> tuple[str, int]:
+        errors = []
+        for host, port in list(self.nodes):
+            probe = aioredis.Redis(host=host, port=port, password=self.password, **self.probe_options)
+            try:
+                ranges = await probe.execute_command("CLUSTER SLOTS")
+            except (OSError, RedisConnectionError, RedisTimeoutError, ResponseError) as exc:
+                errors.append(f"{host}:{port}: {exc}")
+                continue
+            finally:
+                await probe.aclose()
+            master = None
+            for start, end, first, *replicas in ranges:
+                for node in (first, *replicas):
+                    address = (_text(node[0]) or host, int(node[1]))
+                    if address not in self.nodes:
+                        self.nodes.append(address)
+                if int(start) <= self.slot <= int(end):
+                    master = (_text(first[0]) or host, int(first[1]))
+            if master is not None:
+                return master
+            errors.append(f"{host}:{port}: no node serves slot {self.slot}")
+        raise RedisConnectionError(f"no Redis Cluster node names the master of slot {self.slot}: {'; '.join(errors)}")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def connect_sync(url: str, **options: Any) -> redis.Redis:
@@ -239,38 +330,14 @@ async def wait_for_copies(
         commands.append(("WAITAOF", aof.numlocal, aof.numreplicas, aof.timeout_ms))
     if len(commands) == 1:
         return None, None
-    if isinstance(redis, RedisCluster):
-        answers = await _on_one_cluster_connection(redis, fence_key, commands)
-    else:
-        async with redis.pipeline(transaction=False) as pipe:
-            for command in commands:
-                pipe.execute_command(*command)
-            answers = await pipe.execute()
+    async with redis.pipeline(transaction=False) as pipe:  # one connection for all of them
+        for command in commands:
+            pipe.execute_command(*command)
+        answers = await pipe.execute()
     answers = answers[1:]
     acked = int(answers.pop(0)) if replicas > 0 else None
     fsynced = (int(answers[0][0]), int(answers[0][1])) if aof is not None else None
     return acked, fsynced
-
-
-async def _on_one_cluster_connection(redis: RedisCluster, key: str, commands: list[tuple[Any, ...]]) -> list[Any]:
-    # A cluster pipeline routes by key and would refuse WAIT (it names no key): send the
-    # commands on one connection of the node serving the key's slot.
-    node = redis.get_node_from_key(key)
-    if node is None:
-        raise RedisConnectionError(f"no Redis Cluster node serves the slot of {key}")
-    connection = node.acquire_connection()
-    try:
-        await connection.send_packed_command(connection.pack_commands(commands))
-        answers = [await connection.read_response() for _ in commands]
-    except BaseException:
-        await connection.disconnect()
-        raise
-    finally:
-        node.release(connection)
-    for answer in answers:
-        if isinstance(answer, ResponseError):
-            raise answer
-    return answers
 
 
 @dataclass(frozen=True)

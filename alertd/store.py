@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import WatchError
 
 from alertd import logs
@@ -56,7 +57,7 @@ return #ARGV - 2
 
 async def remove_prefix(redis_url: str, prefix: str) -> None:
     """Delete every key of one deployment prefix (a finished drill, a test, a benchmark run)."""
-    client = connect(redis_url)
+    client = connect(redis_url, key_prefix=prefix)
     root = key_root(prefix, redis_url)  # hash-tagged on a cluster, as the engine names them
     try:
         keys = [key async for key in client.scan_iter(match=f"{root}:*", count=1000)]
@@ -397,11 +398,17 @@ class Store:
                         pipe.expireat(fanout, int(until_s) + 86400)
                 await pipe.execute()
                 await self._replicated(alert.id)
-            except WatchError:
+            except WatchError as exc:
                 previous = await self.answer_for(scope, alert.sender, alert.identifier)
                 if previous is None and changes:
                     raise StaleState(",".join(changes)) from None  # a referenced alert changed meanwhile
-                return (previous or {}), False
+                if previous is None:
+                    # No twin committed: the watch broke because the connection did (redis-py
+                    # turns a connection error while watching into WatchError) — a failover,
+                    # a restart. Nothing was written; the desk must hear "not accepted, send
+                    # again" (503), never an empty success.
+                    raise RedisConnectionError(f"the commit was interrupted, nothing was written: {exc}") from exc
+                return previous, False
         return answer, True
 
     async def _replicated(self, alert_id: str) -> None:

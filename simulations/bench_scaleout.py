@@ -44,7 +44,7 @@ from alertd.broker import Broker
 from alertd.constants import Keys
 from alertd.feed import clear_retained
 from alertd.models import Priority
-from alertd.redis_client import connect
+from alertd.redis_client import connect, key_root
 from simulations.bench_common import (
     OUT_DIR,
     BenchRun,
@@ -87,8 +87,8 @@ def topic_root(run_id: str) -> str:
 
 async def wait_consumers(redis_url: str, prefix: str, n: int, timeout: float) -> int:
     """Until ``n`` processes read the flash lane (each joins the consumer group at its first read)."""
-    keys = Keys(prefix)
-    client = connect(redis_url)
+    keys = Keys(key_root(prefix, redis_url))
+    client = connect(redis_url, key_prefix=prefix)
     seen = 0
     try:
         deadline = time.monotonic() + timeout
@@ -110,6 +110,19 @@ async def fanout(bench: BenchRun, url: str, label: str, n: int) -> FanoutRun:
     return FanoutRun(
         t0, await bench.take(alert_id), n, {"alert_id": alert_id, "planned": answer["deliveries"]}
     )
+
+
+async def redis_work(redis_url: str, prefix: str) -> tuple[float, int]:
+    """(CPU seconds, commands processed) of the Redis alertd writes to (on a cluster, the
+    master of its slot) so far: their difference over a run is what each delivery costs
+    Redis, the figure that says how far one Redis carries alertd."""
+    client = connect(redis_url, key_prefix=prefix)
+    try:
+        cpu = await client.info("cpu")
+        stats = await client.info("stats")
+    finally:
+        await client.aclose()
+    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]), int(stats["total_commands_processed"])
 
 
 async def point(bench: BenchRun, seed: Any, workers: int, cpus: set[int] | None) -> dict[str, Any]:
@@ -134,16 +147,24 @@ async def point(bench: BenchRun, seed: Any, workers: int, cpus: set[int] | None)
             await wait_idle(engine.proc.pid, 15)
             bench.say(f"scale-out: {workers} process(es) run {i + 1}/{o.scaleout_runs}, {n} deliveries")
             cpu0 = cpu_seconds(engine.proc.pid)
+            redis0 = await redis_work(o.redis_url, prefix)
             run = await fanout(bench, engine.url, f"scale{workers}-{i}", n)
             # The recording of the last deliveries ends a moment after their receipt.
             await asyncio.sleep(0.3)
             run.extra["engine_cpu_s"] = cpu_seconds(engine.proc.pid) - cpu0
+            redis1 = await redis_work(o.redis_url, prefix)
+            run.extra["redis_cpu_s"] = redis1[0] - redis0[0]
+            run.extra["redis_commands"] = redis1[1] - redis0[1]
             runs.append(run)
     finally:
         await bench.stop_engine(engine)
     s = summarize_runs(runs)
     spans = [(max(r.times) - min(r.times)) for r in runs if r.last_ms is not None and len(r.times) > 1]
     cpu = [r.extra["engine_cpu_s"] / n * 1e6 for r in runs]
+    # Redis is shared with whatever else runs on the machine: the least a run cost is the
+    # closest to what alertd alone costs it.
+    redis_cpu = min((r.extra["redis_cpu_s"] / n * 1e6 for r in runs), default=None)
+    redis_cmds = min((r.extra["redis_commands"] / n for r in runs), default=None)
     s.update({
         "workers": workers, "deliveries": n,
         "first_to_last_per_s_p50": p([n / x for x in spans if x > 0], 50),
@@ -151,6 +172,8 @@ async def point(bench: BenchRun, seed: Any, workers: int, cpus: set[int] | None)
         # best run is the closest to what the engine can do (the p50 is kept beside it).
         "per_s_best": max((r.per_s for r in runs if r.per_s is not None), default=None),
         "engine_cpu_us_per_delivery_p50": p(cpu, 50),
+        "redis_cpu_us_per_delivery_min": round(redis_cpu, 1) if redis_cpu is not None else None,
+        "redis_commands_per_delivery_min": round(redis_cmds, 2) if redis_cmds is not None else None,
     })  # fmt: skip
     return s
 
@@ -231,4 +254,10 @@ def scaleout_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
             w = pt["workers"]
             out.append(row(f"scale-out ({x['label']}): {w} process{'es' if w > 1 else ''}, engine CPU per "
                            "delivery (µs)", pt["engine_cpu_us_per_delivery_p50"]))  # fmt: skip
+        for pt in x["points"]:
+            w = pt["workers"]
+            out.append(row(f"scale-out ({x['label']}): {w} process{'es' if w > 1 else ''}, Redis CPU per "
+                           "delivery (µs, least of the runs)", pt.get("redis_cpu_us_per_delivery_min")))  # fmt: skip
+            out.append(row(f"scale-out ({x['label']}): {w} process{'es' if w > 1 else ''}, Redis commands per "
+                           "delivery", pt.get("redis_commands_per_delivery_min")))  # fmt: skip
     return out
