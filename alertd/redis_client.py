@@ -10,6 +10,10 @@ Three forms:
   redis+cluster://[:password@]host:7000,host:7001,host:7002
                                            a Redis Cluster, found from any of these nodes
 
+``rediss+sentinel://`` and ``rediss+cluster://`` are the same over TLS: every connection,
+to the sentinels, the master and the cluster's nodes, is TLS, verified as ``rediss://``
+is (alertd/tls.py, ALERTD_REDIS_CA_FILE).
+
 On a cluster every alertd key carries the hash tag ``{prefix}`` (``key_root``), so all of
 them live in one slot: alertd's transactions and scripts span many keys (an alert, its
 indexes, its log entry and its fan-out are written in one MULTI), and Redis runs a
@@ -44,7 +48,7 @@ import redis
 import redis.asyncio as aioredis
 import redis.cluster
 import redis.sentinel
-from redis.asyncio.connection import BlockingConnectionPool, Connection, ConnectionPool
+from redis.asyncio.connection import BlockingConnectionPool, Connection, ConnectionPool, SSLConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.crc import key_slot
 from redis.exceptions import (
@@ -63,6 +67,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
 CLUSTER_SCHEME = "redis+cluster"
+# The same forms over TLS, as rediss:// is redis:// over TLS.
+TLS_SCHEMES = ("rediss", "rediss+sentinel", "rediss+cluster")
 
 
 @dataclass(frozen=True)
@@ -76,16 +82,19 @@ class SentinelUrl:
     def parse(cls, url: str) -> SentinelUrl:
         bad = ValueError(
             "ALERTD_REDIS_URL in the Sentinel form must look like "
-            "redis+sentinel://host:26379,host:26380/mastername/0 (the database number may be left out)"
+            "redis+sentinel://host:26379,host:26380/mastername/0 (the database number may be left out; "
+            "rediss+sentinel:// for TLS)"
         )
         parts = urlsplit(url)
-        if parts.scheme != SENTINEL_SCHEME:
+        if parts.scheme not in (SENTINEL_SCHEME, "rediss+sentinel"):
             raise bad
         auth, _, hosts = parts.netloc.rpartition("@")
         password = unquote(auth.partition(":")[2]) if auth else None
         sentinels = []
         for hostport in hosts.split(","):
-            host, _, port = hostport.strip().rpartition(":") if ":" in hostport else (hostport.strip(), "", "")
+            host, _, port = (
+                hostport.strip().rpartition(":") if ":" in hostport else (hostport.strip(), "", "")
+            )
             if not host:
                 raise bad
             try:
@@ -103,11 +112,23 @@ class SentinelUrl:
 
 
 def is_sentinel(url: str) -> bool:
-    return url.startswith(f"{SENTINEL_SCHEME}://")
+    return url.startswith((f"{SENTINEL_SCHEME}://", "rediss+sentinel://"))
 
 
 def is_cluster(url: str) -> bool:
-    return url.startswith(f"{CLUSTER_SCHEME}://")
+    return url.startswith((f"{CLUSTER_SCHEME}://", "rediss+cluster://"))
+
+
+def uses_tls(url: str) -> bool:
+    return urlsplit(url).scheme in TLS_SCHEMES
+
+
+def _tls_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """What a client of the sentinels or of a cluster node needs to speak TLS as the
+    master's connections do (the ``ssl_*`` options from alertd/tls.py); nothing without TLS."""
+    if not uses_tls(url):
+        return {}
+    return {"ssl": True, **{k: v for k, v in options.items() if k.startswith("ssl_")}}
 
 
 def has_replicas(url: str) -> bool:
@@ -134,10 +155,11 @@ class ClusterUrl:
     def parse(cls, url: str) -> ClusterUrl:
         bad = ValueError(
             "ALERTD_REDIS_URL in the Cluster form must look like "
-            "redis+cluster://host:7000,host:7001,host:7002 (any nodes of the cluster; a cluster has only database 0)"
+            "redis+cluster://host:7000,host:7001,host:7002 (any nodes of the cluster; a cluster has only database 0; "
+            "rediss+cluster:// for TLS)"
         )
         parts = urlsplit(url)
-        if parts.scheme != CLUSTER_SCHEME or parts.path.strip("/") not in ("", "0"):
+        if parts.scheme not in (CLUSTER_SCHEME, "rediss+cluster") or parts.path.strip("/") not in ("", "0"):
             raise bad
         auth, _, hosts = parts.netloc.rpartition("@")
         password = unquote(auth.partition(":")[2]) if auth else None
@@ -193,20 +215,26 @@ def connect(
         target = ClusterUrl.parse(url)
         slot = key_slot(f"{key_root(key_prefix, url)}:".encode())
         pool = _SlotMasterPool(
-            target, slot, max_connections=max_connections, timeout=wait_s, password=target.password, **options
+            target, slot, tls=_tls_options(url, options), max_connections=max_connections, timeout=wait_s,
+            password=target.password, **options,
         )  # fmt: skip
         _pack_with_hiredis(pool)
         return aioredis.Redis(connection_pool=pool)
     if not is_sentinel(url):
-        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=wait_s, **options)
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=wait_s, **options
+        )
         _pack_with_hiredis(pool)
         return aioredis.Redis(connection_pool=pool)
     target = SentinelUrl.parse(url)
     timeouts = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")}
-    sentinel = Sentinel(target.sentinels, sentinel_kwargs=timeouts)
+    tls = _tls_options(
+        url, options
+    )  # the sentinels speak TLS too, and ssl=True makes the master's connections TLS
+    sentinel = Sentinel(target.sentinels, sentinel_kwargs={**timeouts, **tls})
     pool = _BlockingSentinelPool(
         target.service, sentinel, max_connections=max_connections, timeout=wait_s, db=target.db,
-        password=target.password, **options,
+        password=target.password, **{**options, **tls},
     )  # fmt: skip
     _pack_with_hiredis(pool)
     return aioredis.Redis(connection_pool=pool)
@@ -239,11 +267,16 @@ class _SlotMasterConnection(Connection):
             raise RedisConnectionError(f"the Redis Cluster is moving alertd's slot: {exc}") from exc
 
 
+class _SlotMasterSSLConnection(_SlotMasterConnection, SSLConnection):
+    """The same over TLS (``rediss+cluster://``)."""
+
+
 class _SlotMasterPool(BlockingConnectionPool):
     """Connections to the master of one slot, found by asking the cluster's nodes."""
 
-    def __init__(self, target: ClusterUrl, slot: int, **kwargs: Any) -> None:
-        super().__init__(connection_class=_SlotMasterConnection, **kwargs)
+    def __init__(self, target: ClusterUrl, slot: int, *, tls: dict[str, Any], **kwargs: Any) -> None:
+        connection_class = _SlotMasterSSLConnection if tls else _SlotMasterConnection
+        super().__init__(connection_class=connection_class, **kwargs)
         self.connection_kwargs["slot_pool"] = weakref.proxy(self)
         self.slot = slot
         # Every node ever named, the URL's first: any one that answers can say who serves the slot.
@@ -251,7 +284,7 @@ class _SlotMasterPool(BlockingConnectionPool):
         self.password = target.password
         self.probe_options = {
             k: v for k, v in kwargs.items() if k in ("socket_timeout", "socket_connect_timeout", "username")
-        }  # fmt: skip
+        } | tls  # fmt: skip
         self._master: tuple[str, int] | None = None
         self._asking: asyncio.Lock | None = None
 
@@ -290,7 +323,9 @@ class _SlotMasterPool(BlockingConnectionPool):
             if master is not None:
                 return master
             errors.append(f"{host}:{port}: no node serves slot {self.slot}")
-        raise RedisConnectionError(f"no Redis Cluster node names the master of slot {self.slot}: {'; '.join(errors)}")
+        raise RedisConnectionError(
+            f"no Redis Cluster node names the master of slot {self.slot}: {'; '.join(errors)}"
+        )
 
 
 def _text(value: Any) -> str:
@@ -302,12 +337,19 @@ def connect_sync(url: str, **options: Any) -> redis.Redis:
     if is_cluster(url):
         target = ClusterUrl.parse(url)
         nodes = [redis.cluster.ClusterNode(host, port) for host, port in target.nodes]
-        return redis.cluster.RedisCluster(startup_nodes=nodes, password=target.password, **options)  # type: ignore[return-value]
+        return redis.cluster.RedisCluster(
+            startup_nodes=nodes, password=target.password, **{**options, **_tls_options(url, options)}
+        )  # type: ignore[return-value]
     if is_sentinel(url):
         sentinel_target = SentinelUrl.parse(url)
         timeouts = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")}
-        sentinel = redis.sentinel.Sentinel(sentinel_target.sentinels, sentinel_kwargs=timeouts, **options)
-        return sentinel.master_for(sentinel_target.service, db=sentinel_target.db, password=sentinel_target.password)
+        tls = _tls_options(url, options)
+        sentinel = redis.sentinel.Sentinel(
+            sentinel_target.sentinels, sentinel_kwargs={**timeouts, **tls}, **{**options, **tls}
+        )
+        return sentinel.master_for(
+            sentinel_target.service, db=sentinel_target.db, password=sentinel_target.password
+        )
     return redis.Redis.from_url(url, **options)
 
 

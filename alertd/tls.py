@@ -37,7 +37,9 @@ def _readable(path: str, what: str) -> None:
 
 def _no_passphrase(key: str) -> Callable[[], str]:
     def refuse() -> str:
-        raise TlsConfigError(f"the TLS key {key!r} is encrypted: give alertd an unencrypted key (readable by it alone).")
+        raise TlsConfigError(
+            f"the TLS key {key!r} is encrypted: give alertd an unencrypted key (readable by it alone)."
+        )
 
     return refuse
 
@@ -53,7 +55,9 @@ def server_context(
         return None
     if not cert or not key:
         given, missing = names if cert else names[::-1]
-        raise TlsConfigError(f"{given} was given without {missing}: TLS needs both the certificate and its key (PEM files).")
+        raise TlsConfigError(
+            f"{given} was given without {missing}: TLS needs both the certificate and its key (PEM files)."
+        )
     _readable(cert, "TLS certificate")
     _readable(key, "TLS key")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -78,23 +82,29 @@ def client_context(ca_file: str | None, *, what: str) -> ssl.SSLContext:
         try:
             context.load_verify_locations(cafile=ca_file)
         except ssl.SSLError as exc:
-            raise TlsConfigError(f"the CA file {ca_file!r} for {what} holds no PEM certificate ({exc.reason or exc}).") from None
+            raise TlsConfigError(
+                f"the CA file {ca_file!r} for {what} holds no PEM certificate ({exc.reason or exc})."
+            ) from None
     return context
 
 
 def redis_tls_options(url: str, ca_file: str | None) -> dict[str, Any]:
-    """What redis-py's ``from_url`` needs besides a ``rediss://`` URL: the CA to trust, and TLS 1.2+."""
+    """What redis-py needs besides a ``rediss://`` URL (or ``rediss+sentinel://``,
+    ``rediss+cluster://``): the CA to trust, and TLS 1.2+."""
     scheme = urlsplit(url).scheme
-    if scheme != "rediss":
+    if scheme not in ("rediss", "rediss+sentinel", "rediss+cluster"):
         if ca_file:
             raise TlsConfigError(
                 f"ALERTD_REDIS_CA_FILE is set but ALERTD_REDIS_URL is {scheme}://…: "
-                "write rediss://host:port to reach Redis over TLS."
+                "write rediss://host:port to reach Redis over TLS "
+                "(rediss+sentinel://… or rediss+cluster://… for Sentinel or a Cluster)."
             )
         return {}
     options: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_min_version": ssl.TLSVersion.TLSv1_2}
     if ca_file:
-        client_context(ca_file, what="Redis (ALERTD_REDIS_CA_FILE)")  # a bad file stops the start, not each connect
+        client_context(
+            ca_file, what="Redis (ALERTD_REDIS_CA_FILE)"
+        )  # a bad file stops the start, not each connect
         options["ssl_ca_certs"] = str(Path(ca_file))
     return options
 

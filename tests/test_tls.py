@@ -25,11 +25,14 @@ from typing import Any
 import aiohttp
 import aiomqtt
 import pytest
+import redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from alertd.metrics import REPLICATION_SHORT
+from simulations import faults
 from tests.conftest import (
     ADMIN_TOKEN,
     MQTT_URL,
@@ -146,7 +149,9 @@ async def test_serve_with_a_certificate_speaks_https_on_both_listeners_and_deliv
     tls = trusting(pki)
     try:
         async with aiohttp.ClientSession() as http:
-            await eventually(lambda: _answers(http, f"{desk}/healthz", tls), 60, "serve answering https /healthz")
+            await eventually(
+                lambda: _answers(http, f"{desk}/healthz", tls), 60, "serve answering https /healthz"
+            )
             await eventually(lambda: _answers(http, f"{public}/api/v1/alerts", tls), 60,
                              "the public listener answering over https")  # fmt: skip
             admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -154,9 +159,16 @@ async def test_serve_with_a_certificate_speaks_https_on_both_listeners_and_deliv
             issuer = {"id": "joso", "name": "常総市", "token": token, "jurisdiction": ["08211"]}
             async with http.post(f"{desk}/api/v1/issuers", json=issuer, headers=admin, ssl=tls) as resp:
                 assert resp.status == 201, await resp.text()
-            subscriber = {"id": "portal", "adapter": "isp", "endpoint": f"{sink.url}/portal", "districts": ["08211"],
-                          "drills": True}
-            async with http.post(f"{desk}/api/v1/subscribers", json=subscriber, headers=admin, ssl=tls) as resp:
+            subscriber = {
+                "id": "portal",
+                "adapter": "isp",
+                "endpoint": f"{sink.url}/portal",
+                "districts": ["08211"],
+                "drills": True,
+            }
+            async with http.post(
+                f"{desk}/api/v1/subscribers", json=subscriber, headers=admin, ssl=tls
+            ) as resp:
                 assert resp.status == 201, await resp.text()
             async with http.post(f"{desk}/api/v1/evacuation-orders", json=ORDER, ssl=tls,
                                  headers={"Authorization": f"Bearer {token}"}) as resp:  # fmt: skip
@@ -180,7 +192,10 @@ async def test_serve_with_a_certificate_speaks_https_on_both_listeners_and_deliv
             assert answer["id"] in out.decode()
 
             # Plain HTTP to either port gets no answer: a token never travels in clear.
-            for plain in (f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{public_port}/api/v1/alerts"):
+            for plain in (
+                f"http://127.0.0.1:{port}/healthz",
+                f"http://127.0.0.1:{public_port}/api/v1/alerts",
+            ):
                 with pytest.raises(aiohttp.ClientError):
                     async with http.get(plain) as resp:
                         await resp.read()
@@ -263,14 +278,18 @@ async def tls_redis(pki: TlsFiles) -> AsyncIterator[RedisServer]:
         server.stop()
 
 
-async def test_the_engine_works_through_a_tls_only_redis(tls_redis: RedisServer, pki: TlsFiles, sink: Sink) -> None:
+async def test_the_engine_works_through_a_tls_only_redis(
+    tls_redis: RedisServer, pki: TlsFiles, sink: Sink
+) -> None:
     assert tls_redis.url.startswith("rediss://127.0.0.1:")
     running = await start_engine(make_settings(redis_url=tls_redis.url, redis_ca_file=pki.ca))
     try:
         status, health = await running.get("/healthz")
         assert status == 200 and health["redis"] == "ok", health
         token = await running.add_issuer("joso", ["08211"])
-        await running.add_subscriber(id="sign", adapter="signage", endpoint=f"{sink.url}/sign", districts=["08211"])
+        await running.add_subscriber(
+            id="sign", adapter="signage", endpoint=f"{sink.url}/sign", districts=["08211"]
+        )
         status, answer = await running.post("/api/v1/evacuation-orders", token, ORDER)
         assert status == 202, answer
         await running.wait_deliveries(answer["id"], {"delivered"}, count=1)
@@ -300,6 +319,125 @@ async def test_a_ca_file_with_a_plain_redis_url_is_refused_in_a_sentence(pki: Tl
             await engine.start()
     finally:
         await engine.stop()
+
+
+# --- Redis over TLS, through Sentinel and as a Cluster ---------------------------------------
+
+
+def _tls_redis_args(pki: TlsFiles, port: int) -> list[str]:
+    """A TLS-only redis-server: the plain port off, replication (and a cluster's bus) over TLS too."""
+    return [
+        "--port", "0", "--tls-port", str(port), "--tls-cert-file", pki.cert, "--tls-key-file", pki.key,
+        "--tls-ca-cert-file", pki.ca, "--tls-auth-clients", "no", "--tls-replication", "yes",
+        "--repl-diskless-sync-delay", "0",
+    ]  # fmt: skip
+
+
+def _tls_client(pki: TlsFiles, port: int) -> redis.Redis:
+    return redis.Redis(port=port, ssl=True, ssl_ca_certs=pki.ca, socket_timeout=5, decode_responses=True)
+
+
+class _TlsSentinel(faults.Process):
+    name = "sentinel"
+
+    def __init__(self, pki: TlsFiles, master_port: int) -> None:
+        super().__init__()
+        self.conf = Path(self.dir) / "sentinel.conf"
+        self.conf.write_text("\n".join([
+            "port 0", f"tls-port {self.port}", "bind 127.0.0.1", f"dir {self.dir}",
+            f"tls-cert-file {pki.cert}", f"tls-key-file {pki.key}", f"tls-ca-cert-file {pki.ca}",
+            "tls-auth-clients no", "tls-replication yes",  # it speaks TLS to the master and replicas too
+            f"sentinel monitor mymaster 127.0.0.1 {master_port} 1",
+        ]) + "\n")  # fmt: skip
+
+    def args(self) -> list[str]:
+        return [faults.binary("redis-server"), str(self.conf), "--sentinel"]
+
+
+async def test_through_sentinel_over_tls_an_accepted_order_is_on_the_tls_replica_and_delivered(
+    pki: TlsFiles, sink: Sink
+) -> None:
+    master = faults.RedisServer()
+    master.extra = _tls_redis_args(pki, master.port)
+    replica = faults.RedisServer()
+    replica.extra = [*_tls_redis_args(pki, replica.port), "--replicaof", "127.0.0.1", str(master.port)]
+    servers: list[faults.Process] = [master.start(), replica.start()]
+    try:
+        on_replica = _tls_client(pki, replica.port)
+        faults.wait_for(lambda: on_replica.info("replication")["master_link_status"] == "up", 15,
+                        "the TLS replica did not sync")  # fmt: skip
+        sentinel = _TlsSentinel(pki, master.port)
+        servers.append(sentinel.start())
+        url = f"rediss+sentinel://127.0.0.1:{sentinel.port}/mymaster/0"
+        # WAIT 1 is the default with Sentinel: the 202 comes once the TLS replica holds the order.
+        running = await start_engine(make_settings(redis_url=url, redis_ca_file=pki.ca))
+        try:
+            status, health = await running.get("/healthz")
+            assert status == 200 and health["redis"] == "ok", health
+            token = await running.add_issuer("joso", ["08211"])
+            await running.add_subscriber(
+                id="sign", adapter="signage", endpoint=f"{sink.url}/sign", districts=["08211"]
+            )
+            short_before = REPLICATION_SHORT._value.get()
+            status, answer = await running.post("/api/v1/evacuation-orders", token, ORDER)
+            assert status == 202, answer
+            assert on_replica.hexists(running.engine.keys.alert(answer["id"]), "doc"), (
+                "the order is not on the replica"
+            )
+            assert REPLICATION_SHORT._value.get() == short_before
+            await running.wait_deliveries(answer["id"], {"delivered"}, count=1)
+        finally:
+            await stop_engine(running, wipe_keys=False)
+        on_replica.close()
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+async def test_a_tls_redis_cluster_carries_an_order_through_the_master_of_alertds_slot(
+    pki: TlsFiles, sink: Sink
+) -> None:
+    node = faults.RedisServer()
+    node.extra = [*_tls_redis_args(pki, node.port), "--cluster-enabled", "yes", "--tls-cluster", "yes",
+                  "--cluster-config-file", "nodes.conf"]  # fmt: skip
+    node.start()
+    try:
+        admin = _tls_client(pki, node.port)
+        admin.execute_command("CLUSTER ADDSLOTSRANGE", 0, 16383)  # a one-node cluster serving every slot
+        faults.wait_for(
+            lambda: admin.cluster("info")["cluster_state"] == "ok", 15, "the cluster did not come up"
+        )
+        url = f"rediss+cluster://127.0.0.1:{node.port}"
+        running = await start_engine(
+            make_settings(redis_url=url, redis_ca_file=pki.ca, redis_wait_replicas=0)
+        )
+        try:
+            token = await running.add_issuer("joso", ["08211"])
+            await running.add_subscriber(
+                id="sign", adapter="signage", endpoint=f"{sink.url}/sign", districts=["08211"]
+            )
+            status, answer = await running.post("/api/v1/evacuation-orders", token, ORDER)
+            assert status == 202, answer
+            await running.wait_deliveries(answer["id"], {"delivered"}, count=1)
+            # Every key in the one hash-tagged slot, read back over TLS.
+            assert running.engine.keys.alert(answer["id"]).startswith("{")
+            assert admin.hexists(running.engine.keys.alert(answer["id"]), "doc")
+        finally:
+            await stop_engine(running, wipe_keys=False)
+        admin.close()
+    finally:
+        node.stop()
+
+
+def test_a_tls_sentinel_or_cluster_url_without_the_ca_file_is_not_trusted_and_a_plain_one_refuses_the_ca_file(
+    pki: TlsFiles,
+) -> None:
+    from alertd.tls import TlsConfigError, redis_tls_options
+
+    for url in ("rediss+sentinel://127.0.0.1:26379/mymaster/0", "rediss+cluster://127.0.0.1:7000"):
+        assert redis_tls_options(url, pki.ca)["ssl_ca_certs"] == pki.ca
+    with pytest.raises(TlsConfigError, match="rediss\\+sentinel://"):
+        redis_tls_options("redis+sentinel://127.0.0.1:26379/mymaster/0", pki.ca)
 
 
 # --- the broker over TLS, with logins --------------------------------------------------------
@@ -423,12 +561,17 @@ async def test_a_wrong_broker_password_at_start_stops_the_engine_with_a_sentence
     from alertd.feed import FeedUnavailable
 
     wrong = "wrong-" + secrets.token_hex(6)
-    engine = Engine(make_settings(mqtt_url=f"mqtts://alertd:{wrong}@127.0.0.1:{tls_broker.port}", mqtt_ca_file=pki.ca))
+    engine = Engine(
+        make_settings(mqtt_url=f"mqtts://alertd:{wrong}@127.0.0.1:{tls_broker.port}", mqtt_ca_file=pki.ca)
+    )
     try:
         with pytest.raises(FeedUnavailable) as refused:
             await engine.start()
     finally:
         await engine.stop()
     said = refused.value.detail
-    assert f"the MQTT broker at 127.0.0.1:{tls_broker.port}" in said and "refused the user name or password" in said
+    assert (
+        f"the MQTT broker at 127.0.0.1:{tls_broker.port}" in said
+        and "refused the user name or password" in said
+    )
     assert wrong not in said
