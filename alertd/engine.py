@@ -198,7 +198,8 @@ class Engine:
             await self.intake.accept(alert, None)
 
         assert self.redis is not None
-        env = {**os.environ, "ALERTD_KEY_PREFIX": self.settings.key_prefix}
+        # The URL too: on a cluster the JMA keys take the same {prefix} hash tag as the engine's.
+        env = {**os.environ, "ALERTD_KEY_PREFIX": self.settings.key_prefix, "ALERTD_REDIS_URL": self.settings.redis_url}
         jma = build_jma(self.redis, on_alert, registry=self.registry, env=env)
         metrics.JMA_ENABLED.set(0 if jma is None else 1)
         if jma is not None and jma.poller is not None:
