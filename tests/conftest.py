@@ -31,6 +31,7 @@ from alertd.engine import Engine
 from alertd.feed import clear_retained
 from alertd.jma.spool import SpoolConfig, SpoolWatcher
 from alertd.models import TERMINAL_STATES, Alert
+from alertd.redis_client import connect, is_cluster, key_root
 from alertd.store import remove_prefix
 from tests.support import free_port, until
 
@@ -72,6 +73,23 @@ def _services() -> Iterator[None]:
 
 async def wipe(prefix: str) -> None:
     await remove_prefix(REDIS_URL, prefix)
+
+
+# The JMA ingest tests keep to database 15 of a single server, apart from the engines'
+# keys; a cluster has only database 0.
+JMA_REDIS_URL = REDIS_URL if is_cluster(REDIS_URL) else REDIS_URL.rsplit("/", 1)[0] + "/15"
+
+
+def keyed_prefix(name: str) -> str:
+    """A key prefix as the engine would use it on the test Redis: hash-tagged ``{name}`` when
+    ALERTD_TEST_REDIS_URL names a cluster, so a test's own keys share one slot as alertd's do."""
+    return key_root(name, REDIS_URL)
+
+
+def redis_for(prefix: str) -> aioredis.Redis:
+    """A client to the test Redis as the engine connects: on a cluster, to the master of the
+    prefix's slot (the suite runs unchanged with ALERTD_TEST_REDIS_URL=redis+cluster://…)."""
+    return connect(REDIS_URL, key_prefix=prefix)
 
 
 # The first topic level of every engine this run made: their retained states are
@@ -309,8 +327,8 @@ async def watcher(tmp_path: Path) -> AsyncIterator[tuple[SpoolWatcher, list[Aler
     """The drop-folder watcher alone over ``tmp_path``, and the alerts it hands on."""
     from geo.registry import Registry
 
-    client = aioredis.from_url(REDIS_URL)
-    prefix = f"test-spool-{secrets.token_hex(6)}"
+    prefix = keyed_prefix(f"test-spool-{secrets.token_hex(6)}")
+    client = redis_for(prefix)
     sink: list[Alert] = []
 
     async def on_alert(alert: Alert) -> None:

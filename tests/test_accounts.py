@@ -25,6 +25,7 @@ from alertd.api import make_app
 from alertd.config import Settings
 from alertd.engine import Engine
 from alertd.logs import JsonFormatter
+from alertd.redis_client import connect
 from tests.conftest import ADMIN_TOKEN, REDIS_URL, RunningEngine, free_port, make_settings, stop_engine
 
 PASSWORD = "correct horse battery staple"
@@ -134,12 +135,13 @@ async def test_a_user_signs_in_with_password_and_totp_and_out_again(desk: Runnin
     assert status == 403 and "admin role" in problem["detail"]
 
     # Only the token's hash is stored, and the password only as an argon2id hash.
-    r = aioredis.Redis.from_url(REDIS_URL)
+    r = connect(REDIS_URL, key_prefix=desk.engine.settings.key_prefix)
+    root = desk.engine.keys.prefix  # {prefix} on a cluster
     try:
         stored = b""
-        async for key in r.scan_iter(match=f"{desk.engine.settings.key_prefix}:*"):
+        async for key in r.scan_iter(match=f"{root}:*"):
             stored += key + await everything_in(r, key)
-        user = json.loads(await r.get(f"{desk.engine.settings.key_prefix}:user:tanaka.h"))
+        user = json.loads(await r.get(f"{root}:user:tanaka.h"))
     finally:
         await r.aclose()
     assert token.encode() not in stored and PASSWORD.encode() not in stored

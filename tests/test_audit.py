@@ -18,17 +18,16 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
 
 from alertd.audit import AuditLog
-from tests.conftest import REDIS_URL, wipe
+from tests.conftest import REDIS_URL, keyed_prefix, redis_for, wipe
 from tests.support import ROOT
 
 
 @pytest_asyncio.fixture
 async def trail() -> AsyncIterator[AuditLog]:
-    prefix = f"alertd-test-{secrets.token_hex(4)}"
-    client = aioredis.Redis.from_url(REDIS_URL)
+    prefix = keyed_prefix(f"alertd-test-{secrets.token_hex(4)}")
+    client = redis_for(prefix)
     try:
         yield AuditLog(client, prefix)
     finally:
@@ -134,12 +133,12 @@ async def test_concurrent_appenders_keep_one_chain(trail: AuditLog) -> None:
     """Two appenders in this process (each its own connection, as two processes have) and one
     real second process, all at once: one chain, every seq once."""
     prefix = prefix_of(trail)
-    second_client = aioredis.Redis.from_url(REDIS_URL)
+    second_client = redis_for(prefix)
     second = AuditLog(second_client, prefix)
     script = (
-        "import asyncio, redis.asyncio as r\nfrom alertd.audit import AuditLog\n"
+        "import asyncio\nfrom alertd.audit import AuditLog\nfrom alertd.redis_client import connect\n"
         "async def main():\n"
-        f"    c = r.Redis.from_url({REDIS_URL!r}); log = AuditLog(c, {prefix!r})\n"
+        f"    c = connect({REDIS_URL!r}, key_prefix={prefix!r}); log = AuditLog(c, {prefix!r})\n"
         "    for i in range(60): await log.append('issuer:joso', 'send', f'alert:p{i}')\n"
         "    await c.aclose()\n"
         "asyncio.run(main())\n"
@@ -165,7 +164,7 @@ async def test_concurrent_appenders_keep_one_chain(trail: AuditLog) -> None:
 
 async def test_a_new_audit_log_continues_the_chain_after_a_restart(trail: AuditLog) -> None:
     await six_entries(trail)
-    client = aioredis.Redis.from_url(REDIS_URL)
+    client = redis_for(prefix_of(trail))
     try:
         entry = await AuditLog(client, prefix_of(trail)).append("admin", "config.reload", "config")
     finally:

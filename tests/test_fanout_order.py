@@ -4,14 +4,13 @@ broadcasters and portals relay. Registered order must not put a town behind ever
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
+from alertd.redis_client import connect
 from tests.conftest import REDIS_URL, start_engine, stop_engine
 
 
 async def test_a_missile_alert_queues_cell_broadcast_and_radio_before_portals_and_broadcasters() -> None:
     running = await start_engine(workers=False)  # nothing reads the lane: its order stays to be seen
-    r = aioredis.Redis.from_url(REDIS_URL)
+    r = connect(REDIS_URL, key_prefix=running.engine.settings.key_prefix)
     try:
         cabinet = await running.add_issuer("cabinet", [], national=True)
         # Registered portals first, loudspeakers last: the worst order for a town.

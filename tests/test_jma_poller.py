@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 import time
 from collections import Counter
@@ -21,10 +20,11 @@ from aiohttp import web
 from alertd.jma.poller import JmaPoller, PollerConfig, PollerConfigError
 from alertd.metrics import REGISTRY
 from alertd.models import Alert, MsgType
-from tests.jma_samples import EEW, JMAXML, shifted, text
+from alertd.redis_client import connect, key_root
 
 # The same Redis as the rest of the suite (tests/conftest.py), its database 15.
-REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
+from tests.conftest import JMA_REDIS_URL as REDIS_URL
+from tests.jma_samples import EEW, JMAXML, shifted, text
 
 TSUNAMI = ["32-39_11_02_250206_VTSE41.xml", "38-39_02_01_250206_VTSE41.xml"]
 UNSUPPORTED = "32-35_09_01_191111_VXSE56.xml"  # 地震の活動状況等に関する情報: explanatory, not relayed
@@ -149,13 +149,13 @@ async def server() -> AsyncIterator[FeedServer]:
 
 @pytest_asyncio.fixture
 async def redis() -> AsyncIterator[tuple[aioredis.Redis, str]]:
-    client = aioredis.from_url(REDIS_URL)
+    prefix = key_root(f"test-jma-{secrets.token_hex(6)}", REDIS_URL)
+    client = connect(REDIS_URL, key_prefix=prefix)
     try:
         await client.ping()
     except Exception as exc:  # any failure means there is no test Redis to use
         await client.aclose()
         pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    prefix = f"test-jma-{secrets.token_hex(6)}"
     yield client, prefix
     keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
     if keys:

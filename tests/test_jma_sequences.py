@@ -8,7 +8,6 @@ delivery side (receivers, ?active=true) is in test_jma_spool.py.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -20,6 +19,8 @@ import redis.asyncio as aioredis
 
 from alertd.jma.spool import SpoolConfig, SpoolWatcher
 from alertd.models import Alert, MsgType, Priority, Status
+from alertd.redis_client import connect, key_root
+from tests.conftest import JMA_REDIS_URL as REDIS_URL
 from tests.jma_samples import (
     EEW,
     TSUNAMI_2011,
@@ -32,13 +33,11 @@ from tests.jma_samples import (
     with_head,
 )
 
-REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
-
 
 @pytest_asyncio.fixture
 async def redis() -> AsyncIterator[tuple[aioredis.Redis, str]]:
-    client = aioredis.from_url(REDIS_URL)
-    prefix = f"test-jmaseq-{secrets.token_hex(6)}"
+    prefix = key_root(f"test-jmaseq-{secrets.token_hex(6)}", REDIS_URL)
+    client = connect(REDIS_URL, key_prefix=prefix)
     yield client, prefix
     keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
     if keys:

@@ -15,18 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import redis.asyncio as aioredis
 
 from alertd.cap import parse_cap
 from alertd.jma.spool import SpoolConfig, SpoolWatcher
 from alertd.metrics import REGISTRY
 from alertd.models import Alert
+from alertd.redis_client import connect, key_root
+from tests.conftest import JMA_REDIS_URL as REDIS_URL
 from tests.conftest import RunningEngine, Sink
 from tests.jma_samples import EEW, TSUNAMI_2015, delta_to_now, drop, report_time, shifted, with_head
 from tests.jma_samples import path as sample_path
 from tests.support import until
 
-REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
 HITACHI, OSHIMA = "08202", "13361"  # 日立市 (茨城県, region 300), 大島町 (伊豆諸島, region 320)
 SATSUMASENDAI = "46215"  # 薩摩川内市 (鹿児島県西部, region 773)
 SHIZUOKA_AOI = "22101"  # 静岡市葵区
@@ -76,8 +76,8 @@ async def test_each_file_once_to_done_or_rejected_with_a_reason(watcher, tmp_pat
 async def test_a_file_the_core_cannot_take_stays_for_the_next_scan(tmp_path: Path) -> None:
     from geo.registry import Registry
 
-    client = aioredis.from_url(REDIS_URL)
-    prefix = f"test-spool-{secrets.token_hex(6)}"
+    prefix = key_root(f"test-spool-{secrets.token_hex(6)}", REDIS_URL)
+    client = connect(REDIS_URL, key_prefix=prefix)
     calls: list[Alert] = []
     down = True
 

@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from alertd.redis_client import connect
 from tests.conftest import REDIS_URL, RunningEngine, Sink, make_settings, start_engine, stop_engine
 from tests.servers import MosquittoServer, RedisServer
 from tests.support import until
@@ -125,7 +126,7 @@ async def healthy(running: RunningEngine) -> bool:
 
 async def test_a_poison_entry_in_the_flash_lane_is_dropped_and_the_lane_keeps_delivering(sink: Sink) -> None:
     running = await start_engine()
-    r = aioredis.Redis.from_url(REDIS_URL)
+    r = connect(REDIS_URL, key_prefix=running.engine.settings.key_prefix)
     try:
         token = await radio_desk(running, sink)
         stream = running.engine.keys.lane("flash")
@@ -143,7 +144,7 @@ async def test_a_poison_entry_in_the_flash_lane_is_dropped_and_the_lane_keeps_de
 
 async def test_a_reader_that_keeps_failing_makes_healthz_503_and_recovers(sink: Sink) -> None:
     running = await start_engine(make_settings(redis_socket_timeout_s=2.5))
-    r = aioredis.Redis.from_url(REDIS_URL)
+    r = connect(REDIS_URL, key_prefix=running.engine.settings.key_prefix)
     try:
         token = await radio_desk(running, sink)
         stream = running.engine.keys.lane("flash")
@@ -457,7 +458,8 @@ async def test_parked_jobs_let_back_into_the_lane_are_counted_parked_not_new(sin
         assert await metric(running, "alertd_oldest_unfinished_delivery_age_seconds", lane="flash") >= 40
         status, body = await running.get("/healthz")
         assert status == 503 and body["queue_depth"]["flash"] == 0 and body["pending"]["flash"]["parked"] == 1
-        assert any("alert a1 to gw" in c and "40 s" in c for c in body["causes"]), body["causes"]
+        # 40 s old when parked; a loaded machine may take a second or two to get here.
+        assert any("alert a1 to gw" in c and re.search(r"\b4\d s\b", c) for c in body["causes"]), body["causes"]
     finally:
         await stop_engine(running)
 

@@ -6,8 +6,7 @@ runs ten times a second, so the whole policy is seen in a few seconds.
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
+from alertd.redis_client import connect
 from tests.conftest import REDIS_URL, Sink, make_settings, start_engine, stop_engine
 from tests.support import until
 
@@ -19,7 +18,7 @@ async def test_ended_alerts_lose_their_records_while_standing_and_unfinished_one
 ) -> None:
     running = await start_engine(make_settings(retention_days=1 / 86_400, retention_sweep_s=0.1))
     keys = running.engine.keys
-    redis = aioredis.from_url(REDIS_URL)
+    redis = connect(REDIS_URL, key_prefix=running.engine.settings.key_prefix)
     try:
         token = await running.add_issuer("pref", ["08"])
         await running.add_subscriber(id="tv", adapter="isp", endpoint=f"{sink.url}/tv", districts=["08211"])
