@@ -45,7 +45,9 @@ import redis.asyncio as aioredis
 import redis.cluster
 import redis.sentinel
 from redis.asyncio.connection import BlockingConnectionPool, Connection, ConnectionPool
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
@@ -269,9 +271,14 @@ class _SlotMasterPool(BlockingConnectionPool):
         return self._master
 
     async def _ask_cluster(self) -> tuple[str, int]:
+        """Ask the nodes in turn, the last one that answered first. Each is asked once: every
+        connection of the pool waits for this answer, and redis-py's client would otherwise
+        retry a dead node ten times with backoff (seconds on a refused port, ten connect
+        timeouts on a host that drops packets) before the next node was asked."""
         errors = []
         for host, port in list(self.nodes):
-            probe = aioredis.Redis(host=host, port=port, password=self.password, **self.probe_options)
+            probe = aioredis.Redis(host=host, port=port, password=self.password, retry=Retry(NoBackoff(), 0),
+                                   **self.probe_options)  # fmt: skip
             try:
                 ranges = await probe.execute_command("CLUSTER SLOTS")
             except (OSError, RedisConnectionError, RedisTimeoutError, ResponseError) as exc:
@@ -279,6 +286,8 @@ class _SlotMasterPool(BlockingConnectionPool):
                 continue
             finally:
                 await probe.aclose()
+            self.nodes.remove((host, port))
+            self.nodes.insert(0, (host, port))  # it answers: asked first next time
             master = None
             for start, end, first, *replicas in ranges:
                 for node in (first, *replicas):
