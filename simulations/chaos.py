@@ -604,8 +604,10 @@ class ClusterFailover(Failover):
 class Replicated(Protocol):
     """A Redis with a replica that takes over when its master dies, as a failover scenario uses it."""
 
-    url: str
     promotion: str  # the check's name: who promoted whom
+
+    @property
+    def url(self) -> str: ...  # ALERTD_REDIS_URL, once started
 
     def start(self) -> object: ...
     def wait_ready(self) -> None: ...
@@ -621,8 +623,11 @@ class SentinelTarget:
 
     def __init__(self) -> None:
         self.group = SentinelGroup()
-        self.url = self.group.url
         self.old_master = self.group.master.port
+
+    @property
+    def url(self) -> str:
+        return self.group.url
 
     def start(self) -> object:
         return self.group.start()
@@ -649,9 +654,12 @@ class ClusterTarget:
 
     def __init__(self, node_timeout_ms: int) -> None:
         self.group = ClusterGroup(node_timeout_ms=node_timeout_ms)
-        self.url = self.group.url
         self.slot = -1
         self.replica: ClusterNode | None = None
+
+    @property
+    def url(self) -> str:
+        return self.group.url  # its nodes' ports are settled when it has started
 
     def start(self) -> object:
         return self.group.start()
@@ -771,6 +779,8 @@ async def failover(shared: Shared, p: Failover, workdir: Path, target: Replicate
         t_kill = time.monotonic()
         row.notes.update(await asyncio.to_thread(target.kill_master, alertd.prefix))
         promoted = asyncio.Event()
+        # In the table's order; a time never reached stays None.
+        row.latency.update(kill_to_promoted_ms=None, kill_to_first_202_ms=None, healthy_after_failover_ms=None)
 
         async def watch_promotion() -> None:
             with contextlib.suppress(TimeoutError):
@@ -780,10 +790,14 @@ async def failover(shared: Shared, p: Failover, workdir: Path, target: Replicate
 
         watchers = [asyncio.create_task(watch_promotion()),
                     asyncio.create_task(_healthz_back(alertd, t_kill, promoted, row, p.deadline_s))]  # fmt: skip
-        accepted += await _orders_through_failover(alertd, p, row, t_kill)
-        await asyncio.gather(*watchers)
+        try:
+            accepted += await _orders_through_failover(alertd, p, row, t_kill)
+            await asyncio.gather(*watchers)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
         row.checks[target.promotion] = promoted.is_set()
-        row.checks["/healthz 200 again without a restart"] = "healthy_after_failover_ms" in row.latency
+        row.checks["/healthz 200 again without a restart"] = row.latency["healthy_after_failover_ms"] is not None
         row.checks["every 202'd alert still there"] = await all_present(alertd, accepted, row)
         expected = {(a, f"/ok/{i}") for a in accepted for i in range(p.subscribers)}
         missing = await count_arrivals(sink, expected, p.deadline_s)
@@ -922,10 +936,19 @@ def render(rows: list[Row]) -> str:
     def lat(r: Row) -> str:
         return ", ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in r.latency.items() if v is not None)
 
-    body = [[r.scenario, r.injected, r.offered, r.delivered, r.lost, r.duplicated, r.repeats, lat(r),
+    def refused(r: Row) -> str:
+        """What the desk was answered while the fault lasted (the failover rows count it)."""
+        counts = r.notes.get("refusals_during_failover")
+        if counts is None:
+            return ""
+        said = ", ".join(f"{n}x {status}" for status, n in sorted(counts.items())) or "none"
+        retry_after = "yes" if r.checks.get("every 503 had Retry-After") else "NO"
+        return f"{said}; every 503 with Retry-After: {retry_after}; 500s: {r.notes.get('http_500s', '?')}"
+
+    body = [[r.scenario, r.injected, r.offered, r.delivered, r.lost, r.duplicated, r.repeats, lat(r), refused(r),
              r.seconds, "yes" if r.ok else "NO: " + "; ".join(r.failed_checks())] for r in rows]  # fmt: skip
-    return table(["scenario", "injected", "offered", "delivered", "lost", "dup", "repeats", "latency", "s", "ok"],
-                 body, left={1, 7, 9})  # fmt: skip
+    return table(["scenario", "injected", "offered", "delivered", "lost", "dup", "repeats", "latency", "refused",
+                  "s", "ok"], body, left={1, 7, 8, 10})  # fmt: skip
 
 
 async def amain(argv: list[str] | None = None) -> int:

@@ -54,6 +54,10 @@ def binary(name: str) -> str:
     return found
 
 
+class ServerExited(RuntimeError):
+    """A server that ended at its start (a port taken in the meantime, a bad option)."""
+
+
 class Process:
     """A server process that can be killed hard and started again with the same arguments."""
 
@@ -71,7 +75,10 @@ class Process:
         log = open(Path(self.dir) / "server.log", "ab")
         self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
         log.close()
-        wait_for(lambda: port_open(self.port), 15, f"{self.name} did not listen on {self.port}")
+        wait_for(lambda: port_open(self.port) or not self.alive, 15, f"{self.name} did not listen on {self.port}")
+        if not self.alive:
+            said = (Path(self.dir) / "server.log").read_text(errors="replace")[-500:]
+            raise ServerExited(f"{self.name} on {self.port} exited at its start: {said}")
         return self
 
     @property
@@ -283,15 +290,24 @@ class ClusterNode(RedisServer):
     name = "cluster"
 
     def __init__(self, node_timeout_ms: int) -> None:
+        super().__init__()
+        self.node_timeout_ms = node_timeout_ms
         self.bus_port = free_port()
-        super().__init__(extra=[
-            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(self.bus_port),
-            "--cluster-node-timeout", str(node_timeout_ms), "--repl-diskless-sync-delay", "0",
+
+    def new_ports(self) -> None:
+        """Other free ports, for a start that found one of these taken."""
+        self.port, self.bus_port = free_port(), free_port()
+
+    def args(self) -> list[str]:
+        return [
+            *super().args(), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-port", str(self.bus_port), "--cluster-node-timeout", str(self.node_timeout_ms),
+            "--repl-diskless-sync-delay", "0",
             # A replica's offset reaches the others by gossip, and CLUSTER SLOTS leaves out a
             # replica whose offset is still 0: after an empty sync that lasts until the master's
             # first ping to it, every 10 s by default.
             "--repl-ping-replica-period", "1",
-        ])  # fmt: skip
+        ]  # fmt: skip
 
     @property
     def address(self) -> str:
@@ -315,8 +331,21 @@ class ClusterGroup:
         return "redis+cluster://" + ",".join(n.address for n in self.nodes)
 
     def start(self) -> ClusterGroup:
+        taken: set[int] = set()
         for node in self.nodes:
-            node.start()
+            for attempt in range(3):
+                # Twelve ports asked of the OS one by one, started later: two may coincide, or
+                # another process may take one meanwhile. Such a node is started on others.
+                while {node.port, node.bus_port} & taken or node.port == node.bus_port:
+                    node.new_ports()
+                try:
+                    node.start()
+                    break
+                except ServerExited:
+                    if attempt == 2:
+                        raise
+                    node.new_ports()
+            taken |= {node.port, node.bus_port}
         done = subprocess.run(
             [binary("redis-cli"), "--cluster", "create", *(n.address for n in self.nodes),
              "--cluster-replicas", "1", "--cluster-yes"],
