@@ -271,11 +271,13 @@ class _SlotMasterPool(BlockingConnectionPool):
         return self._master
 
     async def _ask_cluster(self) -> tuple[str, int]:
-        """Ask the nodes in turn, the last one that answered first. Each is asked once: every
-        connection of the pool waits for this answer, and redis-py's client would otherwise
-        retry a dead node ten times with backoff (seconds on a refused port, ten connect
-        timeouts on a host that drops packets) before the next node was asked."""
+        """Ask the nodes in turn: the one that answered last time first, those that did not
+        last. Each is asked once: every connection of the pool waits for this answer, and
+        redis-py's client would otherwise retry a dead node ten times with backoff (seconds
+        on a refused port, ten connect timeouts on a host that drops packets) before the
+        next node was asked."""
         errors = []
+        silent: list[tuple[str, int]] = []
         for host, port in list(self.nodes):
             probe = aioredis.Redis(host=host, port=port, password=self.password, retry=Retry(NoBackoff(), 0),
                                    **self.probe_options)  # fmt: skip
@@ -283,11 +285,10 @@ class _SlotMasterPool(BlockingConnectionPool):
                 ranges = await probe.execute_command("CLUSTER SLOTS")
             except (OSError, RedisConnectionError, RedisTimeoutError, ResponseError) as exc:
                 errors.append(f"{host}:{port}: {exc}")
+                silent.append((host, port))
                 continue
             finally:
                 await probe.aclose()
-            self.nodes.remove((host, port))
-            self.nodes.insert(0, (host, port))  # it answers: asked first next time
             master = None
             for start, end, first, *replicas in ranges:
                 for node in (first, *replicas):
@@ -296,6 +297,8 @@ class _SlotMasterPool(BlockingConnectionPool):
                         self.nodes.append(address)
                 if int(start) <= self.slot <= int(end):
                     master = (_text(first[0]) or host, int(first[1]))
+            # Sorted in place, the others keeping their order.
+            self.nodes.sort(key=lambda node: 0 if node == (host, port) else 2 if node in silent else 1)
             if master is not None:
                 return master
             errors.append(f"{host}:{port}: no node serves slot {self.slot}")

@@ -66,8 +66,12 @@ async def test_a_node_that_does_not_answer_is_asked_once_and_then_last_while_ale
 ) -> None:
     prefix = f"cluster-test-{secrets.token_hex(4)}"
     key = "{" + prefix + "}:k"
-    # The dead node is named first, as an operator's URL may well name a node that is down.
-    url = f"redis+cluster://127.0.0.1:{hangup.port},{cluster.nodes[0].address}"
+    slot = cluster.slot_of(prefix)
+    served = cluster.serving(slot)
+    assert served is not None
+    # A node that is down named first, as an operator's URL may well have one; then the
+    # master of alertd's slot, which is killed below.
+    url = f"redis+cluster://127.0.0.1:{hangup.port},127.0.0.1:{served[0]}"
     client = connect(url, key_prefix=prefix, socket_timeout=2.5, socket_connect_timeout=5)
     try:
         await client.set(key, "before")
@@ -75,7 +79,6 @@ async def test_a_node_that_does_not_answer_is_asked_once_and_then_last_while_ale
         # (a failover stalled alertd for seconds that way, the whole pool behind one question).
         assert hangup.connections == 1
 
-        slot = cluster.slot_of(prefix)
         _, replica = await asyncio.to_thread(cluster.kill_master_of, slot)
         await asyncio.to_thread(cluster.wait_promoted, slot, replica)
 
@@ -88,8 +91,9 @@ async def test_a_node_that_does_not_answer_is_asked_once_and_then_last_while_ale
 
         await until(written, what="a write to the promoted replica", timeout=30)
         assert await client.get(key) == b"after"
-        # The cluster was asked again after the failover, by the nodes that answer first:
-        # the silent one was not asked again.
+        # The cluster was asked again during the failover, first of all the killed master,
+        # which had answered before; then the nodes it had named, before the silent one,
+        # which was not asked again.
         assert hangup.connections == 1
     finally:
         await client.aclose()
