@@ -9,6 +9,7 @@ the shared Redis and Mosquitto on 6379/1883 are never touched. Binaries come fro
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import shutil
 import signal
@@ -331,6 +332,13 @@ class ClusterGroup:
         return "redis+cluster://" + ",".join(n.address for n in self.nodes)
 
     def start(self) -> ClusterGroup:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # the nodes started so far: none is left running
+            raise
+
+    def _start(self) -> ClusterGroup:
         taken: set[int] = set()
         for node in self.nodes:
             for attempt in range(3):
@@ -434,7 +442,8 @@ class ClusterGroup:
 
     def stop(self) -> None:
         for node in self.nodes:
-            node.stop()
+            with contextlib.suppress(RuntimeError):  # a port another process took: every node is still stopped
+                node.stop()
 
 
 def _ask(port: int, *command: str) -> Any:
