@@ -49,7 +49,9 @@ import redis.asyncio as aioredis
 import redis.cluster
 import redis.sentinel
 from redis.asyncio.connection import BlockingConnectionPool, Connection, ConnectionPool, SSLConnection
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
@@ -302,13 +304,21 @@ class _SlotMasterPool(BlockingConnectionPool):
         return self._master
 
     async def _ask_cluster(self) -> tuple[str, int]:
+        """Ask the nodes in turn: the one that answered last time first, those that did not
+        last. Each is asked once: every connection of the pool waits for this answer, and
+        redis-py's client would otherwise retry a dead node ten times with backoff (seconds
+        on a refused port, ten connect timeouts on a host that drops packets) before the
+        next node was asked."""
         errors = []
+        silent: list[tuple[str, int]] = []
         for host, port in list(self.nodes):
-            probe = aioredis.Redis(host=host, port=port, password=self.password, **self.probe_options)
+            probe = aioredis.Redis(host=host, port=port, password=self.password, retry=Retry(NoBackoff(), 0),
+                                   **self.probe_options)  # fmt: skip
             try:
                 ranges = await probe.execute_command("CLUSTER SLOTS")
             except (OSError, RedisConnectionError, RedisTimeoutError, ResponseError) as exc:
                 errors.append(f"{host}:{port}: {exc}")
+                silent.append((host, port))
                 continue
             finally:
                 await probe.aclose()
@@ -320,6 +330,8 @@ class _SlotMasterPool(BlockingConnectionPool):
                         self.nodes.append(address)
                 if int(start) <= self.slot <= int(end):
                     master = (_text(first[0]) or host, int(first[1]))
+            # Sorted in place, the others keeping their order.
+            self.nodes.sort(key=lambda node: 0 if node == (host, port) else 2 if node in silent else 1)
             if master is not None:
                 return master
             errors.append(f"{host}:{port}: no node serves slot {self.slot}")

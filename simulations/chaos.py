@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alertd.report import percentile, table
 from simulations.chaos_harness import (
@@ -50,7 +50,14 @@ from simulations.chaos_harness import (
     webhooks,
 )
 from simulations.chaos_sink import Sink
-from simulations.faults import MosquittoServer, RedisServer, SentinelGroup, SmallDisk
+from simulations.faults import (
+    ClusterGroup,
+    ClusterNode,
+    MosquittoServer,
+    RedisServer,
+    SentinelGroup,
+    SmallDisk,
+)
 
 OUT = Path(__file__).resolve().parent.parent / "bench" / "chaos.json"
 
@@ -576,7 +583,7 @@ async def engine_kills(shared: Shared, p: EngineKills, workdir: Path) -> Row:
     return row
 
 
-# --- 5. Redis Sentinel failover -----------------------------------------------------------------
+# --- 5. failover: the master killed, its replica promoted (Sentinel, Redis Cluster) -------------
 @dataclass
 class Failover:
     subscribers: int = 1000
@@ -585,67 +592,212 @@ class Failover:
     delay: float = 0.05
     concurrency: int = 50
     measure_wait: bool = True
+    workers: int = 0  # delivery processes beside serve's own: each must follow the new master too
     deadline_s: float = 120.0
 
 
-async def sentinel_failover(shared: Shared, p: Failover, workdir: Path) -> Row:
-    """A master, a replica and three sentinels; the master is killed -9 in the middle of a
-    fan-out and the sentinels promote the replica: alertd must follow and lose nothing."""
+@dataclass
+class ClusterFailover(Failover):
+    node_timeout_ms: int = 1000  # cluster-node-timeout: how long a silent master has before its replica takes over
+
+
+class Replicated(Protocol):
+    """A Redis with a replica that takes over when its master dies, as a failover scenario uses it."""
+
+    promotion: str  # the check's name: who promoted whom
+
+    @property
+    def url(self) -> str: ...  # ALERTD_REDIS_URL, once started
+
+    def start(self) -> object: ...
+    def wait_ready(self) -> None: ...
+    def kill_master(self, prefix: str) -> dict[str, Any]: ...  # kill -9 the master of alertd's keys; notes
+    def promoted(self) -> bool: ...  # the replica serves alertd's keys now, as every client will be told
+    def stop(self) -> None: ...
+
+
+class SentinelTarget:
+    """A master, a replica and three sentinels (faults.SentinelGroup)."""
+
+    promotion = "the sentinels promoted the replica"
+
+    def __init__(self) -> None:
+        self.group = SentinelGroup()
+        self.old_master = self.group.master.port
+
+    @property
+    def url(self) -> str:
+        return self.group.url
+
+    def start(self) -> object:
+        return self.group.start()
+
+    def wait_ready(self) -> None:
+        self.group.wait_ready()
+
+    def kill_master(self, prefix: str) -> dict[str, Any]:
+        self.group.master.kill()
+        return {"killed_master_port": self.old_master}
+
+    def promoted(self) -> bool:
+        return self.group.master_port() not in (None, self.old_master)
+
+    def stop(self) -> None:
+        self.group.stop()
+
+
+class ClusterTarget:
+    """A Redis Cluster of 3 masters and 3 replicas (faults.ClusterGroup); the master killed is
+    the one serving the slot of alertd's hash tag, where all of alertd's keys live."""
+
+    promotion = "the cluster promoted the slot's replica"
+
+    def __init__(self, node_timeout_ms: int) -> None:
+        self.group = ClusterGroup(node_timeout_ms=node_timeout_ms)
+        self.slot = -1
+        self.replica: ClusterNode | None = None
+
+    @property
+    def url(self) -> str:
+        return self.group.url  # its nodes' ports are settled when it has started
+
+    def start(self) -> object:
+        return self.group.start()
+
+    def wait_ready(self) -> None:
+        """Formed already by start(): every node ok, every replica linked."""
+
+    def kill_master(self, prefix: str) -> dict[str, Any]:
+        self.slot = self.group.slot_of(prefix)
+        master, self.replica = self.group.kill_master_of(self.slot)
+        return {"slot": self.slot, "killed_master_port": master.port, "replica_port": self.replica.port}
+
+    def promoted(self) -> bool:
+        assert self.replica is not None
+        return self.group.promoted(self.slot, self.replica)
+
+    def stop(self) -> None:
+        self.group.stop()
+
+
+async def _orders_before_kill(alertd: Alertd, p: Failover, row: Row) -> list[str]:
+    """The orders whose fan-out is in progress at the kill. What WAIT costs: two API-only
+    processes of the same deployment, one waiting for the replica before 202 and one not,
+    take turns (the workers run in the first process); the short version leaves the
+    comparison out and sends everything through the first."""
+    apis = {"wait": alertd.twin("1"), "nowait": alertd.twin("0")} if p.measure_wait else \
+        {"wait": alertd, "nowait": alertd}  # fmt: skip
+    if p.measure_wait:
+        await asyncio.gather(*(api.serve("--no-workers") for api in apis.values()))
+    accepted: list[str] = []
+    took: dict[str, list[float]] = {"wait": [], "nowait": []}
+    for i in range(p.orders_before):
+        label = "wait" if i % 2 == 0 else "nowait"
+        t0 = time.monotonic()
+        status, answer, _ = await apis[label].order(towns()[i], f"before-{i}")
+        if i >= 2:  # each process's first order warms it up: not counted
+            took[label].append(time.monotonic() - t0)
+        assert status == 202, answer
+        accepted.append(answer["id"])
+    if p.measure_wait:
+        row.latency["order_202_p50_wait_ms"] = ms(percentile(took["wait"], 50))
+        row.latency["order_202_p50_nowait_ms"] = ms(percentile(took["nowait"], 50))
+        await asyncio.gather(*(api.stop_processes() for api in apis.values()))
+    return accepted
+
+
+async def _orders_through_failover(alertd: Alertd, p: Failover, row: Row, t_kill: float) -> list[str]:
+    """Orders sent while the master is dead: a desk retries with the same identifier until
+    it is accepted. Every refusal must be a 503 with Retry-After: never a 500, never no answer."""
+    accepted: list[str] = []
+    refusals: dict[str, int] = {}
+    without_retry_after = 0
+    first_202: float | None = None
+    attempts: list[dict[str, Any]] = []
+    for i in range(p.orders_during):
+        while time.monotonic() - t_kill < p.deadline_s:
+            t0 = time.monotonic()
+            status, answer, headers = await alertd.order(towns()[p.orders_before + i], f"during-{i}")
+            attempts.append({"at_ms": ms(t0 - t_kill), "status": status, "answered_in_ms": ms(time.monotonic() - t0),
+                             "detail": answer.get("detail") if isinstance(answer, dict) and status != 202 else None})
+            if status == 202:
+                accepted.append(answer["id"])
+                first_202 = first_202 or time.monotonic() - t_kill
+                break
+            refusals[str(status)] = refusals.get(str(status), 0) + 1
+            if status == 503 and not int(headers.get("Retry-After", "0") or 0) > 0:
+                without_retry_after += 1
+            await asyncio.sleep(0.2)
+    row.latency["kill_to_first_202_ms"] = ms(first_202)
+    row.notes["refusals_during_failover"] = refusals
+    row.notes["orders_during_failover"] = attempts
+    row.checks["orders during the failover accepted in the end"] = len(accepted) == p.orders_during
+    row.checks["refusals during the failover are 503"] = set(refusals) <= {"503"}
+    row.checks["every 503 had Retry-After"] = without_retry_after == 0
+    return accepted
+
+
+async def _healthz_back(alertd: Alertd, t_kill: float, promoted: asyncio.Event, row: Row, timeout: float) -> None:
+    """From the kill: when /healthz answers 200 again, once it has said 503 (or the replica has
+    been promoted, should it never have noticed), and what it said meanwhile."""
+    causes: list[str] = []
+    while time.monotonic() - t_kill < timeout:
+        status, body = await alertd.get("/healthz")
+        if status == 200 and (causes or promoted.is_set()):
+            row.latency["healthy_after_failover_ms"] = ms(time.monotonic() - t_kill)
+            break
+        if status != 200 and not causes:
+            causes = list((body or {}).get("causes", [])) if isinstance(body, dict) else [f"HTTP {status}"]
+        await asyncio.sleep(0.05)
+    row.notes["healthz_during_failover"] = causes
+
+
+async def _http_500s(alertd: Alertd) -> int:
+    """How many requests this serve answered 500 (alertd_http_requests_total, every route)."""
+    return sum(int(float(ln.rsplit(" ", 1)[1])) for ln in await metric_lines(alertd, "alertd_http_requests_total")
+               if 'code="500"' in ln)  # fmt: skip
+
+
+async def failover(shared: Shared, p: Failover, workdir: Path, target: Replicated, row: Row) -> Row:
+    """The master holding alertd's keys is killed -9 in the middle of a fan-out and its replica
+    is promoted: alertd must follow without a restart, refuse meanwhile with 503 and
+    Retry-After (never a 500), and lose neither an accepted alert nor a delivery."""
     t_start = time.monotonic()
-    group = SentinelGroup()
-    await asyncio.to_thread(group.start)
+    await asyncio.to_thread(target.start)
     sink = await Sink(delay=p.delay).start()
-    alertd = Alertd(group.url, shared.mqtt_url, workdir, ALERTD_ROUTINE_CONCURRENCY=str(p.concurrency))
-    row = Row("sentinel-failover", "redis master kill -9 mid fan-out; 3 sentinels promote the replica")
+    alertd = Alertd(target.url, shared.mqtt_url, workdir, ALERTD_ROUTINE_CONCURRENCY=str(p.concurrency))
     try:
         alertd.seed(webhooks(sink, p.subscribers))
+        for i in range(p.workers):
+            alertd.worker(f"worker{i}")
         await alertd.serve()
-        # What WAIT costs: two API-only processes of the same deployment, one waiting for the
-        # replica before 202 and one not, take turns (the workers run in the first process).
-        # The short version leaves the comparison out and sends everything through the first.
-        apis = {"wait": alertd.twin("1"), "nowait": alertd.twin("0")} if p.measure_wait else \
-            {"wait": alertd, "nowait": alertd}  # fmt: skip
-        if p.measure_wait:
-            await asyncio.gather(*(api.serve("--no-workers") for api in apis.values()))
-        accepted: list[str] = []
-        took: dict[str, list[float]] = {"wait": [], "nowait": []}
-        for i in range(p.orders_before):
-            label = "wait" if i % 2 == 0 else "nowait"
-            t0 = time.monotonic()
-            status, answer, _ = await apis[label].order(towns()[i], f"before-{i}")
-            if i >= 2:  # each process's first order warms it up: not counted
-                took[label].append(time.monotonic() - t0)
-            assert status == 202, answer
-            accepted.append(answer["id"])
-        if p.measure_wait:
-            row.latency["order_202_p50_wait_ms"] = ms(percentile(took["wait"], 50))
-            row.latency["order_202_p50_nowait_ms"] = ms(percentile(took["nowait"], 50))
-            await asyncio.gather(*(api.stop_processes() for api in apis.values()))
+        accepted = await _orders_before_kill(alertd, p, row)
         total = p.subscribers * (p.orders_before + p.orders_during)
-        await asyncio.to_thread(group.wait_ready)
+        await asyncio.to_thread(target.wait_ready)
         await until(lambda: len(sink.arrivals) >= total // 10, 60, "a tenth of the fan-out")
-        old_master = group.master.port
         at_kill = len(sink.delivered())
         t_kill = time.monotonic()
-        await asyncio.to_thread(group.master.kill)
-        # Orders during the failover: a desk retries with the same identifier until it is accepted.
-        first_202: float | None = None
-        for i in range(p.orders_during):
-            n = p.orders_before + i
-            while time.monotonic() - t_kill < p.deadline_s:
-                status, answer, _ = await alertd.order(towns()[n], f"during-{i}")
-                if status == 202:
-                    accepted.append(answer["id"])
-                    first_202 = first_202 or time.monotonic() - t_kill
-                    break
-                row.checks["refusals during the failover are 503"] = row.checks.get(
-                    "refusals during the failover are 503", True) and status == 503  # fmt: skip
-                await asyncio.sleep(0.2)
-        row.latency["kill_to_first_202_ms"] = ms(first_202)
-        row.notes["new_master_port"] = await asyncio.to_thread(group.master_port)
-        row.checks["the sentinels promoted the replica"] = row.notes["new_master_port"] not in (None, old_master)
-        row.latency["healthy_after_failover_ms"] = ms(time.monotonic() - t_kill) if await alertd.wait_healthy(
-            timeout=60) is not None else None  # fmt: skip
+        row.notes.update(await asyncio.to_thread(target.kill_master, alertd.prefix))
+        promoted = asyncio.Event()
+        # In the table's order; a time never reached stays None.
+        row.latency.update(kill_to_promoted_ms=None, kill_to_first_202_ms=None, healthy_after_failover_ms=None)
+
+        async def watch_promotion() -> None:
+            with contextlib.suppress(TimeoutError):
+                await until(lambda: asyncio.to_thread(target.promoted), p.deadline_s, target.promotion)
+                row.latency["kill_to_promoted_ms"] = ms(time.monotonic() - t_kill)
+                promoted.set()
+
+        watchers = [asyncio.create_task(watch_promotion()),
+                    asyncio.create_task(_healthz_back(alertd, t_kill, promoted, row, p.deadline_s))]  # fmt: skip
+        try:
+            accepted += await _orders_through_failover(alertd, p, row, t_kill)
+            await asyncio.gather(*watchers)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+        row.checks[target.promotion] = promoted.is_set()
+        row.checks["/healthz 200 again without a restart"] = row.latency["healthy_after_failover_ms"] is not None
         row.checks["every 202'd alert still there"] = await all_present(alertd, accepted, row)
         expected = {(a, f"/ok/{i}") for a in accepted for i in range(p.subscribers)}
         missing = await count_arrivals(sink, expected, p.deadline_s)
@@ -657,12 +809,32 @@ async def sentinel_failover(shared: Shared, p: Failover, workdir: Path) -> Row:
         row.latency["kill_to_last_delivery_ms"] = ms(last - (time.time() - (time.monotonic() - t_kill))) \
             if last else None  # fmt: skip
         row.checks["every delivery recorded delivered"] = await recorded_delivered(alertd, accepted, len(expected))
+        row.notes["http_500s"] = await _http_500s(alertd)
+        row.checks["no request answered 500"] = row.notes["http_500s"] == 0
+        row.checks["no alertd process exited or was restarted"] = all(
+            proc.poll() is None for proc in alertd.procs.values())
     finally:
         await alertd.stop()
         await sink.stop()
-        await asyncio.to_thread(group.stop)
+        await asyncio.to_thread(target.stop)
     row.seconds = round(time.monotonic() - t_start, 1)
     return row
+
+
+async def sentinel_failover(shared: Shared, p: Failover, workdir: Path) -> Row:
+    """A master, a replica and three sentinels; the master is killed -9 in the middle of a
+    fan-out and the sentinels promote the replica: alertd must follow and lose nothing."""
+    row = Row("sentinel-failover", "redis master kill -9 mid fan-out; 3 sentinels promote the replica")
+    return await failover(shared, p, workdir, SentinelTarget(), row)
+
+
+async def cluster_failover(shared: Shared, p: ClusterFailover, workdir: Path) -> Row:
+    """A Redis Cluster of 3 masters and 3 replicas; the master of the slot holding every alertd
+    key is killed -9 in the middle of a fan-out and the cluster promotes its replica: alertd
+    must find the new master of that slot by itself and lose nothing."""
+    row = Row("cluster-failover", f"redis cluster (3 masters + 3 replicas, node timeout {p.node_timeout_ms} ms): "
+                                  "the master of alertd's slot kill -9 mid fan-out; its replica promoted")  # fmt: skip
+    return await failover(shared, p, workdir, ClusterTarget(p.node_timeout_ms), row)
 
 
 # --- 6. degraded operation: one way out gone, the others keep going -----------------------------
@@ -734,7 +906,8 @@ async def degraded(shared: Shared, p: Degraded, workdir: Path) -> Row:
 # --- the run -------------------------------------------------------------------------
 SCENARIOS: dict[str, Callable[..., Awaitable[Row]]] = {
     "redis-kill": redis_kill, "redis-full": redis_full, "broker-kill": broker_kill, "bad-endpoints": bad_endpoints,
-    "engine-kills": engine_kills, "sentinel-failover": sentinel_failover, "degraded": degraded,
+    "engine-kills": engine_kills, "sentinel-failover": sentinel_failover, "cluster-failover": cluster_failover,
+    "degraded": degraded,
 }
 SHORT: dict[str, Any] = {
     "redis-kill": RedisKill(subscribers=200, orders_before=2, orders_after=1, delay=0.05, concurrency=20,
@@ -749,21 +922,33 @@ SHORT: dict[str, Any] = {
                                 deadline_s=40),
     "sentinel-failover": Failover(subscribers=100, orders_before=3, orders_during=1, delay=0.05, concurrency=10,
                                   measure_wait=False, deadline_s=40),
+    "cluster-failover": ClusterFailover(subscribers=100, orders_before=3, orders_during=1, delay=0.05,
+                                        concurrency=10, measure_wait=False, deadline_s=40),
     "degraded": Degraded(webhooks=100, gateways=10),
 }  # fmt: skip
 FULL: dict[str, Any] = {"redis-kill": RedisKill(), "redis-full": RedisFull(), "broker-kill": BrokerKill(), "bad-endpoints": BadEndpoints(),
                         "engine-kills": EngineKills(),
-                        "sentinel-failover": Failover(), "degraded": Degraded()}
+                        "sentinel-failover": Failover(), "cluster-failover": ClusterFailover(workers=1),
+                        "degraded": Degraded()}
 
 
 def render(rows: list[Row]) -> str:
     def lat(r: Row) -> str:
         return ", ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in r.latency.items() if v is not None)
 
-    body = [[r.scenario, r.injected, r.offered, r.delivered, r.lost, r.duplicated, r.repeats, lat(r),
+    def refused(r: Row) -> str:
+        """What the desk was answered while the fault lasted (the failover rows count it)."""
+        counts = r.notes.get("refusals_during_failover")
+        if counts is None:
+            return ""
+        said = ", ".join(f"{n}x {status}" for status, n in sorted(counts.items())) or "none"
+        retry_after = "yes" if r.checks.get("every 503 had Retry-After") else "NO"
+        return f"{said}; every 503 with Retry-After: {retry_after}; 500s: {r.notes.get('http_500s', '?')}"
+
+    body = [[r.scenario, r.injected, r.offered, r.delivered, r.lost, r.duplicated, r.repeats, lat(r), refused(r),
              r.seconds, "yes" if r.ok else "NO: " + "; ".join(r.failed_checks())] for r in rows]  # fmt: skip
-    return table(["scenario", "injected", "offered", "delivered", "lost", "dup", "repeats", "latency", "s", "ok"],
-                 body, left={1, 7, 9})  # fmt: skip
+    return table(["scenario", "injected", "offered", "delivered", "lost", "dup", "repeats", "latency", "refused",
+                  "s", "ok"], body, left={1, 7, 8, 10})  # fmt: skip
 
 
 async def amain(argv: list[str] | None = None) -> int:

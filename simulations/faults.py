@@ -9,6 +9,7 @@ the shared Redis and Mosquitto on 6379/1883 are never touched. Binaries come fro
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import shutil
 import signal
@@ -54,6 +55,10 @@ def binary(name: str) -> str:
     return found
 
 
+class ServerExited(RuntimeError):
+    """A server that ended at its start (a port taken in the meantime, a bad option)."""
+
+
 class Process:
     """A server process that can be killed hard and started again with the same arguments."""
 
@@ -71,7 +76,10 @@ class Process:
         log = open(Path(self.dir) / "server.log", "ab")
         self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
         log.close()
-        wait_for(lambda: port_open(self.port), 15, f"{self.name} did not listen on {self.port}")
+        wait_for(lambda: port_open(self.port) or not self.alive, 15, f"{self.name} did not listen on {self.port}")
+        if not self.alive:
+            said = (Path(self.dir) / "server.log").read_text(errors="replace")[-500:]
+            raise ServerExited(f"{self.name} on {self.port} exited at its start: {said}")
         return self
 
     @property
@@ -253,13 +261,7 @@ class SentinelGroup:
 
     @staticmethod
     def _ask(port: int, *command: str) -> Any:
-        client = redis.Redis(port=port, socket_timeout=5, decode_responses=True)
-        try:
-            return client.execute_command(*command)
-        except redis.RedisError:
-            return None
-        finally:
-            client.close()
+        return _ask(port, *command)
 
     def _replica_in_sync(self) -> bool:
         info = self._ask(self.replica.port, "INFO", "replication") or {}
@@ -279,3 +281,177 @@ class SentinelGroup:
     def stop(self) -> None:
         for server in (*self.sentinels, self.replica, self.master):
             server.stop()
+
+
+class ClusterNode(RedisServer):
+    """One node of a Redis Cluster: ``cluster-enabled yes``, its AOF (everysec) and its
+    ``nodes.conf`` in its own dir, and its cluster bus on a free port of its own (the default,
+    port + 10000, may be taken or past 65535)."""
+
+    name = "cluster"
+
+    def __init__(self, node_timeout_ms: int) -> None:
+        super().__init__()
+        self.node_timeout_ms = node_timeout_ms
+        self.bus_port = free_port()
+
+    def new_ports(self) -> None:
+        """Other free ports, for a start that found one of these taken."""
+        self.port, self.bus_port = free_port(), free_port()
+
+    def args(self) -> list[str]:
+        return [
+            *super().args(), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-port", str(self.bus_port), "--cluster-node-timeout", str(self.node_timeout_ms),
+            "--repl-diskless-sync-delay", "0",
+            # A replica's offset reaches the others by gossip, and CLUSTER SLOTS leaves out a
+            # replica whose offset is still 0: after an empty sync that lasts until the master's
+            # first ping to it, every 10 s by default.
+            "--repl-ping-replica-period", "1",
+        ]  # fmt: skip
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class ClusterGroup:
+    """A Redis Cluster of ``masters`` masters with one replica each (3 + 3 by default), the
+    smallest that survives losing a master: the other masters vote its replica in.
+
+    ``cluster-node-timeout`` is ``node_timeout_ms`` (1 s rather than the 15 s default): a
+    master silent that long is marked failing, and its replica starts an election soon
+    after, so a failover takes a few seconds, not half a minute."""
+
+    def __init__(self, masters: int = 3, node_timeout_ms: int = 1000) -> None:
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes = [ClusterNode(node_timeout_ms) for _ in range(masters * 2)]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(n.address for n in self.nodes)
+
+    def start(self) -> ClusterGroup:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # the nodes started so far: none is left running
+            raise
+
+    def _start(self) -> ClusterGroup:
+        taken: set[int] = set()
+        for node in self.nodes:
+            for attempt in range(3):
+                # Twelve ports asked of the OS one by one, started later: two may coincide, or
+                # another process may take one meanwhile. Such a node is started on others.
+                while {node.port, node.bus_port} & taken or node.port == node.bus_port:
+                    node.new_ports()
+                try:
+                    node.start()
+                    break
+                except ServerExited:
+                    if attempt == 2:
+                        raise
+                    node.new_ports()
+            taken |= {node.port, node.bus_port}
+        done = subprocess.run(
+            [binary("redis-cli"), "--cluster", "create", *(n.address for n in self.nodes),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+        wait_for(self._formed, 30, "the cluster did not form (every node ok, every replica linked)")
+        return self
+
+    def _node(self, port: int) -> ClusterNode:
+        return next(n for n in self.nodes if n.port == port)
+
+    def _alive(self) -> list[ClusterNode]:
+        return [n for n in self.nodes if n.alive]
+
+    def _formed(self) -> bool:
+        """Every node running says ``cluster_state:ok`` and knows every other; every replica's
+        link to its master is up (it has synced): only then can a master be lost."""
+        alive = self._alive()
+        for node in alive:
+            info = _ask(node.port, "CLUSTER", "INFO")
+            if not isinstance(info, str) or "cluster_state:ok" not in info:
+                return False
+            if f"cluster_known_nodes:{len(self.nodes)}" not in info:
+                return False
+            replication = _ask(node.port, "INFO", "replication") or {}
+            if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
+                return False
+        return len(self._replicas()) == len(alive) - len(self._masters())
+
+    def _topology(self) -> list[dict[str, Any]]:
+        """CLUSTER SLOTS from the first running node that answers: [{start, end, master, replicas}]."""
+        for node in self._alive():
+            ranges = _ask(node.port, "CLUSTER", "SLOTS")
+            if ranges:
+                return [{"start": int(r[0]), "end": int(r[1]), "master": int(r[2][1]),
+                         "replicas": [int(x[1]) for x in r[3:]]} for r in ranges]  # fmt: skip
+        return []
+
+    def _masters(self) -> set[int]:
+        return {r["master"] for r in self._topology()}
+
+    def _replicas(self) -> set[int]:
+        return {p for r in self._topology() for p in r["replicas"]}
+
+    def slot_of(self, prefix: str) -> int:
+        """The slot of alertd's keys for this key prefix: every key carries the hash tag
+        ``{prefix}`` (alertd/redis_client.py key_root), so the cluster's own CLUSTER KEYSLOT
+        of the tag says where all of them live."""
+        tag = prefix if prefix.startswith("{") and prefix.endswith("}") else "{" + prefix + "}"
+        return int(_ask(self._alive()[0].port, "CLUSTER", "KEYSLOT", tag))
+
+    def serving(self, slot: int, port: int | None = None) -> tuple[int, list[int]] | None:
+        """(master port, replica ports) of ``slot``, as the node on ``port`` (else any) sees it."""
+        if port is not None:
+            ranges = _ask(port, "CLUSTER", "SLOTS") or []
+            topology = [{"start": int(r[0]), "end": int(r[1]), "master": int(r[2][1]),
+                         "replicas": [int(x[1]) for x in r[3:]]} for r in ranges]  # fmt: skip
+        else:
+            topology = self._topology()
+        return next(((r["master"], r["replicas"]) for r in topology if r["start"] <= slot <= r["end"]), None)
+
+    def kill_master_of(self, slot: int) -> tuple[ClusterNode, ClusterNode]:
+        """``kill -9`` the master serving ``slot``; returns (the killed master, its replica)."""
+        served = self.serving(slot)
+        if served is None or not served[1]:
+            raise RuntimeError(f"slot {slot} has no master with a replica: {self._topology()}")
+        master, replica = self._node(served[0]), self._node(served[1][0])
+        master.kill()
+        return master, replica
+
+    def promoted(self, slot: int, replica: ClusterNode) -> bool:
+        """Every running node says ``cluster_state:ok`` and names ``replica`` master of ``slot``."""
+        for node in self._alive():
+            info = _ask(node.port, "CLUSTER", "INFO")
+            if not isinstance(info, str) or "cluster_state:ok" not in info:
+                return False
+            served = self.serving(slot, node.port)
+            if served is None or served[0] != replica.port:
+                return False
+        return True
+
+    def wait_promoted(self, slot: int, replica: ClusterNode, timeout: float = 60) -> None:
+        wait_for(lambda: self.promoted(slot, replica), timeout, f"{replica.address} was not promoted for slot {slot}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(RuntimeError):  # a port another process took: every node is still stopped
+                node.stop()
+
+
+def _ask(port: int, *command: str) -> Any:
+    """One command to the server on ``port``; None where it does not answer."""
+    client = redis.Redis(port=port, socket_timeout=5, socket_connect_timeout=1, decode_responses=True)
+    try:
+        return client.execute_command(*command)
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()

@@ -90,3 +90,19 @@ async def test_redis_disk_full_mid_fanout_refuses_new_orders_and_still_delivers_
     assert row.notes["repeats_while_full"] == 0, (
         "processes sharing the lanes sent the same job while Redis could not write"
     )
+
+
+async def test_the_master_of_alertds_cluster_slot_killed_mid_fanout_its_replica_takes_over_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    row = await chaos.cluster_failover(SHARED, chaos.SHORT["cluster-failover"], tmp_path)
+    assert_survived(row)  # every 202'd alert still there, every delivery arrived and recorded, none twice
+    assert row.checks["the cluster promoted the slot's replica"]
+    assert row.notes["delivered_before_kill"] < row.offered, "the fan-out ended before the kill"
+    # The desk was told to come back, never given a 500: every refusal a 503 with Retry-After.
+    assert row.notes["refusals_during_failover"].get("503", 0) > 0, "no order met the failover"
+    assert row.checks["refusals during the failover are 503"] and row.checks["every 503 had Retry-After"]
+    assert row.notes["http_500s"] == 0
+    # alertd followed the new master by itself: healthy again, no process restarted.
+    assert row.checks["/healthz 200 again without a restart"]
+    assert row.checks["no alertd process exited or was restarted"]

@@ -1,0 +1,99 @@
+"""alertd's Redis Cluster client (alertd/redis_client.py) against a real 3 + 3 cluster:
+it finds the master of alertd's slot from whichever named node answers, and a node that
+does not answer holds nobody up.
+
+The chaos suite (tests/test_chaos.py, cluster-failover) shows the whole engine through a
+failover; this file holds what that found in the client itself."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from alertd.redis_client import connect
+from simulations.faults import ClusterGroup, free_port
+from tests.support import until
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterGroup]:
+    group = ClusterGroup().start()
+    try:
+        yield group
+    finally:
+        group.stop()
+
+
+class Hangup:
+    """A port that takes each connection and closes it at once, counting them: a node that
+    restarts, or a proxy with nothing behind it."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> Hangup:
+        self.server = await asyncio.start_server(self._take, "127.0.0.1", self.port)
+        return self
+
+    async def _take(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest_asyncio.fixture
+async def hangup() -> AsyncIterator[Hangup]:
+    node = await Hangup().start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+async def test_a_node_that_does_not_answer_is_asked_once_and_then_last_while_alertd_follows_a_failover(
+    cluster: ClusterGroup, hangup: Hangup
+) -> None:
+    prefix = f"cluster-test-{secrets.token_hex(4)}"
+    key = "{" + prefix + "}:k"
+    slot = cluster.slot_of(prefix)
+    served = cluster.serving(slot)
+    assert served is not None
+    # A node that is down named first, as an operator's URL may well have one; then the
+    # master of alertd's slot, which is killed below.
+    url = f"redis+cluster://127.0.0.1:{hangup.port},127.0.0.1:{served[0]}"
+    client = connect(url, key_prefix=prefix, socket_timeout=2.5, socket_connect_timeout=5)
+    try:
+        await client.set(key, "before")
+        # Asked once, not retried ten times with backoff while every command waited for it
+        # (a failover stalled alertd for seconds that way, the whole pool behind one question).
+        assert hangup.connections == 1
+
+        _, replica = await asyncio.to_thread(cluster.kill_master_of, slot)
+        await asyncio.to_thread(cluster.wait_promoted, slot, replica)
+
+        async def written() -> bool:
+            try:
+                await client.set(key, "after")
+                return True
+            except RedisConnectionError:  # a connection to the dead master, dropped: the next one asks again
+                return False
+
+        await until(written, what="a write to the promoted replica", timeout=30)
+        assert await client.get(key) == b"after"
+        # The cluster was asked again during the failover, first of all the killed master,
+        # which had answered before; then the nodes it had named, before the silent one,
+        # which was not asked again.
+        assert hangup.connections == 1
+    finally:
+        await client.aclose()
