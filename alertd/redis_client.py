@@ -47,6 +47,7 @@ import hiredis
 import redis
 import redis.asyncio as aioredis
 import redis.cluster
+import redis.retry
 import redis.sentinel
 from redis.asyncio.connection import BlockingConnectionPool, Connection, ConnectionPool, SSLConnection
 from redis.asyncio.retry import Retry
@@ -230,10 +231,13 @@ def connect(
         return aioredis.Redis(connection_pool=pool)
     target = SentinelUrl.parse(url)
     timeouts = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")}
-    tls = _tls_options(
-        url, options
-    )  # the sentinels speak TLS too, and ssl=True makes the master's connections TLS
-    sentinel = Sentinel(target.sentinels, sentinel_kwargs={**timeouts, **tls})
+    # The sentinels speak TLS too, and ssl=True makes the master's connections TLS.
+    tls = _tls_options(url, options)
+    # Each sentinel asked once, as the cluster's nodes are (_ask_cluster): with redis-py's
+    # default retries a dead sentinel named first was connected to 11 times, with backoff,
+    # before the next was asked, every connection of the pool waiting (test_redis_sentinel.py).
+    once = {"retry": Retry(NoBackoff(), 0)}
+    sentinel = Sentinel(target.sentinels, sentinel_kwargs={**timeouts, **tls, **once})
     pool = _BlockingSentinelPool(
         target.service, sentinel, max_connections=max_connections, timeout=wait_s, db=target.db,
         password=target.password, **{**options, **tls},
@@ -356,8 +360,9 @@ def connect_sync(url: str, **options: Any) -> redis.Redis:
         sentinel_target = SentinelUrl.parse(url)
         timeouts = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")}
         tls = _tls_options(url, options)
+        once = {"retry": redis.retry.Retry(NoBackoff(), 0)}  # as in connect()
         sentinel = redis.sentinel.Sentinel(
-            sentinel_target.sentinels, sentinel_kwargs={**timeouts, **tls}, **{**options, **tls}
+            sentinel_target.sentinels, sentinel_kwargs={**timeouts, **tls, **once}, **{**options, **tls}
         )
         return sentinel.master_for(
             sentinel_target.service, db=sentinel_target.db, password=sentinel_target.password

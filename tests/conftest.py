@@ -33,6 +33,7 @@ from alertd.jma.spool import SpoolConfig, SpoolWatcher
 from alertd.models import TERMINAL_STATES, Alert
 from alertd.redis_client import connect, is_cluster, key_root
 from alertd.store import remove_prefix
+from tests.servers import Hangup
 from tests.support import free_port, until
 
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -339,3 +340,13 @@ async def watcher(tmp_path: Path) -> AsyncIterator[tuple[SpoolWatcher, list[Aler
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def hangup() -> AsyncIterator[Hangup]:
+    """A port that takes each connection and closes it at once (a dead node or sentinel behind a proxy)."""
+    node = await Hangup().start()
+    try:
+        yield node
+    finally:
+        await node.stop()

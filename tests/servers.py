@@ -8,6 +8,7 @@ sentence saying what to install, rather than skipping silently.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import os
@@ -162,3 +163,26 @@ class MosquittoServer:
 
 def env_without(*names: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in names}
+
+
+class Hangup:
+    """A port that takes each connection and closes it at once, counting them: a node that
+    restarts, or a proxy with nothing behind it."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> Hangup:
+        self.server = await asyncio.start_server(self._take, "127.0.0.1", self.port)
+        return self
+
+    async def _take(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()

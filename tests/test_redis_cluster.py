@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-import pytest_asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from alertd.redis_client import connect
-from simulations.faults import ClusterGroup, free_port
+from simulations.faults import ClusterGroup
+from tests.servers import Hangup
 from tests.support import until
 
 
@@ -27,38 +27,6 @@ def cluster() -> Iterator[ClusterGroup]:
         yield group
     finally:
         group.stop()
-
-
-class Hangup:
-    """A port that takes each connection and closes it at once, counting them: a node that
-    restarts, or a proxy with nothing behind it."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.connections = 0
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> Hangup:
-        self.server = await asyncio.start_server(self._take, "127.0.0.1", self.port)
-        return self
-
-    async def _take(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.close()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-
-@pytest_asyncio.fixture
-async def hangup() -> AsyncIterator[Hangup]:
-    node = await Hangup().start()
-    try:
-        yield node
-    finally:
-        await node.stop()
 
 
 async def test_a_node_that_does_not_answer_is_asked_once_and_then_last_while_alertd_follows_a_failover(
