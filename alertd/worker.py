@@ -35,7 +35,7 @@ from alertd.breaker import CircuitBreaker
 from alertd.config import Settings
 from alertd.constants import LANES, Keys, Topics
 from alertd.delivery import DeliveryChain, Job
-from alertd.feed import Feed
+from alertd.feed import FEED_SUBSCRIBER, Feed
 from alertd.ledger import MOVE_DUE_SCRIPT
 from alertd.metrics import JOBS_RECLAIMED, POISON_JOBS
 from alertd.models import AdapterKind, Alert, Priority, Subscriber
@@ -47,6 +47,21 @@ from alertd.store import Store
 from alertd.supervise import Supervisor, TaskHealth
 
 log = logs.get("alertd.worker")
+
+
+def first_receiver(jobs: list[Job]) -> None:
+    """Put the batch's first receiver (the first job that is not the MQTT feed) at its head.
+
+    The delivery coroutines take a batch in queue order, each running until its first real
+    wait: the feed job first rendered the CAP document and handed 62 or 1,747 messages to
+    paho before the first webhook's request was even written (~6 ms of a 20 ms budget on
+    the bench). The first webhook now goes out first; the feed follows a request write
+    later. Only one job moves: the rest keep the lane's order (loudspeakers first)."""
+    for i, job in enumerate(jobs):
+        if job.sub_id != FEED_SUBSCRIBER:
+            if i:
+                jobs.insert(0, jobs.pop(i))
+            return
 
 class Worker:
     def __init__(
@@ -301,8 +316,8 @@ class Worker:
                 jobs.append(job)
         if poison:
             await self._drop_poison(lane, poison)
-        await self._refresh_subscribers()
         if not jobs:
+            await self._refresh_subscribers()
             return
         alert_ids = list({j.alert_id for j in jobs})
         missing = [a for a in alert_ids if a not in self._alerts]
@@ -311,6 +326,9 @@ class Worker:
         # marked held until it succeeds, so a failed prefetch leaves the entries
         # to be read again, not stranded.
         async with self.redis.pipeline(transaction=False) as pipe:
+            # The subscribers' version rides along: a separate GET was a round trip of its
+            # own before every batch, ahead of the first delivery of a fan-out.
+            pipe.get(self.keys.subscribers_version)
             for alert_id in alert_ids:
                 pipe.hget(self.keys.alert(alert_id), "state")
             for alert_id in missing:
@@ -320,7 +338,8 @@ class Worker:
                                for a in alert_ids}  # fmt: skip
             for alert_id in alert_ids:
                 pipe.hmget(self.ledger.key(alert_id), fields_by_alert[alert_id])
-            results = await pipe.execute()
+            version, *results = await pipe.execute()
+        await self._refresh_subscribers(int(version or 0))
         n, m = len(alert_ids), len(missing)
         states = {a: (v.decode() if v else None) for a, v in zip(alert_ids, results[:n], strict=True)}
         for raw in results[n : n + m]:
@@ -334,6 +353,7 @@ class Worker:
             job.alert_state = states.get(job.alert_id)
             job.state, job.prev = known[job.alert_id][job.sub_id]
             job.attempts = self.ledger.attempts(job.prev)
+        first_receiver(jobs)
         for job in jobs:
             if job.entry_id in self._held:  # taken by a concurrent read (reclaim) meanwhile
                 continue
@@ -360,8 +380,9 @@ class Worker:
                     if self._flash_inflight == 0:
                         self._flash_idle.set()
 
-    async def _refresh_subscribers(self) -> None:
-        version = await self.store.subscribers_version()
+    async def _refresh_subscribers(self, version: int | None = None) -> None:
+        if version is None:
+            version = await self.store.subscribers_version()
         if version != self._subs_version:
             subs = {s.id: s for s in await self.store.list_subscribers()}
             for gone in set(self._subs) - set(subs):
