@@ -153,6 +153,8 @@ class Worker:
             sup.every(f"reclaim:{lane.value}", partial(self._reclaim, lane),
                       max(0.2, self.settings.claim_idle_s / 4))  # fmt: skip
         sup.every("retries", self._move_retries, 0.1)
+        # Fan-outs whose committing process stopped queueing their lane entries (store.py).
+        sup.every("fanouts", self._resume_fanouts, 0.5)
         log.info("worker.started", consumer=self.consumer)
 
     async def stop(self) -> None:
@@ -277,6 +279,10 @@ class Worker:
         held = [e for e, lane_of in self._held.items() if lane_of is lane]
         for i in range(0, len(held), 500):
             await self.redis.xclaim(stream, self.keys.group, self.consumer, 0, held[i : i + 500], justid=True)
+
+    async def _resume_fanouts(self) -> None:
+        if not self._stopping:
+            await self.store.resume_fanouts()
 
     async def _move_retries(self) -> None:
         await self._move_due(keys=[self.ledger.retry_key], args=[int(time.time() * 1000), self.ledger.lane_prefix])
