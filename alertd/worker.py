@@ -49,6 +49,10 @@ from alertd.supervise import Supervisor, TaskHealth
 log = logs.get("alertd.worker")
 
 
+# Jobs queued between two polls of the event loop (see _dispatch).
+YIELD_EVERY = 16
+
+
 def first_receiver(jobs: list[Job]) -> None:
     """Put the batch's first receiver (the first job that is not the MQTT feed) at its head.
 
@@ -360,7 +364,7 @@ class Worker:
             job.state, job.prev = known[job.alert_id][job.sub_id]
             job.attempts = self.ledger.attempts(job.prev)
         first_receiver(jobs)
-        for job in jobs:
+        for i, job in enumerate(jobs):
             if job.entry_id in self._held:  # taken by a concurrent read (reclaim) meanwhile
                 continue
             self._held[job.entry_id] = lane
@@ -370,6 +374,11 @@ class Worker:
             await self._queues[lane].put(job)
             if reader is not None:
                 reader.beat()  # waiting for a free delivery slot is progress, not a stall
+            if i % YIELD_EVERY == 0:
+                # Let the loop poll between slices of the batch: the first receiver goes out
+                # at once, and the request that committed the alert gets its 202 written
+                # without waiting behind a whole batch's renders and request writes.
+                await asyncio.sleep(0)
 
     async def _runner(self, lane: Priority) -> None:
         queue = self._queues[lane]
