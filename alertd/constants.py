@@ -48,6 +48,10 @@ class Keys:
         # changing one bumps districts_version too, so every process reloads it.
         self.layers = f"{p}:districts:layers"
         self.feed_leader = f"{p}:feed:leader"  # lease: the ack listener and state publisher
+        # hash: alert id -> "<queued> <planned> <touched ms> <lane> <accepted ms>" while a fan-out's
+        # lane entries past the first ones committed with the alert are still being queued
+        # (alertd/store.py, commit_alert and resume_fanouts); gone once all are in the lane.
+        self.fanouts_queueing = f"{p}:fanouts:queueing"
 
     def active_in(self, prefecture: str) -> str:
         # The in-force set by prefecture ("xx": alerts naming no prefecture), so what is in

@@ -170,6 +170,8 @@ class Engine:
             self._jma_stop.set()  # hands the JMA lease over at once
         if getattr(self, "_feed_stop", None) is not None:
             self._feed_stop.set()
+        if getattr(self, "store", None) is not None:
+            await self.store.settle_fanouts()  # the lane entries of fan-outs just committed
         if self.worker is not None:
             await self.worker.drain()
         await self.supervisor.stop(grace={"jma-ingest": 3.0, "mqtt-leader": 3.0})

@@ -1,13 +1,16 @@
 """Everything alertd keeps, in Redis: issuers, subscribers, alerts, delivery state.
 
 The one operation that matters most is ``commit_alert``: the alert, its
-entry in the durable log, every planned delivery and the dedup marker are
-written in one MULTI/EXEC, so an accepted alert is either wholly there with
-all its fan-out work queued, or not there at all — never half-written.
+entry in the durable log, its first planned deliveries with a marker of the
+rest, and the dedup marker are written in one MULTI/EXEC, so an accepted alert
+is either wholly there with all its fan-out work queued or marked to be queued
+(right after, by this process or, if it died, by any worker), or not there at
+all — never half-written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 
 from alertd import logs
 from alertd.backlog import Backlog, read_backlog
@@ -54,6 +57,52 @@ end
 return #ARGV - 2
 """
 
+# A fan-out's first lane entries are written in the alert's own transaction; the rest in
+# parts afterwards (see commit_alert). 64 is one flash batch of the worker: the first read
+# finds a full batch while the parts are still being written.
+FIRST_ENTRIES = 64
+PART_ENTRIES = 256
+# A fan-out whose queueing has not moved for this long is taken over by any worker.
+FANOUT_STALE_MS = 1000
+
+# One part of a fan-out's remaining lane entries, and its progress, in one step: only if
+# the progress is still where the writer last saw it, so two writers (a slow committer and
+# a worker taking over, or two workers) never queue the same entries twice.
+# KEYS: the queueing hash, the lane. ARGV: alert id, entries queued so far (as the writer
+# read it), now (ms), the part's subscriber ids. Returns the new count, -1 when the
+# fan-out is no longer being queued (done, or deleted), -2 when another writer moved it.
+_QUEUE_PART = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return -1 end
+local done, total, _, lane, accepted = string.match(cur, '^(%d+) (%d+) (%d+) (%S+) (%d+)$')
+if not done then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return -1
+end
+if tonumber(done) ~= tonumber(ARGV[2]) then return -2 end
+for i = 4, #ARGV do
+  redis.call('XADD', KEYS[2], '*', 'a', ARGV[1], 's', ARGV[i], 't', accepted)
+end
+local now = tonumber(done) + #ARGV - 3
+if now >= tonumber(total) then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], now .. ' ' .. total .. ' ' .. ARGV[3] .. ' ' .. lane .. ' ' .. accepted)
+end
+return now
+"""
+
+# Take over a stalled fan-out: touch it only if it is exactly as read (nobody moved it
+# since), so of several workers finding it stale one takes it. ARGV: alert id, the value
+# read, now (ms). Returns 1 when taken.
+_TAKE_OVER = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+local done, total, _, lane, accepted = string.match(ARGV[2], '^(%d+) (%d+) (%d+) (%S+) (%d+)$')
+if not done then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], done .. ' ' .. total .. ' ' .. ARGV[3] .. ' ' .. lane .. ' ' .. accepted)
+return 1
+"""
+
 
 async def remove_prefix(redis_url: str, prefix: str) -> None:
     """Delete every key of one deployment prefix (a finished drill, a test, a benchmark run)."""
@@ -77,6 +126,11 @@ def token_hash(token: str) -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _progress(done: int, total: int, at_ms: int, lane: str, accepted_ms: int) -> str:
+    """A queueing fan-out's marker value (Keys.fanouts_queueing); the scripts parse it too."""
+    return f"{done} {total} {at_ms} {lane} {accepted_ms}"
 
 
 def _pack(value: Any) -> bytes:
@@ -146,6 +200,11 @@ class Store:
         self.wait_ms = 500
         # ALERTD_REDIS_WAITAOF: the AOF fsynced (here and/or on replicas) before 202.
         self.waitaof: WaitAof | None = None
+        # Fan-outs whose remaining lane entries this process is queueing (commit_alert).
+        # queue_rest False leaves them to the workers' take-over, as if this process had
+        # died just after the commit (what tests of that take-over need).
+        self._queueing: set[asyncio.Task[None]] = set()
+        self.queue_rest = True
 
     # --- deployment secret ---------------------------------------------------
     async def secret(self) -> bytes:
@@ -384,10 +443,18 @@ class Store:
                     pipe.zadd(self.keys.changes, {alert.id: until})
                 if dirty:  # the municipalities whose retained state this changes
                     pipe.sadd(self.keys.state_dirty, *dirty)
-                if plan:
-                    # One command queues every job: a 2,000-way fan-out costs one round
-                    # trip instead of 2,000 XADDs packed by the client.
-                    pipe.eval(_FAN_OUT, 1, lane, alert.id, accepted_ms, *(p.subscriber_id for p in plan))
+                subs = [p.subscriber_id for p in plan]
+                if subs:
+                    # The first entries go in with the alert (one command: one round trip
+                    # however many); a larger fan-out's rest is queued in parts right after
+                    # the commit, under a marker written here, in the same transaction, so
+                    # an accepted alert always has either all its entries or the marker
+                    # saying which are still to come. Why: 2,000 XADDs in this transaction
+                    # held Redis (and the worker's read) ~10 ms before the first delivery.
+                    pipe.eval(_FAN_OUT, 1, lane, alert.id, accepted_ms, *subs[:FIRST_ENTRIES])
+                    if len(subs) > FIRST_ENTRIES:
+                        pipe.hset(self.keys.fanouts_queueing, alert.id,
+                                  _progress(FIRST_ENTRIES, len(subs), now_ms(), alert.priority.value, accepted_ms))  # fmt: skip
                     receivers = sum(1 for p in plan if p.adapter != "feed")
                     if receivers:
                         # How many subscriber deliveries are left, for the fan-out's duration
@@ -397,6 +464,17 @@ class Store:
                         until_s = alert.expires.timestamp() if alert.expires else accepted_ms / 1000 + 86400
                         pipe.expireat(fanout, int(until_s) + 86400)
                 await pipe.execute()
+                if len(subs) > FIRST_ENTRIES:
+                    self._queue_later(alert.id, lane, subs, FIRST_ENTRIES)
+                # At least once across a failover: the WAIT below (when replicas are asked
+                # for) covers this transaction — the alert, its first entries and the marker
+                # of the rest; the parts may reach a replica only after the 202. Each part
+                # and its progress are one script, so a replica has both or neither: after a
+                # failover that lost parts, the marker there counts only the entries it has,
+                # and a worker takes the fan-out over once the marker has not moved for
+                # FANOUT_STALE_MS (resume_fanouts) and queues the rest again. The committer,
+                # if alive, stops at its next part (its count no longer matches). A delivery
+                # already made from a lost part is made again, under the same idempotency key.
                 await self._replicated(alert.id)
             except WatchError as exc:
                 previous = await self.answer_for(scope, alert.sender, alert.identifier)
@@ -410,6 +488,73 @@ class Store:
                     raise RedisConnectionError(f"the commit was interrupted, nothing was written: {exc}") from exc
                 return previous, False
         return answer, True
+
+    # --- a fan-out's remaining lane entries ------------------------------------------
+    def _queue_later(self, alert_id: str, lane: str, subs: list[str], done: int) -> None:
+        if not self.queue_rest:
+            return
+        task = asyncio.create_task(self._queue_rest(alert_id, lane, subs, done))
+        self._queueing.add(task)
+        task.add_done_callback(self._queueing.discard)
+
+    async def _queue_rest(self, alert_id: str, lane: str, subs: list[str], done: int) -> None:
+        """Queue a fan-out's entries from ``done`` on, a part at a time, each part and the
+        progress in one script. It stops when another writer has moved the progress (it
+        took the fan-out over) or the fan-out is done, and after three refusals from Redis,
+        which leaves the rest to resume_fanouts."""
+        try:
+            await self._queue_parts(alert_id, lane, subs, done)
+        except Exception as exc:  # never lost: the marker stays, and a worker takes it over
+            log.warning("store.fanout_queue_failed", alert_id=alert_id, error=f"{type(exc).__name__}: {exc}")
+
+    async def _queue_parts(self, alert_id: str, lane: str, subs: list[str], done: int) -> None:
+        while done < len(subs):
+            part = subs[done : done + PART_ENTRIES]
+            for attempt in range(3):
+                try:
+                    got = int(await self.redis.eval(_QUEUE_PART, 2, self.keys.fanouts_queueing, lane, alert_id,
+                                                    done, now_ms(), *part))  # fmt: skip
+                    break
+                except RedisError:
+                    if attempt == 2:
+                        raise
+                    await asyncio.sleep(0.05 * 2**attempt)
+            if got < 0:
+                return
+            done = got
+
+    async def resume_fanouts(self, stale_ms: int = FANOUT_STALE_MS) -> int:
+        """Queue the rest of every fan-out whose queueing stopped (its process died after the
+        commit, or Redis refused the parts) and has not moved for ``stale_ms``; the workers
+        call it. Returns how many fan-outs it took over."""
+        raw = await self.redis.hgetall(self.keys.fanouts_queueing)
+        taken = 0
+        for field_, value in raw.items():
+            alert_id, text = field_.decode(), value.decode()
+            try:
+                done_s, total_s, touched, lane, _ = text.split(" ")
+                done, total = int(done_s), int(total_s)
+                stale = now_ms() - int(touched) >= stale_ms
+            except ValueError:
+                await self.redis.hdel(self.keys.fanouts_queueing, alert_id)  # not alertd's: nothing to resume
+                continue
+            if not stale or not await self.redis.eval(_TAKE_OVER, 1, self.keys.fanouts_queueing, alert_id, text,
+                                                      now_ms()):  # fmt: skip
+                continue
+            subs = [s for s, _ in await self.plan(alert_id)][:total]
+            if len(subs) < total:  # the alert itself is gone (a retention sweep): nothing to deliver
+                await self.redis.hdel(self.keys.fanouts_queueing, alert_id)
+                continue
+            log.warning("store.fanout_resumed", alert_id=alert_id, queued=done, of=total)
+            await self._queue_rest(alert_id, self.keys.lane(lane), subs, done)
+            taken += 1
+        return taken
+
+    async def settle_fanouts(self, timeout_s: float = 5.0) -> None:
+        """Let this process's fan-outs finish queueing (a graceful stop); what is left after
+        ``timeout_s`` another process takes over."""
+        if self._queueing:
+            await asyncio.wait(set(self._queueing), timeout=timeout_s)
 
     async def _replicated(self, alert_id: str) -> None:
         """Wait until ``wait_replicas`` replicas hold everything written so far (WAIT).

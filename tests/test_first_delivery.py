@@ -1,0 +1,147 @@
+"""The first delivery of a flash fan-out (issue 12): the alert's transaction holds only its
+first lane entries and a marker of the rest, which are queued right after it — by the
+committing process, or, when that process died, by any worker that finds the marker idle.
+Whichever way, every receiver gets the alert once. And the first receiver of a batch is
+served before the MQTT feed job that precedes it in the lane."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import secrets
+from collections import Counter
+from typing import Any
+
+import aiomqtt
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from alertd.models import AdapterKind, Subscriber
+from alertd.store import FIRST_ENTRIES, PART_ENTRIES
+from tests.conftest import REDIS_URL, RunningEngine, Sink, make_settings, start_engine, stop_engine, wipe
+from tests.support import free_port, until
+
+# The feed's entry, FIRST_ENTRIES - 1 receivers with the alert, then two whole parts and a short one.
+N = FIRST_ENTRIES - 1 + 2 * PART_ENTRIES + 37
+
+MISSILE = {
+    "status": "Exercise", "msg_type": "Alert", "kind": "missile", "event": "弾道ミサイル情報",
+    "districts": ["13"], "headline": {"ja": "ミサイル発射（訓練）", "en": "Missile launch (exercise)"},
+}  # fmt: skip
+
+
+async def _receivers(running: RunningEngine, url: str, n: int) -> None:
+    await running.engine.store.put_subscribers([
+        Subscriber(id=f"r{i:04d}", adapter=AdapterKind.ISP, endpoint=f"{url}/r/{i}", districts=["13"], drills=True)
+        for i in range(n)
+    ])  # fmt: skip
+
+
+def _queueing(running: RunningEngine) -> str:
+    return running.engine.keys.fanouts_queueing
+
+
+def _once_each(sink: Sink, n: int) -> None:
+    paths = Counter(r["path"] for r in sink.received)
+    keys = Counter(r["headers"]["Idempotency-Key"] for r in sink.received)
+    assert set(paths) == {f"/r/{i}" for i in range(n)}, f"{n - len(paths)} receivers never got it"
+    assert max(paths.values()) == 1, [p for p, c in paths.items() if c > 1][:5]
+    assert len(keys) == n and max(keys.values()) == 1
+
+
+async def test_a_fan_out_larger_than_the_first_entries_arrives_whole_and_once(sink: Sink) -> None:
+    running = await start_engine()
+    r = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        cabinet = await running.add_issuer("cabinet", [], national=True)
+        await _receivers(running, sink.url, N)
+        status, answer = await running.post("/api/v1/alerts", cabinet, {**MISSILE, "identifier": "big-1"})
+        assert status == 202, answer
+        assert answer["deliveries"] == N
+        await sink.wait_for(N, timeout=60)
+        await running.wait_settled(answer["id"], timeout=60)
+        _once_each(sink, N)
+        assert not await r.hexists(_queueing(running), answer["id"]), "the fan-out still reads as being queued"
+    finally:
+        await r.aclose()
+        await stop_engine(running)
+
+
+async def test_a_worker_takes_over_the_rest_when_the_committing_process_died(sink: Sink) -> None:
+    # The committing process: API only, and it queues nothing after its transaction, as if
+    # it had been killed the moment the alert was committed.
+    settings = make_settings()
+    api = await start_engine(settings, workers=False)
+    api.engine.store.queue_rest = False
+    r = aioredis.Redis.from_url(REDIS_URL)
+    workers: list[RunningEngine] = []
+    try:
+        cabinet = await api.add_issuer("cabinet", [], national=True)
+        await _receivers(api, sink.url, N)
+        status, answer = await api.post("/api/v1/alerts", cabinet, {**MISSILE, "identifier": "big-2"})
+        assert status == 202, answer
+        lane = api.engine.keys.lane("flash")
+        assert await r.xlen(lane) == FIRST_ENTRIES, "the alert's transaction held more than its first entries"
+        marker = await r.hget(_queueing(api), answer["id"])
+        assert marker is not None and marker.split()[:2] == [str(FIRST_ENTRIES).encode(), str(N + 1).encode()]
+        await stop_engine(api, wipe_keys=False)
+        # Two delivery processes find it: both may try to take it over, one queues each part.
+        for name in ("w1", "w2"):
+            s = copy.copy(settings)
+            s.consumer_name = name
+            workers.append(await start_engine(s))
+        await sink.wait_for(N, timeout=60)
+        await workers[0].wait_settled(answer["id"], timeout=60)
+        _once_each(sink, N)
+        assert not await r.hexists(_queueing(api), answer["id"])
+        rows = await workers[0].deliveries(answer["id"])
+        assert Counter(row["state"] for row in rows if row["adapter"] != "feed") == {"delivered": N}
+    finally:
+        await r.aclose()
+        for w in workers:
+            await stop_engine(w, wipe_keys=False)
+        await wipe(settings.key_prefix)
+
+
+async def test_the_first_receiver_is_served_before_the_feed(mqtt: aiomqtt.Client) -> None:
+    # One delivery at a time, so the lane's order is the order things go out: the feed's
+    # entry is the first of the fan-out, the receivers follow.
+    running = await start_engine(make_settings(flash_concurrency=1))
+    feed_seen: list[str] = []
+    requests: list[tuple[str, int]] = []  # (path, feed messages received by then)
+
+    async def receiver(request: web.Request) -> web.Response:
+        await request.read()
+        requests.append((request.path, len(feed_seen)))
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receiver)
+    server = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await server.setup()
+    port = free_port()
+    await web.TCPSite(server, "127.0.0.1", port).start()
+
+    async def listen() -> None:
+        async for message in mqtt.messages:
+            feed_seen.append(str(message.topic))
+
+    listener: asyncio.Task[Any] | None = None
+    try:
+        await mqtt.subscribe(f"{running.topics.prefix}/13/+", qos=1)
+        listener = asyncio.create_task(listen())
+        cabinet = await running.add_issuer("cabinet", [], national=True)
+        for i in range(3):
+            await running.add_subscriber(id=f"r{i}", adapter="isp", endpoint=f"http://127.0.0.1:{port}/r/{i}",
+                                         districts=["13"])  # fmt: skip
+        status, answer = await running.post(
+            "/api/v1/alerts", cabinet, {**MISSILE, "identifier": f"first-{secrets.token_hex(3)}"}
+        )
+        assert status == 202, answer
+        await until(lambda: len(requests) == 3 and feed_seen, what="the three receivers and the feed", timeout=20)
+        assert requests[0][1] == 0, f"the feed went out before the first receiver: {requests}"
+    finally:
+        if listener is not None:
+            listener.cancel()
+        await server.cleanup()
+        await stop_engine(running)
