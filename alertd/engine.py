@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import RedisError
 
 import adapters
@@ -100,6 +101,10 @@ class Engine:
         wait = s.redis_wait_replicas
         self.store.wait_replicas = (1 if redis_client.has_replicas(s.redis_url) else 0) if wait is None else wait
         self.store.wait_ms = s.redis_wait_ms
+        if self.store.wait_replicas and not self.reader:
+            # How many replicas there are to wait for, kept current (Store._replicated).
+            await self.store.check_replicas()
+            self.supervisor.every("replicas", self.store.check_replicas, 1.0, critical=False)
         if s.redis_waitaof:
             # Refused at start, in a sentence, where it cannot work (Redis < 7.2, no AOF).
             self.store.waitaof = redis_client.WaitAof.parse(s.redis_waitaof)
@@ -323,7 +328,7 @@ class Engine:
                 )
         except Exception as exc:
             body["redis"] = "unreachable"
-            causes.append(f"Redis is unreachable ({type(exc).__name__}: {exc})")
+            causes.append(redis_unreachable(exc, s.redis_url or ""))
         if self.feed is not None:
             body["broker"] = "ok" if self.feed.connected else "unreachable"
             if not self.feed.connected:
@@ -333,14 +338,26 @@ class Engine:
         for source in self.health_sources:  # e.g. serve's child processes
             causes += source()
         body["tasks"] = self.supervisor.summary()
+        warnings: list[str] = []
+        online, wanted = self.store.replicas_online, self.store.wait_replicas
+        if wanted and online is not None:
+            body["redis_replicas"] = {"online": online, "wanted": wanted}
+            if online < wanted:
+                warnings.append(
+                    f"Redis has {online} replica(s) in sync, {wanted} wanted (ALERTD_REDIS_WAIT_REPLICAS): alerts "
+                    "accepted now are on one Redis server only, and a second failure would lose them. After a "
+                    "failover, restart the failed server: it rejoins as a replica of the new master."
+                )
         if self.reseeded_at is not None:
             when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.reseeded_at))
-            body["warnings"] = [
+            warnings += [
                 f"Redis lost alertd's data at {when} (it restarted without persistence) and alertd seeded "
                 "issuers and subscribers again from ALERTD_CONFIG. The orders and alerts that were in force "
                 "then are no longer known: desks must issue again what still stands, and retained MQTT "
                 "states may show what alertd no longer knows. Run Redis with appendonly yes."
             ]
+        if warnings:
+            body["warnings"] = warnings
         return {"status": "unhealthy" if causes else "ok", "causes": causes, **body}
 
     async def _cannot_write(self) -> tuple[redis_full.Full, str] | None:
@@ -367,6 +384,20 @@ class Engine:
                 for item in data.get("subscribers") or []]  # fmt: skip
         if subs:
             await self.store.put_subscribers(subs)
+
+
+def redis_unreachable(exc: BaseException, url: str) -> str:
+    """/healthz's sentence for a Redis alertd cannot reach; with Sentinel or a Cluster it
+    says that a failover ends by itself (a desk officer reading it mid-failover should not
+    start restarting things)."""
+    said = f"Redis is unreachable ({type(exc).__name__}: {exc})"
+    if isinstance(exc, MasterNotFoundError):
+        return (f"{said}: the sentinels name no master yet. A failover is under way; it ends by itself once "
+                "they promote a replica (after their down-after-milliseconds), and alertd follows without a restart")  # fmt: skip
+    if redis_client.has_replicas(url):
+        return (f"{said}. With Sentinel or a Cluster a failover promotes a replica within seconds and alertd "
+                "follows it without a restart; if this lasts, check the servers")  # fmt: skip
+    return said
 
 
 def broker_of(s: Settings) -> Broker:

@@ -277,6 +277,23 @@ REPLICATION_SHORT = Counter(
     registry=REGISTRY,
 )
 
+REDIS_REPLICAS_ONLINE = Gauge(
+    "alertd_redis_replicas_online",
+    "Replicas of alertd's Redis master connected and in sync (INFO replication, every second when "
+    "ALERTD_REDIS_WAIT_REPLICAS asks for any). Below alertd_redis_replicas_wanted, accepted alerts are on one "
+    "server only: after a failover, until the failed master rejoins as a replica.",
+    registry=REGISTRY,
+    multiprocess_mode="livemin",
+)
+
+REDIS_REPLICAS_WANTED = Gauge(
+    "alertd_redis_replicas_wanted",
+    "Replicas each accepted alert should be on before its 202 (ALERTD_REDIS_WAIT_REPLICAS; 1 by default with a "
+    "Sentinel or Cluster URL).",
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
+
 FSYNC_SHORT = Counter(
     "alertd_fsync_short",
     "Alerts answered 202 before Redis confirmed the AOF fsync ALERTD_REDIS_WAITAOF asks for (WAITAOF timed out).",

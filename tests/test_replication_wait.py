@@ -18,6 +18,7 @@ import redis
 from alertd.metrics import REPLICATION_SHORT
 from simulations.faults import RedisServer, wait_for
 from tests.conftest import MQTT_URL, RunningEngine, Sink, make_settings, start_engine, stop_engine
+from tests.support import until
 
 ORDER = {"municipality": "08211", "level": 4, "action": "issue", "districts": ["三坂町"], "reason": "洪水",
          "status": "Exercise"}  # fmt: skip
@@ -78,4 +79,63 @@ async def test_an_accepted_alert_is_on_the_replica_when_the_desk_gets_202_and_a_
         await sink.wait_for(6)
     finally:
         on_replica.close()
+        await stop_engine(running, wipe_keys=False)
+
+
+def waits_sent(master: RedisServer) -> int:
+    """How many WAITs the master has been sent (its command statistics)."""
+    probe = redis.Redis(port=master.port)
+    try:
+        return int(probe.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
+    finally:
+        probe.close()
+
+
+async def test_with_its_replica_gone_orders_do_not_wait_for_it_and_healthz_warns_until_it_rejoins(
+    master_and_replica: tuple[RedisServer, RedisServer], sink: Sink
+) -> None:
+    """After a failover the promoted master has no replica until the failed one rejoins; a
+    README-only trial found every order then held the whole wait (500 ms) while /healthz said
+    ok. Now no WAIT is sent for a replica that is not there, and /healthz says so."""
+    master, replica = master_and_replica
+    running: RunningEngine = await start_engine(
+        make_settings(redis_url=master.url, mqtt_url=MQTT_URL, redis_wait_replicas=1, redis_wait_ms=1500)
+    )
+    try:
+        token = await running.add_issuer("joso", ["08211"])
+        await running.add_subscriber(id="s0", adapter="isp", endpoint=f"{sink.url}/s/0", districts=["08211"])
+        status, body = await running.get("/healthz")
+        assert status == 200 and body["redis_replicas"] == {"online": 1, "wanted": 1} and "warnings" not in body
+
+        replica.kill()
+
+        async def warned() -> bool:
+            status, body = await running.get("/healthz")
+            return (status == 200 and body.get("redis_replicas") == {"online": 0, "wanted": 1}
+                    and any("0 replica(s) in sync, 1 wanted" in w for w in body.get("warnings", [])))  # fmt: skip
+
+        await until(warned, what="/healthz warning of the missing replica", timeout=10)
+        waits, short = waits_sent(master), REPLICATION_SHORT._value.get()
+        status, answer = await running.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": "alone"})
+        assert status == 202, answer
+        assert waits_sent(master) == waits, "a WAIT was sent for a replica that is not there"
+        assert REPLICATION_SHORT._value.get() == short + 1  # still counted: it is on one server only
+
+        replica.start()  # the failed server back, as a replica again
+
+        async def rejoined() -> bool:
+            status, body = await running.get("/healthz")
+            return status == 200 and body.get("redis_replicas") == {"online": 1, "wanted": 1} and "warnings" not in body
+
+        await until(rejoined, what="/healthz without the warning once the replica is back", timeout=20)
+        status, answer = await running.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": "again"})
+        assert status == 202, answer
+        assert waits_sent(master) == waits + 1
+        on_replica = redis.Redis(port=replica.port)
+        try:
+            assert on_replica.hget(running.engine.keys.alert(answer["id"]), "doc"), "the order is not on the replica"
+        finally:
+            on_replica.close()
+        await sink.wait_for(2)
+    finally:
         await stop_engine(running, wipe_keys=False)
