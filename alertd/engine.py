@@ -166,8 +166,11 @@ class Engine:
                                   stale_after_s=max(900.0, 4 * s.retention_sweep_s))  # fmt: skip
         if self.run_ingest:
             await self._start_jma_poller()
+        # keys: how every key starts ({prefix} on a cluster: `redis-cli cluster keyslot` of it
+        # names the slot, and so the master, holding all of alertd's data).
         log.info("engine.started", redis=redact_url(s.redis_url), mqtt=redact_url(s.mqtt_url or ""),
-                 prefix=s.key_prefix, cap_signing=s.signing_cert if self.cap_signer else "off")  # fmt: skip
+                 prefix=s.key_prefix, keys=f"{self.keys.prefix}:…",
+                 cap_signing=s.signing_cert if self.cap_signer else "off")  # fmt: skip
         return self
 
     async def stop(self) -> None:
