@@ -13,10 +13,10 @@ from collections import Counter
 from typing import Any
 
 import aiomqtt
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from alertd.models import AdapterKind, Subscriber
+from alertd.redis_client import connect
 from alertd.store import FIRST_ENTRIES, PART_ENTRIES
 from tests.conftest import REDIS_URL, RunningEngine, Sink, make_settings, start_engine, stop_engine, wipe
 from tests.support import free_port, until
@@ -51,7 +51,7 @@ def _once_each(sink: Sink, n: int) -> None:
 
 async def test_a_fan_out_larger_than_the_first_entries_arrives_whole_and_once(sink: Sink) -> None:
     running = await start_engine()
-    r = aioredis.Redis.from_url(REDIS_URL)
+    r = connect(REDIS_URL, key_prefix=running.engine.settings.key_prefix)
     try:
         cabinet = await running.add_issuer("cabinet", [], national=True)
         await _receivers(running, sink.url, N)
@@ -73,7 +73,7 @@ async def test_a_worker_takes_over_the_rest_when_the_committing_process_died(sin
     settings = make_settings()
     api = await start_engine(settings, workers=False)
     api.engine.store.queue_rest = False
-    r = aioredis.Redis.from_url(REDIS_URL)
+    r = connect(REDIS_URL, key_prefix=settings.key_prefix)
     workers: list[RunningEngine] = []
     try:
         cabinet = await api.add_issuer("cabinet", [], national=True)
