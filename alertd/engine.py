@@ -342,12 +342,12 @@ class Engine:
             causes += source()
         body["tasks"] = self.supervisor.summary()
         warnings: list[str] = []
-        online, wanted = self.store.replicas_online, self.store.wait_replicas
+        online, wanted = self.store.replicas_connected, self.store.wait_replicas
         if wanted and online is not None:
-            body["redis_replicas"] = {"online": online, "wanted": wanted}
+            body["redis_replicas"] = {"connected": online, "wanted": wanted}
             if online < wanted:
                 warnings.append(
-                    f"Redis has {online} replica(s) in sync, {wanted} wanted (ALERTD_REDIS_WAIT_REPLICAS): alerts "
+                    f"Redis has {online} replica(s) connected, {wanted} wanted (ALERTD_REDIS_WAIT_REPLICAS): alerts "
                     "accepted now are on one Redis server only, and a second failure would lose them. After a "
                     "failover, restart the failed server: it rejoins as a replica of the new master."
                 )

@@ -277,9 +277,9 @@ REPLICATION_SHORT = Counter(
     registry=REGISTRY,
 )
 
-REDIS_REPLICAS_ONLINE = Gauge(
-    "alertd_redis_replicas_online",
-    "Replicas of alertd's Redis master connected and in sync (INFO replication, every second when "
+REDIS_REPLICAS_CONNECTED = Gauge(
+    "alertd_redis_replicas_connected",
+    "Replicas connected to alertd's Redis master (INFO replication, every second when "
     "ALERTD_REDIS_WAIT_REPLICAS asks for any). Below alertd_redis_replicas_wanted, accepted alerts are on one "
     "server only: after a failover, until the failed master rejoins as a replica.",
     registry=REGISTRY,

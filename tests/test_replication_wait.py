@@ -105,14 +105,14 @@ async def test_with_its_replica_gone_orders_do_not_wait_for_it_and_healthz_warns
         token = await running.add_issuer("joso", ["08211"])
         await running.add_subscriber(id="s0", adapter="isp", endpoint=f"{sink.url}/s/0", districts=["08211"])
         status, body = await running.get("/healthz")
-        assert status == 200 and body["redis_replicas"] == {"online": 1, "wanted": 1} and "warnings" not in body
+        assert status == 200 and body["redis_replicas"] == {"connected": 1, "wanted": 1} and "warnings" not in body
 
         replica.kill()
 
         async def warned() -> bool:
             status, body = await running.get("/healthz")
-            return (status == 200 and body.get("redis_replicas") == {"online": 0, "wanted": 1}
-                    and any("0 replica(s) in sync, 1 wanted" in w for w in body.get("warnings", [])))  # fmt: skip
+            return (status == 200 and body.get("redis_replicas") == {"connected": 0, "wanted": 1}
+                    and any("0 replica(s) connected, 1 wanted" in w for w in body.get("warnings", [])))  # fmt: skip
 
         await until(warned, what="/healthz warning of the missing replica", timeout=10)
         waits, short = waits_sent(master), REPLICATION_SHORT._value.get()
@@ -125,7 +125,7 @@ async def test_with_its_replica_gone_orders_do_not_wait_for_it_and_healthz_warns
 
         async def rejoined() -> bool:
             status, body = await running.get("/healthz")
-            return status == 200 and body.get("redis_replicas") == {"online": 1, "wanted": 1} and "warnings" not in body
+            return status == 200 and body.get("redis_replicas") == {"connected": 1, "wanted": 1} and "warnings" not in body
 
         await until(rejoined, what="/healthz without the warning once the replica is back", timeout=20)
         status, answer = await running.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": "again"})
