@@ -342,12 +342,12 @@ class Engine:
             causes += source()
         body["tasks"] = self.supervisor.summary()
         warnings: list[str] = []
-        online, wanted = self.store.replicas_connected, self.store.wait_replicas
-        if wanted and online is not None:
-            body["redis_replicas"] = {"connected": online, "wanted": wanted}
-            if online < wanted:
+        connected, wanted = self.store.replicas_connected, self.store.wait_replicas
+        if wanted and connected is not None:
+            body["redis_replicas"] = {"connected": connected, "wanted": wanted}
+            if connected < wanted:
                 warnings.append(
-                    f"Redis has {online} replica(s) connected, {wanted} wanted (ALERTD_REDIS_WAIT_REPLICAS): alerts "
+                    f"Redis has {connected} replica(s) connected, {wanted} wanted (ALERTD_REDIS_WAIT_REPLICAS): alerts "
                     "accepted now are on one Redis server only, and a second failure would lose them. After a "
                     "failover, restart the failed server: it rejoins as a replica of the new master."
                 )

@@ -568,15 +568,15 @@ class Store:
         info = await self.redis.info("replication")
         if info.get("role") != "master":
             return  # a demoted master, mid-failover: the next connection finds the new one
-        online = int(info.get("connected_slaves", 0))
-        before, self.replicas_connected = self.replicas_connected, online
-        REDIS_REPLICAS_CONNECTED.set(online)
+        connected = int(info.get("connected_slaves", 0))
+        before, self.replicas_connected = self.replicas_connected, connected
+        REDIS_REPLICAS_CONNECTED.set(connected)
         REDIS_REPLICAS_WANTED.set(self.wait_replicas)
-        if online < self.wait_replicas and (before is None or before >= self.wait_replicas):
-            log.warning("store.replicas_missing", online=online, wanted=self.wait_replicas,
+        if connected < self.wait_replicas and (before is None or before >= self.wait_replicas):
+            log.warning("store.replicas_missing", connected=connected, wanted=self.wait_replicas,
                         meaning="accepted alerts are on one Redis only until a replica (re)joins")  # fmt: skip
-        elif online >= self.wait_replicas and before is not None and before < self.wait_replicas:
-            log.info("store.replicas_back", online=online, wanted=self.wait_replicas)
+        elif connected >= self.wait_replicas and before is not None and before < self.wait_replicas:
+            log.info("store.replicas_back", connected=connected, wanted=self.wait_replicas)
 
     async def _replicated(self, alert_id: str) -> None:
         """Wait until ``wait_replicas`` replicas hold everything written so far (WAIT).

@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support import free_port
 
@@ -186,3 +187,15 @@ class Hangup:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+
+
+async def written_after_failover(client: Any, key: str, value: str) -> bool:
+    """One try at a write through a client following a failover: False while its connection
+    to the dead master is being dropped (the next one asks Sentinel or the cluster again)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        await client.set(key, value)
+        return True
+    except RedisConnectionError:
+        return False

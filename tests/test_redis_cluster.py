@@ -12,11 +12,10 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from alertd.redis_client import connect
 from simulations.faults import ClusterGroup
-from tests.servers import Hangup
+from tests.servers import Hangup, written_after_failover
 from tests.support import until
 
 
@@ -50,14 +49,8 @@ async def test_a_node_that_does_not_answer_is_asked_once_and_then_last_while_ale
         _, replica = await asyncio.to_thread(cluster.kill_master_of, slot)
         await asyncio.to_thread(cluster.wait_promoted, slot, replica)
 
-        async def written() -> bool:
-            try:
-                await client.set(key, "after")
-                return True
-            except RedisConnectionError:  # a connection to the dead master, dropped: the next one asks again
-                return False
-
-        await until(written, what="a write to the promoted replica", timeout=30)
+        await until(lambda: written_after_failover(client, key, "after"), what="a write to the promoted replica",
+                    timeout=30)  # fmt: skip
         assert await client.get(key) == b"after"
         # The cluster was asked again during the failover, first of all the killed master,
         # which had answered before; then the nodes it had named, before the silent one,

@@ -12,11 +12,10 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from alertd.redis_client import connect
 from simulations.faults import SentinelGroup, wait_for
-from tests.servers import Hangup
+from tests.servers import Hangup, written_after_failover
 from tests.support import until
 
 
@@ -47,14 +46,8 @@ async def test_a_sentinel_that_does_not_answer_is_asked_once_not_retried_and_ale
         await asyncio.to_thread(wait_for, lambda: sentinels.master_port() not in (None, old), 30,
                                 "the sentinels did not promote the replica")  # fmt: skip
 
-        async def written() -> bool:
-            try:
-                await client.set(key, "after")
-                return True
-            except RedisConnectionError:  # a connection to the dead master, dropped: the next one asks again
-                return False
-
-        await until(written, what="a write to the promoted replica", timeout=30)
+        await until(lambda: written_after_failover(client, key, "after"), what="a write to the promoted replica",
+                    timeout=30)  # fmt: skip
         assert await client.get(key) == b"after"
         # (During the failover, while the live sentinels still name the dead master as down,
         # each new connection asks every sentinel once, the dead one included: that is one

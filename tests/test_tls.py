@@ -266,6 +266,20 @@ async def test_the_public_listener_alone_refuses_a_half_pair(pki: TlsFiles) -> N
     assert "--tls-key was given without --tls-cert" in err.decode()
 
 
+async def joso_desk(running: RunningEngine, sink: Sink) -> str:
+    """An issuer for 常総市 and one signage receiver there; the issuer's token."""
+    token = await running.add_issuer("joso", ["08211"])
+    await running.add_subscriber(id="sign", adapter="signage", endpoint=f"{sink.url}/sign", districts=["08211"])
+    return token
+
+
+async def order_accepted(running: RunningEngine, token: str) -> str:
+    """The drill order, answered 202; its id."""
+    status, answer = await running.post("/api/v1/evacuation-orders", token, ORDER)
+    assert status == 202, answer
+    return str(answer["id"])
+
+
 # --- Redis over TLS --------------------------------------------------------------------------
 
 
@@ -286,13 +300,8 @@ async def test_the_engine_works_through_a_tls_only_redis(
     try:
         status, health = await running.get("/healthz")
         assert status == 200 and health["redis"] == "ok", health
-        token = await running.add_issuer("joso", ["08211"])
-        await running.add_subscriber(
-            id="sign", adapter="signage", endpoint=f"{sink.url}/sign", districts=["08211"]
-        )
-        status, answer = await running.post("/api/v1/evacuation-orders", token, ORDER)
-        assert status == 202, answer
-        await running.wait_deliveries(answer["id"], {"delivered"}, count=1)
+        alert_id = await order_accepted(running, await joso_desk(running, sink))
+        await running.wait_deliveries(alert_id, {"delivered"}, count=1)
         assert len(sink.at("/sign")) == 1
     finally:
         await stop_engine(running, wipe_keys=False)
@@ -374,18 +383,12 @@ async def test_through_sentinel_over_tls_an_accepted_order_is_on_the_tls_replica
         try:
             status, health = await running.get("/healthz")
             assert status == 200 and health["redis"] == "ok", health
-            token = await running.add_issuer("joso", ["08211"])
-            await running.add_subscriber(
-                id="sign", adapter="signage", endpoint=f"{sink.url}/sign", districts=["08211"]
-            )
+            token = await joso_desk(running, sink)
             short_before = REPLICATION_SHORT._value.get()
-            status, answer = await running.post("/api/v1/evacuation-orders", token, ORDER)
-            assert status == 202, answer
-            assert on_replica.hexists(running.engine.keys.alert(answer["id"]), "doc"), (
-                "the order is not on the replica"
-            )
+            alert_id = await order_accepted(running, token)
+            assert on_replica.hexists(running.engine.keys.alert(alert_id), "doc"), "the order is not on the replica"
             assert REPLICATION_SHORT._value.get() == short_before
-            await running.wait_deliveries(answer["id"], {"delivered"}, count=1)
+            await running.wait_deliveries(alert_id, {"delivered"}, count=1)
         finally:
             await stop_engine(running, wipe_keys=False)
         on_replica.close()
@@ -412,16 +415,11 @@ async def test_a_tls_redis_cluster_carries_an_order_through_the_master_of_alertd
             make_settings(redis_url=url, redis_ca_file=pki.ca, redis_wait_replicas=0)
         )
         try:
-            token = await running.add_issuer("joso", ["08211"])
-            await running.add_subscriber(
-                id="sign", adapter="signage", endpoint=f"{sink.url}/sign", districts=["08211"]
-            )
-            status, answer = await running.post("/api/v1/evacuation-orders", token, ORDER)
-            assert status == 202, answer
-            await running.wait_deliveries(answer["id"], {"delivered"}, count=1)
+            alert_id = await order_accepted(running, await joso_desk(running, sink))
+            await running.wait_deliveries(alert_id, {"delivered"}, count=1)
             # Every key in the one hash-tagged slot, read back over TLS.
-            assert running.engine.keys.alert(answer["id"]).startswith("{")
-            assert admin.hexists(running.engine.keys.alert(answer["id"]), "doc")
+            assert running.engine.keys.alert(alert_id).startswith("{")
+            assert admin.hexists(running.engine.keys.alert(alert_id), "doc")
         finally:
             await stop_engine(running, wipe_keys=False)
         admin.close()
