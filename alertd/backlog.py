@@ -117,6 +117,26 @@ class Backlog:
     def depths(self) -> dict[str, int]:
         return {lane: self.pending[(lane, "new")] for lane in (p.value for p in Priority)}
 
+    @classmethod
+    def merged(cls, parts: list[Backlog]) -> Backlog:
+        """The backlog of several lane shards as one (alertd/shards.py): counts added, the
+        oldest of each kind kept."""
+        pending: dict[tuple[str, str], int] = {}
+        oldest_new: dict[str, float] = {}
+        unread: dict[str, float] = {}
+        unfinished: dict[str, Unfinished] = {}
+        for part in parts:
+            for key, n in part.pending.items():
+                pending[key] = pending.get(key, 0) + n
+            for lane, age in part.oldest_new_s.items():
+                oldest_new[lane] = max(age, oldest_new.get(lane, 0.0))
+            for lane, age in part.unread_s.items():
+                unread[lane] = max(age, unread.get(lane, 0.0))
+            for lane, job in part.oldest_unfinished.items():
+                if lane not in unfinished or job.age_s > unfinished[lane].age_s:
+                    unfinished[lane] = job
+        return cls(pending, oldest_new, unread, unfinished)
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -59,6 +59,9 @@ class Settings:
     # with a Sentinel URL (a failover must not lose what was accepted), none otherwise.
     redis_wait_replicas: int | None = None
     redis_wait_ms: int = 500
+    # Delivery work split over this many Redis slots (alertd/shards.py): on a Redis Cluster,
+    # the number of masters spreads it over all of them; elsewhere 1 is all it needs.
+    lane_shards: int = 1
     # "numlocal,numreplicas,timeout_ms": Redis WAITAOF after each accepted alert (Redis 7.2 or
     # later), so a 202 means the alert is fsynced to disk; start-up fails on an older Redis.
     redis_waitaof: str | None = None
@@ -142,6 +145,7 @@ class Settings:
             redis_socket_timeout_s=_env_float("ALERTD_REDIS_TIMEOUT_S", 5.0),
             redis_wait_replicas=_env_optional_int("ALERTD_REDIS_WAIT_REPLICAS"),
             redis_wait_ms=_env_int("ALERTD_REDIS_WAIT_MS", 500),
+            lane_shards=_env_int("ALERTD_LANE_SHARDS", 1),
             redis_waitaof=os.environ.get("ALERTD_REDIS_WAITAOF") or None,
             health_flash_age_s=_env_float("ALERTD_HEALTH_FLASH_AGE_S", 30.0),
             public_rate_per_s=_env_float("ALERTD_PUBLIC_RATE", 20.0),

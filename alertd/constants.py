@@ -12,9 +12,15 @@ DEFAULT_PREFIX = "alertd"
 
 
 class Keys:
-    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+    """``lanes_root``: where one lane shard's delivery work lives (its lanes, retries,
+    delivery records and queueing progress: alertd/shards.py); the prefix itself for the
+    first shard, and so for a deployment with one."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX, lanes_root: str | None = None) -> None:
         self.prefix = prefix
+        self.lanes_root = lanes_root or prefix
         p = prefix
+        r = self.lanes_root
         self.secret = f"{p}:secret"  # HMAC key for idempotency keys, made once per deployment
         # Written when a deployment first starts; gone means Redis lost alertd's data.
         self.deployment = f"{p}:deployment"
@@ -30,7 +36,7 @@ class Keys:
         self.subscribers = f"{p}:subscribers"  # set of subscriber ids
         self.subscribers_version = f"{p}:subscribers:version"  # bumped on every change; routers reload
         # zset: "lane|alert|subscriber|accepted_ms" -> due time (unix ms); see alertd/ledger.py
-        self.retry = f"{p}:retry"
+        self.retry = f"{r}:retry"
         self.group = f"{p}:workers"  # consumer group on both lanes
         self.testruns = f"{p}:testruns"  # hash: transmission test id -> its record (msgpack)
         # Bumped whenever any alert or its state changes: public answers are cached
@@ -51,7 +57,13 @@ class Keys:
         # hash: alert id -> "<queued> <planned> <touched ms> <lane> <accepted ms>" while a fan-out's
         # lane entries past the first ones committed with the alert are still being queued
         # (alertd/store.py, commit_alert and resume_fanouts); gone once all are in the lane.
-        self.fanouts_queueing = f"{p}:fanouts:queueing"
+        self.fanouts_queueing = f"{r}:fanouts:queueing"
+        # With several lane shards, hash: alert id -> "0 <planned> <touched ms> <lane> <accepted ms>"
+        # from the alert's commit until every shard has its first entries and its own
+        # queueing marker (store.py, _start_shards); a worker finishes it if the committer died.
+        self.fanouts_sharding = f"{p}:fanouts:sharding"
+        # Written before WAIT on a shard's master (its fence, as wait_fence is the alert's).
+        self.lanes_fence = f"{r}:wait-fence"
 
     def active_in(self, prefecture: str) -> str:
         # The in-force set by prefecture ("xx": alerts naming no prefecture), so what is in
@@ -67,7 +79,7 @@ class Keys:
         return f"{self.prefix}:districts:{municipality}"
 
     def lane(self, priority: Priority | str) -> str:
-        return f"{self.prefix}:lane:{Priority(priority).value}"
+        return f"{self.lanes_root}:lane:{Priority(priority).value}"
 
     def alert(self, alert_id: str) -> str:
         return f"{self.prefix}:alert:{alert_id}"  # hash: doc, state, superseded_by, answer
@@ -80,7 +92,16 @@ class Keys:
     def deliveries(self, alert_id: str) -> str:
         # hash: "<subscriber>|state", "<subscriber>|r" (the rest, packed), "<subscriber>|confirmed_at";
         # the format is alertd/ledger.py's alone
-        return f"{self.prefix}:dlv:{alert_id}"
+        return f"{self.lanes_root}:dlv:{alert_id}"
+
+    def fanout_started(self, alert_id: str) -> str:
+        # Set (for two days) when a shard's part of a fan-out was first queued: starting it
+        # again (a worker finishing a dead committer's fan-out) must not queue it twice.
+        return f"{self.lanes_root}:fanout-started:{alert_id}"
+
+    def shard(self, lanes_root: str) -> Keys:
+        """The same deployment's keys, with one lane shard's delivery work."""
+        return Keys(self.prefix, lanes_root)
 
     def dedup(self, scope: str, sender: str, identifier: str) -> str:
         # Scoped by issuer: another issuer reusing a sender and identifier (by

@@ -35,11 +35,12 @@ from alertd.orders import OrderBuilder
 from alertd.redact import redact_url
 from alertd.retention import DAY_S, Retention
 from alertd.routing import Router
+from alertd.shards import open_shards
 from alertd.store import Store, token_hash
 from alertd.supervise import Supervisor
 from alertd.testbroadcast import TestBroadcasts
 from alertd.tls import redis_tls_options
-from alertd.worker import Worker
+from alertd.worker import FlashGate, Worker
 
 log = logs.get("alertd.engine")
 
@@ -65,7 +66,8 @@ class Engine:
         self.cap_signer: CapSigner | None = None
         # More causes for /healthz from outside the engine (serve's child processes).
         self.health_sources: list[Callable[[], list[str]]] = []
-        self.worker: Worker | None = None
+        self.worker: Worker | None = None  # the first shard's (see self.workers)
+        self.workers: list[Worker] = []  # one per lane shard (alertd/shards.py)
         # Every background loop of this process runs under one supervisor, so
         # /healthz can say which one is failing or stalled.
         self.supervisor = Supervisor("engine")
@@ -89,15 +91,21 @@ class Engine:
         # quiet XREADGROUP BLOCK must never look like a dead server, and a dead
         # server must not hang a request for ever.
         # One server, a master found through Sentinel, or a Cluster (alertd/redis_client.py).
-        self.redis = redis_client.connect(
-            s.redis_url, key_prefix=s.key_prefix, max_connections=s.redis_connections, wait_s=10, health_check_interval=30,
-            socket_timeout=s.redis_socket_timeout_s, socket_connect_timeout=5, socket_keepalive=True,
-            **redis_tls,
-        )  # fmt: skip
+        def connect(prefix: str) -> aioredis.Redis:
+            return redis_client.connect(
+                s.redis_url, key_prefix=prefix, max_connections=s.redis_connections, wait_s=10,
+                health_check_interval=30, socket_timeout=s.redis_socket_timeout_s, socket_connect_timeout=5,
+                socket_keepalive=True, **redis_tls,
+            )  # fmt: skip
+
+        self.redis = connect(s.key_prefix)
         await self.redis.ping()
         # Hash-tagged on a Redis Cluster, so every key is in one slot (alertd/redis_client.py).
         self.keys = Keys(redis_client.key_root(s.key_prefix, s.redis_url))
         self.store = Store(self.redis, self.keys)
+        # Delivery work over several slots, each shard's through a client of its master
+        # (alertd/shards.py); on one server they all share the one client.
+        self.store.shards = open_shards(self.store.shards[0], s.redis_url, s.key_prefix, s.lane_shards, connect)
         wait = s.redis_wait_replicas
         self.store.wait_replicas = (1 if redis_client.has_replicas(s.redis_url) else 0) if wait is None else wait
         self.store.wait_ms = s.redis_wait_ms
@@ -152,11 +160,15 @@ class Engine:
         self.supervisor.every("data-guard", self._guard_data, 5.0)
         if self.run_workers:
             kinds = adapters.registry(s.call_signs, cap_signer=self.cap_signer, smtp_ca_file=s.smtp_ca_file)
-            self.worker = Worker(self.redis, self.store, s, kinds, self.feed, self.supervisor,
-                                 topics=Topics(s.topic_prefix))  # fmt: skip
-            # Subscriber endpoints on the deployment's broker get in as the feed does.
-            self.worker.mqtt.home = broker
-            await self.worker.start()
+            gate = FlashGate()
+            for shard in self.store.shards:
+                worker = Worker(self.redis, self.store, s, kinds, self.feed, self.supervisor,
+                                topics=Topics(s.topic_prefix), shard=shard, gate=gate)  # fmt: skip
+                # Subscriber endpoints on the deployment's broker get in as the feed does.
+                worker.mqtt.home = broker
+                await worker.start()
+                self.workers.append(worker)
+            self.worker = self.workers[0]
         self.supervisor.every("expire", self._expire, 10.0)
         self.retention: Retention | None = None
         if s.retention_days > 0:
@@ -180,13 +192,16 @@ class Engine:
             self._feed_stop.set()
         if getattr(self, "store", None) is not None:
             await self.store.settle_fanouts()  # the lane entries of fan-outs just committed
-        if self.worker is not None:
-            await self.worker.drain()
+        await asyncio.gather(*(worker.drain() for worker in self.workers))
         await self.supervisor.stop(grace={"jma-ingest": 3.0, "mqtt-leader": 3.0})
-        if self.worker is not None:
-            await self.worker.close()
+        for worker in self.workers:
+            await worker.close()
         if self.feed is not None:
             await self.feed.close()
+        if getattr(self, "store", None) is not None:
+            for shard in self.store.shards[1:]:
+                if shard.redis is not self.redis:
+                    await shard.redis.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await asyncio.to_thread(self.embedded.stop)
@@ -297,9 +312,9 @@ class Engine:
                 # Reads still work, so the backlog below is still reported.
                 body["redis"] = "cannot-write"
                 causes.append(redis_full.health_cause(*full))
-            if self.worker is not None and self.worker.recorder.owed:
+            if owed := sum(worker.recorder.owed for worker in self.workers):
                 causes.append(
-                    f"{self.worker.recorder.owed} delivery outcomes of this process wait to be written to Redis "
+                    f"{owed} delivery outcomes of this process wait to be written to Redis "
                     "(the deliveries went out; their records are kept in memory and retried every second)"
                 )
             body["queue_depth"] = backlog.depths()

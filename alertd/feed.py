@@ -504,9 +504,10 @@ class Feed:
         if not recent:
             return set()
         ids = sorted(recent)
-        async with self.store.redis.pipeline(transaction=False) as pipe:
+        shard = self.store.shard_of(FEED_SUBSCRIBER)  # where the feed's delivery records are
+        async with shard.redis.pipeline(transaction=False) as pipe:
             for alert_id in ids:
-                pipe.hget(self.store.ledger.key(alert_id), self.store.ledger.state_field(FEED_SUBSCRIBER))
+                pipe.hget(shard.ledger.key(alert_id), shard.ledger.state_field(FEED_SUBSCRIBER))
             states = await pipe.execute()
         return {a for a, v in zip(ids, states, strict=True) if (v.decode() if v else "queued") in _UNDER_WAY}
 

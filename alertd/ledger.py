@@ -94,7 +94,7 @@ class DeliveryLedger:
     def __init__(self, keys: Keys) -> None:
         self.keys = keys
         self.retry_key = keys.retry
-        self.lane_prefix = keys.prefix + ":lane:"  # what MOVE_DUE_SCRIPT appends a lane name to
+        self.lane_prefix = keys.lanes_root + ":lane:"  # what MOVE_DUE_SCRIPT appends a lane name to
 
     def key(self, alert_id: str) -> str:
         return self.keys.deliveries(alert_id)

@@ -60,10 +60,14 @@ SENT_MARK_AFTER_S = 0.2
 
 class Recorder:
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, max_batch: int = 256, max_delay_s: float = 0.002
+        self, redis: aioredis.Redis, keys: Keys, max_batch: int = 256, max_delay_s: float = 0.002,
+        *, counts: aioredis.Redis | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
+        # Where the fan-outs' counts of deliveries left live when that is not ``redis``'s slot
+        # (a lane shard's recorder: alertd/shards.py); None: in the same transaction.
+        self.counts = counts
         self.ledger = DeliveryLedger(keys)
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
@@ -227,14 +231,25 @@ class Recorder:
             for stream, ids in acks.items():
                 pipe.xack(stream, self.keys.group, *ids)
                 pipe.xdel(stream, *ids)
-            for alert_id, (_, _, n, delivered) in ends.items():
-                # EVAL rather than a registered Script: redis-py checks a Script's cache with
-                # a SCRIPT EXISTS round trip before each pipeline, and a cluster pipeline
-                # refuses EVALSHA outright. Redis caches the body by its digest either way.
-                pipe.eval(FANOUT_SCRIPT, 1, self.keys.fanout(alert_id), n, delivered, now_ms)
+            if self.counts is None:
+                self._queue_counts(pipe, ends, now_ms)
             results = await pipe.execute()
+        if ends and self.counts is not None:
+            # After the shard's transaction, so a count is never taken down for outcomes
+            # that were not written. A process dying in between leaves the count high: the
+            # fan-out's duration is then not observed (the deliveries themselves are recorded).
+            async with self.counts.pipeline(transaction=False) as pipe:
+                self._queue_counts(pipe, ends, now_ms)
+                results = await pipe.execute()
         if ends:
             self._observe_fanouts(list(ends.values()), results[len(results) - len(ends) :], now_ms)
+
+    def _queue_counts(self, pipe: Any, ends: dict[str, list[Any]], now_ms: int) -> None:
+        for alert_id, (_, _, n, delivered) in ends.items():
+            # EVAL rather than a registered Script: redis-py checks a Script's cache with
+            # a SCRIPT EXISTS round trip before each pipeline, and a cluster pipeline
+            # refuses EVALSHA outright. Redis caches the body by its digest either way.
+            pipe.eval(FANOUT_SCRIPT, 1, self.keys.fanout(alert_id), n, delivered, now_ms)
 
     @staticmethod
     def _observe_fanouts(ends: list[list[Any]], results: list[Any], now_ms: int) -> None:

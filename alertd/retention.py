@@ -29,6 +29,7 @@ idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -121,10 +122,13 @@ class Retention:
 
     async def _delete_if_done(self, alert_id: str, now: float, cutoff_ms: int) -> bool:
         alert_key = self.keys.alert(alert_id)
+        # With lane shards the records are in the shards' slots: not watched (only the
+        # alert is), read from each, and deleted after the alert.
+        sharded = self.store.sharded
         dlv_key = self.keys.deliveries(alert_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             try:
-                await pipe.watch(alert_key, dlv_key)
+                await pipe.watch(alert_key, *([] if sharded else [dlv_key]))
                 raw_doc, state, superseded_by, raw_plan = await pipe.hmget(
                     alert_key, ["doc", "state", "superseded_by", "plan"]
                 )
@@ -146,7 +150,8 @@ class Retention:
                     await pipe.reset()
                     return False
                 plan = [s for s, _ in msgpack.unpackb(raw_plan, raw=False)] if raw_plan else []
-                if plan and not self._all_final(plan, await pipe.hgetall(dlv_key)):
+                records = await (self.store.delivery_records(alert_id) if sharded else pipe.hgetall(dlv_key))
+                if plan and not self._all_final(plan, records):
                     await pipe.reset()
                     return False  # a delivery is still under way: its worker needs the record
                 dedup_key = self.keys.dedup(dedup_scope(alert.issuer_id), alert.sender, alert.identifier)
@@ -161,6 +166,8 @@ class Retention:
                 await pipe.execute()
             except WatchError:
                 return False  # it changed as we looked: the next sweep looks again
+        if sharded:
+            await asyncio.gather(*(s.redis.delete(s.ledger.key(alert_id)) for s in self.store.shards[1:]))
         self.store.forget(alert_id)
         return True
 

@@ -16,7 +16,7 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,8 @@ from alertd.models import (
     Subscriber,
     utcnow,
 )
-from alertd.redis_client import WaitAof, connect, key_root, wait_for_copies
+from alertd.redis_client import WaitAof, connect, is_cluster, key_root, wait_for_copies
+from alertd.shards import Shard, shard_index, shard_roots
 
 if TYPE_CHECKING:
     from geo.registry import Registry
@@ -92,6 +93,24 @@ end
 return now
 """
 
+# One shard's part of a fan-out started: its first entries, and the marker of the rest
+# (as _QUEUE_PART keeps it), only if this shard's part was never started, so a worker
+# finishing a dead committer's start never queues it twice. KEYS: the started flag, the
+# shard's queueing hash, its lane. ARGV: alert id, accepted (ms), now (ms), lane name,
+# the shard's planned count, the first subscriber ids. Returns how many were queued, -3
+# when it had been started.
+_START_SHARD = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 172800) then return -3 end
+for i = 6, #ARGV do
+  redis.call('XADD', KEYS[3], '*', 'a', ARGV[1], 's', ARGV[i], 't', ARGV[2])
+end
+local n = #ARGV - 5
+if n < tonumber(ARGV[5]) then
+  redis.call('HSET', KEYS[2], ARGV[1], n .. ' ' .. ARGV[5] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[2])
+end
+return n
+"""
+
 # Take over a stalled fan-out: touch it only if it is exactly as read (nobody moved it
 # since), so of several workers finding it stale one takes it. ARGV: alert id, the value
 # read, now (ms). Returns 1 when taken.
@@ -104,16 +123,20 @@ return 1
 """
 
 
-async def remove_prefix(redis_url: str, prefix: str) -> None:
-    """Delete every key of one deployment prefix (a finished drill, a test, a benchmark run)."""
-    client = connect(redis_url, key_prefix=prefix)
-    root = key_root(prefix, redis_url)  # hash-tagged on a cluster, as the engine names them
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{root}:*", count=1000)]
-        for i in range(0, len(keys), 500):
-            await client.delete(*keys[i : i + 500])
-    finally:
-        await client.aclose()
+async def remove_prefix(redis_url: str, prefix: str, shards: int = 1) -> None:
+    """Delete every key of one deployment prefix (a finished drill, a test, a benchmark run),
+    its ``shards`` lane shards' included (on a cluster, their slots' masters are asked too)."""
+    # Hash-tagged on a cluster, as the engine names them; elsewhere the shards' roots start
+    # with the prefix and the first scan finds their keys.
+    roots = shard_roots(prefix, redis_url, shards) if is_cluster(redis_url) else [key_root(prefix, redis_url)]
+    for root in roots:
+        client = connect(redis_url, key_prefix=root)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{root}:*", count=1000)]
+            for i in range(0, len(keys), 500):
+                await client.delete(*keys[i : i + 500])
+        finally:
+            await client.aclose()
 
 
 def dedup_scope(issuer_id: str | None) -> str:
@@ -208,6 +231,16 @@ class Store:
         # died just after the commit (what tests of that take-over need).
         self._queueing: set[asyncio.Task[None]] = set()
         self.queue_rest = True
+        # Where delivery work lives (alertd/shards.py): the deployment's own slot alone
+        # unless the engine splits it (ALERTD_LANE_SHARDS).
+        self.shards: list[Shard] = [Shard(0, keys, redis, self.ledger)]
+
+    @property
+    def sharded(self) -> bool:
+        return len(self.shards) > 1
+
+    def shard_of(self, subscriber_id: str) -> Shard:
+        return self.shards[shard_index(subscriber_id, len(self.shards))]
 
     # --- deployment secret ---------------------------------------------------
     async def secret(self) -> bytes:
@@ -454,8 +487,14 @@ class Store:
                     # an accepted alert always has either all its entries or the marker
                     # saying which are still to come. Why: 2,000 XADDs in this transaction
                     # held Redis (and the worker's read) ~10 ms before the first delivery.
-                    pipe.eval(_FAN_OUT, 1, lane, alert.id, accepted_ms, *subs[:FIRST_ENTRIES])
-                    if len(subs) > FIRST_ENTRIES:
+                    if self.sharded:
+                        # The shards' slots are not this transaction's: each shard's part
+                        # is started right after it, under this marker (_start_shards).
+                        pipe.hset(self.keys.fanouts_sharding, alert.id,
+                                  _progress(0, len(subs), now_ms(), alert.priority.value, accepted_ms))  # fmt: skip
+                    else:
+                        pipe.eval(_FAN_OUT, 1, lane, alert.id, accepted_ms, *subs[:FIRST_ENTRIES])
+                    if len(subs) > FIRST_ENTRIES and not self.sharded:
                         pipe.hset(self.keys.fanouts_queueing, alert.id,
                                   _progress(FIRST_ENTRIES, len(subs), now_ms(), alert.priority.value, accepted_ms))  # fmt: skip
                     receivers = sum(1 for p in plan if p.adapter != "feed")
@@ -467,8 +506,10 @@ class Store:
                         until_s = alert.expires.timestamp() if alert.expires else accepted_ms / 1000 + 86400
                         pipe.expireat(fanout, int(until_s) + 86400)
                 await pipe.execute()
-                if len(subs) > FIRST_ENTRIES:
-                    self._queue_later(alert.id, lane, subs, FIRST_ENTRIES)
+                if subs and self.sharded:
+                    self._in_background(self._start_shards(alert.id, subs, alert.priority.value, accepted_ms))
+                elif len(subs) > FIRST_ENTRIES:
+                    self._in_background(self._queue_rest(self.shards[0], alert.id, lane, subs, FIRST_ENTRIES))
                 # At least once across a failover: the WAIT below (when replicas are asked
                 # for) covers this transaction — the alert, its first entries and the marker
                 # of the rest; the parts may reach a replica only after the 202. Each part
@@ -493,29 +534,70 @@ class Store:
         return answer, True
 
     # --- a fan-out's remaining lane entries ------------------------------------------
-    def _queue_later(self, alert_id: str, lane: str, subs: list[str], done: int) -> None:
+    def _in_background(self, queueing: Coroutine[Any, Any, None]) -> None:
         if not self.queue_rest:
+            queueing.close()
             return
-        task = asyncio.create_task(self._queue_rest(alert_id, lane, subs, done))
+        task = asyncio.create_task(queueing)
         self._queueing.add(task)
         task.add_done_callback(self._queueing.discard)
 
-    async def _queue_rest(self, alert_id: str, lane: str, subs: list[str], done: int) -> None:
+    async def _start_shards(self, alert_id: str, subs: list[str], lane: str, accepted_ms: int) -> None:
+        """Start every shard's part of a sharded fan-out (its first entries and the marker of
+        its rest, one script in the shard's slot), wait for the shards' replicas as the
+        commit waited for the alert's, then drop the alert's marker; the parts meanwhile.
+
+        The alert's marker (Keys.fanouts_sharding) is dropped only once every shard holds
+        its start on as many replicas as the commit did, so a failover of a shard's master
+        cannot lose a start nobody would make again; each start is made once (its flag), so
+        a worker finishing a dead committer's work (resume_fanouts) never doubles one."""
+        by_shard: dict[int, list[str]] = {}
+        for sub in subs:
+            by_shard.setdefault(self.shard_of(sub).index, []).append(sub)
+        shards = [(self.shards[i], part) for i, part in sorted(by_shard.items())]
+        started = await asyncio.gather(*(self._start_shard(shard, alert_id, part, lane, accepted_ms)
+                                         for shard, part in shards), return_exceptions=True)  # fmt: skip
+        failed = [f"shard {shard.index}: {type(e).__name__}: {e}"
+                  for (shard, _), e in zip(shards, started, strict=True) if isinstance(e, BaseException)]  # fmt: skip
+        # The rest of each shard that started, at once; one that did not start is left with
+        # the alert's marker to a worker (a shard's master away: the others go on meanwhile).
+        rest = asyncio.gather(*(self._queue_rest(shard, alert_id, shard.keys.lane(lane), part, done)
+                                for (shard, part), done in zip(shards, started, strict=True)
+                                if isinstance(done, int) and 0 <= done < len(part)))  # fmt: skip
+        try:
+            if failed:
+                log.warning("store.fanout_start_failed", alert_id=alert_id, error="; ".join(failed),
+                            action="a worker starts it once the shard's Redis answers")  # fmt: skip
+            else:
+                await asyncio.gather(*(self._replicated(alert_id, shard) for shard, _ in shards))
+                await self.redis.hdel(self.keys.fanouts_sharding, alert_id)
+        except Exception as exc:  # never lost: the marker stays, and a worker takes it over
+            log.warning("store.fanout_start_failed", alert_id=alert_id, error=f"{type(exc).__name__}: {exc}")
+        await rest
+
+    async def _start_shard(self, shard: Shard, alert_id: str, subs: list[str], lane: str, accepted_ms: int) -> int:
+        keys = shard.keys
+        return int(await shard.redis.eval(
+            _START_SHARD, 3, keys.fanout_started(alert_id), keys.fanouts_queueing, keys.lane(lane),
+            alert_id, accepted_ms, now_ms(), lane, len(subs), *subs[:FIRST_ENTRIES],
+        ))  # fmt: skip
+
+    async def _queue_rest(self, shard: Shard, alert_id: str, lane: str, subs: list[str], done: int) -> None:
         """Queue a fan-out's entries from ``done`` on, a part at a time, each part and the
         progress in one script. It stops when another writer has moved the progress (it
         took the fan-out over) or the fan-out is done, and after three refusals from Redis,
         which leaves the rest to resume_fanouts."""
         try:
-            await self._queue_parts(alert_id, lane, subs, done)
+            await self._queue_parts(shard, alert_id, lane, subs, done)
         except Exception as exc:  # never lost: the marker stays, and a worker takes it over
             log.warning("store.fanout_queue_failed", alert_id=alert_id, error=f"{type(exc).__name__}: {exc}")
 
-    async def _queue_parts(self, alert_id: str, lane: str, subs: list[str], done: int) -> None:
+    async def _queue_parts(self, shard: Shard, alert_id: str, lane: str, subs: list[str], done: int) -> None:
         while done < len(subs):
             part = subs[done : done + PART_ENTRIES]
             for attempt in range(3):
                 try:
-                    got = int(await self.redis.eval(_QUEUE_PART, 2, self.keys.fanouts_queueing, lane, alert_id,
+                    got = int(await shard.redis.eval(_QUEUE_PART, 2, shard.keys.fanouts_queueing, lane, alert_id,
                                                     done, now_ms(), *part))  # fmt: skip
                     break
                 except RedisError:
@@ -526,32 +608,65 @@ class Store:
                 return
             done = got
 
-    async def resume_fanouts(self, stale_ms: int = FANOUT_STALE_MS) -> int:
-        """Queue the rest of every fan-out whose queueing stopped (its process died after the
-        commit, or Redis refused the parts) and has not moved for ``stale_ms``; the workers
-        call it. Returns how many fan-outs it took over."""
-        raw = await self.redis.hgetall(self.keys.fanouts_queueing)
+    async def resume_fanouts(self, shard: Shard | None = None, stale_ms: int = FANOUT_STALE_MS) -> int:
+        """Queue the rest of every fan-out of this shard (the first by default) whose queueing
+        stopped (its process died after the commit, or Redis refused the parts) and has not
+        moved for ``stale_ms``; the workers call it, each for its shard. The first shard's
+        worker also starts the shards of sharded fan-outs whose committer never did.
+        Returns how many fan-outs it took over."""
+        shard = shard or self.shards[0]
         taken = 0
+        if shard.index == 0 and self.sharded:
+            taken += await self._resume_starts(stale_ms)
+        raw = await shard.redis.hgetall(shard.keys.fanouts_queueing)
         for field_, value in raw.items():
             alert_id, text = field_.decode(), value.decode()
-            try:
-                done_s, total_s, touched, lane, _ = text.split(" ")
-                done, total = int(done_s), int(total_s)
-                stale = now_ms() - int(touched) >= stale_ms
-            except ValueError:
-                await self.redis.hdel(self.keys.fanouts_queueing, alert_id)  # not alertd's: nothing to resume
+            taken_over = await self._take_over(shard, shard.keys.fanouts_queueing, alert_id, text, stale_ms)
+            if taken_over is None:
                 continue
-            if not stale or not await self.redis.eval(_TAKE_OVER, 1, self.keys.fanouts_queueing, alert_id, text,
-                                                      now_ms()):  # fmt: skip
-                continue
-            subs = [s for s, _ in await self.plan(alert_id)][:total]
+            done, total, lane = taken_over
+            subs = [s for s, _ in await self.plan(alert_id) if self.shard_of(s) is shard][:total]
             if len(subs) < total:  # the alert itself is gone (a retention sweep): nothing to deliver
-                await self.redis.hdel(self.keys.fanouts_queueing, alert_id)
+                await shard.redis.hdel(shard.keys.fanouts_queueing, alert_id)
                 continue
-            log.warning("store.fanout_resumed", alert_id=alert_id, queued=done, of=total)
-            await self._queue_rest(alert_id, self.keys.lane(lane), subs, done)
+            log.warning("store.fanout_resumed", alert_id=alert_id, queued=done, of=total, shard=shard.index)
+            await self._queue_rest(shard, alert_id, shard.keys.lane(lane), subs, done)
             taken += 1
         return taken
+
+    async def _resume_starts(self, stale_ms: int) -> int:
+        """Start the shards of every sharded fan-out whose committer did not (see _start_shards)."""
+        taken = 0
+        for field_, value in (await self.redis.hgetall(self.keys.fanouts_sharding)).items():
+            alert_id, text = field_.decode(), value.decode()
+            taken_over = await self._take_over(self.shards[0], self.keys.fanouts_sharding, alert_id, text, stale_ms)
+            if taken_over is None:
+                continue
+            _, total, lane = taken_over
+            subs = [s for s, _ in await self.plan(alert_id)][:total]
+            if len(subs) < total:  # the alert itself is gone (a retention sweep): nothing to deliver
+                await self.redis.hdel(self.keys.fanouts_sharding, alert_id)
+                continue
+            accepted_ms = int(text.split(" ")[4])
+            log.warning("store.fanout_start_resumed", alert_id=alert_id, of=total)
+            await self._start_shards(alert_id, subs, lane, accepted_ms)
+            taken += 1
+        return taken
+
+    async def _take_over(self, shard: Shard, marker: str, alert_id: str, text: str,
+                         stale_ms: int) -> tuple[int, int, str] | None:  # fmt: skip
+        """(queued, planned, lane) of a stalled fan-out's marker, once this process has taken
+        it over; None when it is not stalled or another process took it first."""
+        try:
+            done_s, total_s, touched, lane, _ = text.split(" ")
+            done, total = int(done_s), int(total_s)
+            stale = now_ms() - int(touched) >= stale_ms
+        except ValueError:
+            await shard.redis.hdel(marker, alert_id)  # not alertd's: nothing to resume
+            return None
+        if not stale or not await shard.redis.eval(_TAKE_OVER, 1, marker, alert_id, text, now_ms()):
+            return None
+        return done, total, lane
 
     async def settle_fanouts(self, timeout_s: float = 5.0) -> None:
         """Let this process's fan-outs finish queueing (a graceful stop); what is left after
@@ -578,8 +693,9 @@ class Store:
         elif connected >= self.wait_replicas and before is not None and before < self.wait_replicas:
             log.info("store.replicas_back", connected=connected, wanted=self.wait_replicas)
 
-    async def _replicated(self, alert_id: str) -> None:
-        """Wait until ``wait_replicas`` replicas hold everything written so far (WAIT).
+    async def _replicated(self, alert_id: str, shard: Shard | None = None) -> None:
+        """Wait until ``wait_replicas`` replicas hold everything written so far (WAIT), on
+        the deployment's master or, given a shard, on the master of that shard's slot.
 
         A replica that does not answer in ``wait_ms`` does not refuse the alert: it is
         committed on the master already, and a disaster desk must not be stopped by a dead
@@ -596,7 +712,10 @@ class Store:
         if wanted and self.replicas_connected is not None and self.replicas_connected < wanted:
             REPLICATION_SHORT.inc()
             wanted = self.replicas_connected
-        acked, fsynced = await wait_for_copies(self.redis, self.keys.wait_fence, wanted, self.wait_ms, aof)
+        if shard is None:
+            acked, fsynced = await wait_for_copies(self.redis, self.keys.wait_fence, wanted, self.wait_ms, aof)
+        else:
+            acked, fsynced = await wait_for_copies(shard.redis, shard.keys.lanes_fence, wanted, self.wait_ms, aof)
         if acked is not None and acked < wanted:
             REPLICATION_SHORT.inc()
             log.warning("store.replication_short", alert_id=alert_id, replicas=acked, wanted=self.wait_replicas,
@@ -889,7 +1008,16 @@ class Store:
 
     async def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
         plan = await self.plan(alert_id)
-        return self.ledger.rows(await self.redis.hgetall(self.ledger.key(alert_id)), plan)
+        return self.ledger.rows(await self.delivery_records(alert_id), plan)
+
+    async def delivery_records(self, alert_id: str) -> dict[bytes, bytes]:
+        """An alert's delivery records (the ledger's fields), from every shard."""
+        if not self.sharded:
+            return await self.redis.hgetall(self.ledger.key(alert_id))
+        records: dict[bytes, bytes] = {}
+        for part in await asyncio.gather(*(s.redis.hgetall(s.ledger.key(alert_id)) for s in self.shards)):
+            records.update(part)
+        return records
 
     async def end_deliveries(self, alert_id: str, reason: str) -> list[str]:
         """End every unfinished subscriber delivery of an alert as superseded, with the reason, in
@@ -897,27 +1025,44 @@ class Store:
 
         What a drill calls at its end: a retry still parked for a live gateway would otherwise
         announce, hours later, the lift of an order that gateway never heard."""
-        key = self.ledger.key(alert_id)
         subscribers = [s for s, adapter in await self.plan(alert_id) if adapter != "feed"]
-        async with self.redis.pipeline(transaction=True) as pipe:
+        ended: list[str] = []
+        for shard in self.shards:
+            ended += await self._end_in_shard(shard, alert_id, [s for s in subscribers if self.shard_of(s) is shard],
+                                              reason)  # fmt: skip
+        return sorted(ended)
+
+    async def _end_in_shard(self, shard: Shard, alert_id: str, subscribers: list[str], reason: str) -> list[str]:
+        if not subscribers:
+            return []
+        key = shard.ledger.key(alert_id)
+        # In the same transaction where the fan-out's count is on the same client (one server,
+        # or the first shard); another slot's (a cluster's other shards) right after.
+        fanout_here = shard.redis is self.redis
+        async with shard.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     await pipe.watch(key)
-                    mapping = self.ledger.end_mapping(await pipe.hgetall(key), subscribers, reason)
+                    mapping = shard.ledger.end_mapping(await pipe.hgetall(key), subscribers, reason)
                     ended = sorted({k.rpartition("|")[0] for k in mapping})
                     pipe.multi()
                     if mapping:
                         pipe.hset(key, mapping=mapping)
                         # These deliveries are over: the fan-out counts them down as the recorder would.
-                        pipe.eval(FANOUT_SCRIPT, 1, self.keys.fanout(alert_id), len(ended), 0, int(time.time() * 1000))
+                        if fanout_here:
+                            pipe.eval(FANOUT_SCRIPT, 1, self.keys.fanout(alert_id), len(ended), 0, now_ms())
                     await pipe.execute()
-                    return ended
+                    break
                 except WatchError:
                     continue
+        if ended and not fanout_here:
+            await self.redis.eval(FANOUT_SCRIPT, 1, self.keys.fanout(alert_id), len(ended), 0, now_ms())
+        return ended
 
     async def last_error(self, alert_id: str, subscriber_id: str) -> str | None:
+        shard = self.shard_of(subscriber_id)
         return self.ledger.error_of(
-            await self.redis.hget(self.ledger.key(alert_id), self.ledger.record_field(subscriber_id))
+            await shard.redis.hget(shard.ledger.key(alert_id), self.ledger.record_field(subscriber_id))
         )
 
     async def confirm(self, alert_id: str, subscriber_id: str, key: str, at: str) -> bool | None:
@@ -930,10 +1075,14 @@ class Store:
         if subscriber_id not in {s for s, _ in await self.plan(alert_id)}:
             return None
         # HSETNX: the first confirmation's time is the one that counts.
+        shard = self.shard_of(subscriber_id)
         return bool(
-            await self.redis.hsetnx(self.ledger.key(alert_id), self.ledger.confirmed_field(subscriber_id), at)
+            await shard.redis.hsetnx(shard.ledger.key(alert_id), self.ledger.confirmed_field(subscriber_id), at)
         )
 
     async def backlog(self) -> Backlog:
         """Unfinished deliveries per lane and state, how old, and which waits longest."""
-        return await read_backlog(self.redis, self.keys, self.ledger.retry_key)
+        if not self.sharded:
+            return await read_backlog(self.redis, self.keys, self.ledger.retry_key)
+        parts = await asyncio.gather(*(read_backlog(s.redis, s.keys, s.ledger.retry_key) for s in self.shards))
+        return Backlog.merged(parts)

@@ -43,6 +43,7 @@ from alertd.offload import run_blocking
 from alertd.readonly_lanes import ReadOnlyLanes
 from alertd.recorder import Recorder
 from alertd.redact import redact_url
+from alertd.shards import Shard
 from alertd.store import Store
 from alertd.supervise import Supervisor, TaskHealth
 
@@ -68,7 +69,30 @@ def first_receiver(jobs: list[Job]) -> None:
                 jobs.insert(0, jobs.pop(i))
             return
 
+
+class FlashGate:
+    """Flash deliveries in flight in this process, across its lane shards' workers: while
+    any are, no worker of the process reads new routine work."""
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def enter(self) -> None:
+        self.inflight += 1
+        self.idle.clear()
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self.idle.set()
+
+
 class Worker:
+    """The delivery work of one lane shard (alertd/shards.py); a process runs one per shard,
+    all of them by default the deployment's one."""
+
     def __init__(
         self,
         redis: aioredis.Redis,
@@ -79,10 +103,17 @@ class Worker:
         supervisor: Supervisor | None = None,
         *,
         topics: Topics | None = None,
+        shard: Shard | None = None,
+        gate: FlashGate | None = None,
     ) -> None:
-        self.redis = redis
+        self.shard = shard or store.shards[0]
+        # The shard's master: its lanes, retries and delivery records. Alerts and
+        # subscribers are read through the store (the deployment's own slot).
+        self.redis = redis if shard is None else shard.redis
         self.store = store
-        self.keys: Keys = store.keys
+        self.keys: Keys = self.shard.keys
+        # Task names, log lines: the first shard's are what they always were.
+        self.suffix = f":s{self.shard.index}" if self.shard.index else ""
         self.settings = settings
         self.adapters = adapters
         self.feed = feed
@@ -93,9 +124,11 @@ class Worker:
         # A fixed pool of delivery coroutines per lane, fed by a bounded queue:
         # cheaper than a task and a semaphore per delivery, and the queue bound
         # is the back-pressure on reading the stream.
+        # Shared by the shards: their subscribers are disjoint, so the process's total stays.
+        shares = len(store.shards)
         self._concurrency = {
-            Priority.FLASH: settings.flash_concurrency,
-            Priority.ROUTINE: settings.routine_concurrency,
+            Priority.FLASH: max(1, -(-settings.flash_concurrency // shares)),
+            Priority.ROUTINE: max(1, -(-settings.routine_concurrency // shares)),
         }
         self._queues: dict[Priority, asyncio.Queue[Job]] = {
             lane: asyncio.Queue(maxsize=n) for lane, n in self._concurrency.items()
@@ -108,12 +141,15 @@ class Worker:
         self._subs_version = -1
         self._alerts: OrderedDict[str, Alert] = OrderedDict()
         self._renders: OrderedDict[tuple[object, ...], Payload] = OrderedDict()
-        self.ledger = store.ledger
+        self.ledger = self.shard.ledger
         self._move_due = self.redis.register_script(MOVE_DUE_SCRIPT)
-        self.recorder = Recorder(redis, self.keys)
+        # The alerts and the fan-outs' counts are in the deployment's slot: read and written
+        # apart from the shard's records where that is another slot's client (a cluster).
+        self.apart = self.redis is not store.redis
+        self.recorder = Recorder(self.redis, self.keys, counts=store.redis if self.apart else None)
         # An entry whose outcome waits for Redis to write again (disk full) stays held until written.
         self.recorder.on_written = lambda ids: [self._held.pop(i, None) for i in ids]
-        self.readonly = ReadOnlyLanes(redis, self.keys, self.consumer)
+        self.readonly = ReadOnlyLanes(self.redis, self.keys, self.consumer)
         self.chain = DeliveryChain(
             alert_of=self._alert, subscribers=self._subs, breaker=self.breaker, recorder=self.recorder,
             ledger=self.ledger, feed=feed, send=self._send, lane_key=self.keys.lane,
@@ -121,9 +157,7 @@ class Worker:
         )  # fmt: skip
         # While flash deliveries are in flight, this process reads no new routine
         # work: the lanes share one event loop, and the flash lane gets all of it.
-        self._flash_inflight = 0
-        self._flash_idle = asyncio.Event()
-        self._flash_idle.set()
+        self._flash = gate or FlashGate()
         self._stopping = False
         self._owns_supervisor = supervisor is None
         self.supervisor = supervisor or Supervisor("worker")
@@ -144,23 +178,23 @@ class Worker:
             for i in range(self._concurrency[lane]):
                 # Each delivery coroutine catches every error of its own job; the
                 # supervisor only restarts one that ends anyway.
-                sup.spawn(f"deliver:{lane.value}:{i}", partial(self._runner, lane),
-                          group=f"deliver:{lane.value}", critical=False)  # fmt: skip
+                sup.spawn(f"deliver:{lane.value}{self.suffix}:{i}", partial(self._runner, lane),
+                          group=f"deliver:{lane.value}{self.suffix}", critical=False)  # fmt: skip
         block_s = self.settings.lane_block_ms / 1000
         for lane in LANES:
             # A reader that has not come back from a read in several block times
             # (plus the Redis timeout) is stalled, and /healthz says so.
             self._readers[lane] = sup.every(
-                f"read:{lane.value}", partial(self._read_lane, lane), 0,
+                f"read:{lane.value}{self.suffix}", partial(self._read_lane, lane), 0,
                 stale_after_s=3 * block_s + self.settings.redis_socket_timeout_s,
                 backoff_base_s=0.05, backoff_max_s=2.0,
             )  # fmt: skip
-            sup.every(f"reclaim:{lane.value}", partial(self._reclaim, lane),
+            sup.every(f"reclaim:{lane.value}{self.suffix}", partial(self._reclaim, lane),
                       max(0.2, self.settings.claim_idle_s / 4))  # fmt: skip
-        sup.every("retries", self._move_retries, 0.1)
+        sup.every(f"retries{self.suffix}", self._move_retries, 0.1)
         # Fan-outs whose committing process stopped queueing their lane entries (store.py).
-        sup.every("fanouts", self._resume_fanouts, 0.5)
-        log.info("worker.started", consumer=self.consumer)
+        sup.every(f"fanouts{self.suffix}", self._resume_fanouts, 0.5)
+        log.info("worker.started", consumer=self.consumer, shard=self.shard.index, lanes=f"{self.keys.lanes_root}:…")
 
     async def stop(self) -> None:
         await self.drain()
@@ -196,11 +230,11 @@ class Worker:
             await asyncio.sleep(0.1)
             return
         reader = self._readers[lane]
-        if lane is Priority.ROUTINE and not self._flash_idle.is_set():
+        if lane is Priority.ROUTINE and not self._flash.idle.is_set():
             # While flash deliveries are in flight the routine lane waits, with a
             # bounded wait so its heartbeat stays truthful.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flash_idle.wait(), 1.0)
+                await asyncio.wait_for(self._flash.idle.wait(), 1.0)
             return
         stream = self.keys.lane(lane)
         try:
@@ -287,7 +321,7 @@ class Worker:
 
     async def _resume_fanouts(self) -> None:
         if not self._stopping:
-            await self.store.resume_fanouts()
+            await self.store.resume_fanouts(self.shard)
 
     async def _move_retries(self) -> None:
         await self._move_due(keys=[self.ledger.retry_key], args=[int(time.time() * 1000), self.ledger.lane_prefix])
@@ -336,20 +370,20 @@ class Worker:
         # cached, and each delivery's state and attempt count so far. Nothing is
         # marked held until it succeeds, so a failed prefetch leaves the entries
         # to be read again, not stranded.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            # The subscribers' version rides along: a separate GET was a round trip of its
-            # own before every batch, ahead of the first delivery of a fan-out.
-            pipe.get(self.keys.subscribers_version)
-            for alert_id in alert_ids:
-                pipe.hget(self.keys.alert(alert_id), "state")
-            for alert_id in missing:
-                pipe.hget(self.keys.alert(alert_id), "doc")
-            # One HMGET per alert, not per job: a fan-out batch is mostly one alert.
-            fields_by_alert = {a: self.ledger.prefetch_fields(j.sub_id for j in jobs if j.alert_id == a)
-                               for a in alert_ids}  # fmt: skip
-            for alert_id in alert_ids:
-                pipe.hmget(self.ledger.key(alert_id), fields_by_alert[alert_id])
-            version, *results = await pipe.execute()
+        # One HMGET per alert, not per job: a fan-out batch is mostly one alert.
+        fields_by_alert = {a: self.ledger.prefetch_fields(j.sub_id for j in jobs if j.alert_id == a)
+                           for a in alert_ids}  # fmt: skip
+        if self.apart:
+            # The alerts and the shard's records are in two slots (on a cluster, two masters).
+            (version, *results), records = await asyncio.gather(
+                self._read_alerts(alert_ids, missing), self._read_records(alert_ids, fields_by_alert)
+            )
+            results += records
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                self._queue_alert_reads(pipe, alert_ids, missing)
+                self._queue_record_reads(pipe, alert_ids, fields_by_alert)
+                version, *results = await pipe.execute()
         await self._refresh_subscribers(int(version or 0))
         n, m = len(alert_ids), len(missing)
         states = {a: (v.decode() if v else None) for a, v in zip(alert_ids, results[:n], strict=True)}
@@ -370,8 +404,7 @@ class Worker:
                 continue
             self._held[job.entry_id] = lane
             if lane is Priority.FLASH:
-                self._flash_inflight += 1
-                self._flash_idle.clear()
+                self._flash.enter()
             await self._queues[lane].put(job)
             if reader is not None:
                 reader.beat()  # waiting for a free delivery slot is progress, not a stall
@@ -380,6 +413,29 @@ class Worker:
                 # at once, and the request that committed the alert gets its 202 written
                 # without waiting behind a whole batch's renders and request writes.
                 await asyncio.sleep(0)
+
+    def _queue_alert_reads(self, pipe: Any, alert_ids: list[str], missing: list[str]) -> None:
+        # The subscribers' version rides along: a separate GET was a round trip of its
+        # own before every batch, ahead of the first delivery of a fan-out.
+        pipe.get(self.keys.subscribers_version)
+        for alert_id in alert_ids:
+            pipe.hget(self.keys.alert(alert_id), "state")
+        for alert_id in missing:
+            pipe.hget(self.keys.alert(alert_id), "doc")
+
+    def _queue_record_reads(self, pipe: Any, alert_ids: list[str], fields_by_alert: dict[str, list[str]]) -> None:
+        for alert_id in alert_ids:
+            pipe.hmget(self.ledger.key(alert_id), fields_by_alert[alert_id])
+
+    async def _read_alerts(self, alert_ids: list[str], missing: list[str]) -> list[Any]:
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            self._queue_alert_reads(pipe, alert_ids, missing)
+            return list(await pipe.execute())
+
+    async def _read_records(self, alert_ids: list[str], fields_by_alert: dict[str, list[str]]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._queue_record_reads(pipe, alert_ids, fields_by_alert)
+            return list(await pipe.execute())
 
     async def _runner(self, lane: Priority) -> None:
         queue = self._queues[lane]
@@ -392,9 +448,7 @@ class Worker:
                     self._held.pop(job.entry_id, None)
                 queue.task_done()
                 if lane is Priority.FLASH:
-                    self._flash_inflight -= 1
-                    if self._flash_inflight == 0:
-                        self._flash_idle.set()
+                    self._flash.leave()
 
     async def _refresh_subscribers(self, version: int | None = None) -> None:
         if version is None:

@@ -149,6 +149,11 @@ class Options:
     scaleout_workers: tuple[int, ...] = (1, 2, 4)
     scaleout_placements: tuple[str, ...] = ("pinned", "shared")
 
+    @property
+    def lane_shards(self) -> int:
+        """ALERTD_LANE_SHARDS as given to the engines (--engine-env): their keys' roots."""
+        return int(self.engine_env.get("ALERTD_LANE_SHARDS", "1"))
+
     def concurrency(self, lane: str) -> int:
         """The engine's lane budget as this run configures it: the raw ceiling uses the same."""
         from alertd.config import Settings
@@ -384,7 +389,7 @@ class Bench:
     async def stop_engine(self, engine: EngineProc) -> None:
         """SIGTERM (serve stops its delivery processes), then its keys go."""
         await asyncio.to_thread(self.stop_proc, engine.proc)
-        await remove_prefix(self.o.redis_url, engine.prefix)
+        await remove_prefix(self.o.redis_url, engine.prefix, self.o.lane_shards)
 
     def stop_proc(self, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:
@@ -410,7 +415,7 @@ class Bench:
 
     async def wipe(self) -> None:
         for prefix in self.prefixes:
-            await remove_prefix(self.o.redis_url, prefix)
+            await remove_prefix(self.o.redis_url, prefix, self.o.lane_shards)
         # The retained states the run's main engine left under its own topics.
         await clear_retained(Broker.parse(self.o.mqtt_url), {self.prefix})
 

@@ -44,7 +44,8 @@ from alertd.broker import Broker
 from alertd.constants import Keys
 from alertd.feed import clear_retained
 from alertd.models import Priority
-from alertd.redis_client import connect, key_root
+from alertd.redis_client import connect, is_cluster, key_root
+from alertd.shards import shard_roots
 from simulations.bench_common import (
     OUT_DIR,
     BenchRun,
@@ -112,23 +113,35 @@ async def fanout(bench: BenchRun, url: str, label: str, n: int) -> FanoutRun:
     )
 
 
-async def redis_work(redis_url: str, prefix: str) -> tuple[float, int]:
-    """(CPU seconds, commands processed) of the Redis alertd writes to (on a cluster, the
-    master of its slot) so far: their difference over a run is what each delivery costs
-    Redis, the figure that says how far one Redis carries alertd."""
-    client = connect(redis_url, key_prefix=prefix)
-    try:
-        cpu = await client.info("cpu")
-        stats = await client.info("stats")
-    finally:
-        await client.aclose()
-    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]), int(stats["total_commands_processed"])
+async def redis_work(redis_url: str, prefix: str, shards: int = 1) -> dict[str, tuple[float, int]]:
+    """(CPU seconds, commands processed) so far of each Redis alertd writes to, by its run id:
+    the one server, or on a cluster the master of its slot and of each lane shard's slot
+    (alertd/shards.py). Their differences over a run are what each delivery costs Redis,
+    the figure that says how far one Redis carries alertd."""
+    work: dict[str, tuple[float, int]] = {}
+    for root in shard_roots(prefix, redis_url, shards) if is_cluster(redis_url) else [prefix]:
+        client = connect(redis_url, key_prefix=root)
+        try:
+            server = await client.info("server")
+            cpu = await client.info("cpu")
+            stats = await client.info("stats")
+        finally:
+            await client.aclose()
+        work[str(server["run_id"])] = (
+            float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]), int(stats["total_commands_processed"])
+        )
+    return work
+
+
+def _spent(before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]]) -> dict[str, tuple[float, int]]:
+    return {k: (after[k][0] - before[k][0], after[k][1] - before[k][1]) for k in after if k in before}
 
 
 async def point(bench: BenchRun, seed: Any, workers: int, cpus: set[int] | None) -> dict[str, Any]:
     """One point of the curve: an engine with ``workers`` delivery processes, its fan-outs, then it stops."""
     o = bench.o
     n = o.scaleout_deliveries
+    shards = o.lane_shards
     prefix = f"{bench.prefix}-scale{workers}"
     bench.say(f"scale-out: starting alertd serve --workers {workers}")
     engine = await bench.start_engine(
@@ -147,14 +160,17 @@ async def point(bench: BenchRun, seed: Any, workers: int, cpus: set[int] | None)
             await wait_idle(engine.proc.pid, 15)
             bench.say(f"scale-out: {workers} process(es) run {i + 1}/{o.scaleout_runs}, {n} deliveries")
             cpu0 = cpu_seconds(engine.proc.pid)
-            redis0 = await redis_work(o.redis_url, prefix)
+            redis0 = await redis_work(o.redis_url, prefix, shards)
             run = await fanout(bench, engine.url, f"scale{workers}-{i}", n)
             # The recording of the last deliveries ends a moment after their receipt.
             await asyncio.sleep(0.3)
             run.extra["engine_cpu_s"] = cpu_seconds(engine.proc.pid) - cpu0
-            redis1 = await redis_work(o.redis_url, prefix)
-            run.extra["redis_cpu_s"] = redis1[0] - redis0[0]
-            run.extra["redis_commands"] = redis1[1] - redis0[1]
+            spent = _spent(redis0, await redis_work(o.redis_url, prefix, shards))
+            run.extra["redis_cpu_s"] = sum(cpu for cpu, _ in spent.values())
+            run.extra["redis_commands"] = sum(n for _, n in spent.values())
+            # The busiest master's share: with lane shards on a cluster, what one master carries.
+            run.extra["redis_cpu_s_busiest"] = max((cpu for cpu, _ in spent.values()), default=0.0)
+            run.extra["redis_masters"] = len(spent)
             runs.append(run)
     finally:
         await bench.stop_engine(engine)
@@ -165,6 +181,7 @@ async def point(bench: BenchRun, seed: Any, workers: int, cpus: set[int] | None)
     # closest to what alertd alone costs it.
     redis_cpu = min((r.extra["redis_cpu_s"] / n * 1e6 for r in runs), default=None)
     redis_cmds = min((r.extra["redis_commands"] / n for r in runs), default=None)
+    busiest = min((r.extra["redis_cpu_s_busiest"] / n * 1e6 for r in runs), default=None)
     s.update({
         "workers": workers, "deliveries": n,
         "first_to_last_per_s_p50": p([n / x for x in spans if x > 0], 50),
@@ -174,6 +191,8 @@ async def point(bench: BenchRun, seed: Any, workers: int, cpus: set[int] | None)
         "engine_cpu_us_per_delivery_p50": p(cpu, 50),
         "redis_cpu_us_per_delivery_min": round(redis_cpu, 1) if redis_cpu is not None else None,
         "redis_commands_per_delivery_min": round(redis_cmds, 2) if redis_cmds is not None else None,
+        "redis_busiest_master_cpu_us_per_delivery_min": round(busiest, 1) if busiest is not None else None,
+        "redis_masters": max((r.extra["redis_masters"] for r in runs), default=1), "lane_shards": shards,
     })  # fmt: skip
     return s
 
@@ -260,4 +279,8 @@ def scaleout_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
                            "delivery (µs, least of the runs)", pt.get("redis_cpu_us_per_delivery_min")))  # fmt: skip
             out.append(row(f"scale-out ({x['label']}): {w} process{'es' if w > 1 else ''}, Redis commands per "
                            "delivery", pt.get("redis_commands_per_delivery_min")))  # fmt: skip
+            if pt.get("redis_masters", 1) > 1:
+                out.append(row(f"scale-out ({x['label']}): {w} process{'es' if w > 1 else ''}, busiest of "
+                               f"{pt['redis_masters']} Redis masters, CPU per delivery (µs, least of the runs)",
+                               pt.get("redis_busiest_master_cpu_us_per_delivery_min")))  # fmt: skip
     return out

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from alertd.report import percentile, table
+from alertd.shards import shard_roots
 from simulations.chaos_harness import (
     PREFECTURES,
     Alertd,
@@ -599,6 +600,8 @@ class Failover:
 @dataclass
 class ClusterFailover(Failover):
     node_timeout_ms: int = 1000  # cluster-node-timeout: how long a silent master has before its replica takes over
+    lane_shards: int = 1  # ALERTD_LANE_SHARDS (alertd/shards.py)
+    kill_shard: int = 0  # whose slot's master is killed: 0 is alertd's own (alerts, log, first shard)
 
 
 class Replicated(Protocol):
@@ -648,14 +651,16 @@ class SentinelTarget:
 
 class ClusterTarget:
     """A Redis Cluster of 3 masters and 3 replicas (faults.ClusterGroup); the master killed is
-    the one serving the slot of alertd's hash tag, where all of alertd's keys live."""
+    the one serving the slot of alertd's hash tag, where all of alertd's keys live, or with
+    lane shards the slot of shard ``kill_shard`` (alertd/shards.py)."""
 
     promotion = "the cluster promoted the slot's replica"
 
-    def __init__(self, node_timeout_ms: int) -> None:
+    def __init__(self, node_timeout_ms: int, lane_shards: int = 1, kill_shard: int = 0) -> None:
         self.group = ClusterGroup(node_timeout_ms=node_timeout_ms)
         self.slot = -1
         self.replica: ClusterNode | None = None
+        self.lane_shards, self.kill_shard = lane_shards, kill_shard
 
     @property
     def url(self) -> str:
@@ -668,9 +673,11 @@ class ClusterTarget:
         """Formed already by start(): every node ok, every replica linked."""
 
     def kill_master(self, prefix: str) -> dict[str, Any]:
-        self.slot = self.group.slot_of(prefix)
+        root = shard_roots(prefix, self.url, self.lane_shards)[self.kill_shard]
+        self.slot = self.group.slot_of(root)
         master, self.replica = self.group.kill_master_of(self.slot)
-        return {"slot": self.slot, "killed_master_port": master.port, "replica_port": self.replica.port}
+        return {"slot": self.slot, "keys": f"{root}:…", "killed_master_port": master.port,
+                "replica_port": self.replica.port}  # fmt: skip
 
     def promoted(self) -> bool:
         assert self.replica is not None
@@ -765,7 +772,8 @@ async def failover(shared: Shared, p: Failover, workdir: Path, target: Replicate
     t_start = time.monotonic()
     await asyncio.to_thread(target.start)
     sink = await Sink(delay=p.delay).start()
-    alertd = Alertd(target.url, shared.mqtt_url, workdir, ALERTD_ROUTINE_CONCURRENCY=str(p.concurrency))
+    alertd = Alertd(target.url, shared.mqtt_url, workdir, ALERTD_ROUTINE_CONCURRENCY=str(p.concurrency),
+                    ALERTD_LANE_SHARDS=str(getattr(p, "lane_shards", 1)))  # fmt: skip
     try:
         alertd.seed(webhooks(sink, p.subscribers))
         for i in range(p.workers):
@@ -835,6 +843,17 @@ async def cluster_failover(shared: Shared, p: ClusterFailover, workdir: Path) ->
     row = Row("cluster-failover", f"redis cluster (3 masters + 3 replicas, node timeout {p.node_timeout_ms} ms): "
                                   "the master of alertd's slot kill -9 mid fan-out; its replica promoted")  # fmt: skip
     return await failover(shared, p, workdir, ClusterTarget(p.node_timeout_ms), row)
+
+
+async def cluster_shard_failover(shared: Shared, p: ClusterFailover, workdir: Path) -> Row:
+    """The same cluster with the delivery work in three lane shards, one per master
+    (ALERTD_LANE_SHARDS=3); the master killed holds a shard's lanes, retries and delivery
+    records, not the alerts: alertd goes on accepting, and that shard's deliveries resume
+    on the promoted replica with none lost."""
+    row = Row("cluster-shard-failover", f"redis cluster, ALERTD_LANE_SHARDS={p.lane_shards} (one per master): "
+                                        f"the master of lane shard {p.kill_shard}'s slot kill -9 mid fan-out")  # fmt: skip
+    target = ClusterTarget(p.node_timeout_ms, p.lane_shards, p.kill_shard)
+    return await failover(shared, p, workdir, target, row)
 
 
 # --- 6. degraded operation: one way out gone, the others keep going -----------------------------
@@ -907,7 +926,7 @@ async def degraded(shared: Shared, p: Degraded, workdir: Path) -> Row:
 SCENARIOS: dict[str, Callable[..., Awaitable[Row]]] = {
     "redis-kill": redis_kill, "redis-full": redis_full, "broker-kill": broker_kill, "bad-endpoints": bad_endpoints,
     "engine-kills": engine_kills, "sentinel-failover": sentinel_failover, "cluster-failover": cluster_failover,
-    "degraded": degraded,
+    "cluster-shard-failover": cluster_shard_failover, "degraded": degraded,
 }
 SHORT: dict[str, Any] = {
     "redis-kill": RedisKill(subscribers=200, orders_before=2, orders_after=1, delay=0.05, concurrency=20,
@@ -924,11 +943,15 @@ SHORT: dict[str, Any] = {
                                   measure_wait=False, deadline_s=40),
     "cluster-failover": ClusterFailover(subscribers=100, orders_before=3, orders_during=1, delay=0.05,
                                         concurrency=10, measure_wait=False, deadline_s=40),
+    "cluster-shard-failover": ClusterFailover(subscribers=150, orders_before=3, orders_during=1, delay=0.05,
+                                              concurrency=10, measure_wait=False, deadline_s=40, lane_shards=3,
+                                              kill_shard=1),
     "degraded": Degraded(webhooks=100, gateways=10),
 }  # fmt: skip
 FULL: dict[str, Any] = {"redis-kill": RedisKill(), "redis-full": RedisFull(), "broker-kill": BrokerKill(), "bad-endpoints": BadEndpoints(),
                         "engine-kills": EngineKills(),
                         "sentinel-failover": Failover(), "cluster-failover": ClusterFailover(workers=1),
+                        "cluster-shard-failover": ClusterFailover(workers=1, lane_shards=3, kill_shard=1),
                         "degraded": Degraded()}
 
 

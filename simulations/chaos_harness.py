@@ -96,8 +96,9 @@ class Alertd:
         port, with ALERTD_REDIS_WAIT_REPLICAS set."""
         other = Alertd(self.redis_url, self.mqtt_url, self.workdir, ALERTD_REDIS_WAIT_REPLICAS=wait_replicas)
         other.prefix, other.topics, other.token = self.prefix, self.topics, self.token
-        for name in ("ALERTD_KEY_PREFIX", "ALERTD_TOPIC_PREFIX", "ALERTD_CONFIG"):
-            other.env[name] = self.env[name]
+        for name in ("ALERTD_KEY_PREFIX", "ALERTD_TOPIC_PREFIX", "ALERTD_CONFIG", "ALERTD_LANE_SHARDS"):
+            if name in self.env:
+                other.env[name] = self.env[name]
         return other
 
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
@@ -178,7 +179,7 @@ class Alertd:
     async def stop(self) -> None:
         await self.stop_processes()
         with contextlib.suppress(Exception):
-            await remove_prefix(self.redis_url, self.prefix)
+            await remove_prefix(self.redis_url, self.prefix, int(self.env.get("ALERTD_LANE_SHARDS") or 1))
         with contextlib.suppress(Exception):
             await clear_retained(Broker.parse(self.mqtt_url), {self.prefix})
 

@@ -72,8 +72,13 @@ def _services() -> Iterator[None]:
         asyncio.run(clear_retained(Broker.parse(MQTT_URL), TOPIC_ROOTS))
 
 
+# ALERTD_TEST_LANE_SHARDS=3 runs the whole suite with the delivery work split over three
+# lane shards (alertd/shards.py), as on a cluster; 1 (alertd's default) unless set.
+LANE_SHARDS = int(os.environ.get("ALERTD_TEST_LANE_SHARDS") or 1)
+
+
 async def wipe(prefix: str) -> None:
-    await remove_prefix(REDIS_URL, prefix)
+    await remove_prefix(REDIS_URL, prefix, LANE_SHARDS)
 
 
 # The JMA ingest tests keep to database 15 of a single server, apart from the engines'
@@ -113,6 +118,7 @@ def make_settings(**overrides: Any) -> Settings:
         retry_base_s=0.1,
         retry_max_s=1.0,
         breaker_cooldown_s=2.0,
+        lane_shards=LANE_SHARDS,
     )
     for k, v in overrides.items():
         setattr(s, k, v)

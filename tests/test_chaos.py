@@ -106,3 +106,22 @@ async def test_the_master_of_alertds_cluster_slot_killed_mid_fanout_its_replica_
     # alertd followed the new master by itself: healthy again, no process restarted.
     assert row.checks["/healthz 200 again without a restart"]
     assert row.checks["no alertd process exited or was restarted"]
+
+
+async def test_the_master_of_a_lane_shard_killed_mid_fanout_the_desk_goes_on_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    # Three lane shards, one per master; the master killed holds shard 1's lanes and records,
+    # not the alerts (alertd/shards.py).
+    row = await chaos.cluster_shard_failover(SHARED, chaos.SHORT["cluster-shard-failover"], tmp_path)
+    assert_survived(row)  # every 202'd alert still there, every delivery arrived and recorded, none twice
+    assert row.checks["the cluster promoted the slot's replica"]
+    assert row.notes["delivered_before_kill"] < row.offered, "the fan-out ended before the kill"
+    assert row.notes["http_500s"] == 0
+    assert row.checks["every 503 had Retry-After"]
+    # The alerts' own master lived: an order sent after the kill was accepted before the
+    # shard's replica had even been promoted.
+    assert row.latency["kill_to_first_202_ms"] is not None and row.latency["kill_to_promoted_ms"] is not None
+    assert row.latency["kill_to_first_202_ms"] < row.latency["kill_to_promoted_ms"], row.latency
+    assert row.checks["/healthz 200 again without a restart"]
+    assert row.checks["no alertd process exited or was restarted"]

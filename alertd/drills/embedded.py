@@ -78,6 +78,6 @@ async def run_embedded(
         await runner.cleanup()
         await engine.stop()
         if shared_redis:
-            await remove_prefix(settings.redis_url or "", settings.key_prefix)  # no keys left behind
+            await remove_prefix(settings.redis_url or "", settings.key_prefix, settings.lane_shards)  # no keys left behind
         os.environ.pop("ALERTD_JMA_SPOOL", None)
         shutil.rmtree(spool, ignore_errors=True)
