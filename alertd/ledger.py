@@ -71,6 +71,25 @@ end
 return {first, false}
 """
 
+# A delivery's outcome that is not final (a retry to come), written only where its
+# record is not final already: the desk may have ended it (superseded, end_deliveries)
+# while this attempt was in flight, and a retry written over that revived it, to be
+# tried again for ever. KEYS[1]: the alert's records. ARGV: triples of subscriber, state,
+# packed rest ("" where the outcome has none). Returns how many were written.
+GUARDED_RECORD_SCRIPT = """
+local final = {delivered=true, confirmed=true, failed=true, expired=true, superseded=true}
+local n = 0
+for i = 1, #ARGV, 3 do
+  local now = redis.call('HGET', KEYS[1], ARGV[i] .. '|state')
+  if not (now and final[now]) then
+    if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[1], ARGV[i] .. '|state', ARGV[i + 1]) end
+    if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[1], ARGV[i] .. '|r', ARGV[i + 2]) end
+    n = n + 1
+  end
+end
+return n
+"""
+
 # HSETNX for a whole batch in one command: "sent" never overwrites a later state.
 MARK_SENT_SCRIPT = """
 for i, key in ipairs(KEYS) do
@@ -156,11 +175,24 @@ class DeliveryLedger:
         if rest:
             mapping[f"{subscriber_id}|r"] = msgpack.packb({**prev, **rest})
 
-    def queue_records(self, pipe: Any, by_alert: dict[str, dict[str, Any]], retries: dict[str, int]) -> None:
+    def queue_records(
+        self, pipe: Any, by_alert: dict[str, dict[str, Any]], retries: dict[str, int],
+        not_final: dict[str, list[Any]] | None = None,
+    ) -> None:
+        """Final outcomes as they are (HSET); ``not_final`` ones (per alert, the triples of
+        ``guarded_triple``) only where the record is not final already."""
         for alert_id, mapping in by_alert.items():
             pipe.hset(self.key(alert_id), mapping=mapping)
+        for alert_id, triples in (not_final or {}).items():
+            pipe.eval(GUARDED_RECORD_SCRIPT, 1, self.key(alert_id), *triples)
         if retries:
             pipe.zadd(self.retry_key, retries)
+
+    @staticmethod
+    def guarded_triple(subscriber_id: str, fields: dict[str, Any], prev: dict[str, Any]) -> list[Any]:
+        """A not-final outcome as GUARDED_RECORD_SCRIPT takes it: subscriber, state, packed rest."""
+        rest = {k: v for k, v in fields.items() if k != "state"}
+        return [subscriber_id, fields.get("state", ""), msgpack.packb({**prev, **rest}) if rest else ""]
 
     def end_mapping(self, raw: dict[bytes, bytes], subscribers: Iterable[str], reason: str) -> dict[str, Any]:
         """The HSET that ends every delivery of ``subscribers`` not yet in a final state as

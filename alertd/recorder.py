@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from alertd import logs, metrics, redis_full
 from alertd.constants import Keys
 from alertd.ledger import FANOUT_SCRIPT, DeliveryLedger
+from alertd.models import DeliveryState
 
 log = logs.get("alertd.recorder")
 
@@ -53,6 +54,9 @@ class Outcome:
     # Counted down in the alert's fan-out record in the same transaction.
     fanout: tuple[str, int, bool] | None = None
 
+
+# Outcomes after which the delivery goes on (a retry): see Recorder._write.
+_NOT_FINAL = frozenset({DeliveryState.QUEUED.value, DeliveryState.SENT.value})
 
 # An attempt still without an outcome after this long is written down as "sent".
 SENT_MARK_AFTER_S = 0.2
@@ -211,9 +215,16 @@ class Recorder:
         # Per alert: (lane, accepted_ms, deliveries ended, of which delivered). One script
         # call per alert and batch, not per delivery: a fan-out's batch is mostly one alert.
         ends: dict[str, list[Any]] = {}
+        # Outcomes that are not final (a retry to come) must not overwrite a record the desk
+        # ended meanwhile (ledger.GUARDED_RECORD_SCRIPT); final ones are written as they are.
+        not_final: dict[str, list[Any]] = {}
         record_mapping = self.ledger.record_mapping
         for outcome in outcomes:
-            if outcome.fields:
+            if outcome.fields and outcome.fields.get("state") in _NOT_FINAL:
+                not_final.setdefault(outcome.alert_id, []).extend(
+                    self.ledger.guarded_triple(outcome.subscriber_id, outcome.fields, outcome.prev)
+                )
+            elif outcome.fields:
                 mapping = by_alert.setdefault(outcome.alert_id, {})
                 record_mapping(mapping, outcome.subscriber_id, outcome.fields, outcome.prev)
             acks.setdefault(outcome.stream, []).append(outcome.entry_id)
@@ -227,7 +238,7 @@ class Recorder:
         now_ms = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=True) as pipe:
             self.ledger.queue_mark_sent(pipe, sent)
-            self.ledger.queue_records(pipe, by_alert, retries)
+            self.ledger.queue_records(pipe, by_alert, retries, not_final)
             for stream, ids in acks.items():
                 pipe.xack(stream, self.keys.group, *ids)
                 pipe.xdel(stream, *ids)
