@@ -709,25 +709,32 @@ class Store:
         alertd_redis_replicas_connected says how many there are."""
         aof = self.waitaof
         wanted = self.wait_replicas
+        # The counters count accepted alerts (the commit's wait); a shard's start waited for
+        # after it is logged alone, with its shard.
+        count = shard is None
+        where = {} if shard is None else {"shard": shard.index}
         if wanted and self.replicas_connected is not None and self.replicas_connected < wanted:
-            REPLICATION_SHORT.inc()
+            if count:
+                REPLICATION_SHORT.inc()
             wanted = self.replicas_connected
         if shard is None:
             acked, fsynced = await wait_for_copies(self.redis, self.keys.wait_fence, wanted, self.wait_ms, aof)
         else:
             acked, fsynced = await wait_for_copies(shard.redis, shard.keys.lanes_fence, wanted, self.wait_ms, aof)
         if acked is not None and acked < wanted:
-            REPLICATION_SHORT.inc()
+            if count:
+                REPLICATION_SHORT.inc()
             log.warning("store.replication_short", alert_id=alert_id, replicas=acked, wanted=self.wait_replicas,
-                        wait_ms=self.wait_ms)  # fmt: skip
+                        wait_ms=self.wait_ms, **where)  # fmt: skip
         if aof is not None and fsynced is not None:
             # Like WAIT: a short answer does not refuse the alert (it is committed), it is
             # logged and counted — an operating-system crash in that window could lose it.
             local, replicas = fsynced
             if local < aof.numlocal or replicas < aof.numreplicas:
-                FSYNC_SHORT.inc()
+                if count:
+                    FSYNC_SHORT.inc()
                 log.warning("store.fsync_short", alert_id=alert_id, local=local, replicas=replicas,
-                            wanted=f"{aof.numlocal},{aof.numreplicas}", timeout_ms=aof.timeout_ms)  # fmt: skip
+                            wanted=f"{aof.numlocal},{aof.numreplicas}", timeout_ms=aof.timeout_ms, **where)  # fmt: skip
 
     async def earlier_message(
         self, scope: str, sender: str, identifier: str

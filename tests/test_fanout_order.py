@@ -5,11 +5,13 @@ broadcasters and portals relay. Registered order must not put a town behind ever
 from __future__ import annotations
 
 from alertd.redis_client import connect
-from tests.conftest import REDIS_URL, start_engine, stop_engine
+from tests.conftest import REDIS_URL, make_settings, start_engine, stop_engine
 
 
 async def test_a_missile_alert_queues_cell_broadcast_and_radio_before_portals_and_broadcasters() -> None:
-    running = await start_engine(workers=False)  # nothing reads the lane: its order stays to be seen
+    # Nothing reads the lane: its order stays to be seen. One lane shard: with several, the
+    # order holds within each (tests/test_lane_shards.py).
+    running = await start_engine(make_settings(lane_shards=1), workers=False)
     r = connect(REDIS_URL, key_prefix=running.engine.settings.key_prefix)
     try:
         cabinet = await running.add_issuer("cabinet", [], national=True)

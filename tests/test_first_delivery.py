@@ -69,8 +69,9 @@ async def test_a_fan_out_larger_than_the_first_entries_arrives_whole_and_once(si
 
 async def test_a_worker_takes_over_the_rest_when_the_committing_process_died(sink: Sink) -> None:
     # The committing process: API only, and it queues nothing after its transaction, as if
-    # it had been killed the moment the alert was committed.
-    settings = make_settings()
+    # it had been killed the moment the alert was committed. One lane shard: its first
+    # entries are in the alert's transaction (with several, tests/test_lane_shards.py).
+    settings = make_settings(lane_shards=1)
     api = await start_engine(settings, workers=False)
     api.engine.store.queue_rest = False
     r = connect(REDIS_URL, key_prefix=settings.key_prefix)

@@ -98,9 +98,11 @@ async def test_with_its_replica_gone_orders_do_not_wait_for_it_and_healthz_warns
     README-only trial found every order then held the whole wait (500 ms) while /healthz said
     ok. Now no WAIT is sent for a replica that is not there, and /healthz says so."""
     master, replica = master_and_replica
-    running: RunningEngine = await start_engine(
-        make_settings(redis_url=master.url, mqtt_url=MQTT_URL, redis_wait_replicas=1, redis_wait_ms=1500)
-    )
+    # One lane shard: one WAIT per order is counted below (with several, each shard's start
+    # is waited for too).
+    settings = make_settings(redis_url=master.url, mqtt_url=MQTT_URL, redis_wait_replicas=1, redis_wait_ms=1500,
+                             lane_shards=1)  # fmt: skip
+    running: RunningEngine = await start_engine(settings)
     try:
         token = await running.add_issuer("joso", ["08211"])
         await running.add_subscriber(id="s0", adapter="isp", endpoint=f"{sink.url}/s/0", districts=["08211"])

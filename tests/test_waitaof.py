@@ -86,8 +86,10 @@ def valkey_aof() -> Iterator[Valkey]:
 
 
 async def test_with_waitaof_each_accepted_alert_waits_for_the_fsync(valkey_aof: Valkey, sink: Sink) -> None:
+    # One lane shard: the count below is one WAITAOF per alert (with several, each shard's
+    # start is fsynced too, one more per shard).
     running: RunningEngine = await start_engine(
-        make_settings(redis_url=valkey_aof.url, mqtt_url=MQTT_URL, redis_waitaof="1,0,2000")
+        make_settings(redis_url=valkey_aof.url, mqtt_url=MQTT_URL, redis_waitaof="1,0,2000", lane_shards=1)
     )
     try:
         token = await running.add_issuer("joso", ["08211"])
