@@ -61,29 +61,28 @@ def shard_index(subscriber_id: str, count: int) -> int:
 def shard_roots(prefix: str, url: str, count: int) -> list[str]:
     """The key root of each shard; the first is the deployment's own.
 
-    On a cluster each further root is a hash tag whose slot lies near an even step
-    around the slot range from the deployment's slot, so that N shards on a cluster of
-    N masters (each holding a contiguous range, as ``redis-cli --cluster create`` makes
-    them) fall on N different masters. The search is deterministic: every process
-    finds the same roots."""
+    On a cluster the slot range is cut into ``count`` equal parts; the deployment's own
+    slot lies in one of them, and each further root is a hash tag whose slot lies near the
+    middle of one of the others. So N shards on a cluster of N masters, each holding a
+    contiguous equal range (as ``redis-cli --cluster create`` makes them), fall on N
+    different masters. The search is deterministic: every process finds the same roots."""
     if not 1 <= count <= MAX_SHARDS:
         raise ValueError(f"ALERTD_LANE_SHARDS must be between 1 and {MAX_SHARDS}, not {count}")
     main = key_root(prefix, url)
     roots = [main]
     if count == 1:
         return roots
-    bare = main.strip("{}") if is_cluster(url) else main
     if not is_cluster(url):
-        return roots + [f"{bare}:lanes{s}" for s in range(1, count)]
+        return roots + [f"{main}:lanes{s}" for s in range(1, count)]
+    bare = main.strip("{}")
     slots = REDIS_CLUSTER_HASH_SLOTS
-    base = key_slot(f"{main}:".encode())
+    own_part = slot_of(main) * count // slots
     near = max(1, slots // (8 * count))
-    for s in range(1, count):
-        target = (base + s * slots // count) % slots
+    for s, part in enumerate((p for p in range(count) if p != own_part), start=1):
+        middle = (2 * part + 1) * slots // (2 * count)
         for i in range(1_000_000):
             root = "{" + f"{bare}:lanes{s}" + (f".{i}" if i else "") + "}"
-            distance = abs(key_slot(f"{root}:".encode()) - target)
-            if min(distance, slots - distance) <= near:
+            if abs(slot_of(root) - middle) <= near:
                 roots.append(root)
                 break
     return roots

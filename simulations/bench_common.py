@@ -35,7 +35,8 @@ def free_port() -> int:
 
 
 def host_port(url: str, default: int) -> tuple[str, int]:
-    rest = url.split("://", 1)[-1].split("/", 1)[0]
+    """The first host and port of a URL; of a Sentinel or Cluster URL's list, the first named."""
+    rest = url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2].split(",", 1)[0]
     host, _, port = rest.partition(":")
     return host or "127.0.0.1", int(port or default)
 
