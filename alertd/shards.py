@@ -53,6 +53,16 @@ class Shard:
         return self.keys.lanes_root
 
 
+class ShardUnreachable(Exception):
+    """A lane shard's Redis (on a cluster, the master of its slot) did not answer, while the
+    deployment's own may well: alerts are accepted, that shard's deliveries wait."""
+
+    def __init__(self, shard: Shard, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.shard = shard
+        self.cause = cause
+
+
 def shard_index(subscriber_id: str, count: int) -> int:
     """The shard a subscriber's deliveries go to: the same in every process, every run."""
     return zlib.crc32(subscriber_id.encode()) % count if count > 1 else 0

@@ -40,7 +40,7 @@ from alertd.models import (
     utcnow,
 )
 from alertd.redis_client import WaitAof, connect, is_cluster, key_root, wait_for_copies
-from alertd.shards import Shard, shard_index, shard_roots
+from alertd.shards import Shard, ShardUnreachable, shard_index, shard_roots
 
 if TYPE_CHECKING:
     from geo.registry import Registry
@@ -1091,5 +1091,14 @@ class Store:
         """Unfinished deliveries per lane and state, how old, and which waits longest."""
         if not self.sharded:
             return await read_backlog(self.redis, self.keys, self.ledger.retry_key)
-        parts = await asyncio.gather(*(read_backlog(s.redis, s.keys, s.ledger.retry_key) for s in self.shards))
+        parts = await asyncio.gather(*(self._shard_backlog(s) for s in self.shards))
         return Backlog.merged(parts)
+
+    async def _shard_backlog(self, shard: Shard) -> Backlog:
+        try:
+            # Within /healthz's own 2 s: a master gone with its host times out rather than refuses.
+            return await asyncio.wait_for(read_backlog(shard.redis, shard.keys, shard.ledger.retry_key), 1.5)
+        except (RedisError, TimeoutError) as exc:
+            if shard.index == 0:
+                raise  # the deployment's own Redis: /healthz says so as ever
+            raise ShardUnreachable(shard, exc) from exc

@@ -123,5 +123,8 @@ async def test_the_master_of_a_lane_shard_killed_mid_fanout_the_desk_goes_on_and
     # shard's replica had even been promoted.
     assert row.latency["kill_to_first_202_ms"] is not None and row.latency["kill_to_promoted_ms"] is not None
     assert row.latency["kill_to_first_202_ms"] < row.latency["kill_to_promoted_ms"], row.latency
+    # /healthz named the shard whose Redis was away, and said alerts were still accepted.
+    assert any("lane shard 1" in cause and "still accepted" in cause
+               for cause in row.notes["healthz_during_failover"]), row.notes["healthz_during_failover"]
     assert row.checks["/healthz 200 again without a restart"]
     assert row.checks["no alertd process exited or was restarted"]
