@@ -286,11 +286,12 @@ class Engine:
         snap = metrics.SNAPSHOT
         assert self.redis is not None
         try:
-            backlog = await asyncio.wait_for(self.store.backlog(), 1.0)
+            # A lane shard away leaves the others' figures current (and Redis reads as down).
+            backlog = await asyncio.wait_for(self.store.backlog(partial=True), 1.0)
             snap.pending, snap.oldest = backlog.pending, backlog.oldest_new_s
             snap.unfinished = {lane: u.age_s for lane, u in backlog.oldest_unfinished.items()}
             snap.subscribers = await asyncio.wait_for(self.store.subscriber_ids(), 1.0)
-            snap.up["redis"] = 1
+            snap.up["redis"] = 0 if backlog.unreachable else 1
         except Exception:
             snap.up["redis"] = 0
         if self.feed is not None:
@@ -312,6 +313,7 @@ class Engine:
                 # Reads still work, so the backlog below is still reported.
                 body["redis"] = "cannot-write"
                 causes.append(redis_full.health_cause(*full))
+            causes += await self._shards_behind()
             if owed := sum(worker.recorder.owed for worker in self.workers):
                 causes.append(
                     f"{owed} delivery outcomes of this process wait to be written to Redis "
@@ -366,13 +368,22 @@ class Engine:
         warnings: list[str] = []
         connected, wanted = self.store.replicas_connected, self.store.wait_replicas
         if wanted and connected is not None:
-            body["redis_replicas"] = {"connected": connected, "wanted": wanted}
-            if connected < wanted:
+            short = self.store.replicas_short()
+            # The fewest any of alertd's masters has (its own, and each lane shard's).
+            fewest = min([connected, *self.store.shard_replicas.values()])
+            body["redis_replicas"] = {"connected": fewest, "wanted": wanted}
+            if short and short[0][0] == "alertd's own master":
                 warnings.append(
                     f"Redis has {connected} replica(s) connected, {wanted} wanted (ALERTD_REDIS_WAIT_REPLICAS): alerts "
                     "accepted now are on one Redis server only, and a second failure would lose them. After a "
                     "failover, restart the failed server: it rejoins as a replica of the new master."
                 )
+            warnings += [
+                f"{where} has {n} replica(s) connected, {wanted} wanted: that shard's delivery work is on one Redis "
+                "server only, and a second failure would lose it. After a failover, restart the failed server: it "
+                "rejoins as a replica of the new master."
+                for where, n in short if where != "alertd's own master"
+            ]
         if self.reseeded_at is not None:
             when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.reseeded_at))
             warnings += [
@@ -384,6 +395,35 @@ class Engine:
         if warnings:
             body["warnings"] = warnings
         return {"status": "unhealthy" if causes else "ok", "causes": causes, **body}
+
+    async def _shards_behind(self) -> list[str]:
+        """Lane shards whose Redis answers but cannot write, and accepted alerts whose
+        fan-out has not reached every shard after SHARD_START_LATE_S: their entries are in
+        no lane yet, so no backlog figure shows them."""
+        causes = []
+        for shard in self.store.shards[1:]:
+            if shard.redis is self.redis:
+                continue  # the same server: probed with the deployment's own keys
+            try:
+                await asyncio.wait_for(shard.redis.set(shard.keys.lanes_fence, b"1", px=60_000), 1.5)
+            except RedisError as exc:
+                if (kind := redis_full.full_kind(exc)) is not None:
+                    fix = "free space on its disk" if kind == "disk" else "raise its maxmemory or free memory"
+                    causes.append(
+                        f"the Redis of lane shard {shard.index} ({shard.root}:…) cannot write "
+                        f"({redis_full.redis_words(exc)}): alerts are still accepted, but deliveries to that "
+                        f"shard's receivers cannot start or be recorded until it can. Fix: {fix}"
+                    )
+            except TimeoutError:
+                pass  # away: the backlog read says so
+        unstarted, oldest_s = await self.store.unstarted_fanouts()
+        if unstarted and oldest_s > SHARD_START_LATE_S:
+            causes.append(
+                f"{unstarted} accepted alert(s) have not reached every lane shard (the oldest accepted "
+                f"{oldest_s:.0f} s ago): a shard's Redis refuses writes or is away; their deliveries there "
+                "start once it answers"
+            )
+        return causes
 
     async def _cannot_write(self) -> tuple[redis_full.Full, str] | None:
         """Whether Redis refuses writes though it answers: (kind, Redis's words), or None.
@@ -409,6 +449,11 @@ class Engine:
                 for item in data.get("subscribers") or []]  # fmt: skip
         if subs:
             await self.store.put_subscribers(subs)
+
+
+# A sharded fan-out not started in every shard this long after its alert was accepted is
+# named by /healthz (normally under a second; a worker takes it over after one).
+SHARD_START_LATE_S = 10.0
 
 
 def redis_unreachable(exc: BaseException, url: str) -> str:

@@ -247,11 +247,17 @@ class Recorder:
             results = await pipe.execute()
         if ends and self.counts is not None:
             # After the shard's transaction, so a count is never taken down for outcomes
-            # that were not written. A process dying in between leaves the count high: the
-            # fan-out's duration is then not observed (the deliveries themselves are recorded).
-            async with self.counts.pipeline(transaction=False) as pipe:
-                self._queue_counts(pipe, ends, now_ms)
-                results = await pipe.execute()
+            # that were not written. A count that fails (its Redis away or full, or the
+            # process dying in between) stays high: the fan-out's duration is then not
+            # observed; the outcomes themselves are written, so nothing is raised (raising
+            # would write them again, and re-add retries already moved).
+            try:
+                async with self.counts.pipeline(transaction=False) as pipe:
+                    self._queue_counts(pipe, ends, now_ms)
+                    results = await pipe.execute()
+            except Exception as exc:
+                log.warning("recorder.fanout_counts_not_written", alerts=len(ends), error=f"{type(exc).__name__}: {exc}")
+                return
         if ends:
             self._observe_fanouts(list(ends.values()), results[len(results) - len(ends) :], now_ms)
 

@@ -270,7 +270,13 @@ class _SlotMasterConnection(Connection):
             # the next connection goes to the new master.
             await self.disconnect()
             self.slot_pool.forget()
-            raise RedisConnectionError(f"the Redis Cluster is moving alertd's slot: {exc}") from exc
+            if isinstance(exc, ClusterDownError):
+                # Every node refuses while any slot is unserved (cluster-require-full-coverage
+                # yes, Redis's default), whichever master failed.
+                raise RedisConnectionError(
+                    f"the Redis Cluster is down until a failed master's replica is promoted: {exc}"
+                ) from exc
+            raise RedisConnectionError(f"the Redis Cluster is moving one of alertd's slots: {exc}") from exc
 
 
 class _SlotMasterSSLConnection(_SlotMasterConnection, SSLConnection):

@@ -234,6 +234,8 @@ class Store:
         # Where delivery work lives (alertd/shards.py): the deployment's own slot alone
         # unless the engine splits it (ALERTD_LANE_SHARDS).
         self.shards: list[Shard] = [Shard(0, keys, redis, self.ledger)]
+        # Replicas connected to each further shard's master, where it has one of its own.
+        self.shard_replicas: dict[int, int] = {}
 
     @property
     def sharded(self) -> bool:
@@ -569,8 +571,12 @@ class Store:
                 log.warning("store.fanout_start_failed", alert_id=alert_id, error="; ".join(failed),
                             action="a worker starts it once the shard's Redis answers")  # fmt: skip
             else:
-                await asyncio.gather(*(self._replicated(alert_id, shard) for shard, _ in shards))
-                await self.redis.hdel(self.keys.fanouts_sharding, alert_id)
+                copied = await asyncio.gather(*(self._replicated(alert_id, shard) for shard, _ in shards))
+                if all(copied):
+                    await self.redis.hdel(self.keys.fanouts_sharding, alert_id)
+                # else the marker stays: a shard's start is on its master only, and a failover
+                # there could lose it; a worker takes the marker over a second later (each start
+                # is made once) and waits for the replicas again.
         except Exception as exc:  # never lost: the marker stays, and a worker takes it over
             log.warning("store.fanout_start_failed", alert_id=alert_id, error=f"{type(exc).__name__}: {exc}")
         await rest
@@ -636,22 +642,42 @@ class Store:
 
     async def _resume_starts(self, stale_ms: int) -> int:
         """Start the shards of every sharded fan-out whose committer did not (see _start_shards)."""
-        taken = 0
-        for field_, value in (await self.redis.hgetall(self.keys.fanouts_sharding)).items():
-            alert_id, text = field_.decode(), value.decode()
-            taken_over = await self._take_over(self.shards[0], self.keys.fanouts_sharding, alert_id, text, stale_ms)
-            if taken_over is None:
+        # Side by side, a few at a time: a shard whose master is away makes each start wait
+        # out its timeout, and one after another that was seconds per fan-out.
+        bound = asyncio.Semaphore(16)
+
+        async def resume(alert_id: str, text: str) -> int:
+            async with bound:
+                taken_over = await self._take_over(self.shards[0], self.keys.fanouts_sharding, alert_id, text,
+                                                   stale_ms)  # fmt: skip
+                if taken_over is None:
+                    return 0
+                _, total, lane = taken_over
+                subs = [s for s, _ in await self.plan(alert_id)][:total]
+                if len(subs) < total:  # the alert itself is gone (a retention sweep): nothing to deliver
+                    await self.redis.hdel(self.keys.fanouts_sharding, alert_id)
+                    return 0
+                log.warning("store.fanout_start_resumed", alert_id=alert_id, of=total)
+                await self._start_shards(alert_id, subs, lane, int(text.split(" ")[4]))
+                return 1
+
+        raw = await self.redis.hgetall(self.keys.fanouts_sharding)
+        return sum(await asyncio.gather(*(resume(f.decode(), v.decode()) for f, v in raw.items())))
+
+    async def unstarted_fanouts(self) -> tuple[int, float]:
+        """(how many, the oldest's age in s since its alert was accepted) of the sharded
+        fan-outs some of whose shards have not been started: /healthz names them when a
+        shard's Redis keeps refusing (full, or away), since their entries are in no lane."""
+        if not self.sharded:
+            return 0, 0.0
+        raw = await self.redis.hgetall(self.keys.fanouts_sharding)
+        ages = []
+        for value in raw.values():
+            try:
+                ages.append(max(0.0, now_ms() / 1000 - int(value.decode().split(" ")[4]) / 1000))
+            except (ValueError, IndexError):
                 continue
-            _, total, lane = taken_over
-            subs = [s for s, _ in await self.plan(alert_id)][:total]
-            if len(subs) < total:  # the alert itself is gone (a retention sweep): nothing to deliver
-                await self.redis.hdel(self.keys.fanouts_sharding, alert_id)
-                continue
-            accepted_ms = int(text.split(" ")[4])
-            log.warning("store.fanout_start_resumed", alert_id=alert_id, of=total)
-            await self._start_shards(alert_id, subs, lane, accepted_ms)
-            taken += 1
-        return taken
+        return len(ages), max(ages, default=0.0)
 
     async def _take_over(self, shard: Shard, marker: str, alert_id: str, text: str,
                          stale_ms: int) -> tuple[int, int, str] | None:  # fmt: skip
@@ -685,7 +711,9 @@ class Store:
             return  # a demoted master, mid-failover: the next connection finds the new one
         connected = int(info.get("connected_slaves", 0))
         before, self.replicas_connected = self.replicas_connected, connected
-        REDIS_REPLICAS_CONNECTED.set(connected)
+        await self._check_shard_replicas()
+        # The gauge is the fewest any of alertd's masters has: the one a second failure hits.
+        REDIS_REPLICAS_CONNECTED.set(min([connected, *self.shard_replicas.values()]))
         REDIS_REPLICAS_WANTED.set(self.wait_replicas)
         if connected < self.wait_replicas and (before is None or before >= self.wait_replicas):
             log.warning("store.replicas_missing", connected=connected, wanted=self.wait_replicas,
@@ -693,7 +721,33 @@ class Store:
         elif connected >= self.wait_replicas and before is not None and before < self.wait_replicas:
             log.info("store.replicas_back", connected=connected, wanted=self.wait_replicas)
 
-    async def _replicated(self, alert_id: str, shard: Shard | None = None) -> None:
+    async def _check_shard_replicas(self) -> None:
+        """The same for each lane shard on a master of its own (a cluster's other masters):
+        after a failover of a shard's master, it too has no replica until the failed server
+        rejoins, and /healthz must say so (a README-only trial found it silent)."""
+        for shard in self.shards[1:]:
+            if shard.redis is self.redis:
+                continue  # the same server as the deployment's own
+            try:
+                info = await shard.redis.info("replication")
+            except RedisError:
+                continue  # away: /healthz says so through the backlog; the last count stands
+            if info.get("role") == "master":
+                now = int(info.get("connected_slaves", 0))
+                if now < self.wait_replicas and self.shard_replicas.get(shard.index, self.wait_replicas) >= self.wait_replicas:
+                    log.warning("store.replicas_missing", shard=shard.index, connected=now, wanted=self.wait_replicas,
+                                meaning="that shard's delivery work is on one Redis only until a replica (re)joins")  # fmt: skip
+                self.shard_replicas[shard.index] = now
+
+    def replicas_short(self) -> list[tuple[str, int]]:
+        """(where, replicas connected) of each of alertd's masters with fewer than wanted."""
+        wanted = self.wait_replicas
+        short = [("alertd's own master", self.replicas_connected)] if (
+            self.replicas_connected is not None and self.replicas_connected < wanted) else []  # fmt: skip
+        return short + [(f"the master of lane shard {i} ({self.shards[i].root})", n)
+                        for i, n in sorted(self.shard_replicas.items()) if n < wanted]  # fmt: skip
+
+    async def _replicated(self, alert_id: str, shard: Shard | None = None) -> bool:
         """Wait until ``wait_replicas`` replicas hold everything written so far (WAIT), on
         the deployment's master or, given a shard, on the master of that shard's slot.
 
@@ -713,15 +767,19 @@ class Store:
         # after it is logged alone, with its shard.
         count = shard is None
         where = {} if shard is None else {"shard": shard.index}
-        if wanted and self.replicas_connected is not None and self.replicas_connected < wanted:
+        connected = self.replicas_connected if shard is None else self.shard_replicas.get(shard.index,
+                                                                                            self.replicas_connected)  # fmt: skip
+        if wanted and connected is not None and connected < wanted:
             if count:
                 REPLICATION_SHORT.inc()
-            wanted = self.replicas_connected
+            wanted = connected
         if shard is None:
             acked, fsynced = await wait_for_copies(self.redis, self.keys.wait_fence, wanted, self.wait_ms, aof)
         else:
             acked, fsynced = await wait_for_copies(shard.redis, shard.keys.lanes_fence, wanted, self.wait_ms, aof)
+        copied = True
         if acked is not None and acked < wanted:
+            copied = False
             if count:
                 REPLICATION_SHORT.inc()
             log.warning("store.replication_short", alert_id=alert_id, replicas=acked, wanted=self.wait_replicas,
@@ -735,6 +793,7 @@ class Store:
                     FSYNC_SHORT.inc()
                 log.warning("store.fsync_short", alert_id=alert_id, local=local, replicas=replicas,
                             wanted=f"{aof.numlocal},{aof.numreplicas}", timeout_ms=aof.timeout_ms, **where)  # fmt: skip
+        return copied
 
     async def earlier_message(
         self, scope: str, sender: str, identifier: str
@@ -1087,17 +1146,23 @@ class Store:
             await shard.redis.hsetnx(shard.ledger.key(alert_id), self.ledger.confirmed_field(subscriber_id), at)
         )
 
-    async def backlog(self) -> Backlog:
-        """Unfinished deliveries per lane and state, how old, and which waits longest."""
+    async def backlog(self, *, partial: bool = False) -> Backlog:
+        """Unfinished deliveries per lane and state, how old, and which waits longest.
+        ``partial``: a lane shard whose Redis does not answer is left out (named in the
+        answer's ``unreachable``) rather than raising ShardUnreachable."""
         if not self.sharded:
             return await read_backlog(self.redis, self.keys, self.ledger.retry_key)
-        parts = await asyncio.gather(*(self._shard_backlog(s) for s in self.shards))
-        return Backlog.merged(parts)
+        parts = await asyncio.gather(*(self._shard_backlog(s) for s in self.shards), return_exceptions=partial)
+        away = [p.shard.index for p in parts if isinstance(p, ShardUnreachable)]
+        for p in parts:
+            if isinstance(p, BaseException) and not isinstance(p, ShardUnreachable):
+                raise p
+        return Backlog.merged([p for p in parts if isinstance(p, Backlog)], away)
 
     async def _shard_backlog(self, shard: Shard) -> Backlog:
         try:
-            # Within /healthz's own 2 s: a master gone with its host times out rather than refuses.
-            return await asyncio.wait_for(read_backlog(shard.redis, shard.keys, shard.ledger.retry_key), 1.5)
+            # Within /healthz's 2 s and /metrics' 1 s: a master gone with its host times out.
+            return await asyncio.wait_for(read_backlog(shard.redis, shard.keys, shard.ledger.retry_key), 0.8)
         except (RedisError, TimeoutError) as exc:
             if shard.index == 0:
                 raise  # the deployment's own Redis: /healthz says so as ever

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from adapters.base import Adapter, DirectAdapter, Payload, PermanentError
 from adapters.transport import MqttTransport
@@ -170,7 +170,15 @@ class Worker:
     # --- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
         for lane in LANES:
-            await self._ensure_group(self.keys.lane(lane))
+            try:
+                await self._ensure_group(self.keys.lane(lane))
+            except RedisError as exc:
+                if self.shard.index == 0:
+                    raise
+                # A shard's master away: the process starts all the same (the desk is served
+                # from the deployment's own slot); the reader makes the group once it answers.
+                log.warning("worker.shard_unreachable", shard=self.shard.index, error=f"{type(exc).__name__}: {exc}")
+                break
         await self.http.start()
         await self.store.secret()  # once, before the first fan-out asks for it two thousand times at once
         sup = self.supervisor
@@ -486,6 +494,14 @@ class Worker:
             if len(self._crashes) > 10_000:
                 self._crashes.clear()
             self._recover[job.lane] = True
+            if isinstance(exc, RedisError):
+                # Redis away (a failover, a restart): expected, and nothing is lost — no traceback
+                # per delivery (a trial counted 154 of them for one failover).
+                log.warning("delivery.not_recorded", alert_id=job.alert_id, subscriber_id=job.sub_id,
+                            lane=job.lane.value, error=f"{type(exc).__name__}: {exc}",
+                            action="its lane entry stays pending: recorded, or delivered again under the same "
+                                   "idempotency key, once Redis answers")  # fmt: skip
+                return
             log.exception("delivery.crashed", alert_id=job.alert_id, subscriber_id=job.sub_id,
                           lane=job.lane.value, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 

@@ -308,6 +308,9 @@ class ClusterNode(RedisServer):
             # replica whose offset is still 0: after an empty sync that lasts until the master's
             # first ping to it, every 10 s by default.
             "--repl-ping-replica-period", "1",
+            # As the README advises for alertd: a failed master stops only its own slots, not
+            # every node, until its replica is promoted (lane shards on the other masters go on).
+            "--cluster-require-full-coverage", "no",
         ]  # fmt: skip
 
     @property
