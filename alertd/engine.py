@@ -419,9 +419,9 @@ class Engine:
         unstarted, oldest_s = await self.store.unstarted_fanouts()
         if unstarted and oldest_s > SHARD_START_LATE_S:
             causes.append(
-                f"{unstarted} accepted alert(s) have not reached every lane shard (the oldest accepted "
-                f"{oldest_s:.0f} s ago): a shard's Redis refuses writes or is away; their deliveries there "
-                "start once it answers"
+                f"{unstarted} accepted alert(s) have not reached every lane shard, or not its replica (the "
+                f"oldest accepted {oldest_s:.0f} s ago): a shard's Redis refuses writes or is away, or its replica "
+                "does not confirm; deliveries there start once it answers, and alertd keeps trying"
             )
         return causes
 

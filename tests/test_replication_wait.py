@@ -141,3 +141,38 @@ async def test_with_its_replica_gone_orders_do_not_wait_for_it_and_healthz_warns
         await sink.wait_for(2)
     finally:
         await stop_engine(running, wipe_keys=False)
+
+
+async def test_with_lane_shards_a_fan_out_stays_marked_until_a_replica_holds_every_shards_start(
+    master_and_replica: tuple[RedisServer, RedisServer], sink: Sink
+) -> None:
+    """A shard's start (its first entries and the marker of its rest) is written after the
+    alert's commit, in the shard's own slot. Until a replica holds it, a failover there could
+    lose it with nothing left to start it again: so the alert's marker stays, and a worker
+    waits again, until the replica confirms (a review found it dropped on a short WAIT)."""
+    master, replica = master_and_replica
+    settings = make_settings(redis_url=master.url, mqtt_url=MQTT_URL, redis_wait_replicas=1, redis_wait_ms=300,
+                             lane_shards=3)  # fmt: skip
+    running: RunningEngine = await start_engine(settings)
+    marker = running.engine.keys.fanouts_sharding
+    probe = redis.Redis(port=master.port)
+    try:
+        token = await running.add_issuer("joso", ["08211"])
+        for i in range(6):  # receivers in more than one shard
+            await running.add_subscriber(id=f"s{i}", adapter="isp", endpoint=f"{sink.url}/s/{i}", districts=["08211"])
+        os.kill(replica.proc.pid, signal.SIGSTOP)  # the replica stops confirming
+        try:
+            status, answer = await running.post("/api/v1/evacuation-orders", token, {**ORDER, "identifier": "sh"})
+            assert status == 202, answer
+            await sink.wait_for(6)  # the deliveries go out all the same
+            # Past a worker's take-over (1 s) and its own wait: still marked.
+            await until(lambda: len(running.engine.store._queueing) == 0, what="the committer's start", timeout=10)
+            assert probe.hexists(marker, answer["id"]), "the marker went with no replica holding the shards' starts"
+        finally:
+            os.kill(replica.proc.pid, signal.SIGCONT)
+        await until(lambda: not probe.hexists(marker, answer["id"]), what="the marker gone once the replica confirms",
+                    timeout=20)  # fmt: skip
+        assert len(sink.received) == 6, "a shard started twice"
+    finally:
+        probe.close()
+        await stop_engine(running, wipe_keys=False)
