@@ -155,6 +155,10 @@ class Retention:
                     await pipe.reset()
                     return False  # a delivery is still under way: its worker needs the record
                 dedup_key = self.keys.dedup(dedup_scope(alert.issuer_id), alert.sender, alert.identifier)
+                if sharded:
+                    # An expiry first: a sweep that dies between the alert's delete and theirs
+                    # leaves the shards' records to go by themselves, not for ever.
+                    await self._shard_records(alert_id, "expire")
                 pipe.multi()
                 pipe.delete(alert_key, dlv_key, self.keys.fanout(alert_id))
                 pipe.zrem(self.keys.alerts, alert_id)
@@ -165,11 +169,24 @@ class Retention:
                 pipe.incr(self.keys.views_version)  # cached listings and pages must drop it
                 await pipe.execute()
             except WatchError:
+                if sharded:
+                    await self._shard_records(alert_id, "persist")  # the alert stays: so do they
                 return False  # it changed as we looked: the next sweep looks again
         if sharded:
-            await asyncio.gather(*(s.redis.delete(s.ledger.key(alert_id)) for s in self.store.shards[1:]))
+            await self._shard_records(alert_id, "delete")
         self.store.forget(alert_id)
         return True
+
+    async def _shard_records(self, alert_id: str, action: str) -> None:
+        """Expire (in a day), persist or delete an alert's delivery records in the lane shards
+        beyond the first (whose records go in the alert's own transaction)."""
+        shards = self.store.shards[1:]
+        if action == "expire":
+            await asyncio.gather(*(s.redis.expire(s.ledger.key(alert_id), int(DAY_S)) for s in shards))
+        elif action == "persist":
+            await asyncio.gather(*(s.redis.persist(s.ledger.key(alert_id)) for s in shards))
+        else:
+            await asyncio.gather(*(s.redis.delete(s.ledger.key(alert_id)) for s in shards))
 
     @staticmethod
     def _all_final(plan: list[str], raw: dict[bytes, bytes]) -> bool:
