@@ -113,13 +113,14 @@ class Backlog:
     oldest_new_s: dict[str, float]  # per lane: the oldest unparked entry, since it entered
     unread_s: dict[str, float]  # per lane: the oldest entry no worker has read yet
     oldest_unfinished: dict[str, Unfinished] = field(default_factory=dict)
-    unreachable: list[int] = field(default_factory=list)  # lane shards left out: their Redis did not answer
+    # Lane shards left out because their Redis did not answer: index → what the client said.
+    unreachable: dict[int, str] = field(default_factory=dict)
 
     def depths(self) -> dict[str, int]:
         return {lane: self.pending[(lane, "new")] for lane in (p.value for p in Priority)}
 
     @classmethod
-    def merged(cls, parts: list[Backlog], unreachable: list[int] | None = None) -> Backlog:
+    def merged(cls, parts: list[Backlog], unreachable: dict[int, str] | None = None) -> Backlog:
         """The backlog of several lane shards as one (alertd/shards.py): counts added, the
         oldest of each kind kept."""
         pending: dict[tuple[str, str], int] = {}
@@ -136,7 +137,7 @@ class Backlog:
             for lane, job in part.oldest_unfinished.items():
                 if lane not in unfinished or job.age_s > unfinished[lane].age_s:
                     unfinished[lane] = job
-        return cls(pending, oldest_new, unread, unfinished, list(unreachable or []))
+        return cls(pending, oldest_new, unread, unfinished, dict(unreachable or {}))
 
 
 def _text(value: Any) -> str:

@@ -731,7 +731,10 @@ class Store:
             try:
                 info = await shard.redis.info("replication")
             except RedisError:
-                continue  # away: /healthz says so through the backlog; the last count stands
+                # Away: /healthz says so through the backlog. Its count is not known now (the
+                # replica promoted in its place will have none): not shown as it last was.
+                self.shard_replicas.pop(shard.index, None)
+                continue
             if info.get("role") == "master":
                 now = int(info.get("connected_slaves", 0))
                 if now < self.wait_replicas and self.shard_replicas.get(shard.index, self.wait_replicas) >= self.wait_replicas:
@@ -1153,7 +1156,7 @@ class Store:
         if not self.sharded:
             return await read_backlog(self.redis, self.keys, self.ledger.retry_key)
         parts = await asyncio.gather(*(self._shard_backlog(s) for s in self.shards), return_exceptions=partial)
-        away = [p.shard.index for p in parts if isinstance(p, ShardUnreachable)]
+        away = {p.shard.index: str(p) for p in parts if isinstance(p, ShardUnreachable)}
         for p in parts:
             if isinstance(p, BaseException) and not isinstance(p, ShardUnreachable):
                 raise p
