@@ -287,7 +287,7 @@ class Engine:
         assert self.redis is not None
         try:
             # A lane shard away leaves the others' figures current (and Redis reads as down).
-            backlog = await asyncio.wait_for(self.store.backlog(partial=True), 1.0)
+            backlog = await asyncio.wait_for(self.store.backlog(), 1.0)
             snap.pending, snap.oldest = backlog.pending, backlog.oldest_new_s
             snap.unfinished = {lane: u.age_s for lane, u in backlog.oldest_unfinished.items()}
             snap.subscribers = await asyncio.wait_for(self.store.subscriber_ids(), 1.0)
@@ -308,7 +308,7 @@ class Engine:
         try:
             full = await self._cannot_write()
             # A lane shard away is named below; the others' figures are still reported.
-            backlog = await asyncio.wait_for(self.store.backlog(partial=True), 2.0)
+            backlog = await asyncio.wait_for(self.store.backlog(), 2.0)
             body["redis"] = "ok"
             for index, error in backlog.unreachable.items():
                 body["redis"] = f"lane shard {index} unreachable"

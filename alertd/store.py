@@ -1149,13 +1149,13 @@ class Store:
             await shard.redis.hsetnx(shard.ledger.key(alert_id), self.ledger.confirmed_field(subscriber_id), at)
         )
 
-    async def backlog(self, *, partial: bool = False) -> Backlog:
-        """Unfinished deliveries per lane and state, how old, and which waits longest.
-        ``partial``: a lane shard whose Redis does not answer is left out (named in the
-        answer's ``unreachable``) rather than raising ShardUnreachable."""
+    async def backlog(self) -> Backlog:
+        """Unfinished deliveries per lane and state, how old, and which waits longest. A lane
+        shard whose Redis does not answer is left out and named in ``unreachable`` (the
+        others' figures still count); the deployment's own Redis not answering raises."""
         if not self.sharded:
             return await read_backlog(self.redis, self.keys, self.ledger.retry_key)
-        parts = await asyncio.gather(*(self._shard_backlog(s) for s in self.shards), return_exceptions=partial)
+        parts = await asyncio.gather(*(self._shard_backlog(s) for s in self.shards), return_exceptions=True)
         away = {p.shard.index: str(p) for p in parts if isinstance(p, ShardUnreachable)}
         for p in parts:
             if isinstance(p, BaseException) and not isinstance(p, ShardUnreachable):
