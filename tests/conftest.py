@@ -33,6 +33,7 @@ from alertd.jma.spool import SpoolConfig, SpoolWatcher
 from alertd.models import TERMINAL_STATES, Alert
 from alertd.redis_client import connect, is_cluster, key_root
 from alertd.store import remove_prefix
+from simulations.faults import ClusterGroup
 from tests.servers import Hangup
 from tests.support import free_port, until
 
@@ -346,6 +347,17 @@ async def watcher(tmp_path: Path) -> AsyncIterator[tuple[SpoolWatcher, list[Aler
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterGroup]:
+    """A Redis Cluster of 3 masters and 3 replicas on free loopback ports, one per test module
+    that asks for it (tests/test_redis_cluster.py, tests/test_lane_shards.py)."""
+    group = ClusterGroup().start()
+    try:
+        yield group
+    finally:
+        group.stop()
 
 
 @pytest_asyncio.fixture

@@ -15,38 +15,18 @@ from typing import Any
 import aiomqtt
 from aiohttp import web
 
-from alertd.models import AdapterKind, Subscriber
 from alertd.redis_client import connect
 from alertd.store import FIRST_ENTRIES, PART_ENTRIES
 from tests.conftest import REDIS_URL, RunningEngine, Sink, make_settings, start_engine, stop_engine, wipe
+from tests.fanouts import MISSILE, add_receivers, assert_once_each
 from tests.support import free_port, until
 
 # The feed's entry, FIRST_ENTRIES - 1 receivers with the alert, then two whole parts and a short one.
 N = FIRST_ENTRIES - 1 + 2 * PART_ENTRIES + 37
 
-MISSILE = {
-    "status": "Exercise", "msg_type": "Alert", "kind": "missile", "event": "弾道ミサイル情報",
-    "districts": ["13"], "headline": {"ja": "ミサイル発射（訓練）", "en": "Missile launch (exercise)"},
-}  # fmt: skip
-
-
-async def _receivers(running: RunningEngine, url: str, n: int) -> None:
-    await running.engine.store.put_subscribers([
-        Subscriber(id=f"r{i:04d}", adapter=AdapterKind.ISP, endpoint=f"{url}/r/{i}", districts=["13"], drills=True)
-        for i in range(n)
-    ])  # fmt: skip
-
 
 def _queueing(running: RunningEngine) -> str:
     return running.engine.keys.fanouts_queueing
-
-
-def _once_each(sink: Sink, n: int) -> None:
-    paths = Counter(r["path"] for r in sink.received)
-    keys = Counter(r["headers"]["Idempotency-Key"] for r in sink.received)
-    assert set(paths) == {f"/r/{i}" for i in range(n)}, f"{n - len(paths)} receivers never got it"
-    assert max(paths.values()) == 1, [p for p, c in paths.items() if c > 1][:5]
-    assert len(keys) == n and max(keys.values()) == 1
 
 
 async def test_a_fan_out_larger_than_the_first_entries_arrives_whole_and_once(sink: Sink) -> None:
@@ -54,13 +34,13 @@ async def test_a_fan_out_larger_than_the_first_entries_arrives_whole_and_once(si
     r = connect(REDIS_URL, key_prefix=running.engine.settings.key_prefix)
     try:
         cabinet = await running.add_issuer("cabinet", [], national=True)
-        await _receivers(running, sink.url, N)
+        await add_receivers(running, sink.url, N)
         status, answer = await running.post("/api/v1/alerts", cabinet, {**MISSILE, "identifier": "big-1"})
         assert status == 202, answer
         assert answer["deliveries"] == N
         await sink.wait_for(N, timeout=60)
         await running.wait_settled(answer["id"], timeout=60)
-        _once_each(sink, N)
+        assert_once_each(sink, N)
         assert not await r.hexists(_queueing(running), answer["id"]), "the fan-out still reads as being queued"
     finally:
         await r.aclose()
@@ -78,7 +58,7 @@ async def test_a_worker_takes_over_the_rest_when_the_committing_process_died(sin
     workers: list[RunningEngine] = []
     try:
         cabinet = await api.add_issuer("cabinet", [], national=True)
-        await _receivers(api, sink.url, N)
+        await add_receivers(api, sink.url, N)
         status, answer = await api.post("/api/v1/alerts", cabinet, {**MISSILE, "identifier": "big-2"})
         assert status == 202, answer
         lane = api.engine.keys.lane("flash")
@@ -93,7 +73,7 @@ async def test_a_worker_takes_over_the_rest_when_the_committing_process_died(sin
             workers.append(await start_engine(s))
         await sink.wait_for(N, timeout=60)
         await workers[0].wait_settled(answer["id"], timeout=60)
-        _once_each(sink, N)
+        assert_once_each(sink, N)
         assert not await r.hexists(_queueing(api), answer["id"])
         rows = await workers[0].deliveries(answer["id"])
         assert Counter(row["state"] for row in rows if row["adapter"] != "feed") == {"delivered": N}

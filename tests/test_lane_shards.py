@@ -10,39 +10,20 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
 from alertd import engine as engine_module
-from alertd.models import AdapterKind, Subscriber
 from alertd.shards import shard_index
 from alertd.store import FIRST_ENTRIES, remove_prefix
 from simulations.faults import ClusterGroup, _ask
 from tests.conftest import ADMIN_TOKEN, RunningEngine, Sink, make_settings, start_engine, stop_engine, wipe
+from tests.fanouts import MISSILE, add_receivers, assert_once_each
 from tests.support import until
 
 SHARDS = 3
 # More than a flash batch in every shard, so each shard's rest is queued in parts too.
 N = SHARDS * (FIRST_ENTRIES + 40)
-
-MISSILE = {
-    "status": "Exercise", "msg_type": "Alert", "kind": "missile", "event": "弾道ミサイル情報",
-    "districts": ["13"], "headline": {"ja": "ミサイル発射（訓練）", "en": "Missile launch (exercise)"},
-}  # fmt: skip
-
-
-async def _receivers(running: RunningEngine, url: str, n: int) -> None:
-    await running.engine.store.put_subscribers([
-        Subscriber(id=f"r{i:04d}", adapter=AdapterKind.ISP, endpoint=f"{url}/r/{i}", districts=["13"], drills=True)
-        for i in range(n)
-    ])  # fmt: skip
-
-
-def _once_each(sink: Sink, n: int) -> None:
-    paths = Counter(r["path"] for r in sink.received)
-    assert set(paths) == {f"/r/{i}" for i in range(n)}, f"{n - len(paths)} receivers never got it"
-    assert max(paths.values()) == 1, [p for p, c in paths.items() if c > 1][:5]
 
 
 async def _lane_reads(running: RunningEngine) -> list[int]:
@@ -61,7 +42,7 @@ async def test_a_sharded_fan_out_arrives_whole_and_once_and_the_desk_sees_every_
         assert [s.index for s in store.shards] == [0, 1, 2]
         assert len({s.keys.lane("flash") for s in store.shards}) == SHARDS
         cabinet = await running.add_issuer("cabinet", [], national=True)
-        await _receivers(running, sink.url, N)
+        await add_receivers(running, sink.url, N)
         # One receiver fails its first attempt: its retry comes back through its own shard.
         failing = "/r/7"
         sink.status[failing] = 503
@@ -77,7 +58,7 @@ async def test_a_sharded_fan_out_arrives_whole_and_once_and_the_desk_sees_every_
         sink.status.pop(failing)
         await sink.wait_for(N, timeout=60)
         rows = await running.wait_settled(answer["id"], timeout=60)
-        _once_each(sink, N)
+        assert_once_each(sink, N)
         assert Counter(r["state"] for r in rows) == {"delivered": N}
         assert {r["subscriber"]: r["attempts"] for r in rows}["r0007"] >= 2
         # Each shard served its own receivers: every one's lane handed work out.
@@ -103,7 +84,7 @@ async def test_a_worker_starts_the_shards_when_the_committing_process_died(
     workers: list[RunningEngine] = []
     try:
         cabinet = await api.add_issuer("cabinet", [], national=True)
-        await _receivers(api, sink.url, N)
+        await add_receivers(api, sink.url, N)
         status, answer = await api.post("/api/v1/alerts", cabinet, {**MISSILE, "identifier": "sharded-2"})
         assert status == 202, answer
         store = api.engine.store
@@ -124,21 +105,12 @@ async def test_a_worker_starts_the_shards_when_the_committing_process_died(
             workers.append(await start_engine(s))
         await sink.wait_for(N, timeout=60)
         await workers[0].wait_settled(answer["id"], timeout=60)
-        _once_each(sink, N)
+        assert_once_each(sink, N)
         assert not await workers[0].engine.store.redis.hexists(api.engine.keys.fanouts_sharding, answer["id"])
     finally:
         for w in workers:
             await stop_engine(w, wipe_keys=False)
         await wipe(settings.key_prefix)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ClusterGroup]:
-    group = ClusterGroup().start()
-    try:
-        yield group
-    finally:
-        group.stop()
 
 
 def _calls(port: int, command: str) -> int:
@@ -157,7 +129,7 @@ async def test_on_a_cluster_every_master_carries_a_shard_of_the_delivery_work(
         assert len(masters) == SHARDS, "the shards' slots are not on three masters"
         before = {port: _calls(port, "xack") for port in masters}
         cabinet = await running.add_issuer("cabinet", [], national=True)
-        await _receivers(running, sink.url, N)
+        await add_receivers(running, sink.url, N)
         # Two receivers in two different shards keep refusing: the desk ends them at the end.
         dead = [next(i for i in range(N) if shard_index(f"r{i:04d}", SHARDS) == s) for s in (1, 2)]
         for i in dead:

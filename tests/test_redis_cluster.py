@@ -9,23 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
-
-import pytest
 
 from alertd.redis_client import connect
 from simulations.faults import ClusterGroup
 from tests.servers import Hangup, written_after_failover
 from tests.support import until
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ClusterGroup]:
-    group = ClusterGroup().start()
-    try:
-        yield group
-    finally:
-        group.stop()
 
 
 async def test_a_node_that_does_not_answer_is_asked_once_and_then_last_while_alertd_follows_a_failover(
