@@ -482,31 +482,7 @@ class Store:
                 if dirty:  # the municipalities whose retained state this changes
                     pipe.sadd(self.keys.state_dirty, *dirty)
                 subs = [p.subscriber_id for p in plan]
-                if subs:
-                    # The first entries go in with the alert (one command: one round trip
-                    # however many); a larger fan-out's rest is queued in parts right after
-                    # the commit, under a marker written here, in the same transaction, so
-                    # an accepted alert always has either all its entries or the marker
-                    # saying which are still to come. Why: 2,000 XADDs in this transaction
-                    # held Redis (and the worker's read) ~10 ms before the first delivery.
-                    if self.sharded:
-                        # The shards' slots are not this transaction's: each shard's part
-                        # is started right after it, under this marker (_start_shards).
-                        pipe.hset(self.keys.fanouts_sharding, alert.id,
-                                  _progress(0, len(subs), now_ms(), alert.priority.value, accepted_ms))  # fmt: skip
-                    else:
-                        pipe.eval(_FAN_OUT, 1, lane, alert.id, accepted_ms, *subs[:FIRST_ENTRIES])
-                    if len(subs) > FIRST_ENTRIES and not self.sharded:
-                        pipe.hset(self.keys.fanouts_queueing, alert.id,
-                                  _progress(FIRST_ENTRIES, len(subs), now_ms(), alert.priority.value, accepted_ms))  # fmt: skip
-                    receivers = sum(1 for p in plan if p.adapter != "feed")
-                    if receivers:
-                        # How many subscriber deliveries are left, for the fan-out's duration
-                        # (ledger.FANOUT_SCRIPT counts them down); gone a day after expiry at most.
-                        fanout = self.keys.fanout(alert.id)
-                        pipe.hset(fanout, "left", receivers)
-                        until_s = alert.expires.timestamp() if alert.expires else accepted_ms / 1000 + 86400
-                        pipe.expireat(fanout, int(until_s) + 86400)
+                self._queue_fan_out(pipe, alert, plan, accepted_ms)
                 await pipe.execute()
                 if subs and self.sharded:
                     self._in_background(self._start_shards(alert.id, subs, alert.priority.value, accepted_ms))
@@ -534,6 +510,37 @@ class Store:
                     raise RedisConnectionError(f"the commit was interrupted, nothing was written: {exc}") from exc
                 return previous, False
         return answer, True
+
+    def _queue_fan_out(self, pipe: Any, alert: Alert, plan: list[PlannedDelivery], accepted_ms: int) -> None:
+        """On the alert's transaction: its first lane entries and the marker of the rest (with
+        lane shards, the marker of the shards still to start), and its count of deliveries left.
+
+        The first entries go in with the alert (one command: one round trip however many);
+        a larger fan-out's rest is queued in parts right after the commit, under a marker
+        written here, in the same transaction, so an accepted alert always has either all its
+        entries or the marker saying which are still to come. Why: 2,000 XADDs in this
+        transaction held Redis (and the worker's read) ~10 ms before the first delivery."""
+        subs = [p.subscriber_id for p in plan]
+        if not subs:
+            return
+        if self.sharded:
+            # The shards' slots are not this transaction's: each shard's part is started
+            # right after it, under this marker (_start_shards).
+            pipe.hset(self.keys.fanouts_sharding, alert.id,
+                      _progress(0, len(subs), now_ms(), alert.priority.value, accepted_ms))  # fmt: skip
+        else:
+            pipe.eval(_FAN_OUT, 1, self.keys.lane(alert.priority), alert.id, accepted_ms, *subs[:FIRST_ENTRIES])
+            if len(subs) > FIRST_ENTRIES:
+                pipe.hset(self.keys.fanouts_queueing, alert.id,
+                          _progress(FIRST_ENTRIES, len(subs), now_ms(), alert.priority.value, accepted_ms))  # fmt: skip
+        receivers = sum(1 for p in plan if p.adapter != "feed")
+        if receivers:
+            # How many subscriber deliveries are left, for the fan-out's duration
+            # (ledger.FANOUT_SCRIPT counts them down); gone a day after expiry at most.
+            fanout = self.keys.fanout(alert.id)
+            pipe.hset(fanout, "left", receivers)
+            until_s = alert.expires.timestamp() if alert.expires else accepted_ms / 1000 + 86400
+            pipe.expireat(fanout, int(until_s) + 86400)
 
     # --- a fan-out's remaining lane entries ------------------------------------------
     def _in_background(self, queueing: Coroutine[Any, Any, None]) -> None:
