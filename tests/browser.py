@@ -108,6 +108,18 @@ def wait(check: Callable[[], T], what: str, timeout: float = 15.0, interval: flo
     raise AssertionError(f"{what} did not happen within {timeout:.0f} s (last: {last!r})")
 
 
+def click(driver: Any, selector: str, what: str) -> None:
+    """Find and click, again if the element went stale in between: the console re-draws its
+    lists every 10 s, and an element found just before a redraw is gone when clicked (CI
+    runs met it)."""
+
+    def clicked() -> bool:
+        driver.find_element("css selector", selector).click()
+        return True
+
+    wait(clicked, what)
+
+
 @dataclass
 class Server:
     """``alertd serve`` in its own process, with a boundary cache of its own."""

@@ -35,6 +35,7 @@ from tests.browser import (
     Server,
     add_drawn_district,
     axe_serious,
+    click,
     foreign,
     requested_urls,
     serve,
@@ -220,7 +221,7 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     # 4. A lift from the console, confirmed by name, approved by the other person, clears it.
     suzuki.get(server.url + "/console/")
     wait(lambda: suzuki.find_elements("css selector", "#now-list article.alert"), "the order in force on suzuki's console")
-    suzuki.find_element("css selector", "#now-list article.alert button.lift").click()
+    click(suzuki, "#now-list article.alert button.lift", "a click on 解除")
     assert "上三坂" in text(suzuki, "confirm-text") and "警戒レベル4" in text(suzuki, "confirm-text")
     suzuki.save_screenshot(str(tmp_path / "6-lift-confirmation.png"))
     assert "常総市の次の地区" in text(suzuki, "confirm-text")  # no stray space after the town
@@ -291,7 +292,7 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     focused = tanaka.switch_to.active_element
     assert "lift" in (focused.get_attribute("class") or "").split()
     assert focused.find_element("xpath", "./ancestor::article").get_attribute("data-alert") == card
-    tanaka.find_element("css selector", "#now-list article.alert button.lift").click()
+    click(tanaka, "#now-list article.alert button.lift", "a click on 解除")
     boxes = {b.get_attribute("value"): b for b in tanaka.find_elements("css selector", "#confirm-boxes input")}
     assert set(boxes) == {"三坂町", "若宮戸"} and all(b.is_selected() for b in boxes.values())
     boxes["若宮戸"].click()
@@ -301,7 +302,7 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
          == {"若宮戸"}, "the partial lift to leave 若宮戸 under the order")  # fmt: skip
     wait(lambda: "三坂町" not in tanaka.find_element("css selector", "#now-list article.alert").text,
          "the card to show only 若宮戸")  # fmt: skip
-    tanaka.find_element("css selector", "#now-list article.alert button.cancel").click()
+    click(tanaka, "#now-list article.alert button.cancel", "a click on 取消")
     assert "若宮戸" in text(tanaka, "confirm-text") and "誤発信" in text(tanaka, "confirm-text")
     tanaka.find_element("id", "confirm-yes").click()
     wait(lambda: not tanaka.find_elements("css selector", "#now-list article.alert"), "the drill's order to leave the console")
@@ -563,7 +564,7 @@ def test_a_town_with_no_receiver_is_told_so_and_a_retrying_board_stays_live(
         tab(driver, "now")
         Select(driver.find_element("id", "now-status")).select_by_value("Exercise")
         wait(lambda: driver.find_elements("css selector", "#now-list article.alert"), "the order in 現在の発令")
-        driver.find_element("css selector", "#now-list article.alert .buttons button").click()  # 配信状況
+        click(driver, "#now-list article.alert .buttons button", "a click on 配信状況")
         selector = "#now-list table.deliveries tr[data-subscriber='bando-signage']"
 
         def delivery() -> dict[str, Any] | None:
