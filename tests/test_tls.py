@@ -401,8 +401,10 @@ async def test_a_tls_redis_cluster_carries_an_order_through_the_master_of_alertd
     pki: TlsFiles, sink: Sink
 ) -> None:
     node = faults.RedisServer()
+    # The cluster bus gets a free port of its own: the default, port + 10000, is past 65535
+    # whenever the free port drawn is above 55535 (a CI run failed that way).
     node.extra = [*_tls_redis_args(pki, node.port), "--cluster-enabled", "yes", "--tls-cluster", "yes",
-                  "--cluster-config-file", "nodes.conf"]  # fmt: skip
+                  "--cluster-config-file", "nodes.conf", "--cluster-port", str(faults.free_port())]  # fmt: skip
     node.start()
     try:
         admin = _tls_client(pki, node.port)
