@@ -161,6 +161,8 @@ class Engine:
         if self.run_workers:
             kinds = adapters.registry(s.call_signs, cap_signer=self.cap_signer, smtp_ca_file=s.smtp_ca_file)
             gate = FlashGate()
+            if self.feed is not None:
+                self.feed.follow_flash(gate.idle)  # state rounds after the flash webhooks
             for shard in self.store.shards:
                 worker = Worker(self.redis, self.store, s, kinds, self.feed, self.supervisor,
                                 topics=Topics(s.topic_prefix), shard=shard, gate=gate)  # fmt: skip

@@ -186,3 +186,58 @@ async def test_more_than_the_socket_takes_at_once_or_paho_keeps_in_flight_all_go
     assert len(outcomes) == count and [o for o in outcomes if o is not None] == []
     # And the connection still works the ordinary way afterwards (its writer hook intact).
     await conn.publish(f"{base}/after", b"1")
+
+
+async def _state_listing(
+    engine: RunningEngine, town: str, alert_id_of: Any, subscribed: asyncio.Event, timeout: float
+) -> float | None:
+    """The loop time a live (not retained) state of ``town`` listing the alert arrives, or None
+    by ``timeout``; ``alert_id_of()`` is the alert's id once it is known, ``subscribed`` set
+    once the subscription is in place."""
+    topic = engine.topics.state(town, "Exercise")
+    assert topic is not None
+    loop = asyncio.get_running_loop()
+    async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=f"rx-{secrets.token_hex(3)}",
+                              protocol=aiomqtt.ProtocolVersion.V5) as rx:  # fmt: skip
+        await rx.subscribe(topic, qos=1)  # SUBACK awaited
+        subscribed.set()
+        try:
+            async with asyncio.timeout(timeout):
+                async for message in rx.messages:
+                    state = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                    if not message.retain and alert_id_of() in {a["alert_id"] for a in state["alerts"]}:
+                        return loop.time()
+        except TimeoutError:
+            return None
+    return None
+
+
+async def test_a_flash_alerts_states_go_out_after_its_webhooks_not_among_them(engine: RunningEngine, sink: Any) -> None:
+    # A state round for a national alert is 1,747 towns of rendering and publishes: it waits
+    # until the process's flash webhooks are answered, so it does not slow the last of them.
+    sink.delay["/slow"] = 1.5
+    await engine.add_subscriber(id=f"slow-{secrets.token_hex(3)}", adapter="isp", endpoint=f"{sink.url}/slow",
+                                districts=[TOKYO])  # fmt: skip
+    alert: dict[str, str] = {}
+    subscribed = asyncio.Event()  # a live state is what is compared, not a retained one
+    listening = asyncio.create_task(_state_listing(engine, towns(engine)[0], lambda: alert.get("id"), subscribed, 15))
+    await asyncio.wait_for(subscribed.wait(), 10)
+    alert["id"] = await post_missile(engine)
+    await sink.wait_for(1)
+    answered_at = asyncio.get_running_loop().time()
+    state_at = await listening
+    assert state_at is not None, "the town's state never listed the alert"
+    assert state_at > answered_at, "the state round ran while the alert's webhook was still in flight"
+
+
+async def test_a_hung_webhook_does_not_hold_the_states_back(engine: RunningEngine, sink: Any) -> None:
+    sink.delay["/hung"] = 30.0
+    await engine.add_subscriber(id=f"hung-{secrets.token_hex(3)}", adapter="isp", endpoint=f"{sink.url}/hung",
+                                districts=[TOKYO], timeout_s=20)  # fmt: skip
+    alert: dict[str, str] = {}
+    subscribed = asyncio.Event()
+    listening = asyncio.create_task(_state_listing(engine, towns(engine)[0], lambda: alert.get("id"), subscribed, 10))
+    await asyncio.wait_for(subscribed.wait(), 10)
+    alert["id"] = await post_missile(engine)
+    assert await listening is not None, "a webhook that does not answer kept the town's state from going out"
+    assert sink.at("/hung") == [], "the webhook was still unanswered"
