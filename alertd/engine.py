@@ -28,6 +28,7 @@ from alertd.config import Settings, load_seed
 from alertd.constants import Keys, Topics
 from alertd.embedded import EmbeddedServices
 from alertd.feed import Feed
+from alertd.flashgate import FlashGate
 from alertd.intake import Intake
 from alertd.jurisdiction import Jurisdiction
 from alertd.models import AdapterKind, Alert, Issuer, Subscriber
@@ -40,7 +41,7 @@ from alertd.store import Store, token_hash
 from alertd.supervise import Supervisor
 from alertd.testbroadcast import TestBroadcasts
 from alertd.tls import redis_tls_options
-from alertd.worker import FlashGate, Worker
+from alertd.worker import Worker
 
 log = logs.get("alertd.engine")
 
@@ -132,9 +133,11 @@ class Engine:
         self.geocoder = Geocoder(self.registry)
         expiry = timedelta(hours=s.default_expiry_h)
         self.router = Router(self.store, self.registry, feed=bool(s.mqtt_url))
+        # Flash work in flight in this process: routine intake, lanes and state rounds step aside.
+        self.flash_gate = FlashGate()
         self.intake = Intake(
             self.store, self.registry, self.geocoder, self.router, default_expiry=expiry,
-            jurisdiction=self.jurisdiction,
+            jurisdiction=self.jurisdiction, flash_gate=self.flash_gate,
         )  # fmt: skip
         self.orders = OrderBuilder(self.registry, self.store, expiry, self.jurisdiction)
         self.test_broadcasts = TestBroadcasts(self.intake, self.store)
@@ -160,7 +163,7 @@ class Engine:
         self.supervisor.every("data-guard", self._guard_data, 5.0)
         if self.run_workers:
             kinds = adapters.registry(s.call_signs, cap_signer=self.cap_signer, smtp_ca_file=s.smtp_ca_file)
-            gate = FlashGate()
+            gate = self.flash_gate
             if self.feed is not None:
                 self.feed.follow_flash(gate.idle)  # state rounds after the flash webhooks
             for shard in self.store.shards:

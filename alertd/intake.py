@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from alertd import logs
 from alertd.errors import Conflict, Forbidden, InvalidInput, UnknownArea
 from alertd.feed import FEED_SUBSCRIBER, municipalities_of, with_city_and_wards
+from alertd.flashgate import ROUTINE_WAIT_S, FlashGate
 from alertd.inforce import InForce
 from alertd.jurisdiction import Jurisdiction
 from alertd.limits import check_alert
@@ -95,6 +96,12 @@ def priority_for(alert: Alert) -> Priority:
     if alert.kind in FLASH_KINDS or (alert.level is not None and alert.level >= 5):
         return Priority.FLASH
     return Priority.ROUTINE
+
+
+def is_flash(alert: Alert) -> bool:
+    """Whether the alert goes on the flash lane, known before its route is planned (the
+    JMA policy may have chosen it already)."""
+    return alert.priority is Priority.FLASH or priority_for(alert) is Priority.FLASH
 
 
 @dataclass
@@ -572,8 +579,12 @@ class Intake:
         *,
         default_expiry: timedelta = timedelta(hours=24),
         jurisdiction: Jurisdiction | None = None,
+        flash_gate: FlashGate | None = None,
     ) -> None:
         self.store = store
+        # A flash alert's intake counts as flash work in flight; a routine one steps aside
+        # for flash work between its stages (alertd.flashgate).
+        self.flash_gate = flash_gate or FlashGate()
         self.registry = registry
         self.geocoder = geocoder
         self.router = router
@@ -614,15 +625,34 @@ class Intake:
         message the issuer's two-person rule covers as a draft (its answer comes back).
         """
         ctx = IntakeContext(alert, issuer, dict(changes or {}), fingerprint, extra, preview=dry_run, hold=hold)
-        for stage in self.preview_chain if dry_run else self.chain:
-            if await stage(ctx):
-                break
+        if dry_run:
+            await self._run(self.preview_chain, ctx)
+        elif is_flash(alert):
+            self.flash_gate.enter()
+            try:
+                await self._run(self.chain, ctx)
+            finally:
+                if ctx.created:
+                    self.flash_gate.leave_soon()  # handed to its deliveries
+                else:
+                    self.flash_gate.leave()
+        else:
+            await self._run(self.chain, ctx, step_aside_until=time.monotonic() + ROUTINE_WAIT_S)
         assert ctx.answer is not None
         if dry_run:
             # The preview names who it would reach (the desk reads receivers by name, not a count).
             receivers = [p.subscriber_id for p in ctx.plan if p.adapter != AdapterKind.FEED]
             return {**ctx.answer, "id": None, "references": alert.referenced_ids, "subscribers": receivers}, False
         return ctx.answer, ctx.created
+
+    async def _run(
+        self, chain: tuple[IntakeStage, ...], ctx: IntakeContext, step_aside_until: float | None = None
+    ) -> None:
+        for stage in chain:
+            if step_aside_until is not None:
+                await self.flash_gate.step_aside(step_aside_until)
+            if await stage(ctx):
+                return
 
     def dirty_states(self, alert: Alert, referenced: list[Alert]) -> list[str]:
         """The retained states ("<status>|<municipality>") an alert changes: its own towns

@@ -36,6 +36,7 @@ from alertd.config import Settings
 from alertd.constants import LANES, Keys, Topics
 from alertd.delivery import DeliveryChain, Job
 from alertd.feed import FEED_SUBSCRIBER, Feed
+from alertd.flashgate import FlashGate
 from alertd.ledger import MOVE_DUE_SCRIPT
 from alertd.metrics import JOBS_RECLAIMED, POISON_JOBS
 from alertd.models import AdapterKind, Alert, Priority, Subscriber
@@ -68,25 +69,6 @@ def first_receiver(jobs: list[Job]) -> None:
             if i:
                 jobs.insert(0, jobs.pop(i))
             return
-
-
-class FlashGate:
-    """Flash deliveries in flight in this process, across its lane shards' workers: while
-    any are, no worker of the process reads new routine work."""
-
-    def __init__(self) -> None:
-        self.inflight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    def enter(self) -> None:
-        self.inflight += 1
-        self.idle.clear()
-
-    def leave(self) -> None:
-        self.inflight -= 1
-        if self.inflight == 0:
-            self.idle.set()
 
 
 class Worker:
