@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import re
+import secrets
 from typing import Any
 
 from aiohttp import web
 
-from adapters.signing import SIGNATURE_HEADER, sign, verify
+from adapters.signing import SIGNATURE_HEADER, HmacKey, sign, verify
 from tests.conftest import RunningEngine
 from tests.support import ROOT, free_port
 
@@ -132,3 +134,12 @@ def test_the_readme_test_vector_is_what_alertd_computes() -> None:
     body = re.search(r"body: `([^`]+)`", text).group(1).encode()  # type: ignore[union-attr]
     header = re.search(r"X-Alertd-Signature: `([^`]+)`", text).group(1)  # type: ignore[union-attr]
     assert sign(secret, t, key, alert_id, body) == header
+
+
+def test_the_hmac_alertd_computes_is_the_standard_one_for_any_key_and_message() -> None:
+    # alertd hashes a key's pads once (adapters.signing.HmacKey); a receiver checks with its
+    # language's own HMAC-SHA256, so the two must agree for every key length, short and long.
+    for key_len in (0, 1, 32, 63, 64, 65, 200):
+        key = secrets.token_bytes(key_len)
+        for message in (b"", b"01a2358b54a9c9b2325670/portal", secrets.token_bytes(5000)):
+            assert HmacKey(key).digest(message) == hmac.digest(key, message, "sha256"), (key_len, len(message))
