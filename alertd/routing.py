@@ -33,11 +33,6 @@ WITHHELD = "alertd:withheld="
 DRILLS_ONLY = "alertd:drills-only"
 
 
-def takes(sub: Subscriber, alert: Alert) -> bool:
-    """Whether the receiver takes this alert: a drill (or a drill's own test) only if it opted in."""
-    return sub.drills or not (alert.status is Status.EXERCISE or DRILLS_ONLY in alert.codes)
-
-
 def withheld_adapters(alert: Alert) -> set[str]:
     """Adapter kinds the JMA policy kept a drill from (alertd:withheld=radio): a subscriber of
     that kind that opted in to drills ('drills': true) still gets it."""
@@ -69,7 +64,13 @@ class Router:
         # costs what matches, not the number of subscribers.
         self._exact: dict[str, list[int]] = {}
         self._within: dict[str, list[int]] = {}
+        # The subscribers in delivery order (DELIVERY_ORDER, then as listed), so the
+        # matches sorted by index are already the fan-out's order; beside each, what the
+        # filters read and its planned delivery, worked out once per refresh: a national
+        # flash routes 3,000 receivers before its commit, and the first delivery waits.
         self._subs: list[Subscriber] = []
+        self._filters: list[tuple[bool, str, int | None]] = []  # (drills, adapter, min_level)
+        self._planned: list[PlannedDelivery] = []
 
     def _ancestors(self, code: str) -> list[str]:
         try:
@@ -81,7 +82,8 @@ class Router:
         version = await self.store.subscribers_version()
         if version == self._version:
             return
-        subs = await self.store.list_subscribers()
+        last = len(DELIVERY_ORDER)
+        subs = sorted(await self.store.list_subscribers(), key=lambda s: DELIVERY_ORDER.get(s.adapter, last))
         exact: dict[str, list[int]] = {}
         within: dict[str, list[int]] = {}
         for i, sub in enumerate(subs):
@@ -90,6 +92,8 @@ class Router:
             for a in {a for d in sub.districts for a in self._ancestors(d)}:
                 within.setdefault(a, []).append(i)
         self._subs, self._exact, self._within = subs, exact, within
+        self._filters = [(s.drills, s.adapter.value, s.min_level) for s in subs]
+        self._planned = [PlannedDelivery(s.id, s.adapter.value) for s in subs]
         self._version = version
 
     def by_id(self) -> dict[str, Subscriber]:
@@ -97,34 +101,44 @@ class Router:
         those it routes to without asking Redis once per receiver."""
         return {s.id: s for s in self._subs}
 
-    def matches(self, alert: Alert, *, ignore_min_level: bool = False) -> list[Subscriber]:
+    def _matching(self, alert: Alert, ignore_min_level: bool) -> list[int]:
+        """The indexes of the subscribers the alert goes to, in delivery order."""
         hits: set[int] = set()
         for d in [*alert.districts, *alert.reach]:
             hits.update(self._within.get(d, ()))  # subscribers inside (or at) the alert's district
             for a in self._ancestors(d):
                 hits.update(self._exact.get(a, ()))  # subscribers at a level above it
+        # A drill (or a drill's own test) goes only to receivers that opted in.
+        drill = alert.status is Status.EXERCISE or DRILLS_ONLY in alert.codes
         allowed = set(alert.adapters) if alert.adapters is not None else None
         withheld = withheld_adapters(alert) if alert.status is Status.EXERCISE else set()
+        level = None if ignore_min_level else alert.level
+        if not drill and allowed is None and level is None:
+            return sorted(hits)  # nothing to filter on: every match goes
+        filters = self._filters
         out = []
         for i in sorted(hits):
-            sub = self._subs[i]
-            if not takes(sub, alert):
+            drills, adapter, min_level = filters[i]
+            if drill and not drills:
                 continue
-            opted_in = sub.drills and sub.adapter.value in withheld
-            if allowed is not None and sub.adapter.value not in allowed and not opted_in:
+            if allowed is not None and adapter not in allowed and not (drills and adapter in withheld):
                 continue
-            if (not ignore_min_level and sub.min_level is not None and alert.level is not None
-                    and alert.level < sub.min_level):  # fmt: skip
+            if level is not None and min_level is not None and level < min_level:
                 continue
-            out.append(sub)
+            out.append(i)
         return out
+
+    def matches(self, alert: Alert, *, ignore_min_level: bool = False) -> list[Subscriber]:
+        """The subscribers the alert goes to, in delivery order."""
+        subs = self._subs
+        return [subs[i] for i in self._matching(alert, ignore_min_level)]
 
     async def plan(self, alert: Alert) -> list[PlannedDelivery]:
         await self.refresh()
         # A lane is read in order: within a fan-out, the channels that speak to people at
-        # once go first (stable, so subscribers keep their order within a kind).
-        subs = sorted(self.matches(alert), key=lambda s: DELIVERY_ORDER.get(s.adapter, len(DELIVERY_ORDER)))
-        plan = [PlannedDelivery(s.id, s.adapter.value) for s in subs]
+        # once go first (the index is in that order; subscribers keep theirs within a kind).
+        planned = self._planned
+        plan = [planned[i] for i in self._matching(alert, False)]
         if self.feed and (alert.adapters is None or AdapterKind.FEED in alert.adapters):
             # First, so one feed publish is not queued behind thousands of webhooks.
             plan.insert(0, PlannedDelivery(FEED_SUBSCRIBER, AdapterKind.FEED))
