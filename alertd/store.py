@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgpack
 import redis.asyncio as aioredis
@@ -165,8 +165,10 @@ def _unpack(raw: bytes) -> Any:
     return msgpack.unpackb(raw, raw=False)
 
 
-@dataclass
-class PlannedDelivery:
+class PlannedDelivery(NamedTuple):
+    """One delivery of a fan-out: a tuple, so a plan of thousands is packed as it is
+    (each one a [subscriber_id, adapter] pair), and the router keeps one per subscriber."""
+
     subscriber_id: str
     adapter: str
 
@@ -452,7 +454,7 @@ class Store:
                         "planned": len(plan),
                         "rev": 0,
                         # Who is to get it; a delivery with no recorded state yet is "queued".
-                        "plan": _pack([[p.subscriber_id, p.adapter] for p in plan]),
+                        "plan": _pack(plan),  # [[subscriber_id, adapter], ...]
                     },
                 )
                 pipe.zadd(self.keys.alerts, {alert.id: accepted_ms})
