@@ -846,30 +846,41 @@ class Store:
         out: dict[str, list[Standing]] = {}
         for pref in sorted({m[:2] for m in municipalities}):
             members = await self.redis.sunion(self.keys.active_in(pref), self.keys.active_in("xx"))
-            rows = await self._load_standing(members)
+            # Whether each alert stands at all is worked out once, not once per town: a state
+            # round of a prefecture's towns under dozens of standing alerts was that many
+            # times over (tens of ms on the loop the flash deliveries share).
+            standing = self._standing(await self._load_standing(members), status, registry)
             for muni in (m for m in municipalities if m[:2] == pref):
-                out[muni] = self._standing_in(rows, muni, status, registry)
+                out[muni] = self._in_town(standing, muni, registry)
         return out
 
     async def _load_standing(self, members: Any) -> list[tuple[Alert, dict[str, Any]]]:
         return await self._load(sorted(m.decode() for m in members), extra=("lifted", "rev"))
 
-    @staticmethod
+    @classmethod
     def _standing_in(
-        rows: list[tuple[Alert, dict[str, Any]]], municipality: str, status: str, registry: Registry
+        cls, rows: list[tuple[Alert, dict[str, Any]]], municipality: str, status: str, registry: Registry
     ) -> list[Standing]:
+        return cls._in_town(cls._standing(rows, status, registry), municipality, registry)
+
+    @staticmethod
+    def _standing(rows: list[tuple[Alert, dict[str, Any]]], status: str, registry: Registry) -> list[Standing]:
+        """The alerts of ``rows`` in force now with this status, oldest first."""
         now = utcnow()
         out = []
         for alert, meta in rows:
             if alert.status.value != status or meta.get("state") != AlertState.ACTIVE:
-                continue
-            if not any(_within(registry, d, municipality) for d in alert.districts):
                 continue
             standing = Standing(alert, frozenset(meta.get("lifted") or ()), int(meta.get("rev") or 0))
             if standing.in_force(registry, now):
                 out.append(standing)
         out.sort(key=lambda s: (s.alert.accepted_at or s.alert.sent, s.alert.id))
         return out
+
+    @staticmethod
+    def _in_town(standing: list[Standing], municipality: str, registry: Registry) -> list[Standing]:
+        """Those of ``standing`` with a district in the municipality or covering it."""
+        return [s for s in standing if any(_within(registry, d, municipality) for d in s.alert.districts)]
 
     async def plan_of(self, alert_ids: list[str]) -> list[tuple[str, str]]:
         """Who the given alerts were planned for (subscriber id, adapter), each once."""
