@@ -164,6 +164,10 @@ async def redis_kill(shared: Shared, p: RedisKill, workdir: Path) -> Row:
                 and status == 202  # fmt: skip
             if status == 202:
                 accepted.append(answer["id"])
+            else:  # what the desk was told instead, for the report
+                row.notes.setdefault("orders_after_restart_refused", []).append(
+                    {"status": status, "detail": answer.get("detail") if isinstance(answer, dict) else str(answer)[:200]}
+                )
         # Every 202'd alert is still there, and every one of its deliveries arrives.
         row.checks["every 202'd alert still there"] = await all_present(alertd, accepted, row)
         expected = {(a, f"/ok/{i}") for a in accepted for i in range(p.subscribers)}

@@ -282,9 +282,14 @@ def test_a_desk_drafts_on_the_map_a_second_person_approves_and_the_board_reaches
     assert "【訓練】" in text(tanaka, "banner")
     from selenium.webdriver.common.keys import Keys
 
-    opener = tanaka.find_element("css selector", "#now-list article.alert button.lift")
-    card = opener.find_element("xpath", "./ancestor::article").get_attribute("data-alert")
-    opener.click()
+    def open_lift() -> str:
+        # Found, read and clicked again if a redraw made the button stale in between (a CI run met it).
+        opener = tanaka.find_element("css selector", "#now-list article.alert button.lift")
+        card = opener.find_element("xpath", "./ancestor::article").get_attribute("data-alert")
+        opener.click()
+        return str(card)
+
+    card = wait(open_lift, "a click on 解除")
     tanaka.find_element("id", "confirm").send_keys(Keys.ESCAPE)  # changed their mind: back to the button
     wait(lambda: not tanaka.find_element("id", "confirm").is_displayed(), "the dialog to close on Escape")
     # The same button of the same card: the list is re-drawn every 10 s, and a redraw while
