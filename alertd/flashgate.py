@@ -4,8 +4,10 @@ A flash alert (EEW, tsunami, missile, level 5) shares the process's one event lo
 everything else: routine orders being taken, routine deliveries, the feed's state rounds.
 While flash work is under way here (a flash alert's intake, or its deliveries), the
 others wait at their next step, each for a bounded time so none is starved: the routine
-lanes read no new work, a routine order's intake pauses between its stages (at most
-``ROUTINE_WAIT_S`` in all), and a state round waits (at most 2 s, alertd.feed).
+lanes read no new work, a routine message sent through the API pauses between its intake
+stages (at most ``ROUTINE_WAIT_S`` in all; the JMA feed's telegrams never pause, as they are
+taken one at a time and a flash one may be next), and a state round waits (at most 2 s,
+alertd.feed).
 """
 
 from __future__ import annotations

@@ -636,6 +636,10 @@ class Intake:
                     self.flash_gate.leave_soon()  # handed to its deliveries
                 else:
                     self.flash_gate.leave()
+        elif issuer is None:
+            # An internal source (the JMA poller, the spool) takes its telegrams one at a
+            # time: a routine one stepping aside would hold up a flash one queued behind it.
+            await self._run(self.chain, ctx)
         else:
             await self._run(self.chain, ctx, step_aside_until=time.monotonic() + ROUTINE_WAIT_S)
         assert ctx.answer is not None
@@ -649,7 +653,9 @@ class Intake:
         self, chain: tuple[IntakeStage, ...], ctx: IntakeContext, step_aside_until: float | None = None
     ) -> None:
         for stage in chain:
-            if step_aside_until is not None:
+            # Asked again at each stage: an update or cancel of a flash alert becomes one only
+            # once its references are read (it inherits their kind and level).
+            if step_aside_until is not None and not is_flash(ctx.alert):
                 await self.flash_gate.step_aside(step_aside_until)
             if await stage(ctx):
                 return

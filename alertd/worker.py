@@ -434,11 +434,11 @@ class Worker:
             try:
                 await self._run_job(job)
             finally:
+                if lane is Priority.FLASH:
+                    self._flash.leave()  # first: nothing below may keep the gate shut
                 if not self.recorder.owes(job.entry_id):
                     self._held.pop(job.entry_id, None)
                 queue.task_done()
-                if lane is Priority.FLASH:
-                    self._flash.leave()
 
     async def _refresh_subscribers(self, version: int | None = None) -> None:
         if version is None:

@@ -55,3 +55,30 @@ async def test_a_flash_alerts_intake_does_not_wait_for_other_flash_work(
     assert asked == [], "a flash alert's intake stepped aside for other flash work"
     # And after its commit the gate is held a moment for its deliveries, then let go.
     await asyncio.wait_for(gate.idle.wait(), 10)
+
+
+async def test_a_routine_message_from_an_internal_source_never_steps_aside(
+    engine: RunningEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The JMA feed takes its telegrams one at a time: a routine one waiting for flash work
+    # would hold up a flash telegram queued behind it.
+    from alertd.json_alert import parse_json_alert
+
+    gate = engine.engine.flash_gate
+    asked: list[float] = []
+    step_aside = gate.step_aside
+
+    async def counted(deadline: float) -> None:
+        asked.append(deadline)
+        await step_aside(deadline)
+
+    monkeypatch.setattr(gate, "step_aside", counted)
+    alert = parse_json_alert({"status": "Exercise", "kind": "weather", "event": "大雨警報", "districts": ["08211"],
+                              "headline": {"ja": "大雨警報", "en": "Heavy rain warning"}}, "jma@alertd")  # fmt: skip
+    gate.enter()
+    try:
+        answer, created = await engine.engine.intake.accept(alert, None)
+    finally:
+        gate.leave()
+    assert created and answer["priority"] == "routine", answer
+    assert asked == [], "an internal source's routine message stepped aside"
