@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from alertd.flashgate import ROUTINE_WAIT_S
+from alertd.flashgate import ROUTINE_WAIT_S, FlashGate
 from tests.conftest import RunningEngine
 from tests.test_delivery import ORDER
 
@@ -31,11 +31,8 @@ async def test_a_routine_order_during_flash_work_is_held_back_but_accepted_withi
     assert waited >= ROUTINE_WAIT_S * 0.9, f"accepted after {waited:.2f} s without stepping aside"
 
 
-async def test_a_flash_alerts_intake_does_not_wait_for_other_flash_work(
-    engine: RunningEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    token = await engine.add_issuer("pref", ["08"], national=True)
-    gate = engine.engine.flash_gate
+def _steps_aside(gate: FlashGate, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The deadlines of every step_aside asked of the gate from now on (it still waits)."""
     asked: list[float] = []
     step_aside = gate.step_aside
 
@@ -44,6 +41,15 @@ async def test_a_flash_alerts_intake_does_not_wait_for_other_flash_work(
         await step_aside(deadline)
 
     monkeypatch.setattr(gate, "step_aside", counted)
+    return asked
+
+
+async def test_a_flash_alerts_intake_does_not_wait_for_other_flash_work(
+    engine: RunningEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = await engine.add_issuer("pref", ["08"], national=True)
+    gate = engine.engine.flash_gate
+    asked = _steps_aside(gate, monkeypatch)
     gate.enter()
     try:
         body = {"status": "Exercise", "kind": "missile", "event": "弾道ミサイル情報", "districts": ["08"],
@@ -65,14 +71,7 @@ async def test_a_routine_message_from_an_internal_source_never_steps_aside(
     from alertd.json_alert import parse_json_alert
 
     gate = engine.engine.flash_gate
-    asked: list[float] = []
-    step_aside = gate.step_aside
-
-    async def counted(deadline: float) -> None:
-        asked.append(deadline)
-        await step_aside(deadline)
-
-    monkeypatch.setattr(gate, "step_aside", counted)
+    asked = _steps_aside(gate, monkeypatch)
     alert = parse_json_alert({"status": "Exercise", "kind": "weather", "event": "大雨警報", "districts": ["08211"],
                               "headline": {"ja": "大雨警報", "en": "Heavy rain warning"}}, "jma@alertd")  # fmt: skip
     gate.enter()
