@@ -373,6 +373,8 @@ class Feed:
         self._flash_idle: asyncio.Event | None = None
         # How long a publish waits for the broker (a connection, then each PUBACK).
         self.publish_timeout_s = 5.0
+        # The most a state round waits for alert messages and flash webhooks in flight.
+        self.states_wait_s = 2.0
 
     async def start(self) -> None:
         try:
@@ -462,7 +464,7 @@ class Feed:
                         marked = await self.store.mark_standing_dirty(time.time())
                         seen = self.conn.connects
                         log.info("state.republish", states=marked, broker=self.broker)
-                    await self._after_alerts(lost)
+                    await self._after_alerts(lost, self.states_wait_s)
                     await self.publish_states()
                 except Exception as exc:  # the broker is down: the dirty set keeps them
                     log.warning("state.publish_failed", error=repr(exc))
