@@ -21,6 +21,12 @@ prints one JSON result on stdout. Jobs:
               state per town, one at a time, waiting for each PUBACK: alertd's
               feed never did that; it kept them all in flight, so that ceiling
               was a floor.)
+  raw_flash   raw_http and raw_mqtt's alert messages at once, in one process, as
+              alertd does a flash alert: the POSTs start, then every feed message
+              is published while they go on, then the retained states once the
+              POSTs are done. The like-for-like ceiling of the flash run, where
+              the feed shares the machine with 2,000 webhooks (raw_mqtt alone has
+              the broker and the subscriber to itself).
   apprise     the same fan-out done with Apprise's json:// notifier.
 
 Every job starts with one unmeasured warm-up round, because alertd's
@@ -225,6 +231,47 @@ async def raw_mqtt(job: dict[str, Any]) -> dict[str, Any]:
     return {"runs": out}
 
 
+async def raw_flash(job: dict[str, Any]) -> dict[str, Any]:
+    """2,000 POSTs and the feed's messages together (see the module doc)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from simulations.http_senders import SENDERS
+
+    body, cap = base64.b64decode(job["body"]), base64.b64decode(job["cap"])
+    state = base64.b64decode(job["state"])
+    headers, topics = dict(job["headers"]), list(job["topics"])
+    n, runs, base = int(job["n"]), int(job["runs"]), job["base"]
+    props = Properties(PacketTypes.PUBLISH)
+    props.MessageExpiryInterval = 600
+    props.ContentType = "application/cap+xml"
+    sender = SENDERS[job["client"]](body, headers, int(job["connections"]), float(job["timeout_s"]))
+    await sender.start()
+    out = []
+    try:
+        async with aiomqtt.Client(job["host"], int(job["port"]), identifier=f"bench-rawflash-{time.time_ns()}",
+                                  protocol=aiomqtt.ProtocolVersion.V5, max_inflight_messages=1000) as client:  # fmt: skip
+            client.pending_calls_threshold = 100_000
+            for run in range(-1, runs):  # -1: warm-up, not reported
+                urls = [f"{base}/rawflash/{run}/{i}" for i in range(n)]
+                feed = f"{job['prefix']}/rawflash{run}"
+                t0 = time.time()
+                posts = asyncio.create_task(_send_all(sender.post, urls, int(job["concurrency"])))
+                await asyncio.sleep(0)  # the first POSTs are written, as alertd's first receiver goes first
+                await asyncio.gather(*(client.publish(f"{feed}/{t}", cap, qos=1, properties=props) for t in topics))
+                failures = await posts
+                await asyncio.gather(*(client.publish(f"{feed}/{t}/state", state, qos=1, retain=True) for t in topics))
+                if run >= 0:
+                    out.append({"key": f"rawflash/{run}", "feed_key": feed, "t0": t0, "failures": failures})
+                await asyncio.sleep(float(job.get("pause_s", 0.5)))
+            for run in range(-1, runs):  # the retained states go again
+                feed = f"{job['prefix']}/rawflash{run}"
+                await asyncio.gather(*(client.publish(f"{feed}/{t}/state", b"", qos=1, retain=True) for t in topics))
+    finally:
+        await sender.close()
+    return {"runs": out, "client": job["client"]}
+
+
 async def apprise_fanout(job: dict[str, Any]) -> dict[str, Any]:
     """What a Python user would write: one Apprise object holding every endpoint, async_notify."""
     import apprise
@@ -249,7 +296,10 @@ async def apprise_fanout(job: dict[str, Any]) -> dict[str, Any]:
     return {"runs": out, "version": apprise.__version__}
 
 
-JOBS = {"raw_http": raw_http, "raw_storm": raw_storm, "raw_mqtt": raw_mqtt, "apprise": apprise_fanout}
+JOBS = {
+    "raw_http": raw_http, "raw_storm": raw_storm, "raw_mqtt": raw_mqtt, "raw_flash": raw_flash,
+    "apprise": apprise_fanout,
+}
 
 
 def main() -> int:
