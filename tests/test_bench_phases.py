@@ -71,3 +71,34 @@ def test_rows_of_the_new_phases_reach_the_table() -> None:
     assert last["met"] is False and "J-Alert" in last["target"]
     assert any("×0.9 of 1" in r["measure"] for r in rows)
     assert "national: …" in render(rows, res)
+
+
+def test_the_feed_target_stays_against_raw_mqtt_alone_and_like_for_like_is_information() -> None:
+    """The like-for-like ceiling (raw_flash: the 2,000 POSTs and the feed at once) is shown
+    beside the feed's target, never instead of it."""
+    flash = {
+        "first_p50_ms": 10.0, "first_p99_ms": 12.0, "last_p50_ms": 300.0, "last_p99_ms": 320.0, "per_s_p50": 6600.0,
+        "per_delivery_p99_ms": 290.0, "engine_http_p99_ms_max": 300.0, "accepted_ms_p50": 20.0,
+        "accepted_ms_p99": 25.0, "feed_messages": 62, "feed_last_p50_ms": 25.0, "feed_per_s_p50": 2500.0,
+        "feed_window_per_s_p50": 8000.0,
+    }  # fmt: skip
+    res = {
+        "alertd_flash": flash,
+        "raw_http": {"first_p50_ms": 7.0, "first_p99_ms": 8.0, "last_p50_ms": 150.0, "last_p99_ms": 180.0,
+                     "per_s_p50": 12000.0},  # fmt: skip
+        "raw_mqtt": {"last_p50_ms": 10.0, "per_s_p50": 6000.0, "window_per_s_p50": 12000.0},
+        "raw_flash": {"per_s_p50": 11000.0, "feed_window_per_s_p50": 6000.0},
+        "alertmanager": {"status": "alertmanager 0.25", "interleaved": True, "last_p50_ms": 250.0,
+                         "last_p99_ms": 330.0, "per_s_p50": 8000.0, "first_p50_ms": 4.0, "first_p99_ms": 6.0},  # fmt: skip
+        "meta": {"phases": ["flash"], "runs": 5, "subscribers": 2000},
+    }
+    rows = {r["measure"]: r for r in build_rows(res)}
+    target = rows["feed: MQTT publishes/s, first → last message (p50)"]
+    assert target["raw"] == 12000.0 and target["met"] is False  # 8,000 / 12,000 alone: 0.67
+    like = rows["like for like: feed publishes/s beside the webhooks, first → last (p50)"]
+    assert like["raw"] == 6000.0 and like["ratio"] is not None and like["ratio"] > 1 and like["target"] == ""
+    http = rows["like for like: HTTP deliveries/s beside the feed (p50)"]
+    assert http["raw"] == 11000.0 and http["met"] is None
+    # Against Alertmanager's interleaved runs: behind on the end and the rate, ahead on the p99.
+    assert rows["flash: HTTP deliveries/s (p50)"]["met"] is False
+    assert rows["flash: last of 2000 p99 (ms)"]["met"] is True
