@@ -3,7 +3,8 @@
 A fan-out to 2,000 endpoints finishes 2,000 jobs within a few hundred
 milliseconds; recording each with its own MULTI (HSET, XACK, XDEL) costs as
 much as the HTTP request itself. The recorder collects outcomes for up to
-``max_delay_s`` or ``max_batch`` items and writes them in one MULTI/EXEC.
+``max_delay_s`` (or until ``max_batch`` wait, when no transaction is in flight)
+and writes them in one MULTI/EXEC.
 Each caller still waits until its own outcome is written, so the rule
 "record, then acknowledge" holds exactly as before — only the round trips
 are shared.
@@ -14,7 +15,10 @@ batch grows to what comes in during one round trip, with no timer to tune; when
 deliveries are few, an outcome waits no longer than ``max_delay_s``. (Before,
 a transaction went every ``max_delay_s`` whether or not the last was answered:
 a 2,000-webhook fan-out took ~36 of them per 1,000 deliveries, now ~20, and a
-redis-py round trip is ~0.1–0.2 ms of the engine's CPU.)
+redis-py round trip is ~0.1–0.2 ms of the engine's CPU.) A transaction not answered
+within ``WRITE_STALLED_S`` (its connection hung: a half-open TCP link, a stalled
+proxy) no longer holds the others: the next goes beside it on another connection,
+up to ``MAX_WRITES`` in flight.
 
 When Redis answers but cannot write (its disk full, its memory limit reached:
 alertd/redis_full.py), the deliveries have gone out all the same. Their outcomes are
@@ -68,6 +72,10 @@ _NOT_FINAL = frozenset({DeliveryState.QUEUED.value, DeliveryState.SENT.value})
 
 # An attempt still without an outcome after this long is written down as "sent".
 SENT_MARK_AFTER_S = 0.2
+# A transaction unanswered this long is taken for stalled: the next one does not wait for
+# it (a round trip under a full fan-out's load is a few ms). At most MAX_WRITES in flight.
+WRITE_STALLED_S = 0.1
+MAX_WRITES = 4
 
 
 class Recorder:
@@ -90,6 +98,9 @@ class Recorder:
         self._sent_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        # The transaction the next one waits for, and when it went (loop time).
+        self._newest: asyncio.Task[None] | None = None
+        self._newest_at = 0.0
         # Outcomes (and sent marks) Redis refused because it could not write: see the module doc.
         self._owed: list[Outcome] = []
         self._owed_sent: list[tuple[str, str]] = []
@@ -153,17 +164,28 @@ class Recorder:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._flushes:
-            return  # the transaction in flight starts the next when it is answered
+        loop = asyncio.get_running_loop()
+        if self._newest is not None:
+            # The transaction in flight starts the next when it is answered; if it is not
+            # answered in time, the next goes beside it.
+            if len(self._flushes) >= MAX_WRITES:
+                return
+            stalled_at = self._newest_at + WRITE_STALLED_S
+            if loop.time() < stalled_at:
+                self._timer = loop.call_at(stalled_at, self._start_flush)
+                return
         batch, self._pending = self._pending, []
         sent, self._sent = self._sent, []
         if batch or sent:
-            task = asyncio.get_running_loop().create_task(self._flush(batch, sent))
+            task = loop.create_task(self._flush(batch, sent))
             self._flushes.add(task)
+            self._newest, self._newest_at = task, loop.time()
             task.add_done_callback(self._flushed)
 
     def _flushed(self, task: asyncio.Task[None]) -> None:
         self._flushes.discard(task)
+        if task is self._newest:
+            self._newest = None
         if self._pending or self._sent:
             self._start_flush()
 
@@ -300,6 +322,9 @@ class Recorder:
         while self._flushes:  # each one answered starts the next, until none is left
             with contextlib.suppress(Exception):
                 await asyncio.gather(*self._flushes, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._owed_task is not None:
             self._owed_task.cancel()
             with contextlib.suppress(BaseException):

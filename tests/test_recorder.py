@@ -13,7 +13,7 @@ from alertd.constants import Keys
 from alertd.models import Priority
 from alertd.recorder import Outcome, Recorder
 from tests.servers import RedisServer
-from tests.support import until
+from tests.support import free_port, until
 
 
 @pytest.fixture
@@ -98,3 +98,89 @@ async def test_close_writes_what_came_in_while_the_last_write_was_under_way(own_
     finally:
         await redis.aclose()
         await admin.aclose()
+
+
+class FreezingProxy:
+    """A TCP forwarder in front of Redis that can stop passing Redis's answers on the
+    connections open at that moment, as a half-open link does; new connections work."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.gates: list[asyncio.Event] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> FreezingProxy:
+        self.server = await asyncio.start_server(self._take, "127.0.0.1", self.port)
+        return self
+
+    async def _take(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        gate = asyncio.Event()
+        gate.set()
+        self.gates.append(gate)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, gate: asyncio.Event | None) -> None:
+            try:
+                while data := await src.read(65536):
+                    if gate is not None:
+                        await gate.wait()
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, None), pipe(up_reader, writer, gate))
+
+    def freeze_open_connections(self) -> None:
+        for gate in self.gates:
+            gate.clear()
+
+    def thaw(self) -> None:
+        for gate in self.gates:
+            gate.set()
+
+    async def stop(self) -> None:
+        self.thaw()
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_transaction_whose_connection_hangs_does_not_hold_back_the_others(own_redis: RedisServer) -> None:
+    proxy = await FreezingProxy(own_redis.port).start()
+    redis = aioredis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
+    admin = aioredis.from_url(own_redis.url)  # straight to Redis, not through the proxy
+    keys = Keys("recorder-test")
+    stream = keys.lane(Priority.FLASH)
+    try:
+        await redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
+        ids = [await redis.xadd(stream, {"job": str(i)}) for i in range(11)]
+        await redis.xreadgroup(keys.group, "worker-1", {stream: ">"}, count=100)
+        recorder = Recorder(redis, keys)
+        # The recorder's next transaction goes on the one pooled connection, which now hangs:
+        # Redis writes it, but its answer never comes back.
+        proxy.freeze_open_connections()
+        stuck = asyncio.create_task(
+            recorder.record(Outcome(stream, ids[0], "alert-3", "sub-0", {"state": "delivered", "attempts": 1}))
+        )
+        await until(lambda: _calls(admin, "exec"), what="the first outcome's transaction to reach Redis")
+        others = [
+            asyncio.create_task(
+                recorder.record(Outcome(stream, ids[i], "alert-3", f"sub-{i}", {"state": "delivered", "attempts": 1}))
+            )
+            for i in range(1, 11)
+        ]
+        await until(lambda: all(t.done() for t in others),
+                    what="the outcomes after the hung transaction to be written on another connection")  # fmt: skip
+        assert not stuck.done(), "the hung transaction's own caller waits for its answer"
+        proxy.thaw()
+        await asyncio.wait_for(stuck, 10)
+        states = await admin.hgetall(keys.deliveries("alert-3"))
+        assert sum(1 for k, v in states.items() if k.endswith(b"|state") and v == b"delivered") == 11
+        await recorder.close()
+    finally:
+        await redis.aclose()
+        await admin.aclose()
+        await proxy.stop()
