@@ -53,10 +53,11 @@ log = logs.get("alertd.worker")
 
 # Jobs queued between two polls of the event loop (see _dispatch).
 YIELD_EVERY = 16
-# How many flash entries one read takes: few when this worker has no flash delivery in
-# hand (a fan-out's first batch: its first receiver goes out sooner), more once it is
-# busy with one (two round trips, the read and its prefetch, per batch: 62 for a
-# 2,000-webhook fan-out in batches of 64, 18 in batches of 256).
+# How many flash entries one read takes: few when the last read emptied the lane (a
+# fan-out's first batch: its first receiver goes out sooner, and a prefetch of 256 takes
+# ~4 ms more than one of 64), more while the lane has a backlog (the last read came back
+# full: two round trips, the read and its prefetch, per batch: 62 for a 2,000-webhook
+# fan-out in batches of 64, 18 in batches of 256).
 FLASH_FIRST_READ = 64
 FLASH_READ = 256
 ROUTINE_READ = 500
@@ -147,7 +148,7 @@ class Worker:
         # While flash deliveries are in flight, this process reads no new routine
         # work: the lanes share one event loop, and the flash lane gets all of it.
         self._flash = gate or FlashGate()
-        self._flash_in_hand = 0  # this worker's flash jobs read and not yet finished
+        self._flash_backlog = False  # the last flash read came back full: more is waiting
         self._stopping = False
         self._owns_supervisor = supervisor is None
         self.supervisor = supervisor or Supervisor("worker")
@@ -239,7 +240,7 @@ class Worker:
             if self._recover[lane]:
                 await self._recover_own(lane)
             if lane is Priority.FLASH:
-                count = FLASH_READ if self._flash_in_hand else FLASH_FIRST_READ
+                count = FLASH_READ if self._flash_backlog else FLASH_FIRST_READ
             else:
                 count = ROUTINE_READ
             resp = await self.redis.xreadgroup(
@@ -267,6 +268,8 @@ class Worker:
             # reclaimer's claim_idle_s.
             self._recover[lane] = True
             raise
+        if lane is Priority.FLASH:
+            self._flash_backlog = sum(len(entries) for _, entries in resp or []) >= count
         for _, entries in resp or []:
             await self._dispatch(lane, entries, reader)
 
@@ -405,7 +408,6 @@ class Worker:
             self._held[job.entry_id] = lane
             if lane is Priority.FLASH:
                 self._flash.enter()
-                self._flash_in_hand += 1
             await self._queues[lane].put(job)
             if reader is not None:
                 reader.beat()  # waiting for a free delivery slot is progress, not a stall
@@ -447,7 +449,6 @@ class Worker:
             finally:
                 if lane is Priority.FLASH:
                     self._flash.leave()  # first: nothing below may keep the gate shut
-                    self._flash_in_hand -= 1
                 if not self.recorder.owes(job.entry_id):
                     self._held.pop(job.entry_id, None)
                 queue.task_done()
