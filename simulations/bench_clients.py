@@ -252,21 +252,33 @@ async def raw_flash(job: dict[str, Any]) -> dict[str, Any]:
         async with aiomqtt.Client(job["host"], int(job["port"]), identifier=f"bench-rawflash-{time.time_ns()}",
                                   protocol=aiomqtt.ProtocolVersion.V5, max_inflight_messages=1000) as client:  # fmt: skip
             client.pending_calls_threshold = 100_000
-            for run in range(-1, runs):  # -1: warm-up, not reported
-                urls = [f"{base}/rawflash/{run}/{i}" for i in range(n)]
-                feed = f"{job['prefix']}/rawflash{run}"
-                t0 = time.time()
-                posts = asyncio.create_task(_send_all(sender.post, urls, int(job["concurrency"])))
-                await asyncio.sleep(0)  # the first POSTs are written, as alertd's first receiver goes first
-                await asyncio.gather(*(client.publish(f"{feed}/{t}", cap, qos=1, properties=props) for t in topics))
-                failures = await posts
-                await asyncio.gather(*(client.publish(f"{feed}/{t}/state", state, qos=1, retain=True) for t in topics))
-                if run >= 0:
-                    out.append({"key": f"rawflash/{run}", "feed_key": feed, "t0": t0, "failures": failures})
-                await asyncio.sleep(float(job.get("pause_s", 0.5)))
-            for run in range(-1, runs):  # the retained states go again
-                feed = f"{job['prefix']}/rawflash{run}"
-                await asyncio.gather(*(client.publish(f"{feed}/{t}/state", b"", qos=1, retain=True) for t in topics))
+            done = -1
+            try:
+                for run in range(-1, runs):  # -1: warm-up, not reported
+                    urls = [f"{base}/rawflash/{run}/{i}" for i in range(n)]
+                    feed = f"{job['prefix']}/rawflash{run}"
+                    t0 = time.time()
+                    posts = asyncio.create_task(_send_all(sender.post, urls, int(job["concurrency"])))
+                    try:
+                        await asyncio.sleep(0)  # the first POSTs are written, as alertd's first receiver goes first
+                        await asyncio.gather(
+                            *(client.publish(f"{feed}/{t}", cap, qos=1, properties=props) for t in topics)
+                        )
+                    finally:
+                        failures = await posts
+                    done = run
+                    await asyncio.gather(
+                        *(client.publish(f"{feed}/{t}/state", state, qos=1, retain=True) for t in topics)
+                    )
+                    if run >= 0:
+                        out.append({"key": f"rawflash/{run}", "feed_key": feed, "t0": t0, "failures": failures})
+                    await asyncio.sleep(float(job.get("pause_s", 0.5)))
+            finally:
+                for run in range(-1, done + 1):  # the retained states go again
+                    feed = f"{job['prefix']}/rawflash{run}"
+                    await asyncio.gather(
+                        *(client.publish(f"{feed}/{t}/state", b"", qos=1, retain=True) for t in topics)
+                    )
     finally:
         await sender.close()
     return {"runs": out, "client": job["client"]}

@@ -85,11 +85,11 @@ def test_the_feed_target_stays_against_raw_mqtt_alone_and_like_for_like_is_infor
     res = {
         "alertd_flash": flash,
         "raw_http": {"first_p50_ms": 7.0, "first_p99_ms": 8.0, "last_p50_ms": 150.0, "last_p99_ms": 180.0,
-                     "per_s_p50": 12000.0},  # fmt: skip
+                     "per_s_p50": 12000.0},
         "raw_mqtt": {"last_p50_ms": 10.0, "per_s_p50": 6000.0, "window_per_s_p50": 12000.0},
         "raw_flash": {"per_s_p50": 11000.0, "feed_window_per_s_p50": 6000.0},
         "alertmanager": {"status": "alertmanager 0.25", "interleaved": True, "last_p50_ms": 250.0,
-                         "last_p99_ms": 330.0, "per_s_p50": 8000.0, "first_p50_ms": 4.0, "first_p99_ms": 6.0},  # fmt: skip
+                         "last_p99_ms": 330.0, "per_s_p50": 8000.0, "first_p50_ms": 4.0, "first_p99_ms": 6.0},
         "meta": {"phases": ["flash"], "runs": 5, "subscribers": 2000},
     }
     rows = {r["measure"]: r for r in build_rows(res)}
