@@ -32,6 +32,14 @@ async def _calls(admin: aioredis.Redis, command: str) -> int:
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
+async def _held_jobs(redis: aioredis.Redis, keys: Keys, stream: str, n: int) -> list[bytes]:
+    """``n`` lane entries read by a worker and not yet acknowledged, as a worker holds them."""
+    await redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
+    ids = [await redis.xadd(stream, {"job": str(i)}) for i in range(n)]
+    await redis.xreadgroup(keys.group, "worker-1", {stream: ">"}, count=n)
+    return ids
+
+
 async def test_outcomes_arriving_while_a_write_is_under_way_go_together_in_the_next_one(
     own_redis: RedisServer,
 ) -> None:
@@ -40,9 +48,7 @@ async def test_outcomes_arriving_while_a_write_is_under_way_go_together_in_the_n
     keys = Keys("recorder-test")
     stream = keys.lane(Priority.FLASH)
     try:
-        await redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
-        ids = [await redis.xadd(stream, {"job": str(i)}) for i in range(31)]
-        await redis.xreadgroup(keys.group, "worker-1", {stream: ">"}, count=100)  # pending, as a worker holds them
+        ids = await _held_jobs(redis, keys, stream, 31)
         recorder = Recorder(redis, keys)
 
         def delivered(i: int) -> Outcome:
@@ -81,9 +87,7 @@ async def test_close_writes_what_came_in_while_the_last_write_was_under_way(own_
     keys = Keys("recorder-test")
     stream = keys.lane(Priority.ROUTINE)
     try:
-        await redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
-        ids = [await redis.xadd(stream, {"job": str(i)}) for i in range(2)]
-        await redis.xreadgroup(keys.group, "worker-1", {stream: ">"}, count=10)
+        ids = await _held_jobs(redis, keys, stream, 2)
         recorder = Recorder(redis, keys)
         await admin.execute_command("CLIENT", "PAUSE", "300", "WRITE")
         outcomes = [Outcome(stream, ids[i], "alert-2", f"sub-{i}", {"state": "failed", "error": "HTTP 410"}) for i in range(2)]
@@ -155,9 +159,7 @@ async def test_a_transaction_whose_connection_hangs_does_not_hold_back_the_other
     keys = Keys("recorder-test")
     stream = keys.lane(Priority.FLASH)
     try:
-        await redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
-        ids = [await redis.xadd(stream, {"job": str(i)}) for i in range(11)]
-        await redis.xreadgroup(keys.group, "worker-1", {stream: ">"}, count=100)
+        ids = await _held_jobs(redis, keys, stream, 11)
         recorder = Recorder(redis, keys)
         # The recorder's next transaction goes on the one pooled connection, which now hangs:
         # Redis writes it, but its answer never comes back.
