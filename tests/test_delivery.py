@@ -11,6 +11,7 @@ from typing import Any
 
 import aiomqtt
 
+from alertd.store import Store
 from tests.conftest import (
     MQTT_HOST,
     MQTT_PORT,
@@ -284,6 +285,37 @@ async def test_an_expired_alert_leaves_the_list_of_alerts_in_force(engine: Runni
     assert ended == [short["id"]]
     status, active = await engine.get("/api/v1/alerts?active=true&status=Exercise")
     assert [a["id"] for a in active] == [long["id"]]
+
+
+async def test_an_alert_in_force_from_before_the_expiry_index_still_expires(engine: RunningEngine) -> None:
+    # An alertd that kept no expiry index left this alert in force; the process that
+    # starts after the upgrade must still end it when it expires.
+    token = await engine.add_issuer("joso", ["08211"])
+    soon = {"status": "Exercise", "event": "大雨警報", "districts": ["08211"], "identifier": "older",
+            "expires": (datetime.now(UTC) + timedelta(seconds=2)).isoformat()}  # fmt: skip
+    _, older = await engine.post("/api/v1/alerts", token, soon)
+    running = engine.engine.store
+    await running.redis.zrem(running.keys.expiry, older["id"])
+    upgraded = Store(running.redis, running.keys)
+    assert await upgraded.expire_active(time.time()) == []  # not yet due
+    assert await upgraded.expire_active(time.time() + 3) == [older["id"]]
+    status, active = await engine.get("/api/v1/alerts?active=true&status=Exercise")
+    assert status == 200 and active == []
+
+
+async def test_an_alert_cancelled_before_it_expires_is_not_expired_again(engine: RunningEngine) -> None:
+    token = await engine.add_issuer("joso", ["08211"])
+    soon = {"status": "Exercise", "event": "大雨警報", "districts": ["08211"], "identifier": "cancelled-soon",
+            "expires": (datetime.now(UTC) + timedelta(seconds=2)).isoformat()}  # fmt: skip
+    _, first = await engine.post("/api/v1/alerts", token, soon)
+    cancel = {"status": "Exercise", "msg_type": "Cancel", "event": "取消", "references": [first["id"]]}
+    status, _ = await engine.post("/api/v1/alerts", token, cancel)
+    assert status == 202
+    store = engine.engine.store
+    assert await store.expire_active(time.time() + 3) == []
+    assert await store.redis.zscore(store.keys.expiry, first["id"]) is None  # the index holds no leftovers
+    status, alert = await engine.get(f"/api/v1/alerts/{first['id']}")
+    assert alert["state"] == "cancelled"
 
 
 async def test_work_held_longer_than_the_claim_time_is_not_delivered_twice(sink: Sink) -> None:
