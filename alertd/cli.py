@@ -169,6 +169,7 @@ async def _serve(args: argparse.Namespace) -> int:
         desk_socket.close()
         await engine.stop()
         return _start_failed("serve", exc)
+    loop.settle_heap()
     # Extra delivery processes share the lanes through the consumer group: a
     # single Python process tops out around two thousand deliveries a second.
     children = ChildProcesses(settings)
@@ -325,6 +326,7 @@ async def _public(args: argparse.Namespace) -> int:
         listening.close()
         await engine.stop()
         return _start_failed("public", exc)
+    loop.settle_heap()
     runner = web.AppRunner(make_app(engine, desk=False, public=True), access_log=None)
     await runner.setup()
     await web.SockSite(runner, listening, ssl_context=tls).start()
@@ -362,6 +364,7 @@ async def _worker() -> int:
         return _start_failed("worker", exc)
     engine = Engine(settings, workers=True, ingest=False)
     await engine.start()
+    loop.settle_heap()
     await _until_signalled()
     await engine.stop()
     return 0

@@ -21,7 +21,7 @@ from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import RedisError
 
 import adapters
-from alertd import logs, metrics, redis_client, redis_full
+from alertd import logs, metrics, redis_client, redis_full, romaji
 from alertd.broker import Broker
 from alertd.cap_signature import CapSigner, SigningConfigError
 from alertd.config import Settings, load_seed
@@ -119,6 +119,7 @@ class Engine:
             self.store.waitaof = redis_client.WaitAof.parse(s.redis_waitaof)
             await redis_client.check_waitaof(self.redis, self.store.waitaof)
         self.registry = await asyncio.to_thread(Registry.default)
+        await asyncio.to_thread(romaji.warm)
         self.jurisdiction = Jurisdiction(self.registry)
         self.data_lost = False
         self.reseeded_at: float | None = None
