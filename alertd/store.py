@@ -51,6 +51,8 @@ log = logs.get("alertd.store")
 # Decoded alert documents kept in each process (see Store._docs): ~8 MB at most. Fewer than
 # a large disaster keeps in force is fine: a miss costs one decode (tens of microseconds).
 DOC_CACHE = 1024
+# Alerts read per round trip by Store._load: ~200 documents decoded is a few ms of the loop.
+LOAD_CHUNK = 200
 
 _FAN_OUT = """
 for i = 3, #ARGV do
@@ -914,12 +916,20 @@ class Store:
     async def _load(
         self, ids: list[str], extra: tuple[str, ...] = ()
     ) -> list[tuple[Alert, dict[str, Any]]]:
-        """Alerts and their state in one round trip, however many there are.
+        """Alerts and their state, a round trip per ``LOAD_CHUNK`` of them.
 
         An alert's document never changes once written, so decoded documents are
         kept (shared, read-only) and only the state is read again. ``extra``
-        fields come back decoded too ("lifted" as a list).
+        fields come back decoded too ("lifted" as a list). In chunks: the loop that
+        runs this also delivers flash alerts, and every alert of a large disaster
+        read and decoded in one go held it for 100 ms and more.
         """
+        out: list[tuple[Alert, dict[str, Any]]] = []
+        for start in range(0, len(ids), LOAD_CHUNK):
+            out += await self._load_chunk(ids[start : start + LOAD_CHUNK], extra)
+        return out
+
+    async def _load_chunk(self, ids: list[str], extra: tuple[str, ...]) -> list[tuple[Alert, dict[str, Any]]]:
         names = ("state", "superseded_by", "planned", *extra)
         known = {alert_id: self._docs.get(alert_id) for alert_id in ids}
         for alert_id, alert in known.items():

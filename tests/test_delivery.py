@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiomqtt
+import pytest
 
+from alertd import store as store_module
 from alertd.store import Store
 from tests.conftest import (
     MQTT_HOST,
@@ -285,6 +287,25 @@ async def test_an_expired_alert_leaves_the_list_of_alerts_in_force(engine: Runni
     assert ended == [short["id"]]
     status, active = await engine.get("/api/v1/alerts?active=true&status=Exercise")
     assert [a["id"] for a in active] == [long["id"]]
+
+
+async def test_every_alert_in_force_is_listed_when_they_are_read_in_several_round_trips(
+    engine: RunningEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Alerts are read a chunk at a time (a large disaster's 2,500 in one go held the loop
+    # for a quarter of a second); a short chunk here puts the boundaries inside seven alerts.
+    monkeypatch.setattr(store_module, "LOAD_CHUNK", 3)
+    token = await engine.add_issuer("joso", ["08211"])
+    posted = set()
+    for i in range(7):
+        status, answer = await engine.post("/api/v1/alerts", token, {
+            "status": "Exercise", "event": "大雨警報", "districts": ["08211"], "identifier": f"many-{i}"})  # fmt: skip
+        assert status == 202, answer
+        posted.add(answer["id"])
+    for alert_id in posted:  # read back from Redis, not from this process's cache
+        engine.engine.store.forget(alert_id)
+    status, active = await engine.get("/api/v1/alerts?active=true&status=Exercise")
+    assert status == 200 and {a["id"] for a in active} == posted
 
 
 async def test_an_alert_in_force_from_before_the_expiry_index_still_expires(engine: RunningEngine) -> None:
