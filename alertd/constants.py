@@ -32,9 +32,9 @@ class Keys:
         self.log = f"{p}:log"  # stream: the durable log of every accepted alert
         self.alerts = f"{p}:alerts"  # zset: alert id -> accepted time (ms)
         self.active = f"{p}:alerts:active"  # set of alert ids still in force
-        # zset: alert id in force -> when it expires (unix s): the expiry sweep reads only
-        # those past due, not every alert in force (see Store.expire_active).
-        self.expiry = f"{p}:alerts:active:expiry"
+        # zset: alert id in force -> when it expires (unix s; +inf: never): the expiry sweep
+        # reads only those past due, not every alert in force (see Store.expire_active).
+        self.expiry = f"{p}:alerts:expiry"
         self.issuers = f"{p}:issuers"  # set of issuer ids
         self.subscribers = f"{p}:subscribers"  # set of subscriber ids
         self.subscribers_version = f"{p}:subscribers:version"  # bumped on every change; routers reload

@@ -51,6 +51,8 @@ log = logs.get("alertd.store")
 # Decoded alert documents kept in each process (see Store._docs): ~8 MB at most. Fewer than
 # a large disaster keeps in force is fine: a miss costs one decode (tens of microseconds).
 DOC_CACHE = 1024
+# How often the expiry sweep also checks that every alert in force is in the expiry index.
+EXPIRY_CHECK_S = 300.0
 # Alerts read per round trip by Store._load: ~200 documents decoded is a few ms of the loop.
 LOAD_CHUNK = 200
 
@@ -163,6 +165,11 @@ def _pack(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True)
 
 
+def _expiry_score(alert: Alert) -> float:
+    """An alert's place in the expiry index: when it expires (unix s), or never."""
+    return alert.expires.timestamp() if alert.expires is not None else float("inf")
+
+
 def _unpack(raw: bytes) -> Any:
     return msgpack.unpackb(raw, raw=False)
 
@@ -220,8 +227,8 @@ class Store:
         # RSS growth was this cache filling (one entry per alert ever in force).
         self._docs: OrderedDict[str, Alert] = OrderedDict()
         self.doc_cache = DOC_CACHE
-        # Whether this process has put older alerts in the expiry index (expire_active).
-        self._expiry_indexed = False
+        # When this process last put in the expiry index what it lacked (expire_active).
+        self._expiry_checked = -EXPIRY_CHECK_S
         # Which retained states an alert touches ("<status>|<municipality>"); the engine
         # sets it (it needs the registry), so expiry can mark them as a commit does.
         self.dirty_states: Callable[[Alert, list[Alert]], list[str]] | None = None
@@ -465,8 +472,7 @@ class Store:
                 pipe.sadd(self.keys.reference(alert.sender, alert.identifier), alert.id)
                 if in_force:
                     pipe.sadd(self.keys.active, alert.id)
-                    if alert.expires is not None:
-                        pipe.zadd(self.keys.expiry, {alert.id: alert.expires.timestamp()})
+                    pipe.zadd(self.keys.expiry, {alert.id: _expiry_score(alert)})
                     for pref in prefectures_of(alert):
                         pipe.sadd(self.keys.active_in(pref), alert.id)
                     if (muni := order_municipality(alert)) is not None:
@@ -995,9 +1001,9 @@ class Store:
         reading and decoding all of them every sweep took 100–300 ms of the loop once a
         storm had left 2,500 orders standing, and a flash alert arriving then waited it out.
         """
-        if not self._expiry_indexed:
-            await self._index_expiries(now)
-            self._expiry_indexed = True
+        if time.monotonic() >= self._expiry_checked + EXPIRY_CHECK_S:
+            await self._index_expiries()
+            self._expiry_checked = time.monotonic()
         due = [m.decode() for m in await self.redis.zrangebyscore(self.keys.expiry, "-inf", f"({now}")]
         if not due:
             return []
@@ -1025,28 +1031,21 @@ class Store:
             await pipe.execute()
         return ended
 
-    async def _index_expiries(self, now: float) -> None:
-        """Put in the expiry index the alerts in force it does not hold: once per process, for
-        alerts committed before the index existed. One whose document is gone is indexed as
-        due now, so the sweep drops it; one that never expires stays out."""
+    async def _index_expiries(self) -> None:
+        """Put in the expiry index the alerts in force it does not hold: those committed before
+        it existed, or by an older alertd still running beside this one (a rolling upgrade).
+        One whose document is gone is indexed as due now, so the sweep drops it; one that
+        never expires at +inf, so it is not read again. Two cheap reads when all are indexed."""
         ids = [m.decode() for m in await self.redis.smembers(self.keys.active)]
         if not ids:
             return
         scores = await self.redis.zmscore(self.keys.expiry, ids)
         missing = [i for i, score in zip(ids, scores, strict=True) if score is None]
-        for start in range(0, len(missing), 500):  # bounded batches: this runs beside deliveries
-            chunk = missing[start : start + 500]
+        for start in range(0, len(missing), LOAD_CHUNK):
+            chunk = missing[start : start + LOAD_CHUNK]
             loaded = {alert.id: alert for alert, _ in await self._load(chunk)}
-            index: dict[str, float] = {}
-            for alert_id in chunk:
-                alert = loaded.get(alert_id)
-                if alert is None:
-                    index[alert_id] = 0.0
-                elif alert.expires is not None:
-                    index[alert_id] = alert.expires.timestamp()
-            if index:
-                await self.redis.zadd(self.keys.expiry, index)
-            await asyncio.sleep(0)
+            index = {i: _expiry_score(loaded[i]) if i in loaded else 0.0 for i in chunk}
+            await self.redis.zadd(self.keys.expiry, index)
 
     async def take_dirty_states(self, count: int) -> list[tuple[str, str]]:
         """Municipalities whose retained state changed, as (status, municipality)."""

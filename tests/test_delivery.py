@@ -324,6 +324,25 @@ async def test_an_alert_in_force_from_before_the_expiry_index_still_expires(engi
     assert status == 200 and active == []
 
 
+async def test_an_alert_an_older_alertd_committed_beside_this_one_still_expires(
+    engine: RunningEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rolling upgrade: an older serve, which keeps no expiry index, commits an alert after
+    # this process has already indexed what was in force. This process's periodic check
+    # (every EXPIRY_CHECK_S; every sweep here) must still find it and end it.
+    monkeypatch.setattr(store_module, "EXPIRY_CHECK_S", 0.0)
+    store = engine.engine.store
+    await store.expire_active(time.time())
+    token = await engine.add_issuer("joso", ["08211"])
+    soon = {"status": "Exercise", "event": "大雨警報", "districts": ["08211"], "identifier": "from-older",
+            "expires": (datetime.now(UTC) + timedelta(seconds=2)).isoformat()}  # fmt: skip
+    _, older = await engine.post("/api/v1/alerts", token, soon)
+    await store.redis.zrem(store.keys.expiry, older["id"])  # as the older alertd left it
+    assert await store.expire_active(time.time() + 3) == [older["id"]]
+    status, active = await engine.get("/api/v1/alerts?active=true&status=Exercise")
+    assert status == 200 and active == []
+
+
 async def test_an_alert_cancelled_before_it_expires_is_not_expired_again(engine: RunningEngine) -> None:
     token = await engine.add_issuer("joso", ["08211"])
     soon = {"status": "Exercise", "event": "大雨警報", "districts": ["08211"], "identifier": "cancelled-soon",
