@@ -160,7 +160,7 @@ async def _serve(args: argparse.Namespace) -> int:
         desk_socket = _listen(args.host, args.port)
     except OSError as exc:
         return _start_failed("serve", OSError(f"could not listen on {args.host}:{args.port}: {exc.strerror or exc}"))
-    engine = Engine(settings, workers=not args.no_workers)
+    engine = Engine(settings, workers=not args.no_workers, settle_heap=True)
     try:
         await engine.start()
     except Exception as exc:
@@ -169,7 +169,6 @@ async def _serve(args: argparse.Namespace) -> int:
         desk_socket.close()
         await engine.stop()
         return _start_failed("serve", exc)
-    loop.settle_heap()
     # Extra delivery processes share the lanes through the consumer group: a
     # single Python process tops out around two thousand deliveries a second.
     children = ChildProcesses(settings)
@@ -319,14 +318,13 @@ async def _public(args: argparse.Namespace) -> int:
         listening = _listen(args.host, args.port)
     except OSError as exc:
         return _start_failed("public", OSError(f"could not listen on {args.host}:{args.port}: {exc.strerror or exc}"))
-    engine = Engine(settings, reader=True)
+    engine = Engine(settings, reader=True, settle_heap=True)
     try:
         await engine.start()
     except Exception as exc:
         listening.close()
         await engine.stop()
         return _start_failed("public", exc)
-    loop.settle_heap()
     runner = web.AppRunner(make_app(engine, desk=False, public=True), access_log=None)
     await runner.setup()
     await web.SockSite(runner, listening, ssl_context=tls).start()
@@ -362,9 +360,8 @@ async def _worker() -> int:
         _refuse_example_secrets(settings)
     except ValueError as exc:
         return _start_failed("worker", exc)
-    engine = Engine(settings, workers=True, ingest=False)
+    engine = Engine(settings, workers=True, ingest=False, settle_heap=True)
     await engine.start()
-    loop.settle_heap()
     await _until_signalled()
     await engine.stop()
     return 0

@@ -21,7 +21,7 @@ from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import RedisError
 
 import adapters
-from alertd import logs, metrics, redis_client, redis_full, romaji
+from alertd import logs, loop, metrics, redis_client, redis_full, romaji
 from alertd.broker import Broker
 from alertd.cap_signature import CapSigner, SigningConfigError
 from alertd.config import Settings, load_seed
@@ -51,9 +51,14 @@ DESK_LAYER = "desk"
 
 class Engine:
     def __init__(
-        self, settings: Settings | None = None, *, workers: bool = True, reader: bool = False, ingest: bool = True
-    ) -> None:
+        self, settings: Settings | None = None, *, workers: bool = True, reader: bool = False, ingest: bool = True,
+        settle_heap: bool = False,
+    ) -> None:  # fmt: skip
         self.settings = settings or Settings.from_env()
+        # A process of its own (alertd serve, worker, public): what its start loaded is frozen
+        # out of the collector's scans before any delivery starts (alertd.loop.settle_heap).
+        # Not for engines started inside another program (tests): that would keep their garbage.
+        self.settle_heap = settle_heap
         # A reader serves only the public face (alerts, feeds, acks) in a process of
         # its own: no intake, no delivery, no feed, no poller.
         self.reader = reader
@@ -129,6 +134,7 @@ class Engine:
         self.supervisor.every("districts", self.sync_districts, 5.0)
         if self.reader:
             self.supervisor.every("data-guard", self._guard_data, 5.0)
+            self._settle()
             log.info("engine.started", role="public reader", redis=redact_url(s.redis_url), prefix=s.key_prefix)
             return self
         self.geocoder = Geocoder(self.registry)
@@ -162,6 +168,7 @@ class Engine:
             await self.seed(seed)
         await self.store.mark_deployment(self.consumer)
         self.supervisor.every("data-guard", self._guard_data, 5.0)
+        self._settle()  # before the lanes are read: a restart's flash backlog goes out at once
         if self.run_workers:
             kinds = adapters.registry(s.call_signs, cap_signer=self.cap_signer, smtp_ca_file=s.smtp_ca_file)
             gate = self.flash_gate
@@ -281,6 +288,10 @@ class Engine:
             self.registry.load_layer(muni, layer, {"type": "FeatureCollection", "features": features})
         self._layers_loaded = set(layers)
         self._districts_version = version
+
+    def _settle(self) -> None:
+        if self.settle_heap:
+            loop.settle_heap()
 
     async def _expire(self) -> None:
         await self.store.expire_active(time.time())
