@@ -967,6 +967,17 @@ class Store:
         """The retention sweeper deleted this alert: its document is no longer worth keeping."""
         self._docs.pop(alert_id, None)
 
+    def cached(self, alert_id: str) -> Alert | None:
+        """The decoded alert if this process holds it (shared: read, never change it)."""
+        alert = self._docs.get(alert_id)
+        if alert is not None:
+            self._docs.move_to_end(alert_id)  # in use: the last to go
+        return alert
+
+    def remember(self, alert: Alert) -> Alert:
+        """Keep a decoded alert for the readers of this process (the delivery workers share it)."""
+        return self._remember(alert)
+
     def _remember(self, alert: Alert) -> Alert:
         self._docs[alert.id] = alert
         while len(self._docs) > self.doc_cache:

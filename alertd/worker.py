@@ -129,7 +129,6 @@ class Worker:
         self._sub_slots: dict[str, asyncio.Semaphore] = {}
         self._subs: dict[str, Subscriber] = {}
         self._subs_version = -1
-        self._alerts: OrderedDict[str, Alert] = OrderedDict()
         self._renders: OrderedDict[tuple[object, ...], Payload] = OrderedDict()
         self.ledger = self.shard.ledger
         self._move_due = self.redis.register_script(MOVE_DUE_SCRIPT)
@@ -368,7 +367,9 @@ class Worker:
             await self._refresh_subscribers()
             return
         alert_ids = list({j.alert_id for j in jobs})
-        missing = [a for a in alert_ids if a not in self._alerts]
+        # Decoded alerts are the store's, shared with this process's other readers: one copy
+        # of each kept alert is fewer objects for every full collection to scan.
+        missing = [a for a in alert_ids if self.store.cached(a) is None]
         # One round trip for the whole batch: alert states, documents not yet
         # cached, and each delivery's state and attempt count so far. Nothing is
         # marked held until it succeeds, so a failed prefetch leaves the entries
@@ -392,7 +393,7 @@ class Worker:
         states = {a: (v.decode() if v else None) for a, v in zip(alert_ids, results[:n], strict=True)}
         for raw in results[n : n + m]:
             if raw:
-                self._cache_alert(Alert.from_dict(msgpack.unpackb(raw, raw=False)))
+                self.store.remember(Alert.from_dict(msgpack.unpackb(raw, raw=False)))
         known: dict[str, dict[str, tuple[str | None, dict[str, Any]]]] = {
             alert_id: self.ledger.unpack_prefetch(fields_by_alert[alert_id], values)
             for alert_id, values in zip(alert_ids, results[n + m :], strict=True)
@@ -466,17 +467,12 @@ class Worker:
             self._subs.update(subs)
             self._subs_version = version
 
-    def _cache_alert(self, alert: Alert) -> None:
-        self._alerts[alert.id] = alert
-        if len(self._alerts) > 1000:
-            self._alerts.popitem(last=False)
-
     async def _alert(self, alert_id: str) -> Alert | None:
-        alert = self._alerts.get(alert_id)
+        alert = self.store.cached(alert_id)
         if alert is None:
             alert = await self.store.get_alert(alert_id)
             if alert is not None:
-                self._cache_alert(alert)
+                self.store.remember(alert)
         return alert
 
     async def _run_job(self, job: Job) -> None:
