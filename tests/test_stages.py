@@ -324,7 +324,7 @@ async def test_supersede_comes_before_expire(engine: Engine, worker: Worker) -> 
     assert worker.chain.supersede(fresh) is False
     assert worker.chain.expire(fresh) is True and fresh.fields == {"state": "expired"}
     # Through the whole chain, an alert both replaced and expired is recorded as superseded.
-    worker._cache_alert(alert)
+    worker.store.remember(alert)
     await worker.chain(job_for(alert.id, FEED_SUBSCRIBER, alert_state=AlertState.CANCELLED))
     rows = {r["subscriber"]: r for r in await engine.store.deliveries(alert.id)}
     assert rows[FEED_SUBSCRIBER]["state"] == "superseded"
