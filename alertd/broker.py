@@ -13,6 +13,8 @@ of logs, errors and /healthz.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -81,3 +83,18 @@ class Broker:
     def check(self) -> None:
         """Raise now (at start) if the CA file cannot be used, rather than on every reconnect."""
         self.tls_context()
+
+
+async def stop_client_task(task: asyncio.Task[Any], seconds: float = 2.0) -> None:
+    """Cancel a task that runs an ``async with aiomqtt.Client``, waiting for it at most
+    ``2 × seconds``. Cancelled, the client's exit sends DISCONNECT and waits for the
+    connection to close with no time limit (aiomqtt 2.5): a broker or a loop too busy to
+    finish that must not keep whoever stops it (a drill's report) waiting for ever. A
+    second cancel ends that wait."""
+    for _ in range(2):
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+        if done:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
+            return

@@ -921,3 +921,25 @@ steps:
     assert proc.returncode == 130, err.decode()
     row = next(r for r in await engine.deliveries(order) if r["subscriber"] == "live-radio-down")
     assert row["state"] == "superseded" and row["last_error"].startswith("ended by the drill"), row
+
+
+async def test_stopping_a_listener_whose_disconnect_is_never_answered_does_not_wait_for_ever() -> None:
+    """A drill hung after "settling" until pytest's 300 s timeout on a loaded machine: its
+    report waited on stopping its MQTT listeners, and aiomqtt's exit waits for the broker to
+    close the connection with no time limit. Stopping now ends such a wait by cancelling again."""
+    from alertd.broker import stop_client_task
+
+    leaving = asyncio.Event()
+
+    async def listener() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            leaving.set()
+            await asyncio.Event().wait()  # as aiomqtt's __aexit__ waits for the disconnect
+
+    task = asyncio.create_task(listener())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        await stop_client_task(task, seconds=0.05)
+    assert leaving.is_set() and task.cancelled()

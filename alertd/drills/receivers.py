@@ -22,7 +22,7 @@ import aiomqtt
 from aiohttp import web
 
 from adapters.isp import SIGNATURE_HEADER, verify
-from alertd.broker import Broker
+from alertd.broker import Broker, stop_client_task
 
 
 def _free_port() -> int:
@@ -109,9 +109,7 @@ class Fleet:
 
     async def stop(self) -> None:
         if self._mqtt_task is not None:
-            self._mqtt_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._mqtt_task
+            await stop_client_task(self._mqtt_task)
         if self._runner is not None:
             await self._runner.cleanup()
         if self._http is not None:

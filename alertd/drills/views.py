@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
 import time
@@ -11,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from alertd.broker import Broker
+from alertd.broker import Broker, stop_client_task
 from alertd.drills.scenario import KIND_KEYS
 
 
@@ -43,9 +42,7 @@ class Views:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await stop_client_task(self._task)
 
     async def _listen(self) -> None:
         import aiomqtt
