@@ -937,10 +937,7 @@ class Store:
 
     async def _load_chunk(self, ids: list[str], extra: tuple[str, ...]) -> list[tuple[Alert, dict[str, Any]]]:
         names = ("state", "superseded_by", "planned", *extra)
-        known = {alert_id: self._docs.get(alert_id) for alert_id in ids}
-        for alert_id, alert in known.items():
-            if alert is not None:
-                self._docs.move_to_end(alert_id)  # in use: the last to go
+        known = {alert_id: self.cached(alert_id) for alert_id in ids}
         async with self.redis.pipeline(transaction=False) as pipe:
             for alert_id in ids:
                 pipe.hmget(self.keys.alert(alert_id), list(names) if known[alert_id] else ["doc", *names])
@@ -952,7 +949,7 @@ class Store:
                 raw_doc, *row = row
                 if raw_doc is None:
                     continue
-                alert = self._remember(Alert.from_dict(_unpack(raw_doc)))
+                alert = self.remember(Alert.from_dict(_unpack(raw_doc)))
             elif row[0] is None:
                 self._docs.pop(alert_id, None)  # deleted meanwhile (by another process's retention sweep)
                 continue
@@ -976,9 +973,6 @@ class Store:
 
     def remember(self, alert: Alert) -> Alert:
         """Keep a decoded alert for the readers of this process (the delivery workers share it)."""
-        return self._remember(alert)
-
-    def _remember(self, alert: Alert) -> Alert:
         self._docs[alert.id] = alert
         while len(self._docs) > self.doc_cache:
             self._docs.popitem(last=False)
@@ -1052,11 +1046,10 @@ class Store:
             return
         scores = await self.redis.zmscore(self.keys.expiry, ids)
         missing = [i for i, score in zip(ids, scores, strict=True) if score is None]
-        for start in range(0, len(missing), LOAD_CHUNK):
-            chunk = missing[start : start + LOAD_CHUNK]
-            loaded = {alert.id: alert for alert, _ in await self._load(chunk)}
-            index = {i: _expiry_score(loaded[i]) if i in loaded else 0.0 for i in chunk}
-            await self.redis.zadd(self.keys.expiry, index)
+        if missing:
+            loaded = {alert.id: alert for alert, _ in await self._load(missing)}
+            await self.redis.zadd(self.keys.expiry, {i: _expiry_score(loaded[i]) if i in loaded else 0.0
+                                                     for i in missing})  # fmt: skip
 
     async def take_dirty_states(self, count: int) -> list[tuple[str, str]]:
         """Municipalities whose retained state changed, as (status, municipality)."""
