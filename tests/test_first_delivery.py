@@ -18,7 +18,7 @@ from aiohttp import web
 from alertd.redis_client import connect
 from alertd.store import FIRST_ENTRIES, PART_ENTRIES
 from tests.conftest import REDIS_URL, RunningEngine, Sink, make_settings, start_engine, stop_engine, wipe
-from tests.fanouts import MISSILE, add_receivers, assert_once_each
+from tests.fanouts import MISSILE, add_receivers, assert_once_each, fanout_settings
 from tests.support import free_port, until
 
 # The feed's entry, FIRST_ENTRIES - 1 receivers with the alert, then two whole parts and a short one.
@@ -30,7 +30,7 @@ def _queueing(running: RunningEngine) -> str:
 
 
 async def test_a_fan_out_larger_than_the_first_entries_arrives_whole_and_once(sink: Sink) -> None:
-    running = await start_engine()
+    running = await start_engine(fanout_settings())
     r = connect(REDIS_URL, key_prefix=running.engine.settings.key_prefix)
     try:
         cabinet = await running.add_issuer("cabinet", [], national=True)
@@ -51,7 +51,7 @@ async def test_a_worker_takes_over_the_rest_when_the_committing_process_died(sin
     # The committing process: API only, and it queues nothing after its transaction, as if
     # it had been killed the moment the alert was committed. One lane shard: its first
     # entries are in the alert's transaction (with several, tests/test_lane_shards.py).
-    settings = make_settings(lane_shards=1)
+    settings = fanout_settings(lane_shards=1)
     api = await start_engine(settings, workers=False)
     api.engine.store.queue_rest = False
     r = connect(REDIS_URL, key_prefix=settings.key_prefix)

@@ -18,7 +18,7 @@ from alertd.shards import shard_index
 from alertd.store import FIRST_ENTRIES, remove_prefix
 from simulations.faults import ClusterGroup, _ask
 from tests.conftest import ADMIN_TOKEN, RunningEngine, Sink, make_settings, start_engine, stop_engine, wipe
-from tests.fanouts import MISSILE, add_receivers, assert_once_each
+from tests.fanouts import MISSILE, add_receivers, assert_once_each, fanout_settings
 from tests.support import until
 
 SHARDS = 3
@@ -36,7 +36,7 @@ async def _lane_reads(running: RunningEngine) -> list[int]:
 
 
 async def test_a_sharded_fan_out_arrives_whole_and_once_and_the_desk_sees_every_delivery(sink: Sink) -> None:
-    running = await start_engine(make_settings(lane_shards=SHARDS))
+    running = await start_engine(fanout_settings(lane_shards=SHARDS))
     try:
         store = running.engine.store
         assert [s.index for s in store.shards] == [0, 1, 2]
@@ -78,7 +78,7 @@ async def test_a_worker_starts_the_shards_when_the_committing_process_died(
 ) -> None:
     # API only, queueing nothing after its transaction: as if killed right after the commit.
     monkeypatch.setattr(engine_module, "SHARD_START_LATE_S", 0.5)
-    settings = make_settings(lane_shards=SHARDS)
+    settings = fanout_settings(lane_shards=SHARDS)
     api = await start_engine(settings, workers=False)
     api.engine.store.queue_rest = False
     workers: list[RunningEngine] = []
