@@ -214,6 +214,38 @@ def _within(registry: Registry, district: str, municipality: str) -> bool:
         return False
 
 
+class StandingByTown:
+    """Which of a list of standing alerts touch each town: those with a district in the town
+    (or the town itself), or covering it (its prefecture), as ``_within`` says, oldest first.
+    Worked out once per list: a state round asked every standing alert of a prefecture
+    about every dirty town, district by district, and in the bench's storm (2,500 orders in
+    force) that held the loop 20–35 ms a round, beside the flash deliveries."""
+
+    def __init__(self, standing: list[Standing], registry: Registry) -> None:
+        self.standing = standing
+        self.registry = registry
+        self._named: dict[str, list[int]] = {}  # a district an alert names → those alerts
+        self._inside: dict[str, list[int]] = {}  # that district and each above it → the same
+        for i, s in enumerate(standing):
+            for district in s.alert.districts:
+                try:
+                    chain = registry.ancestors(district)
+                except Exception:
+                    continue  # a code the registry does not know touches no town (as _within)
+                self._named.setdefault(district, []).append(i)
+                for above in chain:
+                    self._inside.setdefault(above, []).append(i)
+
+    def in_town(self, municipality: str) -> list[Standing]:
+        hits = set(self._inside.get(municipality, ()))  # a district in the town, or the town
+        try:
+            for above in self.registry.ancestors(municipality):
+                hits.update(self._named.get(above, ()))  # a district covering the town
+        except Exception:
+            pass  # a town the registry does not know: only what names it
+        return [self.standing[i] for i in sorted(hits)]
+
+
 class Store:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
@@ -861,9 +893,9 @@ class Store:
             # Whether each alert stands at all is worked out once, not once per town: a state
             # round of a prefecture's towns under dozens of standing alerts was that many
             # times over (tens of ms on the loop the flash deliveries share).
-            standing = self._standing(await self._load_standing(members), status, registry)
+            by_town = StandingByTown(self._standing(await self._load_standing(members), status, registry), registry)
             for muni in (m for m in municipalities if m[:2] == pref):
-                out[muni] = self._in_town(standing, muni, registry)
+                out[muni] = by_town.in_town(muni)
         return out
 
     async def _load_standing(self, members: Any) -> list[tuple[Alert, dict[str, Any]]]:
@@ -873,7 +905,7 @@ class Store:
     def _standing_in(
         cls, rows: list[tuple[Alert, dict[str, Any]]], municipality: str, status: str, registry: Registry
     ) -> list[Standing]:
-        return cls._in_town(cls._standing(rows, status, registry), municipality, registry)
+        return StandingByTown(cls._standing(rows, status, registry), registry).in_town(municipality)
 
     @staticmethod
     def _standing(rows: list[tuple[Alert, dict[str, Any]]], status: str, registry: Registry) -> list[Standing]:
@@ -888,11 +920,6 @@ class Store:
                 out.append(standing)
         out.sort(key=lambda s: (s.alert.accepted_at or s.alert.sent, s.alert.id))
         return out
-
-    @staticmethod
-    def _in_town(standing: list[Standing], municipality: str, registry: Registry) -> list[Standing]:
-        """Those of ``standing`` with a district in the municipality or covering it."""
-        return [s for s in standing if any(_within(registry, d, municipality) for d in s.alert.districts)]
 
     async def plan_of(self, alert_ids: list[str]) -> list[tuple[str, str]]:
         """Who the given alerts were planned for (subscriber id, adapter), each once."""
