@@ -253,11 +253,17 @@ def _too_large_detail(request: web.Request) -> str:
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(data, ensure_ascii=False).encode("utf-8"),
-        content_type="application/json",
-    )
+    return web.Response(status=status, body=json_bytes(data), content_type="application/json")
+
+
+async def large_json_response(data: Any, status: int = 200) -> web.Response:
+    """``json_response`` for answers that can be large (an alert's 3,000 deliveries: ~7 ms
+    of encoding), encoded off the loop the deliveries share."""
+    return web.Response(status=status, body=await run_blocking(json_bytes, data), content_type="application/json")
+
+
+def json_bytes(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
 
 
 def _bearer(request: web.Request) -> str:
@@ -1093,7 +1099,7 @@ async def require_reader_of(request: web.Request, alert: Alert) -> None:
 async def get_deliveries(request: web.Request) -> web.Response:
     alert = await _alert_or_404(request)
     await require_reader_of(request, alert)
-    return json_response({"alert_id": alert.id, "deliveries": await _delivery_rows(request, alert)})
+    return await large_json_response({"alert_id": alert.id, "deliveries": await _delivery_rows(request, alert)})
 
 
 async def post_end_deliveries(request: web.Request) -> web.Response:
@@ -1109,6 +1115,10 @@ async def post_end_deliveries(request: web.Request) -> web.Response:
 
 async def _delivery_rows(request: web.Request, alert: Alert) -> list[dict[str, Any]]:
     rows = await request.app[ENGINE].store.deliveries(alert.id)
+    return await run_blocking(_with_iso_times, rows)  # 6,000 times formatted: off the loop too
+
+
+def _with_iso_times(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         if row["confirmed_at"]:
             row["confirmed_at"] = _iso(float(row["confirmed_at"]))
