@@ -206,6 +206,23 @@ def _pack_with_hiredis(pool: ConnectionPool) -> None:
     base = pool.connection_class
     if not issubclass(base, _HiredisPacking):
         pool.connection_class = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
+    if _DRIVER_INFO is not None:
+        pool.connection_kwargs.setdefault("driver_info", _DRIVER_INFO)
+
+
+def _driver_info() -> Any:
+    """What every connection tells Redis it is (CLIENT SETINFO), worked out once. redis-py 8
+    works it out for each connection it opens, with importlib.metadata (a scan of
+    site-packages): 0.4 ms on an idle machine, 17 ms seen in the bench's storm, on the loop
+    the deliveries share, when a flash alert's concurrency grows the pool."""
+    try:
+        from redis.driver_info import DriverInfo
+    except ImportError:  # an older redis-py: it worked its version out once, at import
+        return None
+    return DriverInfo(lib_version=redis.__version__)
+
+
+_DRIVER_INFO = _driver_info()
 
 
 def connect(
