@@ -109,6 +109,8 @@ from simulations.bench_national import national_rows, phase_national
 from simulations.bench_scaleout import phase_scaleout, scaleout_rows
 
 FLASH_PREF = "13"  # Tokyo: the flash alert's area, and the one prefecture the storm leaves alone
+# Hokkaido: the towns of the feed-alone alert, as many as Tokyo's feed topics, none with a webhook.
+LONE_PREF = "01"
 
 TARGET_RATIO = 0.7  # the routine-era ratio target, kept for the routine rows
 # Issue 12's targets: the flash fan-out at least as fast as Alertmanager in the same run
@@ -258,6 +260,7 @@ class Bench:
         self.pref_tokens: dict[str, str] = {}
         self.storm_munis: list[str] = []
         self.feed_munis: list[str] = []
+        self.lone_munis: list[str] = []
         self.results: dict[str, Any] = {}
         self.http: aiohttp.ClientSession | None = None
         self.alert_seq = 0
@@ -279,6 +282,11 @@ class Bench:
         # Spread the storm over the whole country: every k-th municipality.
         step = max(1, len(munis) // self.o.storm_munis)
         self.storm_munis = munis[::step][: self.o.storm_munis]
+        # The feed-alone alert's towns: no storm receiver, and no city with wards (whose
+        # topics would add its wards' to the alert's).
+        cities = {c.parent for c in reg.children(LONE_PREF) if c.level == "ward"}
+        self.lone_munis = [c.code for c in reg.children(LONE_PREF) if c.level == "municipality"
+                           and c.code not in cities and c.code not in self.storm_munis][: len(self.feed_munis)]  # fmt: skip
         prefs = sorted({m[:2] for m in self.storm_munis})
         self.pref_tokens = {pref: secrets.token_hex(16) for pref in prefs}
         issuers: list[dict[str, Any]] = [
@@ -337,6 +345,7 @@ class Bench:
         await self.start_process(
             [sys.executable, "-m", "simulations.bench_sink", "--port", str(port), "--mqtt-host", mqtt_host,
              "--mqtt-port", str(mqtt_port), "--topic", f"{self.topic_prefix}/{FLASH_PREF}/+",
+             "--topic", f"{self.topic_prefix}/{LONE_PREF}/+",
              "--topic", f"bench/{self.run_id}/+/+", "--topic", f"{national_feed_root(self.run_id)}/+/+",
              "--max-seconds", limit],
             None, OUT_DIR / "sink-mqtt.log", "READY",
@@ -669,6 +678,55 @@ class Bench:
             "window_per_s_p50": p([(len(self.feed_munis) - 1) / max(x, 0.1) * 1000 for x in windows], 50),
         }  # fmt: skip
 
+    async def phase_feed_alone(self) -> None:
+        """The feed with nothing beside it, turn about with raw aiomqtt on the same topic names
+        and the same CAP bytes: a flash alert for towns no webhook takes (``lone_munis``),
+        then the raw client's publishes of that alert's CAP to those towns, ``runs`` times.
+        The flash phase's feed shares the machine with 2,000 webhooks and their sink, which
+        the raw ceiling alone does not: this compares the two clients on equal terms."""
+        assert self.http is not None
+        n = len(self.lone_munis)
+        self.say(f"feed alone: {self.o.runs} × {n} topics, turn about with raw aiomqtt")
+        _, answer = await self.post_flash("lone-warmup", districts=self.lone_munis)
+        if int(answer["deliveries"]) != 0:
+            raise RuntimeError(f"the feed-alone alert reached {answer['deliveries']} webhooks; it should reach none")
+        await self.wait_count("feed", n, 10)
+        await self.take("feed")
+        async with self.http.get(f"{self.alertd_url}/api/v1/alerts/{answer['id']}.cap") as resp:
+            cap = await resp.read()
+        host, port = host_port(self.o.mqtt_url, 1883)
+        job = {
+            "job": "raw_mqtt", "host": host, "port": port, "runs": 1, "prefix": f"bench/{self.run_id}",
+            "topics": self.lone_munis, "body": base64.b64encode(cap).decode(),
+            "state": base64.b64encode(self.raw_state()).decode(),
+        }  # fmt: skip
+        ours: list[float] = []
+        raws: list[float] = []
+        for i in range(self.o.runs):
+            t0, _ = await self.post_flash(f"lone{i}", districts=self.lone_munis)
+            await self.wait_count("feed", n, 10)
+            feed = await self.take("feed")
+            first, last = rel(feed, t0)
+            if len(feed) >= n and first is not None and last is not None:
+                ours.append(last - first)
+            await asyncio.sleep(0.3)
+            for r in (await self.client_job(job, 120))["runs"]:
+                await self.wait_count(r["key"], n, 5)
+                times = await self.take(r["key"])
+                first, last = rel(times, r["t0"])
+                if len(times) >= n and first is not None and last is not None:
+                    raws.append(last - first)
+            await self.take(f"bench/{self.run_id}/raw-1")
+            await asyncio.sleep(0.3)
+
+        def rate(windows: list[float]) -> float | None:
+            return p([(n - 1) / max(w, 0.1) * 1000 for w in windows], 50)
+
+        self.results["feed_alone"] = {
+            "messages": n, "alertd_window_ms": ours, "raw_window_ms": raws,
+            "alertd_per_s_p50": rate(ours), "raw_per_s_p50": rate(raws),
+        }  # fmt: skip
+
     async def phase_apprise(self) -> None:
         try:
             import apprise  # noqa: F401
@@ -897,6 +955,7 @@ class Bench:
         if "flash" in self.o.phases and self.o.ceilings:
             await self.phase_raw_http()
             await self.phase_raw_mqtt()
+            await self.phase_feed_alone()
             await self.phase_raw_flash()
             if self.o.peers:
                 await self.phase_apprise()  # Alertmanager ran beside alertd's flash runs
@@ -1003,6 +1062,12 @@ def flash_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
         row("feed: MQTT publishes/s, first → last message (p50)", fl.get("feed_window_per_s_p50"),
             rm.get("window_per_s_p50"), True, None, None, f"ratio ≥ {TARGET_MQTT_RATIO:g}",
             ge(window_ratio, TARGET_MQTT_RATIO)),
+        # The feed and the raw client each with the machine to itself, turn about, on the same
+        # topic names and bytes (phase_feed_alone): the two clients on equal terms.
+        *([row(f"feed alone: {fa['messages']} topics, no webhooks, publishes/s first → last (p50)",
+               fa["alertd_per_s_p50"], fa["raw_per_s_p50"], True, None, None, f"ratio ≥ {TARGET_MQTT_RATIO:g}",
+               ge(speed(fa["alertd_per_s_p50"], fa["raw_per_s_p50"], rate=True), TARGET_MQTT_RATIO))]
+          if (fa := res.get("feed_alone", {})).get("alertd_per_s_p50") is not None else []),
         # The same two measures against the raw clients doing the flash run's whole work at
         # once (simulations.bench_clients raw_flash): informational; the targets stay above.
         *([row("like for like: HTTP deliveries/s beside the feed (p50)", fl["per_s_p50"],

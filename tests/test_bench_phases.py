@@ -102,3 +102,14 @@ def test_the_feed_target_stays_against_raw_mqtt_alone_and_like_for_like_is_infor
     # Against Alertmanager's interleaved runs: behind on the end and the rate, ahead on the p99.
     assert rows["flash: HTTP deliveries/s (p50)"]["met"] is False
     assert rows["flash: last of 2000 p99 (ms)"]["met"] is True
+
+    # The feed alone, turn about with raw aiomqtt on the same topics: its own target row,
+    # beside the flash feed's (which keeps its own verdict against the raw client alone).
+    res["feed_alone"] = {"messages": 62, "alertd_window_ms": [7.0], "raw_window_ms": [6.5],
+                         "alertd_per_s_p50": 8700.0, "raw_per_s_p50": 9400.0}  # fmt: skip
+    rows = {r["measure"]: r for r in build_rows(res)}
+    alone = rows["feed alone: 62 topics, no webhooks, publishes/s first → last (p50)"]
+    assert alone["raw"] == 9400.0 and alone["met"] is True  # 0.93
+    assert rows["feed: MQTT publishes/s, first → last message (p50)"]["met"] is False
+    res["feed_alone"]["alertd_per_s_p50"] = 8000.0  # 0.85
+    assert {r["measure"]: r for r in build_rows(res)}[alone["measure"]]["met"] is False
