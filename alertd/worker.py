@@ -366,14 +366,40 @@ class Worker:
         if not jobs:
             await self._refresh_subscribers()
             return
+        # Held from the moment they are read: a batch can wait for free delivery slots longer
+        # than claim_idle_s, and entries waiting here unheld were neither kept fresh (_touch)
+        # nor skipped by the reclaimers, so another worker took them over and delivered them
+        # a second time (tests/test_first_delivery.py). What is not handed to a runner (a
+        # failed prefetch, a cancel) is let go again, to be read again.
+        waiting = {job.entry_id for job in jobs}
+        for job in jobs:
+            self._held[job.entry_id] = lane
+        try:
+            await self._prefetch(jobs)
+            first_receiver(jobs)
+            for i, job in enumerate(jobs):
+                await self._queues[lane].put(job)
+                waiting.discard(job.entry_id)
+                if lane is Priority.FLASH:
+                    self._flash.enter()  # after the put: a cancelled put leaves the gate even
+                if reader is not None:
+                    reader.beat()  # waiting for a free delivery slot is progress, not a stall
+                if i % YIELD_EVERY == 0:
+                    # Let the loop poll between slices of the batch: the first receiver goes out
+                    # at once, and the request that committed the alert gets its 202 written
+                    # without waiting behind a whole batch's renders and request writes.
+                    await asyncio.sleep(0)
+        finally:
+            for entry_id in waiting:
+                self._held.pop(entry_id, None)
+
+    async def _prefetch(self, jobs: list[Job]) -> None:
+        """One round trip for the whole batch: alert states, documents not yet cached, and
+        each delivery's state and attempt count so far."""
         alert_ids = list({j.alert_id for j in jobs})
         # Decoded alerts are the store's, shared with this process's other readers: one copy
         # of each kept alert is fewer objects for every full collection to scan.
         missing = [a for a in alert_ids if self.store.cached(a) is None]
-        # One round trip for the whole batch: alert states, documents not yet
-        # cached, and each delivery's state and attempt count so far. Nothing is
-        # marked held until it succeeds, so a failed prefetch leaves the entries
-        # to be read again, not stranded.
         # One HMGET per alert, not per job: a fan-out batch is mostly one alert.
         fields_by_alert = {a: self.ledger.prefetch_fields(j.sub_id for j in jobs if j.alert_id == a)
                            for a in alert_ids}  # fmt: skip
@@ -402,21 +428,6 @@ class Worker:
             job.alert_state = states.get(job.alert_id)
             job.state, job.prev = known[job.alert_id][job.sub_id]
             job.attempts = self.ledger.attempts(job.prev)
-        first_receiver(jobs)
-        for i, job in enumerate(jobs):
-            if job.entry_id in self._held:  # taken by a concurrent read (reclaim) meanwhile
-                continue
-            self._held[job.entry_id] = lane
-            if lane is Priority.FLASH:
-                self._flash.enter()
-            await self._queues[lane].put(job)
-            if reader is not None:
-                reader.beat()  # waiting for a free delivery slot is progress, not a stall
-            if i % YIELD_EVERY == 0:
-                # Let the loop poll between slices of the batch: the first receiver goes out
-                # at once, and the request that committed the alert gets its 202 written
-                # without waiting behind a whole batch's renders and request writes.
-                await asyncio.sleep(0)
 
     def _queue_alert_reads(self, pipe: Any, alert_ids: list[str], missing: list[str]) -> None:
         # The subscribers' version rides along: a separate GET was a round trip of its

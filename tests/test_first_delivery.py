@@ -126,3 +126,33 @@ async def test_the_first_receiver_is_served_before_the_feed(mqtt: aiomqtt.Client
             listener.cancel()
         await server.cleanup()
         await stop_engine(running)
+
+
+async def test_a_batch_waiting_for_free_slots_is_not_taken_over_by_another_worker(sink: Sink) -> None:
+    # Process A has two delivery slots and receivers that take 0.4 s each: the batch it read
+    # waits ~6 s for free slots, twice the suite's claim idle time (3 s). Those entries are
+    # A's, merely waiting their turn, not a dead consumer's: process B, idle beside it, must
+    # not take them over and deliver them a second time.
+    settings = make_settings(flash_concurrency=2)
+    a = await start_engine(settings)
+    b: RunningEngine | None = None
+    n = 30
+    try:
+        cabinet = await a.add_issuer("cabinet", [], national=True)
+        await add_receivers(a, sink.url, n)
+        for i in range(n):
+            sink.delay[f"/r/{i}"] = 0.4
+        status, answer = await a.post("/api/v1/alerts", cabinet, {**MISSILE, "identifier": "slow-slots"})
+        assert status == 202, answer
+        await sink.wait_for(1, timeout=10)  # A has read the batch: its first receiver is being served
+        s = copy.copy(settings)
+        s.consumer_name = "b"
+        b = await start_engine(s)
+        await sink.wait_for(n, timeout=60)
+        rows = await a.wait_settled(answer["id"], timeout=60)
+        assert_once_each(sink, n)
+        assert {r["attempts"] for r in rows if r["adapter"] != "feed"} == {1}
+    finally:
+        if b is not None:
+            await stop_engine(b, wipe_keys=False)
+        await stop_engine(a)
