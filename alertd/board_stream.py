@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from alertd.models import Alert
-from alertd.offload import run_blocking
+from alertd.offload import run_report
 
 FINAL = frozenset({"confirmed", "failed", "expired", "superseded"})
 INTERVAL_S = 0.5
@@ -74,7 +74,7 @@ def handler(
             rows = await rows_of(request, alert)
             # Encoded off the loop: a national fan-out's rows are ~7 ms of JSON, twice a second
             # for every open board, beside the deliveries they show.
-            body = await run_blocking(_encode, alert.id, rows)
+            body = await run_report(_encode, alert.id, rows)
             if body != last:
                 await response.write(b"event: deliveries\ndata: " + body + b"\n\n")
                 last = body

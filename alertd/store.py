@@ -40,7 +40,7 @@ from alertd.models import (
     Subscriber,
     utcnow,
 )
-from alertd.offload import run_blocking
+from alertd.offload import run_report
 from alertd.redis_client import WaitAof, connect, is_cluster, key_root, wait_for_copies
 from alertd.shards import Shard, ShardUnreachable, shard_index, shard_roots
 
@@ -1184,7 +1184,7 @@ class Store:
         records = await self.delivery_records(alert_id)
         # Off the loop: 3,000 rows are ~15 ms of decoding, and the console's live board reads
         # them twice a second while the fan-out they show is still going out on this loop.
-        return await run_blocking(self.ledger.rows, records, plan)
+        return await run_report(self.ledger.rows, records, plan)
 
     async def delivery_records(self, alert_id: str) -> dict[bytes, bytes]:
         """An alert's delivery records (the ledger's fields), from every shard."""
