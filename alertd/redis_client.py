@@ -339,8 +339,9 @@ class _SlotMasterPool(BlockingConnectionPool):
         errors = []
         silent: list[tuple[str, int]] = []
         for host, port in list(self.nodes):
+            known = {"driver_info": _DRIVER_INFO} if _DRIVER_INFO is not None else {}
             probe = aioredis.Redis(host=host, port=port, password=self.password, retry=Retry(NoBackoff(), 0),
-                                   **self.probe_options)  # fmt: skip
+                                   **known, **self.probe_options)  # fmt: skip
             try:
                 ranges = await probe.execute_command("CLUSTER SLOTS")
             except (OSError, RedisConnectionError, RedisTimeoutError, ResponseError) as exc:
