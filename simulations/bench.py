@@ -272,8 +272,9 @@ class Bench:
         self.progress.show(f"[bench] {text}")
 
     # --- setup ---------------------------------------------------------------
-    def plan_population(self) -> dict[str, Any]:
-        """Issuers and subscribers for the seed file alertd reads at start (ALERTD_CONFIG)."""
+    def plan_towns(self) -> None:
+        """Which towns each part of the run uses: the flash feed's (Tokyo), the storm's, and
+        the feed-alone alert's. Before the sink starts: it subscribes to their topics."""
         from geo.registry import Registry
 
         reg = Registry.default()
@@ -284,9 +285,12 @@ class Bench:
         self.storm_munis = munis[::step][: self.o.storm_munis]
         # The feed-alone alert's towns: no storm receiver, and no city with wards (whose
         # topics would add its wards' to the alert's).
-        cities = {c.parent for c in reg.children(LONE_PREF) if c.level == "ward"}
+        cities = {d.parent for d in reg.municipalities() if d.level == "ward" and d.code[:2] == LONE_PREF}
         self.lone_munis = [c.code for c in reg.children(LONE_PREF) if c.level == "municipality"
                            and c.code not in cities and c.code not in self.storm_munis][: len(self.feed_munis)]  # fmt: skip
+
+    def plan_population(self) -> dict[str, Any]:
+        """Issuers and subscribers for the seed file alertd reads at start (ALERTD_CONFIG)."""
         prefs = sorted({m[:2] for m in self.storm_munis})
         self.pref_tokens = {pref: secrets.token_hex(16) for pref in prefs}
         issuers: list[dict[str, Any]] = [
@@ -345,7 +349,9 @@ class Bench:
         await self.start_process(
             [sys.executable, "-m", "simulations.bench_sink", "--port", str(port), "--mqtt-host", mqtt_host,
              "--mqtt-port", str(mqtt_port), "--topic", f"{self.topic_prefix}/{FLASH_PREF}/+",
-             "--topic", f"{self.topic_prefix}/{LONE_PREF}/+",
+             # The feed-alone towns' own topics, not the prefecture's: the storm's orders
+             # for other Hokkaido towns would be counted as the flash alert's feed.
+             *(a for m in self.lone_munis for a in ("--topic", f"{self.topic_prefix}/{LONE_PREF}/{m}")),
              "--topic", f"bench/{self.run_id}/+/+", "--topic", f"{national_feed_root(self.run_id)}/+/+",
              "--max-seconds", limit],
             None, OUT_DIR / "sink-mqtt.log", "READY",
@@ -688,8 +694,9 @@ class Bench:
         n = len(self.lone_munis)
         self.say(f"feed alone: {self.o.runs} × {n} topics, turn about with raw aiomqtt")
         _, answer = await self.post_flash("lone-warmup", districts=self.lone_munis)
-        if int(answer["deliveries"]) != 0:
-            raise RuntimeError(f"the feed-alone alert reached {answer['deliveries']} webhooks; it should reach none")
+        if int(answer["deliveries"]) != 0:  # information only: the run goes on without this row
+            self.results["feed_alone"] = {"status": f"failed: the alert reached {answer['deliveries']} webhooks"}
+            return
         await self.wait_count("feed", n, 10)
         await self.take("feed")
         async with self.http.get(f"{self.alertd_url}/api/v1/alerts/{answer['id']}.cap") as resp:
@@ -982,6 +989,7 @@ class Bench:
         seed = OUT_DIR / f"seed-{self.run_id}.yaml"
         phases = self.o.phases
         try:
+            await asyncio.to_thread(self.plan_towns)
             self.say("starting the sink")
             await self.start_sink()
             if "flash" in phases or "storm" in phases:
