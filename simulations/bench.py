@@ -1067,7 +1067,7 @@ def flash_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
             None, None, "", None),
         row("feed: MQTT publishes/s from the POST (p50)", fl["feed_per_s_p50"], rm.get("per_s_p50"), True, None, None,
             "", None),
-        row("feed: MQTT publishes/s, first → last message (p50)", fl.get("feed_window_per_s_p50"),
+        row("feed beside the webhooks: publishes/s first → last, vs raw alone (p50)", fl.get("feed_window_per_s_p50"),
             rm.get("window_per_s_p50"), True, None, None, f"ratio ≥ {TARGET_MQTT_RATIO:g}",
             ge(window_ratio, TARGET_MQTT_RATIO)),
         # The feed and the raw client each with the machine to itself, turn about, on the same
@@ -1123,8 +1123,12 @@ def render(rows: list[dict[str, Any]], res: dict[str, Any]) -> str:
     def met(v: bool | None) -> str:
         return "-" if v is None else ("yes" if v else "NO")
 
+    def ratio(v: float | None) -> str | None:
+        # Two decimals: at one, 0.855 printed as 0.9 beside a target of 0.9 that it missed.
+        return None if v is None else f"{v:.2f}"
+
     headers = ["measure", "alertd", "raw ceiling", "ratio", "Apprise", "Alertmanager", "target", "met?"]
-    body = [[r["measure"], cell(r["alertd"]), cell(r["raw"]), r["ratio"], cell(r["apprise"]),
+    body = [[r["measure"], cell(r["alertd"]), cell(r["raw"]), ratio(r["ratio"]), cell(r["apprise"]),
              cell(r["alertmanager"]), r["target"] or "-", met(r["met"])] for r in rows]  # fmt: skip
     meta = res["meta"]
     runs = meta["runs"]
