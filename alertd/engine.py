@@ -21,7 +21,7 @@ from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import RedisError
 
 import adapters
-from alertd import logs, loop, metrics, redis_client, redis_full, romaji
+from alertd import logs, loop, loop_lag, metrics, redis_client, redis_full, romaji
 from alertd.broker import Broker
 from alertd.cap_signature import CapSigner, SigningConfigError
 from alertd.config import Settings, load_seed
@@ -168,6 +168,7 @@ class Engine:
             await self.seed(seed)
         await self.store.mark_deployment(self.consumer)
         self.supervisor.every("data-guard", self._guard_data, 5.0)
+        self.supervisor.spawn("loop-lag", loop_lag.watch, critical=False)
         self._settle()  # before the lanes are read: a restart's flash backlog goes out at once
         if self.run_workers:
             kinds = adapters.registry(s.call_signs, cap_signer=self.cap_signer, smtp_ca_file=s.smtp_ca_file)

@@ -145,6 +145,14 @@ FANOUT_DURATION = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+LOOP_LAG = Histogram(
+    "alertd_event_loop_lag_seconds",
+    "How late this process's event loop ran a timer due every 100 ms: the time a flash alert "
+    "arriving then would have waited before alertd could even read it (a long computation, a "
+    "garbage collection, a starved CPU). Observed ten times a second.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
 FIRST_DELIVERY = Histogram(
     "alertd_first_delivery_seconds",
     "Per alert: time from acceptance to its first successful delivery to a subscriber.",

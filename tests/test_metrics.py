@@ -9,6 +9,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -170,6 +171,22 @@ async def test_a_circuit_counts_as_open_by_adapter_and_its_series_goes_with_the_
     text = await scrape(engine)
     assert 'subscriber="dead"' not in text
     assert value(text, "alertd_circuits_open", adapter="broadcaster") == base
+
+
+async def test_a_stalled_event_loop_shows_in_the_loop_lag_histogram(engine: RunningEngine) -> None:
+    def between(text: str, low: str, high: str) -> float:
+        buckets = samples(text, "alertd_event_loop_lag_seconds_bucket")
+        return buckets[f'le="{high}"'] - buckets[f'le="{low}"']
+
+    before = between(await scrape(engine), "0.5", "1.0")
+    # Holding the loop 0.6 s (as a long computation would) makes the lag timer, due every
+    # 100 ms, run between 0.5 and 0.7 s late: one observation in the 0.5–1.0 s bucket.
+    time.sleep(0.6)  # noqa: ASYNC251 — the stall under test
+
+    async def counted() -> bool:
+        return between(await scrape(engine), "0.5", "1.0") >= before + 1
+
+    await until(counted, what="a lag between 0.5 and 1 s in alertd_event_loop_lag_seconds")
 
 
 async def test_metrics_pass_promtool(engine: RunningEngine, sink: Sink) -> None:
