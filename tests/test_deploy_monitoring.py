@@ -89,7 +89,7 @@ def test_the_alert_rules_pass_their_unit_tests() -> None:
 
 def test_the_scrape_config_and_rules_load() -> None:
     out = run_promtool("check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
-    assert "11 rules found" in out
+    assert "12 rules found" in out
 
 
 def test_the_rules_cover_what_on_call_must_hear() -> None:
