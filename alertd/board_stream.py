@@ -69,15 +69,18 @@ def handler(
         # A reconnect after a break waits a second, not the EventSource default of three.
         await response.write(b"retry: 1000\n\n")
         last = b""
+        last_rows: list[dict[str, Any]] | None = None
         deadline = time.monotonic() + MAX_STREAM_S
         while not closing.is_set() and time.monotonic() < deadline:
             rows = await rows_of(request, alert)
-            # Encoded off the loop: a national fan-out's rows are ~7 ms of JSON, twice a second
-            # for every open board, beside the deliveries they show.
-            body = await run_report(_encode, alert.id, rows)
-            if body != last:
-                await response.write(b"event: deliveries\ndata: " + body + b"\n\n")
-                last = body
+            if rows is not last_rows:  # the same list again: nothing changed, nothing to send
+                # Encoded off the loop: a national fan-out's rows are ~7 ms of JSON, twice a
+                # second for every open board, beside the deliveries they show.
+                body = await run_report(_encode, alert.id, rows)
+                if body != last:
+                    await response.write(b"event: deliveries\ndata: " + body + b"\n\n")
+                    last = body
+                last_rows = rows
             if _ended(rows):
                 await response.write(b"event: end\ndata: {}\n\n")
                 break
