@@ -1114,8 +1114,8 @@ async def post_end_deliveries(request: web.Request) -> web.Response:
 
 
 async def _delivery_rows(request: web.Request, alert: Alert) -> list[dict[str, Any]]:
-    rows = await request.app[ENGINE].store.deliveries(alert.id)
-    return await run_report(_with_iso_times, rows)  # 6,000 times formatted: off the loop too
+    store = request.app[ENGINE].store
+    return await _rows_from(store, await store.delivery_inputs(alert.id))
 
 
 # The last records a live board was built from, and its rows (one board per request).
@@ -1128,20 +1128,23 @@ async def _board_rows(request: web.Request, alert: Alert) -> list[dict[str, Any]
     that has gone out and waits for confirmations changes seldom; 3,000 rows are ~25 ms of
     a thread's work, for every open board)."""
     store = request.app[ENGINE].store
-    inputs = (await store.plan(alert.id), await store.delivery_records(alert.id))
+    inputs = await store.delivery_inputs(alert.id)
     memo = request.get(_BOARD_MEMO)
     if memo is not None and memo[0] == inputs:
         return memo[1]
-    rows = await run_report(_rows_with_iso_times, store.ledger, *inputs)
+    rows = await _rows_from(store, inputs)
     request[_BOARD_MEMO] = (inputs, rows)
     return rows
 
 
+async def _rows_from(store: Any, inputs: tuple[list[tuple[str, str]], dict[bytes, bytes]]) -> list[dict[str, Any]]:
+    """The rows as the API shows them, decoded and dated off the loop (3,000 rows: ~15 ms of
+    decoding and 6,000 times formatted)."""
+    return await run_report(_rows_with_iso_times, store.ledger, *inputs)
+
+
 def _rows_with_iso_times(ledger: Any, plan: list[tuple[str, str]], records: dict[bytes, bytes]) -> list[dict[str, Any]]:
-    return _with_iso_times(ledger.rows(records, plan))
-
-
-def _with_iso_times(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = ledger.rows(records, plan)
     for row in rows:
         if row["confirmed_at"]:
             row["confirmed_at"] = _iso(float(row["confirmed_at"]))

@@ -117,7 +117,7 @@ def _wards_of(registry: Registry) -> dict[str, list[str]]:
 
 def with_city_and_wards(registry: Registry, municipalities: list[str]) -> list[str]:
     """The towns whose retained state changes with these: a designated city's state
-    (千葉市 12100, 横浜市 14100 …) is the sum of its wards' (store._within), so a change in
+    (千葉市 12100, 横浜市 14100 …) is the sum of its wards' (store.StandingByTown), so a change in
     one ward changes the city's too, and a change naming the city changes every ward's.
     Without it a 解除 naming only wards left the city topic showing the 津波警報."""
     wards = _wards_of(registry)
