@@ -110,8 +110,23 @@ class Alertd:
         return proc
 
     async def serve(self, *extra: str) -> None:
-        proc = self.spawn("serve", ["serve", "--port", str(self.port), *extra])
-        await self.wait_healthy(proc)
+        log = self.workdir / f"{self.prefix}-serve.log"
+        for attempt in range(3):
+            seen = log.stat().st_size if log.exists() else 0
+            proc = self.spawn("serve", ["serve", "--port", str(self.port), *extra])
+            try:
+                await self.wait_healthy(proc)
+                return
+            except RuntimeError:
+                # free_port() only found the port free: another process (a test running beside
+                # this one) may have bound it first. Then take another; any other exit is raised.
+                with log.open("rb") as f:
+                    f.seek(seen)
+                    said = f.read().decode(errors="replace")
+                if attempt == 2 or "Address already in use" not in said:
+                    raise
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
 
     def worker(self, name: str) -> subprocess.Popen[bytes]:
         return self.spawn(name, ["worker"])
