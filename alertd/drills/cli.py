@@ -159,5 +159,15 @@ def _validate(name: str) -> int:
     return 1 if found else 0
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C. Inside the drill's event loop asyncio's runner handles SIGINT by
+    cancelling the drill's main task, at its next await, so its cleanup runs with every other
+    task still alive, and then raises KeyboardInterrupt. Raising KeyboardInterrupt here
+    instead landed wherever the process was (mid-request, inside another task), and a drill
+    once hung after a SIGTERM until pytest's 300 s timeout. Before the loop runs, SIGINT's
+    handler is Python's own, which raises KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not _interrupt:
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
